@@ -1,0 +1,44 @@
+# kubefeed developer commands. The README names two: `make demo`, `make test`.
+SHELL := /bin/bash
+GO ?= go
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+COMMIT ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
+LDFLAGS := -s -w -X github.com/kubefeed/kubefeed/cmd/kubefeed/app.version=$(VERSION) -X github.com/kubefeed/kubefeed/cmd/kubefeed/app.commit=$(COMMIT)
+DEVCLUSTER := .devcluster
+
+.PHONY: all build tools test vet fmt-check demo bench cluster-up cluster-down clean
+
+all: build
+
+build:
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/kubefeed ./cmd/kubefeed
+
+# Builds etcd, kube-apiserver and helm into ~/.cache/kubefeed once per machine.
+tools:
+	@bash test/tools/build.sh >/dev/null
+
+vet:
+	$(GO) vet ./...
+
+fmt-check:
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+
+# Every test, against a real kube-apiserver + etcd and a real nats-server.
+test: tools vet fmt-check
+	KUBEFEED_BIN_DIR=$$(bash test/tools/build.sh) $(GO) test -count=1 -timeout 45m ./...
+
+demo: tools build
+	@bash test/demo/demo.sh
+
+bench: tools build
+	@bash test/bench/bench.sh
+
+cluster-up: tools
+	$(GO) run ./test/cmd/devcluster up $(DEVCLUSTER)
+
+cluster-down:
+	$(GO) run ./test/cmd/devcluster down $(DEVCLUSTER)
+
+clean:
+	rm -rf bin
