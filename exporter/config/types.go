@@ -1,0 +1,151 @@
+package config
+
+import (
+	"fmt"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// APIVersion and Kind of the config file.
+const (
+	APIVersion = "kubefeed.io/v1alpha1"
+	Kind       = "Config"
+)
+
+// Config is the whole file.
+type Config struct {
+	APIVersion string `yaml:"apiVersion"`
+	Kind       string `yaml:"kind"`
+	// Cluster names this cluster in event sources and subjects.
+	Cluster string `yaml:"cluster"`
+	// Workers per sink (default 4).
+	Workers int `yaml:"workers"`
+	// ResyncPeriod of the informers (default 10m); resyncs emit nothing for
+	// unchanged objects.
+	ResyncPeriod Duration `yaml:"resyncPeriod"`
+	// ShutdownTimeout bounds how long SIGTERM waits for queues to drain and
+	// sinks to flush (default 30s).
+	ShutdownTimeout Duration       `yaml:"shutdownTimeout"`
+	Watch           []Watch        `yaml:"watch"`
+	Sinks           []Sink         `yaml:"sinks"`
+	Checkpoint      *Checkpoint    `yaml:"checkpoint"`
+	LeaderElection  LeaderElection `yaml:"leaderElection"`
+	Metrics         Metrics        `yaml:"metrics"`
+}
+
+// Event types a rule can select.
+const (
+	EventAdded    = "ADDED"
+	EventModified = "MODIFIED"
+	EventDeleted  = "DELETED"
+)
+
+// Initial list modes.
+const (
+	InitialListSkip = "skip"
+	InitialListEmit = "emit"
+)
+
+// Watch is one rule: a resource, its scope, and where its changes go.
+type Watch struct {
+	// Resource as kubectl names it: pods, po, deploy, deployments.apps,
+	// apps/v1/deployments, widgets.example.com.
+	Resource          string   `yaml:"resource"`
+	Namespaces        []string `yaml:"namespaces"`
+	ExcludeNamespaces []string `yaml:"excludeNamespaces"`
+	NamespaceSelector string   `yaml:"namespaceSelector"`
+	LabelSelector     string   `yaml:"labelSelector"`
+	FieldSelector     string   `yaml:"fieldSelector"`
+	Events            []string `yaml:"events"`
+	Filter            string   `yaml:"filter"`
+	IgnorePaths       []string `yaml:"ignorePaths"`
+	RedactPaths       []string `yaml:"redactPaths"`
+	// InitialList: skip (default) or emit.
+	InitialList string `yaml:"initialList"`
+	// OldObject adds data.oldObject to modified events.
+	OldObject bool `yaml:"oldObject"`
+	// Sinks this rule routes to; empty: every sink.
+	Sinks []string `yaml:"sinks"`
+}
+
+// Sink is one named sink; exactly one of the kinds is set.
+type Sink struct {
+	Name      string         `yaml:"name"`
+	Stdout    *StdoutSink    `yaml:"stdout"`
+	File      *FileSink      `yaml:"file"`
+	JetStream *JetStreamSink `yaml:"jetstream"`
+}
+
+// StdoutSink writes JSON lines to standard output.
+type StdoutSink struct {
+	// Format: json (default) or diff (human-readable, for terminals).
+	Format string `yaml:"format"`
+}
+
+// FileSink appends JSON lines to a file.
+type FileSink struct {
+	Path string `yaml:"path"`
+	// MaxSizeMB rotates the file when it grows past this size (0: never).
+	MaxSizeMB int `yaml:"maxSizeMB"`
+	// MaxBackups rotated files are kept (default 3).
+	MaxBackups int `yaml:"maxBackups"`
+}
+
+// JetStreamSink publishes to a NATS JetStream stream.
+type JetStreamSink struct {
+	Servers []string `yaml:"servers"`
+	Stream  string   `yaml:"stream"`
+}
+
+// Checkpoint says where delivered state is kept across restarts.
+type Checkpoint struct {
+	File      *FileCheckpoint      `yaml:"file"`
+	JetStream *JetStreamCheckpoint `yaml:"jetstream"`
+}
+
+// FileCheckpoint is the embedded file store.
+type FileCheckpoint struct {
+	Path string `yaml:"path"`
+}
+
+// JetStreamCheckpoint is a JetStream key-value bucket.
+type JetStreamCheckpoint struct {
+	Servers []string `yaml:"servers"`
+	Bucket  string   `yaml:"bucket"`
+}
+
+// LeaderElection through a coordination.k8s.io Lease.
+type LeaderElection struct {
+	Enabled   bool   `yaml:"enabled"`
+	Namespace string `yaml:"namespace"`
+	Name      string `yaml:"name"`
+}
+
+// Metrics serves /metrics, /healthz and /readyz.
+type Metrics struct {
+	Address string `yaml:"address"`
+}
+
+// Duration is a time.Duration written as "30s", "10m".
+type Duration struct{ time.Duration }
+
+// UnmarshalYAML parses a Go duration string.
+func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
+	var s string
+	if err := n.Decode(&s); err != nil {
+		return err
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return fmt.Errorf("line %d: bad duration %q: use a number with a unit, like 30s or 10m", n.Line, s)
+	}
+	if v < 0 {
+		return fmt.Errorf("line %d: duration %q is negative", n.Line, s)
+	}
+	d.Duration = v
+	return nil
+}
+
+// MarshalYAML writes the duration as a string.
+func (d Duration) MarshalYAML() (any, error) { return d.String(), nil }

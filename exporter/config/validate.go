@@ -1,0 +1,229 @@
+package config
+
+import (
+	"fmt"
+	"net"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/util/validation"
+)
+
+// Defaults applied by setDefaults.
+const (
+	DefaultCluster         = "default"
+	DefaultWorkers         = 4
+	DefaultResyncPeriod    = 10 * time.Minute
+	DefaultShutdownTimeout = 30 * time.Second
+	DefaultLeaseName       = "kubefeed"
+)
+
+func (c *Config) setDefaults() {
+	if c.Cluster == "" {
+		c.Cluster = DefaultCluster
+	}
+	if c.Workers == 0 {
+		c.Workers = DefaultWorkers
+	}
+	if c.ResyncPeriod.Duration == 0 {
+		c.ResyncPeriod.Duration = DefaultResyncPeriod
+	}
+	if c.ShutdownTimeout.Duration == 0 {
+		c.ShutdownTimeout.Duration = DefaultShutdownTimeout
+	}
+	for i := range c.Watch {
+		w := &c.Watch[i]
+		if w.InitialList == "" {
+			w.InitialList = InitialListSkip
+		}
+		if len(w.Events) == 0 {
+			w.Events = []string{EventAdded, EventModified, EventDeleted}
+		}
+	}
+	for i := range c.Sinks {
+		if s := c.Sinks[i].Stdout; s != nil && s.Format == "" {
+			s.Format = "json"
+		}
+		if f := c.Sinks[i].File; f != nil && f.MaxBackups == 0 {
+			f.MaxBackups = 3
+		}
+	}
+	if c.LeaderElection.Name == "" {
+		c.LeaderElection.Name = DefaultLeaseName
+	}
+}
+
+type validator struct {
+	file     string
+	loc      locator
+	problems []Problem
+}
+
+// at records a problem at the value of path.
+func (v *validator) at(path, format string, args ...any) {
+	v.add(v.loc.find(path), path, format, args...)
+}
+
+// atKey records a problem at the key of path.
+func (v *validator) atKey(path, format string, args ...any) {
+	v.add(v.loc.keyOf(path), path, format, args...)
+}
+
+func (v *validator) add(n *yaml.Node, path, format string, args ...any) {
+	line, col := 0, 0
+	if n != nil {
+		line, col = n.Line, n.Column
+	}
+	v.problems = append(v.problems, Problem{File: v.file, Line: line, Column: col, Path: path, Msg: fmt.Sprintf(format, args...)})
+}
+
+func (v *validator) config(c *Config) {
+	if c.APIVersion != APIVersion {
+		v.atKey("apiVersion", "must be %s, got %q", APIVersion, c.APIVersion)
+	}
+	if c.Kind != Kind {
+		v.atKey("kind", "must be %s, got %q", Kind, c.Kind)
+	}
+	if errs := validation.IsDNS1123Label(c.Cluster); len(errs) > 0 {
+		v.at("cluster", "must be a DNS label (lower case letters, digits, '-'): %s", strings.Join(errs, "; "))
+	}
+	if c.Workers < 0 || c.Workers > 256 {
+		v.at("workers", "must be between 1 and 256, got %d", c.Workers)
+	}
+	sinkNames := map[string]bool{}
+	if len(c.Sinks) == 0 {
+		v.atKey("sinks", "at least one sink is needed")
+	}
+	for i := range c.Sinks {
+		v.sink(fmt.Sprintf("sinks[%d]", i), &c.Sinks[i], sinkNames)
+	}
+	if len(c.Watch) == 0 {
+		v.atKey("watch", "at least one watch rule is needed")
+	}
+	for i := range c.Watch {
+		v.watch(fmt.Sprintf("watch[%d]", i), &c.Watch[i], sinkNames)
+	}
+	if cp := c.Checkpoint; cp != nil {
+		switch {
+		case cp.File != nil && cp.JetStream != nil:
+			v.at("checkpoint", "set one of file or jetstream, not both")
+		case cp.File != nil && cp.File.Path == "":
+			v.at("checkpoint.file", "path is required")
+		case cp.JetStream != nil && (len(cp.JetStream.Servers) == 0 || cp.JetStream.Bucket == ""):
+			v.at("checkpoint.jetstream", "servers and bucket are required")
+		case cp.File == nil && cp.JetStream == nil:
+			v.at("checkpoint", "set one of file or jetstream")
+		}
+	}
+	if le := c.LeaderElection; le.Enabled && le.Namespace == "" {
+		v.at("leaderElection", "namespace is required when leader election is enabled")
+	}
+	if a := c.Metrics.Address; a != "" {
+		if _, _, err := net.SplitHostPort(a); err != nil {
+			v.at("metrics.address", "must be host:port or :port: %v", err)
+		}
+	}
+}
+
+func (v *validator) sink(path string, s *Sink, names map[string]bool) {
+	if errs := validation.IsDNS1123Label(s.Name); len(errs) > 0 {
+		v.at(path+".name", "sink name %q must be a DNS label: %s", s.Name, strings.Join(errs, "; "))
+	} else if names[s.Name] {
+		v.at(path+".name", "duplicate sink name %q", s.Name)
+	}
+	names[s.Name] = true
+	kinds := 0
+	if s.Stdout != nil {
+		kinds++
+		if f := s.Stdout.Format; f != "json" && f != "diff" {
+			v.at(path+".stdout.format", "must be json or diff, got %q", f)
+		}
+	}
+	if s.File != nil {
+		kinds++
+		if s.File.Path == "" {
+			v.atKey(path+".file", "path is required")
+		}
+		if s.File.MaxSizeMB < 0 || s.File.MaxBackups < 0 {
+			v.at(path+".file", "maxSizeMB and maxBackups must not be negative")
+		}
+	}
+	if s.JetStream != nil {
+		kinds++
+		if len(s.JetStream.Servers) == 0 {
+			v.atKey(path+".jetstream", "servers is required")
+		}
+		if s.JetStream.Stream == "" {
+			v.atKey(path+".jetstream", "stream is required")
+		}
+	}
+	if kinds != 1 {
+		v.atKey(path, "set exactly one sink kind (stdout, file, jetstream), found %d", kinds)
+	}
+}
+
+func (v *validator) watch(path string, w *Watch, sinkNames map[string]bool) {
+	if strings.TrimSpace(w.Resource) == "" {
+		v.atKey(path, "resource is required (for example pods, deployments.apps, widgets.example.com)")
+	}
+	if len(w.Namespaces) > 0 && w.NamespaceSelector != "" {
+		v.at(path+".namespaceSelector", "set namespaces or namespaceSelector, not both")
+	}
+	for j, ns := range w.Namespaces {
+		if errs := validation.IsDNS1123Label(ns); len(errs) > 0 {
+			v.at(fmt.Sprintf("%s.namespaces[%d]", path, j), "bad namespace %q: %s", ns, strings.Join(errs, "; "))
+		}
+	}
+	for j, ns := range w.ExcludeNamespaces {
+		if errs := validation.IsDNS1123Label(ns); len(errs) > 0 {
+			v.at(fmt.Sprintf("%s.excludeNamespaces[%d]", path, j), "bad namespace %q: %s", ns, strings.Join(errs, "; "))
+		}
+	}
+	if w.NamespaceSelector != "" {
+		if _, err := labels.Parse(w.NamespaceSelector); err != nil {
+			v.at(path+".namespaceSelector", "bad label selector: %v", err)
+		}
+	}
+	if _, err := labels.Parse(w.LabelSelector); err != nil {
+		v.at(path+".labelSelector", "bad label selector: %v", err)
+	}
+	if _, err := fields.ParseSelector(w.FieldSelector); err != nil {
+		v.at(path+".fieldSelector", "bad field selector: %v", err)
+	}
+	seen := map[string]bool{}
+	for j, e := range w.Events {
+		switch e {
+		case EventAdded, EventModified, EventDeleted:
+		default:
+			v.at(fmt.Sprintf("%s.events[%d]", path, j), "unknown event %q: use ADDED, MODIFIED or DELETED", e)
+		}
+		if seen[e] {
+			v.at(fmt.Sprintf("%s.events[%d]", path, j), "event %q listed twice", e)
+		}
+		seen[e] = true
+	}
+	if w.InitialList != InitialListSkip && w.InitialList != InitialListEmit {
+		v.at(path+".initialList", "must be skip or emit, got %q", w.InitialList)
+	}
+	for j, p := range w.IgnorePaths {
+		if !strings.HasPrefix(p, "/") {
+			v.at(fmt.Sprintf("%s.ignorePaths[%d]", path, j), "%q is not a JSON pointer (it must start with /)", p)
+		}
+	}
+	for j, p := range w.RedactPaths {
+		if !strings.HasPrefix(p, "/") {
+			v.at(fmt.Sprintf("%s.redactPaths[%d]", path, j), "%q is not a JSON pointer (it must start with /)", p)
+		}
+	}
+	if w.Filter != "" {
+		v.at(path+".filter", "filter expressions are not supported by this build yet")
+	}
+	for j, s := range w.Sinks {
+		if !sinkNames[s] {
+			v.at(fmt.Sprintf("%s.sinks[%d]", path, j), "no sink named %q", s)
+		}
+	}
+}
