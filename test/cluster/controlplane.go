@@ -352,4 +352,3 @@ func etcdPost(ctx context.Context, url, body string, out any) error {
 	}
 	return nil
 }
-
