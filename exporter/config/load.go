@@ -46,7 +46,7 @@ func Parse(file string, data []byte) (*Config, error) {
 		return nil, &Error{Problems: []Problem{yamlProblem(file, err.Error())}}
 	}
 	v := validator{file: file, loc: locator{root: &root}}
-	cfg.setDefaults()
+	cfg.SetDefaults()
 	v.config(&cfg)
 	if len(v.problems) > 0 {
 		return nil, &Error{Problems: v.problems}

@@ -78,3 +78,17 @@ func splitPath(path string) []string {
 	}
 	return out
 }
+
+// PositionOf returns the line and column of the value at path (for example
+// "watch[1].resource") in a YAML document, or zeros when it cannot be found.
+func PositionOf(data []byte, path string) (int, int) {
+	var root yaml.Node
+	if err := yaml.Unmarshal(data, &root); err != nil {
+		return 0, 0
+	}
+	n := locator{root: &root}.find(path)
+	if n == nil {
+		return 0, 0
+	}
+	return n.Line, n.Column
+}

@@ -21,7 +21,8 @@ const (
 	DefaultLeaseName       = "kubefeed"
 )
 
-func (c *Config) setDefaults() {
+// SetDefaults fills in the documented defaults (Parse calls it).
+func (c *Config) SetDefaults() {
 	if c.Cluster == "" {
 		c.Cluster = DefaultCluster
 	}

@@ -1,0 +1,119 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+	"go.uber.org/zap"
+	"k8s.io/client-go/discovery"
+	"k8s.io/client-go/dynamic"
+
+	"github.com/kubefeed/kubefeed/exporter"
+	"github.com/kubefeed/kubefeed/exporter/config"
+)
+
+func newRunCmd(g *globalFlags) *cobra.Command {
+	var cfgPath string
+	cmd := &cobra.Command{
+		Use:   "run --config FILE",
+		Short: "Run the change feed daemon",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if cfgPath == "" {
+				return usageErr(errors.New("--config is required"))
+			}
+			cfg, err := config.Load(cfgPath)
+			if err != nil {
+				return usageErr(err)
+			}
+			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
+			defer stop()
+			return runExporter(ctx, g, cfg)
+		},
+	}
+	cmd.Flags().StringVar(&cfgPath, "config", "", "path to the config file")
+	return cmd
+}
+
+// runExporter wires clients, sinks and the exporter, and blocks until ctx
+// ends and the exporter has drained.
+func runExporter(ctx context.Context, g *globalFlags, cfg *config.Config) error {
+	log, err := newLogger(g)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = log.Sync() }()
+	rc, _, err := clientConfig(g)
+	if err != nil {
+		return usageErr(err)
+	}
+	dyn, err := dynamic.NewForConfig(rc)
+	if err != nil {
+		return runtimeErr(fmt.Errorf("dynamic client: %w", err))
+	}
+	dc, err := discovery.NewDiscoveryClientForConfig(rc)
+	if err != nil {
+		return runtimeErr(fmt.Errorf("discovery client: %w", err))
+	}
+	built, err := buildSinks(cfg)
+	if err != nil {
+		for _, s := range built {
+			_ = s.Close(context.Background())
+		}
+		return runtimeErr(err)
+	}
+	ex, err := exporter.New(exporter.Options{
+		Config: cfg, Client: dyn, Resolver: exporter.NewDiscoveryResolver(dc), Sinks: built, Logger: log,
+	})
+	if err != nil {
+		return runtimeErr(err)
+	}
+	if cfg.Metrics.Address != "" {
+		srv, err := serveHealth(cfg.Metrics.Address, ex, log)
+		if err != nil {
+			return runtimeErr(err)
+		}
+		defer func() {
+			sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			_ = srv.Shutdown(sctx)
+		}()
+	}
+	log.Info("kubefeed starting", zap.String("version", version), zap.String("cluster", cfg.Cluster), zap.String("server", rc.Host))
+	if err := ex.Run(ctx); err != nil {
+		return runtimeErr(err)
+	}
+	log.Info("kubefeed stopped")
+	return nil
+}
+
+// serveHealth serves /healthz and /readyz on addr.
+func serveHealth(addr string, ex *exporter.Exporter, log *zap.Logger) (*http.Server, error) {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
+	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if !ex.Ready() {
+			http.Error(w, "caches not synced", http.StatusServiceUnavailable)
+			return
+		}
+		_, _ = w.Write([]byte("ok\n"))
+	})
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("metrics address %s: %w", addr, err)
+	}
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go func() {
+		if err := srv.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("metrics server", zap.Error(err))
+		}
+	}()
+	return srv, nil
+}

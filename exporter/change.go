@@ -1,0 +1,61 @@
+package exporter
+
+import (
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+
+	"github.com/kubefeed/kubefeed/exporter/event"
+)
+
+// change is one event to emit, before it is put in an envelope.
+type change struct {
+	kind event.Change
+	// obj is the new state, or for deleted the last known state.
+	obj *unstructured.Unstructured
+	// prev is what the sink had (modified only).
+	prev      Record
+	recovered bool
+}
+
+// tombstone is the final state of a deleted object as the informer saw it.
+type tombstone struct {
+	obj       *unstructured.Unstructured
+	recovered bool // seen through a relist (DeletedFinalStateUnknown)
+}
+
+// decide compares what a sink last got with the current state. last is nil
+// when the sink has nothing for the key; cur is nil when the object is gone;
+// tomb is the final state of a deleted object, if known.
+func decide(last *Record, cur *unstructured.Unstructured, tomb *tombstone) []change {
+	switch {
+	case last == nil && cur == nil:
+		return nil
+	case last == nil:
+		return []change{{kind: event.Added, obj: cur}}
+	case cur == nil:
+		return []change{deleted(*last, tomb)}
+	case string(cur.GetUID()) != last.UID:
+		return []change{deleted(*last, tomb), {kind: event.Added, obj: cur}}
+	case cur.GetResourceVersion() == last.ResourceVersion:
+		return nil
+	default:
+		return []change{{kind: event.Modified, obj: cur, prev: *last}}
+	}
+}
+
+func deleted(last Record, tomb *tombstone) change {
+	if tomb != nil && string(tomb.obj.GetUID()) == last.UID {
+		return change{kind: event.Deleted, obj: tomb.obj, recovered: tomb.recovered}
+	}
+	obj := last.Object
+	if obj == nil {
+		obj = &unstructured.Unstructured{Object: map[string]any{}}
+		obj.SetUID(typesUID(last.UID))
+		obj.SetResourceVersion(last.ResourceVersion)
+	}
+	// Without the watch's final state the deletion was inferred.
+	return change{kind: event.Deleted, obj: obj, recovered: true}
+}
+
+func recordOf(obj *unstructured.Unstructured) Record {
+	return Record{UID: string(obj.GetUID()), ResourceVersion: obj.GetResourceVersion(), Object: obj}
+}

@@ -1,0 +1,213 @@
+package exporter
+
+import (
+	"context"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.uber.org/zap"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/util/workqueue"
+
+	"github.com/kubefeed/kubefeed/exporter/event"
+	"github.com/kubefeed/kubefeed/sinks"
+)
+
+// Backoff of a key whose delivery failed: exponential from RetryBase, capped.
+const (
+	RetryBase   = 100 * time.Millisecond
+	RetryCap    = 30 * time.Second
+	SendTimeout = 30 * time.Second
+)
+
+// SinkStats counts what happened at one sink.
+type SinkStats struct {
+	Delivered int64 // events acknowledged
+	Retries   int64 // sends that failed and were requeued
+	Dropped   int64 // events dropped after a permanent error
+}
+
+// sinkRunner is one sink's queue, workers and delivered state: a failing
+// sink holds back only its own runner.
+type sinkRunner struct {
+	name  string
+	sink  sinks.Sink
+	store Store
+	queue workqueue.TypedRateLimitingInterface[Key]
+	ex    *Exporter
+	log   *zap.Logger
+
+	mu     sync.RWMutex
+	scopes map[schema.GroupVersionResource][]*scope
+
+	delivered, retries, dropped atomic.Int64
+}
+
+func newSinkRunner(ex *Exporter, name string, s sinks.Sink, store Store) *sinkRunner {
+	return &sinkRunner{
+		name:  name,
+		sink:  s,
+		store: store,
+		ex:    ex,
+		log:   ex.log.Named("sink").With(zap.String("sink", name)),
+		queue: workqueue.NewTypedRateLimitingQueueWithConfig(
+			workqueue.NewTypedItemExponentialFailureRateLimiter[Key](RetryBase, RetryCap),
+			workqueue.TypedRateLimitingQueueConfig[Key]{Name: "kubefeed_" + name},
+		),
+		scopes: map[schema.GroupVersionResource][]*scope{},
+	}
+}
+
+func (r *sinkRunner) addScope(s *scope) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, have := range r.scopes[s.id.GVR] {
+		if have == s {
+			return
+		}
+	}
+	r.scopes[s.id.GVR] = append(r.scopes[s.id.GVR], s)
+}
+
+func (r *sinkRunner) enqueue(k Key) { r.queue.Add(k) }
+
+// run runs workers until the queue shuts down.
+func (r *sinkRunner) run(sendCtx context.Context, workers int, wg *sync.WaitGroup) {
+	for i := 0; i < workers; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for r.processNext(sendCtx) {
+			}
+		}()
+	}
+}
+
+func (r *sinkRunner) processNext(ctx context.Context) bool {
+	k, quit := r.queue.Get()
+	if quit {
+		return false
+	}
+	defer r.queue.Done(k)
+	err := r.sync(ctx, k)
+	switch {
+	case err == nil:
+		r.queue.Forget(k)
+	case ctx.Err() != nil:
+		// Shutting down: the key stays undelivered for the checkpoint.
+	default:
+		r.retries.Add(1)
+		delay := r.queue.NumRequeues(k)
+		if d, ok := sinks.RetryAfterOf(err); ok {
+			r.log.Debug("send failed, retrying after", zap.Stringer("key", k), zap.Duration("after", d), zap.Error(err))
+			r.queue.AddAfter(k, d)
+			return true
+		}
+		r.log.Warn("send failed, retrying", zap.Stringer("key", k), zap.Int("requeues", delay), zap.Error(err))
+		r.queue.AddRateLimited(k)
+	}
+	return true
+}
+
+// lookup finds the current state of k in this sink's scopes, and the rules
+// through which it reaches this sink, in config order.
+func (r *sinkRunner) lookup(k Key) (*unstructured.Unstructured, []*rule, Resource) {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	var cur *unstructured.Unstructured
+	var rules []*rule
+	var res Resource
+	for _, s := range r.scopes[k.GVR] {
+		res = s.res
+		if o := s.get(k); o != nil {
+			cur = o
+			rules = appendRules(rules, s.rules, r.name)
+		}
+	}
+	if cur == nil {
+		// Gone from every scope: any rule whose namespaces cover it decides.
+		for _, s := range r.scopes[k.GVR] {
+			if s.covers(k) {
+				rules = appendRules(rules, s.rules, r.name)
+			}
+		}
+	}
+	return cur, rules, res
+}
+
+func appendRules(dst, src []*rule, sink string) []*rule {
+	for _, rl := range src {
+		if !rl.routesTo(sink) {
+			continue
+		}
+		i := 0
+		for i < len(dst) && dst[i].index < rl.index {
+			i++
+		}
+		if i < len(dst) && dst[i] == rl {
+			continue
+		}
+		dst = append(dst[:i], append([]*rule{rl}, dst[i:]...)...)
+	}
+	return dst
+}
+
+// sync delivers what changed for k since the sink's last delivery.
+func (r *sinkRunner) sync(ctx context.Context, k Key) error {
+	cur, rules, res := r.lookup(k)
+	var last *Record
+	if rec, ok := r.store.Get(k); ok {
+		last = &rec
+	}
+	changes := decide(last, cur, r.ex.tombstones.get(k))
+	if len(changes) == 0 {
+		return nil
+	}
+	now := r.ex.now()
+	events := make([]*event.Event, 0, len(changes))
+	for _, c := range changes {
+		rl := firstAdmitting(rules, c.kind)
+		if rl == nil {
+			continue
+		}
+		if ev := envelope(r.ex.cfg.Cluster, res, k, c, rl, now); ev != nil {
+			events = append(events, ev)
+		}
+	}
+	if len(events) > 0 {
+		sctx, cancel := context.WithTimeout(ctx, SendTimeout)
+		err := r.sink.Send(sctx, events)
+		cancel()
+		if err != nil {
+			if !sinks.IsPermanent(err) {
+				return err
+			}
+			r.dropped.Add(int64(len(events)))
+			r.log.Error("permanent send error, events dropped for this sink", zap.Stringer("key", k), zap.Int("events", len(events)), zap.Error(err))
+		} else {
+			r.delivered.Add(int64(len(events)))
+		}
+	}
+	if cur == nil {
+		r.store.Delete(k)
+	} else {
+		r.store.Put(k, recordOf(cur))
+	}
+	return nil
+}
+
+func firstAdmitting(rules []*rule, c event.Change) *rule {
+	for _, rl := range rules {
+		if rl.events[c] {
+			return rl
+		}
+	}
+	return nil
+}
+
+func (r *sinkRunner) stats() SinkStats {
+	return SinkStats{Delivered: r.delivered.Load(), Retries: r.retries.Load(), Dropped: r.dropped.Load()}
+}
+

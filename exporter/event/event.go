@@ -1,0 +1,95 @@
+// Package event holds kubefeed's CloudEvents 1.0 envelope as plain structs:
+// the leaf every other package shares. It has no behaviour beyond naming and
+// encoding; see SPEC.md for the contract.
+package event
+
+import (
+	"encoding/json"
+	"time"
+
+	"github.com/kubefeed/kubefeed/exporter/diff"
+)
+
+// Change is what happened to an object.
+type Change string
+
+// Changes.
+const (
+	Added    Change = "added"
+	Modified Change = "modified"
+	Deleted  Change = "deleted"
+)
+
+// CloudEvents attributes kubefeed uses.
+const (
+	SpecVersion     = "1.0"
+	TypePrefix      = "io.kubefeed.resource."
+	TypeGap         = "io.kubefeed.gap"
+	DataContentType = "application/json"
+)
+
+// Type is the CloudEvents type of a change, io.kubefeed.resource.<change>.
+func (c Change) Type() string { return TypePrefix + string(c) }
+
+// ID is the deterministic event id <uid>.<resourceVersion>.<change>, so that
+// consumers and JetStream (Nats-Msg-Id) can drop duplicates.
+func ID(uid, resourceVersion string, c Change) string {
+	return uid + "." + resourceVersion + "." + string(c)
+}
+
+// Event is one CloudEvent in structured mode.
+type Event struct {
+	SpecVersion     string    `json:"specversion"`
+	ID              string    `json:"id"`
+	Source          string    `json:"source"`
+	Type            string    `json:"type"`
+	Subject         string    `json:"subject,omitempty"`
+	Time            time.Time `json:"time"`
+	DataContentType string    `json:"datacontenttype"`
+	Cluster         string    `json:"cluster"`
+	APIVersion      string    `json:"apiversion,omitempty"`
+	Kind            string    `json:"kind,omitempty"`
+	Resource        string    `json:"resource,omitempty"`
+	Namespace       string    `json:"namespace,omitempty"`
+	Name            string    `json:"name,omitempty"`
+	UID             string    `json:"uid,omitempty"`
+	ResourceVersion string    `json:"resourceversion,omitempty"`
+	// Data is *ChangeData for resource events and *GapData for gap markers.
+	Data any `json:"data"`
+}
+
+// ChangeData is the data of io.kubefeed.resource.* events.
+type ChangeData struct {
+	// Object is the new state; for deleted, the last known state.
+	Object map[string]any `json:"object"`
+	// OldObject is the previous delivered state, only when a rule asks.
+	OldObject map[string]any `json:"oldObject,omitempty"`
+	// Patch turns the previous delivered state into Object (modified only).
+	Patch        []diff.Op `json:"patch,omitempty"`
+	ChangedPaths []string  `json:"changedPaths,omitempty"`
+	// PreviousResourceVersion is the version the patch starts from.
+	PreviousResourceVersion string `json:"previousResourceVersion,omitempty"`
+	// Recovered is true when the change was seen through a relist or a
+	// restart rather than a live watch event.
+	Recovered bool `json:"recovered"`
+}
+
+// GapData is the data of io.kubefeed.gap events: kubefeed cannot rule out
+// that it missed versions in Scope between From and To.
+type GapData struct {
+	Scope  string    `json:"scope"`
+	From   time.Time `json:"from"`
+	To     time.Time `json:"to"`
+	Reason string    `json:"reason"`
+}
+
+// Change returns the change an event reports, or "" for a gap marker.
+func (e *Event) Change() Change {
+	if len(e.Type) > len(TypePrefix) && e.Type[:len(TypePrefix)] == TypePrefix {
+		return Change(e.Type[len(TypePrefix):])
+	}
+	return ""
+}
+
+// Marshal encodes the event in structured mode (one JSON object).
+func Marshal(e *Event) ([]byte, error) { return json.Marshal(e) }

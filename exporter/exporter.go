@@ -1,0 +1,290 @@
+package exporter
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.uber.org/zap"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/tools/cache"
+
+	"github.com/kubefeed/kubefeed/exporter/config"
+	"github.com/kubefeed/kubefeed/sinks"
+)
+
+// Options configure an Exporter. Config, Client, Resolver and Sinks are
+// required.
+type Options struct {
+	Config   *config.Config
+	Client   dynamic.Interface
+	Resolver Resolver
+	// Sinks by config name; every sink of the config must be present.
+	Sinks map[string]sinks.Sink
+	// Stores holds the delivered state per sink; missing ones are in memory.
+	Stores map[string]Store
+	// Logger; nil means no logging.
+	Logger *zap.Logger
+	// ResolveRetry is how often unresolved resources are looked up again
+	// (default 10s).
+	ResolveRetry time.Duration
+	// Now is the clock for event times (default time.Now).
+	Now func() time.Time
+}
+
+// Exporter is the running pipeline.
+type Exporter struct {
+	cfg      *config.Config
+	client   dynamic.Interface
+	resolver Resolver
+	log      *zap.Logger
+	now      func() time.Time
+	retry    time.Duration
+
+	rules      []*rule
+	runners    []*sinkRunner
+	byName     map[string]*sinkRunner
+	tombstones *tombstones
+
+	mu     sync.Mutex
+	scopes map[scopeID]*scope
+	ready  atomic.Bool
+}
+
+// New checks the options and builds the pipeline; Run starts it.
+func New(o Options) (*Exporter, error) {
+	if o.Config == nil || o.Client == nil || o.Resolver == nil {
+		return nil, fmt.Errorf("exporter: config, client and resolver are required")
+	}
+	e := &Exporter{
+		cfg: o.Config, client: o.Client, resolver: o.Resolver, log: o.Logger, now: o.Now, retry: o.ResolveRetry,
+		byName: map[string]*sinkRunner{}, scopes: map[scopeID]*scope{}, tombstones: &tombstones{m: map[Key]tombstone{}},
+	}
+	if e.log == nil {
+		e.log = zap.NewNop()
+	}
+	if e.now == nil {
+		e.now = time.Now
+	}
+	if e.retry == 0 {
+		e.retry = 10 * time.Second
+	}
+	for _, sc := range o.Config.Sinks {
+		s, ok := o.Sinks[sc.Name]
+		if !ok {
+			return nil, fmt.Errorf("exporter: no sink given for %q", sc.Name)
+		}
+		st := o.Stores[sc.Name]
+		if st == nil {
+			st = NewMemoryStore()
+		}
+		r := newSinkRunner(e, sc.Name, s, st)
+		e.runners = append(e.runners, r)
+		e.byName[sc.Name] = r
+	}
+	rules, err := compileRules(o.Config)
+	if err != nil {
+		return nil, err
+	}
+	e.rules = rules
+	return e, nil
+}
+
+// Ready reports whether the first caches synced and events flow.
+func (e *Exporter) Ready() bool { return e.ready.Load() }
+
+// Scopes lists the informers' scopes (one per distinct scope).
+func (e *Exporter) Scopes() []string {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	out := make([]string, 0, len(e.scopes))
+	for id := range e.scopes {
+		out = append(out, id.String())
+	}
+	return out
+}
+
+// Stats returns per-sink counters.
+func (e *Exporter) Stats() map[string]SinkStats {
+	out := map[string]SinkStats{}
+	for _, r := range e.runners {
+		out[r.name] = r.stats()
+	}
+	return out
+}
+
+// Run watches, delivers and blocks until ctx ends; then it stops the
+// informers, drains the queues (bounded by the config's shutdownTimeout) and
+// closes the sinks.
+func (e *Exporter) Run(ctx context.Context) error {
+	sendCtx, cancelSend := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelSend()
+
+	var pending []*rule
+	var started []*scope
+	for _, r := range e.rules {
+		ss, err := e.addRule(r)
+		if err != nil {
+			e.log.Warn("resource not available yet; retrying", zap.Int("rule", r.index), zap.String("resource", r.cfg.Resource), zap.Error(err))
+			pending = append(pending, r)
+			continue
+		}
+		started = append(started, ss...)
+	}
+	for _, s := range started {
+		if err := s.start(); err != nil {
+			return err
+		}
+	}
+	synced := make([]cache.InformerSynced, 0, len(started))
+	for _, s := range started {
+		synced = append(synced, s.informer.HasSynced)
+	}
+	if !cache.WaitForCacheSync(ctx.Done(), synced...) {
+		e.stopScopes()
+		return e.closeSinks()
+	}
+	e.ready.Store(true)
+	e.log.Info("caches synced; delivering", zap.Int("scopes", len(started)), zap.Int("pending rules", len(pending)))
+
+	var workers sync.WaitGroup
+	for _, r := range e.runners {
+		r.run(sendCtx, e.cfg.Workers, &workers)
+	}
+	var bg sync.WaitGroup
+	bg.Add(2)
+	go func() { defer bg.Done(); e.resolveLoop(ctx, pending) }()
+	go func() { defer bg.Done(); e.pruneLoop(ctx) }()
+
+	<-ctx.Done()
+	e.log.Info("shutting down: draining queues", zap.Duration("timeout", e.cfg.ShutdownTimeout.Duration))
+	e.stopScopes()
+	bg.Wait()
+	drained := make(chan struct{})
+	go func() {
+		var wg sync.WaitGroup
+		for _, r := range e.runners {
+			wg.Add(1)
+			go func() { defer wg.Done(); r.queue.ShutDownWithDrain() }()
+		}
+		wg.Wait()
+		close(drained)
+	}()
+	select {
+	case <-drained:
+	case <-time.After(e.cfg.ShutdownTimeout.Duration):
+		e.log.Warn("queues not drained in time; undelivered keys stay for the next start")
+		cancelSend()
+		for _, r := range e.runners {
+			r.queue.ShutDown()
+		}
+	}
+	workers.Wait()
+	return e.closeSinks()
+}
+
+func (e *Exporter) closeSinks() error {
+	ctx, cancel := context.WithTimeout(context.Background(), e.cfg.ShutdownTimeout.Duration)
+	defer cancel()
+	var first error
+	for _, r := range e.runners {
+		if err := r.sink.Close(ctx); err != nil {
+			e.log.Error("closing sink", zap.String("sink", r.name), zap.Error(err))
+			if first == nil {
+				first = fmt.Errorf("close sink %s: %w", r.name, err)
+			}
+		}
+	}
+	return first
+}
+
+func (e *Exporter) stopScopes() {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for _, s := range e.scopes {
+		select {
+		case <-s.stop:
+		default:
+			close(s.stop)
+		}
+	}
+}
+
+// addRule resolves a rule's resource and joins or creates its scopes. It
+// returns the scopes it created, not yet started.
+func (e *Exporter) addRule(r *rule) ([]*scope, error) {
+	res, err := e.resolver.Resolve(r.cfg.Resource)
+	if err != nil {
+		return nil, err
+	}
+	ids, err := scopeIDs(r, res)
+	if err != nil {
+		return nil, err
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	var created []*scope
+	for _, id := range ids {
+		s, ok := e.scopes[id]
+		if !ok {
+			s = newScope(e, id, res, e.client)
+			e.scopes[id] = s
+			created = append(created, s)
+		}
+		s.rules = append(s.rules, r)
+		for _, name := range r.sinks {
+			sr := e.byName[name]
+			s.addRoute(sr, !r.emitInitial)
+			sr.addScope(s)
+		}
+	}
+	return created, nil
+}
+
+// resolveLoop retries rules whose resource did not exist yet (a CRD created
+// after start), and starts their informers once it does.
+func (e *Exporter) resolveLoop(ctx context.Context, pending []*rule) {
+	for len(pending) > 0 {
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(e.retry):
+		}
+		e.resolver.Reset()
+		var still []*rule
+		for _, r := range pending {
+			ss, err := e.addRule(r)
+			if err != nil {
+				e.log.Debug("resource still not available", zap.String("resource", r.cfg.Resource), zap.Error(err))
+				still = append(still, r)
+				continue
+			}
+			e.log.Info("resource appeared; watching", zap.Int("rule", r.index), zap.String("resource", r.cfg.Resource))
+			for _, s := range ss {
+				if err := s.start(); err != nil {
+					e.log.Error("start informer", zap.Error(err))
+				}
+			}
+		}
+		pending = still
+	}
+}
+
+func (e *Exporter) pruneLoop(ctx context.Context) {
+	t := time.NewTicker(30 * time.Second)
+	defer t.Stop()
+	stores := make([]Store, 0, len(e.runners))
+	for _, r := range e.runners {
+		stores = append(stores, r.store)
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			e.tombstones.prune(stores)
+		}
+	}
+}

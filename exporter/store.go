@@ -1,0 +1,96 @@
+package exporter
+
+import (
+	"sync"
+
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+)
+
+// Record is what was last delivered to a sink for one object.
+type Record struct {
+	UID             string
+	ResourceVersion string
+	// Object is the delivered state (shared with the informer cache; never
+	// modified). Nil when only uid and version are known (a checkpoint that
+	// keeps no state), in which case a change is sent without a patch.
+	Object *unstructured.Unstructured
+}
+
+// Store keeps the delivered state of one sink. Implementations must be safe
+// for concurrent use; the in-memory one is the default, and restart
+// checkpoints implement it over a persistent backend.
+type Store interface {
+	Get(k Key) (Record, bool)
+	Put(k Key, r Record)
+	Delete(k Key)
+	// Range calls f for every record until f returns false.
+	Range(f func(Key, Record) bool)
+}
+
+// MemoryStore is a Store in a map.
+type MemoryStore struct {
+	mu sync.RWMutex
+	m  map[Key]Record
+}
+
+var _ Store = (*MemoryStore)(nil)
+
+// NewMemoryStore returns an empty store.
+func NewMemoryStore() *MemoryStore { return &MemoryStore{m: map[Key]Record{}} }
+
+// Get returns the record of k.
+func (s *MemoryStore) Get(k Key) (Record, bool) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	r, ok := s.m[k]
+	return r, ok
+}
+
+// Put sets the record of k.
+func (s *MemoryStore) Put(k Key, r Record) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.m[k] = r
+}
+
+// Delete forgets k.
+func (s *MemoryStore) Delete(k Key) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.m, k)
+}
+
+// Range iterates over a snapshot of the records.
+func (s *MemoryStore) Range(f func(Key, Record) bool) {
+	s.mu.RLock()
+	keys := make([]Key, 0, len(s.m))
+	recs := make([]Record, 0, len(s.m))
+	for k, r := range s.m {
+		keys = append(keys, k)
+		recs = append(recs, r)
+	}
+	s.mu.RUnlock()
+	for i := range keys {
+		if !f(keys[i], recs[i]) {
+			return
+		}
+	}
+}
+
+// putIfAbsent seeds k, reporting whether it was absent.
+func putIfAbsent(s Store, k Key, r Record) bool {
+	if ms, ok := s.(*MemoryStore); ok {
+		ms.mu.Lock()
+		defer ms.mu.Unlock()
+		if _, ok := ms.m[k]; ok {
+			return false
+		}
+		ms.m[k] = r
+		return true
+	}
+	if _, ok := s.Get(k); ok {
+		return false
+	}
+	s.Put(k, r)
+	return true
+}

@@ -1,0 +1,99 @@
+package filters
+
+import (
+	"fmt"
+	"strings"
+)
+
+// Pattern is a JSON pointer whose segments may be "*" (any one segment). A
+// pattern also matches everything below the path it names.
+type Pattern struct {
+	raw  string
+	segs []string // unescaped
+}
+
+// ParsePattern parses "/status/conditions/*/lastHeartbeatTime".
+func ParsePattern(s string) (Pattern, error) {
+	if !strings.HasPrefix(s, "/") {
+		return Pattern{}, fmt.Errorf("%q is not a JSON pointer (it must start with /)", s)
+	}
+	return Pattern{raw: s, segs: splitPointer(s)}, nil
+}
+
+// MustPattern is ParsePattern for constants.
+func MustPattern(s string) Pattern {
+	p, err := ParsePattern(s)
+	if err != nil {
+		panic(err)
+	}
+	return p
+}
+
+func (p Pattern) String() string { return p.raw }
+
+// Match reports whether path is the pattern's path or below it.
+func (p Pattern) Match(path string) bool {
+	return p.matchSegs(splitPointer(path))
+}
+
+func (p Pattern) matchSegs(segs []string) bool {
+	if len(segs) < len(p.segs) {
+		return false
+	}
+	for i, s := range p.segs {
+		if s != "*" && s != segs[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// Patterns is a set of patterns; the zero value matches nothing.
+type Patterns []Pattern
+
+// ParsePatterns parses a list, naming the first bad one.
+func ParsePatterns(ss []string) (Patterns, error) {
+	out := make(Patterns, 0, len(ss))
+	for _, s := range ss {
+		p, err := ParsePattern(s)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, p)
+	}
+	return out, nil
+}
+
+// Match reports whether any pattern matches path.
+func (ps Patterns) Match(path string) bool {
+	if len(ps) == 0 {
+		return false
+	}
+	segs := splitPointer(path)
+	for _, p := range ps {
+		if p.matchSegs(segs) {
+			return true
+		}
+	}
+	return false
+}
+
+func splitPointer(s string) []string {
+	if s == "" || s == "/" {
+		return nil
+	}
+	parts := strings.Split(s[1:], "/")
+	for i, p := range parts {
+		if strings.Contains(p, "~") {
+			parts[i] = strings.NewReplacer("~1", "/", "~0", "~").Replace(p)
+		}
+	}
+	return parts
+}
+
+// DefaultIgnore is removed from every patch: the envelope carries the
+// resourceVersion, and managedFields never enter the cache.
+var DefaultIgnore = Patterns{
+	MustPattern("/metadata/resourceVersion"),
+	MustPattern("/metadata/managedFields"),
+}

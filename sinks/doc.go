@@ -1,0 +1,14 @@
+// Package sinks defines what a sink is and how its errors are classified.
+// Each sink lives in its own package below this one; the exporter core never
+// imports them (cmd/ wires them in).
+//
+// Contract for a Sink:
+//   - Send delivers the events in order, all of them or an error; it returns
+//     only once the destination acknowledged them (at-least-once). It may be
+//     called concurrently by several workers, each with events of different
+//     objects; events of one object never overlap.
+//   - Errors are retryable unless wrapped with Permanent; RetryAfter asks the
+//     caller to wait at least a given time. Sinks never retry on their own:
+//     the caller's rate-limited queue is the one retry mechanism.
+//   - Close flushes and releases resources; Send is not called after it.
+package sinks

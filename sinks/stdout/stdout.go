@@ -1,0 +1,141 @@
+// Package stdout is the sink that writes events to a terminal or pipe: JSON
+// lines (exactly what other sinks get), or readable, optionally coloured
+// diffs for people.
+package stdout
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"strings"
+	"sync"
+
+	"github.com/kubefeed/kubefeed/exporter/diff"
+	"github.com/kubefeed/kubefeed/exporter/event"
+	"github.com/kubefeed/kubefeed/sinks"
+)
+
+// Options of the sink. The zero value writes JSON lines without colour.
+type Options struct {
+	// Format is "json" (default) or "diff".
+	Format string
+	// Color adds ANSI colours to the diff format.
+	Color bool
+}
+
+// Sink writes to an io.Writer.
+type Sink struct {
+	mu   sync.Mutex
+	w    *bufio.Writer
+	opts Options
+}
+
+var _ sinks.Sink = (*Sink)(nil)
+
+// New writes to w (usually os.Stdout).
+func New(w io.Writer, o Options) *Sink {
+	if o.Format == "" {
+		o.Format = "json"
+	}
+	return &Sink{w: bufio.NewWriter(w), opts: o}
+}
+
+// Send writes the events and flushes them.
+func (s *Sink) Send(ctx context.Context, events []*event.Event) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, e := range events {
+		if s.opts.Format == "diff" {
+			s.writeDiff(e)
+			continue
+		}
+		b, err := event.Marshal(e)
+		if err != nil {
+			return sinks.Permanent(fmt.Errorf("encode event %s: %w", e.ID, err))
+		}
+		s.w.Write(b)
+		s.w.WriteByte('\n')
+	}
+	if err := s.w.Flush(); err != nil {
+		return fmt.Errorf("write: %w", err)
+	}
+	return nil
+}
+
+// Close flushes.
+func (s *Sink) Close(context.Context) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.w.Flush()
+}
+
+const (
+	red    = "\x1b[31m"
+	green  = "\x1b[32m"
+	yellow = "\x1b[33m"
+	cyan   = "\x1b[36m"
+	reset  = "\x1b[0m"
+)
+
+func (s *Sink) color(c, text string) string {
+	if !s.opts.Color {
+		return text
+	}
+	return c + text + reset
+}
+
+func (s *Sink) writeDiff(e *event.Event) {
+	var head string
+	ch := e.Change()
+	switch ch {
+	case event.Added:
+		head = s.color(green, "ADDED   ")
+	case event.Modified:
+		head = s.color(yellow, "MODIFIED")
+	case event.Deleted:
+		head = s.color(red, "DELETED ")
+	default:
+		head = s.color(cyan, e.Type)
+	}
+	name := e.Name
+	if e.Namespace != "" {
+		name = e.Namespace + "/" + e.Name
+	}
+	fmt.Fprintf(s.w, "%s %s %s %s rv=%s", e.Time.Local().Format("15:04:05.000"), head, e.Kind, name, e.ResourceVersion)
+	d, ok := e.Data.(*event.ChangeData)
+	if ok && d.Recovered {
+		s.w.WriteString(" (recovered)")
+	}
+	s.w.WriteByte('\n')
+	if !ok {
+		return
+	}
+	for _, op := range d.Patch {
+		switch op.Op {
+		case diff.OpAdd:
+			fmt.Fprintf(s.w, "  %s\n", s.color(green, "+ "+op.Path+": "+compact(op.Value)))
+		case diff.OpRemove:
+			fmt.Fprintf(s.w, "  %s\n", s.color(red, "- "+op.Path))
+		default:
+			fmt.Fprintf(s.w, "  %s\n", s.color(yellow, "~ "+op.Path+": "+compact(op.Value)))
+		}
+	}
+}
+
+// compact renders a value on one line, shortened past 120 characters.
+func compact(v any) string {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return fmt.Sprint(v)
+	}
+	s := string(b)
+	if len(s) > 120 {
+		s = s[:117] + "..."
+	}
+	return strings.ReplaceAll(s, "\n", " ")
+}
