@@ -222,3 +222,7 @@ func cm(name string, labels map[string]string, data map[string]any) *unstructure
 	u.SetLabels(labels)
 	return u
 }
+
+func cmTyped(name string) *corev1.ConfigMap {
+	return &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: name}, Data: map[string]string{"k": "v"}}
+}
