@@ -210,4 +210,3 @@ func firstAdmitting(rules []*rule, c event.Change) *rule {
 func (r *sinkRunner) stats() SinkStats {
 	return SinkStats{Delivered: r.delivered.Load(), Retries: r.retries.Load(), Dropped: r.dropped.Load()}
 }
-

@@ -207,4 +207,3 @@ func rvLess(a, b string) bool {
 	}
 	return a < b
 }
-
