@@ -75,6 +75,8 @@ type Sink struct {
 	Stdout    *StdoutSink    `yaml:"stdout"`
 	File      *FileSink      `yaml:"file"`
 	JetStream *JetStreamSink `yaml:"jetstream"`
+	NATS      *NATSSink      `yaml:"nats"`
+	Webhook   *WebhookSink   `yaml:"webhook"`
 }
 
 // StdoutSink writes JSON lines to standard output.
@@ -92,10 +94,94 @@ type FileSink struct {
 	MaxBackups int `yaml:"maxBackups"`
 }
 
-// JetStreamSink publishes to a NATS JetStream stream.
-type JetStreamSink struct {
+// NATSConnection is how a sink or checkpoint connects to NATS. Secrets are
+// read from files (mounted Secrets), never written inline.
+type NATSConnection struct {
 	Servers []string `yaml:"servers"`
-	Stream  string   `yaml:"stream"`
+	// Name of the connection as the server shows it (default kubefeed).
+	Name            string `yaml:"name"`
+	User            string `yaml:"user"`
+	PasswordFile    string `yaml:"passwordFile"`
+	TokenFile       string `yaml:"tokenFile"`
+	NKeySeedFile    string `yaml:"nkeySeedFile"`
+	CredentialsFile string `yaml:"credentialsFile"`
+	TLS             *TLS   `yaml:"tls"`
+}
+
+// TLS client settings.
+type TLS struct {
+	CAFile             string `yaml:"caFile"`
+	CertFile           string `yaml:"certFile"`
+	KeyFile            string `yaml:"keyFile"`
+	ServerName         string `yaml:"serverName"`
+	InsecureSkipVerify bool   `yaml:"insecureSkipVerify"`
+}
+
+// Content modes of CloudEvents on the wire.
+const (
+	ModeStructured = "structured"
+	ModeBinary     = "binary"
+)
+
+// DefaultSubject is the subject template of the NATS sinks.
+const DefaultSubject = "kubefeed.{cluster}.{group}.{resource}.{namespace}.{change}"
+
+// JetStreamSink publishes to a NATS JetStream stream, at least once.
+type JetStreamSink struct {
+	NATSConnection `yaml:",inline"`
+	Stream         string `yaml:"stream"`
+	// Subject template; tokens {cluster} {group} {version} {resource}
+	// {namespace} {name} {kind} {change}. Default DefaultSubject.
+	Subject string `yaml:"subject"`
+	// Mode: structured (default) or binary.
+	Mode string `yaml:"mode"`
+	// MaxPending bounds the publishes awaiting an ack (default 4096).
+	MaxPending int `yaml:"maxPending"`
+	// DeadLetterSubject receives a stub of events too large to send even
+	// after shrinking; empty: they are dropped and counted.
+	DeadLetterSubject string `yaml:"deadLetterSubject"`
+	// Provision creates or updates the stream at start; nil: the stream must
+	// exist.
+	Provision *StreamProvision `yaml:"provision"`
+}
+
+// StreamProvision is the stream kubefeed creates when asked to.
+type StreamProvision struct {
+	// Subjects of the stream; default: the subject template's literal prefix
+	// followed by ">".
+	Subjects []string `yaml:"subjects"`
+	// Storage: file (default) or memory.
+	Storage string `yaml:"storage"`
+	// Retention: limits (default), interest or workqueue.
+	Retention       string   `yaml:"retention"`
+	Replicas        int      `yaml:"replicas"`
+	MaxAge          Duration `yaml:"maxAge"`
+	DuplicateWindow Duration `yaml:"duplicateWindow"`
+}
+
+// NATSSink publishes with core NATS: at most once (see README).
+type NATSSink struct {
+	NATSConnection `yaml:",inline"`
+	Subject        string `yaml:"subject"`
+	Mode           string `yaml:"mode"`
+}
+
+// WebhookSink POSTs CloudEvents over HTTP.
+type WebhookSink struct {
+	URL string `yaml:"url"`
+	// Mode: structured (default) or binary.
+	Mode string `yaml:"mode"`
+	// Headers added to every request.
+	Headers map[string]string `yaml:"headers"`
+	// HeaderFiles: header name -> file whose content is the value.
+	HeaderFiles map[string]string `yaml:"headerFiles"`
+	// BearerTokenFile is sent as Authorization: Bearer <token>.
+	BearerTokenFile string   `yaml:"bearerTokenFile"`
+	Timeout         Duration `yaml:"timeout"`
+	TLS             *TLS     `yaml:"tls"`
+	// Batch sends up to this many events per request as
+	// application/cloudevents-batch+json (0 or 1: one event per request).
+	Batch int `yaml:"batch"`
 }
 
 // Checkpoint says where delivered state is kept across restarts.

@@ -3,6 +3,7 @@ package config
 import (
 	"fmt"
 	"net"
+	"net/url"
 	"strings"
 	"time"
 
@@ -50,6 +51,33 @@ func (c *Config) SetDefaults() {
 		}
 		if f := c.Sinks[i].File; f != nil && f.MaxBackups == 0 {
 			f.MaxBackups = 3
+		}
+		if j := c.Sinks[i].JetStream; j != nil {
+			if j.Subject == "" {
+				j.Subject = DefaultSubject
+			}
+			if j.Mode == "" {
+				j.Mode = ModeStructured
+			}
+			if j.MaxPending == 0 {
+				j.MaxPending = 4096
+			}
+		}
+		if n := c.Sinks[i].NATS; n != nil {
+			if n.Subject == "" {
+				n.Subject = DefaultSubject
+			}
+			if n.Mode == "" {
+				n.Mode = ModeStructured
+			}
+		}
+		if w := c.Sinks[i].Webhook; w != nil {
+			if w.Mode == "" {
+				w.Mode = ModeStructured
+			}
+			if w.Timeout.Duration == 0 {
+				w.Timeout.Duration = 10 * time.Second
+			}
 		}
 	}
 	if c.LeaderElection.Name == "" {
@@ -152,18 +180,118 @@ func (v *validator) sink(path string, s *Sink, names map[string]bool) {
 			v.at(path+".file", "maxSizeMB and maxBackups must not be negative")
 		}
 	}
-	if s.JetStream != nil {
+	if j := s.JetStream; j != nil {
 		kinds++
-		if len(s.JetStream.Servers) == 0 {
-			v.atKey(path+".jetstream", "servers is required")
+		p := path + ".jetstream"
+		v.natsConn(p, &j.NATSConnection)
+		v.subject(p+".subject", j.Subject)
+		v.mode(p+".mode", j.Mode)
+		if j.Stream == "" || strings.ContainsAny(j.Stream, ". *>") {
+			v.atKey(p, "stream must be a stream name without '.', ' ', '*' or '>' (got %q)", j.Stream)
 		}
-		if s.JetStream.Stream == "" {
-			v.atKey(path+".jetstream", "stream is required")
+		if j.MaxPending < 0 {
+			v.at(p+".maxPending", "must not be negative")
+		}
+		if pr := j.Provision; pr != nil {
+			if pr.Storage != "" && pr.Storage != "file" && pr.Storage != "memory" {
+				v.at(p+".provision.storage", "must be file or memory, got %q", pr.Storage)
+			}
+			if r := pr.Retention; r != "" && r != "limits" && r != "interest" && r != "workqueue" {
+				v.at(p+".provision.retention", "must be limits, interest or workqueue, got %q", r)
+			}
+			if pr.Replicas < 0 || pr.Replicas > 5 {
+				v.at(p+".provision.replicas", "must be between 1 and 5")
+			}
+		}
+	}
+	if n := s.NATS; n != nil {
+		kinds++
+		v.natsConn(path+".nats", &n.NATSConnection)
+		v.subject(path+".nats.subject", n.Subject)
+		v.mode(path+".nats.mode", n.Mode)
+	}
+	if w := s.Webhook; w != nil {
+		kinds++
+		p := path + ".webhook"
+		if u, err := url.Parse(w.URL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			v.at(p+".url", "must be an http or https URL")
+		}
+		v.mode(p+".mode", w.Mode)
+		if w.Batch < 0 {
+			v.at(p+".batch", "must not be negative")
+		}
+		for h := range w.Headers {
+			if _, dup := w.HeaderFiles[h]; dup {
+				v.at(p+".headerFiles", "header %q is set in headers too", h)
+			}
 		}
 	}
 	if kinds != 1 {
-		v.atKey(path, "set exactly one sink kind (stdout, file, jetstream), found %d", kinds)
+		v.atKey(path, "set exactly one sink kind (stdout, file, jetstream, nats, webhook), found %d", kinds)
 	}
+}
+
+func (v *validator) natsConn(path string, c *NATSConnection) {
+	if len(c.Servers) == 0 {
+		v.atKey(path, "servers is required (for example [nats://127.0.0.1:4222])")
+	}
+	for i, s := range c.Servers {
+		u, err := url.Parse(s)
+		if err != nil || u.Host == "" || (u.Scheme != "nats" && u.Scheme != "tls" && u.Scheme != "ws" && u.Scheme != "wss") {
+			v.at(fmt.Sprintf("%s.servers[%d]", path, i), "must be a URL such as nats://host:4222 or tls://host:4222")
+		}
+	}
+	auth := 0
+	for _, set := range []bool{c.User != "" || c.PasswordFile != "", c.TokenFile != "", c.NKeySeedFile != "", c.CredentialsFile != ""} {
+		if set {
+			auth++
+		}
+	}
+	if auth > 1 {
+		v.atKey(path, "use one of user/passwordFile, tokenFile, nkeySeedFile, credentialsFile")
+	}
+	if t := c.TLS; t != nil && (t.CertFile == "") != (t.KeyFile == "") {
+		v.at(path+".tls", "certFile and keyFile go together")
+	}
+}
+
+func (v *validator) subject(path, tmpl string) {
+	if tmpl == "" {
+		return
+	}
+	if err := CheckSubjectTemplate(tmpl); err != nil {
+		v.at(path, "%v", err)
+	}
+}
+
+func (v *validator) mode(path, m string) {
+	if m != "" && m != ModeStructured && m != ModeBinary {
+		v.at(path, "must be structured or binary, got %q", m)
+	}
+}
+
+// SubjectTokens are the placeholders a subject template may use.
+var SubjectTokens = []string{"{cluster}", "{group}", "{version}", "{resource}", "{namespace}", "{name}", "{kind}", "{change}"}
+
+// CheckSubjectTemplate rejects templates with unknown placeholders, empty
+// tokens or wildcards.
+func CheckSubjectTemplate(tmpl string) error {
+	for _, tok := range strings.Split(tmpl, ".") {
+		if tok == "" {
+			return fmt.Errorf("subject %q has an empty token", tmpl)
+		}
+		rest := tok
+		for _, ph := range SubjectTokens {
+			rest = strings.ReplaceAll(rest, ph, "")
+		}
+		if strings.ContainsAny(rest, "{}") {
+			return fmt.Errorf("subject %q: unknown placeholder in %q (use %s)", tmpl, tok, strings.Join(SubjectTokens, " "))
+		}
+		if strings.ContainsAny(rest, "*> \t") {
+			return fmt.Errorf("subject %q: wildcards and spaces are not allowed", tmpl)
+		}
+	}
+	return nil
 }
 
 func (v *validator) watch(path string, w *Watch, sinkNames map[string]bool) {

@@ -72,6 +72,9 @@ type ChangeData struct {
 	// Recovered is true when the change was seen through a relist or a
 	// restart rather than a live watch event.
 	Recovered bool `json:"recovered"`
+	// Truncated is set when the event was too large for its sink: Object
+	// then holds only apiVersion, kind and identifying metadata.
+	Truncated string `json:"truncated,omitempty"`
 }
 
 // GapData is the data of io.kubefeed.gap events: kubefeed cannot rule out

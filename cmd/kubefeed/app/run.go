@@ -62,7 +62,7 @@ func runExporter(ctx context.Context, g *globalFlags, cfg *config.Config) error 
 	if err != nil {
 		return runtimeErr(fmt.Errorf("discovery client: %w", err))
 	}
-	built, err := buildSinks(cfg)
+	built, err := buildSinks(ctx, cfg, log)
 	if err != nil {
 		for _, s := range built {
 			_ = s.Close(context.Background())

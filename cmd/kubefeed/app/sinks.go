@@ -1,18 +1,24 @@
 package app
 
 import (
+	"context"
 	"fmt"
 	"os"
+
+	"go.uber.org/zap"
 
 	"github.com/kubefeed/kubefeed/exporter/config"
 	"github.com/kubefeed/kubefeed/sinks"
 	"github.com/kubefeed/kubefeed/sinks/file"
+	"github.com/kubefeed/kubefeed/sinks/jetstream"
+	natssink "github.com/kubefeed/kubefeed/sinks/nats"
 	"github.com/kubefeed/kubefeed/sinks/stdout"
+	"github.com/kubefeed/kubefeed/sinks/webhook"
 )
 
 // buildSinks creates every sink of the config; on error the ones already
 // built are closed by the caller through the returned map.
-func buildSinks(cfg *config.Config) (map[string]sinks.Sink, error) {
+func buildSinks(ctx context.Context, cfg *config.Config, log *zap.Logger) (map[string]sinks.Sink, error) {
 	out := map[string]sinks.Sink{}
 	for _, sc := range cfg.Sinks {
 		var s sinks.Sink
@@ -25,6 +31,24 @@ func buildSinks(cfg *config.Config) (map[string]sinks.Sink, error) {
 				return out, fmt.Errorf("sink %s: %w", sc.Name, err)
 			}
 			s = f
+		case sc.JetStream != nil:
+			j, err := jetstream.New(ctx, jetstream.Options{Config: *sc.JetStream, Cluster: cfg.Cluster, Logger: log.Named("jetstream").With(zap.String("sink", sc.Name))})
+			if err != nil {
+				return out, fmt.Errorf("sink %s: %w", sc.Name, err)
+			}
+			s = j
+		case sc.NATS != nil:
+			n, err := natssink.New(natssink.Options{Config: *sc.NATS, Logger: log.Named("nats").With(zap.String("sink", sc.Name))})
+			if err != nil {
+				return out, fmt.Errorf("sink %s: %w", sc.Name, err)
+			}
+			s = n
+		case sc.Webhook != nil:
+			w, err := webhook.New(webhook.Options{Config: *sc.Webhook})
+			if err != nil {
+				return out, fmt.Errorf("sink %s: %w", sc.Name, err)
+			}
+			s = w
 		default:
 			return out, fmt.Errorf("sink %s: this kind of sink is not available in this build", sc.Name)
 		}

@@ -1,0 +1,147 @@
+package sinks
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/kubefeed/kubefeed/exporter/event"
+)
+
+// Content modes.
+const (
+	ModeStructured = "structured"
+	ModeBinary     = "binary"
+)
+
+// ErrTooLarge is returned by Encode when an event does not fit even after
+// shrinking.
+var ErrTooLarge = errors.New("event too large")
+
+// Truncation levels written to data.truncated, in the order Encode tries
+// them when an event is larger than the sink's limit.
+const (
+	TruncatedOldObject = "oldObject" // data.oldObject dropped
+	TruncatedObject    = "object"    // data.object reduced to its identity; patch kept
+	TruncatedAll       = "all"       // identity only: a dead-letter stub
+)
+
+// Encoded is an event ready for the wire.
+type Encoded struct {
+	Event *event.Event
+	// Body is the whole event (structured) or its data (binary).
+	Body []byte
+	// Headers are the ce-* attributes and content type in binary mode.
+	Headers [][2]string
+}
+
+// Size is what the encoded event weighs on the wire, headers included.
+func (e Encoded) Size() int {
+	n := len(e.Body)
+	for _, h := range e.Headers {
+		n += len(h[0]) + len(h[1]) + 4
+	}
+	return n
+}
+
+// Encode encodes an event in mode. When limit > 0 and the event is larger,
+// it applies the documented policy: drop data.oldObject, then reduce
+// data.object to its identity (the patch stays); when even that does not
+// fit it returns ErrTooLarge. The caller's event is never modified.
+func Encode(e *event.Event, mode string, limit int) (Encoded, error) {
+	enc, err := encode(e, mode)
+	if err != nil || limit <= 0 || enc.Size() <= limit {
+		return enc, err
+	}
+	d, ok := e.Data.(*event.ChangeData)
+	if !ok {
+		return enc, fmt.Errorf("%w: %d bytes, limit %d", ErrTooLarge, enc.Size(), limit)
+	}
+	size := enc.Size()
+	for _, level := range []string{TruncatedOldObject, TruncatedObject} {
+		if level == TruncatedOldObject && d.OldObject == nil {
+			continue
+		}
+		enc, err = encode(Truncate(e, level), mode)
+		if err != nil {
+			return enc, err
+		}
+		if enc.Size() <= limit {
+			return enc, nil
+		}
+	}
+	return enc, fmt.Errorf("%w: %d bytes (%d after shrinking), limit %d", ErrTooLarge, size, enc.Size(), limit)
+}
+
+// Truncate returns a copy of a change event shrunk to level.
+func Truncate(e *event.Event, level string) *event.Event {
+	d, ok := e.Data.(*event.ChangeData)
+	if !ok {
+		return e
+	}
+	cp := *e
+	nd := *d
+	nd.Truncated = level
+	nd.OldObject = nil
+	if level == TruncatedObject || level == TruncatedAll {
+		nd.Object = identity(d.Object)
+	}
+	if level == TruncatedAll {
+		nd.Patch, nd.ChangedPaths = nil, nil
+	}
+	cp.Data = &nd
+	return &cp
+}
+
+func identity(obj map[string]any) map[string]any {
+	out := map[string]any{"apiVersion": obj["apiVersion"], "kind": obj["kind"]}
+	if md, ok := obj["metadata"].(map[string]any); ok {
+		m := map[string]any{}
+		for _, k := range []string{"name", "namespace", "uid", "resourceVersion", "generation"} {
+			if v, ok := md[k]; ok {
+				m[k] = v
+			}
+		}
+		out["metadata"] = m
+	}
+	return out
+}
+
+func encode(e *event.Event, mode string) (Encoded, error) {
+	if mode != ModeBinary {
+		b, err := event.Marshal(e)
+		if err != nil {
+			return Encoded{}, fmt.Errorf("encode event %s: %w", e.ID, err)
+		}
+		return Encoded{Event: e, Body: b}, nil
+	}
+	b, err := json.Marshal(e.Data)
+	if err != nil {
+		return Encoded{}, fmt.Errorf("encode event %s: %w", e.ID, err)
+	}
+	return Encoded{Event: e, Body: b, Headers: BinaryHeaders(e)}, nil
+}
+
+// BinaryHeaders are the CloudEvents binary-mode attributes (ce-*) and the
+// content type.
+func BinaryHeaders(e *event.Event) [][2]string {
+	h := [][2]string{
+		{"ce-specversion", e.SpecVersion},
+		{"ce-id", e.ID},
+		{"ce-source", e.Source},
+		{"ce-type", e.Type},
+		{"ce-time", e.Time.UTC().Format(time.RFC3339Nano)},
+		{"Content-Type", e.DataContentType},
+	}
+	for _, kv := range [][2]string{
+		{"ce-subject", e.Subject}, {"ce-cluster", e.Cluster}, {"ce-apiversion", e.APIVersion}, {"ce-kind", e.Kind},
+		{"ce-resource", e.Resource}, {"ce-namespace", e.Namespace}, {"ce-name", e.Name}, {"ce-uid", e.UID},
+		{"ce-resourceversion", e.ResourceVersion},
+	} {
+		if kv[1] != "" {
+			h = append(h, kv)
+		}
+	}
+	return h
+}

@@ -1,0 +1,236 @@
+package jetstream
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"go.uber.org/zap"
+
+	"github.com/kubefeed/kubefeed/exporter/config"
+	"github.com/kubefeed/kubefeed/exporter/event"
+	"github.com/kubefeed/kubefeed/sinks"
+	"github.com/kubefeed/kubefeed/sinks/natsconn"
+)
+
+// AckTimeout is how long one publish may wait for its PubAck.
+const AckTimeout = 10 * time.Second
+
+// Options of the sink. Config is required; Cluster names the cluster in
+// subjects.
+type Options struct {
+	Config  config.JetStreamSink
+	Cluster string
+	Logger  *zap.Logger
+}
+
+// Stats counts what the sink saw.
+type Stats struct {
+	Published    int64 // acked, duplicates included
+	Duplicates   int64 // acks with Duplicate set
+	Shrunk       int64 // events sent truncated to fit max payload
+	DeadLettered int64 // stubs sent to the dead-letter subject
+	Dropped      int64 // too large and no dead-letter subject
+}
+
+// Sink publishes to a JetStream stream.
+type Sink struct {
+	opts    Options
+	nc      *nats.Conn
+	js      jetstream.JetStream
+	subject *natsconn.Subject
+	log     *zap.Logger
+	ready   atomic.Bool
+
+	published, duplicates, shrunk, deadLettered, dropped atomic.Int64
+}
+
+var _ sinks.Sink = (*Sink)(nil)
+
+// New connects and, when the server answers, provisions or checks the
+// stream. An unreachable server is not an error: the connection keeps
+// trying and Send fails (retryably) until it succeeds. A missing stream
+// with provisioning off is an error.
+func New(ctx context.Context, o Options) (*Sink, error) {
+	if o.Logger == nil {
+		o.Logger = zap.NewNop()
+	}
+	c := o.Config
+	subj, err := natsconn.CompileSubject(c.Subject)
+	if err != nil {
+		return nil, err
+	}
+	nc, err := natsconn.Connect(c.NATSConnection, o.Logger)
+	if err != nil {
+		return nil, err
+	}
+	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(c.MaxPending), jetstream.WithPublishAsyncTimeout(AckTimeout))
+	if err != nil {
+		nc.Close()
+		return nil, fmt.Errorf("jetstream: %w", err)
+	}
+	s := &Sink{opts: o, nc: nc, js: js, subject: subj, log: o.Logger}
+	if err := s.ensureStream(ctx); err != nil {
+		if errors.Is(err, errUnreachable) {
+			s.log.Warn("nats not reachable yet; the stream is checked on first send", zap.String("servers", natsconn.Redact(c.Servers)))
+			return s, nil
+		}
+		nc.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+var errUnreachable = errors.New("nats not reachable")
+
+// ensureStream creates or updates the stream (provision) or checks that it
+// exists and covers the subjects kubefeed publishes to.
+func (s *Sink) ensureStream(ctx context.Context) error {
+	if s.ready.Load() {
+		return nil
+	}
+	if !s.nc.IsConnected() {
+		// Give a first connection attempt a moment.
+		deadline := time.Now().Add(2 * time.Second)
+		for !s.nc.IsConnected() && time.Now().Before(deadline) && ctx.Err() == nil {
+			time.Sleep(20 * time.Millisecond)
+		}
+		if !s.nc.IsConnected() {
+			return errUnreachable
+		}
+	}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	c := s.opts.Config
+	want := s.subject.StreamSubject(s.opts.Cluster)
+	if p := c.Provision; p != nil {
+		sc := jetstream.StreamConfig{
+			Name:       c.Stream,
+			Subjects:   p.Subjects,
+			Storage:    jetstream.FileStorage,
+			Retention:  jetstream.LimitsPolicy,
+			Replicas:   max(p.Replicas, 1),
+			MaxAge:     p.MaxAge.Duration,
+			Duplicates: p.DuplicateWindow.Duration,
+		}
+		if len(sc.Subjects) == 0 {
+			sc.Subjects = []string{want}
+		}
+		if p.Storage == "memory" {
+			sc.Storage = jetstream.MemoryStorage
+		}
+		switch p.Retention {
+		case "interest":
+			sc.Retention = jetstream.InterestPolicy
+		case "workqueue":
+			sc.Retention = jetstream.WorkQueuePolicy
+		}
+		if _, err := s.js.CreateOrUpdateStream(ctx, sc); err != nil {
+			return fmt.Errorf("provision stream %s: %w", c.Stream, err)
+		}
+		s.ready.Store(true)
+		return nil
+	}
+	st, err := s.js.Stream(ctx, c.Stream)
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		return fmt.Errorf("stream %s not found: create it (subjects %s) or set provision in the sink's config", c.Stream, want)
+	}
+	if err != nil {
+		return fmt.Errorf("stream %s: %w", c.Stream, err)
+	}
+	sample := s.subject.Render(&event.Event{Cluster: s.opts.Cluster, APIVersion: "v1", Resource: "configmaps", Namespace: "default", Name: "x", Type: event.Added.Type()})
+	for _, f := range st.CachedInfo().Config.Subjects {
+		if natsconn.Matches(f, sample) {
+			s.ready.Store(true)
+			return nil
+		}
+	}
+	return fmt.Errorf("stream %s does not hold subject %s (its subjects: %v); add %s", c.Stream, sample, st.CachedInfo().Config.Subjects, want)
+}
+
+// Send publishes the events asynchronously and waits for all their acks.
+func (s *Sink) Send(ctx context.Context, events []*event.Event) error {
+	if err := s.ensureStream(ctx); err != nil {
+		return err
+	}
+	limit := int(s.nc.MaxPayload())
+	if limit > 0 {
+		limit -= 512 // Nats-Msg-Id and protocol overhead
+	}
+	futures := make([]jetstream.PubAckFuture, 0, len(events))
+	for _, e := range events {
+		enc, err := sinks.Encode(e, s.opts.Config.Mode, limit)
+		subject := s.subject.Render(e)
+		if errors.Is(err, sinks.ErrTooLarge) {
+			if s.opts.Config.DeadLetterSubject == "" {
+				s.dropped.Add(1)
+				return sinks.Permanent(fmt.Errorf("event %s: %w; no deadLetterSubject configured", e.ID, err))
+			}
+			s.log.Warn("event too large; sending a stub to the dead-letter subject", zap.String("id", e.ID), zap.Error(err))
+			if enc, err = sinks.Encode(sinks.Truncate(e, sinks.TruncatedAll), s.opts.Config.Mode, limit); err != nil {
+				return sinks.Permanent(err)
+			}
+			subject = s.opts.Config.DeadLetterSubject
+			s.deadLettered.Add(1)
+		} else if err != nil {
+			return sinks.Permanent(err)
+		}
+		if enc.Event != e {
+			s.shrunk.Add(1)
+		}
+		msg := nats.NewMsg(subject)
+		msg.Data = enc.Body
+		for _, h := range enc.Headers {
+			msg.Header.Set(h[0], h[1])
+		}
+		f, err := s.js.PublishMsgAsync(msg, jetstream.WithMsgID(e.ID))
+		if err != nil {
+			return fmt.Errorf("publish %s: %w", e.ID, err)
+		}
+		futures = append(futures, f)
+	}
+	for _, f := range futures {
+		select {
+		case ack := <-f.Ok():
+			s.published.Add(1)
+			if ack.Duplicate {
+				s.duplicates.Add(1)
+			}
+		case err := <-f.Err():
+			return classify(err)
+		case <-ctx.Done():
+			return fmt.Errorf("waiting for ack: %w", ctx.Err())
+		}
+	}
+	return nil
+}
+
+func classify(err error) error {
+	switch {
+	case errors.Is(err, nats.ErrMaxPayload):
+		return sinks.Permanent(err)
+	case errors.Is(err, jetstream.ErrNoStreamResponse), errors.Is(err, nats.ErrNoResponders):
+		return fmt.Errorf("no stream answered (is the stream there and does it hold the subject?): %w", err)
+	}
+	return fmt.Errorf("publish: %w", err)
+}
+
+// Stats returns the counters.
+func (s *Sink) Stats() Stats {
+	return Stats{Published: s.published.Load(), Duplicates: s.duplicates.Load(), Shrunk: s.shrunk.Load(), DeadLettered: s.deadLettered.Load(), Dropped: s.dropped.Load()}
+}
+
+// Close waits (bounded by ctx) for outstanding acks and closes the
+// connection.
+func (s *Sink) Close(ctx context.Context) error {
+	select {
+	case <-s.js.PublishAsyncComplete():
+	case <-ctx.Done():
+	}
+	s.nc.Close()
+	return nil
+}

@@ -1,0 +1,148 @@
+package natsconn
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"net/url"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"go.uber.org/zap"
+
+	"github.com/kubefeed/kubefeed/exporter/config"
+)
+
+// Connect dials NATS. It does not fail when no server answers yet: the
+// connection keeps trying in the background (RetryOnFailedConnect) and
+// reconnects forever with jittered backoff.
+func Connect(c config.NATSConnection, log *zap.Logger) (*nats.Conn, error) {
+	opts, err := Options(c, log)
+	if err != nil {
+		return nil, err
+	}
+	nc, err := nats.Connect(strings.Join(c.Servers, ","), opts...)
+	if err != nil {
+		return nil, fmt.Errorf("nats connect to %s: %w", Redact(c.Servers), err)
+	}
+	return nc, nil
+}
+
+// Options turns the config into nats.go options.
+func Options(c config.NATSConnection, log *zap.Logger) ([]nats.Option, error) {
+	if log == nil {
+		log = zap.NewNop()
+	}
+	name := c.Name
+	if name == "" {
+		name = "kubefeed"
+	}
+	servers := Redact(c.Servers)
+	opts := []nats.Option{
+		nats.Name(name),
+		nats.RetryOnFailedConnect(true),
+		nats.MaxReconnects(-1),
+		nats.ReconnectWait(time.Second),
+		nats.ReconnectJitter(100*time.Millisecond, time.Second),
+		nats.Timeout(5 * time.Second),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			log.Warn("nats disconnected; reconnecting", zap.String("servers", servers), zap.Error(err))
+		}),
+		nats.ReconnectHandler(func(nc *nats.Conn) {
+			log.Info("nats reconnected", zap.String("server", redactURL(nc.ConnectedUrl())))
+		}),
+		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
+			log.Warn("nats error", zap.Error(err))
+		}),
+	}
+	switch {
+	case c.User != "":
+		pw, err := readSecret(c.PasswordFile, "passwordFile")
+		if err != nil {
+			return nil, err
+		}
+		opts = append(opts, nats.UserInfo(c.User, pw))
+	case c.TokenFile != "":
+		tok, err := readSecret(c.TokenFile, "tokenFile")
+		if err != nil {
+			return nil, err
+		}
+		opts = append(opts, nats.Token(tok))
+	case c.NKeySeedFile != "":
+		o, err := nats.NkeyOptionFromSeed(c.NKeySeedFile)
+		if err != nil {
+			return nil, fmt.Errorf("nkeySeedFile: %w", err)
+		}
+		opts = append(opts, o)
+	case c.CredentialsFile != "":
+		if _, err := os.Stat(c.CredentialsFile); err != nil {
+			return nil, fmt.Errorf("credentialsFile: %w", err)
+		}
+		opts = append(opts, nats.UserCredentials(c.CredentialsFile))
+	}
+	if t := c.TLS; t != nil {
+		tc, err := TLSConfig(t)
+		if err != nil {
+			return nil, err
+		}
+		opts = append(opts, nats.Secure(tc))
+	}
+	return opts, nil
+}
+
+// TLSConfig builds a client TLS config from files.
+func TLSConfig(t *config.TLS) (*tls.Config, error) {
+	tc := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: t.ServerName, InsecureSkipVerify: t.InsecureSkipVerify} //nolint:gosec // opt-in
+	if t.CAFile != "" {
+		pem, err := os.ReadFile(t.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("tls.caFile: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("tls.caFile %s: no PEM certificates", t.CAFile)
+		}
+		tc.RootCAs = pool
+	}
+	if t.CertFile != "" {
+		cert, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("tls.certFile/keyFile: %w", err)
+		}
+		tc.Certificates = []tls.Certificate{cert}
+	}
+	return tc, nil
+}
+
+func readSecret(path, what string) (string, error) {
+	if path == "" {
+		return "", fmt.Errorf("%s is required", what)
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", fmt.Errorf("%s: %w", what, err)
+	}
+	return strings.TrimSpace(string(b)), nil
+}
+
+// Redact joins server URLs with any user info removed, for logs and errors.
+func Redact(servers []string) string {
+	out := make([]string, len(servers))
+	for i, s := range servers {
+		out[i] = redactURL(s)
+	}
+	return strings.Join(out, ",")
+}
+
+func redactURL(s string) string {
+	u, err := url.Parse(s)
+	if err != nil {
+		return "<unparsable url>"
+	}
+	if u.User != nil {
+		u.User = url.User("REDACTED")
+	}
+	return u.String()
+}
