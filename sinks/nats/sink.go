@@ -11,6 +11,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"go.uber.org/zap"
@@ -51,6 +52,12 @@ func New(o Options) (*Sink, error) {
 
 // Send publishes the events and flushes.
 func (s *Sink) Send(ctx context.Context, events []*event.Event) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if s.nc.IsClosed() {
+		return sinks.Permanent(errors.New("nats sink: closed"))
+	}
 	if !s.nc.IsConnected() {
 		return errors.New("nats not connected")
 	}
@@ -72,6 +79,11 @@ func (s *Sink) Send(ctx context.Context, events []*event.Event) error {
 			return fmt.Errorf("publish: %w", err)
 		}
 	}
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+	}
 	if err := s.nc.FlushWithContext(ctx); err != nil {
 		return fmt.Errorf("flush: %w", err)
 	}
@@ -81,7 +93,7 @@ func (s *Sink) Send(ctx context.Context, events []*event.Event) error {
 // Close flushes and closes the connection.
 func (s *Sink) Close(ctx context.Context) error {
 	if s.nc.IsConnected() {
-		_ = s.nc.FlushWithContext(ctx)
+		_ = s.nc.Flush()
 	}
 	s.nc.Close()
 	return nil

@@ -27,9 +27,11 @@ type Options struct {
 
 // Sink writes to an io.Writer.
 type Sink struct {
-	mu   sync.Mutex
-	w    *bufio.Writer
-	opts Options
+	mu     sync.Mutex
+	out    io.Writer
+	w      *bufio.Writer
+	opts   Options
+	closed bool
 }
 
 var _ sinks.Sink = (*Sink)(nil)
@@ -39,7 +41,7 @@ func New(w io.Writer, o Options) *Sink {
 	if o.Format == "" {
 		o.Format = "json"
 	}
-	return &Sink{w: bufio.NewWriter(w), opts: o}
+	return &Sink{out: w, w: bufio.NewWriter(w), opts: o}
 }
 
 // Send writes the events and flushes them.
@@ -49,6 +51,9 @@ func (s *Sink) Send(ctx context.Context, events []*event.Event) error {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.closed {
+		return sinks.Permanent(fmt.Errorf("stdout sink: closed"))
+	}
 	for _, e := range events {
 		if s.opts.Format == "diff" {
 			s.writeDiff(e)
@@ -62,6 +67,9 @@ func (s *Sink) Send(ctx context.Context, events []*event.Event) error {
 		s.w.WriteByte('\n')
 	}
 	if err := s.w.Flush(); err != nil {
+		// A bufio.Writer keeps its first error forever: start a fresh one,
+		// so the retry of these events can succeed once the writer heals.
+		s.w.Reset(s.out)
 		return fmt.Errorf("write: %w", err)
 	}
 	return nil
@@ -71,6 +79,7 @@ func (s *Sink) Send(ctx context.Context, events []*event.Event) error {
 func (s *Sink) Close(context.Context) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.closed = true
 	return s.w.Flush()
 }
 

@@ -21,6 +21,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/kubefeed/kubefeed/exporter/config"
@@ -46,6 +47,7 @@ type Sink struct {
 	client  *http.Client
 	headers http.Header
 	target  string // URL without user info, for errors
+	closed  atomic.Bool
 }
 
 var _ sinks.Sink = (*Sink)(nil)
@@ -96,6 +98,9 @@ func New(o Options) (*Sink, error) {
 
 // Send posts the events: one request each, or one batch per Send.
 func (s *Sink) Send(ctx context.Context, events []*event.Event) error {
+	if s.closed.Load() {
+		return sinks.Permanent(fmt.Errorf("webhook sink: closed"))
+	}
 	if s.cfg.Batch > 1 {
 		for start := 0; start < len(events); start += s.cfg.Batch {
 			if err := s.postBatch(ctx, events[start:min(start+s.cfg.Batch, len(events))]); err != nil {
@@ -186,6 +191,7 @@ func redactErr(err error, full, safe string) string {
 
 // Close releases idle connections.
 func (s *Sink) Close(context.Context) error {
+	s.closed.Store(true)
 	s.client.CloseIdleConnections()
 	return nil
 }

@@ -1,0 +1,79 @@
+package stdout_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/kubefeed/kubefeed/exporter/diff"
+	"github.com/kubefeed/kubefeed/exporter/event"
+	"github.com/kubefeed/kubefeed/sinks"
+	"github.com/kubefeed/kubefeed/sinks/sinktest"
+	"github.com/kubefeed/kubefeed/sinks/stdout"
+)
+
+// breakable is a writer that fails while broken.
+type breakable struct {
+	mu     sync.Mutex
+	buf    bytes.Buffer
+	broken bool
+}
+
+func (b *breakable) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.broken {
+		return 0, errors.New("broken pipe")
+	}
+	return b.buf.Write(p)
+}
+
+func (b *breakable) ids(t *testing.T) []string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	var out []string
+	for _, line := range strings.Split(strings.TrimSpace(b.buf.String()), "\n") {
+		if line == "" {
+			continue
+		}
+		var e struct{ ID string }
+		if err := json.Unmarshal([]byte(line), &e); err != nil {
+			t.Fatalf("bad line %q: %v", line, err)
+		}
+		out = append(out, e.ID)
+	}
+	return out
+}
+
+func TestConformance(t *testing.T) {
+	w := &breakable{}
+	sinktest.Run(t, sinktest.Harness{
+		New:      func(*testing.T) sinks.Sink { return stdout.New(w, stdout.Options{}) },
+		Received: w.ids,
+		Break:    func(*testing.T) { w.mu.Lock(); w.broken = true; w.mu.Unlock() },
+		Heal:     func(*testing.T) { w.mu.Lock(); w.broken = false; w.mu.Unlock() },
+	})
+}
+
+func TestDiffFormat(t *testing.T) {
+	var buf bytes.Buffer
+	s := stdout.New(&buf, stdout.Options{Format: "diff"})
+	e := sinktest.Event(1, 7)
+	d := e.Data.(*event.ChangeData)
+	d.Patch = []diff.Op{{Op: "replace", Path: "/data/v", Value: "7"}, {Op: "remove", Path: "/data/old"}, {Op: "add", Path: "/data/new", Value: 1}}
+	if err := s.Send(t.Context(), []*event.Event{e}); err != nil {
+		t.Fatal(err)
+	}
+	got := buf.String()
+	for _, want := range []string{"MODIFIED ConfigMap ns/obj-1 rv=7", `~ /data/v: "7"`, "- /data/old", "+ /data/new: 1"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("diff output lacks %q:\n%s", want, got)
+		}
+	}
+	if strings.Contains(got, "\x1b[") {
+		t.Errorf("colour codes without Color: %q", got)
+	}
+}
