@@ -42,6 +42,12 @@ type sinkRunner struct {
 	mu     sync.RWMutex
 	scopes map[schema.GroupVersionResource][]*scope
 
+	// attempted holds states whose send failed retryably: the sink may have
+	// stored them anyway (a lost ack), so a later deletion must still be
+	// sent even if nothing was acknowledged for the key.
+	attemptedMu sync.Mutex
+	attempted   map[Key]*unstructured.Unstructured
+
 	delivered, retries, dropped atomic.Int64
 }
 
@@ -56,7 +62,8 @@ func newSinkRunner(ex *Exporter, name string, s sinks.Sink, store Store) *sinkRu
 			workqueue.NewTypedItemExponentialFailureRateLimiter[Key](RetryBase, RetryCap),
 			workqueue.TypedRateLimitingQueueConfig[Key]{Name: "kubefeed_" + name},
 		),
-		scopes: map[schema.GroupVersionResource][]*scope{},
+		scopes:    map[schema.GroupVersionResource][]*scope{},
+		attempted: map[Key]*unstructured.Unstructured{},
 	}
 }
 
@@ -161,7 +168,12 @@ func (r *sinkRunner) sync(ctx context.Context, k Key) error {
 	if rec, ok := r.store.Get(k); ok {
 		last = &rec
 	}
+	attempt := r.attemptedState(k)
 	changes := decide(last, cur, r.ex.tombstones.get(k))
+	if len(changes) == 0 && last == nil && cur == nil && attempt != nil {
+		// Never acknowledged, but perhaps stored: say it is gone.
+		changes = []change{deleted(recordOf(attempt), r.ex.tombstones.get(k))}
+	}
 	if len(changes) == 0 {
 		return nil
 	}
@@ -182,6 +194,9 @@ func (r *sinkRunner) sync(ctx context.Context, k Key) error {
 		cancel()
 		if err != nil {
 			if !sinks.IsPermanent(err) {
+				if cur != nil {
+					r.setAttempted(k, cur)
+				}
 				return err
 			}
 			r.dropped.Add(int64(len(events)))
@@ -195,7 +210,26 @@ func (r *sinkRunner) sync(ctx context.Context, k Key) error {
 	} else {
 		r.store.Put(k, recordOf(cur))
 	}
+	if attempt != nil {
+		r.setAttempted(k, nil)
+	}
 	return nil
+}
+
+func (r *sinkRunner) attemptedState(k Key) *unstructured.Unstructured {
+	r.attemptedMu.Lock()
+	defer r.attemptedMu.Unlock()
+	return r.attempted[k]
+}
+
+func (r *sinkRunner) setAttempted(k Key, obj *unstructured.Unstructured) {
+	r.attemptedMu.Lock()
+	defer r.attemptedMu.Unlock()
+	if obj == nil {
+		delete(r.attempted, k)
+		return
+	}
+	r.attempted[k] = obj
 }
 
 func firstAdmitting(rules []*rule, c event.Change) *rule {

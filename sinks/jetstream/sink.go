@@ -64,7 +64,9 @@ func New(ctx context.Context, o Options) (*Sink, error) {
 	if err != nil {
 		return nil, err
 	}
-	nc, err := natsconn.Connect(c.NATSConnection, o.Logger)
+	// No reconnect buffer: a publish while disconnected fails at once
+	// instead of waiting out its ack timeout, and fewer outcomes are unknown.
+	nc, err := natsconn.Connect(c.NATSConnection, o.Logger, nats.ReconnectBufSize(-1))
 	if err != nil {
 		return nil, err
 	}

@@ -18,11 +18,12 @@ import (
 // Connect dials NATS. It does not fail when no server answers yet: the
 // connection keeps trying in the background (RetryOnFailedConnect) and
 // reconnects forever with jittered backoff.
-func Connect(c config.NATSConnection, log *zap.Logger) (*nats.Conn, error) {
+func Connect(c config.NATSConnection, log *zap.Logger, extra ...nats.Option) (*nats.Conn, error) {
 	opts, err := Options(c, log)
 	if err != nil {
 		return nil, err
 	}
+	opts = append(opts, extra...)
 	nc, err := nats.Connect(strings.Join(c.Servers, ","), opts...)
 	if err != nil {
 		return nil, fmt.Errorf("nats connect to %s: %w", Redact(c.Servers), err)

@@ -1,0 +1,58 @@
+package exporter
+
+import (
+	"testing"
+
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+
+	"github.com/kubefeed/kubefeed/exporter/event"
+)
+
+func obj(uid, rv string) *unstructured.Unstructured {
+	u := &unstructured.Unstructured{Object: map[string]any{"apiVersion": "v1", "kind": "ConfigMap"}}
+	u.SetUID(typesUID(uid))
+	u.SetResourceVersion(rv)
+	u.SetName("x")
+	return u
+}
+
+func TestDecide(t *testing.T) {
+	rec := func(uid, rv string) *Record { r := recordOf(obj(uid, rv)); return &r }
+	final := obj("a", "9")
+	for _, tc := range []struct {
+		name string
+		last *Record
+		cur  *unstructured.Unstructured
+		tomb *tombstone
+		want []event.Change
+		// checks on the first change
+		recovered bool
+		objRV     string
+	}{
+		{"nothing known", nil, nil, nil, nil, false, ""},
+		{"new object", nil, obj("a", "1"), nil, []event.Change{event.Added}, false, "1"},
+		{"resync", rec("a", "1"), obj("a", "1"), nil, nil, false, ""},
+		{"modified", rec("a", "1"), obj("a", "5"), nil, []event.Change{event.Modified}, false, "5"},
+		{"deleted with final state", rec("a", "5"), nil, &tombstone{obj: final}, []event.Change{event.Deleted}, false, "9"},
+		{"deleted seen by relist", rec("a", "5"), nil, &tombstone{obj: final, recovered: true}, []event.Change{event.Deleted}, true, "9"},
+		{"deleted, tombstone of another uid", rec("a", "5"), nil, &tombstone{obj: obj("b", "12")}, []event.Change{event.Deleted}, true, "5"},
+		{"uid change", rec("a", "5"), obj("b", "7"), &tombstone{obj: final}, []event.Change{event.Deleted, event.Added}, false, "9"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := decide(tc.last, tc.cur, tc.tomb)
+			if len(got) != len(tc.want) {
+				t.Fatalf("decide = %d changes, want %v", len(got), tc.want)
+			}
+			for i, c := range got {
+				if c.kind != tc.want[i] {
+					t.Errorf("change %d = %s, want %s", i, c.kind, tc.want[i])
+				}
+			}
+			if len(got) > 0 {
+				if got[0].recovered != tc.recovered || got[0].obj.GetResourceVersion() != tc.objRV {
+					t.Errorf("first change: recovered %v rv %s, want %v %s", got[0].recovered, got[0].obj.GetResourceVersion(), tc.recovered, tc.objRV)
+				}
+			}
+		})
+	}
+}

@@ -1,0 +1,371 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"math/rand"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	js "github.com/nats-io/nats.go/jetstream"
+	"golang.org/x/sync/errgroup"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+
+	"github.com/kubefeed/kubefeed/exporter/config"
+	"github.com/kubefeed/kubefeed/sinks"
+	"github.com/kubefeed/kubefeed/sinks/jetstream"
+	"github.com/kubefeed/kubefeed/sinks/webhook"
+	"github.com/kubefeed/kubefeed/test/natstest"
+)
+
+// jetStreamSink builds the sink as `kubefeed run` would from this config.
+func jetStreamSink(t *testing.T, url string, tweak func(*config.JetStreamSink)) *jetstream.Sink {
+	t.Helper()
+	c := config.Config{Sinks: []config.Sink{{Name: "js", JetStream: &config.JetStreamSink{
+		NATSConnection: config.NATSConnection{Servers: []string{url}},
+		Stream:         "KUBEFEED",
+		Provision:      &config.StreamProvision{DuplicateWindow: config.Duration{Duration: 10 * time.Minute}},
+	}}}}
+	c.SetDefaults()
+	jc := c.Sinks[0].JetStream
+	if tweak != nil {
+		tweak(jc)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	s, err := jetstream.New(ctx, jetstream.Options{Config: *jc, Cluster: "test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// streamLines returns the bodies stored in the stream, in stream order.
+func streamLines(t *testing.T, url string) [][]byte {
+	t.Helper()
+	nc, err := nats.Connect(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	j, _ := js.New(nc)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	st, err := j.Stream(ctx, "KUBEFEED")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// An ordered consumer reads the whole stream in order, fast.
+	cons, err := st.OrderedConsumer(ctx, js.OrderedConsumerConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := st.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out [][]byte
+	for uint64(len(out)) < info.State.Msgs {
+		batch, err := cons.FetchNoWait(1000)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := 0
+		for m := range batch.Messages() {
+			out = append(out, m.Data())
+			n++
+		}
+		if n == 0 {
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	return out
+}
+
+// burst makes exactly 10,000 changes over ConfigMaps and Widgets in two
+// namespaces with 16 concurrent writers, leaving 500 objects alive. During
+// tolerate (if set) writes are retried, not failed.
+func burst10k(t *testing.T, nss []string) {
+	t.Helper()
+	_, dyn := clients(t)
+	ctx := context.Background()
+	const objects = 2500
+	type obj struct {
+		gvr  schema.GroupVersionResource
+		ns   string
+		name string
+	}
+	objs := make([]obj, objects)
+	for i := range objs {
+		gvr := configMaps
+		if i%2 == 1 {
+			gvr = widgets
+		}
+		objs[i] = obj{gvr, nss[i%len(nss)], fmt.Sprintf("b%d", i)}
+	}
+	// Phases: create all; update all twice; delete 2000; update the other 500.
+	phase := func(name string, idx []int, op func(o obj, i int) error) {
+		g := errgroup.Group{}
+		g.SetLimit(16)
+		for _, i := range idx {
+			g.Go(func() error { return op(objs[i], i) })
+		}
+		if err := g.Wait(); err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+	}
+	all := make([]int, objects)
+	for i := range all {
+		all[i] = i
+	}
+	create := func(o obj, i int) error {
+		var err error
+		if o.gvr == widgets {
+			_, err = dyn.Resource(o.gvr).Namespace(o.ns).Create(ctx, widget(o.name, map[string]any{"v": int64(0)}), metav1.CreateOptions{})
+		} else {
+			_, err = dyn.Resource(o.gvr).Namespace(o.ns).Create(ctx, cm(o.name, nil, map[string]any{"v": "0"}), metav1.CreateOptions{})
+		}
+		return err
+	}
+	update := func(v int) func(o obj, i int) error {
+		return func(o obj, i int) error {
+			patch := fmt.Sprintf(`{"data":{"v":"%d"}}`, v)
+			if o.gvr == widgets {
+				patch = fmt.Sprintf(`{"spec":{"v":%d}}`, v)
+			}
+			_, err := dyn.Resource(o.gvr).Namespace(o.ns).Patch(ctx, o.name, "application/merge-patch+json", []byte(patch), metav1.PatchOptions{})
+			return err
+		}
+	}
+	del := func(o obj, i int) error {
+		return dyn.Resource(o.gvr).Namespace(o.ns).Delete(ctx, o.name, metav1.DeleteOptions{})
+	}
+	phase("create", all, create)
+	phase("update 1", all, update(1))
+	phase("update 2", all, update(2))
+	phase("delete", all[:2000], del)
+	phase("update 3", all[2000:], update(3))
+}
+
+func checkStream(t *testing.T, lines [][]byte) (events, unique int) {
+	t.Helper()
+	seen := map[string]bool{}
+	var evs []got
+	for _, l := range lines {
+		var e got
+		if err := jsonUnmarshal(l, &e); err != nil {
+			t.Fatal(err)
+		}
+		if seen[e.ID] {
+			t.Errorf("stream holds id %s twice (JetStream de-duplication failed)", e.ID)
+		}
+		seen[e.ID] = true
+		evs = append(evs, e)
+	}
+	checkOrder(t, "jetstream", evs)
+	return len(lines), len(seen)
+}
+
+func TestJetStream10kChangesRebuildListedState(t *testing.T) {
+	ensureWidgetCRD(t)
+	nss := []string{namespace(t, "js-a", nil), namespace(t, "js-b", nil)}
+	srv := natstest.StartT(t, natstest.Options{})
+	s := jetStreamSink(t, srv.URL(), nil)
+	startExporter(t, `apiVersion: kubefeed.io/v1alpha1
+kind: Config
+cluster: test
+workers: 8
+watch:
+  - {resource: configmaps, namespaces: [js-a, js-b]}
+  - {resource: widgets.example.com, namespaces: [js-a, js-b]}
+sinks:
+  - {name: js, jetstream: {servers: [nats://unused:4222], stream: KUBEFEED}}
+`, map[string]sinks.Sink{"js": s})
+	start := time.Now()
+	burst10k(t, nss)
+	t.Logf("10,000 changes written in %v", time.Since(start).Round(time.Millisecond))
+	resources := map[schema.GroupVersionResource]string{configMaps: "/api/v1", widgets: "/apis/example.com/v1"}
+	c := eventuallyRebuilds(t, func() [][]byte { return streamLines(t, srv.URL()) }, func() map[string]map[string]any { return listed(t, nss, resources) })
+	if c.rebased != 0 || c.unknownDeletes != 0 {
+		t.Errorf("without failures: %d rebased patches, %d unknown deletes; want none", c.rebased, c.unknownDeletes)
+	}
+	n, _ := checkStream(t, streamLines(t, srv.URL()))
+	// Level-based: versions may merge under load, but every object has at
+	// least its added event and, for the 2000 deleted, its deleted event.
+	if n < 2500+2000 || n > 10000 {
+		t.Errorf("stream holds %d events for 10,000 changes", n)
+	}
+	t.Logf("stream holds %d events for 10,000 changes; sink stats %+v", n, s.Stats())
+}
+
+func TestJetStreamOutageLosesNothing(t *testing.T) {
+	ensureWidgetCRD(t)
+	nss := []string{namespace(t, "outage-a", nil), namespace(t, "outage-b", nil)}
+	srv := natstest.StartT(t, natstest.Options{})
+	s := jetStreamSink(t, srv.URL(), nil)
+	rec := &recorder{}
+	startExporter(t, `apiVersion: kubefeed.io/v1alpha1
+kind: Config
+cluster: test
+workers: 8
+watch:
+  - {resource: configmaps, namespaces: [outage-a, outage-b]}
+  - {resource: widgets.example.com, namespaces: [outage-a, outage-b]}
+sinks:
+  - {name: js, jetstream: {servers: [nats://unused:4222], stream: KUBEFEED}}
+  - {name: rec, stdout: {}}
+`, map[string]sinks.Sink{"js": s, "rec": rec})
+	// Stop the server 1s into the burst, for 20s.
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		time.Sleep(time.Second)
+		srv.Shutdown()
+		time.Sleep(20 * time.Second)
+		if err := srv.Restart(); err != nil {
+			t.Error(err)
+		}
+	}()
+	burst10k(t, nss)
+	wg.Wait()
+	resources := map[schema.GroupVersionResource]string{configMaps: "/api/v1", widgets: "/apis/example.com/v1"}
+	eventuallyRebuilds(t, func() [][]byte { return streamLines(t, srv.URL()) }, func() map[string]map[string]any { return listed(t, nss, resources) })
+	n, unique := checkStream(t, streamLines(t, srv.URL()))
+	t.Logf("after a 20s outage: %d events stored, %d unique; sink stats %+v", n, unique, s.Stats())
+	// The second sink never failed: it got every change while NATS was down.
+	if got := len(rec.snapshot()); got != 10000 {
+		t.Errorf("healthy sink got %d events, want 10000", got)
+	}
+}
+
+func TestFlakyWebhookDoesNotHoldBackHealthySink(t *testing.T) {
+	ns := namespace(t, "hook", nil)
+	var mu sync.Mutex
+	down := true
+	received := map[string]string{} // name -> last data.v seen
+	r := rand.New(rand.NewSource(7))
+	release := make(chan struct{})
+	defer close(release)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		var e got
+		_ = decodeBody(req, &e)
+		mu.Lock()
+		isDown, roll := down, r.Intn(10)
+		mu.Unlock()
+		switch {
+		case isDown:
+			http.Error(w, "down", http.StatusServiceUnavailable)
+			return
+		case roll < 4: // 40%: server error
+			http.Error(w, "flaky", http.StatusInternalServerError)
+			return
+		case roll == 4: // 10%: hang past the client's timeout
+			select {
+			case <-time.After(2 * time.Second):
+			case <-release:
+			}
+			return
+		}
+		mu.Lock()
+		received[e.Name] = fmt.Sprint(e.Data.Object["data"].(map[string]any)["v"])
+		mu.Unlock()
+	}))
+	defer srv.Close()
+	hook, err := webhook.New(webhook.Options{Config: config.WebhookSink{URL: srv.URL, Timeout: config.Duration{Duration: 500 * time.Millisecond}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	healthy := &recorder{}
+	startExporter(t, cfgFor("  - resource: configmaps\n    namespaces: [hook]\n")+"  - {name: hook, webhook: {url: 'http://unused'}}\n",
+		map[string]sinks.Sink{"rec": healthy, "hook": hook})
+	_, dyn := clients(t)
+	ctx := context.Background()
+	const n = 30
+	for i := 0; i < n; i++ {
+		if _, err := dyn.Resource(configMaps).Namespace(ns).Create(ctx, cm(fmt.Sprintf("h%d", i), nil, map[string]any{"v": "1"}), metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The webhook is down: the healthy sink still gets everything.
+	healthy.waitFor(t, n)
+	mu.Lock()
+	if len(received) != 0 {
+		t.Errorf("webhook received %d events while down", len(received))
+	}
+	down = false
+	mu.Unlock()
+	for i := 0; i < n; i++ {
+		patch := `{"data":{"v":"2"}}`
+		if _, err := dyn.Resource(configMaps).Namespace(ns).Patch(ctx, fmt.Sprintf("h%d", i), "application/merge-patch+json", []byte(patch), metav1.PatchOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	healthy.waitFor(t, 2*n)
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		mu.Lock()
+		done := len(received) == n
+		for _, v := range received {
+			done = done && v == "2"
+		}
+		snapshot := fmt.Sprint(received)
+		mu.Unlock()
+		if done {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("flaky webhook never caught up: %s", snapshot)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func TestOversizedObjectFollowsPolicy(t *testing.T) {
+	ns := namespace(t, "oversize", nil)
+	srv := natstest.StartT(t, natstest.Options{MaxPayload: 256 << 10})
+	s := jetStreamSink(t, srv.URL(), nil)
+	startExporter(t, cfgFor("  - resource: configmaps\n    namespaces: [oversize]\n"), map[string]sinks.Sink{"rec": s})
+	_, dyn := clients(t)
+	ctx := context.Background()
+	big := strings.Repeat("x", 700<<10) // 700 KiB: fits the API server's 1 MiB, not the 256 KiB payload
+	o, err := dyn.Resource(configMaps).Namespace(ns).Create(ctx, cm("big", nil, map[string]any{"blob": big, "v": "1"}), metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := dyn.Resource(configMaps).Namespace(ns).Patch(ctx, "big", "application/merge-patch+json", []byte(`{"data":{"v":"2"}}`), metav1.PatchOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	var lines [][]byte
+	deadline := time.Now().Add(30 * time.Second)
+	for len(lines) < 2 && time.Now().Before(deadline) {
+		lines = streamLines(t, srv.URL())
+		time.Sleep(100 * time.Millisecond)
+	}
+	if len(lines) != 2 {
+		t.Fatalf("stream holds %d events, want 2", len(lines))
+	}
+	for i, l := range lines {
+		var e got
+		_ = jsonUnmarshal(l, &e)
+		var trunc struct {
+			Data struct{ Truncated string } `json:"data"`
+		}
+		_ = jsonUnmarshal(l, &trunc)
+		if trunc.Data.Truncated != sinks.TruncatedObject || e.UID != string(o.GetUID()) || e.Data.Object["data"] != nil {
+			t.Errorf("event %d: truncated %q uid %s, object %v", i, trunc.Data.Truncated, e.UID, e.Data.Object)
+		}
+		if i == 1 && (len(e.Data.Patch) != 1 || e.Data.Patch[0]["path"] != "/data/v") {
+			t.Errorf("modified event lost its patch: %v", e.Data.Patch)
+		}
+	}
+	if st := s.Stats(); st.Shrunk != 2 {
+		t.Errorf("stats %+v, want 2 shrunk", st)
+	}
+}
