@@ -77,6 +77,10 @@ func New(ctx context.Context, o Options) (*Sink, error) {
 	}
 	s := &Sink{opts: o, nc: nc, js: js, subject: subj, log: o.Logger}
 	if err := s.ensureStream(ctx); err != nil {
+		if errors.Is(err, errUnreachable) && isAuthError(nc.LastError()) {
+			nc.Close()
+			return nil, fmt.Errorf("nats %s: %w", natsconn.Redact(c.Servers), nc.LastError())
+		}
 		if errors.Is(err, errUnreachable) {
 			s.log.Warn("nats not reachable yet; the stream is checked on first send", zap.String("servers", natsconn.Redact(c.Servers)))
 			return s, nil
@@ -102,6 +106,9 @@ func (s *Sink) ensureStream(ctx context.Context) error {
 			time.Sleep(20 * time.Millisecond)
 		}
 		if !s.nc.IsConnected() {
+			if last := s.nc.LastError(); last != nil {
+				return fmt.Errorf("%w: %v", errUnreachable, last)
+			}
 			return errUnreachable
 		}
 	}
@@ -209,6 +216,11 @@ func (s *Sink) Send(ctx context.Context, events []*event.Event) error {
 		}
 	}
 	return nil
+}
+
+func isAuthError(err error) bool {
+	return errors.Is(err, nats.ErrAuthorization) || errors.Is(err, nats.ErrAuthExpired) || errors.Is(err, nats.ErrAuthRevoked) ||
+		errors.Is(err, nats.ErrAccountAuthExpired) || errors.Is(err, nats.ErrPermissionViolation)
 }
 
 func classify(err error) error {

@@ -3,6 +3,7 @@ package jetstream_test
 import (
 	"context"
 	"encoding/json"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -221,3 +222,5 @@ func TestOversizedEventsFollowThePolicy(t *testing.T) {
 		t.Errorf("oversized without dead letter: %v, want a permanent error", err)
 	}
 }
+
+func itoa(i int) string { return strconv.Itoa(i) }

@@ -8,10 +8,16 @@ dir=.devcluster
 kf=bin/kubefeed
 go build -o bin/devcluster ./test/cmd/devcluster
 go build -o bin/democtl ./test/cmd/democtl
+go build -o bin/natsdev ./test/cmd/natsdev
 bin/devcluster up "$dir" >/dev/null
+# A local nats-server with JetStream for the audit sink.
+natsport=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])' 2>/dev/null || echo 14222)
+bin/natsdev serve "$dir/nats" "$natsport" &
+npid=$!
 export KUBECONFIG=$PWD/$dir/kubeconfig
 cleanup() {
   [[ -n "${kpid:-}" ]] && kill "$kpid" 2>/dev/null && wait "$kpid" 2>/dev/null || true
+  [[ -n "${npid:-}" ]] && kill "$npid" 2>/dev/null && wait "$npid" 2>/dev/null || true
   bin/devcluster down "$dir" >/dev/null
 }
 trap cleanup EXIT
@@ -22,7 +28,7 @@ k() { bin/democtl "$@"; }
 k apply test/demo/crd.yaml
 k apply test/demo/namespace.yaml
 
-cat > "$dir/demo-config.yaml" <<'YAML'
+cat > "$dir/demo-config.yaml" <<YAML
 apiVersion: kubefeed.io/v1alpha1
 kind: Config
 cluster: demo
@@ -38,6 +44,11 @@ sinks:
     stdout: { format: diff }
   - name: audit
     file: { path: .devcluster/events.jsonl }
+  - name: stream
+    jetstream:
+      servers: [nats://127.0.0.1:$natsport]
+      stream: KUBEFEED
+      provision: { storage: file, maxAge: 24h }
 YAML
 rm -f "$dir/events.jsonl"
 echo "== kubefeed run --config $dir/demo-config.yaml"
@@ -67,3 +78,6 @@ echo "== the same events as the audit sink stored them (JSON lines, one CloudEve
 cut -c1-200 "$dir/events.jsonl" | sed 's/$/…/'
 echo
 echo "$(wc -l < "$dir/events.jsonl") events; full JSON in $dir/events.jsonl"
+echo
+echo "== the same events in NATS JetStream (subject kubefeed.<cluster>.<group>.<resource>.<namespace>.<change>):"
+bin/natsdev count "nats://127.0.0.1:$natsport" KUBEFEED
