@@ -11,6 +11,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/util/workqueue"
 
+	"github.com/kubefeed/kubefeed/exporter/diff"
 	"github.com/kubefeed/kubefeed/exporter/event"
 	"github.com/kubefeed/kubefeed/sinks"
 )
@@ -27,6 +28,9 @@ type SinkStats struct {
 	Delivered int64 // events acknowledged
 	Retries   int64 // sends that failed and were requeued
 	Dropped   int64 // events dropped after a permanent error
+	// FilterErrors counts filter expressions that failed at run time (a
+	// missing field): the change then did not match that rule.
+	FilterErrors int64
 }
 
 // sinkRunner is one sink's queue, workers and delivered state: a failing
@@ -48,7 +52,7 @@ type sinkRunner struct {
 	attemptedMu sync.Mutex
 	attempted   map[Key]*unstructured.Unstructured
 
-	delivered, retries, dropped atomic.Int64
+	delivered, retries, dropped, filterErrors atomic.Int64
 }
 
 func newSinkRunner(ex *Exporter, name string, s sinks.Sink, store Store) *sinkRunner {
@@ -180,12 +184,20 @@ func (r *sinkRunner) sync(ctx context.Context, k Key) error {
 	now := r.ex.now()
 	events := make([]*event.Event, 0, len(changes))
 	for _, c := range changes {
-		rl := firstAdmitting(rules, c.kind)
-		if rl == nil {
-			continue
+		var ops []diff.Op
+		if c.kind == event.Modified && c.prev.Object != nil {
+			ops = diff.Diff(c.prev.Object.Object, c.obj.Object)
 		}
-		if ev := envelope(r.ex.cfg.Cluster, res, k, c, rl, now); ev != nil {
-			events = append(events, ev)
+		for _, rl := range rules {
+			ev, err := render(r.ex.cfg.Cluster, res, k, c, ops, rl, now)
+			if err != nil {
+				r.filterErrors.Add(1)
+				r.log.Debug("filter failed; counted as no match", zap.Int("rule", rl.index), zap.Stringer("key", k), zap.Error(err))
+			}
+			if ev != nil {
+				events = append(events, ev)
+				break
+			}
 		}
 	}
 	if len(events) > 0 {
@@ -232,15 +244,6 @@ func (r *sinkRunner) setAttempted(k Key, obj *unstructured.Unstructured) {
 	r.attempted[k] = obj
 }
 
-func firstAdmitting(rules []*rule, c event.Change) *rule {
-	for _, rl := range rules {
-		if rl.events[c] {
-			return rl
-		}
-	}
-	return nil
-}
-
 func (r *sinkRunner) stats() SinkStats {
-	return SinkStats{Delivered: r.delivered.Load(), Retries: r.retries.Load(), Dropped: r.dropped.Load()}
+	return SinkStats{Delivered: r.delivered.Load(), Retries: r.retries.Load(), Dropped: r.dropped.Load(), FilterErrors: r.filterErrors.Load()}
 }

@@ -8,37 +8,44 @@ import (
 
 	"github.com/kubefeed/kubefeed/exporter/diff"
 	"github.com/kubefeed/kubefeed/exporter/event"
+	"github.com/kubefeed/kubefeed/filters"
 )
 
 func typesUID(s string) types.UID { return types.UID(s) }
 
-// envelope builds the CloudEvent for a change. It returns nil when a modified
-// change has nothing left to show once ignored paths are removed.
-func envelope(cluster string, res Resource, key Key, c change, r *rule, now time.Time) *event.Event {
-	obj := c.obj
-	data := &event.ChangeData{Object: withTypeMeta(obj, res), Recovered: c.recovered}
+// render turns a change into the CloudEvent a rule shows, or nil when the
+// rule shows nothing: not admitted by its event types or filter, or a
+// modification with nothing left once ignored paths are removed. ops is the
+// full patch of a modification (nil otherwise), computed once for all rules.
+// A filter's runtime error counts as no match and is returned.
+func render(cluster string, res Resource, key Key, c change, ops []diff.Op, r *rule, now time.Time) (*event.Event, error) {
+	in := filters.Input{Type: eventType(c.kind), Object: c.obj.Object}
+	var visible []diff.Op
+	if c.kind == event.Modified && c.prev.Object != nil {
+		visible = r.visibleOps(ops)
+		if len(visible) == 0 {
+			return nil, nil
+		}
+		in.OldObject = c.prev.Object.Object
+		in.ChangedPaths = diff.ChangedPaths(visible)
+	}
+	if ok, err := r.admit.Match(in); !ok || err != nil {
+		return nil, err
+	}
+	red := r.redactor(res)
+	data := &event.ChangeData{Object: red.Object(withTypeMeta(c.obj, res)), Recovered: c.recovered}
 	if c.kind == event.Modified {
 		data.PreviousResourceVersion = c.prev.ResourceVersion
-		if c.prev.Object != nil {
-			ops := diff.Diff(c.prev.Object.Object, obj.Object)
-			kept := ops[:0]
-			for _, op := range ops {
-				if !r.ignore.Match(op.Path) {
-					kept = append(kept, op)
-				}
-			}
-			if len(kept) == 0 {
-				return nil
-			}
-			data.Patch = kept
-			data.ChangedPaths = diff.ChangedPaths(kept)
+		if visible != nil {
+			data.Patch = red.Ops(visible)
+			data.ChangedPaths = in.ChangedPaths
 			if r.cfg.OldObject {
-				data.OldObject = withTypeMeta(c.prev.Object, res)
+				data.OldObject = red.Object(withTypeMeta(c.prev.Object, res))
 			}
 		}
 	}
-	rv := obj.GetResourceVersion()
-	uid := string(obj.GetUID())
+	rv := c.obj.GetResourceVersion()
+	uid := string(c.obj.GetUID())
 	return &event.Event{
 		SpecVersion:     event.SpecVersion,
 		ID:              event.ID(uid, rv, c.kind),
@@ -56,7 +63,7 @@ func envelope(cluster string, res Resource, key Key, c change, r *rule, now time
 		UID:             uid,
 		ResourceVersion: rv,
 		Data:            data,
-	}
+	}, nil
 }
 
 // withTypeMeta returns the object's content with apiVersion and kind set.

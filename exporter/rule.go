@@ -2,8 +2,11 @@ package exporter
 
 import (
 	"fmt"
+	"os"
+	"strings"
 
 	"github.com/kubefeed/kubefeed/exporter/config"
+	"github.com/kubefeed/kubefeed/exporter/diff"
 	"github.com/kubefeed/kubefeed/exporter/event"
 	"github.com/kubefeed/kubefeed/filters"
 )
@@ -12,8 +15,10 @@ import (
 type rule struct {
 	index       int
 	cfg         config.Watch
-	events      map[event.Change]bool
+	admit       filters.Predicate // event types, then the CEL filter
 	ignore      filters.Patterns
+	redactPaths filters.Patterns // from redactPaths
+	redactKey   []byte           // nil: marker
 	emitInitial bool
 	sinks       []string // names; all sinks when the config lists none
 }
@@ -23,27 +28,43 @@ func compileRules(cfg *config.Config) ([]*rule, error) {
 	for _, s := range cfg.Sinks {
 		all = append(all, s.Name)
 	}
+	var key []byte
+	if cfg.RedactionKeyFile != "" {
+		b, err := os.ReadFile(cfg.RedactionKeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("redactionKeyFile: %w", err)
+		}
+		key = []byte(strings.TrimSpace(string(b)))
+	}
 	rules := make([]*rule, 0, len(cfg.Watch))
 	for i, w := range cfg.Watch {
-		r := &rule{index: i, cfg: w, events: map[event.Change]bool{}, emitInitial: w.InitialList == config.InitialListEmit, sinks: w.Sinks}
+		r := &rule{index: i, cfg: w, emitInitial: w.InitialList == config.InitialListEmit, sinks: w.Sinks}
 		if len(r.sinks) == 0 {
 			r.sinks = all
 		}
+		types := filters.EventTypes{}
 		for _, e := range w.Events {
-			switch e {
-			case config.EventAdded:
-				r.events[event.Added] = true
-			case config.EventModified:
-				r.events[event.Modified] = true
-			case config.EventDeleted:
-				r.events[event.Deleted] = true
+			types[e] = true
+		}
+		r.admit = types
+		if w.Filter != "" {
+			x, err := filters.CompileExpr(w.Filter)
+			if err != nil {
+				return nil, fmt.Errorf("watch[%d].filter: %w", i, err)
 			}
+			r.admit = filters.And(types, x)
 		}
 		ign, err := filters.ParsePatterns(w.IgnorePaths)
 		if err != nil {
 			return nil, fmt.Errorf("watch[%d].ignorePaths: %w", i, err)
 		}
 		r.ignore = append(append(filters.Patterns{}, filters.DefaultIgnore...), ign...)
+		if r.redactPaths, err = filters.ParsePatterns(w.RedactPaths); err != nil {
+			return nil, fmt.Errorf("watch[%d].redactPaths: %w", i, err)
+		}
+		if w.Redact == "hash" {
+			r.redactKey = key
+		}
 		rules = append(rules, r)
 	}
 	return rules, nil
@@ -56,4 +77,46 @@ func (r *rule) routesTo(sink string) bool {
 		}
 	}
 	return false
+}
+
+// redactor returns the redactor for objects of res, or nil.
+func (r *rule) redactor(res Resource) *filters.Redactor {
+	ps := r.redactPaths
+	if res.GVR.Group == "" && res.GVR.Resource == "secrets" && r.cfg.Redact != "none" {
+		ps = append(append(filters.Patterns{}, filters.SecretPaths...), ps...)
+	}
+	if len(ps) == 0 {
+		return nil
+	}
+	return filters.NewRedactor(ps, r.redactKey)
+}
+
+// visibleOps drops ignored paths; a change left with only a generation bump,
+// or only status changes when the rule ignores those, shows nothing.
+func (r *rule) visibleOps(ops []diff.Op) []diff.Op {
+	kept := make([]diff.Op, 0, len(ops))
+	onlyGeneration, onlyStatus := true, true
+	for _, op := range ops {
+		if r.ignore.Match(op.Path) {
+			continue
+		}
+		kept = append(kept, op)
+		onlyGeneration = onlyGeneration && op.Path == filters.GenerationPath
+		onlyStatus = onlyStatus && (op.Path == "/status" || strings.HasPrefix(op.Path, "/status/"))
+	}
+	if onlyGeneration || (r.cfg.IgnoreStatusOnly && onlyStatus) {
+		return nil
+	}
+	return kept
+}
+
+// eventType is the config's name of a change.
+func eventType(c event.Change) string {
+	switch c {
+	case event.Added:
+		return config.EventAdded
+	case event.Modified:
+		return config.EventModified
+	}
+	return config.EventDeleted
 }

@@ -92,8 +92,15 @@ func splitPointer(s string) []string {
 }
 
 // DefaultIgnore is removed from every patch: the envelope carries the
-// resourceVersion, and managedFields never enter the cache.
+// resourceVersion, managedFields never enter the cache, and heartbeat
+// timestamps change on every heartbeat without meaning anything.
 var DefaultIgnore = Patterns{
 	MustPattern("/metadata/resourceVersion"),
 	MustPattern("/metadata/managedFields"),
+	MustPattern("/status/conditions/*/lastHeartbeatTime"),
+	MustPattern("/status/conditions/*/lastProbeTime"),
 }
+
+// GenerationPath is ignored when it is the only change left: it moves with
+// the spec and says nothing on its own.
+const GenerationPath = "/metadata/generation"

@@ -26,12 +26,14 @@ type Config struct {
 	ResyncPeriod Duration `yaml:"resyncPeriod"`
 	// ShutdownTimeout bounds how long SIGTERM waits for queues to drain and
 	// sinks to flush (default 30s).
-	ShutdownTimeout Duration       `yaml:"shutdownTimeout"`
-	Watch           []Watch        `yaml:"watch"`
-	Sinks           []Sink         `yaml:"sinks"`
-	Checkpoint      *Checkpoint    `yaml:"checkpoint"`
-	LeaderElection  LeaderElection `yaml:"leaderElection"`
-	Metrics         Metrics        `yaml:"metrics"`
+	ShutdownTimeout Duration `yaml:"shutdownTimeout"`
+	// RedactionKeyFile holds the key of redact: hash (HMAC-SHA256).
+	RedactionKeyFile string         `yaml:"redactionKeyFile"`
+	Watch            []Watch        `yaml:"watch"`
+	Sinks            []Sink         `yaml:"sinks"`
+	Checkpoint       *Checkpoint    `yaml:"checkpoint"`
+	LeaderElection   LeaderElection `yaml:"leaderElection"`
+	Metrics          Metrics        `yaml:"metrics"`
 }
 
 // Event types a rule can select.
@@ -65,6 +67,11 @@ type Watch struct {
 	InitialList string `yaml:"initialList"`
 	// OldObject adds data.oldObject to modified events.
 	OldObject bool `yaml:"oldObject"`
+	// IgnoreStatusOnly drops modifications that touch only /status.
+	IgnoreStatusOnly bool `yaml:"ignoreStatusOnly"`
+	// Redact: "" (Secrets' values replaced by a marker), "hash" (by a keyed
+	// hash, with redactionKeyFile), or "none".
+	Redact string `yaml:"redact"`
 	// Sinks this rule routes to; empty: every sink.
 	Sinks []string `yaml:"sinks"`
 }

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"net/url"
@@ -8,6 +9,8 @@ import (
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/kubefeed/kubefeed/filters"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/util/validation"
@@ -109,6 +112,27 @@ func (v *validator) add(n *yaml.Node, path, format string, args ...any) {
 	v.problems = append(v.problems, Problem{File: v.file, Line: line, Column: col, Path: path, Msg: fmt.Sprintf(format, args...)})
 }
 
+// atColumn records a problem at a position inside the scalar at path (an
+// expression's line and column), accounting for quotes and block scalars.
+func (v *validator) atColumn(path string, line, col int, format string, args ...any) {
+	n := v.loc.find(path)
+	if n == nil {
+		v.at(path, format, args...)
+		return
+	}
+	l, c := n.Line, n.Column
+	switch n.Style {
+	case yaml.DoubleQuotedStyle, yaml.SingleQuotedStyle:
+		c++
+	case yaml.LiteralStyle, yaml.FoldedStyle:
+		l, c = n.Line+1, n.Column+2 // the block starts on the next line, indented
+	}
+	if line > 1 {
+		l, c = l+line-1, 1
+	}
+	v.problems = append(v.problems, Problem{File: v.file, Line: l, Column: c + col - 1, Path: path, Msg: fmt.Sprintf(format, args...)})
+}
+
 func (v *validator) config(c *Config) {
 	if c.APIVersion != APIVersion {
 		v.atKey("apiVersion", "must be %s, got %q", APIVersion, c.APIVersion)
@@ -133,7 +157,7 @@ func (v *validator) config(c *Config) {
 		v.atKey("watch", "at least one watch rule is needed")
 	}
 	for i := range c.Watch {
-		v.watch(fmt.Sprintf("watch[%d]", i), &c.Watch[i], sinkNames)
+		v.watch(fmt.Sprintf("watch[%d]", i), &c.Watch[i], sinkNames, c.RedactionKeyFile)
 	}
 	if cp := c.Checkpoint; cp != nil {
 		switch {
@@ -294,7 +318,7 @@ func CheckSubjectTemplate(tmpl string) error {
 	return nil
 }
 
-func (v *validator) watch(path string, w *Watch, sinkNames map[string]bool) {
+func (v *validator) watch(path string, w *Watch, sinkNames map[string]bool, redactionKeyFile string) {
 	if strings.TrimSpace(w.Resource) == "" {
 		v.atKey(path, "resource is required (for example pods, deployments.apps, widgets.example.com)")
 	}
@@ -338,17 +362,33 @@ func (v *validator) watch(path string, w *Watch, sinkNames map[string]bool) {
 		v.at(path+".initialList", "must be skip or emit, got %q", w.InitialList)
 	}
 	for j, p := range w.IgnorePaths {
-		if !strings.HasPrefix(p, "/") {
-			v.at(fmt.Sprintf("%s.ignorePaths[%d]", path, j), "%q is not a JSON pointer (it must start with /)", p)
+		if _, err := filters.ParsePattern(p); err != nil {
+			v.at(fmt.Sprintf("%s.ignorePaths[%d]", path, j), "%v", err)
 		}
 	}
 	for j, p := range w.RedactPaths {
-		if !strings.HasPrefix(p, "/") {
-			v.at(fmt.Sprintf("%s.redactPaths[%d]", path, j), "%q is not a JSON pointer (it must start with /)", p)
+		if _, err := filters.ParsePattern(p); err != nil {
+			v.at(fmt.Sprintf("%s.redactPaths[%d]", path, j), "%v", err)
 		}
 	}
 	if w.Filter != "" {
-		v.at(path+".filter", "filter expressions are not supported by this build yet")
+		if _, err := filters.CompileExpr(w.Filter); err != nil {
+			var xe *filters.ExprError
+			if errors.As(err, &xe) {
+				v.atColumn(path+".filter", xe.Line, xe.Column, "bad expression: %s", xe.Msg)
+			} else {
+				v.at(path+".filter", "bad expression: %v", err)
+			}
+		}
+	}
+	switch w.Redact {
+	case "", "none":
+	case "hash":
+		if redactionKeyFile == "" {
+			v.at(path+".redact", "redact: hash needs redactionKeyFile at the top level")
+		}
+	default:
+		v.at(path+".redact", "must be none or hash (default: a marker), got %q", w.Redact)
 	}
 	for j, s := range w.Sinks {
 		if !sinkNames[s] {

@@ -1,0 +1,174 @@
+package filters
+
+import (
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"strconv"
+
+	"github.com/kubefeed/kubefeed/exporter/diff"
+)
+
+// RedactedMarker replaces redacted values when no hash key is set.
+const RedactedMarker = "<redacted>"
+
+// SecretPaths are redacted in Secrets unless a rule says redact: none. The
+// last-applied annotation holds a kubectl-applied Secret in plain text.
+var SecretPaths = Patterns{
+	MustPattern("/data/*"),
+	MustPattern("/stringData/*"),
+	MustPattern("/metadata/annotations/kubectl.kubernetes.io~1last-applied-configuration"),
+}
+
+// Redactor replaces the values at its patterns by a marker, or by a keyed
+// hash (HMAC-SHA256) so that consumers still see that a value changed. It
+// never modifies its input: it copies what it changes.
+type Redactor struct {
+	patterns Patterns
+	key      []byte
+}
+
+// NewRedactor redacts patterns; a nil key writes RedactedMarker.
+func NewRedactor(patterns Patterns, key []byte) *Redactor {
+	return &Redactor{patterns: patterns, key: key}
+}
+
+// Object returns obj with its redacted values replaced.
+func (r *Redactor) Object(obj map[string]any) map[string]any {
+	if r == nil || obj == nil {
+		return obj
+	}
+	out, _ := r.walk(obj, nil).(map[string]any)
+	return out
+}
+
+// Ops returns the patch with values at or below redacted paths replaced.
+func (r *Redactor) Ops(ops []diff.Op) []diff.Op {
+	if r == nil {
+		return ops
+	}
+	var out []diff.Op
+	for i, op := range ops {
+		if op.Value == nil {
+			continue
+		}
+		segs := splitPointer(op.Path)
+		nv := r.walk(op.Value, segs)
+		if sameRef(nv, op.Value) {
+			continue
+		}
+		if out == nil {
+			out = append([]diff.Op(nil), ops...)
+		}
+		out[i].Value = nv
+	}
+	if out == nil {
+		return ops
+	}
+	return out
+}
+
+func (r *Redactor) walk(v any, segs []string) any {
+	if r.patterns.matchAt(segs) {
+		return r.replace(v)
+	}
+	if !r.patterns.below(segs) {
+		return v
+	}
+	switch t := v.(type) {
+	case map[string]any:
+		var out map[string]any
+		for k, c := range t {
+			nc := r.walk(c, append(segs[:len(segs):len(segs)], k))
+			if !sameRef(nc, c) {
+				if out == nil {
+					out = make(map[string]any, len(t))
+					for k2, v2 := range t {
+						out[k2] = v2
+					}
+				}
+				out[k] = nc
+			}
+		}
+		if out != nil {
+			return out
+		}
+	case []any:
+		var out []any
+		for i, c := range t {
+			nc := r.walk(c, append(segs[:len(segs):len(segs)], strconv.Itoa(i)))
+			if !sameRef(nc, c) {
+				if out == nil {
+					out = append([]any(nil), t...)
+				}
+				out[i] = nc
+			}
+		}
+		if out != nil {
+			return out
+		}
+	}
+	return v
+}
+
+func (r *Redactor) replace(v any) any {
+	if r.key == nil {
+		return RedactedMarker
+	}
+	var b []byte
+	if s, ok := v.(string); ok {
+		b = []byte(s)
+	} else {
+		b, _ = json.Marshal(v)
+	}
+	m := hmac.New(sha256.New, r.key)
+	m.Write(b)
+	return "hmac-sha256:" + hex.EncodeToString(m.Sum(nil))[:32]
+}
+
+// sameRef reports whether a walk returned its input unchanged.
+func sameRef(a, b any) bool {
+	switch x := a.(type) {
+	case map[string]any:
+		y, ok := b.(map[string]any)
+		return ok && len(x) == len(y) && (len(x) == 0 || mapID(x) == mapID(y))
+	case []any:
+		y, ok := b.([]any)
+		return ok && len(x) == len(y) && (len(x) == 0 || &x[0] == &y[0])
+	case string:
+		y, ok := b.(string)
+		return ok && x == y
+	}
+	return a == b
+}
+
+// matchAt reports whether a pattern matches segs or a path above it.
+func (ps Patterns) matchAt(segs []string) bool {
+	for _, p := range ps {
+		if p.matchSegs(segs) {
+			return true
+		}
+	}
+	return false
+}
+
+// below reports whether some pattern names a path below segs.
+func (ps Patterns) below(segs []string) bool {
+	for _, p := range ps {
+		if len(p.segs) <= len(segs) {
+			continue
+		}
+		ok := true
+		for i, s := range segs {
+			if p.segs[i] != "*" && p.segs[i] != s {
+				ok = false
+				break
+			}
+		}
+		if ok {
+			return true
+		}
+	}
+	return false
+}
