@@ -82,6 +82,36 @@ func (r *sinkRunner) addScope(s *scope) {
 	r.scopes[s.id.GVR] = append(r.scopes[s.id.GVR], s)
 }
 
+// removeScope drops a stopped scope and forgets what was delivered from it
+// that no other scope of this sink still covers.
+func (r *sinkRunner) removeScope(s *scope) {
+	r.mu.Lock()
+	list := r.scopes[s.id.GVR]
+	kept := list[:0]
+	for _, x := range list {
+		if x != s {
+			kept = append(kept, x)
+		}
+	}
+	r.scopes[s.id.GVR] = kept
+	r.mu.Unlock()
+	r.store.Range(func(k Key, _ Record) bool {
+		if k.GVR != s.id.GVR || !s.covers(k) {
+			return true
+		}
+		r.mu.RLock()
+		covered := false
+		for _, x := range r.scopes[k.GVR] {
+			covered = covered || x.covers(k)
+		}
+		r.mu.RUnlock()
+		if !covered {
+			r.store.Delete(k)
+		}
+		return true
+	})
+}
+
 func (r *sinkRunner) enqueue(k Key) { r.queue.Add(k) }
 
 // run runs workers until the queue shuts down.

@@ -48,9 +48,10 @@ type Exporter struct {
 	byName     map[string]*sinkRunner
 	tombstones *tombstones
 
-	mu     sync.Mutex
-	scopes map[scopeID]*scope
-	ready  atomic.Bool
+	mu         sync.Mutex
+	scopes     map[scopeID]*scope
+	namespaces *namespaceWatches
+	ready      atomic.Bool
 }
 
 // New checks the options and builds the pipeline; Run starts it.
@@ -65,6 +66,7 @@ func New(o Options) (*Exporter, error) {
 	if e.log == nil {
 		e.log = zap.NewNop()
 	}
+	e.namespaces = newNamespaceWatches(e)
 	if e.now == nil {
 		e.now = time.Now
 	}
@@ -133,6 +135,17 @@ func (e *Exporter) Run(ctx context.Context) error {
 		}
 		started = append(started, ss...)
 	}
+	// Namespace selectors: their namespaces' scopes join the first sync.
+	if !e.namespaces.start(ctx) {
+		e.stopScopes()
+		return e.closeSinks()
+	}
+	e.mu.Lock()
+	started = started[:0]
+	for _, s := range e.scopes {
+		started = append(started, s)
+	}
+	e.mu.Unlock()
 	for _, s := range started {
 		if err := s.start(); err != nil {
 			return err
@@ -161,6 +174,7 @@ func (e *Exporter) Run(ctx context.Context) error {
 	<-ctx.Done()
 	e.log.Info("shutting down: draining queues", zap.Duration("timeout", e.cfg.ShutdownTimeout.Duration))
 	e.stopScopes()
+	e.namespaces.stop()
 	bg.Wait()
 	drained := make(chan struct{})
 	go func() {
@@ -213,16 +227,25 @@ func (e *Exporter) stopScopes() {
 }
 
 // addRule resolves a rule's resource and joins or creates its scopes. It
-// returns the scopes it created, not yet started.
+// returns the scopes it created, not yet started. Rules with a namespace
+// selector get their scopes from the namespace watch instead.
 func (e *Exporter) addRule(r *rule) ([]*scope, error) {
 	res, err := e.resolver.Resolve(r.cfg.Resource)
 	if err != nil {
 		return nil, err
 	}
+	if r.cfg.NamespaceSelector != "" && res.Namespaced {
+		return nil, e.namespaces.add(r, res)
+	}
 	ids, err := scopeIDs(r, res)
 	if err != nil {
 		return nil, err
 	}
+	return e.joinScopes(r, res, ids), nil
+}
+
+// joinScopes adds a rule to scopes, creating the missing ones (not started).
+func (e *Exporter) joinScopes(r *rule, res Resource, ids []scopeID) []*scope {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	var created []*scope
@@ -240,7 +263,40 @@ func (e *Exporter) addRule(r *rule) ([]*scope, error) {
 			sr.addScope(s)
 		}
 	}
-	return created, nil
+	return created
+}
+
+// leaveScopes removes a rule from scopes; a scope no rule needs any more is
+// stopped, and what its sinks had delivered from it is forgotten (leaving
+// the scope is not a deletion).
+func (e *Exporter) leaveScopes(r *rule, ids []scopeID) {
+	e.mu.Lock()
+	var stopped []*scope
+	for _, id := range ids {
+		s, ok := e.scopes[id]
+		if !ok {
+			continue
+		}
+		kept := s.rules[:0]
+		for _, x := range s.rules {
+			if x != r {
+				kept = append(kept, x)
+			}
+		}
+		s.rules = kept
+		if len(kept) == 0 {
+			delete(e.scopes, id)
+			close(s.stop)
+			stopped = append(stopped, s)
+		}
+	}
+	e.mu.Unlock()
+	for _, s := range stopped {
+		for _, rt := range s.routes {
+			rt.sink.removeScope(s)
+		}
+		s.log.Info("scope stopped")
+	}
 }
 
 // resolveLoop retries rules whose resource did not exist yet (a CRD created

@@ -98,6 +98,7 @@ type scope struct {
 	routes   []*route
 	informer cache.SharedIndexInformer
 	stop     chan struct{}
+	started  sync.Once
 	ex       *Exporter
 	log      *zap.Logger
 }
@@ -127,17 +128,22 @@ func (s *scope) addRoute(sr *sinkRunner, skipInitial bool) {
 	s.routes = append(s.routes, &route{sink: sr, skipInitial: skipInitial})
 }
 
-// start registers the handler and runs the informer until stopped.
+// start registers the handler and runs the informer until stopped; later
+// calls do nothing.
 func (s *scope) start() error {
-	if _, err := s.informer.AddEventHandler(cache.ResourceEventHandlerDetailedFuncs{
-		AddFunc:    s.onAdd,
-		UpdateFunc: s.onUpdate,
-		DeleteFunc: s.onDelete,
-	}); err != nil {
-		return fmt.Errorf("scope %s: %w", s.id, err)
-	}
-	go s.informer.Run(s.stop)
-	return nil
+	var err error
+	s.started.Do(func() {
+		if _, err = s.informer.AddEventHandler(cache.ResourceEventHandlerDetailedFuncs{
+			AddFunc:    s.onAdd,
+			UpdateFunc: s.onUpdate,
+			DeleteFunc: s.onDelete,
+		}); err != nil {
+			err = fmt.Errorf("scope %s: %w", s.id, err)
+			return
+		}
+		go s.informer.Run(s.stop)
+	})
+	return err
 }
 
 // transform shrinks objects before they enter the cache, and gives them the
@@ -265,4 +271,12 @@ func (t *tombstones) prune(stores []Store) {
 			delete(t.m, k)
 		}
 	}
+}
+
+func parseSelector(s string) (string, error) {
+	sel, err := labels.Parse(s)
+	if err != nil {
+		return "", fmt.Errorf("namespaceSelector: %w", err)
+	}
+	return sel.String(), nil
 }

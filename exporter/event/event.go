@@ -4,6 +4,7 @@
 package event
 
 import (
+	"bytes"
 	"encoding/json"
 	"time"
 
@@ -94,5 +95,14 @@ func (e *Event) Change() Change {
 	return ""
 }
 
-// Marshal encodes the event in structured mode (one JSON object).
-func Marshal(e *Event) ([]byte, error) { return json.Marshal(e) }
+// Marshal encodes the event in structured mode (one JSON object), without
+// escaping <, > and & (values such as "<redacted>" stay readable).
+func Marshal(e *Event) ([]byte, error) {
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(e); err != nil {
+		return nil, err
+	}
+	return bytes.TrimSuffix(b.Bytes(), []byte("\n")), nil
+}
