@@ -31,6 +31,8 @@ type SinkStats struct {
 	// FilterErrors counts filter expressions that failed at run time (a
 	// missing field): the change then did not match that rule.
 	FilterErrors int64
+	Gaps         int64 // gap markers sent
+	Recovered    int64 // events sent for changes seen through a restart or relist
 }
 
 // sinkRunner is one sink's queue, workers and delivered state: a failing
@@ -52,7 +54,13 @@ type sinkRunner struct {
 	attemptedMu sync.Mutex
 	attempted   map[Key]*unstructured.Unstructured
 
-	delivered, retries, dropped, filterErrors atomic.Int64
+	// recovering maps keys seen through a restart or relist to the gap
+	// marker of their scope; eager holds gap markers queued on their own.
+	recMu      sync.Mutex
+	recovering map[Key]*gap
+	eager      map[Key]*gap
+
+	delivered, retries, dropped, filterErrors, gaps, recovered atomic.Int64
 }
 
 func newSinkRunner(ex *Exporter, name string, s sinks.Sink, store Store) *sinkRunner {
@@ -66,8 +74,10 @@ func newSinkRunner(ex *Exporter, name string, s sinks.Sink, store Store) *sinkRu
 			workqueue.NewTypedItemExponentialFailureRateLimiter[Key](RetryBase, RetryCap),
 			workqueue.TypedRateLimitingQueueConfig[Key]{Name: "kubefeed_" + name},
 		),
-		scopes:    map[schema.GroupVersionResource][]*scope{},
-		attempted: map[Key]*unstructured.Unstructured{},
+		scopes:     map[schema.GroupVersionResource][]*scope{},
+		attempted:  map[Key]*unstructured.Unstructured{},
+		recovering: map[Key]*gap{},
+		eager:      map[Key]*gap{},
 	}
 }
 
@@ -152,17 +162,67 @@ func (r *sinkRunner) processNext(ctx context.Context) bool {
 	return true
 }
 
-// lookup finds the current state of k in this sink's scopes, and the rules
-// through which it reaches this sink, in config order.
-func (r *sinkRunner) lookup(k Key) (*unstructured.Unstructured, []*rule, Resource) {
+// markRecovered records that k was seen through a restart or relist: its
+// next changes are marked recovered, after g.
+func (r *sinkRunner) markRecovered(k Key, g *gap) {
+	r.recMu.Lock()
+	r.recovering[k] = g
+	r.recMu.Unlock()
+}
+
+func (r *sinkRunner) takeRecovered(k Key) *gap {
+	r.recMu.Lock()
+	defer r.recMu.Unlock()
+	g := r.recovering[k]
+	delete(r.recovering, k)
+	return g
+}
+
+// sendGapNow queues a gap marker to be sent even if nothing changed.
+func (r *sinkRunner) sendGapNow(g *gap) {
+	k := gapKey(g)
+	r.recMu.Lock()
+	r.eager[k] = g
+	r.recMu.Unlock()
+	r.queue.Add(k)
+}
+
+func (r *sinkRunner) syncGap(ctx context.Context, k Key) error {
+	r.recMu.Lock()
+	g := r.eager[k]
+	r.recMu.Unlock()
+	if g == nil || g.isSent() {
+		return nil
+	}
+	sctx, cancel := context.WithTimeout(ctx, SendTimeout)
+	defer cancel()
+	if err := r.sink.Send(sctx, []*event.Event{g.ev}); err != nil && !sinks.IsPermanent(err) {
+		return err
+	}
+	g.markSent()
+	r.gaps.Add(1)
+	r.recMu.Lock()
+	delete(r.eager, k)
+	r.recMu.Unlock()
+	return nil
+}
+
+// lookup finds the current state of k in this sink's scopes, the scope it
+// was found in, and the rules through which it reaches this sink, in
+// config order.
+func (r *sinkRunner) lookup(k Key) (*unstructured.Unstructured, []*rule, Resource, string) {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
 	var cur *unstructured.Unstructured
 	var rules []*rule
 	var res Resource
+	var scope string
 	for _, s := range r.scopes[k.GVR] {
 		res = s.res
 		if o := s.get(k); o != nil {
+			if cur == nil {
+				scope = s.id.String()
+			}
 			cur = o
 			rules = appendRules(rules, s.rules, r.name)
 		}
@@ -175,7 +235,7 @@ func (r *sinkRunner) lookup(k Key) (*unstructured.Unstructured, []*rule, Resourc
 			}
 		}
 	}
-	return cur, rules, res
+	return cur, rules, res, scope
 }
 
 func appendRules(dst, src []*rule, sink string) []*rule {
@@ -197,7 +257,10 @@ func appendRules(dst, src []*rule, sink string) []*rule {
 
 // sync delivers what changed for k since the sink's last delivery.
 func (r *sinkRunner) sync(ctx context.Context, k Key) error {
-	cur, rules, res := r.lookup(k)
+	if isGapKey(k) {
+		return r.syncGap(ctx, k)
+	}
+	cur, rules, res, scope := r.lookup(k)
 	var last *Record
 	if rec, ok := r.store.Get(k); ok {
 		last = &rec
@@ -211,8 +274,14 @@ func (r *sinkRunner) sync(ctx context.Context, k Key) error {
 	if len(changes) == 0 {
 		return nil
 	}
+	g := r.takeRecovered(k)
+	if g != nil {
+		for i := range changes {
+			changes[i].recovered = true
+		}
+	}
 	now := r.ex.now()
-	events := make([]*event.Event, 0, len(changes))
+	events := make([]*event.Event, 0, len(changes)+1)
 	for _, c := range changes {
 		var ops []diff.Op
 		if c.kind == event.Modified && c.prev.Object != nil {
@@ -230,6 +299,12 @@ func (r *sinkRunner) sync(ctx context.Context, k Key) error {
 			}
 		}
 	}
+	gapFirst := g != nil && len(events) > 0 && !g.isSent()
+	if gapFirst {
+		// The consumer learns that it may have missed versions before it
+		// sees the first change recovered in this scope.
+		events = append([]*event.Event{g.ev}, events...)
+	}
 	if len(events) > 0 {
 		sctx, cancel := context.WithTimeout(ctx, SendTimeout)
 		err := r.sink.Send(sctx, events)
@@ -239,6 +314,9 @@ func (r *sinkRunner) sync(ctx context.Context, k Key) error {
 				if cur != nil {
 					r.setAttempted(k, cur)
 				}
+				if g != nil {
+					r.markRecovered(k, g)
+				}
 				return err
 			}
 			r.dropped.Add(int64(len(events)))
@@ -246,11 +324,23 @@ func (r *sinkRunner) sync(ctx context.Context, k Key) error {
 		} else {
 			r.delivered.Add(int64(len(events)))
 		}
+		if gapFirst {
+			g.markSent()
+			r.gaps.Add(1)
+		}
+		if g != nil {
+			r.recovered.Add(int64(len(events)))
+		}
 	}
 	if cur == nil {
 		r.store.Delete(k)
 	} else {
-		r.store.Put(k, recordOf(cur))
+		rec := recordOf(cur)
+		rec.Scope = scope
+		r.store.Put(k, rec)
+	}
+	if sy, ok := r.store.(Syncer); ok && len(events) > 0 && changes[0].kind != event.Modified {
+		sy.Sync()
 	}
 	if attempt != nil {
 		r.setAttempted(k, nil)
@@ -275,5 +365,5 @@ func (r *sinkRunner) setAttempted(k Key, obj *unstructured.Unstructured) {
 }
 
 func (r *sinkRunner) stats() SinkStats {
-	return SinkStats{Delivered: r.delivered.Load(), Retries: r.retries.Load(), Dropped: r.dropped.Load(), FilterErrors: r.filterErrors.Load()}
+	return SinkStats{Delivered: r.delivered.Load(), Retries: r.retries.Load(), Dropped: r.dropped.Load(), FilterErrors: r.filterErrors.Load(), Gaps: r.gaps.Load(), Recovered: r.recovered.Load()}
 }

@@ -3,6 +3,7 @@ package exporter
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -32,6 +33,9 @@ type Options struct {
 	ResolveRetry time.Duration
 	// Now is the clock for event times (default time.Now).
 	Now func() time.Time
+	// StartGap, when set, sends a gap marker with this reason for every
+	// scope at start (a lost checkpoint: GapCheckpointLost).
+	StartGap string
 }
 
 // Exporter is the running pipeline.
@@ -42,6 +46,8 @@ type Exporter struct {
 	log      *zap.Logger
 	now      func() time.Time
 	retry    time.Duration
+	startGap string
+	relists  atomic.Int64
 
 	rules      []*rule
 	runners    []*sinkRunner
@@ -60,7 +66,7 @@ func New(o Options) (*Exporter, error) {
 		return nil, fmt.Errorf("exporter: config, client and resolver are required")
 	}
 	e := &Exporter{
-		cfg: o.Config, client: o.Client, resolver: o.Resolver, log: o.Logger, now: o.Now, retry: o.ResolveRetry,
+		cfg: o.Config, client: o.Client, resolver: o.Resolver, log: o.Logger, now: o.Now, retry: o.ResolveRetry, startGap: o.StartGap,
 		byName: map[string]*sinkRunner{}, scopes: map[scopeID]*scope{}, tombstones: &tombstones{m: map[Key]tombstone{}},
 	}
 	if e.log == nil {
@@ -92,6 +98,132 @@ func New(o Options) (*Exporter, error) {
 	}
 	e.rules = rules
 	return e, nil
+}
+
+// sentinelPrefix marks store keys that only record that a sink's
+// checkpoint covers a scope (so a restart knows the scope even when it held
+// no objects).
+const sentinelPrefix = "\x00scope\x00"
+
+func sentinelKey(id scopeID) Key {
+	return Key{GVR: id.GVR, Namespace: id.Namespace, Name: sentinelPrefix + id.String()}
+}
+
+func isSentinel(k Key) bool { return strings.HasPrefix(k.Name, sentinelPrefix) }
+
+// Flusher is implemented by stores that write behind (checkpoints).
+type Flusher interface{ Flush() error }
+
+// markScopes records every current scope in each sink's store and flushes
+// checkpoints at once, so that even a kubefeed killed a moment after start
+// is restarted as a restart, not as a first run.
+func (e *Exporter) markScopes() {
+	for _, r := range e.runners {
+		r.mu.RLock()
+		var ids []scopeID
+		for _, list := range r.scopes {
+			for _, s := range list {
+				ids = append(ids, s.id)
+			}
+		}
+		r.mu.RUnlock()
+		for _, id := range ids {
+			if _, ok := r.store.Get(sentinelKey(id)); !ok {
+				r.store.Put(sentinelKey(id), Record{Scope: id.String()})
+			}
+		}
+		if f, ok := r.store.(Flusher); ok {
+			if err := f.Flush(); err != nil {
+				e.log.Error("checkpoint flush at start", zap.String("sink", r.name), zap.Error(err))
+			}
+		}
+	}
+}
+
+// Relists counts lists after the first (watch expiry, API server restart).
+func (e *Exporter) Relists() int64 { return e.relists.Load() }
+
+// restore prepares the scopes whose sinks restored a checkpoint: their
+// initial list is compared with it (nothing is skipped), their changes are
+// recovered, after a gap marker; records of scopes no longer configured are
+// forgotten. The returned func, called once caches synced, queues every
+// restored key, so deletions made while kubefeed was down are found.
+func (e *Exporter) restore() func() {
+	now := e.now()
+	var later []func()
+	for _, r := range e.runners {
+		rs, ok := r.store.(Restorer)
+		if !ok {
+			continue
+		}
+		at, ok := rs.Restored()
+		if !ok {
+			continue
+		}
+		current := map[string]*scope{}
+		r.mu.RLock()
+		for _, list := range r.scopes {
+			for _, s := range list {
+				current[s.id.String()] = s
+			}
+		}
+		r.mu.RUnlock()
+		known := map[string]bool{}
+		forgotten := 0
+		r.store.Range(func(k Key, rec Record) bool {
+			if current[rec.Scope] == nil {
+				r.store.Delete(k)
+				forgotten++
+			} else {
+				known[rec.Scope] = true
+			}
+			return true
+		})
+		gaps := map[string]*gap{}
+		for id, s := range current {
+			if !known[id] {
+				continue
+			}
+			g := newGap(e.cfg.Cluster, s.id, at, now, GapRestart)
+			gaps[id] = g
+			for _, rt := range s.routes {
+				if rt.sink == r {
+					rt.restoreGap, rt.skipInitial = g, false
+				}
+			}
+		}
+		e.log.Info("checkpoint restored", zap.String("sink", r.name), zap.Time("saved", at), zap.Int("scopes", len(gaps)), zap.Int("forgotten (left the scope)", forgotten))
+		later = append(later, func() {
+			r.store.Range(func(k Key, rec Record) bool {
+				if g := gaps[rec.Scope]; g != nil && !isSentinel(k) {
+					r.markRecovered(k, g)
+					r.enqueue(k)
+				}
+				return true
+			})
+		})
+	}
+	return func() {
+		for _, f := range later {
+			f()
+		}
+		if e.startGap == "" {
+			return
+		}
+		for _, r := range e.runners {
+			r.mu.RLock()
+			var ids []scopeID
+			for _, list := range r.scopes {
+				for _, s := range list {
+					ids = append(ids, s.id)
+				}
+			}
+			r.mu.RUnlock()
+			for _, id := range ids {
+				r.sendGapNow(newGap(e.cfg.Cluster, id, time.Time{}, now, e.startGap))
+			}
+		}
+	}
 }
 
 // Ready reports whether the first caches synced and events flow.
@@ -140,6 +272,7 @@ func (e *Exporter) Run(ctx context.Context) error {
 		e.stopScopes()
 		return e.closeSinks()
 	}
+	afterSync := e.restore()
 	e.mu.Lock()
 	started = started[:0]
 	for _, s := range e.scopes {
@@ -159,6 +292,8 @@ func (e *Exporter) Run(ctx context.Context) error {
 		e.stopScopes()
 		return e.closeSinks()
 	}
+	afterSync()
+	e.markScopes()
 	e.ready.Store(true)
 	e.log.Info("caches synced; delivering", zap.Int("scopes", len(started)), zap.Int("pending rules", len(pending)))
 

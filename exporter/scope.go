@@ -1,19 +1,23 @@
 package exporter
 
 import (
+	"context"
 	"fmt"
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
+	"time"
 
 	"go.uber.org/zap"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/dynamic"
-	"k8s.io/client-go/dynamic/dynamicinformer"
 	"k8s.io/client-go/tools/cache"
 )
 
@@ -85,6 +89,9 @@ func scopeIDs(r *rule, res Resource) ([]scopeID, error) {
 // route is one sink a scope feeds.
 type route struct {
 	sink *sinkRunner
+	// restoreGap is set when the sink's checkpoint knows this scope: the
+	// initial list is compared with it, and its changes are recovered.
+	restoreGap *gap
 	// skipInitial: objects of the initial list become the sink's baseline
 	// without an event (initialList: skip on every rule of this route).
 	skipInitial bool
@@ -101,15 +108,42 @@ type scope struct {
 	started  sync.Once
 	ex       *Exporter
 	log      *zap.Logger
+
+	// Relist tracking: the first list is the initial one; any later list
+	// (watch expired, API server restarted) is a relist whose items are
+	// recovered changes, after a gap marker.
+	lists     atomic.Int64
+	lastEvent atomic.Int64 // unix nanos of the last notification
+	relistMu  sync.Mutex
+	relisted  map[Key]string // key -> resourceVersion listed by the relist
+	relistGap *gap
 }
+
+// listWatch lists and watches one scope; it opts out of client-go's
+// watch-list streaming so that every (re)list goes through List, where
+// relists are seen.
+type listWatch struct{ cache.ListWatch }
+
+func (*listWatch) IsWatchListSemanticsUnSupported() bool { return true }
 
 func newScope(ex *Exporter, id scopeID, res Resource, client dynamic.Interface) *scope {
 	s := &scope{id: id, res: res, ex: ex, stop: make(chan struct{}), log: ex.log.With(zap.Stringer("scope", id))}
-	tweak := func(o *metav1.ListOptions) {
-		o.LabelSelector = id.Label
-		o.FieldSelector = id.Field
-	}
-	s.informer = dynamicinformer.NewFilteredDynamicInformer(client, id.GVR, id.Namespace, ex.cfg.ResyncPeriod.Duration, cache.Indexers{}, tweak).Informer()
+	rc := client.Resource(id.GVR).Namespace(id.Namespace)
+	lw := &listWatch{cache.ListWatch{
+		ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
+			o.LabelSelector, o.FieldSelector = id.Label, id.Field
+			l, err := rc.List(ctx, o)
+			if err == nil {
+				s.onList(l)
+			}
+			return l, err
+		},
+		WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
+			o.LabelSelector, o.FieldSelector = id.Label, id.Field
+			return rc.Watch(ctx, o)
+		},
+	}}
+	s.informer = cache.NewSharedIndexInformer(lw, &unstructured.Unstructured{}, ex.cfg.ResyncPeriod.Duration, cache.Indexers{})
 	_ = s.informer.SetTransform(s.transform)
 	_ = s.informer.SetWatchErrorHandler(func(_ *cache.Reflector, err error) {
 		s.log.Info("watch ended; the informer lists again", zap.Error(err))
@@ -163,6 +197,51 @@ func (s *scope) transform(obj any) (any, error) {
 	return u, nil
 }
 
+// onList runs in the reflector after every successful list. A list after
+// the first is a relist: what it returns arrives as recovered changes.
+func (s *scope) onList(l *unstructured.UnstructuredList) {
+	if s.lists.Add(1) == 1 {
+		return
+	}
+	items := make(map[Key]string, len(l.Items))
+	for i := range l.Items {
+		it := &l.Items[i]
+		items[Key{GVR: s.id.GVR, Namespace: it.GetNamespace(), Name: it.GetName()}] = it.GetResourceVersion()
+	}
+	from := time.Unix(0, s.lastEvent.Load())
+	g := newGap(s.ex.cfg.Cluster, s.id, from, s.ex.now(), GapRelist)
+	s.relistMu.Lock()
+	s.relisted, s.relistGap = items, g
+	s.relistMu.Unlock()
+	s.ex.relists.Add(1)
+	s.log.Info("relisted after the watch ended; changes since are sent as recovered", zap.Int("objects", len(items)))
+}
+
+// recoveredBy returns the relist gap when this notification comes from the
+// last relist (same key and resourceVersion).
+func (s *scope) recoveredBy(k Key, rv string) *gap {
+	s.relistMu.Lock()
+	defer s.relistMu.Unlock()
+	if s.relisted == nil {
+		return nil
+	}
+	if have, ok := s.relisted[k]; ok && have == rv {
+		delete(s.relisted, k)
+		return s.relistGap
+	}
+	return nil
+}
+
+// deletionGap is the gap of a deletion seen only through a relist.
+func (s *scope) deletionGap() *gap {
+	s.relistMu.Lock()
+	defer s.relistMu.Unlock()
+	if s.relistGap == nil {
+		s.relistGap = newGap(s.ex.cfg.Cluster, s.id, time.Unix(0, s.lastEvent.Load()), s.ex.now(), GapRelist)
+	}
+	return s.relistGap
+}
+
 func (s *scope) keyOf(u *unstructured.Unstructured) Key {
 	return Key{GVR: s.id.GVR, Namespace: u.GetNamespace(), Name: u.GetName()}
 }
@@ -173,12 +252,26 @@ func (s *scope) onAdd(obj any, isInInitialList bool) {
 		return
 	}
 	k := s.keyOf(u)
+	s.lastEvent.Store(s.ex.now().UnixNano())
+	g := s.recoveredBy(k, u.GetResourceVersion())
 	for _, r := range s.routes {
-		if isInInitialList && r.skipInitial && putIfAbsent(r.sink.store, k, recordOf(u)) {
+		if isInInitialList && r.skipInitial && putIfAbsent(r.sink.store, k, s.record(u)) {
 			continue
+		}
+		if isInInitialList && r.restoreGap != nil {
+			g = r.restoreGap
+		}
+		if g != nil {
+			r.sink.markRecovered(k, g)
 		}
 		r.sink.enqueue(k)
 	}
+}
+
+func (s *scope) record(u *unstructured.Unstructured) Record {
+	r := recordOf(u)
+	r.Scope = s.id.String()
+	return r
 }
 
 func (s *scope) onUpdate(oldObj, newObj any) {
@@ -188,6 +281,11 @@ func (s *scope) onUpdate(oldObj, newObj any) {
 	}
 	k := s.keyOf(u)
 	resync := oldObj.(*unstructured.Unstructured).GetResourceVersion() == u.GetResourceVersion()
+	var g *gap
+	if !resync {
+		s.lastEvent.Store(s.ex.now().UnixNano())
+		g = s.recoveredBy(k, u.GetResourceVersion())
+	}
 	for _, r := range s.routes {
 		// A resync queues only what a sink does not have yet (a dropped or
 		// lost delivery); everything else emits nothing.
@@ -195,6 +293,9 @@ func (s *scope) onUpdate(oldObj, newObj any) {
 			if rec, ok := r.sink.store.Get(k); ok && rec.UID == string(u.GetUID()) && rec.ResourceVersion == u.GetResourceVersion() {
 				continue
 			}
+		}
+		if g != nil {
+			r.sink.markRecovered(k, g)
 		}
 		r.sink.enqueue(k)
 	}
@@ -210,8 +311,16 @@ func (s *scope) onDelete(obj any) {
 		return
 	}
 	k := s.keyOf(u)
+	s.lastEvent.Store(s.ex.now().UnixNano())
 	s.ex.tombstones.put(k, tombstone{obj: u, recovered: recovered})
+	var g *gap
+	if recovered {
+		g = s.deletionGap()
+	}
 	for _, r := range s.routes {
+		if g != nil {
+			r.sink.markRecovered(k, g)
+		}
 		r.sink.enqueue(k)
 	}
 }

@@ -2,6 +2,7 @@ package exporter
 
 import (
 	"sync"
+	"time"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 )
@@ -14,6 +15,22 @@ type Record struct {
 	// modified). Nil when only uid and version are known (a checkpoint that
 	// keeps no state), in which case a change is sent without a patch.
 	Object *unstructured.Unstructured
+	// Scope names the informer scope the object was delivered from, so
+	// that a restart with a changed config can tell objects that left the
+	// scope (forgotten) from deleted ones.
+	Scope string
+}
+
+// Syncer is implemented by write-behind stores: Sync returns once what was
+// Put is durable. The exporter calls it after an object appeared, vanished
+// or changed uid, so that a restart never compares a new incarnation with
+// an old one.
+type Syncer interface{ Sync() }
+
+// Restorer is implemented by stores that may hold the state of a previous
+// run (checkpoints). Restored returns when that run last saved it.
+type Restorer interface {
+	Restored() (time.Time, bool)
 }
 
 // Store keeps the delivered state of one sink. Implementations must be safe

@@ -17,6 +17,7 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 
+	"github.com/kubefeed/kubefeed/exporter/event"
 	"github.com/kubefeed/kubefeed/sinks"
 	"github.com/kubefeed/kubefeed/sinks/file"
 )
@@ -34,6 +35,8 @@ type consumer struct {
 	// consumer has (it takes data.object), or a deletion names an object
 	// the consumer never saw. Both are counted; without failures both are 0.
 	rebased, unknownDeletes int
+	gaps                    []string // reasons of io.kubefeed.gap markers
+	recovered               int      // events marked recovered
 }
 
 func newConsumer(t *testing.T) *consumer {
@@ -51,12 +54,28 @@ func (c *consumer) apply(raw []byte) {
 		return
 	}
 	c.seen[e.ID] = true
+	if e.Type == event.TypeGap {
+		var g struct {
+			Data event.GapData `json:"data"`
+		}
+		_ = json.Unmarshal(raw, &g)
+		c.gaps = append(c.gaps, g.Data.Reason)
+		return
+	}
+	if e.Data.Recovered {
+		c.recovered++
+	}
 	switch e.change() {
 	case "added":
 		c.state[e.Subject] = e.Data.Object
 	case "deleted":
-		if _, ok := c.state[e.Subject]; !ok {
+		// A deletion applies to the object with its uid only: after a
+		// restart, a recovered deletion of an old incarnation may follow the
+		// new one's added event, which the consumer already holds.
+		have, ok := c.state[e.Subject]
+		if !ok || have["metadata"].(map[string]any)["uid"] != e.UID {
 			c.unknownDeletes++
+			return
 		}
 		delete(c.state, e.Subject)
 	case "modified":
@@ -64,7 +83,8 @@ func (c *consumer) apply(raw []byte) {
 		if !ok {
 			c.t.Fatalf("modified %s that the consumer never had", e.Subject)
 		}
-		if rv := have["metadata"].(map[string]any)["resourceVersion"]; rv != e.Data.PreviousResourceVersion {
+		md := have["metadata"].(map[string]any)
+		if rv := md["resourceVersion"]; rv != e.Data.PreviousResourceVersion || md["uid"] != e.UID {
 			c.rebased++
 			c.state[e.Subject] = e.Data.Object
 			return

@@ -16,6 +16,7 @@ import (
 	"k8s.io/client-go/dynamic"
 
 	"github.com/kubefeed/kubefeed/exporter"
+	"github.com/kubefeed/kubefeed/exporter/checkpoint"
 	"github.com/kubefeed/kubefeed/exporter/config"
 )
 
@@ -69,9 +70,38 @@ func runExporter(ctx context.Context, g *globalFlags, cfg *config.Config) error 
 		}
 		return runtimeErr(err)
 	}
-	ex, err := exporter.New(exporter.Options{
+	opts := exporter.Options{
 		Config: cfg, Client: dyn, Resolver: exporter.NewDiscoveryResolver(dc), Sinks: built, Logger: log,
-	})
+	}
+	if cp := cfg.Checkpoint; cp != nil && cp.File != nil {
+		f, err := checkpoint.OpenFile(cp.File.Path, true, log.Named("checkpoint"))
+		if errors.Is(err, checkpoint.ErrCorrupt) {
+			// Documented fallback: start as on a first run, with gap markers.
+			log.Error("checkpoint unreadable; starting as on a first run and sending gap markers", zap.Error(err))
+			opts.StartGap = exporter.GapCheckpointLost
+		} else if err != nil {
+			return runtimeErr(err)
+		}
+		opts.Stores = map[string]exporter.Store{}
+		for _, sc := range cfg.Sinks {
+			st, err := f.Store(sc.Name)
+			if err != nil {
+				return runtimeErr(err)
+			}
+			opts.Stores[sc.Name] = st
+		}
+		cctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- f.Run(cctx) }()
+		defer func() {
+			cancel()
+			if err := <-done; err != nil {
+				log.Error("final checkpoint flush", zap.Error(err))
+			}
+			_ = f.Close()
+		}()
+	}
+	ex, err := exporter.New(opts)
 	if err != nil {
 		return runtimeErr(err)
 	}
