@@ -33,12 +33,12 @@ type File struct {
 	flushes, flushErrors, skipped int64
 
 	// Group commit: Sync waits for the flush after its request.
-	wake    chan struct{}
-	genMu   sync.Mutex
-	genCond *sync.Cond
-	gen     uint64 // completed flushes
-	lastFlush                     time.Time
-	lastFlushDuration             time.Duration
+	wake              chan struct{}
+	genMu             sync.Mutex
+	genCond           *sync.Cond
+	gen               uint64 // completed flushes
+	lastFlush         time.Time
+	lastFlushDuration time.Duration
 }
 
 // ErrCorrupt means the checkpoint file could not be read.

@@ -42,8 +42,11 @@ func startDaemon(t *testing.T, cfgPath string) *daemon {
 	return d
 }
 
-func (d *daemon) kill()                   { _ = d.cmd.Process.Signal(syscall.SIGKILL); _ = d.cmd.Wait() }
-func (d *daemon) term(t *testing.T) error { _ = d.cmd.Process.Signal(syscall.SIGTERM); return d.cmd.Wait() }
+func (d *daemon) kill() { _ = d.cmd.Process.Signal(syscall.SIGKILL); _ = d.cmd.Wait() }
+func (d *daemon) term(t *testing.T) error {
+	_ = d.cmd.Process.Signal(syscall.SIGTERM)
+	return d.cmd.Wait()
+}
 
 func checkpointConfig(dir, ns string) string {
 	return fmt.Sprintf(`apiVersion: kubefeed.io/v1alpha1
