@@ -59,6 +59,8 @@ type sinkRunner struct {
 	recMu      sync.Mutex
 	recovering map[Key]*gap
 	eager      map[Key]*gap
+	sentGaps   map[string]bool // ids of gap markers this sink acknowledged
+	gapMu      sync.Mutex      // held while a batch carrying a marker is sent
 
 	delivered, retries, dropped, filterErrors, gaps, recovered atomic.Int64
 }
@@ -78,6 +80,7 @@ func newSinkRunner(ex *Exporter, name string, s sinks.Sink, store Store) *sinkRu
 		attempted:  map[Key]*unstructured.Unstructured{},
 		recovering: map[Key]*gap{},
 		eager:      map[Key]*gap{},
+		sentGaps:   map[string]bool{},
 	}
 }
 
@@ -191,7 +194,7 @@ func (r *sinkRunner) syncGap(ctx context.Context, k Key) error {
 	r.recMu.Lock()
 	g := r.eager[k]
 	r.recMu.Unlock()
-	if g == nil || g.isSent() {
+	if g == nil || r.gapSent(g) {
 		return nil
 	}
 	sctx, cancel := context.WithTimeout(ctx, SendTimeout)
@@ -199,12 +202,28 @@ func (r *sinkRunner) syncGap(ctx context.Context, k Key) error {
 	if err := r.sink.Send(sctx, []*event.Event{g.ev}); err != nil && !sinks.IsPermanent(err) {
 		return err
 	}
-	g.markSent()
-	r.gaps.Add(1)
+	r.markGapSent(g)
 	r.recMu.Lock()
 	delete(r.eager, k)
 	r.recMu.Unlock()
 	return nil
+}
+
+// gapSent reports whether this sink already has the marker (several relists
+// of one outage share it: the id hashes the scope, reason and start).
+func (r *sinkRunner) gapSent(g *gap) bool {
+	r.recMu.Lock()
+	defer r.recMu.Unlock()
+	return r.sentGaps[g.ev.ID]
+}
+
+func (r *sinkRunner) markGapSent(g *gap) {
+	r.recMu.Lock()
+	if !r.sentGaps[g.ev.ID] {
+		r.sentGaps[g.ev.ID] = true
+		r.gaps.Add(1)
+	}
+	r.recMu.Unlock()
 }
 
 // lookup finds the current state of k in this sink's scopes, the scope it
@@ -299,7 +318,17 @@ func (r *sinkRunner) sync(ctx context.Context, k Key) error {
 			}
 		}
 	}
-	gapFirst := g != nil && len(events) > 0 && !g.isSent()
+	gapFirst := false
+	if g != nil && len(events) > 0 {
+		// One worker sends the marker; the others wait for it, so that no
+		// recovered change of the scope overtakes it.
+		r.gapMu.Lock()
+		if gapFirst = !r.gapSent(g); !gapFirst {
+			r.gapMu.Unlock()
+		} else {
+			defer r.gapMu.Unlock()
+		}
+	}
 	if gapFirst {
 		// The consumer learns that it may have missed versions before it
 		// sees the first change recovered in this scope.
@@ -325,8 +354,7 @@ func (r *sinkRunner) sync(ctx context.Context, k Key) error {
 			r.delivered.Add(int64(len(events)))
 		}
 		if gapFirst {
-			g.markSent()
-			r.gaps.Add(1)
+			r.markGapSent(g)
 		}
 		if g != nil {
 			r.recovered.Add(int64(len(events)))

@@ -5,7 +5,6 @@ import (
 	"encoding/hex"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/kubefeed/kubefeed/exporter/event"
@@ -21,9 +20,7 @@ const (
 // gap is one io.kubefeed.gap marker of one scope, sent to a sink before the
 // first recovered change of that scope, or at once when eager.
 type gap struct {
-	ev   *event.Event
-	mu   sync.Mutex
-	sent bool
+	ev *event.Event
 }
 
 func newGap(cluster string, id scopeID, from, to time.Time, reason string) *gap {
@@ -41,18 +38,6 @@ func newGap(cluster string, id scopeID, from, to time.Time, reason string) *gap 
 		Namespace:       id.Namespace,
 		Data:            &event.GapData{Scope: id.String(), From: from.UTC(), To: to.UTC(), Reason: reason},
 	}}
-}
-
-func (g *gap) isSent() bool {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	return g.sent
-}
-
-func (g *gap) markSent() {
-	g.mu.Lock()
-	g.sent = true
-	g.mu.Unlock()
 }
 
 // gapKeyPrefix marks queue keys that stand for an eager gap marker.

@@ -1,0 +1,103 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/discovery"
+	"k8s.io/client-go/dynamic"
+
+	"github.com/kubefeed/kubefeed/exporter"
+	"github.com/kubefeed/kubefeed/exporter/config"
+	"github.com/kubefeed/kubefeed/sinks"
+	"github.com/kubefeed/kubefeed/test/cluster"
+)
+
+// The API server kubefeed talks to is SIGKILLed; through a second API
+// server on the same etcd, objects are deleted, changed and created, and
+// etcd is compacted; the first comes back. kubefeed relists and sends
+// exactly those changes, marked recovered, after a gap marker.
+func TestAPIServerOutageRecoversExactlyTheChanges(t *testing.T) {
+	own := cluster.StartT(t, cluster.Options{})
+	second, err := own.AddAPIServer()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dyn := dynamic.NewForConfigOrDie(own.Config())
+	ctx := context.Background()
+	cms := dyn.Resource(configMaps).Namespace("default")
+	for i := 0; i < 6; i++ {
+		if _, err := cms.Create(ctx, cm(fmt.Sprintf("k%d", i), nil, map[string]any{"v": "0"}), metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cfg, err := config.Parse("t.yaml", []byte(cfgFor("  - resource: configmaps\n    namespaces: [default]\n")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := &recorder{}
+	ex, err := exporter.New(exporter.Options{
+		Config: cfg, Client: dyn, Resolver: exporter.NewDiscoveryResolver(discovery.NewDiscoveryClientForConfigOrDie(own.Config())),
+		Sinks: map[string]sinks.Sink{"rec": rec}, Logger: zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel)),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	runCtx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- ex.Run(runCtx) }()
+	defer func() { cancel(); <-done }()
+	for !ex.Ready() {
+		time.Sleep(20 * time.Millisecond)
+	}
+	// A live change first, so the watch has a recent resourceVersion.
+	if _, err := cms.Patch(ctx, "k0", types.MergePatchType, []byte(`{"data":{"v":"live"}}`), metav1.PatchOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	rec.waitFor(t, 1)
+
+	own.APIServer().Kill()
+	other := dynamic.NewForConfigOrDie(second.Config()).Resource(configMaps).Namespace("default")
+	if err := other.Delete(ctx, "k1", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 3; i++ { // several versions of k2: they merge into one modified
+		if _, err := other.Patch(ctx, "k2", types.MergePatchType, []byte(fmt.Sprintf(`{"data":{"v":"gap%d"}}`, i)), metav1.PatchOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := other.Create(ctx, cm("k9", nil, map[string]any{"v": "new"}), metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := own.Compact(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := own.APIServer().Start(); err != nil {
+		t.Fatal(err)
+	}
+	evs := rec.waitFor(t, 5)
+	rec.quiet(t, 5, 2*time.Second)
+	if evs[1].Type != "io.kubefeed.gap" {
+		t.Fatalf("first event after the outage is %s, want the gap marker:\n%s", evs[1].Type, summary(evs))
+	}
+	got := map[string]string{}
+	for _, e := range evs[2:] {
+		got[e.Name] = e.change()
+		if !e.Data.Recovered {
+			t.Errorf("%s %s not marked recovered", e.change(), e.Name)
+		}
+	}
+	want := map[string]string{"k1": "deleted", "k2": "modified", "k9": "added"}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("recovered events %v, want %v", got, want)
+	}
+	if ex.Relists() == 0 {
+		t.Error("no relist counted")
+	}
+}
