@@ -62,6 +62,11 @@ type sinkRunner struct {
 	sentGaps   map[string]bool // ids of gap markers this sink acknowledged
 	gapMu      sync.Mutex      // held while a batch carrying a marker is sent
 
+	// firstSeen: when the change a queued key stands for was first noticed
+	// (for delivery latency and the oldest-pending gauge).
+	pendingMu sync.Mutex
+	firstSeen map[Key]time.Time
+
 	delivered, retries, dropped, filterErrors, gaps, recovered atomic.Int64
 }
 
@@ -81,6 +86,7 @@ func newSinkRunner(ex *Exporter, name string, s sinks.Sink, store Store) *sinkRu
 		recovering: map[Key]*gap{},
 		eager:      map[Key]*gap{},
 		sentGaps:   map[string]bool{},
+		firstSeen:  map[Key]time.Time{},
 	}
 }
 
@@ -125,7 +131,37 @@ func (r *sinkRunner) removeScope(s *scope) {
 	})
 }
 
-func (r *sinkRunner) enqueue(k Key) { r.queue.Add(k) }
+func (r *sinkRunner) enqueue(k Key) {
+	r.pendingMu.Lock()
+	if _, ok := r.firstSeen[k]; !ok {
+		r.firstSeen[k] = time.Now()
+	}
+	r.pendingMu.Unlock()
+	r.queue.Add(k)
+}
+
+// done ends the pending time of a key; it returns when the change was first
+// noticed (zero if unknown).
+func (r *sinkRunner) done(k Key) time.Time {
+	r.pendingMu.Lock()
+	defer r.pendingMu.Unlock()
+	t := r.firstSeen[k]
+	delete(r.firstSeen, k)
+	return t
+}
+
+// oldestPending is when the oldest undelivered change was noticed.
+func (r *sinkRunner) oldestPending() (time.Time, bool) {
+	r.pendingMu.Lock()
+	defer r.pendingMu.Unlock()
+	var oldest time.Time
+	for _, t := range r.firstSeen {
+		if oldest.IsZero() || t.Before(oldest) {
+			oldest = t
+		}
+	}
+	return oldest, !oldest.IsZero()
+}
 
 // run runs workers until the queue shuts down.
 func (r *sinkRunner) run(sendCtx context.Context, workers int, wg *sync.WaitGroup) {
@@ -149,10 +185,12 @@ func (r *sinkRunner) processNext(ctx context.Context) bool {
 	switch {
 	case err == nil:
 		r.queue.Forget(k)
+		r.done(k)
 	case ctx.Err() != nil:
 		// Shutting down: the key stays undelivered for the checkpoint.
 	default:
 		r.retries.Add(1)
+		r.ex.metrics.failed.WithLabelValues(r.name).Inc()
 		delay := r.queue.NumRequeues(k)
 		if d, ok := sinks.RetryAfterOf(err); ok {
 			r.log.Debug("send failed, retrying after", zap.Stringer("key", k), zap.Duration("after", d), zap.Error(err))
@@ -222,6 +260,9 @@ func (r *sinkRunner) markGapSent(g *gap) {
 	if !r.sentGaps[g.ev.ID] {
 		r.sentGaps[g.ev.ID] = true
 		r.gaps.Add(1)
+		if d, ok := g.ev.Data.(*event.GapData); ok {
+			r.ex.metrics.gaps.WithLabelValues(r.name, d.Reason).Inc()
+		}
 	}
 	r.recMu.Unlock()
 }
@@ -310,6 +351,7 @@ func (r *sinkRunner) sync(ctx context.Context, k Key) error {
 			ev, err := render(r.ex.cfg.Cluster, res, k, c, ops, rl, now)
 			if err != nil {
 				r.filterErrors.Add(1)
+				r.ex.metrics.filterErrors.WithLabelValues(r.name).Inc()
 				r.log.Debug("filter failed; counted as no match", zap.Int("rule", rl.index), zap.Stringer("key", k), zap.Error(err))
 			}
 			if ev != nil {
@@ -349,15 +391,26 @@ func (r *sinkRunner) sync(ctx context.Context, k Key) error {
 				return err
 			}
 			r.dropped.Add(int64(len(events)))
+			r.ex.metrics.dropped.WithLabelValues(r.name).Add(float64(len(events)))
 			r.log.Error("permanent send error, events dropped for this sink", zap.Stringer("key", k), zap.Int("events", len(events)), zap.Error(err))
 		} else {
 			r.delivered.Add(int64(len(events)))
+			rl := resourceLabel(res)
+			for _, ev := range events {
+				if c := ev.Change(); c != "" {
+					r.ex.metrics.delivered.WithLabelValues(r.name, rl, eventType(c)).Inc()
+				}
+			}
+			if t := r.done(k); !t.IsZero() {
+				r.ex.metrics.latency.WithLabelValues(r.name).Observe(time.Since(t).Seconds())
+			}
 		}
 		if gapFirst {
 			r.markGapSent(g)
 		}
 		if g != nil {
 			r.recovered.Add(int64(len(events)))
+			r.ex.metrics.recovered.WithLabelValues(r.name).Add(float64(len(events)))
 		}
 	}
 	if cur == nil {

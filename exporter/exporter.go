@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/tools/cache"
@@ -33,6 +34,8 @@ type Options struct {
 	ResolveRetry time.Duration
 	// Now is the clock for event times (default time.Now).
 	Now func() time.Time
+	// Registerer receives the Prometheus metrics (nil: a private registry).
+	Registerer prometheus.Registerer
 	// StartGap, when set, sends a gap marker with this reason for every
 	// scope at start (a lost checkpoint: GapCheckpointLost).
 	StartGap string
@@ -48,6 +51,7 @@ type Exporter struct {
 	retry    time.Duration
 	startGap string
 	relists  atomic.Int64
+	metrics  *metrics
 
 	rules      []*rule
 	runners    []*sinkRunner
@@ -73,6 +77,11 @@ func New(o Options) (*Exporter, error) {
 		e.log = zap.NewNop()
 	}
 	e.namespaces = newNamespaceWatches(e)
+	reg := o.Registerer
+	if reg == nil {
+		reg = prometheus.NewRegistry()
+	}
+	e.metrics = newMetrics(reg, e)
 	if e.now == nil {
 		e.now = time.Now
 	}

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+
+	"github.com/kubefeed/kubefeed/exporter/config"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/fields"
@@ -145,7 +147,8 @@ func newScope(ex *Exporter, id scopeID, res Resource, client dynamic.Interface) 
 	}}
 	s.informer = cache.NewSharedIndexInformer(lw, &unstructured.Unstructured{}, ex.cfg.ResyncPeriod.Duration, cache.Indexers{})
 	_ = s.informer.SetTransform(s.transform)
-	_ = s.informer.SetWatchErrorHandler(func(_ *cache.Reflector, err error) {
+	_ = s.informer.SetWatchErrorHandlerWithContext(func(_ context.Context, _ *cache.Reflector, err error) {
+		ex.metrics.watchErrors.WithLabelValues(resourceLabel(res)).Inc()
 		s.log.Info("watch ended; the informer lists again", zap.Error(err))
 	})
 	return s
@@ -214,6 +217,7 @@ func (s *scope) onList(l *unstructured.UnstructuredList) {
 	s.relisted, s.relistGap = items, g
 	s.relistMu.Unlock()
 	s.ex.relists.Add(1)
+	s.ex.metrics.relists.WithLabelValues(resourceLabel(s.res)).Inc()
 	s.log.Info("relisted after the watch ended; changes since are sent as recovered", zap.Int("objects", len(items)))
 }
 
@@ -242,6 +246,10 @@ func (s *scope) deletionGap() *gap {
 	return s.relistGap
 }
 
+func (s *scope) observed(typ string) {
+	s.ex.metrics.observed.WithLabelValues(resourceLabel(s.res), typ).Inc()
+}
+
 func (s *scope) keyOf(u *unstructured.Unstructured) Key {
 	return Key{GVR: s.id.GVR, Namespace: u.GetNamespace(), Name: u.GetName()}
 }
@@ -253,6 +261,7 @@ func (s *scope) onAdd(obj any, isInInitialList bool) {
 	}
 	k := s.keyOf(u)
 	s.lastEvent.Store(s.ex.now().UnixNano())
+	s.observed(config.EventAdded)
 	g := s.recoveredBy(k, u.GetResourceVersion())
 	for _, r := range s.routes {
 		if isInInitialList && r.skipInitial && putIfAbsent(r.sink.store, k, s.record(u)) {
@@ -283,6 +292,7 @@ func (s *scope) onUpdate(oldObj, newObj any) {
 	resync := oldObj.(*unstructured.Unstructured).GetResourceVersion() == u.GetResourceVersion()
 	var g *gap
 	if !resync {
+		s.observed(config.EventModified)
 		s.lastEvent.Store(s.ex.now().UnixNano())
 		g = s.recoveredBy(k, u.GetResourceVersion())
 	}
@@ -312,6 +322,7 @@ func (s *scope) onDelete(obj any) {
 	}
 	k := s.keyOf(u)
 	s.lastEvent.Store(s.ex.now().UnixNano())
+	s.observed(config.EventDeleted)
 	s.ex.tombstones.put(k, tombstone{obj: u, recovered: recovered})
 	var g *gap
 	if recovered {

@@ -218,6 +218,8 @@ type LeaderElection struct {
 // Metrics serves /metrics, /healthz and /readyz.
 type Metrics struct {
 	Address string `yaml:"address"`
+	// Pprof also serves /debug/pprof/ on the same address.
+	Pprof bool `yaml:"pprof"`
 }
 
 // Duration is a time.Duration written as "30s", "10m".

@@ -165,14 +165,14 @@ func (v *validator) config(c *Config) {
 			v.at("checkpoint", "set one of file or jetstream, not both")
 		case cp.File != nil && cp.File.Path == "":
 			v.at("checkpoint.file", "path is required")
-		case cp.JetStream != nil && (len(cp.JetStream.Servers) == 0 || cp.JetStream.Bucket == ""):
-			v.at("checkpoint.jetstream", "servers and bucket are required")
+		case cp.JetStream != nil:
+			v.atKey("checkpoint.jetstream", "the JetStream checkpoint is not available in this build yet; use checkpoint.file")
 		case cp.File == nil && cp.JetStream == nil:
 			v.at("checkpoint", "set one of file or jetstream")
 		}
 	}
-	if le := c.LeaderElection; le.Enabled && le.Namespace == "" {
-		v.at("leaderElection", "namespace is required when leader election is enabled")
+	if c.LeaderElection.Enabled {
+		v.at("leaderElection.enabled", "leader election is not available in this build yet; run one replica")
 	}
 	if a := c.Metrics.Address; a != "" {
 		if _, _, err := net.SplitHostPort(a); err != nil {

@@ -6,10 +6,14 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os/signal"
 	"syscall"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/spf13/cobra"
 	"go.uber.org/zap"
 	"k8s.io/client-go/discovery"
@@ -21,7 +25,7 @@ import (
 )
 
 func newRunCmd(g *globalFlags) *cobra.Command {
-	var cfgPath string
+	var cfgPath, metricsAddr string
 	cmd := &cobra.Command{
 		Use:   "run --config FILE",
 		Short: "Run the change feed daemon",
@@ -34,12 +38,16 @@ func newRunCmd(g *globalFlags) *cobra.Command {
 			if err != nil {
 				return usageErr(err)
 			}
+			if metricsAddr != "" {
+				cfg.Metrics.Address = metricsAddr
+			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
 			defer stop()
 			return runExporter(ctx, g, cfg)
 		},
 	}
 	cmd.Flags().StringVar(&cfgPath, "config", "", "path to the config file")
+	cmd.Flags().StringVar(&metricsAddr, "metrics-address", "", "serve /metrics, /healthz and /readyz here (overrides metrics.address)")
 	return cmd
 }
 
@@ -70,8 +78,10 @@ func runExporter(ctx context.Context, g *globalFlags, cfg *config.Config) error 
 		}
 		return runtimeErr(err)
 	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	opts := exporter.Options{
-		Config: cfg, Client: dyn, Resolver: exporter.NewDiscoveryResolver(dc), Sinks: built, Logger: log,
+		Config: cfg, Client: dyn, Resolver: exporter.NewDiscoveryResolver(dc), Sinks: built, Logger: log, Registerer: reg,
 	}
 	if cp := cfg.Checkpoint; cp != nil && cp.File != nil {
 		f, err := checkpoint.OpenFile(cp.File.Path, true, log.Named("checkpoint"))
@@ -82,6 +92,7 @@ func runExporter(ctx context.Context, g *globalFlags, cfg *config.Config) error 
 		} else if err != nil {
 			return runtimeErr(err)
 		}
+		reg.MustRegister(checkpoint.NewCollector(f, errors.Is(err, checkpoint.ErrCorrupt)))
 		opts.Stores = map[string]exporter.Store{}
 		for _, sc := range cfg.Sinks {
 			st, err := f.Store(sc.Name)
@@ -106,7 +117,7 @@ func runExporter(ctx context.Context, g *globalFlags, cfg *config.Config) error 
 		return runtimeErr(err)
 	}
 	if cfg.Metrics.Address != "" {
-		srv, err := serveHealth(cfg.Metrics.Address, ex, log)
+		srv, err := serveHealth(cfg.Metrics, ex, reg, log)
 		if err != nil {
 			return runtimeErr(err)
 		}
@@ -124,9 +135,18 @@ func runExporter(ctx context.Context, g *globalFlags, cfg *config.Config) error 
 	return nil
 }
 
-// serveHealth serves /healthz and /readyz on addr.
-func serveHealth(addr string, ex *exporter.Exporter, log *zap.Logger) (*http.Server, error) {
+// serveHealth serves /metrics, /healthz, /readyz and optionally pprof.
+func serveHealth(mc config.Metrics, ex *exporter.Exporter, reg *prometheus.Registry, log *zap.Logger) (*http.Server, error) {
+	addr := mc.Address
 	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	if mc.Pprof {
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	}
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
 	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
 		if !ex.Ready() {
