@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Builds the local control plane (kube-apiserver, etcd) and helm from the Go
+# Builds the local control plane (kube-apiserver, etcd), helm and promtool from the Go
 # module proxy into a cache outside the clone, keyed by the versions, the
 # wrapper modules and the Go version, so a fresh clone on the same machine
 # (what CI runs in) reuses them. Up-to-date binaries are not rebuilt.
@@ -15,6 +15,7 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 kube_version=v1.37.2
 etcd_version=v3.7.3
 helm_version=v3.22.0
+prometheus_version=v0.316.0 # promtool, for `promtool check metrics|rules`
 # Bump recipe when the build flags below change, so cached binaries are rebuilt.
 recipe=1
 cache_root=${KUBEFEED_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/kubefeed}
@@ -25,7 +26,11 @@ key=$( { go env GOVERSION GOOS GOARCH; echo "$kube_version $etcd_version $helm_v
 bin="$cache_root/bin/$key"
 
 if [[ "${1:-}" == "--print-dir" ]]; then
-  echo "$bin"
+  if [[ ! -x "$bin/promtool" ]]; then
+  log "building promtool $prometheus_version (about 5 minutes, once)"
+  GOBIN="$bin" CGO_ENABLED=0 go install "github.com/prometheus/prometheus/cmd/promtool@$prometheus_version"
+fi
+echo "$bin"
   exit 0
 fi
 
@@ -55,5 +60,9 @@ build kube-apiserver kube-apiserver k8s.io/kubernetes/cmd/kube-apiserver "-s -w$
 if [[ ! -x "$bin/helm" ]]; then
   log "building helm $helm_version"
   GOBIN="$bin" CGO_ENABLED=0 go install "helm.sh/helm/v3/cmd/helm@$helm_version"
+fi
+if [[ ! -x "$bin/promtool" ]]; then
+  log "building promtool $prometheus_version (about 5 minutes, once)"
+  GOBIN="$bin" CGO_ENABLED=0 go install "github.com/prometheus/prometheus/cmd/promtool@$prometheus_version"
 fi
 echo "$bin"
