@@ -165,6 +165,10 @@ func (r *sinkRunner) oldestPending() (time.Time, bool) {
 
 // run runs workers until the queue shuts down.
 func (r *sinkRunner) run(sendCtx context.Context, workers int, wg *sync.WaitGroup) {
+	if wg == nil {
+		wg = &sync.WaitGroup{}
+		defer wg.Wait()
+	}
 	for i := 0; i < workers; i++ {
 		wg.Add(1)
 		go func() {

@@ -36,6 +36,9 @@ type Options struct {
 	Now func() time.Time
 	// Registerer receives the Prometheus metrics (nil: a private registry).
 	Registerer prometheus.Registerer
+	// allowNoClient lets in-process benchmarks build an exporter without an
+	// API server.
+	allowNoClient bool
 	// StartGap, when set, sends a gap marker with this reason for every
 	// scope at start (a lost checkpoint: GapCheckpointLost).
 	StartGap string
@@ -66,7 +69,7 @@ type Exporter struct {
 
 // New checks the options and builds the pipeline; Run starts it.
 func New(o Options) (*Exporter, error) {
-	if o.Config == nil || o.Client == nil || o.Resolver == nil {
+	if o.Config == nil || (!o.allowNoClient && (o.Client == nil || o.Resolver == nil)) {
 		return nil, fmt.Errorf("exporter: config, client and resolver are required")
 	}
 	e := &Exporter{

@@ -1,0 +1,200 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"sort"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"go.uber.org/zap"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/discovery"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/dynamic/dynamicinformer"
+	"k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/kubefeed/kubefeed/exporter"
+	"github.com/kubefeed/kubefeed/exporter/config"
+	"github.com/kubefeed/kubefeed/exporter/event"
+	"github.com/kubefeed/kubefeed/sinks"
+	"github.com/kubefeed/kubefeed/sinks/file"
+	"github.com/kubefeed/kubefeed/sinks/jetstream"
+)
+
+// result is what an agent reports on stdout as one JSON line.
+type result struct {
+	Mode      string  `json:"mode"`
+	Objects   int     `json:"objects"`
+	Seconds   float64 `json:"seconds"`
+	Rate      float64 `json:"rate"`
+	CPUPer1k  float64 `json:"cpuSecondsPer1k"`
+	RSSMiB    float64 `json:"rssMiB"`
+	P50Millis float64 `json:"p50ms,omitempty"`
+	P99Millis float64 `json:"p99ms,omitempty"`
+}
+
+func cpuSeconds() float64 {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()).Seconds()
+}
+
+func rssMiB() float64 {
+	b, _ := os.ReadFile("/proc/self/statm")
+	var size, rss int64
+	_, _ = fmt.Sscan(string(b), &size, &rss)
+	return float64(rss*int64(os.Getpagesize())) / (1 << 20)
+}
+
+// counter counts acknowledged events and their latency from the creation
+// time the driver wrote into each object.
+type counter struct {
+	inner sinks.Sink
+	n     atomic.Int64
+	mu    sync.Mutex
+	lat   []float64
+}
+
+func (c *counter) Send(ctx context.Context, evs []*event.Event) error {
+	if c.inner != nil {
+		if err := c.inner.Send(ctx, evs); err != nil {
+			return err
+		}
+	} else {
+		for _, e := range evs {
+			if _, err := event.Marshal(e); err != nil {
+				return err
+			}
+		}
+	}
+	now := time.Now()
+	c.mu.Lock()
+	for _, e := range evs {
+		if d, ok := e.Data.(*event.ChangeData); ok {
+			if md, ok := d.Object["metadata"].(map[string]any); ok {
+				if ann, ok := md["annotations"].(map[string]any); ok {
+					if ts, err := strconv.ParseInt(fmt.Sprint(ann["bench/created"]), 10, 64); err == nil {
+						c.lat = append(c.lat, float64(now.UnixNano()-ts)/1e6)
+					}
+				}
+			}
+		}
+	}
+	c.mu.Unlock()
+	c.n.Add(int64(len(evs)))
+	return nil
+}
+
+func (c *counter) Close(ctx context.Context) error {
+	if c.inner != nil {
+		return c.inner.Close(ctx)
+	}
+	return nil
+}
+
+var configMaps = schema.GroupVersionResource{Version: "v1", Resource: "configmaps"}
+
+// agent watches namespace ns in one mode until it has seen n objects.
+func agent(mode, kubeconfig, natsURL, ns, dir string, n int) error {
+	rc, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
+	if err != nil {
+		return err
+	}
+	rc.QPS, rc.Burst = 50, 100
+	dyn := dynamic.NewForConfigOrDie(rc)
+	cpu0 := cpuSeconds()
+	var start atomic.Int64
+	ready := func() { fmt.Println("READY") }
+	var done func() int64
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	c := &counter{}
+	if mode == "bare" {
+		var seen atomic.Int64
+		inf := dynamicinformer.NewFilteredDynamicInformer(dyn, configMaps, ns, 0, cache.Indexers{}, nil).Informer()
+		_ = inf.SetTransform(func(o any) (any, error) {
+			if u, ok := o.(*unstructured.Unstructured); ok {
+				unstructured.RemoveNestedField(u.Object, "metadata", "managedFields")
+			}
+			return o, nil
+		})
+		_, _ = inf.AddEventHandler(cache.ResourceEventHandlerFuncs{AddFunc: func(any) {
+			start.CompareAndSwap(0, time.Now().UnixNano())
+			seen.Add(1)
+		}})
+		go inf.Run(ctx.Done())
+		cache.WaitForCacheSync(ctx.Done(), inf.HasSynced)
+		done = seen.Load
+	} else {
+		cfg := &config.Config{APIVersion: config.APIVersion, Kind: config.Kind, Cluster: "bench", Workers: 8,
+			Watch: []config.Watch{{Resource: "configmaps", Namespaces: []string{ns}}},
+			Sinks: []config.Sink{{Name: "s", Stdout: &config.StdoutSink{}}}}
+		cfg.SetDefaults()
+		switch mode {
+		case "kubefeed-file":
+			f, err := file.New(file.Options{Path: dir + "/events.jsonl"})
+			if err != nil {
+				return err
+			}
+			c.inner = f
+		case "kubefeed-jetstream":
+			jc := config.JetStreamSink{NATSConnection: config.NATSConnection{Servers: []string{natsURL}}, Stream: "BENCH_" + ns, Subject: config.DefaultSubject,
+				Mode: config.ModeStructured, MaxPending: 4096, Provision: &config.StreamProvision{Subjects: []string{"kubefeed.bench." + ns + ".>"}}}
+			jc.Subject = "kubefeed.bench." + ns + ".{resource}.{change}"
+			j, err := jetstream.New(ctx, jetstream.Options{Config: jc, Cluster: "bench"})
+			if err != nil {
+				return err
+			}
+			c.inner = j
+		}
+		wrapped := &startMarker{counter: c, start: &start}
+		ex, err := exporter.New(exporter.Options{Config: cfg, Client: dyn, Resolver: exporter.NewDiscoveryResolver(discovery.NewDiscoveryClientForConfigOrDie(rc)),
+			Sinks: map[string]sinks.Sink{"s": wrapped}, Logger: zap.NewNop()})
+		if err != nil {
+			return err
+		}
+		go func() { _ = ex.Run(ctx) }()
+		for !ex.Ready() {
+			time.Sleep(10 * time.Millisecond)
+		}
+		done = c.n.Load
+	}
+	cpuReady := cpuSeconds()
+	_ = cpu0
+	ready()
+	for done() < int64(n) {
+		time.Sleep(2 * time.Millisecond)
+	}
+	end := time.Now()
+	secs := end.Sub(time.Unix(0, start.Load())).Seconds()
+	r := result{Mode: mode, Objects: n, Seconds: secs, Rate: float64(n) / secs, CPUPer1k: (cpuSeconds() - cpuReady) / float64(n) * 1000, RSSMiB: rssMiB()}
+	if len(c.lat) > 0 {
+		sort.Float64s(c.lat)
+		r.P50Millis = c.lat[len(c.lat)/2]
+		r.P99Millis = c.lat[len(c.lat)*99/100]
+	}
+	_ = metav1.Now
+	b, _ := json.Marshal(r)
+	fmt.Println(string(b))
+	return nil
+}
+
+// startMarker records when the first event arrived.
+type startMarker struct {
+	*counter
+	start *atomic.Int64
+}
+
+func (s *startMarker) Send(ctx context.Context, evs []*event.Event) error {
+	s.start.CompareAndSwap(0, time.Now().UnixNano())
+	return s.counter.Send(ctx, evs)
+}

@@ -1,0 +1,231 @@
+// Command benchrun is `make bench`: it starts the local control plane and a
+// nats-server, runs a bare client-go informer and kubefeed (to a discarding
+// sink, the file sink and JetStream) as separate processes on the same
+// bursts, and writes docs/benchmarks.md, .json and .png.
+//
+//	benchrun [-n 5000] [-runs 3] [-mem 20000] [-out docs]
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/kubefeed/kubefeed/test/cluster"
+	"github.com/kubefeed/kubefeed/test/natstest"
+)
+
+func main() {
+	if len(os.Args) > 1 && os.Args[1] == "agent" {
+		n, _ := strconv.Atoi(os.Args[7])
+		if err := agent(os.Args[2], os.Args[3], os.Args[4], os.Args[5], os.Args[6], n); err != nil {
+			fmt.Fprintln(os.Stderr, "agent:", err)
+			os.Exit(1)
+		}
+		return
+	}
+	n := flag.Int("n", 5000, "changes per burst")
+	runs := flag.Int("runs", 3, "runs per mode (medians are reported)")
+	mem := flag.Int("mem", 20000, "cached objects for the memory comparison (0: skip)")
+	out := flag.String("out", "docs", "where to write benchmarks.md/.json/.png")
+	flag.Parse()
+	if err := run(*n, *runs, *mem, *out); err != nil {
+		fmt.Fprintln(os.Stderr, "benchrun:", err)
+		os.Exit(1)
+	}
+}
+
+type report struct {
+	Date    string              `json:"date"`
+	Machine string              `json:"machine"`
+	Burst   map[string][]result `json:"burst"`
+	Steady  []result            `json:"steady"`
+	Memory  map[string]result   `json:"memory"`
+	GoBench string              `json:"goBench"`
+}
+
+func run(n, runs, mem int, out string) error {
+	cp, err := cluster.Start(cluster.Options{})
+	if err != nil {
+		return err
+	}
+	defer cp.Stop()
+	dir, _ := os.MkdirTemp("", "kubefeed-bench-")
+	defer os.RemoveAll(dir)
+	ns, err := natstest.Start(natstest.Options{StoreDir: filepath.Join(dir, "nats")})
+	if err != nil {
+		return err
+	}
+	defer ns.Shutdown()
+	cs := kubernetes.NewForConfigOrDie(cp.Config())
+	rep := report{Date: time.Now().UTC().Format(time.RFC3339), Machine: machine(), Burst: map[string][]result{}, Memory: map[string]result{}}
+	modes := []string{"bare", "kubefeed-discard", "kubefeed-file", "kubefeed-jetstream"}
+	seq := 0
+	for r := 0; r < runs; r++ {
+		for _, mode := range modes {
+			seq++
+			name := fmt.Sprintf("b%d", seq)
+			res, err := measure(cp, cs, ns.URL(), dir, mode, name, n, 0, 0)
+			if err != nil {
+				return fmt.Errorf("%s: %w", mode, err)
+			}
+			fmt.Printf("burst %-20s %7.0f changes/s  %.3f CPU-s/1k  %6.1f MiB\n", mode, res.Rate, res.CPUPer1k, res.RSSMiB)
+			rep.Burst[mode] = append(rep.Burst[mode], res)
+		}
+	}
+	for _, rate := range []int{250, 500, 1000} {
+		seq++
+		res, err := measure(cp, cs, ns.URL(), dir, "kubefeed-jetstream", fmt.Sprintf("s%d", seq), rate*6, rate, 0)
+		if err != nil {
+			return err
+		}
+		res.Rate = float64(rate)
+		fmt.Printf("steady %4d/s to JetStream: p50 %.1f ms, p99 %.1f ms\n", rate, res.P50Millis, res.P99Millis)
+		rep.Steady = append(rep.Steady, res)
+	}
+	if mem > 0 {
+		seq++
+		name := fmt.Sprintf("m%d", seq)
+		if err := createNS(cs, name); err != nil {
+			return err
+		}
+		if err := write(cs, name, mem, 0); err != nil {
+			return err
+		}
+		for _, mode := range []string{"bare", "kubefeed-discard"} {
+			res, err := startAgent(cp, ns.URL(), dir, mode, name, 0, nil)
+			if err != nil {
+				return err
+			}
+			fmt.Printf("memory %-20s %d objects: %.1f MiB\n", mode, mem, res.RSSMiB)
+			res.Objects = mem
+			rep.Memory[mode] = res
+		}
+	}
+	gb, _ := exec.Command("go", "test", "-run", "^$", "-bench", ".", "-benchmem", "-benchtime", "3000x", "./exporter/", "./exporter/diff/").CombinedOutput()
+	rep.GoBench = string(gb)
+	return writeReport(rep, out)
+}
+
+func machine() string {
+	b, _ := os.ReadFile("/proc/cpuinfo")
+	model := ""
+	for _, l := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(l, "model name") {
+			model = strings.TrimSpace(strings.SplitN(l, ":", 2)[1])
+			break
+		}
+	}
+	out, _ := exec.Command("nproc").Output()
+	return fmt.Sprintf("%s, %s cores", model, strings.TrimSpace(string(out)))
+}
+
+func createNS(cs *kubernetes.Clientset, name string) error {
+	_, err := cs.CoreV1().Namespaces().Create(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}}, metav1.CreateOptions{})
+	return err
+}
+
+// measure starts an agent in a fresh namespace, then writes n ConfigMaps
+// (at rate per second, or as fast as 32 writers go when rate is 0).
+func measure(cp *cluster.ControlPlane, cs *kubernetes.Clientset, natsURL, dir, mode, name string, n, rate, _ int) (result, error) {
+	if err := createNS(cs, name); err != nil {
+		return result{}, err
+	}
+	return startAgent(cp, natsURL, dir, mode, name, n, func() error { return write(cs, name, n, rate) })
+}
+
+func startAgent(cp *cluster.ControlPlane, natsURL, dir, mode, ns string, n int, load func() error) (result, error) {
+	self, _ := os.Executable()
+	adir := filepath.Join(dir, ns)
+	_ = os.MkdirAll(adir, 0o755)
+	cmd := exec.Command(self, "agent", mode, cp.Kubeconfig(), natsURL, ns, adir, strconv.Itoa(n))
+	stdout, _ := cmd.StdoutPipe()
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		return result{}, err
+	}
+	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
+	sc := bufio.NewScanner(stdout)
+	if !sc.Scan() || sc.Text() != "READY" {
+		return result{}, fmt.Errorf("agent %s did not start", mode)
+	}
+	if load != nil {
+		if err := load(); err != nil {
+			return result{}, err
+		}
+	}
+	if !sc.Scan() {
+		return result{}, fmt.Errorf("agent %s reported nothing", mode)
+	}
+	var r result
+	return r, json.Unmarshal(sc.Bytes(), &r)
+}
+
+func write(cs *kubernetes.Clientset, ns string, n, rate int) error {
+	data := map[string]string{"payload": strings.Repeat("x", 900)}
+	var wg sync.WaitGroup
+	work := make(chan int)
+	errs := make(chan error, 32)
+	for w := 0; w < 32; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range work {
+				cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("c%d", i),
+					Annotations: map[string]string{"bench/created": strconv.FormatInt(time.Now().UnixNano(), 10)}}, Data: data}
+				if _, err := cs.CoreV1().ConfigMaps(ns).Create(context.Background(), cm, metav1.CreateOptions{}); err != nil {
+					select {
+					case errs <- err:
+					default:
+					}
+				}
+			}
+		}()
+	}
+	var tick <-chan time.Time
+	if rate > 0 {
+		t := time.NewTicker(time.Second / time.Duration(rate))
+		defer t.Stop()
+		tick = t.C
+	}
+	for i := 0; i < n; i++ {
+		if tick != nil {
+			<-tick
+		}
+		work <- i
+	}
+	close(work)
+	wg.Wait()
+	select {
+	case err := <-errs:
+		return err
+	default:
+		return nil
+	}
+}
+
+func median(rs []result, f func(result) float64) float64 {
+	v := make([]float64, len(rs))
+	for i, r := range rs {
+		v[i] = f(r)
+	}
+	sort.Float64s(v)
+	if len(v) == 0 {
+		return 0
+	}
+	return v[len(v)/2]
+}
