@@ -54,6 +54,7 @@ type Exporter struct {
 	retry    time.Duration
 	startGap string
 	relists  atomic.Int64
+	stalls   atomic.Int64
 	metrics  *metrics
 
 	rules      []*rule
@@ -314,9 +315,10 @@ func (e *Exporter) Run(ctx context.Context) error {
 		r.run(sendCtx, e.cfg.Workers, &workers)
 	}
 	var bg sync.WaitGroup
-	bg.Add(2)
+	bg.Add(3)
 	go func() { defer bg.Done(); e.resolveLoop(ctx, pending) }()
 	go func() { defer bg.Done(); e.pruneLoop(ctx) }()
+	go func() { defer bg.Done(); e.watchdog(ctx) }()
 
 	<-ctx.Done()
 	e.log.Info("shutting down: draining queues", zap.Duration("timeout", e.cfg.ShutdownTimeout.Duration))
@@ -473,6 +475,52 @@ func (e *Exporter) resolveLoop(ctx context.Context, pending []*rule) {
 		}
 		pending = still
 	}
+}
+
+// watchdog restarts watches that made no progress for cfg.WatchTimeout.
+// The API server sends bookmarks about every minute, so a healthy watch
+// on an idle resource still makes progress.
+func (e *Exporter) watchdog(ctx context.Context) {
+	timeout := e.cfg.WatchTimeout.Duration
+	t := time.NewTicker(max(timeout/4, 10*time.Millisecond))
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			e.mu.Lock()
+			scopes := make([]*scope, 0, len(e.scopes))
+			for _, s := range e.scopes {
+				scopes = append(scopes, s)
+			}
+			e.mu.Unlock()
+			for _, s := range scopes {
+				if s.restartStalledWatch(timeout) {
+					e.stalls.Add(1)
+					e.metrics.stalled.WithLabelValues(resourceLabel(s.res)).Inc()
+				}
+			}
+		}
+	}
+}
+
+// Stalls counts watches restarted by the watchdog.
+func (e *Exporter) Stalls() int64 { return e.stalls.Load() }
+
+// Healthy reports readiness beyond the first sync: every informer synced.
+func (e *Exporter) Healthy() (bool, string) {
+	if !e.Ready() {
+		return false, "caches not synced"
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for _, s := range e.scopes {
+		if !s.informer.HasSynced() {
+			return false, "scope " + s.id.String() + " not synced"
+		}
+	}
+	return true, ""
 }
 
 func (e *Exporter) pruneLoop(ctx context.Context) {

@@ -20,6 +20,7 @@ type metrics struct {
 	recovered    *prometheus.CounterVec
 	gaps         *prometheus.CounterVec
 	filterErrors *prometheus.CounterVec
+	stalled      *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer, e *Exporter) *metrics {
@@ -52,11 +53,14 @@ func newMetrics(reg prometheus.Registerer, e *Exporter) *metrics {
 		gaps: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "kubefeed_gap_markers_total", Help: "io.kubefeed.gap markers acknowledged by a sink.",
 		}, []string{"sink", "reason"}),
+		stalled: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "kubefeed_watch_stalls_total", Help: "Watches restarted because they made no progress (no event, no bookmark) for watchTimeout.",
+		}, []string{"resource"}),
 		filterErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "kubefeed_filter_errors_total", Help: "Filter expressions that failed at run time (counted as no match).",
 		}, []string{"sink"}),
 	}
-	reg.MustRegister(m.observed, m.delivered, m.failed, m.dropped, m.latency, m.relists, m.watchErrors, m.recovered, m.gaps, m.filterErrors, &stateCollector{e: e})
+	reg.MustRegister(m.observed, m.delivered, m.failed, m.dropped, m.latency, m.relists, m.watchErrors, m.recovered, m.gaps, m.filterErrors, m.stalled, &stateCollector{e: e})
 	return m
 }
 

@@ -27,6 +27,9 @@ type Config struct {
 	// ShutdownTimeout bounds how long SIGTERM waits for queues to drain and
 	// sinks to flush (default 30s).
 	ShutdownTimeout Duration `yaml:"shutdownTimeout"`
+	// WatchTimeout restarts a watch that delivered nothing, not even a
+	// bookmark, for this long (default 5m).
+	WatchTimeout Duration `yaml:"watchTimeout"`
 	// RedactionKeyFile holds the key of redact: hash (HMAC-SHA256).
 	RedactionKeyFile string         `yaml:"redactionKeyFile"`
 	Watch            []Watch        `yaml:"watch"`

@@ -39,6 +39,9 @@ func (c *Config) SetDefaults() {
 	if c.ShutdownTimeout.Duration == 0 {
 		c.ShutdownTimeout.Duration = DefaultShutdownTimeout
 	}
+	if c.WatchTimeout.Duration == 0 {
+		c.WatchTimeout.Duration = 5 * time.Minute
+	}
 	for i := range c.Watch {
 		w := &c.Watch[i]
 		if w.InitialList == "" {

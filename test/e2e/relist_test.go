@@ -101,3 +101,28 @@ func TestAPIServerOutageRecoversExactlyTheChanges(t *testing.T) {
 		t.Error("no relist counted")
 	}
 }
+
+// A watch that delivers nothing for watchTimeout is restarted, and nothing
+// is lost across the restart.
+func TestStalledWatchIsRestarted(t *testing.T) {
+	ns := namespace(t, "stall", nil)
+	rec := &recorder{}
+	r := startExporter(t, "apiVersion: kubefeed.io/v1alpha1\nkind: Config\nwatchTimeout: 300ms\nwatch:\n  - {resource: configmaps, namespaces: [stall]}\nsinks:\n  - {name: rec, stdout: {}}\n",
+		map[string]sinks.Sink{"rec": rec})
+	deadline := time.Now().Add(20 * time.Second)
+	for r.ex.Stalls() < 2 && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	if r.ex.Stalls() < 2 {
+		t.Fatalf("stalls = %d after an idle period, want the watch restarted", r.ex.Stalls())
+	}
+	_, dyn := clients(t)
+	for i := 0; i < 5; i++ {
+		if _, err := dyn.Resource(configMaps).Namespace(ns).Create(context.Background(), cm(fmt.Sprintf("s%d", i), nil, nil), metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	rec.waitFor(t, 5)
+	rec.quiet(t, 5, 500*time.Millisecond)
+}

@@ -149,8 +149,8 @@ func serveHealth(mc config.Metrics, ex *exporter.Exporter, reg *prometheus.Regis
 	}
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
 	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
-		if !ex.Ready() {
-			http.Error(w, "caches not synced", http.StatusServiceUnavailable)
+		if ok, why := ex.Healthy(); !ok {
+			http.Error(w, why, http.StatusServiceUnavailable)
 			return
 		}
 		_, _ = w.Write([]byte("ok\n"))

@@ -71,7 +71,9 @@ func run(n, runs, mem int, out string) error {
 		return err
 	}
 	defer ns.Shutdown()
-	cs := kubernetes.NewForConfigOrDie(cp.Config())
+	wc := cp.Config()
+	wc.QPS, wc.Burst = 20000, 20000 // the writer must not be the limit
+	cs := kubernetes.NewForConfigOrDie(wc)
 	rep := report{Date: time.Now().UTC().Format(time.RFC3339), Machine: machine(), Burst: map[string][]result{}, Memory: map[string]result{}}
 	modes := []string{"bare", "kubefeed-discard", "kubefeed-file", "kubefeed-jetstream"}
 	seq := 0
