@@ -42,7 +42,23 @@ func main() {
 	runs := flag.Int("runs", 3, "runs per mode (medians are reported)")
 	mem := flag.Int("mem", 20000, "cached objects for the memory comparison (0: skip)")
 	out := flag.String("out", "docs", "where to write benchmarks.md/.json/.png")
+	from := flag.String("render", "", "only render the report again from this benchmarks.json")
 	flag.Parse()
+	if *from != "" {
+		var rep report
+		b, err := os.ReadFile(*from)
+		if err == nil {
+			err = json.Unmarshal(b, &rep)
+		}
+		if err == nil {
+			err = writeReport(rep, *out)
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "benchrun:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if err := run(*n, *runs, *mem, *out); err != nil {
 		fmt.Fprintln(os.Stderr, "benchrun:", err)
 		os.Exit(1)
