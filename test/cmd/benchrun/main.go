@@ -43,6 +43,7 @@ func main() {
 	mem := flag.Int("mem", 20000, "cached objects for the memory comparison (0: skip)")
 	out := flag.String("out", "docs", "where to write benchmarks.md/.json/.png")
 	from := flag.String("render", "", "only render the report again from this benchmarks.json")
+	memOnly := flag.Bool("mem-only", false, "measure only memory, print it, write nothing")
 	flag.Parse()
 	if *from != "" {
 		var rep report
@@ -58,6 +59,9 @@ func main() {
 			os.Exit(1)
 		}
 		return
+	}
+	if *memOnly {
+		*runs, *n, *out = 0, 0, ""
 	}
 	if err := run(*n, *runs, *mem, *out); err != nil {
 		fmt.Fprintln(os.Stderr, "benchrun:", err)
@@ -106,6 +110,9 @@ func run(n, runs, mem int, out string) error {
 		}
 	}
 	for _, rate := range []int{250, 500, 1000} {
+		if runs == 0 {
+			break
+		}
 		seq++
 		res, err := measure(cp, cs, ns.URL(), dir, "kubefeed-jetstream", fmt.Sprintf("s%d", seq), rate*6, rate, 0)
 		if err != nil {
@@ -133,6 +140,9 @@ func run(n, runs, mem int, out string) error {
 			res.Objects = mem
 			rep.Memory[mode] = res
 		}
+	}
+	if out == "" {
+		return nil
 	}
 	gb, _ := exec.Command("go", "test", "-run", "^$", "-bench", ".", "-benchmem", "-benchtime", "3000x", "./exporter/", "./exporter/diff/").CombinedOutput()
 	rep.GoBench = string(gb)
