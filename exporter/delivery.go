@@ -90,6 +90,17 @@ func newSinkRunner(ex *Exporter, name string, s sinks.Sink, store Store) *sinkRu
 	}
 }
 
+// scopeList returns the scopes this sink is fed by.
+func (r *sinkRunner) scopeList() []*scope {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	var out []*scope
+	for _, list := range r.scopes {
+		out = append(out, list...)
+	}
+	return out
+}
+
 func (r *sinkRunner) addScope(s *scope) {
 	r.mu.Lock()
 	defer r.mu.Unlock()

@@ -132,17 +132,9 @@ type Flusher interface{ Flush() error }
 // is restarted as a restart, not as a first run.
 func (e *Exporter) markScopes() {
 	for _, r := range e.runners {
-		r.mu.RLock()
-		var ids []scopeID
-		for _, list := range r.scopes {
-			for _, s := range list {
-				ids = append(ids, s.id)
-			}
-		}
-		r.mu.RUnlock()
-		for _, id := range ids {
-			if _, ok := r.store.Get(sentinelKey(id)); !ok {
-				r.store.Put(sentinelKey(id), Record{Scope: id.String()})
+		for _, s := range r.scopeList() {
+			if _, ok := r.store.Get(sentinelKey(s.id)); !ok {
+				r.store.Put(sentinelKey(s.id), Record{Scope: s.id.String()})
 			}
 		}
 		if f, ok := r.store.(Flusher); ok {
@@ -174,13 +166,9 @@ func (e *Exporter) restore() func() {
 			continue
 		}
 		current := map[string]*scope{}
-		r.mu.RLock()
-		for _, list := range r.scopes {
-			for _, s := range list {
-				current[s.id.String()] = s
-			}
+		for _, s := range r.scopeList() {
+			current[s.id.String()] = s
 		}
-		r.mu.RUnlock()
 		known := map[string]bool{}
 		forgotten := 0
 		r.store.Range(func(k Key, rec Record) bool {
@@ -224,16 +212,8 @@ func (e *Exporter) restore() func() {
 			return
 		}
 		for _, r := range e.runners {
-			r.mu.RLock()
-			var ids []scopeID
-			for _, list := range r.scopes {
-				for _, s := range list {
-					ids = append(ids, s.id)
-				}
-			}
-			r.mu.RUnlock()
-			for _, id := range ids {
-				r.sendGapNow(newGap(e.cfg.Cluster, id, time.Time{}, now, e.startGap))
+			for _, s := range r.scopeList() {
+				r.sendGapNow(newGap(e.cfg.Cluster, s.id, time.Time{}, now, e.startGap))
 			}
 		}
 	}

@@ -31,12 +31,9 @@ func newRunCmd(g *globalFlags) *cobra.Command {
 		Short: "Run the change feed daemon",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if cfgPath == "" {
-				return usageErr(errors.New("--config is required"))
-			}
-			cfg, err := config.Load(cfgPath)
+			cfg, err := loadConfig(cfgPath)
 			if err != nil {
-				return usageErr(err)
+				return err
 			}
 			if metricsAddr != "" {
 				cfg.Metrics.Address = metricsAddr
@@ -49,6 +46,18 @@ func newRunCmd(g *globalFlags) *cobra.Command {
 	cmd.Flags().StringVar(&cfgPath, "config", "", "path to the config file")
 	cmd.Flags().StringVar(&metricsAddr, "metrics-address", "", "serve /metrics, /healthz and /readyz here (overrides metrics.address)")
 	return cmd
+}
+
+// loadConfig loads --config, reporting problems as usage errors (exit 1).
+func loadConfig(path string) (*config.Config, error) {
+	if path == "" {
+		return nil, usageErr(errors.New("--config is required"))
+	}
+	cfg, err := config.Load(path)
+	if err != nil {
+		return nil, usageErr(err)
+	}
+	return cfg, nil
 }
 
 // runExporter wires clients, sinks and the exporter, and blocks until ctx

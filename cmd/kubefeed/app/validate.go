@@ -2,7 +2,6 @@ package app
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -26,12 +25,9 @@ func newValidateCmd(g *globalFlags, stdout io.Writer) *cobra.Command {
 		Short: "Check a config; --cluster also resolves resources and checks list/watch permission",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if cfgPath == "" {
-				return usageErr(errors.New("--config is required"))
-			}
-			cfg, err := config.Load(cfgPath)
+			cfg, err := loadConfig(cfgPath)
 			if err != nil {
-				return usageErr(err)
+				return err
 			}
 			if cluster {
 				if err := checkCluster(cmd.Context(), g, cfgPath, cfg); err != nil {
