@@ -30,15 +30,7 @@ type File struct {
 	mu     sync.Mutex
 	stores map[string]*Store
 
-	flushes, flushErrors, skipped int64
-
-	// Group commit: Sync waits for the flush after its request.
-	wake              chan struct{}
-	genMu             sync.Mutex
-	genCond           *sync.Cond
-	gen               uint64 // completed flushes
-	lastFlush         time.Time
-	lastFlushDuration time.Duration
+	*committer
 }
 
 // ErrCorrupt means the checkpoint file could not be read.
@@ -52,8 +44,7 @@ func OpenFile(path string, keepState bool, log *zap.Logger) (*File, error) {
 	if log == nil {
 		log = zap.NewNop()
 	}
-	f := &File{path: path, log: log, keepState: keepState, stores: map[string]*Store{}, wake: make(chan struct{}, 1)}
-	f.genCond = sync.NewCond(&f.genMu)
+	f := &File{path: path, log: log, keepState: keepState, stores: map[string]*Store{}, committer: newCommitter()}
 	db, err := openChecked(path)
 	if err == nil {
 		f.db = db
@@ -101,7 +92,7 @@ func (f *File) Store(sink string) (*Store, error) {
 		return s, nil
 	}
 	s := newStore()
-	s.file = f
+	s.backend = f
 	err := f.db.View(func(tx *bolt.Tx) error {
 		if m := tx.Bucket(metaBucket); m != nil {
 			if v := m.Get([]byte(sink)); v != nil {
@@ -127,7 +118,7 @@ func (f *File) Store(sink string) (*Store, error) {
 			// One unreadable record: forget it (the object then looks new)
 			// rather than refuse to start.
 			f.log.Error("skipping unreadable checkpoint record", zap.String("sink", sink), zap.ByteString("key", k), zap.Error(err))
-			f.skipped++
+			f.skipped.Add(1)
 			return nil
 		})
 	})
@@ -146,27 +137,9 @@ func (f *File) Store(sink string) (*Store, error) {
 	return s, nil
 }
 
-// Run flushes every FlushInterval until ctx ends, then once more.
-func (f *File) Run(ctx context.Context) error {
-	t := time.NewTicker(FlushInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return f.Flush()
-		case <-f.wake:
-			// Let concurrent waiters join this commit.
-			time.Sleep(2 * time.Millisecond)
-			if err := f.Flush(); err != nil {
-				f.log.Error("checkpoint flush failed; retrying", zap.Error(err))
-			}
-		case <-t.C:
-			if err := f.Flush(); err != nil {
-				f.log.Error("checkpoint flush failed; retrying", zap.Error(err))
-			}
-		}
-	}
-}
+// Run flushes every FlushInterval, and at once when Sync asks, until ctx
+// ends, then once more.
+func (f *File) Run(ctx context.Context) error { return f.loop(ctx, f.Flush, f.log) }
 
 // Flush writes every dirty record of every sink in one transaction.
 func (f *File) Flush() error {
@@ -209,57 +182,15 @@ func (f *File) Flush() error {
 		}
 		return nil
 	})
-	f.flushes++
-	f.lastFlushDuration = time.Since(start)
 	if err != nil {
-		f.flushErrors++
 		for name, batch := range batches {
 			f.stores[name].requeue(batch)
 		}
+		f.flushed(start, err)
 		return fmt.Errorf("checkpoint flush: %w", err)
 	}
-	f.lastFlush = time.Now()
-	f.genMu.Lock()
-	f.gen++
-	f.genCond.Broadcast()
-	f.genMu.Unlock()
+	f.flushed(start, nil)
 	return nil
-}
-
-// Sync waits until a flush that started after the call has completed, so
-// that what was Put before is on disk. Concurrent callers share commits.
-func (f *File) Sync() {
-	f.genMu.Lock()
-	target := f.gen + 2 // a flush in progress may have missed our writes
-	f.genMu.Unlock()
-	for {
-		select {
-		case f.wake <- struct{}{}:
-		default:
-		}
-		f.genMu.Lock()
-		if f.gen >= target {
-			f.genMu.Unlock()
-			return
-		}
-		done := make(chan struct{})
-		go func() {
-			select {
-			case <-done:
-			case <-time.After(50 * time.Millisecond):
-				f.genMu.Lock()
-				f.genCond.Broadcast()
-				f.genMu.Unlock()
-			}
-		}()
-		f.genCond.Wait()
-		close(done)
-		reached := f.gen >= target
-		f.genMu.Unlock()
-		if reached {
-			return
-		}
-	}
 }
 
 // Close flushes and closes the file.

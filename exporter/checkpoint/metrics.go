@@ -15,14 +15,21 @@ var (
 	skippedDesc  = prometheus.NewDesc("kubefeed_checkpoint_skipped_records_total", "Unreadable checkpoint records skipped at start.", nil, nil)
 )
 
-// Collector exposes a File's flush statistics.
+// statser is a backend with flush statistics.
+type statser interface{ stats() *committer }
+
+func (c *committer) stats() *committer { return c }
+
+// Collector exposes a backend's flush statistics.
 type Collector struct {
-	f       *File
+	c       *committer
 	corrupt bool
 }
 
-// NewCollector reports on f; corrupt says the start fell back.
-func NewCollector(f *File, corrupt bool) *Collector { return &Collector{f: f, corrupt: corrupt} }
+// NewCollector reports on a File or KV; corrupt says the start fell back.
+func NewCollector(b statser, corrupt bool) *Collector {
+	return &Collector{c: b.stats(), corrupt: corrupt}
+}
 
 // Describe implements prometheus.Collector.
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
@@ -33,12 +40,11 @@ func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 
 // Collect implements prometheus.Collector.
 func (c *Collector) Collect(ch chan<- prometheus.Metric) {
-	c.f.mu.Lock()
-	flushes, errs, dur, last, skipped := c.f.flushes, c.f.flushErrors, c.f.lastFlushDuration, c.f.lastFlush, c.f.skipped
-	c.f.mu.Unlock()
+	flushes, errs, skipped := c.c.flushes.Load(), c.c.flushErrors.Load(), c.c.skipped.Load()
+	dur := time.Duration(c.c.lastDuration.Load())
 	lag := 0.0
-	if !last.IsZero() {
-		lag = time.Since(last).Seconds()
+	if last := c.c.lastFlush.Load(); last != 0 {
+		lag = time.Since(time.Unix(0, last)).Seconds()
 	}
 	bad := 0.0
 	if c.corrupt {

@@ -10,7 +10,7 @@ import (
 // Store is one sink's checkpointed delivered state: reads from memory,
 // writes recorded as dirty until the backend's next flush.
 type Store struct {
-	file     *File
+	backend  backend
 	mem      *exporter.MemoryStore
 	mu       sync.Mutex
 	dirty    map[exporter.Key]bool
@@ -23,19 +23,25 @@ var (
 	_ exporter.Flusher  = (*Store)(nil)
 )
 
+// backend is where stores are written: File or KV.
+type backend interface {
+	Flush() error
+	Sync()
+}
+
 // Sync returns once everything Put so far is written (group commit).
 func (s *Store) Sync() {
-	if s.file != nil {
-		s.file.Sync()
+	if s.backend != nil {
+		s.backend.Sync()
 	}
 }
 
 // Flush writes the backend now.
 func (s *Store) Flush() error {
-	if s.file == nil {
+	if s.backend == nil {
 		return nil
 	}
-	return s.file.Flush()
+	return s.backend.Flush()
 }
 
 func newStore() *Store {

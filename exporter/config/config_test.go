@@ -68,6 +68,8 @@ func TestParseBadConfigs(t *testing.T) {
 		{"syntax error", base + "watch: [\n", []string{`f.yaml:`}},
 		{"bad duration", base + "resyncPeriod: soon\nwatch:\n  - resource: pods\n" + sinks, []string{`bad duration "soon"`}},
 		{"empty", "", []string{"empty config"}},
+		{"leader election needs a shared checkpoint", base + "watch:\n  - resource: pods\n" + sinks + "checkpoint:\n  file: {path: /x}\nleaderElection: {enabled: true, namespace: kf}\n",
+			[]string{"leaderElection.enabled: replicas must share their checkpoint"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := config.Parse("f.yaml", []byte(tc.yaml))

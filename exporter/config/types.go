@@ -205,10 +205,10 @@ type FileCheckpoint struct {
 	Path string `yaml:"path"`
 }
 
-// JetStreamCheckpoint is a JetStream key-value bucket.
+// JetStreamCheckpoint is a JetStream key-value bucket, shared by replicas.
 type JetStreamCheckpoint struct {
-	Servers []string `yaml:"servers"`
-	Bucket  string   `yaml:"bucket"`
+	NATSConnection `yaml:",inline"`
+	Bucket         string `yaml:"bucket"`
 }
 
 // LeaderElection through a coordination.k8s.io Lease.
@@ -216,6 +216,11 @@ type LeaderElection struct {
 	Enabled   bool   `yaml:"enabled"`
 	Namespace string `yaml:"namespace"`
 	Name      string `yaml:"name"`
+	// LeaseDuration, RenewDeadline, RetryPeriod as in client-go
+	// (defaults 15s, 10s, 2s).
+	LeaseDuration Duration `yaml:"leaseDuration"`
+	RenewDeadline Duration `yaml:"renewDeadline"`
+	RetryPeriod   Duration `yaml:"retryPeriod"`
 }
 
 // Metrics serves /metrics, /healthz and /readyz.

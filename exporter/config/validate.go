@@ -89,6 +89,15 @@ func (c *Config) SetDefaults() {
 	if c.LeaderElection.Name == "" {
 		c.LeaderElection.Name = DefaultLeaseName
 	}
+	le := &c.LeaderElection
+	for _, d := range []struct {
+		p *Duration
+		v time.Duration
+	}{{&le.LeaseDuration, 15 * time.Second}, {&le.RenewDeadline, 10 * time.Second}, {&le.RetryPeriod, 2 * time.Second}} {
+		if d.p.Duration == 0 {
+			d.p.Duration = d.v
+		}
+	}
 }
 
 type validator struct {
@@ -169,13 +178,24 @@ func (v *validator) config(c *Config) {
 		case cp.File != nil && cp.File.Path == "":
 			v.at("checkpoint.file", "path is required")
 		case cp.JetStream != nil:
-			v.atKey("checkpoint.jetstream", "the JetStream checkpoint is not available in this build yet; use checkpoint.file")
+			v.natsConn("checkpoint.jetstream", &cp.JetStream.NATSConnection)
+			if cp.JetStream.Bucket == "" || strings.ContainsAny(cp.JetStream.Bucket, ". *>") {
+				v.atKey("checkpoint.jetstream", "bucket must be a bucket name without '.', ' ', '*' or '>' (got %q)", cp.JetStream.Bucket)
+			}
 		case cp.File == nil && cp.JetStream == nil:
 			v.at("checkpoint", "set one of file or jetstream")
 		}
 	}
-	if c.LeaderElection.Enabled {
-		v.at("leaderElection.enabled", "leader election is not available in this build yet; run one replica")
+	if le := c.LeaderElection; le.Enabled {
+		if le.Namespace == "" {
+			v.at("leaderElection", "namespace is required when leader election is enabled")
+		}
+		if c.Checkpoint == nil || c.Checkpoint.JetStream == nil {
+			v.at("leaderElection.enabled", "replicas must share their checkpoint: set checkpoint.jetstream (a file checkpoint cannot be shared)")
+		}
+		if le.RenewDeadline.Duration >= le.LeaseDuration.Duration || le.RetryPeriod.Duration >= le.RenewDeadline.Duration {
+			v.at("leaderElection", "need retryPeriod < renewDeadline < leaseDuration")
+		}
 	}
 	if a := c.Metrics.Address; a != "" {
 		if _, _, err := net.SplitHostPort(a); err != nil {

@@ -24,6 +24,12 @@ type daemon struct {
 
 func startDaemon(t *testing.T, cfgPath string) *daemon {
 	t.Helper()
+	return startDaemonWait(t, cfgPath, "caches synced")
+}
+
+// startDaemonWait starts `kubefeed run` and waits for a log line.
+func startDaemonWait(t *testing.T, cfgPath, until string) *daemon {
+	t.Helper()
 	cmd := exec.Command(kubefeedBinary(t), "run", "--config", cfgPath, "--kubeconfig", cp.Kubeconfig(), "--log-format", "console")
 	logs := &bytes.Buffer{}
 	cmd.Stderr = logs
@@ -33,9 +39,9 @@ func startDaemon(t *testing.T, cfgPath string) *daemon {
 	d := &daemon{cmd: cmd, logs: logs}
 	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
 	deadline := time.Now().Add(30 * time.Second)
-	for !strings.Contains(logs.String(), "caches synced") {
+	for !strings.Contains(logs.String(), until) {
 		if time.Now().After(deadline) {
-			t.Fatalf("kubefeed not synced:\n%s", logs.String())
+			t.Fatalf("kubefeed never logged %q:\n%s", until, logs.String())
 		}
 		time.Sleep(20 * time.Millisecond)
 	}

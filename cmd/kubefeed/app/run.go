@@ -7,7 +7,9 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"os"
 	"os/signal"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -16,8 +18,13 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/spf13/cobra"
 	"go.uber.org/zap"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/leaderelection"
+	"k8s.io/client-go/tools/leaderelection/resourcelock"
 
 	"github.com/kubefeed/kubefeed/exporter"
 	"github.com/kubefeed/kubefeed/exporter/checkpoint"
@@ -61,7 +68,8 @@ func loadConfig(path string) (*config.Config, error) {
 }
 
 // runExporter wires clients, sinks and the exporter, and blocks until ctx
-// ends and the exporter has drained.
+// ends and the exporter has drained. With leader election, only the leader
+// runs the pipeline; it starts from the shared checkpoint.
 func runExporter(ctx context.Context, g *globalFlags, cfg *config.Config) error {
 	log, err := newLogger(g)
 	if err != nil {
@@ -72,6 +80,49 @@ func runExporter(ctx context.Context, g *globalFlags, cfg *config.Config) error 
 	if err != nil {
 		return usageErr(err)
 	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	leader := prometheus.NewGauge(prometheus.GaugeOpts{Name: "kubefeed_leader", Help: "1 while this replica runs the pipeline (always 1 without leader election)."})
+	reg.MustRegister(leader)
+	var current atomic.Pointer[exporter.Exporter]
+	ready := func() (bool, string) {
+		ex := current.Load()
+		if ex == nil {
+			return false, "standby: not the leader"
+		}
+		return ex.Healthy()
+	}
+	if cfg.Metrics.Address != "" {
+		srv, err := serveHealth(cfg.Metrics, ready, reg, log)
+		if err != nil {
+			return runtimeErr(err)
+		}
+		defer func() {
+			sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			_ = srv.Shutdown(sctx)
+		}()
+	}
+	log.Info("kubefeed starting", zap.String("version", version), zap.String("cluster", cfg.Cluster), zap.String("server", rc.Host))
+	pipeline := func(ctx context.Context) error {
+		leader.Set(1)
+		defer leader.Set(0)
+		return runPipeline(ctx, rc, cfg, log, reg, &current)
+	}
+	if !cfg.LeaderElection.Enabled {
+		err = pipeline(ctx)
+	} else {
+		err = lead(ctx, rc, cfg.LeaderElection, log, pipeline)
+	}
+	if err != nil {
+		return err
+	}
+	log.Info("kubefeed stopped")
+	return nil
+}
+
+// runPipeline builds sinks, checkpoint and exporter and runs them.
+func runPipeline(ctx context.Context, rc *rest.Config, cfg *config.Config, log *zap.Logger, reg *prometheus.Registry, current *atomic.Pointer[exporter.Exporter]) error {
 	dyn, err := dynamic.NewForConfig(rc)
 	if err != nil {
 		return runtimeErr(fmt.Errorf("dynamic client: %w", err))
@@ -87,65 +138,137 @@ func runExporter(ctx context.Context, g *globalFlags, cfg *config.Config) error 
 		}
 		return runtimeErr(err)
 	}
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	opts := exporter.Options{
 		Config: cfg, Client: dyn, Resolver: exporter.NewDiscoveryResolver(dc), Sinks: built, Logger: log, Registerer: reg,
 	}
-	if cp := cfg.Checkpoint; cp != nil && cp.File != nil {
-		f, err := checkpoint.OpenFile(cp.File.Path, true, log.Named("checkpoint"))
-		if errors.Is(err, checkpoint.ErrCorrupt) {
-			// Documented fallback: start as on a first run, with gap markers.
-			log.Error("checkpoint unreadable; starting as on a first run and sending gap markers", zap.Error(err))
-			opts.StartGap = exporter.GapCheckpointLost
-		} else if err != nil {
+	if cp := cfg.Checkpoint; cp != nil {
+		closeCP, err := openCheckpoint(ctx, cp, cfg, log, reg, &opts)
+		if err != nil {
 			return runtimeErr(err)
 		}
-		reg.MustRegister(checkpoint.NewCollector(f, errors.Is(err, checkpoint.ErrCorrupt)))
-		opts.Stores = map[string]exporter.Store{}
-		for _, sc := range cfg.Sinks {
-			st, err := f.Store(sc.Name)
-			if err != nil {
-				return runtimeErr(err)
-			}
-			opts.Stores[sc.Name] = st
-		}
-		cctx, cancel := context.WithCancel(context.Background())
-		done := make(chan error, 1)
-		go func() { done <- f.Run(cctx) }()
-		defer func() {
-			cancel()
-			if err := <-done; err != nil {
-				log.Error("final checkpoint flush", zap.Error(err))
-			}
-			_ = f.Close()
-		}()
+		defer closeCP()
 	}
 	ex, err := exporter.New(opts)
 	if err != nil {
 		return runtimeErr(err)
 	}
-	if cfg.Metrics.Address != "" {
-		srv, err := serveHealth(cfg.Metrics, ex, reg, log)
-		if err != nil {
-			return runtimeErr(err)
-		}
-		defer func() {
-			sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			defer cancel()
-			_ = srv.Shutdown(sctx)
-		}()
-	}
-	log.Info("kubefeed starting", zap.String("version", version), zap.String("cluster", cfg.Cluster), zap.String("server", rc.Host))
+	current.Store(ex)
+	defer current.Store(nil)
 	if err := ex.Run(ctx); err != nil {
 		return runtimeErr(err)
 	}
-	log.Info("kubefeed stopped")
+	return nil
+}
+
+// checkpointBackend is a File or a KV.
+type checkpointBackend interface {
+	Run(context.Context) error
+	Close() error
+}
+
+// openCheckpoint loads every sink's store and starts the flusher; the
+// returned func stops it with a final flush.
+func openCheckpoint(ctx context.Context, cp *config.Checkpoint, cfg *config.Config, log *zap.Logger, reg *prometheus.Registry, opts *exporter.Options) (func(), error) {
+	clog := log.Named("checkpoint")
+	var backend checkpointBackend
+	var load func(sink string) (*checkpoint.Store, error)
+	corrupt := false
+	if cp.File != nil {
+		f, err := checkpoint.OpenFile(cp.File.Path, true, clog)
+		if errors.Is(err, checkpoint.ErrCorrupt) {
+			// Documented fallback: start as on a first run, with gap markers.
+			log.Error("checkpoint unreadable; starting as on a first run and sending gap markers", zap.Error(err))
+			opts.StartGap = exporter.GapCheckpointLost
+			corrupt = true
+		} else if err != nil {
+			return nil, err
+		}
+		reg.MustRegister(checkpoint.NewCollector(f, corrupt))
+		backend, load = f, f.Store
+	} else {
+		kv, err := checkpoint.OpenKV(ctx, *cp.JetStream, true, clog)
+		if err != nil {
+			return nil, err
+		}
+		reg.MustRegister(checkpoint.NewCollector(kv, false))
+		backend = kv
+		load = func(sink string) (*checkpoint.Store, error) { return kv.Store(ctx, sink) }
+	}
+	opts.Stores = map[string]exporter.Store{}
+	for _, sc := range cfg.Sinks {
+		st, err := load(sc.Name)
+		if err != nil {
+			_ = backend.Close()
+			return nil, err
+		}
+		opts.Stores[sc.Name] = st
+	}
+	cctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- backend.Run(cctx) }()
+	return func() {
+		cancel()
+		if err := <-done; err != nil {
+			log.Error("final checkpoint flush", zap.Error(err))
+		}
+		_ = backend.Close()
+	}, nil
+}
+
+// lead runs pipeline while this replica holds the Lease. Losing the Lease
+// stops the pipeline and exits with a runtime error, so that the replica
+// restarts as a standby; a cancelled ctx releases the Lease.
+func lead(ctx context.Context, rc *rest.Config, le config.LeaderElection, log *zap.Logger, pipeline func(context.Context) error) error {
+	cs, err := kubernetes.NewForConfig(rc)
+	if err != nil {
+		return runtimeErr(err)
+	}
+	host, _ := os.Hostname()
+	id := fmt.Sprintf("%s_%d", host, time.Now().UnixNano())
+	lock := &resourcelock.LeaseLock{
+		LeaseMeta:  metav1.ObjectMeta{Namespace: le.Namespace, Name: le.Name},
+		Client:     cs.CoordinationV1(),
+		LockConfig: resourcelock.ResourceLockConfig{Identity: id},
+	}
+	var runErr error
+	lost := false
+	elector, err := leaderelection.NewLeaderElector(leaderelection.LeaderElectionConfig{
+		Lock: lock, Name: "kubefeed", ReleaseOnCancel: true,
+		LeaseDuration: le.LeaseDuration.Duration, RenewDeadline: le.RenewDeadline.Duration, RetryPeriod: le.RetryPeriod.Duration,
+		Callbacks: leaderelection.LeaderCallbacks{
+			OnStartedLeading: func(lctx context.Context) {
+				log.Info("became the leader; running the pipeline from the shared checkpoint", zap.String("identity", id))
+				runErr = pipeline(lctx)
+			},
+			OnStoppedLeading: func() {
+				if ctx.Err() == nil {
+					lost = true
+					log.Error("lost the lease; stopping", zap.String("identity", id))
+				}
+			},
+			OnNewLeader: func(who string) {
+				if who != id {
+					log.Info("standing by", zap.String("leader", who))
+				}
+			},
+		},
+	})
+	if err != nil {
+		return usageErr(fmt.Errorf("leader election: %w", err))
+	}
+	log.Info("waiting for the lease", zap.String("lease", le.Namespace+"/"+le.Name), zap.String("identity", id))
+	elector.Run(ctx)
+	if runErr != nil {
+		return runErr
+	}
+	if lost {
+		return runtimeErr(errors.New("lost the leader lease"))
+	}
 	return nil
 }
 
 // serveHealth serves /metrics, /healthz, /readyz and optionally pprof.
-func serveHealth(mc config.Metrics, ex *exporter.Exporter, reg *prometheus.Registry, log *zap.Logger) (*http.Server, error) {
+func serveHealth(mc config.Metrics, ready func() (bool, string), reg *prometheus.Registry, log *zap.Logger) (*http.Server, error) {
 	addr := mc.Address
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
@@ -158,7 +281,7 @@ func serveHealth(mc config.Metrics, ex *exporter.Exporter, reg *prometheus.Regis
 	}
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
 	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
-		if ok, why := ex.Healthy(); !ok {
+		if ok, why := ready(); !ok {
 			http.Error(w, why, http.StatusServiceUnavailable)
 			return
 		}

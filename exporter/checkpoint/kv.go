@@ -1,0 +1,164 @@
+package checkpoint
+
+import (
+	"context"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"go.uber.org/zap"
+
+	"github.com/kubefeed/kubefeed/exporter"
+	"github.com/kubefeed/kubefeed/exporter/config"
+	"github.com/kubefeed/kubefeed/sinks/natsconn"
+)
+
+// KV is the JetStream key-value backend, shared by replicas: the leader
+// writes it, and a new leader resumes from it. Keys are
+// "s.<sink>.<base64url of the object key>" and "m.<sink>" (last flush).
+type KV struct {
+	*committer
+	log       *zap.Logger
+	keepState bool
+	nc        *nats.Conn
+	kv        jetstream.KeyValue
+
+	mu     sync.Mutex
+	stores map[string]*Store
+}
+
+// OpenKV connects and creates the bucket if it does not exist.
+func OpenKV(ctx context.Context, c config.JetStreamCheckpoint, keepState bool, log *zap.Logger) (*KV, error) {
+	if log == nil {
+		log = zap.NewNop()
+	}
+	nc, err := natsconn.Connect(c.NATSConnection, log)
+	if err != nil {
+		return nil, err
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		nc.Close()
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	var kv jetstream.KeyValue
+	for {
+		kv, err = js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: c.Bucket, History: 1, Storage: jetstream.FileStorage})
+		if err == nil || ctx.Err() != nil {
+			break
+		}
+		time.Sleep(200 * time.Millisecond) // the server may still be connecting
+	}
+	if err != nil {
+		nc.Close()
+		return nil, fmt.Errorf("checkpoint bucket %s: %w", c.Bucket, err)
+	}
+	return &KV{committer: newCommitter(), log: log, keepState: keepState, nc: nc, kv: kv, stores: map[string]*Store{}}, nil
+}
+
+func kvKey(sink string, k exporter.Key) string {
+	return "s." + sink + "." + base64.RawURLEncoding.EncodeToString([]byte(keyString(k)))
+}
+
+// Store loads the checkpoint of one sink as it is now in the bucket.
+func (b *KV) Store(ctx context.Context, sink string) (*Store, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	s := newStore()
+	s.backend = b
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	if e, err := b.kv.Get(ctx, "m."+sink); err == nil {
+		if t, err := time.Parse(time.RFC3339Nano, string(e.Value())); err == nil {
+			s.restored = t
+		}
+	} else if !errors.Is(err, jetstream.ErrKeyNotFound) {
+		return nil, fmt.Errorf("checkpoint %s: %w", sink, err)
+	}
+	w, err := b.kv.Watch(ctx, "s."+sink+".>", jetstream.IgnoreDeletes())
+	if err != nil {
+		return nil, fmt.Errorf("checkpoint %s: %w", sink, err)
+	}
+	defer w.Stop()
+	for e := range w.Updates() {
+		if e == nil {
+			break // all current values seen
+		}
+		raw, err := base64.RawURLEncoding.DecodeString(e.Key()[len("s."+sink+"."):])
+		var key exporter.Key
+		if err == nil {
+			key, err = parseKey(string(raw))
+		}
+		var r exporter.Record
+		if err == nil {
+			r, err = decodeRecord(e.Value())
+		}
+		if err != nil {
+			b.log.Error("skipping unreadable checkpoint record", zap.String("sink", sink), zap.String("key", e.Key()), zap.Error(err))
+			b.skipped.Add(1)
+			continue
+		}
+		s.mem.Put(key, r)
+	}
+	b.stores[sink] = s
+	return s, nil
+}
+
+// Run flushes until ctx ends, then once more.
+func (b *KV) Run(ctx context.Context) error { return b.loop(ctx, b.Flush, b.log) }
+
+// Flush writes every dirty record of every sink.
+func (b *KV) Flush() error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var firstErr error
+	for name, s := range b.stores {
+		batch := s.takeDirty()
+		failed := map[exporter.Key]*exporter.Record{}
+		for k, r := range batch {
+			var err error
+			if r == nil {
+				err = b.kv.Delete(ctx, kvKey(name, k))
+			} else {
+				var v []byte
+				if v, err = encodeRecord(*r, b.keepState); err == nil {
+					_, err = b.kv.Put(ctx, kvKey(name, k), v)
+				}
+			}
+			if err != nil {
+				failed[k] = r
+				if firstErr == nil {
+					firstErr = err
+				}
+			}
+		}
+		if len(failed) > 0 {
+			s.requeue(failed)
+			continue
+		}
+		if _, err := b.kv.Put(ctx, "m."+name, []byte(time.Now().UTC().Format(time.RFC3339Nano))); err != nil && firstErr == nil {
+			firstErr = err
+		}
+	}
+	b.flushed(start, firstErr)
+	if firstErr != nil {
+		return fmt.Errorf("checkpoint flush: %w", firstErr)
+	}
+	return nil
+}
+
+// Close flushes and disconnects.
+func (b *KV) Close() error {
+	err := b.Flush()
+	b.nc.Close()
+	return err
+}
