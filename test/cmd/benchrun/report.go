@@ -134,7 +134,11 @@ func plot(rep report, modes []string, path string) error {
 			bh := int(v / maxv * 260)
 			r := image.Rect(x0+i*95, 360-bh, x0+i*95+70, 360)
 			draw.Draw(img, r, &image.Uniform{colors[i]}, image.Point{}, draw.Src)
-			text(x0+i*95, 352-bh, fmt.Sprintf("%.3g (%.2fx)", v, v/base))
+			label := fmt.Sprintf("%.3f", v)
+			if v >= 100 {
+				label = fmt.Sprintf("%.0f", v)
+			}
+			text(x0+i*95, 352-bh-14*(i%2), fmt.Sprintf("%s %.2fx", label, v/base))
 			text(x0+i*95, 378, strings.TrimPrefix(m, "kubefeed-"))
 		}
 	}
