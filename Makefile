@@ -28,14 +28,14 @@ fmt-check:
 test: tools vet fmt-check
 	KUBEFEED_BIN_DIR=$$(bash test/tools/build.sh) $(GO) test -count=1 -timeout 45m ./...
 
-demo: tools build
+demo: build
 	@bash test/demo/demo.sh
 
 bench: tools build
 	@bash test/bench/bench.sh
 
-cluster-up: tools
-	$(GO) run ./test/cmd/devcluster up $(DEVCLUSTER)
+cluster-up:
+	KUBEFEED_BIN_DIR=$$(bash test/tools/build.sh --control-plane) $(GO) run ./test/cmd/devcluster up $(DEVCLUSTER)
 
 cluster-down:
 	$(GO) run ./test/cmd/devcluster down $(DEVCLUSTER)

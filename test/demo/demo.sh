@@ -6,6 +6,8 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 dir=.devcluster
 kf=bin/kubefeed
+# The demo needs only the control plane (helm and promtool are for tests).
+export KUBEFEED_BIN_DIR=$(bash test/tools/build.sh --control-plane)
 go build -o bin/devcluster ./test/cmd/devcluster
 go build -o bin/democtl ./test/cmd/democtl
 go build -o bin/natsdev ./test/cmd/natsdev

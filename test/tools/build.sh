@@ -6,6 +6,7 @@
 #
 #   test/tools/build.sh              build what is missing, print the bin dir
 #   test/tools/build.sh --print-dir  print the bin dir only (no build)
+#   test/tools/build.sh --control-plane  build only etcd and kube-apiserver (the demo)
 #
 # KUBEFEED_CACHE overrides the cache root (default: $XDG_CACHE_HOME/kubefeed or
 # ~/.cache/kubefeed).
@@ -57,6 +58,10 @@ done
 
 build etcd etcd go.etcd.io/etcd/server/v3 "-s -w"
 build kube-apiserver kube-apiserver k8s.io/kubernetes/cmd/kube-apiserver "-s -w$stamp"
+if [[ "${1:-}" == "--control-plane" ]]; then
+  echo "$bin"
+  exit 0
+fi
 if [[ ! -x "$bin/helm" ]]; then
   log "building helm $helm_version"
   GOBIN="$bin" CGO_ENABLED=0 go install "helm.sh/helm/v3/cmd/helm@$helm_version"
