@@ -135,8 +135,12 @@ func agent(mode, kubeconfig, natsURL, ns, dir string, n int) error {
 		cache.WaitForCacheSync(ctx.Done(), inf.HasSynced)
 		done = seen.Load
 	} else {
+		w := config.Watch{Resource: "configmaps", Namespaces: []string{ns}}
+		if mode == "kubefeed-emit" {
+			w.InitialList = config.InitialListEmit // a snapshot of what exists
+		}
 		cfg := &config.Config{APIVersion: config.APIVersion, Kind: config.Kind, Cluster: "bench", Workers: 8,
-			Watch: []config.Watch{{Resource: "configmaps", Namespaces: []string{ns}}},
+			Watch: []config.Watch{w},
 			Sinks: []config.Sink{{Name: "s", Stdout: &config.StdoutSink{}}}}
 		cfg.SetDefaults()
 		switch mode {

@@ -75,6 +75,7 @@ type report struct {
 	Burst   map[string][]result `json:"burst"`
 	Steady  []result            `json:"steady"`
 	Memory  map[string]result   `json:"memory"`
+	Emit    *result             `json:"emit,omitempty"`
 	GoBench string              `json:"goBench"`
 }
 
@@ -140,6 +141,13 @@ func run(n, runs, mem int, out string) error {
 			res.Objects = mem
 			rep.Memory[mode] = res
 		}
+		// initialList: emit drains the existing objects as added events.
+		res, err := startAgent(cp, ns.URL(), dir, "kubefeed-emit", name, mem, nil)
+		if err != nil {
+			return err
+		}
+		fmt.Printf("initialList: emit drained %d objects at %.0f/s\n", mem, res.Rate)
+		rep.Emit = &res
 	}
 	if out == "" {
 		return nil
