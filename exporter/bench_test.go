@@ -128,7 +128,7 @@ func pipeline(b *testing.B, workers int) (*Exporter, *scope, *discard) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	s := &scope{id: scopeID{GVR: benchRes.GVR}, res: benchRes, ex: ex, stop: make(chan struct{}), log: zap.NewNop(), rules: ex.rules}
+	s := &scope{id: scopeID{GVR: benchRes.GVR}, name: "pods", res: benchRes, ex: ex, stop: make(chan struct{}), log: zap.NewNop(), rules: ex.rules}
 	s.informer = cache.NewSharedIndexInformer(&cache.ListWatch{}, &unstructured.Unstructured{}, 0, cache.Indexers{})
 	r := ex.runners[0]
 	s.addRoute(r, true)

@@ -296,7 +296,7 @@ func (r *sinkRunner) lookup(k Key) (*unstructured.Unstructured, []*rule, Resourc
 		res = s.res
 		if o := s.get(k); o != nil {
 			if cur == nil {
-				scope = s.id.String()
+				scope = s.name
 			}
 			cur = o
 			rules = appendRules(rules, s.rules, r.name)

@@ -134,7 +134,7 @@ func (e *Exporter) markScopes() {
 	for _, r := range e.runners {
 		for _, s := range r.scopeList() {
 			if _, ok := r.store.Get(sentinelKey(s.id)); !ok {
-				r.store.Put(sentinelKey(s.id), Record{Scope: s.id.String()})
+				r.store.Put(sentinelKey(s.id), Record{Scope: s.name})
 			}
 		}
 		if f, ok := r.store.(Flusher); ok {
@@ -167,7 +167,7 @@ func (e *Exporter) restore() func() {
 		}
 		current := map[string]*scope{}
 		for _, s := range r.scopeList() {
-			current[s.id.String()] = s
+			current[s.name] = s
 		}
 		known := map[string]bool{}
 		forgotten := 0
@@ -497,7 +497,7 @@ func (e *Exporter) Healthy() (bool, string) {
 	defer e.mu.Unlock()
 	for _, s := range e.scopes {
 		if !s.informer.HasSynced() {
-			return false, "scope " + s.id.String() + " not synced"
+			return false, "scope " + s.name + " not synced"
 		}
 	}
 	return true, ""

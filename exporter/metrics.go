@@ -105,8 +105,8 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 		if s.informer.HasSynced() {
 			synced = 1
 		}
-		ch <- prometheus.MustNewConstMetric(syncedDesc, prometheus.GaugeValue, synced, s.id.String())
-		ch <- prometheus.MustNewConstMetric(objectsDesc, prometheus.GaugeValue, float64(len(s.informer.GetStore().ListKeys())), s.id.String())
+		ch <- prometheus.MustNewConstMetric(syncedDesc, prometheus.GaugeValue, synced, s.name)
+		ch <- prometheus.MustNewConstMetric(objectsDesc, prometheus.GaugeValue, float64(len(s.informer.GetStore().ListKeys())), s.name)
 	}
 	ready := 0.0
 	if c.e.Ready() {

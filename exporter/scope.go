@@ -102,6 +102,7 @@ type route struct {
 // scope is one informer and the rules and sinks it serves.
 type scope struct {
 	id       scopeID
+	name     string // id.String(), computed once: records and metrics share it
 	res      Resource
 	rules    []*rule
 	routes   []*route
@@ -187,7 +188,7 @@ type listWatch struct{ cache.ListWatch }
 func (*listWatch) IsWatchListSemanticsUnSupported() bool { return true }
 
 func newScope(ex *Exporter, id scopeID, res Resource, client dynamic.Interface) *scope {
-	s := &scope{id: id, res: res, ex: ex, stop: make(chan struct{}), log: ex.log.With(zap.Stringer("scope", id))}
+	s := &scope{id: id, name: id.String(), res: res, ex: ex, stop: make(chan struct{}), log: ex.log.With(zap.Stringer("scope", id))}
 	rc := client.Resource(id.GVR).Namespace(id.Namespace)
 	lw := &listWatch{cache.ListWatch{
 		ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
@@ -341,7 +342,7 @@ func (s *scope) onAdd(obj any, isInInitialList bool) {
 
 func (s *scope) record(u *unstructured.Unstructured) Record {
 	r := recordOf(u)
-	r.Scope = s.id.String()
+	r.Scope = s.name
 	return r
 }
 
