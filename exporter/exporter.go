@@ -366,7 +366,7 @@ func (e *Exporter) addRule(r *rule) ([]*scope, error) {
 	if r.cfg.NamespaceSelector != "" && res.Namespaced {
 		return nil, e.namespaces.add(r, res)
 	}
-	ids, err := scopeIDs(r, res)
+	ids, err := scopeIDs(r.cfg, res)
 	if err != nil {
 		return nil, err
 	}

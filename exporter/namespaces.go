@@ -183,10 +183,9 @@ func (n *namespaceWatches) reconcile(w *namespaceWatch, start bool) {
 			n.ex.log.Info("namespace left the selector; its scopes stopped", zap.String("namespace", ns), zap.String("selector", w.selector), zap.Int("rule", nr.rule.index))
 		}
 		for _, ns := range added {
-			one := *nr.rule
-			one.cfg.Namespaces = []string{ns}
-			one.cfg.ExcludeNamespaces = nil
-			ids, err := scopeIDs(&one, nr.res)
+			one := nr.rule.cfg
+			one.Namespaces, one.ExcludeNamespaces = []string{ns}, nil
+			ids, err := scopeIDs(one, nr.res)
 			if err != nil {
 				n.ex.log.Error("namespace scope", zap.Error(err))
 				continue

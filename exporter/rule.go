@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"sync"
 
 	"github.com/kubefeed/kubefeed/exporter/config"
 	"github.com/kubefeed/kubefeed/exporter/diff"
@@ -21,6 +22,10 @@ type rule struct {
 	redactKey   []byte           // nil: marker
 	emitInitial bool
 	sinks       []string // names; all sinks when the config lists none
+
+	// A rule names one resource, so its redactor is built once.
+	redactOnce sync.Once
+	redact     *filters.Redactor
 }
 
 func compileRules(cfg *config.Config) ([]*rule, error) {
@@ -79,16 +84,19 @@ func (r *rule) routesTo(sink string) bool {
 	return false
 }
 
-// redactor returns the redactor for objects of res, or nil.
+// redactor returns the redactor for objects of res (the rule's resource),
+// or nil when nothing is redacted.
 func (r *rule) redactor(res Resource) *filters.Redactor {
-	ps := r.redactPaths
-	if res.GVR.Group == "" && res.GVR.Resource == "secrets" && r.cfg.Redact != "none" {
-		ps = append(append(filters.Patterns{}, filters.SecretPaths...), ps...)
-	}
-	if len(ps) == 0 {
-		return nil
-	}
-	return filters.NewRedactor(ps, r.redactKey)
+	r.redactOnce.Do(func() {
+		ps := r.redactPaths
+		if res.GVR.Group == "" && res.GVR.Resource == "secrets" && r.cfg.Redact != "none" {
+			ps = append(append(filters.Patterns{}, filters.SecretPaths...), ps...)
+		}
+		if len(ps) > 0 {
+			r.redact = filters.NewRedactor(ps, r.redactKey)
+		}
+	})
+	return r.redact
 }
 
 // visibleOps drops ignored paths; a change left with only a generation bump,

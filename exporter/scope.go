@@ -52,21 +52,21 @@ func (id scopeID) String() string {
 
 // scopeIDs returns the scopes a rule needs: one per listed namespace, or one
 // for all namespaces with excluded namespaces filtered on the API server.
-func scopeIDs(r *rule, res Resource) ([]scopeID, error) {
-	sel, err := labels.Parse(r.cfg.LabelSelector)
+func scopeIDs(w config.Watch, res Resource) ([]scopeID, error) {
+	sel, err := labels.Parse(w.LabelSelector)
 	if err != nil {
 		return nil, fmt.Errorf("labelSelector: %w", err)
 	}
-	fsel, err := fields.ParseSelector(r.cfg.FieldSelector)
+	fsel, err := fields.ParseSelector(w.FieldSelector)
 	if err != nil {
 		return nil, fmt.Errorf("fieldSelector: %w", err)
 	}
-	nss := append([]string(nil), r.cfg.Namespaces...)
+	nss := append([]string(nil), w.Namespaces...)
 	if !res.Namespaced || len(nss) == 0 {
 		nss = []string{""}
 	}
-	if res.Namespaced && nss[0] == "" && len(r.cfg.ExcludeNamespaces) > 0 {
-		ex := append([]string(nil), r.cfg.ExcludeNamespaces...)
+	if res.Namespaced && nss[0] == "" && len(w.ExcludeNamespaces) > 0 {
+		ex := append([]string(nil), w.ExcludeNamespaces...)
 		sort.Strings(ex)
 		sels := []fields.Selector{fsel}
 		for _, ns := range ex {
@@ -75,7 +75,7 @@ func scopeIDs(r *rule, res Resource) ([]scopeID, error) {
 		fsel = fields.AndSelectors(sels...)
 	}
 	excluded := map[string]bool{}
-	for _, ns := range r.cfg.ExcludeNamespaces {
+	for _, ns := range w.ExcludeNamespaces {
 		excluded[ns] = true
 	}
 	ids := make([]scopeID, 0, len(nss))
