@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
-	js "github.com/nats-io/nats.go/jetstream"
 
 	"github.com/kubefeed/kubefeed/exporter/config"
 	"github.com/kubefeed/kubefeed/exporter/event"
@@ -43,31 +42,11 @@ func newSink(t *testing.T, cfg config.JetStreamSink) *jetstream.Sink {
 // stored reads every message of the stream.
 func stored(t *testing.T, url, stream string) []*nats.Msg {
 	t.Helper()
-	nc, err := nats.Connect(url)
+	msgs, err := natstest.ReadStream(url, stream)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer nc.Close()
-	j, _ := js.New(nc)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	st, err := j.Stream(ctx, stream)
-	if err != nil {
-		return nil
-	}
-	info, err := st.Info(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out []*nats.Msg
-	for seq := info.State.FirstSeq; seq <= info.State.LastSeq && info.State.Msgs > 0; seq++ {
-		m, err := st.GetMsg(ctx, seq)
-		if err != nil {
-			continue
-		}
-		out = append(out, &nats.Msg{Subject: m.Subject, Header: m.Header, Data: m.Data})
-	}
-	return out
+	return msgs
 }
 
 func TestConformance(t *testing.T) {

@@ -11,8 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
-	js "github.com/nats-io/nats.go/jetstream"
 	"golang.org/x/sync/errgroup"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -49,41 +47,13 @@ func jetStreamSink(t *testing.T, url string, tweak func(*config.JetStreamSink)) 
 // streamLines returns the bodies stored in the stream, in stream order.
 func streamLines(t *testing.T, url string) [][]byte {
 	t.Helper()
-	nc, err := nats.Connect(url)
+	msgs, err := natstest.ReadStream(url, "KUBEFEED")
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer nc.Close()
-	j, _ := js.New(nc)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	st, err := j.Stream(ctx, "KUBEFEED")
-	if err != nil {
-		t.Fatal(err)
-	}
-	// An ordered consumer reads the whole stream in order, fast.
-	cons, err := st.OrderedConsumer(ctx, js.OrderedConsumerConfig{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	info, err := st.Info(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out [][]byte
-	for uint64(len(out)) < info.State.Msgs {
-		batch, err := cons.FetchNoWait(1000)
-		if err != nil {
-			t.Fatal(err)
-		}
-		n := 0
-		for m := range batch.Messages() {
-			out = append(out, m.Data())
-			n++
-		}
-		if n == 0 {
-			time.Sleep(10 * time.Millisecond)
-		}
+	out := make([][]byte, len(msgs))
+	for i, m := range msgs {
+		out[i] = m.Data
 	}
 	return out
 }
