@@ -325,11 +325,14 @@ func (s *scope) onAdd(obj any, isInInitialList bool) {
 	k := s.keyOf(u)
 	s.lastEvent.Store(s.ex.now().UnixNano())
 	s.observed(config.EventAdded)
-	g := s.recoveredBy(k, u.GetResourceVersion())
+	relist := s.recoveredBy(k, u.GetResourceVersion())
 	for _, r := range s.routes {
 		if isInInitialList && r.skipInitial && putIfAbsent(r.sink.store, k, s.record(u)) {
 			continue
 		}
+		// Each route decides for itself: a restored checkpoint belongs to
+		// one sink and must not mark the others' changes recovered.
+		g := relist
 		if isInInitialList && r.restoreGap != nil {
 			g = r.restoreGap
 		}
