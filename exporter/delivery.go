@@ -206,13 +206,13 @@ func (r *sinkRunner) processNext(ctx context.Context) bool {
 	default:
 		r.retries.Add(1)
 		r.ex.metrics.failed.WithLabelValues(r.name).Inc()
-		delay := r.queue.NumRequeues(k)
+		requeues := r.queue.NumRequeues(k)
 		if d, ok := sinks.RetryAfterOf(err); ok {
 			r.log.Debug("send failed, retrying after", zap.Stringer("key", k), zap.Duration("after", d), zap.Error(err))
 			r.queue.AddAfter(k, d)
 			return true
 		}
-		r.log.Warn("send failed, retrying", zap.Stringer("key", k), zap.Int("requeues", delay), zap.Error(err))
+		r.log.Warn("send failed, retrying", zap.Stringer("key", k), zap.Int("requeues", requeues), zap.Error(err))
 		r.queue.AddRateLimited(k)
 	}
 	return true

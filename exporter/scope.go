@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
 	"github.com/kubefeed/kubefeed/exporter/config"
@@ -101,16 +102,18 @@ type route struct {
 
 // scope is one informer and the rules and sinks it serves.
 type scope struct {
-	id       scopeID
-	name     string // id.String(), computed once: records and metrics share it
-	res      Resource
-	rules    []*rule
-	routes   []*route
-	informer cache.SharedIndexInformer
-	stop     chan struct{}
-	started  sync.Once
-	ex       *Exporter
-	log      *zap.Logger
+	id   scopeID
+	name string // id.String(), computed once: records and metrics share it
+	// observedBy counts notifications by event type (ADDED, MODIFIED, DELETED).
+	observedBy map[string]prometheus.Counter
+	res        Resource
+	rules      []*rule
+	routes     []*route
+	informer   cache.SharedIndexInformer
+	stop       chan struct{}
+	started    sync.Once
+	ex         *Exporter
+	log        *zap.Logger
 
 	// Relist tracking: the first list is the initial one; any later list
 	// (watch expired, API server restarted) is a relist whose items are
@@ -189,6 +192,10 @@ func (*listWatch) IsWatchListSemanticsUnSupported() bool { return true }
 
 func newScope(ex *Exporter, id scopeID, res Resource, client dynamic.Interface) *scope {
 	s := &scope{id: id, name: id.String(), res: res, ex: ex, stop: make(chan struct{}), log: ex.log.With(zap.Stringer("scope", id))}
+	s.observedBy = map[string]prometheus.Counter{}
+	for _, typ := range []string{config.EventAdded, config.EventModified, config.EventDeleted} {
+		s.observedBy[typ] = ex.metrics.observed.WithLabelValues(resourceLabel(res), typ)
+	}
 	rc := client.Resource(id.GVR).Namespace(id.Namespace)
 	lw := &listWatch{cache.ListWatch{
 		ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
@@ -309,8 +316,13 @@ func (s *scope) deletionGap() *gap {
 	return s.relistGap
 }
 
+// observed counts a notification; the counters are bound once per scope,
+// so the handler does no label lookup.
 func (s *scope) observed(typ string) {
-	s.ex.metrics.observed.WithLabelValues(resourceLabel(s.res), typ).Inc()
+	if s.observedBy == nil {
+		return
+	}
+	s.observedBy[typ].Inc()
 }
 
 func (s *scope) keyOf(u *unstructured.Unstructured) Key {

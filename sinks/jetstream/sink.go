@@ -187,9 +187,8 @@ func (s *Sink) Send(ctx context.Context, events []*event.Event) error {
 			s.deadLettered.Add(1)
 		} else if err != nil {
 			return sinks.Permanent(err)
-		}
-		if enc.Event != e {
-			s.shrunk.Add(1)
+		} else if enc.Event != e {
+			s.shrunk.Add(1) // a dead-lettered stub is counted above, not here
 		}
 		msg := nats.NewMsg(subject)
 		msg.Data = enc.Body

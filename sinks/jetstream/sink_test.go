@@ -189,8 +189,8 @@ func TestOversizedEventsFollowThePolicy(t *testing.T) {
 	if msgs[2].Subject != "kubefeed.deadletter" || d(2).Truncated != sinks.TruncatedAll {
 		t.Errorf("event 3: subject %s truncated %q", msgs[2].Subject, d(2).Truncated)
 	}
-	if st := s.Stats(); st.DeadLettered != 1 {
-		t.Errorf("stats %+v, want 1 dead-lettered", st)
+	if st := s.Stats(); st.DeadLettered != 1 || st.Shrunk != 2 {
+		t.Errorf("stats %+v, want 2 shrunk and 1 dead-lettered", st)
 	}
 
 	// Without a dead-letter subject the event is a permanent error.
