@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 
@@ -180,6 +181,23 @@ func randomBurst(t *testing.T, seed int64, ops int, namespaces []string, gvrs []
 	}
 }
 
+// burstResources are what randomBurst and burst10k write, with their API
+// path prefixes.
+var burstResources = map[schema.GroupVersionResource]string{configMaps: "/api/v1", widgets: "/apis/example.com/v1"}
+
+// burstWatch is the config's watch list for those resources in nss.
+func burstWatch(nss ...string) string {
+	list := strings.Join(nss, ", ")
+	return "watch:\n  - {resource: configmaps, namespaces: [" + list + "]}\n  - {resource: widgets.example.com, namespaces: [" + list + "]}\n"
+}
+
+// rebuildsListed rebuilds from read() until it equals a LIST of the burst
+// resources in nss.
+func rebuildsListed(t *testing.T, read func() [][]byte, nss ...string) *consumer {
+	t.Helper()
+	return eventuallyRebuilds(t, read, func() map[string]map[string]any { return listed(t, nss, burstResources) })
+}
+
 // eventually rebuilds from read() until it equals the LIST, or fails.
 func eventuallyRebuilds(t *testing.T, read func() [][]byte, want func() map[string]map[string]any) *consumer {
 	t.Helper()
@@ -233,19 +251,12 @@ func TestConsumerRebuildsListedStateFromFileSink(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	startExporter(t, `apiVersion: kubefeed.io/v1alpha1
-kind: Config
-watch:
-  - {resource: configmaps, namespaces: [rebuild-a, rebuild-b]}
-  - {resource: widgets.example.com, namespaces: [rebuild-a, rebuild-b]}
-sinks:
-  - {name: file, file: {path: unused}}
-`, map[string]sinks.Sink{"file": fs})
+	startExporter(t, "apiVersion: kubefeed.io/v1alpha1\nkind: Config\n"+burstWatch(nss...)+"sinks:\n  - {name: file, file: {path: unused}}\n",
+		map[string]sinks.Sink{"file": fs})
 	randomBurst(t, 42, 300, nss, []schema.GroupVersionResource{configMaps, widgets})
-	resources := map[schema.GroupVersionResource]string{configMaps: "/api/v1", widgets: "/apis/example.com/v1"}
 	// kube-root-ca.crt does not exist without a controller-manager, so the
 	// namespaces hold only what the burst made.
-	c := eventuallyRebuilds(t, func() [][]byte { return readLines(t, path) }, func() map[string]map[string]any { return listed(t, nss, resources) })
+	c := rebuildsListed(t, func() [][]byte { return readLines(t, path) }, nss...)
 	if c.dups != 0 || c.rebased != 0 || c.unknownDeletes != 0 {
 		t.Errorf("without failures: %d duplicates, %d rebased patches, %d unknown deletes; want none", c.dups, c.rebased, c.unknownDeletes)
 	}
