@@ -18,6 +18,7 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 
+	"github.com/kubefeed/kubefeed/exporter"
 	"github.com/kubefeed/kubefeed/exporter/event"
 	"github.com/kubefeed/kubefeed/sinks"
 	"github.com/kubefeed/kubefeed/sinks/file"
@@ -201,7 +202,9 @@ func rebuildsListed(t *testing.T, read func() [][]byte, nss ...string) *consumer
 // eventually rebuilds from read() until it equals the LIST, or fails.
 func eventuallyRebuilds(t *testing.T, read func() [][]byte, want func() map[string]map[string]any) *consumer {
 	t.Helper()
-	deadline := time.Now().Add(45 * time.Second)
+	// After a sink outage, a key may wait out its backoff cap (RetryCap, 30s)
+	// plus an ack timeout before its retry: allow well over that.
+	deadline := time.Now().Add(exporter.RetryCap + 60*time.Second)
 	for {
 		c := newConsumer(t)
 		for _, line := range read() {
