@@ -5,6 +5,8 @@ import (
 	"time"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+
+	"github.com/kubefeed/kubefeed/filters"
 )
 
 // Record is what was last delivered to a sink for one object.
@@ -19,6 +21,10 @@ type Record struct {
 	// that a restart with a changed config can tell objects that left the
 	// scope (forgotten) from deleted ones.
 	Scope string
+	// Redact, when set, is the redaction of the rule that delivered the
+	// object: what a checkpoint keeps at rest is Redact.Object(Object),
+	// never the raw state (SPEC: nothing redacted rests anywhere).
+	Redact *filters.Redactor
 }
 
 // Syncer is implemented by write-behind stores: Sync returns once what was
