@@ -11,7 +11,6 @@ import (
 	"go.uber.org/zap"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
-	"k8s.io/client-go/tools/cache"
 
 	"github.com/kubefeed/kubefeed/exporter/config"
 	"github.com/kubefeed/kubefeed/exporter/diff"
@@ -124,16 +123,12 @@ func pipeline(b *testing.B, workers int) (*Exporter, *scope, *discard) {
 		Watch: []config.Watch{{Resource: "pods"}}, Sinks: []config.Sink{{Name: "d", Stdout: &config.StdoutSink{}}}}
 	cfg.SetDefaults()
 	d := &discard{}
-	ex, err := New(Options{Config: cfg, Client: nil, Resolver: nil, Sinks: map[string]sinks.Sink{"d": d}, Logger: zap.NewNop(), allowNoClient: true})
+	ex, err := New(Options{Config: cfg, Sinks: map[string]sinks.Sink{"d": d}, Logger: zap.NewNop(), clientFor: newFakeSource(0).client})
 	if err != nil {
 		b.Fatal(err)
 	}
-	s := &scope{id: scopeID{GVR: benchRes.GVR}, name: "pods", res: benchRes, ex: ex, stop: make(chan struct{}), log: zap.NewNop(), rules: ex.rules}
-	s.informer = cache.NewSharedIndexInformer(&cache.ListWatch{}, &unstructured.Unstructured{}, 0, cache.Indexers{})
-	r := ex.runners[0]
-	s.addRoute(r, true)
-	r.addScope(s)
-	ex.scopes[s.id] = s
+	ex.joinScopes(ex.rules[0], benchRes, []scopeID{{GVR: benchRes.GVR}})
+	s := ex.scopes[scopeID{GVR: benchRes.GVR}]
 	return ex, s, d
 }
 
@@ -158,7 +153,7 @@ func benchPipeline(b *testing.B, objects int, mk func(name string, rv int) *unst
 	var wg = make(chan struct{})
 	ctx, cancel := context.WithCancel(context.Background())
 	r := ex.runners[0]
-	go func() { r.run(ctx, 4, nil); close(wg) }()
+	go func() { r.run(ctx, 4); close(wg) }()
 	b.ReportAllocs()
 	b.ResetTimer()
 	start := time.Now()

@@ -14,6 +14,9 @@ type change struct {
 	// prev is what the sink had (modified only).
 	prev      Record
 	recovered bool
+	// rule is the index+1 of the rule that delivered the object being
+	// deleted (deleted only; 0: unknown).
+	rule int
 }
 
 // tombstone is the final state of a deleted object as the informer saw it.
@@ -44,7 +47,7 @@ func decide(last *Record, cur *unstructured.Unstructured, tomb *tombstone) []cha
 
 func deleted(last Record, tomb *tombstone) change {
 	if tomb != nil && string(tomb.obj.GetUID()) == last.UID {
-		return change{kind: event.Deleted, obj: tomb.obj, recovered: tomb.recovered}
+		return change{kind: event.Deleted, obj: tomb.obj, recovered: tomb.recovered, rule: last.Rule}
 	}
 	obj := last.Object
 	if obj == nil {
@@ -53,7 +56,7 @@ func deleted(last Record, tomb *tombstone) change {
 		obj.SetResourceVersion(last.ResourceVersion)
 	}
 	// Without the watch's final state the deletion was inferred.
-	return change{kind: event.Deleted, obj: obj, recovered: true}
+	return change{kind: event.Deleted, obj: obj, recovered: true, rule: last.Rule}
 }
 
 func recordOf(obj *unstructured.Unstructured) Record {

@@ -10,8 +10,9 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
+	"golang.org/x/sync/errgroup"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/dynamic"
-	"k8s.io/client-go/tools/cache"
 
 	"github.com/kubefeed/kubefeed/exporter/config"
 	"github.com/kubefeed/kubefeed/sinks"
@@ -36,12 +37,15 @@ type Options struct {
 	Now func() time.Time
 	// Registerer receives the Prometheus metrics (nil: a private registry).
 	Registerer prometheus.Registerer
-	// allowNoClient lets in-process benchmarks build an exporter without an
-	// API server.
-	allowNoClient bool
 	// StartGap, when set, sends a gap marker with this reason for every
 	// scope at start (a lost checkpoint: GapCheckpointLost).
 	StartGap string
+	// AbortSends, when closed, cancels sends in flight at once instead of
+	// letting them drain (the Lease was lost: another replica delivers).
+	AbortSends <-chan struct{}
+
+	// clientFor replaces Client in unit tests (no API server).
+	clientFor func(gvr schema.GroupVersionResource, namespace string) resourceClient
 }
 
 // Exporter is the running pipeline.
@@ -53,9 +57,12 @@ type Exporter struct {
 	now      func() time.Time
 	retry    time.Duration
 	startGap string
+	abort    <-chan struct{}
 	relists  atomic.Int64
 	stalls   atomic.Int64
 	metrics  *metrics
+
+	clientFor func(gvr schema.GroupVersionResource, namespace string) resourceClient
 
 	rules      []*rule
 	runners    []*sinkRunner
@@ -65,16 +72,18 @@ type Exporter struct {
 	mu         sync.Mutex
 	scopes     map[scopeID]*scope
 	namespaces *namespaceWatches
-	ready      atomic.Bool
+	parked     parkedRecords
+	started    atomic.Bool
 }
 
 // New checks the options and builds the pipeline; Run starts it.
 func New(o Options) (*Exporter, error) {
-	if o.Config == nil || (!o.allowNoClient && (o.Client == nil || o.Resolver == nil)) {
+	if o.Config == nil || (o.clientFor == nil && (o.Client == nil || o.Resolver == nil)) {
 		return nil, fmt.Errorf("exporter: config, client and resolver are required")
 	}
 	e := &Exporter{
 		cfg: o.Config, client: o.Client, resolver: o.Resolver, log: o.Logger, now: o.Now, retry: o.ResolveRetry, startGap: o.StartGap,
+		abort: o.AbortSends, clientFor: o.clientFor,
 		byName: map[string]*sinkRunner{}, scopes: map[scopeID]*scope{}, tombstones: &tombstones{m: map[Key]tombstone{}},
 	}
 	if e.log == nil {
@@ -113,6 +122,14 @@ func New(o Options) (*Exporter, error) {
 	return e, nil
 }
 
+// resourceClient lists and watches gvr in namespace.
+func (e *Exporter) resourceClient(gvr schema.GroupVersionResource, namespace string) resourceClient {
+	if e.clientFor != nil {
+		return e.clientFor(gvr, namespace)
+	}
+	return e.client.Resource(gvr).Namespace(namespace)
+}
+
 // sentinelPrefix marks store keys that only record that a sink's
 // checkpoint covers a scope (so a restart knows the scope even when it held
 // no objects).
@@ -127,100 +144,11 @@ func isSentinel(k Key) bool { return strings.HasPrefix(k.Name, sentinelPrefix) }
 // Flusher is implemented by stores that write behind (checkpoints).
 type Flusher interface{ Flush() error }
 
-// markScopes records every current scope in each sink's store and flushes
-// checkpoints at once, so that even a kubefeed killed a moment after start
-// is restarted as a restart, not as a first run.
-func (e *Exporter) markScopes() {
-	for _, r := range e.runners {
-		for _, s := range r.scopeList() {
-			if _, ok := r.store.Get(sentinelKey(s.id)); !ok {
-				r.store.Put(sentinelKey(s.id), Record{Scope: s.name})
-			}
-		}
-		if f, ok := r.store.(Flusher); ok {
-			if err := f.Flush(); err != nil {
-				e.log.Error("checkpoint flush at start", zap.String("sink", r.name), zap.Error(err))
-			}
-		}
-	}
-}
-
 // Relists counts lists after the first (watch expiry, API server restart).
 func (e *Exporter) Relists() int64 { return e.relists.Load() }
 
-// restore prepares the scopes whose sinks restored a checkpoint: their
-// initial list is compared with it (nothing is skipped), their changes are
-// recovered, after a gap marker; records of scopes no longer configured are
-// forgotten. The returned func, called once caches synced, queues every
-// restored key, so deletions made while kubefeed was down are found.
-func (e *Exporter) restore() func() {
-	now := e.now()
-	var later []func()
-	for _, r := range e.runners {
-		rs, ok := r.store.(Restorer)
-		if !ok {
-			continue
-		}
-		at, ok := rs.Restored()
-		if !ok {
-			continue
-		}
-		current := map[string]*scope{}
-		for _, s := range r.scopeList() {
-			current[s.name] = s
-		}
-		known := map[string]bool{}
-		forgotten := 0
-		r.store.Range(func(k Key, rec Record) bool {
-			if current[rec.Scope] == nil {
-				r.store.Delete(k)
-				forgotten++
-			} else {
-				known[rec.Scope] = true
-			}
-			return true
-		})
-		gaps := map[string]*gap{}
-		for id, s := range current {
-			if !known[id] {
-				continue
-			}
-			g := newGap(e.cfg.Cluster, s.id, at, now, GapRestart)
-			gaps[id] = g
-			for _, rt := range s.routes {
-				if rt.sink == r {
-					rt.restoreGap, rt.skipInitial = g, false
-				}
-			}
-		}
-		e.log.Info("checkpoint restored", zap.String("sink", r.name), zap.Time("saved", at), zap.Int("scopes", len(gaps)), zap.Int("forgotten (left the scope)", forgotten))
-		later = append(later, func() {
-			r.store.Range(func(k Key, rec Record) bool {
-				if g := gaps[rec.Scope]; g != nil && !isSentinel(k) {
-					r.markRecovered(k, g)
-					r.enqueue(k)
-				}
-				return true
-			})
-		})
-	}
-	return func() {
-		for _, f := range later {
-			f()
-		}
-		if e.startGap == "" {
-			return
-		}
-		for _, r := range e.runners {
-			for _, s := range r.scopeList() {
-				r.sendGapNow(newGap(e.cfg.Cluster, s.id, time.Time{}, now, e.startGap))
-			}
-		}
-	}
-}
-
-// Ready reports whether the first caches synced and events flow.
-func (e *Exporter) Ready() bool { return e.ready.Load() }
+// Stalls counts watches restarted by the watchdog.
+func (e *Exporter) Stalls() int64 { return e.stalls.Load() }
 
 // Scopes lists the informers' scopes (one per distinct scope).
 func (e *Exporter) Scopes() []string {
@@ -242,69 +170,108 @@ func (e *Exporter) Stats() map[string]SinkStats {
 	return out
 }
 
+// Ready reports whether the pipeline runs and every scope and namespace
+// selector has synced.
+func (e *Exporter) Ready() bool {
+	ok, _ := e.Healthy()
+	return ok
+}
+
+// Healthy reports readiness and, when not ready, why: the first part that
+// has not synced (an RBAC denial shows here, and in the logs, while every
+// other scope delivers).
+func (e *Exporter) Healthy() (bool, string) {
+	if !e.started.Load() {
+		return false, "starting"
+	}
+	if sel := e.namespaces.unsynced(); sel != "" {
+		return false, "namespace selector " + sel + " not synced"
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for _, s := range e.scopes {
+		if !s.ready.Load() {
+			return false, "scope " + s.name + " not synced"
+		}
+	}
+	return true, ""
+}
+
 // Run watches, delivers and blocks until ctx ends; then it stops the
-// informers, drains the queues (bounded by the config's shutdownTimeout) and
-// closes the sinks.
-func (e *Exporter) Run(ctx context.Context) error {
+// informers, drains the queues (bounded by the config's shutdownTimeout,
+// or at once when AbortSends closes) and closes the sinks. Every path out,
+// errors included, stops what was started.
+func (e *Exporter) Run(ctx context.Context) (err error) {
 	sendCtx, cancelSend := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelSend()
+	if e.abort != nil {
+		go func() {
+			select {
+			case <-e.abort:
+				cancelSend()
+			case <-sendCtx.Done():
+			}
+		}()
+	}
+	defer func() {
+		if cerr := e.closeSinks(); err == nil {
+			err = cerr
+		}
+	}()
+	defer e.stopScopes()
+	defer e.namespaces.stop()
 
 	var pending []*rule
-	var started []*scope
 	for _, r := range e.rules {
-		ss, err := e.addRule(r)
-		if err != nil {
+		if err := e.addRule(r); err != nil {
 			e.log.Warn("resource not available yet; retrying", zap.Int("rule", r.index), zap.String("resource", r.cfg.Resource), zap.Error(err))
 			pending = append(pending, r)
-			continue
 		}
-		started = append(started, ss...)
 	}
-	// Namespace selectors: their namespaces' scopes join the first sync.
-	if !e.namespaces.start(ctx) {
-		e.stopScopes()
-		return e.closeSinks()
+	e.restore()
+	if len(pending) == 0 {
+		e.parked.done()
 	}
-	afterSync := e.restore()
+	e.namespaces.start()
+	e.forgetParked()
 	e.mu.Lock()
-	started = started[:0]
+	current := make([]*scope, 0, len(e.scopes))
 	for _, s := range e.scopes {
-		started = append(started, s)
+		current = append(current, s)
 	}
 	e.mu.Unlock()
-	for _, s := range started {
-		if err := s.start(); err != nil {
+	for _, s := range current {
+		if err := s.start(e.scopeSynced); err != nil {
 			return err
 		}
 	}
-	synced := make([]cache.InformerSynced, 0, len(started))
-	for _, s := range started {
-		synced = append(synced, s.informer.HasSynced)
-	}
-	if !cache.WaitForCacheSync(ctx.Done(), synced...) {
-		e.stopScopes()
-		return e.closeSinks()
-	}
-	afterSync()
-	e.markScopes()
-	e.ready.Store(true)
-	e.log.Info("caches synced; delivering", zap.Int("scopes", len(started)), zap.Int("pending rules", len(pending)))
+	e.started.Store(true)
+	e.sendStartGaps()
+	e.log.Info("informers started; delivering", zap.Int("scopes", len(current)), zap.Int("pending rules", len(pending)))
 
 	var workers sync.WaitGroup
 	for _, r := range e.runners {
-		r.run(sendCtx, e.cfg.Workers, &workers)
+		workers.Add(1)
+		go func() { defer workers.Done(); r.run(sendCtx, e.cfg.Workers) }()
 	}
-	var bg sync.WaitGroup
-	bg.Add(3)
-	go func() { defer bg.Done(); e.resolveLoop(ctx, pending) }()
-	go func() { defer bg.Done(); e.pruneLoop(ctx) }()
-	go func() { defer bg.Done(); e.watchdog(ctx) }()
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return e.resolveLoop(gctx, pending) })
+	g.Go(func() error { return e.pruneLoop(gctx) })
+	g.Go(func() error { return e.watchdog(gctx) })
+	<-gctx.Done()
+	loopErr := g.Wait()
 
-	<-ctx.Done()
 	e.log.Info("shutting down: draining queues", zap.Duration("timeout", e.cfg.ShutdownTimeout.Duration))
 	e.stopScopes()
 	e.namespaces.stop()
-	bg.Wait()
+	e.drain(sendCtx, cancelSend)
+	workers.Wait()
+	return loopErr
+}
+
+// drain lets the workers finish the queued keys, bounded by the shutdown
+// timeout or an abort.
+func (e *Exporter) drain(sendCtx context.Context, cancelSend func()) {
 	drained := make(chan struct{})
 	go func() {
 		var wg sync.WaitGroup
@@ -315,17 +282,20 @@ func (e *Exporter) Run(ctx context.Context) error {
 		wg.Wait()
 		close(drained)
 	}()
+	timer := time.NewTimer(e.cfg.ShutdownTimeout.Duration)
+	defer timer.Stop()
 	select {
 	case <-drained:
-	case <-time.After(e.cfg.ShutdownTimeout.Duration):
+		return
+	case <-timer.C:
 		e.log.Warn("queues not drained in time; undelivered keys stay for the next start")
-		cancelSend()
-		for _, r := range e.runners {
-			r.queue.ShutDown()
-		}
+	case <-sendCtx.Done():
+		e.log.Warn("sends aborted; undelivered keys stay for the next start")
 	}
-	workers.Wait()
-	return e.closeSinks()
+	cancelSend()
+	for _, r := range e.runners {
+		r.queue.ShutDown()
+	}
 }
 
 func (e *Exporter) closeSinks() error {
@@ -347,175 +317,6 @@ func (e *Exporter) stopScopes() {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	for _, s := range e.scopes {
-		select {
-		case <-s.stop:
-		default:
-			close(s.stop)
-		}
-	}
-}
-
-// addRule resolves a rule's resource and joins or creates its scopes. It
-// returns the scopes it created, not yet started. Rules with a namespace
-// selector get their scopes from the namespace watch instead.
-func (e *Exporter) addRule(r *rule) ([]*scope, error) {
-	res, err := e.resolver.Resolve(r.cfg.Resource)
-	if err != nil {
-		return nil, err
-	}
-	if r.cfg.NamespaceSelector != "" && res.Namespaced {
-		return nil, e.namespaces.add(r, res)
-	}
-	ids, err := scopeIDs(r.cfg, res)
-	if err != nil {
-		return nil, err
-	}
-	return e.joinScopes(r, res, ids), nil
-}
-
-// joinScopes adds a rule to scopes, creating the missing ones (not started).
-func (e *Exporter) joinScopes(r *rule, res Resource, ids []scopeID) []*scope {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	var created []*scope
-	for _, id := range ids {
-		s, ok := e.scopes[id]
-		if !ok {
-			s = newScope(e, id, res, e.client)
-			e.scopes[id] = s
-			created = append(created, s)
-		}
-		s.rules = append(s.rules, r)
-		for _, name := range r.sinks {
-			sr := e.byName[name]
-			s.addRoute(sr, !r.emitInitial)
-			sr.addScope(s)
-		}
-	}
-	return created
-}
-
-// leaveScopes removes a rule from scopes; a scope no rule needs any more is
-// stopped, and what its sinks had delivered from it is forgotten (leaving
-// the scope is not a deletion).
-func (e *Exporter) leaveScopes(r *rule, ids []scopeID) {
-	e.mu.Lock()
-	var stopped []*scope
-	for _, id := range ids {
-		s, ok := e.scopes[id]
-		if !ok {
-			continue
-		}
-		kept := s.rules[:0]
-		for _, x := range s.rules {
-			if x != r {
-				kept = append(kept, x)
-			}
-		}
-		s.rules = kept
-		if len(kept) == 0 {
-			delete(e.scopes, id)
-			close(s.stop)
-			stopped = append(stopped, s)
-		}
-	}
-	e.mu.Unlock()
-	for _, s := range stopped {
-		for _, rt := range s.routes {
-			rt.sink.removeScope(s)
-		}
-		s.log.Info("scope stopped")
-	}
-}
-
-// resolveLoop retries rules whose resource did not exist yet (a CRD created
-// after start), and starts their informers once it does.
-func (e *Exporter) resolveLoop(ctx context.Context, pending []*rule) {
-	for len(pending) > 0 {
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(e.retry):
-		}
-		e.resolver.Reset()
-		var still []*rule
-		for _, r := range pending {
-			ss, err := e.addRule(r)
-			if err != nil {
-				e.log.Debug("resource still not available", zap.String("resource", r.cfg.Resource), zap.Error(err))
-				still = append(still, r)
-				continue
-			}
-			e.log.Info("resource appeared; watching", zap.Int("rule", r.index), zap.String("resource", r.cfg.Resource))
-			for _, s := range ss {
-				if err := s.start(); err != nil {
-					e.log.Error("start informer", zap.Error(err))
-				}
-			}
-		}
-		pending = still
-	}
-}
-
-// watchdog restarts watches that made no progress for cfg.WatchTimeout.
-// The API server sends bookmarks about every minute, so a healthy watch
-// on an idle resource still makes progress.
-func (e *Exporter) watchdog(ctx context.Context) {
-	timeout := e.cfg.WatchTimeout.Duration
-	t := time.NewTicker(max(timeout/4, 10*time.Millisecond))
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			e.mu.Lock()
-			scopes := make([]*scope, 0, len(e.scopes))
-			for _, s := range e.scopes {
-				scopes = append(scopes, s)
-			}
-			e.mu.Unlock()
-			for _, s := range scopes {
-				if s.restartStalledWatch(timeout) {
-					e.stalls.Add(1)
-					e.metrics.stalled.WithLabelValues(resourceLabel(s.res)).Inc()
-				}
-			}
-		}
-	}
-}
-
-// Stalls counts watches restarted by the watchdog.
-func (e *Exporter) Stalls() int64 { return e.stalls.Load() }
-
-// Healthy reports readiness beyond the first sync: every informer synced.
-func (e *Exporter) Healthy() (bool, string) {
-	if !e.Ready() {
-		return false, "caches not synced"
-	}
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	for _, s := range e.scopes {
-		if !s.informer.HasSynced() {
-			return false, "scope " + s.name + " not synced"
-		}
-	}
-	return true, ""
-}
-
-func (e *Exporter) pruneLoop(ctx context.Context) {
-	t := time.NewTicker(30 * time.Second)
-	defer t.Stop()
-	stores := make([]Store, 0, len(e.runners))
-	for _, r := range e.runners {
-		stores = append(stores, r.store)
-	}
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			e.tombstones.prune(stores)
-		}
+		s.stopInformer()
 	}
 }

@@ -23,7 +23,10 @@ type gap struct {
 	ev *event.Event
 }
 
-func newGap(cluster string, id scopeID, from, to time.Time, reason string) *gap {
+// newGap builds the marker of one scope of res. It carries the scope's
+// apiVersion and kind, so subjects and routing group it with the scope's
+// own events.
+func newGap(cluster string, id scopeID, res Resource, from, to time.Time, reason string) *gap {
 	h := sha256.Sum256([]byte(id.String() + "|" + reason + "|" + strconv.FormatInt(from.UnixNano(), 10)))
 	return &gap{ev: &event.Event{
 		SpecVersion:     event.SpecVersion,
@@ -34,15 +37,10 @@ func newGap(cluster string, id scopeID, from, to time.Time, reason string) *gap 
 		Time:            to.UTC(),
 		DataContentType: event.DataContentType,
 		Cluster:         cluster,
+		APIVersion:      res.APIVersion(),
+		Kind:            res.GVK.Kind,
 		Resource:        id.GVR.Resource,
 		Namespace:       id.Namespace,
 		Data:            &event.GapData{Scope: id.String(), From: from.UTC(), To: to.UTC(), Reason: reason},
 	}}
 }
-
-// gapKeyPrefix marks queue keys that stand for an eager gap marker.
-const gapKeyPrefix = "\x00gap\x00"
-
-func gapKey(g *gap) Key { return Key{Name: gapKeyPrefix + g.ev.ID} }
-
-func isGapKey(k Key) bool { return strings.HasPrefix(k.Name, gapKeyPrefix) }

@@ -1,7 +1,6 @@
 package exporter
 
 import (
-	"context"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -34,6 +33,8 @@ type namespaceWatch struct {
 	informer cache.SharedIndexInformer
 	rules    []*nsRule
 	signal   chan struct{}
+	// reconciled is set after the first reconcile following sync.
+	reconciled atomic.Bool
 }
 
 // nsRule is a rule whose namespaces come from a selector.
@@ -91,54 +92,55 @@ func (w *namespaceWatch) notify() {
 
 func (n *namespaceWatches) started() bool { return n.running.Load() }
 
-// start runs the namespace informers, waits for them, and creates the
-// scopes of the namespaces that match now (not started: Run starts them
-// with the others). It returns false when ctx ended first.
-func (n *namespaceWatches) start(ctx context.Context) bool {
+// start runs the namespace informers; each one, once synced, creates and
+// starts the scopes of the namespaces that match, then follows changes. A
+// selector that never syncs (RBAC) holds back only its own rules.
+func (n *namespaceWatches) start() {
 	n.mu.Lock()
+	defer n.mu.Unlock()
 	n.running.Store(true)
-	ws := make([]*namespaceWatch, 0, len(n.watches))
 	for _, w := range n.watches {
-		ws = append(ws, w)
-		go w.informer.Run(n.stopCh)
+		n.run(w)
 	}
-	n.mu.Unlock()
-	for _, w := range ws {
-		if !cache.WaitForCacheSync(ctx.Done(), w.informer.HasSynced) {
-			return false
-		}
-		n.reconcile(w, false)
-	}
-	n.mu.Lock()
-	for _, w := range ws {
-		n.loop(w)
-	}
-	n.mu.Unlock()
-	return true
 }
 
-// run starts a watch added after start (a rule resolved late).
+// run starts one watch (at start, or a rule resolved late).
 func (n *namespaceWatches) run(w *namespaceWatch) {
 	go w.informer.Run(n.stopCh)
-	n.loop(w)
-}
-
-func (n *namespaceWatches) loop(w *namespaceWatch) {
 	n.wg.Add(1)
 	go func() {
 		defer n.wg.Done()
+		if !cache.WaitForCacheSync(n.stopCh, w.informer.HasSynced) {
+			return
+		}
+		n.reconcile(w)
+		w.reconciled.Store(true)
+		n.ex.forgetParked()
 		for {
 			select {
 			case <-n.stopCh:
 				return
 			case <-w.signal:
-				if w.informer.HasSynced() {
-					n.reconcile(w, true)
-				}
+				n.reconcile(w)
 			}
 		}
 	}()
 }
+
+// unsynced names a selector whose first reconcile has not happened.
+func (n *namespaceWatches) unsynced() string {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	for sel, w := range n.watches {
+		if !w.reconciled.Load() {
+			return sel
+		}
+	}
+	return ""
+}
+
+// reconciled reports whether every selector reconciled once.
+func (n *namespaceWatches) reconciled() bool { return n.unsynced() == "" }
 
 func (n *namespaceWatches) stop() {
 	select {
@@ -151,7 +153,7 @@ func (n *namespaceWatches) stop() {
 
 // reconcile makes every rule of w have scopes in exactly the matching
 // namespaces (less its excluded ones).
-func (n *namespaceWatches) reconcile(w *namespaceWatch, start bool) {
+func (n *namespaceWatches) reconcile(w *namespaceWatch) {
 	matching := map[string]bool{}
 	for _, key := range w.informer.GetStore().ListKeys() {
 		matching[key] = true
@@ -192,12 +194,8 @@ func (n *namespaceWatches) reconcile(w *namespaceWatch, start bool) {
 			}
 			created := n.ex.joinScopes(nr.rule, nr.res, ids)
 			nr.current[ns] = ids
-			if start {
-				for _, s := range created {
-					if err := s.start(); err != nil {
-						n.ex.log.Error("start informer", zap.Error(err))
-					}
-				}
+			for _, s := range created {
+				n.ex.startScope(s)
 			}
 			n.ex.log.Info("namespace matches the selector; watching it", zap.String("namespace", ns), zap.String("selector", w.selector), zap.Int("rule", nr.rule.index))
 		}

@@ -3,90 +3,26 @@ package exporter
 import (
 	"context"
 	"fmt"
-	"sort"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
-
-	"github.com/kubefeed/kubefeed/exporter/config"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"k8s.io/apimachinery/pkg/fields"
-	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
-	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/watch"
-	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/tools/cache"
+
+	"github.com/kubefeed/kubefeed/exporter/config"
 )
 
-// scopeID is what makes two informers different: rules with equal scopeIDs
-// share one informer.
-type scopeID struct {
-	GVR       schema.GroupVersionResource
-	Namespace string // "" for all namespaces or cluster-scoped resources
-	Label     string // normalised label selector
-	Field     string // normalised field selector, with excluded namespaces
-}
-
-func (id scopeID) String() string {
-	var b strings.Builder
-	b.WriteString(id.GVR.Resource)
-	if id.GVR.Group != "" {
-		b.WriteString("." + id.GVR.Group)
-	}
-	if id.Namespace != "" {
-		b.WriteString(" -n " + id.Namespace)
-	}
-	if id.Label != "" {
-		b.WriteString(" -l " + id.Label)
-	}
-	if id.Field != "" {
-		b.WriteString(" --field-selector " + id.Field)
-	}
-	return b.String()
-}
-
-// scopeIDs returns the scopes a rule needs: one per listed namespace, or one
-// for all namespaces with excluded namespaces filtered on the API server.
-func scopeIDs(w config.Watch, res Resource) ([]scopeID, error) {
-	sel, err := labels.Parse(w.LabelSelector)
-	if err != nil {
-		return nil, fmt.Errorf("labelSelector: %w", err)
-	}
-	fsel, err := fields.ParseSelector(w.FieldSelector)
-	if err != nil {
-		return nil, fmt.Errorf("fieldSelector: %w", err)
-	}
-	nss := append([]string(nil), w.Namespaces...)
-	if !res.Namespaced || len(nss) == 0 {
-		nss = []string{""}
-	}
-	if res.Namespaced && nss[0] == "" && len(w.ExcludeNamespaces) > 0 {
-		ex := append([]string(nil), w.ExcludeNamespaces...)
-		sort.Strings(ex)
-		sels := []fields.Selector{fsel}
-		for _, ns := range ex {
-			sels = append(sels, fields.OneTermNotEqualSelector("metadata.namespace", ns))
-		}
-		fsel = fields.AndSelectors(sels...)
-	}
-	excluded := map[string]bool{}
-	for _, ns := range w.ExcludeNamespaces {
-		excluded[ns] = true
-	}
-	ids := make([]scopeID, 0, len(nss))
-	for _, ns := range nss {
-		if excluded[ns] {
-			continue
-		}
-		ids = append(ids, scopeID{GVR: res.GVR, Namespace: ns, Label: sel.String(), Field: fsel.String()})
-	}
-	return ids, nil
+// resourceClient lists and watches one resource in one namespace (""
+// for all); dynamic.ResourceInterface is one, and unit tests give fakes.
+type resourceClient interface {
+	List(ctx context.Context, opts metav1.ListOptions) (*unstructured.UnstructuredList, error)
+	Watch(ctx context.Context, opts metav1.ListOptions) (watch.Interface, error)
 }
 
 // route is one sink a scope feeds.
@@ -100,6 +36,13 @@ type route struct {
 	skipInitial bool
 }
 
+// scopeTable is what handlers and workers read of a scope: an immutable
+// snapshot, replaced whole when rules join or leave.
+type scopeTable struct {
+	rules  []*rule
+	routes []route
+}
+
 // scope is one informer and the rules and sinks it serves.
 type scope struct {
 	id   scopeID
@@ -107,80 +50,24 @@ type scope struct {
 	// observedBy counts notifications by event type (ADDED, MODIFIED, DELETED).
 	observedBy map[string]prometheus.Counter
 	res        Resource
-	rules      []*rule
-	routes     []*route
+	tab        atomic.Pointer[scopeTable]
 	informer   cache.SharedIndexInformer
 	stop       chan struct{}
 	started    sync.Once
 	ex         *Exporter
 	log        *zap.Logger
 
-	// Relist tracking: the first list is the initial one; any later list
-	// (watch expired, API server restarted) is a relist whose items are
-	// recovered changes, after a gap marker.
-	lists     atomic.Int64
+	// ready is set once the first list is in the cache and the sinks were
+	// told (sentinels, restored keys queued).
+	ready     atomic.Bool
+	lists     listCycles
 	lastEvent atomic.Int64 // unix nanos of the last notification
-	relistMu  sync.Mutex
-	relisted  map[Key]string // key -> resourceVersion listed by the relist
-	relistGap *gap
 
 	// Watch progress: the current watch and when it last delivered
 	// anything (an event or a bookmark), for the stall watchdog.
 	watchMu      sync.Mutex
 	watch        *trackedWatch
 	lastProgress atomic.Int64
-}
-
-// trackedWatch passes a watch's events through and records progress.
-type trackedWatch struct {
-	inner watch.Interface
-	out   chan watch.Event
-	done  chan struct{}
-	stop  sync.Once
-}
-
-func (s *scope) track(w watch.Interface) watch.Interface {
-	t := &trackedWatch{inner: w, out: make(chan watch.Event), done: make(chan struct{})}
-	s.lastProgress.Store(time.Now().UnixNano())
-	s.watchMu.Lock()
-	s.watch = t
-	s.watchMu.Unlock()
-	go func() {
-		defer close(t.out)
-		for ev := range w.ResultChan() {
-			s.lastProgress.Store(time.Now().UnixNano())
-			select {
-			case t.out <- ev:
-			case <-t.done:
-				return
-			}
-		}
-	}()
-	return t
-}
-
-func (t *trackedWatch) ResultChan() <-chan watch.Event { return t.out }
-func (t *trackedWatch) Stop() {
-	t.stop.Do(func() {
-		close(t.done)
-		t.inner.Stop()
-	})
-}
-
-// restartStalledWatch stops the current watch when it has delivered nothing
-// (no event, no bookmark) for longer than timeout; the reflector then
-// watches again from its last resourceVersion. It reports whether it did.
-func (s *scope) restartStalledWatch(timeout time.Duration) bool {
-	s.watchMu.Lock()
-	w := s.watch
-	s.watchMu.Unlock()
-	if w == nil || time.Since(time.Unix(0, s.lastProgress.Load())) < timeout {
-		return false
-	}
-	s.log.Warn("watch made no progress; restarting it", zap.Duration("timeout", timeout))
-	s.lastProgress.Store(time.Now().UnixNano())
-	w.Stop()
-	return true
 }
 
 // listWatch lists and watches one scope; it opts out of client-go's
@@ -190,19 +77,20 @@ type listWatch struct{ cache.ListWatch }
 
 func (*listWatch) IsWatchListSemanticsUnSupported() bool { return true }
 
-func newScope(ex *Exporter, id scopeID, res Resource, client dynamic.Interface) *scope {
+func newScope(ex *Exporter, id scopeID, res Resource) *scope {
 	s := &scope{id: id, name: id.String(), res: res, ex: ex, stop: make(chan struct{}), log: ex.log.With(zap.Stringer("scope", id))}
+	s.tab.Store(&scopeTable{})
 	s.observedBy = map[string]prometheus.Counter{}
 	for _, typ := range []string{config.EventAdded, config.EventModified, config.EventDeleted} {
 		s.observedBy[typ] = ex.metrics.observed.WithLabelValues(resourceLabel(res), typ)
 	}
-	rc := client.Resource(id.GVR).Namespace(id.Namespace)
+	rc := ex.resourceClient(id.GVR, id.Namespace)
 	lw := &listWatch{cache.ListWatch{
 		ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
 			o.LabelSelector, o.FieldSelector = id.Label, id.Field
 			l, err := rc.List(ctx, o)
 			if err == nil {
-				s.onList(l)
+				s.onListPage(o, l)
 			}
 			return l, err
 		},
@@ -224,20 +112,31 @@ func newScope(ex *Exporter, id scopeID, res Resource, client dynamic.Interface) 
 	return s
 }
 
+func (s *scope) table() *scopeTable { return s.tab.Load() }
+
+// update replaces the table with a changed copy. Callers hold the
+// exporter's lock, so updates do not race each other.
+func (s *scope) update(f func(t *scopeTable)) {
+	old := s.tab.Load()
+	t := &scopeTable{rules: append([]*rule(nil), old.rules...), routes: append([]route(nil), old.routes...)}
+	f(t)
+	s.tab.Store(t)
+}
+
 // addRoute routes the scope to a sink, merging the initial-list mode.
-func (s *scope) addRoute(sr *sinkRunner, skipInitial bool) {
-	for _, r := range s.routes {
-		if r.sink == sr {
-			r.skipInitial = r.skipInitial && skipInitial
+func (t *scopeTable) addRoute(sr *sinkRunner, skipInitial bool) {
+	for i := range t.routes {
+		if t.routes[i].sink == sr {
+			t.routes[i].skipInitial = t.routes[i].skipInitial && skipInitial
 			return
 		}
 	}
-	s.routes = append(s.routes, &route{sink: sr, skipInitial: skipInitial})
+	t.routes = append(t.routes, route{sink: sr, skipInitial: skipInitial})
 }
 
-// start registers the handler and runs the informer until stopped; later
-// calls do nothing.
-func (s *scope) start() error {
+// start registers the handler, runs the informer until stopped, and calls
+// synced once its first list is in the cache; later calls do nothing.
+func (s *scope) start(synced func(*scope)) error {
 	var err error
 	s.started.Do(func() {
 		if _, err = s.informer.AddEventHandler(cache.ResourceEventHandlerDetailedFuncs{
@@ -249,8 +148,22 @@ func (s *scope) start() error {
 			return
 		}
 		go s.informer.Run(s.stop)
+		go func() {
+			if cache.WaitForCacheSync(s.stop, s.informer.HasSynced) {
+				synced(s)
+			}
+		}()
 	})
 	return err
+}
+
+// stopInformer stops the informer once.
+func (s *scope) stopInformer() {
+	select {
+	case <-s.stop:
+	default:
+		close(s.stop)
+	}
 }
 
 // transform shrinks objects before they enter the cache, and gives them the
@@ -270,50 +183,22 @@ func (s *scope) transform(obj any) (any, error) {
 	return u, nil
 }
 
-// onList runs in the reflector after every successful list. A list after
-// the first is a relist: what it returns arrives as recovered changes.
-func (s *scope) onList(l *unstructured.UnstructuredList) {
-	if s.lists.Add(1) == 1 {
+func (s *scope) newGap(reason string) func() *gap {
+	return func() *gap {
+		return newGap(s.ex.cfg.Cluster, s.id, s.res, time.Unix(0, s.lastEvent.Load()), s.ex.now(), reason)
+	}
+}
+
+// onListPage runs in the reflector after every successful List call (one
+// per page).
+func (s *scope) onListPage(o metav1.ListOptions, l *unstructured.UnstructuredList) {
+	relisted, n := s.lists.page(o, l, s.keyOf, s.newGap(GapRelist))
+	if !relisted {
 		return
 	}
-	items := make(map[Key]string, len(l.Items))
-	for i := range l.Items {
-		it := &l.Items[i]
-		items[Key{GVR: s.id.GVR, Namespace: it.GetNamespace(), Name: it.GetName()}] = it.GetResourceVersion()
-	}
-	from := time.Unix(0, s.lastEvent.Load())
-	g := newGap(s.ex.cfg.Cluster, s.id, from, s.ex.now(), GapRelist)
-	s.relistMu.Lock()
-	s.relisted, s.relistGap = items, g
-	s.relistMu.Unlock()
 	s.ex.relists.Add(1)
 	s.ex.metrics.relists.WithLabelValues(resourceLabel(s.res)).Inc()
-	s.log.Info("relisted after the watch ended; changes since are sent as recovered", zap.Int("objects", len(items)))
-}
-
-// recoveredBy returns the relist gap when this notification comes from the
-// last relist (same key and resourceVersion).
-func (s *scope) recoveredBy(k Key, rv string) *gap {
-	s.relistMu.Lock()
-	defer s.relistMu.Unlock()
-	if s.relisted == nil {
-		return nil
-	}
-	if have, ok := s.relisted[k]; ok && have == rv {
-		delete(s.relisted, k)
-		return s.relistGap
-	}
-	return nil
-}
-
-// deletionGap is the gap of a deletion seen only through a relist.
-func (s *scope) deletionGap() *gap {
-	s.relistMu.Lock()
-	defer s.relistMu.Unlock()
-	if s.relistGap == nil {
-		s.relistGap = newGap(s.ex.cfg.Cluster, s.id, time.Unix(0, s.lastEvent.Load()), s.ex.now(), GapRelist)
-	}
-	return s.relistGap
+	s.log.Info("relisted after the watch ended; changes since are sent as recovered", zap.Int("objects", n))
 }
 
 // observed counts a notification; the counters are bound once per scope,
@@ -329,6 +214,20 @@ func (s *scope) keyOf(u *unstructured.Unstructured) Key {
 	return Key{GVR: s.id.GVR, Namespace: u.GetNamespace(), Name: u.GetName()}
 }
 
+// baseline is the record an initial-list object becomes when its rules
+// skip the initial list: as if the first rule routed to sink delivered it.
+func (s *scope) baseline(t *scopeTable, u *unstructured.Unstructured, sink string) Record {
+	r := recordOf(u)
+	r.Scope = s.name
+	for _, rl := range t.rules {
+		if rl.routesTo(sink) {
+			r.Rule, r.Redact = rl.index+1, rl.redactor(s.res)
+			break
+		}
+	}
+	return r
+}
+
 func (s *scope) onAdd(obj any, isInInitialList bool) {
 	u, ok := obj.(*unstructured.Unstructured)
 	if !ok {
@@ -337,9 +236,10 @@ func (s *scope) onAdd(obj any, isInInitialList bool) {
 	k := s.keyOf(u)
 	s.lastEvent.Store(s.ex.now().UnixNano())
 	s.observed(config.EventAdded)
-	relist := s.recoveredBy(k, u.GetResourceVersion())
-	for _, r := range s.routes {
-		if isInInitialList && r.skipInitial && putIfAbsent(r.sink.store, k, s.record(u)) {
+	relist := s.lists.recoveredBy(k, u.GetResourceVersion())
+	t := s.table()
+	for _, r := range t.routes {
+		if isInInitialList && r.skipInitial && putIfAbsent(r.sink.store, k, s.baseline(t, u, r.sink.name)) {
 			continue
 		}
 		// Each route decides for itself: a restored checkpoint belongs to
@@ -348,17 +248,8 @@ func (s *scope) onAdd(obj any, isInInitialList bool) {
 		if isInInitialList && r.restoreGap != nil {
 			g = r.restoreGap
 		}
-		if g != nil {
-			r.sink.markRecovered(k, g)
-		}
-		r.sink.enqueue(k)
+		r.sink.enqueue(k, g)
 	}
-}
-
-func (s *scope) record(u *unstructured.Unstructured) Record {
-	r := recordOf(u)
-	r.Scope = s.name
-	return r
 }
 
 func (s *scope) onUpdate(oldObj, newObj any) {
@@ -366,15 +257,16 @@ func (s *scope) onUpdate(oldObj, newObj any) {
 	if !ok {
 		return
 	}
+	old, _ := oldObj.(*unstructured.Unstructured)
 	k := s.keyOf(u)
-	resync := oldObj.(*unstructured.Unstructured).GetResourceVersion() == u.GetResourceVersion()
+	resync := old != nil && old.GetResourceVersion() == u.GetResourceVersion()
 	var g *gap
 	if !resync {
 		s.observed(config.EventModified)
 		s.lastEvent.Store(s.ex.now().UnixNano())
-		g = s.recoveredBy(k, u.GetResourceVersion())
+		g = s.lists.recoveredBy(k, u.GetResourceVersion())
 	}
-	for _, r := range s.routes {
+	for _, r := range s.table().routes {
 		// A resync queues only what a sink does not have yet (a dropped or
 		// lost delivery); everything else emits nothing.
 		if resync {
@@ -382,10 +274,7 @@ func (s *scope) onUpdate(oldObj, newObj any) {
 				continue
 			}
 		}
-		if g != nil {
-			r.sink.markRecovered(k, g)
-		}
-		r.sink.enqueue(k)
+		r.sink.enqueue(k, g)
 	}
 }
 
@@ -404,19 +293,16 @@ func (s *scope) onDelete(obj any) {
 	s.ex.tombstones.put(k, tombstone{obj: u, recovered: recovered})
 	var g *gap
 	if recovered {
-		g = s.deletionGap()
+		g = s.lists.deletionGap(s.newGap(GapRelist))
 	}
-	for _, r := range s.routes {
-		if g != nil {
-			r.sink.markRecovered(k, g)
-		}
-		r.sink.enqueue(k)
+	for _, r := range s.table().routes {
+		r.sink.enqueue(k, g)
 	}
 }
 
 // get returns the object of k if this scope holds it.
 func (s *scope) get(k Key) *unstructured.Unstructured {
-	if s.id.Namespace != "" && s.id.Namespace != k.Namespace {
+	if !s.covers(k) {
 		return nil
 	}
 	item, ok, err := s.informer.GetIndexer().GetByKey(k.cacheKey())
@@ -430,51 +316,4 @@ func (s *scope) get(k Key) *unstructured.Unstructured {
 // covers reports whether the scope's namespace admits k (selectors aside).
 func (s *scope) covers(k Key) bool {
 	return s.id.Namespace == "" || s.id.Namespace == k.Namespace
-}
-
-// tombstones keeps the final state of deleted objects until no sink needs it.
-type tombstones struct {
-	mu sync.Mutex
-	m  map[Key]tombstone
-}
-
-func (t *tombstones) put(k Key, ts tombstone) {
-	t.mu.Lock()
-	t.m[k] = ts
-	t.mu.Unlock()
-}
-
-func (t *tombstones) get(k Key) *tombstone {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if ts, ok := t.m[k]; ok {
-		return &ts
-	}
-	return nil
-}
-
-// prune drops tombstones that no sink's delivered state refers to.
-func (t *tombstones) prune(stores []Store) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	for k, ts := range t.m {
-		needed := false
-		for _, st := range stores {
-			if r, ok := st.Get(k); ok && r.UID == string(ts.obj.GetUID()) {
-				needed = true
-				break
-			}
-		}
-		if !needed {
-			delete(t.m, k)
-		}
-	}
-}
-
-func parseSelector(s string) (string, error) {
-	sel, err := labels.Parse(s)
-	if err != nil {
-		return "", fmt.Errorf("namespaceSelector: %w", err)
-	}
-	return sel.String(), nil
 }

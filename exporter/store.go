@@ -25,6 +25,10 @@ type Record struct {
 	// object: what a checkpoint keeps at rest is Redact.Object(Object),
 	// never the raw state (SPEC: nothing redacted rests anywhere).
 	Redact *filters.Redactor
+	// Rule is the index+1 of the config rule that rendered the delivered
+	// state (0: unknown, e.g. restored from a checkpoint). A deletion is
+	// rendered by that rule, so it is redacted as the object was.
+	Rule int
 }
 
 // Syncer is implemented by write-behind stores: Sync returns once what was

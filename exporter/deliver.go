@@ -1,0 +1,258 @@
+package exporter
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"go.uber.org/zap"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+
+	"github.com/kubefeed/kubefeed/exporter/diff"
+	"github.com/kubefeed/kubefeed/exporter/event"
+	"github.com/kubefeed/kubefeed/sinks"
+)
+
+// errNotSynced defers a key whose absence cannot be trusted yet: a scope
+// that covers it has not finished its first list.
+var errNotSynced = errors.New("a scope covering the key has not synced")
+
+// current is what the informers hold of a key for one sink.
+type current struct {
+	obj   *unstructured.Unstructured // nil: in no scope of the sink
+	rules []*rule                    // rules through which it reaches the sink, config order
+	res   Resource
+	scope string // name of the first scope holding it
+	// unsynced: a scope covering the key has not synced, so obj == nil
+	// proves nothing.
+	unsynced bool
+}
+
+// lookup finds the current state of k in this sink's scopes.
+func (r *sinkRunner) lookup(k Key) current {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	var c current
+	for _, s := range r.scopes[k.GVR] {
+		c.res = s.res
+		if !s.covers(k) {
+			continue
+		}
+		if !s.informer.HasSynced() {
+			c.unsynced = true
+		}
+		if o := s.get(k); o != nil {
+			if c.obj == nil {
+				c.scope = s.name
+			}
+			c.obj = o
+			c.rules = appendRules(c.rules, s.table().rules, r.name)
+		}
+	}
+	if c.obj == nil {
+		// Gone from every scope: any rule whose namespaces cover it may
+		// render the deletion (after the rule that delivered it).
+		for _, s := range r.scopes[k.GVR] {
+			if s.covers(k) {
+				c.rules = appendRules(c.rules, s.table().rules, r.name)
+			}
+		}
+	}
+	return c
+}
+
+func appendRules(dst, src []*rule, sink string) []*rule {
+	for _, rl := range src {
+		if !rl.routesTo(sink) {
+			continue
+		}
+		i := 0
+		for i < len(dst) && dst[i].index < rl.index {
+			i++
+		}
+		if i < len(dst) && dst[i] == rl {
+			continue
+		}
+		dst = append(dst[:i], append([]*rule{rl}, dst[i:]...)...)
+	}
+	return dst
+}
+
+// outcome is what a plan decided: the events to send and the delivered
+// state to record once they are acknowledged.
+type outcome struct {
+	events  []*event.Event
+	changes []change
+	// record is the new delivered state; nil with forget set: the key is
+	// gone for this sink.
+	record *Record
+	forget bool
+	// filterErrors counts rules whose filter failed at run time.
+	filterErrors int
+}
+
+// plan decides what to send for one key: a pure function of the sink's
+// last delivered state, what may have reached it unacknowledged, the
+// current state and the deleted object's final state.
+func plan(cluster string, k Key, last *Record, attempted *Record, cur current, tomb *tombstone, recovered bool, now time.Time) outcome {
+	var out outcome
+	changes := decide(last, cur.obj, tomb)
+	if attempted != nil && attempted.UID != "" && (last == nil || attempted.UID != last.UID) && (cur.obj == nil || string(cur.obj.GetUID()) != attempted.UID) {
+		// A send of another incarnation failed: the sink may hold it (a lost
+		// ack), so it is retracted after what was acknowledged is.
+		retract := deleted(*attempted, tomb)
+		i := 0
+		for i < len(changes) && changes[i].kind == event.Deleted {
+			i++
+		}
+		changes = append(changes[:i], append([]change{retract}, changes[i:]...)...)
+	}
+	if recovered {
+		for i := range changes {
+			changes[i].recovered = true
+		}
+	}
+	out.changes = changes
+	var delivering *rule
+	for _, c := range changes {
+		var ops []diff.Op
+		if c.kind == event.Modified && c.prev.Object != nil {
+			ops = diff.Diff(c.prev.Object.Object, c.obj.Object)
+		}
+		rules := cur.rules
+		if c.kind == event.Deleted {
+			rules = deletionRules(cur.rules, c.rule)
+		}
+		for _, rl := range rules {
+			ev, err := render(cluster, cur.res, k, c, ops, rl, now)
+			if err != nil {
+				out.filterErrors++
+			}
+			if ev != nil {
+				out.events = append(out.events, ev)
+				if c.kind != event.Deleted {
+					delivering = rl
+				}
+				break
+			}
+		}
+	}
+	if cur.obj == nil {
+		out.forget = true
+		return out
+	}
+	rec := recordOf(cur.obj)
+	rec.Scope = cur.scope
+	if delivering == nil && last != nil && last.UID == rec.UID {
+		// Nothing shown (filtered or ignored): the record keeps the rule
+		// that last delivered the object.
+		rec.Rule = last.Rule
+	} else if delivering != nil {
+		rec.Rule = delivering.index + 1
+	} else if len(cur.rules) > 0 {
+		rec.Rule = cur.rules[0].index + 1
+	}
+	if rec.Rule > 0 {
+		for _, rl := range cur.rules {
+			if rl.index+1 == rec.Rule {
+				rec.Redact = rl.redactor(cur.res)
+			}
+		}
+	}
+	out.record = &rec
+	return out
+}
+
+// deletionRules puts the rule that delivered the object first: its
+// redaction applies to the final state too. When that rule is known and
+// still routes here, no other rule renders the deletion.
+func deletionRules(rules []*rule, delivered int) []*rule {
+	if delivered == 0 {
+		return rules
+	}
+	for _, rl := range rules {
+		if rl.index+1 == delivered {
+			return []*rule{rl}
+		}
+	}
+	return rules
+}
+
+// deliver sends what changed for k since the sink's last delivery and
+// records it once acknowledged.
+func (r *sinkRunner) deliver(ctx context.Context, k Key) error {
+	cur := r.lookup(k)
+	var last *Record
+	if rec, ok := r.store.Get(k); ok {
+		last = &rec
+	}
+	if cur.obj == nil && cur.unsynced {
+		return errNotSynced
+	}
+	snap := r.pending.snapshot(k)
+	tomb := r.ex.tombstones.get(k)
+	out := plan(r.ex.cfg.Cluster, k, last, snap.attempted, cur, tomb, snap.recovered != nil, r.ex.now())
+	if out.filterErrors > 0 {
+		r.filterErrors.Add(int64(out.filterErrors))
+		r.ex.metrics.filterErrors.WithLabelValues(r.name).Add(float64(out.filterErrors))
+		r.log.Debug("filter failed; counted as no match", zap.Stringer("key", k), zap.Int("rules", out.filterErrors))
+	}
+	events := out.events
+	g := snap.recovered
+	if g != nil && len(events) > 0 {
+		// One worker sends the marker; the others wait for it, so that no
+		// recovered change of the scope overtakes it.
+		r.gaps.sendMu.Lock()
+		if !r.gaps.isSent(g) {
+			defer r.gaps.sendMu.Unlock()
+			events = append([]*event.Event{g.ev}, events...)
+		} else {
+			r.gaps.sendMu.Unlock()
+			g = nil
+		}
+	} else {
+		g = nil
+	}
+	if len(events) > 0 {
+		sctx, cancel := context.WithTimeout(ctx, SendTimeout)
+		err := r.sink.Send(sctx, events)
+		cancel()
+		if err != nil && !sinks.IsPermanent(err) {
+			r.pending.failed(k, out.record)
+			return err
+		}
+		if err != nil {
+			r.dropped.Add(int64(len(events)))
+			r.ex.metrics.dropped.WithLabelValues(r.name).Add(float64(len(events)))
+			r.log.Error("permanent send error, events dropped for this sink", zap.Stringer("key", k), zap.Int("events", len(events)), zap.Error(err))
+		} else {
+			r.delivered.Add(int64(len(events)))
+			rl := resourceLabel(cur.res)
+			for _, ev := range events {
+				if c := ev.Change(); c != "" {
+					r.ex.metrics.delivered.WithLabelValues(r.name, rl, eventType(c)).Inc()
+				}
+			}
+		}
+		if g != nil {
+			r.gapSent(g)
+		}
+		if snap.recovered != nil {
+			r.recovered.Add(int64(len(out.events)))
+			r.ex.metrics.recovered.WithLabelValues(r.name).Add(float64(len(out.events)))
+		}
+	}
+	if out.forget {
+		r.store.Delete(k)
+	} else if out.record != nil {
+		r.store.Put(k, *out.record)
+	}
+	noticed := r.pending.finish(k, snap)
+	if len(out.events) > 0 && !noticed.IsZero() {
+		r.ex.metrics.latency.WithLabelValues(r.name).Observe(time.Since(noticed).Seconds())
+	}
+	if sy, ok := r.store.(Syncer); ok && len(events) > 0 && out.changes[0].kind != event.Modified {
+		sy.Sync()
+	}
+	return nil
+}

@@ -1,0 +1,442 @@
+package exporter
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/watch"
+
+	"github.com/kubefeed/kubefeed/exporter/config"
+	"github.com/kubefeed/kubefeed/exporter/event"
+	"github.com/kubefeed/kubefeed/sinks"
+)
+
+// fakeSource is an API server for one process without one: objects by
+// resource, paged lists (Limit/Continue, as the reflector's pager sends
+// them), watches fed by the test, and failures on demand.
+type fakeSource struct {
+	mu       sync.Mutex
+	rv       int
+	pageSize int // 0: the client's Limit only
+	objs     map[schema.GroupVersionResource]map[string]*unstructured.Unstructured
+	watchers map[schema.GroupVersionResource][]*fakeWatch
+	// listErr, when set for a resource, fails every List of it.
+	listErr map[schema.GroupVersionResource]error
+	// listCalls counts List calls per resource (pages included).
+	listCalls map[schema.GroupVersionResource]int
+}
+
+// fakeWatch is a watch the fake source feeds; its buffer holds more than
+// any test sends.
+type fakeWatch struct {
+	mu      sync.Mutex
+	ch      chan watch.Event
+	stopped bool
+	ns      string
+	sel     labels.Selector
+}
+
+func (w *fakeWatch) Stop() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if !w.stopped {
+		w.stopped = true
+		close(w.ch)
+	}
+}
+
+func (w *fakeWatch) ResultChan() <-chan watch.Event { return w.ch }
+
+func (w *fakeWatch) send(ev watch.Event) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.stopped {
+		return
+	}
+	select {
+	case w.ch <- ev:
+	default:
+		panic("fakeWatch: buffer full")
+	}
+}
+
+func newFakeSource(pageSize int) *fakeSource {
+	return &fakeSource{pageSize: pageSize, objs: map[schema.GroupVersionResource]map[string]*unstructured.Unstructured{},
+		watchers: map[schema.GroupVersionResource][]*fakeWatch{}, listErr: map[schema.GroupVersionResource]error{},
+		listCalls: map[schema.GroupVersionResource]int{}}
+}
+
+func (f *fakeSource) client(gvr schema.GroupVersionResource, ns string) resourceClient {
+	return &fakeClient{f: f, gvr: gvr, ns: ns}
+}
+
+type fakeClient struct {
+	f   *fakeSource
+	gvr schema.GroupVersionResource
+	ns  string
+}
+
+func objKey(u *unstructured.Unstructured) string {
+	if u.GetNamespace() == "" {
+		return u.GetName()
+	}
+	return u.GetNamespace() + "/" + u.GetName()
+}
+
+func (c *fakeClient) List(_ context.Context, o metav1.ListOptions) (*unstructured.UnstructuredList, error) {
+	f := c.f
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.listCalls[c.gvr]++
+	if err := f.listErr[c.gvr]; err != nil {
+		return nil, err
+	}
+	sel, err := labels.Parse(o.LabelSelector)
+	if err != nil {
+		return nil, err
+	}
+	var keys []string
+	for k, u := range f.objs[c.gvr] {
+		if (c.ns == "" || u.GetNamespace() == c.ns) && sel.Matches(labels.Set(u.GetLabels())) {
+			keys = append(keys, k)
+		}
+	}
+	sort.Strings(keys)
+	start := 0
+	if o.Continue != "" {
+		start, _ = strconv.Atoi(o.Continue)
+	}
+	limit := int(o.Limit)
+	if f.pageSize > 0 && (limit == 0 || f.pageSize < limit) {
+		limit = f.pageSize
+	}
+	end := len(keys)
+	if limit > 0 && start+limit < end {
+		end = start + limit
+	}
+	l := &unstructured.UnstructuredList{Object: map[string]any{"apiVersion": "v1", "kind": "List"}}
+	l.SetResourceVersion(strconv.Itoa(f.rv))
+	if end < len(keys) {
+		l.SetContinue(strconv.Itoa(end))
+	}
+	for _, k := range keys[start:end] {
+		l.Items = append(l.Items, *f.objs[c.gvr][k].DeepCopy())
+	}
+	return l, nil
+}
+
+func (c *fakeClient) Watch(_ context.Context, o metav1.ListOptions) (watch.Interface, error) {
+	sel, err := labels.Parse(o.LabelSelector)
+	if err != nil {
+		return nil, err
+	}
+	f := c.f
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	w := &fakeWatch{ch: make(chan watch.Event, 1<<14), ns: c.ns, sel: sel}
+	f.watchers[c.gvr] = append(f.watchers[c.gvr], w)
+	return w, nil
+}
+
+// apply stores u with a new resourceVersion and, unless quiet, tells the
+// watches (quiet: a change made while no watch was open).
+func (f *fakeSource) apply(gvr schema.GroupVersionResource, u *unstructured.Unstructured, quiet bool) *unstructured.Unstructured {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.rv++
+	u = u.DeepCopy()
+	u.SetResourceVersion(strconv.Itoa(f.rv))
+	if u.GetUID() == "" {
+		u.SetUID(typesUID("uid-" + objKey(u)))
+	}
+	if f.objs[gvr] == nil {
+		f.objs[gvr] = map[string]*unstructured.Unstructured{}
+	}
+	_, existed := f.objs[gvr][objKey(u)]
+	f.objs[gvr][objKey(u)] = u
+	if !quiet {
+		typ := watch.Added
+		if existed {
+			typ = watch.Modified
+		}
+		f.send(gvr, watch.Event{Type: typ, Object: u.DeepCopy()}, u)
+	}
+	return u
+}
+
+func (f *fakeSource) remove(gvr schema.GroupVersionResource, ns, name string, quiet bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	k := name
+	if ns != "" {
+		k = ns + "/" + name
+	}
+	u, ok := f.objs[gvr][k]
+	if !ok {
+		return
+	}
+	delete(f.objs[gvr], k)
+	f.rv++
+	if !quiet {
+		d := u.DeepCopy()
+		d.SetResourceVersion(strconv.Itoa(f.rv))
+		f.send(gvr, watch.Event{Type: watch.Deleted, Object: d}, d)
+	}
+}
+
+func (f *fakeSource) send(gvr schema.GroupVersionResource, ev watch.Event, u *unstructured.Unstructured) {
+	for _, w := range f.watchers[gvr] {
+		if (w.ns == "" || w.ns == u.GetNamespace()) && w.sel.Matches(labels.Set(u.GetLabels())) {
+			w.send(ev)
+		}
+	}
+}
+
+// expire ends every watch of gvr with 410 Gone, so the reflector relists.
+func (f *fakeSource) expire(gvr schema.GroupVersionResource) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	st := apierrors.NewResourceExpired("too old resource version").Status()
+	for _, w := range f.watchers[gvr] {
+		w.send(watch.Event{Type: watch.Error, Object: &st})
+		w.Stop()
+	}
+	f.watchers[gvr] = nil
+}
+
+// fakeResolver resolves a fixed set; names in missing fail until removed.
+type fakeResolver struct {
+	mu      sync.Mutex
+	known   map[string]Resource
+	missing map[string]bool
+}
+
+func (r *fakeResolver) Resolve(name string) (Resource, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.missing[name] {
+		return Resource{}, fmt.Errorf("resource %q not found", name)
+	}
+	res, ok := r.known[name]
+	if !ok {
+		return Resource{}, fmt.Errorf("resource %q not found", name)
+	}
+	return res, nil
+}
+func (r *fakeResolver) Reset() {}
+
+func (r *fakeResolver) appear(name string) {
+	r.mu.Lock()
+	delete(r.missing, name)
+	r.mu.Unlock()
+}
+
+var (
+	cmRes     = Resource{GVR: schema.GroupVersionResource{Version: "v1", Resource: "configmaps"}, GVK: schema.GroupVersionKind{Version: "v1", Kind: "ConfigMap"}, Namespaced: true}
+	secretRes = Resource{GVR: schema.GroupVersionResource{Version: "v1", Resource: "secrets"}, GVK: schema.GroupVersionKind{Version: "v1", Kind: "Secret"}, Namespaced: true}
+	deployRes = Resource{GVR: schema.GroupVersionResource{Group: "apps", Version: "v1", Resource: "deployments"}, GVK: schema.GroupVersionKind{Group: "apps", Version: "v1", Kind: "Deployment"}, Namespaced: true}
+	widgetRes = Resource{GVR: schema.GroupVersionResource{Group: "example.com", Version: "v1", Resource: "widgets"}, GVK: schema.GroupVersionKind{Group: "example.com", Version: "v1", Kind: "Widget"}, Namespaced: true}
+)
+
+func newResolver(missing ...string) *fakeResolver {
+	r := &fakeResolver{known: map[string]Resource{"configmaps": cmRes, "secrets": secretRes, "deployments.apps": deployRes, "widgets.example.com": widgetRes}, missing: map[string]bool{}}
+	for _, m := range missing {
+		r.missing[m] = true
+	}
+	return r
+}
+
+// recorder is a sink that records what it acknowledged; fail, when set,
+// decides per call whether to fail it.
+type recorder struct {
+	mu     sync.Mutex
+	events []*event.Event
+	calls  int
+	fail   func(call int, evs []*event.Event) error
+	closed bool
+}
+
+func (r *recorder) Send(ctx context.Context, evs []*event.Event) error {
+	r.mu.Lock()
+	r.calls++
+	call, fail := r.calls, r.fail
+	r.mu.Unlock()
+	if fail != nil {
+		if err := fail(call, evs); err != nil {
+			return err
+		}
+	}
+	for _, e := range evs {
+		if _, err := event.Marshal(e); err != nil {
+			return sinks.Permanent(err)
+		}
+	}
+	r.mu.Lock()
+	r.events = append(r.events, evs...)
+	r.mu.Unlock()
+	return nil
+}
+
+func (r *recorder) Close(context.Context) error {
+	r.mu.Lock()
+	r.closed = true
+	r.mu.Unlock()
+	return nil
+}
+
+func (r *recorder) got() []*event.Event {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]*event.Event(nil), r.events...)
+}
+
+// waitFor polls until cond holds on the recorded events, or fails the test
+// after a generous deadline (a liveness bound, not a timing assertion).
+func (r *recorder) waitFor(t *testing.T, what string, cond func([]*event.Event) bool) []*event.Event {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		evs := r.got()
+		if cond(evs) {
+			return evs
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s; got %d events: %s", what, len(evs), summary(evs))
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func summary(evs []*event.Event) string {
+	s := ""
+	for i, e := range evs {
+		if i == 40 {
+			return s + " …"
+		}
+		s += fmt.Sprintf(" [%s %s/%s rv=%s]", e.Type, e.Namespace, e.Name, e.ResourceVersion)
+	}
+	return s
+}
+
+// count returns the events of one change kind (added, modified, deleted,
+// gap).
+func count(evs []*event.Event, typ string) int {
+	n := 0
+	for _, e := range evs {
+		if e.Type == typ {
+			n++
+		}
+	}
+	return n
+}
+
+// harness runs an Exporter over a fakeSource.
+type harness struct {
+	t      *testing.T
+	src    *fakeSource
+	ex     *Exporter
+	sinks  map[string]*recorder
+	cancel context.CancelFunc
+	done   chan struct{} // closed when Run returned
+	err    error         // what Run returned
+}
+
+type harnessOpts struct {
+	pageSize int
+	resolver *fakeResolver
+	stores   map[string]Store
+	src      *fakeSource
+	abort    <-chan struct{}
+	sink     sinks.Sink // replaces the recorder of the sink "rec"
+}
+
+func newConfig(watch []config.Watch, sinkNames ...string) *config.Config {
+	if len(sinkNames) == 0 {
+		sinkNames = []string{"rec"}
+	}
+	cfg := &config.Config{APIVersion: config.APIVersion, Kind: config.Kind, Cluster: "test", Watch: watch}
+	for _, n := range sinkNames {
+		cfg.Sinks = append(cfg.Sinks, config.Sink{Name: n, Stdout: &config.StdoutSink{}})
+	}
+	cfg.SetDefaults()
+	cfg.ShutdownTimeout.Duration = 5 * time.Second
+	return cfg
+}
+
+func startHarness(t *testing.T, cfg *config.Config, o harnessOpts) *harness {
+	t.Helper()
+	src := o.src
+	if src == nil {
+		src = newFakeSource(o.pageSize)
+	}
+	res := o.resolver
+	if res == nil {
+		res = newResolver()
+	}
+	h := &harness{t: t, src: src, sinks: map[string]*recorder{}, done: make(chan struct{})}
+	ss := map[string]sinks.Sink{}
+	for _, sc := range cfg.Sinks {
+		r := &recorder{}
+		h.sinks[sc.Name] = r
+		ss[sc.Name] = r
+		if sc.Name == "rec" && o.sink != nil {
+			ss[sc.Name] = o.sink
+		}
+	}
+	ex, err := New(Options{Config: cfg, Resolver: res, Sinks: ss, Stores: o.stores, Logger: zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel)),
+		ResolveRetry: 20 * time.Millisecond, AbortSends: o.abort, clientFor: src.client})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.ex = ex
+	ctx, cancel := context.WithCancel(context.Background())
+	h.cancel = cancel
+	go func() { h.err = ex.Run(ctx); close(h.done) }()
+	t.Cleanup(func() { h.stop() })
+	return h
+}
+
+// stop ends Run and returns its error (once).
+func (h *harness) stop() error {
+	h.cancel()
+	select {
+	case <-h.done:
+		return h.err
+	case <-time.After(30 * time.Second):
+		h.t.Fatal("Run did not return after its context ended")
+		return nil
+	}
+}
+
+func (h *harness) waitReady() {
+	h.t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for !h.ex.Ready() {
+		if time.Now().After(deadline) {
+			_, why := h.ex.Healthy()
+			h.t.Fatalf("exporter not ready: %s", why)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func cm(ns, name string, data map[string]any) *unstructured.Unstructured {
+	u := &unstructured.Unstructured{Object: map[string]any{"apiVersion": "v1", "kind": "ConfigMap",
+		"metadata": map[string]any{"namespace": ns, "name": name}}}
+	if data != nil {
+		u.Object["data"] = data
+	}
+	return u
+}

@@ -1,0 +1,120 @@
+package exporter
+
+import (
+	"sync"
+	"time"
+)
+
+// pending is what a sink knows about a key between the moment a change of
+// it is noticed and the moment that change is delivered: one record per
+// key, created by enqueue and removed when a worker finishes the key. Its
+// size is bounded by the number of keys waiting or in flight.
+type pending struct {
+	// noticed is when the oldest undelivered change was noticed (delivery
+	// latency, oldest-pending gauge).
+	noticed time.Time
+	// recovered, when set, marks the next change as seen through a restart
+	// or relist: it is sent recovered, after this gap marker. It is cleared
+	// when the key is finished, whether or not a change was sent, so a
+	// later live change is never labelled recovered.
+	recovered *gap
+	// attempted is the last state whose send failed retryably: the sink
+	// may hold it anyway (a lost ack), so a later deletion, or a change of
+	// uid, must also retract it.
+	attempted *Record
+	// gen counts handler updates, so that a worker finishing the key keeps
+	// what was noted while it worked.
+	gen uint64
+}
+
+// pendingSet is one sink's pending records.
+type pendingSet struct {
+	mu sync.Mutex
+	m  map[Key]*pending
+}
+
+func newPendingSet() *pendingSet { return &pendingSet{m: map[Key]*pending{}} }
+
+// note records that k changed, optionally through a gap, and returns
+// nothing: the caller queues the key.
+func (p *pendingSet) note(k Key, g *gap, now time.Time) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	e := p.m[k]
+	if e == nil {
+		e = &pending{noticed: now}
+		p.m[k] = e
+	}
+	if g != nil {
+		e.recovered = g
+	}
+	e.gen++
+}
+
+// snapshot returns a copy of k's record (zero if none).
+func (p *pendingSet) snapshot(k Key) pending {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if e := p.m[k]; e != nil {
+		return *e
+	}
+	return pending{}
+}
+
+// failed keeps k's record for the retry, remembering the attempted state.
+func (p *pendingSet) failed(k Key, attempted *Record) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	e := p.m[k]
+	if e == nil {
+		e = &pending{noticed: time.Now()}
+		p.m[k] = e
+	}
+	if attempted != nil {
+		e.attempted = attempted
+	}
+}
+
+// finish ends what snap stood for: the record goes unless a handler noted
+// a newer change meanwhile, in which case only what was consumed is
+// cleared. It returns when the finished change was noticed.
+func (p *pendingSet) finish(k Key, snap pending) time.Time {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	e := p.m[k]
+	if e == nil {
+		return snap.noticed
+	}
+	noticed := e.noticed
+	if e.gen == snap.gen {
+		delete(p.m, k)
+		return noticed
+	}
+	if e.recovered == snap.recovered {
+		e.recovered = nil
+	}
+	if e.attempted == snap.attempted {
+		e.attempted = nil
+	}
+	e.noticed = time.Now()
+	return noticed
+}
+
+// oldest is when the oldest undelivered change was noticed.
+func (p *pendingSet) oldest() (time.Time, bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var oldest time.Time
+	for _, e := range p.m {
+		if oldest.IsZero() || e.noticed.Before(oldest) {
+			oldest = e.noticed
+		}
+	}
+	return oldest, !oldest.IsZero()
+}
+
+func (p *pendingSet) len() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.m)
+}

@@ -1,0 +1,157 @@
+package exporter
+
+import (
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+)
+
+// parkedRecords are the scopes a restored checkpoint knows that no
+// current scope matches yet: a rule whose resource is not resolved (a CRD
+// installed later) or a namespace selector not reconciled. Their records
+// wait, so deletions made while kubefeed was down are still found when the
+// scope appears; they are forgotten (left the scope) only once every rule
+// resolved and every selector reconciled.
+type parkedRecords struct {
+	mu       sync.Mutex
+	bySink   map[*sinkRunner]map[string]time.Time // scope name -> checkpoint time
+	resolved bool                                 // every rule resolved
+}
+
+func (p *parkedRecords) park(r *sinkRunner, scope string, at time.Time) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.bySink == nil {
+		p.bySink = map[*sinkRunner]map[string]time.Time{}
+	}
+	if p.bySink[r] == nil {
+		p.bySink[r] = map[string]time.Time{}
+	}
+	p.bySink[r][scope] = at
+}
+
+// take removes and returns the checkpoint time of a parked scope.
+func (p *parkedRecords) take(r *sinkRunner, scope string) (time.Time, bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	at, ok := p.bySink[r][scope]
+	if ok {
+		delete(p.bySink[r], scope)
+	}
+	return at, ok
+}
+
+func (p *parkedRecords) done() {
+	p.mu.Lock()
+	p.resolved = true
+	p.mu.Unlock()
+}
+
+// restore prepares the scopes whose sinks restored a checkpoint: their
+// initial list is compared with it (nothing is skipped), and their changes
+// are recovered after a restart gap marker. Records of scopes not present
+// now are parked.
+func (e *Exporter) restore() {
+	now := e.now()
+	for _, r := range e.runners {
+		rs, ok := r.store.(Restorer)
+		if !ok {
+			continue
+		}
+		at, ok := rs.Restored()
+		if !ok {
+			continue
+		}
+		current := map[string]*scope{}
+		for _, s := range r.scopeList() {
+			current[s.name] = s
+		}
+		known := map[string]bool{}
+		r.store.Range(func(_ Key, rec Record) bool {
+			known[rec.Scope] = true
+			return true
+		})
+		restored, parked := 0, 0
+		e.mu.Lock()
+		for name := range known {
+			s := current[name]
+			if s == nil {
+				e.parked.park(r, name, at)
+				parked++
+				continue
+			}
+			g := newGap(e.cfg.Cluster, s.id, s.res, at, now, GapRestart)
+			s.update(func(t *scopeTable) { t.restoreRoute(r, g) })
+			restored++
+		}
+		e.mu.Unlock()
+		e.log.Info("checkpoint restored", zap.String("sink", r.name), zap.Time("saved", at), zap.Int("scopes", restored), zap.Int("scopes waiting (resource or namespace not there yet)", parked))
+	}
+}
+
+// restoreRoute makes sink r's route compare the initial list with its
+// checkpoint, as recovered changes after g.
+func (t *scopeTable) restoreRoute(r *sinkRunner, g *gap) {
+	for i := range t.routes {
+		if t.routes[i].sink == r {
+			t.routes[i].restoreGap, t.routes[i].skipInitial = g, false
+		}
+	}
+}
+
+// unpark gives a new scope the restored records parked for it. Callers
+// hold e.mu, inside the scope's table update.
+func (e *Exporter) unpark(s *scope, t *scopeTable) {
+	for _, rt := range t.routes {
+		if at, ok := e.parked.take(rt.sink, s.name); ok {
+			t.restoreRoute(rt.sink, newGap(e.cfg.Cluster, s.id, s.res, at, e.now(), GapRestart))
+			s.log.Info("scope appeared; comparing it with the restored checkpoint", zap.String("sink", rt.sink.name))
+		}
+	}
+}
+
+// forgetParked forgets the records of scopes that no longer exist, once
+// every rule resolved and every namespace selector reconciled: those
+// objects left the configured scopes (not a deletion).
+func (e *Exporter) forgetParked() {
+	if !e.namespaces.reconciled() {
+		return
+	}
+	p := &e.parked
+	p.mu.Lock()
+	if !p.resolved {
+		p.mu.Unlock()
+		return
+	}
+	bySink := p.bySink
+	p.bySink = nil
+	p.mu.Unlock()
+	for r, names := range bySink {
+		forgotten := 0
+		r.store.Range(func(k Key, rec Record) bool {
+			if _, ok := names[rec.Scope]; ok {
+				r.store.Delete(k)
+				forgotten++
+			}
+			return true
+		})
+		if forgotten > 0 {
+			e.log.Info("forgot checkpoint records of scopes no longer configured", zap.String("sink", r.name), zap.Int("records", forgotten))
+		}
+	}
+}
+
+// sendStartGaps sends a gap marker for every scope at once when the
+// checkpoint was lost.
+func (e *Exporter) sendStartGaps() {
+	if e.startGap == "" {
+		return
+	}
+	now := e.now()
+	for _, r := range e.runners {
+		for _, s := range r.scopeList() {
+			r.sendGapNow(newGap(e.cfg.Cluster, s.id, s.res, time.Time{}, now, e.startGap))
+		}
+	}
+}

@@ -1,0 +1,188 @@
+package exporter
+
+import (
+	"context"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.uber.org/zap"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/util/workqueue"
+
+	"github.com/kubefeed/kubefeed/sinks"
+)
+
+// Backoff of a key whose delivery failed: exponential from RetryBase, capped.
+const (
+	RetryBase   = 100 * time.Millisecond
+	RetryCap    = 30 * time.Second
+	SendTimeout = 30 * time.Second
+	// notSyncedRetry is how soon a key is looked at again when a scope
+	// that covers it has not synced yet (its absence proves nothing).
+	notSyncedRetry = time.Second
+)
+
+// SinkStats counts what happened at one sink.
+type SinkStats struct {
+	Delivered int64 // events acknowledged
+	Retries   int64 // sends that failed and were requeued
+	Dropped   int64 // events dropped after a permanent error
+	// FilterErrors counts filter expressions that failed at run time (a
+	// missing field): the change then did not match that rule.
+	FilterErrors int64
+	Gaps         int64 // gap markers sent
+	Recovered    int64 // events sent for changes seen through a restart or relist
+}
+
+// sinkRunner is one sink's queue, workers and delivered state: a failing
+// sink holds back only its own runner.
+type sinkRunner struct {
+	name  string
+	sink  sinks.Sink
+	store Store
+	queue workqueue.TypedRateLimitingInterface[item]
+	ex    *Exporter
+	log   *zap.Logger
+
+	mu     sync.RWMutex
+	scopes map[schema.GroupVersionResource][]*scope
+
+	// pending holds, per key, what is known between notice and delivery.
+	pending *pendingSet
+	gaps    *gapBook
+
+	delivered, retries, dropped, filterErrors, gapsSent, recovered atomic.Int64
+}
+
+func newSinkRunner(ex *Exporter, name string, s sinks.Sink, store Store) *sinkRunner {
+	return &sinkRunner{
+		name:  name,
+		sink:  s,
+		store: store,
+		ex:    ex,
+		log:   ex.log.Named("sink").With(zap.String("sink", name)),
+		queue: workqueue.NewTypedRateLimitingQueueWithConfig(
+			workqueue.NewTypedItemExponentialFailureRateLimiter[item](RetryBase, RetryCap),
+			workqueue.TypedRateLimitingQueueConfig[item]{Name: "kubefeed_" + name},
+		),
+		scopes:  map[schema.GroupVersionResource][]*scope{},
+		pending: newPendingSet(),
+		gaps:    newGapBook(),
+	}
+}
+
+// scopeList returns the scopes this sink is fed by.
+func (r *sinkRunner) scopeList() []*scope {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	var out []*scope
+	for _, list := range r.scopes {
+		out = append(out, list...)
+	}
+	return out
+}
+
+func (r *sinkRunner) addScope(s *scope) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, have := range r.scopes[s.id.GVR] {
+		if have == s {
+			return
+		}
+	}
+	r.scopes[s.id.GVR] = append(r.scopes[s.id.GVR], s)
+}
+
+// removeScope drops a stopped scope and forgets what was delivered from it
+// that no other scope of this sink still covers.
+func (r *sinkRunner) removeScope(s *scope) {
+	r.mu.Lock()
+	list := r.scopes[s.id.GVR]
+	kept := make([]*scope, 0, len(list))
+	for _, x := range list {
+		if x != s {
+			kept = append(kept, x)
+		}
+	}
+	r.scopes[s.id.GVR] = kept
+	r.mu.Unlock()
+	r.store.Range(func(k Key, _ Record) bool {
+		if k.GVR != s.id.GVR || !s.covers(k) {
+			return true
+		}
+		r.mu.RLock()
+		covered := false
+		for _, x := range r.scopes[k.GVR] {
+			covered = covered || x.covers(k)
+		}
+		r.mu.RUnlock()
+		if !covered {
+			r.store.Delete(k)
+		}
+		return true
+	})
+}
+
+// enqueue notes a change of k (through g when it was recovered) and queues
+// the key.
+func (r *sinkRunner) enqueue(k Key, g *gap) {
+	r.pending.note(k, g, time.Now())
+	r.queue.Add(keyItem(k))
+}
+
+// oldestPending is when the oldest undelivered change was noticed.
+func (r *sinkRunner) oldestPending() (time.Time, bool) { return r.pending.oldest() }
+
+// run runs workers until the queue shuts down, and returns when they all
+// stopped.
+func (r *sinkRunner) run(sendCtx context.Context, workers int) {
+	var wg sync.WaitGroup
+	for i := 0; i < workers; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for r.processNext(sendCtx) {
+			}
+		}()
+	}
+	wg.Wait()
+}
+
+func (r *sinkRunner) processNext(ctx context.Context) bool {
+	it, quit := r.queue.Get()
+	if quit {
+		return false
+	}
+	defer r.queue.Done(it)
+	var err error
+	if it.gap != "" {
+		err = r.sendEagerGap(ctx, it.gap)
+	} else {
+		err = r.deliver(ctx, it.key)
+	}
+	switch {
+	case err == nil:
+		r.queue.Forget(it)
+	case ctx.Err() != nil:
+		// Shutting down: the key stays undelivered for the checkpoint.
+	case err == errNotSynced:
+		r.queue.Forget(it)
+		r.queue.AddAfter(it, notSyncedRetry)
+	default:
+		r.retries.Add(1)
+		r.ex.metrics.failed.WithLabelValues(r.name).Inc()
+		if d, ok := sinks.RetryAfterOf(err); ok && d > 0 {
+			r.log.Debug("send failed, retrying after", zap.Stringer("item", it), zap.Duration("after", d), zap.Error(err))
+			r.queue.AddAfter(it, d)
+			return true
+		}
+		r.log.Warn("send failed, retrying", zap.Stringer("item", it), zap.Int("requeues", r.queue.NumRequeues(it)), zap.Error(err))
+		r.queue.AddRateLimited(it)
+	}
+	return true
+}
+
+func (r *sinkRunner) stats() SinkStats {
+	return SinkStats{Delivered: r.delivered.Load(), Retries: r.retries.Load(), Dropped: r.dropped.Load(), FilterErrors: r.filterErrors.Load(), Gaps: r.gapsSent.Load(), Recovered: r.recovered.Load()}
+}

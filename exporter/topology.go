@@ -1,0 +1,207 @@
+package exporter
+
+import (
+	"context"
+	"time"
+
+	"go.uber.org/zap"
+)
+
+// addRule resolves a rule's resource and joins or creates its scopes (not
+// started). Rules with a namespace selector get their scopes from the
+// namespace watch instead.
+func (e *Exporter) addRule(r *rule) error {
+	res, err := e.resolver.Resolve(r.cfg.Resource)
+	if err != nil {
+		return err
+	}
+	if r.cfg.NamespaceSelector != "" && res.Namespaced {
+		return e.namespaces.add(r, res)
+	}
+	ids, err := scopeIDs(r.cfg, res)
+	if err != nil {
+		return err
+	}
+	e.joinScopes(r, res, ids)
+	return nil
+}
+
+// joinScopes adds a rule to scopes, creating the missing ones (not
+// started), and returns the ones it created. A created scope whose records
+// a restored checkpoint parked is compared with them once it syncs.
+func (e *Exporter) joinScopes(r *rule, res Resource, ids []scopeID) []*scope {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	var created []*scope
+	for _, id := range ids {
+		s, ok := e.scopes[id]
+		if !ok {
+			s = newScope(e, id, res)
+			e.scopes[id] = s
+			created = append(created, s)
+		}
+		s.update(func(t *scopeTable) {
+			t.rules = append(t.rules, r)
+			for _, name := range r.sinks {
+				sr := e.byName[name]
+				t.addRoute(sr, !r.emitInitial)
+				sr.addScope(s)
+			}
+			if !ok {
+				e.unpark(s, t)
+			}
+		})
+	}
+	return created
+}
+
+// leaveScopes removes a rule from scopes; a scope no rule needs any more is
+// stopped, and what its sinks had delivered from it is forgotten (leaving
+// the scope is not a deletion).
+func (e *Exporter) leaveScopes(r *rule, ids []scopeID) {
+	e.mu.Lock()
+	var stopped []*scope
+	for _, id := range ids {
+		s, ok := e.scopes[id]
+		if !ok {
+			continue
+		}
+		s.update(func(t *scopeTable) {
+			kept := t.rules[:0]
+			for _, x := range t.rules {
+				if x != r {
+					kept = append(kept, x)
+				}
+			}
+			t.rules = kept
+		})
+		if len(s.table().rules) == 0 {
+			delete(e.scopes, id)
+			s.stopInformer()
+			stopped = append(stopped, s)
+		}
+	}
+	e.mu.Unlock()
+	for _, s := range stopped {
+		for _, rt := range s.table().routes {
+			rt.sink.removeScope(s)
+		}
+		s.log.Info("scope stopped")
+	}
+}
+
+// scopeSynced runs once a scope's first list is in its cache: every sink
+// records that its checkpoint covers the scope, and a sink whose
+// checkpoint knew the scope queues every key it had, so deletions made
+// while kubefeed was down are found.
+func (e *Exporter) scopeSynced(s *scope) {
+	for _, rt := range s.table().routes {
+		st := rt.sink.store
+		if _, ok := st.Get(sentinelKey(s.id)); !ok {
+			st.Put(sentinelKey(s.id), Record{Scope: s.name})
+		}
+		if rt.restoreGap != nil {
+			st.Range(func(k Key, rec Record) bool {
+				if rec.Scope == s.name && !isSentinel(k) {
+					rt.sink.enqueue(k, rt.restoreGap)
+				}
+				return true
+			})
+		}
+		if f, ok := st.(Flusher); ok {
+			if err := f.Flush(); err != nil {
+				e.log.Error("checkpoint flush after sync", zap.String("sink", rt.sink.name), zap.Error(err))
+			}
+		}
+	}
+	s.ready.Store(true)
+	s.log.Debug("scope synced")
+}
+
+// startScope starts a scope created after Run began.
+func (e *Exporter) startScope(s *scope) {
+	if err := s.start(e.scopeSynced); err != nil {
+		e.log.Error("start informer", zap.String("scope", s.name), zap.Error(err))
+	}
+}
+
+// resolveLoop retries rules whose resource did not exist yet (a CRD created
+// after start), and starts their informers once it does.
+func (e *Exporter) resolveLoop(ctx context.Context, pending []*rule) error {
+	for len(pending) > 0 {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(e.retry):
+		}
+		e.resolver.Reset()
+		var still []*rule
+		for _, r := range pending {
+			before := e.scopeSet()
+			if err := e.addRule(r); err != nil {
+				e.log.Debug("resource still not available", zap.String("resource", r.cfg.Resource), zap.Error(err))
+				still = append(still, r)
+				continue
+			}
+			e.log.Info("resource appeared; watching", zap.Int("rule", r.index), zap.String("resource", r.cfg.Resource))
+			for id, s := range e.scopeSet() {
+				if before[id] == nil {
+					e.startScope(s)
+				}
+			}
+		}
+		pending = still
+	}
+	e.parked.done()
+	e.forgetParked()
+	return nil
+}
+
+func (e *Exporter) scopeSet() map[scopeID]*scope {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	out := make(map[scopeID]*scope, len(e.scopes))
+	for id, s := range e.scopes {
+		out[id] = s
+	}
+	return out
+}
+
+// watchdog restarts watches that made no progress for cfg.WatchTimeout.
+// The API server sends bookmarks about every minute, so a healthy watch
+// on an idle resource still makes progress.
+func (e *Exporter) watchdog(ctx context.Context) error {
+	timeout := e.cfg.WatchTimeout.Duration
+	t := time.NewTicker(max(timeout/4, 10*time.Millisecond))
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+			for _, s := range e.scopeSet() {
+				if s.restartStalledWatch(timeout) {
+					e.stalls.Add(1)
+					e.metrics.stalled.WithLabelValues(resourceLabel(s.res)).Inc()
+				}
+			}
+		}
+	}
+}
+
+func (e *Exporter) pruneLoop(ctx context.Context) error {
+	t := time.NewTicker(30 * time.Second)
+	defer t.Stop()
+	stores := make([]Store, 0, len(e.runners))
+	for _, r := range e.runners {
+		stores = append(stores, r.store)
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+			e.tombstones.prune(stores)
+		}
+	}
+}
