@@ -95,7 +95,12 @@ func TestDiffEscapesControlCharacters(t *testing.T) {
 			{Op: "remove", Path: "/metadata/annotations/osc\x1b]8;;http://x\x1b\\"},
 			{Op: "add", Path: "/data/bad\xffutf8", Value: map[string]any{"k\x1b[1m": "\u0085v"}},
 		}
-		if err := s.Send(t.Context(), []*event.Event{e, func() *event.Event { g := sinktest.Event(2, 1); g.Type = "io.kubefeed.gap\x1b[5m"; g.Data = nil; return g }()}); err != nil {
+		if err := s.Send(t.Context(), []*event.Event{e, func() *event.Event {
+			g := sinktest.Event(2, 1)
+			g.Type = "io.kubefeed.gap\x1b[5m"
+			g.Data = nil
+			return g
+		}()}); err != nil {
 			t.Fatal(err)
 		}
 		got := buf.String()
