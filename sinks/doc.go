@@ -11,4 +11,9 @@
 //     caller to wait at least a given time. Sinks never retry on their own:
 //     the caller's rate-limited queue is the one retry mechanism.
 //   - Close flushes and releases resources; Send is not called after it.
+//
+// Shared by every sink: SafeURL, the one way to show a URL in logs and
+// errors (scheme, host and port only); OpenAppend, which creates files 0600
+// in directories 0700; ErrDeadLettered, wrapped into the permanent error of
+// a send whose rejected events were kept by sinks/deadletter.
 package sinks

@@ -28,6 +28,11 @@ func Permanent(err error) error {
 	return &permanentError{err: err}
 }
 
+// ErrDeadLettered is wrapped into the permanent error of a send whose
+// rejected events were kept in the sink's dead-letter file: they are not
+// delivered, but not lost either.
+var ErrDeadLettered = errors.New("dead-lettered")
+
 // IsPermanent reports whether err was marked Permanent.
 func IsPermanent(err error) bool {
 	var p *permanentError

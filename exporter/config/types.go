@@ -87,6 +87,16 @@ type Sink struct {
 	JetStream *JetStreamSink `yaml:"jetstream"`
 	NATS      *NATSSink      `yaml:"nats"`
 	Webhook   *WebhookSink   `yaml:"webhook"`
+	// DeadLetter keeps the events this sink rejects permanently; nil: they
+	// are logged, counted and dropped.
+	DeadLetter *DeadLetter `yaml:"deadLetter"`
+}
+
+// DeadLetter is where a sink's permanently rejected events go.
+type DeadLetter struct {
+	// File receives one JSON line per event (the event as the sink got it,
+	// with reason, status and time); created 0600 in a 0700 directory.
+	File string `yaml:"file"`
 }
 
 // StdoutSink writes JSON lines to standard output.
@@ -192,7 +202,21 @@ type WebhookSink struct {
 	// Batch sends up to this many events per request as
 	// application/cloudevents-batch+json (0 or 1: one event per request).
 	Batch int `yaml:"batch"`
+	// FollowRedirects: "never" (default) or "sameHost" (307 and 308 to the
+	// same scheme, host and port only, method and body kept).
+	FollowRedirects string `yaml:"followRedirects"`
+	// RetryOn and PermanentOn override how response statuses are treated
+	// (default: 401, 403, 404, 408, 409, 429 and 5xx retried, other 4xx
+	// permanent).
+	RetryOn     []int `yaml:"retryOn"`
+	PermanentOn []int `yaml:"permanentOn"`
 }
+
+// Webhook redirect policies.
+const (
+	FollowRedirectsNever    = "never"
+	FollowRedirectsSameHost = "sameHost"
+)
 
 // Checkpoint says where delivered state is kept across restarts.
 type Checkpoint struct {

@@ -84,6 +84,9 @@ func (c *Config) SetDefaults() {
 			if w.Timeout.Duration == 0 {
 				w.Timeout.Duration = 10 * time.Second
 			}
+			if w.FollowRedirects == "" {
+				w.FollowRedirects = FollowRedirectsNever
+			}
 		}
 	}
 	if c.LeaderElection.Name == "" {
@@ -165,6 +168,7 @@ func (v *validator) config(c *Config) {
 	for i := range c.Sinks {
 		v.sink(fmt.Sprintf("sinks[%d]", i), &c.Sinks[i], sinkNames)
 	}
+	v.redactionKey(c.RedactionKeyFile)
 	if len(c.Watch) == 0 {
 		v.atKey("watch", "at least one watch rule is needed")
 	}
@@ -273,6 +277,7 @@ func (v *validator) sink(path string, s *Sink, names map[string]bool) {
 			}
 		}
 	}
+	v.sinkSafety(path, s)
 	if kinds != 1 {
 		v.atKey(path, "set exactly one sink kind (stdout, file, jetstream, nats, webhook), found %d", kinds)
 	}

@@ -2,14 +2,20 @@
 // size-based rotation. Each Send is written with one write call before it
 // returns, so a crash of kubefeed loses nothing the sink acknowledged; the
 // file is fsynced on Close and on rotation.
+//
+// Files are created 0600 and missing directories 0700. A failed write,
+// open or rotation is retryable: the next Send reopens the file and tries
+// the rotation again, so a full or briefly unwritable disk holds events
+// back instead of dropping them.
 package file
 
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
-	"path/filepath"
 	"strconv"
 	"sync"
 
@@ -28,11 +34,12 @@ type Options struct {
 
 // Sink appends events to a file.
 type Sink struct {
-	mu   sync.Mutex
-	opts Options
-	f    *os.File
-	size int64
-	buf  bytes.Buffer
+	mu     sync.Mutex
+	opts   Options
+	f      *os.File // nil after a failed open or rotation: reopened by the next Send
+	size   int64
+	buf    bytes.Buffer
+	closed bool
 }
 
 var _ sinks.Sink = (*Sink)(nil)
@@ -50,10 +57,7 @@ func New(o Options) (*Sink, error) {
 }
 
 func (s *Sink) open() error {
-	if err := os.MkdirAll(filepath.Dir(s.opts.Path), 0o755); err != nil {
-		return fmt.Errorf("file sink: %w", err)
-	}
-	f, err := os.OpenFile(s.opts.Path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	f, err := sinks.OpenAppend(s.opts.Path)
 	if err != nil {
 		return fmt.Errorf("file sink: %w", err)
 	}
@@ -73,7 +77,7 @@ func (s *Sink) Send(ctx context.Context, events []*event.Event) error {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.f == nil {
+	if s.closed {
 		return sinks.Permanent(fmt.Errorf("file sink %s: closed", s.opts.Path))
 	}
 	s.buf.Reset()
@@ -85,20 +89,32 @@ func (s *Sink) Send(ctx context.Context, events []*event.Event) error {
 		s.buf.Write(b)
 		s.buf.WriteByte('\n')
 	}
+	if s.f == nil {
+		if err := s.open(); err != nil {
+			return err // retryable: the directory may come back
+		}
+	}
 	if s.opts.MaxSize > 0 && s.size > 0 && s.size+int64(s.buf.Len()) > s.opts.MaxSize {
 		if err := s.rotate(); err != nil {
 			return err
 		}
 	}
 	n, err := s.f.Write(s.buf.Bytes())
-	s.size += int64(n)
 	if err != nil {
+		// Cut a partial line off, so the retry does not follow garbage.
+		if n > 0 && s.f.Truncate(s.size) != nil {
+			s.size += int64(n)
+		}
 		return fmt.Errorf("file sink %s: %w", s.opts.Path, err)
 	}
+	s.size += int64(n)
 	return nil
 }
 
-// rotate moves Path to Path.1 (shifting older backups) and starts anew.
+// rotate moves Path to Path.1 (shifting older backups) and starts anew. On
+// failure the file is closed and s.f is nil: the next Send reopens Path
+// and rotates again. Nothing rotated is overwritten: a backup that cannot
+// be shifted stops the rotation.
 func (s *Sink) rotate() error {
 	if err := s.f.Sync(); err != nil {
 		return fmt.Errorf("file sink: sync: %w", err)
@@ -106,20 +122,27 @@ func (s *Sink) rotate() error {
 	s.f.Close()
 	s.f = nil
 	keep := max(s.opts.MaxBackups, 1)
-	_ = os.Remove(s.opts.Path + "." + strconv.Itoa(keep))
-	for i := keep - 1; i >= 1; i-- {
-		_ = os.Rename(s.opts.Path+"."+strconv.Itoa(i), s.opts.Path+"."+strconv.Itoa(i+1))
+	if err := os.Remove(s.backup(keep)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("file sink: rotate: %w", err)
 	}
-	if err := os.Rename(s.opts.Path, s.opts.Path+".1"); err != nil {
+	for i := keep - 1; i >= 1; i-- {
+		if err := os.Rename(s.backup(i), s.backup(i+1)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("file sink: rotate: %w", err)
+		}
+	}
+	if err := os.Rename(s.opts.Path, s.backup(1)); err != nil {
 		return fmt.Errorf("file sink: rotate: %w", err)
 	}
 	return s.open()
 }
 
+func (s *Sink) backup(i int) string { return s.opts.Path + "." + strconv.Itoa(i) }
+
 // Close fsyncs and closes the file.
 func (s *Sink) Close(context.Context) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.closed = true
 	if s.f == nil {
 		return nil
 	}

@@ -94,3 +94,118 @@ func TestRotationKeepsEveryEvent(t *testing.T) {
 }
 
 func itoa(i int) string { return strconv.Itoa(i) }
+
+// TestFileModes: the events file, its rotated files and the directories the
+// sink creates are private to kubefeed's user.
+func TestFileModes(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "new", "events")
+	path := filepath.Join(dir, "events.jsonl")
+	s, err := file.New(file.Options{Path: path, MaxSize: 2048, MaxBackups: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for v := 1; v <= 20; v++ {
+		if err := s.Send(context.Background(), []*event.Event{sinktest.Event(1, v)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	files, _ := filepath.Glob(path + "*")
+	if len(files) < 3 {
+		t.Fatalf("files %v: want the events file and rotated ones", files)
+	}
+	for _, f := range files {
+		checkMode(t, f, 0o600)
+	}
+	checkMode(t, dir, 0o700|os.ModeDir)
+	checkMode(t, filepath.Dir(dir), 0o700|os.ModeDir)
+}
+
+func checkMode(t *testing.T, path string, want os.FileMode) {
+	t.Helper()
+	st, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Mode() != want {
+		t.Errorf("%s has mode %v, want %v", path, st.Mode(), want)
+	}
+}
+
+// TestFailedRotationIsRetryable: while the directory cannot be written
+// (here it is replaced by a plain file, which stops root too), sends fail
+// retryably; once it is back the next send rotates, and no event is lost.
+func TestFailedRotationIsRetryable(t *testing.T) {
+	base := t.TempDir()
+	dir := filepath.Join(base, "events")
+	aside := filepath.Join(base, "aside")
+	path := filepath.Join(dir, "events.jsonl")
+	s, err := file.New(file.Options{Path: path, MaxSize: 2048, MaxBackups: 100})
+	if err != nil {
+		t.Fatal(err)
+	}
+	send := func(v int) error { return s.Send(context.Background(), []*event.Event{sinktest.Event(1, v)}) }
+	failures := 0
+	v := 1
+	for ; v <= 10; v++ {
+		if err := send(v); err != nil {
+			t.Fatalf("event %d: %v", v, err)
+		}
+	}
+	// Break: the directory goes away and a file takes its name.
+	if err := os.Rename(dir, aside); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(dir, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for ; ; v++ {
+		err := send(v)
+		if err == nil {
+			continue // still under the size limit: the open file takes it
+		}
+		if sinks.IsPermanent(err) {
+			t.Fatalf("event %d: failed rotation is permanent: %v", v, err)
+		}
+		failures++
+		break
+	}
+	// Further sends keep failing retryably, never permanently.
+	for i := 0; i < 3; i++ {
+		if err := send(v); err == nil || sinks.IsPermanent(err) {
+			t.Fatalf("event %d while broken: %v, want a retryable error", v, err)
+		}
+	}
+	// Heal.
+	if err := os.Remove(dir); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(aside, dir); err != nil {
+		t.Fatal(err)
+	}
+	last := v + 20
+	for ; v <= last; v++ {
+		if err := send(v); err != nil {
+			t.Fatalf("event %d after healing: %v", v, err)
+		}
+	}
+	if err := s.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	backups, _ := filepath.Glob(path + ".*")
+	var paths []string
+	for i := len(backups); i >= 1; i-- {
+		paths = append(paths, path+"."+itoa(i))
+	}
+	got := ids(t, append(paths, path)...)
+	if len(got) != last {
+		t.Fatalf("%d events across files, want %d (after %d failures): %v", len(got), last, failures, got)
+	}
+	for i, id := range got {
+		if id != sinktest.Event(1, i+1).ID {
+			t.Fatalf("event %d is %s, want %s", i, id, sinktest.Event(1, i+1).ID)
+		}
+	}
+}

@@ -12,6 +12,8 @@
 // Events larger than the server's max payload follow sinks.Encode's policy
 // (drop oldObject, then reduce the object to its identity); an event that
 // still does not fit is published as an identity stub to deadLetterSubject
-// when one is configured, and otherwise dropped as a permanent error. Both
-// are counted.
+// when one is configured, and otherwise dropped as a permanent error (after
+// the acks of the events published before it). Both are counted. A
+// provisioned stream with default subjects also covers deadLetterSubject;
+// an existing stream must hold it, or New says so.
 package jetstream

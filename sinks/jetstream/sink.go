@@ -128,6 +128,11 @@ func (s *Sink) ensureStream(ctx context.Context) error {
 		}
 		if len(sc.Subjects) == 0 {
 			sc.Subjects = []string{want}
+			// The dead-letter subject needs a stream too (config validation
+			// checks explicit subjects cover it).
+			if dl := c.DeadLetterSubject; dl != "" && !config.SubjectCovers(want, dl) {
+				sc.Subjects = append(sc.Subjects, dl)
+			}
 		}
 		if p.Storage == "memory" {
 			sc.Storage = jetstream.MemoryStorage
@@ -151,14 +156,25 @@ func (s *Sink) ensureStream(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("stream %s: %w", c.Stream, err)
 	}
+	subjects := st.CachedInfo().Config.Subjects
 	sample := s.subject.Render(&event.Event{Cluster: s.opts.Cluster, APIVersion: "v1", Resource: "configmaps", Namespace: "default", Name: "x", Type: event.Added.Type()})
-	for _, f := range st.CachedInfo().Config.Subjects {
-		if natsconn.Matches(f, sample) {
-			s.ready.Store(true)
-			return nil
+	if !holds(subjects, sample) {
+		return fmt.Errorf("stream %s does not hold subject %s (its subjects: %v); add %s", c.Stream, sample, subjects, want)
+	}
+	if dl := c.DeadLetterSubject; dl != "" && !holds(subjects, dl) {
+		return fmt.Errorf("stream %s does not hold deadLetterSubject %s (its subjects: %v); add it to the stream", c.Stream, dl, subjects)
+	}
+	s.ready.Store(true)
+	return nil
+}
+
+func holds(filters []string, subject string) bool {
+	for _, f := range filters {
+		if natsconn.Matches(f, subject) {
+			return true
 		}
 	}
-	return fmt.Errorf("stream %s does not hold subject %s (its subjects: %v); add %s", c.Stream, sample, st.CachedInfo().Config.Subjects, want)
+	return false
 }
 
 // Send publishes the events asynchronously and waits for all their acks.
@@ -176,6 +192,11 @@ func (s *Sink) Send(ctx context.Context, events []*event.Event) error {
 		subject := s.subject.Render(e)
 		if errors.Is(err, sinks.ErrTooLarge) {
 			if s.opts.Config.DeadLetterSubject == "" {
+				// What was published before it must be acked first: a
+				// permanent error ends the whole send.
+				if aerr := s.await(ctx, futures); aerr != nil {
+					return aerr
+				}
 				s.dropped.Add(1)
 				return sinks.Permanent(fmt.Errorf("event %s: %w; no deadLetterSubject configured", e.ID, err))
 			}
@@ -186,6 +207,9 @@ func (s *Sink) Send(ctx context.Context, events []*event.Event) error {
 			subject = s.opts.Config.DeadLetterSubject
 			s.deadLettered.Add(1)
 		} else if err != nil {
+			if aerr := s.await(ctx, futures); aerr != nil {
+				return aerr
+			}
 			return sinks.Permanent(err)
 		} else if enc.Event != e {
 			s.shrunk.Add(1) // a dead-lettered stub is counted above, not here
@@ -201,6 +225,11 @@ func (s *Sink) Send(ctx context.Context, events []*event.Event) error {
 		}
 		futures = append(futures, f)
 	}
+	return s.await(ctx, futures)
+}
+
+// await waits for the acks of futures.
+func (s *Sink) await(ctx context.Context, futures []jetstream.PubAckFuture) error {
 	for _, f := range futures {
 		select {
 		case ack := <-f.Ok():

@@ -4,7 +4,6 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
-	"net/url"
 	"os"
 	"strings"
 	"time"
@@ -13,6 +12,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/kubefeed/kubefeed/exporter/config"
+	"github.com/kubefeed/kubefeed/sinks"
 )
 
 // Connect dials NATS. It does not fail when no server answers yet: the
@@ -52,7 +52,7 @@ func Options(c config.NATSConnection, log *zap.Logger) ([]nats.Option, error) {
 			log.Warn("nats disconnected; reconnecting", zap.String("servers", servers), zap.Error(err))
 		}),
 		nats.ReconnectHandler(func(nc *nats.Conn) {
-			log.Info("nats reconnected", zap.String("server", redactURL(nc.ConnectedUrl())))
+			log.Info("nats reconnected", zap.String("server", sinks.SafeURL(nc.ConnectedUrl())))
 		}),
 		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
 			log.Warn("nats error", zap.Error(err))
@@ -128,22 +128,6 @@ func readSecret(path, what string) (string, error) {
 	return strings.TrimSpace(string(b)), nil
 }
 
-// Redact joins server URLs with any user info removed, for logs and errors.
-func Redact(servers []string) string {
-	out := make([]string, len(servers))
-	for i, s := range servers {
-		out[i] = redactURL(s)
-	}
-	return strings.Join(out, ",")
-}
-
-func redactURL(s string) string {
-	u, err := url.Parse(s)
-	if err != nil {
-		return "<unparsable url>"
-	}
-	if u.User != nil {
-		u.User = url.User("REDACTED")
-	}
-	return u.String()
-}
+// Redact joins server URLs for logs and errors: scheme, host and port
+// only (sinks.SafeURL), so user info and tokens in a URL never show.
+func Redact(servers []string) string { return sinks.SafeURLs(servers) }

@@ -109,13 +109,15 @@ func (s *Sink) writeDiff(e *event.Event) {
 	case event.Deleted:
 		head = s.color(red, "DELETED ")
 	default:
-		head = s.color(cyan, e.Type)
+		head = s.color(cyan, escape(e.Type))
 	}
 	name := e.Name
 	if e.Namespace != "" {
 		name = e.Namespace + "/" + e.Name
 	}
-	fmt.Fprintf(s.w, "%s %s %s %s rv=%s", e.Time.Local().Format("15:04:05.000"), head, e.Kind, name, e.ResourceVersion)
+	// Every string from the cluster goes through escape: keys as well as
+	// values (a label key can carry an ANSI sequence).
+	fmt.Fprintf(s.w, "%s %s %s %s rv=%s", e.Time.Local().Format("15:04:05.000"), head, escape(e.Kind), escape(name), escape(e.ResourceVersion))
 	d, ok := e.Data.(*event.ChangeData)
 	if ok && d.Recovered {
 		s.w.WriteString(" (recovered)")
@@ -125,13 +127,14 @@ func (s *Sink) writeDiff(e *event.Event) {
 		return
 	}
 	for _, op := range d.Patch {
+		path := escape(op.Path)
 		switch op.Op {
 		case diff.OpAdd:
-			fmt.Fprintf(s.w, "  %s\n", s.color(green, "+ "+op.Path+": "+compact(op.Value)))
+			fmt.Fprintf(s.w, "  %s\n", s.color(green, "+ "+path+": "+compact(op.Value)))
 		case diff.OpRemove:
-			fmt.Fprintf(s.w, "  %s\n", s.color(red, "- "+op.Path))
+			fmt.Fprintf(s.w, "  %s\n", s.color(red, "- "+path))
 		default:
-			fmt.Fprintf(s.w, "  %s\n", s.color(yellow, "~ "+op.Path+": "+compact(op.Value)))
+			fmt.Fprintf(s.w, "  %s\n", s.color(yellow, "~ "+path+": "+compact(op.Value)))
 		}
 	}
 }
@@ -144,7 +147,7 @@ func compact(v any) string {
 	}
 	s := string(b)
 	if len(s) > 120 {
-		s = s[:117] + "..."
+		s = strings.ToValidUTF8(s[:117], "") + "..."
 	}
-	return strings.ReplaceAll(s, "\n", " ")
+	return escape(s)
 }

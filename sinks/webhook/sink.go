@@ -1,28 +1,19 @@
-// Package webhook is the HTTP sink: it POSTs CloudEvents (structured by
-// default, binary as an option, or batches of
-// application/cloudevents-batch+json) with its own http.Client and
-// timeouts.
-//
-// Classification: connection errors, timeouts, 5xx, 408 and 429 are
-// retryable (429 and 503 honour Retry-After); other 4xx are permanent.
-// Response bodies are always drained and closed. The bearer token and
-// header values read from files are never logged, and URLs are logged
-// without user info.
 package webhook
 
 import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"net/url"
 	"os"
-	"strconv"
 	"strings"
 	"sync/atomic"
-	"time"
+
+	"go.uber.org/zap"
 
 	"github.com/kubefeed/kubefeed/exporter/config"
 	"github.com/kubefeed/kubefeed/exporter/event"
@@ -36,9 +27,10 @@ const (
 	ContentTypeBatch      = "application/cloudevents-batch+json"
 )
 
-// Options of the sink.
+// Options of the sink. Config is required; Logger may be nil.
 type Options struct {
 	Config config.WebhookSink
+	Logger *zap.Logger
 }
 
 // Sink POSTs events to one URL.
@@ -46,7 +38,10 @@ type Sink struct {
 	cfg     config.WebhookSink
 	client  *http.Client
 	headers http.Header
-	target  string // URL without user info, for errors
+	target  string   // sinks.SafeURL of the URL, for logs and errors
+	secrets []string // header values and token, scrubbed from receiver echoes
+	policy  statusPolicy
+	log     *zap.Logger
 	closed  atomic.Bool
 }
 
@@ -55,12 +50,14 @@ var _ sinks.Sink = (*Sink)(nil)
 // New reads the secret files and builds the HTTP client.
 func New(o Options) (*Sink, error) {
 	c := o.Config
-	u, err := url.Parse(c.URL)
-	if err != nil {
-		return nil, fmt.Errorf("webhook url: %w", err)
+	log := o.Logger
+	if log == nil {
+		log = zap.NewNop()
 	}
-	target := *u
-	target.User = nil
+	u, err := url.Parse(c.URL)
+	if err != nil || u.Host == "" {
+		return nil, fmt.Errorf("webhook url %s: not an absolute URL", sinks.SafeURL(c.URL))
+	}
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.MaxIdleConnsPerHost = 32
 	if c.TLS != nil {
@@ -70,30 +67,51 @@ func New(o Options) (*Sink, error) {
 		}
 		tr.TLSClientConfig = tc
 	}
-	h := http.Header{}
+	s := &Sink{cfg: c, headers: http.Header{}, target: sinks.SafeURL(c.URL), policy: newStatusPolicy(c), log: log}
 	for k, v := range c.Headers {
-		h.Set(k, v)
+		s.setHeader(k, v)
 	}
 	for k, f := range c.HeaderFiles {
 		b, err := os.ReadFile(f)
 		if err != nil {
 			return nil, fmt.Errorf("webhook headerFiles[%s]: %w", k, err)
 		}
-		h.Set(k, strings.TrimSpace(string(b)))
+		s.setHeader(k, strings.TrimSpace(string(b)))
 	}
 	if c.BearerTokenFile != "" {
 		b, err := os.ReadFile(c.BearerTokenFile)
 		if err != nil {
 			return nil, fmt.Errorf("webhook bearerTokenFile: %w", err)
 		}
-		h.Set("Authorization", "Bearer "+strings.TrimSpace(string(b)))
+		tok := strings.TrimSpace(string(b))
+		s.setHeader("Authorization", "Bearer "+tok)
+		s.addSecret(tok)
 	}
-	return &Sink{
-		cfg:     c,
-		client:  &http.Client{Timeout: c.Timeout.Duration, Transport: tr},
-		headers: h,
-		target:  target.String(),
-	}, nil
+	if p, ok := u.User.Password(); ok {
+		s.addSecret(p)
+	}
+	s.client = &http.Client{Timeout: c.Timeout.Duration, Transport: tr, CheckRedirect: checkRedirect(c.FollowRedirects, u)}
+	return s, nil
+}
+
+func (s *Sink) setHeader(k, v string) {
+	s.headers.Set(k, v)
+	s.addSecret(v)
+}
+
+func (s *Sink) addSecret(v string) {
+	if len(v) >= 4 { // shorter values would scrub ordinary words
+		s.secrets = append(s.secrets, v)
+	}
+}
+
+// scrub removes the sink's header values and token from text the receiver
+// controls (a response body may echo the request).
+func (s *Sink) scrub(text string) string {
+	for _, v := range s.secrets {
+		text = strings.ReplaceAll(text, v, "<redacted>")
+	}
+	return text
 }
 
 // Send posts the events: one request each, or one batch per Send.
@@ -141,13 +159,17 @@ func (s *Sink) postBatch(ctx context.Context, events []*event.Event) error {
 func (s *Sink) post(ctx context.Context, body []byte, hdr http.Header) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.cfg.URL, bytes.NewReader(body))
 	if err != nil {
-		return sinks.Permanent(fmt.Errorf("request: %w", err))
+		return sinks.Permanent(fmt.Errorf("POST %s: request: %w", s.target, err))
 	}
 	req.Header = hdr
 	resp, err := s.client.Do(req)
 	if err != nil {
-		// The error text may contain the full URL; report it without user info.
-		return fmt.Errorf("POST %s: %s", s.target, redactErr(err, s.cfg.URL, s.target))
+		// A *url.Error names the full URL: show the safe one instead.
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
+		return fmt.Errorf("POST %s: %w", s.target, err)
 	}
 	defer resp.Body.Close()
 	snippet, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
@@ -155,38 +177,16 @@ func (s *Sink) post(ctx context.Context, body []byte, hdr http.Header) error {
 	if resp.StatusCode >= 200 && resp.StatusCode < 300 {
 		return nil
 	}
-	err = fmt.Errorf("POST %s: %s: %s", s.target, resp.Status, bytes.TrimSpace(snippet))
-	switch {
-	case resp.StatusCode == http.StatusTooManyRequests, resp.StatusCode == http.StatusServiceUnavailable:
-		if d, ok := retryAfter(resp.Header.Get("Retry-After")); ok {
-			return sinks.RetryAfter(err, d)
+	se := &StatusError{Code: resp.StatusCode, Target: s.target, Body: s.scrub(strings.ToValidUTF8(string(bytes.TrimSpace(snippet)), "?"))}
+	if resp.StatusCode >= 300 && resp.StatusCode < 400 {
+		if loc, err := resp.Location(); err == nil {
+			se.Location = sinks.SafeURL(loc.String())
 		}
-		return err
-	case resp.StatusCode == http.StatusRequestTimeout, resp.StatusCode >= 500:
-		return err
-	default:
-		return sinks.Permanent(err)
+		s.log.Warn("webhook answered with a redirect that is not followed; retrying later",
+			zap.String("url", s.target), zap.Int("status", se.Code), zap.String("location", se.Location),
+			zap.String("followRedirects", s.cfg.FollowRedirects))
 	}
-}
-
-// retryAfter parses seconds or an HTTP date, capped at 5 minutes.
-func retryAfter(v string) (time.Duration, bool) {
-	if v == "" {
-		return 0, false
-	}
-	var d time.Duration
-	if n, err := strconv.Atoi(v); err == nil && n >= 0 {
-		d = time.Duration(n) * time.Second
-	} else if t, err := http.ParseTime(v); err == nil {
-		d = time.Until(t)
-	} else {
-		return 0, false
-	}
-	return min(max(d, 0), 5*time.Minute), true
-}
-
-func redactErr(err error, full, safe string) string {
-	return strings.ReplaceAll(err.Error(), full, safe)
+	return s.policy.classify(se, resp.Header.Get("Retry-After"))
 }
 
 // Close releases idle connections.

@@ -117,8 +117,12 @@ func TestClassification(t *testing.T) {
 		after     time.Duration
 	}{
 		{400, "", true, 0},
-		{403, "", true, 0},
-		{404, "", true, 0},
+		{401, "", false, 0},
+		{403, "", false, 0},
+		{404, "", false, 0},
+		{409, "", false, 0},
+		{410, "", true, 0},
+		{422, "", true, 0},
 		{408, "", false, 0},
 		{429, "7", false, 7 * time.Second},
 		{503, "2", false, 2 * time.Second},
@@ -170,5 +174,12 @@ func TestHangingEndpointTimesOut(t *testing.T) {
 	err := s.Send(context.Background(), []*event.Event{sinktest.Event(1, 1)})
 	if err == nil || sinks.IsPermanent(err) {
 		t.Errorf("hanging endpoint: %v, want a retryable timeout", err)
+	}
+}
+
+func writeFile(t *testing.T, path, content string) {
+	t.Helper()
+	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
 	}
 }

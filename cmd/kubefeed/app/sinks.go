@@ -9,6 +9,7 @@ import (
 
 	"github.com/kubefeed/kubefeed/exporter/config"
 	"github.com/kubefeed/kubefeed/sinks"
+	"github.com/kubefeed/kubefeed/sinks/deadletter"
 	"github.com/kubefeed/kubefeed/sinks/file"
 	"github.com/kubefeed/kubefeed/sinks/jetstream"
 	natssink "github.com/kubefeed/kubefeed/sinks/nats"
@@ -44,13 +45,21 @@ func buildSinks(ctx context.Context, cfg *config.Config, log *zap.Logger) (map[s
 			}
 			s = n
 		case sc.Webhook != nil:
-			w, err := webhook.New(webhook.Options{Config: *sc.Webhook})
+			w, err := webhook.New(webhook.Options{Config: *sc.Webhook, Logger: log.Named("webhook").With(zap.String("sink", sc.Name))})
 			if err != nil {
 				return out, fmt.Errorf("sink %s: %w", sc.Name, err)
 			}
 			s = w
 		default:
 			return out, fmt.Errorf("sink %s: this kind of sink is not available in this build", sc.Name)
+		}
+		if dl := sc.DeadLetter; dl != nil {
+			w, err := deadletter.Wrap(s, deadletter.Options{Name: sc.Name, Path: dl.File, Logger: log.Named("deadletter").With(zap.String("sink", sc.Name))})
+			if err != nil {
+				_ = s.Close(ctx)
+				return out, fmt.Errorf("sink %s: %w", sc.Name, err)
+			}
+			s = w
 		}
 		out[sc.Name] = s
 	}

@@ -1,0 +1,112 @@
+package config
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"strings"
+)
+
+// MinRedactionKeyBytes is the shortest key redact: hash accepts (HMAC-SHA256
+// wants a key as long as its output).
+const MinRedactionKeyBytes = 32
+
+// redactionKey reads redactionKeyFile now, so that a missing, empty or
+// short key is a config problem with its position, not a surprise at run
+// time.
+func (v *validator) redactionKey(path string) {
+	if path == "" {
+		return
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		v.at("redactionKeyFile", "cannot read the key: %v", err)
+		return
+	}
+	if n := len(bytes.TrimSpace(b)); n < MinRedactionKeyBytes {
+		v.at("redactionKeyFile", "key is %d bytes, need at least %d (for example: head -c 48 /dev/urandom | base64 > %s)", n, MinRedactionKeyBytes, path)
+	}
+}
+
+// sinkSafety checks the options that keep a sink's events and secrets
+// where they belong: dead letters, webhook redirects and status policy,
+// the JetStream dead-letter subject.
+func (v *validator) sinkSafety(path string, s *Sink) {
+	if d := s.DeadLetter; d != nil {
+		if strings.TrimSpace(d.File) == "" {
+			v.atKey(path+".deadLetter", "file is required (a path for JSON lines)")
+		} else if s.File != nil && s.File.Path == d.File {
+			v.at(path+".deadLetter.file", "must not be the sink's own file %q", d.File)
+		}
+	}
+	if w := s.Webhook; w != nil {
+		p := path + ".webhook"
+		switch w.FollowRedirects {
+		case "", FollowRedirectsNever, FollowRedirectsSameHost:
+		default:
+			v.at(p+".followRedirects", "must be %s or %s, got %q", FollowRedirectsNever, FollowRedirectsSameHost, w.FollowRedirects)
+		}
+		retry := map[int]bool{}
+		for i, c := range w.RetryOn {
+			if c < 300 || c > 599 {
+				v.at(fmt.Sprintf("%s.retryOn[%d]", p, i), "must be an HTTP status from 300 to 599, got %d", c)
+			}
+			retry[c] = true
+		}
+		for i, c := range w.PermanentOn {
+			if c < 300 || c > 599 {
+				v.at(fmt.Sprintf("%s.permanentOn[%d]", p, i), "must be an HTTP status from 300 to 599, got %d", c)
+			} else if retry[c] {
+				v.at(fmt.Sprintf("%s.permanentOn[%d]", p, i), "status %d is in retryOn too", c)
+			}
+		}
+	}
+	if j := s.JetStream; j != nil && j.DeadLetterSubject != "" {
+		p := path + ".jetstream"
+		if err := checkLiteralSubject(j.DeadLetterSubject); err != nil {
+			v.at(p+".deadLetterSubject", "%v", err)
+		} else if pr := j.Provision; pr != nil && len(pr.Subjects) > 0 && !anySubjectCovers(pr.Subjects, j.DeadLetterSubject) {
+			v.at(p+".provision.subjects", "no subject of the stream covers deadLetterSubject %q, so its messages would have no stream: add it", j.DeadLetterSubject)
+		}
+	}
+}
+
+// checkLiteralSubject accepts a NATS subject without wildcards or
+// placeholders.
+func checkLiteralSubject(s string) error {
+	for _, tok := range strings.Split(s, ".") {
+		switch {
+		case tok == "":
+			return fmt.Errorf("subject %q has an empty token", s)
+		case strings.ContainsAny(tok, "*> \t\r\n"):
+			return fmt.Errorf("subject %q: wildcards and spaces are not allowed", s)
+		case strings.ContainsAny(tok, "{}"):
+			return fmt.Errorf("subject %q: placeholders are not allowed here (a fixed subject)", s)
+		}
+	}
+	return nil
+}
+
+func anySubjectCovers(filters []string, subject string) bool {
+	for _, f := range filters {
+		if SubjectCovers(f, subject) {
+			return true
+		}
+	}
+	return false
+}
+
+// SubjectCovers reports whether the NATS subject filter (with * and >
+// wildcards) matches the literal subject.
+func SubjectCovers(filter, subject string) bool {
+	ft, st := strings.Split(filter, "."), strings.Split(subject, ".")
+	for i, f := range ft {
+		if f == ">" {
+			return i < len(st)
+		}
+		if i >= len(st) || (f != "*" && f != st[i]) {
+			return false
+		}
+	}
+	return len(ft) == len(st)
+}

@@ -1,0 +1,112 @@
+package deadletter
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync/atomic"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/kubefeed/kubefeed/exporter/event"
+	"github.com/kubefeed/kubefeed/sinks"
+)
+
+// Options of Wrap. Path is required.
+type Options struct {
+	// Name of the wrapped sink, written into records.
+	Name   string
+	Path   string
+	Logger *zap.Logger
+	// Now defaults to time.Now.
+	Now func() time.Time
+}
+
+// Sink is a sink whose permanent failures go to a dead-letter file.
+type Sink struct {
+	inner  sinks.Sink
+	file   *File
+	opts   Options
+	log    *zap.Logger
+	closed atomic.Bool
+}
+
+var _ sinks.Sink = (*Sink)(nil)
+
+// Wrap opens the dead-letter file and puts it behind inner.
+func Wrap(inner sinks.Sink, o Options) (*Sink, error) {
+	if o.Path == "" {
+		return nil, errors.New("dead letter: file is required")
+	}
+	if o.Logger == nil {
+		o.Logger = zap.NewNop()
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	f, err := OpenFile(o.Path)
+	if err != nil {
+		return nil, err
+	}
+	return &Sink{inner: inner, file: f, opts: o, log: o.Logger}, nil
+}
+
+// Send sends through the wrapped sink. A permanent failure is written to
+// the dead-letter file and returned as a permanent error wrapping
+// sinks.ErrDeadLettered; a failed dead-letter write is retryable.
+func (s *Sink) Send(ctx context.Context, events []*event.Event) error {
+	if s.closed.Load() {
+		return sinks.Permanent(errors.New("sink closed"))
+	}
+	err := s.inner.Send(ctx, events)
+	if err == nil || !sinks.IsPermanent(err) || ctx.Err() != nil {
+		return err
+	}
+	if len(events) == 1 {
+		return s.keep(events, err)
+	}
+	// Find the events the destination rejects: send them one by one.
+	var first error
+	for _, e := range events {
+		one := []*event.Event{e}
+		err := s.inner.Send(ctx, one)
+		switch {
+		case err == nil:
+			continue
+		case !sinks.IsPermanent(err):
+			return err
+		}
+		if kerr := s.keep(one, err); !errors.Is(kerr, sinks.ErrDeadLettered) {
+			return kerr
+		} else if first == nil {
+			first = kerr
+		}
+	}
+	if first == nil {
+		return nil // every event went through on its own
+	}
+	return first
+}
+
+func (s *Sink) keep(events []*event.Event, cause error) error {
+	if err := s.file.Write(s.opts.Name, events, cause, s.opts.Now()); err != nil {
+		// Retryable: the events stay queued until they are delivered or kept.
+		return fmt.Errorf("%w (kept for retry: the events were rejected: %v)", err, cause)
+	}
+	for _, e := range events {
+		s.log.Warn("event rejected permanently, written to the dead-letter file",
+			zap.String("id", e.ID), zap.String("file", s.file.Path()), zap.Error(cause))
+	}
+	return sinks.Permanent(fmt.Errorf("%w to %s: %w", sinks.ErrDeadLettered, s.file.Path(), cause))
+}
+
+// Close closes the wrapped sink, then the file.
+func (s *Sink) Close(ctx context.Context) error {
+	s.closed.Store(true)
+	err := s.inner.Close(ctx)
+	if cerr := s.file.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}

@@ -1,0 +1,109 @@
+package webhook
+
+import (
+	"fmt"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/kubefeed/kubefeed/exporter/config"
+	"github.com/kubefeed/kubefeed/sinks"
+)
+
+// StatusError is a response outside 2xx.
+type StatusError struct {
+	Code int
+	// Target is the URL as logs may show it (sinks.SafeURL).
+	Target string
+	// Location of a 3xx, shown the same way; empty otherwise.
+	Location string
+	// Body is the start of the response body, with secrets scrubbed.
+	Body string
+}
+
+func (e *StatusError) Error() string {
+	msg := fmt.Sprintf("POST %s: %d %s", e.Target, e.Code, http.StatusText(e.Code))
+	if e.Code >= 300 && e.Code < 400 {
+		loc := e.Location
+		if loc == "" {
+			loc = "no Location"
+		}
+		msg += fmt.Sprintf(": redirect to %s not followed", loc)
+	}
+	if e.Body != "" {
+		msg += ": " + e.Body
+	}
+	return msg
+}
+
+// HTTPStatus is the response status (dead-letter records carry it).
+func (e *StatusError) HTTPStatus() int { return e.Code }
+
+// statusPolicy decides what a response status means.
+type statusPolicy struct {
+	retry, permanent map[int]bool
+}
+
+func newStatusPolicy(c config.WebhookSink) statusPolicy {
+	p := statusPolicy{retry: map[int]bool{}, permanent: map[int]bool{}}
+	for _, s := range c.RetryOn {
+		p.retry[s] = true
+	}
+	for _, s := range c.PermanentOn {
+		p.permanent[s] = true
+	}
+	return p
+}
+
+// retryable: 3xx that was not followed, 401/403/404/409 (credentials being
+// rotated, a receiver being redeployed), 408, 429 and 5xx, unless the
+// config says otherwise.
+func (p statusPolicy) retryable(code int) bool {
+	switch {
+	case p.retry[code]:
+		return true
+	case p.permanent[code]:
+		return false
+	case code >= 300 && code < 400, code >= 500:
+		return true
+	}
+	switch code {
+	case http.StatusUnauthorized, http.StatusForbidden, http.StatusNotFound, http.StatusConflict,
+		http.StatusRequestTimeout, http.StatusTooManyRequests:
+		return true
+	}
+	return false
+}
+
+// classify turns a non-2xx response into the sink error: permanent,
+// retryable after the receiver's positive Retry-After, or plainly
+// retryable (the queue's backoff).
+func (p statusPolicy) classify(err *StatusError, retryAfterHeader string) error {
+	if !p.retryable(err.Code) {
+		return sinks.Permanent(err)
+	}
+	if d, ok := retryAfter(retryAfterHeader, time.Now()); ok && d > 0 {
+		return sinks.RetryAfter(err, d)
+	}
+	// No Retry-After, 0, or a date in the past: a plain retryable error, so
+	// the queue's exponential backoff applies (RetryAfter(0) would retry at
+	// once, in a loop).
+	return err
+}
+
+// retryAfter parses seconds or an HTTP date, capped at 5 minutes; ok is
+// false when the header is absent or unreadable.
+func retryAfter(v string, now time.Time) (time.Duration, bool) {
+	if v == "" {
+		return 0, false
+	}
+	var d time.Duration
+	if n, err := strconv.Atoi(v); err == nil && n >= 0 {
+		d = time.Duration(min(n, 3600)) * time.Second
+	} else if t, err := http.ParseTime(v); err == nil {
+		d = t.Sub(now)
+	} else {
+		return 0, false
+	}
+	return min(max(d, 0), 5*time.Minute), true
+}

@@ -1,0 +1,118 @@
+package webhook_test
+
+import (
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/kubefeed/kubefeed/exporter/config"
+	"github.com/kubefeed/kubefeed/exporter/event"
+	"github.com/kubefeed/kubefeed/sinks"
+	"github.com/kubefeed/kubefeed/sinks/sinktest"
+)
+
+// TestTokenRotation: a 401 while the receiver rotates its token is retried,
+// and the event arrives once the receiver accepts it.
+func TestTokenRotation(t *testing.T) {
+	rec := &receiver{}
+	srv := httptest.NewServer(rec)
+	defer srv.Close()
+	s := newSink(t, config.WebhookSink{URL: srv.URL})
+	ev := sinktest.Event(1, 1)
+	rec.setStatus(http.StatusUnauthorized, "")
+	err := s.Send(context.Background(), []*event.Event{ev})
+	if err == nil || sinks.IsPermanent(err) {
+		t.Fatalf("401: %v, want retryable", err)
+	}
+	rec.setStatus(0, "")
+	if err := s.Send(context.Background(), []*event.Event{ev}); err != nil {
+		t.Fatal(err)
+	}
+	if got := rec.received(t); len(got) != 1 || got[0] != ev.ID {
+		t.Errorf("received %v, want %s", got, ev.ID)
+	}
+}
+
+func TestStatusOverrides(t *testing.T) {
+	rec := &receiver{}
+	srv := httptest.NewServer(rec)
+	defer srv.Close()
+	s := newSink(t, config.WebhookSink{URL: srv.URL, RetryOn: []int{400, 422}, PermanentOn: []int{401, 503, 302}})
+	for _, tc := range []struct {
+		status    int
+		permanent bool
+	}{
+		{400, false}, {422, false}, // permanent by default, retried by retryOn
+		{401, true}, {503, true}, {302, true}, // retried by default, permanent by permanentOn
+		{404, false}, {500, false}, {418, true}, // defaults stay
+	} {
+		rec.setStatus(tc.status, "")
+		err := s.Send(context.Background(), []*event.Event{sinktest.Event(1, 1)})
+		if err == nil || sinks.IsPermanent(err) != tc.permanent {
+			t.Errorf("status %d: %v, permanent %v, want %v", tc.status, err, sinks.IsPermanent(err), tc.permanent)
+		}
+	}
+}
+
+// TestRetryAfterZeroOrPastBacksOff: Retry-After 0 or a past date must not
+// ask for an immediate retry (a hot loop); the queue's backoff applies. The
+// sink itself sends exactly one request per Send.
+func TestRetryAfterZeroOrPastBacksOff(t *testing.T) {
+	var requests atomic.Int64
+	var retry atomic.Value
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		requests.Add(1)
+		w.Header().Set("Retry-After", retry.Load().(string))
+		w.WriteHeader(http.StatusTooManyRequests)
+	}))
+	defer srv.Close()
+	s := newSink(t, config.WebhookSink{URL: srv.URL})
+	for _, v := range []string{"0", time.Now().Add(-time.Hour).UTC().Format(http.TimeFormat), "-5", "soon", ""} {
+		retry.Store(v)
+		before := requests.Load()
+		err := s.Send(context.Background(), []*event.Event{sinktest.Event(1, 1)})
+		if err == nil || sinks.IsPermanent(err) {
+			t.Fatalf("Retry-After %q: %v, want retryable", v, err)
+		}
+		if d, ok := sinks.RetryAfterOf(err); ok {
+			t.Errorf("Retry-After %q: asks to retry after %v; want the queue's backoff", v, d)
+		}
+		if n := requests.Load() - before; n != 1 {
+			t.Errorf("Retry-After %q: %d requests for one Send, want 1", v, n)
+		}
+	}
+	retry.Store(time.Now().Add(time.Hour).UTC().Format(http.TimeFormat))
+	err := s.Send(context.Background(), []*event.Event{sinktest.Event(1, 1)})
+	if d, ok := sinks.RetryAfterOf(err); !ok || d < 4*time.Minute || d > 5*time.Minute {
+		t.Errorf("Retry-After in an hour: %v (%v), want capped at 5m", d, ok)
+	}
+}
+
+// TestErrorsShowNoSecrets: URL path, query and user info, the token and
+// header values echoed by the receiver never appear in errors.
+func TestErrorsShowNoSecrets(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Error(w, "bad request from "+r.Header.Get("Authorization")+" "+r.Header.Get("X-Api-Key"), http.StatusBadRequest)
+	}))
+	defer srv.Close()
+	dir := t.TempDir()
+	writeFile(t, dir+"/tok", "tok-s3cret")
+	u := strings.Replace(srv.URL, "http://", "http://user:pw-s3cret@", 1) + "/hooks/path-s3cret?key=q-s3cret"
+	s := newSink(t, config.WebhookSink{URL: u, BearerTokenFile: dir + "/tok", Headers: map[string]string{"X-Api-Key": "hdr-s3cret"}})
+	err := s.Send(context.Background(), []*event.Event{sinktest.Event(1, 1)})
+	if err == nil || !sinks.IsPermanent(err) {
+		t.Fatalf("400: %v, want permanent", err)
+	}
+	if msg := err.Error(); strings.Contains(msg, "s3cret") || !strings.Contains(msg, srv.URL+"/…") || !strings.Contains(msg, "400") {
+		t.Errorf("error %q: want the safe URL, the status and no secret", msg)
+	}
+	srv.Close()
+	err = s.Send(context.Background(), []*event.Event{sinktest.Event(1, 1)})
+	if err == nil || sinks.IsPermanent(err) || strings.Contains(err.Error(), "s3cret") {
+		t.Errorf("connection refused: %v, want retryable without secrets", err)
+	}
+}
