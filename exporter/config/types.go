@@ -87,6 +87,7 @@ type Sink struct {
 	JetStream *JetStreamSink `yaml:"jetstream"`
 	NATS      *NATSSink      `yaml:"nats"`
 	Webhook   *WebhookSink   `yaml:"webhook"`
+	Kafka     *KafkaSink     `yaml:"kafka"`
 }
 
 // StdoutSink writes JSON lines to standard output.
