@@ -87,6 +87,7 @@ type Sink struct {
 	JetStream *JetStreamSink `yaml:"jetstream"`
 	NATS      *NATSSink      `yaml:"nats"`
 	Webhook   *WebhookSink   `yaml:"webhook"`
+	Kafka     *KafkaSink     `yaml:"kafka"`
 	// DeadLetter keeps the events this sink rejects permanently; nil: they
 	// are logged, counted and dropped.
 	DeadLetter *DeadLetter `yaml:"deadLetter"`

@@ -77,6 +77,9 @@ func (c *Config) SetDefaults() {
 				n.Mode = ModeStructured
 			}
 		}
+		if k := c.Sinks[i].Kafka; k != nil {
+			k.setDefaults()
+		}
 		if w := c.Sinks[i].Webhook; w != nil {
 			if w.Mode == "" {
 				w.Mode = ModeStructured
@@ -277,9 +280,13 @@ func (v *validator) sink(path string, s *Sink, names map[string]bool) {
 			}
 		}
 	}
+	if s.Kafka != nil {
+		kinds++
+		v.kafka(path+".kafka", s.Kafka)
+	}
 	v.sinkSafety(path, s)
 	if kinds != 1 {
-		v.atKey(path, "set exactly one sink kind (stdout, file, jetstream, nats, webhook), found %d", kinds)
+		v.atKey(path, "set exactly one sink kind (stdout, file, jetstream, nats, webhook, kafka), found %d", kinds)
 	}
 }
 

@@ -12,6 +12,7 @@ import (
 	"github.com/kubefeed/kubefeed/sinks/deadletter"
 	"github.com/kubefeed/kubefeed/sinks/file"
 	"github.com/kubefeed/kubefeed/sinks/jetstream"
+	"github.com/kubefeed/kubefeed/sinks/kafka"
 	natssink "github.com/kubefeed/kubefeed/sinks/nats"
 	"github.com/kubefeed/kubefeed/sinks/stdout"
 	"github.com/kubefeed/kubefeed/sinks/webhook"
@@ -44,6 +45,12 @@ func buildSinks(ctx context.Context, cfg *config.Config, log *zap.Logger) (map[s
 				return out, fmt.Errorf("sink %s: %w", sc.Name, err)
 			}
 			s = n
+		case sc.Kafka != nil:
+			k, err := kafka.New(ctx, kafka.Options{Config: *sc.Kafka, Cluster: cfg.Cluster, Logger: log.Named("kafka").With(zap.String("sink", sc.Name))})
+			if err != nil {
+				return out, fmt.Errorf("sink %s: %w", sc.Name, err)
+			}
+			s = k
 		case sc.Webhook != nil:
 			w, err := webhook.New(webhook.Options{Config: *sc.Webhook, Logger: log.Named("webhook").With(zap.String("sink", sc.Name))})
 			if err != nil {

@@ -1,0 +1,100 @@
+package kafka
+
+import (
+	"fmt"
+	"os"
+	"strings"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/sasl"
+	"github.com/twmb/franz-go/pkg/sasl/plain"
+	"github.com/twmb/franz-go/pkg/sasl/scram"
+	"go.uber.org/zap"
+
+	"github.com/kubefeed/kubefeed/exporter/config"
+	"github.com/kubefeed/kubefeed/sinks/natsconn"
+)
+
+// recordOverhead is what a record batch and one record add to the encoded
+// event (batch header, record framing, key): the room kept below
+// maxMessageBytes.
+const recordOverhead = 512
+
+// clientOptions turns the config into kgo options. Secrets are read here,
+// once, at start.
+func clientOptions(c config.KafkaSink, log *zap.Logger) ([]kgo.Opt, error) {
+	opts := []kgo.Opt{
+		kgo.SeedBrokers(c.Brokers...),
+		kgo.ClientID(c.ClientID),
+		kgo.ProducerBatchMaxBytes(int32(c.MaxMessageBytes)),
+		kgo.RecordPartitioner(partitioner{}),
+		kgo.RecordDeliveryTimeout(DeliveryTimeout),
+		kgo.WithLogger(kgoLogger{log}),
+	}
+	if c.Acks == config.KafkaAcksLeader {
+		opts = append(opts, kgo.RequiredAcks(kgo.LeaderAck()), kgo.DisableIdempotentWrite())
+	} else {
+		opts = append(opts, kgo.RequiredAcks(kgo.AllISRAcks()))
+	}
+	if s := c.SASL; s != nil {
+		m, err := mechanism(s)
+		if err != nil {
+			return nil, err
+		}
+		opts = append(opts, kgo.SASL(m))
+	}
+	if c.TLS != nil {
+		tc, err := natsconn.TLSConfig(c.TLS)
+		if err != nil {
+			return nil, err
+		}
+		opts = append(opts, kgo.DialTLSConfig(tc))
+	}
+	return opts, nil
+}
+
+func mechanism(s *config.KafkaSASL) (sasl.Mechanism, error) {
+	b, err := os.ReadFile(s.PasswordFile)
+	if err != nil {
+		return nil, fmt.Errorf("sasl.passwordFile: %w", err)
+	}
+	pass := strings.TrimRight(string(b), "\r\n")
+	if pass == "" {
+		return nil, fmt.Errorf("sasl.passwordFile %s is empty", s.PasswordFile)
+	}
+	switch s.Mechanism {
+	case "PLAIN":
+		return plain.Auth{User: s.User, Pass: pass}.AsMechanism(), nil
+	case "SCRAM-SHA-256":
+		return scram.Auth{User: s.User, Pass: pass}.AsSha256Mechanism(), nil
+	case "SCRAM-SHA-512":
+		return scram.Auth{User: s.User, Pass: pass}.AsSha512Mechanism(), nil
+	}
+	return nil, fmt.Errorf("sasl.mechanism %q: use one of %s", s.Mechanism, strings.Join(config.KafkaSASLMechanisms, ", "))
+}
+
+// kgoLogger routes kgo's log into zap: its info (connections, metadata) at
+// debug, warnings and errors as they are.
+type kgoLogger struct{ log *zap.Logger }
+
+func (l kgoLogger) Level() kgo.LogLevel {
+	if l.log.Core().Enabled(zap.DebugLevel) {
+		return kgo.LogLevelInfo
+	}
+	return kgo.LogLevelWarn
+}
+
+func (l kgoLogger) Log(level kgo.LogLevel, msg string, keyvals ...any) {
+	fields := make([]zap.Field, 0, len(keyvals)/2)
+	for i := 0; i+1 < len(keyvals); i += 2 {
+		fields = append(fields, zap.Any(fmt.Sprint(keyvals[i]), keyvals[i+1]))
+	}
+	switch level {
+	case kgo.LogLevelError:
+		l.log.Error(msg, fields...)
+	case kgo.LogLevelWarn:
+		l.log.Warn(msg, fields...)
+	default:
+		l.log.Debug(msg, fields...)
+	}
+}

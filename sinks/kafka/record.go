@@ -1,0 +1,93 @@
+package kafka
+
+import (
+	"context"
+	"strings"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/kubefeed/kubefeed/exporter/event"
+	"github.com/kubefeed/kubefeed/sinks"
+)
+
+// Content types on the wire.
+const (
+	ContentTypeStructured = "application/cloudevents+json"
+	HeaderContentType     = "content-type"
+)
+
+// record builds the record of one encoded event for topic, keyed by the
+// object's uid (the event id when there is none).
+func record(topic string, enc sinks.Encoded) *kgo.Record {
+	key := enc.Event.UID
+	if key == "" {
+		key = enc.Event.ID
+	}
+	return &kgo.Record{Topic: topic, Key: []byte(key), Value: enc.Body, Headers: headers(enc)}
+}
+
+// headers are the CloudEvents Kafka binding's: in binary mode the ce-*
+// attributes become ce_* headers and the content type content-type; in
+// structured mode only content-type, application/cloudevents+json.
+func headers(enc sinks.Encoded) []kgo.RecordHeader {
+	if len(enc.Headers) == 0 {
+		return []kgo.RecordHeader{{Key: HeaderContentType, Value: []byte(ContentTypeStructured)}}
+	}
+	hs := make([]kgo.RecordHeader, 0, len(enc.Headers))
+	for _, h := range enc.Headers {
+		k := h[0]
+		switch {
+		case strings.EqualFold(k, "Content-Type"):
+			k = HeaderContentType
+		case strings.HasPrefix(k, "ce-"):
+			k = "ce_" + k[len("ce-"):]
+		}
+		hs = append(hs, kgo.RecordHeader{Key: k, Value: []byte(h[1])})
+	}
+	return hs
+}
+
+// toEveryPartition copies r once per partition of its topic, each pinned to
+// its partition (a gap marker, for consumers of any partition).
+func toEveryPartition(ctx context.Context, r *kgo.Record, partitions int) []*kgo.Record {
+	out := make([]*kgo.Record, partitions)
+	pinned := context.WithValue(ctx, pinnedKey{}, true)
+	for p := range out {
+		c := *r
+		c.Partition = int32(p)
+		c.Context = pinned
+		out[p] = &c
+	}
+	return out
+}
+
+// pinnedKey marks, in a record's context, a record whose Partition is set.
+type pinnedKey struct{}
+
+func isPinned(r *kgo.Record) bool {
+	return r.Context != nil && r.Context.Value(pinnedKey{}) != nil
+}
+
+// partitioner hashes keys as Kafka's producers do (murmur2), except for
+// pinned records, which keep their partition.
+type partitioner struct{}
+
+func (partitioner) ForTopic(topic string) kgo.TopicPartitioner {
+	return topicPartitioner{kgo.StickyKeyPartitioner(nil).ForTopic(topic)}
+}
+
+type topicPartitioner struct{ keyed kgo.TopicPartitioner }
+
+func (p topicPartitioner) RequiresConsistency(r *kgo.Record) bool {
+	return isPinned(r) || p.keyed.RequiresConsistency(r)
+}
+
+func (p topicPartitioner) Partition(r *kgo.Record, n int) int {
+	if isPinned(r) {
+		return int(r.Partition) % n
+	}
+	return p.keyed.Partition(r, n)
+}
+
+// isGap reports whether e is a gap marker.
+func isGap(e *event.Event) bool { return e.Type == event.TypeGap }
