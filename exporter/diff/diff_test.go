@@ -5,9 +5,11 @@ import (
 	"math/rand"
 	"reflect"
 	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/kubefeed/kubefeed/exporter/diff"
+	"github.com/kubefeed/kubefeed/exporter/event"
 	"github.com/kubefeed/kubefeed/filters"
 )
 
@@ -195,5 +197,18 @@ func TestDiffRandomRoundTrip(t *testing.T) {
 		a, b := map[string]any{"x": randomValue(r, 4)}, map[string]any{"x": randomValue(r, 4)}
 		applies(t, a, b)
 		checkIgnore(t, o, a, b)
+	}
+}
+
+// Events carry the patch through Op.MarshalJSON, as JSON sinks write them.
+func TestOpInEvent(t *testing.T) {
+	d := &event.ChangeData{Patch: []diff.Op{{Op: diff.OpReplace, Path: "/spec/nest", Value: nil}, {Op: diff.OpAdd, Path: "/a", Value: "<b>"}, {Op: diff.OpRemove, Path: "/c"}}}
+	b, err := event.Marshal(&event.Event{ID: "x", Data: d})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := `"patch":[{"op":"replace","path":"/spec/nest","value":null},{"op":"add","path":"/a","value":"<b>"},{"op":"remove","path":"/c"}]`
+	if !strings.Contains(string(b), want) {
+		t.Errorf("event %s\nwant it to hold %s", b, want)
 	}
 }

@@ -1,6 +1,7 @@
 package diff
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"strings"
@@ -24,22 +25,29 @@ const (
 
 // MarshalJSON writes {"op","path","value"}: add and replace always carry
 // "value", null included (RFC 6902 requires the member); remove never does.
+// It leaves HTML characters unescaped: the encoder that calls it escapes
+// them or not, as it is configured.
 func (o Op) MarshalJSON() ([]byte, error) {
+	var b bytes.Buffer
+	e := json.NewEncoder(&b)
+	e.SetEscapeHTML(false)
+	var err error
 	if o.Op == OpRemove {
-		return json.Marshal(struct {
+		err = e.Encode(struct {
 			Op   string `json:"op"`
 			Path string `json:"path"`
 		}{o.Op, o.Path})
+	} else {
+		err = e.Encode(struct {
+			Op    string `json:"op"`
+			Path  string `json:"path"`
+			Value any    `json:"value"`
+		}{o.Op, o.Path, o.Value})
 	}
-	b, err := json.Marshal(struct {
-		Op    string `json:"op"`
-		Path  string `json:"path"`
-		Value any    `json:"value"`
-	}{o.Op, o.Path, o.Value})
 	if err != nil {
 		return nil, fmt.Errorf("op %s %s: %w", o.Op, o.Path, err)
 	}
-	return b, nil
+	return bytes.TrimSuffix(b.Bytes(), []byte("\n")), nil
 }
 
 // UnmarshalJSON reads an operation; numbers are kept as json.Number so
@@ -57,7 +65,7 @@ func (o *Op) UnmarshalJSON(b []byte) error {
 	if len(raw.Value) == 0 {
 		return nil
 	}
-	d := json.NewDecoder(strings.NewReader(string(raw.Value)))
+	d := json.NewDecoder(bytes.NewReader(raw.Value))
 	d.UseNumber()
 	if err := d.Decode(&o.Value); err != nil {
 		return fmt.Errorf("json patch op %s %s: value: %w", raw.Op, raw.Path, err)
