@@ -99,23 +99,57 @@ func (r *rule) redactor(res Resource) *filters.Redactor {
 	return r.redact
 }
 
-// visibleOps drops ignored paths; a change left with only a generation bump,
-// or only status changes when the rule ignores those, shows nothing.
-func (r *rule) visibleOps(ops []diff.Op) []diff.Op {
-	kept := make([]diff.Op, 0, len(ops))
+// visibleOps returns the patch the rule shows from old to new: the diff of
+// their projections without the ignored paths, never addressing a path below
+// a redacted value (red may be nil). A change left with only a generation
+// bump, or only status changes when the rule ignores those, shows nothing.
+// Since a suppressed status change leaves the consumer with an older status,
+// a rule that ignores status-only changes carries any status change as one
+// op on /status as a whole, which applies whatever status the consumer holds.
+func (r *rule) visibleOps(old, new map[string]any, red *filters.Redactor) []diff.Op {
+	o := diff.Options{Ignore: r.ignore}
+	if ps := red.Patterns(); len(ps) > 0 {
+		o.Opaque = ps
+	}
+	ops := o.Diff(old, new)
 	onlyGeneration, onlyStatus := true, true
 	for _, op := range ops {
-		if r.ignore.Match(op.Path) {
-			continue
-		}
-		kept = append(kept, op)
 		onlyGeneration = onlyGeneration && op.Path == filters.GenerationPath
-		onlyStatus = onlyStatus && (op.Path == "/status" || strings.HasPrefix(op.Path, "/status/"))
+		onlyStatus = onlyStatus && isStatus(op.Path)
 	}
-	if onlyGeneration || (r.cfg.IgnoreStatusOnly && onlyStatus) {
+	if len(ops) == 0 || onlyGeneration || (r.cfg.IgnoreStatusOnly && onlyStatus) {
 		return nil
 	}
-	return kept
+	if r.cfg.IgnoreStatusOnly {
+		ops = wholeStatus(ops, o, new)
+	}
+	return ops
+}
+
+func isStatus(path string) bool { return path == "/status" || strings.HasPrefix(path, "/status/") }
+
+// wholeStatus replaces the ops on /status and below by one add (or remove)
+// of the projected /status of new.
+func wholeStatus(ops []diff.Op, o diff.Options, new map[string]any) []diff.Op {
+	out := make([]diff.Op, 0, len(ops))
+	done := false
+	for _, op := range ops {
+		if !isStatus(op.Path) {
+			out = append(out, op)
+			continue
+		}
+		if done {
+			continue
+		}
+		done = true
+		proj, _ := o.Project(new).(map[string]any)
+		if st, ok := proj["status"]; ok {
+			out = append(out, diff.Op{Op: diff.OpAdd, Path: "/status", Value: st})
+		} else {
+			out = append(out, diff.Op{Op: diff.OpRemove, Path: "/status"})
+		}
+	}
+	return out
 }
 
 // eventType is the config's name of a change.

@@ -3,7 +3,11 @@ package filters
 import (
 	"fmt"
 	"strings"
+
+	"github.com/kubefeed/kubefeed/exporter/diff"
 )
+
+var _ diff.Matcher = Patterns(nil)
 
 // Pattern is a JSON pointer whose segments may be "*" (any one segment). A
 // pattern also matches everything below the path it names.
@@ -69,9 +73,35 @@ func (ps Patterns) Match(path string) bool {
 	if len(ps) == 0 {
 		return false
 	}
-	segs := splitPointer(path)
+	return ps.MatchTokens(splitPointer(path))
+}
+
+// MatchTokens reports whether a pattern matches the path of the unescaped
+// tokens or a path above it (diff.Matcher).
+func (ps Patterns) MatchTokens(segs []string) bool {
 	for _, p := range ps {
 		if p.matchSegs(segs) {
+			return true
+		}
+	}
+	return false
+}
+
+// BelowTokens reports whether some pattern names a path strictly below the
+// path of the unescaped tokens (diff.Matcher).
+func (ps Patterns) BelowTokens(segs []string) bool {
+	for _, p := range ps {
+		if len(p.segs) <= len(segs) {
+			continue
+		}
+		ok := true
+		for i, s := range segs {
+			if p.segs[i] != "*" && p.segs[i] != s {
+				ok = false
+				break
+			}
+		}
+		if ok {
 			return true
 		}
 	}

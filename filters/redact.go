@@ -34,7 +34,7 @@ func NewRedactor(patterns Patterns, key []byte) *Redactor {
 	return &Redactor{patterns: patterns, key: key}
 }
 
-// Object returns obj with its redacted values replaced.
+// Object returns obj with its redacted values replaced; nulls stay null.
 func (r *Redactor) Object(obj map[string]any) map[string]any {
 	if r == nil || obj == nil {
 		return obj
@@ -43,14 +43,31 @@ func (r *Redactor) Object(obj map[string]any) map[string]any {
 	return out
 }
 
-// Ops returns the patch with values at or below redacted paths replaced.
+// Patterns returns what r redacts, for diff.Options.Opaque: a patch for a
+// redacted object must not address paths below a redacted value, which the
+// consumer holds as a marker or hash. Nil for a nil Redactor.
+func (r *Redactor) Patterns() Patterns {
+	if r == nil {
+		return nil
+	}
+	return r.patterns
+}
+
+// Ops returns the patch with values at or below redacted paths replaced, at
+// leaf granularity: an op whose value is a map or array holding redacted
+// paths carries it with those values replaced, everything else kept.
+// Applied to r.Object(old), a patch from diff.Options{Opaque:
+// r.Patterns()}.Diff(old, new) yields r.Object(new). An op below a redacted
+// path (from a diff without Opaque) has its whole value replaced. Remove ops
+// and null values pass unchanged: a null reveals nothing, and Object keeps
+// it too.
 func (r *Redactor) Ops(ops []diff.Op) []diff.Op {
 	if r == nil {
 		return ops
 	}
 	var out []diff.Op
 	for i, op := range ops {
-		if op.Value == nil {
+		if op.Op == diff.OpRemove {
 			continue
 		}
 		segs := splitPointer(op.Path)
@@ -70,10 +87,13 @@ func (r *Redactor) Ops(ops []diff.Op) []diff.Op {
 }
 
 func (r *Redactor) walk(v any, segs []string) any {
-	if r.patterns.matchAt(segs) {
+	if v == nil {
+		return nil
+	}
+	if r.patterns.MatchTokens(segs) {
 		return r.replace(v)
 	}
-	if !r.patterns.below(segs) {
+	if !r.patterns.BelowTokens(segs) {
 		return v
 	}
 	switch t := v.(type) {
@@ -141,34 +161,4 @@ func sameRef(a, b any) bool {
 		return ok && x == y
 	}
 	return a == b
-}
-
-// matchAt reports whether a pattern matches segs or a path above it.
-func (ps Patterns) matchAt(segs []string) bool {
-	for _, p := range ps {
-		if p.matchSegs(segs) {
-			return true
-		}
-	}
-	return false
-}
-
-// below reports whether some pattern names a path below segs.
-func (ps Patterns) below(segs []string) bool {
-	for _, p := range ps {
-		if len(p.segs) <= len(segs) {
-			continue
-		}
-		ok := true
-		for i, s := range segs {
-			if p.segs[i] != "*" && p.segs[i] != s {
-				ok = false
-				break
-			}
-		}
-		if ok {
-			return true
-		}
-	}
-	return false
 }

@@ -1,164 +1,182 @@
 package diff
 
 import (
-	"sort"
+	"slices"
 	"strconv"
-	"strings"
-)
-
-// Op is one RFC 6902 operation. Only add, remove and replace are produced.
-type Op struct {
-	Op    string `json:"op"`
-	Path  string `json:"path"`
-	Value any    `json:"value,omitempty"`
-}
-
-// Operations.
-const (
-	OpAdd     = "add"
-	OpRemove  = "remove"
-	OpReplace = "replace"
 )
 
 // Diff returns the patch that turns old into new.
-func Diff(old, new any) []Op {
-	var ops []Op
-	return diff(ops, "", old, new)
+func Diff(old, new any) []Op { return Options{}.Diff(old, new) }
+
+// Diff returns the patch that turns the projection of old (see Ignore) into
+// the projection of new.
+func (o Options) Diff(old, new any) []Op {
+	w := walker{ign: o.Ignore, opq: o.Opaque}
+	w.toks = w.buf[:0]
+	if w.ignored() {
+		return nil
+	}
+	w.node(old, new)
+	return w.ops
 }
 
-func diff(ops []Op, path string, a, b any) []Op {
+// walker carries the path being diffed, as a stack of unescaped tokens; the
+// pointer string is only built for an op. Subtrees where no pattern applies
+// are diffed by plain, which never consults the matchers.
+type walker struct {
+	ign, opq Matcher
+	toks     []string
+	buf      [16]string
+	keys     []string // scratch stack of sorted map keys
+	ops      []Op
+}
+
+func (w *walker) push(t string) { w.toks = append(w.toks, t) }
+func (w *walker) pop()          { w.toks = w.toks[:len(w.toks)-1] }
+
+func (w *walker) emit(op string, v any) {
+	w.ops = append(w.ops, Op{Op: op, Path: Pointer(w.toks), Value: v})
+}
+
+func (w *walker) ignored() bool { return w.ign != nil && w.ign.MatchTokens(w.toks) }
+
+// hidden reports whether ignored paths lie below the current one.
+func (w *walker) hidden() bool { return w.ign != nil && w.ign.BelowTokens(w.toks) }
+
+// watched reports whether a pattern applies at or below the current path
+// (which is not ignored).
+func (w *walker) watched() bool {
+	return w.hidden() || (w.opq != nil && (w.opq.MatchTokens(w.toks) || w.opq.BelowTokens(w.toks)))
+}
+
+// node diffs two values present at the current path, which is not ignored.
+func (w *walker) node(a, b any) {
+	if !w.watched() {
+		w.plain(a, b)
+		return
+	}
+	if w.opq != nil && w.opq.MatchTokens(w.toks) {
+		if !w.equal(a, b) {
+			w.emit(OpReplace, w.project(b, true))
+		}
+		return
+	}
 	switch av := a.(type) {
 	case map[string]any:
-		bv, ok := b.(map[string]any)
-		if !ok {
-			return append(ops, Op{Op: OpReplace, Path: path, Value: b})
+		if bv, ok := b.(map[string]any); ok {
+			w.maps(av, bv, true)
+			return
 		}
-		return diffMaps(ops, path, av, bv)
 	case []any:
-		bv, ok := b.([]any)
-		if !ok {
-			return append(ops, Op{Op: OpReplace, Path: path, Value: b})
+		if bv, ok := b.([]any); ok {
+			w.slices(av, bv, true)
+			return
 		}
-		return diffSlices(ops, path, av, bv)
-	default:
-		if !Equal(a, b) {
-			return append(ops, Op{Op: OpReplace, Path: path, Value: b})
-		}
-		return ops
+	}
+	if !w.equal(a, b) {
+		w.emit(OpReplace, w.project(b, true))
 	}
 }
 
-func diffMaps(ops []Op, path string, a, b map[string]any) []Op {
-	keys := make([]string, 0, len(a)+len(b))
+// plain diffs a subtree no pattern applies to.
+func (w *walker) plain(a, b any) {
+	switch av := a.(type) {
+	case map[string]any:
+		if bv, ok := b.(map[string]any); ok {
+			w.maps(av, bv, false)
+			return
+		}
+	case []any:
+		if bv, ok := b.([]any); ok {
+			w.slices(av, bv, false)
+			return
+		}
+	}
+	if !Equal(a, b) {
+		w.emit(OpReplace, b)
+	}
+}
+
+// maps diffs two maps member by member, in key order.
+func (w *walker) maps(a, b map[string]any, watched bool) {
+	base := len(w.keys)
 	for k := range a {
-		keys = append(keys, k)
+		w.keys = append(w.keys, k)
 	}
 	for k := range b {
 		if _, ok := a[k]; !ok {
-			keys = append(keys, k)
+			w.keys = append(w.keys, k)
 		}
 	}
-	sort.Strings(keys)
+	keys := w.keys[base:]
+	slices.Sort(keys)
 	for _, k := range keys {
 		av, inA := a[k]
 		bv, inB := b[k]
-		p := path + "/" + EscapeToken(k)
-		switch {
-		case inA && !inB:
-			ops = append(ops, Op{Op: OpRemove, Path: p})
-		case !inA && inB:
-			ops = append(ops, Op{Op: OpAdd, Path: p, Value: bv})
-		default:
-			ops = diff(ops, p, av, bv)
+		w.push(k)
+		if watched {
+			w.member(av, inA, bv, inB)
+		} else {
+			switch {
+			case inA && !inB:
+				w.emit(OpRemove, nil)
+			case !inA && inB:
+				w.emit(OpAdd, bv)
+			default:
+				w.plain(av, bv)
+			}
 		}
+		w.pop()
 	}
-	return ops
+	clear(keys)
+	w.keys = w.keys[:base]
 }
 
-func diffSlices(ops []Op, path string, a, b []any) []Op {
+// member diffs one map member under a watched path: a member whose
+// projection is absent (ignored, or a map emptied by ignoring) counts as
+// missing.
+func (w *walker) member(av any, inA bool, bv any, inB bool) {
+	if w.ignored() {
+		return
+	}
+	inA = inA && w.present(av)
+	inB = inB && w.present(bv)
+	switch {
+	case inA && !inB:
+		w.emit(OpRemove, nil)
+	case !inA && inB:
+		w.emit(OpAdd, w.project(bv, false))
+	case inA && inB:
+		w.node(av, bv)
+	}
+}
+
+// slices diffs arrays element by element, then grows them with add or
+// shrinks them with remove from the end.
+func (w *walker) slices(a, b []any, watched bool) {
 	n := min(len(a), len(b))
 	for i := 0; i < n; i++ {
-		ops = diff(ops, path+"/"+strconv.Itoa(i), a[i], b[i])
+		w.push(strconv.Itoa(i))
+		switch {
+		case !watched:
+			w.plain(a[i], b[i])
+		case !w.ignored():
+			w.node(a[i], b[i])
+		}
+		w.pop()
 	}
 	for i := n; i < len(b); i++ {
-		ops = append(ops, Op{Op: OpAdd, Path: path + "/" + strconv.Itoa(i), Value: b[i]})
+		w.push(strconv.Itoa(i))
+		v := b[i]
+		if watched {
+			v = w.element(v)
+		}
+		w.emit(OpAdd, v)
+		w.pop()
 	}
 	for i := len(a) - 1; i >= n; i-- {
-		ops = append(ops, Op{Op: OpRemove, Path: path + "/" + strconv.Itoa(i)})
+		w.push(strconv.Itoa(i))
+		w.emit(OpRemove, nil)
+		w.pop()
 	}
-	return ops
-}
-
-// Equal reports whether two decoded JSON values are equal. Numbers compare by
-// value whether decoded as int64 or float64.
-func Equal(a, b any) bool {
-	switch av := a.(type) {
-	case map[string]any:
-		bv, ok := b.(map[string]any)
-		if !ok || len(av) != len(bv) {
-			return false
-		}
-		for k, x := range av {
-			y, ok := bv[k]
-			if !ok || !Equal(x, y) {
-				return false
-			}
-		}
-		return true
-	case []any:
-		bv, ok := b.([]any)
-		if !ok || len(av) != len(bv) {
-			return false
-		}
-		for i := range av {
-			if !Equal(av[i], bv[i]) {
-				return false
-			}
-		}
-		return true
-	case string:
-		bv, ok := b.(string)
-		return ok && av == bv
-	case bool:
-		bv, ok := b.(bool)
-		return ok && av == bv
-	case nil:
-		return b == nil
-	}
-	if x, ok := number(a); ok {
-		y, ok := number(b)
-		return ok && x == y
-	}
-	return false
-}
-
-func number(v any) (float64, bool) {
-	switch n := v.(type) {
-	case int64:
-		return float64(n), true
-	case float64:
-		return n, true
-	case int:
-		return float64(n), true
-	case int32:
-		return float64(n), true
-	}
-	return 0, false
-}
-
-// EscapeToken escapes one JSON pointer reference token (RFC 6901).
-func EscapeToken(s string) string {
-	if !strings.ContainsAny(s, "~/") {
-		return s
-	}
-	return strings.NewReplacer("~", "~0", "/", "~1").Replace(s)
-}
-
-// ChangedPaths lists the paths the patch touches, in patch order, each once.
-func ChangedPaths(ops []Op) []string {
-	out := make([]string, 0, len(ops))
-	for _, op := range ops {
-		out = append(out, op.Path)
-	}
-	return out
 }

@@ -1,0 +1,45 @@
+package diff
+
+// Equal reports whether two decoded JSON values are equal: maps and arrays
+// member by member, strings, booleans and nulls by value, numbers exactly as
+// NumberEqual says, whatever Go type holds them.
+func Equal(a, b any) bool {
+	switch av := a.(type) {
+	case map[string]any:
+		bv, ok := b.(map[string]any)
+		if !ok || len(av) != len(bv) {
+			return false
+		}
+		for k, x := range av {
+			y, ok := bv[k]
+			if !ok || !Equal(x, y) {
+				return false
+			}
+		}
+		return true
+	case []any:
+		bv, ok := b.([]any)
+		if !ok || len(av) != len(bv) {
+			return false
+		}
+		for i := range av {
+			if !Equal(av[i], bv[i]) {
+				return false
+			}
+		}
+		return true
+	case string:
+		bv, ok := b.(string)
+		return ok && av == bv
+	case bool:
+		bv, ok := b.(bool)
+		return ok && av == bv
+	case nil:
+		return b == nil
+	case int64:
+		if bv, ok := b.(int64); ok {
+			return av == bv
+		}
+	}
+	return NumberEqual(a, b)
+}
