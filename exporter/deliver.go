@@ -8,7 +8,6 @@ import (
 	"go.uber.org/zap"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
-	"github.com/kubefeed/kubefeed/exporter/diff"
 	"github.com/kubefeed/kubefeed/exporter/event"
 	"github.com/kubefeed/kubefeed/sinks"
 )
@@ -115,16 +114,12 @@ func plan(cluster string, k Key, last *Record, attempted *Record, cur current, t
 	out.changes = changes
 	var delivering *rule
 	for _, c := range changes {
-		var ops []diff.Op
-		if c.kind == event.Modified && c.prev.Object != nil {
-			ops = diff.Diff(c.prev.Object.Object, c.obj.Object)
-		}
 		rules := cur.rules
 		if c.kind == event.Deleted {
 			rules = deletionRules(cur.rules, c.rule)
 		}
 		for _, rl := range rules {
-			ev, err := render(cluster, cur.res, k, c, ops, rl, now)
+			ev, err := render(cluster, cur.res, k, c, rl, now)
 			if err != nil {
 				out.filterErrors++
 			}

@@ -15,19 +15,15 @@ func typesUID(s string) types.UID { return types.UID(s) }
 
 // render turns a change into the CloudEvent a rule shows, or nil when the
 // rule shows nothing: not admitted by its event types or filter, or a
-// modification with nothing left once ignored paths are removed. ops is the
-// full patch of a modification (nil otherwise), computed once for all rules:
-// when it is empty nothing changed; otherwise each rule diffs again with its
-// own ignored and redacted paths (rule.visibleOps).
+// modification with nothing left once ignored paths are removed. Each rule
+// diffs with its own ignored and redacted paths (rule.visibleOps).
 // A filter's runtime error counts as no match and is returned.
-func render(cluster string, res Resource, key Key, c change, ops []diff.Op, r *rule, now time.Time) (*event.Event, error) {
+func render(cluster string, res Resource, key Key, c change, r *rule, now time.Time) (*event.Event, error) {
 	in := filters.Input{Type: eventType(c.kind), Object: c.obj.Object}
 	var visible []diff.Op
 	red := r.redactor(res)
 	if c.kind == event.Modified && c.prev.Object != nil {
-		if len(ops) > 0 {
-			visible = r.visibleOps(c.prev.Object.Object, c.obj.Object, red)
-		}
+		visible = r.visibleOps(c.prev.Object.Object, c.obj.Object, red)
 		if len(visible) == 0 {
 			return nil, nil
 		}
