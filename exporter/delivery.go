@@ -436,7 +436,11 @@ func (r *sinkRunner) sync(ctx context.Context, k Key) error {
 		r.store.Put(k, rec)
 	}
 	if sy, ok := r.store.(Syncer); ok && len(events) > 0 && changes[0].kind != event.Modified {
-		sy.Sync()
+		sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		if err := sy.Sync(sctx); err != nil {
+			r.log.Warn("checkpoint not yet written; continuing", zap.Stringer("key", k), zap.Error(err))
+		}
+		cancel()
 	}
 	if attempt != nil {
 		r.setAttempted(k, nil)

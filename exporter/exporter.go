@@ -124,13 +124,16 @@ func sentinelKey(id scopeID) Key {
 
 func isSentinel(k Key) bool { return strings.HasPrefix(k.Name, sentinelPrefix) }
 
-// Flusher is implemented by stores that write behind (checkpoints).
-type Flusher interface{ Flush() error }
+// Flusher is implemented by stores that write behind (checkpoints): Flush
+// writes now, and returns when ctx ends at the latest.
+type Flusher interface {
+	Flush(ctx context.Context) error
+}
 
 // markScopes records every current scope in each sink's store and flushes
 // checkpoints at once, so that even a kubefeed killed a moment after start
 // is restarted as a restart, not as a first run.
-func (e *Exporter) markScopes() {
+func (e *Exporter) markScopes(ctx context.Context) {
 	for _, r := range e.runners {
 		for _, s := range r.scopeList() {
 			if _, ok := r.store.Get(sentinelKey(s.id)); !ok {
@@ -138,7 +141,10 @@ func (e *Exporter) markScopes() {
 			}
 		}
 		if f, ok := r.store.(Flusher); ok {
-			if err := f.Flush(); err != nil {
+			fctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+			err := f.Flush(fctx)
+			cancel()
+			if err != nil {
 				e.log.Error("checkpoint flush at start", zap.String("sink", r.name), zap.Error(err))
 			}
 		}
@@ -286,7 +292,7 @@ func (e *Exporter) Run(ctx context.Context) error {
 		return e.closeSinks()
 	}
 	afterSync()
-	e.markScopes()
+	e.markScopes(ctx)
 	e.ready.Store(true)
 	e.log.Info("caches synced; delivering", zap.Int("scopes", len(started)), zap.Int("pending rules", len(pending)))
 
