@@ -44,16 +44,15 @@ func newCommitter() *committer {
 }
 
 // loop flushes every FlushInterval, and at once when Sync asks, until ctx
-// ends, then once more within closeTimeout.
+// ends (which also ends a flush in progress). What is left is written by
+// Close, within closeTimeout.
 func (c *committer) loop(ctx context.Context, flush func(context.Context) error, log *zap.Logger) error {
 	t := time.NewTicker(FlushInterval)
 	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
-			fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), closeTimeout)
-			defer cancel()
-			return flush(fctx)
+			return nil
 		case <-c.wake:
 			// Let concurrent waiters join this commit.
 			time.Sleep(2 * time.Millisecond)

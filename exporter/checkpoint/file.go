@@ -162,7 +162,7 @@ func (f *File) Store(sink string) (*Store, error) {
 }
 
 // Run flushes every FlushInterval, and at once when Sync asks, until ctx
-// ends, then once more.
+// ends; Close writes what is left.
 func (f *File) Run(ctx context.Context) error { return f.loop(ctx, f.Flush, f.log) }
 
 // boltPermanent tells the bbolt errors no retry can fix.

@@ -111,7 +111,8 @@ func (b *KV) Store(ctx context.Context, sink string) (*Store, error) {
 	return s, nil
 }
 
-// Run flushes until ctx ends, then once more.
+// Run flushes every FlushInterval, and at once when Sync asks, until ctx
+// ends; Close writes what is left.
 func (b *KV) Run(ctx context.Context) error { return b.loop(ctx, b.Flush, b.log) }
 
 // kvPermanent tells the refusals no retry can fix: a value over the
