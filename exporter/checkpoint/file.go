@@ -184,8 +184,14 @@ func (f *File) Flush(ctx context.Context) error {
 		return fmt.Errorf("checkpoint flush: %w", err)
 	}
 	batches := map[string]map[exporter.Key]dirty{}
+	stripped := 0 // legacy records written back without their raw state
 	for name, s := range f.stores {
 		batches[name] = s.takeDirty()
+		for _, d := range batches[name] {
+			if d.strip {
+				stripped++
+			}
+		}
 	}
 	err := f.db.Update(func(tx *bolt.Tx) error {
 		meta, err := tx.CreateBucketIfNotExists(metaBucket)
@@ -226,6 +232,12 @@ func (f *File) Flush(ctx context.Context) error {
 		return fmt.Errorf("checkpoint flush: %w", err)
 	}
 	f.flushed(seq, start, nil)
+	if stripped > 0 {
+		if err := f.compact(); err != nil {
+			return err
+		}
+		f.log.Info("checkpoint rewritten without the unredacted state of an older version", zap.Int("records", stripped))
+	}
 	return nil
 }
 

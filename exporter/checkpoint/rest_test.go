@@ -1,8 +1,11 @@
 package checkpoint
 
 import (
+	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
+	"os"
 	"path/filepath"
 	"testing"
 	"time"
@@ -125,8 +128,9 @@ func TestKVKeepsNothingRedacted(t *testing.T) {
 }
 
 // writeLegacy writes a checkpoint file as kubefeed did before records had
-// a format: the raw state of the Secret.
-func writeLegacy(t *testing.T, path string) {
+// a format: the raw state of the Secret. It returns that state as stored
+// (gzip).
+func writeLegacy(t *testing.T, path string) []byte {
 	t.Helper()
 	st, err := encodeRecord(exporter.Record{UID: "s1", ResourceVersion: "42", Object: secret(), Scope: "secrets -n shop"}, true)
 	if err != nil {
@@ -138,6 +142,10 @@ func writeLegacy(t *testing.T, path string) {
 	}
 	delete(m, "f")
 	legacy, _ := json.Marshal(m)
+	var raw stored
+	if err := json.Unmarshal(legacy, &raw); err != nil || len(raw.State) == 0 {
+		t.Fatalf("legacy record %s: %v", legacy, err)
+	}
 	db, err := bolt.Open(path, 0o600, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -154,11 +162,16 @@ func writeLegacy(t *testing.T, path string) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return raw.State
 }
 
 func TestLegacyRecordIsRewrittenWithoutRawState(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "cp.db")
-	writeLegacy(t, path)
+	rawState := writeLegacy(t, path)
+	legacyFile, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
 	secretAtRest := func() bool {
 		v := boltValues(t, path)["sink/audit"][keyString(secretKey)]
 		var s stored
@@ -186,6 +199,22 @@ func TestLegacyRecordIsRewrittenWithoutRawState(t *testing.T) {
 	}
 	if err := f.Flush(context.Background()); err != nil {
 		t.Fatal(err)
+	}
+	// Nor in the pages the rewrite freed (bbolt does not clear them, and
+	// only a later write reuses them): the file was compacted.
+	file, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Contains(legacyFile, []byte(base64.StdEncoding.EncodeToString(rawState))) {
+		t.Fatal("the legacy file does not hold its state as expected: the check below proves nothing")
+	}
+	if bytes.Contains(file, []byte(base64.StdEncoding.EncodeToString(rawState))) {
+		t.Error("the legacy raw state is still in the file's free pages")
+	}
+	assertMode(t, path, 0o600)
+	if left, _ := filepath.Glob(path + ".*"); len(left) != 0 {
+		t.Errorf("compaction left %v", left)
 	}
 	if err := f.Close(); err != nil {
 		t.Fatal(err)
