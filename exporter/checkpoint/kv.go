@@ -125,14 +125,14 @@ func kvPermanent(err error) bool {
 
 // valueLimit is the largest value the server takes in one message.
 func (b *KV) valueLimit() int {
-	max := b.nc.MaxPayload()
-	if max <= 0 {
-		max = 1 << 20 // not connected yet: the server default
+	limit := b.nc.MaxPayload()
+	if limit <= 0 {
+		limit = 1 << 20 // not connected yet: the server default
 	}
 	// The subject travels in the same message on the wire, but
 	// max_payload counts data and headers only; keep a margin for
 	// headers the client may add.
-	return int(max) - 256
+	return int(limit) - 256
 }
 
 // Flush writes every dirty record of every sink, within ctx and

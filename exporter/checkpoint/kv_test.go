@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 
@@ -64,7 +66,8 @@ func TestKVOversizedRecordDoesNotWedge(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	c := config.JetStreamCheckpoint{NATSConnection: config.NATSConnection{Servers: []string{srv.URL()}}, Bucket: "cp"}
-	kv, err := OpenKV(ctx, c, true, nil)
+	core, logs := observer.New(zap.WarnLevel)
+	kv, err := OpenKV(ctx, c, true, zap.New(core))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -88,6 +91,13 @@ func TestKVOversizedRecordDoesNotWedge(t *testing.T) {
 	if err := s.Sync(ctx); err != nil {
 		t.Fatalf("Sync of the records after an oversized one: %v", err)
 	}
+	// A later version of the huge object: counted again, not logged again.
+	huge := configMap("huge", base64.StdEncoding.EncodeToString(noise))
+	huge.ResourceVersion = "8"
+	s.Put(cmKey("huge"), huge)
+	if err := s.Sync(ctx); err != nil {
+		t.Fatalf("Sync after the second oversized version: %v", err)
+	}
 	stop()
 	if err := <-ran; err != nil {
 		t.Errorf("final flush: %v", err)
@@ -95,8 +105,11 @@ func TestKVOversizedRecordDoesNotWedge(t *testing.T) {
 	if err := kv.Close(); err != nil {
 		t.Errorf("Close: %v", err)
 	}
-	if got := kv.shrunk.Load(); got != 1 {
-		t.Errorf("shrunk = %d, want 1", got)
+	if got := kv.shrunk.Load(); got != 2 {
+		t.Errorf("shrunk = %d, want 2", got)
+	}
+	if n := logs.FilterMessageSnippet("without its state").Len(); n != 1 {
+		t.Errorf("the shrunk record was logged %d times, want once: %v", n, logs.All())
 	}
 
 	recs := kvRecords(t, srv.URL(), "cp")
@@ -106,7 +119,7 @@ func TestKVOversizedRecordDoesNotWedge(t *testing.T) {
 			t.Errorf("cm-%d: %+v, %v; want it with its state", i, r, ok)
 		}
 	}
-	if r, ok := recs[keyString(cmKey("huge"))]; !ok || r.UID != "uid-huge" || r.RV != "7" || r.Scope != "configmaps -n shop" || len(r.State) != 0 {
+	if r, ok := recs[keyString(cmKey("huge"))]; !ok || r.UID != "uid-huge" || r.RV != "8" || r.Scope != "configmaps -n shop" || len(r.State) != 0 {
 		t.Errorf("huge: %+v, %v; want it with uid, version and scope only", r, ok)
 	}
 
