@@ -247,7 +247,11 @@ func (r *sinkRunner) deliver(ctx context.Context, k Key) error {
 		r.ex.metrics.latency.WithLabelValues(r.name).Observe(time.Since(noticed).Seconds())
 	}
 	if sy, ok := r.store.(Syncer); ok && len(events) > 0 && out.changes[0].kind != event.Modified {
-		sy.Sync()
+		sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		if err := sy.Sync(sctx); err != nil {
+			r.log.Warn("checkpoint not yet written; continuing", zap.Stringer("key", k), zap.Error(err))
+		}
+		cancel()
 	}
 	return nil
 }

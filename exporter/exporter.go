@@ -141,8 +141,11 @@ func sentinelKey(id scopeID) Key {
 
 func isSentinel(k Key) bool { return strings.HasPrefix(k.Name, sentinelPrefix) }
 
-// Flusher is implemented by stores that write behind (checkpoints).
-type Flusher interface{ Flush() error }
+// Flusher is implemented by stores that write behind (checkpoints): Flush
+// writes now, and returns when ctx ends at the latest.
+type Flusher interface {
+	Flush(ctx context.Context) error
+}
 
 // Relists counts lists after the first (watch expiry, API server restart).
 func (e *Exporter) Relists() int64 { return e.relists.Load() }

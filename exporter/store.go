@@ -1,6 +1,7 @@
 package exporter
 
 import (
+	"context"
 	"sync"
 	"time"
 
@@ -32,10 +33,13 @@ type Record struct {
 }
 
 // Syncer is implemented by write-behind stores: Sync returns once what was
-// Put is durable. The exporter calls it after an object appeared, vanished
-// or changed uid, so that a restart never compares a new incarnation with
-// an old one.
-type Syncer interface{ Sync() }
+// Put is durable, or with an error when writing failed or ctx ended first
+// (what was Put stays pending and is written later). The exporter calls it
+// after an object appeared, vanished or changed uid, so that a restart
+// never compares a new incarnation with an old one.
+type Syncer interface {
+	Sync(ctx context.Context) error
+}
 
 // Restorer is implemented by stores that may hold the state of a previous
 // run (checkpoints). Restored returns when that run last saved it.

@@ -109,7 +109,10 @@ func (e *Exporter) scopeSynced(s *scope) {
 			})
 		}
 		if f, ok := st.(Flusher); ok {
-			if err := f.Flush(); err != nil {
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			err := f.Flush(ctx)
+			cancel()
+			if err != nil {
 				e.log.Error("checkpoint flush after sync", zap.String("sink", rt.sink.name), zap.Error(err))
 			}
 		}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"sync"
 	"time"
 
@@ -36,13 +37,26 @@ type File struct {
 // ErrCorrupt means the checkpoint file could not be read.
 var ErrCorrupt = errors.New("checkpoint unreadable")
 
-// OpenFile opens or creates the file. A file that cannot be read is moved
-// aside (path.corrupt-<time>) and a new one is started: the error then
+// ErrLocked means another process (another kubefeed) holds the checkpoint
+// file: the file is left as it is.
+var ErrLocked = errors.New("locked by another process")
+
+// lockTimeout is how long OpenFile waits for another process to release
+// the file.
+var lockTimeout = 5 * time.Second
+
+// OpenFile opens or creates the file (0600; its directory is created
+// 0700 if missing). A file another process holds is an error wrapping
+// ErrLocked. A file that cannot be read is moved aside
+// (path.corrupt-<time>, 0600) and a new one is started: the error then
 // wraps ErrCorrupt and the returned File is usable, so the caller can log,
 // count and emit gap markers instead of crash-looping.
 func OpenFile(path string, keepState bool, log *zap.Logger) (*File, error) {
 	if log == nil {
 		log = zap.NewNop()
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, fmt.Errorf("checkpoint directory: %w", err)
 	}
 	f := &File{path: path, log: log, keepState: keepState, stores: map[string]*Store{}, committer: newCommitter()}
 	db, err := openChecked(path)
@@ -50,9 +64,15 @@ func OpenFile(path string, keepState bool, log *zap.Logger) (*File, error) {
 		f.db = db
 		return f, nil
 	}
+	if errors.Is(err, ErrLocked) {
+		return nil, err
+	}
 	aside := fmt.Sprintf("%s.corrupt-%d", path, time.Now().Unix())
 	if rerr := os.Rename(path, aside); rerr != nil {
 		return nil, fmt.Errorf("checkpoint %s: %v; moving it aside: %w", path, err, rerr)
+	}
+	if cerr := os.Chmod(aside, 0o600); cerr != nil {
+		log.Warn("making the moved-aside checkpoint private", zap.String("path", aside), zap.Error(cerr))
 	}
 	db, err2 := openChecked(path)
 	if err2 != nil {
@@ -69,7 +89,10 @@ func openChecked(path string) (db *bolt.DB, err error) {
 			err = fmt.Errorf("%v", r)
 		}
 	}()
-	db, err = bolt.Open(path, 0o600, &bolt.Options{Timeout: 5 * time.Second})
+	db, err = bolt.Open(path, 0o600, &bolt.Options{Timeout: lockTimeout})
+	if errors.Is(err, bolt.ErrTimeout) {
+		return nil, fmt.Errorf("checkpoint file %s is %w (another kubefeed on the same file?); waited %s", path, ErrLocked, lockTimeout)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -110,8 +133,9 @@ func (f *File) Store(sink string) (*Store, error) {
 			key, err := parseKey(string(k))
 			if err == nil {
 				var r exporter.Record
-				if r, err = decodeRecord(v); err == nil {
-					s.mem.Put(key, r)
+				var legacy bool
+				if r, legacy, err = decodeRecord(v); err == nil {
+					s.load(key, r, legacy)
 					return nil
 				}
 			}
@@ -138,17 +162,36 @@ func (f *File) Store(sink string) (*Store, error) {
 }
 
 // Run flushes every FlushInterval, and at once when Sync asks, until ctx
-// ends, then once more.
+// ends; Close writes what is left.
 func (f *File) Run(ctx context.Context) error { return f.loop(ctx, f.Flush, f.log) }
 
-// Flush writes every dirty record of every sink in one transaction.
-func (f *File) Flush() error {
+// boltPermanent tells the bbolt errors no retry can fix.
+func boltPermanent(err error) bool {
+	return errors.Is(err, bolt.ErrKeyTooLarge) || errors.Is(err, bolt.ErrValueTooLarge) ||
+		errors.Is(err, bolt.ErrKeyRequired) || errors.Is(err, bolt.ErrIncompatibleValue)
+}
+
+// Flush writes every dirty record of every sink in one transaction. A
+// record bbolt refuses is stored shrunk or skipped (see write); any other
+// failure rolls back and keeps every record dirty. bbolt takes no
+// context: ctx is only checked before the transaction.
+func (f *File) Flush(ctx context.Context) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	start := time.Now()
-	batches := map[string]map[exporter.Key]*exporter.Record{}
+	seq, start := f.begin()
+	if err := ctx.Err(); err != nil {
+		f.flushed(seq, start, err)
+		return fmt.Errorf("checkpoint flush: %w", err)
+	}
+	batches := map[string]map[exporter.Key]dirty{}
+	stripped := 0 // legacy records written back without their raw state
 	for name, s := range f.stores {
 		batches[name] = s.takeDirty()
+		for _, d := range batches[name] {
+			if d.strip {
+				stripped++
+			}
+		}
 	}
 	err := f.db.Update(func(tx *bolt.Tx) error {
 		meta, err := tx.CreateBucketIfNotExists(metaBucket)
@@ -161,18 +204,17 @@ func (f *File) Flush() error {
 			if err != nil {
 				return err
 			}
-			for k, r := range batch {
-				if r == nil {
-					if err := b.Delete([]byte(keyString(k))); err != nil {
+			for k, d := range batch {
+				key := []byte(keyString(k))
+				if d.rec == nil {
+					if err := b.Delete(key); err != nil && !boltPermanent(err) {
 						return err
 					}
+					f.unnote(name + " " + keyString(k))
 					continue
 				}
-				v, err := encodeRecord(*r, f.keepState)
-				if err != nil {
-					return err
-				}
-				if err := b.Put([]byte(keyString(k)), v); err != nil {
+				w := recordWriter{put: func(v []byte) error { return b.Put(key, v) }, permanent: boltPermanent}
+				if err := f.write(w, f.log, name, k, d, f.keepState); err != nil {
 					return err
 				}
 			}
@@ -186,16 +228,24 @@ func (f *File) Flush() error {
 		for name, batch := range batches {
 			f.stores[name].requeue(batch)
 		}
-		f.flushed(start, err)
+		f.flushed(seq, start, err)
 		return fmt.Errorf("checkpoint flush: %w", err)
 	}
-	f.flushed(start, nil)
+	f.flushed(seq, start, nil)
+	if stripped > 0 {
+		if err := f.compact(); err != nil {
+			return err
+		}
+		f.log.Info("checkpoint rewritten without the unredacted state of an older version", zap.Int("records", stripped))
+	}
 	return nil
 }
 
-// Close flushes and closes the file.
+// Close flushes (within closeTimeout) and closes the file.
 func (f *File) Close() error {
-	err := f.Flush()
+	ctx, cancel := context.WithTimeout(context.Background(), closeTimeout)
+	defer cancel()
+	err := f.Flush(ctx)
 	if cerr := f.db.Close(); err == nil {
 		err = cerr
 	}

@@ -96,49 +96,84 @@ func (b *KV) Store(ctx context.Context, sink string) (*Store, error) {
 			key, err = parseKey(string(raw))
 		}
 		var r exporter.Record
+		var legacy bool
 		if err == nil {
-			r, err = decodeRecord(e.Value())
+			r, legacy, err = decodeRecord(e.Value())
 		}
 		if err != nil {
 			b.log.Error("skipping unreadable checkpoint record", zap.String("sink", sink), zap.String("key", e.Key()), zap.Error(err))
 			b.skipped.Add(1)
 			continue
 		}
-		s.mem.Put(key, r)
+		s.load(key, r, legacy)
 	}
 	b.stores[sink] = s
 	return s, nil
 }
 
-// Run flushes until ctx ends, then once more.
+// Run flushes every FlushInterval, and at once when Sync asks, until ctx
+// ends; Close writes what is left.
 func (b *KV) Run(ctx context.Context) error { return b.loop(ctx, b.Flush, b.log) }
 
-// Flush writes every dirty record of every sink.
-func (b *KV) Flush() error {
+// kvPermanent tells the refusals no retry can fix: a value over the
+// server's max_payload or the stream's max message size, a bad key.
+func kvPermanent(err error) bool {
+	var api *jetstream.APIError
+	return errors.Is(err, nats.ErrMaxPayload) || errors.Is(err, jetstream.ErrInvalidKey) || errors.Is(err, nats.ErrBadSubject) ||
+		(errors.As(err, &api) && api.ErrorCode == jetstream.JSErrCodeStreamMessageExceedsMaximum)
+}
+
+// valueLimit is the largest value the server takes in one message.
+func (b *KV) valueLimit() int {
+	limit := b.nc.MaxPayload()
+	if limit <= 0 {
+		limit = 1 << 20 // not connected yet: the server default
+	}
+	// The subject travels in the same message on the wire, but
+	// max_payload counts data and headers only; keep a margin for
+	// headers the client may add.
+	return int(limit) - 256
+}
+
+// Flush writes every dirty record of every sink, within ctx and
+// flushTimeout. A record the server refuses is stored shrunk or skipped
+// (see write); after a transient failure (server down) the remaining
+// records are not tried and everything not written stays dirty.
+func (b *KV) Flush(ctx context.Context) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	start := time.Now()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	seq, start := b.begin()
+	ctx, cancel := context.WithTimeout(ctx, flushTimeout)
 	defer cancel()
 	var firstErr error
 	for name, s := range b.stores {
 		batch := s.takeDirty()
-		failed := map[exporter.Key]*exporter.Record{}
-		for k, r := range batch {
+		failed := map[exporter.Key]dirty{}
+		for k, d := range batch {
+			if firstErr != nil {
+				failed[k] = d
+				continue
+			}
+			key := kvKey(name, k)
 			var err error
-			if r == nil {
-				err = b.kv.Delete(ctx, kvKey(name, k))
-			} else {
-				var v []byte
-				if v, err = encodeRecord(*r, b.keepState); err == nil {
-					_, err = b.kv.Put(ctx, kvKey(name, k), v)
+			if d.rec == nil {
+				if err = b.kv.Delete(ctx, key); err != nil && kvPermanent(err) {
+					err = nil // nothing can be stored under that key either
 				}
+				if err == nil {
+					b.unnote(name + " " + keyString(k))
+				}
+			} else {
+				w := recordWriter{
+					put:       func(v []byte) error { _, err := b.kv.Put(ctx, key, v); return err },
+					permanent: kvPermanent,
+					limit:     b.valueLimit(),
+				}
+				err = b.write(w, b.log, name, k, d, b.keepState)
 			}
 			if err != nil {
-				failed[k] = r
-				if firstErr == nil {
-					firstErr = err
-				}
+				failed[k] = d
+				firstErr = fmt.Errorf("sink %s: %w", name, err)
 			}
 		}
 		if len(failed) > 0 {
@@ -146,19 +181,21 @@ func (b *KV) Flush() error {
 			continue
 		}
 		if _, err := b.kv.Put(ctx, "m."+name, []byte(time.Now().UTC().Format(time.RFC3339Nano))); err != nil && firstErr == nil {
-			firstErr = err
+			firstErr = fmt.Errorf("sink %s: %w", name, err)
 		}
 	}
-	b.flushed(start, firstErr)
+	b.flushed(seq, start, firstErr)
 	if firstErr != nil {
 		return fmt.Errorf("checkpoint flush: %w", firstErr)
 	}
 	return nil
 }
 
-// Close flushes and disconnects.
+// Close flushes (within closeTimeout) and disconnects.
 func (b *KV) Close() error {
-	err := b.Flush()
+	ctx, cancel := context.WithTimeout(context.Background(), closeTimeout)
+	defer cancel()
+	err := b.Flush(ctx)
 	b.nc.Close()
 	return err
 }

@@ -13,6 +13,8 @@ var (
 	lagDesc      = prometheus.NewDesc("kubefeed_checkpoint_lag_seconds", "Time since the last successful checkpoint flush.", nil, nil)
 	unreadable   = prometheus.NewDesc("kubefeed_checkpoint_unreadable", "1 when the checkpoint could not be read at start (fallback taken).", nil, nil)
 	skippedDesc  = prometheus.NewDesc("kubefeed_checkpoint_skipped_records_total", "Unreadable checkpoint records skipped at start.", nil, nil)
+	shrunkDesc   = prometheus.NewDesc("kubefeed_checkpoint_shrunk_records_total", "Record writes the backend refused with their state (too large), stored with uid and version only.", nil, nil)
+	refusedDesc  = prometheus.NewDesc("kubefeed_checkpoint_refused_records_total", "Record writes the backend refused even without state (bad key); skipped, not retried.", nil, nil)
 )
 
 // statser is a backend with flush statistics.
@@ -33,7 +35,7 @@ func NewCollector(b statser, corrupt bool) *Collector {
 
 // Describe implements prometheus.Collector.
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{flushesDesc, flushErrDesc, flushDurDesc, lagDesc, unreadable, skippedDesc} {
+	for _, d := range []*prometheus.Desc{flushesDesc, flushErrDesc, flushDurDesc, lagDesc, unreadable, skippedDesc, shrunkDesc, refusedDesc} {
 		ch <- d
 	}
 }
@@ -56,4 +58,6 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(lagDesc, prometheus.GaugeValue, lag)
 	ch <- prometheus.MustNewConstMetric(unreadable, prometheus.GaugeValue, bad)
 	ch <- prometheus.MustNewConstMetric(skippedDesc, prometheus.CounterValue, float64(skipped))
+	ch <- prometheus.MustNewConstMetric(shrunkDesc, prometheus.CounterValue, float64(c.c.shrunk.Load()))
+	ch <- prometheus.MustNewConstMetric(refusedDesc, prometheus.CounterValue, float64(c.c.refused.Load()))
 }

@@ -10,16 +10,25 @@ import (
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	utiljson "k8s.io/apimachinery/pkg/util/json"
 
 	"github.com/kubefeed/kubefeed/exporter"
 )
 
+// recordFormat is the format of the records this version writes:
+//
+//	absent (1): written before kubefeed redacted checkpoints; the state
+//	            may hold values its rule redacts. Restored, then rewritten.
+//	2:          the state is what the rule allowed to send (redacted).
+const recordFormat = 2
+
 // stored is a record as written to a backend.
 type stored struct {
-	UID   string `json:"u"`
-	RV    string `json:"v"`
-	Scope string `json:"s,omitempty"`
-	State []byte `json:"o,omitempty"` // gzip of the object's JSON
+	Format int    `json:"f,omitempty"`
+	UID    string `json:"u"`
+	RV     string `json:"v"`
+	Scope  string `json:"s,omitempty"`
+	State  []byte `json:"o,omitempty"` // gzip of the object's JSON
 }
 
 // keyString encodes a key as "group/version/resource/namespace/name".
@@ -35,42 +44,61 @@ func parseKey(s string) (exporter.Key, error) {
 	return exporter.Key{GVR: schema.GroupVersionResource{Group: p[0], Version: p[1], Resource: p[2]}, Namespace: p[3], Name: p[4]}, nil
 }
 
+// encodeRecord returns what is kept at rest for r: its uid, version and
+// scope, and with keepState its state as its rule redacts it
+// (r.Redact.Object), never the raw one.
 func encodeRecord(r exporter.Record, keepState bool) ([]byte, error) {
-	s := stored{UID: r.UID, RV: r.ResourceVersion, Scope: r.Scope}
+	s := stored{Format: recordFormat, UID: r.UID, RV: r.ResourceVersion, Scope: r.Scope}
 	if keepState && r.Object != nil {
+		obj := r.Object.Object
+		if r.Redact != nil {
+			obj = r.Redact.Object(obj)
+		}
 		var buf bytes.Buffer
-		zw, _ := gzip.NewWriterLevel(&buf, gzip.BestSpeed)
-		if err := json.NewEncoder(zw).Encode(r.Object.Object); err != nil {
-			return nil, err
+		zw, err := gzip.NewWriterLevel(&buf, gzip.BestSpeed)
+		if err != nil {
+			return nil, fmt.Errorf("compress checkpoint state: %w", err)
+		}
+		if err := json.NewEncoder(zw).Encode(obj); err != nil {
+			return nil, fmt.Errorf("encode checkpoint state: %w", err)
 		}
 		if err := zw.Close(); err != nil {
-			return nil, err
+			return nil, fmt.Errorf("compress checkpoint state: %w", err)
 		}
 		s.State = buf.Bytes()
 	}
 	return json.Marshal(s)
 }
 
-func decodeRecord(b []byte) (exporter.Record, error) {
+// decodeRecord reads a stored record; legacy reports one of format 1, whose
+// state may hold redacted values. Numbers in the state decode as
+// apimachinery's unstructured decoder does (int64 when integral, else
+// float64), so that a restored object equals the cached one.
+func decodeRecord(b []byte) (r exporter.Record, legacy bool, err error) {
 	var s stored
 	if err := json.Unmarshal(b, &s); err != nil {
-		return exporter.Record{}, fmt.Errorf("bad checkpoint record: %w", err)
+		return exporter.Record{}, false, fmt.Errorf("bad checkpoint record: %w", err)
 	}
-	r := exporter.Record{UID: s.UID, ResourceVersion: s.RV, Scope: s.Scope}
+	if s.Format > recordFormat {
+		return exporter.Record{}, false, fmt.Errorf("checkpoint record format %d is newer than this kubefeed's (%d)", s.Format, recordFormat)
+	}
+	r = exporter.Record{UID: s.UID, ResourceVersion: s.RV, Scope: s.Scope}
 	if len(s.State) > 0 {
 		zr, err := gzip.NewReader(bytes.NewReader(s.State))
 		if err != nil {
-			return exporter.Record{}, fmt.Errorf("bad checkpoint state: %w", err)
+			return exporter.Record{}, false, fmt.Errorf("bad checkpoint state: %w", err)
 		}
 		raw, err := io.ReadAll(zr)
 		if err != nil {
-			return exporter.Record{}, fmt.Errorf("bad checkpoint state: %w", err)
+			return exporter.Record{}, false, fmt.Errorf("bad checkpoint state: %w", err)
 		}
 		obj := map[string]any{}
-		if err := json.Unmarshal(raw, &obj); err != nil {
-			return exporter.Record{}, fmt.Errorf("bad checkpoint state: %w", err)
+		if err := utiljson.Unmarshal(raw, &obj); err != nil {
+			return exporter.Record{}, false, fmt.Errorf("bad checkpoint state: %w", err)
 		}
-		r.Object = &unstructured.Unstructured{Object: obj}
+		if obj != nil { // "null": no state
+			r.Object = &unstructured.Unstructured{Object: obj}
+		}
 	}
-	return r, nil
+	return r, s.Format == 0, nil
 }

@@ -1,6 +1,7 @@
 package checkpoint
 
 import (
+	"context"
 	"sync"
 	"time"
 
@@ -10,10 +11,14 @@ import (
 // Store is one sink's checkpointed delivered state: reads from memory,
 // writes recorded as dirty until the backend's next flush.
 type Store struct {
-	backend  backend
-	mem      *exporter.MemoryStore
-	mu       sync.Mutex
-	dirty    map[exporter.Key]bool
+	backend backend
+	mem     *exporter.MemoryStore
+	mu      sync.Mutex // orders Put and Delete with takeDirty
+	dirty   map[exporter.Key]bool
+	// legacy holds the keys restored from records of an older format,
+	// whose state was stored unredacted: until they are Put again (with
+	// their rule's redaction), they are written back without state.
+	legacy   map[exporter.Key]bool
 	restored time.Time // when the previous run last flushed; zero: fresh
 }
 
@@ -21,31 +26,41 @@ var (
 	_ exporter.Store    = (*Store)(nil)
 	_ exporter.Restorer = (*Store)(nil)
 	_ exporter.Flusher  = (*Store)(nil)
+	_ exporter.Syncer   = (*Store)(nil)
 )
 
 // backend is where stores are written: File or KV.
 type backend interface {
-	Flush() error
-	Sync()
+	Flush(ctx context.Context) error
+	Sync(ctx context.Context) error
 }
 
-// Sync returns once everything Put so far is written (group commit).
-func (s *Store) Sync() {
-	if s.backend != nil {
-		s.backend.Sync()
-	}
+// dirty is a record to write; rec nil: delete it. strip: write it
+// without its state.
+type dirty struct {
+	rec   *exporter.Record
+	strip bool
 }
 
-// Flush writes the backend now.
-func (s *Store) Flush() error {
+// Sync returns once everything Put so far is written (group commit), or
+// with an error when the flush failed or ctx ended first.
+func (s *Store) Sync(ctx context.Context) error {
 	if s.backend == nil {
 		return nil
 	}
-	return s.backend.Flush()
+	return s.backend.Sync(ctx)
+}
+
+// Flush writes the backend now.
+func (s *Store) Flush(ctx context.Context) error {
+	if s.backend == nil {
+		return nil
+	}
+	return s.backend.Flush(ctx)
 }
 
 func newStore() *Store {
-	return &Store{mem: exporter.NewMemoryStore(), dirty: map[exporter.Key]bool{}}
+	return &Store{mem: exporter.NewMemoryStore(), dirty: map[exporter.Key]bool{}, legacy: map[exporter.Key]bool{}}
 }
 
 // Get returns the record of k.
@@ -53,14 +68,20 @@ func (s *Store) Get(k exporter.Key) (exporter.Record, bool) { return s.mem.Get(k
 
 // Put records an acknowledged delivery.
 func (s *Store) Put(k exporter.Key, r exporter.Record) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	s.mem.Put(k, r)
-	s.markDirty(k)
+	s.dirty[k] = true
+	delete(s.legacy, k)
 }
 
 // Delete forgets k.
 func (s *Store) Delete(k exporter.Key) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	s.mem.Delete(k)
-	s.markDirty(k)
+	s.dirty[k] = true
+	delete(s.legacy, k)
 }
 
 // Range iterates over the records.
@@ -70,31 +91,36 @@ func (s *Store) Range(f func(exporter.Key, exporter.Record) bool) { s.mem.Range(
 // did.
 func (s *Store) Restored() (time.Time, bool) { return s.restored, !s.restored.IsZero() }
 
-func (s *Store) markDirty(k exporter.Key) {
+// load adds a record read from the backend; a legacy one is rewritten at
+// the next flush.
+func (s *Store) load(k exporter.Key, r exporter.Record, legacy bool) {
 	s.mu.Lock()
-	s.dirty[k] = true
-	s.mu.Unlock()
+	defer s.mu.Unlock()
+	s.mem.Put(k, r)
+	if legacy {
+		s.legacy[k] = true
+		s.dirty[k] = true
+	}
 }
 
-// takeDirty returns the dirty keys with their current records (nil: deleted).
-func (s *Store) takeDirty() map[exporter.Key]*exporter.Record {
+// takeDirty returns the dirty keys with their current records.
+func (s *Store) takeDirty() map[exporter.Key]dirty {
 	s.mu.Lock()
-	keys := s.dirty
-	s.dirty = map[exporter.Key]bool{}
-	s.mu.Unlock()
-	out := make(map[exporter.Key]*exporter.Record, len(keys))
-	for k := range keys {
+	defer s.mu.Unlock()
+	out := make(map[exporter.Key]dirty, len(s.dirty))
+	for k := range s.dirty {
+		d := dirty{strip: s.legacy[k]}
 		if r, ok := s.mem.Get(k); ok {
-			out[k] = &r
-		} else {
-			out[k] = nil
+			d.rec = &r
 		}
+		out[k] = d
 	}
+	s.dirty = map[exporter.Key]bool{}
 	return out
 }
 
 // requeue marks keys dirty again after a failed flush.
-func (s *Store) requeue(keys map[exporter.Key]*exporter.Record) {
+func (s *Store) requeue(keys map[exporter.Key]dirty) {
 	s.mu.Lock()
 	for k := range keys {
 		s.dirty[k] = true

@@ -174,6 +174,8 @@ func openCheckpoint(ctx context.Context, cp *config.Checkpoint, cfg *config.Conf
 	var load func(sink string) (*checkpoint.Store, error)
 	corrupt := false
 	if cp.File != nil {
+		// A file another kubefeed holds (checkpoint.ErrLocked) is left
+		// alone and ends the run (exit 2); only an unreadable one is lost.
 		f, err := checkpoint.OpenFile(cp.File.Path, true, clog)
 		if errors.Is(err, checkpoint.ErrCorrupt) {
 			// Documented fallback: start as on a first run, with gap markers.
@@ -208,10 +210,12 @@ func openCheckpoint(ctx context.Context, cp *config.Checkpoint, cfg *config.Conf
 	go func() { done <- backend.Run(cctx) }()
 	return func() {
 		cancel()
-		if err := <-done; err != nil {
+		<-done
+		// Close writes what is left, within a bound (10s): a backend that
+		// is down cannot hold the shutdown.
+		if err := backend.Close(); err != nil {
 			log.Error("final checkpoint flush", zap.Error(err))
 		}
-		_ = backend.Close()
 	}, nil
 }
 
