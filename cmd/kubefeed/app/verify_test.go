@@ -111,7 +111,9 @@ func TestCompareAllSetsAsidePredatingObjects(t *testing.T) {
 	first := time.Date(2026, 1, 1, 12, 0, 0, 500_000_000, time.UTC)
 	skip := testScope(t, config.Watch{}, nil)
 	emit := testScope(t, config.Watch{InitialList: config.InitialListEmit}, nil)
-	k := func(name string) consumer.Key { return consumer.Key{Resource: "configmaps", Namespace: "shop", Name: name} }
+	k := func(name string) consumer.Key {
+		return consumer.Key{Resource: "configmaps", Namespace: "shop", Name: name}
+	}
 	live := func(s *verifyScope, created time.Time) *liveObject {
 		return &liveObject{obj: map[string]any{}, uid: "u", rv: "1", created: created, scope: s}
 	}
