@@ -329,3 +329,22 @@ func mustJSON(v any) string {
 	}
 	return string(b)
 }
+
+func TestApplyObjectNearOneMiB(t *testing.T) {
+	big := strings.Repeat("x", 1000*1000)
+	v1 := cmObj("web", "u1", "10", map[string]any{"blob": big, "n": "1"})
+	v2 := cmObj("web", "u1", "11", map[string]any{"blob": big, "n": "2"})
+	s := New(Options{})
+	for _, e := range []*Event{
+		change(t, event.Added, v1, "", nil, ""),
+		change(t, event.Modified, v2, "10", []diff.Op{{Op: "replace", Path: "/data/n", Value: "2"}}, ""),
+	} {
+		if err := s.Apply(e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, _ := s.Get(cmKey)
+	if data := got.Object["data"].(map[string]any); data["n"] != "2" || data["blob"] != big || s.Stats().Rebased != 0 {
+		t.Errorf("n=%v, blob of %d bytes, stats %+v", data["n"], len(data["blob"].(string)), s.Stats())
+	}
+}

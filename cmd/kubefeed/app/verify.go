@@ -93,6 +93,7 @@ func runVerify(ctx context.Context, g *globalFlags, o *verifyOptions, stdout io.
 	if err != nil {
 		return usageErr(err)
 	}
+	rc.Timeout = time.Minute // bounds each request, discovery included
 	cs, err := kubernetes.NewForConfig(rc)
 	if err != nil {
 		return usageErr(err)
