@@ -39,17 +39,18 @@ type ReadOptions struct {
 type ReadResult struct {
 	// FirstSeq and LastSeq are the stream sequences of the first and last
 	// message read (0 when none was).
-	FirstSeq, LastSeq uint64
+	FirstSeq uint64 `json:"firstSeq"`
+	LastSeq  uint64 `json:"lastSeq"`
 	// FirstTime is when the first message read was stored.
-	FirstTime time.Time
+	FirstTime time.Time `json:"firstTime"`
 	// EndSeq is the stream's last matching sequence when the read began:
 	// the read stopped there.
-	EndSeq uint64
+	EndSeq uint64 `json:"endSeq"`
 	// StreamFirstSeq is the stream's first sequence when the read began;
 	// above 1, older messages were removed (limits, max age, purge).
-	StreamFirstSeq uint64
+	StreamFirstSeq uint64 `json:"streamFirstSeq"`
 	// Messages counts the messages read.
-	Messages int
+	Messages int `json:"messages"`
 }
 
 // ErrStreamNotFound is returned when the stream does not exist.

@@ -333,8 +333,12 @@ func printReport(w io.Writer, output string, r *verifyReport) error {
 	for _, n := range r.NotCompared {
 		fmt.Fprintf(w, "note: watch[%d] (%s) not compared: %s\n", n.Rule, n.Resource, n.Reason)
 	}
-	if len(r.Predating) > 0 {
-		fmt.Fprintf(w, "note: %d objects are older than the feed and not in it (initialList: skip, or the stream dropped old messages): %s\n", len(r.Predating), strings.Join(r.Predating, ", "))
+	if n := len(r.Predating); n > 0 {
+		names := strings.Join(r.Predating[:min(n, 10)], ", ")
+		if n > 10 {
+			names += fmt.Sprintf(" and %d more (-o json lists them all)", n-10)
+		}
+		fmt.Fprintf(w, "note: %d objects are older than the feed and not in it (initialList: skip, or the stream dropped old messages): %s\n", n, names)
 	}
 	for _, b := range r.BadMessages {
 		fmt.Fprintf(w, "warning: skipped %s\n", b)

@@ -2,6 +2,7 @@ package app
 
 import (
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -179,5 +180,55 @@ func TestJetStreamSinkOf(t *testing.T) {
 	}
 	if _, err := jetStreamSinkOf(cfg, "x"); err == nil || !strings.Contains(err.Error(), `no sink named "x" in the config (its sinks: hook, js)`) {
 		t.Errorf("x: %v", err)
+	}
+}
+
+func TestPrintReport(t *testing.T) {
+	k := func(n string) consumer.Key { return consumer.Key{Resource: "configmaps", Namespace: "shop", Name: n} }
+	r := &verifyReport{
+		Stream: "KUBEFEED", Compared: 4,
+		Differences: []*difference{
+			{Object: "configmaps/shop/a", Key: k("a"), Problem: diffMissing, Cluster: &side{UID: "u1", ResourceVersion: "7"}},
+			{Object: "configmaps/shop/b", Key: k("b"), Problem: diffExtra, Feed: &side{UID: "u2", ResourceVersion: "3", EventID: "u2.3.added"}},
+			{Object: "configmaps/shop/c", Key: k("c"), Problem: diffVersion, Feed: &side{ResourceVersion: "4"}, Cluster: &side{ResourceVersion: "9"}, Paths: []string{"/data/x", "/data/a~1b"}},
+			{Object: "configmaps/shop/d", Key: k("d"), Problem: diffUID, Feed: &side{UID: "old", ResourceVersion: "1"}, Cluster: &side{UID: "new", ResourceVersion: "2"}},
+		},
+		NotCompared: []notCompared{{Rule: 2, Resource: "pods", Reason: "it has a filter"}},
+		Gaps:        []consumer.Gap{{Reason: "restart"}, {Reason: "relist"}, {Reason: "restart"}},
+		Read:        consumer.ReadResult{Messages: 40, LastSeq: 42},
+	}
+	for i := 0; i < 12; i++ {
+		r.Predating = append(r.Predating, fmt.Sprintf("configmaps/shop/old%02d", i))
+	}
+	var b strings.Builder
+	if err := printReport(&b, "text", r); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		"MISSING  configmaps/shop/a  not in the feed; the cluster has it at resourceVersion 7 (uid u1)\n",
+		"EXTRA    configmaps/shop/b  in the feed at resourceVersion 3 (event u2.3.added), gone from the cluster\n",
+		"VERSION  configmaps/shop/c  the feed has resourceVersion 4, the cluster 9; they differ at /data/x, /data/a~1b\n",
+		"UID      configmaps/shop/d  the feed has uid old (resourceVersion 1), the cluster uid new (resourceVersion 2)\n",
+		"note: watch[2] (pods) not compared: it has a filter\n",
+		"note: 12 objects are older than the feed",
+		"configmaps/shop/old09 and 2 more (-o json lists them all)\n",
+		"gap markers in the feed: relist 1, restart 2\n",
+		"4 objects differ (4 objects compared; stream KUBEFEED, 40 messages read up to sequence 42)\n",
+	} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("text lacks %q:\n%s", want, b.String())
+		}
+	}
+	b.Reset()
+	r.Differences, r.Match = nil, true
+	if err := printReport(&b, "json", r); err != nil {
+		t.Fatal(err)
+	}
+	var back map[string]any
+	if err := json.Unmarshal([]byte(b.String()), &back); err != nil {
+		t.Fatal(err)
+	}
+	if d, ok := back["differences"].([]any); !ok || len(d) != 0 || back["match"] != true || len(back["predatingFeed"].([]any)) != 12 {
+		t.Errorf("json: %s", b.String())
 	}
 }
