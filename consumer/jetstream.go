@@ -123,8 +123,9 @@ func ReadJetStream(ctx context.Context, js jetstream.JetStream, s *State, o Read
 		if err != nil {
 			return res, fmt.Errorf("stream %s: fetch after sequence %d: %w", o.Stream, res.LastSeq, err)
 		}
-		done := false
+		done, got := false, 0
 		for m := range batch.Messages() {
+			got++
 			md, err := m.Metadata()
 			if err != nil {
 				return res, fmt.Errorf("stream %s: message metadata: %w", o.Stream, err)
@@ -160,6 +161,17 @@ func ReadJetStream(ctx context.Context, js jetstream.JetStream, s *State, o Read
 		}
 		if done {
 			return res, nil
+		}
+		if got == 0 {
+			// Nothing came: the messages up to end may have been removed
+			// since the read began (max age, purge).
+			info, err := st.Info(ctx)
+			if err != nil {
+				return res, fmt.Errorf("stream %s info: %w", o.Stream, err)
+			}
+			if info.State.FirstSeq > end || info.State.Msgs == 0 {
+				return res, nil
+			}
 		}
 	}
 }
