@@ -20,6 +20,11 @@
 //   - deleted removes the object only when the object held has the event's
 //     uid: after a kubefeed restart, the deletion of an old incarnation can
 //     arrive after the new incarnation's added.
+//   - Incarnations: when the events of an older incarnation (another uid,
+//     an earlier metadata.creationTimestamp) arrive after a newer
+//     incarnation's, as they can across Kafka partitions, the newer one
+//     stays current and the older one is kept aside until its deletion.
+//     Without both timestamps, the incarnation applied last is current.
 //   - io.kubefeed.gap markers change no object; they are kept (State.Gaps)
 //     and passed to Options.OnGap, so a caller can tell "kubefeed was not
 //     looking" from "nothing happened".

@@ -55,6 +55,10 @@ type Options struct {
 type State struct {
 	opts    Options
 	objects map[Key]*Entry
+	// shadows are other incarnations (uids) of a key than the current one,
+	// not deleted yet: when the events of several incarnations interleave
+	// (Kafka partitions), the newest one by creationTimestamp is current.
+	shadows map[Key][]*Entry
 	seen    map[string]struct{}
 	gaps    []Gap
 	stats   Stats
@@ -62,7 +66,7 @@ type State struct {
 
 // New returns an empty State.
 func New(o Options) *State {
-	return &State{opts: o, objects: map[Key]*Entry{}, seen: map[string]struct{}{}}
+	return &State{opts: o, objects: map[Key]*Entry{}, shadows: map[Key][]*Entry{}, seen: map[string]struct{}{}}
 }
 
 // Apply applies one event by the rules of the package doc. A malformed event
@@ -114,21 +118,20 @@ func (s *State) applyChange(e *Event) error {
 		return fmt.Errorf("event %s: data: %w", e.ID, err)
 	}
 	k := e.Key()
-	held := s.objects[k]
-	switch e.Change() {
-	case Deleted:
-		if held == nil || held.UID != e.UID {
+	held := s.incarnation(k, e.UID)
+	if e.Change() == Deleted {
+		if held == nil {
 			s.stats.ForeignDeletes++
 			return nil
 		}
-		delete(s.objects, k)
+		s.drop(k, e.UID)
 		return nil
-	case Modified:
-		if held != nil && held.UID == e.UID && d.PreviousResourceVersion != "" &&
-			held.ResourceVersion == d.PreviousResourceVersion && !held.Truncated {
+	}
+	if e.Change() == Modified {
+		if held != nil && d.PreviousResourceVersion != "" && held.ResourceVersion == d.PreviousResourceVersion && !held.Truncated {
 			if out, err := applyPatch(held.Object, d.Patch); err == nil {
 				if obj, ok := out.(map[string]any); ok {
-					s.put(k, e, withResourceVersion(obj, e.ResourceVersion), false)
+					s.place(k, s.entry(k, e, withResourceVersion(obj, e.ResourceVersion), false))
 					return nil
 				}
 			}
@@ -138,12 +141,12 @@ func (s *State) applyChange(e *Event) error {
 	if d.Object == nil {
 		return fmt.Errorf("event %s: data.object is missing", e.ID)
 	}
-	s.put(k, e, d.Object, d.Truncated != "")
+	s.place(k, s.entry(k, e, d.Object, d.Truncated != ""))
 	return nil
 }
 
-func (s *State) put(k Key, e *Event, obj map[string]any, truncated bool) {
-	s.objects[k] = &Entry{Key: k, Object: obj, UID: e.UID, ResourceVersion: e.ResourceVersion, EventID: e.ID, Truncated: truncated}
+func (s *State) entry(k Key, e *Event, obj map[string]any, truncated bool) *Entry {
+	return &Entry{Key: k, Object: obj, UID: e.UID, ResourceVersion: e.ResourceVersion, EventID: e.ID, Truncated: truncated}
 }
 
 // withResourceVersion sets metadata.resourceVersion, which patches leave

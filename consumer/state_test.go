@@ -348,3 +348,65 @@ func TestApplyObjectNearOneMiB(t *testing.T) {
 		t.Errorf("n=%v, blob of %d bytes, stats %+v", data["n"], len(data["blob"].(string)), s.Stats())
 	}
 }
+
+func TestApplyInterleavedIncarnations(t *testing.T) {
+	at := func(o map[string]any, ts string) map[string]any {
+		o["metadata"].(map[string]any)["creationTimestamp"] = ts
+		return o
+	}
+	oldV1 := at(cmObj("web", "old", "10", map[string]any{"v": "old"}), "2026-01-01T10:00:00Z")
+	oldV2 := at(cmObj("web", "old", "11", map[string]any{"v": "old2"}), "2026-01-01T10:00:00Z")
+	newV1 := at(cmObj("web", "new", "20", map[string]any{"v": "new"}), "2026-01-01T11:00:00Z")
+	newV2 := at(cmObj("web", "new", "21", map[string]any{"v": "new2"}), "2026-01-01T11:00:00Z")
+	for _, tc := range []struct {
+		name   string
+		events func(t *testing.T) []*Event
+		want   map[string]any
+	}{
+		{"the old incarnation's events arrive after the new one's", func(t *testing.T) []*Event {
+			return []*Event{
+				change(t, event.Added, newV1, "", nil, ""), change(t, event.Added, oldV1, "", nil, ""),
+				change(t, event.Modified, oldV2, "10", []diff.Op{{Op: "replace", Path: "/data/v", Value: "old2"}}, ""),
+				change(t, event.Deleted, oldV2, "", nil, ""),
+			}
+		}, newV1},
+		{"the new one changes while the old one is shadowed", func(t *testing.T) []*Event {
+			return []*Event{
+				change(t, event.Added, newV1, "", nil, ""), change(t, event.Added, oldV1, "", nil, ""),
+				change(t, event.Modified, newV2, "20", []diff.Op{{Op: "replace", Path: "/data/v", Value: "new2"}}, ""),
+				change(t, event.Deleted, oldV1, "", nil, ""),
+			}
+		}, newV2},
+		{"in order: the old deleted, then the new added", func(t *testing.T) []*Event {
+			return []*Event{change(t, event.Added, oldV1, "", nil, ""), change(t, event.Deleted, oldV1, "", nil, ""), change(t, event.Added, newV1, "", nil, "")}
+		}, newV1},
+		{"after a restart: the new added before the old deleted", func(t *testing.T) []*Event {
+			return []*Event{change(t, event.Added, oldV1, "", nil, ""), change(t, event.Added, newV1, "", nil, ""), change(t, event.Deleted, oldV1, "", nil, "")}
+		}, newV1},
+		{"the new one deleted before the old one's deletion arrived: the old one shows until then", func(t *testing.T) []*Event {
+			return []*Event{change(t, event.Added, newV1, "", nil, ""), change(t, event.Added, oldV1, "", nil, ""), change(t, event.Deleted, newV1, "", nil, "")}
+		}, oldV1},
+		{"both deleted, in any order", func(t *testing.T) []*Event {
+			return []*Event{change(t, event.Added, newV1, "", nil, ""), change(t, event.Added, oldV1, "", nil, ""), change(t, event.Deleted, newV1, "", nil, ""), change(t, event.Deleted, oldV1, "", nil, "")}
+		}, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := New(Options{})
+			for _, e := range tc.events(t) {
+				if err := s.Apply(e); err != nil {
+					t.Fatal(err)
+				}
+			}
+			got, ok := s.Get(cmKey)
+			if tc.want == nil {
+				if ok || s.Len() != 0 || len(s.shadows) != 0 {
+					t.Errorf("held %s (%d shadowed keys), want nothing", mustJSON(got.Object), len(s.shadows))
+				}
+				return
+			}
+			if !ok || mustJSON(got.Object) != mustJSON(tc.want) {
+				t.Errorf("held %s, want %s", mustJSON(got.Object), mustJSON(tc.want))
+			}
+		})
+	}
+}
