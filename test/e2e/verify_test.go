@@ -89,9 +89,11 @@ checkpoint:
 	}
 	a.Object["data"] = map[string]any{"k": "v2", "big": "9007199254740993"}
 	a.SetAnnotations(map[string]string{"example.com/note": "a key with a slash"})
-	if _, err := cms.Update(ctx, a, metav1.UpdateOptions{}); err != nil {
+	a, err = cms.Update(ctx, a, metav1.UpdateOptions{})
+	if err != nil {
 		t.Fatal(err)
 	}
+	aRV, aUID := a.GetResourceVersion(), string(a.GetUID())
 	if err := cms.Delete(ctx, "b", metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
 	}
@@ -103,7 +105,7 @@ checkpoint:
 		t.Fatalf("after a clean stop: %s", r)
 	}
 
-	// While kubefeed is down: a new object and a changed one.
+	// While kubefeed is down: a new object, a changed one, a deleted one.
 	if _, err := cms.Create(ctx, cm("late", nil, map[string]any{"k": "v"}), metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
@@ -117,20 +119,24 @@ checkpoint:
 	if err != nil {
 		t.Fatal(err)
 	}
+	if err := cms.Delete(ctx, "a", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
 	r := runVerify(t, cfg, "audit")
 	if r.code != 3 {
 		t.Fatalf("with changes kubefeed missed: %s", r)
 	}
 	for _, want := range []string{
 		"MISSING  configmaps/" + ns + "/late  not in the feed",
+		"EXTRA    configmaps/" + ns + "/a  in the feed at resourceVersion " + aRV + " (event " + aUID + "." + aRV + ".modified), gone from the cluster",
 		fmt.Sprintf("VERSION  configmaps/%s/c  the feed has resourceVersion %s, the cluster %s; they differ at /data/k", ns, feedRV, c.GetResourceVersion()),
-		"2 objects differ",
+		"3 objects differ",
 	} {
 		if !strings.Contains(r.stdout, want) {
 			t.Errorf("text output lacks %q:\n%s", want, r)
 		}
 	}
-	if !strings.Contains(r.stderr, "2 of 3 objects differ between sink audit and the cluster") {
+	if !strings.Contains(r.stderr, "3 of 3 objects differ between sink audit and the cluster") {
 		t.Errorf("stderr: %s", r.stderr)
 	}
 	r = runVerify(t, cfg, "audit", "-o", "json")
@@ -138,10 +144,13 @@ checkpoint:
 	if err := json.Unmarshal([]byte(r.stdout), &rep); err != nil || r.code != 3 {
 		t.Fatalf("json report (%v): %s", err, r)
 	}
-	if rep.Match || rep.Compared != 3 || len(rep.Differences) != 2 {
+	if rep.Match || rep.Compared != 3 || len(rep.Differences) != 3 {
 		t.Fatalf("json report: %+v", rep)
 	}
-	c0, l0 := rep.Differences[0], rep.Differences[1] // sorted by object
+	a0, c0, l0 := rep.Differences[0], rep.Differences[1], rep.Differences[2] // sorted by object
+	if a0.Problem != "extra" || a0.Key.Name != "a" || a0.Feed == nil || a0.Feed.ResourceVersion != aRV || a0.Cluster != nil {
+		t.Errorf("difference of a: %+v", a0)
+	}
 	if c0.Problem != "version" || c0.Key.Name != "c" || c0.Feed.ResourceVersion != feedRV || c0.Cluster.ResourceVersion != c.GetResourceVersion() || strings.Join(c0.Paths, ",") != "/data/k" {
 		t.Errorf("difference of c: %+v", c0)
 	}
@@ -159,7 +168,7 @@ checkpoint:
 		time.Sleep(200 * time.Millisecond)
 	}
 	rep = verifyJSON{}
-	if err := json.Unmarshal([]byte(r.stdout), &rep); err != nil || !rep.Match || rep.Compared != 3 || len(rep.Gaps) == 0 || rep.Gaps[0].Reason != "restart" {
+	if err := json.Unmarshal([]byte(r.stdout), &rep); err != nil || !rep.Match || rep.Compared != 2 || len(rep.Gaps) == 0 || rep.Gaps[0].Reason != "restart" {
 		t.Errorf("after the restart (%v): %+v\n%s", err, rep, r.stdout)
 	}
 	d.kill()
