@@ -1,5 +1,6 @@
-// Package app is the kubefeed command line: run, tail, validate, version.
-// Exit codes: 0 ok, 1 bad config or usage, 2 runtime failure.
+// Package app is the kubefeed command line: run, tail, validate, verify,
+// version. Exit codes: 0 ok, 1 bad config or usage, 2 runtime failure, 3
+// verify found differences.
 package app
 
 import (
@@ -21,6 +22,7 @@ const (
 	ExitOK      = 0
 	ExitConfig  = 1
 	ExitRuntime = 2
+	ExitDiffer  = 3 // verify: the feed and the cluster differ
 )
 
 // exitError carries an exit code through cobra.
@@ -61,7 +63,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	root.SetErr(stderr)
 	root.SetArgs(args)
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageErr(err) })
-	root.AddCommand(newRunCmd(g), newTailCmd(g, stdout), newValidateCmd(g, stdout), newVersionCmd(stdout))
+	root.AddCommand(newRunCmd(g), newTailCmd(g, stdout), newValidateCmd(g, stdout), newVerifyCmd(g, stdout), newVersionCmd(stdout))
 
 	err := root.Execute()
 	if err == nil {

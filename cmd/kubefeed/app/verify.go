@@ -1,0 +1,366 @@
+package app
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/spf13/cobra"
+	"go.uber.org/zap"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/kubefeed/kubefeed/consumer"
+	"github.com/kubefeed/kubefeed/exporter"
+	"github.com/kubefeed/kubefeed/exporter/config"
+	"github.com/kubefeed/kubefeed/sinks/natsconn"
+)
+
+// verifyOptions are the flags of verify.
+type verifyOptions struct {
+	config, sink, output string
+	timeout              time.Duration
+}
+
+func newVerifyCmd(g *globalFlags, stdout io.Writer) *cobra.Command {
+	o := &verifyOptions{}
+	cmd := &cobra.Command{
+		Use:   "verify --config FILE --sink NAME [-o text|json]",
+		Short: "Rebuild the state a JetStream sink stored and compare it with a live LIST (exit 3 when they differ)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if o.output != "text" && o.output != "json" {
+				return usageErr(fmt.Errorf("-o %q: use text or json", o.output))
+			}
+			if o.sink == "" {
+				return usageErr(errors.New("--sink is required: the name of a jetstream sink of the config"))
+			}
+			if !cmd.Flags().Changed("log-level") {
+				g.logLevel = "warn"
+			}
+			if !cmd.Flags().Changed("log-format") {
+				g.logFormat = "console"
+			}
+			ctx, cancel := context.WithTimeout(cmd.Context(), o.timeout)
+			defer cancel()
+			return runVerify(ctx, g, o, stdout)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.config, "config", "", "path to the config file")
+	f.StringVar(&o.sink, "sink", "", "the jetstream sink whose stream is read")
+	f.StringVarP(&o.output, "output", "o", "text", "text or json")
+	f.DurationVar(&o.timeout, "timeout", 5*time.Minute, "bound for the whole comparison")
+	return cmd
+}
+
+// verifyReport is what verify prints (-o json as is).
+type verifyReport struct {
+	Match       bool                `json:"match"`
+	Sink        string              `json:"sink"`
+	Stream      string              `json:"stream"`
+	Subjects    []string            `json:"subjects"`
+	Compared    int                 `json:"compared"`
+	Differences []*difference       `json:"differences"`
+	Predating   []string            `json:"predatingFeed,omitempty"`
+	NotCompared []notCompared       `json:"notCompared,omitempty"`
+	Gaps        []consumer.Gap      `json:"gaps,omitempty"`
+	BadMessages []string            `json:"badMessages,omitempty"`
+	Read        consumer.ReadResult `json:"read"`
+}
+
+func runVerify(ctx context.Context, g *globalFlags, o *verifyOptions, stdout io.Writer) error {
+	cfg, err := loadConfig(o.config)
+	if err != nil {
+		return err
+	}
+	sc, err := jetStreamSinkOf(cfg, o.sink)
+	if err != nil {
+		return usageErr(err)
+	}
+	log, err := newLogger(g)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = log.Sync() }()
+	rc, _, err := clientConfig(g)
+	if err != nil {
+		return usageErr(err)
+	}
+	rc.Timeout = time.Minute // bounds each request, discovery included
+	cs, err := kubernetes.NewForConfig(rc)
+	if err != nil {
+		return usageErr(err)
+	}
+	dyn, err := dynamic.NewForConfig(rc)
+	if err != nil {
+		return usageErr(err)
+	}
+	// Tell "the API server does not answer" (2) from "the config names a
+	// resource it does not have" (1) before resolving.
+	if _, err := cs.Discovery().ServerVersion(); err != nil {
+		return runtimeErr(fmt.Errorf("api server: %w", err))
+	}
+	scopes, skipped, err := verifyScopes(ctx, cfg, o.sink, exporter.NewDiscoveryResolver(cs.Discovery()), dyn)
+	if err != nil {
+		return err
+	}
+	subj, err := natsconn.CompileSubject(sc.Subject)
+	if err != nil {
+		return usageErr(fmt.Errorf("sink %s: subject: %w", o.sink, err))
+	}
+	js, closeNATS, err := connectJetStream(ctx, sc.NATSConnection, log)
+	if err != nil {
+		return err
+	}
+	defer closeNATS()
+
+	rep := &verifyReport{Sink: o.sink, Stream: sc.Stream, Subjects: []string{subj.StreamSubject(cfg.Cluster)}, NotCompared: skipped}
+	state := consumer.New(consumer.Options{})
+	read := func(start uint64) error {
+		rr, err := consumer.ReadJetStream(ctx, js, state, consumer.ReadOptions{
+			Stream: sc.Stream, Subjects: rep.Subjects, StartSeq: start,
+			OnError: func(_ uint64, err error) error { rep.BadMessages = append(rep.BadMessages, err.Error()); return nil },
+		})
+		if err != nil {
+			return runtimeErr(fmt.Errorf("read sink %s: %w", o.sink, err))
+		}
+		if start == 0 {
+			rep.Read = rr
+		} else if rr.Messages > 0 {
+			rep.Read.LastSeq, rep.Read.EndSeq = rr.LastSeq, rr.EndSeq
+			rep.Read.Messages += rr.Messages
+		}
+		return nil
+	}
+	if err := read(0); err != nil {
+		return err
+	}
+	live, err := listScopes(ctx, dyn, scopes)
+	if err != nil {
+		return runtimeErr(err)
+	}
+	diffs, predating, compared := compareAll(state, live, scopes, rep.Read)
+	if len(diffs) > 0 {
+		// They may have changed during the comparison: read the stream's
+		// tail, GET them again, and keep those that still differ.
+		if err := read(rep.Read.LastSeq + 1); err != nil {
+			return err
+		}
+		if diffs, err = recheck(ctx, dyn, state, scopes, diffs, rep.Read); err != nil {
+			return runtimeErr(err)
+		}
+	}
+	rep.Differences, rep.Predating, rep.Compared = diffs, predating, compared
+	rep.Match = len(diffs) == 0
+	rep.Gaps = state.Gaps()
+	if err := printReport(stdout, o.output, rep); err != nil {
+		return runtimeErr(err)
+	}
+	if !rep.Match {
+		return &exitError{code: ExitDiffer, err: fmt.Errorf("%d of %d objects differ between sink %s and the cluster", len(diffs), compared, o.sink)}
+	}
+	return nil
+}
+
+// jetStreamSinkOf finds the named sink and checks that verify can read it.
+func jetStreamSinkOf(cfg *config.Config, name string) (*config.JetStreamSink, error) {
+	var names []string
+	for _, s := range cfg.Sinks {
+		if s.Name != name {
+			names = append(names, s.Name)
+			continue
+		}
+		if s.JetStream == nil {
+			return nil, fmt.Errorf("sink %q is a %s sink: verify reads what a jetstream sink stored in its stream", name, sinkKind(s))
+		}
+		return s.JetStream, nil
+	}
+	return nil, fmt.Errorf("no sink named %q in the config (its sinks: %s)", name, strings.Join(names, ", "))
+}
+
+func sinkKind(s config.Sink) string {
+	switch {
+	case s.Stdout != nil:
+		return "stdout"
+	case s.File != nil:
+		return "file"
+	case s.NATS != nil:
+		return "nats"
+	case s.Webhook != nil:
+		return "webhook"
+	case s.Kafka != nil:
+		return "kafka"
+	}
+	return "non-jetstream"
+}
+
+// connectJetStream dials NATS and waits (bounded) for the connection.
+func connectJetStream(ctx context.Context, c config.NATSConnection, log *zap.Logger) (jetstream.JetStream, func(), error) {
+	nc, err := natsconn.Connect(c, log.Named("nats"))
+	if err != nil {
+		return nil, nil, usageErr(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for !nc.IsConnected() && time.Now().Before(deadline) && ctx.Err() == nil {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if !nc.IsConnected() {
+		last := nc.LastError()
+		nc.Close()
+		return nil, nil, runtimeErr(fmt.Errorf("nats %s not reachable: %v", natsconn.Redact(c.Servers), last))
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		nc.Close()
+		return nil, nil, runtimeErr(fmt.Errorf("jetstream: %w", err))
+	}
+	return js, nc.Close, nil
+}
+
+// coveringScope is the first scope an object of the feed belongs to.
+func coveringScope(scopes []*verifyScope, e consumer.Entry) *verifyScope {
+	for _, s := range scopes {
+		if s.covers(e) {
+			return s
+		}
+	}
+	return nil
+}
+
+// predates reports whether an object missing from the feed is older than
+// the feed: kubefeed emits nothing for objects present when it first
+// started (initialList: skip), and a stream forgets old messages (limits).
+func predates(lo *liveObject, rr consumer.ReadResult) bool {
+	if !lo.scope.skipsFirst && rr.StreamFirstSeq <= 1 {
+		return false
+	}
+	// creationTimestamp has whole seconds: only a strictly earlier second
+	// counts.
+	return rr.Messages == 0 || lo.created.Before(rr.FirstTime.Truncate(time.Second))
+}
+
+// compareAll compares every object in scope on either side.
+func compareAll(state *consumer.State, live map[consumer.Key]*liveObject, scopes []*verifyScope, rr consumer.ReadResult) (diffs []*difference, predating []string, compared int) {
+	feed := map[consumer.Key]consumer.Entry{}
+	for k, e := range state.Objects() {
+		if coveringScope(scopes, e) != nil {
+			feed[k] = e
+		}
+	}
+	keys := map[consumer.Key]bool{}
+	for k := range feed {
+		keys[k] = true
+	}
+	for k := range live {
+		keys[k] = true
+	}
+	for k := range keys {
+		var fe *consumer.Entry
+		if e, ok := feed[k]; ok {
+			fe = &e
+		}
+		d := compareOne(k, fe, live[k])
+		if d != nil && d.Problem == diffMissing && predates(live[k], rr) {
+			predating = append(predating, k.String())
+			continue
+		}
+		if d != nil {
+			if d.scope == nil {
+				d.scope = coveringScope(scopes, *fe)
+			}
+			diffs = append(diffs, d)
+		}
+	}
+	sortDiffs(diffs)
+	sort.Strings(predating)
+	return diffs, predating, len(keys) - len(predating)
+}
+
+// recheck GETs each differing object again and compares it with the feed
+// (whose tail the caller has re-read).
+func recheck(ctx context.Context, dyn dynamic.Interface, state *consumer.State, scopes []*verifyScope, diffs []*difference, rr consumer.ReadResult) ([]*difference, error) {
+	var out []*difference
+	for _, d := range diffs {
+		lo, err := getLive(ctx, dyn, d.scope, d.Key)
+		if err != nil {
+			return nil, err
+		}
+		var fe *consumer.Entry
+		if e, ok := state.Get(d.Key); ok && coveringScope(scopes, e) != nil {
+			fe = &e
+		}
+		nd := compareOne(d.Key, fe, lo)
+		if nd == nil || (nd.Problem == diffMissing && predates(lo, rr)) {
+			continue
+		}
+		out = append(out, nd)
+	}
+	return out, nil
+}
+
+func sortDiffs(ds []*difference) {
+	sort.Slice(ds, func(i, j int) bool { return ds[i].Object < ds[j].Object })
+}
+
+func printReport(w io.Writer, output string, r *verifyReport) error {
+	if output == "json" {
+		if r.Differences == nil {
+			r.Differences = []*difference{}
+		}
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		return enc.Encode(r)
+	}
+	for _, d := range r.Differences {
+		var msg string
+		switch d.Problem {
+		case diffMissing:
+			msg = fmt.Sprintf("not in the feed; the cluster has it at resourceVersion %s (uid %s)", d.Cluster.ResourceVersion, d.Cluster.UID)
+		case diffExtra:
+			msg = fmt.Sprintf("in the feed at resourceVersion %s (event %s), gone from the cluster", d.Feed.ResourceVersion, d.Feed.EventID)
+		case diffUID:
+			msg = fmt.Sprintf("the feed has uid %s (resourceVersion %s), the cluster uid %s (resourceVersion %s)", d.Feed.UID, d.Feed.ResourceVersion, d.Cluster.UID, d.Cluster.ResourceVersion)
+		default:
+			msg = fmt.Sprintf("the feed has resourceVersion %s, the cluster %s; they differ at %s", d.Feed.ResourceVersion, d.Cluster.ResourceVersion, strings.Join(d.Paths, ", "))
+		}
+		fmt.Fprintf(w, "%-8s %s  %s\n", strings.ToUpper(d.Problem), d.Object, msg)
+	}
+	for _, n := range r.NotCompared {
+		fmt.Fprintf(w, "note: watch[%d] (%s) not compared: %s\n", n.Rule, n.Resource, n.Reason)
+	}
+	if n := len(r.Predating); n > 0 {
+		names := strings.Join(r.Predating[:min(n, 10)], ", ")
+		if n > 10 {
+			names += fmt.Sprintf(" and %d more (-o json lists them all)", n-10)
+		}
+		fmt.Fprintf(w, "note: %d objects are older than the feed and not in it (initialList: skip, or the stream dropped old messages): %s\n", n, names)
+	}
+	for _, b := range r.BadMessages {
+		fmt.Fprintf(w, "warning: skipped %s\n", b)
+	}
+	if len(r.Gaps) > 0 {
+		reasons := map[string]int{}
+		for _, g := range r.Gaps {
+			reasons[g.Reason]++
+		}
+		var parts []string
+		for k, n := range reasons {
+			parts = append(parts, fmt.Sprintf("%s %d", k, n))
+		}
+		sort.Strings(parts)
+		fmt.Fprintf(w, "gap markers in the feed: %s\n", strings.Join(parts, ", "))
+	}
+	verdict := "ok: the feed matches the cluster"
+	if !r.Match {
+		verdict = fmt.Sprintf("%d objects differ", len(r.Differences))
+	}
+	_, err := fmt.Fprintf(w, "%s (%d objects compared; stream %s, %d messages read up to sequence %d)\n", verdict, r.Compared, r.Stream, r.Read.Messages, r.Read.LastSeq)
+	return err
+}

@@ -1,0 +1,219 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/kubefeed/kubefeed/test/natstest"
+)
+
+// verifyRun is one `kubefeed verify` run.
+type verifyRun struct {
+	code           int
+	stdout, stderr string
+}
+
+func runVerify(t *testing.T, cfg, sink string, extra ...string) verifyRun {
+	t.Helper()
+	args := append([]string{"verify", "--config", cfg, "--sink", sink, "--kubeconfig", cp.Kubeconfig(), "--timeout", "1m"}, extra...)
+	cmd := exec.Command(kubefeedBinary(t), args...)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	_ = cmd.Run()
+	return verifyRun{code: cmd.ProcessState.ExitCode(), stdout: out.String(), stderr: errb.String()}
+}
+
+func (r verifyRun) String() string {
+	return fmt.Sprintf("exit %d\nstdout:\n%s\nstderr:\n%s", r.code, r.stdout, r.stderr)
+}
+
+// verifyJSON is the part of `verify -o json` the tests read.
+type verifyJSON struct {
+	Match       bool `json:"match"`
+	Compared    int  `json:"compared"`
+	Differences []struct {
+		Object  string `json:"object"`
+		Problem string `json:"problem"`
+		Key     struct {
+			Resource, Namespace, Name string
+		} `json:"key"`
+		Feed    *struct{ ResourceVersion string } `json:"feed"`
+		Cluster *struct{ ResourceVersion string } `json:"cluster"`
+		Paths   []string                          `json:"paths"`
+	} `json:"differences"`
+	Gaps []struct {
+		Reason string `json:"reason"`
+	} `json:"gaps"`
+}
+
+func TestVerifyJetStreamSink(t *testing.T) {
+	srv := natstest.StartT(t, natstest.Options{})
+	ns := namespace(t, "verify", nil)
+	dir := t.TempDir()
+	cfg := writeFile(t, "c.yaml", fmt.Sprintf(`apiVersion: kubefeed.io/v1alpha1
+kind: Config
+cluster: test
+watch:
+  - {resource: configmaps, namespaces: [%[1]s]}
+sinks:
+  - name: audit
+    jetstream: {servers: [%[2]s], stream: KUBEFEED, provision: {duplicateWindow: 10m}}
+  - name: console
+    stdout: {}
+checkpoint:
+  file: {path: %[3]s}
+`, ns, srv.URL(), filepath.Join(dir, "checkpoint.db")))
+	_, dyn := clients(t)
+	ctx := context.Background()
+	cms := dyn.Resource(configMaps).Namespace(ns)
+
+	// Changes while kubefeed runs, then a clean stop.
+	d := startDaemon(t, cfg)
+	for _, name := range []string{"a", "b", "c"} {
+		if _, err := cms.Create(ctx, cm(name, nil, map[string]any{"k": "v"}), metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	a, err := cms.Get(ctx, "a", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.Object["data"] = map[string]any{"k": "v2", "big": "9007199254740993"}
+	a.SetAnnotations(map[string]string{"example.com/note": "a key with a slash"})
+	a, err = cms.Update(ctx, a, metav1.UpdateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	aRV, aUID := a.GetResourceVersion(), string(a.GetUID())
+	if err := cms.Delete(ctx, "b", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	waitStream(t, srv.URL(), 5) // added a, b, c; modified a; deleted b
+	if err := d.term(t); err != nil {
+		t.Fatalf("SIGTERM: %v\n%s", err, d.logs.String())
+	}
+	if r := runVerify(t, cfg, "audit"); r.code != 0 || !strings.Contains(r.stdout, "ok: the feed matches the cluster (2 objects compared") {
+		t.Fatalf("after a clean stop: %s", r)
+	}
+
+	// While kubefeed is down: a new object, a changed one, a deleted one.
+	if _, err := cms.Create(ctx, cm("late", nil, map[string]any{"k": "v"}), metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	c, err := cms.Get(ctx, "c", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	feedRV := c.GetResourceVersion()
+	c.Object["data"] = map[string]any{"k": "changed"}
+	c, err = cms.Update(ctx, c, metav1.UpdateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cms.Delete(ctx, "a", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	r := runVerify(t, cfg, "audit")
+	if r.code != 3 {
+		t.Fatalf("with changes kubefeed missed: %s", r)
+	}
+	for _, want := range []string{
+		"MISSING  configmaps/" + ns + "/late  not in the feed",
+		"EXTRA    configmaps/" + ns + "/a  in the feed at resourceVersion " + aRV + " (event " + aUID + "." + aRV + ".modified), gone from the cluster",
+		fmt.Sprintf("VERSION  configmaps/%s/c  the feed has resourceVersion %s, the cluster %s; they differ at /data/k", ns, feedRV, c.GetResourceVersion()),
+		"3 objects differ",
+	} {
+		if !strings.Contains(r.stdout, want) {
+			t.Errorf("text output lacks %q:\n%s", want, r)
+		}
+	}
+	if !strings.Contains(r.stderr, "3 of 3 objects differ between sink audit and the cluster") {
+		t.Errorf("stderr: %s", r.stderr)
+	}
+	r = runVerify(t, cfg, "audit", "-o", "json")
+	var rep verifyJSON
+	if err := json.Unmarshal([]byte(r.stdout), &rep); err != nil || r.code != 3 {
+		t.Fatalf("json report (%v): %s", err, r)
+	}
+	if rep.Match || rep.Compared != 3 || len(rep.Differences) != 3 {
+		t.Fatalf("json report: %+v", rep)
+	}
+	a0, c0, l0 := rep.Differences[0], rep.Differences[1], rep.Differences[2] // sorted by object
+	if a0.Problem != "extra" || a0.Key.Name != "a" || a0.Feed == nil || a0.Feed.ResourceVersion != aRV || a0.Cluster != nil {
+		t.Errorf("difference of a: %+v", a0)
+	}
+	if c0.Problem != "version" || c0.Key.Name != "c" || c0.Feed.ResourceVersion != feedRV || c0.Cluster.ResourceVersion != c.GetResourceVersion() || strings.Join(c0.Paths, ",") != "/data/k" {
+		t.Errorf("difference of c: %+v", c0)
+	}
+	if l0.Problem != "missing" || l0.Object != "configmaps/"+ns+"/late" || l0.Feed != nil || l0.Cluster == nil {
+		t.Errorf("difference of late: %+v", l0)
+	}
+
+	// kubefeed recovers what it missed: the feed matches again.
+	d = startDaemon(t, cfg)
+	deadline := time.Now().Add(60 * time.Second)
+	for r = runVerify(t, cfg, "audit", "-o", "json"); r.code != 0; r = runVerify(t, cfg, "audit", "-o", "json") {
+		if time.Now().After(deadline) {
+			t.Fatalf("verify after the restart: %s\nkubefeed:\n%s", r, d.logs.String())
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	rep = verifyJSON{}
+	if err := json.Unmarshal([]byte(r.stdout), &rep); err != nil || !rep.Match || rep.Compared != 2 || len(rep.Gaps) == 0 || rep.Gaps[0].Reason != "restart" {
+		t.Errorf("after the restart (%v): %+v\n%s", err, rep, r.stdout)
+	}
+	d.kill()
+}
+
+func TestVerifyRejectsSinksItCannotRead(t *testing.T) {
+	cfg := writeFile(t, "c.yaml", `apiVersion: kubefeed.io/v1alpha1
+kind: Config
+watch:
+  - {resource: configmaps}
+sinks:
+  - name: console
+    stdout: {}
+  - name: audit
+    jetstream: {servers: [nats://127.0.0.1:1], stream: KUBEFEED}
+`)
+	for _, tc := range []struct {
+		sink string
+		code int
+		want string
+	}{
+		{"nope", 1, `no sink named "nope" in the config (its sinks: console, audit)`},
+		{"console", 1, `sink "console" is a stdout sink: verify reads what a jetstream sink stored in its stream`},
+		{"audit", 2, "nats nats://127.0.0.1:1 not reachable"},
+	} {
+		t.Run(tc.sink, func(t *testing.T) {
+			r := runVerify(t, cfg, tc.sink)
+			if r.code != tc.code || !strings.Contains(r.stderr, tc.want) {
+				t.Errorf("want exit %d and %q; %s", tc.code, tc.want, r)
+			}
+		})
+	}
+	if r := runVerify(t, writeFile(t, "bad.yaml", "apiVersion: kubefeed.io/v1alpha1\nkind: Config\nwatch: [{resource: configmaps, namespace: [a]}]\nsinks: [{name: audit, stdout: {}}]\n"), "audit"); r.code != 1 || !strings.Contains(r.stderr, `unknown key "namespace"`) {
+		t.Errorf("bad config: %s", r)
+	}
+}
+
+// waitStream waits until the stream holds at least n messages.
+func waitStream(t *testing.T, url string, n int) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for len(streamLines(t, url)) < n {
+		if time.Now().After(deadline) {
+			t.Fatalf("the stream holds %d messages, want %d", len(streamLines(t, url)), n)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
