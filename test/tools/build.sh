@@ -27,11 +27,7 @@ key=$( { go env GOVERSION GOOS GOARCH; echo "$kube_version $etcd_version $helm_v
 bin="$cache_root/bin/$key"
 
 if [[ "${1:-}" == "--print-dir" ]]; then
-  if [[ ! -x "$bin/promtool" ]]; then
-  log "building promtool $prometheus_version (about 5 minutes, once)"
-  GOBIN="$bin" CGO_ENABLED=0 go install "github.com/prometheus/prometheus/cmd/promtool@$prometheus_version"
-fi
-echo "$bin"
+  echo "$bin"
   exit 0
 fi
 
