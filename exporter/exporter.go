@@ -187,6 +187,11 @@ func (e *Exporter) Healthy() (bool, string) {
 	if !e.started.Load() {
 		return false, "starting"
 	}
+	for _, r := range e.runners {
+		if ok, why := r.health(); !ok {
+			return false, why
+		}
+	}
 	if sel := e.namespaces.unsynced(); sel != "" {
 		return false, "namespace selector " + sel + " not synced"
 	}

@@ -66,6 +66,7 @@ func newMetrics(reg prometheus.Registerer, e *Exporter) *metrics {
 
 var (
 	queueDepthDesc = prometheus.NewDesc("kubefeed_queue_depth", "Keys waiting in a sink's queue.", []string{"sink"}, nil)
+	sinkReadyDesc  = prometheus.NewDesc("kubefeed_sink_ready", "1 when the sink is open; 0 while it is retried after failing to open (see /readyz and the logs for why).", []string{"sink"}, nil)
 	queueAgeDesc   = prometheus.NewDesc("kubefeed_queue_oldest_seconds", "Age of the oldest undelivered change of a sink.", []string{"sink"}, nil)
 	syncedDesc     = prometheus.NewDesc("kubefeed_informer_synced", "1 when the scope's informer has synced.", []string{"scope"}, nil)
 	objectsDesc    = prometheus.NewDesc("kubefeed_informer_objects", "Objects in the scope's informer cache.", []string{"scope"}, nil)
@@ -78,6 +79,7 @@ type stateCollector struct{ e *Exporter }
 
 func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- queueDepthDesc
+	ch <- sinkReadyDesc
 	ch <- queueAgeDesc
 	ch <- syncedDesc
 	ch <- objectsDesc
@@ -93,6 +95,11 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 			age = now.Sub(t).Seconds()
 		}
 		ch <- prometheus.MustNewConstMetric(queueAgeDesc, prometheus.GaugeValue, age, r.name)
+		open := 1.0
+		if ok, _ := r.health(); !ok {
+			open = 0
+		}
+		ch <- prometheus.MustNewConstMetric(sinkReadyDesc, prometheus.GaugeValue, open, r.name)
 	}
 	c.e.mu.Lock()
 	scopes := make([]*scope, 0, len(c.e.scopes))

@@ -183,6 +183,18 @@ func (r *sinkRunner) processNext(ctx context.Context) bool {
 	return true
 }
 
+// healthReporter is a sink that can say it is not usable yet
+// (sinks.Deferred).
+type healthReporter interface{ Health() (bool, string) }
+
+// health reports whether the sink is usable and, if not, why.
+func (r *sinkRunner) health() (bool, string) {
+	if h, ok := r.sink.(healthReporter); ok {
+		return h.Health()
+	}
+	return true, ""
+}
+
 func (r *sinkRunner) stats() SinkStats {
 	return SinkStats{Delivered: r.delivered.Load(), Retries: r.retries.Load(), Dropped: r.dropped.Load(), FilterErrors: r.filterErrors.Load(), Gaps: r.gapsSent.Load(), Recovered: r.recovered.Load()}
 }
