@@ -24,9 +24,11 @@ fmt-check:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 
-# Every test, against a real kube-apiserver + etcd and a real nats-server.
+# Every test: the unit packages under the race detector, then the ones
+# against a real kube-apiserver + etcd and a real nats-server (test/...).
 test: tools vet fmt-check
-	KUBEFEED_BIN_DIR=$$(bash test/tools/build.sh) $(GO) test -count=1 -timeout 45m ./...
+	$(GO) test -race -count=1 -timeout 20m $$($(GO) list ./... | grep -v '/test/')
+	KUBEFEED_BIN_DIR=$$(bash test/tools/build.sh) $(GO) test -count=1 -timeout 45m ./test/...
 
 demo: build
 	@bash test/demo/demo.sh
