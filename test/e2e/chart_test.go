@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -112,8 +113,8 @@ func TestChartLintTemplateAndServerValidation(t *testing.T) {
 	if out, err := helm(t, "lint", "--strict", chartDir); err != nil {
 		t.Fatalf("helm lint --strict: %v\n%s", err, out)
 	}
-	for _, ns := range []string{"chart-rel", "chart-shop", "chart-web", "chart-vault"} {
-		namespace(t, ns, nil)
+	for _, ns := range []string{"chart-rel", "chart-shop", "chart-web", "chart-vault", "chart-lease"} {
+		_ = ensureNamespace(t, ns)
 	}
 	ensureWidgetCRD(t)
 	sets, _ := filepath.Glob(filepath.Join(chartDir, "ci", "*.yaml"))
@@ -157,12 +158,18 @@ func TestChartLintTemplateAndServerValidation(t *testing.T) {
 				if len(crs) != 1 || rulesOf(crs[0]) != want || len(roles) != 0 {
 					t.Errorf("all namespaces: %s, want %s", all, want)
 				}
-				if len(byKind(objs, "PersistentVolumeClaim")) != 1 || len(byKind(objs, "PodDisruptionBudget")) != 1 || len(byKind(objs, "NetworkPolicy")) != 1 {
-					t.Error("PVC, PDB or NetworkPolicy missing")
+				if len(byKind(objs, "PersistentVolumeClaim")) != 1 || len(byKind(objs, "NetworkPolicy")) != 1 {
+					t.Error("PVC or NetworkPolicy missing")
+				}
+				if n := len(byKind(objs, "PodDisruptionBudget")); n != 0 {
+					t.Errorf("%d PodDisruptionBudgets over one replica, want none (it would block every drain)", n)
 				}
 			case "ha-values.yaml":
 				if !strings.Contains(all, `"leases"`) || !strings.Contains(all, `"namespaces"`) || len(byKind(objs, "PersistentVolumeClaim")) != 0 {
 					t.Errorf("HA: rules %s", all)
+				}
+				if n := len(byKind(objs, "PodDisruptionBudget")); n != 1 {
+					t.Errorf("%d PodDisruptionBudgets over two replicas, want 1", n)
 				}
 			case "secrets-values.yaml":
 				if !strings.Contains(all, `"secrets"`) || len(crs) != 0 {
@@ -186,6 +193,18 @@ func TestChartRejectsBadValues(t *testing.T) {
 		{[]string{"--set", "config.wach=1"}, "wach"},
 		{[]string{"--set", "config.watch[0].resource=pods", "--set", "config.watch[0].typo=1"}, "typo"},
 		{[]string{"--set", "replicaCount=2"}, "leaderElection"},
+		{[]string{"--set", "terminationGracePeriodSeconds=-1"}, "terminationGracePeriodSeconds"},
+		{[]string{"-f", filepath.Join(chartDir, "ci", "ha-values.yaml"), "--set", "podDisruptionBudget.minAvailable=2"}, "must be below replicaCount"},
+		{[]string{"--set", "podDisruptionBudget.minAvailable=half"}, "minAvailable"},
+		{[]string{"--set", "networkPolicy.egres.enabled=true"}, "egres"},
+		{[]string{"--set", "networkPolicy.enabled=true", "--set", "networkPolicy.egress.enabled=true"}, "networkPolicy.egress.apiServer must list"},
+		{[]string{"--set", "networkPolicy.egress.apiServer[0].cidr=10.0.0.1"}, "/networkPolicy/egress/apiServer/0/cidr"},
+		{[]string{"--set", "networkPolicy.egress.apiServer[0].host=kubernetes"}, "'host' not allowed"},
+		{[]string{"--set", "networkPolicy.egress.sinks[0].ports[0]=4222"}, "/networkPolicy/egress/sinks/0"},
+		{[]string{"--set", "networkPolicy.egress.sinks[0].cidr=10.0.0.0/8", "--set", "networkPolicy.egress.sinks[0].ports[0]=70000"}, "/networkPolicy/egress/sinks/0/ports/0"},
+		{[]string{"--set", "networkPolicy.egress.sinks[0].cidr=10.0.0.0/8", "--set", "networkPolicy.egress.sinks[0].ports[0].port=53", "--set", "networkPolicy.egress.sinks[0].ports[0].protocol=ICMP"}, "protocol"},
+		{[]string{"--set", "networkPolicy.enabled=true", "--set", "networkPolicy.egress.sinks[0].cidr=10.0.0.0/8", "--set", "networkPolicy.egress.sinks[0].podSelector.matchLabels.app=x"}, "networkPolicy.egress.sinks[0]: give either cidr or"},
+		{[]string{"--set", "networkPolicy.metricsFrom[0].pod.app=x"}, "'pod' not allowed"},
 	} {
 		out, err := helm(t, append([]string{"template", "t", chartDir}, tc.set...)...)
 		if err == nil || !strings.Contains(out, tc.want) {
@@ -202,62 +221,10 @@ func TestChartRBACIsEnoughAndNoMore(t *testing.T) {
 		_ = ensureNamespace(t, ns)
 	}
 	objs := render(t, filepath.Join(chartDir, "ci", "namespaced-values.yaml"), "rbac-rel")
-	var keep []*unstructured.Unstructured
-	var config string
-	for _, o := range objs {
-		switch o.GetKind() {
-		case "ServiceAccount", "Role", "RoleBinding", "ClusterRole", "ClusterRoleBinding":
-			keep = append(keep, o)
-		case "ConfigMap":
-			config = o.Object["data"].(map[string]any)["config.yaml"].(string)
-		}
-	}
-	apply(t, cp.Config(), keep, false)
-	sa := "system:serviceaccount:rbac-rel:t-kubefeed"
-	kc := writeFile(t, "kubeconfig", strings.Replace(mustRead(t, cp.Kubeconfig()), "token: "+cluster.AdminToken, "token: "+cluster.AdminToken+"\n    as: "+sa, 1))
-	cfgPath := writeFile(t, "config.yaml", config)
-
-	cmd := exec.Command(kubefeedBinary(t), "run", "--config", cfgPath, "--kubeconfig", kc, "--metrics-address", "127.0.0.1:0", "--log-format", "console")
-	stdout, _ := cmd.StdoutPipe()
-	var logs bytes.Buffer
-	cmd.Stderr = &logs
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
-	lines := make(chan string, 16)
-	go func() {
-		sc := bufio.NewScanner(stdout)
-		for sc.Scan() {
-			lines <- sc.Text()
-		}
-	}()
-	deadline := time.Now().Add(30 * time.Second)
-	for !strings.Contains(logs.String(), "caches synced") {
-		if time.Now().After(deadline) {
-			t.Fatalf("kubefeed as the chart's ServiceAccount did not sync:\n%s", logs.String())
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	cs, _ := clients(t)
-	if _, err := cs.CoreV1().ConfigMaps("chart-web").Create(context.Background(), cmTyped("rbac-proof"), metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case l := <-lines:
-		if !strings.Contains(l, `"subject":"/api/v1/namespaces/chart-web/configmaps/rbac-proof"`) {
-			t.Errorf("event: %s", l)
-		}
-	case <-time.After(15 * time.Second):
-		t.Fatalf("no event delivered as the ServiceAccount; log:\n%s", logs.String())
-	}
-	if strings.Contains(logs.String(), "forbidden") {
-		t.Errorf("kubefeed hit forbidden requests with its own RBAC:\n%s", logs.String())
-	}
+	run := startAsServiceAccount(t, objs, "rbac-rel", "caches synced")
+	run.expectEvent(t, "chart-web", "rbac-proof")
 	// Outside the config: forbidden.
-	asSA := rest.CopyConfig(cp.Config())
-	asSA.Impersonate.UserName = sa
-	sac := kubernetes.NewForConfigOrDie(asSA)
+	sac := run.client()
 	ctx := context.Background()
 	if _, err := sac.CoreV1().Secrets("chart-shop").List(ctx, metav1.ListOptions{}); !apierrors.IsForbidden(err) {
 		t.Errorf("listing secrets in a watched namespace: %v, want forbidden", err)
@@ -271,6 +238,108 @@ func TestChartRBACIsEnoughAndNoMore(t *testing.T) {
 	if _, err := sac.CoreV1().ConfigMaps("chart-shop").Create(ctx, cmTyped("write"), metav1.CreateOptions{}); !apierrors.IsForbidden(err) {
 		t.Errorf("writing: %v, want forbidden", err)
 	}
+	if _, err := sac.CoordinationV1().Leases("rbac-rel").List(ctx, metav1.ListOptions{}); !apierrors.IsForbidden(err) {
+		t.Errorf("leases without leader election: %v, want forbidden", err)
+	}
+}
+
+// saRun is kubefeed running as the chart's ServiceAccount.
+type saRun struct {
+	sa    string
+	lines chan string
+	logs  *syncBuffer
+}
+
+// startAsServiceAccount applies the rendered ServiceAccount and RBAC objects
+// for real, runs `kubefeed run` with the rendered config, impersonating the
+// ServiceAccount, and waits for the log line until.
+func startAsServiceAccount(t *testing.T, objs []*unstructured.Unstructured, releaseNS, until string) *saRun {
+	t.Helper()
+	var keep []*unstructured.Unstructured
+	var config, sa string
+	for _, o := range objs {
+		switch o.GetKind() {
+		case "ServiceAccount":
+			sa = "system:serviceaccount:" + releaseNS + ":" + o.GetName()
+			keep = append(keep, o)
+		case "Role", "RoleBinding", "ClusterRole", "ClusterRoleBinding":
+			keep = append(keep, o)
+		case "ConfigMap":
+			config = o.Object["data"].(map[string]any)["config.yaml"].(string)
+		}
+	}
+	apply(t, cp.Config(), keep, false)
+	kc := writeFile(t, "kubeconfig", strings.Replace(mustRead(t, cp.Kubeconfig()), "token: "+cluster.AdminToken, "token: "+cluster.AdminToken+"\n    as: "+sa, 1))
+	cfgPath := writeFile(t, "config.yaml", config)
+
+	cmd := exec.Command(kubefeedBinary(t), "run", "--config", cfgPath, "--kubeconfig", kc, "--metrics-address", "127.0.0.1:0", "--log-format", "console")
+	stdout, _ := cmd.StdoutPipe()
+	run := &saRun{sa: sa, lines: make(chan string, 16), logs: &syncBuffer{}}
+	cmd.Stderr = run.logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			run.lines <- sc.Text()
+		}
+	}()
+	deadline := time.Now().Add(30 * time.Second)
+	for !strings.Contains(run.logs.String(), until) {
+		if time.Now().After(deadline) {
+			t.Fatalf("kubefeed as the chart's ServiceAccount never logged %q:\n%s", until, run.logs.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return run
+}
+
+// expectEvent creates a ConfigMap and expects its event on stdout, with no
+// forbidden request in the log.
+func (r *saRun) expectEvent(t *testing.T, ns, name string) {
+	t.Helper()
+	cs, _ := clients(t)
+	if _, err := cs.CoreV1().ConfigMaps(ns).Create(context.Background(), cmTyped(name), metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case l := <-r.lines:
+		if !strings.Contains(l, `"subject":"/api/v1/namespaces/`+ns+`/configmaps/`+name+`"`) {
+			t.Errorf("event: %s", l)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatalf("no event delivered as the ServiceAccount; log:\n%s", r.logs.String())
+	}
+	if strings.Contains(r.logs.String(), "forbidden") {
+		t.Errorf("kubefeed hit forbidden requests with its own RBAC:\n%s", r.logs.String())
+	}
+}
+
+// client is a clientset that impersonates the ServiceAccount.
+func (r *saRun) client() *kubernetes.Clientset {
+	asSA := rest.CopyConfig(cp.Config())
+	asSA.Impersonate.UserName = r.sa
+	return kubernetes.NewForConfigOrDie(asSA)
+}
+
+// syncBuffer is a bytes.Buffer that a process writes while a test reads it.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
 
 // ensureNamespace creates a namespace unless it exists.

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Builds the local control plane (kube-apiserver, etcd), helm and promtool from the Go
+# Builds the local control plane (kube-apiserver, etcd), helm and promtool (and,
+# through vulncheck.sh, govulncheck and its database) from the Go
 # module proxy into a cache outside the clone, keyed by the versions, the
 # wrapper modules and the Go version, so a fresh clone on the same machine
 # (what CI runs in) reuses them. Up-to-date binaries are not rebuilt.
@@ -66,4 +67,7 @@ if [[ ! -x "$bin/promtool" ]]; then
   log "building promtool $prometheus_version (about 5 minutes, once)"
   GOBIN="$bin" CGO_ENABLED=0 go install "github.com/prometheus/prometheus/cmd/promtool@$prometheus_version"
 fi
+# govulncheck and the offline vulnerability database (`make vulncheck`),
+# cached in a directory of their own.
+bash "$here/vulncheck.sh" >/dev/null
 echo "$bin"

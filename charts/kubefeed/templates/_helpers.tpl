@@ -76,3 +76,63 @@ deployments.v1.apps, apps/v1/deployments, v1/pods) into "group|resource".
   verbs: [get, list, watch]
 {{- end -}}
 {{- end -}}
+
+{{/*
+kubefeed.shutdownSeconds: config.shutdownTimeout (a Go duration such as
+"30s", "1m30s", "2500ms"; kubefeed's default 30s) in whole seconds, rounded up.
+*/}}
+{{- define "kubefeed.shutdownSeconds" -}}
+{{- $d := .Values.config.shutdownTimeout | default "30s" -}}
+{{- $unit := dict "ns" 0.000000001 "us" 0.000001 "ms" 0.001 "s" 1.0 "m" 60.0 "h" 3600.0 -}}
+{{- $total := 0.0 -}}
+{{- range regexFindAll "[0-9]+(\\.[0-9]+)?(ns|us|ms|s|m|h)" $d -1 -}}
+{{- $u := regexFind "[a-z]+$" . -}}
+{{- $total = addf $total (mulf (float64 (trimSuffix $u .)) (get $unit $u)) -}}
+{{- end -}}
+{{- ceil $total | int -}}
+{{- end -}}
+
+{{/*
+kubefeed.terminationGracePeriodSeconds: the explicit value, or the config's
+shutdownTimeout plus 15 s for the checkpoint flush, the Lease release and the
+process exit, so that Kubernetes never SIGKILLs a pod that is still draining.
+*/}}
+{{- define "kubefeed.terminationGracePeriodSeconds" -}}
+{{- if kindIs "invalid" .Values.terminationGracePeriodSeconds -}}
+{{- add (include "kubefeed.shutdownSeconds" . | int) 15 -}}
+{{- else -}}
+{{- .Values.terminationGracePeriodSeconds | int -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
+kubefeed.egressRules renders networkPolicy.egress entries, {cidr, except,
+ports} or {namespaceSelector, podSelector, ports}, as NetworkPolicy egress
+rules. A port is a number (TCP) or {port, protocol, endPort}.
+*/}}
+{{- define "kubefeed.egressRules" -}}
+{{- $rules := list -}}
+{{- range . -}}
+{{- $peer := dict -}}
+{{- if .cidr -}}
+{{- $ip := dict "cidr" .cidr -}}
+{{- with .except }}{{ $_ := set $ip "except" . }}{{ end -}}
+{{- $_ := set $peer "ipBlock" $ip -}}
+{{- else -}}
+{{- with .namespaceSelector }}{{ $_ := set $peer "namespaceSelector" . }}{{ end -}}
+{{- with .podSelector }}{{ $_ := set $peer "podSelector" . }}{{ end -}}
+{{- end -}}
+{{- $rule := dict "to" (list $peer) -}}
+{{- $ports := list -}}
+{{- range .ports -}}
+{{- if kindIs "map" . -}}
+{{- $ports = append $ports (merge (dict) . (dict "protocol" "TCP")) -}}
+{{- else -}}
+{{- $ports = append $ports (dict "port" (int .) "protocol" "TCP") -}}
+{{- end -}}
+{{- end -}}
+{{- with $ports }}{{ $_ := set $rule "ports" . }}{{ end -}}
+{{- $rules = append $rules $rule -}}
+{{- end -}}
+{{- toYaml $rules -}}
+{{- end -}}

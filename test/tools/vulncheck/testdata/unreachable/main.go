@@ -1,0 +1,11 @@
+package main
+
+import (
+	"fmt"
+
+	"golang.org/x/text/language"
+)
+
+func main() {
+	fmt.Println(language.Make("en-GB").String())
+}
