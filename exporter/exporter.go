@@ -221,8 +221,14 @@ func (e *Exporter) Run(ctx context.Context) (err error) {
 			}
 		}()
 	}
+	// shutdownTimeout bounds the whole shutdown: the drain and the closing
+	// of the sinks share it (the chart's grace period adds 15s to it).
+	var deadline time.Time
 	defer func() {
-		if cerr := e.closeSinks(); err == nil {
+		if deadline.IsZero() {
+			deadline = time.Now().Add(e.cfg.ShutdownTimeout.Duration)
+		}
+		if cerr := e.closeSinks(deadline); err == nil {
 			err = cerr
 		}
 	}()
@@ -270,16 +276,18 @@ func (e *Exporter) Run(ctx context.Context) (err error) {
 	loopErr := g.Wait()
 
 	e.log.Info("shutting down: draining queues", zap.Duration("timeout", e.cfg.ShutdownTimeout.Duration))
+	deadline = time.Now().Add(e.cfg.ShutdownTimeout.Duration)
 	e.stopScopes()
 	e.namespaces.stop()
-	e.drain(sendCtx, cancelSend)
+	// The drain gets the shutdown timeout less a share for closing sinks.
+	e.drain(sendCtx, cancelSend, e.cfg.ShutdownTimeout.Duration*4/5)
 	workers.Wait()
 	return loopErr
 }
 
 // drain lets the workers finish the queued keys, bounded by the shutdown
 // timeout or an abort.
-func (e *Exporter) drain(sendCtx context.Context, cancelSend func()) {
+func (e *Exporter) drain(sendCtx context.Context, cancelSend func(), timeout time.Duration) {
 	drained := make(chan struct{})
 	go func() {
 		var wg sync.WaitGroup
@@ -290,7 +298,7 @@ func (e *Exporter) drain(sendCtx context.Context, cancelSend func()) {
 		wg.Wait()
 		close(drained)
 	}()
-	timer := time.NewTimer(e.cfg.ShutdownTimeout.Duration)
+	timer := time.NewTimer(timeout)
 	defer timer.Stop()
 	select {
 	case <-drained:
@@ -306,8 +314,13 @@ func (e *Exporter) drain(sendCtx context.Context, cancelSend func()) {
 	}
 }
 
-func (e *Exporter) closeSinks() error {
-	ctx, cancel := context.WithTimeout(context.Background(), e.cfg.ShutdownTimeout.Duration)
+func (e *Exporter) closeSinks(deadline time.Time) error {
+	// Closing flushes what sinks buffered: it gets what is left of the
+	// shutdown timeout, and at least two seconds.
+	if time.Until(deadline) < 2*time.Second {
+		deadline = time.Now().Add(2 * time.Second)
+	}
+	ctx, cancel := context.WithDeadline(context.Background(), deadline)
 	defer cancel()
 	var first error
 	for _, r := range e.runners {
