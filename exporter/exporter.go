@@ -74,6 +74,7 @@ type Exporter struct {
 	namespaces *namespaceWatches
 	parked     parkedRecords
 	started    atomic.Bool
+	announced  atomic.Bool // "caches synced" logged
 }
 
 // New checks the options and builds the pipeline; Run starts it.
@@ -205,6 +206,29 @@ func (e *Exporter) Healthy() (bool, string) {
 	return true, ""
 }
 
+// synced reports whether every scope and namespace selector has synced
+// (sinks aside).
+func (e *Exporter) synced() bool {
+	if !e.started.Load() || e.namespaces.unsynced() != "" {
+		return false
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for _, s := range e.scopes {
+		if !s.ready.Load() {
+			return false
+		}
+	}
+	return true
+}
+
+// announce logs once that every cache synced.
+func (e *Exporter) announce() {
+	if e.synced() && e.announced.CompareAndSwap(false, true) {
+		e.log.Info("caches synced; delivering", zap.Int("scopes", len(e.Scopes())))
+	}
+}
+
 // Run watches, delivers and blocks until ctx ends; then it stops the
 // informers, drains the queues (bounded by the config's shutdownTimeout,
 // or at once when AbortSends closes) and closes the sinks. Every path out,
@@ -261,7 +285,8 @@ func (e *Exporter) Run(ctx context.Context) (err error) {
 	}
 	e.started.Store(true)
 	e.sendStartGaps()
-	e.log.Info("informers started; delivering", zap.Int("scopes", len(current)), zap.Int("pending rules", len(pending)))
+	e.log.Info("informers started", zap.Int("scopes", len(current)), zap.Int("pending rules", len(pending)))
+	e.announce()
 
 	var workers sync.WaitGroup
 	for _, r := range e.runners {

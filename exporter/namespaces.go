@@ -116,6 +116,7 @@ func (n *namespaceWatches) run(w *namespaceWatch) {
 		n.reconcile(w)
 		w.reconciled.Store(true)
 		n.ex.forgetParked()
+		n.ex.announce()
 		for {
 			select {
 			case <-n.stopCh:

@@ -119,6 +119,7 @@ func (e *Exporter) scopeSynced(s *scope) {
 	}
 	s.ready.Store(true)
 	s.log.Debug("scope synced")
+	e.announce()
 }
 
 // startScope starts a scope created after Run began.
