@@ -101,13 +101,14 @@ func runExporter(ctx context.Context, g *globalFlags, cfg *config.Config) error 
 		}()
 	}
 	log.Info("kubefeed starting", zap.String("version", version), zap.String("cluster", cfg.Cluster), zap.String("server", rc.Host))
-	pipeline := func(ctx context.Context, abort <-chan struct{}) error {
+	pipeline := func(ctx, sendCtx context.Context) error {
 		leader.Set(1)
 		defer leader.Set(0)
-		return runPipeline(ctx, rc, cfg, log, reg, &current)
+		return runPipeline(ctx, sendCtx, rc, cfg, log, reg, &current)
 	}
 	if !cfg.LeaderElection.Enabled {
-		err = pipeline(ctx, nil)
+		// Nothing aborts sends: SIGTERM drains them.
+		err = pipeline(ctx, context.WithoutCancel(ctx))
 	} else {
 		cs, cerr := kubernetes.NewForConfig(rc)
 		if cerr != nil {
@@ -126,8 +127,10 @@ func runExporter(ctx context.Context, g *globalFlags, cfg *config.Config) error 
 	return nil
 }
 
-// runPipeline builds sinks, checkpoint and exporter and runs them.
-func runPipeline(ctx context.Context, rc *rest.Config, cfg *config.Config, log *zap.Logger, reg *prometheus.Registry, current *atomic.Pointer[exporter.Exporter]) error {
+// runPipeline builds sinks, checkpoint and exporter and runs them until ctx
+// ends and the exporter drained. Sends in flight are cancelled, not drained,
+// when sendCtx ends (see leaderPipeline).
+func runPipeline(ctx, sendCtx context.Context, rc *rest.Config, cfg *config.Config, log *zap.Logger, reg *prometheus.Registry, current *atomic.Pointer[exporter.Exporter]) error {
 	dyn, err := dynamic.NewForConfig(rc)
 	if err != nil {
 		return runtimeErr(fmt.Errorf("dynamic client: %w", err))
@@ -144,7 +147,7 @@ func runPipeline(ctx context.Context, rc *rest.Config, cfg *config.Config, log *
 		return runtimeErr(err)
 	}
 	opts := exporter.Options{
-		Config: cfg, Client: dyn, Resolver: exporter.NewDiscoveryResolver(dc), Sinks: built, Logger: log, Registerer: reg,
+		Config: cfg, Client: dyn, Resolver: exporter.NewDiscoveryResolver(dc), Sinks: fence(built, sendCtx), Logger: log, Registerer: reg,
 	}
 	if cp := cfg.Checkpoint; cp != nil {
 		closeCP, err := openCheckpoint(ctx, cp, cfg, log, reg, &opts)
