@@ -128,20 +128,23 @@ leaderElection: {enabled: true, namespace: %[3]s, name: kubefeed, leaseDuration:
 
 	hook.mu.Lock()
 	defer hook.mu.Unlock()
-	if hook.afterTerm == 0 {
-		t.Fatalf("no event delivered after SIGTERM (%d before): the test did not catch a drain", len(hook.names))
+	var missing []string
+	for i := range objects {
+		if n := fmt.Sprintf("c%03d", i); !hook.names[n] {
+			missing = append(missing, n)
+		}
+	}
+	if len(missing) > 0 {
+		t.Errorf("%d of %d configmaps never arrived (%d after SIGTERM): %v", len(missing), objects, hook.afterTerm, missing)
+	} else if hook.afterTerm == 0 {
+		t.Errorf("every event arrived before SIGTERM: no drain to check; slow the webhook down")
 	}
 	for i, h := range hook.holders {
 		if !strings.HasSuffix(h, " "+id) {
 			t.Errorf("delivery %d after SIGTERM: Lease holder %q, want the leader %q", i, h, id)
 		}
 	}
-	for i := range objects {
-		if n := fmt.Sprintf("c%03d", i); !hook.names[n] {
-			t.Errorf("configmap %s never arrived", n)
-		}
-	}
-	t.Logf("%d events after SIGTERM, all while %s held the Lease", hook.afterTerm, id)
+	t.Logf("%d events delivered after SIGTERM", hook.afterTerm)
 	if h := leaseHolder(t, lns); h != "" {
 		t.Errorf("Lease held by %q after the leader exited, want released (empty)", h)
 	}
