@@ -86,6 +86,7 @@ func lead(ctx context.Context, o leadOptions, pipeline leaderPipeline) error {
 				log.Info("pipeline stopped; releasing the lease", zap.String("identity", id))
 				stopElector()
 			},
+			// lead reads the outcome from result once Run returned.
 			OnStoppedLeading: func() {},
 			OnNewLeader: func(who string) {
 				if who != id {

@@ -55,10 +55,15 @@ func holder(cs *fake.Clientset) (string, error) {
 // its result.
 func startLead(t *testing.T, ctx context.Context, cs *fake.Clientset, pipeline leaderPipeline) <-chan error {
 	t.Helper()
+	return startLeadStop(t, ctx, cs, time.Minute, pipeline)
+}
+
+func startLeadStop(t *testing.T, ctx context.Context, cs *fake.Clientset, stop time.Duration, pipeline leaderPipeline) <-chan error {
+	t.Helper()
 	done := make(chan error, 1)
 	go func() {
 		done <- lead(ctx, leadOptions{
-			Client: cs, Election: testElection, Identity: "a", StopTimeout: time.Minute,
+			Client: cs, Election: testElection, Identity: "a", StopTimeout: stop,
 			Log: zaptest.NewLogger(t),
 		}, pipeline)
 	}()
@@ -294,5 +299,36 @@ func TestLeadStandbyStopsCleanly(t *testing.T) {
 	}
 	if h, err := holder(cs); err != nil || h != other {
 		t.Errorf("Lease holder %q (%v), want %q untouched", h, err, other)
+	}
+}
+
+// A pipeline that ignores its stop signal is fenced off after StopTimeout:
+// its sends are aborted, the Lease released, and lead exits 2.
+func TestLeadFencesAPipelineThatDoesNotStop(t *testing.T) {
+	cs := fake.NewClientset()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	started := make(chan struct{})
+	hang := make(chan struct{})
+	defer close(hang)
+	var aborted atomic.Bool
+	done := startLeadStop(t, ctx, cs, 200*time.Millisecond, func(_, sendCtx context.Context) error {
+		close(started)
+		<-sendCtx.Done()
+		aborted.Store(true)
+		<-hang
+		return nil
+	})
+	await(t, started, "leading")
+	cancel()
+	err := await(t, done, "lead with a stuck pipeline")
+	if exitCode(err) != ExitRuntime || !strings.Contains(err.Error(), "still running") {
+		t.Errorf("lead returned %v (exit %d), want exit 2 naming the stuck pipeline", err, exitCode(err))
+	}
+	if !aborted.Load() {
+		t.Error("the stuck pipeline's sends were not aborted before the Lease was released")
+	}
+	if h, err := holder(cs); err != nil || h != "" {
+		t.Errorf("Lease holder %q (%v), want released (empty)", h, err)
 	}
 }
