@@ -128,7 +128,7 @@ func lead(ctx context.Context, o leadOptions, pipeline leaderPipeline) error {
 	if err != nil {
 		return err
 	}
-	log.Info("lease released", zap.String("identity", id))
+	log.Info("stopped leading", zap.String("identity", id))
 	return nil
 }
 
