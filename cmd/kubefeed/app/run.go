@@ -18,13 +18,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/spf13/cobra"
 	"go.uber.org/zap"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
-	"k8s.io/client-go/tools/leaderelection"
-	"k8s.io/client-go/tools/leaderelection/resourcelock"
 
 	"github.com/kubefeed/kubefeed/exporter"
 	"github.com/kubefeed/kubefeed/exporter/checkpoint"
@@ -104,15 +101,24 @@ func runExporter(ctx context.Context, g *globalFlags, cfg *config.Config) error 
 		}()
 	}
 	log.Info("kubefeed starting", zap.String("version", version), zap.String("cluster", cfg.Cluster), zap.String("server", rc.Host))
-	pipeline := func(ctx context.Context) error {
+	pipeline := func(ctx, sendCtx context.Context) error {
 		leader.Set(1)
 		defer leader.Set(0)
-		return runPipeline(ctx, rc, cfg, log, reg, &current)
+		return runPipeline(ctx, sendCtx, rc, cfg, log, reg, &current)
 	}
 	if !cfg.LeaderElection.Enabled {
-		err = pipeline(ctx)
+		// Nothing aborts sends: SIGTERM drains them.
+		err = pipeline(ctx, context.WithoutCancel(ctx))
 	} else {
-		err = lead(ctx, rc, cfg.LeaderElection, log, pipeline)
+		cs, cerr := kubernetes.NewForConfig(rc)
+		if cerr != nil {
+			return runtimeErr(cerr)
+		}
+		host, _ := os.Hostname()
+		err = lead(ctx, leadOptions{
+			Client: cs, Election: cfg.LeaderElection, Identity: fmt.Sprintf("%s_%d", host, time.Now().UnixNano()),
+			StopTimeout: 2 * cfg.ShutdownTimeout.Duration, Log: log,
+		}, pipeline)
 	}
 	if err != nil {
 		return err
@@ -121,8 +127,10 @@ func runExporter(ctx context.Context, g *globalFlags, cfg *config.Config) error 
 	return nil
 }
 
-// runPipeline builds sinks, checkpoint and exporter and runs them.
-func runPipeline(ctx context.Context, rc *rest.Config, cfg *config.Config, log *zap.Logger, reg *prometheus.Registry, current *atomic.Pointer[exporter.Exporter]) error {
+// runPipeline builds sinks, checkpoint and exporter and runs them until ctx
+// ends and the exporter drained. Sends in flight are cancelled, not drained,
+// when sendCtx ends (see leaderPipeline).
+func runPipeline(ctx, sendCtx context.Context, rc *rest.Config, cfg *config.Config, log *zap.Logger, reg *prometheus.Registry, current *atomic.Pointer[exporter.Exporter]) error {
 	dyn, err := dynamic.NewForConfig(rc)
 	if err != nil {
 		return runtimeErr(fmt.Errorf("dynamic client: %w", err))
@@ -139,7 +147,8 @@ func runPipeline(ctx context.Context, rc *rest.Config, cfg *config.Config, log *
 		return runtimeErr(err)
 	}
 	opts := exporter.Options{
-		Config: cfg, Client: dyn, Resolver: exporter.NewDiscoveryResolver(dc), Sinks: built, Logger: log, Registerer: reg,
+		Config: cfg, Client: dyn, Resolver: exporter.NewDiscoveryResolver(dc), Sinks: fence(built, sendCtx), Logger: log, Registerer: reg,
+		AbortSends: sendCtx.Done(),
 	}
 	if cp := cfg.Checkpoint; cp != nil {
 		closeCP, err := openCheckpoint(ctx, cp, cfg, log, reg, &opts)
@@ -217,58 +226,6 @@ func openCheckpoint(ctx context.Context, cp *config.Checkpoint, cfg *config.Conf
 			log.Error("final checkpoint flush", zap.Error(err))
 		}
 	}, nil
-}
-
-// lead runs pipeline while this replica holds the Lease. Losing the Lease
-// stops the pipeline and exits with a runtime error, so that the replica
-// restarts as a standby; a cancelled ctx releases the Lease.
-func lead(ctx context.Context, rc *rest.Config, le config.LeaderElection, log *zap.Logger, pipeline func(context.Context) error) error {
-	cs, err := kubernetes.NewForConfig(rc)
-	if err != nil {
-		return runtimeErr(err)
-	}
-	host, _ := os.Hostname()
-	id := fmt.Sprintf("%s_%d", host, time.Now().UnixNano())
-	lock := &resourcelock.LeaseLock{
-		LeaseMeta:  metav1.ObjectMeta{Namespace: le.Namespace, Name: le.Name},
-		Client:     cs.CoordinationV1(),
-		LockConfig: resourcelock.ResourceLockConfig{Identity: id},
-	}
-	var runErr error
-	lost := false
-	elector, err := leaderelection.NewLeaderElector(leaderelection.LeaderElectionConfig{
-		Lock: lock, Name: "kubefeed", ReleaseOnCancel: true,
-		LeaseDuration: le.LeaseDuration.Duration, RenewDeadline: le.RenewDeadline.Duration, RetryPeriod: le.RetryPeriod.Duration,
-		Callbacks: leaderelection.LeaderCallbacks{
-			OnStartedLeading: func(lctx context.Context) {
-				log.Info("became the leader; running the pipeline from the shared checkpoint", zap.String("identity", id))
-				runErr = pipeline(lctx)
-			},
-			OnStoppedLeading: func() {
-				if ctx.Err() == nil {
-					lost = true
-					log.Error("lost the lease; stopping", zap.String("identity", id))
-				}
-			},
-			OnNewLeader: func(who string) {
-				if who != id {
-					log.Info("standing by", zap.String("leader", who))
-				}
-			},
-		},
-	})
-	if err != nil {
-		return usageErr(fmt.Errorf("leader election: %w", err))
-	}
-	log.Info("waiting for the lease", zap.String("lease", le.Namespace+"/"+le.Name), zap.String("identity", id))
-	elector.Run(ctx)
-	if runErr != nil {
-		return runErr
-	}
-	if lost {
-		return runtimeErr(errors.New("lost the leader lease"))
-	}
-	return nil
 }
 
 // serveHealth serves /metrics, /healthz, /readyz and optionally pprof.
