@@ -199,7 +199,9 @@ func (f *fakeSource) remove(gvr schema.GroupVersionResource, ns, name string, qu
 func (f *fakeSource) send(gvr schema.GroupVersionResource, ev watch.Event, u *unstructured.Unstructured) {
 	for _, w := range f.watchers[gvr] {
 		if (w.ns == "" || w.ns == u.GetNamespace()) && w.sel.Matches(labels.Set(u.GetLabels())) {
-			w.send(ev)
+			// Each watch gets its own copy: the informer's transform
+			// mutates what it receives, as a decoder's fresh object may be.
+			w.send(watch.Event{Type: ev.Type, Object: ev.Object.DeepCopyObject()})
 		}
 	}
 }
