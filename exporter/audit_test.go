@@ -33,13 +33,14 @@ func restoredSecret(t *testing.T, src *fakeSource) (*restoredStore, Key) {
 	rec := recordOf(u)
 	rec.Object = &unstructured.Unstructured{Object: filters.NewRedactor(filters.SecretPaths, nil).Object(u.Object)}
 	rec.Scope = scopeID{GVR: secretRes.GVR}.String()
+	rec.AtRest = true // as exporter/checkpoint restores it
 	k := Key{GVR: secretRes.GVR, Namespace: "a", Name: "pw"}
 	st.Put(k, rec)
 	st.Put(sentinelKey(scopeID{GVR: secretRes.GVR}), Record{Scope: rec.Scope})
 	return st, k
 }
 
-// AUDIT (fails): after a restart, a Secret that did not change while
+// AUDIT (fixed): after a restart, a Secret that did not change while
 // kubefeed was down is re-Put by plan with Rule 0 and Redact nil (the
 // restored record carries no rule), so the checkpoint's next flush writes
 // the raw Secret (encodeRecord redacts with r.Redact only). Issue 12:
@@ -64,7 +65,7 @@ func TestAuditRestoredUnchangedSecretIsStoredRedacted(t *testing.T) {
 	}
 }
 
-// AUDIT (fails): after a restart the restored base is the redacted state,
+// AUDIT (fixed): after a restart the restored base is the redacted state,
 // but plan diffs it against the raw current object: a label added to a
 // Secret while kubefeed was down arrives as a recovered modified event
 // whose patch carries a spurious "replace /data/password" (and that path
@@ -84,7 +85,7 @@ func TestAuditRestoredSecretPatchHasNoSpuriousRedactedOps(t *testing.T) {
 	}
 }
 
-// AUDIT (fails): two rules of one late resource (a CRD installed after
+// AUDIT (fixed): two rules of one late resource (a CRD installed after
 // start) share a scope but feed different sinks. resolveLoop resolves and
 // starts the scope for the first rule; the second joins the existing
 // scope, and joinScopes unparks only for a created scope, with the first
@@ -113,7 +114,7 @@ func TestAuditLateResourceSecondRuleKeepsParkedRecords(t *testing.T) {
 	h.sinks["b"].waitFor(t, "the deletion of w1 at b", func(e []*event.Event) bool { return count(e, event.Deleted.Type()) == 1 })
 }
 
-// AUDIT (fails): the rule that delivered an object is not kept across a
+// AUDIT (fixed): the rule that delivered an object is not kept across a
 // restart (the checkpoint stores no rule; plan re-Puts an unchanged
 // restored object with Rule 0). A Secret delivered by the redacting rule 1
 // and deleted after the restart is then rendered by rule 0 (redact: none,
@@ -144,5 +145,27 @@ func TestAuditDeletionAfterRestartRenderedByDeliveringRule(t *testing.T) {
 		if strings.Contains(string(b), auditSecret) {
 			t.Errorf("%s event carries the Secret's value in clear: %s", e.Type, b)
 		}
+	}
+}
+
+// A Secret whose value changed while kubefeed was down: the redacted base
+// cannot show it, yet the consumer must learn the new version — a
+// recovered modified event with an empty patch, and nothing in clear.
+func TestRestoredSecretValueChangeStillEmits(t *testing.T) {
+	src := newFakeSource(0)
+	st, _ := restoredSecret(t, src)
+	u := auditSecretObj(nil)
+	u.Object["data"] = map[string]any{"password": "bmV3LXZhbHVl"}
+	cur := src.apply(secretRes.GVR, u, true) // changed while kubefeed was down
+	h := startHarness(t, newConfig([]config.Watch{{Resource: "secrets"}}), harnessOpts{src: src, stores: map[string]Store{"rec": st}})
+	evs := h.sinks["rec"].waitFor(t, "the recovered value change", func(e []*event.Event) bool { return count(e, event.Modified.Type()) == 1 })
+	ev := evs[len(evs)-1]
+	d := ev.Data.(*event.ChangeData)
+	if ev.ResourceVersion != cur.GetResourceVersion() || !d.Recovered || len(d.Patch) != 0 {
+		t.Fatalf("event rv %s recovered %v patch %v, want rv %s, recovered, empty patch", ev.ResourceVersion, d.Recovered, d.Patch, cur.GetResourceVersion())
+	}
+	b, _ := event.Marshal(ev)
+	if strings.Contains(string(b), "bmV3LXZhbHVl") {
+		t.Errorf("the new value is in the event: %s", b)
 	}
 }

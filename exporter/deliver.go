@@ -116,7 +116,7 @@ func plan(cluster string, k Key, last *Record, attempted *Record, cur current, t
 	for _, c := range changes {
 		rules := cur.rules
 		if c.kind == event.Deleted {
-			rules = deletionRules(cur.rules, c.rule)
+			rules = deletionRules(cur.rules, c.rule, c.obj)
 		}
 		for _, rl := range rules {
 			ev, err := render(cluster, cur.res, k, c, rl, now)
@@ -138,20 +138,21 @@ func plan(cluster string, k Key, last *Record, attempted *Record, cur current, t
 	}
 	rec := recordOf(cur.obj)
 	rec.Scope = cur.scope
-	if delivering == nil && last != nil && last.UID == rec.UID {
+	switch {
+	case delivering != nil:
+		rec.Rule = delivering.index + 1
+	case last != nil && last.UID == rec.UID && hasRule(cur.rules, last.Rule):
 		// Nothing shown (filtered or ignored): the record keeps the rule
 		// that last delivered the object.
 		rec.Rule = last.Rule
-	} else if delivering != nil {
-		rec.Rule = delivering.index + 1
-	} else if len(cur.rules) > 0 {
+	case len(cur.rules) > 0:
+		// Unknown (restored from a checkpoint, or the rule left the
+		// config): the first rule that selects the object now.
 		rec.Rule = cur.rules[0].index + 1
 	}
-	if rec.Rule > 0 {
-		for _, rl := range cur.rules {
-			if rl.index+1 == rec.Rule {
-				rec.Redact = rl.redactor(cur.res)
-			}
+	for _, rl := range cur.rules {
+		if rl.index+1 == rec.Rule {
+			rec.Redact = rl.redactor(cur.res)
 		}
 	}
 	out.record = &rec
@@ -161,16 +162,35 @@ func plan(cluster string, k Key, last *Record, attempted *Record, cur current, t
 // deletionRules puts the rule that delivered the object first: its
 // redaction applies to the final state too. When that rule is known and
 // still routes here, no other rule renders the deletion.
-func deletionRules(rules []*rule, delivered int) []*rule {
-	if delivered == 0 {
-		return rules
-	}
-	for _, rl := range rules {
-		if rl.index+1 == delivered {
-			return []*rule{rl}
+func deletionRules(rules []*rule, delivered int, final *unstructured.Unstructured) []*rule {
+	if hasRule(rules, delivered) {
+		for _, rl := range rules {
+			if rl.index+1 == delivered {
+				return []*rule{rl}
+			}
 		}
 	}
+	// Unknown: the rules whose label selector selects the final state,
+	// never one that only shares the namespace.
+	var selecting []*rule
+	for _, rl := range rules {
+		if rl.selects(final) {
+			selecting = append(selecting, rl)
+		}
+	}
+	if len(selecting) > 0 {
+		return selecting
+	}
 	return rules
+}
+
+func hasRule(rules []*rule, idx int) bool {
+	for _, rl := range rules {
+		if rl.index+1 == idx {
+			return true
+		}
+	}
+	return false
 }
 
 // deliver sends what changed for k since the sink's last delivery and

@@ -23,9 +23,20 @@ func render(cluster string, res Resource, key Key, c change, r *rule, now time.T
 	var visible []diff.Op
 	red := r.redactor(res)
 	if c.kind == event.Modified && c.prev.Object != nil {
-		visible = r.visibleOps(c.prev.Object.Object, c.obj.Object, red)
+		cur := c.obj.Object
+		if c.prev.AtRest {
+			// The base is what the sink was sent, redacted: compare like
+			// with like.
+			cur = red.Object(cur)
+		}
+		visible = r.visibleOps(c.prev.Object.Object, cur, red)
 		if len(visible) == 0 {
-			return nil, nil
+			if !c.prev.AtRest || red == nil || c.prev.ResourceVersion == c.obj.GetResourceVersion() {
+				return nil, nil
+			}
+			// A redacted value may have changed while kubefeed was down:
+			// nothing visible differs, but the consumer learns the version.
+			visible = []diff.Op{}
 		}
 		in.OldObject = c.prev.Object.Object
 		in.ChangedPaths = diff.ChangedPaths(visible)

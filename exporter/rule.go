@@ -1,6 +1,9 @@
 package exporter
 
 import (
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/labels"
+
 	"fmt"
 	"os"
 	"strings"
@@ -21,7 +24,8 @@ type rule struct {
 	redactPaths filters.Patterns // from redactPaths
 	redactKey   []byte           // nil: marker
 	emitInitial bool
-	sinks       []string // names; all sinks when the config lists none
+	labels      labels.Selector // the rule's label selector (deletions of unknown rule)
+	sinks       []string        // names; all sinks when the config lists none
 
 	// A rule names one resource, so its redactor is built once.
 	redactOnce sync.Once
@@ -63,6 +67,9 @@ func compileRules(cfg *config.Config) ([]*rule, error) {
 		if err != nil {
 			return nil, fmt.Errorf("watch[%d].ignorePaths: %w", i, err)
 		}
+		if r.labels, err = labels.Parse(w.LabelSelector); err != nil {
+			return nil, fmt.Errorf("watch[%d].labelSelector: %w", i, err)
+		}
 		r.ignore = append(append(filters.Patterns{}, filters.DefaultIgnore...), ign...)
 		if r.redactPaths, err = filters.ParsePatterns(w.RedactPaths); err != nil {
 			return nil, fmt.Errorf("watch[%d].redactPaths: %w", i, err)
@@ -73,6 +80,11 @@ func compileRules(cfg *config.Config) ([]*rule, error) {
 		rules = append(rules, r)
 	}
 	return rules, nil
+}
+
+// selects reports whether the rule's label selector admits obj.
+func (r *rule) selects(obj *unstructured.Unstructured) bool {
+	return r.labels == nil || r.labels.Matches(labels.Set(obj.GetLabels()))
 }
 
 func (r *rule) routesTo(sink string) bool {

@@ -60,6 +60,7 @@ type scope struct {
 	// ready is set once the first list is in the cache and the sinks were
 	// told (sentinels, restored keys queued).
 	ready     atomic.Bool
+	running   atomic.Bool // the informer was started
 	lists     listCycles
 	lastEvent atomic.Int64 // unix nanos of the last notification
 
@@ -147,6 +148,7 @@ func (s *scope) start(synced func(*scope)) error {
 			err = fmt.Errorf("scope %s: %w", s.id, err)
 			return
 		}
+		s.running.Store(true)
 		go s.informer.Run(s.stop)
 		go func() {
 			if cache.WaitForCacheSync(s.stop, s.informer.HasSynced) {
@@ -297,6 +299,32 @@ func (s *scope) onDelete(obj any) {
 	}
 	for _, r := range s.table().routes {
 		r.sink.enqueue(k, g)
+	}
+}
+
+// prime gives a sink routed to this scope after it started what it
+// missed: the objects in the cache (as baseline or as changes) and, when
+// its checkpoint knew the scope, every restored key.
+func (s *scope) prime(rt route) {
+	t := s.table()
+	for _, obj := range s.informer.GetIndexer().List() {
+		u, ok := obj.(*unstructured.Unstructured)
+		if !ok {
+			continue
+		}
+		k := s.keyOf(u)
+		if rt.skipInitial && putIfAbsent(rt.sink.store, k, s.baseline(t, u, rt.sink.name)) {
+			continue
+		}
+		rt.sink.enqueue(k, rt.restoreGap)
+	}
+	if rt.restoreGap != nil {
+		rt.sink.store.Range(func(k Key, rec Record) bool {
+			if rec.Scope == s.name && !isSentinel(k) {
+				rt.sink.enqueue(k, rt.restoreGap)
+			}
+			return true
+		})
 	}
 }
 

@@ -30,6 +30,10 @@ type Record struct {
 	// state (0: unknown, e.g. restored from a checkpoint). A deletion is
 	// rendered by that rule, so it is redacted as the object was.
 	Rule int
+	// AtRest marks a state restored from a checkpoint: it is what the sink
+	// was sent, redacted. A diff against it compares the redacted current
+	// state, so redacted paths do not show as changed.
+	AtRest bool
 }
 
 // Syncer is implemented by write-behind stores: Sync returns once what was

@@ -27,18 +27,27 @@ func (e *Exporter) addRule(r *rule) error {
 }
 
 // joinScopes adds a rule to scopes, creating the missing ones (not
-// started), and returns the ones it created. A created scope whose records
-// a restored checkpoint parked is compared with them once it syncs.
+// started), and returns the ones it created. A restored checkpoint's records
+// parked for a scope go to the routes that need them; a sink newly routed
+// to a scope that is already running is given its current objects.
 func (e *Exporter) joinScopes(r *rule, res Resource, ids []scopeID) []*scope {
-	e.mu.Lock()
-	defer e.mu.Unlock()
+	type prime struct {
+		s  *scope
+		rt route
+	}
 	var created []*scope
+	var primes []prime
+	e.mu.Lock()
 	for _, id := range ids {
 		s, ok := e.scopes[id]
 		if !ok {
 			s = newScope(e, id, res)
 			e.scopes[id] = s
 			created = append(created, s)
+		}
+		before := map[*sinkRunner]bool{}
+		for _, rt := range s.table().routes {
+			before[rt.sink] = true
 		}
 		s.update(func(t *scopeTable) {
 			t.rules = append(t.rules, r)
@@ -47,10 +56,19 @@ func (e *Exporter) joinScopes(r *rule, res Resource, ids []scopeID) []*scope {
 				t.addRoute(sr, !r.emitInitial)
 				sr.addScope(s)
 			}
-			if !ok {
-				e.unpark(s, t)
-			}
+			e.unpark(s, t)
 		})
+		if ok && s.running.Load() {
+			for _, rt := range s.table().routes {
+				if !before[rt.sink] {
+					primes = append(primes, prime{s, rt})
+				}
+			}
+		}
+	}
+	e.mu.Unlock()
+	for _, p := range primes {
+		p.s.prime(p.rt)
 	}
 	return created
 }

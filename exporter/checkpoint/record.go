@@ -98,6 +98,7 @@ func decodeRecord(b []byte) (r exporter.Record, legacy bool, err error) {
 		}
 		if obj != nil { // "null": no state
 			r.Object = &unstructured.Unstructured{Object: obj}
+			r.AtRest = true
 		}
 	}
 	return r, s.Format == 0, nil

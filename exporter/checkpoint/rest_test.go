@@ -24,6 +24,9 @@ func assertRedactedState(t *testing.T, r exporter.Record, ok bool) {
 	if !ok || r.UID != "s1" || r.ResourceVersion != "42" || r.Object == nil {
 		t.Fatalf("restored %+v, %v", r, ok)
 	}
+	if !r.AtRest {
+		t.Error("a restored state is not marked AtRest: the core would diff it against the raw object")
+	}
 	o := r.Object.Object
 	data, _ := o["data"].(map[string]any)
 	sd, _ := o["stringData"].(map[string]any)
