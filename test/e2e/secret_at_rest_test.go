@@ -41,7 +41,9 @@ func TestSecretValuesNeverAtRest(t *testing.T) {
 				srv := natstest.StartT(t, natstest.Options{})
 				cfgText = strings.Replace(fileCheckpointConfig(dir, rules), fmt.Sprintf("  file: {path: %s/checkpoint.db}\n", dir),
 					fmt.Sprintf("  jetstream: {servers: [%s], bucket: atrest}\n", srv.URL()), 1)
-				scan = func() ([]byte, []atRest) { return kvRawBytes(t, srv.URL(), "atrest"), kvRecords(t, srv.URL(), "atrest") }
+				scan = func() ([]byte, []atRest) {
+					return kvRawBytes(t, srv.URL(), "atrest"), kvRecords(t, srv.URL(), "atrest")
+				}
 			}
 			secretAtRest(t, ns, dir, writeFile(t, "c.yaml", cfgText), scan)
 		})
