@@ -25,15 +25,19 @@ const gadgetCRD = "gadgets.late.example.com"
 
 // createGadgetCRD creates gadgets.late.example.com, a CRD only this test
 // uses, and deletes it when the test ends.
-func createGadgetCRD(t *testing.T) {
+func createGadgetCRD(t *testing.T) { createLateCRD(t, "late.example.com") }
+
+// createLateCRD creates gadgets.<group> (served) and deletes it when the
+// test ends.
+func createLateCRD(t *testing.T, group string) {
 	t.Helper()
 	_, dyn := clients(t)
 	crd := &unstructured.Unstructured{Object: map[string]any{
 		"apiVersion": "apiextensions.k8s.io/v1",
 		"kind":       "CustomResourceDefinition",
-		"metadata":   map[string]any{"name": gadgetCRD},
+		"metadata":   map[string]any{"name": "gadgets." + group},
 		"spec": map[string]any{
-			"group": "late.example.com",
+			"group": group,
 			"scope": "Namespaced",
 			"names": map[string]any{"plural": "gadgets", "singular": "gadget", "kind": "Gadget"},
 			"versions": []any{map[string]any{
@@ -45,8 +49,10 @@ func createGadgetCRD(t *testing.T) {
 	if _, err := dyn.Resource(crdsGVR).Create(context.Background(), crd, metav1.CreateOptions{}); err != nil {
 		t.Fatalf("create CRD: %v", err)
 	}
-	t.Cleanup(func() { _ = dyn.Resource(crdsGVR).Delete(context.Background(), gadgetCRD, metav1.DeleteOptions{}) })
-	waitGadgetsServed(t, true)
+	t.Cleanup(func() {
+		_ = dyn.Resource(crdsGVR).Delete(context.Background(), "gadgets."+group, metav1.DeleteOptions{})
+	})
+	waitServed(t, group, true)
 }
 
 // serveGadgets sets the CRD's only version served or not: unserved, the
@@ -58,16 +64,16 @@ func serveGadgets(t *testing.T, served bool) {
 	if _, err := dyn.Resource(crdsGVR).Patch(context.Background(), gadgetCRD, types.JSONPatchType, []byte(patch), metav1.PatchOptions{}); err != nil {
 		t.Fatalf("set served=%t: %v", served, err)
 	}
-	waitGadgetsServed(t, served)
+	waitServed(t, "late.example.com", served)
 }
 
-// waitGadgetsServed waits until discovery lists gadgets (or no longer does).
-func waitGadgetsServed(t *testing.T, served bool) {
+// waitServed waits until discovery lists gadgets.<group> (or no longer does).
+func waitServed(t *testing.T, group string, served bool) {
 	t.Helper()
 	dc := discovery.NewDiscoveryClientForConfigOrDie(cp.Config())
 	deadline := time.Now().Add(60 * time.Second)
 	for {
-		rl, err := dc.ServerResourcesForGroupVersion("late.example.com/v1")
+		rl, err := dc.ServerResourcesForGroupVersion(group + "/v1")
 		listed := false
 		if err == nil {
 			for _, r := range rl.APIResources {
@@ -202,4 +208,32 @@ func hasOp(patch []map[string]any, op, path string, value any) bool {
 		}
 	}
 	return false
+}
+
+// Objects created right after a CRD is installed, before kubefeed's
+// resolver (every 10s) finds the resource, were created while kubefeed
+// ran: they are not "present at start" (initialList: skip) and must be
+// delivered as added, like objects created a moment later.
+func TestObjectsCreatedBeforeALateCRDResolvesAreDelivered(t *testing.T) {
+	const group = "early.example.com"
+	ns := namespace(t, "crdearly", nil)
+	dir := t.TempDir()
+	cfg := writeFile(t, "c.yaml", fileCheckpointConfig(dir, "  - {resource: gadgets."+group+", namespaces: [crdearly]}\n"))
+	events := filepath.Join(dir, "events.jsonl")
+	p := startKubefeedReady(t, cfg)
+	p.waitLogContains(t, "resource not available yet")
+	createLateCRD(t, group)
+	_, dyn := clients(t)
+	gs := dyn.Resource(schema.GroupVersionResource{Group: group, Version: "v1", Resource: "gadgets"}).Namespace(ns)
+	for _, n := range []string{"e1", "e2"} {
+		u := gadget(n, map[string]any{"v": int64(1)})
+		u.SetAPIVersion(group + "/v1")
+		if _, err := gs.Create(context.Background(), u, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p.waitLogContains(t, "resource appeared; watching")
+	waitFileEvents(t, events, "e1 and e2 added (created after kubefeed started, before it resolved the CRD)", func(evs []got) bool {
+		return has(evs, "added", "e1") && has(evs, "added", "e2")
+	})
 }
