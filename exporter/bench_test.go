@@ -125,7 +125,7 @@ func pipeline(b *testing.B, workers int) (*Exporter, *scope, *discard) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	ex.joinScopes(ex.rules[0], benchRes, []scopeID{{GVR: benchRes.GVR}})
+	ex.joinScopes(ex.rules[0], benchRes, []scopeID{{GVR: benchRes.GVR}}, false)
 	s := ex.scopes[scopeID{GVR: benchRes.GVR}]
 	return ex, s, d
 }

@@ -95,7 +95,7 @@ func TestRestoreWaitsForLateResource(t *testing.T) {
 	rec.Scope = scopeID{GVR: widgetRes.GVR}.String()
 	st.Put(Key{GVR: widgetRes.GVR, Namespace: "a", Name: "w1"}, rec)
 	h := startHarness(t, newConfig([]config.Watch{{Resource: "widgets.example.com"}, {Resource: "configmaps"}}), harnessOpts{src: src, resolver: res, stores: map[string]Store{"rec": st}})
-	time.Sleep(100 * time.Millisecond) // several resolve attempts
+	res.waitMissed(t, 3) // several resolve attempts
 	res.appear("widgets.example.com")
 	evs := h.sinks["rec"].waitFor(t, "the deletion of w1", func(e []*event.Event) bool { return count(e, event.Deleted.Type()) == 1 })
 	if evs[0].Type != event.TypeGap || evs[1].Name != "w1" || !evs[1].Data.(*event.ChangeData).Recovered {
@@ -234,7 +234,7 @@ func TestRetryAfterZeroBacksOff(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ex.joinScopes(ex.rules[0], cmRes, []scopeID{{GVR: cmRes.GVR}})
+	ex.joinScopes(ex.rules[0], cmRes, []scopeID{{GVR: cmRes.GVR}}, false)
 	s := ex.scopes[scopeID{GVR: cmRes.GVR}]
 	u := cm("a", "x", nil)
 	u.SetUID("u")
@@ -295,5 +295,22 @@ func TestPendingStateDrainsAfterOutage(t *testing.T) {
 	}
 	if n := r.pending.len(); n != 0 {
 		t.Errorf("%d per-key records left after the backlog drained", n)
+	}
+}
+
+// A resource that appears after start (a CRD installed later): its objects
+// were created while kubefeed ran, so its first list is sent as added even
+// with initialList: skip.
+func TestLateResourceSendsItsFirstList(t *testing.T) {
+	src := newFakeSource(0)
+	res := newResolver("widgets.example.com")
+	h := startHarness(t, newConfig([]config.Watch{{Resource: "widgets.example.com"}}), harnessOpts{src: src, resolver: res})
+	w := &unstructured.Unstructured{Object: map[string]any{"apiVersion": "example.com/v1", "kind": "Widget", "metadata": map[string]any{"namespace": "a", "name": "w1"}}}
+	src.apply(widgetRes.GVR, w, true) // created before kubefeed resolved the resource
+	res.waitMissed(t, 2)
+	res.appear("widgets.example.com")
+	evs := h.sinks["rec"].waitFor(t, "w1 added", func(e []*event.Event) bool { return len(e) == 1 })
+	if evs[0].Type != event.Added.Type() || evs[0].Name != "w1" {
+		t.Fatalf("got%s, want w1 added", summary(evs))
 	}
 }

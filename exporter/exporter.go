@@ -261,7 +261,7 @@ func (e *Exporter) Run(ctx context.Context) (err error) {
 
 	var pending []*rule
 	for _, r := range e.rules {
-		if err := e.addRule(r); err != nil {
+		if err := e.addRule(r, false); err != nil {
 			e.log.Warn("resource not available yet; retrying", zap.Int("rule", r.index), zap.String("resource", r.cfg.Resource), zap.Error(err))
 			pending = append(pending, r)
 		}

@@ -221,6 +221,7 @@ func (f *fakeSource) expire(gvr schema.GroupVersionResource) {
 // fakeResolver resolves a fixed set; names in missing fail until removed.
 type fakeResolver struct {
 	mu      sync.Mutex
+	calls   int
 	known   map[string]Resource
 	missing map[string]bool
 }
@@ -228,6 +229,7 @@ type fakeResolver struct {
 func (r *fakeResolver) Resolve(name string) (Resource, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	r.calls++
 	if r.missing[name] {
 		return Resource{}, fmt.Errorf("resource %q not found", name)
 	}
@@ -238,6 +240,24 @@ func (r *fakeResolver) Resolve(name string) (Resource, error) {
 	return res, nil
 }
 func (r *fakeResolver) Reset() {}
+
+// waitMissed waits until the exporter looked name up at least n times.
+func (r *fakeResolver) waitMissed(t *testing.T, n int) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		r.mu.Lock()
+		c := r.calls
+		r.mu.Unlock()
+		if c >= n {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("resolver called %d times, want %d", c, n)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
 
 func (r *fakeResolver) appear(name string) {
 	r.mu.Lock()

@@ -193,7 +193,7 @@ func (n *namespaceWatches) reconcile(w *namespaceWatch) {
 				n.ex.log.Error("namespace scope", zap.Error(err))
 				continue
 			}
-			created := n.ex.joinScopes(nr.rule, nr.res, ids)
+			created := n.ex.joinScopes(nr.rule, nr.res, ids, false)
 			nr.current[ns] = ids
 			for _, s := range created {
 				n.ex.startScope(s)

@@ -130,7 +130,7 @@ func TestRoutingSnapshotUnderChurn(t *testing.T) {
 		t.Fatal(err)
 	}
 	id := scopeID{GVR: cmRes.GVR, Namespace: "a"}
-	ex.joinScopes(ex.rules[0], cmRes, []scopeID{id})
+	ex.joinScopes(ex.rules[0], cmRes, []scopeID{id}, false)
 	s := ex.scopes[id]
 	r := ex.runners[0]
 	u := cm("a", "x", nil)
@@ -143,7 +143,7 @@ func TestRoutingSnapshotUnderChurn(t *testing.T) {
 	go func() {
 		defer wg.Done()
 		for i := 0; i < 200; i++ {
-			ex.joinScopes(ex.rules[1], cmRes, []scopeID{id})
+			ex.joinScopes(ex.rules[1], cmRes, []scopeID{id}, false)
 			ex.leaveScopes(ex.rules[1], []scopeID{id})
 		}
 		close(stop)

@@ -10,7 +10,7 @@ import (
 // addRule resolves a rule's resource and joins or creates its scopes (not
 // started). Rules with a namespace selector get their scopes from the
 // namespace watch instead.
-func (e *Exporter) addRule(r *rule) error {
+func (e *Exporter) addRule(r *rule, late bool) error {
 	res, err := e.resolver.Resolve(r.cfg.Resource)
 	if err != nil {
 		return err
@@ -22,7 +22,7 @@ func (e *Exporter) addRule(r *rule) error {
 	if err != nil {
 		return err
 	}
-	e.joinScopes(r, res, ids)
+	e.joinScopes(r, res, ids, late)
 	return nil
 }
 
@@ -30,7 +30,11 @@ func (e *Exporter) addRule(r *rule) error {
 // started), and returns the ones it created. A restored checkpoint's records
 // parked for a scope go to the routes that need them; a sink newly routed
 // to a scope that is already running is given its current objects.
-func (e *Exporter) joinScopes(r *rule, res Resource, ids []scopeID) []*scope {
+//
+// late marks a resource that appeared after start (a CRD installed later):
+// what its first list holds was created after kubefeed started, so it is
+// sent as added whatever initialList says.
+func (e *Exporter) joinScopes(r *rule, res Resource, ids []scopeID, late bool) []*scope {
 	type prime struct {
 		s  *scope
 		rt route
@@ -53,7 +57,7 @@ func (e *Exporter) joinScopes(r *rule, res Resource, ids []scopeID) []*scope {
 			t.rules = append(t.rules, r)
 			for _, name := range r.sinks {
 				sr := e.byName[name]
-				t.addRoute(sr, !r.emitInitial)
+				t.addRoute(sr, !r.emitInitial && !late)
 				sr.addScope(s)
 			}
 			e.unpark(s, t)
@@ -160,7 +164,7 @@ func (e *Exporter) resolveLoop(ctx context.Context, pending []*rule) error {
 		var still []*rule
 		for _, r := range pending {
 			before := e.scopeSet()
-			if err := e.addRule(r); err != nil {
+			if err := e.addRule(r, true); err != nil {
 				e.log.Debug("resource still not available", zap.String("resource", r.cfg.Resource), zap.Error(err))
 				still = append(still, r)
 				continue
