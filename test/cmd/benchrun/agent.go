@@ -140,7 +140,7 @@ func agent(mode, kubeconfig, natsURL, ns, dir string, n int) error {
 		done = seen.Load
 	} else {
 		w := config.Watch{Resource: "configmaps", Namespaces: []string{ns}}
-		if mode == "kubefeed-emit" || mode == "kubefeed-kafka" {
+		if mode == "kubefeed-emit" || mode == "kubefeed-kafka" || mode == "kubefeed-jetstream-emit" {
 			w.InitialList = config.InitialListEmit // a snapshot of what exists
 		}
 		cfg := &config.Config{APIVersion: config.APIVersion, Kind: config.Kind, Cluster: "bench", Workers: 8,
@@ -154,7 +154,7 @@ func agent(mode, kubeconfig, natsURL, ns, dir string, n int) error {
 				return err
 			}
 			c.inner = f
-		case "kubefeed-jetstream":
+		case "kubefeed-jetstream", "kubefeed-jetstream-emit":
 			jc := config.JetStreamSink{NATSConnection: config.NATSConnection{Servers: []string{natsURL}}, Stream: "BENCH_" + ns, Subject: config.DefaultSubject,
 				Mode: config.ModeStructured, MaxPending: 4096, Provision: &config.StreamProvision{Subjects: []string{"kubefeed.bench." + ns + ".>"}}}
 			jc.Subject = "kubefeed.bench." + ns + ".{resource}.{change}"

@@ -162,7 +162,7 @@ func run(n, runs, mem int, out string) error {
 	}
 	if *kafkaObjects > 0 && runs > 0 {
 		seq++
-		if rep.Kafka, err = measureKafka(cp, cs, dir, fmt.Sprintf("k%d", seq), *kafkaObjects); err != nil {
+		if rep.Kafka, err = measureKafka(cp, cs, ns.URL(), dir, fmt.Sprintf("k%d", seq), *kafkaObjects); err != nil {
 			return fmt.Errorf("kafka: %w", err)
 		}
 	}
