@@ -29,6 +29,12 @@ func clientOptions(c config.KafkaSink, log *zap.Logger) ([]kgo.Opt, error) {
 		kgo.ProducerBatchMaxBytes(int32(c.MaxMessageBytes)),
 		kgo.RecordPartitioner(partitioner{}),
 		kgo.RecordDeliveryTimeout(DeliveryTimeout),
+		// Send waits for its records' acks, and a worker sends one key's
+		// events at a time: lingering for more records (franz-go waits
+		// 10ms by default) only delays each Send, and caps a worker at
+		// about 100 sends a second. Records produced while a request is in
+		// flight are still batched together.
+		kgo.ProducerLinger(0),
 		kgo.WithLogger(kgoLogger{log}),
 	}
 	if c.Acks == config.KafkaAcksLeader {

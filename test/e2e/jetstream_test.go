@@ -193,6 +193,8 @@ func TestJetStreamOutageLosesNothing(t *testing.T) {
 	burst10k(t, nss)
 	wg.Wait()
 	rebuildsListed(t, func() [][]byte { return streamLines(t, srv.URL()) }, nss...)
+	cfgPath := writeFile(t, "c.yaml", strings.Replace(burstConfig(nss, ""), "nats://unused:4222", srv.URL(), 1))
+	verifyMatches(t, cp.Kubeconfig(), cfgPath, "js", len(listed(t, nss, burstResources)))
 	n, unique := checkStream(t, streamLines(t, srv.URL()))
 	t.Logf("after a 20s outage: %d events stored, %d unique; sink stats %+v", n, unique, s.Stats())
 	// The second sink never failed: it got every change while NATS was down.

@@ -17,6 +17,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/dynamic"
 
 	"github.com/kubefeed/kubefeed/exporter"
 	"github.com/kubefeed/kubefeed/exporter/event"
@@ -121,6 +122,12 @@ func mustJSON(v any) string {
 func listed(t *testing.T, namespaces []string, resources map[schema.GroupVersionResource]string) map[string]map[string]any {
 	t.Helper()
 	_, dyn := clients(t)
+	return listedOn(t, dyn, namespaces, resources)
+}
+
+// listedOn is listed through the API server of dyn.
+func listedOn(t *testing.T, dyn dynamic.Interface, namespaces []string, resources map[schema.GroupVersionResource]string) map[string]map[string]any {
+	t.Helper()
 	out := map[string]map[string]any{}
 	for gvr, prefix := range resources {
 		for _, ns := range namespaces {

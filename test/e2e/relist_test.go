@@ -10,6 +10,7 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/dynamic"
@@ -18,6 +19,7 @@ import (
 	"github.com/kubefeed/kubefeed/exporter/config"
 	"github.com/kubefeed/kubefeed/sinks"
 	"github.com/kubefeed/kubefeed/test/cluster"
+	"github.com/kubefeed/kubefeed/test/natstest"
 )
 
 // The API server kubefeed talks to is SIGKILLed; through a second API
@@ -38,14 +40,22 @@ func TestAPIServerOutageRecoversExactlyTheChanges(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	cfg, err := config.Parse("t.yaml", []byte(cfgFor("  - resource: configmaps\n    namespaces: [default]\n")))
+	// A JetStream sink next to the recorder, for `kubefeed verify`. Its rule
+	// emits the initial list, so that its stream holds every object and
+	// verify compares them all (the recorder's rule does not, as before).
+	srv := natstest.StartT(t, natstest.Options{})
+	cfgYAML := "apiVersion: kubefeed.io/v1alpha1\nkind: Config\ncluster: test\nwatch:\n" +
+		"  - {resource: configmaps, namespaces: [default], sinks: [rec]}\n" +
+		"  - {resource: configmaps, namespaces: [default], sinks: [js], initialList: emit}\n" +
+		"sinks:\n  - {name: rec, stdout: {}}\n  - {name: js, jetstream: {servers: [" + srv.URL() + "], stream: KUBEFEED}}\n"
+	cfg, err := config.Parse("t.yaml", []byte(cfgYAML))
 	if err != nil {
 		t.Fatal(err)
 	}
 	rec := &recorder{}
 	ex, err := exporter.New(exporter.Options{
 		Config: cfg, Client: dyn, Resolver: exporter.NewDiscoveryResolver(discovery.NewDiscoveryClientForConfigOrDie(own.Config())),
-		Sinks: map[string]sinks.Sink{"rec": rec}, Logger: zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel)),
+		Sinks: map[string]sinks.Sink{"rec": rec, "js": jetStreamSink(t, srv.URL(), nil)}, Logger: zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel)),
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -101,6 +111,12 @@ func TestAPIServerOutageRecoversExactlyTheChanges(t *testing.T) {
 	if ex.Relists() == 0 {
 		t.Error("no relist counted")
 	}
+	// The JetStream sink caught up too, and verify agrees with its stream.
+	listNow := func() map[string]map[string]any {
+		return listedOn(t, dyn, []string{"default"}, map[schema.GroupVersionResource]string{configMaps: "/api/v1"})
+	}
+	eventuallyRebuilds(t, func() [][]byte { return streamLines(t, srv.URL()) }, listNow)
+	verifyMatches(t, own.Kubeconfig(), writeFile(t, "c.yaml", cfgYAML), "js", len(listNow()))
 }
 
 // A watch that delivers nothing for watchTimeout is restarted, and nothing

@@ -14,6 +14,8 @@ import (
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+
+	"github.com/kubefeed/kubefeed/test/natstest"
 )
 
 // daemon is a `kubefeed run` process.
@@ -54,20 +56,25 @@ func (d *daemon) term(t *testing.T) error {
 	return d.cmd.Wait()
 }
 
-func checkpointConfig(dir, ns string) string {
+// checkpointConfig sends the burst resources of ns to the file sink "file"
+// (dir/events.jsonl), and to more sinks if given, with a checkpoint file.
+func checkpointConfig(dir, ns, moreSinks string) string {
 	return "apiVersion: kubefeed.io/v1alpha1\nkind: Config\ncluster: test\n" + burstWatch(ns) + fmt.Sprintf(`sinks:
   - name: file
     file: {path: %[1]s/events.jsonl}
-checkpoint:
+%[2]scheckpoint:
   file: {path: %[1]s/checkpoint.db}
-`, dir)
+`, dir, moreSinks)
 }
 
 func TestRestartDeliversWhatWasMissedAndNothingElse(t *testing.T) {
 	ensureWidgetCRD(t)
 	ns := namespace(t, "restart", nil)
 	dir := t.TempDir()
-	cfg := writeFile(t, "c.yaml", checkpointConfig(dir, ns))
+	// A JetStream sink next to the file sink, for `kubefeed verify`.
+	srv := natstest.StartT(t, natstest.Options{})
+	cfg := writeFile(t, "c.yaml", checkpointConfig(dir, ns,
+		fmt.Sprintf("  - {name: js, jetstream: {servers: [%s], stream: KUBEFEED, provision: {duplicateWindow: 10m}}}\n", srv.URL())))
 	events := filepath.Join(dir, "events.jsonl")
 	read := func() [][]byte { return readLines(t, events) }
 
@@ -119,6 +126,9 @@ func TestRestartDeliversWhatWasMissedAndNothingElse(t *testing.T) {
 		t.Fatal(err)
 	}
 	rebuildsListed(t, read, ns)
+	// The JetStream sink caught up too, and verify agrees with its stream.
+	rebuildsListed(t, func() [][]byte { return streamLines(t, srv.URL()) }, ns)
+	verifyMatches(t, cp.Kubeconfig(), cfg, "js", len(listed(t, []string{ns}, burstResources)))
 	d.kill()
 }
 
@@ -128,7 +138,7 @@ func TestCorruptCheckpointFallsBackWithGapMarkers(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "checkpoint.db"), bytes.Repeat([]byte("not a bbolt file "), 1000), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	cfg := writeFile(t, "c.yaml", strings.Replace(checkpointConfig(dir, ns), "  - {resource: widgets.example.com, namespaces: [corrupt]}\n", "", 1))
+	cfg := writeFile(t, "c.yaml", strings.Replace(checkpointConfig(dir, ns, ""), "  - {resource: widgets.example.com, namespaces: [corrupt]}\n", "", 1))
 	d := startDaemon(t, cfg)
 	deadline := time.Now().Add(10 * time.Second)
 	for len(readLines(t, filepath.Join(dir, "events.jsonl"))) == 0 && time.Now().Before(deadline) {

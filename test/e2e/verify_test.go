@@ -24,7 +24,13 @@ type verifyRun struct {
 
 func runVerify(t *testing.T, cfg, sink string, extra ...string) verifyRun {
 	t.Helper()
-	args := append([]string{"verify", "--config", cfg, "--sink", sink, "--kubeconfig", cp.Kubeconfig(), "--timeout", "1m"}, extra...)
+	return runVerifyOn(t, cp.Kubeconfig(), cfg, sink, extra...)
+}
+
+// runVerifyOn runs `kubefeed verify` against the API server of kubeconfig.
+func runVerifyOn(t *testing.T, kubeconfig, cfg, sink string, extra ...string) verifyRun {
+	t.Helper()
+	args := append([]string{"verify", "--config", cfg, "--sink", sink, "--kubeconfig", kubeconfig, "--timeout", "1m"}, extra...)
 	cmd := exec.Command(kubefeedBinary(t), args...)
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
@@ -34,6 +40,21 @@ func runVerify(t *testing.T, cfg, sink string, extra ...string) verifyRun {
 
 func (r verifyRun) String() string {
 	return fmt.Sprintf("exit %d\nstdout:\n%s\nstderr:\n%s", r.code, r.stdout, r.stderr)
+}
+
+// verifyMatches runs `kubefeed verify` on sink of the config at cfgPath
+// against the API server of kubeconfig and fails the test, with verify's
+// report, unless it exits 0 having compared exactly objects objects. The
+// fault tests call it once the stream rebuilds the LISTed state, so any
+// difference verify reports there is either a loss the test's own consumer
+// missed or a false positive of verify.
+func verifyMatches(t *testing.T, kubeconfig, cfgPath, sink string, objects int) {
+	t.Helper()
+	r := runVerifyOn(t, kubeconfig, cfgPath, sink)
+	want := fmt.Sprintf("ok: the feed matches the cluster (%d objects compared;", objects)
+	if r.code != 0 || !strings.Contains(r.stdout, want) {
+		t.Errorf("verify after the feed caught up: want exit 0 and %q; %s", want, r)
+	}
 }
 
 // verifyJSON is the part of `verify -o json` the tests read.

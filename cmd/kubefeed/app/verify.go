@@ -221,7 +221,12 @@ func connectJetStream(ctx context.Context, c config.NATSConnection, log *zap.Log
 		nc.Close()
 		return nil, nil, runtimeErr(fmt.Errorf("jetstream: %w", err))
 	}
-	return js, nc.Close, nil
+	closeNATS := func() {
+		// A close of our own is no disconnection to warn about.
+		nc.SetDisconnectErrHandler(nil)
+		nc.Close()
+	}
+	return js, closeNATS, nil
 }
 
 // coveringScope is the first scope an object of the feed belongs to.

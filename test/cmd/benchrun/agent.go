@@ -104,8 +104,12 @@ func (c *counter) Close(ctx context.Context) error {
 
 var configMaps = schema.GroupVersionResource{Version: "v1", Resource: "configmaps"}
 
-// agent watches namespace ns in one mode until it has seen n objects.
+// agent watches namespace ns in one mode until it has seen n objects. For
+// the Kafka modes, natsURL is the broker's host:port.
 func agent(mode, kubeconfig, natsURL, ns, dir string, n int) error {
+	if mode == "kafka-ceiling" {
+		return kafkaCeiling(natsURL, n)
+	}
 	rc, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
 	if err != nil {
 		return err
@@ -136,7 +140,7 @@ func agent(mode, kubeconfig, natsURL, ns, dir string, n int) error {
 		done = seen.Load
 	} else {
 		w := config.Watch{Resource: "configmaps", Namespaces: []string{ns}}
-		if mode == "kubefeed-emit" {
+		if mode == "kubefeed-emit" || mode == "kubefeed-kafka" || mode == "kubefeed-jetstream-emit" {
 			w.InitialList = config.InitialListEmit // a snapshot of what exists
 		}
 		cfg := &config.Config{APIVersion: config.APIVersion, Kind: config.Kind, Cluster: "bench", Workers: 8,
@@ -150,7 +154,7 @@ func agent(mode, kubeconfig, natsURL, ns, dir string, n int) error {
 				return err
 			}
 			c.inner = f
-		case "kubefeed-jetstream":
+		case "kubefeed-jetstream", "kubefeed-jetstream-emit":
 			jc := config.JetStreamSink{NATSConnection: config.NATSConnection{Servers: []string{natsURL}}, Stream: "BENCH_" + ns, Subject: config.DefaultSubject,
 				Mode: config.ModeStructured, MaxPending: 4096, Provision: &config.StreamProvision{Subjects: []string{"kubefeed.bench." + ns + ".>"}}}
 			jc.Subject = "kubefeed.bench." + ns + ".{resource}.{change}"
@@ -159,6 +163,12 @@ func agent(mode, kubeconfig, natsURL, ns, dir string, n int) error {
 				return err
 			}
 			c.inner = j
+		case "kubefeed-kafka":
+			k, err := kafkaSink(ctx, natsURL)
+			if err != nil {
+				return err
+			}
+			c.inner = k
 		}
 		wrapped := &startMarker{counter: c, start: &start}
 		ex, err := exporter.New(exporter.Options{Config: cfg, Client: dyn, Resolver: exporter.NewDiscoveryResolver(discovery.NewDiscoveryClientForConfigOrDie(rc)),

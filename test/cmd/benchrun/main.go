@@ -1,9 +1,12 @@
 // Command benchrun is `make bench`: it starts the local control plane and a
 // nats-server, runs a bare client-go informer and kubefeed (to a discarding
 // sink, the file sink and JetStream) as separate processes on the same
-// bursts, and writes docs/benchmarks.md, .json and .png.
+// bursts, and writes docs/benchmarks.md, .json and .png. It also measures
+// kubefeed's Kafka sink against a bare producer on an in-process kfake
+// broker (kafka.go).
 //
-//	benchrun [-n 5000] [-runs 3] [-mem 20000] [-out docs]
+//	benchrun [-n 5000] [-runs 3] [-mem 20000] [-kafka 20000] [-out docs]
+//	benchrun -kafka-only -kafka 10000 [-out docs]
 package main
 
 import (
@@ -60,6 +63,13 @@ func main() {
 		}
 		return
 	}
+	if *kafkaOnly {
+		if err := runKafkaOnly(*kafkaObjects, *out); err != nil {
+			fmt.Fprintln(os.Stderr, "benchrun:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if *memOnly {
 		*runs, *n, *out = 0, 0, ""
 	}
@@ -77,6 +87,7 @@ type report struct {
 	Memory  map[string]result   `json:"memory"`
 	Emit    *result             `json:"emit,omitempty"`
 	GoBench string              `json:"goBench"`
+	Kafka   *kafkaReport        `json:"kafka,omitempty"`
 }
 
 func run(n, runs, mem int, out string) error {
@@ -148,6 +159,12 @@ func run(n, runs, mem int, out string) error {
 		}
 		fmt.Printf("initialList: emit drained %d objects at %.0f/s\n", mem, res.Rate)
 		rep.Emit = &res
+	}
+	if *kafkaObjects > 0 && runs > 0 {
+		seq++
+		if rep.Kafka, err = measureKafka(cp, cs, ns.URL(), dir, fmt.Sprintf("k%d", seq), *kafkaObjects); err != nil {
+			return fmt.Errorf("kafka: %w", err)
+		}
 	}
 	if out == "" {
 		return nil

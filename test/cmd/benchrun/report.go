@@ -52,6 +52,7 @@ func writeReport(rep report, out string) error {
 		}
 		b.WriteString("\n")
 	}
+	writeKafkaSection(&b, rep.Kafka)
 	b.WriteString("## Targets\n\n| target | measured | met |\n|---|---|---|\n")
 	jsr := rep.Burst["kubefeed-jetstream"]
 	row := func(name, got string, ok bool) {
