@@ -77,6 +77,28 @@ func scopeIDs(w config.Watch, res Resource) ([]scopeID, error) {
 	return ids, nil
 }
 
+// ListScope is one LIST the informers of a watch rule make: what a reader
+// of the feed compares it with (kubefeed verify).
+type ListScope struct {
+	Namespace     string // "" for all namespaces or a cluster-scoped resource
+	LabelSelector string
+	FieldSelector string // with excluded namespaces as metadata.namespace!= terms
+}
+
+// ListScopes returns the LISTs of a rule on res. A namespaceSelector rule
+// must be given the namespaces that match in w.Namespaces.
+func ListScopes(w config.Watch, res Resource) ([]ListScope, error) {
+	ids, err := scopeIDs(w, res)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]ListScope, 0, len(ids))
+	for _, id := range ids {
+		out = append(out, ListScope{Namespace: id.Namespace, LabelSelector: id.Label, FieldSelector: id.Field})
+	}
+	return out, nil
+}
+
 func parseSelector(s string) (string, error) {
 	sel, err := labels.Parse(s)
 	if err != nil {

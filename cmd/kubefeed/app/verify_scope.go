@@ -19,9 +19,9 @@ import (
 	"github.com/kubefeed/kubefeed/filters"
 )
 
-// verifyScope is one LIST verify makes: the scoping of the exporter
-// (exporter/scope.go scopeIDs), rewritten here because the exporter does not
-// export it. Excluded namespaces go to the API server as field selectors.
+// verifyScope is one LIST verify makes, scoped as the exporter's
+// informers are (exporter.ListScopes). Excluded namespaces go to the API
+// server as field selectors.
 type verifyScope struct {
 	rule       int // index in cfg.Watch
 	w          config.Watch
@@ -76,8 +76,7 @@ func verifyScopes(ctx context.Context, cfg *config.Config, sink string, r export
 		if base.label, err = labels.Parse(w.LabelSelector); err != nil {
 			return nil, nil, usageErr(fmt.Errorf("watch[%d].labelSelector: %w", i, err))
 		}
-		fsel, err := fields.ParseSelector(w.FieldSelector)
-		if err != nil {
+		if _, err := fields.ParseSelector(w.FieldSelector); err != nil {
 			return nil, nil, usageErr(fmt.Errorf("watch[%d].fieldSelector: %w", i, err))
 		}
 		ign, err := filters.ParsePatterns(w.IgnorePaths)
@@ -102,34 +101,23 @@ func verifyScopes(ctx context.Context, cfg *config.Config, sink string, r export
 		for _, ns := range w.ExcludeNamespaces {
 			base.excluded[ns] = true
 		}
-		nss := append([]string(nil), w.Namespaces...)
 		if res.Namespaced && w.NamespaceSelector != "" {
-			if nss, err = selectedNamespaces(ctx, dyn, w.NamespaceSelector); err != nil {
+			nss, err := selectedNamespaces(ctx, dyn, w.NamespaceSelector)
+			if err != nil {
 				return nil, nil, err
 			}
 			if len(nss) == 0 {
 				continue // no namespace matches: nothing to list, nothing expected
 			}
+			w.Namespaces = nss
 		}
-		if !res.Namespaced || len(nss) == 0 {
-			nss = []string{""}
+		lists, err := exporter.ListScopes(w, res)
+		if err != nil {
+			return nil, nil, usageErr(fmt.Errorf("watch[%d]: %w", i, err))
 		}
-		if res.Namespaced && nss[0] == "" && len(w.ExcludeNamespaces) > 0 {
-			ex := append([]string(nil), w.ExcludeNamespaces...)
-			sort.Strings(ex)
-			sels := []fields.Selector{fsel}
-			for _, ns := range ex {
-				sels = append(sels, fields.OneTermNotEqualSelector("metadata.namespace", ns))
-			}
-			fsel = fields.AndSelectors(sels...)
-		}
-		base.field = fsel.String()
-		for _, ns := range nss {
-			if base.excluded[ns] {
-				continue
-			}
+		for _, l := range lists {
 			s := base
-			s.namespace = ns
+			s.namespace, s.field = l.Namespace, l.FieldSelector
 			out = append(out, &s)
 		}
 	}
