@@ -28,6 +28,10 @@ func (s *State) place(k Key, next *Entry) {
 	case newer(cur, next):
 		s.setShadow(k, next)
 	default:
+		// The displaced incarnation may be the live one whose events came
+		// first on another partition (same second): it waits, shadowed,
+		// for its own deletion.
+		s.setShadow(k, cur)
 		s.removeShadow(k, next.UID)
 		s.objects[k] = next
 	}

@@ -172,6 +172,14 @@ func ReadJetStream(ctx context.Context, js jetstream.JetStream, s *State, o Read
 			if info.State.FirstSeq > end || info.State.Msgs == 0 {
 				return res, nil
 			}
+			// Or only the read's subjects were purged (a shared stream).
+			last, _, err := lastMatching(ctx, st, info, o.Subjects)
+			if err != nil {
+				return res, err
+			}
+			if last <= res.LastSeq {
+				return res, nil
+			}
 		}
 	}
 }

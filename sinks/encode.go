@@ -98,7 +98,7 @@ func identity(obj map[string]any) map[string]any {
 	out := map[string]any{"apiVersion": obj["apiVersion"], "kind": obj["kind"]}
 	if md, ok := obj["metadata"].(map[string]any); ok {
 		m := map[string]any{}
-		for _, k := range []string{"name", "namespace", "uid", "resourceVersion", "generation"} {
+		for _, k := range []string{"name", "namespace", "uid", "resourceVersion", "generation", "creationTimestamp", "labels"} {
 			if v, ok := md[k]; ok {
 				m[k] = v
 			}

@@ -120,15 +120,28 @@ func (s *Sink) Send(ctx context.Context, events []*event.Event) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("send: %w", err)
 	}
+	// An event that can never be produced (too large, no dead-letter
+	// topic) does not hold back the others of the batch — a gap marker
+	// before it above all: they are produced, then its error returned.
 	var recs []*kgo.Record
+	var permanent error
 	for _, e := range events {
 		rs, err := s.records(ctx, e)
 		if err != nil {
-			return err
+			if !sinks.IsPermanent(err) {
+				return err
+			}
+			if permanent == nil {
+				permanent = err
+			}
+			continue
 		}
 		recs = append(recs, rs...)
 	}
-	return s.produce(ctx, recs)
+	if err := s.produce(ctx, recs); err != nil {
+		return err
+	}
+	return permanent
 }
 
 // records encodes one event into its records: one, or one per partition

@@ -150,6 +150,11 @@ func (s *verifyScope) covers(e consumer.Entry) bool {
 	if s.namespace != "" && k.Namespace != s.namespace || s.excluded[k.Namespace] {
 		return false
 	}
+	if e.Truncated {
+		// Only the identity arrived (older kubefeed versions kept no
+		// labels in it): the LIST side applied the selector.
+		return true
+	}
 	md, _ := e.Object["metadata"].(map[string]any)
 	lm, _ := md["labels"].(map[string]any)
 	set := labels.Set{}
