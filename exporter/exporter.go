@@ -13,6 +13,7 @@ import (
 	"golang.org/x/sync/errgroup"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/metadata"
 
 	"github.com/kubefeed/kubefeed/exporter/config"
 	"github.com/kubefeed/kubefeed/sinks"
@@ -43,6 +44,9 @@ type Options struct {
 	// AbortSends, when closed, cancels sends in flight at once instead of
 	// letting them drain (the Lease was lost: another replica delivers).
 	AbortSends <-chan struct{}
+	// Metadata reads the objects Events point at, for rules with enrich:
+	// involvedObject (nil: such rules are a configuration error).
+	Metadata metadata.Interface
 
 	// clientFor replaces Client in unit tests (no API server).
 	clientFor func(gvr schema.GroupVersionResource, namespace string) resourceClient
@@ -68,6 +72,7 @@ type Exporter struct {
 	runners    []*sinkRunner
 	byName     map[string]*sinkRunner
 	tombstones *tombstones
+	enrich     *enricher // nil: no rule enriches
 
 	mu         sync.Mutex
 	scopes     map[scopeID]*scope
@@ -119,6 +124,14 @@ func New(o Options) (*Exporter, error) {
 		return nil, err
 	}
 	e.rules = rules
+	if e.enrich, err = newEnricher(o, e, reg); err != nil {
+		return nil, err
+	}
+	for _, r := range rules {
+		if r.cfg.Enrich == config.EnrichInvolvedObject {
+			r.enrich = e.enrich
+		}
+	}
 	return e, nil
 }
 
@@ -223,6 +236,7 @@ func (e *Exporter) Run(ctx context.Context) (err error) {
 	}()
 	defer e.stopScopes()
 	defer e.namespaces.stop()
+	defer e.enrich.stop()
 
 	var pending []*rule
 	for _, r := range e.rules {

@@ -21,7 +21,8 @@ type rule struct {
 	redactPaths filters.Patterns // from redactPaths
 	redactKey   []byte           // nil: marker
 	emitInitial bool
-	sinks       []string // names; all sinks when the config lists none
+	sinks       []string  // names; all sinks when the config lists none
+	enrich      *enricher // enrich: involvedObject; nil otherwise
 
 	// A rule names one resource, so its redactor is built once.
 	redactOnce sync.Once

@@ -76,6 +76,31 @@ type ChangeData struct {
 	// Truncated is set when the event was too large for its sink: Object
 	// then holds only apiVersion, kind and identifying metadata.
 	Truncated string `json:"truncated,omitempty"`
+	// InvolvedObject is the metadata of the object a Kubernetes Event is
+	// about, when the rule enriches Events and the object was in the
+	// metadata cache.
+	InvolvedObject *InvolvedObject `json:"involvedObject,omitempty"`
+}
+
+// InvolvedObject is what an enriched Kubernetes Event carries of the
+// object it is about (involvedObject, or regarding for events.k8s.io/v1),
+// read from a metadata-only cache. The last-applied-configuration
+// annotation is never included.
+type InvolvedObject struct {
+	Labels          map[string]string `json:"labels,omitempty"`
+	Annotations     map[string]string `json:"annotations,omitempty"`
+	OwnerReferences []OwnerReference  `json:"ownerReferences,omitempty"`
+}
+
+// OwnerReference is metav1.OwnerReference as JSON, without importing it
+// into this leaf package.
+type OwnerReference struct {
+	APIVersion         string `json:"apiVersion"`
+	Kind               string `json:"kind"`
+	Name               string `json:"name"`
+	UID                string `json:"uid"`
+	Controller         *bool  `json:"controller,omitempty"`
+	BlockOwnerDeletion *bool  `json:"blockOwnerDeletion,omitempty"`
 }
 
 // GapData is the data of io.kubefeed.gap events: kubefeed cannot rule out

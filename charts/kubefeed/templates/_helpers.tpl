@@ -76,3 +76,19 @@ deployments.v1.apps, apps/v1/deployments, v1/pods) into "group|resource".
   verbs: [get, list, watch]
 {{- end -}}
 {{- end -}}
+
+{{/* kubefeed.metadataRules renders list/watch rules (metadata informers for
+the enrichment of Events) for a list of "group|resource" strings. */}}
+{{- define "kubefeed.metadataRules" -}}
+{{- $byGroup := dict -}}
+{{- range (uniq .) -}}
+{{- $p := splitList "|" . -}}
+{{- $g := index $p 0 -}}
+{{- $_ := set $byGroup $g (append (get $byGroup $g | default list) (index $p 1)) -}}
+{{- end -}}
+{{- range $g := keys $byGroup | sortAlpha }}
+- apiGroups: [{{ $g | quote }}]
+  resources: {{ get $byGroup $g | uniq | sortAlpha | toJson }}
+  verbs: [list, watch]
+{{- end -}}
+{{- end -}}

@@ -22,6 +22,7 @@ import (
 	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/metadata"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/leaderelection"
 	"k8s.io/client-go/tools/leaderelection/resourcelock"
@@ -131,6 +132,11 @@ func runPipeline(ctx context.Context, rc *rest.Config, cfg *config.Config, log *
 	if err != nil {
 		return runtimeErr(fmt.Errorf("discovery client: %w", err))
 	}
+	// Enrichment of Events reads the involved objects' metadata only.
+	md, err := metadata.NewForConfig(rc)
+	if err != nil {
+		return runtimeErr(fmt.Errorf("metadata client: %w", err))
+	}
 	built, err := buildSinks(ctx, cfg, log)
 	if err != nil {
 		for _, s := range built {
@@ -139,7 +145,7 @@ func runPipeline(ctx context.Context, rc *rest.Config, cfg *config.Config, log *
 		return runtimeErr(err)
 	}
 	opts := exporter.Options{
-		Config: cfg, Client: dyn, Resolver: exporter.NewDiscoveryResolver(dc), Sinks: built, Logger: log, Registerer: reg,
+		Config: cfg, Client: dyn, Metadata: md, Resolver: exporter.NewDiscoveryResolver(dc), Sinks: built, Logger: log, Registerer: reg,
 	}
 	if cp := cfg.Checkpoint; cp != nil {
 		closeCP, err := openCheckpoint(ctx, cp, cfg, log, reg, &opts)
