@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -15,6 +16,8 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/kubefeed/kubefeed/test/cluster"
 )
 
 // eventsRecipe is the watch section of the README's "Export Kubernetes
@@ -286,5 +289,16 @@ func TestEventsChartRBAC(t *testing.T) {
 	}
 	if roles := byKind(objs, "Role"); len(roles) != 1 || rulesOf(roles[0]) != `[{"apiGroups":[""],"resources":["events"],"verbs":["get","list","watch"]}]` {
 		t.Errorf("Roles without enrich: %d", len(roles))
+	}
+}
+
+// The recipe the e2e test runs is the README's, as written.
+func TestEventsRecipeIsTheREADMEs(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join(cluster.RepoRoot(), "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(b), "## Export Kubernetes Events") || !strings.Contains(string(b), "\n"+eventsRecipe) {
+		t.Errorf("README.md's \"Export Kubernetes Events\" recipe differs from the one tested:\n%s", eventsRecipe)
 	}
 }
