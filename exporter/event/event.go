@@ -4,8 +4,6 @@
 package event
 
 import (
-	"bytes"
-	"encoding/json"
 	"time"
 
 	"github.com/kubefeed/kubefeed/exporter/diff"
@@ -121,13 +119,13 @@ func (e *Event) Change() Change {
 }
 
 // Marshal encodes the event in structured mode (one JSON object), without
-// escaping <, > and & (values such as "<redacted>" stay readable).
+// escaping <, > and & (values such as "<redacted>" stay readable). The
+// bytes are those encoding/json writes, produced without reflection for
+// decoded JSON values (encode.go).
 func Marshal(e *Event) ([]byte, error) {
-	var b bytes.Buffer
-	enc := json.NewEncoder(&b)
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(e); err != nil {
+	b, err := appendEvent(e)
+	if err != nil {
 		return nil, err
 	}
-	return bytes.TrimSuffix(b.Bytes(), []byte("\n")), nil
+	return b, nil
 }
