@@ -145,7 +145,7 @@ func runPipeline(ctx context.Context, rc *rest.Config, cfg *config.Config, log *
 		return runtimeErr(err)
 	}
 	opts := exporter.Options{
-		Config: cfg, Client: dyn, Metadata: md, Resolver: exporter.NewDiscoveryResolver(dc), Sinks: built, Logger: log, Registerer: reg,
+		Config: cfg, Client: dyn, RESTConfig: rc, Metadata: md, Resolver: exporter.NewDiscoveryResolver(dc), Sinks: built, Logger: log, Registerer: reg,
 	}
 	if cp := cfg.Checkpoint; cp != nil {
 		closeCP, err := openCheckpoint(ctx, cp, cfg, log, reg, &opts)

@@ -5,10 +5,13 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"path/filepath"
 	"runtime"
 	"runtime/debug"
+	"runtime/pprof"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -20,6 +23,7 @@ import (
 	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/dynamic/dynamicinformer"
+	"k8s.io/client-go/metadata"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/clientcmd"
 
@@ -118,9 +122,23 @@ func agent(mode, kubeconfig, natsURL, ns, dir string, n int) error {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	c := &counter{}
-	if mode == "bare" {
+	events := strings.Contains(mode, "events")
+	if mode == "events-bare" {
 		var seen atomic.Int64
-		inf := dynamicinformer.NewFilteredDynamicInformer(dyn, configMaps, ns, 0, cache.Indexers{}, nil).Informer()
+		if _, err := typedEventsInformer(ctx, rc, ns, func() {
+			start.CompareAndSwap(0, time.Now().UnixNano())
+			seen.Add(1)
+		}); err != nil {
+			return err
+		}
+		done = seen.Load
+	} else if mode == "bare" || mode == "events-bare-dynamic" {
+		var seen atomic.Int64
+		gvr := configMaps
+		if events {
+			gvr = schema.GroupVersionResource{Version: "v1", Resource: "events"}
+		}
+		inf := dynamicinformer.NewFilteredDynamicInformer(dyn, gvr, ns, 0, cache.Indexers{}, nil).Informer()
 		_ = inf.SetTransform(func(o any) (any, error) {
 			if u, ok := o.(*unstructured.Unstructured); ok {
 				unstructured.RemoveNestedField(u.Object, "metadata", "managedFields")
@@ -136,6 +154,12 @@ func agent(mode, kubeconfig, natsURL, ns, dir string, n int) error {
 		done = seen.Load
 	} else {
 		w := config.Watch{Resource: "configmaps", Namespaces: []string{ns}}
+		if events {
+			w.Resource = "events"
+		}
+		if strings.HasSuffix(mode, "-enrich") {
+			w.Enrich = config.EnrichInvolvedObject
+		}
 		if mode == "kubefeed-emit" {
 			w.InitialList = config.InitialListEmit // a snapshot of what exists
 		}
@@ -144,13 +168,13 @@ func agent(mode, kubeconfig, natsURL, ns, dir string, n int) error {
 			Sinks: []config.Sink{{Name: "s", Stdout: &config.StdoutSink{}}}}
 		cfg.SetDefaults()
 		switch mode {
-		case "kubefeed-file":
+		case "kubefeed-file", "kubefeed-events-file", "kubefeed-events-enrich":
 			f, err := file.New(file.Options{Path: dir + "/events.jsonl"})
 			if err != nil {
 				return err
 			}
 			c.inner = f
-		case "kubefeed-jetstream":
+		case "kubefeed-jetstream", "kubefeed-events-jetstream":
 			jc := config.JetStreamSink{NATSConnection: config.NATSConnection{Servers: []string{natsURL}}, Stream: "BENCH_" + ns, Subject: config.DefaultSubject,
 				Mode: config.ModeStructured, MaxPending: 4096, Provision: &config.StreamProvision{Subjects: []string{"kubefeed.bench." + ns + ".>"}}}
 			jc.Subject = "kubefeed.bench." + ns + ".{resource}.{change}"
@@ -161,8 +185,9 @@ func agent(mode, kubeconfig, natsURL, ns, dir string, n int) error {
 			c.inner = j
 		}
 		wrapped := &startMarker{counter: c, start: &start}
-		ex, err := exporter.New(exporter.Options{Config: cfg, Client: dyn, Resolver: exporter.NewDiscoveryResolver(discovery.NewDiscoveryClientForConfigOrDie(rc)),
-			Sinks: map[string]sinks.Sink{"s": wrapped}, Logger: zap.NewNop()})
+		ex, err := exporter.New(exporter.Options{Config: cfg, Client: dyn, Metadata: metadata.NewForConfigOrDie(rc),
+			Resolver: exporter.NewDiscoveryResolver(discovery.NewDiscoveryClientForConfigOrDie(rc)),
+			Sinks:    map[string]sinks.Sink{"s": wrapped}, Logger: zap.NewNop()})
 		if err != nil {
 			return err
 		}
@@ -173,6 +198,15 @@ func agent(mode, kubeconfig, natsURL, ns, dir string, n int) error {
 		done = c.n.Load
 	}
 	cpuReady := cpuSeconds()
+	// BENCH_CPUPROFILE=dir writes a CPU profile per agent (dir/<mode>-<ns>.pprof)
+	// of the measured part.
+	stopProfile := func() {}
+	if d := os.Getenv("BENCH_CPUPROFILE"); d != "" && n > 0 {
+		if f, err := os.Create(filepath.Join(d, mode+"-"+ns+".pprof")); err == nil {
+			_ = pprof.StartCPUProfile(f)
+			stopProfile = func() { pprof.StopCPUProfile(); _ = f.Close() }
+		}
+	}
 	ready()
 	for done() < int64(n) {
 		time.Sleep(2 * time.Millisecond)
@@ -187,6 +221,7 @@ func agent(mode, kubeconfig, natsURL, ns, dir string, n int) error {
 		return nil
 	}
 	end := time.Now()
+	stopProfile() // before the report: the driver kills the agent once it has it
 	secs := end.Sub(time.Unix(0, start.Load())).Seconds()
 	r := result{Mode: mode, Objects: n, Seconds: secs, Rate: float64(n) / secs, CPUPer1k: (cpuSeconds() - cpuReady) / float64(n) * 1000, RSSMiB: rssMiB()}
 	if len(c.lat) > 0 {

@@ -44,6 +44,7 @@ func main() {
 	out := flag.String("out", "docs", "where to write benchmarks.md/.json/.png")
 	from := flag.String("render", "", "only render the report again from this benchmarks.json")
 	memOnly := flag.Bool("mem-only", false, "measure only memory, print it, write nothing")
+	eventsOnly := flag.Bool("events-only", false, "run only the Events mode and add it to the report in -out (its benchmarks.json is kept)")
 	flag.Parse()
 	if *from != "" {
 		var rep report
@@ -63,6 +64,13 @@ func main() {
 	if *memOnly {
 		*runs, *n, *out = 0, 0, ""
 	}
+	if *eventsOnly {
+		if err := runEventsOnly(*n, *runs, *mem, *out); err != nil {
+			fmt.Fprintln(os.Stderr, "benchrun:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if err := run(*n, *runs, *mem, *out); err != nil {
 		fmt.Fprintln(os.Stderr, "benchrun:", err)
 		os.Exit(1)
@@ -76,6 +84,9 @@ type report struct {
 	Steady  []result            `json:"steady"`
 	Memory  map[string]result   `json:"memory"`
 	Emit    *result             `json:"emit,omitempty"`
+	// Events holds the Events mode by "<load>/<mode>" (events.go).
+	Events  map[string][]result `json:"events,omitempty"`
+	EventsN int                 `json:"eventsN,omitempty"`
 	GoBench string              `json:"goBench"`
 }
 
@@ -148,6 +159,12 @@ func run(n, runs, mem int, out string) error {
 		}
 		fmt.Printf("initialList: emit drained %d objects at %.0f/s\n", mem, res.Rate)
 		rep.Emit = &res
+	}
+	if runs > 0 {
+		rep.EventsN = n
+		if err := runEvents(cp, cs, ns.URL(), dir, n, runs, mem, &rep); err != nil {
+			return fmt.Errorf("events: %w", err)
+		}
 	}
 	if out == "" {
 		return nil
