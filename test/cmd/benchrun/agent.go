@@ -185,7 +185,7 @@ func agent(mode, kubeconfig, natsURL, ns, dir string, n int) error {
 			c.inner = j
 		}
 		wrapped := &startMarker{counter: c, start: &start}
-		ex, err := exporter.New(exporter.Options{Config: cfg, Client: dyn, Metadata: metadata.NewForConfigOrDie(rc),
+		ex, err := exporter.New(exporter.Options{Config: cfg, Client: dyn, RESTConfig: rc, Metadata: metadata.NewForConfigOrDie(rc),
 			Resolver: exporter.NewDiscoveryResolver(discovery.NewDiscoveryClientForConfigOrDie(rc)),
 			Sinks:    map[string]sinks.Sink{"s": wrapped}, Logger: zap.NewNop()})
 		if err != nil {
