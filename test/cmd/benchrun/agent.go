@@ -216,6 +216,13 @@ func agent(mode, kubeconfig, natsURL, ns, dir string, n int) error {
 		runtime.GC()
 		debug.FreeOSMemory()
 		time.Sleep(time.Second)
+		// BENCH_HEAPPROFILE=dir writes what the caches hold (dir/<mode>-<ns>.heap).
+		if d := os.Getenv("BENCH_HEAPPROFILE"); d != "" {
+			if f, err := os.Create(filepath.Join(d, mode+"-"+ns+".heap")); err == nil {
+				_ = pprof.WriteHeapProfile(f)
+				_ = f.Close()
+			}
+		}
 		b, _ := json.Marshal(result{Mode: mode, RSSMiB: rssMiB()})
 		fmt.Println(string(b))
 		return nil

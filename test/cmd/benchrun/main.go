@@ -92,7 +92,9 @@ type report struct {
 	// Events holds the Events mode by "<load>/<mode>" (events.go).
 	Events  map[string][]result `json:"events,omitempty"`
 	EventsN int                 `json:"eventsN,omitempty"`
-	GoBench string              `json:"goBench"`
+	// EventsDate is when the Events mode ran (-events-only keeps Date).
+	EventsDate string `json:"eventsDate,omitempty"`
+	GoBench    string `json:"goBench"`
 }
 
 func run(n, runs, mem int, out string) error {
