@@ -18,6 +18,10 @@
 //     versions of one object into one modified event whose
 //     previousResourceVersion is the version it starts from.
 //   - A UID change under the same name is a deleted event then an added one.
+//   - Kubernetes Events are objects like any other, except that their
+//     deletion (TTL expiry) emits nothing unless the rule says expiry: emit,
+//     and that enriching rules add the involved object's metadata from a
+//     metadata-only informer, never a GET per Event (events.go, enrich.go).
 //
 // The delivered state per sink lives behind the Store interface, the seam
 // where restart checkpoints plug in.

@@ -17,8 +17,13 @@ func typesUID(s string) types.UID { return types.UID(s) }
 // rule shows nothing: not admitted by its event types or filter, or a
 // modification with nothing left once ignored paths are removed. Each rule
 // diffs with its own ignored and redacted paths (rule.visibleOps).
-// A filter's runtime error counts as no match and is returned.
+// A filter's runtime error counts as no match and is returned. An Event's
+// deletion shows nothing unless the rule says expiry: emit (events.go);
+// enriching rules add the involved object's metadata (enrich.go).
 func render(cluster string, res Resource, key Key, c change, r *rule, now time.Time) (*event.Event, error) {
+	if c.kind == event.Deleted && r.skipsExpiry(res) {
+		return nil, nil
+	}
 	in := filters.Input{Type: eventType(c.kind), Object: c.obj.Object}
 	var visible []diff.Op
 	red := r.redactor(res)
@@ -45,6 +50,9 @@ func render(cluster string, res Resource, key Key, c change, r *rule, now time.T
 		return nil, err
 	}
 	data := &event.ChangeData{Object: red.Object(withTypeMeta(c.obj, res)), Recovered: c.recovered}
+	if r.enrich != nil {
+		data.InvolvedObject = r.enrich.lookup(c.obj.Object)
+	}
 	if c.kind == event.Modified {
 		data.PreviousResourceVersion = c.prev.ResourceVersion
 		if visible != nil {

@@ -13,6 +13,8 @@ import (
 	"golang.org/x/sync/errgroup"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/metadata"
+	"k8s.io/client-go/rest"
 
 	"github.com/kubefeed/kubefeed/exporter/config"
 	"github.com/kubefeed/kubefeed/sinks"
@@ -43,6 +45,13 @@ type Options struct {
 	// AbortSends, when closed, cancels sends in flight at once instead of
 	// letting them drain (the Lease was lost: another replica delivers).
 	AbortSends <-chan struct{}
+	// Metadata reads the objects Events point at, for rules with enrich:
+	// involvedObject (nil: such rules are a configuration error).
+	Metadata metadata.Interface
+	// RESTConfig, when set, is the config Client was built from: watches
+	// then go through a decoder that reads each event once (watchjson.go)
+	// instead of the dynamic client's. Lists stay with Client.
+	RESTConfig *rest.Config
 
 	// clientFor replaces Client in unit tests (no API server).
 	clientFor func(gvr schema.GroupVersionResource, namespace string) resourceClient
@@ -68,6 +77,8 @@ type Exporter struct {
 	runners    []*sinkRunner
 	byName     map[string]*sinkRunner
 	tombstones *tombstones
+	enrich     *enricher    // nil: no rule enriches
+	watcher    *watchClient // nil: the dynamic client watches
 
 	mu         sync.Mutex
 	scopes     map[scopeID]*scope
@@ -119,7 +130,20 @@ func New(o Options) (*Exporter, error) {
 	if err != nil {
 		return nil, err
 	}
+	if o.RESTConfig != nil && o.clientFor == nil {
+		if e.watcher, err = newWatchClient(o.RESTConfig); err != nil {
+			return nil, err
+		}
+	}
 	e.rules = rules
+	if e.enrich, err = newEnricher(o, e, reg); err != nil {
+		return nil, err
+	}
+	for _, r := range rules {
+		if r.cfg.Enrich == config.EnrichInvolvedObject {
+			r.enrich = e.enrich
+		}
+	}
 	return e, nil
 }
 
@@ -128,7 +152,11 @@ func (e *Exporter) resourceClient(gvr schema.GroupVersionResource, namespace str
 	if e.clientFor != nil {
 		return e.clientFor(gvr, namespace)
 	}
-	return e.client.Resource(gvr).Namespace(namespace)
+	rc := e.client.Resource(gvr).Namespace(namespace)
+	if e.watcher != nil {
+		return &fastWatchClient{resourceClient: rc, w: e.watcher, gvr: gvr, namespace: namespace}
+	}
+	return rc
 }
 
 // sentinelPrefix marks store keys that only record that a sink's
@@ -258,6 +286,7 @@ func (e *Exporter) Run(ctx context.Context) (err error) {
 	}()
 	defer e.stopScopes()
 	defer e.namespaces.stop()
+	defer e.enrich.stop()
 
 	var pending []*rule
 	for _, r := range e.rules {

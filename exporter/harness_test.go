@@ -17,6 +17,7 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/watch"
+	"k8s.io/client-go/metadata"
 
 	"github.com/kubefeed/kubefeed/exporter/config"
 	"github.com/kubefeed/kubefeed/exporter/event"
@@ -192,7 +193,7 @@ func (f *fakeSource) remove(gvr schema.GroupVersionResource, ns, name string, qu
 	if !quiet {
 		d := u.DeepCopy()
 		d.SetResourceVersion(strconv.Itoa(f.rv))
-		f.send(gvr, watch.Event{Type: watch.Deleted, Object: d}, d)
+		f.send(gvr, watch.Event{Type: watch.Deleted, Object: d}, u) // d belongs to the watch now (transforms change it)
 	}
 }
 
@@ -382,6 +383,7 @@ type harnessOpts struct {
 	src      *fakeSource
 	abort    <-chan struct{}
 	sink     sinks.Sink // replaces the recorder of the sink "rec"
+	metadata metadata.Interface
 }
 
 func newConfig(watch []config.Watch, sinkNames ...string) *config.Config {
@@ -418,7 +420,7 @@ func startHarness(t *testing.T, cfg *config.Config, o harnessOpts) *harness {
 		}
 	}
 	ex, err := New(Options{Config: cfg, Resolver: res, Sinks: ss, Stores: o.stores, Logger: zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel)),
-		ResolveRetry: 20 * time.Millisecond, AbortSends: o.abort, clientFor: src.client})
+		ResolveRetry: 20 * time.Millisecond, AbortSends: o.abort, Metadata: o.metadata, clientFor: src.client})
 	if err != nil {
 		t.Fatal(err)
 	}

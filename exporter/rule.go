@@ -26,6 +26,7 @@ type rule struct {
 	emitInitial bool
 	labels      labels.Selector // the rule's label selector (deletions of unknown rule)
 	sinks       []string        // names; all sinks when the config lists none
+	enrich      *enricher       // enrich: involvedObject; nil otherwise
 
 	// A rule names one resource, so its redactor is built once.
 	redactOnce sync.Once

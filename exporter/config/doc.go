@@ -10,5 +10,6 @@
 //
 // Zero values: Workers 0 means 4 per sink, ResyncPeriod 0 means 10m, an empty
 // Events list means every event type, InitialList "" means skip, an empty
-// Sinks list on a rule means every sink.
+// Sinks list on a rule means every sink, Expiry "" on an events rule means
+// skip (an Event's deletion, its TTL expiring, emits nothing).
 package config

@@ -77,6 +77,14 @@ type Watch struct {
 	Redact string `yaml:"redact"`
 	// Sinks this rule routes to; empty: every sink.
 	Sinks []string `yaml:"sinks"`
+	// Expiry (Kubernetes Events only): skip (default) reports nothing when
+	// an Event is deleted, which happens when its TTL expires; emit reports
+	// it as deleted.
+	Expiry string `yaml:"expiry"`
+	// Enrich (Kubernetes Events only): involvedObject adds the involved
+	// object's labels, annotations and owner references as
+	// data.involvedObject, from a metadata-only cache.
+	Enrich string `yaml:"enrich"`
 }
 
 // Sink is one named sink; exactly one of the kinds is set.

@@ -50,6 +50,9 @@ func (c *Config) SetDefaults() {
 		if len(w.Events) == 0 {
 			w.Events = []string{EventAdded, EventModified, EventDeleted}
 		}
+		if w.Expiry == "" && IsEventsResource(w.Resource) {
+			w.Expiry = ExpirySkip
+		}
 	}
 	for i := range c.Sinks {
 		if s := c.Sinks[i].Stdout; s != nil && s.Format == "" {
@@ -425,6 +428,7 @@ func (v *validator) watch(path string, w *Watch, sinkNames map[string]bool, reda
 	default:
 		v.at(path+".redact", "must be none or hash (default: a marker), got %q", w.Redact)
 	}
+	v.eventsOptions(path, w)
 	for j, s := range w.Sinks {
 		if !sinkNames[s] {
 			v.at(fmt.Sprintf("%s.sinks[%d]", path, j), "no sink named %q", s)

@@ -4,8 +4,6 @@
 package event
 
 import (
-	"bytes"
-	"encoding/json"
 	"time"
 
 	"github.com/kubefeed/kubefeed/exporter/diff"
@@ -76,6 +74,31 @@ type ChangeData struct {
 	// Truncated is set when the event was too large for its sink: Object
 	// then holds only apiVersion, kind and identifying metadata.
 	Truncated string `json:"truncated,omitempty"`
+	// InvolvedObject is the metadata of the object a Kubernetes Event is
+	// about, when the rule enriches Events and the object was in the
+	// metadata cache.
+	InvolvedObject *InvolvedObject `json:"involvedObject,omitempty"`
+}
+
+// InvolvedObject is what an enriched Kubernetes Event carries of the
+// object it is about (involvedObject, or regarding for events.k8s.io/v1),
+// read from a metadata-only cache. The last-applied-configuration
+// annotation is never included.
+type InvolvedObject struct {
+	Labels          map[string]string `json:"labels,omitempty"`
+	Annotations     map[string]string `json:"annotations,omitempty"`
+	OwnerReferences []OwnerReference  `json:"ownerReferences,omitempty"`
+}
+
+// OwnerReference is metav1.OwnerReference as JSON, without importing it
+// into this leaf package.
+type OwnerReference struct {
+	APIVersion         string `json:"apiVersion"`
+	Kind               string `json:"kind"`
+	Name               string `json:"name"`
+	UID                string `json:"uid"`
+	Controller         *bool  `json:"controller,omitempty"`
+	BlockOwnerDeletion *bool  `json:"blockOwnerDeletion,omitempty"`
 }
 
 // GapData is the data of io.kubefeed.gap events: kubefeed cannot rule out
@@ -96,13 +119,13 @@ func (e *Event) Change() Change {
 }
 
 // Marshal encodes the event in structured mode (one JSON object), without
-// escaping <, > and & (values such as "<redacted>" stay readable).
+// escaping <, > and & (values such as "<redacted>" stay readable). The
+// bytes are those encoding/json writes, produced without reflection for
+// decoded JSON values (encode.go).
 func Marshal(e *Event) ([]byte, error) {
-	var b bytes.Buffer
-	enc := json.NewEncoder(&b)
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(e); err != nil {
+	b, err := appendEvent(e)
+	if err != nil {
 		return nil, err
 	}
-	return bytes.TrimSuffix(b.Bytes(), []byte("\n")), nil
+	return b, nil
 }

@@ -79,7 +79,7 @@ func startExporter(t testing.TB, cfgYAML string, ss map[string]sinks.Sink) *runn
 	dc := discovery.NewDiscoveryClientForConfigOrDie(cp.Config())
 	log := zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel))
 	ex, err := exporter.New(exporter.Options{
-		Config: cfg, Client: dyn, Resolver: exporter.NewDiscoveryResolver(dc), Sinks: ss, Logger: log,
+		Config: cfg, Client: dyn, RESTConfig: cp.Config(), Resolver: exporter.NewDiscoveryResolver(dc), Sinks: ss, Logger: log,
 		ResolveRetry: 300 * time.Millisecond,
 	})
 	if err != nil {

@@ -136,3 +136,19 @@ rules. A port is a number (TCP) or {port, protocol, endPort}.
 {{- end -}}
 {{- toYaml $rules -}}
 {{- end -}}
+
+{{/* kubefeed.metadataRules renders list/watch rules (metadata informers for
+the enrichment of Events) for a list of "group|resource" strings. */}}
+{{- define "kubefeed.metadataRules" -}}
+{{- $byGroup := dict -}}
+{{- range (uniq .) -}}
+{{- $p := splitList "|" . -}}
+{{- $g := index $p 0 -}}
+{{- $_ := set $byGroup $g (append (get $byGroup $g | default list) (index $p 1)) -}}
+{{- end -}}
+{{- range $g := keys $byGroup | sortAlpha }}
+- apiGroups: [{{ $g | quote }}]
+  resources: {{ get $byGroup $g | uniq | sortAlpha | toJson }}
+  verbs: [list, watch]
+{{- end -}}
+{{- end -}}

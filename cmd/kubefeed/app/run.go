@@ -21,6 +21,7 @@ import (
 	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/metadata"
 	"k8s.io/client-go/rest"
 
 	"github.com/kubefeed/kubefeed/exporter"
@@ -139,6 +140,11 @@ func runPipeline(ctx, sendCtx context.Context, rc *rest.Config, cfg *config.Conf
 	if err != nil {
 		return runtimeErr(fmt.Errorf("discovery client: %w", err))
 	}
+	// Enrichment of Events reads the involved objects' metadata only.
+	md, err := metadata.NewForConfig(rc)
+	if err != nil {
+		return runtimeErr(fmt.Errorf("metadata client: %w", err))
+	}
 	built, err := buildSinks(ctx, cfg, log)
 	if err != nil {
 		for _, s := range built {
@@ -147,7 +153,7 @@ func runPipeline(ctx, sendCtx context.Context, rc *rest.Config, cfg *config.Conf
 		return runtimeErr(err)
 	}
 	opts := exporter.Options{
-		Config: cfg, Client: dyn, Resolver: exporter.NewDiscoveryResolver(dc), Sinks: fence(built, sendCtx), Logger: log, Registerer: reg,
+		Config: cfg, Client: dyn, RESTConfig: rc, Metadata: md, Resolver: exporter.NewDiscoveryResolver(dc), Sinks: fence(built, sendCtx), Logger: log, Registerer: reg,
 		AbortSends: sendCtx.Done(),
 	}
 	if cp := cfg.Checkpoint; cp != nil {

@@ -5,10 +5,13 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"path/filepath"
 	"runtime"
 	"runtime/debug"
+	"runtime/pprof"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -20,6 +23,7 @@ import (
 	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/dynamic/dynamicinformer"
+	"k8s.io/client-go/metadata"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/clientcmd"
 
@@ -122,9 +126,23 @@ func agent(mode, kubeconfig, natsURL, ns, dir string, n int) error {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	c := &counter{}
-	if mode == "bare" {
+	events := strings.Contains(mode, "events")
+	if mode == "events-bare" {
 		var seen atomic.Int64
-		inf := dynamicinformer.NewFilteredDynamicInformer(dyn, configMaps, ns, 0, cache.Indexers{}, nil).Informer()
+		if _, err := typedEventsInformer(ctx, rc, ns, func() {
+			start.CompareAndSwap(0, time.Now().UnixNano())
+			seen.Add(1)
+		}); err != nil {
+			return err
+		}
+		done = seen.Load
+	} else if mode == "bare" || mode == "events-bare-dynamic" {
+		var seen atomic.Int64
+		gvr := configMaps
+		if events {
+			gvr = schema.GroupVersionResource{Version: "v1", Resource: "events"}
+		}
+		inf := dynamicinformer.NewFilteredDynamicInformer(dyn, gvr, ns, 0, cache.Indexers{}, nil).Informer()
 		_ = inf.SetTransform(func(o any) (any, error) {
 			if u, ok := o.(*unstructured.Unstructured); ok {
 				unstructured.RemoveNestedField(u.Object, "metadata", "managedFields")
@@ -140,6 +158,12 @@ func agent(mode, kubeconfig, natsURL, ns, dir string, n int) error {
 		done = seen.Load
 	} else {
 		w := config.Watch{Resource: "configmaps", Namespaces: []string{ns}}
+		if events {
+			w.Resource = "events"
+		}
+		if strings.HasSuffix(mode, "-enrich") {
+			w.Enrich = config.EnrichInvolvedObject
+		}
 		if mode == "kubefeed-emit" || mode == "kubefeed-kafka" || mode == "kubefeed-jetstream-emit" {
 			w.InitialList = config.InitialListEmit // a snapshot of what exists
 		}
@@ -148,13 +172,13 @@ func agent(mode, kubeconfig, natsURL, ns, dir string, n int) error {
 			Sinks: []config.Sink{{Name: "s", Stdout: &config.StdoutSink{}}}}
 		cfg.SetDefaults()
 		switch mode {
-		case "kubefeed-file":
+		case "kubefeed-file", "kubefeed-events-file", "kubefeed-events-enrich":
 			f, err := file.New(file.Options{Path: dir + "/events.jsonl"})
 			if err != nil {
 				return err
 			}
 			c.inner = f
-		case "kubefeed-jetstream", "kubefeed-jetstream-emit":
+		case "kubefeed-jetstream", "kubefeed-jetstream-emit", "kubefeed-events-jetstream":
 			jc := config.JetStreamSink{NATSConnection: config.NATSConnection{Servers: []string{natsURL}}, Stream: "BENCH_" + ns, Subject: config.DefaultSubject,
 				Mode: config.ModeStructured, MaxPending: 4096, Provision: &config.StreamProvision{Subjects: []string{"kubefeed.bench." + ns + ".>"}}}
 			jc.Subject = "kubefeed.bench." + ns + ".{resource}.{change}"
@@ -171,8 +195,9 @@ func agent(mode, kubeconfig, natsURL, ns, dir string, n int) error {
 			c.inner = k
 		}
 		wrapped := &startMarker{counter: c, start: &start}
-		ex, err := exporter.New(exporter.Options{Config: cfg, Client: dyn, Resolver: exporter.NewDiscoveryResolver(discovery.NewDiscoveryClientForConfigOrDie(rc)),
-			Sinks: map[string]sinks.Sink{"s": wrapped}, Logger: zap.NewNop()})
+		ex, err := exporter.New(exporter.Options{Config: cfg, Client: dyn, RESTConfig: rc, Metadata: metadata.NewForConfigOrDie(rc),
+			Resolver: exporter.NewDiscoveryResolver(discovery.NewDiscoveryClientForConfigOrDie(rc)),
+			Sinks:    map[string]sinks.Sink{"s": wrapped}, Logger: zap.NewNop()})
 		if err != nil {
 			return err
 		}
@@ -183,6 +208,15 @@ func agent(mode, kubeconfig, natsURL, ns, dir string, n int) error {
 		done = c.n.Load
 	}
 	cpuReady := cpuSeconds()
+	// BENCH_CPUPROFILE=dir writes a CPU profile per agent (dir/<mode>-<ns>.pprof)
+	// of the measured part.
+	stopProfile := func() {}
+	if d := os.Getenv("BENCH_CPUPROFILE"); d != "" && n > 0 {
+		if f, err := os.Create(filepath.Join(d, mode+"-"+ns+".pprof")); err == nil {
+			_ = pprof.StartCPUProfile(f)
+			stopProfile = func() { pprof.StopCPUProfile(); _ = f.Close() }
+		}
+	}
 	ready()
 	for done() < int64(n) {
 		time.Sleep(2 * time.Millisecond)
@@ -192,11 +226,19 @@ func agent(mode, kubeconfig, natsURL, ns, dir string, n int) error {
 		runtime.GC()
 		debug.FreeOSMemory()
 		time.Sleep(time.Second)
+		// BENCH_HEAPPROFILE=dir writes what the caches hold (dir/<mode>-<ns>.heap).
+		if d := os.Getenv("BENCH_HEAPPROFILE"); d != "" {
+			if f, err := os.Create(filepath.Join(d, mode+"-"+ns+".heap")); err == nil {
+				_ = pprof.WriteHeapProfile(f)
+				_ = f.Close()
+			}
+		}
 		b, _ := json.Marshal(result{Mode: mode, RSSMiB: rssMiB()})
 		fmt.Println(string(b))
 		return nil
 	}
 	end := time.Now()
+	stopProfile() // before the report: the driver kills the agent once it has it
 	secs := end.Sub(time.Unix(0, start.Load())).Seconds()
 	r := result{Mode: mode, Objects: n, Seconds: secs, Rate: float64(n) / secs, CPUPer1k: (cpuSeconds() - cpuReady) / float64(n) * 1000, RSSMiB: rssMiB()}
 	if len(c.lat) > 0 {

@@ -3,10 +3,14 @@
 // sink, the file sink and JetStream) as separate processes on the same
 // bursts, and writes docs/benchmarks.md, .json and .png. It also measures
 // kubefeed's Kafka sink against a bare producer on an in-process kfake
-// broker (kafka.go).
+// broker (kafka.go). The Events mode (events.go) follows: core Events at a
+// steady ~300/s and as a burst, to a typed protobuf informer and to kubefeed
+// (file, JetStream, file with enrichment), and 20k cached Events.
 //
-//	benchrun [-n 5000] [-runs 3] [-mem 20000] [-kafka 20000] [-out docs]
+//	benchrun [-n 5000] [-runs 3] [-mem 20000] [-kafka 20000] [-out docs] [-events-only]
 //	benchrun -kafka-only -kafka 10000 [-out docs]
+//
+// BENCH_CPUPROFILE=dir writes a CPU profile of every agent's measured part.
 package main
 
 import (
@@ -47,6 +51,7 @@ func main() {
 	out := flag.String("out", "docs", "where to write benchmarks.md/.json/.png")
 	from := flag.String("render", "", "only render the report again from this benchmarks.json")
 	memOnly := flag.Bool("mem-only", false, "measure only memory, print it, write nothing")
+	eventsOnly := flag.Bool("events-only", false, "run only the Events mode and add it to the report in -out (its benchmarks.json is kept)")
 	flag.Parse()
 	if *from != "" {
 		var rep report
@@ -73,6 +78,13 @@ func main() {
 	if *memOnly {
 		*runs, *n, *out = 0, 0, ""
 	}
+	if *eventsOnly {
+		if err := runEventsOnly(*n, *runs, *mem, *out); err != nil {
+			fmt.Fprintln(os.Stderr, "benchrun:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if err := run(*n, *runs, *mem, *out); err != nil {
 		fmt.Fprintln(os.Stderr, "benchrun:", err)
 		os.Exit(1)
@@ -86,8 +98,13 @@ type report struct {
 	Steady  []result            `json:"steady"`
 	Memory  map[string]result   `json:"memory"`
 	Emit    *result             `json:"emit,omitempty"`
-	GoBench string              `json:"goBench"`
-	Kafka   *kafkaReport        `json:"kafka,omitempty"`
+	// Events holds the Events mode by "<load>/<mode>" (events.go).
+	Events  map[string][]result `json:"events,omitempty"`
+	EventsN int                 `json:"eventsN,omitempty"`
+	// EventsDate is when the Events mode ran (-events-only keeps Date).
+	EventsDate string       `json:"eventsDate,omitempty"`
+	GoBench    string       `json:"goBench"`
+	Kafka      *kafkaReport `json:"kafka,omitempty"`
 }
 
 func run(n, runs, mem int, out string) error {
@@ -164,6 +181,12 @@ func run(n, runs, mem int, out string) error {
 		seq++
 		if rep.Kafka, err = measureKafka(cp, cs, ns.URL(), dir, fmt.Sprintf("k%d", seq), *kafkaObjects); err != nil {
 			return fmt.Errorf("kafka: %w", err)
+		}
+	}
+	if runs > 0 {
+		rep.EventsN = n
+		if err := runEvents(cp, cs, ns.URL(), dir, n, runs, mem, &rep); err != nil {
+			return fmt.Errorf("events: %w", err)
 		}
 	}
 	if out == "" {

@@ -101,6 +101,7 @@ func writeReport(rep report, out string) error {
   Compare runs made on a quiet machine.
 
 `)
+	eventsSection(&b, rep)
 	b.WriteString("## In-process benchmarks (`go test -bench`)\n\nThe pipeline benchmarks feed prepared versions through handler → queue → 4 workers → a sink that encodes and discards, without an API server. `events/change` below 1 means versions merged in the queue under backlog (level-based).\n\n```\n")
 	b.WriteString(rep.GoBench)
 	b.WriteString("```\n")

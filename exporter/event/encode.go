@@ -1,0 +1,396 @@
+package event
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"math"
+	"slices"
+	"strconv"
+	"sync"
+	"unicode/utf8"
+
+	"github.com/kubefeed/kubefeed/exporter/diff"
+)
+
+// The envelope encoder writes exactly what encoding/json writes for an
+// Event (struct fields in order, omitempty, map keys sorted, no HTML
+// escaping), without reflection for the types decoded JSON is made of:
+// maps, slices, strings, numbers, booleans and null. Anything else goes
+// through encoding/json. Patch operations are written in place instead of
+// through diff.Op.MarshalJSON, whose output encoding/json would parse and
+// compact a second time.
+
+// encoder holds the scratch space of one encoding.
+type encoder struct {
+	b    []byte
+	keys []string // a stack of map keys being written, one window per map
+}
+
+var encoders = sync.Pool{New: func() any { return &encoder{b: make([]byte, 0, 4096), keys: make([]string, 0, 64)} }}
+
+// appendEvent encodes e.
+func appendEvent(e *Event) ([]byte, error) {
+	enc := encoders.Get().(*encoder)
+	enc.b = enc.b[:0]
+	err := enc.event(e)
+	out := bytes.Clone(enc.b)
+	if cap(enc.b) <= 1<<20 {
+		enc.keys = enc.keys[:0]
+		encoders.Put(enc)
+	}
+	return out, err
+}
+
+func (enc *encoder) event(e *Event) error {
+	if e == nil {
+		enc.b = append(enc.b, "null"...)
+		return nil
+	}
+	enc.field('{', "specversion", e.SpecVersion)
+	enc.field(',', "id", e.ID)
+	enc.field(',', "source", e.Source)
+	enc.field(',', "type", e.Type)
+	enc.optional("subject", e.Subject)
+	t, err := e.Time.MarshalJSON()
+	if err != nil {
+		return fmt.Errorf("json: error calling MarshalJSON for type time.Time: %w", err)
+	}
+	enc.b = append(enc.b, `,"time":`...)
+	enc.b = append(enc.b, t...)
+	enc.field(',', "datacontenttype", e.DataContentType)
+	enc.field(',', "cluster", e.Cluster)
+	enc.optional("apiversion", e.APIVersion)
+	enc.optional("kind", e.Kind)
+	enc.optional("resource", e.Resource)
+	enc.optional("namespace", e.Namespace)
+	enc.optional("name", e.Name)
+	enc.optional("uid", e.UID)
+	enc.optional("resourceversion", e.ResourceVersion)
+	enc.b = append(enc.b, `,"data":`...)
+	if d, ok := e.Data.(*ChangeData); ok {
+		if err := enc.changeData(d); err != nil {
+			return err
+		}
+	} else if err := enc.value(e.Data); err != nil {
+		return err
+	}
+	enc.b = append(enc.b, '}')
+	return nil
+}
+
+func (enc *encoder) field(sep byte, name, v string) {
+	enc.b = append(enc.b, sep, '"')
+	enc.b = append(enc.b, name...)
+	enc.b = append(enc.b, '"', ':')
+	enc.b = appendString(enc.b, v)
+}
+
+func (enc *encoder) optional(name, v string) {
+	if v != "" {
+		enc.field(',', name, v)
+	}
+}
+
+func (enc *encoder) changeData(d *ChangeData) error {
+	if d == nil {
+		enc.b = append(enc.b, "null"...)
+		return nil
+	}
+	enc.b = append(enc.b, `{"object":`...)
+	if err := enc.object(d.Object); err != nil {
+		return err
+	}
+	if len(d.OldObject) > 0 {
+		enc.b = append(enc.b, `,"oldObject":`...)
+		if err := enc.object(d.OldObject); err != nil {
+			return err
+		}
+	}
+	if len(d.Patch) > 0 {
+		enc.b = append(enc.b, `,"patch":[`...)
+		for i, op := range d.Patch {
+			if i > 0 {
+				enc.b = append(enc.b, ',')
+			}
+			if err := enc.op(op); err != nil {
+				return err
+			}
+		}
+		enc.b = append(enc.b, ']')
+	}
+	if len(d.ChangedPaths) > 0 {
+		enc.b = append(enc.b, `,"changedPaths":`...)
+		enc.strings(d.ChangedPaths)
+	}
+	enc.optional("previousResourceVersion", d.PreviousResourceVersion)
+	enc.b = append(enc.b, `,"recovered":`...)
+	enc.b = strconv.AppendBool(enc.b, d.Recovered)
+	enc.optional("truncated", d.Truncated)
+	if d.InvolvedObject != nil {
+		enc.b = append(enc.b, `,"involvedObject":`...)
+		enc.involved(d.InvolvedObject)
+	}
+	enc.b = append(enc.b, '}')
+	return nil
+}
+
+func (enc *encoder) op(o diff.Op) error {
+	enc.field('{', "op", o.Op)
+	enc.field(',', "path", o.Path)
+	if o.Op != diff.OpRemove {
+		enc.b = append(enc.b, `,"value":`...)
+		if err := enc.value(o.Value); err != nil {
+			return fmt.Errorf("op %s %s: %w", o.Op, o.Path, err)
+		}
+	}
+	enc.b = append(enc.b, '}')
+	return nil
+}
+
+func (enc *encoder) involved(io *InvolvedObject) {
+	sep := byte('{')
+	if len(io.Labels) > 0 {
+		enc.b = append(enc.b, sep)
+		enc.b = append(enc.b, `"labels":`...)
+		enc.stringMap(io.Labels)
+		sep = ','
+	}
+	if len(io.Annotations) > 0 {
+		enc.b = append(enc.b, sep)
+		enc.b = append(enc.b, `"annotations":`...)
+		enc.stringMap(io.Annotations)
+		sep = ','
+	}
+	if len(io.OwnerReferences) > 0 {
+		enc.b = append(enc.b, sep)
+		enc.b = append(enc.b, `"ownerReferences":[`...)
+		for i, o := range io.OwnerReferences {
+			if i > 0 {
+				enc.b = append(enc.b, ',')
+			}
+			enc.field('{', "apiVersion", o.APIVersion)
+			enc.field(',', "kind", o.Kind)
+			enc.field(',', "name", o.Name)
+			enc.field(',', "uid", o.UID)
+			if o.Controller != nil {
+				enc.b = append(enc.b, `,"controller":`...)
+				enc.b = strconv.AppendBool(enc.b, *o.Controller)
+			}
+			if o.BlockOwnerDeletion != nil {
+				enc.b = append(enc.b, `,"blockOwnerDeletion":`...)
+				enc.b = strconv.AppendBool(enc.b, *o.BlockOwnerDeletion)
+			}
+			enc.b = append(enc.b, '}')
+		}
+		enc.b = append(enc.b, ']')
+		sep = ','
+	}
+	if sep == '{' {
+		enc.b = append(enc.b, '{')
+	}
+	enc.b = append(enc.b, '}')
+}
+
+// value writes any value as encoding/json would.
+func (enc *encoder) value(v any) error {
+	switch x := v.(type) {
+	case nil:
+		enc.b = append(enc.b, "null"...)
+	case string:
+		enc.b = appendString(enc.b, x)
+	case bool:
+		enc.b = strconv.AppendBool(enc.b, x)
+	case int64:
+		enc.b = strconv.AppendInt(enc.b, x, 10)
+	case int:
+		enc.b = strconv.AppendInt(enc.b, int64(x), 10)
+	case int32:
+		enc.b = strconv.AppendInt(enc.b, int64(x), 10)
+	case float64:
+		if math.IsInf(x, 0) || math.IsNaN(x) {
+			return enc.reflect(v)
+		}
+		enc.b = appendFloat(enc.b, x)
+	case map[string]any:
+		return enc.object(x)
+	case []any:
+		if x == nil {
+			enc.b = append(enc.b, "null"...)
+			return nil
+		}
+		enc.b = append(enc.b, '[')
+		for i, e := range x {
+			if i > 0 {
+				enc.b = append(enc.b, ',')
+			}
+			if err := enc.value(e); err != nil {
+				return err
+			}
+		}
+		enc.b = append(enc.b, ']')
+	case map[string]string:
+		enc.stringMap(x)
+	case []string:
+		enc.strings(x)
+	default:
+		return enc.reflect(v)
+	}
+	return nil
+}
+
+// reflect writes v through encoding/json (json.Number, structs, other
+// numeric types, and the errors of NaN and infinities).
+func (enc *encoder) reflect(v any) error {
+	var buf bytes.Buffer
+	je := json.NewEncoder(&buf)
+	je.SetEscapeHTML(false)
+	if err := je.Encode(v); err != nil {
+		return err
+	}
+	enc.b = append(enc.b, bytes.TrimSuffix(buf.Bytes(), []byte("\n"))...)
+	return nil
+}
+
+// object writes a map with its keys sorted; nil is null.
+func (enc *encoder) object(m map[string]any) error {
+	if m == nil {
+		enc.b = append(enc.b, "null"...)
+		return nil
+	}
+	start := len(enc.keys)
+	for k := range m {
+		enc.keys = append(enc.keys, k)
+	}
+	slices.Sort(enc.keys[start:])
+	enc.b = append(enc.b, '{')
+	for i := start; i < len(enc.keys); i++ {
+		if i > start {
+			enc.b = append(enc.b, ',')
+		}
+		k := enc.keys[i]
+		enc.b = appendString(enc.b, k)
+		enc.b = append(enc.b, ':')
+		if err := enc.value(m[k]); err != nil {
+			enc.keys = enc.keys[:start]
+			return err
+		}
+	}
+	enc.keys = enc.keys[:start]
+	enc.b = append(enc.b, '}')
+	return nil
+}
+
+func (enc *encoder) stringMap(m map[string]string) {
+	if m == nil {
+		enc.b = append(enc.b, "null"...)
+		return
+	}
+	start := len(enc.keys)
+	for k := range m {
+		enc.keys = append(enc.keys, k)
+	}
+	slices.Sort(enc.keys[start:])
+	enc.b = append(enc.b, '{')
+	for i := start; i < len(enc.keys); i++ {
+		if i > start {
+			enc.b = append(enc.b, ',')
+		}
+		enc.b = appendString(enc.b, enc.keys[i])
+		enc.b = append(enc.b, ':')
+		enc.b = appendString(enc.b, m[enc.keys[i]])
+	}
+	enc.keys = enc.keys[:start]
+	enc.b = append(enc.b, '}')
+}
+
+func (enc *encoder) strings(s []string) {
+	if s == nil {
+		enc.b = append(enc.b, "null"...)
+		return
+	}
+	enc.b = append(enc.b, '[')
+	for i, x := range s {
+		if i > 0 {
+			enc.b = append(enc.b, ',')
+		}
+		enc.b = appendString(enc.b, x)
+	}
+	enc.b = append(enc.b, ']')
+}
+
+// appendFloat formats like encoding/json: ES6 number to string.
+func appendFloat(b []byte, f float64) []byte {
+	abs := math.Abs(f)
+	format := byte('f')
+	if abs != 0 && (abs < 1e-6 || abs >= 1e21) {
+		format = 'e'
+	}
+	b = strconv.AppendFloat(b, f, format, -1, 64)
+	if format == 'e' {
+		// e-09 becomes e-9, as encoding/json writes it.
+		n := len(b)
+		if n >= 4 && b[n-4] == 'e' && b[n-3] == '-' && b[n-2] == '0' {
+			b[n-2] = b[n-1]
+			b = b[:n-1]
+		}
+	}
+	return b
+}
+
+const hexDigits = "0123456789abcdef"
+
+// appendString quotes s as encoding/json does without HTML escaping:
+// control characters escaped, invalid UTF-8 as U+FFFD, U+2028 and U+2029
+// escaped.
+func appendString(b []byte, s string) []byte {
+	b = append(b, '"')
+	start := 0
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			if c >= 0x20 && c != '"' && c != '\\' {
+				i++
+				continue
+			}
+			b = append(b, s[start:i]...)
+			switch c {
+			case '\\', '"':
+				b = append(b, '\\', c)
+			case '\b':
+				b = append(b, '\\', 'b')
+			case '\f':
+				b = append(b, '\\', 'f')
+			case '\n':
+				b = append(b, '\\', 'n')
+			case '\r':
+				b = append(b, '\\', 'r')
+			case '\t':
+				b = append(b, '\\', 't')
+			default:
+				b = append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xF])
+			}
+			i++
+			start = i
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && size == 1 {
+			b = append(b, s[start:i]...)
+			b = append(b, `\ufffd`...)
+			i += size
+			start = i
+			continue
+		}
+		if r == '\u2028' || r == '\u2029' {
+			b = append(b, s[start:i]...)
+			b = append(b, '\\', 'u', '2', '0', '2', hexDigits[r&0xF])
+			i += size
+			start = i
+			continue
+		}
+		i += size
+	}
+	b = append(b, s[start:]...)
+	return append(b, '"')
+}
