@@ -304,6 +304,17 @@ func (e *Exporter) drain(sendCtx context.Context, cancelSend func()) {
 func (e *Exporter) closeSinks() error {
 	ctx, cancel := context.WithTimeout(context.Background(), e.cfg.ShutdownTimeout.Duration)
 	defer cancel()
+	if e.abort != nil {
+		// Aborted (the Lease was lost): acks still outstanding are not
+		// waited for; the sinks fail them at once.
+		go func() {
+			select {
+			case <-e.abort:
+				cancel()
+			case <-ctx.Done():
+			}
+		}()
+	}
 	var first error
 	for _, r := range e.runners {
 		if err := r.sink.Close(ctx); err != nil {
@@ -311,6 +322,14 @@ func (e *Exporter) closeSinks() error {
 			if first == nil {
 				first = fmt.Errorf("close sink %s: %w", r.name, err)
 			}
+		}
+	}
+	// A closed sink has called back every send it held; what remains is a
+	// checkpoint group commit finishing. Nothing may touch a store after
+	// Run returned (the caller closes the checkpoint).
+	for _, r := range e.runners {
+		if !r.waitSettled(e.cfg.ShutdownTimeout.Duration) {
+			e.log.Error("sends still unsettled after close", zap.String("sink", r.name))
 		}
 	}
 	return first
