@@ -29,6 +29,11 @@ type Harness struct {
 	// Break makes the destination fail until Heal; nil when the destination
 	// cannot fail on demand (the retry cases are then not run).
 	Break, Heal func(t *testing.T)
+	// AtMostOnce: what the destination acknowledged just before it broke
+	// may still be lost (core NATS). The check of ack failures in the
+	// middle of a window then asks only that the failed objects, retried,
+	// arrive.
+	AtMostOnce bool
 }
 
 // Event builds a modified event of object obj at version rv.
