@@ -138,18 +138,39 @@ func (r *sinkRunner) enqueue(k Key, g *gap) {
 func (r *sinkRunner) oldestPending() (time.Time, bool) { return r.pending.oldest() }
 
 // run runs workers until the queue shuts down, and returns when they all
-// stopped.
+// stopped. Workers stop once the queue is shut down and empty, but a key
+// whose ack was still outstanding goes back into the queue when it settles
+// if a change of it was noted meanwhile: run waits for the outstanding
+// sends (until ctx ends) and works off such keys too.
 func (r *sinkRunner) run(sendCtx context.Context, workers int) {
-	var wg sync.WaitGroup
-	for i := 0; i < workers; i++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for r.processNext(sendCtx) {
-			}
-		}()
+	for {
+		var wg sync.WaitGroup
+		for i := 0; i < workers; i++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for r.processNext(sendCtx) {
+				}
+			}()
+		}
+		wg.Wait()
+		if !r.settled(sendCtx) || r.queue.Len() == 0 {
+			return
+		}
 	}
-	wg.Wait()
+}
+
+// settled waits until every item taken from the queue was settled, or
+// ctx ends (false).
+func (r *sinkRunner) settled(ctx context.Context) bool {
+	done := make(chan struct{})
+	go func() { r.inflight.Wait(); close(done) }()
+	select {
+	case <-done:
+		return true
+	case <-ctx.Done():
+		return false
+	}
 }
 
 // processNext takes one item and starts its delivery. A key's item stays

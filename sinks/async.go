@@ -24,6 +24,8 @@ import (
 //     for long, and may call Publish again.
 //   - Publish is called concurrently, with events of different objects;
 //     the caller never has two publishes of one object outstanding.
+//   - ctx bounds the hand-over only; the sink bounds the wait for the ack
+//     with its own timeouts, so that done always comes.
 //   - Close waits (bounded by its ctx) for the outstanding acks and
 //     returns only after every done was called (with an error for those
 //     not acknowledged).
