@@ -3,7 +3,11 @@
 // sink, the file sink and JetStream) as separate processes on the same
 // bursts, and writes docs/benchmarks.md, .json and .png.
 //
-//	benchrun [-n 5000] [-runs 3] [-mem 20000] [-out docs]
+// With -net it also puts a TCP delay proxy (test/netdelay) between
+// kubefeed and JetStream and a webhook receiver, and compares kubefeed's
+// drain rate with each sink's own ceiling through the same link.
+//
+//	benchrun [-n 5000] [-runs 3] [-mem 20000] [-net 5000] [-delays 0,1,2] [-out docs]
 package main
 
 import (
@@ -44,7 +48,18 @@ func main() {
 	out := flag.String("out", "docs", "where to write benchmarks.md/.json/.png")
 	from := flag.String("render", "", "only render the report again from this benchmarks.json")
 	memOnly := flag.Bool("mem-only", false, "measure only memory, print it, write nothing")
+	netN := flag.Int("net", 5000, "objects drained through the delay proxy per network run (0: skip)")
+	delayList := flag.String("delays", "0,1,2", "milliseconds of delay each way for the network runs")
 	flag.Parse()
+	for _, f := range strings.Split(*delayList, ",") {
+		ms, err := strconv.ParseFloat(strings.TrimSpace(f), 64)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "benchrun: -delays: %q is not a number of milliseconds\n", f)
+			os.Exit(1)
+		}
+		netDelays = append(netDelays, time.Duration(ms*float64(time.Millisecond)))
+	}
+	netObjects = *netN
 	if *from != "" {
 		var rep report
 		b, err := os.ReadFile(*from)
@@ -61,7 +76,7 @@ func main() {
 		return
 	}
 	if *memOnly {
-		*runs, *n, *out = 0, 0, ""
+		*runs, *n, *out, netObjects = 0, 0, "", 0
 	}
 	if err := run(*n, *runs, *mem, *out); err != nil {
 		fmt.Fprintln(os.Stderr, "benchrun:", err)
@@ -76,8 +91,15 @@ type report struct {
 	Steady  []result            `json:"steady"`
 	Memory  map[string]result   `json:"memory"`
 	Emit    *result             `json:"emit,omitempty"`
+	Network []netRow            `json:"network,omitempty"`
 	GoBench string              `json:"goBench"`
 }
+
+// The network runs: objects drained per run, and delays each way.
+var (
+	netObjects int
+	netDelays  []time.Duration
+)
 
 func run(n, runs, mem int, out string) error {
 	cp, err := cluster.Start(cluster.Options{})
@@ -122,6 +144,13 @@ func run(n, runs, mem int, out string) error {
 		res.Rate = float64(rate)
 		fmt.Printf("steady %4d/s to JetStream: p50 %.1f ms, p99 %.1f ms\n", rate, res.P50Millis, res.P99Millis)
 		rep.Steady = append(rep.Steady, res)
+	}
+	if netObjects > 0 {
+		rows, err := network(cp, cs, ns.URL(), dir, netObjects, netDelays)
+		if err != nil {
+			return err
+		}
+		rep.Network = rows
 	}
 	if mem > 0 {
 		seq++
@@ -185,8 +214,14 @@ func measure(cp *cluster.ControlPlane, cs *kubernetes.Clientset, natsURL, dir, m
 }
 
 func startAgent(cp *cluster.ControlPlane, natsURL, dir, mode, ns string, n int, load func() error) (result, error) {
+	return startAgentRun(cp, natsURL, dir, mode, ns, ns, n, load)
+}
+
+// startAgentRun starts an agent whose working directory (and JetStream
+// stream) is named run.
+func startAgentRun(cp *cluster.ControlPlane, natsURL, dir, mode, ns, run string, n int, load func() error) (result, error) {
 	self, _ := os.Executable()
-	adir := filepath.Join(dir, ns)
+	adir := filepath.Join(dir, run)
 	_ = os.MkdirAll(adir, 0o755)
 	cmd := exec.Command(self, "agent", mode, cp.Kubeconfig(), natsURL, ns, adir, strconv.Itoa(n))
 	stdout, _ := cmd.StdoutPipe()
