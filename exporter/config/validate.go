@@ -280,9 +280,6 @@ func (v *validator) sink(path string, s *Sink, names map[string]bool) {
 		if w.Batch < 0 {
 			v.at(p+".batch", "must not be negative")
 		}
-		if w.Linger.Duration < 0 {
-			v.at(p+".linger", "must not be negative")
-		}
 		if w.Linger.Duration > 0 && w.Batch <= 1 {
 			v.at(p+".linger", "only applies with batch > 1")
 		}
