@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/debug"
+	"runtime/pprof"
 	"sort"
 	"strconv"
 	"sync"
@@ -129,6 +130,14 @@ var configMaps = schema.GroupVersionResource{Version: "v1", Resource: "configmap
 // agent watches namespace ns in one mode until it has seen n objects
 // (target is the NATS URL or, for webhook modes, the receiver's URL).
 func agent(mode, kubeconfig, natsURL, ns, dir string, n int) error {
+	if path := os.Getenv("BENCHRUN_CPUPROFILE"); path != "" && mode != "bare" {
+		// A CPU profile per agent (for finding what bounds a mode).
+		// Stopped before the result is printed: the parent kills the agent
+		// once it has read it.
+		if f, err := os.Create(path + "." + filepath.Base(dir)); err == nil && pprof.StartCPUProfile(f) == nil {
+			stopProfile = func() { pprof.StopCPUProfile(); f.Close() }
+		}
+	}
 	if ceiling, ok := ceilings[mode]; ok {
 		return runCeiling(ceiling, natsURL, filepath.Base(dir), n)
 	}
@@ -229,9 +238,13 @@ func agent(mode, kubeconfig, natsURL, ns, dir string, n int) error {
 		r.P99Millis = c.lat[len(c.lat)*99/100]
 	}
 	b, _ := json.Marshal(r)
+	stopProfile()
 	fmt.Println(string(b))
 	return nil
 }
+
+// stopProfile ends the CPU profile BENCHRUN_CPUPROFILE asked for.
+var stopProfile = func() {}
 
 // startMarker records when the first event arrived.
 type startMarker struct {

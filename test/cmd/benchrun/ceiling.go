@@ -47,6 +47,7 @@ func runCeiling(kind, target, run string, n int) error {
 	}
 	secs := time.Since(start).Seconds()
 	b, _ := json.Marshal(result{Mode: "ceiling-" + kind, Objects: n, Seconds: secs, Rate: float64(n) / secs})
+	stopProfile()
 	fmt.Println(string(b))
 	return nil
 }

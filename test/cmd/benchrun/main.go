@@ -7,7 +7,7 @@
 // kubefeed and JetStream and a webhook receiver, and compares kubefeed's
 // drain rate with each sink's own ceiling through the same link.
 //
-//	benchrun [-n 5000] [-runs 3] [-mem 20000] [-net 5000] [-delays 0,1,2] [-out docs]
+//	benchrun [-n 5000] [-runs 3] [-mem 20000] [-net 20000] [-delays 0,1,2] [-out docs]
 package main
 
 import (
@@ -48,7 +48,7 @@ func main() {
 	out := flag.String("out", "docs", "where to write benchmarks.md/.json/.png")
 	from := flag.String("render", "", "only render the report again from this benchmarks.json")
 	memOnly := flag.Bool("mem-only", false, "measure only memory, print it, write nothing")
-	netN := flag.Int("net", 5000, "objects drained through the delay proxy per network run (0: skip)")
+	netN := flag.Int("net", 20000, "objects drained through the delay proxy per network run (0: skip)")
 	delayList := flag.String("delays", "0,1,2", "milliseconds of delay each way for the network runs")
 	flag.Parse()
 	for _, f := range strings.Split(*delayList, ",") {
@@ -146,7 +146,7 @@ func run(n, runs, mem int, out string) error {
 		rep.Steady = append(rep.Steady, res)
 	}
 	if netObjects > 0 {
-		rows, err := network(cp, cs, ns.URL(), dir, netObjects, netDelays)
+		rows, err := network(cp, cs, ns.URL(), dir, netObjects, runs, netDelays)
 		if err != nil {
 			return err
 		}
