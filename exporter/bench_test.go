@@ -116,12 +116,15 @@ func (d *discard) Close(context.Context) error { return nil }
 // pipeline builds an exporter whose one scope is an informer that is never
 // run: the benchmark writes its store and calls its handler, as a watch
 // would, so handler → queue → worker → sink runs without an API server.
-func pipeline(b *testing.B, workers int) (*Exporter, *scope, *discard) {
+func pipeline(b *testing.B, workers int, sink sinks.Sink) (*Exporter, *scope, *discard) {
 	cfg := &config.Config{APIVersion: config.APIVersion, Kind: config.Kind, Workers: workers,
 		Watch: []config.Watch{{Resource: "pods"}}, Sinks: []config.Sink{{Name: "d", Stdout: &config.StdoutSink{}}}}
 	cfg.SetDefaults()
 	d := &discard{}
-	ex, err := New(Options{Config: cfg, Sinks: map[string]sinks.Sink{"d": d}, Logger: zap.NewNop(), clientFor: newFakeSource(0).client})
+	if sink == nil {
+		sink = d
+	}
+	ex, err := New(Options{Config: cfg, Sinks: map[string]sinks.Sink{"d": sink}, Logger: zap.NewNop(), clientFor: newFakeSource(0).client})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -131,7 +134,15 @@ func pipeline(b *testing.B, workers int) (*Exporter, *scope, *discard) {
 }
 
 func benchPipeline(b *testing.B, objects int, mk func(name string, rv int) *unstructured.Unstructured) {
-	ex, s, d := pipeline(b, 4)
+	benchPipelineTo(b, objects, mk, nil)
+}
+
+// benchPipelineTo runs the pipeline into sink (nil: discard).
+func benchPipelineTo(b *testing.B, objects int, mk func(name string, rv int) *unstructured.Unstructured, sink sinks.Sink) {
+	ex, s, d := pipeline(b, 4, sink)
+	if sink != nil {
+		d = sink.(interface{ counter() *discard }).counter()
+	}
 	store := s.informer.GetIndexer()
 	cur := make([]*unstructured.Unstructured, objects)
 	for i := range cur {
@@ -178,8 +189,9 @@ func benchPipeline(b *testing.B, objects int, mk func(name string, rv int) *unst
 		cur[k] = nw
 		sent++
 	}
-	// Wait for the queue to drain; merged versions count once.
-	for r.queue.Len() > 0 {
+	// Wait for the queue to drain and the acks to come; merged versions
+	// count once.
+	for r.queue.Len() > 0 || r.pending.len() > 0 {
 		time.Sleep(time.Millisecond)
 	}
 	elapsed := time.Since(start)
@@ -202,4 +214,42 @@ func BenchmarkPipelineConfigMaps(b *testing.B) {
 		return &unstructured.Unstructured{Object: map[string]any{"apiVersion": "v1", "kind": "ConfigMap",
 			"metadata": map[string]any{"name": name, "namespace": "bench", "uid": "uid-" + name, "resourceVersion": fmt.Sprint(rv)}, "data": data}}
 	})
+}
+
+// lagged is an AsyncSink one network hop away: it encodes each event and
+// acknowledges lag later, with at most window publishes outstanding.
+type lagged struct {
+	d      discard
+	lag    time.Duration
+	window chan struct{}
+}
+
+func (l *lagged) counter() *discard { return &l.d }
+
+func (l *lagged) Publish(ctx context.Context, evs []*event.Event, done func(error)) error {
+	select {
+	case l.window <- struct{}{}:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	err := l.d.Send(ctx, evs)
+	time.AfterFunc(l.lag, func() { <-l.window; done(err) })
+	return nil
+}
+
+func (l *lagged) Send(ctx context.Context, evs []*event.Event) error {
+	res := make(chan error, 1)
+	if err := l.Publish(ctx, evs, func(err error) { res <- err }); err != nil {
+		return err
+	}
+	return <-res
+}
+
+func (l *lagged) Close(context.Context) error { return nil }
+
+// BenchmarkPipelineWindowPods is the Pod pipeline into a sink whose acks
+// take 2 ms (1 ms each way), through a window of 4096: what the window
+// buys over one round trip per worker.
+func BenchmarkPipelineWindowPods(b *testing.B) {
+	benchPipelineTo(b, 1000, pod, &lagged{lag: 2 * time.Millisecond, window: make(chan struct{}, 4096)})
 }

@@ -193,16 +193,28 @@ func hasRule(rules []*rule, idx int) bool {
 	return false
 }
 
-// deliver sends what changed for k since the sink's last delivery and
-// records it once acknowledged.
-func (r *sinkRunner) deliver(ctx context.Context, k Key) error {
+// delivery is one key's send: what was planned, and what to record once
+// the sink acknowledged it.
+type delivery struct {
+	it   item
+	cur  current
+	snap pending
+	out  outcome
+}
+
+// prepare plans what to send for k. A gap marker that must precede the
+// key's recovered change is sent (and acknowledged) first, so that with a
+// window of sends in flight no recovered change of a scope can reach the
+// sink before its marker.
+func (r *sinkRunner) prepare(ctx context.Context, it item) (*delivery, error) {
+	k := it.key
 	cur := r.lookup(k)
 	var last *Record
 	if rec, ok := r.store.Get(k); ok {
 		last = &rec
 	}
 	if cur.obj == nil && cur.unsynced {
-		return errNotSynced
+		return nil, errNotSynced
 	}
 	snap := r.pending.snapshot(k)
 	tomb := r.ex.tombstones.get(k)
@@ -212,49 +224,64 @@ func (r *sinkRunner) deliver(ctx context.Context, k Key) error {
 		r.ex.metrics.filterErrors.WithLabelValues(r.name).Add(float64(out.filterErrors))
 		r.log.Debug("filter failed; counted as no match", zap.Stringer("key", k), zap.Int("rules", out.filterErrors))
 	}
-	events := out.events
-	g := snap.recovered
-	if g != nil && len(events) > 0 {
-		// One worker sends the marker; the others wait for it, so that no
-		// recovered change of the scope overtakes it.
-		r.gaps.sendMu.Lock()
-		if !r.gaps.isSent(g) {
-			defer r.gaps.sendMu.Unlock()
-			events = append([]*event.Event{g.ev}, events...)
-		} else {
-			r.gaps.sendMu.Unlock()
-			g = nil
+	if g := snap.recovered; g != nil && len(out.events) > 0 {
+		if err := r.sendGapFirst(ctx, g); err != nil {
+			return nil, err
 		}
-	} else {
-		g = nil
 	}
-	if len(events) > 0 {
-		sctx, cancel := context.WithTimeout(ctx, SendTimeout)
-		err := r.sink.Send(sctx, events)
-		cancel()
-		if err != nil && !sinks.IsPermanent(err) {
-			r.pending.failed(k, out.record)
-			return err
+	return &delivery{it: it, cur: cur, snap: snap, out: out}, nil
+}
+
+// send hands d's events to the sink and arranges for complete to run once
+// they are acknowledged: through the sink's window when it is an
+// AsyncSink, else by a blocking Send.
+func (r *sinkRunner) send(ctx context.Context, d *delivery) {
+	r.inflight.Add(1)
+	events := d.out.events
+	if len(events) == 0 {
+		r.complete(ctx, d, nil)
+		return
+	}
+	sctx, cancel := context.WithTimeout(ctx, SendTimeout)
+	defer cancel()
+	if as, ok := r.sink.(sinks.AsyncSink); ok {
+		if err := as.Publish(sctx, events, func(err error) { r.complete(ctx, d, err) }); err != nil {
+			r.complete(ctx, d, err)
 		}
+		return
+	}
+	r.complete(ctx, d, r.sink.Send(sctx, events))
+}
+
+// complete records the outcome of d's send: on success (or a permanent
+// error) the delivered state moves and the key is finished; on a
+// retryable error the attempted state is remembered and the key requeued.
+// It runs on a worker or on the sink's ack goroutine, and never blocks on
+// I/O: a checkpoint group commit runs on the runner's committer.
+func (r *sinkRunner) complete(ctx context.Context, d *delivery, err error) {
+	k, out := d.it.key, d.out
+	if err != nil && !sinks.IsPermanent(err) {
+		r.pending.failed(k, out.record)
+		r.settle(ctx, d.it, err)
+		return
+	}
+	if n := len(out.events); n > 0 {
 		if err != nil {
-			r.dropped.Add(int64(len(events)))
-			r.ex.metrics.dropped.WithLabelValues(r.name).Add(float64(len(events)))
-			r.log.Error("permanent send error, events dropped for this sink", zap.Stringer("key", k), zap.Int("events", len(events)), zap.Error(err))
+			r.dropped.Add(int64(n))
+			r.ex.metrics.dropped.WithLabelValues(r.name).Add(float64(n))
+			r.log.Error("permanent send error, events dropped for this sink", zap.Stringer("key", k), zap.Int("events", n), zap.Error(err))
 		} else {
-			r.delivered.Add(int64(len(events)))
-			rl := resourceLabel(cur.res)
-			for _, ev := range events {
+			r.delivered.Add(int64(n))
+			rl := resourceLabel(d.cur.res)
+			for _, ev := range out.events {
 				if c := ev.Change(); c != "" {
 					r.ex.metrics.delivered.WithLabelValues(r.name, rl, eventType(c)).Inc()
 				}
 			}
 		}
-		if g != nil {
-			r.gapSent(g)
-		}
-		if snap.recovered != nil {
-			r.recovered.Add(int64(len(out.events)))
-			r.ex.metrics.recovered.WithLabelValues(r.name).Add(float64(len(out.events)))
+		if d.snap.recovered != nil {
+			r.recovered.Add(int64(n))
+			r.ex.metrics.recovered.WithLabelValues(r.name).Add(float64(n))
 		}
 	}
 	if out.forget {
@@ -262,16 +289,13 @@ func (r *sinkRunner) deliver(ctx context.Context, k Key) error {
 	} else if out.record != nil {
 		r.store.Put(k, *out.record)
 	}
-	noticed := r.pending.finish(k, snap)
+	noticed := r.pending.finish(k, d.snap)
 	if len(out.events) > 0 && !noticed.IsZero() {
 		r.ex.metrics.latency.WithLabelValues(r.name).Observe(time.Since(noticed).Seconds())
 	}
-	if sy, ok := r.store.(Syncer); ok && len(events) > 0 && out.changes[0].kind != event.Modified {
-		sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		if err := sy.Sync(sctx); err != nil {
-			r.log.Warn("checkpoint not yet written; continuing", zap.Stringer("key", k), zap.Error(err))
-		}
-		cancel()
+	if _, ok := r.store.(Syncer); ok && len(out.events) > 0 && out.changes[0].kind != event.Modified {
+		r.commitThenSettle(ctx, d.it)
+		return
 	}
-	return nil
+	r.settle(ctx, d.it, nil)
 }

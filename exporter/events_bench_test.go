@@ -135,14 +135,14 @@ func benchDeliverEvents(b *testing.B, w config.Watch, bump bool) {
 		for i := 0; i < n; i++ {
 			e := benchEvent(fmt.Sprintf("e%d", i), 1)
 			_ = store.Add(e)
-			_ = r.deliver(ctx, s.keyOf(e))
+			_ = deliverOnce(ctx, r, s.keyOf(e))
 		}
 	}
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		_ = store.Update(objs[i])
-		if err := r.deliver(ctx, s.keyOf(objs[i])); err != nil {
+		if err := deliverOnce(ctx, r, s.keyOf(objs[i])); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -160,4 +160,14 @@ func BenchmarkDeliverEventNew(b *testing.B)  { benchDeliverEvents(b, config.Watc
 func BenchmarkDeliverEventBump(b *testing.B) { benchDeliverEvents(b, config.Watch{}, true) }
 func BenchmarkDeliverEventBumpFiltered(b *testing.B) {
 	benchDeliverEvents(b, config.Watch{Filter: "object.type == 'Warning'"}, true)
+}
+
+// deliverOnce plans and sends one key as a worker would, outside the queue.
+func deliverOnce(ctx context.Context, r *sinkRunner, k Key) error {
+	d, err := r.prepare(ctx, keyItem(k))
+	if err != nil {
+		return err
+	}
+	r.send(ctx, d)
+	return nil
 }

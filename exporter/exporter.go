@@ -376,6 +376,17 @@ func (e *Exporter) closeSinks(deadline time.Time) error {
 	}
 	ctx, cancel := context.WithDeadline(context.Background(), deadline)
 	defer cancel()
+	if e.abort != nil {
+		// Aborted (the Lease was lost): acks still outstanding are not
+		// waited for; the sinks fail them at once.
+		go func() {
+			select {
+			case <-e.abort:
+				cancel()
+			case <-ctx.Done():
+			}
+		}()
+	}
 	var first error
 	for _, r := range e.runners {
 		if err := r.sink.Close(ctx); err != nil {
@@ -383,6 +394,14 @@ func (e *Exporter) closeSinks(deadline time.Time) error {
 			if first == nil {
 				first = fmt.Errorf("close sink %s: %w", r.name, err)
 			}
+		}
+	}
+	// A closed sink has called back every send it held; what remains is a
+	// checkpoint group commit finishing. Nothing may touch a store after
+	// Run returned (the caller closes the checkpoint).
+	for _, r := range e.runners {
+		if !r.waitSettled(e.cfg.ShutdownTimeout.Duration) {
+			e.log.Error("sends still unsettled after close", zap.String("sink", r.name))
 		}
 	}
 	return first

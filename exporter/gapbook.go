@@ -20,8 +20,8 @@ type gapBook struct {
 	mu    sync.Mutex
 	eager map[string]*gap
 	sent  map[string]time.Time
-	// sendMu is held while a batch carrying a marker is sent, so that no
-	// recovered change of the scope overtakes its marker.
+	// sendMu is held while a marker is sent ahead of the first recovered
+	// change of its scope, so that the others wait for its ack.
 	sendMu sync.Mutex
 }
 
@@ -82,6 +82,32 @@ func (r *sinkRunner) sendEagerGap(ctx context.Context, id string) error {
 	if err := r.sink.Send(sctx, []*event.Event{g.ev}); err != nil && !sinks.IsPermanent(err) {
 		r.gaps.queueEager(g)
 		return err
+	}
+	r.gapSent(g)
+	return nil
+}
+
+// sendGapFirst sends g on its own and waits for its ack, unless it was
+// already acknowledged. Recovered changes of its scope are handed to the
+// sink only after that, so no window of sends in flight lets one overtake
+// the marker, even when a send in the middle of the window fails.
+func (r *sinkRunner) sendGapFirst(ctx context.Context, g *gap) error {
+	if r.gaps.isSent(g) {
+		return nil
+	}
+	r.gaps.sendMu.Lock()
+	defer r.gaps.sendMu.Unlock()
+	if r.gaps.isSent(g) {
+		return nil
+	}
+	sctx, cancel := context.WithTimeout(ctx, SendTimeout)
+	defer cancel()
+	err := r.sink.Send(sctx, []*event.Event{g.ev})
+	if err != nil && !sinks.IsPermanent(err) {
+		return err
+	}
+	if err == nil {
+		r.delivered.Add(1)
 	}
 	r.gapSent(g)
 	return nil

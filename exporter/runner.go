@@ -51,6 +51,9 @@ type sinkRunner struct {
 	// pending holds, per key, what is known between notice and delivery.
 	pending *pendingSet
 	gaps    *gapBook
+	// inflight counts items taken from the queue and not yet settled.
+	inflight sync.WaitGroup
+	commits  committer
 
 	delivered, retries, dropped, filterErrors, gapsSent, recovered atomic.Int64
 }
@@ -135,37 +138,75 @@ func (r *sinkRunner) enqueue(k Key, g *gap) {
 func (r *sinkRunner) oldestPending() (time.Time, bool) { return r.pending.oldest() }
 
 // run runs workers until the queue shuts down, and returns when they all
-// stopped.
+// stopped. Workers stop once the queue is shut down and empty, but a key
+// whose ack was still outstanding goes back into the queue when it settles
+// if a change of it was noted meanwhile: run waits for the outstanding
+// sends (until ctx ends) and works off such keys too.
 func (r *sinkRunner) run(sendCtx context.Context, workers int) {
-	var wg sync.WaitGroup
-	for i := 0; i < workers; i++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for r.processNext(sendCtx) {
-			}
-		}()
+	for {
+		var wg sync.WaitGroup
+		for i := 0; i < workers; i++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for r.processNext(sendCtx) {
+				}
+			}()
+		}
+		wg.Wait()
+		if !r.settled(sendCtx) || r.queue.Len() == 0 {
+			return
+		}
 	}
-	wg.Wait()
 }
 
+// settled waits until every item taken from the queue was settled, or
+// ctx ends (false).
+func (r *sinkRunner) settled(ctx context.Context) bool {
+	done := make(chan struct{})
+	go func() { r.inflight.Wait(); close(done) }()
+	select {
+	case <-done:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// processNext takes one item and starts its delivery. A key's item stays
+// processing (not Done) until its send is acknowledged or failed, so the
+// queue never hands a key out twice at once and a newer change of a key in
+// flight waits for it: per-object order holds with any window.
 func (r *sinkRunner) processNext(ctx context.Context) bool {
 	it, quit := r.queue.Get()
 	if quit {
 		return false
 	}
-	defer r.queue.Done(it)
-	var err error
 	if it.gap != "" {
-		err = r.sendEagerGap(ctx, it.gap)
-	} else {
-		err = r.deliver(ctx, it.key)
+		r.inflight.Add(1)
+		r.settle(ctx, it, r.sendEagerGap(ctx, it.gap))
+		return true
 	}
+	d, err := r.prepare(ctx, it)
+	if err != nil {
+		r.inflight.Add(1)
+		r.settle(ctx, it, err)
+		return true
+	}
+	r.send(ctx, d)
+	return true
+}
+
+// settle ends the processing of it: forgotten on success, requeued with
+// backoff on error (unless shutting down: the key then stays undelivered
+// for the checkpoint), and marked Done.
+func (r *sinkRunner) settle(ctx context.Context, it item, err error) {
+	defer r.inflight.Done()
+	defer r.queue.Done(it)
 	switch {
 	case err == nil:
 		r.queue.Forget(it)
 	case ctx.Err() != nil:
-		// Shutting down: the key stays undelivered for the checkpoint.
 	case err == errNotSynced:
 		r.queue.Forget(it)
 		r.queue.AddAfter(it, notSyncedRetry)
@@ -175,12 +216,26 @@ func (r *sinkRunner) processNext(ctx context.Context) bool {
 		if d, ok := sinks.RetryAfterOf(err); ok && d > 0 {
 			r.log.Debug("send failed, retrying after", zap.Stringer("item", it), zap.Duration("after", d), zap.Error(err))
 			r.queue.AddAfter(it, d)
-			return true
+			return
 		}
 		r.log.Warn("send failed, retrying", zap.Stringer("item", it), zap.Int("requeues", r.queue.NumRequeues(it)), zap.Error(err))
 		r.queue.AddRateLimited(it)
 	}
-	return true
+}
+
+// waitSettled waits, at most timeout, until every item taken from the
+// queue was settled (every outstanding ack arrived or failed).
+func (r *sinkRunner) waitSettled(timeout time.Duration) bool {
+	done := make(chan struct{})
+	go func() { r.inflight.Wait(); close(done) }()
+	t := time.NewTimer(timeout)
+	defer t.Stop()
+	select {
+	case <-done:
+		return true
+	case <-t.C:
+		return false
+	}
 }
 
 // healthReporter is a sink that can say it is not usable yet

@@ -98,6 +98,24 @@ func (d *Deferred) Send(ctx context.Context, events []*event.Event) error {
 	return s.Send(ctx, events)
 }
 
+var _ AsyncSink = (*Deferred)(nil)
+
+// Publish forwards to the opened sink's window (or its Send), or fails
+// retryably with nothing handed over.
+func (d *Deferred) Publish(ctx context.Context, events []*event.Event, done func(error)) error {
+	d.mu.Lock()
+	s, err := d.sink, d.lastErr
+	d.mu.Unlock()
+	if s == nil {
+		return RetryAfter(fmt.Errorf("%w: %s: %w", ErrNotOpen, d.name, err), 5*time.Second)
+	}
+	if as, ok := s.(AsyncSink); ok {
+		return as.Publish(ctx, events, done)
+	}
+	done(s.Send(ctx, events))
+	return nil
+}
+
 // Health reports whether the sink is open and, if not, why.
 func (d *Deferred) Health() (bool, string) {
 	d.mu.Lock()

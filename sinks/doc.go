@@ -11,6 +11,9 @@
 //     caller to wait at least a given time. Sinks never retry on their own:
 //     the caller's rate-limited queue is the one retry mechanism.
 //   - Close flushes and releases resources; Send is not called after it.
+//   - A sink may also implement AsyncSink (async.go): a window of
+//     publishes in flight across objects, each acknowledged through a
+//     callback. sinktest checks that contract for the sinks that have it.
 //
 // Shared by every sink: SafeURL, the one way to show a URL in logs and
 // errors (scheme, host and port only); OpenAppend, which creates files 0600

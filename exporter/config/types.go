@@ -208,9 +208,16 @@ type WebhookSink struct {
 	BearerTokenFile string   `yaml:"bearerTokenFile"`
 	Timeout         Duration `yaml:"timeout"`
 	TLS             *TLS     `yaml:"tls"`
-	// Batch sends up to this many events per request as
-	// application/cloudevents-batch+json (0 or 1: one event per request).
+	// Batch sends up to this many events, of different objects, per
+	// request as application/cloudevents-batch+json (0 or 1: one event per
+	// request).
 	Batch int `yaml:"batch"`
+	// Linger is how long a batch waits for more events after its first
+	// (default 50ms; only with batch > 1).
+	Linger Duration `yaml:"linger"`
+	// MaxInFlight bounds the requests in flight at once (default 4); up to
+	// batch×maxInFlight objects wait or are in flight.
+	MaxInFlight int `yaml:"maxInFlight"`
 	// FollowRedirects: "never" (default) or "sameHost" (307 and 308 to the
 	// same scheme, host and port only, method and body kept).
 	FollowRedirects string `yaml:"followRedirects"`

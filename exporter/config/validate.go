@@ -93,6 +93,12 @@ func (c *Config) SetDefaults() {
 			if w.FollowRedirects == "" {
 				w.FollowRedirects = FollowRedirectsNever
 			}
+			if w.Batch > 1 && w.Linger.Duration == 0 {
+				w.Linger.Duration = 50 * time.Millisecond
+			}
+			if w.MaxInFlight == 0 {
+				w.MaxInFlight = 4
+			}
 		}
 	}
 	if c.LeaderElection.Name == "" {
@@ -276,6 +282,12 @@ func (v *validator) sink(path string, s *Sink, names map[string]bool) {
 		v.mode(p+".mode", w.Mode)
 		if w.Batch < 0 {
 			v.at(p+".batch", "must not be negative")
+		}
+		if w.Linger.Duration > 0 && w.Batch <= 1 {
+			v.at(p+".linger", "only applies with batch > 1")
+		}
+		if w.MaxInFlight < 0 {
+			v.at(p+".maxInFlight", "must not be negative")
 		}
 		for h := range w.Headers {
 			if _, dup := w.HeaderFiles[h]; dup {

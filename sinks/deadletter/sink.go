@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -30,9 +31,47 @@ type Sink struct {
 	opts   Options
 	log    *zap.Logger
 	closed atomic.Bool
+	// sifting counts rejected publishes being sorted out after their ack.
+	sifting sync.WaitGroup
 }
 
-var _ sinks.Sink = (*Sink)(nil)
+var _ sinks.AsyncSink = (*Sink)(nil)
+
+// siftTimeout bounds sorting out a rejected publish, one event at a time.
+const siftTimeout = 30 * time.Second
+
+// Publish publishes through the wrapped sink's window when it has one (else
+// it sends and calls done at once). A permanent failure is sorted out as
+// Send does it, on a goroutine of its own: the ack path never blocks on
+// the one-by-one resends or the dead-letter file.
+func (s *Sink) Publish(ctx context.Context, events []*event.Event, done func(error)) error {
+	if s.closed.Load() {
+		return sinks.Permanent(errors.New("sink closed"))
+	}
+	as, ok := s.inner.(sinks.AsyncSink)
+	if !ok {
+		done(s.Send(ctx, events))
+		return nil
+	}
+	s.sifting.Add(1)
+	err := as.Publish(ctx, events, func(err error) {
+		if err == nil || !sinks.IsPermanent(err) {
+			s.sifting.Done()
+			done(err)
+			return
+		}
+		go func() {
+			defer s.sifting.Done()
+			sctx, cancel := context.WithTimeout(context.Background(), siftTimeout)
+			defer cancel()
+			done(s.sift(sctx, events, err))
+		}()
+	})
+	if err != nil {
+		s.sifting.Done()
+	}
+	return err
+}
 
 // Wrap opens the dead-letter file and puts it behind inner.
 func Wrap(inner sinks.Sink, o Options) (*Sink, error) {
@@ -63,6 +102,12 @@ func (s *Sink) Send(ctx context.Context, events []*event.Event) error {
 	if err == nil || !sinks.IsPermanent(err) || ctx.Err() != nil {
 		return err
 	}
+	return s.sift(ctx, events, err)
+}
+
+// sift keeps in the dead-letter file the events of a send that failed with
+// err (permanent) which the destination rejects on their own.
+func (s *Sink) sift(ctx context.Context, events []*event.Event, err error) error {
 	if len(events) == 1 {
 		return s.keep(events, err)
 	}
@@ -105,6 +150,7 @@ func (s *Sink) keep(events []*event.Event, cause error) error {
 func (s *Sink) Close(ctx context.Context) error {
 	s.closed.Store(true)
 	err := s.inner.Close(ctx)
+	s.sifting.Wait()
 	if cerr := s.file.Close(); err == nil {
 		err = cerr
 	}

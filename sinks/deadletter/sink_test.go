@@ -192,3 +192,43 @@ func checkMode(t *testing.T, path string, want os.FileMode) {
 		t.Errorf("%s has mode %v, want %v", path, st.Mode(), want)
 	}
 }
+
+// asyncPicky is picky with a window: Publish answers through done on a
+// goroutine of its own, as a networked sink's ack reader does.
+type asyncPicky struct{ picky }
+
+func (p *asyncPicky) Publish(ctx context.Context, events []*event.Event, done func(error)) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	go func() { done(p.Send(context.Background(), events)) }()
+	return nil
+}
+
+// Through a wrapped sink's window, a rejected publish is sorted out as
+// Send does: the rejected event is kept, the good one delivered.
+func TestPublishThroughWindowKeepsRejected(t *testing.T) {
+	inner := &asyncPicky{picky{reject: map[string]bool{sinktest.Event(2, 1).ID: true}}}
+	path := filepath.Join(t.TempDir(), "dl.jsonl")
+	s, err := deadletter.Wrap(inner, deadletter.Options{Name: "hook", Path: path})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res := make(chan error, 1)
+	if err := s.Publish(context.Background(), []*event.Event{sinktest.Event(1, 1), sinktest.Event(2, 1)}, func(err error) { res <- err }); err != nil {
+		t.Fatal(err)
+	}
+	err = <-res
+	if !errors.Is(err, sinks.ErrDeadLettered) || !sinks.IsPermanent(err) {
+		t.Fatalf("publish with a rejected event: %v, want a permanent dead-lettered error", err)
+	}
+	if err := s.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if got := inner.ids(t); len(got) != 1 || got[0] != sinktest.Event(1, 1).ID {
+		t.Errorf("delivered %v, want only the good event", got)
+	}
+	if recs := records(t, path); len(recs) != 1 {
+		t.Errorf("%d dead-letter records, want 1", len(recs))
+	}
+}

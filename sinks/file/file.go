@@ -1,7 +1,8 @@
 // Package file is the sink that appends JSON lines to a file, with optional
-// size-based rotation. Each Send is written with one write call before it
-// returns, so a crash of kubefeed loses nothing the sink acknowledged; the
-// file is fsynced on Close and on rotation.
+// size-based rotation. Publishes gather while a write runs (sinks.Group);
+// each group is written with one write call and fsynced before any of its
+// events is acknowledged, so neither a crash of kubefeed nor of the machine
+// loses what the sink acknowledged.
 //
 // Files are created 0600 and missing directories 0700. A failed write,
 // open or rotation is retryable: the next Send reopens the file and tries
@@ -39,10 +40,14 @@ type Sink struct {
 	f      *os.File // nil after a failed open or rotation: reopened by the next Send
 	size   int64
 	buf    bytes.Buffer
+	group  *sinks.Group
 	closed bool
 }
 
-var _ sinks.Sink = (*Sink)(nil)
+// Window is how many objects may wait for the next write.
+const Window = 4096
+
+var _ sinks.AsyncSink = (*Sink)(nil)
 
 // New opens (creating if needed) the file for appending.
 func New(o Options) (*Sink, error) {
@@ -50,6 +55,7 @@ func New(o Options) (*Sink, error) {
 		return nil, fmt.Errorf("file sink: path is required")
 	}
 	s := &Sink{opts: o}
+	s.group = sinks.NewGroup(Window, s.write)
 	if err := s.open(); err != nil {
 		return nil, err
 	}
@@ -70,24 +76,55 @@ func (s *Sink) open() error {
 	return nil
 }
 
-// Send appends one line per event.
+// Publish queues one line per event for the next write; done is called
+// once they are written and fsynced.
+func (s *Sink) Publish(ctx context.Context, events []*event.Event, done func(error)) error {
+	return s.group.Publish(ctx, events, done)
+}
+
+// Send appends one line per event and returns once they are fsynced.
 func (s *Sink) Send(ctx context.Context, events []*event.Event) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
+	return s.group.Send(ctx, events)
+}
+
+// write appends the entries' lines with one write call and fsyncs. An
+// event that cannot be encoded fails its own entry (permanently) only.
+func (s *Sink) write(entries []sinks.GroupEntry) []error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	errs := make([]error, len(entries))
+	s.buf.Reset()
+	for i, en := range entries {
+		mark := s.buf.Len()
+		for _, e := range en.Events {
+			b, err := event.Marshal(e)
+			if err != nil {
+				errs[i] = sinks.Permanent(fmt.Errorf("encode event %s: %w", e.ID, err))
+				s.buf.Truncate(mark)
+				break
+			}
+			s.buf.Write(b)
+			s.buf.WriteByte('\n')
+		}
+	}
+	if s.buf.Len() == 0 {
+		return errs
+	}
+	if err := s.append(); err != nil {
+		for i := range errs {
+			if errs[i] == nil {
+				errs[i] = err
+			}
+		}
+	}
+	return errs
+}
+
+// append writes buf (rotating first when it would pass MaxSize) and
+// fsyncs; every error is retryable.
+func (s *Sink) append() error {
 	if s.closed {
 		return sinks.Permanent(fmt.Errorf("file sink %s: closed", s.opts.Path))
-	}
-	s.buf.Reset()
-	for _, e := range events {
-		b, err := event.Marshal(e)
-		if err != nil {
-			return sinks.Permanent(fmt.Errorf("encode event %s: %w", e.ID, err))
-		}
-		s.buf.Write(b)
-		s.buf.WriteByte('\n')
 	}
 	if s.f == nil {
 		if err := s.open(); err != nil {
@@ -108,6 +145,9 @@ func (s *Sink) Send(ctx context.Context, events []*event.Event) error {
 		return fmt.Errorf("file sink %s: %w", s.opts.Path, err)
 	}
 	s.size += int64(n)
+	if err := s.f.Sync(); err != nil {
+		return fmt.Errorf("file sink %s: sync: %w", s.opts.Path, err)
+	}
 	return nil
 }
 
@@ -138,18 +178,23 @@ func (s *Sink) rotate() error {
 
 func (s *Sink) backup(i int) string { return s.opts.Path + "." + strconv.Itoa(i) }
 
-// Close fsyncs and closes the file.
-func (s *Sink) Close(context.Context) error {
+// Close writes what was published (bounded by ctx), fsyncs and closes the
+// file.
+func (s *Sink) Close(ctx context.Context) error {
+	gerr := s.group.Close(ctx)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.closed = true
 	if s.f == nil {
-		return nil
+		return gerr
 	}
 	err := s.f.Sync()
 	if cerr := s.f.Close(); err == nil {
 		err = cerr
 	}
 	s.f = nil
+	if err == nil {
+		err = gerr
+	}
 	return err
 }

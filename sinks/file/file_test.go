@@ -4,9 +4,11 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"math"
 	"os"
 	"path/filepath"
 	"strconv"
+	"sync"
 	"testing"
 
 	"github.com/kubefeed/kubefeed/exporter/event"
@@ -206,6 +208,47 @@ func TestFailedRotationIsRetryable(t *testing.T) {
 	for i, id := range got {
 		if id != sinktest.Event(1, i+1).ID {
 			t.Fatalf("event %d is %s, want %s", i, id, sinktest.Event(1, i+1).ID)
+		}
+	}
+}
+
+// Publishes of several objects go in one group: an event that cannot be
+// encoded fails its own object, permanently; the others are written.
+func TestGroupFailsOnlyTheBadObject(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "events.jsonl")
+	s, err := file.New(file.Options{Path: path})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bad := sinktest.Event(2, 1)
+	bad.Data.(*event.ChangeData).Object["data"] = map[string]any{"v": math.NaN()}
+	evs := [][]*event.Event{{sinktest.Event(1, 1)}, {bad}, {sinktest.Event(3, 1), sinktest.Event(3, 2)}}
+	errs := make([]error, len(evs))
+	var wg sync.WaitGroup
+	for i, e := range evs {
+		wg.Add(1)
+		if err := s.Publish(context.Background(), e, func(err error) { errs[i] = err; wg.Done() }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	wg.Wait()
+	if err := s.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if errs[0] != nil || errs[2] != nil {
+		t.Errorf("good objects failed: %v, %v", errs[0], errs[2])
+	}
+	if errs[1] == nil || !sinks.IsPermanent(errs[1]) {
+		t.Errorf("unencodable event: %v, want a permanent error", errs[1])
+	}
+	got := ids(t, path)
+	want := []string{sinktest.Event(1, 1).ID, sinktest.Event(3, 1).ID, sinktest.Event(3, 2).ID}
+	if len(got) != len(want) {
+		t.Fatalf("file holds %v, want %v", got, want)
+	}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Errorf("line %d: %s, want %s", i, got[i], want[i])
 		}
 	}
 }

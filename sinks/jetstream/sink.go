@@ -45,11 +45,12 @@ type Sink struct {
 	subject *natsconn.Subject
 	log     *zap.Logger
 	ready   atomic.Bool
+	win     *window
 
 	published, duplicates, shrunk, deadLettered, dropped atomic.Int64
 }
 
-var _ sinks.Sink = (*Sink)(nil)
+var _ sinks.AsyncSink = (*Sink)(nil)
 
 // New connects and, when the server answers, provisions or checks the
 // stream. An unreachable server is not an error: the connection keeps
@@ -70,12 +71,16 @@ func New(ctx context.Context, o Options) (*Sink, error) {
 	if err != nil {
 		return nil, err
 	}
-	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(c.MaxPending), jetstream.WithPublishAsyncTimeout(AckTimeout))
+	// The sink's own window (MaxPending messages) blocks a publish with its
+	// context before the client's would stall and fail it; the client's
+	// bound is only a backstop.
+	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(2*max(c.MaxPending, 1)), jetstream.WithPublishAsyncTimeout(AckTimeout))
 	if err != nil {
 		nc.Close()
 		return nil, fmt.Errorf("jetstream: %w", err)
 	}
-	s := &Sink{opts: o, nc: nc, js: js, subject: subj, log: o.Logger}
+	s := &Sink{opts: o, nc: nc, js: js, subject: subj, log: o.Logger, win: newWindow(max(c.MaxPending, 1))}
+	go s.readAcks()
 	if err := s.ensureStream(ctx); err != nil {
 		if errors.Is(err, errUnreachable) && isAuthError(nc.LastError()) {
 			nc.Close()
@@ -177,75 +182,6 @@ func holds(filters []string, subject string) bool {
 	return false
 }
 
-// Send publishes the events asynchronously and waits for all their acks.
-func (s *Sink) Send(ctx context.Context, events []*event.Event) error {
-	if err := s.ensureStream(ctx); err != nil {
-		return err
-	}
-	limit := int(s.nc.MaxPayload())
-	if limit > 0 {
-		limit -= 512 // Nats-Msg-Id and protocol overhead
-	}
-	futures := make([]jetstream.PubAckFuture, 0, len(events))
-	for _, e := range events {
-		enc, err := sinks.Encode(e, s.opts.Config.Mode, limit)
-		subject := s.subject.Render(e)
-		if errors.Is(err, sinks.ErrTooLarge) {
-			if s.opts.Config.DeadLetterSubject == "" {
-				// What was published before it must be acked first: a
-				// permanent error ends the whole send.
-				if aerr := s.await(ctx, futures); aerr != nil {
-					return aerr
-				}
-				s.dropped.Add(1)
-				return sinks.Permanent(fmt.Errorf("event %s: %w; no deadLetterSubject configured", e.ID, err))
-			}
-			s.log.Warn("event too large; sending a stub to the dead-letter subject", zap.String("id", e.ID), zap.Error(err))
-			if enc, err = sinks.Encode(sinks.Truncate(e, sinks.TruncatedAll), s.opts.Config.Mode, limit); err != nil {
-				return sinks.Permanent(err)
-			}
-			subject = s.opts.Config.DeadLetterSubject
-			s.deadLettered.Add(1)
-		} else if err != nil {
-			if aerr := s.await(ctx, futures); aerr != nil {
-				return aerr
-			}
-			return sinks.Permanent(err)
-		} else if enc.Event != e {
-			s.shrunk.Add(1) // a dead-lettered stub is counted above, not here
-		}
-		msg := nats.NewMsg(subject)
-		msg.Data = enc.Body
-		for _, h := range enc.Headers {
-			msg.Header.Set(h[0], h[1])
-		}
-		f, err := s.js.PublishMsgAsync(msg, jetstream.WithMsgID(e.ID))
-		if err != nil {
-			return fmt.Errorf("publish %s: %w", e.ID, err)
-		}
-		futures = append(futures, f)
-	}
-	return s.await(ctx, futures)
-}
-
-// await waits for the acks of futures.
-func (s *Sink) await(ctx context.Context, futures []jetstream.PubAckFuture) error {
-	for _, f := range futures {
-		select {
-		case ack := <-f.Ok():
-			s.published.Add(1)
-			if ack.Duplicate {
-				s.duplicates.Add(1)
-			}
-		case err := <-f.Err():
-			return classify(err)
-		case <-ctx.Done():
-			return fmt.Errorf("waiting for ack: %w", ctx.Err())
-		}
-	}
-	return nil
-}
-
 func isAuthError(err error) bool {
 	return errors.Is(err, nats.ErrAuthorization) || errors.Is(err, nats.ErrAuthExpired) || errors.Is(err, nats.ErrAuthRevoked) ||
 		errors.Is(err, nats.ErrAccountAuthExpired) || errors.Is(err, nats.ErrPermissionViolation)
@@ -264,15 +200,4 @@ func classify(err error) error {
 // Stats returns the counters.
 func (s *Sink) Stats() Stats {
 	return Stats{Published: s.published.Load(), Duplicates: s.duplicates.Load(), Shrunk: s.shrunk.Load(), DeadLettered: s.deadLettered.Load(), Dropped: s.dropped.Load()}
-}
-
-// Close waits (bounded by ctx) for outstanding acks and closes the
-// connection.
-func (s *Sink) Close(ctx context.Context) error {
-	select {
-	case <-s.js.PublishAsyncComplete():
-	case <-ctx.Done():
-	}
-	s.nc.Close()
-	return nil
 }

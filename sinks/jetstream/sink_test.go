@@ -28,7 +28,7 @@ func sinkConfig(url string) config.JetStreamSink {
 	return *c.Sinks[0].JetStream
 }
 
-func newSink(t *testing.T, cfg config.JetStreamSink) *jetstream.Sink {
+func newSink(t testing.TB, cfg config.JetStreamSink) *jetstream.Sink {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()

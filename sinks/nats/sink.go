@@ -4,6 +4,8 @@
 // subscriber listens, or lost in a reconnect, is gone, and the server sends
 // no acknowledgement. Send returns after the server has received the
 // messages (a flush round trip), which is as far as core NATS can promise.
+// Publishes gather while a flush runs (sinks.Group): one round trip
+// covers every object published meanwhile.
 // Use the jetstream sink when every event must be kept.
 package nats
 
@@ -33,9 +35,16 @@ type Sink struct {
 	opts    Options
 	nc      *nats.Conn
 	subject *natsconn.Subject
+	group   *sinks.Group
 }
 
-var _ sinks.Sink = (*Sink)(nil)
+// Window is how many objects may wait for the next flush.
+const Window = 4096
+
+// flushTimeout bounds one flush round trip.
+const flushTimeout = 10 * time.Second
+
+var _ sinks.AsyncSink = (*Sink)(nil)
 
 // New connects (retrying in the background when no server answers yet).
 func New(o Options) (*Sink, error) {
@@ -47,20 +56,62 @@ func New(o Options) (*Sink, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Sink{opts: o, nc: nc, subject: subj}, nil
+	s := &Sink{opts: o, nc: nc, subject: subj}
+	s.group = sinks.NewGroup(Window, s.write)
+	return s, nil
 }
 
-// Send publishes the events and flushes.
-func (s *Sink) Send(ctx context.Context, events []*event.Event) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
+// Publish queues the events for the next publish-and-flush; done is called
+// once the server has received them.
+func (s *Sink) Publish(ctx context.Context, events []*event.Event, done func(error)) error {
 	if s.nc.IsClosed() {
 		return sinks.Permanent(errors.New("nats sink: closed"))
 	}
-	if !s.nc.IsConnected() {
-		return errors.New("nats not connected")
+	return s.group.Publish(ctx, events, done)
+}
+
+// Send publishes the events and returns after the flush.
+func (s *Sink) Send(ctx context.Context, events []*event.Event) error {
+	if s.nc.IsClosed() {
+		return sinks.Permanent(errors.New("nats sink: closed"))
 	}
+	return s.group.Send(ctx, events)
+}
+
+// write publishes every entry's messages and flushes once. An event that
+// cannot be encoded fails its own entry; a lost connection or a failed
+// flush fails them all (retryably).
+func (s *Sink) write(entries []sinks.GroupEntry) []error {
+	errs := make([]error, len(entries))
+	fail := func(err error) []error {
+		for i := range errs {
+			if errs[i] == nil {
+				errs[i] = err
+			}
+		}
+		return errs
+	}
+	if !s.nc.IsConnected() {
+		return fail(errors.New("nats not connected"))
+	}
+	for i, en := range entries {
+		if err := s.publish(en.Events); err != nil {
+			if !sinks.IsPermanent(err) {
+				return fail(err)
+			}
+			errs[i] = err
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), flushTimeout)
+	defer cancel()
+	if err := s.nc.FlushWithContext(ctx); err != nil {
+		return fail(fmt.Errorf("flush: %w", err))
+	}
+	return errs
+}
+
+// publish hands one object's messages to the connection.
+func (s *Sink) publish(events []*event.Event) error {
 	limit := int(s.nc.MaxPayload())
 	for _, e := range events {
 		enc, err := sinks.Encode(e, s.opts.Config.Mode, limit)
@@ -79,19 +130,13 @@ func (s *Sink) Send(ctx context.Context, events []*event.Event) error {
 			return fmt.Errorf("publish: %w", err)
 		}
 	}
-	if _, ok := ctx.Deadline(); !ok {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, 10*time.Second)
-		defer cancel()
-	}
-	if err := s.nc.FlushWithContext(ctx); err != nil {
-		return fmt.Errorf("flush: %w", err)
-	}
 	return nil
 }
 
-// Close flushes and closes the connection.
+// Close waits (bounded by ctx) for the pending publishes, flushes and
+// closes the connection.
 func (s *Sink) Close(ctx context.Context) error {
+	_ = s.group.Close(ctx)
 	if s.nc.IsConnected() {
 		_ = s.nc.Flush()
 	}

@@ -65,6 +65,7 @@ func TestConformance(t *testing.T) {
 			}
 			_ = nc.Flush()
 		},
+		AtMostOnce: true,
 	})
 }
 

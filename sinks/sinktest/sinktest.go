@@ -1,7 +1,8 @@
 // Package sinktest is the conformance suite every sink runs: order per
 // object under concurrent senders, retry after a transient failure,
 // errors after Close, close/flush, context cancellation and goroutine
-// leaks. A sink's own tests add what is particular to it (permanent errors
+// leaks; for sinks.AsyncSink also order per object under a window, ack
+// failures in the middle of a window and Close with acks outstanding. A sink's own tests add what is particular to it (permanent errors
 // of its protocol, auth, sizes).
 package sinktest
 
@@ -28,6 +29,11 @@ type Harness struct {
 	// Break makes the destination fail until Heal; nil when the destination
 	// cannot fail on demand (the retry cases are then not run).
 	Break, Heal func(t *testing.T)
+	// AtMostOnce: what the destination acknowledged just before it broke
+	// may still be lost (core NATS). The check of ack failures in the
+	// middle of a window then asks only that the failed objects, retried,
+	// arrive.
+	AtMostOnce bool
 }
 
 // Event builds a modified event of object obj at version rv.
@@ -58,6 +64,7 @@ func Run(t *testing.T, h Harness) {
 		t.Run("RetryAfterTransientFailure", func(t *testing.T) { retryAfterFailure(t, h) })
 		t.Run("BrokenDestinationDoesNotHang", func(t *testing.T) { noHang(t, h) })
 	}
+	runAsync(t, h)
 }
 
 func orderPerObject(t *testing.T, h Harness) {

@@ -32,55 +32,99 @@ type Sink struct {
 	w      *bufio.Writer
 	opts   Options
 	closed bool
+	group  *sinks.Group
 }
 
-var _ sinks.Sink = (*Sink)(nil)
+// Window is how many objects may wait for the next write.
+const Window = 4096
+
+var _ sinks.AsyncSink = (*Sink)(nil)
 
 // New writes to w (usually os.Stdout).
 func New(w io.Writer, o Options) *Sink {
 	if o.Format == "" {
 		o.Format = "json"
 	}
-	return &Sink{out: w, w: bufio.NewWriter(w), opts: o}
+	s := &Sink{out: w, w: bufio.NewWriter(w), opts: o}
+	s.group = sinks.NewGroup(Window, s.write)
+	return s
 }
 
-// Send writes the events and flushes them.
+// Publish queues the events for the next write; done is called once they
+// are flushed.
+func (s *Sink) Publish(ctx context.Context, events []*event.Event, done func(error)) error {
+	return s.group.Publish(ctx, events, done)
+}
+
+// Send writes the events and returns once they are flushed.
 func (s *Sink) Send(ctx context.Context, events []*event.Event) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
+	return s.group.Send(ctx, events)
+}
+
+// write writes the entries and flushes once: a group of objects costs one
+// write to the terminal or pipe. An event that cannot be encoded fails its
+// own entry (permanently) only.
+func (s *Sink) write(entries []sinks.GroupEntry) []error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	errs := make([]error, len(entries))
 	if s.closed {
-		return sinks.Permanent(fmt.Errorf("stdout sink: closed"))
+		for i := range errs {
+			errs[i] = sinks.Permanent(fmt.Errorf("stdout sink: closed"))
+		}
+		return errs
 	}
-	for _, e := range events {
-		if s.opts.Format == "diff" {
-			s.writeDiff(e)
+	for i, en := range entries {
+		lines := make([][]byte, 0, len(en.Events))
+		for _, e := range en.Events {
+			if s.opts.Format == "diff" {
+				continue
+			}
+			b, err := event.Marshal(e)
+			if err != nil {
+				errs[i] = sinks.Permanent(fmt.Errorf("encode event %s: %w", e.ID, err))
+				break
+			}
+			lines = append(lines, b)
+		}
+		if errs[i] != nil {
 			continue
 		}
-		b, err := event.Marshal(e)
-		if err != nil {
-			return sinks.Permanent(fmt.Errorf("encode event %s: %w", e.ID, err))
+		if s.opts.Format == "diff" {
+			for _, e := range en.Events {
+				s.writeDiff(e)
+			}
+			continue
 		}
-		s.w.Write(b)
-		s.w.WriteByte('\n')
+		for _, b := range lines {
+			s.w.Write(b)
+			s.w.WriteByte('\n')
+		}
 	}
 	if err := s.w.Flush(); err != nil {
 		// A bufio.Writer keeps its first error forever: start a fresh one,
 		// so the retry of these events can succeed once the writer heals.
 		s.w.Reset(s.out)
-		return fmt.Errorf("write: %w", err)
+		err = fmt.Errorf("write: %w", err)
+		for i := range errs {
+			if errs[i] == nil {
+				errs[i] = err
+			}
+		}
 	}
-	return nil
+	return errs
 }
 
-// Close flushes.
-func (s *Sink) Close(context.Context) error {
+// Close writes what was published (bounded by ctx) and flushes.
+func (s *Sink) Close(ctx context.Context) error {
+	gerr := s.group.Close(ctx)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.closed = true
-	return s.w.Flush()
+	if err := s.w.Flush(); err != nil {
+		return err
+	}
+	return gerr
 }
 
 const (

@@ -43,9 +43,10 @@ type Sink struct {
 	policy  statusPolicy
 	log     *zap.Logger
 	closed  atomic.Bool
+	batcher *batcher
 }
 
-var _ sinks.Sink = (*Sink)(nil)
+var _ sinks.AsyncSink = (*Sink)(nil)
 
 // New reads the secret files and builds the HTTP client.
 func New(o Options) (*Sink, error) {
@@ -91,6 +92,7 @@ func New(o Options) (*Sink, error) {
 		s.addSecret(p)
 	}
 	s.client = &http.Client{Timeout: c.Timeout.Duration, Transport: tr, CheckRedirect: checkRedirect(c.FollowRedirects, u)}
+	s.batcher = newBatcher(s)
 	return s, nil
 }
 
@@ -114,7 +116,8 @@ func (s *Sink) scrub(text string) string {
 	return text
 }
 
-// Send posts the events: one request each, or one batch per Send.
+// Send posts the events and waits for the answer: one request each, or
+// batches of up to batch events. Publish (batch.go) is the windowed path.
 func (s *Sink) Send(ctx context.Context, events []*event.Event) error {
 	if s.closed.Load() {
 		return sinks.Permanent(fmt.Errorf("webhook sink: closed"))
@@ -127,6 +130,11 @@ func (s *Sink) Send(ctx context.Context, events []*event.Event) error {
 		}
 		return nil
 	}
+	return s.postEach(ctx, events)
+}
+
+// postEach posts one request per event, in order.
+func (s *Sink) postEach(ctx context.Context, events []*event.Event) error {
 	for _, e := range events {
 		enc, err := sinks.Encode(e, s.cfg.Mode, 0)
 		if err != nil {
@@ -189,9 +197,11 @@ func (s *Sink) post(ctx context.Context, body []byte, hdr http.Header) error {
 	return s.policy.classify(se, resp.Header.Get("Retry-After"))
 }
 
-// Close releases idle connections.
-func (s *Sink) Close(context.Context) error {
+// Close sends what was collected, waits (bounded by ctx) for the requests
+// in flight and releases idle connections.
+func (s *Sink) Close(ctx context.Context) error {
 	s.closed.Store(true)
+	s.batcher.close(ctx)
 	s.client.CloseIdleConnections()
 	return nil
 }

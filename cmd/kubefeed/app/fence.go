@@ -50,3 +50,25 @@ func (f *fencedSink) Send(ctx context.Context, evs []*event.Event) error {
 	}
 	return err
 }
+
+var _ sinks.AsyncSink = (*fencedSink)(nil)
+
+// Publish forwards to the sink's window (or its Send), fenced like Send:
+// nothing is handed over once abort ended, and an ack that arrives after
+// it counts as not delivered, so the next leader sends it again (same id).
+func (f *fencedSink) Publish(ctx context.Context, evs []*event.Event, done func(error)) error {
+	as, ok := f.Sink.(sinks.AsyncSink)
+	if !ok {
+		done(f.Send(ctx, evs))
+		return nil
+	}
+	if f.abort.Err() != nil {
+		return errFenced
+	}
+	return as.Publish(ctx, evs, func(err error) {
+		if f.abort.Err() != nil {
+			err = errFenced
+		}
+		done(err)
+	})
+}

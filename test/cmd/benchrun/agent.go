@@ -33,6 +33,7 @@ import (
 	"github.com/kubefeed/kubefeed/sinks"
 	"github.com/kubefeed/kubefeed/sinks/file"
 	"github.com/kubefeed/kubefeed/sinks/jetstream"
+	"github.com/kubefeed/kubefeed/sinks/webhook"
 )
 
 // result is what an agent reports on stdout as one JSON line.
@@ -81,6 +82,12 @@ func (c *counter) Send(ctx context.Context, evs []*event.Event) error {
 			}
 		}
 	}
+	c.record(evs)
+	return nil
+}
+
+// record counts acknowledged events and their latency.
+func (c *counter) record(evs []*event.Event) {
 	now := time.Now()
 	c.mu.Lock()
 	for _, e := range evs {
@@ -96,7 +103,21 @@ func (c *counter) Send(ctx context.Context, evs []*event.Event) error {
 	}
 	c.mu.Unlock()
 	c.n.Add(int64(len(evs)))
-	return nil
+}
+
+// Publish passes through the inner sink's window, counting on ack.
+func (c *counter) Publish(ctx context.Context, evs []*event.Event, done func(error)) error {
+	as, ok := c.inner.(sinks.AsyncSink)
+	if !ok {
+		done(c.Send(ctx, evs))
+		return nil
+	}
+	return as.Publish(ctx, evs, func(err error) {
+		if err == nil {
+			c.record(evs)
+		}
+		done(err)
+	})
 }
 
 func (c *counter) Close(ctx context.Context) error {
@@ -108,11 +129,22 @@ func (c *counter) Close(ctx context.Context) error {
 
 var configMaps = schema.GroupVersionResource{Version: "v1", Resource: "configmaps"}
 
-// agent watches namespace ns in one mode until it has seen n objects. For
-// the Kafka modes, natsURL is the broker's host:port.
+// agent watches namespace ns in one mode until it has seen n objects
+// (target is the NATS URL or, for webhook modes, the receiver's URL).
 func agent(mode, kubeconfig, natsURL, ns, dir string, n int) error {
+	if path := os.Getenv("BENCHRUN_CPUPROFILE"); path != "" && mode != "bare" {
+		// A CPU profile per agent (for finding what bounds a mode).
+		// Stopped before the result is printed: the parent kills the agent
+		// once it has read it.
+		if f, err := os.Create(path + "." + filepath.Base(dir)); err == nil && pprof.StartCPUProfile(f) == nil {
+			stopProfile = func() { pprof.StopCPUProfile(); f.Close() }
+		}
+	}
 	if mode == "kafka-ceiling" {
 		return kafkaCeiling(natsURL, n)
+	}
+	if ceiling, ok := ceilings[mode]; ok {
+		return runCeiling(ceiling, natsURL, filepath.Base(dir), n)
 	}
 	rc, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
 	if err != nil {
@@ -164,7 +196,7 @@ func agent(mode, kubeconfig, natsURL, ns, dir string, n int) error {
 		if strings.HasSuffix(mode, "-enrich") {
 			w.Enrich = config.EnrichInvolvedObject
 		}
-		if mode == "kubefeed-emit" || mode == "kubefeed-kafka" || mode == "kubefeed-jetstream-emit" {
+		if mode == "kubefeed-emit" || mode == "kubefeed-kafka" || mode == "kubefeed-jetstream-emit" || mode == "kubefeed-webhook-emit" {
 			w.InitialList = config.InitialListEmit // a snapshot of what exists
 		}
 		cfg := &config.Config{APIVersion: config.APIVersion, Kind: config.Kind, Cluster: "bench", Workers: 8,
@@ -179,9 +211,10 @@ func agent(mode, kubeconfig, natsURL, ns, dir string, n int) error {
 			}
 			c.inner = f
 		case "kubefeed-jetstream", "kubefeed-jetstream-emit", "kubefeed-events-jetstream":
-			jc := config.JetStreamSink{NATSConnection: config.NATSConnection{Servers: []string{natsURL}}, Stream: "BENCH_" + ns, Subject: config.DefaultSubject,
-				Mode: config.ModeStructured, MaxPending: 4096, Provision: &config.StreamProvision{Subjects: []string{"kubefeed.bench." + ns + ".>"}}}
-			jc.Subject = "kubefeed.bench." + ns + ".{resource}.{change}"
+			run := filepath.Base(dir)
+			jc := config.JetStreamSink{NATSConnection: config.NATSConnection{Servers: []string{natsURL}}, Stream: "BENCH_" + run, Subject: config.DefaultSubject,
+				Mode: config.ModeStructured, MaxPending: 4096, Provision: &config.StreamProvision{Subjects: []string{"kubefeed.bench." + run + ".>"}}}
+			jc.Subject = "kubefeed.bench." + run + ".{resource}.{change}"
 			j, err := jetstream.New(ctx, jetstream.Options{Config: jc, Cluster: "bench"})
 			if err != nil {
 				return err
@@ -193,6 +226,13 @@ func agent(mode, kubeconfig, natsURL, ns, dir string, n int) error {
 				return err
 			}
 			c.inner = k
+		case "kubefeed-webhook-emit":
+			w, err := webhook.New(webhook.Options{Config: config.WebhookSink{URL: natsURL, Mode: config.ModeStructured, Batch: webhookBatch,
+				Linger: config.Duration{Duration: 50 * time.Millisecond}, MaxInFlight: 4, Timeout: config.Duration{Duration: 10 * time.Second}, FollowRedirects: config.FollowRedirectsNever}})
+			if err != nil {
+				return err
+			}
+			c.inner = w
 		}
 		wrapped := &startMarker{counter: c, start: &start}
 		ex, err := exporter.New(exporter.Options{Config: cfg, Client: dyn, RESTConfig: rc, Metadata: metadata.NewForConfigOrDie(rc),
@@ -247,9 +287,13 @@ func agent(mode, kubeconfig, natsURL, ns, dir string, n int) error {
 		r.P99Millis = c.lat[len(c.lat)*99/100]
 	}
 	b, _ := json.Marshal(r)
+	stopProfile()
 	fmt.Println(string(b))
 	return nil
 }
+
+// stopProfile ends the CPU profile BENCHRUN_CPUPROFILE asked for.
+var stopProfile = func() {}
 
 // startMarker records when the first event arrived.
 type startMarker struct {
@@ -260,4 +304,9 @@ type startMarker struct {
 func (s *startMarker) Send(ctx context.Context, evs []*event.Event) error {
 	s.start.CompareAndSwap(0, time.Now().UnixNano())
 	return s.counter.Send(ctx, evs)
+}
+
+func (s *startMarker) Publish(ctx context.Context, evs []*event.Event, done func(error)) error {
+	s.start.CompareAndSwap(0, time.Now().UnixNano())
+	return s.counter.Publish(ctx, evs, done)
 }

@@ -7,7 +7,11 @@
 // steady ~300/s and as a burst, to a typed protobuf informer and to kubefeed
 // (file, JetStream, file with enrichment), and 20k cached Events.
 //
-//	benchrun [-n 5000] [-runs 3] [-mem 20000] [-kafka 20000] [-out docs] [-events-only]
+// With -net it also puts a TCP delay proxy (test/netdelay) between
+// kubefeed and JetStream and a webhook receiver, and compares kubefeed's
+// drain rate with each sink's own ceiling through the same link.
+//
+//	benchrun [-n 5000] [-runs 3] [-mem 20000] [-net 20000] [-delays 0,1,2] [-kafka 20000] [-out docs] [-events-only]
 //	benchrun -kafka-only -kafka 10000 [-out docs]
 //
 // BENCH_CPUPROFILE=dir writes a CPU profile of every agent's measured part.
@@ -52,7 +56,18 @@ func main() {
 	from := flag.String("render", "", "only render the report again from this benchmarks.json")
 	memOnly := flag.Bool("mem-only", false, "measure only memory, print it, write nothing")
 	eventsOnly := flag.Bool("events-only", false, "run only the Events mode and add it to the report in -out (its benchmarks.json is kept)")
+	netN := flag.Int("net", 20000, "objects drained through the delay proxy per network run (0: skip)")
+	delayList := flag.String("delays", "0,1,2", "milliseconds of delay each way for the network runs")
 	flag.Parse()
+	for _, f := range strings.Split(*delayList, ",") {
+		ms, err := strconv.ParseFloat(strings.TrimSpace(f), 64)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "benchrun: -delays: %q is not a number of milliseconds\n", f)
+			os.Exit(1)
+		}
+		netDelays = append(netDelays, time.Duration(ms*float64(time.Millisecond)))
+	}
+	netObjects = *netN
 	if *from != "" {
 		var rep report
 		b, err := os.ReadFile(*from)
@@ -76,7 +91,7 @@ func main() {
 		return
 	}
 	if *memOnly {
-		*runs, *n, *out = 0, 0, ""
+		*runs, *n, *out, netObjects = 0, 0, "", 0
 	}
 	if *eventsOnly {
 		if err := runEventsOnly(*n, *runs, *mem, *out); err != nil {
@@ -103,9 +118,16 @@ type report struct {
 	EventsN int                 `json:"eventsN,omitempty"`
 	// EventsDate is when the Events mode ran (-events-only keeps Date).
 	EventsDate string       `json:"eventsDate,omitempty"`
+	Network    []netRow     `json:"network,omitempty"`
 	GoBench    string       `json:"goBench"`
 	Kafka      *kafkaReport `json:"kafka,omitempty"`
 }
+
+// The network runs: objects drained per run, and delays each way.
+var (
+	netObjects int
+	netDelays  []time.Duration
+)
 
 func run(n, runs, mem int, out string) error {
 	cp, err := cluster.Start(cluster.Options{})
@@ -150,6 +172,13 @@ func run(n, runs, mem int, out string) error {
 		res.Rate = float64(rate)
 		fmt.Printf("steady %4d/s to JetStream: p50 %.1f ms, p99 %.1f ms\n", rate, res.P50Millis, res.P99Millis)
 		rep.Steady = append(rep.Steady, res)
+	}
+	if netObjects > 0 {
+		rows, err := network(cp, cs, ns.URL(), dir, netObjects, runs, netDelays)
+		if err != nil {
+			return err
+		}
+		rep.Network = rows
 	}
 	if mem > 0 {
 		seq++
@@ -225,8 +254,14 @@ func measure(cp *cluster.ControlPlane, cs *kubernetes.Clientset, natsURL, dir, m
 }
 
 func startAgent(cp *cluster.ControlPlane, natsURL, dir, mode, ns string, n int, load func() error) (result, error) {
+	return startAgentRun(cp, natsURL, dir, mode, ns, ns, n, load)
+}
+
+// startAgentRun starts an agent whose working directory (and JetStream
+// stream) is named run.
+func startAgentRun(cp *cluster.ControlPlane, natsURL, dir, mode, ns, run string, n int, load func() error) (result, error) {
 	self, _ := os.Executable()
-	adir := filepath.Join(dir, ns)
+	adir := filepath.Join(dir, run)
 	_ = os.MkdirAll(adir, 0o755)
 	cmd := exec.Command(self, "agent", mode, cp.Kubeconfig(), natsURL, ns, adir, strconv.Itoa(n))
 	stdout, _ := cmd.StdoutPipe()

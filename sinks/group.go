@@ -1,0 +1,130 @@
+package sinks
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+
+	"github.com/kubefeed/kubefeed/exporter/event"
+)
+
+// ErrClosed is returned by a Group's Publish after Close.
+var ErrClosed = errors.New("sink closed")
+
+// GroupEntry is one Publish waiting in a Group: one object's events.
+type GroupEntry struct {
+	Events []*event.Event
+	Done   func(error)
+}
+
+// Group turns a sink that writes locally (a file, a terminal) into an
+// AsyncSink with group commit: publishes gather while one write runs, and
+// the next write takes all of them at once (one write call, one flush or
+// fsync), then calls their dones. At most window objects wait or are being
+// written; Publish blocks beyond that. The writing goroutine exists only
+// while there is something to write.
+type Group struct {
+	write func([]GroupEntry) []error
+	slots chan struct{}
+
+	mu      sync.Mutex
+	pending []GroupEntry
+	running bool
+	closed  bool
+	idle    chan struct{} // closed when no write runs; replaced when one starts
+}
+
+// NewGroup returns a Group whose writes go through write: it returns nil
+// when every entry is written (durably, as the sink promises), or one error
+// per entry (nil for those written).
+func NewGroup(window int, write func([]GroupEntry) []error) *Group {
+	idle := make(chan struct{})
+	close(idle)
+	return &Group{write: write, slots: make(chan struct{}, max(window, 1)), idle: idle}
+}
+
+// Publish queues events for the next write; done gets the outcome.
+func (g *Group) Publish(ctx context.Context, events []*event.Event, done func(error)) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	select {
+	case g.slots <- struct{}{}:
+	case <-ctx.Done():
+		return fmt.Errorf("waiting for the write window: %w", ctx.Err())
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.closed {
+		<-g.slots
+		return Permanent(ErrClosed)
+	}
+	g.pending = append(g.pending, GroupEntry{Events: events, Done: done})
+	if !g.running {
+		g.running = true
+		g.idle = make(chan struct{})
+		go g.loop(g.idle)
+	}
+	return nil
+}
+
+func (g *Group) loop(idle chan struct{}) {
+	for {
+		g.mu.Lock()
+		batch := g.pending
+		g.pending = nil
+		if len(batch) == 0 {
+			g.running = false
+			close(idle)
+			g.mu.Unlock()
+			return
+		}
+		g.mu.Unlock()
+		errs := g.write(batch)
+		for i, e := range batch {
+			<-g.slots
+			var err error
+			if errs != nil {
+				err = errs[i]
+			}
+			e.Done(err)
+		}
+	}
+}
+
+// Send publishes events and waits for their write.
+func (g *Group) Send(ctx context.Context, events []*event.Event) error {
+	res := make(chan error, 1)
+	if err := g.Publish(ctx, events, func(err error) { res <- err }); err != nil {
+		return err
+	}
+	select {
+	case err := <-res:
+		return err
+	case <-ctx.Done():
+		return fmt.Errorf("waiting for the write: %w", ctx.Err())
+	}
+}
+
+// Close refuses further publishes and waits until what was published is
+// written (every done called), or ctx ends.
+func (g *Group) Close(ctx context.Context) error {
+	g.mu.Lock()
+	g.closed = true
+	idle := g.idle
+	g.mu.Unlock()
+	select {
+	case <-idle:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("waiting for pending writes: %w", ctx.Err())
+	}
+}
+
+// Closed reports whether Close was called.
+func (g *Group) Closed() bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.closed
+}

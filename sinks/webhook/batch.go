@@ -1,0 +1,189 @@
+package webhook
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/kubefeed/kubefeed/exporter/event"
+	"github.com/kubefeed/kubefeed/sinks"
+)
+
+// Defaults of the window.
+const (
+	DefaultLinger      = 50 * time.Millisecond
+	DefaultMaxInFlight = 4
+)
+
+// errClosed fails a publish after Close, and requests Close gave up on.
+var errClosed = errors.New("webhook sink: closed")
+
+// entry is one Publish: one object's events and their callback.
+type entry struct {
+	events []*event.Event
+	done   func(error)
+}
+
+// batcher collects publishes of different objects into requests: with
+// batch > 1, up to batch events per application/cloudevents-batch+json
+// request, sent when full or linger after its first event; otherwise one
+// object's events per request group. At most maxInFlight requests run at
+// once, and at most batch×maxInFlight objects wait or are in flight
+// (Publish blocks beyond that).
+type batcher struct {
+	s      *Sink
+	batch  int
+	linger time.Duration
+	// keys bounds the objects collected or in flight; requests bounds the
+	// requests in flight.
+	keys, requests chan struct{}
+
+	mu     sync.Mutex
+	cur    []entry
+	events int
+	timer  *time.Timer
+	closed bool
+
+	// ctx ends when Close gives up waiting; wg counts request goroutines.
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+func newBatcher(s *Sink) *batcher {
+	b := &batcher{s: s, batch: max(s.cfg.Batch, 1), linger: s.cfg.Linger.Duration}
+	if b.linger <= 0 {
+		b.linger = DefaultLinger
+	}
+	inflight := s.cfg.MaxInFlight
+	if inflight <= 0 {
+		inflight = DefaultMaxInFlight
+	}
+	b.keys = make(chan struct{}, b.batch*inflight)
+	b.requests = make(chan struct{}, inflight)
+	b.ctx, b.cancel = context.WithCancel(context.Background())
+	return b
+}
+
+// Publish hands one object's events to the next request and returns; done
+// gets the request's outcome. It blocks while batch×maxInFlight objects
+// are collected or in flight.
+func (s *Sink) Publish(ctx context.Context, events []*event.Event, done func(error)) error {
+	b := s.batcher
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if s.closed.Load() {
+		return sinks.Permanent(errClosed)
+	}
+	select {
+	case b.keys <- struct{}{}:
+	case <-ctx.Done():
+		return fmt.Errorf("waiting for the send window: %w", ctx.Err())
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		<-b.keys
+		return sinks.Permanent(errClosed)
+	}
+	if b.s.cfg.Batch <= 1 {
+		b.start([]entry{{events: events, done: done}})
+		return nil
+	}
+	if b.events > 0 && b.events+len(events) > b.batch {
+		b.flushLocked()
+	}
+	b.cur = append(b.cur, entry{events: events, done: done})
+	b.events += len(events)
+	switch {
+	case b.events >= b.batch:
+		b.flushLocked()
+	case b.timer == nil:
+		b.timer = time.AfterFunc(b.linger, b.flush)
+	}
+	return nil
+}
+
+func (b *batcher) flush() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.flushLocked()
+}
+
+// flushLocked starts a request with the collected entries.
+func (b *batcher) flushLocked() {
+	if b.timer != nil {
+		b.timer.Stop()
+		b.timer = nil
+	}
+	if len(b.cur) == 0 {
+		return
+	}
+	entries := b.cur
+	b.cur, b.events = nil, 0
+	b.start(entries)
+}
+
+// start sends entries on a goroutine of its own once a request slot is
+// free; the goroutines are bounded by the key window.
+func (b *batcher) start(entries []entry) {
+	b.wg.Add(1)
+	go func() {
+		defer b.wg.Done()
+		err := b.send(entries)
+		for _, e := range entries {
+			<-b.keys
+			e.done(err)
+		}
+	}()
+}
+
+// send posts the entries' events: one batch request (several when one
+// object alone has more than batch events), or one request per event
+// without batching. A failure fails every entry of the request: each
+// object is retried by the exporter, and duplicates carry the same id.
+func (b *batcher) send(entries []entry) error {
+	select {
+	case b.requests <- struct{}{}:
+	case <-b.ctx.Done():
+		return errClosed
+	}
+	defer func() { <-b.requests }()
+	var events []*event.Event
+	for _, e := range entries {
+		events = append(events, e.events...)
+	}
+	ctx, cancel := context.WithTimeout(b.ctx, b.s.cfg.Timeout.Duration+time.Second)
+	defer cancel()
+	if b.s.cfg.Batch > 1 {
+		for start := 0; start < len(events); start += b.batch {
+			if err := b.s.postBatch(ctx, events[start:min(start+b.batch, len(events))]); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	return b.s.postEach(ctx, events)
+}
+
+// close sends what was collected and waits for the requests in flight,
+// until ctx ends; then it cancels them (their objects fail). Every done
+// was called when it returns.
+func (b *batcher) close(ctx context.Context) {
+	b.mu.Lock()
+	b.closed = true
+	b.flushLocked()
+	b.mu.Unlock()
+	idle := make(chan struct{})
+	go func() { b.wg.Wait(); close(idle) }()
+	select {
+	case <-idle:
+	case <-ctx.Done():
+		b.cancel()
+		<-idle
+	}
+	b.cancel()
+}

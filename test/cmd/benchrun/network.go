@@ -1,0 +1,112 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"sort"
+	"strings"
+	"time"
+
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/kubefeed/kubefeed/test/cluster"
+	"github.com/kubefeed/kubefeed/test/netdelay"
+)
+
+// netRow is one link delay: each sink's own ceiling through the link and
+// kubefeed's drain rate (initialList: emit of the same objects) through it.
+type netRow struct {
+	DelayMillis     float64 `json:"delayMsEachWay"`
+	Objects         int     `json:"objects"`
+	JetStreamCeil   result  `json:"jetstreamCeiling"`
+	JetStream       result  `json:"jetstream"`
+	WebhookCeil     result  `json:"webhookCeiling"`
+	Webhook         result  `json:"webhook"`
+	WebhookBatch    int     `json:"webhookBatch"`
+	JetStreamWindow int     `json:"jetstreamMaxPending"`
+}
+
+// receiver answers every request at once, as a webhook that keeps up.
+func receiver() (addr string, stop func(), err error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", nil, err
+	}
+	srv := &http.Server{ReadHeaderTimeout: 10 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		w.WriteHeader(http.StatusOK)
+	})}
+	go func() { _ = srv.Serve(ln) }()
+	return ln.Addr().String(), func() { _ = srv.Close() }, nil
+}
+
+// network creates objects ConfigMaps once, then for each delay measures,
+// through a delay proxy, JetStream's and the webhook's own ceilings and
+// kubefeed draining the objects into each.
+// Each mode runs runs times at each delay; the run with the median rate is
+// reported.
+func network(cp *cluster.ControlPlane, cs *kubernetes.Clientset, natsURL, dir string, objects, runs int, delays []time.Duration) ([]netRow, error) {
+	const ns = "netbench"
+	if err := createNS(cs, ns); err != nil {
+		return nil, err
+	}
+	if err := write(cs, ns, objects, 0); err != nil {
+		return nil, err
+	}
+	u, err := url.Parse(natsURL)
+	if err != nil {
+		return nil, err
+	}
+	recv, stopRecv, err := receiver()
+	if err != nil {
+		return nil, err
+	}
+	defer stopRecv()
+	var rows []netRow
+	for i, d := range delays {
+		row := netRow{DelayMillis: float64(d) / float64(time.Millisecond), Objects: objects, WebhookBatch: webhookBatch, JetStreamWindow: 4096}
+		np, err := netdelay.Start(u.Host, d)
+		if err != nil {
+			return nil, err
+		}
+		hp, err := netdelay.Start(recv, d)
+		if err != nil {
+			np.Close()
+			return nil, err
+		}
+		natsVia := "nats://" + np.Addr()
+		hookVia := "http://" + hp.Addr() + "/events"
+		for _, m := range []struct {
+			mode, target string
+			into         *result
+		}{
+			{"ceiling-jetstream", natsVia, &row.JetStreamCeil},
+			{"kubefeed-jetstream-emit", natsVia, &row.JetStream},
+			{"ceiling-webhook", hookVia, &row.WebhookCeil},
+			{"kubefeed-webhook-emit", hookVia, &row.Webhook},
+		} {
+			var rs []result
+			for k := 0; k < max(runs, 1); k++ {
+				run := fmt.Sprintf("n%d_%d_%s", i, k, strings.ReplaceAll(m.mode, "-", "_"))
+				res, err := startAgentRun(cp, m.target, dir, m.mode, ns, run, objects, nil)
+				if err != nil {
+					np.Close()
+					hp.Close()
+					return nil, fmt.Errorf("%s at %v: %w", m.mode, d, err)
+				}
+				rs = append(rs, res)
+			}
+			sort.Slice(rs, func(a, b int) bool { return rs[a].Rate < rs[b].Rate })
+			res := rs[len(rs)/2]
+			*m.into = res
+			fmt.Printf("network %v each way %-24s %7.0f events/s (median of %d)\n", d, m.mode, res.Rate, len(rs))
+		}
+		np.Close()
+		hp.Close()
+		rows = append(rows, row)
+	}
+	return rows, nil
+}
