@@ -32,6 +32,9 @@ import (
 // which apierrors.FromObject reads), and the same request.
 type watchClient struct {
 	rest rest.Interface
+	// dropManagedFields cuts object.metadata.managedFields out of each
+	// event before parsing (watchcut.go): the scopes' transform drops them.
+	dropManagedFields bool
 }
 
 var (
@@ -58,7 +61,7 @@ func newWatchClient(cfg *rest.Config) (*watchClient, error) {
 	if err != nil {
 		return nil, fmt.Errorf("watch client: %w", err)
 	}
-	return &watchClient{rest: rc}, nil
+	return &watchClient{rest: rc, dropManagedFields: true}, nil
 }
 
 // collectionPath is the URL path of gvr's objects in namespace ("" for all
@@ -83,15 +86,18 @@ func (w *watchClient) watch(ctx context.Context, gvr schema.GroupVersionResource
 	if err != nil {
 		return nil, err
 	}
-	return watch.NewStreamWatcher(newEventDecoder(body),
+	d := newEventDecoder(body)
+	d.dropManagedFields = w.dropManagedFields
+	return watch.NewStreamWatcher(d,
 		apierrors.NewClientErrorReporter(http.StatusInternalServerError, "GET", "ClientWatchDecoding")), nil
 }
 
 // eventDecoder reads watch events from a JSON stream.
 type eventDecoder struct {
-	body io.ReadCloser
-	dec  *json.Decoder
-	raw  json.RawMessage
+	body              io.ReadCloser
+	dec               *json.Decoder
+	raw               json.RawMessage
+	dropManagedFields bool
 }
 
 func newEventDecoder(body io.ReadCloser) *eventDecoder {
@@ -109,6 +115,9 @@ func (d *eventDecoder) Decode() (watch.EventType, runtime.Object, error) {
 	d.raw = d.raw[:0]
 	if err := d.dec.Decode(&d.raw); err != nil {
 		return "", nil, err
+	}
+	if d.dropManagedFields {
+		d.raw = cutManagedFields(d.raw)
 	}
 	var ev wireEvent
 	if err := kjson.UnmarshalCaseSensitivePreserveInts(d.raw, &ev); err != nil {

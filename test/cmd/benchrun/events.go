@@ -237,6 +237,12 @@ func eventsSection(b *strings.Builder, rep report) {
 	b.WriteString("| no API request per Event for enrichment | checked by `TestEventsRecipe` (apiserver_request_total for GET pods unchanged) | yes |\n\n")
 	b.WriteString(`What changed, and what limits the targets still missed:
 
+- **Noise.** The writers, the API server, etcd, NATS and every agent share 2
+  cores with other work; two runs of this mode an hour apart differed by up
+  to 15 % per cell, more than the margin of most targets here (enrichment
+  measured −9 % in one load and +11 % in the other). Compare medians of
+  several runs on a quiet machine before reading a target as met or missed.
+
 - **Where the CPU went.** A CPU profile of kubefeed on an Events burst
   (BENCH_CPUPROFILE) put 60 % in the dynamic client's watch decoding, which
   reads every event five to six times; kubefeed now frames and parses each
