@@ -8,7 +8,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -102,58 +101,25 @@ func createPods(cs *kubernetes.Clientset, ns string, n int) error {
 // fields, a Warning in four), at rate per second or as fast as the
 // writers go.
 func writeEvents(cs *kubernetes.Clientset, ns string, n, rate, writers int) error {
-	var wg sync.WaitGroup
-	work := make(chan int)
-	errs := make(chan error, writers)
-	for w := 0; w < writers; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := range work {
-				now := metav1.NewTime(time.Now())
-				pod := fmt.Sprintf("web-%d", i%eventPods)
-				typ := corev1.EventTypeNormal
-				if i%4 == 0 {
-					typ = corev1.EventTypeWarning
-				}
-				ev := &corev1.Event{
-					ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("%s.%016x", pod, i),
-						Annotations: map[string]string{"bench/created": strconv.FormatInt(now.UnixNano(), 10)}},
-					InvolvedObject: corev1.ObjectReference{APIVersion: "v1", Kind: "Pod", Namespace: ns, Name: pod, FieldPath: "spec.containers{app}"},
-					Reason:         "BackOff", Message: "Back-off restarting failed container app in pod " + pod + "_" + ns, Type: typ,
-					Source:         corev1.EventSource{Component: "kubelet", Host: "node-1"},
-					FirstTimestamp: now, LastTimestamp: now, Count: 1,
-					ReportingController: "kubelet", ReportingInstance: "node-1",
-				}
-				if _, err := cs.CoreV1().Events(ns).Create(context.Background(), ev, metav1.CreateOptions{}); err != nil {
-					select {
-					case errs <- err:
-					default:
-					}
-				}
-			}
-		}()
-	}
-	var tick <-chan time.Time
-	if rate > 0 {
-		t := time.NewTicker(time.Second / time.Duration(rate))
-		defer t.Stop()
-		tick = t.C
-	}
-	for i := 0; i < n; i++ {
-		if tick != nil {
-			<-tick
+	return paced(n, rate, writers, func(i int) error {
+		now := metav1.NewTime(time.Now())
+		pod := fmt.Sprintf("web-%d", i%eventPods)
+		typ := corev1.EventTypeNormal
+		if i%4 == 0 {
+			typ = corev1.EventTypeWarning
 		}
-		work <- i
-	}
-	close(work)
-	wg.Wait()
-	select {
-	case err := <-errs:
+		ev := &corev1.Event{
+			ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("%s.%016x", pod, i),
+				Annotations: map[string]string{"bench/created": strconv.FormatInt(now.UnixNano(), 10)}},
+			InvolvedObject: corev1.ObjectReference{APIVersion: "v1", Kind: "Pod", Namespace: ns, Name: pod, FieldPath: "spec.containers{app}"},
+			Reason:         "BackOff", Message: "Back-off restarting failed container app in pod " + pod + "_" + ns, Type: typ,
+			Source:         corev1.EventSource{Component: "kubelet", Host: "node-1"},
+			FirstTimestamp: now, LastTimestamp: now, Count: 1,
+			ReportingController: "kubelet", ReportingInstance: "node-1",
+		}
+		_, err := cs.CoreV1().Events(ns).Create(context.Background(), ev, metav1.CreateOptions{})
 		return err
-	default:
-		return nil
-	}
+	})
 }
 
 // typedEventsInformer is the baseline: client-go's generated informer for

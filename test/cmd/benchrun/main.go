@@ -288,17 +288,26 @@ func startAgentRun(cp *cluster.ControlPlane, natsURL, dir, mode, ns, run string,
 
 func write(cs *kubernetes.Clientset, ns string, n, rate int) error {
 	data := map[string]string{"payload": strings.Repeat("x", 900)}
+	return paced(n, rate, 32, func(i int) error {
+		cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("c%d", i),
+			Annotations: map[string]string{"bench/created": strconv.FormatInt(time.Now().UnixNano(), 10)}}, Data: data}
+		_, err := cs.CoreV1().ConfigMaps(ns).Create(context.Background(), cm, metav1.CreateOptions{})
+		return err
+	})
+}
+
+// paced calls create for 0..n-1 from writers goroutines, at rate per
+// second (0: as fast as they go), and returns the first error.
+func paced(n, rate, writers int, create func(i int) error) error {
 	var wg sync.WaitGroup
 	work := make(chan int)
-	errs := make(chan error, 32)
-	for w := 0; w < 32; w++ {
+	errs := make(chan error, writers)
+	for w := 0; w < writers; w++ {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			for i := range work {
-				cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("c%d", i),
-					Annotations: map[string]string{"bench/created": strconv.FormatInt(time.Now().UnixNano(), 10)}}, Data: data}
-				if _, err := cs.CoreV1().ConfigMaps(ns).Create(context.Background(), cm, metav1.CreateOptions{}); err != nil {
+				if err := create(i); err != nil {
 					select {
 					case errs <- err:
 					default:
