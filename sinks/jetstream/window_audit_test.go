@@ -1,0 +1,48 @@
+package jetstream
+
+import (
+	"context"
+	"testing"
+	"time"
+)
+
+// TestWindowAcquireNoPartialDeadlock: two publishes that each need the
+// whole window must not split the free slots between them and then wait
+// for each other. acquire takes slots one at a time (publish.go:56-71), so
+// when slots free up one by one, A and B can each hold part of the window
+// and neither can complete: with nothing in flight nothing releases a slot,
+// and both stay blocked until their contexts end (30 s SendTimeout in the
+// exporter), then both fail and are retried, and can deadlock again.
+// Reachable with maxPending smaller than the events of the publishes that
+// run at once (e.g. maxPending: 2 and a uid change = deleted + added).
+//
+// FAILS on the current code (in most of the rounds): both acquisitions end
+// with their context instead of one of them completing.
+func TestWindowAcquireNoPartialDeadlock(t *testing.T) {
+	const rounds = 3
+	deadlocks := 0
+	for round := 0; round < rounds; round++ {
+		w := newWindow(2)
+		w.slots <- struct{}{} // the window is full: two messages in flight
+		w.slots <- struct{}{}
+		ctx, cancel := context.WithTimeout(context.Background(), 1*time.Second)
+		res := make(chan error, 2)
+		for i := 0; i < 2; i++ {
+			go func() { res <- w.acquire(ctx, 2) }()
+		}
+		time.Sleep(10 * time.Millisecond) // both wait for the window
+		w.release(2)                      // the two in-flight acks arrive
+		first := <-res
+		if first == nil {
+			w.release(2) // the winner's batch is acknowledged
+		}
+		second := <-res
+		cancel()
+		if first != nil && second != nil {
+			deadlocks++
+		}
+	}
+	if deadlocks > 0 {
+		t.Fatalf("%d of %d rounds: two publishes each held part of the window and neither could complete (deadlock until their contexts ended)", deadlocks, rounds)
+	}
+}
