@@ -1,0 +1,120 @@
+package exporter
+
+import (
+	"context"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/kubefeed/kubefeed/exporter/config"
+	"github.com/kubefeed/kubefeed/exporter/event"
+	"github.com/kubefeed/kubefeed/sinks"
+)
+
+// manualSink is an AsyncSink whose acks the test gives one by one.
+type manualSink struct {
+	mu   sync.Mutex
+	pubs []asyncPub
+	sent []*event.Event
+	got  chan struct{}
+}
+
+var _ sinks.AsyncSink = (*manualSink)(nil)
+
+func newManualSink() *manualSink { return &manualSink{got: make(chan struct{}, 100)} }
+
+func (m *manualSink) Publish(_ context.Context, evs []*event.Event, done func(error)) error {
+	var once sync.Once
+	d := func(err error) { once.Do(func() { done(err) }) }
+	m.mu.Lock()
+	m.pubs = append(m.pubs, asyncPub{call: len(m.pubs) + 1, evs: evs, done: d})
+	m.mu.Unlock()
+	m.got <- struct{}{}
+	return nil
+}
+
+func (m *manualSink) Send(_ context.Context, evs []*event.Event) error {
+	m.mu.Lock()
+	m.sent = append(m.sent, evs...)
+	m.mu.Unlock()
+	return nil
+}
+
+func (m *manualSink) Close(context.Context) error {
+	m.mu.Lock()
+	pubs := m.pubs
+	m.pubs = nil
+	m.mu.Unlock()
+	for _, p := range pubs {
+		if p.done != nil {
+			p.done(sinks.Permanent(context.Canceled))
+		}
+	}
+	return nil
+}
+
+// next waits for the next publish (a liveness bound, not a timing assertion).
+func (m *manualSink) next(t *testing.T) asyncPub {
+	t.Helper()
+	select {
+	case <-m.got:
+	case <-time.After(20 * time.Second):
+		t.Fatal("no publish came")
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	p := m.pubs[len(m.pubs)-1]
+	return p
+}
+
+// A live deletion of an object whose first delivery is still awaiting its
+// ack: the periodic tombstone prune (every 30 s, topology.go:230) runs
+// while the ack is outstanding, sees no delivered record of the key
+// (tombstones.go:27, the record is Put only on ack, deliver.go:287) and
+// drops the final state. When the ack comes, the deletion is rendered from
+// the stale delivered record and flagged recovered (change.go:52-59),
+// although the watch delivered the final state live. The window turns the
+// former ~1 RTT race into one as long as the window's ack latency (up to
+// AckTimeout, or the webhook linger + request).
+//
+// FAILS on the current code: the deleted event is recovered=true and
+// carries the added state's resourceVersion, not the final state's.
+func TestWindowDeletionWhileAddInFlightKeepsFinalState(t *testing.T) {
+	sink := newManualSink()
+	h := startHarness(t, newConfig([]config.Watch{{Resource: "configmaps"}}), harnessOpts{sink: sink})
+	h.waitReady()
+	h.src.apply(cmRes.GVR, cm("a", "x", map[string]any{"v": "1"}), false)
+	add := sink.next(t)
+	if len(add.evs) != 1 || add.evs[0].Change() != "added" {
+		t.Fatalf("first publish: %s", summary(add.evs))
+	}
+	h.src.remove(cmRes.GVR, "a", "x", false)
+	// Wait until the watch's deletion reached the exporter (its tombstone).
+	k := Key{GVR: cmRes.GVR, Namespace: "a", Name: "x"}
+	deadline := time.Now().Add(20 * time.Second)
+	for h.ex.tombstones.get(k) == nil {
+		if time.Now().After(deadline) {
+			t.Fatal("no tombstone")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	final := h.ex.tombstones.get(k).obj.GetResourceVersion()
+	// The prune tick, while the add's ack is outstanding.
+	h.ex.tombstones.prune([]Store{h.ex.byName["rec"].store})
+	add.done(nil)
+	del := sink.next(t)
+	del.done(nil)
+	if len(del.evs) != 1 || del.evs[0].Change() != "deleted" {
+		t.Fatalf("second publish: %s", summary(del.evs))
+	}
+	d, _ := del.evs[0].Data.(*event.ChangeData)
+	if d == nil {
+		t.Fatalf("deleted event has no change data: %s", summary(del.evs))
+	}
+	if d.Recovered {
+		t.Errorf("a live deletion seen by the watch was sent as recovered (inferred), its final state lost")
+	}
+	if rv, _ := d.Object["metadata"].(map[string]any)["resourceVersion"].(string); rv != final {
+		t.Errorf("deleted event carries resourceVersion %q, the watch's final state was %q", rv, final)
+	}
+}
