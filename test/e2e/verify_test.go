@@ -233,7 +233,13 @@ func waitStream(t *testing.T, url string, n int) {
 	deadline := time.Now().Add(30 * time.Second)
 	for len(streamLines(t, url)) < n {
 		if time.Now().After(deadline) {
-			t.Fatalf("the stream holds %d messages, want %d", len(streamLines(t, url)), n)
+			// The messages themselves tell coalescing (an added at the
+			// latest version, a retraction) from a lost event.
+			var b strings.Builder
+			for _, m := range streamLines(t, url) {
+				fmt.Fprintf(&b, "\n  %.300s", m)
+			}
+			t.Fatalf("the stream holds %d messages, want %d:%s", len(streamLines(t, url)), n, b.String())
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
