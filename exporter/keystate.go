@@ -113,6 +113,14 @@ func (p *pendingSet) oldest() (time.Time, bool) {
 	return oldest, !oldest.IsZero()
 }
 
+// has reports whether k waits or is in flight.
+func (p *pendingSet) has(k Key) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	_, ok := p.m[k]
+	return ok
+}
+
 func (p *pendingSet) len() int {
 	p.mu.Lock()
 	defer p.mu.Unlock()

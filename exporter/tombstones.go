@@ -23,14 +23,17 @@ func (t *tombstones) get(k Key) *tombstone {
 	return nil
 }
 
-// prune drops tombstones that no sink's delivered state refers to.
-func (t *tombstones) prune(stores []Store) {
+// prune drops tombstones that no sink needs: none has a delivered record
+// of that incarnation, and none has the key waiting or in flight (an added
+// event still awaiting its ack needs the final state for the deletion that
+// follows).
+func (t *tombstones) prune(runners []*sinkRunner) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	for k, ts := range t.m {
 		needed := false
-		for _, st := range stores {
-			if r, ok := st.Get(k); ok && r.UID == string(ts.obj.GetUID()) {
+		for _, r := range runners {
+			if rec, ok := r.store.Get(k); ok && rec.UID == string(ts.obj.GetUID()) || r.pending.has(k) {
 				needed = true
 				break
 			}

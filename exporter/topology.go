@@ -218,16 +218,12 @@ func (e *Exporter) watchdog(ctx context.Context) error {
 func (e *Exporter) pruneLoop(ctx context.Context) error {
 	t := time.NewTicker(30 * time.Second)
 	defer t.Stop()
-	stores := make([]Store, 0, len(e.runners))
-	for _, r := range e.runners {
-		stores = append(stores, r.store)
-	}
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-t.C:
-			e.tombstones.prune(stores)
+			e.tombstones.prune(e.runners)
 		}
 	}
 }

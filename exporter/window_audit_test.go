@@ -100,7 +100,7 @@ func TestWindowDeletionWhileAddInFlightKeepsFinalState(t *testing.T) {
 	}
 	final := h.ex.tombstones.get(k).obj.GetResourceVersion()
 	// The prune tick, while the add's ack is outstanding.
-	h.ex.tombstones.prune([]Store{h.ex.byName["rec"].store})
+	h.ex.tombstones.prune(h.ex.runners)
 	add.done(nil)
 	del := sink.next(t)
 	del.done(nil)

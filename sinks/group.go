@@ -30,6 +30,7 @@ type Group struct {
 
 	mu      sync.Mutex
 	pending []GroupEntry
+	writing []GroupEntry // the batch the running write holds
 	running bool
 	closed  bool
 	idle    chan struct{} // closed when no write runs; replaced when one starts
@@ -60,7 +61,7 @@ func (g *Group) Publish(ctx context.Context, events []*event.Event, done func(er
 		<-g.slots
 		return Permanent(ErrClosed)
 	}
-	g.pending = append(g.pending, GroupEntry{Events: events, Done: done})
+	g.pending = append(g.pending, GroupEntry{Events: events, Done: once(done)})
 	if !g.running {
 		g.running = true
 		g.idle = make(chan struct{})
@@ -73,7 +74,7 @@ func (g *Group) loop(idle chan struct{}) {
 	for {
 		g.mu.Lock()
 		batch := g.pending
-		g.pending = nil
+		g.pending, g.writing = nil, batch
 		if len(batch) == 0 {
 			g.running = false
 			close(idle)
@@ -108,7 +109,9 @@ func (g *Group) Send(ctx context.Context, events []*event.Event) error {
 }
 
 // Close refuses further publishes and waits until what was published is
-// written (every done called), or ctx ends.
+// written (every done called). When ctx ends first, every entry not yet
+// reported fails (retryably: it is sent again later) before Close returns,
+// and a write that finishes later reports nothing.
 func (g *Group) Close(ctx context.Context) error {
 	g.mu.Lock()
 	g.closed = true
@@ -118,8 +121,22 @@ func (g *Group) Close(ctx context.Context) error {
 	case <-idle:
 		return nil
 	case <-ctx.Done():
-		return fmt.Errorf("waiting for pending writes: %w", ctx.Err())
 	}
+	err := fmt.Errorf("waiting for pending writes: %w", ctx.Err())
+	g.mu.Lock()
+	left := append(append([]GroupEntry(nil), g.writing...), g.pending...)
+	g.pending = nil
+	g.mu.Unlock()
+	for _, e := range left {
+		e.Done(err)
+	}
+	return err
+}
+
+// once returns done guarded so that only its first call counts.
+func once(done func(error)) func(error) {
+	var o sync.Once
+	return func(err error) { o.Do(func() { done(err) }) }
 }
 
 // Closed reports whether Close was called.

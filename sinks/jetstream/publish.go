@@ -22,6 +22,8 @@ var errClosed = errors.New("jetstream sink: closed")
 // publishes in flight, in publish order, to the ack reader.
 type window struct {
 	slots chan struct{}
+	// acquireMu makes taking a publish's slots all or nothing.
+	acquireMu sync.Mutex
 	// mu orders hand-overs: a batch enters acks under it, so the reader
 	// sees batches in the order their messages were published.
 	mu     sync.Mutex
@@ -49,8 +51,12 @@ type pubBatch struct {
 	done    func(error)
 }
 
-// acquire takes n slots of the window, or none when ctx ends first.
+// acquire takes n slots of the window, or none when ctx ends first. One
+// publish acquires at a time, so two publishes that each need most of the
+// window never hold parts of it while waiting for each other.
 func (w *window) acquire(ctx context.Context, n int) error {
+	w.acquireMu.Lock()
+	defer w.acquireMu.Unlock()
 	for i := 0; i < n; i++ {
 		if err := ctx.Err(); err != nil {
 			w.release(i)
