@@ -26,6 +26,7 @@ func TestConformance(t *testing.T) {
 	defer nc.Close()
 	var mu sync.Mutex
 	var ids []string
+	var reconnects uint64
 	if _, err := nc.Subscribe("kubefeed.>", func(m *nats.Msg) {
 		mu.Lock()
 		defer mu.Unlock()
@@ -53,17 +54,24 @@ func TestConformance(t *testing.T) {
 			defer mu.Unlock()
 			return append([]string(nil), ids...)
 		},
-		Break: func(*testing.T) { srv.Shutdown() },
+		Break: func(*testing.T) {
+			reconnects = nc.Stats().Reconnects
+			srv.Shutdown()
+		},
 		Heal: func(t *testing.T) {
 			if err := srv.Restart(); err != nil {
 				t.Fatal(err)
 			}
-			// Core NATS is at most once: wait for the subscriber to be back.
+			// Core NATS is at most once: wait for the subscriber to be back
+			// on the new server (IsConnected alone may still describe the
+			// connection to the old one, not yet seen to be gone).
 			deadline := time.Now().Add(10 * time.Second)
-			for !nc.IsConnected() && time.Now().Before(deadline) {
+			for (nc.Stats().Reconnects <= reconnects || !nc.IsConnected()) && time.Now().Before(deadline) {
 				time.Sleep(20 * time.Millisecond)
 			}
-			_ = nc.Flush()
+			if err := nc.Flush(); err != nil {
+				t.Fatalf("subscriber not back after the restart: %v", err)
+			}
 		},
 		AtMostOnce: true,
 	})
