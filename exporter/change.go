@@ -34,6 +34,12 @@ func decide(last *Record, cur *unstructured.Unstructured, tomb *tombstone) []cha
 		return nil
 	case last == nil:
 		return []change{{kind: event.Added, obj: cur}}
+	case last.Provisional && cur == nil:
+		// Perhaps sent, never acknowledged: retract it.
+		return []change{deleted(*last, tomb)}
+	case last.Provisional && string(cur.GetUID()) == last.UID:
+		// Perhaps sent, never acknowledged: offer it again.
+		return []change{{kind: event.Added, obj: cur}}
 	case cur == nil:
 		return []change{deleted(*last, tomb)}
 	case string(cur.GetUID()) != last.UID:

@@ -3,6 +3,7 @@ package exporter
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 
 	"go.uber.org/zap"
@@ -184,6 +185,26 @@ func deletionRules(rules []*rule, delivered int, final *unstructured.Unstructure
 	return rules
 }
 
+// provision writes, before an object new to the sink is sent, a
+// provisional record to a checkpoint and waits until it is durable: a
+// kubefeed killed after the sink got the object but before its record
+// was written would otherwise not know the object, and miss its deletion.
+func (r *sinkRunner) provision(ctx context.Context, k Key, last *Record, out outcome) error {
+	sy, ok := r.store.(Syncer)
+	if !ok || last != nil || out.record == nil || len(out.events) == 0 {
+		return nil
+	}
+	rec := *out.record
+	rec.Provisional = true
+	r.store.Put(k, rec)
+	sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := sy.Sync(sctx); err != nil {
+		return fmt.Errorf("checkpoint before sending %s: %w", k, err)
+	}
+	return nil
+}
+
 func hasRule(rules []*rule, idx int) bool {
 	for _, rl := range rules {
 		if rl.index+1 == idx {
@@ -228,6 +249,9 @@ func (r *sinkRunner) prepare(ctx context.Context, it item) (*delivery, error) {
 		if err := r.sendGapFirst(ctx, g); err != nil {
 			return nil, err
 		}
+	}
+	if err := r.provision(ctx, k, last, out); err != nil {
+		return nil, err
 	}
 	return &delivery{it: it, cur: cur, snap: snap, out: out}, nil
 }

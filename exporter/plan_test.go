@@ -1,6 +1,7 @@
 package exporter
 
 import (
+	"context"
 	"fmt"
 	"sync"
 	"testing"
@@ -182,5 +183,73 @@ func TestGapBookForgetsOldMarkers(t *testing.T) {
 	}
 	if b.isSent(&gap{ev: &event.Event{ID: "g1"}}) {
 		t.Error("an hour-old marker id is still remembered")
+	}
+}
+
+// A provisional record (written before its added event was sent, then a
+// crash) is offered again as added, or retracted when the object is gone.
+func TestDecideProvisional(t *testing.T) {
+	prov := recordOf(obj("a", "1"))
+	prov.Provisional = true
+	if got := decide(&prov, obj("a", "1"), nil); len(got) != 1 || got[0].kind != event.Added {
+		t.Fatalf("provisional, same object: %v, want added again", got)
+	}
+	if got := decide(&prov, nil, nil); len(got) != 1 || got[0].kind != event.Deleted {
+		t.Fatalf("provisional, object gone: %v, want deleted", got)
+	}
+	if got := decide(&prov, obj("b", "3"), nil); len(got) != 2 || got[0].kind != event.Deleted || got[1].kind != event.Added {
+		t.Fatalf("provisional, new uid: %v, want deleted then added", got)
+	}
+}
+
+// syncStore is a MemoryStore with group commit that records what was
+// durable when each send began.
+type syncStore struct {
+	*MemoryStore
+	mu      sync.Mutex
+	durable map[Key]Record
+}
+
+func (s *syncStore) Sync(context.Context) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.Range(func(k Key, r Record) bool { s.durable[k] = r; return true })
+	return nil
+}
+
+// With a checkpoint, an object new to the sink has a durable (provisional)
+// record before its added event is sent, and a final one after the ack.
+func TestProvisionalRecordBeforeSend(t *testing.T) {
+	src := newFakeSource(0)
+	st := &syncStore{MemoryStore: NewMemoryStore(), durable: map[Key]Record{}}
+	k := Key{GVR: cmRes.GVR, Namespace: "a", Name: "x"}
+	var atSend *Record
+	var once sync.Once
+	sink := &recorder{fail: func(_ int, evs []*event.Event) error {
+		once.Do(func() {
+			st.mu.Lock()
+			if r, ok := st.durable[k]; ok {
+				atSend = &r
+			}
+			st.mu.Unlock()
+		})
+		return nil
+	}}
+	h := startHarness(t, newConfig([]config.Watch{{Resource: "configmaps"}}), harnessOpts{src: src, stores: map[string]Store{"rec": st}, sink: sink})
+	h.waitReady()
+	src.apply(cmRes.GVR, cm("a", "x", nil), false)
+	sink.waitFor(t, "added", func(e []*event.Event) bool { return len(e) == 1 })
+	if atSend == nil || !atSend.Provisional {
+		t.Fatalf("durable record when the add was sent: %+v, want a provisional one", atSend)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if r, ok := st.Get(k); ok && !r.Provisional {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the record stayed provisional after the ack")
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 }

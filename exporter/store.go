@@ -34,6 +34,11 @@ type Record struct {
 	// was sent, redacted. A diff against it compares the redacted current
 	// state, so redacted paths do not show as changed.
 	AtRest bool
+	// Provisional marks a record written before its added event was sent
+	// (with a checkpoint): the sink may or may not hold the object. After
+	// a crash it is offered again as added, or retracted when gone, so a
+	// deletion made while kubefeed was down is never lost.
+	Provisional bool
 }
 
 // Syncer is implemented by write-behind stores: Sync returns once what was

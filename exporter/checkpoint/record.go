@@ -29,6 +29,8 @@ type stored struct {
 	RV     string `json:"v"`
 	Scope  string `json:"s,omitempty"`
 	State  []byte `json:"o,omitempty"` // gzip of the object's JSON
+	// Provisional: written before the added event was sent.
+	Provisional bool `json:"p,omitempty"`
 }
 
 // keyString encodes a key as "group/version/resource/namespace/name".
@@ -48,7 +50,7 @@ func parseKey(s string) (exporter.Key, error) {
 // scope, and with keepState its state as its rule redacts it
 // (r.Redact.Object), never the raw one.
 func encodeRecord(r exporter.Record, keepState bool) ([]byte, error) {
-	s := stored{Format: recordFormat, UID: r.UID, RV: r.ResourceVersion, Scope: r.Scope}
+	s := stored{Format: recordFormat, UID: r.UID, RV: r.ResourceVersion, Scope: r.Scope, Provisional: r.Provisional}
 	if keepState && r.Object != nil {
 		obj := r.Object.Object
 		if r.Redact != nil {
@@ -82,7 +84,7 @@ func decodeRecord(b []byte) (r exporter.Record, legacy bool, err error) {
 	if s.Format > recordFormat {
 		return exporter.Record{}, false, fmt.Errorf("checkpoint record format %d is newer than this kubefeed's (%d)", s.Format, recordFormat)
 	}
-	r = exporter.Record{UID: s.UID, ResourceVersion: s.RV, Scope: s.Scope}
+	r = exporter.Record{UID: s.UID, ResourceVersion: s.RV, Scope: s.Scope, Provisional: s.Provisional}
 	if len(s.State) > 0 {
 		zr, err := gzip.NewReader(bytes.NewReader(s.State))
 		if err != nil {
