@@ -178,20 +178,7 @@ func TestJetStreamOutageLosesNothing(t *testing.T) {
 	s := jetStreamSink(t, srv.URL(), nil)
 	rec := &recorder{}
 	startExporter(t, burstConfig(nss, "  - {name: rec, stdout: {}}\n"), map[string]sinks.Sink{"js": s, "rec": rec})
-	// Stop the server 1s into the burst, for 20s.
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		time.Sleep(time.Second)
-		srv.Shutdown()
-		time.Sleep(20 * time.Second)
-		if err := srv.Restart(); err != nil {
-			t.Error(err)
-		}
-	}()
-	burst10k(t, nss)
-	wg.Wait()
+	burstThroughOutage(t, nss, srv.Shutdown, srv.Restart)
 	rebuildsListed(t, func() [][]byte { return streamLines(t, srv.URL()) }, nss...)
 	cfgPath := writeFile(t, "c.yaml", strings.Replace(burstConfig(nss, ""), "nats://unused:4222", srv.URL(), 1))
 	verifyMatches(t, cp.Kubeconfig(), cfgPath, "js", len(listed(t, nss, burstResources)))
@@ -326,4 +313,23 @@ func TestOversizedObjectFollowsPolicy(t *testing.T) {
 	if st := s.Stats(); st.Shrunk != 2 {
 		t.Errorf("stats %+v, want 2 shrunk", st)
 	}
+}
+
+// burstThroughOutage runs burst10k over nss while the destination is
+// stopped 1s into the burst, for 20s, then started again.
+func burstThroughOutage(t *testing.T, nss []string, stop func(), restart func() error) {
+	t.Helper()
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		time.Sleep(time.Second)
+		stop()
+		time.Sleep(20 * time.Second)
+		if err := restart(); err != nil {
+			t.Error(err)
+		}
+	}()
+	burst10k(t, nss)
+	wg.Wait()
 }

@@ -10,7 +10,6 @@ package e2e
 import (
 	"context"
 	"sort"
-	"sync"
 	"testing"
 	"time"
 
@@ -126,20 +125,7 @@ func TestKafkaOutageLosesNothing(t *testing.T) {
 	s := kafkaSink(t, kc.Addr())
 	rec := &recorder{}
 	startExporter(t, kafkaConfig(nss, "  - {name: rec, stdout: {}}\n"), map[string]sinks.Sink{"bus": s, "rec": rec})
-	// Stop the broker 1s into the burst, for 20s.
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		time.Sleep(time.Second)
-		kc.Shutdown()
-		time.Sleep(20 * time.Second)
-		if err := kc.Restart(); err != nil {
-			t.Error(err)
-		}
-	}()
-	burst10k(t, nss)
-	wg.Wait()
+	burstThroughOutage(t, nss, kc.Shutdown, kc.Restart)
 	rebuildsListed(t, func() [][]byte { return topicLines(t, kc.Addr()) }, nss...)
 	unique, n := checkTopic(t, topicLines(t, kc.Addr()), false)
 	t.Logf("after a 20s outage: %d records stored, %d distinct events; sink stats %+v", n, unique, s.Stats())
