@@ -37,6 +37,15 @@ type fakeSource struct {
 	listErr map[schema.GroupVersionResource]error
 	// listCalls counts List calls per resource (pages included).
 	listCalls map[schema.GroupVersionResource]int
+	// noWatchList makes the source refuse watches with sendInitialEvents,
+	// as an API server without the WatchList feature (or its watch cache)
+	// does, so that the reflector lists in pages instead.
+	noWatchList bool
+	// streams counts watch-list requests per resource.
+	streams map[schema.GroupVersionResource]int
+	// breakStreams, when positive, ends that many of the next watch-list
+	// streams after half their objects, without the end bookmark.
+	breakStreams int
 }
 
 // fakeWatch is a watch the fake source feeds; its buffer holds more than
@@ -76,7 +85,7 @@ func (w *fakeWatch) send(ev watch.Event) {
 func newFakeSource(pageSize int) *fakeSource {
 	return &fakeSource{pageSize: pageSize, objs: map[schema.GroupVersionResource]map[string]*unstructured.Unstructured{},
 		watchers: map[schema.GroupVersionResource][]*fakeWatch{}, listErr: map[schema.GroupVersionResource]error{},
-		listCalls: map[schema.GroupVersionResource]int{}}
+		listCalls: map[schema.GroupVersionResource]int{}, streams: map[schema.GroupVersionResource]int{}}
 }
 
 func (f *fakeSource) client(gvr schema.GroupVersionResource, ns string) resourceClient {
@@ -146,7 +155,43 @@ func (c *fakeClient) Watch(_ context.Context, o metav1.ListOptions) (watch.Inter
 	f := c.f
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	w := &fakeWatch{ch: make(chan watch.Event, 1<<14), ns: c.ns, sel: sel}
+	stream := o.SendInitialEvents != nil && *o.SendInitialEvents
+	if stream {
+		if f.noWatchList {
+			return nil, apierrors.NewBadRequest("sendInitialEvents is forbidden for watch unless the WatchList feature gate is enabled")
+		}
+		if err := f.listErr[c.gvr]; err != nil {
+			return nil, err
+		}
+		f.streams[c.gvr]++
+	}
+	w := &fakeWatch{ch: make(chan watch.Event, 1<<17), ns: c.ns, sel: sel}
+	if stream {
+		// The initial events: every object as ADDED, then the bookmark
+		// that ends them.
+		var keys []string
+		for k, u := range f.objs[c.gvr] {
+			if (c.ns == "" || u.GetNamespace() == c.ns) && sel.Matches(labels.Set(u.GetLabels())) {
+				keys = append(keys, k)
+			}
+		}
+		sort.Strings(keys)
+		if f.breakStreams > 0 {
+			f.breakStreams--
+			for _, k := range keys[:len(keys)/2] {
+				w.send(watch.Event{Type: watch.Added, Object: f.objs[c.gvr][k].DeepCopy()})
+			}
+			w.Stop()
+			return w, nil
+		}
+		for _, k := range keys {
+			w.send(watch.Event{Type: watch.Added, Object: f.objs[c.gvr][k].DeepCopy()})
+		}
+		bm := &unstructured.Unstructured{Object: map[string]any{"apiVersion": "v1", "kind": "Bookmark"}}
+		bm.SetResourceVersion(strconv.Itoa(f.rv))
+		bm.SetAnnotations(map[string]string{metav1.InitialEventsAnnotationKey: "true"})
+		w.send(watch.Event{Type: watch.Bookmark, Object: bm})
+	}
 	f.watchers[c.gvr] = append(f.watchers[c.gvr], w)
 	return w, nil
 }

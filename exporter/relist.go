@@ -7,16 +7,22 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 )
 
-// listCycles tells the reflector's initial list from its relists. The
-// reflector's pager calls List once per page: a list cycle starts with a
-// request without a continue token and ends with a page that has none. The
-// first cycle to complete is the initial list; every cycle that starts
-// after one completed is a relist, whose items (all pages) arrive as
-// recovered changes. A cycle abandoned half-way (an error, an expired
-// continue token) is simply started again.
+// listCycles tells the reflector's initial list from its relists. A list
+// cycle is either a paged List (the reflector's pager calls List once per
+// page: a cycle starts with a request without a continue token and ends
+// with a page that has none) or a watch-list stream (a watch request with
+// sendInitialEvents: the objects arrive as ADDED events and the cycle ends
+// with the bookmark annotated k8s.io/initial-events-end). The first cycle
+// to complete is the initial list; every cycle that starts after one
+// completed is a relist, whose items arrive as recovered changes. A cycle
+// abandoned half-way (an error, an expired continue token, a stream that
+// broke before its bookmark) is simply started again: a new cycle
+// supersedes it, and what the old one still reports is ignored.
 type listCycles struct {
 	mu        sync.Mutex
 	completed int
+	gen       uint64         // the current cycle; 0: none is open
+	next      uint64         // the last generation handed out
 	inRelist  bool           // the current cycle is a relist
 	items     map[Key]string // what the current relist cycle listed so far
 	// The last completed relist: key -> resourceVersion, consumed by the
@@ -25,30 +31,44 @@ type listCycles struct {
 	gap      *gap
 }
 
-// page records one List response; it reports whether a relist just
-// completed, with how many objects it listed.
-func (c *listCycles) page(opts metav1.ListOptions, l *unstructured.UnstructuredList, keyOf func(*unstructured.Unstructured) Key, newGap func() *gap) (relisted bool, n int) {
+// begin opens a new cycle and returns its generation.
+func (c *listCycles) begin() uint64 {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if opts.Continue == "" {
-		c.inRelist = c.completed > 0
-		c.items = nil
-		if c.inRelist {
-			c.items = make(map[Key]string, len(l.Items))
-		}
-	}
+	c.next++
+	c.gen = c.next
+	c.inRelist = c.completed > 0
+	c.items = nil
 	if c.inRelist {
-		if c.items == nil { // a continued page of a cycle we did not see start
-			c.items = map[Key]string{}
-		}
-		for i := range l.Items {
-			it := &l.Items[i]
-			c.items[keyOf(it)] = it.GetResourceVersion()
-		}
+		c.items = map[Key]string{}
 	}
-	if l.GetContinue() != "" {
+	return c.gen
+}
+
+// listed records an object of cycle gen (rv "" forgets k: a deletion seen
+// in a watch-list stream before its end).
+func (c *listCycles) listed(gen uint64, k Key, rv string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if gen != c.gen || !c.inRelist {
+		return
+	}
+	if rv == "" {
+		delete(c.items, k)
+		return
+	}
+	c.items[k] = rv
+}
+
+// end completes cycle gen; it reports whether a relist just completed,
+// with how many objects it listed. Ending a superseded cycle does nothing.
+func (c *listCycles) end(gen uint64, newGap func() *gap) (relisted bool, n int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if gen != c.gen {
 		return false, 0
 	}
+	c.gen = 0
 	c.completed++
 	if !c.inRelist {
 		return false, 0
@@ -56,6 +76,25 @@ func (c *listCycles) page(opts metav1.ListOptions, l *unstructured.UnstructuredL
 	c.relisted, c.gap = c.items, newGap()
 	c.items, c.inRelist = nil, false
 	return true, len(c.relisted)
+}
+
+// page records one List response; it reports whether a relist just
+// completed, with how many objects it listed.
+func (c *listCycles) page(opts metav1.ListOptions, l *unstructured.UnstructuredList, keyOf func(*unstructured.Unstructured) Key, newGap func() *gap) (relisted bool, n int) {
+	c.mu.Lock()
+	gen := c.gen
+	c.mu.Unlock()
+	if opts.Continue == "" || gen == 0 { // a continued page of a cycle we did not see start opens one
+		gen = c.begin()
+	}
+	for i := range l.Items {
+		it := &l.Items[i]
+		c.listed(gen, keyOf(it), it.GetResourceVersion())
+	}
+	if l.GetContinue() != "" {
+		return false, 0
+	}
+	return c.end(gen, newGap)
 }
 
 // recoveredBy returns the relist's gap when a notification comes from the

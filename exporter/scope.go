@@ -71,12 +71,12 @@ type scope struct {
 	lastProgress atomic.Int64
 }
 
-// listWatch lists and watches one scope; it opts out of client-go's
-// watch-list streaming so that every (re)list goes through List, where
-// relists are seen.
+// listWatch lists and watches one scope. The reflector streams its
+// (re)lists as a watch with sendInitialEvents (client-go's watch-list)
+// where the API server serves them, and falls back to paged Lists where
+// it does not; relists are told from the first list on both paths
+// (listCycles).
 type listWatch struct{ cache.ListWatch }
-
-func (*listWatch) IsWatchListSemanticsUnSupported() bool { return true }
 
 func newScope(ex *Exporter, id scopeID, res Resource) *scope {
 	s := &scope{id: id, name: id.String(), res: res, ex: ex, stop: make(chan struct{}), log: ex.log.With(zap.Stringer("scope", id))}
@@ -101,7 +101,11 @@ func newScope(ex *Exporter, id scopeID, res Resource) *scope {
 			if err != nil {
 				return nil, err
 			}
-			return s.track(w), nil
+			var cycle uint64
+			if o.SendInitialEvents != nil && *o.SendInitialEvents {
+				cycle = s.lists.begin() // a watch-list: a list cycle streamed
+			}
+			return s.track(w, cycle), nil
 		},
 	}}
 	s.informer = cache.NewSharedIndexInformer(lw, &unstructured.Unstructured{}, ex.cfg.ResyncPeriod.Duration, cache.Indexers{})
@@ -194,7 +198,11 @@ func (s *scope) newGap(reason string) func() *gap {
 // onListPage runs in the reflector after every successful List call (one
 // per page).
 func (s *scope) onListPage(o metav1.ListOptions, l *unstructured.UnstructuredList) {
-	relisted, n := s.lists.page(o, l, s.keyOf, s.newGap(GapRelist))
+	s.listEnded(s.lists.page(o, l, s.keyOf, s.newGap(GapRelist)))
+}
+
+// listEnded counts and logs a relist that just completed.
+func (s *scope) listEnded(relisted bool, n int) {
 	if !relisted {
 		return
 	}

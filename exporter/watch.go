@@ -5,10 +5,14 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/watch"
 )
 
-// trackedWatch passes a watch's events through and records progress.
+// trackedWatch passes a watch's events through and records progress; a
+// watch-list stream's objects are also recorded as a list cycle's until
+// its end bookmark.
 type trackedWatch struct {
 	inner watch.Interface
 	out   chan watch.Event
@@ -16,7 +20,9 @@ type trackedWatch struct {
 	stop  sync.Once
 }
 
-func (s *scope) track(w watch.Interface) watch.Interface {
+// track wraps w; cycle, when not 0, is the list cycle w streams (a watch
+// with sendInitialEvents).
+func (s *scope) track(w watch.Interface, cycle uint64) watch.Interface {
 	t := &trackedWatch{inner: w, out: make(chan watch.Event), done: make(chan struct{})}
 	s.lastProgress.Store(time.Now().UnixNano())
 	s.watchMu.Lock()
@@ -26,6 +32,9 @@ func (s *scope) track(w watch.Interface) watch.Interface {
 		defer close(t.out)
 		for ev := range w.ResultChan() {
 			s.lastProgress.Store(time.Now().UnixNano())
+			if cycle != 0 && s.streamed(cycle, ev) {
+				cycle = 0 // the initial events ended; later ones are changes
+			}
 			select {
 			case t.out <- ev:
 			case <-t.done:
@@ -58,4 +67,27 @@ func (s *scope) restartStalledWatch(timeout time.Duration) bool {
 	s.lastProgress.Store(time.Now().UnixNano())
 	w.Stop()
 	return true
+}
+
+// streamed records one event of watch-list cycle gen, before the reflector
+// sees it; it reports whether the event ends the initial events (the
+// bookmark annotated k8s.io/initial-events-end), which completes the
+// cycle before the reflector replaces its store with what was streamed.
+func (s *scope) streamed(gen uint64, ev watch.Event) bool {
+	u, ok := ev.Object.(*unstructured.Unstructured)
+	if !ok {
+		return false
+	}
+	switch ev.Type {
+	case watch.Added, watch.Modified:
+		s.lists.listed(gen, s.keyOf(u), u.GetResourceVersion())
+	case watch.Deleted:
+		s.lists.listed(gen, s.keyOf(u), "")
+	case watch.Bookmark:
+		if u.GetAnnotations()[metav1.InitialEventsAnnotationKey] == "true" {
+			s.listEnded(s.lists.end(gen, s.newGap(GapRelist)))
+			return true
+		}
+	}
+	return false
 }
