@@ -11,10 +11,12 @@ import (
 	"go.uber.org/zap/zaptest"
 	"golang.org/x/sync/errgroup"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/dynamic"
 
@@ -33,10 +35,14 @@ type listCall struct {
 }
 
 // pagingProbe is the dynamic client kubefeed uses, recording its Lists.
+// With noWatchList it refuses watches with sendInitialEvents, as an API
+// server without the WatchList feature does, so that the reflector lists
+// in pages.
 type pagingProbe struct {
 	dynamic.Interface
-	mu    sync.Mutex
-	calls []listCall
+	noWatchList bool
+	mu          sync.Mutex
+	calls       []listCall
 }
 
 func (p *pagingProbe) Resource(gvr schema.GroupVersionResource) dynamic.NamespaceableResourceInterface {
@@ -73,6 +79,13 @@ func (r probeList) List(ctx context.Context, opts metav1.ListOptions) (*unstruct
 	return l, err
 }
 
+func (r probeList) Watch(ctx context.Context, opts metav1.ListOptions) (watch.Interface, error) {
+	if r.p.noWatchList && opts.SendInitialEvents != nil && *opts.SendInitialEvents {
+		return nil, apierrors.NewBadRequest("sendInitialEvents is forbidden for watch unless the WatchList feature gate is enabled")
+	}
+	return r.ResourceInterface.Watch(ctx, opts)
+}
+
 // pages counts the continued requests and the items of calls.
 func pages(calls []listCall) (continued, items int) {
 	for _, c := range calls {
@@ -85,7 +98,8 @@ func pages(calls []listCall) (continued, items int) {
 }
 
 // 1,200 ConfigMaps in one namespace, an API server without watch cache so
-// that lists come from etcd in pages of 500: the initial list (3 pages) is
+// that lists come from etcd in pages of 500, and a client that is refused
+// watch-list streaming (as by an API server without it), so that it lists: the initial list (3 pages) is
 // no relist (no gap, nothing recovered). Then the API server kubefeed uses
 // is killed; through a second one, objects on all three pages are changed,
 // deleted and created, and etcd is compacted; the first comes back, the
@@ -125,7 +139,7 @@ func TestPagedRelistRecoversChangesOnEveryPage(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	probe := &pagingProbe{Interface: dyn}
+	probe := &pagingProbe{Interface: dyn, noWatchList: true}
 	ex, err := exporter.New(exporter.Options{
 		Config: cfg, Client: probe, Resolver: exporter.NewDiscoveryResolver(discovery.NewDiscoveryClientForConfigOrDie(own.Config())),
 		Sinks: map[string]sinks.Sink{"js": js}, Logger: zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel)),

@@ -25,7 +25,9 @@ import (
 // The API server kubefeed talks to is SIGKILLed; through a second API
 // server on the same etcd, objects are deleted, changed and created, and
 // etcd is compacted; the first comes back. kubefeed relists and sends
-// exactly those changes, marked recovered, after a gap marker.
+// exactly those changes, marked recovered, after a gap marker. The API
+// server serves watch-list, so the first list and the relist are both
+// streamed (no List request): the relist is told on the watch request.
 func TestAPIServerOutageRecoversExactlyTheChanges(t *testing.T) {
 	own := cluster.StartT(t, cluster.Options{})
 	second, err := own.AddAPIServer()
@@ -53,8 +55,9 @@ func TestAPIServerOutageRecoversExactlyTheChanges(t *testing.T) {
 		t.Fatal(err)
 	}
 	rec := &recorder{}
+	probe := &pagingProbe{Interface: dyn}
 	ex, err := exporter.New(exporter.Options{
-		Config: cfg, Client: dyn, Resolver: exporter.NewDiscoveryResolver(discovery.NewDiscoveryClientForConfigOrDie(own.Config())),
+		Config: cfg, Client: probe, Resolver: exporter.NewDiscoveryResolver(discovery.NewDiscoveryClientForConfigOrDie(own.Config())),
 		Sinks: map[string]sinks.Sink{"rec": rec, "js": jetStreamSink(t, srv.URL(), nil)}, Logger: zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel)),
 	})
 	if err != nil {
@@ -110,6 +113,9 @@ func TestAPIServerOutageRecoversExactlyTheChanges(t *testing.T) {
 	}
 	if ex.Relists() == 0 {
 		t.Error("no relist counted")
+	}
+	if calls := probe.since(0); len(calls) != 0 {
+		t.Errorf("%d List requests: the lists were not streamed as watch-lists", len(calls))
 	}
 	// The JetStream sink caught up too, and verify agrees with its stream.
 	listNow := func() map[string]map[string]any {
