@@ -221,6 +221,9 @@ type delivery struct {
 	cur  current
 	snap pending
 	out  outcome
+	// again: only the deletions of a replaced incarnation were sent; the
+	// key is queued again for the new one.
+	again bool
 }
 
 // prepare plans what to send for k. A gap marker that must precede the
@@ -245,6 +248,14 @@ func (r *sinkRunner) prepare(ctx context.Context, it item) (*delivery, error) {
 		r.ex.metrics.filterErrors.WithLabelValues(r.name).Add(float64(out.filterErrors))
 		r.log.Debug("filter failed; counted as no match", zap.Stringer("key", k), zap.Int("rules", out.filterErrors))
 	}
+	again := false
+	if r.replacesIncarnation(last, out) {
+		// The deletions first, forgotten durably; the new incarnation next
+		// round, provisioned before it is sent.
+		gone := cur
+		gone.obj = nil
+		out, again = plan(r.ex.cfg.Cluster, k, last, snap.attempted, gone, tomb, snap.recovered != nil, r.ex.now()), true
+	}
 	if g := snap.recovered; g != nil && len(out.events) > 0 {
 		if err := r.sendGapFirst(ctx, g); err != nil {
 			return nil, err
@@ -253,7 +264,25 @@ func (r *sinkRunner) prepare(ctx context.Context, it item) (*delivery, error) {
 	if err := r.provision(ctx, k, last, out); err != nil {
 		return nil, err
 	}
-	return &delivery{it: it, cur: cur, snap: snap, out: out}, nil
+	return &delivery{it: it, cur: cur, snap: snap, out: out, again: again}, nil
+}
+
+// replacesIncarnation reports whether out sends a new incarnation of an
+// object together with the deletion of another (a uid change, or the
+// retraction of an unacknowledged one) to a checkpointed sink. Such a
+// send is split: acknowledged together and killed before the checkpoint
+// committed, a restart would know only the old incarnation, and never
+// retract the new one the sink holds once it is gone.
+func (r *sinkRunner) replacesIncarnation(last *Record, out outcome) bool {
+	if _, ok := r.store.(Syncer); !ok || out.record == nil || (last != nil && last.UID == out.record.UID) {
+		return false
+	}
+	for _, c := range out.changes {
+		if c.kind == event.Deleted {
+			return true
+		}
+	}
+	return false
 }
 
 // send hands d's events to the sink and arranges for complete to run once
@@ -316,6 +345,9 @@ func (r *sinkRunner) complete(ctx context.Context, d *delivery, err error) {
 	noticed := r.pending.finish(k, d.snap)
 	if len(out.events) > 0 && !noticed.IsZero() {
 		r.ex.metrics.latency.WithLabelValues(r.name).Observe(time.Since(noticed).Seconds())
+	}
+	if d.again {
+		r.enqueue(k, d.snap.recovered)
 	}
 	if _, ok := r.store.(Syncer); ok && len(out.events) > 0 && out.changes[0].kind != event.Modified {
 		r.commitThenSettle(ctx, d.it)

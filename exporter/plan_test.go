@@ -253,3 +253,68 @@ func TestProvisionalRecordBeforeSend(t *testing.T) {
 		time.Sleep(5 * time.Millisecond)
 	}
 }
+
+// With a checkpoint, a key whose object was replaced by a new incarnation
+// (deleted and created again under the same name while the change was
+// coalesced) is sent in two steps: the old incarnation's deletion first,
+// forgotten durably, then the new one's added event after its provisional
+// record is durable. Sent together, a kubefeed killed between the sink's
+// ack and the checkpoint's commit would restart with the old record only,
+// and never retract the new incarnation the sink holds once it is gone.
+func TestNewIncarnationIsProvisionedBeforeSend(t *testing.T) {
+	src := newFakeSource(0)
+	st := &syncStore{MemoryStore: NewMemoryStore(), durable: map[Key]Record{}}
+	k := Key{GVR: cmRes.GVR, Namespace: "a", Name: "x"}
+	type sent struct {
+		types   []string
+		durable *Record
+	}
+	var mu sync.Mutex
+	var sends []sent
+	sink := &recorder{fail: func(_ int, evs []*event.Event) error {
+		s := sent{}
+		for _, e := range evs {
+			s.types = append(s.types, e.Type+" "+e.UID)
+		}
+		st.mu.Lock()
+		if r, ok := st.durable[k]; ok {
+			s.durable = &r
+		}
+		st.mu.Unlock()
+		mu.Lock()
+		sends = append(sends, s)
+		mu.Unlock()
+		return nil
+	}}
+	h := startHarness(t, newConfig([]config.Watch{{Resource: "configmaps"}}), harnessOpts{src: src, stores: map[string]Store{"rec": st}, sink: sink})
+	h.waitReady()
+	first := cm("a", "x", nil)
+	first.SetUID("uid-1")
+	src.apply(cmRes.GVR, first, false)
+	sink.waitFor(t, "added", func(e []*event.Event) bool { return len(e) == 1 })
+	// Replaced while the watch was down: the relist sees only the new one.
+	src.remove(cmRes.GVR, "a", "x", true)
+	second := cm("a", "x", nil)
+	second.SetUID("uid-2")
+	src.apply(cmRes.GVR, second, true)
+	src.expire(cmRes.GVR)
+	sink.waitFor(t, "deleted and added", func(e []*event.Event) bool {
+		return count(e, event.Deleted.Type()) == 1 && count(e, event.Added.Type()) == 2
+	})
+	mu.Lock()
+	defer mu.Unlock()
+	var last sent
+	for _, s := range sends {
+		for _, typ := range s.types {
+			if typ == event.Added.Type()+" uid-2" {
+				last = s
+			}
+		}
+	}
+	if len(last.types) != 1 {
+		t.Fatalf("the new incarnation was sent with %v, want its added event alone", last.types)
+	}
+	if last.durable == nil || !last.durable.Provisional || last.durable.UID != "uid-2" {
+		t.Fatalf("durable record when the new incarnation was sent: %+v, want a provisional one of uid-2", last.durable)
+	}
+}
