@@ -42,7 +42,11 @@ func (s *Sink) Publish(ctx context.Context, events []*event.Event, done func(err
 		if enc.permanent != nil {
 			return enc.permanent
 		}
-		done(nil)
+		b := &batch{s: s, done: done}
+		if !s.track(b) {
+			return errClosed
+		}
+		b.answer(nil, false)
 		return nil
 	}
 	n := min(len(enc.recs), s.win.size())

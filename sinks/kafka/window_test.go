@@ -313,3 +313,20 @@ func TestPublishLargerThanTheWindow(t *testing.T) {
 		t.Errorf("stats %+v, want 8 produced, 5 gap records", st)
 	}
 }
+
+// A publish without events is acknowledged at once, on the sink's
+// goroutine, like any other.
+func TestPublishOfNothing(t *testing.T) {
+	kc := kafkatest.StartT(t, kafkatest.Options{})
+	s := newSink(t, sinkConfig(kc.Addr()))
+	p := &publisher{t: t, s: s}
+	if err := p.await(context.Background()); err != nil {
+		t.Errorf("publish of no events: %v", err)
+	}
+	if err := s.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if calls, _ := p.answer(0); calls != 1 {
+		t.Errorf("done called %d times, want once", calls)
+	}
+}
