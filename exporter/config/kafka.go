@@ -34,6 +34,10 @@ type KafkaSink struct {
 	DeadLetterTopic string `yaml:"deadLetterTopic"`
 	// Provision creates missing topics; nil: they must exist.
 	Provision *TopicProvision `yaml:"provision"`
+	// MaxInFlight bounds the records handed to the producer and awaiting
+	// the broker's ack, across objects: the sink's window (default
+	// DefaultKafkaMaxInFlight).
+	MaxInFlight int `yaml:"maxInFlight"`
 }
 
 // KafkaSASL authenticates to the brokers; the password is read from a file.
@@ -56,6 +60,8 @@ type TopicProvision struct {
 const (
 	DefaultKafkaTopic           = "kubefeed"
 	DefaultKafkaMaxMessageBytes = 1000000 // below Kafka's default max.message.bytes (1048588)
+	DefaultKafkaMaxInFlight     = 4096
+	MaxKafkaMaxInFlight         = 1 << 20
 	KafkaAcksAll                = "all"
 	KafkaAcksLeader             = "leader"
 )
@@ -87,6 +93,9 @@ func (k *KafkaSink) setDefaults() {
 	if k.MaxMessageBytes == 0 {
 		k.MaxMessageBytes = DefaultKafkaMaxMessageBytes
 	}
+	if k.MaxInFlight == 0 {
+		k.MaxInFlight = DefaultKafkaMaxInFlight
+	}
 }
 
 func (v *validator) kafka(p string, k *KafkaSink) {
@@ -108,6 +117,9 @@ func (v *validator) kafka(p string, k *KafkaSink) {
 	}
 	if k.MaxMessageBytes < 16<<10 || k.MaxMessageBytes > 100<<20 {
 		v.at(p+".maxMessageBytes", "must be between 16384 and 104857600, got %d", k.MaxMessageBytes)
+	}
+	if k.MaxInFlight < 1 || k.MaxInFlight > MaxKafkaMaxInFlight {
+		v.at(p+".maxInFlight", "must be between 1 and %d records, got %d", MaxKafkaMaxInFlight, k.MaxInFlight)
 	}
 	if d := k.DeadLetterTopic; d != "" {
 		if err := checkTopicName(d); err != nil {

@@ -18,7 +18,8 @@ func TestKafkaSinkDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	k := c.Sinks[0].Kafka
-	if k.Topic != "kubefeed" || k.Mode != "structured" || k.Acks != "all" || k.MaxMessageBytes != config.DefaultKafkaMaxMessageBytes || k.ClientID != "kubefeed" {
+	if k.Topic != "kubefeed" || k.Mode != "structured" || k.Acks != "all" || k.MaxMessageBytes != config.DefaultKafkaMaxMessageBytes || k.ClientID != "kubefeed" ||
+		k.MaxInFlight != config.DefaultKafkaMaxInFlight {
 		t.Errorf("defaults: %+v", k)
 	}
 }
@@ -37,13 +38,14 @@ func TestKafkaSinkFullConfig(t *testing.T) {
       provision: { partitions: 12, replicationFactor: 3 }
       deadLetterTopic: kubefeed.dead
       maxMessageBytes: 500000
+      maxInFlight: 64
 `
 	c, err := config.Parse("f.yaml", []byte(y))
 	if err != nil {
 		t.Fatal(err)
 	}
 	k := c.Sinks[0].Kafka
-	if k.SASL.Mechanism != "SCRAM-SHA-512" || k.Provision.Partitions != 12 || k.Provision.ReplicationFactor != 3 || k.TLS.CAFile != "/etc/ca.pem" {
+	if k.SASL.Mechanism != "SCRAM-SHA-512" || k.Provision.Partitions != 12 || k.Provision.ReplicationFactor != 3 || k.TLS.CAFile != "/etc/ca.pem" || k.MaxInFlight != 64 {
 		t.Errorf("parsed: %+v", k)
 	}
 }
@@ -66,6 +68,8 @@ func TestKafkaSinkProblems(t *testing.T) {
 		{"dead letter", "      brokers: [k:9092]\n      deadLetterTopic: kubefeed\n", []string{`sinks[0].kafka.deadLetterTopic: must differ from topic`}},
 		{"bad dead letter", "      brokers: [k:9092]\n      deadLetterTopic: 'a/b'\n", []string{`sinks[0].kafka.deadLetterTopic: topic "a/b": character '/' is not allowed`}},
 		{"provision and size", "      brokers: [k:9092]\n      maxMessageBytes: 100\n      provision: {partitions: -1}\n", []string{`maxMessageBytes: must be between`, `provision.partitions: must not be negative`}},
+		{"window", "      brokers: [k:9092]\n      maxInFlight: -1\n", []string{`f.yaml:9:20: sinks[0].kafka.maxInFlight: must be between 1 and 1048576 records, got -1`}},
+		{"window too large", "      brokers: [k:9092]\n      maxInFlight: 2000000\n", []string{`sinks[0].kafka.maxInFlight: must be between 1 and 1048576 records, got 2000000`}},
 		{"unknown key", "      brokers: [k:9092]\n      topics: [a]\n", []string{`f.yaml:9:7: unknown key "topics"`}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -20,21 +20,30 @@ import (
 // maxMessageBytes.
 const recordOverhead = 512
 
+// maxPublishRecords is the room kgo's buffer keeps beyond the window, for
+// a publish of more records than the window holds (a gap marker to every
+// partition of a large topic): it is handed over alone.
+const maxPublishRecords = 10000
+
 // clientOptions turns the config into kgo options. Secrets are read here,
 // once, at start.
-func clientOptions(c config.KafkaSink, log *zap.Logger) ([]kgo.Opt, error) {
+func clientOptions(c config.KafkaSink, window int, log *zap.Logger) ([]kgo.Opt, error) {
 	opts := []kgo.Opt{
 		kgo.SeedBrokers(c.Brokers...),
 		kgo.ClientID(c.ClientID),
 		kgo.ProducerBatchMaxBytes(int32(c.MaxMessageBytes)),
 		kgo.RecordPartitioner(partitioner{}),
 		kgo.RecordDeliveryTimeout(DeliveryTimeout),
-		// Send waits for its records' acks, and a worker sends one key's
-		// events at a time: lingering for more records (franz-go waits
-		// 10ms by default) only delays each Send, and caps a worker at
-		// about 100 sends a second. Records produced while a request is in
-		// flight are still batched together.
+		// A key is done only when its records are acknowledged, and
+		// lingering for more records (franz-go waits 10ms by default)
+		// delays every ack by that much. Records produced while a request
+		// is in flight are still batched together, which is where the
+		// window's throughput comes from.
 		kgo.ProducerLinger(0),
+		// The window bounds what kgo buffers (maxInFlight records, or one
+		// publish larger than that); kgo's own bound is only a backstop,
+		// with room for such a publish.
+		kgo.MaxBufferedRecords(window + maxPublishRecords),
 		kgo.WithLogger(kgoLogger{log}),
 	}
 	if c.Acks == config.KafkaAcksLeader {

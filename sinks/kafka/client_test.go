@@ -20,7 +20,7 @@ func TestProducerDoesNotLinger(t *testing.T) {
 			c := config.KafkaSink{Brokers: []string{"127.0.0.1:1"}, Acks: acks}
 			c.Topic = "t"
 			c.MaxMessageBytes = config.DefaultKafkaMaxMessageBytes
-			opts, err := clientOptions(c, zap.NewNop())
+			opts, err := clientOptions(c, config.DefaultKafkaMaxInFlight, zap.NewNop())
 			if err != nil {
 				t.Fatal(err)
 			}

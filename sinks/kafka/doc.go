@@ -18,12 +18,32 @@
 // max.message.bytes must admit maxMessageBytes.
 //
 // Delivery. The producer is idempotent with acks=all (unless acks: leader).
-// Send returns only when the broker acknowledged every record of its
-// events, or with an error: retryable for broker and network trouble (the
-// records are produced with the send's context, so kgo gives them up when
-// it ends; the caller's queue retries), permanent for an event that cannot
-// ever be written. The sink does not retry on its own beyond kgo's bounded
-// per-record retries inside the send's deadline.
+// The sink is a sinks.AsyncSink: Publish encodes one object's events,
+// takes a slot of the window per record (maxInFlight, all of a publish's
+// slots at once, waiting with the caller's context while the window is
+// full), hands the records to kgo in order and returns; done gets the
+// outcome when kgo answered every record: nil when the broker acknowledged
+// all of them, else the first failure, retryable for broker and network
+// trouble, permanent for an event that can never be written. A publish
+// not acknowledged within DeliveryTimeout is answered then (retryably);
+// its records keep their slots until kgo gives them up, so kgo never
+// buffers more than the window. done runs on a goroutine of the sink, never
+// on kgo's promise goroutine, so it may take a moment or publish again.
+// Send is Publish and a wait. The sink does not retry on its own beyond
+// kgo's bounded per-record retries; the caller's queue retries what failed.
+// Close waits (bounded by its context) for every outstanding ack, then
+// fails the publishes still waiting, retryably; every done was called when
+// it returns.
+//
+// Order. kgo keeps the records of a partition in the order they were
+// handed over, and fails every record buffered behind one that failed, so
+// the events of one publish (one object, one partition) are written in
+// order or not after a failed one; the caller never has two publishes of
+// one object outstanding.
+//
+// Stats count a publish once it is answered for good (acknowledged, or
+// failed permanently): a retried publish is counted by the attempt that
+// succeeded, not once per attempt.
 //
 // Sizes. Events larger than maxMessageBytes follow sinks.Encode's policy
 // (drop oldObject, then reduce the object to its identity); an event that

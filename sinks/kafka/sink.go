@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -16,9 +17,10 @@ import (
 	"github.com/kubefeed/kubefeed/sinks"
 )
 
-// DeliveryTimeout bounds one Send: its records are given up (and the Send
-// fails, retryably) when the broker has not acknowledged them by then, or
-// earlier when the caller's context ends.
+// DeliveryTimeout bounds the wait for one publish's acks: it fails,
+// retryably, when the broker has not acknowledged its records by then (kgo
+// gives the records up then too, where it can do so without breaking the
+// idempotent producer's sequence).
 const DeliveryTimeout = 30 * time.Second
 
 // Options of the sink. Config is required (defaults applied); Cluster names
@@ -29,7 +31,10 @@ type Options struct {
 	Logger  *zap.Logger
 }
 
-// Stats counts what the sink saw.
+// Stats counts what the sink delivered. A publish (or Send) counts once,
+// when it is answered for good: acknowledged, or failed permanently. An
+// attempt that failed retryably counts nothing, even for the records the
+// broker took before the failure; its retry counts them.
 type Stats struct {
 	Produced     int64 // records acknowledged, gap copies and stubs included
 	GapRecords   int64 // records of gap markers (one per partition)
@@ -46,14 +51,25 @@ type Sink struct {
 	topics *topics
 	limit  int // the largest encoded event, headers included
 	log    *zap.Logger
-	closed atomic.Bool
+	// ctx is the records' context: it ends when Close gives up waiting.
+	ctx    context.Context
+	cancel context.CancelFunc
+
+	win     *window
+	answers *answers
+	// mu guards closed against registering publishes, and outstanding.
+	mu          sync.Mutex
+	closed      atomic.Bool
+	outstanding map[*batch]struct{} // handed over, not answered
+	pending     sync.WaitGroup      // handed over, done not yet returned
 
 	produced, gapRecords, shrunk, deadLettered, dropped atomic.Int64
 }
 
-var _ sinks.Sink = (*Sink)(nil)
+var _ sinks.AsyncSink = (*Sink)(nil)
 
-// errClosed is returned by Send after Close.
+// errClosed fails a publish after Close, and the acks Close did not wait
+// for. It is retryable: what it fails was not delivered.
 var errClosed = errors.New("kafka sink closed")
 
 // New creates the producer and, when the brokers answer, checks (or
@@ -71,7 +87,11 @@ func New(ctx context.Context, o Options) (*Sink, error) {
 	if err != nil {
 		return nil, err
 	}
-	opts, err := clientOptions(c, o.Logger)
+	window := c.MaxInFlight
+	if window <= 0 {
+		window = config.DefaultKafkaMaxInFlight
+	}
+	opts, err := clientOptions(c, window, o.Logger)
 	if err != nil {
 		return nil, err
 	}
@@ -81,13 +101,17 @@ func New(ctx context.Context, o Options) (*Sink, error) {
 	}
 	s := &Sink{
 		opts: o, cl: cl, topic: tmpl, log: o.Logger,
-		limit:  c.MaxMessageBytes - recordOverhead,
-		topics: &topics{cl: cl, adm: kadm.NewClient(cl), provision: c.Provision, maxBytes: c.MaxMessageBytes, ready: map[string]bool{}},
+		limit:       c.MaxMessageBytes - recordOverhead,
+		topics:      &topics{cl: cl, adm: kadm.NewClient(cl), provision: c.Provision, maxBytes: c.MaxMessageBytes, ready: map[string]bool{}},
+		win:         newWindow(window),
+		outstanding: map[*batch]struct{}{},
 	}
+	s.ctx, s.cancel = context.WithCancel(context.Background())
 	var check []string
 	if tmpl.static {
 		t, err := tmpl.render(&event.Event{Cluster: o.Cluster})
 		if err != nil {
+			s.cancel()
 			cl.Close()
 			return nil, err
 		}
@@ -99,6 +123,7 @@ func New(ctx context.Context, o Options) (*Sink, error) {
 	for _, t := range check {
 		if err := s.topics.ensure(ctx, t); err != nil {
 			if errors.Is(err, errTopicMissing) || errors.Is(err, errTopicLimit) || isAuthError(err) {
+				s.cancel()
 				cl.Close()
 				return nil, err
 			}
@@ -106,114 +131,8 @@ func New(ctx context.Context, o Options) (*Sink, error) {
 			break
 		}
 	}
+	s.answers = newAnswers(s.pending.Done)
 	return s, nil
-}
-
-// Send produces the events' records and waits until the broker
-// acknowledged all of them.
-func (s *Sink) Send(ctx context.Context, events []*event.Event) error {
-	if s.closed.Load() {
-		return errClosed
-	}
-	ctx, cancel := context.WithTimeout(ctx, DeliveryTimeout)
-	defer cancel()
-	if err := ctx.Err(); err != nil {
-		return fmt.Errorf("send: %w", err)
-	}
-	// An event that can never be produced (too large, no dead-letter
-	// topic) does not hold back the others of the batch — a gap marker
-	// before it above all: they are produced, then its error returned.
-	var recs []*kgo.Record
-	var permanent error
-	for _, e := range events {
-		rs, err := s.records(ctx, e)
-		if err != nil {
-			if !sinks.IsPermanent(err) {
-				return err
-			}
-			if permanent == nil {
-				permanent = err
-			}
-			continue
-		}
-		recs = append(recs, rs...)
-	}
-	if err := s.produce(ctx, recs); err != nil {
-		return err
-	}
-	return permanent
-}
-
-// records encodes one event into its records: one, or one per partition
-// for a gap marker, or a stub for the dead-letter topic.
-func (s *Sink) records(ctx context.Context, e *event.Event) ([]*kgo.Record, error) {
-	c := s.opts.Config
-	topic, err := s.topic.render(e)
-	if err != nil {
-		return nil, sinks.Permanent(fmt.Errorf("event %s: %w", e.ID, err))
-	}
-	enc, err := sinks.Encode(e, c.Mode, s.limit)
-	switch {
-	case errors.Is(err, sinks.ErrTooLarge):
-		if c.DeadLetterTopic == "" {
-			s.dropped.Add(1)
-			return nil, sinks.Permanent(fmt.Errorf("event %s: %w; no deadLetterTopic configured", e.ID, err))
-		}
-		s.log.Warn("event too large; sending a stub to the dead-letter topic", zap.String("id", e.ID), zap.Error(err))
-		if enc, err = sinks.Encode(sinks.Truncate(e, sinks.TruncatedAll), c.Mode, s.limit); err != nil {
-			return nil, sinks.Permanent(err)
-		}
-		topic = c.DeadLetterTopic
-		s.deadLettered.Add(1)
-	case err != nil:
-		return nil, sinks.Permanent(err)
-	case enc.Event != e:
-		s.shrunk.Add(1)
-	}
-	if err := s.topics.ensure(ctx, topic); err != nil {
-		return nil, fmt.Errorf("event %s: %w", e.ID, err)
-	}
-	r := record(topic, enc)
-	if !isGap(e) || topic == c.DeadLetterTopic {
-		return []*kgo.Record{r}, nil
-	}
-	n, err := s.topics.partitions(ctx, topic)
-	if err != nil {
-		return nil, fmt.Errorf("gap %s: %w", e.ID, err)
-	}
-	s.gapRecords.Add(int64(n))
-	return toEveryPartition(ctx, r, n), nil
-}
-
-// produce hands the records to kgo with the send's context and collects
-// every promise; it returns at the first error or when ctx ends (records
-// still buffered are then failed by kgo, or delivered: either way the
-// caller retries them, and duplicates carry the same id).
-func (s *Sink) produce(ctx context.Context, recs []*kgo.Record) error {
-	results := make(chan error, len(recs))
-	for _, r := range recs {
-		s.cl.Produce(ctx, r, func(r *kgo.Record, err error) {
-			if err != nil {
-				err = classify(r, err)
-				if errors.Is(err, errRecordTooLarge) {
-					s.topics.forget(r.Topic)
-				}
-			}
-			results <- err
-		})
-	}
-	for range recs {
-		select {
-		case err := <-results:
-			if err != nil {
-				return err
-			}
-			s.produced.Add(1)
-		case <-ctx.Done():
-			return fmt.Errorf("waiting for acks: %w", ctx.Err())
-		}
-	}
-	return nil
 }
 
 // Stats returns the counters.
@@ -221,15 +140,43 @@ func (s *Sink) Stats() Stats {
 	return Stats{Produced: s.produced.Load(), GapRecords: s.gapRecords.Load(), Shrunk: s.shrunk.Load(), DeadLettered: s.deadLettered.Load(), Dropped: s.dropped.Load()}
 }
 
-// Close waits (bounded by ctx) for buffered records and closes the client.
+// Close waits (bounded by ctx) for the acks of every publish handed over,
+// then closes the client. When ctx ends first, the publishes still
+// waiting fail (retryably) at once. Every done was called when it
+// returns; Publish and Send fail after it.
 func (s *Sink) Close(ctx context.Context) error {
-	if s.closed.Swap(true) {
+	s.mu.Lock()
+	already := s.closed.Swap(true)
+	s.mu.Unlock()
+	if already {
 		return nil
 	}
-	err := s.cl.Flush(ctx)
-	s.cl.Close()
-	if err != nil {
-		return fmt.Errorf("flush: %w", err)
+	close(s.win.closing)
+	called := make(chan struct{})
+	go func() {
+		s.pending.Wait()
+		close(called)
+	}()
+	var err error
+	select {
+	case <-called:
+	case <-ctx.Done():
+		s.mu.Lock()
+		open := make([]*batch, 0, len(s.outstanding))
+		for b := range s.outstanding {
+			open = append(open, b)
+		}
+		s.mu.Unlock()
+		for _, b := range open {
+			b.abort()
+		}
+		<-called
+		if len(open) > 0 {
+			err = fmt.Errorf("close: %d publishes not acknowledged: %w", len(open), ctx.Err())
+		}
 	}
-	return nil
+	s.cancel()
+	s.cl.Close() // fails what kgo still holds: their promises find them answered
+	s.answers.stop()
+	return err
 }

@@ -1,0 +1,209 @@
+package kafka
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/kubefeed/kubefeed/exporter/event"
+	"github.com/kubefeed/kubefeed/sinks"
+)
+
+// errNoAck fails a publish whose records the broker did not acknowledge
+// within DeliveryTimeout.
+var errNoAck = errors.New("no ack from the broker")
+
+// Publish hands the events' records to the producer, in order, and
+// returns; done gets the outcome once the broker acknowledged every record
+// (nil), or with the first error: retryable for broker and network
+// trouble, permanent for an event that can never be written. It blocks
+// while maxInFlight records await their acks, until ctx ends. ctx bounds
+// only the hand-over (topic checks included); the records are given up
+// after DeliveryTimeout, or when Close gives up waiting.
+func (s *Sink) Publish(ctx context.Context, events []*event.Event, done func(error)) error {
+	if s.closed.Load() {
+		return errClosed
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("publish: %w", err)
+	}
+	enc, err := s.encode(ctx, events)
+	if err != nil {
+		return err
+	}
+	if len(enc.recs) == 0 {
+		// Nothing to hand over: the outcome is known now.
+		s.count(enc.tally)
+		if enc.permanent != nil {
+			return enc.permanent
+		}
+		b := &batch{s: s, done: done}
+		if !s.track(b) {
+			return errClosed
+		}
+		b.answer(nil, false)
+		return nil
+	}
+	n := min(len(enc.recs), s.win.size())
+	if err := s.win.acquire(ctx, n); err != nil {
+		return err
+	}
+	b := &batch{s: s, done: done, slots: n, permanent: enc.permanent, tally: enc.tally}
+	b.left.Store(int64(len(enc.recs)))
+	if !s.track(b) {
+		s.win.release(n)
+		return errClosed
+	}
+	b.timer = time.AfterFunc(DeliveryTimeout, b.expire)
+	for i, r := range enc.recs {
+		if b.failed.Load() {
+			// A record of this publish failed before the rest were handed
+			// over: they are not produced after it (its retry sends them
+			// all again, in order).
+			b.fail(len(enc.recs) - i)
+			break
+		}
+		// TryProduce never blocks: the window keeps kgo's buffer below
+		// its limit, so ErrMaxBuffered means something else went wrong,
+		// and it fails this publish (retryably) rather than the hand-over.
+		s.cl.TryProduce(s.ctx, r, b.promise)
+	}
+	return nil
+}
+
+// batch is one Publish in flight: its records resolve through promise on
+// kgo's promise goroutine; it is answered once, by its last record, by its
+// delivery timeout or by Close.
+type batch struct {
+	s         *Sink
+	done      func(error)
+	slots     int
+	permanent error // of an event that was not handed over
+	tally     tally
+	timer     *time.Timer
+
+	left     atomic.Int64 // records kgo has not answered yet
+	acked    atomic.Int64
+	failed   atomic.Bool
+	mu       sync.Mutex
+	err      error // of the first record that failed
+	answered atomic.Bool
+}
+
+// promise is kgo's callback for each record.
+func (b *batch) promise(r *kgo.Record, err error) {
+	if err != nil {
+		err = classify(r, err)
+		if errors.Is(err, errRecordTooLarge) {
+			b.s.topics.forget(r.Topic)
+		}
+		b.mu.Lock()
+		if b.err == nil {
+			b.err = err
+		}
+		b.mu.Unlock()
+		b.failed.Store(true)
+	} else {
+		b.acked.Add(1)
+	}
+	b.resolved(1)
+}
+
+// fail resolves n records that were not handed over, after one that
+// failed.
+func (b *batch) fail(n int) { b.resolved(int64(n)) }
+
+// resolved counts n records answered; the last one gives the window's
+// slots back and answers the publish.
+func (b *batch) resolved(n int64) {
+	if b.left.Add(-n) > 0 {
+		return
+	}
+	b.timer.Stop()
+	b.s.win.release(b.slots)
+	b.mu.Lock()
+	err := b.err
+	b.mu.Unlock()
+	if err == nil {
+		err = b.permanent
+	}
+	b.answer(err, true)
+}
+
+// expire answers a publish the broker did not acknowledge in time. Its
+// records keep their slots until kgo answers them (or Close ends it), so
+// the window still bounds what kgo buffers.
+func (b *batch) expire() {
+	b.answer(fmt.Errorf("waiting for acks: %w within %v", errNoAck, DeliveryTimeout), false)
+}
+
+// abort answers a publish Close stopped waiting for.
+func (b *batch) abort() {
+	b.answer(fmt.Errorf("waiting for acks: %w", errClosed), false)
+}
+
+// answer calls done once (on the sink's answers goroutine). Stats count
+// a publish answered for good, with what was acknowledged.
+func (b *batch) answer(err error, settled bool) {
+	if b.answered.Swap(true) {
+		return
+	}
+	if settled && (err == nil || sinks.IsPermanent(err)) {
+		t := b.tally
+		t.produced = b.acked.Load()
+		b.s.count(t)
+	}
+	b.s.untrack(b)
+	b.s.answers.push(b.done, err)
+}
+
+// track registers b as outstanding, unless the sink is closed.
+func (s *Sink) track(b *batch) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed.Load() {
+		return false
+	}
+	s.outstanding[b] = struct{}{}
+	s.pending.Add(1)
+	return true
+}
+
+// untrack forgets b; its done is on its way (pending counts it until
+// then).
+func (s *Sink) untrack(b *batch) {
+	s.mu.Lock()
+	delete(s.outstanding, b)
+	s.mu.Unlock()
+}
+
+// Send produces the events and waits until the broker acknowledged all of
+// them, or ctx ends (bounded by DeliveryTimeout).
+func (s *Sink) Send(ctx context.Context, events []*event.Event) error {
+	ctx, cancel := context.WithTimeout(ctx, DeliveryTimeout)
+	defer cancel()
+	res := make(chan error, 1)
+	if err := s.Publish(ctx, events, func(err error) { res <- err }); err != nil {
+		return err
+	}
+	select {
+	case err := <-res:
+		return err
+	case <-ctx.Done():
+		return fmt.Errorf("waiting for acks: %w", ctx.Err())
+	}
+}
+
+// count adds t to the stats.
+func (s *Sink) count(t tally) {
+	s.produced.Add(t.produced)
+	s.gapRecords.Add(t.gapRecords)
+	s.shrunk.Add(t.shrunk)
+	s.deadLettered.Add(t.deadLettered)
+	s.dropped.Add(t.dropped)
+}
