@@ -11,7 +11,7 @@
 // kubefeed and JetStream and a webhook receiver, and compares kubefeed's
 // drain rate with each sink's own ceiling through the same link.
 //
-//	benchrun [-n 5000] [-runs 3] [-mem 20000] [-net 20000] [-delays 0,1,2] [-kafka 20000] [-out docs] [-events-only]
+//	benchrun [-n 5000] [-runs 3] [-mem 100000] [-net 20000] [-delays 0,1,2] [-kafka 20000] [-out docs] [-events-only]
 //	benchrun -kafka-only -kafka 10000 [-out docs]
 //
 // BENCH_CPUPROFILE=dir writes a CPU profile of every agent's measured part.
@@ -51,7 +51,7 @@ func main() {
 	}
 	n := flag.Int("n", 5000, "changes per burst")
 	runs := flag.Int("runs", 3, "runs per mode (medians are reported)")
-	mem := flag.Int("mem", 20000, "cached objects for the memory comparison (0: skip)")
+	mem := flag.Int("mem", 100000, "cached objects for the memory comparison (0: skip)")
 	out := flag.String("out", "docs", "where to write benchmarks.md/.json/.png")
 	from := flag.String("render", "", "only render the report again from this benchmarks.json")
 	memOnly := flag.Bool("mem-only", false, "measure only memory, print it, write nothing")
