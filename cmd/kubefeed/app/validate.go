@@ -103,7 +103,7 @@ func clusterProblems(ctx context.Context, cs kubernetes.Interface, res exporter.
 				return nil, err
 			}
 			for _, verb := range denied {
-				problems = append(problems, config.Problem{File: path, Path: p, Msg: fmt.Sprintf("not allowed to %s %s %s", verb, r.GVR.Resource, where(ns))})
+				problems = append(problems, config.Problem{File: path, Path: p, Msg: fmt.Sprintf("not allowed to %s %s %s", verb, r.GVR.Resource, namespacePhrase(ns))})
 			}
 		}
 	}
@@ -130,8 +130,8 @@ func listWatchDenied(ctx context.Context, cs kubernetes.Interface, r exporter.Re
 	return denied, nil
 }
 
-// where names a namespace of an access review for a message.
-func where(ns string) string {
+// namespacePhrase names a namespace of an access review for a message.
+func namespacePhrase(ns string) string {
 	if ns == metav1.NamespaceAll {
 		return "in all namespaces"
 	}

@@ -63,7 +63,7 @@ func enrichProblems(ctx context.Context, cs kubernetes.Interface, res exporter.R
 			}
 			for _, verb := range denied {
 				problems = append(problems, config.Problem{File: path, Path: at(ns), Msg: fmt.Sprintf(
-					"not allowed to %s %s %s, which enrichment needs (Events about them are sent without data.involvedObject)", verb, r.GVR.Resource, where(ns))})
+					"not allowed to %s %s %s, which enrichment needs (Events about them are sent without data.involvedObject)", verb, r.GVR.Resource, namespacePhrase(ns))})
 			}
 		}
 	}
