@@ -37,13 +37,15 @@ const (
 const lastApplied = "kubectl.kubernetes.io/last-applied-configuration"
 
 // enricher gives Events the metadata of the objects they are about, from
-// one metadata-only informer per involved kind. Informers start lazily, in
-// the worker that first meets a kind (never in an informer handler); an
-// object not in the cache is sent without enrichment and counted, never
-// waited for. No request is made per Event.
+// metadata-only informers per involved kind: one cluster-wide, or one per
+// namespace of the enriching rules when they all list theirs (EnrichScope).
+// Informers start lazily, in the worker that first meets a kind (never in
+// an informer handler); an object not in the cache is sent without
+// enrichment and counted, never waited for. No request is made per Event.
 type enricher struct {
 	client metadata.Interface
 	kinds  KindResolver
+	scope  EnrichScope
 	log    *zap.Logger
 	retry  time.Duration
 	now    func() time.Time
@@ -55,12 +57,34 @@ type enricher struct {
 	done    chan struct{}
 }
 
-// involvedKind is one kind Events point at: its informer, or why it has
+// involvedKind is one kind Events point at: its informers, or why it has
 // none and when to look again.
 type involvedKind struct {
-	res      Resource
-	informer cache.SharedIndexInformer // nil: unresolved
-	retryAt  time.Time
+	res Resource
+	// informers by namespace; metav1.NamespaceAll for a cluster-scoped kind
+	// or cluster-wide enrichment. nil: unresolved.
+	informers map[string]cache.SharedIndexInformer
+	retryAt   time.Time
+}
+
+// informerFor returns the informer that caches the objects of the kind in
+// ns, or nil when none watches ns (outside the enriching rules'
+// namespaces).
+func (k *involvedKind) informerFor(ns string) cache.SharedIndexInformer {
+	if inf, ok := k.informers[metav1.NamespaceAll]; ok {
+		return inf
+	}
+	return k.informers[ns]
+}
+
+// synced reports whether every informer of the kind has listed.
+func (k *involvedKind) synced() bool {
+	for _, inf := range k.informers {
+		if !inf.HasSynced() {
+			return false
+		}
+	}
+	return k.informers != nil
 }
 
 // newEnricher returns nil when no rule enriches; otherwise it needs a
@@ -83,7 +107,7 @@ func newEnricher(o Options, e *Exporter, reg prometheus.Registerer) (*enricher, 
 		return nil, fmt.Errorf("watch[%d].enrich: involvedObject needs a resolver that maps kinds to resources (exporter.KindResolver)", asked[0])
 	}
 	en := &enricher{
-		client: o.Metadata, kinds: kinds, log: e.log.Named("enrich"), retry: e.retry, now: e.now,
+		client: o.Metadata, kinds: kinds, scope: EnrichScopeOf(o.Config), log: e.log.Named("enrich"), retry: e.retry, now: e.now,
 		misses: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "kubefeed_enrich_misses_total",
 			Help: "Events sent without data.involvedObject because the involved object was not in the metadata cache (reason: unresolved, not_synced, not_cached).",
@@ -112,7 +136,9 @@ func newEnricher(o Options, e *Exporter, reg prometheus.Registerer) (*enricher, 
 type involvedRef struct{ apiVersion, kind, namespace, name, uid string }
 
 // involvedOf reads involvedObject (core/v1) or regarding
-// (events.k8s.io/v1) of an Event.
+// (events.k8s.io/v1) of an Event. A reference without a namespace is taken
+// to be in the Event's namespace, where the API server requires a
+// namespaced object to be (it is ignored for cluster-scoped kinds).
 func involvedOf(obj map[string]any) (involvedRef, bool) {
 	m, _ := obj["involvedObject"].(map[string]any)
 	if m == nil {
@@ -123,6 +149,10 @@ func involvedOf(obj map[string]any) (involvedRef, bool) {
 	}
 	s := func(k string) string { v, _ := m[k].(string); return v }
 	ref := involvedRef{apiVersion: s("apiVersion"), kind: s("kind"), namespace: s("namespace"), name: s("name"), uid: s("uid")}
+	if ref.namespace == "" {
+		meta, _ := obj["metadata"].(map[string]any)
+		ref.namespace, _ = meta["namespace"].(string)
+	}
 	return ref, ref.kind != "" && ref.name != ""
 }
 
@@ -143,11 +173,17 @@ func (en *enricher) lookup(obj map[string]any) *event.InvolvedObject {
 	if k.res.Namespaced {
 		key = ref.namespace + "/" + ref.name
 	}
-	item, found, err := k.informer.GetIndexer().GetByKey(key)
+	inf := k.informerFor(ref.namespace)
+	if inf == nil {
+		// A namespace no enriching rule lists: its objects are not cached.
+		en.misses.WithLabelValues(MissNotCached).Inc()
+		return nil
+	}
+	item, found, err := inf.GetIndexer().GetByKey(key)
 	m, _ := item.(*metav1.PartialObjectMetadata)
 	if err != nil || !found || m == nil || (ref.uid != "" && string(m.UID) != ref.uid) {
 		reason := MissNotCached
-		if !k.informer.HasSynced() {
+		if !inf.HasSynced() {
 			reason = MissNotSynced
 		}
 		en.misses.WithLabelValues(reason).Inc()
@@ -162,9 +198,9 @@ func (en *enricher) lookup(obj map[string]any) *event.InvolvedObject {
 	return out
 }
 
-// kind returns the involved kind of ref with its informer, registering and
-// starting the informer the first time the kind is seen; nil while the
-// kind cannot be resolved.
+// kind returns the involved kind of ref with its informers, registering and
+// starting them the first time the kind is seen; nil while the kind cannot
+// be resolved.
 func (en *enricher) kind(ref involvedRef) *involvedKind {
 	gv, err := schema.ParseGroupVersion(ref.apiVersion)
 	if err != nil {
@@ -174,8 +210,8 @@ func (en *enricher) kind(ref involvedRef) *involvedKind {
 	en.mu.RLock()
 	k := en.byKind[gk]
 	en.mu.RUnlock()
-	if k != nil && (k.informer != nil || en.now().Before(k.retryAt)) {
-		if k.informer == nil {
+	if k != nil && (k.informers != nil || en.now().Before(k.retryAt)) {
+		if k.informers == nil {
 			return nil
 		}
 		return k
@@ -185,7 +221,7 @@ func (en *enricher) kind(ref involvedRef) *involvedKind {
 	res, err := en.kinds.ResolveKind(gk)
 	en.mu.Lock()
 	defer en.mu.Unlock()
-	if k := en.byKind[gk]; k != nil && k.informer != nil {
+	if k := en.byKind[gk]; k != nil && k.informers != nil {
 		return k
 	}
 	if err != nil {
@@ -193,21 +229,31 @@ func (en *enricher) kind(ref involvedRef) *involvedKind {
 		en.log.Info("involved kind not resolved; events about it are sent without enrichment", zap.Stringer("kind", gk), zap.Error(err))
 		return nil
 	}
-	k = &involvedKind{res: res, informer: en.newInformer(res)}
-	en.byKind[gk] = k
-	if !en.stopped {
-		go k.informer.Run(en.done)
+	nss := en.scope.InformerNamespaces(res.Namespaced)
+	k = &involvedKind{res: res, informers: make(map[string]cache.SharedIndexInformer, len(nss))}
+	for _, ns := range nss {
+		inf := en.newInformer(res, ns)
+		k.informers[ns] = inf
+		if !en.stopped {
+			go inf.Run(en.done)
+		}
 	}
-	en.log.Info("watching the metadata of an involved kind", zap.Stringer("kind", gk), zap.String("resource", res.GVR.String()))
+	en.byKind[gk] = k
+	where := zap.Strings("namespaces", nss)
+	if len(nss) == 1 && nss[0] == metav1.NamespaceAll {
+		where = zap.Bool("allNamespaces", true)
+	}
+	en.log.Info("watching the metadata of an involved kind", zap.Stringer("kind", gk), zap.String("resource", res.GVR.String()), where)
 	return k
 }
 
-// newInformer builds a metadata-only informer over every namespace of res
-// that keeps just what enrichment reads.
-func (en *enricher) newInformer(res Resource) cache.SharedIndexInformer {
-	inf := metadatainformer.NewFilteredMetadataInformer(en.client, res.GVR, metav1.NamespaceAll, 0, cache.Indexers{}, nil).Informer()
+// newInformer builds a metadata-only informer over res in ns
+// (metav1.NamespaceAll: every namespace, or a cluster-scoped kind) that
+// keeps just what enrichment reads.
+func (en *enricher) newInformer(res Resource, ns string) cache.SharedIndexInformer {
+	inf := metadatainformer.NewFilteredMetadataInformer(en.client, res.GVR, ns, 0, cache.Indexers{}, nil).Informer()
 	_ = inf.SetTransform(shrinkMetadata)
-	log := en.log.With(zap.String("resource", res.GVR.String()))
+	log := en.log.With(zap.String("resource", res.GVR.String()), zap.String("namespace", ns))
 	_ = inf.SetWatchErrorHandlerWithContext(func(_ context.Context, _ *cache.Reflector, err error) {
 		if errors.Is(err, context.Canceled) {
 			return

@@ -202,7 +202,7 @@ func waitKindSynced(t *testing.T, en *enricher, gk schema.GroupKind) {
 		en.mu.RLock()
 		k := en.byKind[gk]
 		en.mu.RUnlock()
-		if k != nil && k.informer != nil && k.informer.HasSynced() {
+		if k != nil && k.synced() {
 			return
 		}
 		if time.Now().After(deadline) {

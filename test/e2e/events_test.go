@@ -1,14 +1,12 @@
 package e2e
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -19,10 +17,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
-	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/rest"
 
 	"github.com/kubefeed/kubefeed/test/cluster"
 )
@@ -318,50 +312,8 @@ func TestEventsChartRBACEnrichesAsTheServiceAccount(t *testing.T) {
 	rel, relNS := "evrbac", ensureNamespace(t, "events-rbac-rel")
 	ns := ensureNamespace(t, "events-rbac")
 	addr := freeAddr(t)
-	out, err := helm(t, "template", rel, chartDir, "-n", relNS, "-f", filepath.Join(chartDir, "ci", "events-values.yaml"),
-		"--set-json", `config.sinks=[{"name":"out","stdout":{}}]`, "--set-json", `config.metrics={"address":"`+addr+`"}`)
-	if err != nil {
-		t.Fatalf("helm template: %v\n%s", err, out)
-	}
-	dec := utilyaml.NewYAMLOrJSONDecoder(strings.NewReader(out), 4096)
-	var keep []*unstructured.Unstructured
-	var cfgYAML string
-	for {
-		var m map[string]any
-		if err := dec.Decode(&m); err != nil {
-			break
-		}
-		o := &unstructured.Unstructured{Object: m}
-		switch o.GetKind() {
-		case "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding":
-			keep = append(keep, o)
-		case "ConfigMap":
-			cfgYAML = m["data"].(map[string]any)["config.yaml"].(string)
-		}
-	}
-	if cfgYAML == "" || len(keep) < 3 {
-		t.Fatalf("rendered %d RBAC objects, config %q", len(keep), cfgYAML)
-	}
-	apply(t, cp.Config(), keep, false)
-	sa := "system:serviceaccount:" + relNS + ":" + rel + "-kubefeed"
-	kc := writeFile(t, "kubeconfig", strings.Replace(mustRead(t, cp.Kubeconfig()), "token: "+cluster.AdminToken, "token: "+cluster.AdminToken+"\n    as: "+sa, 1))
-	cmd := exec.Command(kubefeedBinary(t), "run", "--config", writeFile(t, "config.yaml", cfgYAML), "--kubeconfig", kc, "--log-format", "console")
-	stdout, _ := cmd.StdoutPipe()
-	var logs syncBuffer
-	cmd.Stderr = &logs
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
-	lines := make(chan string, 1024)
-	go func() {
-		sc := bufio.NewScanner(stdout)
-		sc.Buffer(make([]byte, 1<<20), 1<<20)
-		for sc.Scan() {
-			lines <- sc.Text()
-		}
-	}()
-
+	ca := applyChartAccount(t, rel, relNS, "--set-json", `config.sinks=[{"name":"out","stdout":{}}]`, "--set-json", `config.metrics={"address":"`+addr+`"}`)
+	lines, logs := ca.runAs(t)
 	waitReady(t, addr) // Events present before the first list are a baseline
 	cs, _ := clients(t)
 	ctx := context.Background()
@@ -370,36 +322,11 @@ func TestEventsChartRBACEnrichesAsTheServiceAccount(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Warnings until one arrives enriched (the Pod informer starts with
-	// the first Event about a Pod).
-	deadline := time.Now().Add(60 * time.Second)
-	enriched := false
-	for i := 0; !enriched; i++ {
-		if time.Now().After(deadline) {
-			t.Fatalf("no enriched event as the ServiceAccount; log:\n%s", logs.String())
-		}
-		if _, err := cs.CoreV1().Events(ns).Create(ctx, coreEventFor(pod, fmt.Sprintf("api-1.%d", i), corev1.EventTypeWarning), metav1.CreateOptions{}); err != nil {
-			t.Fatal(err)
-		}
-		wait := time.After(15 * time.Second)
-		for got := false; !got; {
-			select {
-			case l := <-lines:
-				if strings.Contains(l, fmt.Sprintf(`"name":"api-1.%d"`, i)) {
-					got = true
-					enriched = strings.Contains(l, `"involvedObject":{"labels":{"app":"api"}`)
-				}
-			case <-wait:
-				t.Fatalf("event api-1.%d never delivered; log:\n%s", i, logs.String())
-			}
-		}
-	}
+	warnUntilEnriched(t, lines, logs, pod, `{"app":"api"}`)
 	if strings.Contains(logs.String(), "forbidden") {
 		t.Errorf("kubefeed hit forbidden requests with the chart's RBAC:\n%s", logs.String())
 	}
-	asSA := rest.CopyConfig(cp.Config())
-	asSA.Impersonate.UserName = sa
-	sac := kubernetes.NewForConfigOrDie(asSA)
+	sac := ca.client()
 	if _, err := sac.CoreV1().Pods(ns).Get(ctx, "api-1", metav1.GetOptions{}); !apierrors.IsForbidden(err) {
 		t.Errorf("GET of a Pod as the ServiceAccount: %v, want forbidden (enrichment needs list/watch only)", err)
 	}

@@ -137,6 +137,23 @@ rules. A port is a number (TCP) or {port, protocol, endPort}.
 {{- toYaml $rules -}}
 {{- end -}}
 
+{{/* kubefeed.clusterScoped is "true" when a "group|resource" string names a
+built-in cluster-scoped resource (enrich.clusterScoped adds custom ones). */}}
+{{- define "kubefeed.clusterScoped" -}}
+{{- $known := list "|nodes" "|namespaces" "|persistentvolumes" "|componentstatuses"
+  "storage.k8s.io|storageclasses" "storage.k8s.io|csinodes" "storage.k8s.io|csidrivers" "storage.k8s.io|volumeattachments"
+  "rbac.authorization.k8s.io|clusterroles" "rbac.authorization.k8s.io|clusterrolebindings"
+  "apiextensions.k8s.io|customresourcedefinitions" "apiregistration.k8s.io|apiservices"
+  "scheduling.k8s.io|priorityclasses" "node.k8s.io|runtimeclasses"
+  "networking.k8s.io|ingressclasses" "networking.k8s.io|ipaddresses" "networking.k8s.io|servicecidrs"
+  "admissionregistration.k8s.io|validatingwebhookconfigurations" "admissionregistration.k8s.io|mutatingwebhookconfigurations"
+  "admissionregistration.k8s.io|validatingadmissionpolicies" "admissionregistration.k8s.io|validatingadmissionpolicybindings"
+  "certificates.k8s.io|certificatesigningrequests"
+  "flowcontrol.apiserver.k8s.io|flowschemas" "flowcontrol.apiserver.k8s.io|prioritylevelconfigurations"
+  "resource.k8s.io|deviceclasses" "resource.k8s.io|resourceslices" -}}
+{{- if has . $known }}true{{ end -}}
+{{- end -}}
+
 {{/* kubefeed.metadataRules renders list/watch rules (metadata informers for
 the enrichment of Events) for a list of "group|resource" strings. */}}
 {{- define "kubefeed.metadataRules" -}}
