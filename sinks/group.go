@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/kubefeed/kubefeed/exporter/event"
 )
@@ -27,6 +28,13 @@ type GroupEntry struct {
 type Group struct {
 	write func([]GroupEntry) []error
 	slots chan struct{}
+	// linger: a write whose batch is small waits up to this long after the
+	// batch's first entry arrived for more (fewer writes and fsyncs when
+	// events trickle in); kick ends the wait when the batch fills or the
+	// Group closes.
+	linger  time.Duration
+	kick    chan struct{}
+	firstAt time.Time // when the first entry of pending arrived
 
 	mu      sync.Mutex
 	pending []GroupEntry
@@ -42,8 +50,15 @@ type Group struct {
 func NewGroup(window int, write func([]GroupEntry) []error) *Group {
 	idle := make(chan struct{})
 	close(idle)
-	return &Group{write: write, slots: make(chan struct{}, max(window, 1)), idle: idle}
+	return &Group{write: write, slots: make(chan struct{}, max(window, 1)), idle: idle, kick: make(chan struct{}, 1)}
 }
+
+// lingerFull is the batch size at which a write stops lingering.
+const lingerFull = 256
+
+// SetLinger makes small writes wait up to d for more entries; call it
+// before the first Publish.
+func (g *Group) SetLinger(d time.Duration) { g.linger = d }
 
 // Publish queues events for the next write; done gets the outcome.
 func (g *Group) Publish(ctx context.Context, events []*event.Event, done func(error)) error {
@@ -61,7 +76,13 @@ func (g *Group) Publish(ctx context.Context, events []*event.Event, done func(er
 		<-g.slots
 		return Permanent(ErrClosed)
 	}
+	if len(g.pending) == 0 {
+		g.firstAt = time.Now()
+	}
 	g.pending = append(g.pending, GroupEntry{Events: events, Done: once(done)})
+	if g.linger > 0 && len(g.pending) >= lingerFull {
+		g.kickLoop()
+	}
 	if !g.running {
 		g.running = true
 		g.idle = make(chan struct{})
@@ -70,8 +91,37 @@ func (g *Group) Publish(ctx context.Context, events []*event.Event, done func(er
 	return nil
 }
 
+// kickLoop ends a lingering wait.
+func (g *Group) kickLoop() {
+	select {
+	case g.kick <- struct{}{}:
+	default:
+	}
+}
+
+// lingerWait waits until the pending batch is full, the Group closes, or
+// linger has passed since the batch's first entry.
+func (g *Group) lingerWait() {
+	g.mu.Lock()
+	wait := g.linger - time.Since(g.firstAt)
+	small := len(g.pending) < lingerFull && !g.closed
+	g.mu.Unlock()
+	if !small || wait <= 0 {
+		return
+	}
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-g.kick:
+	}
+}
+
 func (g *Group) loop(idle chan struct{}) {
 	for {
+		if g.linger > 0 {
+			g.lingerWait()
+		}
 		g.mu.Lock()
 		batch := g.pending
 		g.pending, g.writing = nil, batch
@@ -117,6 +167,7 @@ func (g *Group) Close(ctx context.Context) error {
 	g.closed = true
 	idle := g.idle
 	g.mu.Unlock()
+	g.kickLoop()
 	select {
 	case <-idle:
 		return nil

@@ -114,6 +114,10 @@ type StdoutSink struct {
 	Format string `yaml:"format"`
 }
 
+// DefaultFileLinger is how long the file sink gathers events trickling in
+// before one write and fsync.
+const DefaultFileLinger = 5 * time.Millisecond
+
 // FileSink appends JSON lines to a file.
 type FileSink struct {
 	Path string `yaml:"path"`
@@ -121,6 +125,9 @@ type FileSink struct {
 	MaxSizeMB int `yaml:"maxSizeMB"`
 	// MaxBackups rotated files are kept (default 3).
 	MaxBackups int `yaml:"maxBackups"`
+	// Linger is how long a small group of events waits after its first
+	// for more before one write and fsync (default 5ms; 0s: at once).
+	Linger *Duration `yaml:"linger"`
 }
 
 // NATSConnection is how a sink or checkpoint connects to NATS. Secrets are

@@ -61,6 +61,9 @@ func (c *Config) SetDefaults() {
 		if f := c.Sinks[i].File; f != nil && f.MaxBackups == 0 {
 			f.MaxBackups = 3
 		}
+		if f := c.Sinks[i].File; f != nil && f.Linger == nil {
+			f.Linger = &Duration{Duration: DefaultFileLinger}
+		}
 		if j := c.Sinks[i].JetStream; j != nil {
 			if j.Subject == "" {
 				j.Subject = DefaultSubject
@@ -238,6 +241,9 @@ func (v *validator) sink(path string, s *Sink, names map[string]bool) {
 		kinds++
 		if s.File.Path == "" {
 			v.atKey(path+".file", "path is required")
+		}
+		if s.File.Linger != nil && (s.File.Linger.Duration < 0 || s.File.Linger.Duration > time.Second) {
+			v.at(path+".file.linger", "must be between 0s and 1s, got %s", s.File.Linger.Duration)
 		}
 		if s.File.MaxSizeMB < 0 || s.File.MaxBackups < 0 {
 			v.at(path+".file", "maxSizeMB and maxBackups must not be negative")

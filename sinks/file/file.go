@@ -19,6 +19,7 @@ import (
 	"os"
 	"strconv"
 	"sync"
+	"time"
 
 	"github.com/kubefeed/kubefeed/exporter/event"
 	"github.com/kubefeed/kubefeed/sinks"
@@ -31,6 +32,10 @@ type Options struct {
 	MaxSize int64
 	// MaxBackups rotated files are kept (Path.1 … Path.N).
 	MaxBackups int
+	// Linger: a small group of events waits up to this long after its
+	// first event for more, so that events trickling in share one write
+	// and one fsync (0: write at once).
+	Linger time.Duration
 }
 
 // Sink appends events to a file.
@@ -56,6 +61,7 @@ func New(o Options) (*Sink, error) {
 	}
 	s := &Sink{opts: o}
 	s.group = sinks.NewGroup(Window, s.write)
+	s.group.SetLinger(o.Linger)
 	if err := s.open(); err != nil {
 		return nil, err
 	}

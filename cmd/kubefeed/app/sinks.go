@@ -50,7 +50,11 @@ func sinkOpener(cfg *config.Config, sc config.Sink, log *zap.Logger) (func(conte
 		}
 	case sc.File != nil:
 		open = func(context.Context) (sinks.Sink, error) {
-			return file.New(file.Options{Path: sc.File.Path, MaxSize: int64(sc.File.MaxSizeMB) << 20, MaxBackups: sc.File.MaxBackups})
+			o := file.Options{Path: sc.File.Path, MaxSize: int64(sc.File.MaxSizeMB) << 20, MaxBackups: sc.File.MaxBackups}
+			if sc.File.Linger != nil {
+				o.Linger = sc.File.Linger.Duration
+			}
+			return file.New(o)
 		}
 	case sc.JetStream != nil:
 		open = func(ctx context.Context) (sinks.Sink, error) {

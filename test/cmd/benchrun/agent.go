@@ -205,7 +205,7 @@ func agent(mode, kubeconfig, natsURL, ns, dir string, n int) error {
 		cfg.SetDefaults()
 		switch mode {
 		case "kubefeed-file", "kubefeed-events-file", "kubefeed-events-enrich":
-			f, err := file.New(file.Options{Path: dir + "/events.jsonl"})
+			f, err := file.New(file.Options{Path: dir + "/events.jsonl", Linger: config.DefaultFileLinger}) // as kubefeed run configures it
 			if err != nil {
 				return err
 			}
@@ -250,10 +250,8 @@ func agent(mode, kubeconfig, natsURL, ns, dir string, n int) error {
 	cpuReady := cpuSeconds()
 	// BENCH_CPUPROFILE=dir writes a CPU profile per agent (dir/<mode>-<ns>.pprof)
 	// of the measured part.
-	stopProfile := func() {}
-	if d := os.Getenv("BENCH_CPUPROFILE"); d != "" && n > 0 {
-		if f, err := os.Create(filepath.Join(d, mode+"-"+ns+".pprof")); err == nil {
-			_ = pprof.StartCPUProfile(f)
+	if d := os.Getenv("BENCH_CPUPROFILE"); d != "" && n > 0 && os.Getenv("BENCHRUN_CPUPROFILE") == "" {
+		if f, err := os.Create(filepath.Join(d, mode+"-"+ns+".pprof")); err == nil && pprof.StartCPUProfile(f) == nil {
 			stopProfile = func() { pprof.StopCPUProfile(); _ = f.Close() }
 		}
 	}
