@@ -285,6 +285,21 @@ func (r *sinkRunner) replacesIncarnation(last *Record, out outcome) bool {
 	return false
 }
 
+// againGap is the gap the second step of a split send is recovered
+// through: the first step's, while the incarnation it was planned for is
+// still the current one. A newer incarnation (or the deletion) was seen
+// live while the first step was in flight, and is not labelled recovered.
+func (r *sinkRunner) againGap(d *delivery) *gap {
+	g := d.snap.recovered
+	if g == nil || d.cur.obj == nil {
+		return nil
+	}
+	if c := r.lookup(d.it.key); c.obj == nil || c.obj.GetUID() != d.cur.obj.GetUID() {
+		return nil
+	}
+	return g
+}
+
 // send hands d's events to the sink and arranges for complete to run once
 // they are acknowledged: through the sink's window when it is an
 // AsyncSink, else by a blocking Send.
@@ -347,7 +362,7 @@ func (r *sinkRunner) complete(ctx context.Context, d *delivery, err error) {
 		r.ex.metrics.latency.WithLabelValues(r.name).Observe(time.Since(noticed).Seconds())
 	}
 	if d.again {
-		r.enqueue(k, d.snap.recovered)
+		r.enqueue(k, r.againGap(d))
 	}
 	if _, ok := r.store.(Syncer); ok && len(out.events) > 0 && out.changes[0].kind != event.Modified {
 		r.commitThenSettle(ctx, d.it)
