@@ -68,6 +68,34 @@ func (c *listCycles) end(gen uint64, newGap func() *gap) (relisted bool, n int) 
 	if gen != c.gen {
 		return false, 0
 	}
+	return c.endLocked(newGap)
+}
+
+// endStream is end for a watch-list stream, whose end bookmark is seen
+// before the reflector gets it: undo takes the end back when the
+// bookmark never reaches the reflector (its watch was stopped
+// meanwhile), so the stream the reflector opens instead is still the
+// list it was (the first list stays no relist). Nothing else changes the
+// cycles in between: the reflector opens a cycle only after the watch
+// closed.
+func (c *listCycles) endStream(gen uint64, newGap func() *gap) (relisted bool, n int, undo func()) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if gen != c.gen {
+		return false, 0, func() {}
+	}
+	inRelist, items, prevRelisted, prevGap := c.inRelist, c.items, c.relisted, c.gap
+	relisted, n = c.endLocked(newGap)
+	return relisted, n, func() {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		c.gen, c.inRelist, c.items, c.relisted, c.gap = gen, inRelist, items, prevRelisted, prevGap
+		c.completed--
+	}
+}
+
+// endLocked completes the current cycle; c.mu is held.
+func (c *listCycles) endLocked(newGap func() *gap) (relisted bool, n int) {
 	c.gen = 0
 	c.completed++
 	if !c.inRelist {

@@ -32,12 +32,20 @@ func (s *scope) track(w watch.Interface, cycle uint64) watch.Interface {
 		defer close(t.out)
 		for ev := range w.ResultChan() {
 			s.lastProgress.Store(time.Now().UnixNano())
-			if cycle != 0 && s.streamed(cycle, ev) {
-				cycle = 0 // the initial events ended; later ones are changes
+			var end *streamEnd
+			if cycle != 0 {
+				end = s.streamed(cycle, ev)
 			}
 			select {
 			case t.out <- ev:
+				if end != nil {
+					cycle = 0 // the initial events ended; later ones are changes
+					s.listEnded(end.relisted, end.n)
+				}
 			case <-t.done:
+				if end != nil {
+					end.undo() // the reflector never got the end bookmark
+				}
 				return
 			}
 		}
@@ -69,14 +77,22 @@ func (s *scope) restartStalledWatch(timeout time.Duration) bool {
 	return true
 }
 
+// streamEnd is the end of a watch-list stream's initial events, as
+// listCycles.endStream reported it.
+type streamEnd struct {
+	relisted bool
+	n        int
+	undo     func()
+}
+
 // streamed records one event of watch-list cycle gen, before the reflector
-// sees it; it reports whether the event ends the initial events (the
-// bookmark annotated k8s.io/initial-events-end), which completes the
-// cycle before the reflector replaces its store with what was streamed.
-func (s *scope) streamed(gen uint64, ev watch.Event) bool {
+// sees it; it returns the end of the initial events when the event is the
+// bookmark annotated k8s.io/initial-events-end, which completes the cycle
+// before the reflector replaces its store with what was streamed.
+func (s *scope) streamed(gen uint64, ev watch.Event) *streamEnd {
 	u, ok := ev.Object.(*unstructured.Unstructured)
 	if !ok {
-		return false
+		return nil
 	}
 	switch ev.Type {
 	case watch.Added, watch.Modified:
@@ -85,9 +101,9 @@ func (s *scope) streamed(gen uint64, ev watch.Event) bool {
 		s.lists.listed(gen, s.keyOf(u), "")
 	case watch.Bookmark:
 		if u.GetAnnotations()[metav1.InitialEventsAnnotationKey] == "true" {
-			s.listEnded(s.lists.end(gen, s.newGap(GapRelist)))
-			return true
+			relisted, n, undo := s.lists.endStream(gen, s.newGap(GapRelist))
+			return &streamEnd{relisted: relisted, n: n, undo: undo}
 		}
 	}
-	return false
+	return nil
 }
