@@ -1,0 +1,221 @@
+package wirejson
+
+import (
+	"io"
+)
+
+// DefaultMaxEventBytes bounds one event when Options.MaxEventBytes is 0:
+// the API server's largest object (about 1.5 MiB) with room to spare.
+const DefaultMaxEventBytes = 16 << 20
+
+// maxDepth is encoding/json's nesting limit, the event envelope included.
+const maxDepth = 10000
+
+const (
+	initialBuffer = 32 << 10
+	minRead       = 4 << 10
+	// shrinkAbove: a buffer grown past this for a large event is given
+	// back at the next event.
+	shrinkAbove = 1 << 20
+)
+
+// Options configure a Decoder; the zero value decodes everything with
+// DefaultMaxEventBytes.
+type Options struct {
+	// DropManagedFields skips object.metadata.managedFields (still
+	// checked) instead of building it.
+	DropManagedFields bool
+	// MaxEventBytes bounds one event, whitespace before it excluded; 0 is
+	// DefaultMaxEventBytes.
+	MaxEventBytes int
+}
+
+// Event is one watch event, as metav1.WatchEvent with the object decoded.
+// A member absent from the event (or null) leaves its field zero.
+type Event struct {
+	Type   string
+	Object map[string]any
+}
+
+// Decoder reads watch events from a stream.
+type Decoder struct {
+	r    io.Reader
+	drop bool
+	max  int
+
+	buf      []byte
+	pos, end int   // buf[pos:end] is read and not yet decoded
+	evStart  int   // the current event starts at buf[evStart]
+	base     int64 // stream offset of buf[0]
+	rerr     error // the reader's error, once it returned one
+	err      error // a sticky decoding error
+	saved    error // the first ValueError of the current event
+	depth    int
+
+	kvs     []member // members of the objects being decoded, innermost last
+	vals    []any    // elements of the arrays being decoded, innermost last
+	scratch []byte   // unescaped strings
+	keys    internTable
+	strs    valueTable
+}
+
+type member struct {
+	k string
+	v any
+}
+
+// NewDecoder returns a Decoder reading r.
+func NewDecoder(r io.Reader, opts Options) *Decoder {
+	max := opts.MaxEventBytes
+	if max <= 0 {
+		max = DefaultMaxEventBytes
+	}
+	return &Decoder{r: r, drop: opts.DropManagedFields, max: max}
+}
+
+// Decode reads the next event into ev (reset first). It returns io.EOF
+// when the stream ends between events, io.ErrUnexpectedEOF when it ends
+// inside one, the reader's error unchanged, a *SyntaxError or
+// *TooLargeError after which the stream cannot be read on, or a
+// *ValueError for an event of the wrong shape, after which it can.
+func (d *Decoder) Decode(ev *Event) error {
+	*ev = Event{}
+	if d.err != nil {
+		return d.err
+	}
+	d.saved = nil
+	d.depth = 0
+	if len(d.buf) > shrinkAbove && d.end-d.pos <= initialBuffer/2 {
+		nb := make([]byte, initialBuffer)
+		n := copy(nb, d.buf[d.pos:d.end])
+		d.base += int64(d.pos)
+		d.buf, d.pos, d.end = nb, 0, n
+	}
+	c, err := d.start()
+	if err != nil {
+		d.err = err
+		return err
+	}
+	if err := d.event(ev, c); err != nil {
+		*ev = Event{}
+		clear(d.kvs)
+		clear(d.vals)
+		d.kvs, d.vals = d.kvs[:0], d.vals[:0]
+		d.err = err
+		return err
+	}
+	if d.saved != nil {
+		*ev = Event{}
+		return d.saved
+	}
+	return nil
+}
+
+// Raw returns the bytes of the event Decode last returned; they are valid
+// until the next call of Decode.
+func (d *Decoder) Raw() []byte { return d.buf[d.evStart:d.pos] }
+
+// offset is the stream offset of the read position.
+func (d *Decoder) offset() int64 { return d.base + int64(d.pos) }
+
+// fill reads more input, keeping the current event (buf[evStart:end]) in
+// the buffer. It returns how far the kept bytes moved towards the start of
+// the buffer, so that callers holding positions can follow them.
+func (d *Decoder) fill() (shift int, err error) {
+	if d.rerr != nil {
+		return 0, d.eofErr()
+	}
+	if d.end-d.evStart >= d.max {
+		return 0, &TooLargeError{Limit: d.max, Offset: d.base + int64(d.evStart)}
+	}
+	if len(d.buf)-d.end < minRead {
+		if d.evStart > 0 {
+			shift = d.evStart
+			copy(d.buf, d.buf[shift:d.end])
+			d.end -= shift
+			d.pos -= shift
+			d.evStart = 0
+			d.base += int64(shift)
+		}
+		if len(d.buf)-d.end < minRead {
+			n := 2 * len(d.buf)
+			if n < initialBuffer {
+				n = initialBuffer
+			}
+			if n > d.max+minRead {
+				n = d.max + minRead
+			}
+			nb := make([]byte, n)
+			copy(nb, d.buf[:d.end])
+			d.buf = nb
+		}
+	}
+	limit := len(d.buf)
+	if l := d.evStart + d.max + 1; l < limit {
+		limit = l // read no more than the limit needs to be noticed
+	}
+	for range 100 {
+		n, err := d.r.Read(d.buf[d.end:limit])
+		d.end += n
+		if err != nil {
+			d.rerr = err
+		}
+		if n > 0 {
+			return shift, nil
+		}
+		if err != nil {
+			return shift, d.eofErr()
+		}
+	}
+	d.rerr = io.ErrNoProgress
+	return shift, d.rerr
+}
+
+// ws skips whitespace and returns the byte after it, which it does not
+// consume.
+func (d *Decoder) ws() (byte, error) {
+	for {
+		for d.pos < d.end {
+			c := d.buf[d.pos]
+			if c > ' ' || (c != ' ' && c != '\t' && c != '\n' && c != '\r') {
+				return c, nil
+			}
+			d.pos++
+		}
+		if _, err := d.fill(); err != nil {
+			return 0, err
+		}
+	}
+}
+
+// start skips the whitespace before an event, which is not kept, and
+// returns the event's first byte; io.EOF when the stream ends first.
+func (d *Decoder) start() (byte, error) {
+	for {
+		for d.pos < d.end {
+			c := d.buf[d.pos]
+			if c > ' ' || (c != ' ' && c != '\t' && c != '\n' && c != '\r') {
+				d.evStart = d.pos
+				return c, nil
+			}
+			d.pos++
+		}
+		d.evStart = d.pos
+		if _, err := d.fill(); err != nil {
+			if d.rerr == io.EOF {
+				return 0, io.EOF
+			}
+			return 0, err
+		}
+	}
+}
+
+// peek returns the byte at the read position, reading more if needed.
+func (d *Decoder) peek() (byte, error) {
+	for d.pos >= d.end {
+		if _, err := d.fill(); err != nil {
+			return 0, err
+		}
+	}
+	return d.buf[d.pos], nil
+}

@@ -1,0 +1,60 @@
+package wirejson
+
+import "hash/maphash"
+
+// Short keys and values repeat across objects ("metadata", "name", "v1",
+// a namespace, a node). A decoder keeps the last one seen per hash slot
+// and hands it out again instead of allocating an equal string: fewer
+// allocations while decoding, and one copy in the informer cache instead
+// of one per object. A slot holds one string, so unique strings (names,
+// resource versions) only replace each other; the tables never grow.
+const (
+	maxInternKey   = 32
+	maxInternValue = 24
+	keySlots       = 512
+	valueSlots     = 512
+)
+
+var internSeed = maphash.MakeSeed()
+
+type internTable struct {
+	s [keySlots]string
+}
+
+// get returns b as a string.
+func (t *internTable) get(b []byte) string {
+	if len(b) > maxInternKey {
+		return string(b)
+	}
+	h := maphash.Bytes(internSeed, b) % keySlots
+	if s := t.s[h]; s == string(b) {
+		return s
+	}
+	s := string(b)
+	t.s[h] = s
+	return s
+}
+
+// valueTable also keeps the string in an interface, which costs an
+// allocation of its own.
+type valueTable struct {
+	e [valueSlots]struct {
+		s string
+		v any
+	}
+}
+
+// get returns b as a string in an interface.
+func (t *valueTable) get(b []byte) any {
+	if len(b) > maxInternValue {
+		return string(b)
+	}
+	h := maphash.Bytes(internSeed, b) % valueSlots
+	e := &t.e[h]
+	if e.v != nil && e.s == string(b) {
+		return e.v
+	}
+	e.s = string(b)
+	e.v = e.s
+	return e.v
+}
