@@ -88,6 +88,12 @@ func TestWatchClientDecodesLikeTheDynamicClient(t *testing.T) {
 		"bad json":     {`{"type":"ADDED","object":{"kind":"Event","x":[1,}}`},
 		"truncated":    {`{"type":"ADDED","object":{"kind":"Event","metadata":{"name":"a"`},
 		"no object":    {`{"type":"ADDED"}`},
+		"hostile values": {
+			`{"type":"ADDED","object":{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"h","managed\u0046ields":[{"manager":"m"}],"labels":{"a/b":"1","a~b":"2","":"3"}},` +
+				`"n":[9007199254740993,-9007199254740993,9223372036854775807,9223372036854775808,-9223372036854775808,-9223372036854775809,-0,-0.0,0.1,1E2,1.0,1e-400],` +
+				`"s":["\u0000","\ud800","\udc00\ud800","\ud83d\ude00","\ud83dx","` + "\xff\xfe" + `"],"dup":1,"dup":{"x":[]},"null":null}}` + "\n",
+		},
+		"large object": {`{"type":"ADDED","object":{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"big","managedFields":[{"manager":"m"}]},"data":{"a":"` + strings.Repeat("0123456789abcdef", 1<<16) + `"}}}`},
 	}
 	gvr := schema.GroupVersionResource{Group: "events.k8s.io", Version: "v1", Resource: "events"}
 	opts := metav1.ListOptions{LabelSelector: "a=b", FieldSelector: "metadata.name!=x", ResourceVersion: "4", AllowWatchBookmarks: true, TimeoutSeconds: new(int64)}

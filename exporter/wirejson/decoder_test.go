@@ -1,0 +1,285 @@
+package wirejson
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"testing"
+	"testing/iotest"
+	"unsafe"
+)
+
+// stream is what an API server sends on a watch: events of every type,
+// separated by newlines or nothing, some split across lines.
+var stream = []string{
+	`{"type":"ADDED","object":{"apiVersion":"v1","kind":"Event","metadata":{"name":"a/b~c","namespace":"ns","resourceVersion":"5","managedFields":[{"manager":"m","fieldsV1":{"f:x":{}}}]},"count":1,"big":123456789012345678,"huge":123456789012345678901234567890,"f":1.5,"neg":-7,"e":1e3,"n":null,"s":"x\u2028y\n","arr":[1,2.5,{"k":[]}],"empty":{}}}` + "\n",
+	`{"type":"MODIFIED","object":{"apiVersion":"v1","kind":"Event","metadata":{"name":"x","resourceVersion":"6"},"count":2}}`,
+	`{"type":"BOOKMARK","object":{"apiVersion":"v1","kind":"Event","metadata":{"resourceVersion":"7","annotations":{"k8s.io/initial-events-end":"true"}}}}`,
+	"\r\n\t {\"type\":\"DELETED\",\n\"object\":{\"apiVersion\":\"v1\",\"kind\":\"Event\",\"metadata\":{\"name\":\"x\",\"resourceVersion\":\"8\"}}}\n",
+	`{"type":"ERROR","object":{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"too old resource version: 1 (8)","reason":"Expired","code":410}}` + "\n\n",
+}
+
+// wantStream is kjson's reading of stream, event by event.
+func wantStream(t *testing.T, drop bool) []Event {
+	t.Helper()
+	var out []Event
+	for _, s := range stream {
+		ev, err := oracle([]byte(s), drop)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, ev)
+	}
+	return out
+}
+
+// decodeAll decodes events until an error, which it returns with them.
+func decodeAll(d *Decoder) ([]Event, error) {
+	var out []Event
+	for {
+		var ev Event
+		if err := d.Decode(&ev); err != nil {
+			return out, err
+		}
+		out = append(out, ev)
+	}
+}
+
+// splitReader returns a, then b, then io.EOF.
+type splitReader struct{ parts [][]byte }
+
+func (r *splitReader) Read(p []byte) (int, error) {
+	for len(r.parts) > 0 && len(r.parts[0]) == 0 {
+		r.parts = r.parts[1:]
+	}
+	if len(r.parts) == 0 {
+		return 0, io.EOF
+	}
+	n := copy(p, r.parts[0])
+	r.parts[0] = r.parts[0][n:]
+	return n, nil
+}
+
+// Events split across reads at every byte boundary decode the same.
+func TestStreamSplitAtEveryByte(t *testing.T) {
+	data := []byte(strings.Join(stream, ""))
+	for _, drop := range []bool{false, true} {
+		want := wantStream(t, drop)
+		check := func(name string, r io.Reader) {
+			got, err := decodeAll(NewDecoder(r, Options{DropManagedFields: drop}))
+			if err != io.EOF {
+				t.Fatalf("%s: error %v", name, err)
+			}
+			if !equal(got, want) {
+				t.Fatalf("%s:\ngot  %#v\nwant %#v", name, got, want)
+			}
+		}
+		check("one byte at a time", iotest.OneByteReader(bytes.NewReader(data)))
+		for i := range data {
+			check(fmt.Sprintf("split at %d", i), &splitReader{parts: [][]byte{
+				bytes.Clone(data[:i]), bytes.Clone(data[i:]),
+			}})
+		}
+	}
+}
+
+// A stream that stops inside an event is io.ErrUnexpectedEOF after the
+// events before it; one that stops between events (whitespace or not) is
+// io.EOF.
+func TestStreamEndingMidEvent(t *testing.T) {
+	first, second := stream[1], stream[2]
+	data := first + "\n" + second
+	for i := range len(data) + 1 {
+		prefix := data[:i]
+		got, err := decodeAll(NewDecoder(iotest.HalfReader(strings.NewReader(prefix)), Options{}))
+		wantN, wantErr := 0, io.ErrUnexpectedEOF
+		switch {
+		case i == 0:
+			wantErr = io.EOF
+		case i < len(first):
+		case i <= len(first)+1:
+			wantN, wantErr = 1, io.EOF
+		case i < len(data):
+			wantN = 1
+		default:
+			wantN, wantErr = 2, io.EOF
+		}
+		if len(got) != wantN || err != wantErr {
+			t.Errorf("prefix of %d bytes: %d events, error %v; want %d, %v", i, len(got), err, wantN, wantErr)
+		}
+	}
+}
+
+// errReader fails with err after sending data.
+type errReader struct {
+	data []byte
+	err  error
+}
+
+func (r *errReader) Read(p []byte) (int, error) {
+	if len(r.data) == 0 {
+		return 0, r.err
+	}
+	n := copy(p, r.data)
+	r.data = r.data[n:]
+	return n, nil
+}
+
+// A read error is returned as it is (the watch machinery compares it
+// with io.EOF and asks whether it is a network EOF or timeout), and stays.
+func TestReadErrorUnchanged(t *testing.T) {
+	boom := errors.New("connection reset by peer")
+	for _, data := range []string{"", stream[1], stream[1] + `{"type":"ADD`} {
+		d := NewDecoder(&errReader{data: []byte(data), err: boom}, Options{})
+		_, err := decodeAll(d)
+		if err != boom {
+			t.Errorf("%q: error %v, want the reader's", data, err)
+		}
+		if err := d.Decode(&Event{}); err != boom {
+			t.Errorf("%q: then %v", data, err)
+		}
+	}
+	var zero zeroReader
+	if err := NewDecoder(&zero, Options{}).Decode(&Event{}); err != io.ErrNoProgress {
+		t.Errorf("a reader that returns nothing: %v", err)
+	}
+}
+
+type zeroReader struct{}
+
+func (zeroReader) Read([]byte) (int, error) { return 0, nil }
+
+// Malformed input is a SyntaxError naming its offset, and ends the stream;
+// an event of the wrong shape is a ValueError, and the next event decodes.
+func TestErrors(t *testing.T) {
+	for _, tc := range []struct {
+		in     string
+		offset int64
+		msg    string
+	}{
+		{`{"type":"ADDED","object":{"kind":"X","x":[1,}}`, 44, "invalid character '}' looking for beginning of value"},
+		{"\n\n{\"type\":\"ADDED\",\"object\":{\"kind\":\"X\",\"s\":\"a\x01\"}}", 45, `invalid character '\x01' in string literal`},
+		{`{"type":"ADDED","object":{"kind":"X","s":"\q"}}`, 43, `invalid character 'q' in string escape code`},
+		{`{"type":"ADDED","object":{"n":01}}`, 31, "invalid character '1' after object key:value pair"},
+		{`{"type":"ADDED","object":{"n":tru}}`, 33, "invalid character '}' in literal true"},
+		{`[1,2]`, 0, "watch event is not a JSON object"},
+		{`{"type":"ADDED"}]`, 16, "invalid character ']' looking for beginning of value"},
+		{strings.Repeat(`{"a":`, 10001) + "1" + strings.Repeat("}", 10001), 50000, "exceeded max depth"},
+	} {
+		d := NewDecoder(strings.NewReader(tc.in), Options{})
+		_, err := decodeAll(d)
+		var se *SyntaxError
+		if !errors.As(err, &se) || se.Offset != tc.offset || !strings.HasPrefix(se.Msg, tc.msg) {
+			t.Errorf("%.60q: %v, want %q at offset %d", tc.in, err, tc.msg, tc.offset)
+		}
+		if again := d.Decode(&Event{}); again != err {
+			t.Errorf("%.60q: then %v", tc.in, again)
+		}
+	}
+	for _, in := range []string{
+		`{"type":1,"object":{"kind":"X"}}`,
+		`{"type":"ADDED","object":[1]}`,
+		`{"type":"ADDED","object":{"kind":"X","n":1e400}}`,
+		`{"type":"ADDED","object":{"kind":"X","metadata":{"managedFields":[-1e999]}}}`,
+	} {
+		d := NewDecoder(strings.NewReader(in+stream[1]), Options{DropManagedFields: true})
+		var ev Event
+		err := d.Decode(&ev)
+		var ve *ValueError
+		if !errors.As(err, &ve) || ev.Object != nil {
+			t.Errorf("%s: %v, event %v", in, err, ev)
+		}
+		if err := d.Decode(&ev); err != nil || ev.Type != "MODIFIED" {
+			t.Errorf("%s: the next event: %v %v", in, ev, err)
+		}
+	}
+}
+
+// Depth is counted as encoding/json counts it: 10000 levels, the event
+// included, decode; one more does not.
+func TestDepthLimit(t *testing.T) {
+	for _, drop := range []bool{false, true} {
+		for levels, ok := range map[int]bool{9998: true, 9999: false} {
+			// event, object, metadata, managedFields array: 3 + levels.
+			in := `{"type":"ADDED","object":{"metadata":{"managedFields":` + strings.Repeat("[", levels-1) + strings.Repeat("]", levels-1) + `}}}`
+			_, err := decodeOne(strings.NewReader(in), drop)
+			if (err == nil) != ok {
+				t.Errorf("drop=%v, %d levels: %v", drop, levels+2, err)
+			}
+		}
+	}
+}
+
+// An object of a megabyte decodes through small reads; an event over the
+// limit is an error naming it, whatever the reads.
+func TestLargeEvents(t *testing.T) {
+	big := strings.Repeat("0123456789abcdef", 1<<16) // 1 MiB
+	in := `{"type":"ADDED","object":{"kind":"ConfigMap","metadata":{"name":"big"},"data":{"a":"` + big + `","b":"x\n` + big[:1000] + `"},"binaryData":[` + strings.Repeat(`"AAAA",`, 10000) + `"A"]}}` + "\n"
+	for name, r := range readers {
+		got, err := decodeOne(r([]byte(in)), true)
+		want, _ := oracle([]byte(in), true)
+		if err != nil || !equal(got, want) {
+			t.Fatalf("%s: %v", name, err)
+		}
+		d := NewDecoder(r([]byte(stream[1]+in)), Options{MaxEventBytes: 1 << 20})
+		var ev Event
+		if err := d.Decode(&ev); err != nil {
+			t.Fatalf("%s: the small event: %v", name, err)
+		}
+		err = d.Decode(&ev)
+		var tl *TooLargeError
+		if !errors.Is(err, ErrEventTooLarge) || !errors.As(err, &tl) || tl.Offset != int64(len(stream[1])) || !strings.Contains(err.Error(), "exceeds 1048576 bytes") {
+			t.Errorf("%s: %v", name, err)
+		}
+		if len(d.buf) > 1<<20+2*minRead {
+			t.Errorf("%s: buffer grew to %d bytes", name, len(d.buf))
+		}
+	}
+	// Whitespace between events is not part of either.
+	d := NewDecoder(strings.NewReader(strings.Repeat(" \n", 1000)+stream[1]+strings.Repeat("\n", 3000)), Options{MaxEventBytes: 1000})
+	if evs, err := decodeAll(d); len(evs) != 1 || err != io.EOF {
+		t.Errorf("whitespace: %d events, %v", len(evs), err)
+	}
+}
+
+// Raw is the event just decoded, as sent.
+func TestRaw(t *testing.T) {
+	d := NewDecoder(iotest.OneByteReader(strings.NewReader(strings.Join(stream, ""))), Options{DropManagedFields: true})
+	for i, s := range stream {
+		if err := d.Decode(&Event{}); err != nil {
+			t.Fatal(err)
+		}
+		if got, want := string(d.Raw()), strings.TrimSpace(s); got != want {
+			t.Errorf("event %d: raw %q, want %q", i, got, want)
+		}
+	}
+}
+
+// Keys and short values seen before are not allocated again.
+func TestInterning(t *testing.T) {
+	d := NewDecoder(strings.NewReader(stream[1]+stream[1]), Options{})
+	var a, b Event
+	if d.Decode(&a) != nil || d.Decode(&b) != nil {
+		t.Fatal("decode failed")
+	}
+	key := func(m map[string]any, k string) *byte {
+		for mk := range m {
+			if mk == k {
+				return unsafe.StringData(mk)
+			}
+		}
+		return nil
+	}
+	if key(a.Object, "metadata") != key(b.Object, "metadata") {
+		t.Error("the key metadata was allocated twice")
+	}
+	if unsafe.StringData(a.Object["kind"].(string)) != unsafe.StringData(b.Object["kind"].(string)) {
+		t.Error("the value Event was allocated twice")
+	}
+	a.Object["kind"] = "changed" // the maps are the caller's
+	if b.Object["kind"] != "Event" {
+		t.Error("decoded objects share a map")
+	}
+}
