@@ -174,6 +174,15 @@ func (d *Decoder) fill() (shift int, err error) {
 // ws skips whitespace and returns the byte after it, which it does not
 // consume.
 func (d *Decoder) ws() (byte, error) {
+	if d.pos < d.end {
+		if c := d.buf[d.pos]; c > ' ' {
+			return c, nil
+		}
+	}
+	return d.wsSlow()
+}
+
+func (d *Decoder) wsSlow() (byte, error) {
 	for {
 		for d.pos < d.end {
 			c := d.buf[d.pos]

@@ -1,6 +1,6 @@
 package wirejson
 
-import "hash/maphash"
+import "encoding/binary"
 
 // Short keys and values repeat across objects ("metadata", "name", "v1",
 // a namespace, a node). A decoder keeps the last one seen per hash slot
@@ -15,7 +15,25 @@ const (
 	valueSlots     = 512
 )
 
-var internSeed = maphash.MakeSeed()
+// hash mixes the length and the first and last eight bytes of b: cheap,
+// and for keys and values this short enough to tell them apart. Strings
+// that collide only take turns in a slot.
+func hash(b []byte) uint32 {
+	var x uint64
+	switch n := len(b); {
+	case n >= 8:
+		x = binary.LittleEndian.Uint64(b) ^ binary.LittleEndian.Uint64(b[n-8:])*0x9e3779b97f4a7c15
+	case n >= 4:
+		x = uint64(binary.LittleEndian.Uint32(b)) | uint64(binary.LittleEndian.Uint32(b[n-4:]))<<32
+	default:
+		for _, c := range b {
+			x = x<<8 | uint64(c)
+		}
+	}
+	x ^= uint64(len(b))
+	x *= 0xff51afd7ed558ccd
+	return uint32(x >> 40)
+}
 
 type internTable struct {
 	s [keySlots]string
@@ -26,7 +44,7 @@ func (t *internTable) get(b []byte) string {
 	if len(b) > maxInternKey {
 		return string(b)
 	}
-	h := maphash.Bytes(internSeed, b) % keySlots
+	h := hash(b) % keySlots
 	if s := t.s[h]; s == string(b) {
 		return s
 	}
@@ -49,7 +67,7 @@ func (t *valueTable) get(b []byte) any {
 	if len(b) > maxInternValue {
 		return string(b)
 	}
-	h := maphash.Bytes(internSeed, b) % valueSlots
+	h := hash(b) % valueSlots
 	e := &t.e[h]
 	if e.v != nil && e.s == string(b) {
 		return e.v
