@@ -47,7 +47,7 @@ func (d *Decoder) event(ev *Event, c byte) error {
 		off := d.offset()
 		switch {
 		case key == "type" && c == '"':
-			s, err := d.str()
+			s, err := d.key() // interned like a key: a handful of values
 			if err != nil {
 				return err
 			}

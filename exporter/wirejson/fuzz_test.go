@@ -77,10 +77,7 @@ func checkEquivalent(t *testing.T, data []byte) {
 
 // equal is reflect.DeepEqual that also tells -0.0 from 0.
 func equal(a, b any) bool {
-	if !reflect.DeepEqual(a, b) {
-		return false
-	}
-	return fmt.Sprintf("%#v", a) == fmt.Sprintf("%#v", b) || signsEqual(reflect.ValueOf(a), reflect.ValueOf(b))
+	return reflect.DeepEqual(a, b) && signsEqual(reflect.ValueOf(a), reflect.ValueOf(b))
 }
 
 func signsEqual(a, b reflect.Value) bool {

@@ -125,15 +125,6 @@ func (d *Decoder) key() (string, error) {
 	return d.keys.get(d.contents(start, end, plain)), nil
 }
 
-// str decodes a string into a string.
-func (d *Decoder) str() (string, error) {
-	start, end, plain, err := d.scanString()
-	if err != nil {
-		return "", err
-	}
-	return string(d.contents(start, end, plain)), nil
-}
-
 // strValue decodes a string into an interface, shared with earlier equal
 // short strings.
 func (d *Decoder) strValue() (any, error) {
