@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"runtime"
 	"strings"
 	"testing"
 
@@ -69,5 +70,58 @@ func BenchmarkDecodeKJSON(b *testing.B) {
 		if n != 2000 {
 			b.Fatal(n)
 		}
+	}
+}
+
+// The heap the decoded Events keep (what an informer cache holds), with
+// managedFields dropped as the informer's transform does, against kjson's
+// maps with managedFields deleted afterwards.
+func BenchmarkRetained(b *testing.B) {
+	data := eventStream()
+	decoders := map[string]func() []map[string]any{
+		"wirejson": func() []map[string]any {
+			var out []map[string]any
+			d := NewDecoder(bytes.NewReader(data), Options{DropManagedFields: true})
+			var ev Event
+			for d.Decode(&ev) == nil {
+				out = append(out, ev.Object)
+			}
+			return out
+		},
+		"kjson": func() []map[string]any {
+			var out []map[string]any
+			dec := json.NewDecoder(bytes.NewReader(data))
+			for {
+				var raw json.RawMessage
+				if dec.Decode(&raw) != nil {
+					return out
+				}
+				var ev kjsonEvent
+				if err := kjson.UnmarshalCaseSensitivePreserveInts(raw, &ev); err != nil {
+					b.Fatal(err)
+				}
+				delete(ev.Object["metadata"].(map[string]any), "managedFields")
+				out = append(out, ev.Object)
+			}
+		},
+	}
+	for name, decode := range decoders {
+		b.Run(name, func(b *testing.B) {
+			var retained uint64
+			for b.Loop() {
+				var before, after runtime.MemStats
+				runtime.GC()
+				runtime.ReadMemStats(&before)
+				objs := decode()
+				runtime.GC()
+				runtime.ReadMemStats(&after)
+				if len(objs) != 2000 {
+					b.Fatal(len(objs))
+				}
+				retained += after.HeapAlloc - before.HeapAlloc
+				runtime.KeepAlive(objs)
+			}
+			b.ReportMetric(float64(retained)/float64(b.N)/2000, "retained-B/event")
+		})
 	}
 }

@@ -14,8 +14,8 @@ const maxDepth = 10000
 const (
 	initialBuffer = 32 << 10
 	minRead       = 4 << 10
-	// shrinkAbove: a buffer grown past this for a large event is given
-	// back at the next event.
+	// shrinkAbove: buffers grown past this many bytes for a large event
+	// are given back at the next event.
 	shrinkAbove = 1 << 20
 )
 
@@ -85,6 +85,15 @@ func (d *Decoder) Decode(ev *Event) error {
 	}
 	d.saved = nil
 	d.depth = 0
+	if cap(d.scratch) > shrinkAbove {
+		d.scratch = nil
+	}
+	if cap(d.kvs) > shrinkAbove/32 {
+		d.kvs = nil
+	}
+	if cap(d.vals) > shrinkAbove/16 {
+		d.vals = nil
+	}
 	if len(d.buf) > shrinkAbove && d.end-d.pos <= initialBuffer/2 {
 		nb := make([]byte, initialBuffer)
 		n := copy(nb, d.buf[d.pos:d.end])
