@@ -66,11 +66,11 @@ type member struct {
 
 // NewDecoder returns a Decoder reading r.
 func NewDecoder(r io.Reader, opts Options) *Decoder {
-	max := opts.MaxEventBytes
-	if max <= 0 {
-		max = DefaultMaxEventBytes
+	limit := opts.MaxEventBytes
+	if limit <= 0 {
+		limit = DefaultMaxEventBytes
 	}
-	return &Decoder{r: r, drop: opts.DropManagedFields, max: max}
+	return &Decoder{r: r, drop: opts.DropManagedFields, max: limit}
 }
 
 // Decode reads the next event into ev (reset first). It returns io.EOF
@@ -147,24 +147,19 @@ func (d *Decoder) fill() (shift int, err error) {
 			d.base += int64(shift)
 		}
 		if len(d.buf)-d.end < minRead {
-			n := 2 * len(d.buf)
-			if n < initialBuffer {
-				n = initialBuffer
-			}
-			if n > d.max+minRead {
-				n = d.max + minRead
-			}
+			n := max(2*len(d.buf), initialBuffer)
+			n = max(min(n, d.max+minRead), d.end+minRead)
 			nb := make([]byte, n)
 			copy(nb, d.buf[:d.end])
 			d.buf = nb
 		}
 	}
-	limit := len(d.buf)
-	if l := d.evStart + d.max + 1; l < limit {
-		limit = l // read no more than the limit needs to be noticed
+	stop := len(d.buf)
+	if l := d.evStart + d.max + 1; l < stop {
+		stop = l // read no more than it takes to see the limit passed
 	}
 	for range 100 {
-		n, err := d.r.Read(d.buf[d.end:limit])
+		n, err := d.r.Read(d.buf[d.end:stop])
 		d.end += n
 		if err != nil {
 			d.rerr = err

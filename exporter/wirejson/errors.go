@@ -7,7 +7,8 @@ import (
 )
 
 // SyntaxError is input that is not JSON, or not a watch stream this
-// decoder accepts (too deep, too large). The stream cannot be read past it.
+// decoder accepts (nested too deep, an event that is not an object). The
+// stream cannot be read past it.
 type SyntaxError struct {
 	Msg    string
 	Offset int64 // byte offset in the stream
@@ -17,9 +18,9 @@ func (e *SyntaxError) Error() string {
 	return fmt.Sprintf("wirejson: %s at offset %d", e.Msg, e.Offset)
 }
 
-// ValueError is well-formed JSON of the wrong shape (an event that is not
-// an object, a type that is not a string, an object that is not an object,
-// a number beyond float64). The decoder stays in step with the stream.
+// ValueError is a well-formed event of the wrong shape (a type that is not
+// a string, an object that is not an object, a number beyond float64). The
+// decoder stays in step with the stream.
 type ValueError struct {
 	Msg    string
 	Offset int64 // byte offset in the stream
@@ -32,7 +33,8 @@ func (e *ValueError) Error() string {
 // ErrEventTooLarge is what a TooLargeError wraps.
 var ErrEventTooLarge = errors.New("watch event too large")
 
-// TooLargeError is an event larger than Options.MaxEventBytes.
+// TooLargeError is an event larger than Options.MaxEventBytes. The stream
+// cannot be read past it.
 type TooLargeError struct {
 	Limit  int
 	Offset int64 // where the event starts
