@@ -237,6 +237,16 @@ func TestLargeEvents(t *testing.T) {
 			t.Errorf("%s: buffer grew to %d bytes", name, len(d.buf))
 		}
 	}
+	// The limit is the event's size: as large decodes, a byte more fails.
+	ev := stream[1]
+	for name, r := range readers {
+		for limit, ok := range map[int]bool{len(ev): true, len(ev) - 1: false} {
+			_, err := decodeAll(NewDecoder(r([]byte(ev+"\n"+ev)), Options{MaxEventBytes: limit}))
+			if (err == io.EOF) != ok {
+				t.Errorf("%s: an event of %d bytes, limit %d: %v", name, len(ev), limit, err)
+			}
+		}
+	}
 	// Whitespace between events is not part of either.
 	d := NewDecoder(strings.NewReader(strings.Repeat(" \n", 1000)+stream[1]+strings.Repeat("\n", 3000)), Options{MaxEventBytes: 1000})
 	if evs, err := decodeAll(d); len(evs) != 1 || err != io.EOF {
