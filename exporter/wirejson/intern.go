@@ -3,16 +3,17 @@ package wirejson
 import "encoding/binary"
 
 // Short keys and values repeat across objects ("metadata", "name", "v1",
-// a namespace, a node). A decoder keeps the last one seen per hash slot
-// and hands it out again instead of allocating an equal string: fewer
+// a namespace, a node). A decoder keeps the last two seen per hash slot
+// and hands them out again instead of allocating an equal string: fewer
 // allocations while decoding, and one copy in the informer cache instead
-// of one per object. A slot holds one string, so unique strings (names,
-// resource versions) only replace each other; the tables never grow.
+// of one per object. A new string takes the slot's first place and moves
+// the one there to the second, so two hot strings that share a slot both
+// stay, and unique strings (names, resource versions) only replace each
+// other; the tables never grow.
 const (
 	maxInternKey   = 32
 	maxInternValue = 24
-	keySlots       = 512
-	valueSlots     = 512
+	slots          = 512
 )
 
 // hash mixes the length and the first and last eight bytes of b: cheap,
@@ -32,11 +33,11 @@ func hash(b []byte) uint32 {
 	}
 	x ^= uint64(len(b))
 	x *= 0xff51afd7ed558ccd
-	return uint32(x >> 40)
+	return uint32(x>>40) % slots
 }
 
 type internTable struct {
-	s [keySlots]string
+	s [slots][2]string
 }
 
 // get returns b as a string.
@@ -44,22 +45,27 @@ func (t *internTable) get(b []byte) string {
 	if len(b) > maxInternKey {
 		return string(b)
 	}
-	h := hash(b) % keySlots
-	if s := t.s[h]; s == string(b) {
-		return s
+	e := &t.s[hash(b)]
+	if e[0] == string(b) {
+		return e[0]
+	}
+	if e[1] == string(b) {
+		return e[1]
 	}
 	s := string(b)
-	t.s[h] = s
+	e[1], e[0] = e[0], s
 	return s
 }
 
-// valueTable also keeps the string in an interface, which costs an
+// valueTable keeps the string in an interface too, which costs an
 // allocation of its own.
 type valueTable struct {
-	e [valueSlots]struct {
-		s string
-		v any
-	}
+	e [slots][2]internedValue
+}
+
+type internedValue struct {
+	s string
+	v any // s, or nil for an empty place
 }
 
 // get returns b as a string in an interface.
@@ -67,12 +73,14 @@ func (t *valueTable) get(b []byte) any {
 	if len(b) > maxInternValue {
 		return string(b)
 	}
-	h := hash(b) % valueSlots
-	e := &t.e[h]
-	if e.v != nil && e.s == string(b) {
-		return e.v
+	e := &t.e[hash(b)]
+	if e[0].v != nil && e[0].s == string(b) {
+		return e[0].v
 	}
-	e.s = string(b)
-	e.v = e.s
-	return e.v
+	if e[1].v != nil && e[1].s == string(b) {
+		return e[1].v
+	}
+	s := string(b)
+	e[1], e[0] = e[0], internedValue{s, s}
+	return e[0].v
 }
