@@ -17,11 +17,12 @@ import (
 // reflective JSON decode and a goroutine hand-over per message; at a few
 // thousand changes a second that was most of what JetStream cost over the
 // file sink). Each message carries a reply subject <inbox>.<seq>; one
-// wildcard subscription <inbox>.* receives every ack, finds the message by
-// its sequence number in the ack table and resolves its batch on the
-// subscription's goroutine. One ticker fails the messages whose ack did
-// not come within the ack timeout; a lost connection fails every message
-// still waiting, since their acks will not come on the new one.
+// wildcard subscription <inbox>.* delivers every ack into a channel, and
+// the ack table finds the message by its sequence number and resolves its
+// batch. Who reads the channel is reader.go's concern. One ticker fails
+// the messages whose ack did not come within the ack timeout; a lost
+// connection fails every message still waiting, since their acks will not
+// come on the new one.
 
 // pending is one published message awaiting its PubAck.
 type pending struct {
@@ -64,54 +65,42 @@ type acker struct {
 	idle     chan struct{}
 	idleOnce sync.Once
 
-	stop chan struct{}
-	wg   sync.WaitGroup
+	// in receives the acks (the subscription's channel); kick wakes the
+	// reader when a publish made the table non-empty.
+	in      chan *nats.Msg
+	kick    chan struct{}
+	lastPub atomic.Int64 // UnixNano of the last register
+	stop    chan struct{}
+	wg      sync.WaitGroup
 
 	published, duplicates atomic.Int64 // acks, and acks with Duplicate set
 }
 
-func newAcker(inbox, stream string, timeout time.Duration, release func(int), onNoStream func()) *acker {
+// newAcker makes the table for a window of maxPending messages.
+func newAcker(inbox, stream string, timeout time.Duration, maxPending int, release func(int), onNoStream func()) *acker {
 	return &acker{prefix: inbox + ".", stream: stream, timeout: timeout, release: release, onNoStream: onNoStream,
-		table: map[uint64]pending{}, idle: make(chan struct{}), stop: make(chan struct{})}
-}
-
-// start runs the timeout ticker and fails what is outstanding when status
-// reports a lost connection, until halt.
-func (a *acker) start(status <-chan nats.Status) {
-	a.wg.Add(1)
-	go func() {
-		defer a.wg.Done()
-		t := time.NewTicker(max(a.timeout/8, time.Millisecond))
-		defer t.Stop()
-		for {
-			select {
-			case <-a.stop:
-				return
-			case now := <-t.C:
-				a.expire(now)
-			case st, ok := <-status:
-				if !ok {
-					status = nil
-					continue
-				}
-				a.failAll(fmt.Errorf("publish: the connection was lost (%s) before the ack: %w", st, nats.ErrDisconnected))
-			}
-		}
-	}()
-}
-
-func (a *acker) halt() {
-	close(a.stop)
-	a.wg.Wait()
+		table: map[uint64]pending{}, idle: make(chan struct{}), stop: make(chan struct{}),
+		// Room for every ack of a full window, and strays: a full channel
+		// drops an ack (nats.go counts a slow consumer) and its message
+		// times out, to be retried as a duplicate.
+		in: make(chan *nats.Msg, 2*maxPending+1024), kick: make(chan struct{}, 1)}
 }
 
 // register enters the messages of b into the table and returns the
 // sequence number of the first (the others follow). b holds one more
 // count until Publish calls handedOver.
 func (a *acker) register(b *pubBatch, msgs []outMsg) uint64 {
-	deadline := time.Now().Add(a.timeout)
+	now := time.Now()
+	deadline := now.Add(a.timeout)
+	a.lastPub.Store(now.UnixNano())
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	if len(a.table) == 0 {
+		select {
+		case a.kick <- struct{}{}:
+		default:
+		}
+	}
 	first := a.next
 	for i := range msgs {
 		a.table[first+uint64(i)] = pending{b: b, id: msgs[i].id, subject: msgs[i].subject, deadline: deadline}
@@ -158,7 +147,7 @@ func (a *acker) reply(buf []byte, seq uint64) []byte {
 	return strconv.AppendUint(buf, seq, 36)
 }
 
-// onAck is the subscription's handler.
+// onAck reads one ack.
 func (a *acker) onAck(m *nats.Msg) {
 	if len(m.Subject) <= len(a.prefix) {
 		return

@@ -59,7 +59,7 @@ func ackMsg(a *acker, seq uint64, data string) *nats.Msg {
 func TestAckTable(t *testing.T) {
 	newTable := func() (*acker, *int) {
 		released := 0
-		a := newAcker("_INBOX.t", "KUBEFEED", 10*time.Second, func(n int) { released += n }, func() {})
+		a := newAcker("_INBOX.t", "KUBEFEED", 10*time.Second, 16, func(n int) { released += n }, func() {})
 		return a, &released
 	}
 	t.Run("a batch is done once, after its last ack", func(t *testing.T) {
@@ -195,6 +195,28 @@ func TestAckTable(t *testing.T) {
 		}
 		if *released != 4 {
 			t.Errorf("released %d slots, want 4", *released)
+		}
+	})
+	t.Run("the reader takes acks that no publish reads", func(t *testing.T) {
+		a, _ := newTable()
+		a.start(nil)
+		defer a.halt()
+		o := newOutcomes()
+		// Just published: the reader leaves the acks to the next publish,
+		// which never comes; its poll takes them.
+		_, first := handOver(a, "busy", o, "e1")
+		a.in <- ackMsg(a, first, `{"stream":"KUBEFEED","seq":1}`)
+		<-o.calls
+		// Long after the last publish: the reader waits on the acks.
+		_, second := handOver(a, "idle", o, "e2")
+		a.lastPub.Store(time.Now().Add(-time.Hour).UnixNano())
+		a.kick <- struct{}{}
+		a.in <- ackMsg(a, second, `{"stream":"KUBEFEED","seq":2}`)
+		<-o.calls
+		for _, name := range []string{"busy", "idle"} {
+			if got := o.get(name); len(got) != 1 || got[0] != nil {
+				t.Errorf("%s: done calls %v, want one nil", name, got)
+			}
 		}
 	})
 	t.Run("a publish that sent nothing is forgotten", func(t *testing.T) {

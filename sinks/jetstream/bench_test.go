@@ -33,29 +33,44 @@ func benchServer(b *testing.B) string {
 	return srv.URL()
 }
 
-func processCPU() time.Duration {
+// usage is the process's CPU time and voluntary context switches (a
+// thread that parks: what goroutine wake-ups cost in system calls).
+func usage() (time.Duration, int64) {
 	var ru syscall.Rusage
 	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()), ru.Nvcsw
 }
 
-// cpuMeter reports the process's CPU per op: with an external server,
-// what one event costs kubefeed.
-type cpuMeter struct{ start time.Duration }
+// cpuMeter reports the process's CPU and context switches per op: with an
+// external server, what one event costs kubefeed.
+type cpuMeter struct {
+	cpu  time.Duration
+	csws int64
+}
 
 func startCPU(b *testing.B) *cpuMeter {
 	b.ResetTimer()
-	return &cpuMeter{start: processCPU()}
+	cpu, csws := usage()
+	return &cpuMeter{cpu: cpu, csws: csws}
 }
 
 func (m *cpuMeter) stop(b *testing.B) {
 	b.StopTimer()
-	b.ReportMetric(float64(processCPU()-m.start)/float64(b.N), "cpu-ns/op")
+	cpu, csws := usage()
+	b.ReportMetric(float64(cpu-m.cpu)/float64(b.N), "cpu-ns/op")
+	b.ReportMetric(float64(csws-m.csws)/float64(b.N), "csw/op")
 }
 
 // BenchmarkPublishWindow publishes one event per call through the sink's
 // window, as the exporter does, and waits for every ack.
-func BenchmarkPublishWindow(b *testing.B) {
+func BenchmarkPublishWindow(b *testing.B) { benchPublish(b, 0) }
+
+// BenchmarkPublishPaced publishes 2,000 events a second, as a burst of
+// changes through the exporter does: few messages share a write or a
+// read, so what each costs on its own (wake-ups, system calls) shows.
+func BenchmarkPublishPaced(b *testing.B) { benchPublish(b, 2000) }
+
+func benchPublish(b *testing.B, rate int) {
 	url := benchServer(b)
 	ctx := context.Background()
 	cfg := sinkConfig(url)
@@ -73,8 +88,17 @@ func BenchmarkPublishWindow(b *testing.B) {
 		ids[i] = fmt.Sprintf("%s-%d", evs[i%len(evs)].ID, i)
 	}
 	var wg sync.WaitGroup
+	var tick <-chan time.Time
+	if rate > 0 {
+		t := time.NewTicker(time.Second / time.Duration(rate))
+		defer t.Stop()
+		tick = t.C
+	}
 	m := startCPU(b)
 	for i := 0; i < b.N; i++ {
+		if tick != nil {
+			<-tick
+		}
 		e := *evs[i%len(evs)]
 		e.ID = ids[i]
 		wg.Add(1)

@@ -94,8 +94,8 @@ func New(ctx context.Context, o Options) (*Sink, error) {
 	}
 	s := &Sink{opts: o, nc: nc, js: js, subject: subj, log: o.Logger, win: newWindow(max(c.MaxPending, 1)),
 		out: nats.Msg{Header: nats.Header{}}, msgID: make([]string, 1)}
-	s.acks = newAcker(nc.NewInbox(), c.Stream, o.ackTimeout, s.win.release, func() { s.ready.Store(false) })
-	if _, err := nc.Subscribe(s.acks.prefix+"*", s.acks.onAck); err != nil {
+	s.acks = newAcker(nc.NewInbox(), c.Stream, o.ackTimeout, max(c.MaxPending, 1), s.win.release, func() { s.ready.Store(false) })
+	if _, err := nc.ChanSubscribe(s.acks.prefix+"*", s.acks.in); err != nil {
 		nc.Close()
 		return nil, fmt.Errorf("nats subscribe for acks: %w", err)
 	}
