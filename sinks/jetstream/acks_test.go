@@ -202,20 +202,23 @@ func TestAckTable(t *testing.T) {
 		a.start(nil)
 		defer a.halt()
 		o := newOutcomes()
-		// Just published: the reader leaves the acks to the next publish,
-		// which never comes; its poll takes them.
+		// Publishing fast: the reader leaves the acks to the next
+		// publish, which never comes; its poll takes them.
+		_, zeroth := handOver(a, "busy", o, "e0")
 		_, first := handOver(a, "busy", o, "e1")
-		a.in <- ackMsg(a, first, `{"stream":"KUBEFEED","seq":1}`)
+		a.in <- ackMsg(a, zeroth, `{"stream":"KUBEFEED","seq":1}`)
+		a.in <- ackMsg(a, first, `{"stream":"KUBEFEED","seq":2}`)
+		<-o.calls
 		<-o.calls
 		// Long after the last publish: the reader waits on the acks.
 		_, second := handOver(a, "idle", o, "e2")
 		a.lastPub.Store(time.Now().Add(-time.Hour).UnixNano())
 		a.kick <- struct{}{}
-		a.in <- ackMsg(a, second, `{"stream":"KUBEFEED","seq":2}`)
+		a.in <- ackMsg(a, second, `{"stream":"KUBEFEED","seq":3}`)
 		<-o.calls
-		for _, name := range []string{"busy", "idle"} {
-			if got := o.get(name); len(got) != 1 || got[0] != nil {
-				t.Errorf("%s: done calls %v, want one nil", name, got)
+		for name, n := range map[string]int{"busy": 2, "idle": 1} {
+			if got := o.get(name); len(got) != n || got[0] != nil || got[n-1] != nil {
+				t.Errorf("%s: done calls %v, want %d nil", name, got, n)
 			}
 		}
 	})

@@ -12,9 +12,9 @@ import (
 // CPU per wake-up). So the acks land in a channel, which no goroutine
 // waits on while publishes keep coming: each Publish reads what arrived
 // since the last one, and the reader goroutine only checks every
-// busyPoll. When publishes pause (none for busyGap) the reader waits on
-// the channel itself and takes each ack as it comes, so a lone event's
-// ack is not delayed.
+// busyPoll. When publishes are further apart than busyGap, or pause, the
+// reader waits on the channel itself and takes each ack as it comes, so
+// that at a low rate no ack waits for the poll.
 const (
 	busyGap  = 2 * time.Millisecond
 	busyPoll = 5 * time.Millisecond
@@ -59,7 +59,7 @@ func (a *acker) start(status <-chan nats.Status) {
 			switch {
 			case a.waiting() == 0:
 				// Nothing to wait for until a publish kicks.
-			case time.Now().UnixNano()-a.lastPub.Load() < int64(busyGap):
+			case a.lastGap.Load() < int64(busyGap) && time.Now().UnixNano()-a.lastPub.Load() < int64(busyGap):
 				poll.Reset(busyPoll)
 				polled = poll.C
 			default:

@@ -47,10 +47,12 @@ type Sink struct {
 	js      jetstream.JetStream
 	subject *natsconn.Subject
 	log     *zap.Logger
-	ready   atomic.Bool
-	win     *window
-	acks    *acker
-	status  chan nats.Status // connection losses, for acks
+	// ready: the stream was checked and no publish found it missing
+	// since; checked: it was checked once.
+	ready, checked atomic.Bool
+	win            *window
+	acks           *acker
+	status         chan nats.Status // connection losses, for acks
 	// The outgoing message, its Nats-Msg-Id value and reply subject,
 	// reused under win.mu.
 	out       nats.Msg
@@ -125,8 +127,13 @@ func (s *Sink) ensureStream(ctx context.Context) error {
 		return nil
 	}
 	if !s.nc.IsConnected() {
-		// Give a first connection attempt a moment.
+		// Give a first connection attempt a moment. A check again after a
+		// publish no stream answered (acks.go) fails at once while
+		// disconnected, as the publish itself would.
 		deadline := time.Now().Add(2 * time.Second)
+		if s.checked.Load() {
+			deadline = time.Now()
+		}
 		for !s.nc.IsConnected() && time.Now().Before(deadline) && ctx.Err() == nil {
 			time.Sleep(20 * time.Millisecond)
 		}
@@ -171,6 +178,7 @@ func (s *Sink) ensureStream(ctx context.Context) error {
 		if _, err := s.js.CreateOrUpdateStream(ctx, sc); err != nil {
 			return fmt.Errorf("provision stream %s: %w", c.Stream, err)
 		}
+		s.checked.Store(true)
 		s.ready.Store(true)
 		return nil
 	}
@@ -189,6 +197,7 @@ func (s *Sink) ensureStream(ctx context.Context) error {
 	if dl := c.DeadLetterSubject; dl != "" && !holds(subjects, dl) {
 		return fmt.Errorf("stream %s does not hold deadLetterSubject %s (its subjects: %v); add it to the stream", c.Stream, dl, subjects)
 	}
+	s.checked.Store(true)
 	s.ready.Store(true)
 	return nil
 }
