@@ -3,8 +3,11 @@ package jetstream_test
 import (
 	"context"
 	"fmt"
+	"os"
 	"sync"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	js "github.com/nats-io/nats.go/jetstream"
@@ -14,25 +17,90 @@ import (
 	"github.com/kubefeed/kubefeed/test/natstest"
 )
 
-// BenchmarkPublishWindow publishes one event per call through the sink's
-// window, as the exporter does, and waits for every ack.
-func BenchmarkPublishWindow(b *testing.B) {
+// benchServer is the server a benchmark publishes to. With
+// KUBEFEED_BENCH_NATS_URL set (a nats-server in another process, e.g.
+// `go run ./test/cmd/natsdev serve DIR PORT`) the process's CPU, and so
+// its profile and the client-cpu-ns/op metric, is the client's alone.
+func benchServer(b *testing.B) string {
+	if u := os.Getenv("KUBEFEED_BENCH_NATS_URL"); u != "" {
+		return u
+	}
 	srv, err := natstest.Start(natstest.Options{StoreDir: b.TempDir()})
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer srv.Shutdown()
+	b.Cleanup(srv.Shutdown)
+	return srv.URL()
+}
+
+// usage is the process's CPU time and voluntary context switches (a
+// thread that parks: what goroutine wake-ups cost in system calls).
+func usage() (time.Duration, int64) {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()), ru.Nvcsw
+}
+
+// cpuMeter reports the process's CPU and context switches per op: with an
+// external server, what one event costs kubefeed.
+type cpuMeter struct {
+	cpu  time.Duration
+	csws int64
+}
+
+func startCPU(b *testing.B) *cpuMeter {
+	b.ResetTimer()
+	cpu, csws := usage()
+	return &cpuMeter{cpu: cpu, csws: csws}
+}
+
+func (m *cpuMeter) stop(b *testing.B) {
+	b.StopTimer()
+	cpu, csws := usage()
+	b.ReportMetric(float64(cpu-m.cpu)/float64(b.N), "cpu-ns/op")
+	b.ReportMetric(float64(csws-m.csws)/float64(b.N), "csw/op")
+}
+
+// BenchmarkPublishWindow publishes one event per call through the sink's
+// window, as the exporter does, and waits for every ack.
+func BenchmarkPublishWindow(b *testing.B) { benchPublish(b, 0) }
+
+// BenchmarkPublishPaced publishes 2,000 events a second, as a burst of
+// changes through the exporter does: few messages share a write or a
+// read, so what each costs on its own (wake-ups, system calls) shows.
+func BenchmarkPublishPaced(b *testing.B) { benchPublish(b, 2000) }
+
+func benchPublish(b *testing.B, rate int) {
+	url := benchServer(b)
 	ctx := context.Background()
-	s := newSink(b, sinkConfig(srv.URL()))
+	cfg := sinkConfig(url)
+	cfg.Stream = fmt.Sprintf("BENCH%d", time.Now().UnixNano())
+	cfg.Provision.Subjects = []string{"bench." + cfg.Stream + ".>"}
+	cfg.Subject = "bench." + cfg.Stream + ".{resource}.{change}"
+	cfg.MaxPending = 4096
+	s := newSink(b, cfg)
 	evs := make([]*event.Event, 1000)
 	for i := range evs {
 		evs[i] = sinktest.Event(i, 1)
 	}
+	ids := make([]string, b.N)
+	for i := range ids {
+		ids[i] = fmt.Sprintf("%s-%d", evs[i%len(evs)].ID, i)
+	}
 	var wg sync.WaitGroup
-	b.ResetTimer()
+	var tick <-chan time.Time
+	if rate > 0 {
+		t := time.NewTicker(time.Second / time.Duration(rate))
+		defer t.Stop()
+		tick = t.C
+	}
+	m := startCPU(b)
 	for i := 0; i < b.N; i++ {
+		if tick != nil {
+			<-tick
+		}
 		e := *evs[i%len(evs)]
-		e.ID = fmt.Sprintf("%s-%d", e.ID, i)
+		e.ID = ids[i]
 		wg.Add(1)
 		if err := s.Publish(ctx, []*event.Event{&e}, func(err error) {
 			if err != nil {
@@ -44,19 +112,15 @@ func BenchmarkPublishWindow(b *testing.B) {
 		}
 	}
 	wg.Wait()
-	b.StopTimer()
+	m.stop(b)
 	_ = s.Close(ctx)
 }
 
 // BenchmarkPublishCeiling is the client alone: pre-encoded messages of
-// the same size, PublishMsgAsync with Msg-Id, 4096 pending.
+// the same size, nats.go's PublishMsgAsync with Msg-Id, 4096 pending.
 func BenchmarkPublishCeiling(b *testing.B) {
-	srv, err := natstest.Start(natstest.Options{StoreDir: b.TempDir()})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer srv.Shutdown()
-	nc, err := nats.Connect(srv.URL())
+	url := benchServer(b)
+	nc, err := nats.Connect(url)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -66,17 +130,23 @@ func BenchmarkPublishCeiling(b *testing.B) {
 		b.Fatal(err)
 	}
 	ctx := context.Background()
-	if _, err := j.CreateOrUpdateStream(ctx, js.StreamConfig{Name: "C", Subjects: []string{"c.>"}}); err != nil {
+	name := fmt.Sprintf("C%d", time.Now().UnixNano())
+	if _, err := j.CreateOrUpdateStream(ctx, js.StreamConfig{Name: name, Subjects: []string{name + ".>"}}); err != nil {
 		b.Fatal(err)
 	}
 	body, _ := event.Marshal(sinktest.Event(1, 1))
-	b.ResetTimer()
+	ids := make([]string, b.N)
+	for i := range ids {
+		ids[i] = fmt.Sprint(i)
+	}
+	m := startCPU(b)
 	for i := 0; i < b.N; i++ {
-		m := nats.NewMsg("c.x")
-		m.Data = body
-		if _, err := j.PublishMsgAsync(m, js.WithMsgID(fmt.Sprint(i))); err != nil {
+		msg := nats.NewMsg(name + ".x")
+		msg.Data = body
+		if _, err := j.PublishMsgAsync(msg, js.WithMsgID(ids[i])); err != nil {
 			b.Fatal(err)
 		}
 	}
 	<-j.PublishAsyncComplete()
+	m.stop(b)
 }

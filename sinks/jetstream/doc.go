@@ -5,9 +5,18 @@
 // with a bounded number of publishes awaiting their ack (maxPending). Send
 // returns only when every PubAck of its events arrived, so a key is done for
 // this sink only after JetStream stored it; PubAck.Duplicate is counted. A
-// publish whose ack does not come in time fails the Send, and the key is
-// retried by the caller's queue; the same id makes the retry a duplicate
-// that the stream drops within its duplicate window.
+// publish whose ack does not come in time (AckTimeout), or whose connection
+// is lost before it, fails the Send, and the key is retried by the caller's
+// queue; the same id makes the retry a duplicate that the stream drops
+// within its duplicate window.
+//
+// The sink reads the acks itself (acks.go): one reply subscription, a
+// table of the messages awaiting theirs, and one ticker for the timeouts,
+// instead of nats.go's per-message futures and timers. A publish that no
+// stream answers (the stream was deleted, or does not hold the subject)
+// fails retryably naming the stream and subject, and the next publish
+// checks the stream again: with provision it is created anew, without it
+// the error says the stream is missing.
 //
 // Events larger than the server's max payload follow sinks.Encode's policy
 // (drop oldObject, then reduce the object to its identity); an event that

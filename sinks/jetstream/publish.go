@@ -4,10 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sync"
 
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
 
 	"github.com/kubefeed/kubefeed/exporter/event"
@@ -17,66 +15,6 @@ import (
 // errClosed fails a publish after Close, and the acks Close did not wait
 // for.
 var errClosed = errors.New("jetstream sink: closed")
-
-// window bounds the messages awaiting an ack (maxPending) and carries the
-// publishes in flight, in publish order, to the ack reader.
-type window struct {
-	slots chan struct{}
-	// acquireMu makes taking a publish's slots all or nothing.
-	acquireMu sync.Mutex
-	// mu orders hand-overs: a batch enters acks under it, so the reader
-	// sees batches in the order their messages were published.
-	mu     sync.Mutex
-	closed bool
-	acks   chan *pubBatch
-	// abort, closed by Close when its context ends, fails the acks still
-	// awaited.
-	abort      chan struct{}
-	abortOnce  sync.Once
-	readerDone chan struct{}
-}
-
-func newWindow(size int) *window {
-	return &window{slots: make(chan struct{}, size), acks: make(chan *pubBatch, size),
-		abort: make(chan struct{}), readerDone: make(chan struct{})}
-}
-
-// pubBatch is one Publish: its messages' futures and its callback. err,
-// when set, is reported after the futures resolved (a message of the batch
-// could not be published).
-type pubBatch struct {
-	futures []jetstream.PubAckFuture
-	slots   int
-	err     error
-	done    func(error)
-}
-
-// acquire takes n slots of the window, or none when ctx ends first. One
-// publish acquires at a time, so two publishes that each need most of the
-// window never hold parts of it while waiting for each other.
-func (w *window) acquire(ctx context.Context, n int) error {
-	w.acquireMu.Lock()
-	defer w.acquireMu.Unlock()
-	for i := 0; i < n; i++ {
-		if err := ctx.Err(); err != nil {
-			w.release(i)
-			return fmt.Errorf("waiting for the publish window: %w", err)
-		}
-		select {
-		case w.slots <- struct{}{}:
-		case <-ctx.Done():
-			w.release(i)
-			return fmt.Errorf("waiting for the publish window: %w", ctx.Err())
-		}
-	}
-	return nil
-}
-
-func (w *window) release(n int) {
-	for i := 0; i < n; i++ {
-		<-w.slots
-	}
-}
 
 // Publish publishes the events asynchronously (in order, with their ids
 // as Nats-Msg-Id) and returns; done gets the outcome once every ack
@@ -94,34 +32,65 @@ func (s *Sink) Publish(ctx context.Context, events []*event.Event, done func(err
 	}
 	msgs, encErr := s.encode(events)
 	s.win.mu.Lock()
-	defer s.win.mu.Unlock()
 	if s.win.closed {
+		s.win.mu.Unlock()
 		s.win.release(n)
 		return sinks.Permanent(errClosed)
 	}
-	b := &pubBatch{slots: n, done: done, err: encErr}
-	for _, m := range msgs {
-		f, err := s.js.PublishMsgAsync(m.msg, jetstream.WithMsgID(m.id))
-		if err != nil {
-			b.err = fmt.Errorf("publish %s: %w", m.id, err)
+	if len(msgs) == 0 {
+		s.win.mu.Unlock()
+		s.win.release(n)
+		if encErr == nil {
+			encErr = errors.New("nothing to publish")
+		}
+		return encErr
+	}
+	b := &pubBatch{slots: n, done: done, encErr: encErr}
+	first := s.acks.register(b, msgs)
+	sent := 0
+	var err error
+	for ; sent < len(msgs); sent++ {
+		if err = s.send(&msgs[sent], first+uint64(sent)); err != nil {
+			err = fmt.Errorf("publish %s: %w", msgs[sent].id, classify(err))
 			break
 		}
-		b.futures = append(b.futures, f)
 	}
-	if len(b.futures) == 0 {
+	s.win.mu.Unlock()
+	// Outside the hand-over lock: done may run here and publish again.
+	if s.acks.handedOver(b, first+uint64(sent), first+uint64(len(msgs)), first, err) {
 		s.win.release(n)
-		if b.err == nil {
-			b.err = errors.New("nothing to publish")
-		}
-		return b.err
+		return err
 	}
-	s.win.acks <- b // never blocks: a batch holds at least one slot
+	s.acks.drain(drainMax) // the acks of earlier publishes (reader.go)
 	return nil
 }
 
+// send hands one message to the connection, with the reply subject of
+// its ack. The caller holds win.mu: the outgoing message is reused, since
+// the connection copies it into its buffer before PublishMsg returns.
+func (s *Sink) send(m *outMsg, seq uint64) error {
+	out := &s.out
+	if len(m.headers) > 0 || len(out.Header) != 1 {
+		clear(out.Header)
+		for _, h := range m.headers {
+			out.Header.Set(h[0], h[1])
+		}
+	}
+	s.msgID[0] = m.id
+	out.Header[nats.MsgIdHdr] = s.msgID
+	out.Subject, out.Data = m.subject, m.body
+	s.reply = s.acks.reply(s.reply, seq)
+	out.Reply = string(s.reply)
+	err := s.nc.PublishMsg(out)
+	out.Data = nil
+	return err
+}
+
+// outMsg is one encoded event.
 type outMsg struct {
-	msg *nats.Msg
-	id  string
+	id, subject string
+	body        []byte
+	headers     [][2]string
 }
 
 // encode builds the messages of events. It stops at the first event that
@@ -153,53 +122,9 @@ func (s *Sink) encode(events []*event.Event) ([]outMsg, error) {
 		} else if enc.Event != e {
 			s.shrunk.Add(1) // a dead-lettered stub is counted above, not here
 		}
-		msg := nats.NewMsg(subject)
-		msg.Data = enc.Body
-		for _, h := range enc.Headers {
-			msg.Header.Set(h[0], h[1])
-		}
-		out = append(out, outMsg{msg: msg, id: e.ID})
+		out = append(out, outMsg{id: e.ID, subject: subject, body: enc.Body, headers: enc.Headers})
 	}
 	return out, nil
-}
-
-// readAcks waits for the acks of the batches in publish order (JetStream
-// acks them in that order too) and calls each batch's done. It ends when
-// Close closed the window and every batch was answered.
-func (s *Sink) readAcks() {
-	defer close(s.win.readerDone)
-	for b := range s.win.acks {
-		err := s.await(b.futures)
-		s.win.release(b.slots)
-		if err == nil {
-			err = b.err
-		}
-		b.done(err)
-	}
-}
-
-// await waits for the acks of futures; the first error wins, but every
-// future is waited for (or abandoned when Close gives up).
-func (s *Sink) await(futures []jetstream.PubAckFuture) error {
-	var first error
-	for _, f := range futures {
-		select {
-		case ack := <-f.Ok():
-			s.published.Add(1)
-			if ack.Duplicate {
-				s.duplicates.Add(1)
-			}
-		case err := <-f.Err():
-			if first == nil {
-				first = classify(err)
-			}
-		case <-s.win.abort:
-			if first == nil {
-				first = fmt.Errorf("waiting for ack: %w", errClosed)
-			}
-		}
-	}
-	return first
 }
 
 // Send publishes the events and waits for all their acks (or ctx).
@@ -221,17 +146,19 @@ func (s *Sink) Send(ctx context.Context, events []*event.Event) error {
 // returns.
 func (s *Sink) Close(ctx context.Context) error {
 	s.win.mu.Lock()
-	if !s.win.closed {
-		s.win.closed = true
-		close(s.win.acks)
-	}
+	s.win.closed = true
 	s.win.mu.Unlock()
+	idle := s.acks.close()
 	select {
-	case <-s.win.readerDone:
+	case <-idle:
 	case <-ctx.Done():
-		s.win.abortOnce.Do(func() { close(s.win.abort) })
-		<-s.win.readerDone
+		s.acks.failAll(fmt.Errorf("waiting for ack: %w", errClosed))
+		<-idle
 	}
-	s.nc.Close()
+	s.closeOnce.Do(func() {
+		s.acks.halt()
+		s.nc.RemoveStatusListener(s.status)
+		s.nc.Close()
+	})
 	return nil
 }

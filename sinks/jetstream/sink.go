@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -26,6 +27,8 @@ type Options struct {
 	Config  config.JetStreamSink
 	Cluster string
 	Logger  *zap.Logger
+
+	ackTimeout time.Duration // AckTimeout when zero; shorter in tests
 }
 
 // Stats counts what the sink saw.
@@ -44,10 +47,20 @@ type Sink struct {
 	js      jetstream.JetStream
 	subject *natsconn.Subject
 	log     *zap.Logger
-	ready   atomic.Bool
-	win     *window
+	// ready: the stream was checked and no publish found it missing
+	// since; checked: it was checked once.
+	ready, checked atomic.Bool
+	win            *window
+	acks           *acker
+	status         chan nats.Status // connection losses, for acks
+	// The outgoing message, its Nats-Msg-Id value and reply subject,
+	// reused under win.mu.
+	out       nats.Msg
+	msgID     []string
+	reply     []byte
+	closeOnce sync.Once
 
-	published, duplicates, shrunk, deadLettered, dropped atomic.Int64
+	shrunk, deadLettered, dropped atomic.Int64
 }
 
 var _ sinks.AsyncSink = (*Sink)(nil)
@@ -71,26 +84,35 @@ func New(ctx context.Context, o Options) (*Sink, error) {
 	if err != nil {
 		return nil, err
 	}
-	// The sink's own window (MaxPending messages) blocks a publish with its
-	// context before the client's would stall and fail it; the client's
-	// bound is only a backstop.
-	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(2*max(c.MaxPending, 1)), jetstream.WithPublishAsyncTimeout(AckTimeout))
+	// The client's API for the stream; publishes go on the core
+	// connection (acks.go).
+	js, err := jetstream.New(nc)
 	if err != nil {
 		nc.Close()
 		return nil, fmt.Errorf("jetstream: %w", err)
 	}
-	s := &Sink{opts: o, nc: nc, js: js, subject: subj, log: o.Logger, win: newWindow(max(c.MaxPending, 1))}
-	go s.readAcks()
+	if o.ackTimeout <= 0 {
+		o.ackTimeout = AckTimeout
+	}
+	s := &Sink{opts: o, nc: nc, js: js, subject: subj, log: o.Logger, win: newWindow(max(c.MaxPending, 1)),
+		out: nats.Msg{Header: nats.Header{}}, msgID: make([]string, 1)}
+	s.acks = newAcker(nc.NewInbox(), c.Stream, o.ackTimeout, max(c.MaxPending, 1), s.win.release, func() { s.ready.Store(false) })
+	if _, err := nc.ChanSubscribe(s.acks.prefix+"*", s.acks.in); err != nil {
+		nc.Close()
+		return nil, fmt.Errorf("nats subscribe for acks: %w", err)
+	}
+	s.status = nc.StatusChanged(nats.RECONNECTING, nats.DISCONNECTED, nats.CLOSED)
+	s.acks.start(s.status)
 	if err := s.ensureStream(ctx); err != nil {
 		if errors.Is(err, errUnreachable) && isAuthError(nc.LastError()) {
-			nc.Close()
+			_ = s.Close(ctx)
 			return nil, fmt.Errorf("nats %s: %w", natsconn.Redact(c.Servers), nc.LastError())
 		}
 		if errors.Is(err, errUnreachable) {
 			s.log.Warn("nats not reachable yet; the stream is checked on first send", zap.String("servers", natsconn.Redact(c.Servers)))
 			return s, nil
 		}
-		nc.Close()
+		_ = s.Close(ctx)
 		return nil, err
 	}
 	return s, nil
@@ -105,8 +127,13 @@ func (s *Sink) ensureStream(ctx context.Context) error {
 		return nil
 	}
 	if !s.nc.IsConnected() {
-		// Give a first connection attempt a moment.
+		// Give a first connection attempt a moment. A check again after a
+		// publish no stream answered (acks.go) fails at once while
+		// disconnected, as the publish itself would.
 		deadline := time.Now().Add(2 * time.Second)
+		if s.checked.Load() {
+			deadline = time.Now()
+		}
 		for !s.nc.IsConnected() && time.Now().Before(deadline) && ctx.Err() == nil {
 			time.Sleep(20 * time.Millisecond)
 		}
@@ -151,6 +178,7 @@ func (s *Sink) ensureStream(ctx context.Context) error {
 		if _, err := s.js.CreateOrUpdateStream(ctx, sc); err != nil {
 			return fmt.Errorf("provision stream %s: %w", c.Stream, err)
 		}
+		s.checked.Store(true)
 		s.ready.Store(true)
 		return nil
 	}
@@ -169,6 +197,7 @@ func (s *Sink) ensureStream(ctx context.Context) error {
 	if dl := c.DeadLetterSubject; dl != "" && !holds(subjects, dl) {
 		return fmt.Errorf("stream %s does not hold deadLetterSubject %s (its subjects: %v); add it to the stream", c.Stream, dl, subjects)
 	}
+	s.checked.Store(true)
 	s.ready.Store(true)
 	return nil
 }
@@ -187,17 +216,15 @@ func isAuthError(err error) bool {
 		errors.Is(err, nats.ErrAccountAuthExpired) || errors.Is(err, nats.ErrPermissionViolation)
 }
 
+// classify marks what retrying cannot fix.
 func classify(err error) error {
-	switch {
-	case errors.Is(err, nats.ErrMaxPayload):
+	if errors.Is(err, nats.ErrMaxPayload) {
 		return sinks.Permanent(err)
-	case errors.Is(err, jetstream.ErrNoStreamResponse), errors.Is(err, nats.ErrNoResponders):
-		return fmt.Errorf("no stream answered (is the stream there and does it hold the subject?): %w", err)
 	}
-	return fmt.Errorf("publish: %w", err)
+	return err
 }
 
 // Stats returns the counters.
 func (s *Sink) Stats() Stats {
-	return Stats{Published: s.published.Load(), Duplicates: s.duplicates.Load(), Shrunk: s.shrunk.Load(), DeadLettered: s.deadLettered.Load(), Dropped: s.dropped.Load()}
+	return Stats{Published: s.acks.published.Load(), Duplicates: s.acks.duplicates.Load(), Shrunk: s.shrunk.Load(), DeadLettered: s.deadLettered.Load(), Dropped: s.dropped.Load()}
 }

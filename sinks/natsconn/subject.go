@@ -1,7 +1,6 @@
 package natsconn
 
 import (
-	"fmt"
 	"strings"
 
 	"github.com/kubefeed/kubefeed/exporter/config"
@@ -47,20 +46,25 @@ func CompileSubject(tmpl string) (*Subject, error) {
 // Render fills the template for an event. Every value is escaped, so it
 // stays inside its token.
 func (s *Subject) Render(e *event.Event) string {
-	var b strings.Builder
+	var buf [128]byte
+	return string(s.AppendRender(buf[:0], e))
+}
+
+// AppendRender appends what Render returns to b.
+func (s *Subject) AppendRender(b []byte, e *event.Event) []byte {
 	for i, ps := range s.tokens {
 		if i > 0 {
-			b.WriteByte('.')
+			b = append(b, '.')
 		}
 		for _, p := range ps {
 			if p.field == "" {
-				b.WriteString(p.literal)
+				b = append(b, p.literal...)
 				continue
 			}
-			b.WriteString(Escape(fieldValue(e, p.field)))
+			b = appendEscape(b, fieldValue(e, p.field))
 		}
 	}
-	return b.String()
+	return b
 }
 
 // StreamSubject is the wildcard a stream needs to hold every subject the
@@ -118,22 +122,37 @@ func fieldValue(e *event.Event, field string) string {
 // unambiguous for them), and any other byte that is not a letter, digit, '-'
 // or '_' becomes %XX.
 func Escape(v string) string {
+	for i := 0; i < len(v); i++ {
+		if !plain(v[i]) {
+			return string(appendEscape(nil, v))
+		}
+	}
 	if v == "" {
 		return "_"
 	}
-	var b strings.Builder
+	return v
+}
+
+func plain(c byte) bool {
+	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_'
+}
+
+func appendEscape(b []byte, v string) []byte {
+	if v == "" {
+		return append(b, '_')
+	}
+	const hex = "0123456789ABCDEF"
 	for i := 0; i < len(v); i++ {
-		c := v[i]
-		switch {
+		switch c := v[i]; {
 		case c == '.':
-			b.WriteByte('_')
-		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9', c == '-', c == '_':
-			b.WriteByte(c)
+			b = append(b, '_')
+		case plain(c):
+			b = append(b, c)
 		default:
-			fmt.Fprintf(&b, "%%%02X", c)
+			b = append(b, '%', hex[c>>4], hex[c&15])
 		}
 	}
-	return b.String()
+	return b
 }
 
 // Matches reports whether subject matches a NATS subject filter with * and >.

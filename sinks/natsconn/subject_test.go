@@ -1,6 +1,8 @@
 package natsconn
 
 import (
+	"fmt"
+	"strings"
 	"testing"
 
 	"github.com/kubefeed/kubefeed/exporter/config"
@@ -62,5 +64,40 @@ func TestMatches(t *testing.T) {
 func TestRedact(t *testing.T) {
 	if got := Redact([]string{"nats://u:p@h:4222", "nats://h2:4222"}); got != "nats://h:4222,nats://h2:4222" {
 		t.Errorf("Redact = %s", got)
+	}
+}
+
+// TestEscapeEveryByte pins the escaping of every byte (the fast path
+// returns plain values as they are) to the documented rule.
+func TestEscapeEveryByte(t *testing.T) {
+	ref := func(v string) string {
+		if v == "" {
+			return "_"
+		}
+		var b strings.Builder
+		for i := 0; i < len(v); i++ {
+			c := v[i]
+			switch {
+			case c == '.':
+				b.WriteByte('_')
+			case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9', c == '-', c == '_':
+				b.WriteByte(c)
+			default:
+				fmt.Fprintf(&b, "%%%02X", c)
+			}
+		}
+		return b.String()
+	}
+	for c := 0; c < 256; c++ {
+		for _, v := range []string{string([]byte{byte(c)}), "a" + string([]byte{byte(c)}) + "b"} {
+			if got, want := Escape(v), ref(v); got != want {
+				t.Errorf("Escape(%q) = %q, want %q", v, got, want)
+			}
+		}
+	}
+	for _, v := range []string{"", "web", "kube-system", "a/b~c", "ünï", "x.y.z"} {
+		if got, want := Escape(v), ref(v); got != want {
+			t.Errorf("Escape(%q) = %q, want %q", v, got, want)
+		}
 	}
 }
