@@ -65,6 +65,10 @@ func (g *Group) Publish(ctx context.Context, events []*event.Event, done func(er
 	if err := ctx.Err(); err != nil {
 		return err
 	}
+	if g.Closed() {
+		// Not waiting for a slot: a write Close gave up on may hold them.
+		return Permanent(ErrClosed)
+	}
 	select {
 	case g.slots <- struct{}{}:
 	case <-ctx.Done():
@@ -80,7 +84,7 @@ func (g *Group) Publish(ctx context.Context, events []*event.Event, done func(er
 		g.firstAt = time.Now()
 	}
 	g.pending = append(g.pending, GroupEntry{Events: events, Done: once(done)})
-	if g.linger > 0 && len(g.pending) >= lingerFull {
+	if g.linger > 0 && g.full() {
 		g.kickLoop()
 	}
 	if !g.running {
@@ -89,6 +93,13 @@ func (g *Group) Publish(ctx context.Context, events []*event.Event, done func(er
 		go g.loop(g.idle)
 	}
 	return nil
+}
+
+// full reports whether the pending batch need not wait for more: it
+// reached lingerFull, or it fills the window (nothing more can come).
+// g.mu is held.
+func (g *Group) full() bool {
+	return len(g.pending) >= min(lingerFull, cap(g.slots))
 }
 
 // kickLoop ends a lingering wait.
@@ -104,7 +115,7 @@ func (g *Group) kickLoop() {
 func (g *Group) lingerWait() {
 	g.mu.Lock()
 	wait := g.linger - time.Since(g.firstAt)
-	small := len(g.pending) < lingerFull && !g.closed
+	small := !g.full() && !g.closed
 	g.mu.Unlock()
 	if !small || wait <= 0 {
 		return
@@ -176,6 +187,11 @@ func (g *Group) Close(ctx context.Context) error {
 	err := fmt.Errorf("waiting for pending writes: %w", ctx.Err())
 	g.mu.Lock()
 	left := append(append([]GroupEntry(nil), g.writing...), g.pending...)
+	// The loop gives back the slots of the batch it writes; those of the
+	// entries taken from pending here are given back now.
+	for range g.pending {
+		<-g.slots
+	}
 	g.pending = nil
 	g.mu.Unlock()
 	for _, e := range left {

@@ -2,6 +2,7 @@ package wirejson
 
 import (
 	"io"
+	"math"
 )
 
 // DefaultMaxEventBytes bounds one event when Options.MaxEventBytes is 0:
@@ -70,6 +71,9 @@ func NewDecoder(r io.Reader, opts Options) *Decoder {
 	if limit <= 0 {
 		limit = DefaultMaxEventBytes
 	}
+	// No buffer gets near this, and the positions derived from the limit
+	// (evStart+max, max+minRead) must not overflow.
+	limit = min(limit, math.MaxInt/4)
 	return &Decoder{r: r, drop: opts.DropManagedFields, max: limit}
 }
 
@@ -155,8 +159,10 @@ func (d *Decoder) fill() (shift int, err error) {
 		}
 	}
 	stop := len(d.buf)
-	if l := d.evStart + d.max + 1; l < stop {
-		stop = l // read no more than it takes to see the limit passed
+	if l := d.evStart + d.max; l < stop {
+		// Read no more than the limit allows: an event that needs more
+		// than this is too large (checked above at the next fill).
+		stop = l
 	}
 	for range 100 {
 		n, err := d.r.Read(d.buf[d.end:stop])

@@ -185,11 +185,42 @@ func (s *Sink) rotate() error {
 func (s *Sink) backup(i int) string { return s.opts.Path + "." + strconv.Itoa(i) }
 
 // Close writes what was published (bounded by ctx), fsyncs and closes the
-// file.
+// file. A write still running when ctx ends (a disk or pipe that does not
+// take the bytes) does not hold Close: its entries were failed by the
+// group, and the file is closed once the write returns.
 func (s *Sink) Close(ctx context.Context) error {
 	gerr := s.group.Close(ctx)
-	s.mu.Lock()
+	locked := make(chan struct{})
+	go func() {
+		s.mu.Lock()
+		close(locked)
+	}()
+	select {
+	case <-locked:
+	case <-ctx.Done():
+		select {
+		case <-locked:
+			defer s.mu.Unlock()
+			return s.closeFile(gerr)
+		default:
+		}
+		go func() {
+			<-locked
+			defer s.mu.Unlock()
+			_ = s.closeFile(nil)
+		}()
+		if gerr == nil {
+			gerr = fmt.Errorf("file sink %s: close: %w", s.opts.Path, ctx.Err())
+		}
+		return gerr
+	}
 	defer s.mu.Unlock()
+	return s.closeFile(gerr)
+}
+
+// closeFile fsyncs and closes the file, and marks the sink closed; s.mu
+// is held. It returns the first error of sync, close and gerr.
+func (s *Sink) closeFile(gerr error) error {
 	s.closed = true
 	if s.f == nil {
 		return gerr
