@@ -4,7 +4,7 @@
 package stdout
 
 import (
-	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -27,9 +27,12 @@ type Options struct {
 
 // Sink writes to an io.Writer.
 type Sink struct {
-	mu     sync.Mutex
-	out    io.Writer
-	w      *bufio.Writer
+	mu  sync.Mutex
+	out io.Writer
+	w   *bytes.Buffer // the group being written: one Write to out
+	// torn: a failed write left part of a line in out; the next write
+	// ends it first, so that no later event is glued to the fragment.
+	torn   bool
 	opts   Options
 	closed bool
 	group  *sinks.Group
@@ -45,7 +48,7 @@ func New(w io.Writer, o Options) *Sink {
 	if o.Format == "" {
 		o.Format = "json"
 	}
-	s := &Sink{out: w, w: bufio.NewWriter(w), opts: o}
+	s := &Sink{out: w, w: &bytes.Buffer{}, opts: o}
 	s.group = sinks.NewGroup(Window, s.write)
 	return s
 }
@@ -68,6 +71,10 @@ func (s *Sink) write(entries []sinks.GroupEntry) []error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	errs := make([]error, len(entries))
+	s.w.Reset()
+	if s.torn {
+		s.w.WriteByte('\n')
+	}
 	if s.closed {
 		for i := range errs {
 			errs[i] = sinks.Permanent(fmt.Errorf("stdout sink: closed"))
@@ -101,10 +108,7 @@ func (s *Sink) write(entries []sinks.GroupEntry) []error {
 			s.w.WriteByte('\n')
 		}
 	}
-	if err := s.w.Flush(); err != nil {
-		// A bufio.Writer keeps its first error forever: start a fresh one,
-		// so the retry of these events can succeed once the writer heals.
-		s.w.Reset(s.out)
+	if err := s.flush(); err != nil {
 		err = fmt.Errorf("write: %w", err)
 		for i := range errs {
 			if errs[i] == nil {
@@ -121,10 +125,27 @@ func (s *Sink) Close(ctx context.Context) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.closed = true
-	if err := s.w.Flush(); err != nil {
+	return gerr
+}
+
+// flush writes the group in one Write (a failed group is written again
+// whole by its retry). A Write that failed part-way leaves a fragment of
+// a line in out: torn makes the next write end that line first.
+func (s *Sink) flush() error {
+	b := s.w.Bytes()
+	if len(b) == 0 {
+		return nil
+	}
+	n, err := s.out.Write(b)
+	if err == nil && n < len(b) {
+		err = io.ErrShortWrite
+	}
+	if err != nil {
+		s.torn = s.torn && n == 0 || n > 0 && b[n-1] != '\n'
 		return err
 	}
-	return gerr
+	s.torn = false
+	return nil
 }
 
 const (
