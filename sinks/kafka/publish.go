@@ -60,20 +60,37 @@ func (s *Sink) Publish(ctx context.Context, events []*event.Event, done func(err
 		return errClosed
 	}
 	b.timer = time.AfterFunc(DeliveryTimeout, b.expire)
-	for i, r := range enc.recs {
-		if b.failed.Load() {
-			// A record of this publish failed before the rest were handed
-			// over: they are not produced after it (its retry sends them
-			// all again, in order).
-			b.fail(len(enc.recs) - i)
-			break
-		}
-		// TryProduce never blocks: the window keeps kgo's buffer below
-		// its limit, so ErrMaxBuffered means something else went wrong,
-		// and it fails this publish (retryably) rather than the hand-over.
-		s.cl.TryProduce(s.ctx, r, b.promise)
+	// TryProduce never blocks: the window keeps kgo's buffer below its
+	// limit, so ErrMaxBuffered means something else went wrong, and it
+	// fails this publish (retryably) rather than the hand-over.
+	if len(enc.recs) == 1 {
+		s.cl.TryProduce(s.ctx, enc.recs[0], b.promise)
+		return nil
 	}
+	b.chain(enc.recs)
 	return nil
+}
+
+// chain hands the records of a publish over one after another, each once
+// the one before it was acknowledged. Handed over together, a request kgo
+// failed could let a later record reach the topic ahead of an earlier one
+// that the retry sends again (a uid change's deletion after its new
+// incarnation). A publish of several records is rare: a uid change, or a
+// gap marker's copies to every partition.
+func (b *batch) chain(recs []*kgo.Record) {
+	b.s.cl.TryProduce(b.s.ctx, recs[0], func(r *kgo.Record, err error) {
+		b.promise(r, err)
+		if len(recs) == 1 {
+			return
+		}
+		if err != nil || b.failed.Load() || b.answered.Load() {
+			// Not produced after a failed one (its retry sends them all
+			// again, in order), nor for a publish already answered.
+			b.fail(len(recs) - 1)
+			return
+		}
+		go b.chain(recs[1:]) // never hand over on kgo's promise goroutine
+	})
 }
 
 // batch is one Publish in flight: its records resolve through promise on
