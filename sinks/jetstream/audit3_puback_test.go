@@ -93,4 +93,8 @@ func TestAudit3AckFromAnotherStream(t *testing.T) {
 	if sinks.IsPermanent(err) || !strings.Contains(err.Error(), "OTHER") || !strings.Contains(err.Error(), "KUBEFEED") {
 		t.Errorf("send: %v, want a retryable error naming both streams", err)
 	}
+	// The stream is checked again: it is missing (no provision).
+	if err := s.Send(ctx, []*event.Event{sinktest.Event(2, 1)}); err == nil || !strings.Contains(err.Error(), "stream KUBEFEED not found") {
+		t.Errorf("second send: %v, want stream KUBEFEED not found", err)
+	}
 }
