@@ -183,6 +183,12 @@ func (a *acker) outcome(m *nats.Msg, p pending) error {
 		return fmt.Errorf("publish %s: %w", p.id, classify(ack.apiErr))
 	case !ack.stored:
 		return fmt.Errorf("publish %s: %w: no stream named", p.id, jetstream.ErrInvalidJSAck)
+	case ack.stream != a.stream:
+		// Stream a is gone and another one holds the subject now: the
+		// event is not where the sink's readers look for it. The next
+		// publish checks the stream again.
+		a.onNoStream()
+		return fmt.Errorf("publish %s: stored by stream %q, not by stream %s: %w", p.id, ack.stream, a.stream, jetstream.ErrInvalidJSAck)
 	}
 	a.published.Add(1)
 	if ack.duplicate {

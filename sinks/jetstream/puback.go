@@ -14,6 +14,7 @@ import (
 //	{"error":{"code":503,"err_code":10077,"description":"..."}}
 type pubAck struct {
 	stored    bool // a stream was named: the message is stored
+	stream    string
 	seq       uint64
 	duplicate bool
 	apiErr    *jetstream.APIError
@@ -29,7 +30,7 @@ func parsePubAck(b []byte) (pubAck, error) {
 		switch string(key) {
 		case "stream":
 			s, err := r.str()
-			ack.stored = len(s) > 0
+			ack.stored, ack.stream = len(s) > 0, string(s)
 			return err
 		case "seq":
 			n, err := r.uint()
