@@ -75,6 +75,11 @@ type acker struct {
 	wg      sync.WaitGroup
 
 	published, duplicates atomic.Int64 // acks, and acks with Duplicate set
+
+	// answers runs the dones of batches the reader goroutine finished:
+	// a done may publish again and wait for the window, and the reader
+	// must go on reading the acks and timeouts that free it.
+	answers answerQueue
 }
 
 // newAcker makes the table for a window of maxPending messages.
@@ -137,7 +142,7 @@ func (a *acker) handedOver(b *pubBatch, from, to, first uint64, err error) (noth
 	fin := b.remaining == 0
 	a.mu.Unlock()
 	if fin {
-		a.finish(b)
+		a.finish(b, true)
 	}
 	return false
 }
@@ -148,8 +153,9 @@ func (a *acker) reply(buf []byte, seq uint64) []byte {
 	return strconv.AppendUint(buf, seq, 36)
 }
 
-// onAck reads one ack.
-func (a *acker) onAck(m *nats.Msg) {
+// onAck reads one ack; inline: on a publisher's goroutine (else the
+// reader's, whose dones run on the answers goroutine).
+func (a *acker) onAck(m *nats.Msg, inline bool) {
 	if len(m.Subject) <= len(a.prefix) {
 		return
 	}
@@ -166,7 +172,7 @@ func (a *acker) onAck(m *nats.Msg) {
 	delete(a.table, seq)
 	a.mu.Unlock()
 	err = a.outcome(m, p)
-	a.resolve(p.b, err)
+	a.resolve(p.b, err, inline)
 }
 
 // outcome reads one ack.
@@ -206,7 +212,7 @@ func noStream(stream, subject string) error {
 
 // resolve records one message's outcome and finishes its batch after the
 // last one.
-func (a *acker) resolve(b *pubBatch, err error) {
+func (a *acker) resolve(b *pubBatch, err error, inline bool) {
 	a.mu.Lock()
 	if err != nil && b.err == nil {
 		b.err = err
@@ -215,22 +221,66 @@ func (a *acker) resolve(b *pubBatch, err error) {
 	fin := b.remaining == 0
 	a.mu.Unlock()
 	if fin {
-		a.finish(b)
+		a.finish(b, inline)
 	}
 }
 
-// finish calls b's done, then lets the window and Close know.
-func (a *acker) finish(b *pubBatch) {
+// finish frees b's slots and calls its done, then lets Close know; not
+// inline (on the reader goroutine), the done runs on the answers
+// goroutine.
+func (a *acker) finish(b *pubBatch, inline bool) {
 	err := b.err
 	if err == nil {
 		err = b.encErr
 	}
 	a.release(b.slots)
-	b.done(err)
-	a.mu.Lock()
-	a.batches--
-	a.mu.Unlock()
-	a.maybeIdle()
+	answer := func() {
+		b.done(err)
+		a.mu.Lock()
+		a.batches--
+		a.mu.Unlock()
+		a.maybeIdle()
+	}
+	if inline {
+		answer()
+		return
+	}
+	a.answers.push(answer)
+}
+
+// answerQueue runs functions in order on one goroutine, started when the
+// first arrives and gone when none is left.
+type answerQueue struct {
+	mu      sync.Mutex
+	q       []func()
+	running bool
+}
+
+func (aq *answerQueue) push(f func()) {
+	aq.mu.Lock()
+	aq.q = append(aq.q, f)
+	if aq.running {
+		aq.mu.Unlock()
+		return
+	}
+	aq.running = true
+	aq.mu.Unlock()
+	go aq.run()
+}
+
+func (aq *answerQueue) run() {
+	for {
+		aq.mu.Lock()
+		if len(aq.q) == 0 {
+			aq.running, aq.q = false, nil
+			aq.mu.Unlock()
+			return
+		}
+		f := aq.q[0]
+		aq.q[0], aq.q = nil, aq.q[1:]
+		aq.mu.Unlock()
+		f()
+	}
 }
 
 func (a *acker) maybeIdle() {
@@ -265,7 +315,7 @@ func (a *acker) expire(now time.Time) {
 	}
 	a.mu.Unlock()
 	for _, b := range failed {
-		a.finish(b)
+		a.finish(b, false)
 	}
 }
 
@@ -285,7 +335,7 @@ func (a *acker) failAll(err error) {
 	a.low = a.next
 	a.mu.Unlock()
 	for _, b := range failed {
-		a.finish(b)
+		a.finish(b, false)
 	}
 }
 

@@ -66,12 +66,12 @@ func TestAckTable(t *testing.T) {
 		a, released := newTable()
 		o := newOutcomes()
 		_, first := handOver(a, "b", o, "e1", "e2")
-		a.onAck(ackMsg(a, first, `{"stream":"KUBEFEED","seq":1}`))
+		a.onAck(ackMsg(a, first, `{"stream":"KUBEFEED","seq":1}`), true)
 		if got := o.get("b"); len(got) != 0 {
 			t.Fatalf("done after one of two acks: %v", got)
 		}
-		a.onAck(ackMsg(a, first+1, `{"stream":"KUBEFEED","seq":2,"duplicate":true}`))
-		a.onAck(ackMsg(a, first+1, `{"stream":"KUBEFEED","seq":2}`)) // a stray second ack
+		a.onAck(ackMsg(a, first+1, `{"stream":"KUBEFEED","seq":2,"duplicate":true}`), true)
+		a.onAck(ackMsg(a, first+1, `{"stream":"KUBEFEED","seq":2}`), true) // a stray second ack
 		if got := o.get("b"); len(got) != 1 || got[0] != nil {
 			t.Fatalf("done calls %v, want one nil", got)
 		}
@@ -83,12 +83,12 @@ func TestAckTable(t *testing.T) {
 		a, _ := newTable()
 		o := newOutcomes()
 		_, first := handOver(a, "b", o, "e1", "e2", "e3")
-		a.onAck(ackMsg(a, first+1, `{"error":{"code":503,"err_code":10077,"description":"maximum messages exceeded"}}`))
-		a.onAck(ackMsg(a, first, `not json`))
+		a.onAck(ackMsg(a, first+1, `{"error":{"code":503,"err_code":10077,"description":"maximum messages exceeded"}}`), true)
+		a.onAck(ackMsg(a, first, `not json`), true)
 		if got := o.get("b"); len(got) != 0 {
 			t.Fatalf("done before the last ack: %v", got)
 		}
-		a.onAck(ackMsg(a, first+2, `{"stream":"KUBEFEED","seq":9}`))
+		a.onAck(ackMsg(a, first+2, `{"stream":"KUBEFEED","seq":9}`), true)
 		got := o.get("b")
 		if len(got) != 1 || got[0] == nil || sinks.IsPermanent(got[0]) || !strings.Contains(got[0].Error(), "publish e2") || !strings.Contains(got[0].Error(), "maximum messages exceeded") {
 			t.Fatalf("done calls %v, want one retryable error naming e2 and the server's description", got)
@@ -102,7 +102,7 @@ func TestAckTable(t *testing.T) {
 		a, _ := newTable()
 		o := newOutcomes()
 		_, first := handOver(a, "b", o, "e1")
-		a.onAck(ackMsg(a, first, `{"seq":1}`))
+		a.onAck(ackMsg(a, first, `{"seq":1}`), true)
 		got := o.get("b")
 		if len(got) != 1 || !errors.Is(got[0], jetstream.ErrInvalidJSAck) || sinks.IsPermanent(got[0]) {
 			t.Fatalf("done calls %v, want one retryable ErrInvalidJSAck", got)
@@ -116,7 +116,7 @@ func TestAckTable(t *testing.T) {
 		_, first := handOver(a, "b", o, "e1")
 		m := ackMsg(a, first, "")
 		m.Header.Set("Status", "503")
-		a.onAck(m)
+		a.onAck(m, true)
 		got := o.get("b")
 		if len(got) != 1 || !errors.Is(got[0], jetstream.ErrNoStreamResponse) || sinks.IsPermanent(got[0]) ||
 			!strings.Contains(got[0].Error(), "stream KUBEFEED") || !strings.Contains(got[0].Error(), "kubefeed.test.e1") {
@@ -131,7 +131,7 @@ func TestAckTable(t *testing.T) {
 		o := newOutcomes()
 		_, first := handOver(a, "b", o, "e1")
 		for _, subj := range []string{"_INBOX.t.", "_INBOX.t", "_INBOX.t.!!", "_INBOX.t.zzzzzzzzzzzzzzzzzzzz", string(a.reply(nil, first+1))} {
-			a.onAck(&nats.Msg{Subject: subj, Data: []byte(`{"stream":"KUBEFEED","seq":1}`)})
+			a.onAck(&nats.Msg{Subject: subj, Data: []byte(`{"stream":"KUBEFEED","seq":1}`)}, true)
 		}
 		if got := o.get("b"); len(got) != 0 {
 			t.Fatalf("done calls %v after foreign acks", got)
@@ -141,8 +141,9 @@ func TestAckTable(t *testing.T) {
 		a, released := newTable()
 		o := newOutcomes()
 		_, first := handOver(a, "old", o, "e1", "e2")
-		a.onAck(ackMsg(a, first, `{"stream":"KUBEFEED","seq":1}`))
+		a.onAck(ackMsg(a, first, `{"stream":"KUBEFEED","seq":1}`), true)
 		a.expire(time.Now().Add(a.timeout / 2))
+		waitAnswers(a)
 		if got := o.get("old"); len(got) != 0 {
 			t.Fatalf("expired before the timeout: %v", got)
 		}
@@ -151,6 +152,7 @@ func TestAckTable(t *testing.T) {
 		p.deadline = p.deadline.Add(time.Hour) // published an hour later
 		a.table[second] = p
 		a.expire(time.Now().Add(a.timeout + time.Millisecond))
+		waitAnswers(a)
 		got := o.get("old")
 		if len(got) != 1 || !errors.Is(got[0], jetstream.ErrAsyncPublishTimeout) || sinks.IsPermanent(got[0]) || !strings.Contains(got[0].Error(), "publish e2") {
 			t.Fatalf("done calls %v, want one retryable timeout naming e2", got)
@@ -159,8 +161,8 @@ func TestAckTable(t *testing.T) {
 			t.Fatalf("the younger batch expired too: %v", got)
 		}
 		// The ack that comes after the timeout changes nothing.
-		a.onAck(ackMsg(a, first+1, `{"stream":"KUBEFEED","seq":2}`))
-		a.onAck(ackMsg(a, second, `{"stream":"KUBEFEED","seq":3}`))
+		a.onAck(ackMsg(a, first+1, `{"stream":"KUBEFEED","seq":2}`), true)
+		a.onAck(ackMsg(a, second, `{"stream":"KUBEFEED","seq":3}`), true)
 		if got := o.get("old"); len(got) != 1 {
 			t.Fatalf("done called again after a late ack: %v", got)
 		}
@@ -176,7 +178,7 @@ func TestAckTable(t *testing.T) {
 		o := newOutcomes()
 		_, first := handOver(a, "b1", o, "e1", "e2")
 		handOver(a, "b2", o, "e3")
-		a.onAck(ackMsg(a, first, `{"stream":"KUBEFEED","seq":1}`))
+		a.onAck(ackMsg(a, first, `{"stream":"KUBEFEED","seq":1}`), true)
 		status <- nats.RECONNECTING
 		for range 2 {
 			<-o.calls
@@ -189,7 +191,7 @@ func TestAckTable(t *testing.T) {
 		}
 		// A new batch after the loss is unaffected.
 		_, third := handOver(a, "b3", o, "e4")
-		a.onAck(ackMsg(a, third, `{"stream":"KUBEFEED","seq":4}`))
+		a.onAck(ackMsg(a, third, `{"stream":"KUBEFEED","seq":4}`), true)
 		if got := o.get("b3"); len(got) != 1 || got[0] != nil {
 			t.Errorf("b3: done calls %v, want one nil", got)
 		}
@@ -231,7 +233,9 @@ func TestAckTable(t *testing.T) {
 			t.Fatal("handedOver: something sent, want nothing")
 		}
 		a.expire(time.Now().Add(time.Hour))
+		waitAnswers(a)
 		a.failAll(errors.New("gone"))
+		waitAnswers(a)
 		select {
 		case <-a.close():
 		default:
@@ -252,7 +256,7 @@ func TestAckTable(t *testing.T) {
 		if got := o.get("b"); len(got) != 0 {
 			t.Fatalf("done before e1's ack: %v", got)
 		}
-		a.onAck(ackMsg(a, first, `{"stream":"KUBEFEED","seq":1}`))
+		a.onAck(ackMsg(a, first, `{"stream":"KUBEFEED","seq":1}`), true)
 		if got := o.get("b"); len(got) != 1 || got[0] == nil || !strings.Contains(got[0].Error(), "boom") {
 			t.Fatalf("done calls %v, want one with the publish error", got)
 		}
@@ -267,7 +271,7 @@ func TestAckTable(t *testing.T) {
 			t.Fatal("closed with an ack outstanding")
 		default:
 		}
-		a.onAck(ackMsg(a, first, `{"stream":"KUBEFEED","seq":1}`))
+		a.onAck(ackMsg(a, first, `{"stream":"KUBEFEED","seq":1}`), true)
 		<-idle
 		if got := o.get("b"); len(got) != 1 || got[0] != nil {
 			t.Errorf("done calls %v, want one nil", got)

@@ -19,6 +19,7 @@ func TestAudit3LateAckDoesNotCountForTheRetry(t *testing.T) {
 	o := newOutcomes()
 	_, s1 := handOver(a, "first", o, "e1")
 	a.expire(time.Now().Add(time.Hour))
+	waitAnswers(a)
 	if got := o.get("first"); len(got) != 1 || !errors.Is(got[0], jetstream.ErrAsyncPublishTimeout) || sinks.IsPermanent(got[0]) {
 		t.Fatalf("first attempt: done calls %v, want one retryable timeout", got)
 	}
@@ -26,11 +27,11 @@ func TestAudit3LateAckDoesNotCountForTheRetry(t *testing.T) {
 	if s1 == s2 {
 		t.Fatalf("the retry reuses sequence %d", s1)
 	}
-	a.onAck(ackMsg(a, s1, `{"stream":"KUBEFEED","seq":1}`)) // late
+	a.onAck(ackMsg(a, s1, `{"stream":"KUBEFEED","seq":1}`), true) // late
 	if got := o.get("retry"); len(got) != 0 {
 		t.Fatalf("the first attempt's late ack resolved the retry: %v", got)
 	}
-	a.onAck(ackMsg(a, s2, `{"error":{"code":503,"err_code":10077,"description":"maximum messages exceeded"}}`))
+	a.onAck(ackMsg(a, s2, `{"error":{"code":503,"err_code":10077,"description":"maximum messages exceeded"}}`), true)
 	if got := o.get("retry"); len(got) != 1 || got[0] == nil {
 		t.Fatalf("retry: done calls %v, want one error", got)
 	}
@@ -50,7 +51,7 @@ func TestAudit3TimeoutsFireWhenPublishesStop(t *testing.T) {
 		if busy {
 			for i := 0; i < 5; i++ {
 				_, first := handOver(a, "warm", o, "w")
-				a.onAck(ackMsg(a, first, `{"stream":"KUBEFEED","seq":1}`))
+				a.onAck(ackMsg(a, first, `{"stream":"KUBEFEED","seq":1}`), true)
 			}
 		}
 		handOver(a, "lost", o, "e1")

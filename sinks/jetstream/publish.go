@@ -61,7 +61,7 @@ func (s *Sink) Publish(ctx context.Context, events []*event.Event, done func(err
 		s.win.release(n)
 		return err
 	}
-	s.acks.drain(drainMax) // the acks of earlier publishes (reader.go)
+	s.acks.drain(drainMax, true) // the acks of earlier publishes (reader.go)
 	return nil
 }
 

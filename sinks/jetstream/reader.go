@@ -23,12 +23,12 @@ const (
 	drainMax = 256
 )
 
-// drain reads the acks that arrived, at most max.
-func (a *acker) drain(max int) {
+// drain reads the acks that arrived, at most max; inline as for onAck.
+func (a *acker) drain(max int, inline bool) {
 	for i := 0; i < max; i++ {
 		select {
 		case m := <-a.in:
-			a.onAck(m)
+			a.onAck(m, inline)
 		default:
 			return
 		}
@@ -53,7 +53,7 @@ func (a *acker) start(status <-chan nats.Status) {
 		poll := time.NewTimer(busyPoll)
 		defer poll.Stop()
 		for {
-			a.drain(len(a.in) + 1)
+			a.drain(len(a.in)+1, false)
 			var in <-chan *nats.Msg
 			var polled <-chan time.Time
 			switch {
@@ -70,7 +70,7 @@ func (a *acker) start(status <-chan nats.Status) {
 				return
 			case <-a.kick:
 			case m := <-in:
-				a.onAck(m)
+				a.onAck(m, false)
 			case <-polled:
 			case now := <-expiry.C:
 				a.expire(now)
@@ -79,7 +79,7 @@ func (a *acker) start(status <-chan nats.Status) {
 					status = nil
 					continue
 				}
-				a.drain(len(a.in)) // acks that made it before the loss count
+				a.drain(len(a.in), false) // acks that made it before the loss count
 				a.failAll(fmt.Errorf("publish: the connection was lost (%s) before the ack: %w", st, nats.ErrDisconnected))
 			}
 		}
