@@ -209,22 +209,29 @@ func eventsSection(b *strings.Builder, rep report) {
   measured −9 % in one load and +11 % in the other). Compare medians of
   several runs on a quiet machine before reading a target as met or missed.
 
-- **Where the CPU went.** A CPU profile of kubefeed on an Events burst
-  (BENCH_CPUPROFILE) put 60 % in the dynamic client's watch decoding, which
-  reads every event five to six times; kubefeed now frames and parses each
-  watch event once (exporter/watchjson.go: 2.3× faster on a stream of core
-  Events). The envelope is encoded without reflection (exporter/event,
-  encode.go: 17 → 6 µs and 69 → 2 allocations per Event; the worker's path
-  per Event from 82–101 to 21–34 allocations). The issue measured kubefeed
-  at about 3.5× a bare informer at 300/s before these changes.
-- **Steady rate.** On this shared 2-core machine the 8 writers do not reach
-  300/s (the rate column); CPU per Event at a low rate includes each
-  process's fixed idle cost, which weighs more for kubefeed (its loops and
-  sinks) than for a bare informer.
-- **JetStream.** Each Event is one asynchronous publish with its own ack
-  handled by the NATS client (about 0.05–0.07 CPU-s per 1k over the file
-  sink). Sending several keys' events in one batch is the delivery path's
-  next step.
+- **Where the CPU went.** Profiles of kubefeed on an Events burst
+  (BENCH_CPUPROFILE) first put 60 % in the dynamic client's watch
+  decoding. Each watch event is now framed, stripped of managedFields and
+  parsed in one pass (exporter/wirejson: 2,000 Events in about 18 ms of
+  CPU against 210 ms through the dynamic client, and 46k allocations
+  against 410k), the envelope is encoded without reflection
+  (exporter/event, encode.go), the file sink lingers 5 ms so that Events
+  trickling in share a write and an fsync, and the JetStream sink reads
+  its acks itself (about 10 instead of 17 µs per Event). Decoding from
+  protobuf was measured and not taken: typed structs converted to maps
+  cost about 7 µs per Event against wirejson's 9 µs including framing,
+  and would drop fields unknown to kubefeed's API types. The issue
+  measured kubefeed at about 3.5× a bare informer at 300/s before.
+- **Steady rate.** At ~300/s each Event is handled alone: every stage
+  (the watch reader, the informer, a worker, the sink's writer or ack
+  reader) wakes once per Event, and on these shared cores a goroutine
+  wake costs tens of µs. Both agents pay it (the bare typed informer
+  costs about 3× more per Event at 300/s than on a burst); kubefeed has
+  more stages.
+- **JetStream on a burst.** One publish and one ack per Event remain
+  (about 0.05 CPU-s per 1k over the file sink): several keys' events per
+  publish, which JetStream's protocol does not offer without its batch
+  API, would be the next step.
 - **Memory.** kubefeed streams its lists (watch-list) as the bare informer
   does, and parses each Event once with managedFields cut from the bytes;
   the delivered state adds one map entry per Event (about 200 bytes).
