@@ -55,6 +55,7 @@ func main() {
 	out := flag.String("out", "docs", "where to write benchmarks.md/.json/.png")
 	from := flag.String("render", "", "only render the report again from this benchmarks.json")
 	memOnly := flag.Bool("mem-only", false, "measure only memory, print it, write nothing")
+	steadyOnly := flag.Bool("steady-only", false, "measure only the steady rates to JetStream (latency), print them, write nothing")
 	eventsOnly := flag.Bool("events-only", false, "run only the Events mode and add it to the report in -out (its benchmarks.json is kept)")
 	netN := flag.Int("net", 20000, "objects drained through the delay proxy per network run (0: skip)")
 	delayList := flag.String("delays", "0,1,2", "milliseconds of delay each way for the network runs")
@@ -93,6 +94,10 @@ func main() {
 	if *memOnly {
 		*runs, *n, *out, netObjects = 0, 0, "", 0
 	}
+	if *steadyOnly {
+		onlySteady = true
+		*mem, *out, netObjects, *kafkaObjects = 0, "", 0, 0
+	}
 	if *eventsOnly {
 		if err := runEventsOnly(*n, *runs, *mem, *out); err != nil {
 			fmt.Fprintln(os.Stderr, "benchrun:", err)
@@ -123,6 +128,9 @@ type report struct {
 	Kafka      *kafkaReport `json:"kafka,omitempty"`
 }
 
+// onlySteady: -steady-only.
+var onlySteady bool
+
 // The network runs: objects drained per run, and delays each way.
 var (
 	netObjects int
@@ -148,7 +156,7 @@ func run(n, runs, mem int, out string) error {
 	rep := report{Date: time.Now().UTC().Format(time.RFC3339), Machine: machine(), Burst: map[string][]result{}, Memory: map[string]result{}}
 	modes := []string{"bare", "kubefeed-discard", "kubefeed-file", "kubefeed-jetstream"}
 	seq := 0
-	for r := 0; r < runs; r++ {
+	for r := 0; r < runs && !onlySteady; r++ {
 		for _, mode := range modes {
 			seq++
 			name := fmt.Sprintf("b%d", seq)
@@ -212,7 +220,7 @@ func run(n, runs, mem int, out string) error {
 			return fmt.Errorf("kafka: %w", err)
 		}
 	}
-	if runs > 0 {
+	if runs > 0 && !onlySteady {
 		rep.EventsN = n
 		if err := runEvents(cp, cs, ns.URL(), dir, n, runs, mem, &rep); err != nil {
 			return fmt.Errorf("events: %w", err)
