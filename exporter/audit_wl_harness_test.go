@@ -109,17 +109,8 @@ func startWLHarness(t *testing.T, cfg *config.Config, src *wlSource, stores map[
 			ss[sc.Name] = sink
 		}
 	}
-	ex, err := New(Options{Config: cfg, Resolver: newResolver(), Sinks: ss, Stores: stores, Logger: zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel)),
+	return h.run(t, Options{Config: cfg, Resolver: newResolver(), Sinks: ss, Stores: stores, Logger: zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel)),
 		ResolveRetry: 20 * time.Millisecond, clientFor: src.client})
-	if err != nil {
-		t.Fatal(err)
-	}
-	h.ex = ex
-	ctx, cancel := context.WithCancel(context.Background())
-	h.cancel = cancel
-	go func() { h.err = ex.Run(ctx); close(h.done) }()
-	t.Cleanup(func() { h.stop() })
-	return h
 }
 
 // liveWatchers counts the open watches of gvr.

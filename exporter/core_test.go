@@ -14,11 +14,7 @@ import (
 func TestInitialListIsNotARelist(t *testing.T) {
 	for _, streamed := range []bool{false, true} {
 		t.Run(listMode(streamed), func(t *testing.T) {
-			src := newFakeSource(500)
-			src.noWatchList = !streamed
-			for i := 0; i < 1200; i++ {
-				src.apply(cmRes.GVR, cm("a", name(i), map[string]any{"v": "1"}), true)
-			}
+			src := sourceOf1200(500, !streamed)
 			h := startHarness(t, newConfig([]config.Watch{{Resource: "configmaps", InitialList: config.InitialListEmit}}), harnessOpts{src: src})
 			h.waitReady()
 			evs := h.sinks["rec"].waitFor(t, "1200 added", func(e []*event.Event) bool { return count(e, event.Added.Type()) >= 1200 })
@@ -44,11 +40,7 @@ func TestInitialListIsNotARelist(t *testing.T) {
 func TestRelistRecoversEveryChange(t *testing.T) {
 	for _, streamed := range []bool{false, true} {
 		t.Run(listMode(streamed), func(t *testing.T) {
-			src := newFakeSource(500)
-			src.noWatchList = !streamed
-			for i := 0; i < 1200; i++ {
-				src.apply(cmRes.GVR, cm("a", name(i), map[string]any{"v": "1"}), true)
-			}
+			src := sourceOf1200(500, !streamed)
 			h := startHarness(t, newConfig([]config.Watch{{Resource: "configmaps"}}), harnessOpts{src: src})
 			h.waitReady()
 			changed := []int{3, 600, 1100} // first, second and third page
@@ -73,10 +65,7 @@ func TestRelistRecoversEveryChange(t *testing.T) {
 // it streamed is not taken for the relist, and the stream that follows
 // completes it. Exactly the changes arrive, once, after one gap marker.
 func TestBrokenRelistStreamIsStartedAgain(t *testing.T) {
-	src := newFakeSource(0)
-	for i := 0; i < 1200; i++ {
-		src.apply(cmRes.GVR, cm("a", name(i), map[string]any{"v": "1"}), true)
-	}
+	src := sourceOf1200(0, false)
 	h := startHarness(t, newConfig([]config.Watch{{Resource: "configmaps"}}), harnessOpts{src: src})
 	h.waitReady()
 	for _, i := range []int{3, 1100} {
@@ -99,6 +88,17 @@ func TestBrokenRelistStreamIsStartedAgain(t *testing.T) {
 	if src.breakStreams != 0 {
 		t.Fatal("no relist stream was broken")
 	}
+}
+
+// sourceOf1200 is a fake API server holding 1,200 ConfigMaps in
+// namespace a (more than two list pages of 500).
+func sourceOf1200(pageSize int, noWatchList bool) *fakeSource {
+	src := newFakeSource(pageSize)
+	src.noWatchList = noWatchList
+	for i := 0; i < 1200; i++ {
+		src.apply(cmRes.GVR, cm("a", name(i), map[string]any{"v": "1"}), true)
+	}
+	return src
 }
 
 func listMode(streamed bool) string {

@@ -464,8 +464,14 @@ func startHarness(t *testing.T, cfg *config.Config, o harnessOpts) *harness {
 			ss[sc.Name] = o.sink
 		}
 	}
-	ex, err := New(Options{Config: cfg, Resolver: res, Sinks: ss, Stores: o.stores, Logger: zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel)),
+	return h.run(t, Options{Config: cfg, Resolver: res, Sinks: ss, Stores: o.stores, Logger: zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel)),
 		ResolveRetry: 20 * time.Millisecond, AbortSends: o.abort, Metadata: o.metadata, clientFor: src.client})
+}
+
+// run builds the exporter of o and runs it until the test ends.
+func (h *harness) run(t *testing.T, o Options) *harness {
+	t.Helper()
+	ex, err := New(o)
 	if err != nil {
 		t.Fatal(err)
 	}
