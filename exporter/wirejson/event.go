@@ -75,22 +75,31 @@ func (d *Decoder) event(ev *Event, c byte) error {
 				return err
 			}
 		}
-		if c, err = d.ws(); err != nil {
+		more := false
+		if c, more, err = d.next('}', "after object key:value pair"); err != nil || !more {
 			return err
 		}
-		switch c {
-		case ',':
-			d.pos++
-			if c, err = d.ws(); err != nil {
-				return err
-			}
-		case '}':
-			d.pos++
-			return nil
-		default:
-			return d.syntaxErr(c, "after object key:value pair")
-		}
 	}
+}
+
+// next reads what follows a member or element: a ',' (consumed, with the
+// whitespace after it; more reports the next value's first byte in c) or
+// the closing byte (consumed, and the depth left; more is false).
+func (d *Decoder) next(closing byte, what string) (c byte, more bool, err error) {
+	if c, err = d.ws(); err != nil {
+		return c, false, err
+	}
+	switch c {
+	case ',':
+		d.pos++
+		c, err = d.ws()
+		return c, err == nil, err
+	case closing:
+		d.pos++
+		d.depth--
+		return c, false, nil
+	}
+	return c, false, d.syntaxErr(c, what)
 }
 
 // colon consumes the ':' after a key and the whitespace after it, and

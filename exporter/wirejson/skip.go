@@ -34,21 +34,9 @@ func (d *Decoder) skip(c byte, numbers bool) error {
 			if err := d.skip(c, numbers); err != nil {
 				return err
 			}
-			if c, err = d.ws(); err != nil {
+			more := false
+			if c, more, err = d.next('}', "after object key:value pair"); err != nil || !more {
 				return err
-			}
-			switch c {
-			case ',':
-				d.pos++
-				if c, err = d.ws(); err != nil {
-					return err
-				}
-			case '}':
-				d.pos++
-				d.depth--
-				return nil
-			default:
-				return d.syntaxErr(c, "after object key:value pair")
 			}
 		}
 	case '[':
@@ -68,21 +56,9 @@ func (d *Decoder) skip(c byte, numbers bool) error {
 			if err := d.skip(c, numbers); err != nil {
 				return err
 			}
-			if c, err = d.ws(); err != nil {
+			more := false
+			if c, more, err = d.next(']', "after array element"); err != nil || !more {
 				return err
-			}
-			switch c {
-			case ',':
-				d.pos++
-				if c, err = d.ws(); err != nil {
-					return err
-				}
-			case ']':
-				d.pos++
-				d.depth--
-				return nil
-			default:
-				return d.syntaxErr(c, "after array element")
 			}
 		}
 	case 't':

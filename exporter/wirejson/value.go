@@ -95,24 +95,18 @@ func (d *Decoder) object(where int, into map[string]any) (map[string]any, error)
 				}
 				d.kvs = append(d.kvs, member{key, v})
 			}
-			if c, err = d.ws(); err != nil {
+			more := false
+			if c, more, err = d.next('}', "after object key:value pair"); err != nil {
 				return nil, err
 			}
-			if c == ',' {
-				d.pos++
-				if c, err = d.ws(); err != nil {
-					return nil, err
-				}
-				continue
-			}
-			if c == '}' {
+			if !more {
 				break
 			}
-			return nil, d.syntaxErr(c, "after object key:value pair")
 		}
+	} else {
+		d.pos++ // '}'
+		d.depth--
 	}
-	d.pos++ // '}'
-	d.depth--
 	m := into
 	if m == nil {
 		m = make(map[string]any, len(d.kvs)-base)
@@ -142,24 +136,18 @@ func (d *Decoder) array() ([]any, error) {
 				return nil, err
 			}
 			d.vals = append(d.vals, v)
-			if c, err = d.ws(); err != nil {
+			more := false
+			if c, more, err = d.next(']', "after array element"); err != nil {
 				return nil, err
 			}
-			if c == ',' {
-				d.pos++
-				if c, err = d.ws(); err != nil {
-					return nil, err
-				}
-				continue
-			}
-			if c == ']' {
+			if !more {
 				break
 			}
-			return nil, d.syntaxErr(c, "after array element")
 		}
+	} else {
+		d.pos++ // ']'
+		d.depth--
 	}
-	d.pos++ // ']'
-	d.depth--
 	a := make([]any, len(d.vals)-base)
 	copy(a, d.vals[base:])
 	clear(d.vals[base:])
