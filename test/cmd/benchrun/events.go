@@ -18,7 +18,6 @@ import (
 	"k8s.io/client-go/tools/cache"
 
 	"github.com/kubefeed/kubefeed/test/cluster"
-	"github.com/kubefeed/kubefeed/test/natstest"
 )
 
 // Events mode: core/v1 Events, as kubernetes-event-exporter's users
@@ -248,23 +247,13 @@ func runEventsOnly(n, runs, mem int, out string) error {
 			return fmt.Errorf("%s/benchmarks.json: %w", out, err)
 		}
 	}
-	cp, err := cluster.Start(cluster.Options{})
+	e, err := startEnv()
 	if err != nil {
 		return err
 	}
-	defer cp.Stop()
-	dir, _ := os.MkdirTemp("", "kubefeed-bench-")
-	defer os.RemoveAll(dir)
-	ns, err := natstest.Start(natstest.Options{StoreDir: filepath.Join(dir, "nats")})
-	if err != nil {
-		return err
-	}
-	defer ns.Shutdown()
-	wc := cp.Config()
-	wc.QPS, wc.Burst = 20000, 20000
-	cs := kubernetes.NewForConfigOrDie(wc)
+	defer e.stop()
 	rep.Events, rep.EventsN = map[string][]result{}, n
-	if err := runEvents(cp, cs, ns.URL(), dir, n, runs, mem, &rep); err != nil {
+	if err := runEvents(e.cp, e.cs, e.ns.URL(), e.dir, n, runs, mem, &rep); err != nil {
 		return err
 	}
 	if rep.Burst == nil {

@@ -28,7 +28,6 @@ import (
 	"github.com/kubefeed/kubefeed/sinks/kafka"
 	"github.com/kubefeed/kubefeed/test/cluster"
 	"github.com/kubefeed/kubefeed/test/kafkatest"
-	"github.com/kubefeed/kubefeed/test/natstest"
 )
 
 var (
@@ -117,24 +116,12 @@ func runKafkaOnly(n int, out string) error {
 			}
 		}
 	}
-	cp, err := cluster.Start(cluster.Options{})
+	e, err := startEnv()
 	if err != nil {
 		return err
 	}
-	defer cp.Stop()
-	dir, err := os.MkdirTemp("", "kubefeed-bench-")
-	if err != nil {
-		return err
-	}
-	defer os.RemoveAll(dir)
-	ns, err := natstest.Start(natstest.Options{StoreDir: filepath.Join(dir, "nats")})
-	if err != nil {
-		return err
-	}
-	defer ns.Shutdown()
-	wc := cp.Config()
-	wc.QPS, wc.Burst = 20000, 20000
-	if rep.Kafka, err = measureKafka(cp, kubernetes.NewForConfigOrDie(wc), ns.URL(), dir, "kafka", n); err != nil {
+	defer e.stop()
+	if rep.Kafka, err = measureKafka(e.cp, e.cs, e.ns.URL(), e.dir, "kafka", n); err != nil {
 		return err
 	}
 	if out == "" {

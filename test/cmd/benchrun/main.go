@@ -137,22 +137,50 @@ var (
 	netDelays  []time.Duration
 )
 
-func run(n, runs, mem int, out string) error {
+// env is what a benchmark run measures against: a control plane, a
+// scratch directory, NATS with JetStream, and a writer's clientset.
+type env struct {
+	cp  *cluster.ControlPlane
+	dir string
+	ns  *natstest.Server
+	cs  *kubernetes.Clientset
+}
+
+// startEnv starts the environment; stop ends it.
+func startEnv() (*env, error) {
 	cp, err := cluster.Start(cluster.Options{})
 	if err != nil {
-		return err
+		return nil, err
 	}
-	defer cp.Stop()
-	dir, _ := os.MkdirTemp("", "kubefeed-bench-")
-	defer os.RemoveAll(dir)
+	dir, err := os.MkdirTemp("", "kubefeed-bench-")
+	if err != nil {
+		cp.Stop()
+		return nil, err
+	}
 	ns, err := natstest.Start(natstest.Options{StoreDir: filepath.Join(dir, "nats")})
+	if err != nil {
+		cp.Stop()
+		os.RemoveAll(dir)
+		return nil, err
+	}
+	wc := cp.Config()
+	wc.QPS, wc.Burst = 20000, 20000 // the writer must not be the limit
+	return &env{cp: cp, dir: dir, ns: ns, cs: kubernetes.NewForConfigOrDie(wc)}, nil
+}
+
+func (e *env) stop() {
+	e.ns.Shutdown()
+	e.cp.Stop()
+	os.RemoveAll(e.dir)
+}
+
+func run(n, runs, mem int, out string) error {
+	e, err := startEnv()
 	if err != nil {
 		return err
 	}
-	defer ns.Shutdown()
-	wc := cp.Config()
-	wc.QPS, wc.Burst = 20000, 20000 // the writer must not be the limit
-	cs := kubernetes.NewForConfigOrDie(wc)
+	defer e.stop()
+	cp, dir, ns, cs := e.cp, e.dir, e.ns, e.cs
 	rep := report{Date: time.Now().UTC().Format(time.RFC3339), Machine: machine(), Burst: map[string][]result{}, Memory: map[string]result{}}
 	modes := []string{"bare", "kubefeed-discard", "kubefeed-file", "kubefeed-jetstream"}
 	seq := 0
