@@ -340,10 +340,9 @@ func (r *sinkRunner) complete(ctx context.Context, d *delivery, err error) {
 			r.log.Error("permanent send error, events dropped for this sink", zap.Stringer("key", k), zap.Int("events", n), zap.Error(err))
 		} else {
 			r.delivered.Add(int64(n))
-			rl := resourceLabel(d.cur.res)
 			for _, ev := range out.events {
 				if c := ev.Change(); c != "" {
-					r.ex.metrics.delivered.WithLabelValues(r.name, rl, eventType(c)).Inc()
+					r.deliveredCounter(d.cur.res, eventType(c)).Inc()
 				}
 			}
 		}
@@ -359,7 +358,7 @@ func (r *sinkRunner) complete(ctx context.Context, d *delivery, err error) {
 	}
 	noticed := r.pending.finish(k, d.snap)
 	if len(out.events) > 0 && !noticed.IsZero() {
-		r.ex.metrics.latency.WithLabelValues(r.name).Observe(time.Since(noticed).Seconds())
+		r.latency.Observe(time.Since(noticed).Seconds())
 	}
 	if d.again {
 		r.enqueue(k, r.againGap(d))

@@ -6,6 +6,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/util/workqueue"
@@ -56,6 +57,27 @@ type sinkRunner struct {
 	commits  committer
 
 	delivered, retries, dropped, filterErrors, gapsSent, recovered atomic.Int64
+
+	// deliveredBy holds the kubefeed_events_delivered_total counter of
+	// each (resource, type), and latency the sink's histogram: looking a
+	// child up by its label values hashes them on every event.
+	deliveredBy sync.Map // deliveredLabels -> prometheus.Counter
+	latency     prometheus.Observer
+}
+
+type deliveredLabels struct {
+	gvr schema.GroupVersionResource
+	typ string
+}
+
+// deliveredCounter is the delivered counter of res and typ.
+func (r *sinkRunner) deliveredCounter(res Resource, typ string) prometheus.Counter {
+	k := deliveredLabels{res.GVR, typ}
+	if c, ok := r.deliveredBy.Load(k); ok {
+		return c.(prometheus.Counter)
+	}
+	c, _ := r.deliveredBy.LoadOrStore(k, r.ex.metrics.delivered.WithLabelValues(r.name, resourceLabel(res), typ))
+	return c.(prometheus.Counter)
 }
 
 func newSinkRunner(ex *Exporter, name string, s sinks.Sink, store Store) *sinkRunner {
@@ -72,6 +94,7 @@ func newSinkRunner(ex *Exporter, name string, s sinks.Sink, store Store) *sinkRu
 		scopes:  map[schema.GroupVersionResource][]*scope{},
 		pending: newPendingSet(),
 		gaps:    newGapBook(),
+		latency: ex.metrics.latency.WithLabelValues(name),
 	}
 }
 

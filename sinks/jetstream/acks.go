@@ -84,12 +84,14 @@ type acker struct {
 
 // newAcker makes the table for a window of maxPending messages.
 func newAcker(inbox, stream string, timeout time.Duration, maxPending int, release func(int), onNoStream func()) *acker {
-	return &acker{prefix: inbox + ".", stream: stream, timeout: timeout, release: release, onNoStream: onNoStream,
+	a := &acker{prefix: inbox + ".", stream: stream, timeout: timeout, release: release, onNoStream: onNoStream,
 		table: map[uint64]pending{}, idle: make(chan struct{}), stop: make(chan struct{}),
 		// Room for every ack of a full window, and strays: a full channel
 		// drops an ack (nats.go counts a slow consumer) and its message
 		// times out, to be retried as a duplicate.
 		in: make(chan *nats.Msg, 2*maxPending+1024), kick: make(chan struct{}, 1)}
+	a.answers = answerQueue{wake: make(chan struct{}, 1), quit: a.stop}
+	return a
 }
 
 // register enters the messages of b into the table and returns the
@@ -248,36 +250,49 @@ func (a *acker) finish(b *pubBatch, inline bool) {
 	a.answers.push(answer)
 }
 
-// answerQueue runs functions in order on one goroutine, started when the
-// first arrives and gone when none is left.
+// answerQueue runs functions in order on one goroutine, started with the
+// first and kept until quit closes: a goroutine started per answer grows
+// its stack anew each time (copying it cost a tenth of the sink's CPU).
 type answerQueue struct {
 	mu      sync.Mutex
 	q       []func()
-	running bool
+	started bool
+	busy    bool // a function runs
+	wake    chan struct{}
+	quit    <-chan struct{}
 }
 
 func (aq *answerQueue) push(f func()) {
 	aq.mu.Lock()
 	aq.q = append(aq.q, f)
-	if aq.running {
-		aq.mu.Unlock()
-		return
+	if !aq.started {
+		aq.started = true
+		go aq.run()
 	}
-	aq.running = true
 	aq.mu.Unlock()
-	go aq.run()
+	select {
+	case aq.wake <- struct{}{}:
+	default:
+	}
 }
 
 func (aq *answerQueue) run() {
 	for {
 		aq.mu.Lock()
+		aq.busy = false
 		if len(aq.q) == 0 {
-			aq.running, aq.q = false, nil
+			aq.q = aq.q[:0]
 			aq.mu.Unlock()
-			return
+			select {
+			case <-aq.wake:
+				continue
+			case <-aq.quit:
+				return
+			}
 		}
 		f := aq.q[0]
 		aq.q[0], aq.q = nil, aq.q[1:]
+		aq.busy = true
 		aq.mu.Unlock()
 		f()
 	}

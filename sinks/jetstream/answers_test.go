@@ -7,7 +7,7 @@ import "time"
 func waitAnswers(a *acker) {
 	for {
 		a.answers.mu.Lock()
-		busy := a.answers.running
+		busy := a.answers.busy || len(a.answers.q) > 0
 		a.answers.mu.Unlock()
 		if !busy {
 			return

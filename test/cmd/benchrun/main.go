@@ -56,6 +56,7 @@ func main() {
 	from := flag.String("render", "", "only render the report again from this benchmarks.json")
 	memOnly := flag.Bool("mem-only", false, "measure only memory, print it, write nothing")
 	steadyOnly := flag.Bool("steady-only", false, "measure only the steady rates to JetStream (latency), print them, write nothing")
+	netOnly := flag.Bool("net-only", false, "measure only the network runs (drains through the delay proxy), print them, write nothing")
 	eventsOnly := flag.Bool("events-only", false, "run only the Events mode and add it to the report in -out (its benchmarks.json is kept)")
 	netN := flag.Int("net", 20000, "objects drained through the delay proxy per network run (0: skip)")
 	delayList := flag.String("delays", "0,1,2", "milliseconds of delay each way for the network runs")
@@ -98,6 +99,10 @@ func main() {
 		onlySteady = true
 		*mem, *out, netObjects, *kafkaObjects = 0, "", 0, 0
 	}
+	if *netOnly {
+		onlyNet = true
+		*mem, *out, *kafkaObjects = 0, "", 0
+	}
 	if *eventsOnly {
 		if err := runEventsOnly(*n, *runs, *mem, *out); err != nil {
 			fmt.Fprintln(os.Stderr, "benchrun:", err)
@@ -128,8 +133,8 @@ type report struct {
 	Kafka      *kafkaReport `json:"kafka,omitempty"`
 }
 
-// onlySteady: -steady-only.
-var onlySteady bool
+// onlySteady: -steady-only; onlyNet: -net-only.
+var onlySteady, onlyNet bool
 
 // The network runs: objects drained per run, and delays each way.
 var (
@@ -184,7 +189,7 @@ func run(n, runs, mem int, out string) error {
 	rep := report{Date: time.Now().UTC().Format(time.RFC3339), Machine: machine(), Burst: map[string][]result{}, Memory: map[string]result{}}
 	modes := []string{"bare", "kubefeed-discard", "kubefeed-file", "kubefeed-jetstream"}
 	seq := 0
-	for r := 0; r < runs && !onlySteady; r++ {
+	for r := 0; r < runs && !onlySteady && !onlyNet; r++ {
 		for _, mode := range modes {
 			seq++
 			name := fmt.Sprintf("b%d", seq)
@@ -197,7 +202,7 @@ func run(n, runs, mem int, out string) error {
 		}
 	}
 	for _, rate := range []int{250, 500, 1000} {
-		if runs == 0 {
+		if runs == 0 || onlyNet {
 			break
 		}
 		seq++
@@ -248,7 +253,7 @@ func run(n, runs, mem int, out string) error {
 			return fmt.Errorf("kafka: %w", err)
 		}
 	}
-	if runs > 0 && !onlySteady {
+	if runs > 0 && !onlySteady && !onlyNet {
 		rep.EventsN = n
 		if err := runEvents(cp, cs, ns.URL(), dir, n, runs, mem, &rep); err != nil {
 			return fmt.Errorf("events: %w", err)
