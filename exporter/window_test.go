@@ -28,6 +28,7 @@ type asyncRecorder struct {
 	mu          sync.Mutex
 	calls       int
 	inFlight    map[string]bool
+	published   map[string]bool // every object ever handed to Publish
 	outstanding []asyncPub
 	maxOut      int
 	acked       []*event.Event
@@ -47,7 +48,7 @@ type asyncPub struct {
 var _ sinks.AsyncSink = (*asyncRecorder)(nil)
 
 func newAsyncRecorder(window, ackAt int, fail func(int, []*event.Event) bool) *asyncRecorder {
-	a := &asyncRecorder{window: make(chan struct{}, window), ackAt: ackAt, fail: fail, inFlight: map[string]bool{},
+	a := &asyncRecorder{window: make(chan struct{}, window), ackAt: ackAt, fail: fail, inFlight: map[string]bool{}, published: map[string]bool{},
 		ackedRV: map[string]map[string]bool{}, kick: make(chan struct{}, 1), stop: make(chan struct{}), stopped: make(chan struct{})}
 	go a.acker()
 	return a
@@ -71,6 +72,7 @@ func (a *asyncRecorder) Publish(ctx context.Context, evs []*event.Event, done fu
 			a.violations = append(a.violations, fmt.Sprintf("%s published while in flight (call %d)", e.Name, a.calls))
 		}
 		a.inFlight[e.Name] = true
+		a.published[e.Name] = true
 	}
 	a.outstanding = append(a.outstanding, asyncPub{call: a.calls, evs: evs, done: done})
 	a.maxOut = max(a.maxOut, len(a.outstanding))
@@ -163,6 +165,13 @@ func (a *asyncRecorder) Close(context.Context) error {
 	return nil
 }
 
+// wasPublished reports whether any event of the object was handed over.
+func (a *asyncRecorder) wasPublished(name string) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.published[name]
+}
+
 func (a *asyncRecorder) wasAcked(name, rv string) bool {
 	a.mu.Lock()
 	defer a.mu.Unlock()
@@ -198,7 +207,8 @@ func (s *ackCheckingStore) Put(k Key, r Record) {
 // failed: each object's events arrive in version order, no object is ever
 // in flight twice, the delivered state moves only on ack, more objects
 // are in flight than there are workers, and every object's last state
-// (deletions included) is delivered.
+// (deletions included) is delivered. An object deleted before any of its
+// versions was sent may never be sent.
 func TestWindowOrderAndAcksOutOfOrder(t *testing.T) {
 	sink := newAsyncRecorder(16, 8, func(call int, _ []*event.Event) bool { return call%5 == 0 })
 	store := &ackCheckingStore{MemoryStore: NewMemoryStore(), sink: sink}
@@ -228,6 +238,12 @@ func TestWindowOrderAndAcksOutOfOrder(t *testing.T) {
 		ok := true
 		for n, want := range final {
 			e := last[n]
+			if e == nil && want == "deleted" && !sink.wasPublished(n) {
+				// Created, changed and deleted before a worker reached it:
+				// level-based, the sink never hears of it (a LIST never
+				// shows it either).
+				continue
+			}
 			if e == nil || (want == "deleted") != (e.Type == event.Deleted.Type()) || (want != "deleted" && e.ResourceVersion != want) {
 				ok = false
 				break
