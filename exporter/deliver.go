@@ -300,18 +300,22 @@ func (r *sinkRunner) againGap(d *delivery) *gap {
 	return g
 }
 
-// send hands d's events to the sink and arranges for complete to run once
+// send hands d's events to the sink (bounded by sd, a worker's deadline;
+// nil: one for this send) and arranges for complete to run once
 // they are acknowledged: through the sink's window when it is an
 // AsyncSink, else by a blocking Send.
-func (r *sinkRunner) send(ctx context.Context, d *delivery) {
+func (r *sinkRunner) send(ctx context.Context, d *delivery, sd *sendDeadline) {
 	r.inflight.Add(1)
 	events := d.out.events
 	if len(events) == 0 {
 		r.complete(ctx, d, nil)
 		return
 	}
-	sctx, cancel := context.WithTimeout(ctx, SendTimeout)
-	defer cancel()
+	if sd == nil {
+		sd = &sendDeadline{parent: ctx}
+		defer sd.stop()
+	}
+	sctx := sd.get()
 	if as, ok := r.sink.(sinks.AsyncSink); ok {
 		if err := as.Publish(sctx, events, func(err error) { r.complete(ctx, d, err) }); err != nil {
 			r.complete(ctx, d, err)

@@ -168,6 +168,6 @@ func deliverOnce(ctx context.Context, r *sinkRunner, k Key) error {
 	if err != nil {
 		return err
 	}
-	r.send(ctx, d)
+	r.send(ctx, d, nil)
 	return nil
 }
