@@ -18,6 +18,9 @@ import (
 const (
 	RetryBase   = 100 * time.Millisecond
 	RetryCap    = 30 * time.Second
+	// SendTimeout bounds a worker's hand-over of a send to its sink (for a
+	// sink with a window, the wait for room in it; else the blocking
+	// Send): each send gets between half of it and all of it.
 	SendTimeout = 30 * time.Second
 	// notSyncedRetry is how soon a key is looked at again when a scope
 	// that covers it has not synced yet (its absence proves nothing).

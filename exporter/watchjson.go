@@ -56,11 +56,15 @@ func newWatchClient(cfg *rest.Config) (*watchClient, error) {
 	c.AcceptContentTypes = "application/json"
 	c.ContentType = "application/json"
 	c.NegotiatedSerializer = serializer.NewCodecFactory(watchParamScheme).WithoutConversion()
-	// Watches are read uncompressed. The API server ends a deflate block at
-	// every watch event it flushes, so a gzipped watch costs a Huffman
-	// table per event on both sides (about a tenth of kubefeed's CPU on a
-	// stream of core Events) and saves little: one event compresses
-	// poorly alone. kubectl's --disable-compression makes the same trade.
+	// Watches are read uncompressed (here, and by asking for identity on
+	// each request: over plain HTTP client-go uses Go's default transport,
+	// which ignores DisableCompression). The API server compresses a
+	// watch-list stream (WatchListCompression) for its whole life, ending
+	// a deflate block at every event it flushes after the initial ones, so
+	// each live event cost a Huffman table on both sides: about a tenth of
+	// kubefeed's CPU on a stream of core Events. The price is the initial
+	// list's bytes on the wire, which in-cluster is cheap; kubectl's
+	// --disable-compression makes the same trade.
 	c.DisableCompression = true
 	if c.UserAgent == "" {
 		c.UserAgent = rest.DefaultKubernetesUserAgent()
@@ -89,6 +93,7 @@ func collectionPath(gvr schema.GroupVersionResource, namespace string) string {
 func (w *watchClient) watch(ctx context.Context, gvr schema.GroupVersionResource, namespace string, opts metav1.ListOptions) (watch.Interface, error) {
 	opts.Watch = true
 	body, err := w.rest.Get().AbsPath(collectionPath(gvr, namespace)).
+		SetHeader("Accept-Encoding", "identity").
 		SpecificallyVersionedParams(&opts, watchParamCodec, watchParamGV).
 		Stream(ctx)
 	if err != nil {

@@ -251,8 +251,9 @@ func (a *acker) finish(b *pubBatch, inline bool) {
 }
 
 // answerQueue runs functions in order on one goroutine, started with the
-// first and kept until quit closes: a goroutine started per answer grows
-// its stack anew each time (copying it cost a tenth of the sink's CPU).
+// first and kept until quit closes and nothing is queued: a goroutine
+// started per answer grows its stack anew each time (copying it cost a
+// tenth of the sink's CPU). A push after that starts one again.
 type answerQueue struct {
 	mu      sync.Mutex
 	q       []func()
@@ -282,13 +283,21 @@ func (aq *answerQueue) run() {
 		aq.busy = false
 		if len(aq.q) == 0 {
 			aq.q = aq.q[:0]
+			select {
+			case <-aq.quit:
+				// Gone only with nothing queued; a later push starts a
+				// goroutine again.
+				aq.started = false
+				aq.mu.Unlock()
+				return
+			default:
+			}
 			aq.mu.Unlock()
 			select {
 			case <-aq.wake:
-				continue
 			case <-aq.quit:
-				return
 			}
+			continue
 		}
 		f := aq.q[0]
 		aq.q[0], aq.q = nil, aq.q[1:]
