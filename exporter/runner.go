@@ -16,8 +16,8 @@ import (
 
 // Backoff of a key whose delivery failed: exponential from RetryBase, capped.
 const (
-	RetryBase   = 100 * time.Millisecond
-	RetryCap    = 30 * time.Second
+	RetryBase = 100 * time.Millisecond
+	RetryCap  = 30 * time.Second
 	// SendTimeout bounds a worker's hand-over of a send to its sink (for a
 	// sink with a window, the wait for room in it; else the blocking
 	// Send): each send gets between half of it and all of it.

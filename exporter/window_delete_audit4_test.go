@@ -11,7 +11,6 @@ import (
 	"github.com/kubefeed/kubefeed/sinks"
 )
 
-
 // a4Sink is an AsyncSink whose publishes the test answers by hand.
 type a4Sink struct {
 	pubs chan a4Pub
