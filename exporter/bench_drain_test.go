@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 
 	"github.com/kubefeed/kubefeed/exporter/config"
 	"github.com/kubefeed/kubefeed/exporter/event"
@@ -52,6 +53,8 @@ func (a *answering) Send(ctx context.Context, evs []*event.Event) error {
 
 func (a *answering) Close(context.Context) error { return nil }
 
+var configMapRes = Resource{GVR: schema.GroupVersionResource{Version: "v1", Resource: "configmaps"}, GVK: schema.GroupVersionKind{Version: "v1", Kind: "ConfigMap"}, Namespaced: true}
+
 // configMap returns a ~1 KiB ConfigMap at version rv.
 func configMap(name string, rv int) *unstructured.Unstructured {
 	data := map[string]any{}
@@ -68,7 +71,7 @@ func configMap(name string, rv int) *unstructured.Unstructured {
 // another goroutine → delivered state. One op is one drained object.
 func BenchmarkDrainConfigMaps(b *testing.B) {
 	sink := newAnswering(4096)
-	ex, s, _ := pipelineOf(b, 4, sink, config.Watch{Resource: "pods", InitialList: config.InitialListEmit})
+	ex, s, _ := pipelineOf(b, 4, sink, configMapRes, config.Watch{Resource: "configmaps", InitialList: config.InitialListEmit})
 	objs := make([]*unstructured.Unstructured, b.N)
 	for i := range objs {
 		objs[i] = configMap(fmt.Sprintf("cm-%d", i), 1000+i)

@@ -117,11 +117,11 @@ func (d *discard) Close(context.Context) error { return nil }
 // run: the benchmark writes its store and calls its handler, as a watch
 // would, so handler → queue → worker → sink runs without an API server.
 func pipeline(b *testing.B, workers int, sink sinks.Sink) (*Exporter, *scope, *discard) {
-	return pipelineOf(b, workers, sink, config.Watch{Resource: "pods"})
+	return pipelineOf(b, workers, sink, benchRes, config.Watch{Resource: "pods"})
 }
 
-// pipelineOf is pipeline with the rule w.
-func pipelineOf(b *testing.B, workers int, sink sinks.Sink, w config.Watch) (*Exporter, *scope, *discard) {
+// pipelineOf is pipeline with the rule w over res.
+func pipelineOf(b *testing.B, workers int, sink sinks.Sink, res Resource, w config.Watch) (*Exporter, *scope, *discard) {
 	cfg := &config.Config{APIVersion: config.APIVersion, Kind: config.Kind, Workers: workers,
 		Watch: []config.Watch{w}, Sinks: []config.Sink{{Name: "d", Stdout: &config.StdoutSink{}}}}
 	cfg.SetDefaults()
@@ -133,8 +133,8 @@ func pipelineOf(b *testing.B, workers int, sink sinks.Sink, w config.Watch) (*Ex
 	if err != nil {
 		b.Fatal(err)
 	}
-	ex.joinScopes(ex.rules[0], benchRes, []scopeID{{GVR: benchRes.GVR}}, false)
-	s := ex.scopes[scopeID{GVR: benchRes.GVR}]
+	ex.joinScopes(ex.rules[0], res, []scopeID{{GVR: res.GVR}}, false)
+	s := ex.scopes[scopeID{GVR: res.GVR}]
 	return ex, s, d
 }
 

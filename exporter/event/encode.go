@@ -52,12 +52,14 @@ func (enc *encoder) event(e *Event) error {
 	enc.field(',', "source", e.Source)
 	enc.field(',', "type", e.Type)
 	enc.optional("subject", e.Subject)
-	t, err := e.Time.MarshalJSON()
+	// AppendText writes what MarshalJSON quotes (strict RFC 3339, the same
+	// year range error) without a buffer of its own.
+	enc.b = append(enc.b, `,"time":"`...)
+	b, err := e.Time.AppendText(enc.b)
 	if err != nil {
 		return fmt.Errorf("json: error calling MarshalJSON for type time.Time: %w", err)
 	}
-	enc.b = append(enc.b, `,"time":`...)
-	enc.b = append(enc.b, t...)
+	enc.b = append(b, '"')
 	enc.field(',', "datacontenttype", e.DataContentType)
 	enc.field(',', "cluster", e.Cluster)
 	enc.optional("apiversion", e.APIVersion)

@@ -27,8 +27,19 @@ const (
 	DataContentType = "application/json"
 )
 
-// Type is the CloudEvents type of a change, io.kubefeed.resource.<change>.
-func (c Change) Type() string { return TypePrefix + string(c) }
+// Type is the CloudEvents type of a change, io.kubefeed.resource.<change>
+// (a constant for the three changes: no string is built per event).
+func (c Change) Type() string {
+	switch c {
+	case Added:
+		return TypePrefix + "added"
+	case Modified:
+		return TypePrefix + "modified"
+	case Deleted:
+		return TypePrefix + "deleted"
+	}
+	return TypePrefix + string(c)
+}
 
 // ID is the deterministic event id <uid>.<resourceVersion>.<change>, so that
 // consumers and JetStream (Nats-Msg-Id) can drop duplicates.
