@@ -64,8 +64,8 @@ func render(cluster string, res Resource, key Key, c change, r *rule, now time.T
 			}
 		}
 	}
-	rv := c.obj.GetResourceVersion()
-	uid := string(c.obj.GetUID())
+	m := metaOf(c.obj)
+	rv, uid := m.resourceVersion, m.uid
 	return &event.Event{
 		SpecVersion:     event.SpecVersion,
 		ID:              event.ID(uid, rv, c.kind),
