@@ -140,3 +140,21 @@ func Marshal(e *Event) ([]byte, error) {
 	}
 	return b, nil
 }
+
+// AppendMarshal appends what Marshal writes to dst, so that a caller
+// that reuses its buffers encodes without allocating. On error, dst is
+// returned as it was.
+func AppendMarshal(dst []byte, e *Event) ([]byte, error) {
+	enc := encoders.Get().(*encoder)
+	own := enc.b
+	enc.b = dst
+	err := enc.event(e)
+	out := enc.b
+	enc.b = own
+	enc.keys = enc.keys[:0]
+	encoders.Put(enc)
+	if err != nil {
+		return dst, err
+	}
+	return out, nil
+}

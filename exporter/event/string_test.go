@@ -50,3 +50,19 @@ func BenchmarkAppendString(b *testing.B) {
 		buf = appendString(buf[:0], s)
 	}
 }
+
+// TestAppendMarshal appends exactly what Marshal writes after dst, and
+// leaves dst as it was on error.
+func TestAppendMarshal(t *testing.T) {
+	e := base(&ChangeData{Object: map[string]any{"a": "x\"y", "n": nil}})
+	want, _ := Marshal(e)
+	got, err := AppendMarshal([]byte("prefix"), e)
+	if err != nil || !bytes.Equal(got, append([]byte("prefix"), want...)) {
+		t.Fatalf("AppendMarshal = %s, %v", got, err)
+	}
+	bad := base(&ChangeData{Object: map[string]any{"f": func() {}}})
+	got, err = AppendMarshal([]byte("prefix"), bad)
+	if err == nil || string(got) != "prefix" {
+		t.Fatalf("AppendMarshal of a func = %q, %v; want prefix and an error", got, err)
+	}
+}
