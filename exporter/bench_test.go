@@ -117,8 +117,13 @@ func (d *discard) Close(context.Context) error { return nil }
 // run: the benchmark writes its store and calls its handler, as a watch
 // would, so handler → queue → worker → sink runs without an API server.
 func pipeline(b *testing.B, workers int, sink sinks.Sink) (*Exporter, *scope, *discard) {
+	return pipelineOf(b, workers, sink, benchRes, config.Watch{Resource: "pods"})
+}
+
+// pipelineOf is pipeline with the rule w over res.
+func pipelineOf(b *testing.B, workers int, sink sinks.Sink, res Resource, w config.Watch) (*Exporter, *scope, *discard) {
 	cfg := &config.Config{APIVersion: config.APIVersion, Kind: config.Kind, Workers: workers,
-		Watch: []config.Watch{{Resource: "pods"}}, Sinks: []config.Sink{{Name: "d", Stdout: &config.StdoutSink{}}}}
+		Watch: []config.Watch{w}, Sinks: []config.Sink{{Name: "d", Stdout: &config.StdoutSink{}}}}
 	cfg.SetDefaults()
 	d := &discard{}
 	if sink == nil {
@@ -128,8 +133,8 @@ func pipeline(b *testing.B, workers int, sink sinks.Sink) (*Exporter, *scope, *d
 	if err != nil {
 		b.Fatal(err)
 	}
-	ex.joinScopes(ex.rules[0], benchRes, []scopeID{{GVR: benchRes.GVR}}, false)
-	s := ex.scopes[scopeID{GVR: benchRes.GVR}]
+	ex.joinScopes(ex.rules[0], res, []scopeID{{GVR: res.GVR}}, false)
+	s := ex.scopes[scopeID{GVR: res.GVR}]
 	return ex, s, d
 }
 

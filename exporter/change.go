@@ -66,5 +66,6 @@ func deleted(last Record, tomb *tombstone) change {
 }
 
 func recordOf(obj *unstructured.Unstructured) Record {
-	return Record{UID: string(obj.GetUID()), ResourceVersion: obj.GetResourceVersion(), Object: obj}
+	m := metaOf(obj)
+	return Record{UID: m.uid, ResourceVersion: m.resourceVersion, Object: obj}
 }

@@ -1,6 +1,7 @@
 package exporter
 
 import (
+	"sync/atomic"
 	"time"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -63,12 +64,12 @@ func render(cluster string, res Resource, key Key, c change, r *rule, now time.T
 			}
 		}
 	}
-	rv := c.obj.GetResourceVersion()
-	uid := string(c.obj.GetUID())
+	m := metaOf(c.obj)
+	rv, uid := m.resourceVersion, m.uid
 	return &event.Event{
 		SpecVersion:     event.SpecVersion,
 		ID:              event.ID(uid, rv, c.kind),
-		Source:          "kubefeed/" + cluster,
+		Source:          sourceOf(cluster),
 		Type:            c.kind.Type(),
 		Subject:         res.Path(key.Namespace, key.Name),
 		Time:            now.UTC(),
@@ -83,6 +84,20 @@ func render(cluster string, res Resource, key Key, c change, r *rule, now time.T
 		ResourceVersion: rv,
 		Data:            data,
 	}, nil
+}
+
+// lastSource is the event source of the last cluster name seen: one
+// exporter has one, and the string need not be built per event.
+var lastSource atomic.Pointer[[2]string]
+
+// sourceOf is the CloudEvents source of cluster's events, kubefeed/<cluster>.
+func sourceOf(cluster string) string {
+	if p := lastSource.Load(); p != nil && p[0] == cluster {
+		return p[1]
+	}
+	s := "kubefeed/" + cluster
+	lastSource.Store(&[2]string{cluster, s})
+	return s
 }
 
 // withTypeMeta returns the object's content with apiVersion and kind set.

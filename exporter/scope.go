@@ -221,7 +221,14 @@ func (s *scope) observed(typ string) {
 }
 
 func (s *scope) keyOf(u *unstructured.Unstructured) Key {
-	return Key{GVR: s.id.GVR, Namespace: u.GetNamespace(), Name: u.GetName()}
+	k, _ := s.keyAndMeta(u)
+	return k
+}
+
+// keyAndMeta is keyOf with the object's metadata, read once.
+func (s *scope) keyAndMeta(u *unstructured.Unstructured) (Key, objMeta) {
+	m := metaOf(u)
+	return Key{GVR: s.id.GVR, Namespace: m.namespace, Name: m.name}, m
 }
 
 // baseline is the record an initial-list object becomes when its rules
@@ -243,10 +250,10 @@ func (s *scope) onAdd(obj any, isInInitialList bool) {
 	if !ok {
 		return
 	}
-	k := s.keyOf(u)
+	k, m := s.keyAndMeta(u)
 	s.lastEvent.Store(s.ex.now().UnixNano())
 	s.observed(config.EventAdded)
-	relist := s.lists.recoveredBy(k, u.GetResourceVersion())
+	relist := s.lists.recoveredBy(k, m.resourceVersion)
 	t := s.table()
 	for _, r := range t.routes {
 		if isInInitialList && r.skipInitial && putIfAbsent(r.sink.store, k, s.baseline(t, u, r.sink.name)) {
@@ -268,19 +275,19 @@ func (s *scope) onUpdate(oldObj, newObj any) {
 		return
 	}
 	old, _ := oldObj.(*unstructured.Unstructured)
-	k := s.keyOf(u)
-	resync := old != nil && old.GetResourceVersion() == u.GetResourceVersion()
+	k, m := s.keyAndMeta(u)
+	resync := old != nil && old.GetResourceVersion() == m.resourceVersion
 	var g *gap
 	if !resync {
 		s.observed(config.EventModified)
 		s.lastEvent.Store(s.ex.now().UnixNano())
-		g = s.lists.recoveredBy(k, u.GetResourceVersion())
+		g = s.lists.recoveredBy(k, m.resourceVersion)
 	}
 	for _, r := range s.table().routes {
 		// A resync queues only what a sink does not have yet (a dropped or
 		// lost delivery); everything else emits nothing.
 		if resync {
-			if rec, ok := r.sink.store.Get(k); ok && rec.UID == string(u.GetUID()) && rec.ResourceVersion == u.GetResourceVersion() {
+			if rec, ok := r.sink.store.Get(k); ok && rec.UID == m.uid && rec.ResourceVersion == m.resourceVersion {
 				continue
 			}
 		}

@@ -17,10 +17,11 @@ func (t *tombstones) put(k Key, ts tombstone) {
 func (t *tombstones) get(k Key) *tombstone {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if ts, ok := t.m[k]; ok {
-		return &ts
+	ts, ok := t.m[k]
+	if !ok {
+		return nil // without a heap copy: most keys have no tombstone
 	}
-	return nil
+	return &ts
 }
 
 // prune drops tombstones that no sink needs: none has a delivered record

@@ -50,7 +50,26 @@ func (e Encoded) Size() int {
 // data.object to its identity (the patch stays); when even that does not
 // fit it returns ErrTooLarge. The caller's event is never modified.
 func Encode(e *event.Event, mode string, limit int) (Encoded, error) {
-	enc, err := encode(e, mode)
+	return EncodeInto(nil, e, mode, limit)
+}
+
+// EncodeInto is Encode writing a structured body into buf's storage
+// (from buf[:0]; it grows as needed): a sink that publishes the body and
+// is then done with it can reuse buf for the next event. Body shares
+// buf's storage, so buf must not be reused while Body is in use. A nil
+// buf is Encode: Body is then the caller's own.
+func EncodeInto(buf []byte, e *event.Event, mode string, limit int) (Encoded, error) {
+	one := func(e *event.Event, mode string) (Encoded, error) {
+		if buf == nil || mode == ModeBinary {
+			return encode(e, mode)
+		}
+		b, err := event.AppendMarshal(buf[:0], e)
+		if err != nil {
+			return Encoded{}, fmt.Errorf("encode event %s: %w", e.ID, err)
+		}
+		return Encoded{Event: e, Body: b}, nil
+	}
+	enc, err := one(e, mode)
 	if err != nil || limit <= 0 || enc.Size() <= limit {
 		return enc, err
 	}
@@ -63,7 +82,7 @@ func Encode(e *event.Event, mode string, limit int) (Encoded, error) {
 		if level == TruncatedOldObject && d.OldObject == nil {
 			continue
 		}
-		enc, err = encode(Truncate(e, level), mode)
+		enc, err = one(Truncate(e, level), mode)
 		if err != nil {
 			return enc, err
 		}

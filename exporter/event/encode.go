@@ -52,12 +52,14 @@ func (enc *encoder) event(e *Event) error {
 	enc.field(',', "source", e.Source)
 	enc.field(',', "type", e.Type)
 	enc.optional("subject", e.Subject)
-	t, err := e.Time.MarshalJSON()
+	// AppendText writes what MarshalJSON quotes (strict RFC 3339, the same
+	// year range error) without a buffer of its own.
+	enc.b = append(enc.b, `,"time":"`...)
+	b, err := e.Time.AppendText(enc.b)
 	if err != nil {
 		return fmt.Errorf("json: error calling MarshalJSON for type time.Time: %w", err)
 	}
-	enc.b = append(enc.b, `,"time":`...)
-	enc.b = append(enc.b, t...)
+	enc.b = append(b, '"')
 	enc.field(',', "datacontenttype", e.DataContentType)
 	enc.field(',', "cluster", e.Cluster)
 	enc.optional("apiversion", e.APIVersion)
@@ -347,6 +349,14 @@ func appendString(b []byte, s string) []byte {
 	b = append(b, '"')
 	start := 0
 	for i := 0; i < len(s); {
+		// Eight bytes at a time while none needs care: most strings of a
+		// Kubernetes object are plain ASCII.
+		for i+8 <= len(s) && plain8(s[i:i+8]) {
+			i += 8
+		}
+		if i >= len(s) {
+			break
+		}
 		c := s[i]
 		if c < utf8.RuneSelf {
 			if c >= 0x20 && c != '"' && c != '\\' {
@@ -393,4 +403,27 @@ func appendString(b []byte, s string) []byte {
 	}
 	b = append(b, s[start:]...)
 	return append(b, '"')
+}
+
+// Masks of plain8: a byte in each lane.
+const (
+	lanes01 = 0x0101010101010101
+	lanes80 = 0x8080808080808080
+)
+
+// plain8 reports whether the eight bytes of s (len(s) == 8) are all ASCII
+// that JSON writes as is: none below 0x20, no '"', no '\\'. With every
+// byte below 0x80, subtracting n from each lane sets a lane's high bit
+// exactly when some lane up to it is below n (a borrow only starts at such
+// a lane), so the word tests are exact.
+func plain8(s string) bool {
+	x := uint64(s[0]) | uint64(s[1])<<8 | uint64(s[2])<<16 | uint64(s[3])<<24 |
+		uint64(s[4])<<32 | uint64(s[5])<<40 | uint64(s[6])<<48 | uint64(s[7])<<56
+	if x&lanes80 != 0 {
+		return false
+	}
+	q := x ^ ('"' * lanes01)
+	bs := x ^ ('\\' * lanes01)
+	t := (x - 0x20*lanes01) | (q - lanes01) | (bs - lanes01)
+	return t&lanes80 == 0
 }

@@ -27,8 +27,19 @@ const (
 	DataContentType = "application/json"
 )
 
-// Type is the CloudEvents type of a change, io.kubefeed.resource.<change>.
-func (c Change) Type() string { return TypePrefix + string(c) }
+// Type is the CloudEvents type of a change, io.kubefeed.resource.<change>
+// (a constant for the three changes: no string is built per event).
+func (c Change) Type() string {
+	switch c {
+	case Added:
+		return TypePrefix + "added"
+	case Modified:
+		return TypePrefix + "modified"
+	case Deleted:
+		return TypePrefix + "deleted"
+	}
+	return TypePrefix + string(c)
+}
 
 // ID is the deterministic event id <uid>.<resourceVersion>.<change>, so that
 // consumers and JetStream (Nats-Msg-Id) can drop duplicates.
@@ -128,4 +139,22 @@ func Marshal(e *Event) ([]byte, error) {
 		return nil, err
 	}
 	return b, nil
+}
+
+// AppendMarshal appends what Marshal writes to dst, so that a caller
+// that reuses its buffers encodes without allocating. On error, dst is
+// returned as it was.
+func AppendMarshal(dst []byte, e *Event) ([]byte, error) {
+	enc := encoders.Get().(*encoder)
+	own := enc.b
+	enc.b = dst
+	err := enc.event(e)
+	out := enc.b
+	enc.b = own
+	enc.keys = enc.keys[:0]
+	encoders.Put(enc)
+	if err != nil {
+		return dst, err
+	}
+	return out, nil
 }

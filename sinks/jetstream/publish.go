@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 
 	"github.com/nats-io/nats.go"
 	"go.uber.org/zap"
@@ -31,6 +32,9 @@ func (s *Sink) Publish(ctx context.Context, events []*event.Event, done func(err
 		return err
 	}
 	msgs, encErr := s.encode(events)
+	// The connection copied every body it was handed (and the rest will
+	// not be sent): the buffers go back for the next publish.
+	defer releaseBodies(msgs)
 	s.win.mu.Lock()
 	if s.win.closed {
 		s.win.mu.Unlock()
@@ -91,6 +95,39 @@ type outMsg struct {
 	id, subject string
 	body        []byte
 	headers     [][2]string
+	// buf holds body's storage, taken from bodies, until the message
+	// was handed to the connection (nil: body is its own).
+	buf *[]byte
+}
+
+// bodies holds encoding buffers: the connection copies a message into
+// its own buffer before PublishMsg returns, so an encoded body is not
+// needed past the publish, and allocating one per event was most of the
+// bytes (and so of the collections) a drain allocates.
+var bodies = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }}
+
+// maxPooledBody bounds the buffers kept: an event near 1 MiB does not
+// pin a buffer that size.
+const maxPooledBody = 64 << 10
+
+// takeBody returns a buffer for one encoding.
+func takeBody() *[]byte { return bodies.Get().(*[]byte) }
+
+// putBody returns a buffer once nothing refers to its bytes.
+func putBody(bp *[]byte) {
+	if bp == nil || cap(*bp) > maxPooledBody {
+		return
+	}
+	*bp = (*bp)[:0]
+	bodies.Put(bp)
+}
+
+// releaseBodies gives back the buffers of msgs and drops their bodies.
+func releaseBodies(msgs []outMsg) {
+	for i := range msgs {
+		putBody(msgs[i].buf)
+		msgs[i].buf, msgs[i].body = nil, nil
+	}
 }
 
 // encode builds the messages of events. It stops at the first event that
@@ -104,25 +141,32 @@ func (s *Sink) encode(events []*event.Event) ([]outMsg, error) {
 	}
 	out := make([]outMsg, 0, len(events))
 	for _, e := range events {
-		enc, err := sinks.Encode(e, s.opts.Config.Mode, limit)
+		bp := takeBody()
+		enc, err := sinks.EncodeInto(*bp, e, s.opts.Config.Mode, limit)
 		subject := s.subject.Render(e)
 		if errors.Is(err, sinks.ErrTooLarge) {
 			if s.opts.Config.DeadLetterSubject == "" {
 				s.dropped.Add(1)
+				putBody(bp)
 				return out, sinks.Permanent(fmt.Errorf("event %s: %w; no deadLetterSubject configured", e.ID, err))
 			}
 			s.log.Warn("event too large; sending a stub to the dead-letter subject", zap.String("id", e.ID), zap.Error(err))
-			if enc, err = sinks.Encode(sinks.Truncate(e, sinks.TruncatedAll), s.opts.Config.Mode, limit); err != nil {
+			if enc, err = sinks.EncodeInto(*bp, sinks.Truncate(e, sinks.TruncatedAll), s.opts.Config.Mode, limit); err != nil {
+				putBody(bp)
 				return out, sinks.Permanent(err)
 			}
 			subject = s.opts.Config.DeadLetterSubject
 			s.deadLettered.Add(1)
 		} else if err != nil {
+			putBody(bp)
 			return out, sinks.Permanent(err)
 		} else if enc.Event != e {
 			s.shrunk.Add(1) // a dead-lettered stub is counted above, not here
 		}
-		out = append(out, outMsg{id: e.ID, subject: subject, body: enc.Body, headers: enc.Headers})
+		if s.opts.Config.Mode != sinks.ModeBinary {
+			*bp = enc.Body[:0] // keep what the encoding grew the buffer to
+		}
+		out = append(out, outMsg{id: e.ID, subject: subject, body: enc.Body, headers: enc.Headers, buf: bp})
 	}
 	return out, nil
 }

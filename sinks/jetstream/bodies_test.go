@@ -1,0 +1,71 @@
+package jetstream_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/kubefeed/kubefeed/exporter/event"
+	"github.com/kubefeed/kubefeed/sinks/sinktest"
+	"github.com/kubefeed/kubefeed/test/natstest"
+)
+
+// TestReusedBodiesArriveWhole: encoding buffers are reused from one
+// publish to the next (and grow for a large event), so every stored
+// message must still be exactly its own event, whatever the sizes of the
+// events published before and after it and however publishes interleave.
+func TestReusedBodiesArriveWhole(t *testing.T) {
+	srv := natstest.StartT(t, natstest.Options{})
+	s := newSink(t, sinkConfig(srv.URL()))
+	defer s.Close(context.Background())
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	want := map[string][]byte{}
+	var batches [][]*event.Event
+	for i := 0; i < 40; i++ {
+		var batch []*event.Event
+		for j := 0; j <= i%3; j++ {
+			e := sinktest.Event(i*10+j, 1)
+			d := e.Data.(*event.ChangeData)
+			// Sizes from tiny to 100 KiB (beyond what is pooled), with
+			// escapes, so that a stale tail or a shared buffer would show.
+			size := []int{0, 10, 5000, 100 << 10, 300}[(i+j)%5]
+			d.Object = map[string]any{"data": map[string]any{"v": strings.Repeat(fmt.Sprintf("%d\"~/", i), size/4)}}
+			b, err := event.Marshal(e)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want[e.ID] = b
+			batch = append(batch, e)
+		}
+		batches = append(batches, batch)
+	}
+	errs := make(chan error, len(batches))
+	for w := 0; w < 2; w++ {
+		go func() {
+			for i := w; i < len(batches); i += 2 {
+				errs <- s.Send(ctx, batches[i])
+			}
+		}()
+	}
+	for range batches {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	got := stored(t, srv.URL(), "KUBEFEED")
+	if len(got) != len(want) {
+		t.Fatalf("stream holds %d messages, want %d", len(got), len(want))
+	}
+	for _, m := range got {
+		id := m.Header.Get(nats.MsgIdHdr)
+		if !bytes.Equal(m.Data, want[id]) {
+			t.Fatalf("message %s: %d bytes differ from its event's %d", id, len(m.Data), len(want[id]))
+		}
+	}
+}
