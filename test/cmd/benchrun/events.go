@@ -214,23 +214,30 @@ func eventsSection(b *strings.Builder, rep report) {
   parsed in one pass (exporter/wirejson: 2,000 Events in about 18 ms of
   CPU against 210 ms through the dynamic client, and 46k allocations
   against 410k), the envelope is encoded without reflection
-  (exporter/event, encode.go), the file sink lingers 20 ms so that Events
-  trickling in share a write and an fsync, and the JetStream sink reads
-  its acks itself (about 10 instead of 17 µs per Event). Decoding from
-  protobuf was measured and not taken: typed structs converted to maps
-  cost about 7 µs per Event against wirejson's 9 µs including framing,
-  and would drop fields unknown to kubefeed's API types. The issue
-  measured kubefeed at about 3.5× a bare informer at 300/s before.
+  (exporter/event, encode.go), and the JetStream sink reads its acks
+  itself (about 10 instead of 17 µs per Event). Decoding from protobuf
+  was measured and not taken: typed structs converted to maps cost about
+  7 µs per Event against wirejson's 9 µs including framing, and would
+  drop fields unknown to kubefeed's API types. The issue measured
+  kubefeed at about 3.5× a bare informer at 300/s before.
+- **What the last profiles found** (steady 300/s and burst, both sinks):
+  the API server gzips a watch-list stream for its whole life, flushing a
+  deflate block per live event, so each Event cost a Huffman table to
+  decode (about 10 % of kubefeed's CPU; watches are now read
+  uncompressed); the file sink's fsync was 15 % at 300/s with two or
+  three Events per fsync (its linger is now 20 ms by default, about six
+  per fsync); the JetStream sink started a goroutine per answer whose
+  stack grew each time (8 % of the sink); Prometheus label lookups per
+  delivered Event (5 %); a context and timer per send.
 - **Steady rate.** At ~300/s each Event is handled alone: every stage
   (the watch reader, the informer, a worker, the sink's writer or ack
   reader) wakes once per Event, and on these shared cores a goroutine
   wake costs tens of µs. Both agents pay it (the bare typed informer
   costs about 3× more per Event at 300/s than on a burst); kubefeed has
   more stages.
-- **JetStream on a burst.** One publish and one ack per Event remain
-  (about 0.05 CPU-s per 1k over the file sink): several keys' events per
-  publish, which JetStream's protocol does not offer without its batch
-  API, would be the next step.
+- **JetStream.** One publish (a write to the socket) and one ack per
+  Event remain; several keys' events per publish would need JetStream's
+  batch API.
 - **Memory.** kubefeed streams its lists (watch-list) as the bare informer
   does, and parses each Event once with managedFields cut from the bytes;
   the delivered state adds one map entry per Event (about 200 bytes).
