@@ -107,6 +107,18 @@ func (c *counter) record(evs []*event.Event) {
 	c.n.Add(int64(len(evs)))
 }
 
+// notified records a bare informer's latency from u's creation stamp.
+func (c *counter) notified(u *unstructured.Unstructured) {
+	ts, err := strconv.ParseInt(u.GetAnnotations()["bench/created"], 10, 64)
+	if err != nil {
+		return
+	}
+	now := time.Now()
+	c.mu.Lock()
+	c.lat = append(c.lat, float64(now.UnixNano()-ts)/1e6)
+	c.mu.Unlock()
+}
+
 // Publish passes through the inner sink's window, counting on ack.
 func (c *counter) Publish(ctx context.Context, evs []*event.Event, done func(error)) error {
 	as, ok := c.inner.(sinks.AsyncSink)
@@ -170,7 +182,7 @@ func agent(mode, kubeconfig, natsURL, ns, dir string, n int) error {
 			return err
 		}
 		done = seen.Load
-	} else if mode == "bare" || mode == "events-bare-dynamic" {
+	} else if mode == "bare" || mode == "bare-latency" || mode == "events-bare-dynamic" {
 		var seen atomic.Int64
 		gvr := configMaps
 		if events {
@@ -183,8 +195,11 @@ func agent(mode, kubeconfig, natsURL, ns, dir string, n int) error {
 			}
 			return o, nil
 		})
-		_, _ = inf.AddEventHandler(cache.ResourceEventHandlerFuncs{AddFunc: func(any) {
+		_, _ = inf.AddEventHandler(cache.ResourceEventHandlerFuncs{AddFunc: func(o any) {
 			start.CompareAndSwap(0, time.Now().UnixNano())
+			if mode == "bare-latency" {
+				c.notified(o.(*unstructured.Unstructured))
+			}
 			seen.Add(1)
 		}})
 		go inf.Run(ctx.Done())

@@ -121,6 +121,9 @@ type report struct {
 	Machine string              `json:"machine"`
 	Burst   map[string][]result `json:"burst"`
 	Steady  []result            `json:"steady"`
+	// SteadyBare: a bare informer's latency from creation to its
+	// notification, at the same rates in the same run.
+	SteadyBare []result `json:"steadyBare,omitempty"`
 	Memory  map[string]result   `json:"memory"`
 	Emit    *result             `json:"emit,omitempty"`
 	// Events holds the Events mode by "<load>/<mode>" (events.go).
@@ -213,6 +216,14 @@ func run(n, runs, mem int, out string) error {
 		res.Rate = float64(rate)
 		fmt.Printf("steady %4d/s to JetStream: p50 %.1f ms, p99 %.1f ms\n", rate, res.P50Millis, res.P99Millis)
 		rep.Steady = append(rep.Steady, res)
+		seq++
+		bare, err := measure(cp, cs, ns.URL(), dir, "bare-latency", fmt.Sprintf("s%d", seq), rate*6, rate, 0)
+		if err != nil {
+			return err
+		}
+		bare.Rate = float64(rate)
+		fmt.Printf("steady %4d/s bare informer:  p50 %.1f ms, p99 %.1f ms\n", rate, bare.P50Millis, bare.P99Millis)
+		rep.SteadyBare = append(rep.SteadyBare, bare)
 	}
 	if netObjects > 0 {
 		rows, err := network(cp, cs, ns.URL(), dir, netObjects, runs, netDelays)
