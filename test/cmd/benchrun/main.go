@@ -55,6 +55,7 @@ func main() {
 	out := flag.String("out", "docs", "where to write benchmarks.md/.json/.png")
 	from := flag.String("render", "", "only render the report again from this benchmarks.json")
 	memOnly := flag.Bool("mem-only", false, "measure only memory, print it, write nothing")
+	steadyInto := flag.String("steady-into", "", "with -steady-only: put the steady rows into this directory's benchmarks.json and render its report again")
 	steadyOnly := flag.Bool("steady-only", false, "measure only the steady rates to JetStream (latency), print them, write nothing")
 	netOnly := flag.Bool("net-only", false, "measure only the network runs (drains through the delay proxy), print them, write nothing")
 	eventsOnly := flag.Bool("events-only", false, "run only the Events mode and add it to the report in -out (its benchmarks.json is kept)")
@@ -97,6 +98,7 @@ func main() {
 	}
 	if *steadyOnly {
 		onlySteady = true
+		steadyTo = *steadyInto
 		*mem, *out, netObjects, *kafkaObjects = 0, "", 0, 0
 	}
 	if *netOnly {
@@ -136,8 +138,11 @@ type report struct {
 	Kafka      *kafkaReport `json:"kafka,omitempty"`
 }
 
-// onlySteady: -steady-only; onlyNet: -net-only.
-var onlySteady, onlyNet bool
+// onlySteady: -steady-only (steadyTo: -steady-into); onlyNet: -net-only.
+var (
+	onlySteady, onlyNet bool
+	steadyTo            string
+)
 
 // The network runs: objects drained per run, and delays each way.
 var (
@@ -263,6 +268,9 @@ func run(n, runs, mem int, out string) error {
 		if rep.Kafka, err = measureKafka(cp, cs, ns.URL(), dir, fmt.Sprintf("k%d", seq), *kafkaObjects); err != nil {
 			return fmt.Errorf("kafka: %w", err)
 		}
+	}
+	if steadyTo != "" {
+		return putSteady(rep, steadyTo)
 	}
 	if runs > 0 && !onlySteady && !onlyNet {
 		rep.EventsN = n
@@ -403,4 +411,19 @@ func median(rs []result, f func(result) float64) float64 {
 		return 0
 	}
 	return v[len(v)/2]
+}
+
+// putSteady replaces the steady rows of dir/benchmarks.json with got's and
+// renders dir's report again.
+func putSteady(got report, dir string) error {
+	var rep report
+	b, err := os.ReadFile(filepath.Join(dir, "benchmarks.json"))
+	if err == nil {
+		err = json.Unmarshal(b, &rep)
+	}
+	if err != nil {
+		return fmt.Errorf("-steady-into %s: %w", dir, err)
+	}
+	rep.Steady, rep.SteadyBare = got.Steady, got.SteadyBare
+	return writeReport(rep, dir)
 }
