@@ -125,9 +125,9 @@ type report struct {
 	Steady  []result            `json:"steady"`
 	// SteadyBare: a bare informer's latency from creation to its
 	// notification, at the same rates in the same run.
-	SteadyBare []result `json:"steadyBare,omitempty"`
-	Memory  map[string]result   `json:"memory"`
-	Emit    *result             `json:"emit,omitempty"`
+	SteadyBare []result          `json:"steadyBare,omitempty"`
+	Memory     map[string]result `json:"memory"`
+	Emit       *result           `json:"emit,omitempty"`
 	// Events holds the Events mode by "<load>/<mode>" (events.go).
 	Events  map[string][]result `json:"events,omitempty"`
 	EventsN int                 `json:"eventsN,omitempty"`
