@@ -57,6 +57,11 @@ func (enc *encoder) event(e *Event) error {
 	enc.b = append(enc.b, `,"time":"`...)
 	b, err := e.Time.AppendText(enc.b)
 	if err != nil {
+		// The error as encoding/json words it (MarshalJSON's, not
+		// AppendText's); the rare failure pays for the second call.
+		if _, merr := e.Time.MarshalJSON(); merr != nil {
+			err = merr
+		}
 		return fmt.Errorf("json: error calling MarshalJSON for type time.Time: %w", err)
 	}
 	enc.b = append(b, '"')
