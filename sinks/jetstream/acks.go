@@ -137,15 +137,8 @@ func (a *acker) handedOver(b *pubBatch, from, to, first uint64, err error) (noth
 		a.maybeIdle()
 		return true
 	}
-	if err != nil && b.err == nil {
-		b.err = err
-	}
-	b.remaining--
-	fin := b.remaining == 0
 	a.mu.Unlock()
-	if fin {
-		a.finish(b, true)
-	}
+	a.resolve(b, err, true) // Publish's own count
 	return false
 }
 

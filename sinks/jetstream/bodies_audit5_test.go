@@ -75,19 +75,7 @@ func TestAudit5PooledBodiesShrunkAndDeadLettered(t *testing.T) {
 				}
 				batches = append(batches, batch)
 			}
-			errs := make(chan error, len(batches))
-			for w := 0; w < 2; w++ {
-				go func() {
-					for i := w; i < len(batches); i += 2 {
-						errs <- s.Send(ctx, batches[i])
-					}
-				}()
-			}
-			for range batches {
-				if err := <-errs; err != nil {
-					t.Fatal(err)
-				}
-			}
+			sendFromTwo(ctx, t, s, batches)
 			got := stored(t, srv.URL(), "KUBEFEED")
 			if len(got) != len(wants) {
 				t.Fatalf("stream holds %d messages, want %d", len(got), len(wants))

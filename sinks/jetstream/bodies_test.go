@@ -11,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/kubefeed/kubefeed/exporter/event"
+	"github.com/kubefeed/kubefeed/sinks/jetstream"
 	"github.com/kubefeed/kubefeed/sinks/sinktest"
 	"github.com/kubefeed/kubefeed/test/natstest"
 )
@@ -45,6 +46,23 @@ func TestReusedBodiesArriveWhole(t *testing.T) {
 		}
 		batches = append(batches, batch)
 	}
+	sendFromTwo(ctx, t, s, batches)
+	got := stored(t, srv.URL(), "KUBEFEED")
+	if len(got) != len(want) {
+		t.Fatalf("stream holds %d messages, want %d", len(got), len(want))
+	}
+	for _, m := range got {
+		id := m.Header.Get(nats.MsgIdHdr)
+		if !bytes.Equal(m.Data, want[id]) {
+			t.Fatalf("message %s: %d bytes differ from its event's %d", id, len(m.Data), len(want[id]))
+		}
+	}
+}
+
+// sendFromTwo sends the batches from two goroutines at once (every other
+// batch each) and fails t on any error.
+func sendFromTwo(ctx context.Context, t *testing.T, s *jetstream.Sink, batches [][]*event.Event) {
+	t.Helper()
 	errs := make(chan error, len(batches))
 	for w := 0; w < 2; w++ {
 		go func() {
@@ -56,16 +74,6 @@ func TestReusedBodiesArriveWhole(t *testing.T) {
 	for range batches {
 		if err := <-errs; err != nil {
 			t.Fatal(err)
-		}
-	}
-	got := stored(t, srv.URL(), "KUBEFEED")
-	if len(got) != len(want) {
-		t.Fatalf("stream holds %d messages, want %d", len(got), len(want))
-	}
-	for _, m := range got {
-		id := m.Header.Get(nats.MsgIdHdr)
-		if !bytes.Equal(m.Data, want[id]) {
-			t.Fatalf("message %s: %d bytes differ from its event's %d", id, len(m.Data), len(want[id]))
 		}
 	}
 }
