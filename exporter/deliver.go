@@ -94,7 +94,7 @@ type outcome struct {
 // plan decides what to send for one key: a pure function of the sink's
 // last delivered state, what may have reached it unacknowledged, the
 // current state and the deleted object's final state.
-func plan(cluster string, k Key, last *Record, attempted *Record, cur current, tomb *tombstone, recovered bool, now time.Time) outcome {
+func plan(o origin, k Key, last *Record, attempted *Record, cur current, tomb *tombstone, recovered bool, now time.Time) outcome {
 	var out outcome
 	changes := decide(last, cur.obj, tomb)
 	if attempted != nil && attempted.UID != "" && (last == nil || attempted.UID != last.UID) && (cur.obj == nil || string(cur.obj.GetUID()) != attempted.UID) {
@@ -120,7 +120,7 @@ func plan(cluster string, k Key, last *Record, attempted *Record, cur current, t
 			rules = deletionRules(cur.rules, c.rule, c.obj)
 		}
 		for _, rl := range rules {
-			ev, err := render(cluster, cur.res, k, c, rl, now)
+			ev, err := render(o, cur.res, k, c, rl, now)
 			if err != nil {
 				out.filterErrors++
 			}
@@ -242,7 +242,7 @@ func (r *sinkRunner) prepare(ctx context.Context, it item) (*delivery, error) {
 	}
 	snap := r.pending.snapshot(k)
 	tomb := r.ex.tombstones.get(k)
-	out := plan(r.ex.cfg.Cluster, k, last, snap.attempted, cur, tomb, snap.recovered != nil, r.ex.now())
+	out := plan(r.ex.origin, k, last, snap.attempted, cur, tomb, snap.recovered != nil, r.ex.now())
 	if out.filterErrors > 0 {
 		r.filterErrors.Add(int64(out.filterErrors))
 		r.ex.metrics.filterErrors.WithLabelValues(r.name).Add(float64(out.filterErrors))
@@ -254,7 +254,7 @@ func (r *sinkRunner) prepare(ctx context.Context, it item) (*delivery, error) {
 		// round, provisioned before it is sent.
 		gone := cur
 		gone.obj = nil
-		out, again = plan(r.ex.cfg.Cluster, k, last, snap.attempted, gone, tomb, snap.recovered != nil, r.ex.now()), true
+		out, again = plan(r.ex.origin, k, last, snap.attempted, gone, tomb, snap.recovered != nil, r.ex.now()), true
 	}
 	if g := snap.recovered; g != nil && len(out.events) > 0 {
 		if err := r.sendGapFirst(ctx, g); err != nil {

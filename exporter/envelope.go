@@ -1,7 +1,6 @@
 package exporter
 
 import (
-	"sync/atomic"
 	"time"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -21,7 +20,7 @@ func typesUID(s string) types.UID { return types.UID(s) }
 // A filter's runtime error counts as no match and is returned. An Event's
 // deletion shows nothing unless the rule says expiry: emit (events.go);
 // enriching rules add the involved object's metadata (enrich.go).
-func render(cluster string, res Resource, key Key, c change, r *rule, now time.Time) (*event.Event, error) {
+func render(o origin, res Resource, key Key, c change, r *rule, now time.Time) (*event.Event, error) {
 	if c.kind == event.Deleted && r.skipsExpiry(res) {
 		return nil, nil
 	}
@@ -69,12 +68,12 @@ func render(cluster string, res Resource, key Key, c change, r *rule, now time.T
 	return &event.Event{
 		SpecVersion:     event.SpecVersion,
 		ID:              event.ID(uid, rv, c.kind),
-		Source:          sourceOf(cluster),
+		Source:          o.source,
 		Type:            c.kind.Type(),
 		Subject:         res.Path(key.Namespace, key.Name),
 		Time:            now.UTC(),
 		DataContentType: event.DataContentType,
-		Cluster:         cluster,
+		Cluster:         o.cluster,
 		APIVersion:      res.APIVersion(),
 		Kind:            res.GVK.Kind,
 		Resource:        res.GVR.Resource,
@@ -86,19 +85,14 @@ func render(cluster string, res Resource, key Key, c change, r *rule, now time.T
 	}, nil
 }
 
-// lastSource is the event source of the last cluster name seen: one
-// exporter has one, and the string need not be built per event.
-var lastSource atomic.Pointer[[2]string]
-
-// sourceOf is the CloudEvents source of cluster's events, kubefeed/<cluster>.
-func sourceOf(cluster string) string {
-	if p := lastSource.Load(); p != nil && p[0] == cluster {
-		return p[1]
-	}
-	s := "kubefeed/" + cluster
-	lastSource.Store(&[2]string{cluster, s})
-	return s
+// origin is who renders events: the cluster name and the CloudEvents
+// source, kubefeed/<cluster>, built once when the exporter is made rather
+// than per event.
+type origin struct {
+	cluster, source string
 }
+
+func newOrigin(cluster string) origin { return origin{cluster: cluster, source: "kubefeed/" + cluster} }
 
 // withTypeMeta returns the object's content with apiVersion and kind set.
 // Objects in the cache already carry them (the transform sets them); the

@@ -75,6 +75,7 @@ type Exporter struct {
 
 	rules      []*rule
 	runners    []*sinkRunner
+	origin     origin // cluster and source of the events rendered
 	byName     map[string]*sinkRunner
 	tombstones *tombstones
 	enrich     *enricher    // nil: no rule enriches
@@ -107,6 +108,7 @@ func New(o Options) (*Exporter, error) {
 		reg = prometheus.NewRegistry()
 	}
 	e.metrics = newMetrics(reg, e)
+	e.origin = newOrigin(e.cfg.Cluster)
 	if e.now == nil {
 		e.now = time.Now
 	}
