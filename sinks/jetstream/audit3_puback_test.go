@@ -70,19 +70,9 @@ func TestAudit3AckOutcomes(t *testing.T) {
 // events as delivered to stream KUBEFEED: they are not in it.
 func TestAudit3AckFromAnotherStream(t *testing.T) {
 	srv := natstest.StartT(t, natstest.Options{})
-	_, js := connect(t, srv.URL())
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "KUBEFEED", Subjects: []string{"kubefeed.test.>"}}); err != nil {
-		t.Fatal(err)
-	}
-	s := openSink(t, testConfig(srv.URL(), false), 5*time.Second)
-	if err := s.Send(ctx, []*event.Event{sinktest.Event(1, 1)}); err != nil {
-		t.Fatal(err)
-	}
-	if err := js.DeleteStream(ctx, "KUBEFEED"); err != nil {
-		t.Fatal(err)
-	}
+	s, js := sentThenStreamDeleted(ctx, t, srv.URL(), false)
 	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "OTHER", Subjects: []string{"kubefeed.>"}}); err != nil {
 		t.Fatal(err)
 	}

@@ -202,19 +202,9 @@ func TestDeletedStream(t *testing.T) {
 	for _, provision := range []bool{false, true} {
 		t.Run(fmt.Sprintf("provision=%v", provision), func(t *testing.T) {
 			srv := natstest.StartT(t, natstest.Options{})
-			_, js := connect(t, srv.URL())
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
-			if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "KUBEFEED", Subjects: []string{"kubefeed.test.>"}}); err != nil {
-				t.Fatal(err)
-			}
-			s := openSink(t, testConfig(srv.URL(), provision), 5*time.Second)
-			if err := s.Send(ctx, []*event.Event{sinktest.Event(1, 1)}); err != nil {
-				t.Fatal(err)
-			}
-			if err := js.DeleteStream(ctx, "KUBEFEED"); err != nil {
-				t.Fatal(err)
-			}
+			s, _ := sentThenStreamDeleted(ctx, t, srv.URL(), provision)
 			err := s.Send(ctx, []*event.Event{sinktest.Event(2, 1)})
 			if err == nil || sinks.IsPermanent(err) || !strings.Contains(err.Error(), "stream KUBEFEED") || !strings.Contains(err.Error(), "kubefeed.test.core.configmaps.ns.modified") {
 				t.Fatalf("send after the stream was deleted: %v, want a retryable error naming stream KUBEFEED and the subject", err)
@@ -234,4 +224,23 @@ func TestDeletedStream(t *testing.T) {
 			}
 		})
 	}
+}
+
+// sentThenStreamDeleted makes stream KUBEFEED, opens a sink on it that
+// sends one event, and deletes the stream; it returns the sink and the
+// JetStream context.
+func sentThenStreamDeleted(ctx context.Context, t *testing.T, url string, provision bool) (*Sink, jetstream.JetStream) {
+	t.Helper()
+	_, js := connect(t, url)
+	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "KUBEFEED", Subjects: []string{"kubefeed.test.>"}}); err != nil {
+		t.Fatal(err)
+	}
+	s := openSink(t, testConfig(url, provision), 5*time.Second)
+	if err := s.Send(ctx, []*event.Event{sinktest.Event(1, 1)}); err != nil {
+		t.Fatal(err)
+	}
+	if err := js.DeleteStream(ctx, "KUBEFEED"); err != nil {
+		t.Fatal(err)
+	}
+	return s, js
 }
