@@ -2,9 +2,7 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
-	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -248,11 +246,9 @@ func eventsSection(b *strings.Builder, rep report) {
 // runEventsOnly runs the Events mode alone and renders the report again
 // with the other results kept from out/benchmarks.json.
 func runEventsOnly(n, runs, mem int, out string) error {
-	var rep report
-	if b, err := os.ReadFile(filepath.Join(out, "benchmarks.json")); err == nil {
-		if err := json.Unmarshal(b, &rep); err != nil {
-			return fmt.Errorf("%s/benchmarks.json: %w", out, err)
-		}
+	rep, err := readReport(filepath.Join(out, "benchmarks.json"), true)
+	if err != nil {
+		return err
 	}
 	e, err := startEnv()
 	if err != nil {

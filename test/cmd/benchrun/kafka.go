@@ -14,8 +14,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"io/fs"
-	"os"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
@@ -105,15 +103,9 @@ func runKafkaOnly(n int, out string) error {
 	}
 	var rep report
 	if out != "" {
-		b, err := os.ReadFile(filepath.Join(out, "benchmarks.json"))
-		switch {
-		case errors.Is(err, fs.ErrNotExist):
-		case err != nil:
+		var err error
+		if rep, err = readReport(filepath.Join(out, "benchmarks.json"), true); err != nil {
 			return err
-		default:
-			if err := json.Unmarshal(b, &rep); err != nil {
-				return fmt.Errorf("%s: %w", filepath.Join(out, "benchmarks.json"), err)
-			}
 		}
 	}
 	e, err := startEnv()

@@ -21,8 +21,10 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -72,11 +74,7 @@ func main() {
 	}
 	netObjects = *netN
 	if *from != "" {
-		var rep report
-		b, err := os.ReadFile(*from)
-		if err == nil {
-			err = json.Unmarshal(b, &rep)
-		}
+		rep, err := readReport(*from, false)
 		if err == nil {
 			err = writeReport(rep, *out)
 		}
@@ -416,14 +414,27 @@ func median(rs []result, f func(result) float64) float64 {
 // putSteady replaces the steady rows of dir/benchmarks.json with got's and
 // renders dir's report again.
 func putSteady(got report, dir string) error {
-	var rep report
-	b, err := os.ReadFile(filepath.Join(dir, "benchmarks.json"))
-	if err == nil {
-		err = json.Unmarshal(b, &rep)
-	}
+	rep, err := readReport(filepath.Join(dir, "benchmarks.json"), false)
 	if err != nil {
-		return fmt.Errorf("-steady-into %s: %w", dir, err)
+		return fmt.Errorf("-steady-into: %w", err)
 	}
 	rep.Steady, rep.SteadyBare = got.Steady, got.SteadyBare
 	return writeReport(rep, dir)
+}
+
+// readReport reads a benchmarks.json; missingOK: a file that is not there
+// is an empty report.
+func readReport(path string, missingOK bool) (report, error) {
+	var rep report
+	b, err := os.ReadFile(path)
+	if missingOK && errors.Is(err, fs.ErrNotExist) {
+		return rep, nil
+	}
+	if err != nil {
+		return rep, err
+	}
+	if err := json.Unmarshal(b, &rep); err != nil {
+		return rep, fmt.Errorf("%s: %w", path, err)
+	}
+	return rep, nil
 }
