@@ -156,6 +156,28 @@ func TestAudit2WindowAccountsForEveryPublish(t *testing.T) {
 	big := strings.Repeat("x", 100<<10)
 	const objects, versions = 12, 8
 	var produced, gaps, dropped, retried atomic.Int64
+	// Fail produce requests on and off while they run. The first fault is
+	// in place before any publish, so a fast run still meets failures.
+	stop := make(chan struct{})
+	faults := make(chan struct{})
+	first := make(chan struct{})
+	go func() {
+		defer close(faults)
+		for i := 0; ; i++ {
+			h := kc.Kfake().Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.Produce}, Partitions: []int32{int32(i % 3)}, Err: kerr.UnknownServerError, Count: 2})
+			if i == 0 {
+				close(first)
+			}
+			time.Sleep(20 * time.Millisecond)
+			h.Remove()
+			select {
+			case <-stop:
+				return
+			case <-time.After(20 * time.Millisecond):
+			}
+		}
+	}()
+	<-first
 	var wg sync.WaitGroup
 	for o := 0; o < objects; o++ {
 		wg.Add(1)
@@ -214,22 +236,6 @@ func TestAudit2WindowAccountsForEveryPublish(t *testing.T) {
 			}
 		}()
 	}
-	// Fail produce requests on and off while they run.
-	stop := make(chan struct{})
-	faults := make(chan struct{})
-	go func() {
-		defer close(faults)
-		for i := 0; ; i++ {
-			select {
-			case <-stop:
-				return
-			case <-time.After(20 * time.Millisecond):
-			}
-			h := kc.Kfake().Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.Produce}, Partitions: []int32{int32(i % 3)}, Err: kerr.UnknownServerError, Count: 2})
-			time.Sleep(20 * time.Millisecond)
-			h.Remove()
-		}
-	}()
 	wg.Wait()
 	close(stop)
 	<-faults
