@@ -100,9 +100,7 @@ func TestWLGoneDuringStream(t *testing.T) {
 			relistNow(t, src.fakeSource, cmRes.GVR, src.streamsOpened)
 			h.sinks["rec"].waitFor(t, "the relist's changes", func(e []*event.Event) bool { return len(e) >= 4 })
 			checkRecoveredAfterOneGap(t, quiesce(t, h, "rec"), 2, 1)
-			if h.ex.Relists() != 1 {
-				t.Errorf("relists = %d, want 1", h.ex.Relists())
-			}
+			wantOneRelist(t, h)
 		})
 	}
 }
@@ -270,9 +268,7 @@ func TestWLFallbackMidLife(t *testing.T) {
 			})
 			h.sinks["rec"].waitFor(t, "the relist's changes", func(e []*event.Event) bool { return len(e) >= 1204 })
 			checkRecoveredAfterOneGap(t, quiesce(t, h, "rec")[1200:], 2, 1)
-			if h.ex.Relists() != 1 {
-				t.Errorf("relists = %d, want 1", h.ex.Relists())
-			}
+			wantOneRelist(t, h)
 			src.mu.Lock()
 			defer src.mu.Unlock()
 			if firstStreamed && (src.listCalls[cmRes.GVR] < lists+3 || src.n != streams) {
@@ -350,9 +346,7 @@ func TestWLStallWatchdogDuringStream(t *testing.T) {
 	relistNow(t, src.fakeSource, cmRes.GVR, src.streamsOpened)
 	h.sinks["rec"].waitFor(t, "the relist's changes", func(e []*event.Event) bool { return len(e) >= 4 })
 	checkRecoveredAfterOneGap(t, quiesce(t, h, "rec"), 2, 1)
-	if h.ex.Relists() != 1 {
-		t.Errorf("relists = %d, want 1", h.ex.Relists())
-	}
+	wantOneRelist(t, h)
 	src.mu.Lock()
 	defer src.mu.Unlock()
 	if len(stalled) != 2 {
