@@ -81,7 +81,7 @@ func BenchmarkFilterCEL(b *testing.B) {
 	ch := change{kind: event.Modified, obj: c, prev: recordOf(a)}
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, err := render(newOrigin("bench"), benchRes, Key{}, ch, r, time.Now()); err != nil {
+		if _, err := render(newOrigin("bench"), benchRes, Key{}, ch, metaOf(ch.obj), r, time.Now()); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -90,7 +90,7 @@ func BenchmarkFilterCEL(b *testing.B) {
 func BenchmarkEnvelopeEncode(b *testing.B) {
 	r := benchRule(b, config.Watch{Resource: "pods"})
 	a, c := pod("p", 1), pod("p", 2)
-	ev, _ := render(newOrigin("bench"), benchRes, Key{Namespace: "bench", Name: "p"}, change{kind: event.Modified, obj: c, prev: recordOf(a)}, r, time.Now())
+	ev, _ := render(newOrigin("bench"), benchRes, Key{Namespace: "bench", Name: "p"}, change{kind: event.Modified, obj: c, prev: recordOf(a)}, metaOf(c), r, time.Now())
 	b.ReportAllocs()
 	for b.Loop() {
 		if _, err := event.Marshal(ev); err != nil {

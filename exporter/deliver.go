@@ -113,14 +113,22 @@ func plan(o origin, k Key, last *Record, attempted *Record, cur current, tomb *t
 		}
 	}
 	out.changes = changes
+	var curMeta objMeta // read once: render and the record both need it
+	if cur.obj != nil {
+		curMeta = metaOf(cur.obj)
+	}
 	var delivering *rule
 	for _, c := range changes {
 		rules := cur.rules
 		if c.kind == event.Deleted {
 			rules = deletionRules(cur.rules, c.rule, c.obj)
 		}
+		m := curMeta
+		if c.obj != cur.obj {
+			m = metaOf(c.obj)
+		}
 		for _, rl := range rules {
-			ev, err := render(o, cur.res, k, c, rl, now)
+			ev, err := render(o, cur.res, k, c, m, rl, now)
 			if err != nil {
 				out.filterErrors++
 			}
@@ -137,7 +145,7 @@ func plan(o origin, k Key, last *Record, attempted *Record, cur current, tomb *t
 		out.forget = true
 		return out
 	}
-	rec := recordOf(cur.obj)
+	rec := Record{UID: curMeta.uid, ResourceVersion: curMeta.resourceVersion, Object: cur.obj}
 	rec.Scope = cur.scope
 	switch {
 	case delivering != nil:

@@ -20,7 +20,8 @@ func typesUID(s string) types.UID { return types.UID(s) }
 // A filter's runtime error counts as no match and is returned. An Event's
 // deletion shows nothing unless the rule says expiry: emit (events.go);
 // enriching rules add the involved object's metadata (enrich.go).
-func render(o origin, res Resource, key Key, c change, r *rule, now time.Time) (*event.Event, error) {
+// m is c.obj's metadata (metaOf), read once by the caller.
+func render(o origin, res Resource, key Key, c change, m objMeta, r *rule, now time.Time) (*event.Event, error) {
 	if c.kind == event.Deleted && r.skipsExpiry(res) {
 		return nil, nil
 	}
@@ -63,7 +64,6 @@ func render(o origin, res Resource, key Key, c change, r *rule, now time.Time) (
 			}
 		}
 	}
-	m := metaOf(c.obj)
 	rv, uid := m.resourceVersion, m.uid
 	return &event.Event{
 		SpecVersion:     event.SpecVersion,
@@ -74,7 +74,7 @@ func render(o origin, res Resource, key Key, c change, r *rule, now time.Time) (
 		Time:            now.UTC(),
 		DataContentType: event.DataContentType,
 		Cluster:         o.cluster,
-		APIVersion:      res.APIVersion(),
+		APIVersion:      apiVersionOf(c.obj.Object, res),
 		Kind:            res.GVK.Kind,
 		Resource:        res.GVR.Resource,
 		Namespace:       key.Namespace,
@@ -99,7 +99,7 @@ func newOrigin(cluster string) origin { return origin{cluster: cluster, source: 
 // copy is shallow and only made when they are missing.
 func withTypeMeta(obj *unstructured.Unstructured, res Resource) map[string]any {
 	m := obj.Object
-	if m["apiVersion"] == res.APIVersion() && m["kind"] == res.GVK.Kind {
+	if hasTypeMeta(m, res) {
 		return m
 	}
 	out := make(map[string]any, len(m)+2)
@@ -109,4 +109,20 @@ func withTypeMeta(obj *unstructured.Unstructured, res Resource) map[string]any {
 	out["apiVersion"] = res.APIVersion()
 	out["kind"] = res.GVK.Kind
 	return out
+}
+
+// hasTypeMeta reports whether m carries res's apiVersion and kind.
+func hasTypeMeta(m map[string]any, res Resource) bool {
+	av, _ := m["apiVersion"].(string)
+	k, _ := m["kind"].(string)
+	return k == res.GVK.Kind && res.isAPIVersion(av)
+}
+
+// apiVersionOf is res's apiVersion, taken from m when it carries it (the
+// transform set it), so that no string is built per event.
+func apiVersionOf(m map[string]any, res Resource) string {
+	if av, _ := m["apiVersion"].(string); res.isAPIVersion(av) {
+		return av
+	}
+	return res.APIVersion()
 }

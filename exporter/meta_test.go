@@ -4,6 +4,7 @@ import (
 	"testing"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 )
 
 // TestMetaOfIsGetters: metaOf reads what the unstructured getters read,
@@ -21,6 +22,27 @@ func TestMetaOfIsGetters(t *testing.T) {
 		want := objMeta{u.GetNamespace(), u.GetName(), string(u.GetUID()), u.GetResourceVersion()}
 		if got := metaOf(u); got != want {
 			t.Errorf("%s: metaOf = %+v, getters say %+v", name, got, want)
+		}
+	}
+}
+
+func TestIsAPIVersionIsAPIVersion(t *testing.T) {
+	for _, gv := range []schema.GroupVersion{{Version: "v1"}, {Group: "apps", Version: "v1"}, {Group: "example.com", Version: "v1beta1"}} {
+		res := Resource{GVK: gv.WithKind("K")}
+		for _, s := range []string{"", "v1", "apps/v1", "apps/v2", "appsXv1", "example.com/v1beta1", "example.com/v1", "/v1", "apps/", "v1beta1"} {
+			if got, want := res.isAPIVersion(s), s == res.APIVersion(); got != want {
+				t.Errorf("%v: isAPIVersion(%q) = %v, want %v", gv, s, got, want)
+			}
+		}
+		m := map[string]any{"apiVersion": res.APIVersion(), "kind": "K"}
+		if got := apiVersionOf(m, res); got != res.APIVersion() {
+			t.Errorf("apiVersionOf = %q", got)
+		}
+		if !hasTypeMeta(m, res) || hasTypeMeta(map[string]any{"apiVersion": res.APIVersion(), "kind": "L"}, res) || hasTypeMeta(map[string]any{"kind": "K"}, res) {
+			t.Errorf("%v: hasTypeMeta wrong", gv)
+		}
+		if got := apiVersionOf(map[string]any{"apiVersion": 5}, res); got != res.APIVersion() {
+			t.Errorf("apiVersionOf a non-string = %q", got)
 		}
 	}
 }

@@ -76,7 +76,7 @@ func TestAudit5RenderEnvelopeAsBefore(t *testing.T) {
 			for _, kind := range []event.Change{event.Added, event.Deleted} {
 				for _, key := range []Key{{Namespace: "ns", Name: "n"}, {Name: "n"}, {Namespace: "a/b", Name: "é~1"}} {
 					u := &unstructured.Unstructured{Object: obj}
-					ev, err := render(newOrigin("clu"), res, key, change{kind: kind, obj: u}, r, now)
+					ev, err := render(newOrigin("clu"), res, key, change{kind: kind, obj: u}, metaOf(u), r, now)
 					if err != nil || ev == nil {
 						t.Fatalf("%s %s %s: %v %v", rname, oname, kind, ev, err)
 					}
@@ -115,7 +115,7 @@ func TestAudit5SourceOfTwoClusters(t *testing.T) {
 			defer wg.Done()
 			for i := 0; i < 3000; i++ {
 				u := &unstructured.Unstructured{Object: map[string]any{"metadata": map[string]any{"uid": "u", "resourceVersion": fmt.Sprint(i)}}}
-				ev, err := render(newOrigin(cluster), res, Key{Namespace: "ns", Name: "n"}, change{kind: event.Added, obj: u}, r, time.Now())
+				ev, err := render(newOrigin(cluster), res, Key{Namespace: "ns", Name: "n"}, change{kind: event.Added, obj: u}, metaOf(u), r, time.Now())
 				if err != nil {
 					t.Error(err)
 					return

@@ -22,6 +22,15 @@ type Resource struct {
 // APIVersion is group/version, or version for the core group.
 func (r Resource) APIVersion() string { return r.GVK.GroupVersion().String() }
 
+// isAPIVersion reports whether s is APIVersion(), without building it.
+func (r Resource) isAPIVersion(s string) bool {
+	g, v := r.GVK.Group, r.GVK.Version
+	if g == "" {
+		return s == v
+	}
+	return len(s) == len(g)+1+len(v) && s[:len(g)] == g && s[len(g)] == '/' && s[len(g)+1:] == v
+}
+
 // Path is the object's API path, used as the event subject.
 // It is built in one allocation: it is made for every event.
 func (r Resource) Path(namespace, name string) string {

@@ -56,7 +56,7 @@ func consume(t *testing.T, r *rule, res Resource, versions ...string) []string {
 			continue
 		}
 		c := change{kind: event.Modified, obj: cur, prev: recordOf(prev)}
-		ev, err := render(newOrigin("c"), res, Key{Namespace: "ns", Name: "n"}, c, r, time.Now())
+		ev, err := render(newOrigin("c"), res, Key{Namespace: "ns", Name: "n"}, c, metaOf(c.obj), r, time.Now())
 		if err != nil {
 			t.Fatal(err)
 		}
