@@ -72,6 +72,46 @@ type counter struct {
 	drain bool
 	mu    sync.Mutex
 	lat   []float64
+	// hop is, per acknowledged event (with BENCH_LATDUMP), when it was
+	// created, rendered, handed to the sink and acknowledged (Unix ns).
+	hop [][4]int64
+}
+
+// latDump (BENCH_LATDUMP=dir) makes an agent write each event's hops to
+// dir/<mode>-<ns>.hops, in the order the acks came: where a tail comes
+// from (the API server and informer, kubefeed's queue, or the sink).
+var latDump = os.Getenv("BENCH_LATDUMP")
+
+// hops records the hops of evs, acknowledged now and handed to the sink at
+// published.
+func (c *counter) hops(evs []*event.Event, published time.Time) {
+	now := time.Now().UnixNano()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, e := range evs {
+		d, ok := e.Data.(*event.ChangeData)
+		if !ok {
+			continue
+		}
+		md, _ := d.Object["metadata"].(map[string]any)
+		ann, _ := md["annotations"].(map[string]any)
+		created, _ := ann["bench/created"].(string)
+		if ts, err := strconv.ParseInt(created, 10, 64); err == nil {
+			c.hop = append(c.hop, [4]int64{ts, e.Time.UnixNano(), published.UnixNano(), now})
+		}
+	}
+}
+
+// writeHops writes the recorded hops as milliseconds: created → rendered,
+// rendered → handed over, handed over → acknowledged, and the total.
+func (c *counter) writeHops(path string) error {
+	var b strings.Builder
+	b.WriteString("# created-rendered rendered-published published-acked total (ms)\n")
+	ms := func(d int64) string { return strconv.FormatFloat(float64(d)/1e6, 'f', 3, 64) }
+	for _, h := range c.hop {
+		b.WriteString(ms(h[1]-h[0]) + " " + ms(h[2]-h[1]) + " " + ms(h[3]-h[2]) + " " + ms(h[3]-h[0]) + "\n")
+	}
+	return os.WriteFile(path, []byte(b.String()), 0o644)
 }
 
 func (c *counter) Send(ctx context.Context, evs []*event.Event) error {
@@ -134,9 +174,13 @@ func (c *counter) Publish(ctx context.Context, evs []*event.Event, done func(err
 		done(c.Send(ctx, evs))
 		return nil
 	}
+	published := time.Now()
 	return as.Publish(ctx, evs, func(err error) {
 		if err == nil {
 			c.record(evs)
+			if latDump != "" {
+				c.hops(evs, published)
+			}
 		}
 		done(err)
 	})
@@ -312,6 +356,11 @@ func agent(mode, kubeconfig, natsURL, ns, dir string, n int) error {
 	}
 	secs := end.Sub(time.Unix(0, start.Load())).Seconds()
 	r := result{Mode: mode, Objects: n, Seconds: secs, Rate: float64(n) / secs, CPUPer1k: (cpuSeconds() - cpuReady) / float64(n) * 1000, RSSMiB: rssMiB()}
+	if latDump != "" && len(c.hop) > 0 {
+		if err := c.writeHops(filepath.Join(latDump, mode+"-"+ns+".hops")); err != nil {
+			return err
+		}
+	}
 	if len(c.lat) > 0 {
 		sort.Float64s(c.lat)
 		r.P50Millis = c.lat[len(c.lat)/2]
