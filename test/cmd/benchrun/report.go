@@ -47,7 +47,7 @@ func writeReport(rep report, out string) error {
 		}
 		fmt.Fprintf(&b, "| %.0f/s | %.1f | %.1f | %s |\n", s.Rate, s.P50Millis, s.P99Millis, bare)
 	}
-	b.WriteString("\nMeasured from the `bench/created` timestamp the writer puts in each object, so it includes the API server and the watch. The bare informer's columns are the same load in the same run, measured from the same stamp to the informer's notification: what the API server, the watch and the shared cores cost before kubefeed sees a change.\n\n")
+	b.WriteString("\nMeasured from the `bench/created` timestamp the writer puts in each object, so it includes the API server and the watch. The bare informer's columns are the same load in the same run, measured from the same stamp to the informer's notification: what the API server, the watch and the shared cores cost before kubefeed sees a change. Each rate runs for seven seconds; the first is a warm-up whose objects carry no stamp, and the latency is taken over the next six.\n\nOn this machine the p99 is made by stalls of 50–100 ms that hold up every change for a fraction of a second, one to three times a run, in kubefeed's runs and the bare informer's alike. `BENCH_LATDUMP=dir` splits each event's latency into its hops (created → rendered by a worker → handed to the sink → acknowledged): in these stalls all of the time is spent before rendering, in the API server, the watch and the informer; the sink's hop (handed over → PubAck) stays near 4–5 ms at the p99 at 500/s.\n\n")
 	if len(rep.Memory) > 0 {
 		b.WriteString("## Memory with cached objects\n\n| mode | objects | RSS MiB | × bare |\n|---|---|---|---|\n")
 		for _, m := range []string{"bare", "kubefeed-discard"} {
