@@ -15,14 +15,34 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/kubefeed/kubefeed/exporter/event"
 )
 
 // webhookBatch is the batch size of the webhook network mode.
 const webhookBatch = 100
 
-// ceilingPayload is about what kubefeed sends for a ~1 KiB ConfigMap (the
-// CloudEvent envelope around the object).
-var ceilingPayload = []byte(`{"specversion":"1.0","data":{"object":{"data":{"payload":"` + strings.Repeat("x", 1400) + `"}}}}`)
+// ceilingPayload is what kubefeed sends for one of the benchmark's ~1 KiB
+// ConfigMaps: the same CloudEvent, rendered by the same encoder, with the
+// metadata the API server adds, so that the ceiling carries the same bytes
+// per message as kubefeed does (1,684 bytes; a shorter stand-in made the
+// ceiling look 15 % cheaper per message than kubefeed's own).
+var ceilingPayload = func() []byte {
+	const uid, rv = "6f1c2b1e-3a4d-4e5f-9a8b-7c6d5e4f3a2b", "1234567"
+	obj := map[string]any{"apiVersion": "v1", "kind": "ConfigMap", "metadata": map[string]any{
+		"name": "c12345", "namespace": "netbench", "uid": uid, "resourceVersion": rv,
+		"creationTimestamp": "2026-11-30T00:31:57Z", "annotations": map[string]any{"bench/created": "1796000000000000000"}},
+		"data": map[string]any{"payload": strings.Repeat("x", 900)}}
+	e := &event.Event{SpecVersion: event.SpecVersion, ID: event.ID(uid, rv, event.Added), Source: "kubefeed/bench",
+		Type: event.Added.Type(), Subject: "/api/v1/namespaces/netbench/configmaps/c12345", Time: time.Date(2026, 11, 30, 0, 31, 57, 123456789, time.UTC),
+		DataContentType: event.DataContentType, Cluster: "bench", APIVersion: "v1", Kind: "ConfigMap", Resource: "configmaps",
+		Namespace: "netbench", Name: "c12345", UID: uid, ResourceVersion: rv, Data: &event.ChangeData{Object: obj}}
+	b, err := event.Marshal(e)
+	if err != nil {
+		panic(err) // a fixed event: cannot fail
+	}
+	return b
+}()
 
 // ceilings are the modes that measure a sink's own rate through the same
 // link, without kubefeed: what a tuned client of that sink achieves.
@@ -75,7 +95,9 @@ func jetstreamCeiling(url, run string, n int) (time.Time, error) {
 		msg := nats.NewMsg("ceiling." + run + ".configmaps.added")
 		msg.Data = ceilingPayload
 		for {
-			_, err := js.PublishMsgAsync(msg, jetstream.WithMsgID(fmt.Sprintf("%s-%d", run, i)))
+			// An id as long as kubefeed's (uid.resourceVersion.change):
+			// JetStream keeps each for its duplicate window.
+			_, err := js.PublishMsgAsync(msg, jetstream.WithMsgID(fmt.Sprintf("%036d.%d.added", i, 1234567+i)))
 			if errors.Is(err, jetstream.ErrTooManyStalledMsgs) {
 				continue
 			}
