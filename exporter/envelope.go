@@ -111,11 +111,13 @@ func withTypeMeta(obj *unstructured.Unstructured, res Resource) map[string]any {
 	return out
 }
 
-// hasTypeMeta reports whether m carries res's apiVersion and kind.
+// hasTypeMeta reports whether m carries res's apiVersion and kind, as
+// strings: a missing, null or non-string one is not "" (a resource with no
+// kind or version still gets them set).
 func hasTypeMeta(m map[string]any, res Resource) bool {
-	av, _ := m["apiVersion"].(string)
-	k, _ := m["kind"].(string)
-	return k == res.GVK.Kind && res.isAPIVersion(av)
+	av, okAV := m["apiVersion"].(string)
+	k, okK := m["kind"].(string)
+	return okAV && okK && k == res.GVK.Kind && res.isAPIVersion(av)
 }
 
 // apiVersionOf is res's apiVersion, taken from m when it carries it (the

@@ -105,6 +105,8 @@ func (c *counter) hops(evs []*event.Event, published time.Time) {
 // writeHops writes the recorded hops as milliseconds: created → rendered,
 // rendered → handed over, handed over → acknowledged, and the total.
 func (c *counter) writeHops(path string) error {
+	c.mu.Lock() // acks of events beyond n may still come
+	defer c.mu.Unlock()
 	var b strings.Builder
 	b.WriteString("# created-rendered rendered-published published-acked total (ms)\n")
 	ms := func(d int64) string { return strconv.FormatFloat(float64(d)/1e6, 'f', 3, 64) }
@@ -177,10 +179,12 @@ func (c *counter) Publish(ctx context.Context, evs []*event.Event, done func(err
 	published := time.Now()
 	return as.Publish(ctx, evs, func(err error) {
 		if err == nil {
-			c.record(evs)
+			// Hops before the count: once the agent counted n events it
+			// writes them, and the last acks' must be there.
 			if latDump != "" {
 				c.hops(evs, published)
 			}
+			c.record(evs)
 		}
 		done(err)
 	})
