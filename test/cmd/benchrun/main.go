@@ -221,7 +221,7 @@ func run(n, runs, mem int, out string) error {
 			return err
 		}
 		res.Rate = float64(rate)
-		fmt.Printf("steady %4d/s to JetStream: p50 %.1f ms, p99 %.1f ms\n", rate, res.P50Millis, res.P99Millis)
+		fmt.Printf("steady %4d/s to JetStream: p50 %.1f ms, p99 %.1f ms (kubefeed's own p99, notification → PubAck: ≤ %g ms)\n", rate, res.P50Millis, res.P99Millis, res.OwnP99Millis)
 		rep.Steady = append(rep.Steady, res)
 		seq++
 		bare, err := measure(cp, cs, ns.URL(), dir, "bare-latency", fmt.Sprintf("s%d", seq), rate*7, rate, 0)
