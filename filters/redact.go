@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"reflect"
 	"strconv"
 
 	"github.com/kubefeed/kubefeed/exporter/diff"
@@ -159,6 +160,12 @@ func sameRef(a, b any) bool {
 	case string:
 		y, ok := b.(string)
 		return ok && x == y
+	}
+	// Values decoded from JSON are all comparable; a value of another kind
+	// (a map or slice of a concrete type, in an object built in code) would
+	// make == panic: it counts as changed.
+	if t := reflect.TypeOf(a); t != nil && !t.Comparable() {
+		return false
 	}
 	return a == b
 }

@@ -61,3 +61,20 @@ func TestRedactHashShowsChange(t *testing.T) {
 		t.Errorf("hashes: %v %v %v", va, vb, va2)
 	}
 }
+
+// An object built in code may hold maps and slices of concrete types,
+// which == cannot compare: redaction walks past them without a panic and
+// still redacts what it must.
+func TestRedactUncomparableValues(t *testing.T) {
+	obj := map[string]any{
+		"data":     map[string]any{"password": "aHVudGVyMg=="},
+		"labels":   map[string]string{"team": "shop"},
+		"finalize": []string{"a", "b"},
+	}
+	r := NewRedactor(SecretPaths, nil)
+	out := r.Object(obj)
+	if got, _ := json.Marshal(out); strings.Contains(string(got), "aHVudGVyMg==") || !strings.Contains(string(got), `"team":"shop"`) || !strings.Contains(string(got), `["a","b"]`) {
+		t.Errorf("redacted: %s", got)
+	}
+	_ = r.Ops([]diff.Op{{Op: "add", Path: "/labels", Value: map[string]string{"x": "y"}}, {Op: "add", Path: "/finalize", Value: []string{"c"}}})
+}
