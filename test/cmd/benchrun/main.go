@@ -421,6 +421,23 @@ func median(rs []result, f func(result) float64) float64 {
 	return v[len(v)/2]
 }
 
+// medianRatio is the median over runs of f(num[i]) / f(den[i]): the ratio
+// of two modes measured in the same run, so that the load's drift between
+// runs cancels out (0 when no run has both).
+func medianRatio(num, den []result, f func(result) float64) float64 {
+	var v []float64
+	for i := 0; i < min(len(num), len(den)); i++ {
+		if d := f(den[i]); d > 0 {
+			v = append(v, f(num[i])/d)
+		}
+	}
+	if len(v) == 0 {
+		return 0
+	}
+	sort.Float64s(v)
+	return v[len(v)/2]
+}
+
 // putSteady replaces the steady rows of dir/benchmarks.json with got's and
 // renders dir's report again.
 func putSteady(got report, dir string) error {
