@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"path/filepath"
 	"strconv"
@@ -22,7 +23,13 @@ import (
 // export them. A bare typed informer (protobuf, as client-go's generated
 // informers decode them) is the baseline; kubefeed watches the same Events
 // to a file, to JetStream, and to a file with enrich: involvedObject.
-var eventModes = []string{"events-bare", "kubefeed-events-file", "kubefeed-events-jetstream", "kubefeed-events-enrich"}
+// The enriching mode runs right after the file mode it is compared with.
+var eventModes = []string{"events-bare", "kubefeed-events-file", "kubefeed-events-enrich", "kubefeed-events-jetstream"}
+
+// eventsRuns is how many runs the Events mode makes: its targets are ratios
+// of a few percent (enrichment ≤ 10 %) on a machine whose load moves single
+// runs by more than that, so it takes more runs than the other modes.
+var eventsRuns = flag.Int("events-runs", 5, "runs of the Events mode (medians are reported)")
 
 // eventLoads: a steady ~300/s from 8 writers and a burst from 32.
 var eventLoads = []struct {

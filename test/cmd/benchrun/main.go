@@ -106,7 +106,7 @@ func main() {
 		*mem, *out, *kafkaObjects = 0, "", 0
 	}
 	if *eventsOnly {
-		if err := runEventsOnly(*n, *runs, *mem, *out); err != nil {
+		if err := runEventsOnly(*n, *eventsRuns, *mem, *out); err != nil {
 			fmt.Fprintln(os.Stderr, "benchrun:", err)
 			os.Exit(1)
 		}
@@ -276,7 +276,7 @@ func run(n, runs, mem int, out string) error {
 	}
 	if runs > 0 && !onlySteady && !onlyNet {
 		rep.EventsN = n
-		if err := runEvents(cp, cs, ns.URL(), dir, n, runs, mem, &rep); err != nil {
+		if err := runEvents(cp, cs, ns.URL(), dir, n, *eventsRuns, mem, &rep); err != nil {
 			return fmt.Errorf("events: %w", err)
 		}
 	}
