@@ -145,7 +145,7 @@ func plan(o origin, k Key, last *Record, attempted *Record, cur current, tomb *t
 		out.forget = true
 		return out
 	}
-	rec := Record{UID: curMeta.uid, ResourceVersion: curMeta.resourceVersion, Object: cur.obj}
+	rec := recordFrom(cur.obj, curMeta)
 	rec.Scope = cur.scope
 	switch {
 	case delivering != nil:

@@ -233,8 +233,9 @@ func (s *scope) keyAndMeta(u *unstructured.Unstructured) (Key, objMeta) {
 
 // baseline is the record an initial-list object becomes when its rules
 // skip the initial list: as if the first rule routed to sink delivered it.
-func (s *scope) baseline(t *scopeTable, u *unstructured.Unstructured, sink string) Record {
-	r := recordOf(u)
+// m is u's metadata, already read by the caller.
+func (s *scope) baseline(t *scopeTable, u *unstructured.Unstructured, m objMeta, sink string) Record {
+	r := recordFrom(u, m)
 	r.Scope = s.name
 	for _, rl := range t.rules {
 		if rl.routesTo(sink) {
@@ -256,7 +257,7 @@ func (s *scope) onAdd(obj any, isInInitialList bool) {
 	relist := s.lists.recoveredBy(k, m.resourceVersion)
 	t := s.table()
 	for _, r := range t.routes {
-		if isInInitialList && r.skipInitial && putIfAbsent(r.sink.store, k, s.baseline(t, u, r.sink.name)) {
+		if isInInitialList && r.skipInitial && putIfAbsent(r.sink.store, k, s.baseline(t, u, m, r.sink.name)) {
 			continue
 		}
 		// Each route decides for itself: a restored checkpoint belongs to
@@ -327,8 +328,8 @@ func (s *scope) prime(rt route) {
 		if !ok {
 			continue
 		}
-		k := s.keyOf(u)
-		if rt.skipInitial && putIfAbsent(rt.sink.store, k, s.baseline(t, u, rt.sink.name)) {
+		k, m := s.keyAndMeta(u)
+		if rt.skipInitial && putIfAbsent(rt.sink.store, k, s.baseline(t, u, m, rt.sink.name)) {
 			continue
 		}
 		rt.sink.enqueue(k, rt.restoreGap)
