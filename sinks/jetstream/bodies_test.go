@@ -77,3 +77,52 @@ func sendFromTwo(ctx context.Context, t *testing.T, s *jetstream.Sink, batches [
 		}
 	}
 }
+
+// TestBodiesWholeAroundAFailureMidBatch: a batch with an event near 1 MiB,
+// then one that can never fit (no dead-letter subject), then another: the
+// first is stored whole, the permanent error comes back, the rest of the
+// batch is not sent, and the buffers released on that path serve the next
+// batch without a stale byte.
+func TestBodiesWholeAroundAFailureMidBatch(t *testing.T) {
+	srv := natstest.StartT(t, natstest.Options{})
+	s := newSink(t, sinkConfig(srv.URL()))
+	defer s.Close(context.Background())
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	want := map[string][]byte{}
+	mk := func(obj int, v string) *event.Event {
+		e := sinktest.Event(obj, 1)
+		e.Data.(*event.ChangeData).Object = map[string]any{"data": map[string]any{"v": v}}
+		b, err := event.Marshal(e)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want[e.ID] = b
+		return e
+	}
+	near := mk(1, strings.Repeat("n\"~/", 760<<10/4)) // about 950 KiB once the quotes are escaped
+	never := oversized(2)
+	never.Data.(*event.ChangeData).ChangedPaths = []string{strings.Repeat("/p", 1<<20)} // 2 MiB of patch
+	after := mk(3, "after")
+	if err := s.Send(ctx, []*event.Event{near, never, after}); err == nil {
+		t.Fatal("a batch with an event that can never fit succeeded")
+	}
+	var next []*event.Event
+	for i := 0; i < 20; i++ {
+		next = append(next, mk(10+i, strings.Repeat(fmt.Sprint(i), i*100)))
+	}
+	if err := s.Send(ctx, next); err != nil {
+		t.Fatal(err)
+	}
+	delete(want, after.ID) // after the permanent error: not sent
+	got := stored(t, srv.URL(), "KUBEFEED")
+	if len(got) != len(want) {
+		t.Fatalf("stream holds %d messages, want %d (the near-1-MiB one and the next batch)", len(got), len(want))
+	}
+	for _, m := range got {
+		id := m.Header.Get(nats.MsgIdHdr)
+		if !bytes.Equal(m.Data, want[id]) {
+			t.Fatalf("message %s: %d bytes differ from its event's %d", id, len(m.Data), len(want[id]))
+		}
+	}
+}
