@@ -2,6 +2,7 @@ package event
 
 import (
 	"bytes"
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"math"
@@ -9,6 +10,7 @@ import (
 	"strconv"
 	"sync"
 	"unicode/utf8"
+	"unsafe"
 
 	"github.com/kubefeed/kubefeed/exporter/diff"
 )
@@ -353,10 +355,14 @@ const hexDigits = "0123456789abcdef"
 func appendString(b []byte, s string) []byte {
 	b = append(b, '"')
 	start := 0
+	raw := unsafe.Slice(unsafe.StringData(s), len(s)) // read only
 	for i := 0; i < len(s); {
-		// Eight bytes at a time while none needs care: most strings of a
-		// Kubernetes object are plain ASCII.
-		for i+8 <= len(s) && plain8(s[i:i+8]) {
+		// Sixteen, then eight bytes at a time while none needs care: most
+		// strings of a Kubernetes object are plain ASCII.
+		for i+16 <= len(raw) && (needsCare(binary.LittleEndian.Uint64(raw[i:]))|needsCare(binary.LittleEndian.Uint64(raw[i+8:]))) == 0 {
+			i += 16
+		}
+		for i+8 <= len(raw) && needsCare(binary.LittleEndian.Uint64(raw[i:])) == 0 {
 			i += 8
 		}
 		if i >= len(s) {
@@ -410,25 +416,20 @@ func appendString(b []byte, s string) []byte {
 	return append(b, '"')
 }
 
-// Masks of plain8: a byte in each lane.
+// Masks of needsCare: a byte in each lane.
 const (
 	lanes01 = 0x0101010101010101
 	lanes80 = 0x8080808080808080
 )
 
-// plain8 reports whether the eight bytes of s (len(s) == 8) are all ASCII
-// that JSON writes as is: none below 0x20, no '"', no '\\'. With every
-// byte below 0x80, subtracting n from each lane sets a lane's high bit
-// exactly when some lane up to it is below n (a borrow only starts at such
-// a lane), so the word tests are exact.
-func plain8(s string) bool {
-	x := uint64(s[0]) | uint64(s[1])<<8 | uint64(s[2])<<16 | uint64(s[3])<<24 |
-		uint64(s[4])<<32 | uint64(s[5])<<40 | uint64(s[6])<<48 | uint64(s[7])<<56
-	if x&lanes80 != 0 {
-		return false
-	}
+// needsCare returns, for the eight bytes of x (little-endian), a nonzero
+// word when one of them is not ASCII that JSON writes as is: at or above
+// 0x80, below 0x20, '"' or '\\'. Where no byte is at or above 0x80,
+// subtracting n from each lane sets a lane's high bit exactly when some
+// lane up to it is below n (a borrow only starts at such a lane), so the
+// word tests are exact.
+func needsCare(x uint64) uint64 {
 	q := x ^ ('"' * lanes01)
 	bs := x ^ ('\\' * lanes01)
-	t := (x - 0x20*lanes01) | (q - lanes01) | (bs - lanes01)
-	return t&lanes80 == 0
+	return (x | (x - 0x20*lanes01) | (q - lanes01) | (bs - lanes01)) & lanes80
 }

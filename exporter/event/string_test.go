@@ -20,13 +20,14 @@ func jsonString(t *testing.T, s string) []byte {
 }
 
 // TestAppendStringEveryOffset puts every byte that needs care (and its
-// neighbours in the byte order) at every position of strings up to 24
-// bytes long, so that a scan that looks at several bytes at once misses
-// none of them, at a word boundary or in the tail.
+// neighbours in the byte order) at every position of strings up to 40
+// bytes long (two sixteen-byte blocks and a tail), so that a scan that
+// looks at several bytes at once misses none of them, at a block or word
+// boundary or in the tail.
 func TestAppendStringEveryOffset(t *testing.T) {
 	specials := []string{"\x00", "\x01", "\x1f", " ", "!", "\"", "#", "[", "\\", "]", "\x7f",
 		"\x80", "\xff", "é", "日", "\u2028", "\u2029", "\xe2\x80", "🙂", "<", "&", "~", "/"}
-	for n := 0; n <= 24; n++ {
+	for n := 0; n <= 40; n++ {
 		for i := 0; i < n || (n == 0 && i == 0); i++ {
 			for _, sp := range specials {
 				s := strings.Repeat("a", i) + sp + strings.Repeat("b", max(0, n-i-1))
@@ -64,5 +65,16 @@ func TestAppendMarshal(t *testing.T) {
 	got, err = AppendMarshal([]byte("prefix"), bad)
 	if err == nil || string(got) != "prefix" {
 		t.Fatalf("AppendMarshal of a func = %q, %v; want prefix and an error", got, err)
+	}
+}
+
+// BenchmarkAppendStringLong quotes the 900-byte payload of the benchmark's
+// ConfigMaps.
+func BenchmarkAppendStringLong(b *testing.B) {
+	s := strings.Repeat("x", 900)
+	buf := make([]byte, 0, 1024)
+	b.SetBytes(int64(len(s)))
+	for b.Loop() {
+		buf = appendString(buf[:0], s)
 	}
 }
