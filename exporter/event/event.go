@@ -151,7 +151,7 @@ func AppendMarshal(dst []byte, e *Event) ([]byte, error) {
 	err := enc.event(e)
 	out := enc.b
 	enc.b = own
-	enc.keys = enc.keys[:0]
+	enc.reset()
 	encoders.Put(enc)
 	if err != nil {
 		return dst, err
