@@ -52,6 +52,11 @@ type result struct {
 	// kubefeed_delivery_latency_seconds histogram: the upper bound of the
 	// bucket that holds the 99th percentile.
 	OwnP99Millis float64 `json:"ownP99ms,omitempty"`
+	// CreateP99Millis is the p99 of the writer's create requests at a
+	// steady rate (request sent → API server's answer): the part of
+	// creation → notification that the API server and etcd take before
+	// any watcher can see the object.
+	CreateP99Millis float64 `json:"createP99ms,omitempty"`
 }
 
 // ownP99 is the upper bound, in ms, of the bucket of reg's
