@@ -8,7 +8,6 @@ import (
 	"math"
 	"slices"
 	"strconv"
-	"strings"
 	"sync"
 	"unicode/utf8"
 	"unsafe"
@@ -26,14 +25,11 @@ import (
 
 // encoder holds the scratch space of one encoding.
 type encoder struct {
-	b     []byte
-	keys  []string // a stack of string maps' keys being written, one window per map
-	pairs []pair   // a stack of objects' members being written, one window per object
+	b    []byte
+	keys []string // a stack of map keys being written, one window per map
 }
 
-var encoders = sync.Pool{New: func() any {
-	return &encoder{b: make([]byte, 0, 4096), keys: make([]string, 0, 64), pairs: make([]pair, 0, 64)}
-}}
+var encoders = sync.Pool{New: func() any { return &encoder{b: make([]byte, 0, 4096), keys: make([]string, 0, 64)} }}
 
 // appendEvent encodes e.
 func appendEvent(e *Event) ([]byte, error) {
@@ -42,25 +38,10 @@ func appendEvent(e *Event) ([]byte, error) {
 	err := enc.event(e)
 	out := bytes.Clone(enc.b)
 	if cap(enc.b) <= 1<<20 {
-		enc.reset()
+		enc.keys = enc.keys[:0]
 		encoders.Put(enc)
 	}
 	return out, err
-}
-
-// reset empties the stacks, keeping no reference to what was encoded.
-func (enc *encoder) reset() {
-	// The windows were cut back, not cleared: clear what was written.
-	if cap(enc.keys) > 1024 {
-		enc.keys = nil
-	}
-	if cap(enc.pairs) > 1024 {
-		enc.pairs = nil
-	}
-	clear(enc.keys[:cap(enc.keys)])
-	enc.keys = enc.keys[:0]
-	clear(enc.pairs[:cap(enc.pairs)])
-	enc.pairs = enc.pairs[:0]
 }
 
 func (enc *encoder) event(e *Event) error {
@@ -286,34 +267,27 @@ func (enc *encoder) object(m map[string]any) error {
 		enc.b = append(enc.b, "null"...)
 		return nil
 	}
-	// The pairs as the iteration yields them, sorted by key: no second
-	// lookup of each key.
-	start := len(enc.pairs)
-	for k, v := range m {
-		enc.pairs = append(enc.pairs, pair{k, v})
+	start := len(enc.keys)
+	for k := range m {
+		enc.keys = append(enc.keys, k)
 	}
-	slices.SortFunc(enc.pairs[start:], func(a, b pair) int { return strings.Compare(a.k, b.k) })
+	slices.Sort(enc.keys[start:])
 	enc.b = append(enc.b, '{')
-	for i := start; i < len(enc.pairs); i++ {
+	for i := start; i < len(enc.keys); i++ {
 		if i > start {
 			enc.b = append(enc.b, ',')
 		}
-		enc.b = appendString(enc.b, enc.pairs[i].k)
+		k := enc.keys[i]
+		enc.b = appendString(enc.b, k)
 		enc.b = append(enc.b, ':')
-		if err := enc.value(enc.pairs[i].v); err != nil {
-			enc.pairs = enc.pairs[:start]
+		if err := enc.value(m[k]); err != nil {
+			enc.keys = enc.keys[:start]
 			return err
 		}
 	}
-	enc.pairs = enc.pairs[:start]
+	enc.keys = enc.keys[:start]
 	enc.b = append(enc.b, '}')
 	return nil
-}
-
-// pair is one member of an object being encoded.
-type pair struct {
-	k string
-	v any
 }
 
 func (enc *encoder) stringMap(m map[string]string) {

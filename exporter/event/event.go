@@ -151,7 +151,7 @@ func AppendMarshal(dst []byte, e *Event) ([]byte, error) {
 	err := enc.event(e)
 	out := enc.b
 	enc.b = own
-	enc.reset()
+	enc.keys = enc.keys[:0]
 	encoders.Put(enc)
 	if err != nil {
 		return dst, err
