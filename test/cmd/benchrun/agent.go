@@ -372,6 +372,16 @@ func agent(mode, kubeconfig, natsURL, ns, dir string, n int) error {
 			stopProfile = func() { pprof.StopCPUProfile(); _ = f.Close() }
 		}
 	}
+	// With BENCH_ALLOCPROFILE, what was allocated before the measured part
+	// (dir/<mode>-<ns>.allocs.base: pprof -base it to see the part alone).
+	// The profile is as of the last collection: one is forced first.
+	if d := os.Getenv("BENCH_ALLOCPROFILE"); d != "" && n > 0 {
+		runtime.GC()
+		if f, err := os.Create(filepath.Join(d, mode+"-"+ns+".allocs.base")); err == nil {
+			_ = pprof.Lookup("allocs").WriteTo(f, 0)
+			_ = f.Close()
+		}
+	}
 	ready()
 	for done() < int64(n) {
 		time.Sleep(2 * time.Millisecond)
@@ -396,6 +406,7 @@ func agent(mode, kubeconfig, natsURL, ns, dir string, n int) error {
 	stopProfile() // before the report: the driver kills the agent once it has it
 	// BENCH_ALLOCPROFILE=dir writes what the agent allocated (dir/<mode>-<ns>.allocs).
 	if d := os.Getenv("BENCH_ALLOCPROFILE"); d != "" {
+		runtime.GC()
 		if f, err := os.Create(filepath.Join(d, mode+"-"+ns+".allocs")); err == nil {
 			_ = pprof.Lookup("allocs").WriteTo(f, 0)
 			_ = f.Close()
