@@ -24,6 +24,7 @@ type listCycles struct {
 	gen       uint64         // the current cycle; 0: none is open
 	next      uint64         // the last generation handed out
 	inRelist  bool           // the current cycle is a relist
+	listedN   int            // objects the current cycle listed so far
 	items     map[Key]string // what the current relist cycle listed so far
 	// The last completed relist: key -> resourceVersion, consumed by the
 	// handlers as the informer replays it; and its gap marker.
@@ -38,6 +39,7 @@ func (c *listCycles) begin() uint64 {
 	c.next++
 	c.gen = c.next
 	c.inRelist = c.completed > 0
+	c.listedN = 0
 	c.items = nil
 	if c.inRelist {
 		c.items = map[Key]string{}
@@ -50,7 +52,15 @@ func (c *listCycles) begin() uint64 {
 func (c *listCycles) listed(gen uint64, k Key, rv string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if gen != c.gen || !c.inRelist {
+	if gen != c.gen {
+		return
+	}
+	if rv == "" {
+		c.listedN--
+	} else {
+		c.listedN++
+	}
+	if !c.inRelist {
 		return
 	}
 	if rv == "" {
@@ -61,7 +71,8 @@ func (c *listCycles) listed(gen uint64, k Key, rv string) {
 }
 
 // end completes cycle gen; it reports whether a relist just completed,
-// with how many objects it listed. Ending a superseded cycle does nothing.
+// and how many objects the cycle listed. Ending a superseded cycle does
+// nothing.
 func (c *listCycles) end(gen uint64, newGap func() *gap) (relisted bool, n int) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -99,7 +110,7 @@ func (c *listCycles) endLocked(newGap func() *gap) (relisted bool, n int) {
 	c.gen = 0
 	c.completed++
 	if !c.inRelist {
-		return false, 0
+		return false, max(c.listedN, 0)
 	}
 	c.relisted, c.gap = c.items, newGap()
 	c.items, c.inRelist = nil, false
@@ -107,7 +118,7 @@ func (c *listCycles) endLocked(newGap func() *gap) (relisted bool, n int) {
 }
 
 // page records one List response; it reports whether a relist just
-// completed, with how many objects it listed.
+// completed, and how many objects the completed cycle listed.
 func (c *listCycles) page(opts metav1.ListOptions, l *unstructured.UnstructuredList, keyOf func(*unstructured.Unstructured) Key, newGap func() *gap) (relisted bool, n int) {
 	c.mu.Lock()
 	gen := c.gen

@@ -204,6 +204,17 @@ func (s *scope) onListPage(o metav1.ListOptions, l *unstructured.UnstructuredLis
 // listEnded counts and logs a relist that just completed.
 func (s *scope) listEnded(relisted bool, n int) {
 	if !relisted {
+		// The first list (n is 0 for a cycle that ended nothing): every
+		// sink routed here is about to record its n objects.
+		t := s.table()
+		if t == nil {
+			return
+		}
+		for _, r := range t.routes {
+			if rs, ok := r.sink.store.(reserver); ok {
+				rs.Reserve(n)
+			}
+		}
 		return
 	}
 	s.ex.relists.Add(1)

@@ -71,6 +71,8 @@ type Store interface {
 type MemoryStore struct {
 	mu sync.RWMutex
 	m  map[Key]Record
+	// reserved is the size the map was last made for (Reserve).
+	reserved int
 }
 
 var _ Store = (*MemoryStore)(nil)
@@ -92,6 +94,26 @@ func (s *MemoryStore) Put(k Key, r Record) {
 	defer s.mu.Unlock()
 	s.m[k] = r
 }
+
+// Reserve makes room for n more records than the store holds, so that a
+// sink filling its delivered state from a first list of n objects does
+// not grow the map (rehashing every record it holds) as it goes.
+func (s *MemoryStore) Reserve(n int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	want := len(s.m) + n
+	if n <= 0 || want <= s.reserved {
+		return
+	}
+	m := make(map[Key]Record, want)
+	for k, r := range s.m {
+		m[k] = r
+	}
+	s.m, s.reserved = m, want
+}
+
+// reserver is a Store that can make room ahead (Reserve).
+type reserver interface{ Reserve(n int) }
 
 // Delete forgets k.
 func (s *MemoryStore) Delete(k Key) {

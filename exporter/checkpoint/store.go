@@ -87,6 +87,10 @@ func (s *Store) Delete(k exporter.Key) {
 // Range iterates over the records.
 func (s *Store) Range(f func(exporter.Key, exporter.Record) bool) { s.mem.Range(f) }
 
+// Reserve makes room in the delivered state for n more records (a first
+// list about to be recorded).
+func (s *Store) Reserve(n int) { s.mem.Reserve(n) }
+
 // Restored reports when the previous run last wrote this checkpoint, if it
 // did.
 func (s *Store) Restored() (time.Time, bool) { return s.restored, !s.restored.IsZero() }
