@@ -239,7 +239,7 @@ type delivery struct {
 // window of sends in flight no recovered change of a scope can reach the
 // sink before its marker.
 func (r *sinkRunner) prepare(ctx context.Context, it item) (*delivery, error) {
-	k := it.key
+	k := it.key()
 	cur := r.lookup(k)
 	var last *Record
 	if rec, ok := r.store.Get(k); ok {
@@ -302,7 +302,7 @@ func (r *sinkRunner) againGap(d *delivery) *gap {
 	if g == nil || d.cur.obj == nil {
 		return nil
 	}
-	if c := r.lookup(d.it.key); c.obj == nil || c.obj.GetUID() != d.cur.obj.GetUID() {
+	if c := r.lookup(d.it.key()); c.obj == nil || c.obj.GetUID() != d.cur.obj.GetUID() {
 		return nil
 	}
 	return g
@@ -339,7 +339,7 @@ func (r *sinkRunner) send(ctx context.Context, d *delivery, sd *sendDeadline) {
 // It runs on a worker or on the sink's ack goroutine, and never blocks on
 // I/O: a checkpoint group commit runs on the runner's committer.
 func (r *sinkRunner) complete(ctx context.Context, d *delivery, err error) {
-	k, out := d.it.key, d.out
+	k, out := d.it.key(), d.out
 	if err != nil && !sinks.IsPermanent(err) {
 		r.pending.failed(k, out.record)
 		r.settle(ctx, d.it, err)
