@@ -233,7 +233,7 @@ func run(n, runs, mem int, out string) error {
 		rep.SteadyBare = append(rep.SteadyBare, bare)
 	}
 	if netObjects > 0 {
-		rows, err := network(cp, cs, ns.URL(), dir, netObjects, runs, netDelays)
+		rows, err := network(cp, cs, ns.URL(), dir, netObjects, *netRuns, netDelays)
 		if err != nil {
 			return err
 		}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"flag"
 	"fmt"
 	"io"
 	"net"
@@ -16,6 +17,11 @@ import (
 	"github.com/kubefeed/kubefeed/test/netdelay"
 )
 
+// netRuns is how many ceiling/kubefeed pairs each network row takes its
+// median from: a drain of 20,000 objects lasts half a second, and the
+// machine's load moves a single pair's ratio by ±0.15.
+var netRuns = flag.Int("net-runs", 5, "ceiling/kubefeed pairs per delay in the network runs (the median ratio is reported)")
+
 // netRow is one link delay: each sink's own ceiling through the link and
 // kubefeed's drain rate (initialList: emit of the same objects) through it.
 type netRow struct {
@@ -27,6 +33,7 @@ type netRow struct {
 	Webhook         result  `json:"webhook"`
 	WebhookBatch    int     `json:"webhookBatch"`
 	JetStreamWindow int     `json:"jetstreamMaxPending"`
+	Pairs           int     `json:"pairs,omitempty"` // ceiling/kubefeed pairs the row is the median of
 }
 
 // receiver answers every request at once, as a webhook that keeps up.
@@ -67,7 +74,7 @@ func network(cp *cluster.ControlPlane, cs *kubernetes.Clientset, natsURL, dir st
 	defer stopRecv()
 	var rows []netRow
 	for i, d := range delays {
-		row := netRow{DelayMillis: float64(d) / float64(time.Millisecond), Objects: objects, WebhookBatch: webhookBatch, JetStreamWindow: 4096}
+		row := netRow{DelayMillis: float64(d) / float64(time.Millisecond), Objects: objects, WebhookBatch: webhookBatch, JetStreamWindow: 4096, Pairs: max(runs, 1)}
 		np, err := netdelay.Start(u.Host, d)
 		if err != nil {
 			return nil, err

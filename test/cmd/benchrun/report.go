@@ -161,7 +161,11 @@ func writeNetwork(b *strings.Builder, rows []netRow) {
 	fmt.Fprintf(b, "## Through a network: drain rate against the sink's own ceiling\n\n")
 	fmt.Fprintf(b, "%d existing ~1 KiB ConfigMaps drained with `initialList: emit` (first to last acknowledged event) through a TCP proxy that delays every chunk by a fixed time each way, pipelined (test/netdelay). ", rows[0].Objects)
 	fmt.Fprintf(b, "The ceiling is the sink's own client through the same proxy in the same run, sending the very CloudEvent kubefeed renders for such a ConfigMap (1,684 bytes): JetStream async publish with Msg-Id and %d pending acks; webhook batches of %d events, 4 requests in flight, to a receiver that answers at once. ", rows[0].JetStreamWindow, rows[0].WebhookBatch)
-	b.WriteString("Each ceiling run is followed at once by kubefeed's drain into the same sink, as a pair, since the machine's load drifts over minutes; the row is the pair with the median ratio.\n\n")
+	pairs := "the pair with the median ratio"
+	if rows[0].Pairs > 0 {
+		pairs = fmt.Sprintf("of %d pairs, the one with the median ratio", rows[0].Pairs)
+	}
+	fmt.Fprintf(b, "Each ceiling run is followed at once by kubefeed's drain into the same sink, as a pair, since the machine's load drifts over minutes; the row is %s.\n\n", pairs)
 	b.WriteString("| delay each way | JetStream ceiling | kubefeed → JetStream | × ceiling | webhook ceiling | kubefeed → webhook | × ceiling |\n|---|---|---|---|---|---|---|\n")
 	for _, r := range rows {
 		fmt.Fprintf(b, "| %g ms | %.0f/s | %.0f/s | %.2f | %.0f/s | %.0f/s | %.2f |\n", r.DelayMillis,
