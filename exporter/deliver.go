@@ -62,6 +62,11 @@ func (r *sinkRunner) lookup(k Key) current {
 }
 
 func appendRules(dst, src []*rule, sink string) []*rule {
+	if len(dst) == 0 && allRouteInOrder(src, sink) {
+		// The common case, one scope whose rules all route here: its own
+		// slice, capped so that no append can write into the table.
+		return src[:len(src):len(src)]
+	}
 	for _, rl := range src {
 		if !rl.routesTo(sink) {
 			continue
@@ -73,9 +78,23 @@ func appendRules(dst, src []*rule, sink string) []*rule {
 		if i < len(dst) && dst[i] == rl {
 			continue
 		}
-		dst = append(dst[:i], append([]*rule{rl}, dst[i:]...)...)
+		// A new slice: dst may be a table's own (see above).
+		merged := make([]*rule, 0, len(dst)+1)
+		merged = append(append(append(merged, dst[:i]...), rl), dst[i:]...)
+		dst = merged
 	}
 	return dst
+}
+
+// allRouteInOrder reports whether every rule of src routes to sink and
+// src is in config order.
+func allRouteInOrder(src []*rule, sink string) bool {
+	for i, rl := range src {
+		if !rl.routesTo(sink) || (i > 0 && src[i-1].index >= rl.index) {
+			return false
+		}
+	}
+	return true
 }
 
 // outcome is what a plan decided: the events to send and the delivered
@@ -248,7 +267,7 @@ func (r *sinkRunner) prepare(ctx context.Context, it item) (*delivery, error) {
 	if cur.obj == nil && cur.unsynced {
 		return nil, errNotSynced
 	}
-	snap := r.pending.snapshot(k)
+	snap := r.pending.snapshot(it)
 	tomb := r.ex.tombstones.get(k)
 	out := plan(r.ex.origin, k, last, snap.attempted, cur, tomb, snap.recovered != nil, r.ex.now())
 	if out.filterErrors > 0 {
@@ -341,7 +360,7 @@ func (r *sinkRunner) send(ctx context.Context, d *delivery, sd *sendDeadline) {
 func (r *sinkRunner) complete(ctx context.Context, d *delivery, err error) {
 	k, out := d.it.key(), d.out
 	if err != nil && !sinks.IsPermanent(err) {
-		r.pending.failed(k, out.record)
+		r.pending.failed(d.it, out.record)
 		r.settle(ctx, d.it, err)
 		return
 	}
@@ -368,7 +387,7 @@ func (r *sinkRunner) complete(ctx context.Context, d *delivery, err error) {
 	} else if out.record != nil {
 		r.store.Put(k, *out.record)
 	}
-	noticed := r.pending.finish(k, d.snap)
+	noticed := r.pending.finish(d.it, d.snap)
 	if len(out.events) > 0 && !noticed.IsZero() {
 		r.latency.Observe(time.Since(noticed).Seconds())
 	}

@@ -74,7 +74,7 @@ func TestDrainDeliversChangeNotedDuringOutstandingAck(t *testing.T) {
 	waitUntil(t, "the first version held", func() bool { return sink.heldCount() == 1 })
 	v2 := h.src.apply(cmRes.GVR, cm("a", "x", map[string]any{"v": "2"}), false)
 	r := h.ex.byName["rec"]
-	waitUntil(t, "the second change noted", func() bool { return r.pending.snapshot(k).gen >= 2 })
+	waitUntil(t, "the second change noted", func() bool { return r.pending.snapshot(keyItem(k)).gen >= 2 })
 	stopped := make(chan error, 1)
 	go func() { stopped <- h.stop() }()
 	waitUntil(t, "the queue shut down", r.queue.ShuttingDown)

@@ -27,17 +27,18 @@ type pending struct {
 	gen uint64
 }
 
-// pendingSet is one sink's pending records.
+// pendingSet is one sink's pending records, by queue item (a key item):
+// the item, with its interned resource, hashes cheaper than the Key.
 type pendingSet struct {
 	mu sync.Mutex
-	m  map[Key]*pending
+	m  map[item]*pending
 }
 
-func newPendingSet() *pendingSet { return &pendingSet{m: map[Key]*pending{}} }
+func newPendingSet() *pendingSet { return &pendingSet{m: map[item]*pending{}} }
 
 // note records that k changed, optionally through a gap, and returns
 // nothing: the caller queues the key.
-func (p *pendingSet) note(k Key, g *gap, now time.Time) {
+func (p *pendingSet) note(k item, g *gap, now time.Time) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	e := p.m[k]
@@ -52,7 +53,7 @@ func (p *pendingSet) note(k Key, g *gap, now time.Time) {
 }
 
 // snapshot returns a copy of k's record (zero if none).
-func (p *pendingSet) snapshot(k Key) pending {
+func (p *pendingSet) snapshot(k item) pending {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if e := p.m[k]; e != nil {
@@ -62,7 +63,7 @@ func (p *pendingSet) snapshot(k Key) pending {
 }
 
 // failed keeps k's record for the retry, remembering the attempted state.
-func (p *pendingSet) failed(k Key, attempted *Record) {
+func (p *pendingSet) failed(k item, attempted *Record) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	e := p.m[k]
@@ -78,7 +79,7 @@ func (p *pendingSet) failed(k Key, attempted *Record) {
 // finish ends what snap stood for: the record goes unless a handler noted
 // a newer change meanwhile, in which case only what was consumed is
 // cleared. It returns when the finished change was noticed.
-func (p *pendingSet) finish(k Key, snap pending) time.Time {
+func (p *pendingSet) finish(k item, snap pending) time.Time {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	e := p.m[k]
@@ -114,7 +115,7 @@ func (p *pendingSet) oldest() (time.Time, bool) {
 }
 
 // has reports whether k waits or is in flight.
-func (p *pendingSet) has(k Key) bool {
+func (p *pendingSet) has(k item) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	_, ok := p.m[k]

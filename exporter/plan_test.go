@@ -99,7 +99,7 @@ func TestPlanRecordCarriesRedaction(t *testing.T) {
 // A worker that finishes a key keeps what a handler noted meanwhile.
 func TestPendingKeepsWhatWasNotedDuringSend(t *testing.T) {
 	p := newPendingSet()
-	k := Key{Name: "x"}
+	k := keyItem(Key{Name: "x"})
 	g1 := &gap{ev: &event.Event{ID: "g1"}}
 	p.note(k, g1, time.Now())
 	snap := p.snapshot(k)

@@ -156,8 +156,9 @@ func (r *sinkRunner) removeScope(s *scope) {
 // enqueue notes a change of k (through g when it was recovered) and queues
 // the key.
 func (r *sinkRunner) enqueue(k Key, g *gap) {
-	r.pending.note(k, g, time.Now())
-	r.queue.Add(keyItem(k))
+	it := keyItem(k)
+	r.pending.note(it, g, time.Now())
+	r.queue.Add(it)
 }
 
 // oldestPending is when the oldest undelivered change was noticed.

@@ -37,7 +37,7 @@ func (t *tombstones) prune(runners []*sinkRunner) {
 	for k, ts := range t.m {
 		needed := false
 		for _, r := range runners {
-			if rec, ok := r.store.Get(k); ok && rec.UID == string(ts.obj.GetUID()) || r.pending.has(k) {
+			if rec, ok := r.store.Get(k); ok && rec.UID == string(ts.obj.GetUID()) || r.pending.has(keyItem(k)) {
 				needed = true
 				break
 			}
