@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -38,6 +39,10 @@ func audit7Keys() []Key {
 	}
 	return ks
 }
+
+// audit7Runs makes the resources a test uses for first uses new in
+// every run (-count=2): the intern table is the process's.
+var audit7Runs atomic.Int64
 
 // cloneKey copies every string of k, so that an item made from it shares
 // no memory with one made from k.
@@ -160,8 +165,9 @@ func TestQueueNeverHandsOutAKeyTwiceAudit7(t *testing.T) {
 		workqueue.NewTypedItemExponentialFailureRateLimiter[item](time.Microsecond, time.Millisecond),
 		workqueue.TypedRateLimitingQueueConfig[item]{})
 	ks := audit7Keys()
+	run := audit7Runs.Add(1)
 	for i := 0; i < 8; i++ { // resources no item was made for yet
-		gvr := schema.GroupVersionResource{Group: fmt.Sprintf("audit7-%d.example.com", i), Version: "v1", Resource: "things"}
+		gvr := schema.GroupVersionResource{Group: fmt.Sprintf("audit7-%d-%d.example.com", run, i), Version: "v1", Resource: "things"}
 		ks = append(ks, Key{GVR: gvr, Namespace: "ns", Name: "web"}, Key{GVR: gvr, Name: "ns/web"})
 	}
 	var (
@@ -272,7 +278,7 @@ func TestInternGrowsPerResourceOnlyAudit7(t *testing.T) {
 		defer gvrs.RUnlock()
 		return len(gvrs.m)
 	}
-	gvr := schema.GroupVersionResource{Group: "intern-audit7.example.com", Version: "v1", Resource: "widgets"}
+	gvr := schema.GroupVersionResource{Group: fmt.Sprintf("intern-audit7-%d.example.com", audit7Runs.Add(1)), Version: "v1", Resource: "widgets"}
 	before := size()
 	for i := 0; i < 5000; i++ {
 		_ = keyItem(Key{GVR: gvr, Namespace: fmt.Sprintf("ns-%d", i%50), Name: fmt.Sprintf("n-%d", i)})
