@@ -205,12 +205,17 @@ func (s *scope) onListPage(o metav1.ListOptions, l *unstructured.UnstructuredLis
 func (s *scope) listEnded(relisted bool, n int) {
 	if !relisted {
 		// The first list (n is 0 for a cycle that ended nothing): every
-		// sink routed here is about to record its n objects.
+		// sink routed here is about to record its n objects, except one
+		// whose checkpoint knew the scope (restoreGap): it holds their
+		// records already, and room for n more would stay unused.
 		t := s.table()
 		if t == nil {
 			return
 		}
 		for _, r := range t.routes {
+			if r.restoreGap != nil {
+				continue
+			}
 			if rs, ok := r.sink.store.(reserver); ok {
 				rs.Reserve(n)
 			}

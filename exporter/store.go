@@ -97,12 +97,16 @@ func (s *MemoryStore) Put(k Key, r Record) {
 
 // Reserve makes room for n more records than the store holds, so that a
 // sink filling its delivered state from a first list of n objects does
-// not grow the map (rehashing every record it holds) as it goes.
+// not grow the map (rehashing every record it holds) as it goes. It
+// copies the map under the write lock, so it does so only for at least as
+// many records as the map holds: a few more (a small scope's first list)
+// grow the map as they come instead of every worker of the sink waiting
+// for a copy of everything.
 func (s *MemoryStore) Reserve(n int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	want := len(s.m) + n
-	if n <= 0 || want <= s.reserved {
+	if n <= 0 || n < len(s.m) || want <= s.reserved {
 		return
 	}
 	m := make(map[Key]Record, want)
