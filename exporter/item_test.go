@@ -1,8 +1,10 @@
 package exporter
 
 import (
+	"strconv"
 	"sync"
 	"testing"
+	"time"
 
 	"k8s.io/apimachinery/pkg/runtime/schema"
 
@@ -38,7 +40,9 @@ func TestItemIdentity(t *testing.T) {
 		t.Fatalf("a gap item %+v is taken for a key", g)
 	}
 	// First use of a resource from many goroutines at once: one pointer.
-	fresh := schema.GroupVersionResource{Group: "race.example.com", Version: "v1", Resource: "things"}
+	// (A resource new to this process in every run: the intern table is
+	// the process's, and -count runs the test again.)
+	fresh := schema.GroupVersionResource{Group: "race.example.com", Version: "v1", Resource: "things" + strconv.FormatInt(time.Now().UnixNano(), 36)}
 	items := make([]item, 16)
 	var wg sync.WaitGroup
 	for i := range items {
