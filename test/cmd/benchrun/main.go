@@ -13,6 +13,8 @@
 //
 //	benchrun [-n 5000] [-runs 3] [-mem 100000] [-net 20000] [-delays 0,1,2] [-kafka 20000] [-out docs] [-events-only]
 //	benchrun -kafka-only -kafka 10000 [-out docs]
+//	benchrun -events-only [-out docs]    (the Events mode into an existing report)
+//	benchrun -gobench-only [-out docs]   (the in-process benchmarks into an existing report)
 //
 // BENCH_CPUPROFILE=dir writes a CPU profile of every agent's measured part,
 // BENCH_ALLOCPROFILE=dir what it allocated, BENCH_LATDUMP=dir each
@@ -63,6 +65,7 @@ func main() {
 	steadyOnly := flag.Bool("steady-only", false, "measure only the steady rates to JetStream (latency), print them, write nothing")
 	netOnly := flag.Bool("net-only", false, "measure only the network runs (drains through the delay proxy), print them, write nothing")
 	eventsOnly := flag.Bool("events-only", false, "run only the Events mode and add it to the report in -out (its benchmarks.json is kept)")
+	goBenchOnly := flag.Bool("gobench-only", false, "run only the in-process benchmarks (go test -bench) and put them into the report in -out (its benchmarks.json is kept)")
 	netN := flag.Int("net", 20000, "objects drained through the delay proxy per network run (0: skip)")
 	delayList := flag.String("delays", "0,1,2", "milliseconds of delay each way for the network runs")
 	flag.Parse()
@@ -104,6 +107,18 @@ func main() {
 	if *netOnly {
 		onlyNet = true
 		*mem, *out, *kafkaObjects = 0, "", 0
+	}
+	if *goBenchOnly {
+		rep, err := readReport(filepath.Join(*out, "benchmarks.json"), false)
+		if err == nil {
+			rep.GoBench = goBench()
+			err = writeReport(rep, *out)
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "benchrun:", err)
+			os.Exit(1)
+		}
+		return
 	}
 	if *eventsOnly {
 		if err := runEventsOnly(*n, *eventsRuns, *mem, *out); err != nil {
@@ -287,12 +302,17 @@ func run(n, runs, mem int, out string) error {
 	if out == "" {
 		return nil
 	}
-	// The per-object benchmarks 3000 times; those of a whole stream of
-	// 2,000 Events (decoding, the protobuf comparison) 20 times.
+	rep.GoBench = goBench()
+	return writeReport(rep, out)
+}
+
+// goBench runs the in-process benchmarks: the per-object ones 3000 times,
+// those of a whole stream of 2,000 Events (decoding, the protobuf
+// comparison) 20 times.
+func goBench() string {
 	gb, _ := exec.Command("go", "test", "-run", "^$", "-bench", ".", "-skip", "WatchDecode|EventsProtobuf", "-benchmem", "-benchtime", "3000x", "./exporter/", "./exporter/diff/").CombinedOutput()
 	gs, _ := exec.Command("go", "test", "-run", "^$", "-bench", "WatchDecode|EventsProtobuf", "-benchmem", "-benchtime", "20x", "./exporter/").CombinedOutput()
-	rep.GoBench = string(gb) + "\n(stream decoding, 2,000 core Events per op)\n" + string(gs)
-	return writeReport(rep, out)
+	return string(gb) + "\n(stream decoding, 2,000 core Events per op)\n" + string(gs)
 }
 
 func machine() string {
