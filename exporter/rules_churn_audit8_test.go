@@ -89,8 +89,13 @@ func TestTablesNeverWrittenUnderChurnAudit8(t *testing.T) {
 			observe()
 			for _, r := range ex.runners {
 				for i := 0; i < objects; i++ {
-					c := r.lookup(Key{GVR: cmRes.GVR, Namespace: "a", Name: "o" + strconv.Itoa(i)})
-					_ = deletionRules(c.rules, 1, c.obj)
+					name := "o" + strconv.Itoa(i)
+					c := r.lookup(Key{GVR: cmRes.GVR, Namespace: "a", Name: name})
+					final := c.obj
+					if final == nil {
+						final = cm("a", name, nil) // deletionRules gets the final state
+					}
+					_ = deletionRules(c.rules, 1, final)
 				}
 			}
 		}
