@@ -1,0 +1,170 @@
+package exporter
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+
+	"github.com/kubefeed/kubefeed/exporter/config"
+	"github.com/kubefeed/kubefeed/exporter/event"
+)
+
+// Rules join and leave a running scope as a namespace selector's reconcile
+// makes them (joinScopes, leaveScopes) while workers of two sinks deliver
+// its objects: scope tables in config order (lookup hands out the table's
+// own slice), out of it, with rules of the other sink only, merged with
+// another scope's rules (rule 4's, for the other sink). Under -race a write into any table's rules a
+// worker reads is reported; besides, every table observed keeps its rules
+// (up to their capacity) to the end, and the last version of every object
+// reaches the sink.
+func TestTablesNeverWrittenUnderChurnAudit8(t *testing.T) {
+	src := newFakeSource(0)
+	cfg := newConfig([]config.Watch{
+		{Resource: "configmaps", Namespaces: []string{"a"}, Sinks: []string{"rec"}},
+		{Resource: "configmaps", Namespaces: []string{"b"}, Sinks: []string{"rec"}},
+		{Resource: "configmaps", Namespaces: []string{"c"}, Sinks: []string{"rec", "other"}},
+		{Resource: "configmaps", Namespaces: []string{"d"}, Sinks: []string{"other"}},
+		{Resource: "configmaps", Sinks: []string{"other"}, LabelSelector: "tier"}, // another scope over a: a merge
+	}, "rec", "other")
+	h := startHarness(t, cfg, harnessOpts{src: src})
+	h.waitReady()
+	ex := h.ex
+	ids := func(r *rule) []scopeID {
+		one := r.cfg
+		one.Namespaces = []string{"a"}
+		x, err := scopeIDs(one, cmRes)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return x
+	}
+	aIDs := ids(ex.rules[0])
+	ex.mu.Lock()
+	sa := ex.scopes[aIDs[0]]
+	ex.mu.Unlock()
+	if sa == nil {
+		t.Fatal("no scope for namespace a")
+	}
+
+	// Every table the scope publishes, as first seen.
+	var seenMu sync.Mutex
+	seen := map[*scopeTable][]*rule{}
+	observe := func() {
+		tb := sa.table()
+		seenMu.Lock()
+		if _, ok := seen[tb]; !ok {
+			seen[tb] = fullCopy(tb.rules)
+		}
+		seenMu.Unlock()
+	}
+
+	const objects, rounds = 12, 300
+	var stop atomic.Bool
+	var wg sync.WaitGroup
+	wg.Add(3)
+	go func() { // the namespace selector's reconcile
+		defer wg.Done()
+		rng := rand.New(rand.NewPCG(8, 1))
+		joined := map[*rule]bool{}
+		for i := 0; i < rounds; i++ {
+			// As reconcile: a rule joins a namespace it is not in, and
+			// leaves one it is in.
+			r := ex.rules[1+rng.IntN(3)]
+			if !joined[r] {
+				ex.joinScopes(r, cmRes, ids(r), false)
+			} else {
+				ex.leaveScopes(r, ids(r))
+			}
+			joined[r] = !joined[r]
+			observe()
+		}
+		stop.Store(true)
+	}()
+	go func() { // the workers' readers besides: tables as lookups see them
+		defer wg.Done()
+		for !stop.Load() {
+			observe()
+			for _, r := range ex.runners {
+				for i := 0; i < objects; i++ {
+					name := "o" + strconv.Itoa(i)
+					c := r.lookup(Key{GVR: cmRes.GVR, Namespace: "a", Name: name})
+					final := c.obj
+					if final == nil {
+						final = cm("a", name, nil) // deletionRules gets the final state
+					}
+					_ = deletionRules(c.rules, 1, final)
+				}
+			}
+		}
+	}()
+	go func() { // changes, deletions and re-creations
+		defer wg.Done()
+		rng := rand.New(rand.NewPCG(8, 2))
+		for v := 0; !stop.Load(); v++ {
+			i := rng.IntN(objects)
+			name := "o" + strconv.Itoa(i)
+			if rng.IntN(8) == 0 {
+				src.remove(cmRes.GVR, "a", name, false)
+				continue
+			}
+			u := cm("a", name, map[string]any{"v": strconv.Itoa(v)})
+			if rng.IntN(2) == 0 {
+				u.SetLabels(map[string]string{"tier": "x"})
+			}
+			src.apply(cmRes.GVR, u, false)
+		}
+	}()
+	wg.Wait()
+
+	// Rule 0 alone again; the last version of every object reaches rec.
+	for _, r := range ex.rules[1:4] {
+		ex.leaveScopes(r, ids(r))
+	}
+	for i := 0; i < objects; i++ {
+		src.apply(cmRes.GVR, cm("a", "o"+strconv.Itoa(i), map[string]any{"v": "final"}), false)
+	}
+	h.sinks["rec"].waitFor(t, "the final versions", func(evs []*event.Event) bool {
+		last := map[string]string{}
+		for _, e := range evs {
+			if e.Type == event.TypeGap {
+				continue
+			}
+			if e.Namespace == "a" {
+				last[e.Name] = fmt.Sprint(e.Data.(*event.ChangeData).Object["data"])
+			}
+		}
+		for i := 0; i < objects; i++ {
+			if last["o"+strconv.Itoa(i)] != "map[v:final]" {
+				return false
+			}
+		}
+		return true
+	})
+	for _, r := range ex.runners {
+		waitUntil(t, "sink "+r.name+" settled", func() bool { return r.pending.len() == 0 && r.queue.Len() == 0 })
+	}
+	observe()
+	seenMu.Lock()
+	defer seenMu.Unlock()
+	whole, unordered := 0, 0
+	for tb, was := range seen {
+		if now := fullCopy(tb.rules); !sameRules(now, was) {
+			t.Errorf("a published table's rules were written: %s, was %s", ruleList(now), ruleList(was))
+		}
+		if len(tb.rules) > 1 && allRouteInOrder(tb.rules, "rec") {
+			whole++ // handed out as it is to rec
+		}
+		for i := 1; i < len(tb.rules); i++ {
+			if tb.rules[i-1].index > tb.rules[i].index {
+				unordered++ // sorted into a new slice
+				break
+			}
+		}
+	}
+	if len(seen) < 10 || whole == 0 || unordered == 0 {
+		t.Fatalf("the churn did not exercise the paths: %d tables, %d handed out whole, %d out of config order", len(seen), whole, unordered)
+	}
+}
