@@ -20,7 +20,9 @@ var errNotSynced = errors.New("a scope covering the key has not synced")
 // current is what the informers hold of a key for one sink.
 type current struct {
 	obj   *unstructured.Unstructured // nil: in no scope of the sink
-	rules []*rule                    // rules through which it reaches the sink, config order
+	// rules through which it reaches the sink, config order. It may be a
+	// scope table's own slice (appendRules): read only.
+	rules []*rule
 	res   Resource
 	scope string // name of the first scope holding it
 	// unsynced: a scope covering the key has not synced, so obj == nil
