@@ -19,7 +19,7 @@ var errNotSynced = errors.New("a scope covering the key has not synced")
 
 // current is what the informers hold of a key for one sink.
 type current struct {
-	obj   *unstructured.Unstructured // nil: in no scope of the sink
+	obj *unstructured.Unstructured // nil: in no scope of the sink
 	// rules through which it reaches the sink, config order. It may be a
 	// scope table's own slice (appendRules): read only.
 	rules []*rule
