@@ -50,16 +50,26 @@ func (c *listCycles) begin() uint64 {
 // listed records an object of cycle gen (rv "" forgets k: a deletion seen
 // in a watch-list stream before its end).
 func (c *listCycles) listed(gen uint64, k Key, rv string) {
+	d := 1
+	if rv == "" {
+		d = -1
+	}
+	c.record(gen, k, rv, d)
+}
+
+// changedWhileListed records a change of an object a watch-list stream
+// already listed (a MODIFIED before its end): its new version, not one more
+// object.
+func (c *listCycles) changedWhileListed(gen uint64, k Key, rv string) { c.record(gen, k, rv, 0) }
+
+// record is listed with d added to the cycle's count of objects.
+func (c *listCycles) record(gen uint64, k Key, rv string, d int) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if gen != c.gen {
 		return
 	}
-	if rv == "" {
-		c.listedN--
-	} else {
-		c.listedN++
-	}
+	c.listedN += d
 	if !c.inRelist {
 		return
 	}

@@ -95,8 +95,10 @@ func (s *scope) streamed(gen uint64, ev watch.Event) *streamEnd {
 		return nil
 	}
 	switch ev.Type {
-	case watch.Added, watch.Modified:
+	case watch.Added:
 		s.lists.listed(gen, s.keyOf(u), u.GetResourceVersion())
+	case watch.Modified:
+		s.lists.changedWhileListed(gen, s.keyOf(u), u.GetResourceVersion())
 	case watch.Deleted:
 		s.lists.listed(gen, s.keyOf(u), "")
 	case watch.Bookmark:
