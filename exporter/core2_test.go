@@ -242,7 +242,7 @@ func TestRetryAfterZeroBacksOff(t *testing.T) {
 	_ = s.informer.GetIndexer().Add(u)
 	r := ex.runners[0]
 	s.ready.Store(true)
-	r.enqueue(Key{GVR: cmRes.GVR, Namespace: "a", Name: "x"}, nil)
+	r.enqueue(keyItem(Key{GVR: cmRes.GVR, Namespace: "a", Name: "x"}), nil)
 	r.processNext(context.Background(), nil)
 	if n := r.queue.NumRequeues(keyItem(Key{GVR: cmRes.GVR, Namespace: "a", Name: "x"})); n != 1 {
 		t.Fatalf("requeues = %d: a zero Retry-After did not go through the backoff", n)

@@ -394,7 +394,7 @@ func (r *sinkRunner) complete(ctx context.Context, d *delivery, err error) {
 		r.latency.Observe(time.Since(noticed).Seconds())
 	}
 	if d.again {
-		r.enqueue(k, r.againGap(d))
+		r.enqueue(d.it, r.againGap(d))
 	}
 	if _, ok := r.store.(Syncer); ok && len(out.events) > 0 && out.changes[0].kind != event.Modified {
 		r.commitThenSettle(ctx, d.it)

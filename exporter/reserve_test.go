@@ -90,3 +90,46 @@ func TestFirstListReservesTheDeliveredState(t *testing.T) {
 		})
 	}
 }
+
+// A watch-list stream that shows an object ADDED and then MODIFIED before
+// its end bookmark listed one object, not two.
+func TestListCyclesCountAChangeDuringTheStreamOnce(t *testing.T) {
+	var c listCycles
+	g := c.begin()
+	c.listed(g, Key{Name: "a"}, "1")
+	c.changedWhileListed(g, Key{Name: "a"}, "2")
+	c.listed(g, Key{Name: "b"}, "1")
+	if _, n := c.end(g, nil); n != 2 {
+		t.Fatalf("first list counted %d objects, want 2", n)
+	}
+	// In a relist the change still moves the object's version.
+	g = c.begin()
+	c.listed(g, Key{Name: "a"}, "3")
+	c.changedWhileListed(g, Key{Name: "a"}, "4")
+	if relisted, n := c.end(g, func() *gap { return &gap{} }); !relisted || n != 1 {
+		t.Fatalf("relist: %v with %d objects, want one", relisted, n)
+	}
+	if c.recoveredBy(Key{Name: "a"}, "4") == nil {
+		t.Fatal("the relist did not take the changed version")
+	}
+}
+
+// A scope's items are the items keyItem makes of its keys: the queue and
+// the pending set see one key whichever made the item.
+func TestScopeItemsAreKeyItems(t *testing.T) {
+	cfg := newConfig([]config.Watch{{Resource: "configmaps"}})
+	h := startHarness(t, cfg, harnessOpts{})
+	h.waitReady()
+	if len(h.ex.scopes) == 0 {
+		t.Fatal("no scope started")
+	}
+	for _, s := range h.ex.scopes {
+		k := Key{GVR: s.id.GVR, Namespace: "a/b", Name: "x~1"}
+		if s.itemOf(k) != keyItem(k) || s.itemOf(k).key() != k {
+			t.Fatalf("scope %s: item %+v, keyItem %+v", s.name, s.itemOf(k), keyItem(k))
+		}
+	}
+	if (&scope{}).itemOf(Key{GVR: cmRes.GVR, Name: "x"}) != keyItem(Key{GVR: cmRes.GVR, Name: "x"}) {
+		t.Fatal("a scope without an interned resource made another item")
+	}
+}

@@ -153,10 +153,9 @@ func (r *sinkRunner) removeScope(s *scope) {
 	})
 }
 
-// enqueue notes a change of k (through g when it was recovered) and queues
-// the key.
-func (r *sinkRunner) enqueue(k Key, g *gap) {
-	it := keyItem(k)
+// enqueue notes a change of it's key (through g when it was recovered) and
+// queues the item.
+func (r *sinkRunner) enqueue(it item, g *gap) {
 	r.pending.note(it, g, time.Now())
 	r.queue.Add(it)
 }

@@ -12,6 +12,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/tools/cache"
 
@@ -47,6 +48,9 @@ type scopeTable struct {
 type scope struct {
 	id   scopeID
 	name string // id.String(), computed once: records and metrics share it
+	// gvr is id.GVR interned once (internGVR): the handlers queue items of
+	// it without a lookup per change.
+	gvr *schema.GroupVersionResource
 	// observedBy counts notifications by event type (ADDED, MODIFIED, DELETED).
 	observedBy map[string]prometheus.Counter
 	res        Resource
@@ -79,7 +83,7 @@ type scope struct {
 type listWatch struct{ cache.ListWatch }
 
 func newScope(ex *Exporter, id scopeID, res Resource) *scope {
-	s := &scope{id: id, name: id.String(), res: res, ex: ex, stop: make(chan struct{}), log: ex.log.With(zap.Stringer("scope", id))}
+	s := &scope{id: id, name: id.String(), gvr: internGVR(id.GVR), res: res, ex: ex, stop: make(chan struct{}), log: ex.log.With(zap.Stringer("scope", id))}
 	s.tab.Store(&scopeTable{})
 	s.observedBy = map[string]prometheus.Counter{}
 	for _, typ := range []string{config.EventAdded, config.EventModified, config.EventDeleted} {
@@ -282,7 +286,7 @@ func (s *scope) onAdd(obj any, isInInitialList bool) {
 		if isInInitialList && r.restoreGap != nil {
 			g = r.restoreGap
 		}
-		r.sink.enqueue(k, g)
+		r.sink.enqueue(s.itemOf(k), g)
 	}
 }
 
@@ -308,7 +312,7 @@ func (s *scope) onUpdate(oldObj, newObj any) {
 				continue
 			}
 		}
-		r.sink.enqueue(k, g)
+		r.sink.enqueue(s.itemOf(k), g)
 	}
 }
 
@@ -330,7 +334,7 @@ func (s *scope) onDelete(obj any) {
 		g = s.lists.deletionGap(s.newGap(GapRelist))
 	}
 	for _, r := range s.table().routes {
-		r.sink.enqueue(k, g)
+		r.sink.enqueue(s.itemOf(k), g)
 	}
 }
 
@@ -348,16 +352,24 @@ func (s *scope) prime(rt route) {
 		if rt.skipInitial && putIfAbsent(rt.sink.store, k, s.baseline(t, u, m, rt.sink.name)) {
 			continue
 		}
-		rt.sink.enqueue(k, rt.restoreGap)
+		rt.sink.enqueue(s.itemOf(k), rt.restoreGap)
 	}
 	if rt.restoreGap != nil {
 		rt.sink.store.Range(func(k Key, rec Record) bool {
 			if rec.Scope == s.name && !isSentinel(k) {
-				rt.sink.enqueue(k, rt.restoreGap)
+				rt.sink.enqueue(s.itemOf(k), rt.restoreGap)
 			}
 			return true
 		})
 	}
+}
+
+// itemOf is the queue item of k, a key of this scope's resource.
+func (s *scope) itemOf(k Key) item {
+	if s.gvr == nil { // a scope not made by newScope
+		return keyItem(k)
+	}
+	return item{gvr: s.gvr, namespace: k.Namespace, name: k.Name}
 }
 
 // get returns the object of k if this scope holds it.

@@ -125,7 +125,7 @@ func (e *Exporter) scopeSynced(s *scope) {
 		if rt.restoreGap != nil {
 			st.Range(func(k Key, rec Record) bool {
 				if rec.Scope == s.name && !isSentinel(k) {
-					rt.sink.enqueue(k, rt.restoreGap)
+					rt.sink.enqueue(keyItem(k), rt.restoreGap)
 				}
 				return true
 			})
