@@ -65,9 +65,8 @@ func deleted(last Record, tomb *tombstone) change {
 	return change{kind: event.Deleted, obj: obj, recovered: true, rule: last.Rule}
 }
 
-func recordOf(obj *unstructured.Unstructured) Record { return recordFrom(obj, metaOf(obj)) }
-
-// recordFrom is recordOf with obj's metadata already read.
+// recordFrom is the delivered-state record of obj, whose metadata m the
+// caller read.
 func recordFrom(obj *unstructured.Unstructured, m objMeta) Record {
 	return Record{UID: m.uid, ResourceVersion: m.resourceVersion, Object: obj}
 }

@@ -16,6 +16,9 @@ func obj(uid, rv string) *unstructured.Unstructured {
 	return u
 }
 
+// recordOf is the delivered-state record of obj, as a worker records it.
+func recordOf(obj *unstructured.Unstructured) Record { return recordFrom(obj, metaOf(obj)) }
+
 func TestDecide(t *testing.T) {
 	rec := func(uid, rv string) *Record { r := recordOf(obj(uid, rv)); return &r }
 	final := obj("a", "9")

@@ -78,3 +78,18 @@ func BenchmarkAppendStringLong(b *testing.B) {
 		buf = appendString(buf[:0], s)
 	}
 }
+
+// A string near 1 MiB (the API server's object limit) is quoted as
+// encoding/json quotes it, with bytes that need care in its first and last
+// blocks, across a block boundary in the middle and in its tail.
+func TestAppendStringNearOneMiB(t *testing.T) {
+	b := []byte(strings.Repeat("0123456789abcdef", (1<<20)/16))
+	b = b[:len(b)-5] // not a multiple of 8: a tail after the last word
+	copy(b[3:], "\"\n")
+	copy(b[len(b)/2-1:], "é\\")
+	copy(b[len(b)-4:], "\x01\xff🙂"[:4])
+	s := string(b)
+	if got, want := appendString(nil, s), jsonString(t, s); !bytes.Equal(got, want) {
+		t.Fatalf("a %d-byte string quotes differently from encoding/json", len(s))
+	}
+}
