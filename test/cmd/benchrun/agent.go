@@ -9,7 +9,6 @@ import (
 	"runtime"
 	"runtime/debug"
 	"runtime/pprof"
-	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -420,11 +419,7 @@ func agent(mode, kubeconfig, natsURL, ns, dir string, n int) error {
 		}
 	}
 	c.mu.Lock() // acks of events beyond n may still come
-	if len(c.lat) > 0 {
-		sort.Float64s(c.lat)
-		r.P50Millis = c.lat[len(c.lat)/2]
-		r.P99Millis = c.lat[len(c.lat)*99/100]
-	}
+	r.P50Millis, r.P99Millis = quantile(c.lat, 50), quantile(c.lat, 99)
 	c.mu.Unlock()
 	if mode == "kubefeed-jetstream" {
 		r.OwnP99Millis = ownP99(reg)

@@ -344,11 +344,18 @@ func measure(cp *cluster.ControlPlane, cs *kubernetes.Clientset, natsURL, dir, m
 		created, err = writeTimed(cs, name, n, rate)
 		return err
 	})
-	if len(created) > 0 {
-		sort.Float64s(created)
-		res.CreateP99Millis = created[len(created)*99/100]
-	}
+	res.CreateP99Millis = quantile(created, 99)
 	return res, err
+}
+
+// quantile sorts v and returns its p-th percentile (the value at index
+// len*p/100; 0 for none).
+func quantile(v []float64, p int) float64 {
+	if len(v) == 0 {
+		return 0
+	}
+	sort.Float64s(v)
+	return v[len(v)*p/100]
 }
 
 func startAgent(cp *cluster.ControlPlane, natsURL, dir, mode, ns string, n int, load func() error) (result, error) {

@@ -52,3 +52,19 @@ func TestMedianRatio(t *testing.T) {
 		t.Errorf("nothing to pair: %v, want 0", got)
 	}
 }
+
+func TestQuantile(t *testing.T) {
+	if got := quantile(nil, 99); got != 0 {
+		t.Fatalf("quantile of nothing = %v", got)
+	}
+	v := make([]float64, 200)
+	for i := range v {
+		v[i] = float64(200 - i) // 200 … 1, unsorted
+	}
+	if p50, p99 := quantile(v, 50), quantile(v, 99); p50 != 101 || p99 != 199 {
+		t.Fatalf("p50 %v p99 %v, want 101 and 199", p50, p99)
+	}
+	if got := quantile([]float64{7}, 99); got != 7 {
+		t.Fatalf("one value: %v", got)
+	}
+}
