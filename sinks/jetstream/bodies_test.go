@@ -47,16 +47,7 @@ func TestReusedBodiesArriveWhole(t *testing.T) {
 		batches = append(batches, batch)
 	}
 	sendFromTwo(ctx, t, s, batches)
-	got := stored(t, srv.URL(), "KUBEFEED")
-	if len(got) != len(want) {
-		t.Fatalf("stream holds %d messages, want %d", len(got), len(want))
-	}
-	for _, m := range got {
-		id := m.Header.Get(nats.MsgIdHdr)
-		if !bytes.Equal(m.Data, want[id]) {
-			t.Fatalf("message %s: %d bytes differ from its event's %d", id, len(m.Data), len(want[id]))
-		}
-	}
+	holdsExactly(t, srv.URL(), want, "")
 }
 
 // sendFromTwo sends the batches from two goroutines at once (every other
@@ -115,9 +106,17 @@ func TestBodiesWholeAroundAFailureMidBatch(t *testing.T) {
 		t.Fatal(err)
 	}
 	delete(want, after.ID) // after the permanent error: not sent
-	got := stored(t, srv.URL(), "KUBEFEED")
+	holdsExactly(t, srv.URL(), want, " (the near-1-MiB one and the next batch)")
+}
+
+// holdsExactly checks that stream KUBEFEED holds one message per entry of
+// want (by Msg-Id), each with exactly its event's bytes; what names the
+// expected messages in the error.
+func holdsExactly(t *testing.T, url string, want map[string][]byte, what string) {
+	t.Helper()
+	got := stored(t, url, "KUBEFEED")
 	if len(got) != len(want) {
-		t.Fatalf("stream holds %d messages, want %d (the near-1-MiB one and the next batch)", len(got), len(want))
+		t.Fatalf("stream holds %d messages, want %d%s", len(got), len(want), what)
 	}
 	for _, m := range got {
 		id := m.Header.Get(nats.MsgIdHdr)
