@@ -25,6 +25,11 @@
 //     incarnation's, as they can across Kafka partitions, the newer one
 //     stays current and the older one is kept aside until its deletion.
 //     Without both timestamps, the incarnation applied last is current.
+//     Every incarnation added or modified and never deleted is held: Get
+//     and Objects return the current one of each key, Incarnations and
+//     AllIncarnations all of them, so that an old incarnation whose
+//     deletion the feed lost (kubefeed was down without a checkpoint while
+//     the name was deleted and re-created) stays visible under a newer one.
 //   - io.kubefeed.gap markers change no object; they are kept (State.Gaps)
 //     and passed to Options.OnGap, so a caller can tell "kubefeed was not
 //     looking" from "nothing happened".

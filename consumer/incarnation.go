@@ -1,6 +1,48 @@
 package consumer
 
-import "time"
+import (
+	"sort"
+	"time"
+)
+
+// Incarnations returns every incarnation held at k, added or modified and
+// never deleted: the current one (the one Get returns) first, then those
+// shadowed by it, by uid. More than one means the feed never carried the
+// deletion of all but one of them (yet): a LIST holds at most one object
+// per name, so a consumer that compares with the cluster (kubefeed verify)
+// must compare each of them, not only the current one.
+func (s *State) Incarnations(k Key) []Entry {
+	cur := s.objects[k]
+	if cur == nil {
+		return nil
+	}
+	out := make([]Entry, 0, 1+len(s.shadows[k]))
+	out = append(out, *cur)
+	return append(out, s.shadowed(k)...)
+}
+
+// AllIncarnations returns every incarnation held, by key (as Keys orders
+// them), each key's as Incarnations returns them. The objects are shared
+// and must not be modified.
+func (s *State) AllIncarnations() []Entry {
+	out := make([]Entry, 0, len(s.objects))
+	for _, k := range s.Keys() {
+		out = append(out, s.Incarnations(k)...)
+	}
+	return out
+}
+
+// shadowed returns the incarnations held at k other than the current one,
+// by uid.
+func (s *State) shadowed(k Key) []Entry {
+	sh := s.shadows[k]
+	out := make([]Entry, len(sh))
+	for i, e := range sh {
+		out[i] = *e
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].UID < out[j].UID })
+	return out
+}
 
 // incarnation returns the entry of uid at k, current or shadowed.
 func (s *State) incarnation(k Key, uid string) *Entry {

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/kubefeed/kubefeed/test/natstest"
 )
@@ -243,4 +244,191 @@ func waitStream(t *testing.T, url string, n int) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// streamEvents decodes the stream's messages (the fields the verify tests
+// read).
+func streamEvents(t *testing.T, url string) []got {
+	t.Helper()
+	var out []got
+	for _, b := range streamLines(t, url) {
+		var g got
+		if err := json.Unmarshal(b, &g); err != nil {
+			t.Fatalf("stream message %.300s: %v", b, err)
+		}
+		out = append(out, g)
+	}
+	return out
+}
+
+// waitStreamEvent waits until the stream holds the event of uid that ends
+// its id with "."+change, and returns the stream's events.
+func waitStreamEvent(t *testing.T, url, uid, change string) []got {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		evs := streamEvents(t, url)
+		for _, e := range evs {
+			if e.UID == uid && strings.HasSuffix(e.ID, "."+change) {
+				return evs
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no %s event of uid %s in the stream:\n%s", change, uid, summary(evs))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// verifyConfig sends the configmaps of ns to the jetstream sink "feed" of
+// the NATS server at url; checkpoint is "" or the checkpoint file.
+func verifyConfig(t *testing.T, ns, url, checkpoint string) string {
+	t.Helper()
+	cfg := fmt.Sprintf(`apiVersion: kubefeed.io/v1alpha1
+kind: Config
+cluster: test
+watch:
+  - {resource: configmaps, namespaces: [%s]}
+sinks:
+  - name: feed
+    jetstream: {servers: [%s], stream: KUBEFEED, provision: {duplicateWindow: 10m}}
+`, ns, url)
+	if checkpoint != "" {
+		cfg += "checkpoint:\n  file: {path: " + checkpoint + "}\n"
+	}
+	return writeFile(t, "c.yaml", cfg)
+}
+
+// Issue 21: a deletion lost while kubefeed was down without a checkpoint,
+// and the name re-created meanwhile. The feed holds the old incarnation
+// (never deleted) and the new one (its modification); the cluster holds
+// only the new one. verify must name the old uid as EXTRA and exit 3, not
+// say "match" because the name's newest incarnation matches.
+func TestVerifyReportsOldIncarnationOfRecreatedName(t *testing.T) {
+	srv := natstest.StartT(t, natstest.Options{})
+	ns := namespace(t, "verify-recreated", nil)
+	cfg := verifyConfig(t, ns, srv.URL(), "")
+	_, dyn := clients(t)
+	ctx := context.Background()
+	cms := dyn.Resource(configMaps).Namespace(ns)
+
+	d := startDaemon(t, cfg)
+	x1, err := cms.Create(ctx, cm("x", nil, map[string]any{"k": "v"}), metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	oldUID, oldRV := string(x1.GetUID()), x1.GetResourceVersion()
+	waitStreamEvent(t, srv.URL(), oldUID, "added")
+	if err := d.term(t); err != nil {
+		t.Fatalf("SIGTERM: %v\n%s", err, d.logs.String())
+	}
+
+	// While kubefeed is down (and keeps no checkpoint): x deleted and
+	// created again.
+	if err := cms.Delete(ctx, "x", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	x2, err := cms.Create(ctx, cm("x", nil, map[string]any{"k": "v"}), metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	newUID := string(x2.GetUID())
+
+	d = startDaemon(t, cfg)
+	x2, err = cms.Patch(ctx, "x", types.MergePatchType, []byte(`{"data":{"k":"v2"}}`), metav1.PatchOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	newRV := x2.GetResourceVersion()
+	evs := waitStreamEvent(t, srv.URL(), newUID, "modified")
+	for _, e := range evs {
+		if e.UID == oldUID && strings.HasSuffix(e.ID, ".deleted") {
+			t.Fatalf("the stream holds the old incarnation's deletion, the reproduction needs it lost:\n%s", summary(evs))
+		}
+	}
+
+	r := runVerify(t, cfg, "feed")
+	want := fmt.Sprintf("EXTRA    configmaps/%s/x  in the feed as uid %s at resourceVersion %s (event %s.%s.added), never deleted; the cluster holds this name as uid %s (resourceVersion %s)\n",
+		ns, oldUID, oldRV, oldUID, oldRV, newUID, newRV)
+	if r.code != 3 || !strings.Contains(r.stdout, want) || !strings.Contains(r.stdout, "1 objects differ (2 objects compared;") {
+		t.Fatalf("verify of a feed that lost x's old incarnation's deletion: want exit 3 and\n%q\n%s\nstream:\n%s", want, r, summary(evs))
+	}
+	if !strings.Contains(r.stderr, "1 of 2 objects differ between sink feed and the cluster") {
+		t.Errorf("stderr: %s", r.stderr)
+	}
+
+	r = runVerify(t, cfg, "feed", "-o", "json")
+	var rep struct {
+		Match       bool `json:"match"`
+		Differences []struct {
+			Object  string `json:"object"`
+			Problem string `json:"problem"`
+			Feed    *struct {
+				UID             string `json:"uid"`
+				ResourceVersion string `json:"resourceVersion"`
+			} `json:"feed"`
+			Cluster *struct {
+				UID string `json:"uid"`
+			} `json:"cluster"`
+		} `json:"differences"`
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &rep); err != nil || r.code != 3 {
+		t.Fatalf("json report (%v): %s", err, r)
+	}
+	if rep.Match || len(rep.Differences) != 1 {
+		t.Fatalf("json report: %s", r.stdout)
+	}
+	if x := rep.Differences[0]; x.Object != "configmaps/"+ns+"/x" || x.Problem != "extra" || x.Feed == nil || x.Feed.UID != oldUID || x.Feed.ResourceVersion != oldRV || x.Cluster == nil || x.Cluster.UID != newUID {
+		t.Errorf("difference: %s", r.stdout)
+	}
+	d.kill()
+}
+
+// The uid changes kubefeed delivers: a name deleted and re-created while
+// kubefeed runs, and again while it is down (with a checkpoint: on restart
+// it sends the old incarnation's deletion). The feed then holds only the
+// cluster's incarnation and verify matches.
+func TestVerifyMatchesAcrossUIDChanges(t *testing.T) {
+	srv := natstest.StartT(t, natstest.Options{})
+	ns := namespace(t, "verify-uid-change", nil)
+	cfg := verifyConfig(t, ns, srv.URL(), filepath.Join(t.TempDir(), "checkpoint.db"))
+	_, dyn := clients(t)
+	ctx := context.Background()
+	cms := dyn.Resource(configMaps).Namespace(ns)
+	recreate := func() string {
+		t.Helper()
+		if err := cms.Delete(ctx, "y", metav1.DeleteOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		u, err := cms.Create(ctx, cm("y", nil, map[string]any{"k": "v"}), metav1.CreateOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(u.GetUID())
+	}
+
+	d := startDaemon(t, cfg)
+	y1, err := cms.Create(ctx, cm("y", nil, map[string]any{"k": "v"}), metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitStreamEvent(t, srv.URL(), string(y1.GetUID()), "added")
+	uid2 := recreate() // while kubefeed runs
+	waitStreamEvent(t, srv.URL(), string(y1.GetUID()), "deleted")
+	waitStreamEvent(t, srv.URL(), uid2, "added")
+	if err := d.term(t); err != nil {
+		t.Fatalf("SIGTERM: %v\n%s", err, d.logs.String())
+	}
+	if r := runVerify(t, cfg, "feed"); r.code != 0 || !strings.Contains(r.stdout, "ok: the feed matches the cluster (1 objects compared") {
+		t.Fatalf("after a uid change kubefeed saw live: %s\nstream:\n%s", r, summary(streamEvents(t, srv.URL())))
+	}
+
+	uid3 := recreate() // while kubefeed is down
+	d = startDaemon(t, cfg)
+	waitStreamEvent(t, srv.URL(), uid2, "deleted")
+	evs := waitStreamEvent(t, srv.URL(), uid3, "added")
+	if r := runVerify(t, cfg, "feed"); r.code != 0 || !strings.Contains(r.stdout, "ok: the feed matches the cluster (1 objects compared") {
+		t.Fatalf("after a uid change kubefeed recovered on restart: %s\nstream:\n%s", r, summary(evs))
+	}
+	d.kill()
 }

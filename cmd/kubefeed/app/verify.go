@@ -251,14 +251,87 @@ func predates(lo *liveObject, rr consumer.ReadResult) bool {
 	return rr.Messages == 0 || lo.created.Before(rr.FirstTime.Truncate(time.Second))
 }
 
-// compareAll compares every object in scope on either side.
-func compareAll(state *consumer.State, live map[consumer.Key]*liveObject, scopes []*verifyScope, rr consumer.ReadResult) (diffs []*difference, predating []string, compared int) {
-	feed := map[consumer.Key]consumer.Entry{}
-	for k, e := range state.Objects() {
+// feedIncarnations is every incarnation the feed holds in the scopes, by
+// key: the current one first, then those it shadows.
+func feedIncarnations(state *consumer.State, scopes []*verifyScope) map[consumer.Key][]consumer.Entry {
+	feed := map[consumer.Key][]consumer.Entry{}
+	for _, e := range state.AllIncarnations() {
 		if coveringScope(scopes, e) != nil {
-			feed[k] = e
+			feed[e.Key] = append(feed[e.Key], e)
 		}
 	}
+	return feed
+}
+
+// compareKey compares every incarnation the feed holds under one name (fes,
+// the current one first) with the object the cluster holds there (lo, nil
+// when none). The incarnation with the cluster's uid is compared version by
+// version; every other one is extra, whoever holds the name now: its
+// deletion is not in the feed. When the feed lacks the cluster's uid, its
+// current incarnation is reported as another uid and the others as extra.
+func compareKey(k consumer.Key, fes []consumer.Entry, lo *liveObject, scopes []*verifyScope) []*difference {
+	if len(fes) == 0 {
+		if d := compareOne(k, nil, lo); d != nil {
+			return []*difference{d}
+		}
+		return nil
+	}
+	match := -1
+	if lo != nil {
+		for i := range fes {
+			if fes[i].UID == lo.uid {
+				match = i
+				break
+			}
+		}
+	}
+	var out []*difference
+	for i := range fes {
+		fe := &fes[i]
+		var d *difference
+		switch {
+		case i == match || (match < 0 && i == 0):
+			d = compareOne(k, fe, lo)
+		default:
+			// Another incarnation than the cluster's: extra, with the
+			// cluster's side when the name is held by another uid now.
+			d = compareOne(k, fe, nil)
+			if lo != nil {
+				d.Cluster, d.scope = &side{UID: lo.uid, ResourceVersion: lo.rv}, lo.scope
+			}
+		}
+		if d == nil {
+			continue
+		}
+		if d.scope == nil {
+			d.scope = coveringScope(scopes, *fe)
+		}
+		out = append(out, d)
+	}
+	return out
+}
+
+// incarnationsCompared counts the incarnations (uids) compared at one key:
+// the feed's and the cluster's.
+func incarnationsCompared(fes []consumer.Entry, lo *liveObject) int {
+	n := len(fes)
+	if lo == nil {
+		return n
+	}
+	for _, fe := range fes {
+		if fe.UID == lo.uid {
+			return n
+		}
+	}
+	return n + 1
+}
+
+// compareAll compares every object in scope on either side: each
+// incarnation (uid) the feed holds, also one shadowed by a newer
+// incarnation of its name, and each object the LIST returned. compared
+// counts incarnations.
+func compareAll(state *consumer.State, live map[consumer.Key]*liveObject, scopes []*verifyScope, rr consumer.ReadResult) (diffs []*difference, predating []string, compared int) {
+	feed := feedIncarnations(state, scopes)
 	keys := map[consumer.Key]bool{}
 	for k := range feed {
 		keys[k] = true
@@ -267,51 +340,64 @@ func compareAll(state *consumer.State, live map[consumer.Key]*liveObject, scopes
 		keys[k] = true
 	}
 	for k := range keys {
-		var fe *consumer.Entry
-		if e, ok := feed[k]; ok {
-			fe = &e
-		}
-		d := compareOne(k, fe, live[k])
-		if d != nil && d.Problem == diffMissing && predates(live[k], rr) {
+		ds := compareKey(k, feed[k], live[k], scopes)
+		if len(ds) == 1 && ds[0].Problem == diffMissing && predates(live[k], rr) {
 			predating = append(predating, k.String())
 			continue
 		}
-		if d != nil {
-			if d.scope == nil {
-				d.scope = coveringScope(scopes, *fe)
-			}
-			diffs = append(diffs, d)
-		}
+		compared += incarnationsCompared(feed[k], live[k])
+		diffs = append(diffs, ds...)
 	}
 	sortDiffs(diffs)
 	sort.Strings(predating)
-	return diffs, predating, len(keys) - len(predating)
+	return diffs, predating, compared
 }
 
-// recheck GETs each differing object again and compares it with the feed
-// (whose tail the caller has re-read).
+// recheck GETs each name that differs again and compares it with every
+// incarnation the feed holds there (the caller has re-read the feed's
+// tail).
 func recheck(ctx context.Context, dyn dynamic.Interface, state *consumer.State, scopes []*verifyScope, diffs []*difference, rr consumer.ReadResult) ([]*difference, error) {
 	var out []*difference
+	var feed map[consumer.Key][]consumer.Entry
+	done := map[consumer.Key]bool{}
 	for _, d := range diffs {
+		if done[d.Key] {
+			continue
+		}
+		done[d.Key] = true
 		lo, err := getLive(ctx, dyn, d.scope, d.Key)
 		if err != nil {
 			return nil, err
 		}
-		var fe *consumer.Entry
-		if e, ok := state.Get(d.Key); ok && coveringScope(scopes, e) != nil {
-			fe = &e
+		if feed == nil {
+			feed = feedIncarnations(state, scopes)
 		}
-		nd := compareOne(d.Key, fe, lo)
-		if nd == nil || (nd.Problem == diffMissing && predates(lo, rr)) {
-			continue
+		for _, nd := range compareKey(d.Key, feed[d.Key], lo, scopes) {
+			if nd.Problem == diffMissing && predates(lo, rr) {
+				continue
+			}
+			out = append(out, nd)
 		}
-		out = append(out, nd)
 	}
+	sortDiffs(out)
 	return out, nil
 }
 
+// sortDiffs orders differences by object, then the feed's uid (a name's
+// incarnations).
 func sortDiffs(ds []*difference) {
-	sort.Slice(ds, func(i, j int) bool { return ds[i].Object < ds[j].Object })
+	uid := func(d *difference) string {
+		if d.Feed == nil {
+			return ""
+		}
+		return d.Feed.UID
+	}
+	sort.SliceStable(ds, func(i, j int) bool {
+		if ds[i].Object != ds[j].Object {
+			return ds[i].Object < ds[j].Object
+		}
+		return uid(ds[i]) < uid(ds[j])
+	})
 }
 
 func printReport(w io.Writer, output string, r *verifyReport) error {
@@ -329,6 +415,13 @@ func printReport(w io.Writer, output string, r *verifyReport) error {
 		case diffMissing:
 			msg = fmt.Sprintf("not in the feed; the cluster has it at resourceVersion %s (uid %s)", d.Cluster.ResourceVersion, d.Cluster.UID)
 		case diffExtra:
+			if d.Cluster != nil {
+				// An incarnation whose deletion the feed lacks, under a
+				// name another uid holds now.
+				msg = fmt.Sprintf("in the feed as uid %s at resourceVersion %s (event %s), never deleted; the cluster holds this name as uid %s (resourceVersion %s)",
+					d.Feed.UID, d.Feed.ResourceVersion, d.Feed.EventID, d.Cluster.UID, d.Cluster.ResourceVersion)
+				break
+			}
 			msg = fmt.Sprintf("in the feed at resourceVersion %s (event %s), gone from the cluster", d.Feed.ResourceVersion, d.Feed.EventID)
 		case diffUID:
 			msg = fmt.Sprintf("the feed has uid %s (resourceVersion %s), the cluster uid %s (resourceVersion %s)", d.Feed.UID, d.Feed.ResourceVersion, d.Cluster.UID, d.Cluster.ResourceVersion)

@@ -1,14 +1,21 @@
 package app
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
+	dynfake "k8s.io/client-go/dynamic/fake"
 
 	"github.com/kubefeed/kubefeed/consumer"
 	"github.com/kubefeed/kubefeed/exporter"
@@ -230,5 +237,161 @@ func TestPrintReport(t *testing.T) {
 	}
 	if d, ok := back["differences"].([]any); !ok || len(d) != 0 || back["match"] != true || len(back["predatingFeed"].([]any)) != 12 {
 		t.Errorf("json: %s", b.String())
+	}
+}
+
+// TestVerifyReportsEveryIncarnationTheClusterLacks: every incarnation (uid)
+// the feed holds and the cluster does not is EXTRA, also when another uid
+// holds its name now (issue 21: a deletion lost while kubefeed was down
+// without a checkpoint, the name re-created). A correct stream of a uid
+// change (the old one's deletion first, or, after a restart, the old one's
+// recovered deletion after the new one's added) still matches. The
+// comparison runs as verify runs it: LIST, compare, GET again, compare.
+func TestVerifyReportsEveryIncarnationTheClusterLacks(t *testing.T) {
+	const (
+		oldTS = "2026-01-01T10:00:00Z"
+		newTS = "2026-01-01T11:00:00Z"
+	)
+	// ev is one event of configmap shop/x; created "" leaves out
+	// creationTimestamp.
+	ev := func(change, uid, rv, created string, recovered bool) string {
+		ts := ""
+		if created != "" {
+			ts = `,"creationTimestamp":"` + created + `"`
+		}
+		prev := ""
+		if change == "modified" {
+			prev = `"previousResourceVersion":"1",`
+		}
+		return fmt.Sprintf(`{"id":"%[2]s.%[3]s.%[1]s","type":"io.kubefeed.resource.%[1]s","apiversion":"v1","resource":"configmaps","namespace":"shop","name":"x","uid":"%[2]s","resourceversion":"%[3]s",`+
+			`"data":{%[6]s"recovered":%[5]t,"object":{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"x","namespace":"shop","uid":"%[2]s","resourceVersion":"%[3]s"%[4]s},"data":{"k":"v"}}}}`,
+			change, uid, rv, ts, recovered, prev)
+	}
+	gap := `{"id":"gap.1","type":"io.kubefeed.gap","cluster":"test","data":{"scope":"configmaps -n shop","reason":"restart"}}`
+	live := func(uid, rv, created string) *unstructured.Unstructured {
+		u := &unstructured.Unstructured{Object: map[string]any{"apiVersion": "v1", "kind": "ConfigMap", "data": map[string]any{"k": "v"}}}
+		u.SetName("x")
+		u.SetNamespace("shop")
+		u.SetUID(types.UID(uid))
+		u.SetResourceVersion(rv)
+		ts, _ := time.Parse(time.RFC3339, created)
+		u.SetCreationTimestamp(metav1.NewTime(ts))
+		return u
+	}
+	for _, tc := range []struct {
+		name     string
+		feed     []string
+		cluster  *unstructured.Unstructured // shop/x; nil: none
+		want     []string                   // problem feed-uid@rv cluster-uid@rv, in report order
+		compared int
+		text     string // a line the text report must hold
+	}{
+		{
+			name:    "a lost deletion: the name re-created, then modified (issue 21)",
+			feed:    []string{ev("added", "u1", "5", oldTS, false), ev("modified", "u2", "9", newTS, false)},
+			cluster: live("u2", "9", newTS), want: []string{"extra u1@5 u2@9"}, compared: 2,
+			text: "EXTRA    configmaps/shop/x  in the feed as uid u1 at resourceVersion 5 (event u1.5.added), never deleted; the cluster holds this name as uid u2 (resourceVersion 9)\n",
+		},
+		{
+			name:    "a lost deletion: the re-created one added, after a gap marker",
+			feed:    []string{ev("added", "u1", "5", oldTS, false), gap, ev("added", "u2", "9", newTS, true)},
+			cluster: live("u2", "9", newTS), want: []string{"extra u1@5 u2@9"}, compared: 2,
+		},
+		{
+			name:    "a lost deletion: the one held current is stale, the cluster's is shadowed (no creation timestamps)",
+			feed:    []string{ev("added", "u2", "9", "", false), ev("added", "u1", "5", "", false)},
+			cluster: live("u2", "9", newTS), want: []string{"extra u1@5 u2@9"}, compared: 2,
+		},
+		{
+			name:    "both incarnations gone from the cluster",
+			feed:    []string{ev("added", "u1", "5", oldTS, false), ev("added", "u2", "9", newTS, false)},
+			cluster: nil, want: []string{"extra u1@5 -", "extra u2@9 -"}, compared: 2,
+			text: "EXTRA    configmaps/shop/x  in the feed at resourceVersion 5 (event u1.5.added), gone from the cluster\n",
+		},
+		{
+			name:    "a third incarnation in the cluster",
+			feed:    []string{ev("added", "u1", "5", oldTS, false), ev("added", "u2", "9", newTS, false)},
+			cluster: live("u3", "12", newTS), want: []string{"extra u1@5 u3@12", "uid u2@9 u3@12"}, compared: 3,
+		},
+		{
+			name:    "kubefeed's uid change: the old one's deletion, then the new one's added",
+			feed:    []string{ev("added", "u1", "5", oldTS, false), ev("deleted", "u1", "5", oldTS, false), ev("added", "u2", "9", newTS, false)},
+			cluster: live("u2", "9", newTS), compared: 1,
+		},
+		{
+			name: "after a restart: the new one's added, then the old one's recovered deletion",
+			feed: []string{
+				ev("added", "u1", "5", oldTS, false), gap,
+				ev("added", "u2", "9", newTS, true), ev("deleted", "u1", "5", oldTS, true),
+			},
+			cluster: live("u2", "9", newTS), compared: 1,
+		},
+		{
+			name:    "the new one deleted too, and both deletions in the feed",
+			feed:    []string{ev("added", "u1", "5", oldTS, false), ev("added", "u2", "9", newTS, false), ev("deleted", "u2", "9", newTS, false), ev("deleted", "u1", "5", oldTS, true)},
+			cluster: nil, compared: 0,
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := testScope(t, config.Watch{InitialList: config.InitialListEmit}, nil)
+			st := consumer.New(consumer.Options{})
+			for _, raw := range tc.feed {
+				e, err := consumer.Decode([]byte(raw))
+				if err != nil {
+					t.Fatal(err)
+				}
+				if err := st.Apply(e); err != nil {
+					t.Fatal(err)
+				}
+			}
+			var objs []runtime.Object
+			if tc.cluster != nil {
+				objs = append(objs, tc.cluster)
+			}
+			gvr := schema.GroupVersionResource{Version: "v1", Resource: "configmaps"}
+			dyn := dynfake.NewSimpleDynamicClientWithCustomListKinds(runtime.NewScheme(), map[schema.GroupVersionResource]string{gvr: "ConfigMapList"}, objs...)
+			ctx := context.Background()
+			scopes := []*verifyScope{s}
+			lv, err := listScopes(ctx, dyn, scopes)
+			if err != nil {
+				t.Fatal(err)
+			}
+			rr := consumer.ReadResult{Messages: len(tc.feed), StreamFirstSeq: 1}
+			diffs, _, compared := compareAll(st, lv, scopes, rr)
+			if compared != tc.compared {
+				t.Errorf("compared %d, want %d", compared, tc.compared)
+			}
+			// The re-check (GET again) keeps what still differs.
+			diffs, err = recheck(ctx, dyn, st, scopes, diffs, rr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got []string
+			for _, d := range diffs {
+				f, c := "-", "-"
+				if d.Feed != nil {
+					f = d.Feed.UID + "@" + d.Feed.ResourceVersion
+				}
+				if d.Cluster != nil {
+					c = d.Cluster.UID + "@" + d.Cluster.ResourceVersion
+				}
+				if d.Object != "configmaps/shop/x" {
+					t.Errorf("object %q", d.Object)
+				}
+				got = append(got, d.Problem+" "+f+" "+c)
+			}
+			if !reflect.DeepEqual(got, tc.want) {
+				t.Errorf("differences %q, want %q", got, tc.want)
+			}
+			if tc.text != "" {
+				var b strings.Builder
+				if err := printReport(&b, "text", &verifyReport{Differences: diffs, Compared: compared}); err != nil {
+					t.Fatal(err)
+				}
+				if !strings.Contains(b.String(), tc.text) {
+					t.Errorf("text report lacks %q:\n%s", tc.text, b.String())
+				}
+			}
+		})
 	}
 }
