@@ -34,6 +34,10 @@ func decide(last *Record, cur *unstructured.Unstructured, tomb *tombstone) []cha
 		return nil
 	case last == nil:
 		return []change{{kind: event.Added, obj: cur}}
+	case last.Deleting && cur != nil && string(cur.GetUID()) == last.UID:
+		// Its deletion (it left the scope) may have reached the sink, and
+		// it is back: the sink learns it again.
+		return []change{{kind: event.Added, obj: cur}}
 	case last.Provisional && cur == nil:
 		// Perhaps sent, never acknowledged: retract it.
 		return []change{deleted(*last, tomb)}
@@ -60,6 +64,15 @@ func deleted(last Record, tomb *tombstone) change {
 		obj = &unstructured.Unstructured{Object: map[string]any{}}
 		obj.SetUID(typesUID(last.UID))
 		obj.SetResourceVersion(last.ResourceVersion)
+	}
+	if last.Deleting {
+		// Written before this deletion was sent: the final state it
+		// carried, sent again as it was.
+		recovered := true
+		if last.Sent != nil {
+			recovered = last.Sent.Recovered
+		}
+		return change{kind: event.Deleted, obj: obj, recovered: recovered, rule: last.Rule}
 	}
 	// Without the watch's final state the deletion was inferred.
 	return change{kind: event.Deleted, obj: obj, recovered: true, rule: last.Rule}

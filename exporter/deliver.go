@@ -10,6 +10,7 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
 	"github.com/kubefeed/kubefeed/exporter/event"
+	"github.com/kubefeed/kubefeed/filters"
 	"github.com/kubefeed/kubefeed/sinks"
 )
 
@@ -110,12 +111,29 @@ type outcome struct {
 	forget bool
 	// filterErrors counts rules whose filter failed at run time.
 	filterErrors int
+	// shown is, per event, the change it shows (events of gap markers
+	// aside): what a record written ahead of the send keeps (ahead).
+	shown []shownChange
+}
+
+// shownChange is the change one event shows.
+type shownChange struct {
+	c                change
+	rule             *rule
+	redact           *filters.Redactor
+	uid, rv          string
+	time             time.Time
+	recoveredInEvent bool
 }
 
 // plan decides what to send for one key: a pure function of the sink's
 // last delivered state, what may have reached it unacknowledged, the
 // current state and the deleted object's final state.
-func plan(o origin, k Key, last *Record, attempted *Record, cur current, tomb *tombstone, recovered bool, now time.Time) outcome {
+//
+// Each event carries the time its version was first observed (obs); a
+// change that a record written ahead of its send describes (Record.Sent)
+// is rendered as it was sent: the same time and recovered mark.
+func plan(o origin, k Key, last *Record, attempted *Record, cur current, tomb *tombstone, recovered bool, obs observer) outcome {
 	var out outcome
 	changes := decide(last, cur.obj, tomb)
 	if attempted != nil && attempted.UID != "" && (last == nil || attempted.UID != last.UID) && (cur.obj == nil || string(cur.obj.GetUID()) != attempted.UID) {
@@ -148,13 +166,21 @@ func plan(o origin, k Key, last *Record, attempted *Record, cur current, tomb *t
 		if c.obj != cur.obj {
 			m = metaOf(c.obj)
 		}
+		del := c.kind == event.Deleted
+		var at time.Time
+		if s, ok := last.sent(m.uid, m.resourceVersion, del); ok {
+			at, c.recovered = s.Time, s.Recovered
+		} else {
+			at = obs.at(m.uid, m.resourceVersion, del)
+		}
 		for _, rl := range rules {
-			ev, err := render(o, cur.res, k, c, m, rl, now)
+			ev, err := render(o, cur.res, k, c, m, rl, at)
 			if err != nil {
 				out.filterErrors++
 			}
 			if ev != nil {
 				out.events = append(out.events, ev)
+				out.shown = append(out.shown, shownChange{c: c, rule: rl, redact: rl.redactor(cur.res), uid: m.uid, rv: m.resourceVersion, time: at, recoveredInEvent: c.recovered})
 				if c.kind != event.Deleted {
 					delivering = rl
 				}
@@ -214,22 +240,64 @@ func deletionRules(rules []*rule, delivered int, final *unstructured.Unstructure
 	return rules
 }
 
-// provision writes, before an object new to the sink is sent, a
-// provisional record to a checkpoint and waits until it is durable: a
-// kubefeed killed after the sink got the object but before its record
-// was written would otherwise not know the object, and miss its deletion.
-func (r *sinkRunner) provision(ctx context.Context, k Key, last *Record, out outcome) error {
+// writeAhead makes durable, before out is sent to a checkpointed sink,
+// the record that lets a restart send the same events again rather than
+// others: a kubefeed killed after the sink got them but before their
+// delivered state was written would otherwise not know the object (and
+// miss its deletion), infer a deletion it already sent under another id,
+// or send a change again with another time.
+func (r *sinkRunner) writeAhead(ctx context.Context, k Key, last *Record, out outcome) error {
 	sy, ok := r.store.(Syncer)
-	if !ok || last != nil || out.record == nil || len(out.events) == 0 {
+	if !ok {
 		return nil
 	}
-	rec := *out.record
-	rec.Provisional = true
-	r.store.Put(k, rec)
-	sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	rec := ahead(last, out)
+	if rec == nil {
+		return nil
+	}
+	r.store.Put(k, *rec)
+	sctx, cancel := context.WithTimeout(ctx, syncTimeout)
 	defer cancel()
 	if err := sy.Sync(sctx); err != nil {
 		return fmt.Errorf("checkpoint before sending %s: %w", k, err)
+	}
+	return nil
+}
+
+// ahead is the record to write before out is sent (nil: none): for the
+// deletion of the incarnation the sink holds, that incarnation's final
+// state marked Deleting; for an object new to the sink (or offered again),
+// its state marked Provisional; for a modification, the delivered state
+// with the change it is about to receive. Each says what was sent (Sent).
+func ahead(last *Record, out outcome) *Record {
+	sentOf := func(s *shownChange) *Sent {
+		return &Sent{ResourceVersion: s.rv, Time: s.time, Recovered: s.recoveredInEvent}
+	}
+	var add, mod *shownChange
+	for i := range out.shown {
+		s := &out.shown[i]
+		switch s.c.kind {
+		case event.Deleted:
+			if last == nil || s.uid != last.UID {
+				continue // a retraction of an unacknowledged incarnation
+			}
+			return &Record{UID: s.uid, ResourceVersion: s.rv, Object: s.c.obj, Scope: last.Scope, Rule: s.rule.index + 1,
+				Redact: s.redact, AtRest: last.AtRest && s.c.obj == last.Object, Deleting: true, Sent: sentOf(s)}
+		case event.Added:
+			add = s
+		case event.Modified:
+			mod = s
+		}
+	}
+	switch {
+	case add != nil && out.record != nil && out.record.UID == add.uid:
+		rec := *out.record
+		rec.Provisional, rec.Sent = true, sentOf(add)
+		return &rec
+	case mod != nil && last != nil && last.UID == mod.uid:
+		rec := *last
+		rec.Sent = sentOf(mod)
+		return &rec
 	}
 	return nil
 }
@@ -271,7 +339,8 @@ func (r *sinkRunner) prepare(ctx context.Context, it item) (*delivery, error) {
 	}
 	snap := r.pending.snapshot(it)
 	tomb := r.ex.tombstones.get(k)
-	out := plan(r.ex.origin, k, last, snap.attempted, cur, tomb, snap.recovered != nil, r.ex.now())
+	obs := r.ex.observed.forKey(it)
+	out := plan(r.ex.origin, k, last, snap.attempted, cur, tomb, snap.recovered != nil, obs)
 	if out.filterErrors > 0 {
 		r.filterErrors.Add(int64(out.filterErrors))
 		r.ex.metrics.filterErrors.WithLabelValues(r.name).Add(float64(out.filterErrors))
@@ -283,14 +352,14 @@ func (r *sinkRunner) prepare(ctx context.Context, it item) (*delivery, error) {
 		// round, provisioned before it is sent.
 		gone := cur
 		gone.obj = nil
-		out, again = plan(r.ex.origin, k, last, snap.attempted, gone, tomb, snap.recovered != nil, r.ex.now()), true
+		out, again = plan(r.ex.origin, k, last, snap.attempted, gone, tomb, snap.recovered != nil, obs), true
 	}
 	if g := snap.recovered; g != nil && len(out.events) > 0 {
 		if err := r.sendGapFirst(ctx, g); err != nil {
 			return nil, err
 		}
 	}
-	if err := r.provision(ctx, k, last, out); err != nil {
+	if err := r.writeAhead(ctx, k, last, out); err != nil {
 		return nil, err
 	}
 	return &delivery{it: it, cur: cur, snap: snap, out: out, again: again}, nil

@@ -78,8 +78,9 @@ type Exporter struct {
 	origin     origin // cluster and source of the events rendered
 	byName     map[string]*sinkRunner
 	tombstones *tombstones
-	enrich     *enricher    // nil: no rule enriches
-	watcher    *watchClient // nil: the dynamic client watches
+	observed   *observations // when each version was first observed
+	enrich     *enricher     // nil: no rule enriches
+	watcher    *watchClient  // nil: the dynamic client watches
 
 	mu         sync.Mutex
 	scopes     map[scopeID]*scope
@@ -112,6 +113,7 @@ func New(o Options) (*Exporter, error) {
 	if e.now == nil {
 		e.now = time.Now
 	}
+	e.observed = newObservations(e.now)
 	if e.retry == 0 {
 		e.retry = 10 * time.Second
 	}

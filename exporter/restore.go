@@ -68,8 +68,13 @@ func (e *Exporter) restore() {
 			current[s.name] = s
 		}
 		known := map[string]bool{}
-		r.store.Range(func(_ Key, rec Record) bool {
+		r.store.Range(func(k Key, rec Record) bool {
 			known[rec.Scope] = true
+			if rec.Sent != nil {
+				// A change perhaps sent just before the previous run
+				// ended: sent again, on every sink, with its time.
+				e.observed.observe(keyItem(k), rec.UID, rec.Sent.ResourceVersion, rec.Deleting, rec.Sent.Time)
+			}
 			return true
 		})
 		restored, parked := 0, 0

@@ -272,8 +272,11 @@ func (s *scope) onAdd(obj any, isInInitialList bool) {
 		return
 	}
 	k, m := s.keyAndMeta(u)
-	s.lastEvent.Store(s.ex.now().UnixNano())
+	now := s.ex.now()
+	s.lastEvent.Store(now.UnixNano())
 	s.observed(config.EventAdded)
+	it := s.itemOf(k)
+	s.ex.observed.observe(it, m.uid, m.resourceVersion, false, now)
 	relist := s.lists.recoveredBy(k, m.resourceVersion)
 	t := s.table()
 	for _, r := range t.routes {
@@ -286,7 +289,7 @@ func (s *scope) onAdd(obj any, isInInitialList bool) {
 		if isInInitialList && r.restoreGap != nil {
 			g = r.restoreGap
 		}
-		r.sink.enqueue(s.itemOf(k), g)
+		r.sink.enqueue(it, g)
 	}
 }
 
@@ -298,10 +301,13 @@ func (s *scope) onUpdate(oldObj, newObj any) {
 	old, _ := oldObj.(*unstructured.Unstructured)
 	k, m := s.keyAndMeta(u)
 	resync := old != nil && old.GetResourceVersion() == m.resourceVersion
+	it := s.itemOf(k)
 	var g *gap
 	if !resync {
 		s.observed(config.EventModified)
-		s.lastEvent.Store(s.ex.now().UnixNano())
+		now := s.ex.now()
+		s.lastEvent.Store(now.UnixNano())
+		s.ex.observed.observe(it, m.uid, m.resourceVersion, false, now)
 		g = s.lists.recoveredBy(k, m.resourceVersion)
 	}
 	for _, r := range s.table().routes {
@@ -312,7 +318,7 @@ func (s *scope) onUpdate(oldObj, newObj any) {
 				continue
 			}
 		}
-		r.sink.enqueue(s.itemOf(k), g)
+		r.sink.enqueue(it, g)
 	}
 }
 
@@ -325,16 +331,19 @@ func (s *scope) onDelete(obj any) {
 	if !ok {
 		return
 	}
-	k := s.keyOf(u)
-	s.lastEvent.Store(s.ex.now().UnixNano())
+	k, m := s.keyAndMeta(u)
+	now := s.ex.now()
+	s.lastEvent.Store(now.UnixNano())
 	s.observed(config.EventDeleted)
+	it := s.itemOf(k)
+	s.ex.observed.observe(it, m.uid, m.resourceVersion, true, now)
 	s.ex.tombstones.put(k, tombstone{obj: u, recovered: recovered})
 	var g *gap
 	if recovered {
 		g = s.lists.deletionGap(s.newGap(GapRelist))
 	}
 	for _, r := range s.table().routes {
-		r.sink.enqueue(s.itemOf(k), g)
+		r.sink.enqueue(it, g)
 	}
 }
 

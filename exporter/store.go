@@ -39,6 +39,35 @@ type Record struct {
 	// a crash it is offered again as added, or retracted when gone, so a
 	// deletion made while kubefeed was down is never lost.
 	Provisional bool
+	// Deleting marks a record written before the object's deletion was
+	// sent (with a checkpoint): ResourceVersion and Object are the final
+	// state that deletion carries. After a crash the same deletion is sent
+	// again, with the same id, object and time, rather than one inferred
+	// from the state delivered before it.
+	Deleting bool
+	// Sent, on a record written before a change was sent (Provisional,
+	// Deleting, or the delivered state ahead of a modification), is what
+	// that change was: sent again after a crash, it is byte for byte the
+	// same event.
+	Sent *Sent
+}
+
+// Sent is what a record written ahead of a send keeps of the change: its
+// version (a modification's new one; the record's own for added and
+// deleted), when kubefeed first observed it, and its recovered mark.
+type Sent struct {
+	ResourceVersion string
+	Time            time.Time
+	Recovered       bool
+}
+
+// sent reports the change a record was written ahead of, when it is the
+// version rv of its uid (and a deletion exactly when deleted).
+func (r *Record) sent(uid, rv string, deleted bool) (*Sent, bool) {
+	if r == nil || r.Sent == nil || r.UID != uid || r.Sent.ResourceVersion != rv || r.Deleting != deleted {
+		return nil, false
+	}
+	return r.Sent, true
 }
 
 // Syncer is implemented by write-behind stores: Sync returns once what was

@@ -215,8 +215,21 @@ func (e *Exporter) watchdog(ctx context.Context) error {
 	}
 }
 
+// pruneEvery is how often tombstones and observations no sink needs go.
+const pruneEvery = 30 * time.Second
+
+// pendingAnywhere reports whether some sink has it waiting or in flight.
+func (e *Exporter) pendingAnywhere(it item) bool {
+	for _, r := range e.runners {
+		if r.pending.has(it) {
+			return true
+		}
+	}
+	return false
+}
+
 func (e *Exporter) pruneLoop(ctx context.Context) error {
-	t := time.NewTicker(30 * time.Second)
+	t := time.NewTicker(pruneEvery)
 	defer t.Stop()
 	for {
 		select {
@@ -224,6 +237,7 @@ func (e *Exporter) pruneLoop(ctx context.Context) error {
 			return nil
 		case <-t.C:
 			e.tombstones.prune(e.runners)
+			e.observed.prune(e.pendingAnywhere, pruneEvery)
 		}
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"time"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -31,6 +32,15 @@ type stored struct {
 	State  []byte `json:"o,omitempty"` // gzip of the object's JSON
 	// Provisional: written before the added event was sent.
 	Provisional bool `json:"p,omitempty"`
+	// Deleting: written before the deletion was sent; RV and State are
+	// the final state it carries.
+	Deleting bool `json:"d,omitempty"`
+	// The change sent after this record was written (exporter.Sent): its
+	// version, when it was first observed (unix nanoseconds) and its
+	// recovered mark.
+	SentRV        string `json:"sv,omitempty"`
+	SentTime      int64  `json:"st,omitempty"`
+	SentRecovered bool   `json:"sr,omitempty"`
 }
 
 // keyString encodes a key as "group/version/resource/namespace/name".
@@ -50,7 +60,10 @@ func parseKey(s string) (exporter.Key, error) {
 // scope, and with keepState its state as its rule redacts it
 // (r.Redact.Object), never the raw one.
 func encodeRecord(r exporter.Record, keepState bool) ([]byte, error) {
-	s := stored{Format: recordFormat, UID: r.UID, RV: r.ResourceVersion, Scope: r.Scope, Provisional: r.Provisional}
+	s := stored{Format: recordFormat, UID: r.UID, RV: r.ResourceVersion, Scope: r.Scope, Provisional: r.Provisional, Deleting: r.Deleting}
+	if r.Sent != nil {
+		s.SentRV, s.SentTime, s.SentRecovered = r.Sent.ResourceVersion, r.Sent.Time.UnixNano(), r.Sent.Recovered
+	}
 	if keepState && r.Object != nil {
 		obj := r.Object.Object
 		if r.Redact != nil {
@@ -84,7 +97,10 @@ func decodeRecord(b []byte) (r exporter.Record, legacy bool, err error) {
 	if s.Format > recordFormat {
 		return exporter.Record{}, false, fmt.Errorf("checkpoint record format %d is newer than this kubefeed's (%d)", s.Format, recordFormat)
 	}
-	r = exporter.Record{UID: s.UID, ResourceVersion: s.RV, Scope: s.Scope, Provisional: s.Provisional}
+	r = exporter.Record{UID: s.UID, ResourceVersion: s.RV, Scope: s.Scope, Provisional: s.Provisional, Deleting: s.Deleting}
+	if s.SentRV != "" {
+		r.Sent = &exporter.Sent{ResourceVersion: s.SentRV, Time: time.Unix(0, s.SentTime).UTC(), Recovered: s.SentRecovered}
+	}
 	if len(s.State) > 0 {
 		zr, err := gzip.NewReader(bytes.NewReader(s.State))
 		if err != nil {

@@ -1,0 +1,144 @@
+package exporter
+
+import (
+	"sync"
+	"time"
+)
+
+// observer tells when kubefeed first observed a version of an object: the
+// time its event carries (CloudEvents `time`), the same on every sink and
+// every retry. deleted asks for the version's deletion, which is observed
+// apart from the version itself (an inferred deletion names the last
+// delivered version).
+type observer interface {
+	at(uid, rv string, deleted bool) time.Time
+}
+
+// fixedTime is an observer for which everything was observed at one time.
+type fixedTime time.Time
+
+func (t fixedTime) at(string, string, bool) time.Time { return time.Time(t) }
+
+// observation is one version of a key's object and when it was first
+// observed.
+type observation struct {
+	uid, rv string
+	deleted bool
+	at      int64 // unix nanos
+	// touched is when the entry was made, for pruning.
+	touched int64
+}
+
+// observationsPerKey bounds what is kept of one key: the versions that
+// sinks may still render at once (a lagging informer's, an incarnation
+// being retracted while its successor is added, a deletion).
+const observationsPerKey = 4
+
+// observations holds, for keys that some sink may still render, when each
+// of their recent versions was first observed: by a handler (the watch
+// notification), by a worker that saw a version before its handler ran or
+// inferred a deletion, or by a restored checkpoint record written before
+// its change was sent. The first observation of a version wins, and an
+// earlier one replaces a later one (a restored time predates anything this
+// process saw). Entries go once no sink has their key pending (prune).
+type observations struct {
+	shards [64]obsShard
+	now    func() time.Time
+}
+
+type obsShard struct {
+	mu sync.Mutex
+	m  map[item][]observation
+}
+
+func newObservations(now func() time.Time) *observations {
+	o := &observations{now: now}
+	for i := range o.shards {
+		o.shards[i].m = map[item][]observation{}
+	}
+	return o
+}
+
+func (o *observations) shard(it item) *obsShard {
+	// FNV-1a over the name and namespace: cheap, and spreads keys of one
+	// namespace.
+	h := uint32(2166136261)
+	for i := 0; i < len(it.name); i++ {
+		h = (h ^ uint32(it.name[i])) * 16777619
+	}
+	for i := 0; i < len(it.namespace); i++ {
+		h = (h ^ uint32(it.namespace[i])) * 16777619
+	}
+	return &o.shards[h%uint32(len(o.shards))]
+}
+
+// observe notes that (uid, rv, deleted) of it was observed at t, unless an
+// observation of it at t or earlier is known, and returns the time that
+// stands.
+func (o *observations) observe(it item, uid, rv string, deleted bool, t time.Time) time.Time {
+	s := o.shard(it)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	list := s.m[it]
+	for i := range list {
+		e := &list[i]
+		if e.uid == uid && e.rv == rv && e.deleted == deleted {
+			if t.UnixNano() < e.at {
+				e.at = t.UnixNano()
+			}
+			return time.Unix(0, e.at).UTC()
+		}
+	}
+	e := observation{uid: uid, rv: rv, deleted: deleted, at: t.UnixNano(), touched: o.now().UnixNano()}
+	if len(list) >= observationsPerKey {
+		copy(list, list[1:])
+		list[len(list)-1] = e
+	} else {
+		list = append(list, e)
+	}
+	s.m[it] = list
+	return time.Unix(0, e.at).UTC()
+}
+
+// forKey is the observer of one key: what it does not know yet is
+// observed now.
+func (o *observations) forKey(it item) observer { return keyObserver{o, it} }
+
+type keyObserver struct {
+	o  *observations
+	it item
+}
+
+func (k keyObserver) at(uid, rv string, deleted bool) time.Time {
+	return k.o.observe(k.it, uid, rv, deleted, k.o.now())
+}
+
+// prune drops the observations of keys that no sink has pending, once
+// they are older than minAge (an entry made by a handler just before it
+// queued the key, or seeded by a restore before the key was queued, is
+// kept).
+func (o *observations) prune(pendingAnywhere func(item) bool, minAge time.Duration) {
+	cut := o.now().Add(-minAge).UnixNano()
+	for i := range o.shards {
+		s := &o.shards[i]
+		s.mu.Lock()
+		for it, list := range s.m {
+			if list[len(list)-1].touched > cut || pendingAnywhere(it) {
+				continue
+			}
+			delete(s.m, it)
+		}
+		s.mu.Unlock()
+	}
+}
+
+func (o *observations) len() int {
+	n := 0
+	for i := range o.shards {
+		s := &o.shards[i]
+		s.mu.Lock()
+		n += len(s.m)
+		s.mu.Unlock()
+	}
+	return n
+}
