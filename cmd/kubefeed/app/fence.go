@@ -51,6 +51,16 @@ func (f *fencedSink) Send(ctx context.Context, evs []*event.Event) error {
 	return err
 }
 
+// Health forwards the health of the sink behind the fence (a
+// sinks.Deferred not open yet), which /readyz and kubefeed_sink_ready
+// report; a sink that does not report health is healthy.
+func (f *fencedSink) Health() (bool, string) {
+	if h, ok := f.Sink.(interface{ Health() (bool, string) }); ok {
+		return h.Health()
+	}
+	return true, ""
+}
+
 var _ sinks.AsyncSink = (*fencedSink)(nil)
 
 // Publish forwards to the sink's window (or its Send), fenced like Send:

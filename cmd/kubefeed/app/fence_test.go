@@ -3,8 +3,10 @@ package app
 import (
 	"context"
 	"errors"
+	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/kubefeed/kubefeed/exporter/event"
 	"github.com/kubefeed/kubefeed/sinks"
@@ -82,5 +84,25 @@ func TestFencedSink(t *testing.T) {
 	}
 	if err := s.Close(context.Background()); err != nil || !inner.closed {
 		t.Errorf("Close: %v, closed %v; want forwarded", err, inner.closed)
+	}
+}
+
+// The fence shows the health of the sink behind it: a Deferred sink that
+// is not open yet is reported through the fence, a plain sink is healthy.
+func TestFencedSinkForwardsHealth(t *testing.T) {
+	d := sinks.NewDeferred("js", errors.New("stream KUBEFEED not found"), func(context.Context) (sinks.Sink, error) {
+		return nil, errors.New("stream KUBEFEED not found")
+	}, sinks.DeferredOptions{MinBackoff: time.Hour})
+	defer d.Close(context.Background())
+	fenced := fence(map[string]sinks.Sink{"js": d, "plain": &blockingSink{}}, context.Background())
+	h, ok := fenced["js"].(interface{ Health() (bool, string) })
+	if !ok {
+		t.Fatal("a fenced sink does not report health")
+	}
+	if ok, why := h.Health(); ok || !strings.Contains(why, "sink js not open") || !strings.Contains(why, "stream KUBEFEED not found") {
+		t.Errorf("Health = %v %q, want not open with the reason", ok, why)
+	}
+	if ok, why := fenced["plain"].(interface{ Health() (bool, string) }).Health(); !ok {
+		t.Errorf("plain sink: Health = %v %q, want healthy", ok, why)
 	}
 }

@@ -27,6 +27,7 @@ import (
 	"github.com/kubefeed/kubefeed/exporter"
 	"github.com/kubefeed/kubefeed/exporter/checkpoint"
 	"github.com/kubefeed/kubefeed/exporter/config"
+	"github.com/kubefeed/kubefeed/sinks"
 )
 
 func newRunCmd(g *globalFlags) *cobra.Command {
@@ -145,15 +146,12 @@ func runPipeline(ctx, sendCtx context.Context, rc *rest.Config, cfg *config.Conf
 	if err != nil {
 		return runtimeErr(fmt.Errorf("metadata client: %w", err))
 	}
-	built, err := buildSinks(ctx, cfg, log)
+	ss, err := pipelineSinks(ctx, sendCtx, cfg, log)
 	if err != nil {
-		for _, s := range built {
-			_ = s.Close(context.Background())
-		}
 		return runtimeErr(err)
 	}
 	opts := exporter.Options{
-		Config: cfg, Client: dyn, RESTConfig: rc, Metadata: md, Resolver: exporter.NewDiscoveryResolver(dc), Sinks: fence(built, sendCtx), Logger: log, Registerer: reg,
+		Config: cfg, Client: dyn, RESTConfig: rc, Metadata: md, Resolver: exporter.NewDiscoveryResolver(dc), Sinks: ss, Logger: log, Registerer: reg,
 		AbortSends: sendCtx.Done(),
 	}
 	if cp := cfg.Checkpoint; cp != nil {
@@ -173,6 +171,20 @@ func runPipeline(ctx, sendCtx context.Context, rc *rest.Config, cfg *config.Conf
 		return runtimeErr(err)
 	}
 	return nil
+}
+
+// pipelineSinks builds the config's sinks (a sink that cannot be opened
+// yet is a sinks.Deferred) and fences them with sendCtx, as the exporter
+// gets them.
+func pipelineSinks(ctx, sendCtx context.Context, cfg *config.Config, log *zap.Logger) (map[string]sinks.Sink, error) {
+	built, err := buildSinks(ctx, cfg, log)
+	if err != nil {
+		for _, s := range built {
+			_ = s.Close(context.Background())
+		}
+		return nil, err
+	}
+	return fence(built, sendCtx), nil
 }
 
 // checkpointBackend is a File or a KV.
@@ -234,9 +246,25 @@ func openCheckpoint(ctx context.Context, cp *config.Checkpoint, cfg *config.Conf
 	}, nil
 }
 
-// serveHealth serves /metrics, /healthz, /readyz and optionally pprof.
+// serveHealth serves healthHandler on the metrics address.
 func serveHealth(mc config.Metrics, ready func() (bool, string), reg *prometheus.Registry, log *zap.Logger) (*http.Server, error) {
-	addr := mc.Address
+	l, err := net.Listen("tcp", mc.Address)
+	if err != nil {
+		return nil, fmt.Errorf("metrics address %s: %w", mc.Address, err)
+	}
+	srv := &http.Server{Handler: healthHandler(mc, ready, reg), ReadHeaderTimeout: 5 * time.Second}
+	go func() {
+		if err := srv.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("metrics server", zap.Error(err))
+		}
+	}()
+	return srv, nil
+}
+
+// healthHandler serves /metrics, /healthz, /readyz (503 with the first
+// part that is not ready: standby, a scope not synced, a sink not open)
+// and optionally pprof.
+func healthHandler(mc config.Metrics, ready func() (bool, string), reg *prometheus.Registry) http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 	if mc.Pprof {
@@ -254,15 +282,5 @@ func serveHealth(mc config.Metrics, ready func() (bool, string), reg *prometheus
 		}
 		_, _ = w.Write([]byte("ok\n"))
 	})
-	l, err := net.Listen("tcp", addr)
-	if err != nil {
-		return nil, fmt.Errorf("metrics address %s: %w", addr, err)
-	}
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
-	go func() {
-		if err := srv.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			log.Error("metrics server", zap.Error(err))
-		}
-	}()
-	return srv, nil
+	return mux
 }
