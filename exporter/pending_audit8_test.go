@@ -1,16 +1,13 @@
 package exporter
 
 import (
-	"errors"
 	"math/rand/v2"
-	"sync"
 	"testing"
 	"time"
 
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/util/workqueue"
 
-	"github.com/kubefeed/kubefeed/exporter/config"
 	"github.com/kubefeed/kubefeed/exporter/event"
 )
 
@@ -154,108 +151,5 @@ func TestPendingByItemAsByKeyAudit8(t *testing.T) {
 		if got, want := p.snapshot(keyItem(k)), old.snapshot(k); !samePending(got, want) {
 			t.Fatalf("end: snapshot(%v) = %+v, want %+v", k, got, want)
 		}
-	}
-}
-
-// A restored checkpoint holds one object under four resources that differ
-// only by version or by group (same namespace and name). While kubefeed
-// was down two were deleted and one changed. Each restored key's record
-// carries its own gap mark, through a retryable failure of its first send:
-// every event sent is recovered and after its scope's gap marker, nothing
-// is sent for the unchanged one, no pending record is left, and the
-// checkpoint ends with exactly the two remaining objects.
-func TestRestoredKeysDifferingByVersionOrGroupAudit8(t *testing.T) {
-	res := func(group, version, resource, kind string) Resource {
-		return Resource{GVR: schema.GroupVersionResource{Group: group, Version: version, Resource: resource},
-			GVK: schema.GroupVersionKind{Group: group, Version: version, Kind: kind}, Namespaced: true}
-	}
-	rs := map[string]Resource{
-		"configmaps":                cmRes,
-		"configmaps.audit8.example": res("audit8.example", "v1", "configmaps", "ConfigMap"),
-		"widgets.audit8.example":    res("audit8.example", "v1", "widgets", "Widget"),
-		"widgets.v2.audit8.example": res("audit8.example", "v2", "widgets", "Widget"),
-	}
-	resolver := &fakeResolver{known: rs, missing: map[string]bool{}}
-	src := newFakeSource(0)
-	st := &restoredStore{MemoryStore: NewMemoryStore(), at: time.Now().Add(-time.Hour)}
-	var watch []config.Watch
-	keyOf := map[string]Key{}
-	for name, r := range rs {
-		watch = append(watch, config.Watch{Resource: name})
-		u := cm("a", "x", map[string]any{"v": "1"})
-		u.SetAPIVersion(r.APIVersion())
-		u.SetKind(r.GVK.Kind)
-		u = src.apply(r.GVR, u, true)
-		rec := recordOf(u)
-		rec.Scope = scopeID{GVR: r.GVR}.String()
-		k := Key{GVR: r.GVR, Namespace: "a", Name: "x"}
-		st.Put(k, rec)
-		keyOf[name] = k
-	}
-	// While down: two deleted, one changed, one unchanged.
-	src.remove(cmRes.GVR, "a", "x", true)
-	src.remove(rs["widgets.v2.audit8.example"].GVR, "a", "x", true)
-	changed := cm("a", "x", map[string]any{"v": "2"})
-	changed.SetAPIVersion(rs["widgets.audit8.example"].APIVersion())
-	changed.SetKind("Widget")
-	src.apply(rs["widgets.audit8.example"].GVR, changed, true)
-
-	var mu sync.Mutex
-	failedOnce := map[string]bool{}
-	sink := &recorder{fail: func(_ int, evs []*event.Event) error {
-		mu.Lock()
-		defer mu.Unlock()
-		for _, e := range evs {
-			if e.Type == event.TypeGap {
-				continue
-			}
-			id := e.APIVersion + " " + e.Resource + " " + e.Type
-			if !failedOnce[id] {
-				failedOnce[id] = true
-				return errors.New("unavailable")
-			}
-		}
-		return nil
-	}}
-	h := startHarness(t, newConfig(watch), harnessOpts{src: src, resolver: resolver, stores: map[string]Store{"rec": st}, sink: sink})
-	h.waitReady()
-	evs := sink.waitFor(t, "three recovered changes", func(evs []*event.Event) bool {
-		return count(evs, event.Deleted.Type()) == 2 && count(evs, event.Modified.Type()) == 1
-	})
-	quiesce(t, h, "rec")
-	if r := h.ex.runners[0].stats().Retries; r != 3 {
-		t.Errorf("%d retries, want 3 (each change's first send failed)", r)
-	}
-	evs = sink.got()
-	gapSeen := map[string]bool{}
-	for _, e := range evs {
-		if e.Type == event.TypeGap {
-			gapSeen[e.Data.(*event.GapData).Scope] = true
-			continue
-		}
-		d := e.Data.(*event.ChangeData)
-		if !d.Recovered {
-			t.Errorf("%s %s %s not recovered", e.Type, e.APIVersion, e.Resource)
-		}
-		gv, err := schema.ParseGroupVersion(e.APIVersion)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if !gapSeen[scopeID{GVR: gv.WithResource(e.Resource)}.String()] {
-			t.Errorf("%s %s %s before its scope's gap marker:%s", e.Type, e.APIVersion, e.Resource, summary(evs))
-		}
-	}
-	if n := count(evs, event.Added.Type()); n != 0 || len(evs)-len(gapSeen) != 3 {
-		t.Fatalf("events:%s, want two deletions and one modification after their gap markers", summary(evs))
-	}
-	for name, k := range keyOf {
-		_, ok := st.Get(k)
-		want := name == "configmaps.audit8.example" || name == "widgets.audit8.example"
-		if ok != want {
-			t.Errorf("record of %s (%v): %v, want %v", name, k.GVR, ok, want)
-		}
-	}
-	if rec, _ := st.Get(keyOf["widgets.audit8.example"]); rec.Object == nil || rec.Object.Object["data"].(map[string]any)["v"] != "2" {
-		t.Errorf("record of the changed widget: %+v", rec)
 	}
 }
