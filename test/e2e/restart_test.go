@@ -3,6 +3,7 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -156,4 +157,153 @@ func TestCorruptCheckpointFallsBackWithGapMarkers(t *testing.T) {
 		t.Errorf("corrupt file not moved aside: %v", aside)
 	}
 	d.kill()
+}
+
+// A deletecollection of 300 ConfigMaps, kubefeed SIGKILLed while the
+// deletions are being delivered (some acknowledged but not yet in the
+// checkpoint), then restarted: every object's deletion carries one id,
+// and a deletion sent again is byte for byte the first (the deletion's
+// version, final state, time and recovered mark). Each event id carries
+// one time, on the file sink and on the JetStream stream alike.
+func TestDeletionsSentAgainAfterKillKeepTheirIDAndTime(t *testing.T) {
+	for _, store := range []string{"file", "jetstream"} {
+		t.Run(store, func(t *testing.T) {
+			ns := namespace(t, "delkill-"+store, nil)
+			dir := t.TempDir()
+			srv := natstest.StartT(t, natstest.Options{})
+			ckpt := fmt.Sprintf("checkpoint:\n  file: {path: %s/checkpoint.db}\n", dir)
+			if store == "jetstream" {
+				ckpt = fmt.Sprintf("checkpoint:\n  jetstream: {servers: [%s], bucket: kf-ckpt}\n", srv.URL())
+			}
+			cfg := writeFile(t, "c.yaml", fmt.Sprintf(`apiVersion: kubefeed.io/v1alpha1
+kind: Config
+cluster: test
+watch:
+  - {resource: configmaps, namespaces: [%[1]s]}
+sinks:
+  - name: file
+    file: {path: %[2]s/events.jsonl}
+  - {name: js, jetstream: {servers: [%[3]s], stream: KUBEFEED, provision: {duplicateWindow: 10m}}}
+%[4]s`, ns, dir, srv.URL(), ckpt))
+			events := filepath.Join(dir, "events.jsonl")
+			const n = 300
+			kube, _ := clients(t)
+			ctx := context.Background()
+			d := startDaemon(t, cfg)
+			for i := 0; i < n; i++ {
+				if _, err := kube.CoreV1().ConfigMaps(ns).Create(ctx, cmTyped(fmt.Sprintf("cm-%03d", i)), metav1.CreateOptions{}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			countType := func(lines [][]byte, typ string) int {
+				c := 0
+				for _, l := range lines {
+					if bytes.Contains(l, []byte(`"type":"io.kubefeed.resource.`+typ+`"`)) {
+						c++
+					}
+				}
+				return c
+			}
+			waitLines(t, "the added events", func() bool { return countType(readLines(t, events), "added") >= n })
+			time.Sleep(1500 * time.Millisecond) // every delivered state in the checkpoint
+
+			if err := kube.CoreV1().ConfigMaps(ns).DeleteCollection(ctx, metav1.DeleteOptions{}, metav1.ListOptions{}); err != nil {
+				t.Fatal(err)
+			}
+			// SIGKILL while the deletions are on their way: some delivered,
+			// not all.
+			waitLines(t, "the first deletions", func() bool { return countType(readLines(t, events), "deleted") > 0 })
+			d.kill()
+			deletedBefore := countType(readLines(t, events), "deleted")
+			d = startDaemon(t, cfg)
+			defer func() {
+				if t.Failed() {
+					t.Logf("kubefeed log after the restart:\n%s", d.logs.String())
+				}
+			}()
+			waitLines(t, "a deletion of every object", func() bool { return deletedUIDs(t, readLines(t, events)) >= n })
+			time.Sleep(time.Second) // anything sent twice has arrived
+			d.kill()
+			t.Logf("%s checkpoint: %d deletions before the kill, %d events in the file", store, deletedBefore, len(readLines(t, events)))
+
+			fileEvents := readLines(t, events)
+			checkOneEventPerID(t, "file", fileEvents)
+			checkOneEventPerID(t, "js", streamLines(t, srv.URL()))
+			// One id, one time, whichever sink carried it.
+			times := map[string]string{}
+			for _, l := range fileEvents {
+				var e struct{ ID, Time string }
+				if err := json.Unmarshal(l, &e); err != nil {
+					t.Fatal(err)
+				}
+				times[e.ID] = e.Time
+			}
+			for _, l := range streamLines(t, srv.URL()) {
+				var e struct{ ID, Time string }
+				if err := json.Unmarshal(l, &e); err != nil {
+					t.Fatal(err)
+				}
+				if ft, ok := times[e.ID]; ok && ft != e.Time {
+					t.Errorf("%s: time %s in the file, %s in the stream", e.ID, ft, e.Time)
+				}
+			}
+		})
+	}
+}
+
+// checkOneEventPerID fails for an object deleted under more than one id,
+// and for an id whose copies differ in any byte.
+func checkOneEventPerID(t *testing.T, sink string, lines [][]byte) {
+	t.Helper()
+	byID := map[string][]byte{}
+	deletions := map[string]map[string]bool{} // uid -> deletion ids
+	for _, l := range lines {
+		var e struct{ ID, Type, UID string }
+		if err := json.Unmarshal(l, &e); err != nil {
+			t.Fatal(err)
+		}
+		if first, ok := byID[e.ID]; ok && !bytes.Equal(first, l) {
+			t.Errorf("%s: %s sent twice with other bytes:\nfirst: %s\nagain: %s", sink, e.ID, first, l)
+		}
+		byID[e.ID] = l
+		if e.Type == "io.kubefeed.resource.deleted" {
+			if deletions[e.UID] == nil {
+				deletions[e.UID] = map[string]bool{}
+			}
+			deletions[e.UID][e.ID] = true
+		}
+	}
+	for uid, ids := range deletions {
+		if len(ids) > 1 {
+			t.Errorf("%s: uid %s deleted under %d ids: %v", sink, uid, len(ids), sortedKeys(ids))
+		}
+	}
+}
+
+// deletedUIDs counts the uids with a deleted event.
+func deletedUIDs(t *testing.T, lines [][]byte) int {
+	uids := map[string]bool{}
+	for _, l := range lines {
+		var e struct{ Type, UID string }
+		if err := json.Unmarshal(l, &e); err != nil {
+			t.Fatal(err)
+		}
+		if e.Type == "io.kubefeed.resource.deleted" {
+			uids[e.UID] = true
+		}
+	}
+	return len(uids)
+}
+
+// waitLines polls cond every few milliseconds (a liveness bound of a
+// minute, not a timing assertion).
+func waitLines(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(3 * time.Millisecond)
+	}
 }
