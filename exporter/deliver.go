@@ -133,7 +133,10 @@ type shownChange struct {
 // Each event carries the time its version was first observed (obs); a
 // change that a record written ahead of its send describes (Record.Sent)
 // is rendered as it was sent: the same time and recovered mark.
-func plan(o origin, k Key, last *Record, attempted *Record, cur current, tomb *tombstone, recovered bool, obs observer) outcome {
+//
+// With ahead set (a checkpointed sink) the outcome also says which change
+// each event shows (shown), for the record written ahead of the send.
+func plan(o origin, k Key, last *Record, attempted *Record, cur current, tomb *tombstone, recovered bool, obs observer, ahead bool) outcome {
 	var out outcome
 	changes := decide(last, cur.obj, tomb)
 	if attempted != nil && attempted.UID != "" && (last == nil || attempted.UID != last.UID) && (cur.obj == nil || string(cur.obj.GetUID()) != attempted.UID) {
@@ -180,7 +183,9 @@ func plan(o origin, k Key, last *Record, attempted *Record, cur current, tomb *t
 			}
 			if ev != nil {
 				out.events = append(out.events, ev)
-				out.shown = append(out.shown, shownChange{c: c, rule: rl, redact: rl.redactor(cur.res), uid: m.uid, rv: m.resourceVersion, time: at, recoveredInEvent: c.recovered})
+				if ahead {
+					out.shown = append(out.shown, shownChange{c: c, rule: rl, redact: rl.redactor(cur.res), uid: m.uid, rv: m.resourceVersion, time: at, recoveredInEvent: c.recovered})
+				}
 				if c.kind != event.Deleted {
 					delivering = rl
 				}
@@ -340,7 +345,8 @@ func (r *sinkRunner) prepare(ctx context.Context, it item) (*delivery, error) {
 	snap := r.pending.snapshot(it)
 	tomb := r.ex.tombstones.get(k)
 	obs := r.ex.observed.forKey(it)
-	out := plan(r.ex.origin, k, last, snap.attempted, cur, tomb, snap.recovered != nil, obs)
+	_, writesAhead := r.store.(Syncer)
+	out := plan(r.ex.origin, k, last, snap.attempted, cur, tomb, snap.recovered != nil, obs, writesAhead)
 	if out.filterErrors > 0 {
 		r.filterErrors.Add(int64(out.filterErrors))
 		r.ex.metrics.filterErrors.WithLabelValues(r.name).Add(float64(out.filterErrors))
@@ -352,7 +358,7 @@ func (r *sinkRunner) prepare(ctx context.Context, it item) (*delivery, error) {
 		// round, provisioned before it is sent.
 		gone := cur
 		gone.obj = nil
-		out, again = plan(r.ex.origin, k, last, snap.attempted, gone, tomb, snap.recovered != nil, obs), true
+		out, again = plan(r.ex.origin, k, last, snap.attempted, gone, tomb, snap.recovered != nil, obs, writesAhead), true
 	}
 	if g := snap.recovered; g != nil && len(out.events) > 0 {
 		if err := r.sendGapFirst(ctx, g); err != nil {

@@ -5,19 +5,29 @@ import (
 	"time"
 )
 
-// observer tells when kubefeed first observed a version of an object: the
-// time its event carries (CloudEvents `time`), the same on every sink and
-// every retry. deleted asks for the version's deletion, which is observed
-// apart from the version itself (an inferred deletion names the last
-// delivered version).
-type observer interface {
-	at(uid, rv string, deleted bool) time.Time
+// observer tells a plan when kubefeed first observed a version of its
+// key's object (at): the time its event carries (CloudEvents `time`), the
+// same on every sink and every retry. What the observations do not know
+// yet is observed now. A zero observer (tests) observed everything at
+// fixed.
+type observer struct {
+	o     *observations
+	it    item
+	fixed time.Time
 }
 
-// fixedTime is an observer for which everything was observed at one time.
-type fixedTime time.Time
+// fixedTime is an observer for which everything was observed at t.
+func fixedTime(t time.Time) observer { return observer{fixed: t} }
 
-func (t fixedTime) at(string, string, bool) time.Time { return time.Time(t) }
+// at is when (uid, rv) was first observed; deleted asks for the version's
+// deletion, which is observed apart from the version itself (an inferred
+// deletion names the last delivered version).
+func (ob observer) at(uid, rv string, deleted bool) time.Time {
+	if ob.o == nil {
+		return ob.fixed
+	}
+	return ob.o.observe(ob.it, uid, rv, deleted, ob.o.now())
+}
 
 // observation is one version of a key's object and when it was first
 // observed.
@@ -100,18 +110,8 @@ func (o *observations) observe(it item, uid, rv string, deleted bool, t time.Tim
 	return time.Unix(0, e.at).UTC()
 }
 
-// forKey is the observer of one key: what it does not know yet is
-// observed now.
-func (o *observations) forKey(it item) observer { return keyObserver{o, it} }
-
-type keyObserver struct {
-	o  *observations
-	it item
-}
-
-func (k keyObserver) at(uid, rv string, deleted bool) time.Time {
-	return k.o.observe(k.it, uid, rv, deleted, k.o.now())
-}
+// forKey is the observer of one key.
+func (o *observations) forKey(it item) observer { return observer{o: o, it: it} }
 
 // prune drops the observations of keys that no sink has pending, once
 // they are older than minAge (an entry made by a handler just before it

@@ -59,7 +59,7 @@ func TestPlan(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cur := current{obj: tc.cur, rules: rules, res: cmRes, scope: "configmaps"}
-			out := plan(newOrigin("c"), k, tc.last, tc.attempted, cur, tc.tomb, tc.recovered, fixedTime(time.Unix(0, 0)))
+			out := plan(newOrigin("c"), k, tc.last, tc.attempted, cur, tc.tomb, tc.recovered, fixedTime(time.Unix(0, 0)), true)
 			if len(out.events) != len(tc.want) {
 				t.Fatalf("%d events%s, want %v", len(out.events), summary(out.events), tc.want)
 			}
@@ -87,7 +87,7 @@ func TestPlanRecordCarriesRedaction(t *testing.T) {
 	rules := planRules(t, config.Watch{Resource: "secrets"})
 	s := obj("a", "1")
 	s.Object["data"] = map[string]any{"pw": "c2VjcmV0"}
-	out := plan(newOrigin("c"), Key{GVR: secretRes.GVR, Namespace: "a", Name: "x"}, nil, nil, current{obj: s, rules: rules, res: secretRes}, nil, false, fixedTime(time.Now()))
+	out := plan(newOrigin("c"), Key{GVR: secretRes.GVR, Namespace: "a", Name: "x"}, nil, nil, current{obj: s, rules: rules, res: secretRes}, nil, false, fixedTime(time.Now()), true)
 	if out.record == nil || out.record.Redact == nil {
 		t.Fatalf("record %+v has no redactor", out.record)
 	}

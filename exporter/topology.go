@@ -215,7 +215,7 @@ func (e *Exporter) watchdog(ctx context.Context) error {
 	}
 }
 
-// pruneEvery is how often tombstones and observations no sink needs go.
+// pruneEvery is how often tombstones no sink needs go.
 const pruneEvery = 30 * time.Second
 
 // pendingAnywhere reports whether some sink has it waiting or in flight.
@@ -228,16 +228,23 @@ func (e *Exporter) pendingAnywhere(it item) bool {
 	return false
 }
 
+// observationsPruneEvery is how often observations no sink needs go: a
+// drain leaves one per object it delivered, freed soon after.
+const observationsPruneEvery = 5 * time.Second
+
 func (e *Exporter) pruneLoop(ctx context.Context) error {
 	t := time.NewTicker(pruneEvery)
 	defer t.Stop()
+	o := time.NewTicker(observationsPruneEvery)
+	defer o.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-t.C:
 			e.tombstones.prune(e.runners)
-			e.observed.prune(e.pendingAnywhere, pruneEvery)
+		case <-o.C:
+			e.observed.prune(e.pendingAnywhere, observationsPruneEvery)
 		}
 	}
 }

@@ -256,3 +256,46 @@ func TestLegacyRecordIsRewrittenWithoutRawState(t *testing.T) {
 	r, ok := s.Get(secretKey)
 	assertRedactedState(t, r, ok)
 }
+
+// A record written ahead of a deletion (the final state, Deleting, with
+// what was sent) is restored as written, its state redacted as its rule
+// redacts it: the final state of a Secret rests no more in clear than a
+// delivered one.
+func TestDeletionWrittenAheadIsRestoredAsWritten(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "cp.db")
+	f, err := OpenFile(path, true, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := f.Store("audit")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := secretRecord()
+	rec.Deleting = true
+	sentAt := time.Date(2026, 12, 7, 1, 2, 3, 456789012, time.UTC)
+	rec.Sent = &exporter.Sent{ResourceVersion: "42", Time: sentAt, Recovered: true}
+	s.Put(secretKey, rec)
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	for bucket, kv := range boltValues(t, path) {
+		for k, v := range kv {
+			assertNoSecret(t, bucket+" "+k, plain(t, v))
+		}
+	}
+	f2, err := OpenFile(path, true, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f2.Close()
+	s2, err := f2.Store("audit")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, ok := s2.Get(secretKey)
+	assertRedactedState(t, r, ok)
+	if !r.Deleting || r.Provisional || r.Sent == nil || r.Sent.ResourceVersion != "42" || !r.Sent.Time.Equal(sentAt) || !r.Sent.Recovered {
+		t.Errorf("restored Deleting=%v Provisional=%v Sent=%+v, want Deleting and Sent{42 %s true}", r.Deleting, r.Provisional, r.Sent, sentAt)
+	}
+}
