@@ -63,9 +63,11 @@ func (e *Exporter) restore() {
 		if !ok {
 			continue
 		}
-		current := map[string]*scope{}
+		// Scope names carry no version: widgets at v1 and at v2 are two
+		// scopes of one name, and each compares its list with the records.
+		current := map[string][]*scope{}
 		for _, s := range r.scopeList() {
-			current[s.name] = s
+			current[s.name] = append(current[s.name], s)
 		}
 		known := map[string]bool{}
 		r.store.Range(func(k Key, rec Record) bool {
@@ -80,15 +82,16 @@ func (e *Exporter) restore() {
 		restored, parked := 0, 0
 		e.mu.Lock()
 		for name := range known {
-			s := current[name]
-			if s == nil {
+			if len(current[name]) == 0 {
 				e.parked.park(r, name, at)
 				parked++
 				continue
 			}
-			g := newGap(e.cfg.Cluster, s.id, s.res, at, now, GapRestart)
-			s.update(func(t *scopeTable) { t.restoreRoute(r, g) })
-			restored++
+			for _, s := range current[name] {
+				g := newGap(e.cfg.Cluster, s.id, s.res, at, now, GapRestart)
+				s.update(func(t *scopeTable) { t.restoreRoute(r, g) })
+				restored++
+			}
 		}
 		e.mu.Unlock()
 		e.log.Info("checkpoint restored", zap.String("sink", r.name), zap.Time("saved", at), zap.Int("scopes", restored), zap.Int("scopes waiting (resource or namespace not there yet)", parked))
