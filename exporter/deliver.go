@@ -216,6 +216,14 @@ func plan(o origin, k Key, last *Record, attempted *Record, cur current, tomb *t
 			rec.Redact = rl.redactor(cur.res)
 		}
 	}
+	for _, s := range out.shown {
+		if s.c.kind != event.Deleted && s.uid == rec.UID && s.rv == rec.ResourceVersion {
+			// A checkpoint keeps when the delivered version was observed:
+			// after a restart, a sink that had not got it yet sends it
+			// with the time the others did.
+			rec.Sent = &Sent{ResourceVersion: s.rv, Time: s.time, Recovered: s.recoveredInEvent}
+		}
+	}
 	out.record = &rec
 	return out
 }

@@ -49,7 +49,7 @@ func crashPoint(t *testing.T, src *fakeSource, k Key, setup, change func(), typ 
 		st.mu.Lock()
 		defer st.mu.Unlock()
 		r, ok := st.durable[k]
-		return ok && !r.Provisional && r.Sent == nil
+		return ok && !r.Provisional && !r.Deleting && (r.Sent == nil || r.Sent.ResourceVersion == r.ResourceVersion)
 	})
 	mu.Lock()
 	watched = true
@@ -155,7 +155,7 @@ func TestChangeSentAgainAfterCrashIsTheSameEvent(t *testing.T) {
 				setup = func() { src.apply(cmRes.GVR, cm("a", "anchor", nil), false) }
 			}
 			first, durable := crashPoint(t, src, k, setup, func() { tc.change(src) }, tc.typ)
-			if r := durable[splitKey]; r.Sent == nil {
+			if r := durable[splitKey]; r.Sent == nil || r.Sent.ResourceVersion != first.ResourceVersion || !r.Sent.Time.Equal(first.Time) {
 				t.Fatalf("durable record when the %s event was sent: %+v, want one written ahead of it", tc.name, r)
 			}
 			again := restartFrom(t, src, durable, tc.typ)
@@ -211,6 +211,45 @@ func TestEventTimeIsTheSameOnEverySinkAndRetry(t *testing.T) {
 	}
 	if shared == 0 {
 		t.Fatalf("no event id on both sinks: rec%s, slow%s", summary(a), summary(b))
+	}
+}
+
+// After a restart, a sink that had not got a version yet sends it with
+// the time the sink that had got it did: the checkpoint keeps when each
+// delivered version was first observed.
+func TestDeliveredTimeSurvivesRestartForLaggingSink(t *testing.T) {
+	src := newFakeSource(0)
+	u := src.apply(cmRes.GVR, cm("a", "x", map[string]any{"v": "1"}), true)
+	first := time.Date(2026, 12, 1, 2, 3, 4, 5, time.UTC)
+	k := Key{GVR: cmRes.GVR, Namespace: "a", Name: "x"}
+	had := &restoredStore{MemoryStore: NewMemoryStore(), at: time.Now().Add(-time.Hour)}
+	rec := recordOf(u)
+	rec.Scope = cmScope("")
+	rec.Sent = &Sent{ResourceVersion: u.GetResourceVersion(), Time: first}
+	had.Put(k, rec)
+	lagging := &restoredStore{MemoryStore: NewMemoryStore(), at: time.Now().Add(-time.Hour)}
+	cfg := newConfig([]config.Watch{{Resource: "configmaps", InitialList: config.InitialListEmit}}, "rec", "lagging")
+	h := startHarness(t, cfg, harnessOpts{src: src, stores: map[string]Store{"rec": had, "lagging": lagging}})
+	evs := h.sinks["lagging"].waitFor(t, "the added event on the lagging sink", func(e []*event.Event) bool { return count(e, event.Added.Type()) == 1 })
+	for _, e := range evs {
+		if e.Type == event.Added.Type() && !e.Time.Equal(first) {
+			t.Errorf("%s sent at %s by the lagging sink, first observed (and sent by the other) at %s", e.ID, e.Time, first)
+		}
+	}
+}
+
+// A checkpointed sink's delivered record keeps the time its event carried.
+func TestDeliveredRecordKeepsItsEventTime(t *testing.T) {
+	src := newFakeSource(0)
+	st := newSyncStore()
+	h := startHarness(t, newConfig([]config.Watch{{Resource: "configmaps"}}), harnessOpts{src: src, stores: map[string]Store{"rec": st}})
+	h.waitReady()
+	src.apply(cmRes.GVR, cm("a", "x", map[string]any{"v": "1"}), false)
+	evs := h.sinks["rec"].waitFor(t, "the added event", func(e []*event.Event) bool { return len(e) == 1 })
+	waitRecord(t, st, splitKey, evs[0].UID)
+	r, _ := st.Get(splitKey)
+	if r.Sent == nil || r.Sent.ResourceVersion != evs[0].ResourceVersion || !r.Sent.Time.Equal(evs[0].Time) {
+		t.Errorf("delivered record Sent=%+v, want version %s at %s", r.Sent, evs[0].ResourceVersion, evs[0].Time)
 	}
 }
 
