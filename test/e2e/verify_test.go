@@ -265,16 +265,25 @@ func streamEvents(t *testing.T, url string) []got {
 // its id with "."+change, and returns the stream's events.
 func waitStreamEvent(t *testing.T, url, uid, change string) []got {
 	t.Helper()
+	return waitStreamFor(t, url, change+" event of uid "+uid, func(e got) bool {
+		return e.UID == uid && strings.HasSuffix(e.ID, "."+change)
+	})
+}
+
+// waitStreamFor waits until the stream holds an event for which match
+// holds, and returns the stream's events.
+func waitStreamFor(t *testing.T, url, what string, match func(got) bool) []got {
+	t.Helper()
 	deadline := time.Now().Add(60 * time.Second)
 	for {
 		evs := streamEvents(t, url)
 		for _, e := range evs {
-			if e.UID == uid && strings.HasSuffix(e.ID, "."+change) {
+			if match(e) {
 				return evs
 			}
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("no %s event of uid %s in the stream:\n%s", change, uid, summary(evs))
+			t.Fatalf("no %s in the stream:\n%s", what, summary(evs))
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
@@ -340,7 +349,11 @@ func TestVerifyReportsOldIncarnationOfRecreatedName(t *testing.T) {
 		t.Fatal(err)
 	}
 	newRV := x2.GetResourceVersion()
-	evs := waitStreamEvent(t, srv.URL(), newUID, "modified")
+	// With initialList: skip the new incarnation was kubefeed's baseline:
+	// the patch is its first event (modified).
+	evs := waitStreamFor(t, srv.URL(), "event of uid "+newUID+" at resourceVersion "+newRV, func(e got) bool {
+		return e.UID == newUID && e.ResourceVersion == newRV
+	})
 	for _, e := range evs {
 		if e.UID == oldUID && strings.HasSuffix(e.ID, ".deleted") {
 			t.Fatalf("the stream holds the old incarnation's deletion, the reproduction needs it lost:\n%s", summary(evs))
