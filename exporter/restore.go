@@ -15,31 +15,42 @@ import (
 // resolved and every selector reconciled.
 type parkedRecords struct {
 	mu       sync.Mutex
-	bySink   map[*sinkRunner]map[string]time.Time // scope name -> checkpoint time
-	resolved bool                                 // every rule resolved
+	bySink   map[*sinkRunner]map[string]parkedScope // by scope name
+	resolved bool                                   // every rule resolved
+}
+
+// parkedScope is a restored scope name no current scope had: the
+// checkpoint's time, and whether a scope of that name appeared since.
+type parkedScope struct {
+	at    time.Time
+	taken bool
 }
 
 func (p *parkedRecords) park(r *sinkRunner, scope string, at time.Time) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.bySink == nil {
-		p.bySink = map[*sinkRunner]map[string]time.Time{}
+		p.bySink = map[*sinkRunner]map[string]parkedScope{}
 	}
 	if p.bySink[r] == nil {
-		p.bySink[r] = map[string]time.Time{}
+		p.bySink[r] = map[string]parkedScope{}
 	}
-	p.bySink[r][scope] = at
+	p.bySink[r][scope] = parkedScope{at: at}
 }
 
-// take removes and returns the checkpoint time of a parked scope.
+// take returns the checkpoint time of a parked scope name, to every scope
+// of that name that appears (scope names carry no version: widgets at v1
+// and at v2 are two scopes of one name), and marks it taken: its records
+// are no longer forgotten.
 func (p *parkedRecords) take(r *sinkRunner, scope string) (time.Time, bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	at, ok := p.bySink[r][scope]
+	ps, ok := p.bySink[r][scope]
 	if ok {
-		delete(p.bySink[r], scope)
+		ps.taken = true
+		p.bySink[r][scope] = ps
 	}
-	return at, ok
+	return ps.at, ok
 }
 
 func (p *parkedRecords) done() {
@@ -138,7 +149,7 @@ func (e *Exporter) forgetParked() {
 	for r, names := range bySink {
 		forgotten := 0
 		r.store.Range(func(k Key, rec Record) bool {
-			if _, ok := names[rec.Scope]; ok {
+			if ps, ok := names[rec.Scope]; ok && !ps.taken {
 				r.store.Delete(k)
 				forgotten++
 			}

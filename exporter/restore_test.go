@@ -119,3 +119,47 @@ func TestRestoredKeysDifferingOnlyByVersionOrGroupAreEachRecovered(t *testing.T)
 		t.Errorf("record of the changed widget: %+v", rec)
 	}
 }
+
+// Parked records of a scope name shared by two versions of a resource
+// (widgets at v1 and at v2, resolved one after the other, both late) go to
+// both scopes: each compares its list with the checkpoint, so a deletion
+// made while kubefeed was down is found for either version, recovered and
+// after its gap marker.
+func TestParkedRecordsGoToEveryScopeOfTheirName(t *testing.T) {
+	mk := func(version string) Resource {
+		return Resource{GVR: schema.GroupVersionResource{Group: "park.example", Version: version, Resource: "widgets"},
+			GVK: schema.GroupVersionKind{Group: "park.example", Version: version, Kind: "Widget"}, Namespaced: true}
+	}
+	v1, v2 := mk("v1"), mk("v2")
+	resolver := &fakeResolver{known: map[string]Resource{"widgets.park.example": v1, "widgets.v2.park.example": v2},
+		missing: map[string]bool{"widgets.park.example": true, "widgets.v2.park.example": true}}
+	src := newFakeSource(0)
+	st := &restoredStore{MemoryStore: NewMemoryStore(), at: time.Now().Add(-time.Hour)}
+	for _, r := range []Resource{v1, v2} {
+		u := cm("a", "gone-"+r.GVR.Version, nil)
+		u.SetAPIVersion(r.APIVersion())
+		u.SetKind("Widget")
+		u.SetUID(typesUID("uid-" + r.GVR.Version))
+		u.SetResourceVersion("7")
+		rec := recordOf(u)
+		rec.Scope = scopeID{GVR: r.GVR}.String()
+		st.Put(Key{GVR: r.GVR, Namespace: "a", Name: u.GetName()}, rec)
+	}
+	h := startHarness(t, newConfig([]config.Watch{{Resource: "widgets.park.example"}, {Resource: "widgets.v2.park.example"}}),
+		harnessOpts{src: src, resolver: resolver, stores: map[string]Store{"rec": st}})
+	resolver.waitMissed(t, 3)
+	resolver.appear("widgets.park.example")
+	h.sinks["rec"].waitFor(t, "the deletion of the v1 widget", func(e []*event.Event) bool { return count(e, event.Deleted.Type()) == 1 })
+	resolver.appear("widgets.v2.park.example")
+	evs := h.sinks["rec"].waitFor(t, "the deletion of the v2 widget", func(e []*event.Event) bool { return count(e, event.Deleted.Type()) == 2 })
+	gaps := 0
+	for _, e := range evs {
+		if e.Type == event.TypeGap {
+			gaps++
+			continue
+		}
+		if !e.Data.(*event.ChangeData).Recovered || gaps == 0 {
+			t.Errorf("%s %s: recovered=%v after %d gap markers, want recovered after its scope's gap", e.Type, e.Name, e.Data.(*event.ChangeData).Recovered, gaps)
+		}
+	}
+}

@@ -365,7 +365,7 @@ func (s *scope) prime(rt route) {
 	}
 	if rt.restoreGap != nil {
 		rt.sink.store.Range(func(k Key, rec Record) bool {
-			if rec.Scope == s.name && !isSentinel(k) {
+			if rec.Scope == s.name && k.GVR == s.id.GVR && !isSentinel(k) {
 				rt.sink.enqueue(s.itemOf(k), rt.restoreGap)
 			}
 			return true

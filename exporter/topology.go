@@ -124,7 +124,9 @@ func (e *Exporter) scopeSynced(s *scope) {
 		}
 		if rt.restoreGap != nil {
 			st.Range(func(k Key, rec Record) bool {
-				if rec.Scope == s.name && !isSentinel(k) {
+				// A scope name carries no version: the records of another
+				// version's scope are that scope's to compare.
+				if rec.Scope == s.name && k.GVR == s.id.GVR && !isSentinel(k) {
 					rt.sink.enqueue(keyItem(k), rt.restoreGap)
 				}
 				return true
