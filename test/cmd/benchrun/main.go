@@ -15,6 +15,7 @@
 //	benchrun -kafka-only -kafka 10000 [-out docs]
 //	benchrun -events-only [-out docs]    (the Events mode into an existing report)
 //	benchrun -gobench-only [-out docs]   (the in-process benchmarks into an existing report)
+//	benchrun -delete-only [-delete 10000] [-delete-runs 1] [-out docs]   (deletecollection per checkpoint mode into an existing report)
 //
 // BENCH_CPUPROFILE=dir writes a CPU profile of every agent's measured part,
 // BENCH_ALLOCPROFILE=dir what it allocated, BENCH_LATDUMP=dir each
@@ -120,6 +121,13 @@ func main() {
 		}
 		return
 	}
+	if *deleteOnly {
+		if err := runDeleteOnly(*deleteObjects, *deleteRuns, *out); err != nil {
+			fmt.Fprintln(os.Stderr, "benchrun:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if *eventsOnly {
 		if err := runEventsOnly(*n, *eventsRuns, *mem, *out); err != nil {
 			fmt.Fprintln(os.Stderr, "benchrun:", err)
@@ -151,6 +159,8 @@ type report struct {
 	Network    []netRow     `json:"network,omitempty"`
 	GoBench    string       `json:"goBench"`
 	Kafka      *kafkaReport `json:"kafka,omitempty"`
+	// Delete: one deletecollection per checkpoint mode (deletecollection.go).
+	Delete *deleteReport `json:"deletecollection,omitempty"`
 }
 
 // onlySteady: -steady-only (steadyTo: -steady-into); onlyNet: -net-only.
@@ -288,6 +298,11 @@ func run(n, runs, mem int, out string) error {
 		seq++
 		if rep.Kafka, err = measureKafka(cp, cs, ns.URL(), dir, fmt.Sprintf("k%d", seq), *kafkaObjects); err != nil {
 			return fmt.Errorf("kafka: %w", err)
+		}
+	}
+	if *deleteObjects > 0 && runs > 0 && !onlySteady && !onlyNet {
+		if rep.Delete, err = measureDeletes(e, *deleteObjects, *deleteRuns); err != nil {
+			return err
 		}
 	}
 	if steadyTo != "" {

@@ -66,6 +66,7 @@ func writeReport(rep report, out string) error {
 	}
 	writeKafkaSection(&b, rep.Kafka)
 	writeNetwork(&b, rep.Network)
+	deleteSection(&b, rep.Delete)
 	b.WriteString("## Targets\n\n| target | measured | met |\n|---|---|---|\n")
 	jsr := rep.Burst["kubefeed-jetstream"]
 	row := func(name, got string, ok bool) {

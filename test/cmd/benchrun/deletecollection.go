@@ -1,0 +1,565 @@
+package main
+
+// Deletecollection: what a checkpoint costs when one deletecollection
+// removes many objects at once. With a checkpoint, kubefeed makes a record
+// durable ahead of each send (for a deletion, the object's final state
+// marked Deleting), so that a deletion acknowledged just before a crash is
+// sent again after the restart as the same event. The real kubefeed binary
+// watches the ConfigMaps of a fresh namespace into a JetStream stream of
+// its own, with no checkpoint, a file checkpoint (bbolt) or a JetStream KV
+// checkpoint, in the same run; the objects are created while it runs (so
+// each is delivered as added and checkpointed), then deleted with one
+// DeleteCollection call, timed until the stream holds every deletion.
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/kubefeed/kubefeed/test/cluster"
+)
+
+var (
+	deleteObjects = flag.Int("delete", 10000, "ConfigMaps removed by one deletecollection, per checkpoint mode (0: skip)")
+	// One run by default: a run of the three modes takes about 2.5 minutes
+	// on the 2-core machine (the adds with a checkpoint are the slow part),
+	// so three would add over seven minutes to make bench.
+	deleteRuns = flag.Int("delete-runs", 1, "runs of the deletecollection measurement (medians are reported)")
+	deleteOnly = flag.Bool("delete-only", false, "run only the deletecollection measurement; with -out, put it into out/benchmarks.json and render the report again")
+)
+
+// deleteModes are the checkpoint modes, in the order of the report; runs
+// rotate it (see measureDeletes).
+var deleteModes = []string{"none", "file", "jetstream"}
+
+// deleteTimeout bounds each wait of one measurement (a liveness bound).
+const deleteTimeout = 5 * time.Minute
+
+// deleteReport is the deletecollection section of the report.
+type deleteReport struct {
+	Date    string `json:"date"`
+	Objects int    `json:"objects"`
+	// Rows holds each checkpoint mode's runs, run i of every mode in the
+	// same round.
+	Rows map[string][]deleteRow `json:"rows"`
+}
+
+// deleteRow is one mode's measurement in one run.
+type deleteRow struct {
+	// Seconds from the DeleteCollection call until the stream held every
+	// deletion; Rate is Objects over it.
+	Seconds float64 `json:"seconds"`
+	Rate    float64 `json:"rate"`
+	// CPUSeconds: kubefeed's user+system CPU over the same interval.
+	CPUSeconds float64 `json:"cpuSeconds"`
+	// CallSeconds: how long the DeleteCollection call itself took.
+	CallSeconds float64 `json:"callSeconds"`
+	// AddSeconds: from the first create until the stream held every added
+	// event (32 writers), for context.
+	AddSeconds float64 `json:"addSeconds"`
+	// Flushes: checkpoint flushes (kubefeed_checkpoint_flushes_total)
+	// over the deletions.
+	Flushes float64 `json:"flushes,omitempty"`
+	// CheckpointMiB: file: what kubefeed wrote to storage (write_bytes of
+	// /proc/<pid>/io); jetstream: the payloads of the KV bucket's puts and
+	// deletes, over the deletions.
+	CheckpointMiB float64 `json:"checkpointMiB,omitempty"`
+}
+
+// kubefeedBinary builds cmd/kubefeed of this checkout into dir (the go
+// build cache makes it quick when nothing changed).
+func kubefeedBinary(dir string) (string, error) {
+	bin := filepath.Join(dir, "kubefeed")
+	cmd := exec.Command("go", "build", "-o", bin, "./cmd/kubefeed")
+	cmd.Dir = cluster.RepoRoot()
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("build kubefeed: %w: %s", err, out)
+	}
+	return bin, nil
+}
+
+// measureDeletes runs every checkpoint mode runs times with n objects.
+func measureDeletes(e *env, n, runs int) (*deleteReport, error) {
+	bin, err := kubefeedBinary(e.dir)
+	if err != nil {
+		return nil, err
+	}
+	rep := &deleteReport{Date: time.Now().UTC().Format(time.RFC3339), Objects: n, Rows: map[string][]deleteRow{}}
+	seq := 0
+	for r := 0; r < runs; r++ {
+		// Each run starts at another mode, so that no mode always follows
+		// the same one (the previous run's deletions are still being
+		// compacted by etcd, its stream's files written back).
+		order := append(append([]string(nil), deleteModes[r%len(deleteModes):]...), deleteModes[:r%len(deleteModes)]...)
+		for _, mode := range order {
+			seq++
+			row, err := measureDelete(e, bin, mode, seq, n)
+			if err != nil {
+				return nil, fmt.Errorf("deletecollection %s: %w", mode, err)
+			}
+			fmt.Printf("deletecollection %-9s %d objects: %6.2f s (%5.0f/s; call %.2f s), kubefeed %.2f CPU-s, %3.0f flushes, %.1f MiB checkpoint (adds took %.1f s)\n",
+				mode, n, row.Seconds, row.Rate, row.CallSeconds, row.CPUSeconds, row.Flushes, row.CheckpointMiB, row.AddSeconds)
+			rep.Rows[mode] = append(rep.Rows[mode], row)
+		}
+	}
+	return rep, nil
+}
+
+// measureDelete is one mode's run: kubefeed started on a fresh namespace,
+// n ConfigMaps created and delivered as added, then one DeleteCollection.
+func measureDelete(e *env, bin, mode string, seq, n int) (deleteRow, error) {
+	var row deleteRow
+	ctx := context.Background()
+	ns := fmt.Sprintf("del%d-%d", time.Now().Unix()%100000, seq)
+	clusterName := fmt.Sprintf("del%d", seq) // the stream's subjects are per cluster
+	stream, bucket := fmt.Sprintf("DEL%d", seq), fmt.Sprintf("kfdel%d", seq)
+	adir := filepath.Join(e.dir, ns)
+	if err := os.MkdirAll(adir, 0o700); err != nil {
+		return row, err
+	}
+	defer os.RemoveAll(adir)
+	if err := createNS(e.cs, ns); err != nil {
+		return row, err
+	}
+	defer func() { _ = e.cs.CoreV1().Namespaces().Delete(ctx, ns, metav1.DeleteOptions{}) }()
+
+	nc, err := nats.Connect(e.ns.URL())
+	if err != nil {
+		return row, err
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return row, err
+	}
+	defer func() {
+		_ = js.DeleteStream(ctx, stream)
+		if mode == "jetstream" {
+			_ = js.DeleteKeyValue(ctx, bucket)
+		}
+	}()
+
+	var ckpt string
+	switch mode {
+	case "file":
+		ckpt = fmt.Sprintf("checkpoint:\n  file: {path: %s}\n", filepath.Join(adir, "checkpoint.db"))
+	case "jetstream":
+		ckpt = fmt.Sprintf("checkpoint:\n  jetstream: {servers: [%s], bucket: %s}\n", e.ns.URL(), bucket)
+	}
+	port, err := freeTCPPort()
+	if err != nil {
+		return row, err
+	}
+	cfg := fmt.Sprintf(`apiVersion: kubefeed.io/v1alpha1
+kind: Config
+cluster: %s
+watch:
+  - {resource: configmaps, namespaces: [%s]}
+sinks:
+  - {name: js, jetstream: {servers: [%s], stream: %s, provision: {duplicateWindow: 10m}}}
+metrics: {address: "127.0.0.1:%d"}
+%s`, clusterName, ns, e.ns.URL(), stream, port, ckpt)
+	cfgPath := filepath.Join(adir, "kubefeed.yaml")
+	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
+		return row, err
+	}
+	kf, err := startKubefeed(bin, cfgPath, e.cp.Kubeconfig())
+	if err != nil {
+		return row, err
+	}
+	defer kf.stop()
+
+	// The KV bucket's writes, counted as they are published.
+	var kvBytes atomic.Int64
+	if mode == "jetstream" {
+		sub, err := nc.Subscribe("$KV."+bucket+".>", func(m *nats.Msg) { kvBytes.Add(int64(len(m.Data))) })
+		if err != nil {
+			return row, err
+		}
+		defer sub.Unsubscribe()
+		if err := nc.Flush(); err != nil {
+			return row, err
+		}
+	}
+
+	count := func(change string) (uint64, error) {
+		st, err := js.Stream(ctx, stream)
+		if errors.Is(err, jetstream.ErrStreamNotFound) {
+			return 0, nil // not provisioned yet
+		}
+		if err != nil {
+			return 0, err
+		}
+		info, err := st.Info(ctx, jetstream.WithSubjectFilter(fmt.Sprintf("kubefeed.%s.*.*.*.%s", clusterName, change)))
+		if err != nil {
+			return 0, err
+		}
+		var c uint64
+		for _, v := range info.State.Subjects {
+			c += v
+		}
+		return c, nil
+	}
+	wait := func(change string, every time.Duration) error {
+		deadline := time.Now().Add(deleteTimeout)
+		for {
+			c, err := count(change)
+			if err != nil {
+				return err
+			}
+			if c >= uint64(n) {
+				return nil
+			}
+			if !kf.running() {
+				return fmt.Errorf("kubefeed exited with %d %s events in the stream:\n%s", c, change, kf.logTail())
+			}
+			if time.Now().After(deadline) {
+				return fmt.Errorf("%d of %d %s events in the stream after %s:\n%s", c, n, change, deleteTimeout, kf.logTail())
+			}
+			time.Sleep(every)
+		}
+	}
+
+	t0 := time.Now()
+	if err := write(e.cs, ns, n, 0); err != nil {
+		return row, err
+	}
+	if err := wait("added", 50*time.Millisecond); err != nil {
+		return row, err
+	}
+	row.AddSeconds = time.Since(t0).Seconds()
+	// Every delivered state in the checkpoint (it flushes every second),
+	// and the API server and etcd quiet again after the burst.
+	time.Sleep(2 * time.Second)
+
+	flushes0 := scrapeMetric(port, "kubefeed_checkpoint_flushes_total")
+	cpu0, err := procCPUSeconds(kf.pid())
+	if err != nil {
+		return row, err
+	}
+	io0 := procWriteBytes(kf.pid())
+	kv0 := kvBytes.Load()
+	start := time.Now()
+	type call struct {
+		took time.Duration
+		err  error
+	}
+	callDone := make(chan call, 1)
+	go func() {
+		err := e.cs.CoreV1().ConfigMaps(ns).DeleteCollection(ctx, metav1.DeleteOptions{}, metav1.ListOptions{})
+		callDone <- call{time.Since(start), err}
+	}()
+	if err := wait("deleted", 10*time.Millisecond); err != nil {
+		return row, err
+	}
+	row.Seconds = time.Since(start).Seconds()
+	cpu1, err := procCPUSeconds(kf.pid())
+	if err != nil {
+		return row, err
+	}
+	io1 := procWriteBytes(kf.pid())
+	kv1 := kvBytes.Load()
+	c := <-callDone
+	if c.err != nil {
+		return row, fmt.Errorf("deletecollection: %w", c.err)
+	}
+	row.CallSeconds = c.took.Seconds()
+	row.Rate = float64(n) / row.Seconds
+	row.CPUSeconds = cpu1 - cpu0
+	switch mode {
+	case "file":
+		row.CheckpointMiB = float64(io1-io0) / (1 << 20)
+	case "jetstream":
+		row.CheckpointMiB = float64(kv1-kv0) / (1 << 20)
+	}
+	if mode != "none" {
+		row.Flushes = scrapeMetric(port, "kubefeed_checkpoint_flushes_total") - flushes0
+	}
+	if c, err := count("deleted"); err == nil && c != uint64(n) {
+		return row, fmt.Errorf("%d deleted events in the stream for %d objects", c, n)
+	}
+	return row, nil
+}
+
+// kubefeedProc is a running `kubefeed run`.
+type kubefeedProc struct {
+	cmd  *exec.Cmd
+	logs *syncBuffer
+	done chan struct{}
+}
+
+// startKubefeed runs kubefeed and waits until it has synced its caches.
+func startKubefeed(bin, cfg, kubeconfig string) (*kubefeedProc, error) {
+	cmd := exec.Command(bin, "run", "--config", cfg, "--kubeconfig", kubeconfig, "--log-format", "console")
+	k := &kubefeedProc{cmd: cmd, logs: &syncBuffer{}, done: make(chan struct{})}
+	cmd.Stdout, cmd.Stderr = k.logs, k.logs
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	go func() { _ = cmd.Wait(); close(k.done) }()
+	deadline := time.Now().Add(time.Minute)
+	for !strings.Contains(k.logs.String(), "caches synced") {
+		if !k.running() || time.Now().After(deadline) {
+			k.stop()
+			return nil, fmt.Errorf("kubefeed did not sync its caches:\n%s", k.logTail())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return k, nil
+}
+
+func (k *kubefeedProc) pid() int { return k.cmd.Process.Pid }
+
+func (k *kubefeedProc) running() bool {
+	select {
+	case <-k.done:
+		return false
+	default:
+		return true
+	}
+}
+
+// stop sends SIGTERM and waits for the exit (SIGKILL after 30 s).
+func (k *kubefeedProc) stop() {
+	_ = k.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-k.done:
+	case <-time.After(30 * time.Second):
+		_ = k.cmd.Process.Kill()
+		<-k.done
+	}
+}
+
+func (k *kubefeedProc) logTail() string {
+	s := k.logs.String()
+	if len(s) > 4000 {
+		s = s[len(s)-4000:]
+	}
+	return s
+}
+
+// syncBuffer is a bytes.Buffer safe for a writing process and a reader.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.b.Len() > 1<<20 { // keep the last half MiB
+		tail := append([]byte(nil), s.b.Bytes()[s.b.Len()-1<<19:]...)
+		s.b.Reset()
+		s.b.Write(tail)
+	}
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func freeTCPPort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// procCPUSeconds is a process's user+system CPU time, from
+// /proc/<pid>/stat (fields 14 and 15, in clock ticks of 1/100 s).
+func procCPUSeconds(pid int) (float64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, err
+	}
+	// The command name (field 2) may hold spaces; the fields after it
+	// start at field 3.
+	s := string(b)
+	f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
+	if len(f) < 13 {
+		return 0, fmt.Errorf("/proc/%d/stat: %q", pid, s)
+	}
+	ut, err1 := strconv.ParseUint(f[11], 10, 64)
+	st, err2 := strconv.ParseUint(f[12], 10, 64)
+	if err1 != nil || err2 != nil {
+		return 0, fmt.Errorf("/proc/%d/stat: %q", pid, s)
+	}
+	return float64(ut+st) / 100, nil
+}
+
+// procWriteBytes is what a process caused to be written to storage
+// (write_bytes of /proc/<pid>/io; 0 when unavailable).
+func procWriteBytes(pid int) int64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/io", pid))
+	if err != nil {
+		return 0
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "write_bytes: "); ok {
+			n, _ := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+			return n
+		}
+	}
+	return 0
+}
+
+// scrapeMetric reads an unlabelled counter or gauge from kubefeed's
+// /metrics (0 when absent).
+func scrapeMetric(port int, name string) float64 {
+	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/metrics", port))
+	if err != nil {
+		return 0
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, name+" "); ok {
+			f, _ := strconv.ParseFloat(strings.TrimSpace(v), 64)
+			return f
+		}
+	}
+	return 0
+}
+
+// runDeleteOnly is `benchrun -delete-only`: the deletecollection
+// measurement on its own control plane, put into out/benchmarks.json
+// (when out is set) and rendered again.
+func runDeleteOnly(n, runs int, out string) error {
+	if n <= 0 {
+		return errors.New("-delete-only needs -delete N with N > 0")
+	}
+	var rep report
+	if out != "" {
+		var err error
+		if rep, err = readReport(filepath.Join(out, "benchmarks.json"), true); err != nil {
+			return err
+		}
+	}
+	e, err := startEnv()
+	if err != nil {
+		return err
+	}
+	defer e.stop()
+	if rep.Delete, err = measureDeletes(e, n, runs); err != nil {
+		return err
+	}
+	if out == "" {
+		return nil
+	}
+	if rep.Burst == nil {
+		rep.Burst = map[string][]result{}
+	}
+	return writeReport(rep, out)
+}
+
+// deleteMedian is the median of f over rows; deleteRatio the median over
+// runs of f(row) / f(the no-checkpoint row of the same run).
+func deleteMedian(rows []deleteRow, f func(deleteRow) float64) float64 {
+	var v []float64
+	for _, r := range rows {
+		v = append(v, f(r))
+	}
+	if len(v) == 0 {
+		return 0
+	}
+	sort.Float64s(v)
+	return v[len(v)/2]
+}
+
+func deleteRatio(rows, base []deleteRow, f func(deleteRow) float64) float64 {
+	var v []float64
+	for i := 0; i < min(len(rows), len(base)); i++ {
+		if d := f(base[i]); d > 0 {
+			v = append(v, f(rows[i])/d)
+		}
+	}
+	if len(v) == 0 {
+		return 0
+	}
+	sort.Float64s(v)
+	return v[len(v)/2]
+}
+
+// deleteSection writes the deletecollection section of the report.
+func deleteSection(b *strings.Builder, d *deleteReport) {
+	if d == nil || len(d.Rows["none"]) == 0 {
+		return
+	}
+	runsNote := "One run of each mode (`-delete-runs 1`; three take over seven minutes here): a single run on this shared machine is noisy."
+	if runs := len(d.Rows["none"]); runs > 1 {
+		runsNote = fmt.Sprintf("Medians of %d runs; a ratio is the median of the runs' own ratios to the no-checkpoint row, each run starting at another mode.", runs)
+	}
+	fmt.Fprintf(b, "## Deletecollection of %s ConfigMaps\n\n", thousands(d.Objects))
+	fmt.Fprintf(b, "Measured %s. The real kubefeed binary watches a fresh namespace into a JetStream stream of its own (embedded nats-server), with no checkpoint, a file checkpoint (bbolt) or a JetStream KV checkpoint (a bucket on the same server), each in turn in the same run. "+
+		"%s ~1 KiB ConfigMaps are created while it runs (32 writers) and delivered as added; two seconds later one DeleteCollection call removes them all, timed until the stream holds every deletion. "+
+		"With a checkpoint, kubefeed makes a record durable before each send (for a deletion, the object's final state marked Deleting), so that a deletion acknowledged just before a crash is sent again after the restart as the same event. "+
+		"CPU is kubefeed's process (utime+stime) over the same interval; nats-server, which also stores the KV bucket, runs in benchrun and is not counted. "+
+		"%s\n\n", d.Date, thousands(d.Objects), runsNote)
+	b.WriteString("| checkpoint | s to deliver all deletions | s of it after the call returned | deletions/s | × none | kubefeed CPU s | × none | checkpoint flushes | checkpoint MiB written |\n|---|---|---|---|---|---|---|---|---|\n")
+	base := d.Rows["none"]
+	secs := func(r deleteRow) float64 { return r.Seconds }
+	rate := func(r deleteRow) float64 { return r.Rate }
+	cpu := func(r deleteRow) float64 { return r.CPUSeconds }
+	after := func(r deleteRow) float64 { return max(r.Seconds-r.CallSeconds, 0) }
+	for _, m := range deleteModes {
+		rs := d.Rows[m]
+		if len(rs) == 0 {
+			continue
+		}
+		fl, mib := "–", "–"
+		if m != "none" {
+			fl = fmt.Sprintf("%.0f", deleteMedian(rs, func(r deleteRow) float64 { return r.Flushes }))
+			mib = fmt.Sprintf("%.1f", deleteMedian(rs, func(r deleteRow) float64 { return r.CheckpointMiB }))
+		}
+		fmt.Fprintf(b, "| %s | %.2f | %.2f | %.0f/s | %.2f | %.2f | %.2f | %s | %s |\n", m, deleteMedian(rs, secs), deleteMedian(rs, after), deleteMedian(rs, rate), deleteRatio(rs, base, rate),
+			deleteMedian(rs, cpu), deleteRatio(rs, base, cpu), fl, mib)
+	}
+	kept := ""
+	if deleteMedian(base, after) < 0.5 {
+		kept = " Without a checkpoint kubefeed keeps up with the call, so that row's rate is the API server's, which moves from run to run: the CPU column and the trailing seconds show the checkpoint's cost more steadily than the rate ratio."
+	}
+	lo, hi := 0.0, 0.0
+	for _, rs := range d.Rows {
+		for _, r := range rs {
+			if lo == 0 || r.CallSeconds < lo {
+				lo = r.CallSeconds
+			}
+			hi = max(hi, r.CallSeconds)
+		}
+	}
+	fmt.Fprintf(b, "\nThe API server deletes the objects one by one inside the call, and the watch carries each deletion as it is made: the first column includes the API server's own pace (the call took %.1f–%.1f s in these runs), the second is how long kubefeed's deliveries trailed the call's return.%s "+
+		"Checkpoint MiB: for the file, what kubefeed wrote to storage (`write_bytes`, whole bbolt pages); for JetStream, the payloads of the bucket's puts and deletes.\n\n", lo, hi, kept)
+}
+
+// thousands writes n with a comma every three digits.
+func thousands(n int) string {
+	s := strconv.Itoa(n)
+	for i := len(s) - 3; i > 0; i -= 3 {
+		s = s[:i] + "," + s[i:]
+	}
+	return s
+}
