@@ -3,7 +3,6 @@ package exporter
 import (
 	"context"
 	"errors"
-	"fmt"
 	"time"
 
 	"go.uber.org/zap"
@@ -253,30 +252,6 @@ func deletionRules(rules []*rule, delivered int, final *unstructured.Unstructure
 	return rules
 }
 
-// writeAhead makes durable, before out is sent to a checkpointed sink,
-// the record that lets a restart send the same events again rather than
-// others: a kubefeed killed after the sink got them but before their
-// delivered state was written would otherwise not know the object (and
-// miss its deletion), infer a deletion it already sent under another id,
-// or send a change again with another time.
-func (r *sinkRunner) writeAhead(ctx context.Context, k Key, last *Record, out outcome) error {
-	sy, ok := r.store.(Syncer)
-	if !ok {
-		return nil
-	}
-	rec := ahead(last, out)
-	if rec == nil {
-		return nil
-	}
-	r.store.Put(k, *rec)
-	sctx, cancel := context.WithTimeout(ctx, syncTimeout)
-	defer cancel()
-	if err := sy.Sync(sctx); err != nil {
-		return fmt.Errorf("checkpoint before sending %s: %w", k, err)
-	}
-	return nil
-}
-
 // ahead is the record to write before out is sent (nil: none): for the
 // deletion of the incarnation the sink holds, that incarnation's final
 // state marked Deleting; for an object new to the sink (or offered again),
@@ -334,6 +309,13 @@ type delivery struct {
 	// again: only the deletions of a replaced incarnation were sent; the
 	// key is queued again for the new one.
 	again bool
+	// ahead, for a checkpointed sink, is the record made durable before
+	// the events are sent (nil: none), so that a kubefeed killed after the
+	// sink got them but before their delivered state was written sends the
+	// same events again rather than others: it would otherwise not know an
+	// object the sink holds (and miss its deletion), infer a deletion it
+	// already sent under another id, or send a change with another time.
+	ahead *Record
 }
 
 // prepare plans what to send for k. A gap marker that must precede the
@@ -373,10 +355,11 @@ func (r *sinkRunner) prepare(ctx context.Context, it item) (*delivery, error) {
 			return nil, err
 		}
 	}
-	if err := r.writeAhead(ctx, k, last, out); err != nil {
-		return nil, err
+	d := &delivery{it: it, cur: cur, snap: snap, out: out, again: again}
+	if writesAhead {
+		d.ahead = ahead(last, out)
 	}
-	return &delivery{it: it, cur: cur, snap: snap, out: out, again: again}, nil
+	return d, nil
 }
 
 // replacesIncarnation reports whether out sends a new incarnation of an
@@ -418,6 +401,18 @@ func (r *sinkRunner) againGap(d *delivery) *gap {
 // AsyncSink, else by a blocking Send.
 func (r *sinkRunner) send(ctx context.Context, d *delivery, sd *sendDeadline) {
 	r.inflight.Add(1)
+	if d.ahead != nil && len(d.out.events) > 0 {
+		// Written ahead: sent by the committer once durable.
+		r.store.Put(d.it.key(), *d.ahead)
+		r.sendAfterCommit(ctx, d)
+		return
+	}
+	r.dispatch(ctx, d, sd)
+}
+
+// dispatch is send once the item is counted in flight (and, for a
+// checkpointed sink, its record written ahead is durable).
+func (r *sinkRunner) dispatch(ctx context.Context, d *delivery, sd *sendDeadline) {
 	events := d.out.events
 	if len(events) == 0 {
 		r.complete(ctx, d, nil)

@@ -168,7 +168,7 @@ func TestAudit6PlanAsBefore(t *testing.T) {
 			recovered := rng.IntN(3) == 0
 			k := Key{GVR: res.GVR, Namespace: "ns", Name: "n"}
 			want := oldPlan6(newOrigin("clu"), k, last, attempted, c, tomb, recovered, now)
-			got := plan(newOrigin("clu"), k, last, attempted, c, tomb, recovered, fixedTime(now), true)
+			got := plan(newOrigin("clu"), k, last, attempted, c, tomb, recovered, fixedTime(now), false)
 			where := fmt.Sprintf("%s #%d (last %+v, attempted %+v, cur %v, tomb %v)", res.GVR, i, last, attempted, cur, tomb)
 			compareOutcome6(t, where, got, want)
 			for _, ch := range got.changes {
