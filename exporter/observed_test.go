@@ -1,6 +1,9 @@
 package exporter
 
 import (
+	"strconv"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -84,5 +87,76 @@ func TestObservationsPruneOnlyWhatNoSinkNeeds(t *testing.T) {
 	}
 	if _, ok := o.shard(youngKey).m[youngKey]; !ok {
 		t.Error("a key observed just now (about to be queued) was pruned")
+	}
+}
+
+// Handlers' observations, observers' questions and pruning, run
+// concurrently (under -race), keep what a sink has pending and drop the
+// rest.
+func TestObservationsConcurrentObservePruneKeepPendingKeys(t *testing.T) {
+	observationsConcurrently(t, false)
+}
+
+// observationsConcurrently runs handlers' observations and observers'
+// questions on 16 keys (8 pending) against pruning; with agree, every
+// time returned for a pending key's version must be the first one
+// returned for it.
+func observationsConcurrently(t *testing.T, agree bool) {
+	var clock atomic.Int64
+	clock.Store(time.Unix(1000, 0).UnixNano())
+	o := newObservations(func() time.Time { return time.Unix(0, clock.Add(int64(time.Millisecond))) })
+	keys := make([]item, 16)
+	for i := range keys {
+		keys[i] = keyItem(Key{GVR: cmRes.GVR, Namespace: "a", Name: "k" + strconv.Itoa(i)})
+	}
+	pending := func(it item) bool { return it.name < "k8" } // k0..k7 and k1x
+	var mu sync.Mutex
+	first := map[string]time.Time{}
+	var wg sync.WaitGroup
+	for w := 0; w < 8; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < 2000; i++ {
+				it := keys[(w+i)%len(keys)]
+				rv := strconv.Itoa(i % observationsPerKey)
+				var at time.Time
+				if i%2 == 0 {
+					at = o.observe(it, "u", rv, false, time.Unix(0, clock.Add(int64(time.Millisecond))))
+				} else {
+					at = o.forKey(it).at("u", rv, false)
+				}
+				if !agree || !pending(it) {
+					continue
+				}
+				id := it.name + "/" + rv
+				mu.Lock()
+				if f, ok := first[id]; !ok {
+					first[id] = at
+				} else if !f.Equal(at) {
+					t.Errorf("%s: %s, first %s", id, at, f)
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for i := 0; i < 200; i++ {
+			o.prune(pending, 0)
+		}
+	}()
+	wg.Wait()
+	clock.Add(int64(time.Hour))
+	o.prune(pending, time.Second)
+	for _, it := range keys {
+		s := o.shard(it)
+		s.mu.Lock()
+		_, kept := s.m[it]
+		s.mu.Unlock()
+		if kept != pending(it) {
+			t.Errorf("%s kept=%v, pending=%v", it.name, kept, pending(it))
+		}
 	}
 }
