@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"sync"
 	"time"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -56,6 +57,13 @@ func parseKey(s string) (exporter.Key, error) {
 	return exporter.Key{GVR: schema.GroupVersionResource{Group: p[0], Version: p[1], Resource: p[2]}, Namespace: p[3], Name: p[4]}, nil
 }
 
+// gzipWriters are reused: a new flate compressor allocates about a
+// megabyte of tables, per record written.
+var gzipWriters = sync.Pool{New: func() any {
+	zw, _ := gzip.NewWriterLevel(nil, gzip.BestSpeed) // a valid level: no error
+	return zw
+}}
+
 // encodeRecord returns what is kept at rest for r: its uid, version and
 // scope, and with keepState its state as its rule redacts it
 // (r.Redact.Object), never the raw one.
@@ -70,15 +78,15 @@ func encodeRecord(r exporter.Record, keepState bool) ([]byte, error) {
 			obj = r.Redact.Object(obj)
 		}
 		var buf bytes.Buffer
-		zw, err := gzip.NewWriterLevel(&buf, gzip.BestSpeed)
+		zw := gzipWriters.Get().(*gzip.Writer)
+		zw.Reset(&buf)
+		err := json.NewEncoder(zw).Encode(obj)
+		if err == nil {
+			err = zw.Close()
+		}
+		gzipWriters.Put(zw)
 		if err != nil {
-			return nil, fmt.Errorf("compress checkpoint state: %w", err)
-		}
-		if err := json.NewEncoder(zw).Encode(obj); err != nil {
 			return nil, fmt.Errorf("encode checkpoint state: %w", err)
-		}
-		if err := zw.Close(); err != nil {
-			return nil, fmt.Errorf("compress checkpoint state: %w", err)
 		}
 		s.State = buf.Bytes()
 	}
