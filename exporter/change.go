@@ -17,6 +17,10 @@ type change struct {
 	// rule is the index+1 of the rule that delivered the object being
 	// deleted (deleted only; 0: unknown).
 	rule int
+	// replay, on a modification sent again after a restart, is what it
+	// carried the first time (Record.Sent): its patch is sent again rather
+	// than diffed anew.
+	replay *Sent
 }
 
 // tombstone is the final state of a deleted object as the informer saw it.

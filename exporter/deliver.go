@@ -8,6 +8,7 @@ import (
 	"go.uber.org/zap"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
+	"github.com/kubefeed/kubefeed/exporter/diff"
 	"github.com/kubefeed/kubefeed/exporter/event"
 	"github.com/kubefeed/kubefeed/filters"
 	"github.com/kubefeed/kubefeed/sinks"
@@ -123,6 +124,10 @@ type shownChange struct {
 	uid, rv          string
 	time             time.Time
 	recoveredInEvent bool
+	// patch and changedPaths, of a modification, are what its event
+	// carried.
+	patch        []diff.Op
+	changedPaths []string
 }
 
 // plan decides what to send for one key: a pure function of the sink's
@@ -172,6 +177,9 @@ func plan(o origin, k Key, last *Record, attempted *Record, cur current, tomb *t
 		var at time.Time
 		if s, ok := last.sent(m.uid, m.resourceVersion, del); ok {
 			at, c.recovered = s.Time, s.Recovered
+			if c.kind == event.Modified && s.Patch != nil {
+				c.replay = s
+			}
 		} else {
 			at = obs.at(m.uid, m.resourceVersion, del)
 		}
@@ -183,7 +191,11 @@ func plan(o origin, k Key, last *Record, attempted *Record, cur current, tomb *t
 			if ev != nil {
 				out.events = append(out.events, ev)
 				if ahead {
-					out.shown = append(out.shown, shownChange{c: c, rule: rl, redact: rl.redactor(cur.res), uid: m.uid, rv: m.resourceVersion, time: at, recoveredInEvent: c.recovered})
+					sc := shownChange{c: c, rule: rl, redact: rl.redactor(cur.res), uid: m.uid, rv: m.resourceVersion, time: at, recoveredInEvent: c.recovered}
+					if cd, ok := ev.Data.(*event.ChangeData); ok && c.kind == event.Modified {
+						sc.patch, sc.changedPaths = cd.Patch, cd.ChangedPaths
+					}
+					out.shown = append(out.shown, sc)
 				}
 				if c.kind != event.Deleted {
 					delivering = rl
@@ -285,6 +297,10 @@ func ahead(last *Record, out outcome) *Record {
 	case mod != nil && last != nil && last.UID == mod.uid:
 		rec := *last
 		rec.Sent = sentOf(mod)
+		rec.Sent.Patch, rec.Sent.ChangedPaths = mod.patch, mod.changedPaths
+		if rec.Sent.Patch == nil {
+			rec.Sent.Patch = []diff.Op{} // sent without a patch: sent so again
+		}
 		return &rec
 	}
 	return nil

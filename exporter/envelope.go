@@ -28,7 +28,14 @@ func render(o origin, res Resource, key Key, c change, m objMeta, r *rule, now t
 	in := filters.Input{Type: eventType(c.kind), Object: c.obj.Object}
 	var visible []diff.Op
 	red := r.redactor(res)
-	if c.kind == event.Modified && c.prev.Object != nil {
+	if c.kind == event.Modified && c.replay != nil {
+		// Sent before a restart: the same patch again (redacted already).
+		visible = c.replay.Patch
+		if c.prev.Object != nil {
+			in.OldObject = c.prev.Object.Object
+		}
+		in.ChangedPaths = c.replay.ChangedPaths
+	} else if c.kind == event.Modified && c.prev.Object != nil {
 		cur := c.obj.Object
 		if c.prev.AtRest {
 			// The base is what the sink was sent, redacted: compare like
@@ -57,9 +64,12 @@ func render(o origin, res Resource, key Key, c change, m objMeta, r *rule, now t
 	if c.kind == event.Modified {
 		data.PreviousResourceVersion = c.prev.ResourceVersion
 		if visible != nil {
-			data.Patch = red.Ops(visible)
+			data.Patch = visible
+			if c.replay == nil {
+				data.Patch = red.Ops(visible)
+			}
 			data.ChangedPaths = in.ChangedPaths
-			if r.cfg.OldObject {
+			if r.cfg.OldObject && c.prev.Object != nil {
 				data.OldObject = red.Object(withTypeMeta(c.prev.Object, res))
 			}
 		}

@@ -37,12 +37,14 @@ type observation struct {
 	at      int64 // unix nanos
 	// touched is when the entry was made, for pruning.
 	touched int64
+	// sticky: restored, and its key not yet seen pending (prune).
+	sticky bool
 }
 
 // observationsPerKey bounds what is kept of one key: the versions that
 // sinks may still render at once (a lagging informer's, an incarnation
 // being retracted while its successor is added, a deletion).
-const observationsPerKey = 4
+const observationsPerKey = 16
 
 // observations holds, for keys that some sink may still render, when each
 // of their recent versions was first observed: by a handler (the watch
@@ -83,23 +85,44 @@ func (o *observations) shard(it item) *obsShard {
 }
 
 // observe notes that (uid, rv, deleted) of it was observed at t, unless an
-// observation of it at t or earlier is known, and returns the time that
-// stands.
+// observation of it is known, and returns the time that stands: the first
+// one noted, which a sink may have sent already.
 func (o *observations) observe(it item, uid, rv string, deleted bool, t time.Time) time.Time {
+	return o.note(it, uid, rv, deleted, t, false)
+}
+
+// restored notes a time a previous run sent (Record.Sent): it predates
+// anything this run observed, and is kept until the key is seen live (a
+// scope that appears late, a list that takes long), or an hour.
+func (o *observations) restored(it item, uid, rv string, deleted bool, t time.Time) {
+	o.note(it, uid, rv, deleted, t, true)
+}
+
+func (o *observations) note(it item, uid, rv string, deleted bool, t time.Time, restored bool) time.Time {
 	s := o.shard(it)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	list := s.m[it]
+	if !restored {
+		// The key is seen live: what was restored for it is pruned as
+		// any observation is from now on.
+		for i := range list {
+			list[i].sticky = false
+		}
+	}
 	for i := range list {
 		e := &list[i]
 		if e.uid == uid && e.rv == rv && e.deleted == deleted {
-			if t.UnixNano() < e.at {
-				e.at = t.UnixNano()
+			if restored && t.UnixNano() < e.at {
+				e.at, e.sticky = t.UnixNano(), true
+			}
+			if !restored {
+				e.touched = o.now().UnixNano()
 			}
 			return time.Unix(0, e.at).UTC()
 		}
 	}
-	e := observation{uid: uid, rv: rv, deleted: deleted, at: t.UnixNano(), touched: o.now().UnixNano()}
+	e := observation{uid: uid, rv: rv, deleted: deleted, at: t.UnixNano(), touched: o.now().UnixNano(), sticky: restored}
 	if len(list) >= observationsPerKey {
 		copy(list, list[1:])
 		list[len(list)-1] = e
@@ -117,20 +140,37 @@ func (o *observations) forKey(it item) observer { return observer{o: o, it: it} 
 // they are older than minAge (an entry made by a handler just before it
 // queued the key, or seeded by a restore before the key was queued, is
 // kept).
+//
+// A restored entry (sticky) is kept until its key is seen live, or for
+// restoredFor: its key is queued only once its scope lists, which may be
+// much later (a CRD installed late).
 func (o *observations) prune(pendingAnywhere func(item) bool, minAge time.Duration) {
-	cut := o.now().Add(-minAge).UnixNano()
+	now := o.now()
+	cut, stickyCut := now.Add(-minAge).UnixNano(), now.Add(-restoredFor).UnixNano()
 	for i := range o.shards {
 		s := &o.shards[i]
 		s.mu.Lock()
 		for it, list := range s.m {
-			if list[len(list)-1].touched > cut || pendingAnywhere(it) {
+			if pendingAnywhere(it) {
+				for j := range list {
+					list[j].sticky = false
+				}
 				continue
 			}
-			delete(s.m, it)
+			keep := false
+			for _, e := range list {
+				keep = keep || e.touched > cut || (e.sticky && e.touched > stickyCut)
+			}
+			if !keep {
+				delete(s.m, it)
+			}
 		}
 		s.mu.Unlock()
 	}
 }
+
+// restoredFor bounds how long a restored time waits for its key.
+const restoredFor = time.Hour
 
 func (o *observations) len() int {
 	n := 0

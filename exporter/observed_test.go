@@ -21,9 +21,15 @@ func TestObservationsFirstObservationStands(t *testing.T) {
 	if got := o.observe(it, "u", "5", false, t0.Add(time.Second)); !got.Equal(t0) {
 		t.Errorf("a later observation moved the time to %s", got)
 	}
-	// An earlier one (a restored record's) replaces it.
+	// A live observation with an earlier clock reading (taken before, but
+	// noted after) does not move it: a sink may have sent it.
+	if got := o.observe(it, "u", "5", false, t0.Add(-time.Second)); !got.Equal(t0) {
+		t.Errorf("an earlier live observation moved the time to %s", got)
+	}
+	// A restored record's time (a previous run sent it) replaces it.
 	early := t0.Add(-time.Minute)
-	if got := o.observe(it, "u", "5", false, early); !got.Equal(early) {
+	o.restored(it, "u", "5", false, early)
+	if got := o.observe(it, "u", "5", false, now); !got.Equal(early) {
 		t.Errorf("a restored earlier time did not stand: %s", got)
 	}
 	// The deletion of a version, another uid and another version are
@@ -158,5 +164,58 @@ func observationsConcurrently(t *testing.T, agree bool) {
 		if kept != pending(it) {
 			t.Errorf("%s kept=%v, pending=%v", it.name, kept, pending(it))
 		}
+	}
+}
+
+// A time handed to a sink stands. A worker that sees a
+// version in the cache before its handler ran renders it with its clock
+// (t1); the handler, whose clock reading (t0) came just before the
+// worker's but which took the shard's lock after it, must not move the
+// time another sink renders next.
+func TestObservationsTimeHandedToASinkStands(t *testing.T) {
+	t0 := time.Unix(100, 0)
+	t1 := t0.Add(36 * time.Nanosecond)
+	o := newObservations(func() time.Time { return t1 })
+	it := keyItem(Key{GVR: cmRes.GVR, Namespace: "a", Name: "x"})
+	// Sink one's worker renders the version, then its handler notes it,
+	// then sink two renders it.
+	sent := o.forKey(it).at("u", "5", false)
+	o.observe(it, "u", "5", false, t0)
+	if again := o.forKey(it).at("u", "5", false); !again.Equal(sent) {
+		t.Errorf("sink one sent the version at %s, sink two at %s", sent.Format(time.RFC3339Nano), again.Format(time.RFC3339Nano))
+	}
+}
+
+// Observers of keys that some sink has pending, asked concurrently with
+// handlers' observations and pruning, all see the first time returned for
+// each version.
+func TestObservationsConcurrentObserversAgree(t *testing.T) {
+	observationsConcurrently(t, true)
+}
+
+// A restored time waits for its key past the usual age (a scope that lists
+// late), and is pruned as usual once the key was seen live.
+func TestObservationsRestoredTimeWaitsForItsKey(t *testing.T) {
+	now := time.Unix(1000, 0)
+	o := newObservations(func() time.Time { return now })
+	late := keyItem(Key{GVR: cmRes.GVR, Namespace: "a", Name: "late"})
+	seen := keyItem(Key{GVR: cmRes.GVR, Namespace: "a", Name: "seen"})
+	o.restored(late, "u1", "1", false, time.Unix(1, 0))
+	o.restored(seen, "u2", "1", true, time.Unix(2, 0))
+	now = now.Add(time.Minute)
+	o.observe(seen, "u2", "1", true, now) // the worker infers the deletion
+	now = now.Add(time.Minute)
+	none := func(item) bool { return false }
+	o.prune(none, 5*time.Second)
+	if _, ok := o.shard(late).m[late]; !ok {
+		t.Error("a restored time whose key was not seen yet was pruned")
+	}
+	if _, ok := o.shard(seen).m[seen]; ok {
+		t.Error("a restored time whose key was seen and finished was kept")
+	}
+	now = now.Add(restoredFor)
+	o.prune(none, 5*time.Second)
+	if o.len() != 0 {
+		t.Errorf("%d keys kept past restoredFor", o.len())
 	}
 }

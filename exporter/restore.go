@@ -86,7 +86,7 @@ func (e *Exporter) restore() {
 			if rec.Sent != nil {
 				// A change perhaps sent just before the previous run
 				// ended: sent again, on every sink, with its time.
-				e.observed.observe(keyItem(k), rec.UID, rec.Sent.ResourceVersion, rec.Deleting, rec.Sent.Time)
+				e.observed.restored(keyItem(k), rec.UID, rec.Sent.ResourceVersion, rec.Deleting, rec.Sent.Time)
 			}
 			return true
 		})

@@ -7,6 +7,7 @@ import (
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
+	"github.com/kubefeed/kubefeed/exporter/diff"
 	"github.com/kubefeed/kubefeed/filters"
 )
 
@@ -59,6 +60,11 @@ type Sent struct {
 	ResourceVersion string
 	Time            time.Time
 	Recovered       bool
+	// Patch and ChangedPaths, of a modification, are what it carried
+	// (redacted): a restart cannot diff again what the sink was sent, its
+	// base rests redacted, where a changed value hides behind a marker.
+	Patch        []diff.Op
+	ChangedPaths []string
 }
 
 // sent reports the change a record was written ahead of, when it is the

@@ -137,6 +137,12 @@ func (r *Redactor) replace(v any) any {
 	if r.key == nil {
 		return RedactedMarker
 	}
+	if s, ok := v.(string); ok && isHashed(s) {
+		// Already redacted (a state a checkpoint kept, a patch of such
+		// states): hashing it again would make one value two, and a
+		// change sent again after a restart another event.
+		return s
+	}
 	var b []byte
 	if s, ok := v.(string); ok {
 		b = []byte(s)
@@ -145,7 +151,27 @@ func (r *Redactor) replace(v any) any {
 	}
 	m := hmac.New(sha256.New, r.key)
 	m.Write(b)
-	return "hmac-sha256:" + hex.EncodeToString(m.Sum(nil))[:32]
+	return hashedPrefix + hex.EncodeToString(m.Sum(nil))[:32]
+}
+
+// hashedPrefix and hashedLen are the shape of a hashed value.
+const (
+	hashedPrefix = "hmac-sha256:"
+	hashedLen    = len(hashedPrefix) + 32
+)
+
+// isHashed reports whether s is a value as replace hashes it: the prefix
+// and 32 lowercase hex digits.
+func isHashed(s string) bool {
+	if len(s) != hashedLen || s[:len(hashedPrefix)] != hashedPrefix {
+		return false
+	}
+	for i := len(hashedPrefix); i < len(s); i++ {
+		if c := s[i]; (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return false
+		}
+	}
+	return true
 }
 
 // sameRef reports whether a walk returned its input unchanged.

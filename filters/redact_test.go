@@ -2,6 +2,7 @@ package filters
 
 import (
 	"encoding/json"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -77,4 +78,30 @@ func TestRedactUncomparableValues(t *testing.T) {
 		t.Errorf("redacted: %s", got)
 	}
 	_ = r.Ops([]diff.Op{{Op: "add", Path: "/labels", Value: map[string]string{"x": "y"}}, {Op: "add", Path: "/finalize", Value: []string{"c"}}})
+}
+
+// Redacting what is already redacted changes nothing: a state a checkpoint
+// kept, redacted, and redacted again when it is sent after a restart,
+// shows the value it showed the first time. A value that only looks like a
+// hash in part is hashed.
+func TestRedactAlreadyRedactedIsUnchanged(t *testing.T) {
+	for _, key := range [][]byte{nil, []byte("key")} {
+		r := NewRedactor(Patterns{MustPattern("/data/*")}, key)
+		once := r.Object(map[string]any{"data": map[string]any{"pw": "hunter2", "n": int64(9007199254740993)}})
+		twice := r.Object(once)
+		if !reflect.DeepEqual(once, twice) {
+			t.Errorf("key %q: redacted %v, again %v", key, once, twice)
+		}
+		ops := []diff.Op{{Op: diff.OpReplace, Path: "/data/pw", Value: once["data"].(map[string]any)["pw"]}}
+		if again := r.Ops(ops); !reflect.DeepEqual(again, ops) {
+			t.Errorf("key %q: redacted ops %v, again %v", key, ops, again)
+		}
+	}
+	r := NewRedactor(Patterns{MustPattern("/data/*")}, []byte("key"))
+	for _, v := range []string{"hmac-sha256:", "hmac-sha256:0123456789abcdef0123456789ABCDEF", "hmac-sha256:0123456789abcdef0123456789abcdef0", "xmac-sha256:0123456789abcdef0123456789abcdef"} {
+		got := r.Object(map[string]any{"data": map[string]any{"pw": v}})["data"].(map[string]any)["pw"]
+		if got == v {
+			t.Errorf("%q was not hashed", v)
+		}
+	}
 }

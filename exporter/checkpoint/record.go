@@ -15,6 +15,7 @@ import (
 	utiljson "k8s.io/apimachinery/pkg/util/json"
 
 	"github.com/kubefeed/kubefeed/exporter"
+	"github.com/kubefeed/kubefeed/exporter/diff"
 )
 
 // recordFormat is the format of the records this version writes:
@@ -42,6 +43,9 @@ type stored struct {
 	SentRV        string `json:"sv,omitempty"`
 	SentTime      int64  `json:"st,omitempty"`
 	SentRecovered bool   `json:"sr,omitempty"`
+	// A modification's patch and changed paths, as sent (redacted).
+	SentPatch json.RawMessage `json:"sp,omitempty"`
+	SentPaths []string        `json:"sc,omitempty"`
 }
 
 // keyString encodes a key as "group/version/resource/namespace/name".
@@ -71,6 +75,13 @@ func encodeRecord(r exporter.Record, keepState bool) ([]byte, error) {
 	s := stored{Format: recordFormat, UID: r.UID, RV: r.ResourceVersion, Scope: r.Scope, Provisional: r.Provisional, Deleting: r.Deleting}
 	if r.Sent != nil {
 		s.SentRV, s.SentTime, s.SentRecovered = r.Sent.ResourceVersion, r.Sent.Time.UnixNano(), r.Sent.Recovered
+		if r.Sent.Patch != nil {
+			p, err := json.Marshal(r.Sent.Patch)
+			if err != nil {
+				return nil, fmt.Errorf("encode checkpoint patch: %w", err)
+			}
+			s.SentPatch, s.SentPaths = p, r.Sent.ChangedPaths
+		}
 	}
 	if keepState && r.Object != nil {
 		obj := r.Object.Object
@@ -107,7 +118,15 @@ func decodeRecord(b []byte) (r exporter.Record, legacy bool, err error) {
 	}
 	r = exporter.Record{UID: s.UID, ResourceVersion: s.RV, Scope: s.Scope, Provisional: s.Provisional, Deleting: s.Deleting}
 	if s.SentRV != "" {
-		r.Sent = &exporter.Sent{ResourceVersion: s.SentRV, Time: time.Unix(0, s.SentTime).UTC(), Recovered: s.SentRecovered}
+		r.Sent = &exporter.Sent{ResourceVersion: s.SentRV, Time: time.Unix(0, s.SentTime).UTC(), Recovered: s.SentRecovered, ChangedPaths: s.SentPaths}
+		if len(s.SentPatch) > 0 {
+			if err := json.Unmarshal(s.SentPatch, &r.Sent.Patch); err != nil {
+				return exporter.Record{}, false, fmt.Errorf("bad checkpoint patch: %w", err)
+			}
+			if r.Sent.Patch == nil {
+				r.Sent.Patch = []diff.Op{}
+			}
+		}
 	}
 	if len(s.State) > 0 {
 		zr, err := gzip.NewReader(bytes.NewReader(s.State))

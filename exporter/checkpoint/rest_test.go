@@ -14,6 +14,7 @@ import (
 
 	"github.com/kubefeed/kubefeed/exporter"
 	"github.com/kubefeed/kubefeed/exporter/config"
+	"github.com/kubefeed/kubefeed/exporter/diff"
 	"github.com/kubefeed/kubefeed/filters"
 	"github.com/kubefeed/kubefeed/test/natstest"
 )
@@ -297,5 +298,65 @@ func TestDeletionWrittenAheadIsRestoredAsWritten(t *testing.T) {
 	assertRedactedState(t, r, ok)
 	if !r.Deleting || r.Provisional || r.Sent == nil || r.Sent.ResourceVersion != "42" || !r.Sent.Time.Equal(sentAt) || !r.Sent.Recovered {
 		t.Errorf("restored Deleting=%v Provisional=%v Sent=%+v, want Deleting and Sent{42 %s true}", r.Deleting, r.Provisional, r.Sent, sentAt)
+	}
+}
+
+// A legacy record's state (which may hold what its rule redacts) Put
+// again unchanged, as a record written ahead of a modification carries the
+// delivered state on, is still written without it; a new state is written
+// as its rule redacts it.
+func TestLegacyStatePutAgainUnchangedRestsWithoutIt(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "cp.db")
+	writeLegacy(t, path)
+	f, err := OpenFile(path, true, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := f.Store("audit")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, ok := s.Get(secretKey)
+	if !ok || r.Object == nil {
+		t.Fatalf("legacy record not restored: %+v", r)
+	}
+	r.Sent = &exporter.Sent{ResourceVersion: "43", Time: time.Unix(1, 0), Patch: []diff.Op{}}
+	s.Put(secretKey, r)
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	for bucket, kv := range boltValues(t, path) {
+		for k, v := range kv {
+			assertNoSecret(t, bucket+" "+k, plain(t, v))
+		}
+	}
+}
+
+// What a record written ahead of a modification keeps of its patch comes
+// back as it was sent: integers beyond 2^53, nulls, keys with '/' and '~'.
+func TestSentPatchRoundTrip(t *testing.T) {
+	ops := []diff.Op{
+		{Op: diff.OpReplace, Path: "/spec/big", Value: int64(9007199254740993)},
+		{Op: diff.OpAdd, Path: "/spec/a~1b~0c", Value: nil},
+		{Op: diff.OpAdd, Path: "/spec/m", Value: map[string]any{"x": 1.5, "y": []any{"<b>", int64(-9007199254740993)}}},
+		{Op: diff.OpRemove, Path: "/spec/gone"},
+	}
+	b, err := encodeRecord(exporter.Record{UID: "u", ResourceVersion: "1", Sent: &exporter.Sent{ResourceVersion: "2", Time: time.Unix(5, 6), Patch: ops, ChangedPaths: []string{"/spec/big"}}}, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, _, err := decodeRecord(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, _ := json.Marshal(ops)
+	got, _ := json.Marshal(r.Sent.Patch)
+	if !bytes.Equal(want, got) || len(r.Sent.ChangedPaths) != 1 || !r.Sent.Time.Equal(time.Unix(5, 6)) {
+		t.Errorf("sent patch %s, want %s; %+v", got, want, r.Sent)
+	}
+	// A modification sent without a patch keeps an empty one, not none.
+	b, _ = encodeRecord(exporter.Record{UID: "u", ResourceVersion: "1", Sent: &exporter.Sent{ResourceVersion: "2", Patch: []diff.Op{}}}, false)
+	if r, _, _ = decodeRecord(b); r.Sent == nil || r.Sent.Patch == nil {
+		t.Errorf("an empty patch came back as none: %+v", r.Sent)
 	}
 }

@@ -66,13 +66,20 @@ func newStore() *Store {
 // Get returns the record of k.
 func (s *Store) Get(k exporter.Key) (exporter.Record, bool) { return s.mem.Get(k) }
 
-// Put records an acknowledged delivery.
+// Put records an acknowledged delivery, or a record written ahead of a
+// send. A record restored from a legacy one whose state is Put again
+// unchanged (a record written ahead carries the delivered state on) is
+// still written without it: that state may hold what its rule redacts.
 func (s *Store) Put(k exporter.Key, r exporter.Record) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.legacy[k] {
+		if old, ok := s.mem.Get(k); !ok || old.Object != r.Object {
+			delete(s.legacy, k)
+		}
+	}
 	s.mem.Put(k, r)
 	s.dirty[k] = true
-	delete(s.legacy, k)
 }
 
 // Delete forgets k.
