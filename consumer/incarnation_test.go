@@ -4,8 +4,8 @@ import (
 	"reflect"
 	"testing"
 
-	"github.com/kubefeed/kubefeed/exporter/diff"
-	"github.com/kubefeed/kubefeed/exporter/event"
+	"github.com/kubefeed/kubefeed/event"
+	"github.com/kubefeed/kubefeed/jsonpatch"
 )
 
 // recoveredChange is change with data.recovered set, as kubefeed sends what
@@ -42,7 +42,7 @@ func TestIncarnationsHoldEveryUndeletedUID(t *testing.T) {
 		{"a lost deletion: the name re-created, the new one modified", func(t *testing.T) []*Event {
 			return []*Event{
 				change(t, event.Added, oldV1, "", nil, ""),
-				change(t, event.Modified, newV2, "20", []diff.Op{{Op: "replace", Path: "/data/v", Value: "new2"}}, ""),
+				change(t, event.Modified, newV2, "20", []jsonpatch.Op{{Op: "replace", Path: "/data/v", Value: "new2"}}, ""),
 			}
 		}, "new", []string{"new@21", "old@10"}},
 		{"a lost deletion: the new one added", func(t *testing.T) []*Event {
@@ -57,7 +57,7 @@ func TestIncarnationsHoldEveryUndeletedUID(t *testing.T) {
 		{"a shadowed incarnation keeps its own changes", func(t *testing.T) []*Event {
 			return []*Event{
 				change(t, event.Added, newV1, "", nil, ""), change(t, event.Added, oldV1, "", nil, ""),
-				change(t, event.Modified, oldV2, "10", []diff.Op{{Op: "replace", Path: "/data/v", Value: "old2"}}, ""),
+				change(t, event.Modified, oldV2, "10", []jsonpatch.Op{{Op: "replace", Path: "/data/v", Value: "old2"}}, ""),
 			}
 		}, "new", []string{"new@20", "old@11"}},
 		{"a uid change in order: the old deleted, then the new added", func(t *testing.T) []*Event {

@@ -10,9 +10,9 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/kubefeed/kubefeed/event"
 	"github.com/kubefeed/kubefeed/exporter/config"
-	"github.com/kubefeed/kubefeed/exporter/diff"
-	"github.com/kubefeed/kubefeed/exporter/event"
+	"github.com/kubefeed/kubefeed/jsonpatch"
 	jssink "github.com/kubefeed/kubefeed/sinks/jetstream"
 	"github.com/kubefeed/kubefeed/test/natstest"
 )
@@ -34,7 +34,7 @@ func sinkFor(t *testing.T, url, cluster, mode string) *jssink.Sink {
 	return s
 }
 
-func producerEvent(cluster string, c event.Change, obj map[string]any, prev string, patch []diff.Op) *event.Event {
+func producerEvent(cluster string, c event.Change, obj map[string]any, prev string, patch []jsonpatch.Op) *event.Event {
 	md := obj["metadata"].(map[string]any)
 	uid, rv, name := md["uid"].(string), md["resourceVersion"].(string), md["name"].(string)
 	return &event.Event{
@@ -78,7 +78,7 @@ func TestReadJetStream(t *testing.T) {
 		DataContentType: event.DataContentType, Cluster: "test", Resource: "configmaps", Namespace: "shop",
 		Data: &event.GapData{Scope: "configmaps -n shop", Reason: "restart"}}
 	send(structured, producerEvent("test", event.Added, v1, "", nil), g)
-	send(binary, producerEvent("test", event.Modified, v2, "10", []diff.Op{{Op: "replace", Path: "/data/a", Value: "2"}}))
+	send(binary, producerEvent("test", event.Modified, v2, "10", []jsonpatch.Op{{Op: "replace", Path: "/data/a", Value: "2"}}))
 	send(elsewhere, producerEvent("other", event.Added, db, "", nil)) // another cluster: filtered out
 	// A re-send after JetStream's duplicate window: a duplicate by id only.
 	again, _ := event.Marshal(producerEvent("test", event.Added, v1, "", nil))

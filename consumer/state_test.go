@@ -7,8 +7,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/kubefeed/kubefeed/exporter/diff"
-	"github.com/kubefeed/kubefeed/exporter/event"
+	"github.com/kubefeed/kubefeed/event"
+	"github.com/kubefeed/kubefeed/jsonpatch"
 )
 
 // cmObj is a ConfigMap at a version, as data.object carries it.
@@ -22,7 +22,7 @@ func cmObj(name, uid, rv string, data map[string]any) map[string]any {
 
 // change builds an event exactly as kubefeed encodes it, and decodes it as a
 // consumer reads it.
-func change(t *testing.T, c event.Change, obj map[string]any, prev string, patch []diff.Op, truncated string) *Event {
+func change(t *testing.T, c event.Change, obj map[string]any, prev string, patch []jsonpatch.Op, truncated string) *Event {
 	t.Helper()
 	md := obj["metadata"].(map[string]any)
 	uid, rv := md["uid"].(string), md["resourceVersion"].(string)
@@ -65,9 +65,9 @@ func TestApply(t *testing.T) {
 	v2 := cmObj("web", "u1", "11", map[string]any{"a": "2"})
 	v3 := cmObj("web", "u1", "12", map[string]any{"a": "3", "b": "x"})
 	other := cmObj("web", "u2", "20", map[string]any{"new": "incarnation"})
-	patch12 := []diff.Op{{Op: "replace", Path: "/data/a", Value: "2"}}
+	patch12 := []jsonpatch.Op{{Op: "replace", Path: "/data/a", Value: "2"}}
 	// A patch whose result differs from data.object shows which one Apply took.
-	marker := []diff.Op{{Op: "replace", Path: "/data/a", Value: "from-patch"}}
+	marker := []jsonpatch.Op{{Op: "replace", Path: "/data/a", Value: "from-patch"}}
 	for _, tc := range []struct {
 		name   string
 		events func(t *testing.T) []*Event
@@ -135,7 +135,7 @@ func TestApply(t *testing.T) {
 		{
 			name: "a patch that does not apply falls back to data.object",
 			events: func(t *testing.T) []*Event {
-				bad := []diff.Op{{Op: "remove", Path: "/data/missing"}}
+				bad := []jsonpatch.Op{{Op: "remove", Path: "/data/missing"}}
 				return []*Event{change(t, event.Added, v1, "", nil, ""), change(t, event.Modified, v2, "10", bad, "")}
 			},
 			want: v2, uid: "u1", stats: Stats{Applied: 2, Rebased: 1},
@@ -225,7 +225,7 @@ func TestApplyKeepsBigIntegersNullsAndEscapedKeys(t *testing.T) {
 	v1["spec"] = map[string]any{"big": json.Number("9007199254740993"), "a/b~c": "old", "gone": "x"}
 	v2 := cmObj("web", "u1", "11", map[string]any{"a": "1"})
 	v2["spec"] = map[string]any{"big": json.Number("9007199254740995"), "a/b~c": "new", "gone": nil}
-	patch := []diff.Op{
+	patch := []jsonpatch.Op{
 		{Op: "replace", Path: "/spec/a~1b~0c", Value: "new"},
 		{Op: "replace", Path: "/spec/big", Value: json.Number("9007199254740995")},
 		{Op: "replace", Path: "/spec/gone"}, // kubefeed omits a null value
@@ -311,7 +311,7 @@ func TestDecodeBinary(t *testing.T) {
 
 func TestConstantsMatchTheProducer(t *testing.T) {
 	if TypeGap != event.TypeGap || TypePrefix != event.TypePrefix || Added != string(event.Added) || Modified != string(event.Modified) || Deleted != string(event.Deleted) {
-		t.Fatal("consumer constants differ from exporter/event")
+		t.Fatal("consumer constants differ from package event")
 	}
 }
 
@@ -337,7 +337,7 @@ func TestApplyObjectNearOneMiB(t *testing.T) {
 	s := New(Options{})
 	for _, e := range []*Event{
 		change(t, event.Added, v1, "", nil, ""),
-		change(t, event.Modified, v2, "10", []diff.Op{{Op: "replace", Path: "/data/n", Value: "2"}}, ""),
+		change(t, event.Modified, v2, "10", []jsonpatch.Op{{Op: "replace", Path: "/data/n", Value: "2"}}, ""),
 	} {
 		if err := s.Apply(e); err != nil {
 			t.Fatal(err)
@@ -366,14 +366,14 @@ func TestApplyInterleavedIncarnations(t *testing.T) {
 		{"the old incarnation's events arrive after the new one's", func(t *testing.T) []*Event {
 			return []*Event{
 				change(t, event.Added, newV1, "", nil, ""), change(t, event.Added, oldV1, "", nil, ""),
-				change(t, event.Modified, oldV2, "10", []diff.Op{{Op: "replace", Path: "/data/v", Value: "old2"}}, ""),
+				change(t, event.Modified, oldV2, "10", []jsonpatch.Op{{Op: "replace", Path: "/data/v", Value: "old2"}}, ""),
 				change(t, event.Deleted, oldV2, "", nil, ""),
 			}
 		}, newV1},
 		{"the new one changes while the old one is shadowed", func(t *testing.T) []*Event {
 			return []*Event{
 				change(t, event.Added, newV1, "", nil, ""), change(t, event.Added, oldV1, "", nil, ""),
-				change(t, event.Modified, newV2, "20", []diff.Op{{Op: "replace", Path: "/data/v", Value: "new2"}}, ""),
+				change(t, event.Modified, newV2, "20", []jsonpatch.Op{{Op: "replace", Path: "/data/v", Value: "new2"}}, ""),
 				change(t, event.Deleted, oldV1, "", nil, ""),
 			}
 		}, newV2},

@@ -12,9 +12,9 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 
+	"github.com/kubefeed/kubefeed/event"
 	"github.com/kubefeed/kubefeed/exporter/config"
-	"github.com/kubefeed/kubefeed/exporter/diff"
-	"github.com/kubefeed/kubefeed/exporter/event"
+	"github.com/kubefeed/kubefeed/jsonpatch"
 	"github.com/kubefeed/kubefeed/sinks"
 )
 
@@ -58,8 +58,8 @@ func BenchmarkDiffPod(b *testing.B) {
 	a, c := pod("p", 1), pod("p", 2)
 	b.ReportAllocs()
 	for b.Loop() {
-		ops := diff.Diff(a.Object, c.Object)
-		_ = diff.ChangedPaths(ops)
+		ops := jsonpatch.Diff(a.Object, c.Object)
+		_ = jsonpatch.ChangedPaths(ops)
 	}
 }
 

@@ -12,8 +12,8 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 
+	"github.com/kubefeed/kubefeed/event"
 	"github.com/kubefeed/kubefeed/exporter/config"
-	"github.com/kubefeed/kubefeed/exporter/event"
 	"github.com/kubefeed/kubefeed/sinks"
 )
 

@@ -3,8 +3,8 @@ package exporter
 import (
 	"testing"
 
+	"github.com/kubefeed/kubefeed/event"
 	"github.com/kubefeed/kubefeed/exporter/config"
-	"github.com/kubefeed/kubefeed/exporter/event"
 )
 
 // A paged initial list (1,200 objects in pages of 500) is the initial

@@ -8,9 +8,9 @@ import (
 	"go.uber.org/zap"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
-	"github.com/kubefeed/kubefeed/exporter/diff"
-	"github.com/kubefeed/kubefeed/exporter/event"
+	"github.com/kubefeed/kubefeed/event"
 	"github.com/kubefeed/kubefeed/filters"
+	"github.com/kubefeed/kubefeed/jsonpatch"
 	"github.com/kubefeed/kubefeed/sinks"
 )
 
@@ -126,7 +126,7 @@ type shownChange struct {
 	recoveredInEvent bool
 	// patch and changedPaths, of a modification, are what its event
 	// carried.
-	patch        []diff.Op
+	patch        []jsonpatch.Op
 	changedPaths []string
 }
 
@@ -299,7 +299,7 @@ func ahead(last *Record, out outcome) *Record {
 		rec.Sent = sentOf(mod)
 		rec.Sent.Patch, rec.Sent.ChangedPaths = mod.patch, mod.changedPaths
 		if rec.Sent.Patch == nil {
-			rec.Sent.Patch = []diff.Op{} // sent without a patch: sent so again
+			rec.Sent.Patch = []jsonpatch.Op{} // sent without a patch: sent so again
 		}
 		return &rec
 	}

@@ -6,8 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kubefeed/kubefeed/event"
 	"github.com/kubefeed/kubefeed/exporter/config"
-	"github.com/kubefeed/kubefeed/exporter/event"
 )
 
 // gateSink holds every publish until release is closed, then acks at once.

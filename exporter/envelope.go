@@ -6,9 +6,9 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/types"
 
-	"github.com/kubefeed/kubefeed/exporter/diff"
-	"github.com/kubefeed/kubefeed/exporter/event"
+	"github.com/kubefeed/kubefeed/event"
 	"github.com/kubefeed/kubefeed/filters"
+	"github.com/kubefeed/kubefeed/jsonpatch"
 )
 
 func typesUID(s string) types.UID { return types.UID(s) }
@@ -26,7 +26,7 @@ func render(o origin, res Resource, key Key, c change, m objMeta, r *rule, now t
 		return nil, nil
 	}
 	in := filters.Input{Type: eventType(c.kind), Object: c.obj.Object}
-	var visible []diff.Op
+	var visible []jsonpatch.Op
 	red := r.redactor(res)
 	if c.kind == event.Modified && c.replay != nil {
 		// Sent before a restart: the same patch again (redacted already).
@@ -49,10 +49,10 @@ func render(o origin, res Resource, key Key, c change, m objMeta, r *rule, now t
 			}
 			// A redacted value may have changed while kubefeed was down:
 			// nothing visible differs, but the consumer learns the version.
-			visible = []diff.Op{}
+			visible = []jsonpatch.Op{}
 		}
 		in.OldObject = c.prev.Object.Object
-		in.ChangedPaths = diff.ChangedPaths(visible)
+		in.ChangedPaths = jsonpatch.ChangedPaths(visible)
 	}
 	if ok, err := r.admit.Match(in); !ok || err != nil {
 		return nil, err

@@ -7,7 +7,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/kubefeed/kubefeed/exporter/event"
+	"github.com/kubefeed/kubefeed/event"
 )
 
 // Gap reasons.

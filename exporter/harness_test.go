@@ -19,8 +19,8 @@ import (
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/metadata"
 
+	"github.com/kubefeed/kubefeed/event"
 	"github.com/kubefeed/kubefeed/exporter/config"
-	"github.com/kubefeed/kubefeed/exporter/event"
 	"github.com/kubefeed/kubefeed/sinks"
 )
 

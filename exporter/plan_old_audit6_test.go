@@ -12,9 +12,9 @@ import (
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
-	"github.com/kubefeed/kubefeed/exporter/diff"
-	"github.com/kubefeed/kubefeed/exporter/event"
+	"github.com/kubefeed/kubefeed/event"
 	"github.com/kubefeed/kubefeed/filters"
+	"github.com/kubefeed/kubefeed/jsonpatch"
 )
 
 func oldPlan6(o origin, k Key, last *Record, attempted *Record, cur current, tomb *tombstone, recovered bool, now time.Time) outcome {
@@ -88,7 +88,7 @@ func oldRender6(o origin, res Resource, key Key, c change, r *rule, now time.Tim
 		return nil, nil
 	}
 	in := filters.Input{Type: eventType(c.kind), Object: c.obj.Object}
-	var visible []diff.Op
+	var visible []jsonpatch.Op
 	red := r.redactor(res)
 	if c.kind == event.Modified && c.prev.Object != nil {
 		cur := c.obj.Object
@@ -104,10 +104,10 @@ func oldRender6(o origin, res Resource, key Key, c change, r *rule, now time.Tim
 			}
 			// A redacted value may have changed while kubefeed was down:
 			// nothing visible differs, but the consumer learns the version.
-			visible = []diff.Op{}
+			visible = []jsonpatch.Op{}
 		}
 		in.OldObject = c.prev.Object.Object
-		in.ChangedPaths = diff.ChangedPaths(visible)
+		in.ChangedPaths = jsonpatch.ChangedPaths(visible)
 	}
 	if ok, err := r.admit.Match(in); !ok || err != nil {
 		return nil, err

@@ -3,8 +3,8 @@ package exporter
 import (
 	"testing"
 
+	"github.com/kubefeed/kubefeed/event"
 	"github.com/kubefeed/kubefeed/exporter/config"
-	"github.com/kubefeed/kubefeed/exporter/event"
 )
 
 // Reserve keeps every record, and makes room only when asked for more

@@ -9,10 +9,10 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/kubefeed/kubefeed/event"
 	"github.com/kubefeed/kubefeed/exporter/config"
-	"github.com/kubefeed/kubefeed/exporter/diff"
-	"github.com/kubefeed/kubefeed/exporter/event"
 	"github.com/kubefeed/kubefeed/filters"
+	"github.com/kubefeed/kubefeed/jsonpatch"
 )
 
 // rule is one compiled watch entry of the config.
@@ -119,8 +119,8 @@ func (r *rule) redactor(res Resource) *filters.Redactor {
 // Since a suppressed status change leaves the consumer with an older status,
 // a rule that ignores status-only changes carries any status change as one
 // op on /status as a whole, which applies whatever status the consumer holds.
-func (r *rule) visibleOps(old, new map[string]any, red *filters.Redactor) []diff.Op {
-	o := diff.Options{Ignore: r.ignore}
+func (r *rule) visibleOps(old, new map[string]any, red *filters.Redactor) []jsonpatch.Op {
+	o := jsonpatch.Options{Ignore: r.ignore}
 	if ps := red.Patterns(); len(ps) > 0 {
 		o.Opaque = ps
 	}
@@ -143,8 +143,8 @@ func isStatus(path string) bool { return path == "/status" || strings.HasPrefix(
 
 // wholeStatus replaces the ops on /status and below by one add (or remove)
 // of the projected /status of new.
-func wholeStatus(ops []diff.Op, o diff.Options, new map[string]any) []diff.Op {
-	out := make([]diff.Op, 0, len(ops))
+func wholeStatus(ops []jsonpatch.Op, o jsonpatch.Options, new map[string]any) []jsonpatch.Op {
+	out := make([]jsonpatch.Op, 0, len(ops))
 	done := false
 	for _, op := range ops {
 		if !isStatus(op.Path) {
@@ -157,9 +157,9 @@ func wholeStatus(ops []diff.Op, o diff.Options, new map[string]any) []diff.Op {
 		done = true
 		proj, _ := o.Project(new).(map[string]any)
 		if st, ok := proj["status"]; ok {
-			out = append(out, diff.Op{Op: diff.OpAdd, Path: "/status", Value: st})
+			out = append(out, jsonpatch.Op{Op: jsonpatch.OpAdd, Path: "/status", Value: st})
 		} else {
-			out = append(out, diff.Op{Op: diff.OpRemove, Path: "/status"})
+			out = append(out, jsonpatch.Op{Op: jsonpatch.OpRemove, Path: "/status"})
 		}
 	}
 	return out

@@ -6,13 +6,13 @@ import (
 	"testing"
 	"time"
 
-	jsonpatch "github.com/evanphx/json-patch/v5"
+	evanphx "github.com/evanphx/json-patch/v5"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 
+	"github.com/kubefeed/kubefeed/event"
 	"github.com/kubefeed/kubefeed/exporter/config"
-	"github.com/kubefeed/kubefeed/exporter/diff"
-	"github.com/kubefeed/kubefeed/exporter/event"
+	"github.com/kubefeed/kubefeed/jsonpatch"
 )
 
 func testRule(t *testing.T, w config.Watch) *rule {
@@ -79,7 +79,7 @@ func consume(t *testing.T, r *rule, res Resource, versions ...string) []string {
 			t.Fatal(err)
 		}
 		patches = append(patches, string(sent.Data.Patch))
-		patch, err := jsonpatch.DecodePatch(sent.Data.Patch)
+		patch, err := evanphx.DecodePatch(sent.Data.Patch)
 		if err != nil {
 			t.Fatalf("version %d: patch %s: %v", i, sent.Data.Patch, err)
 		}
@@ -92,7 +92,7 @@ func consume(t *testing.T, r *rule, res Resource, versions ...string) []string {
 		if err := json.Unmarshal(out, &held); err != nil {
 			t.Fatal(err)
 		}
-		o := diff.Options{Ignore: r.ignore}
+		o := jsonpatch.Options{Ignore: r.ignore}
 		if ops := o.Diff(held, sent.Data.Object); len(ops) != 0 {
 			got, _ := json.Marshal(ops)
 			t.Fatalf("version %d: patch %s left the consumer with %s; it differs from data.object by %s", i, sent.Data.Patch, out, got)

@@ -8,8 +8,8 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"github.com/kubefeed/kubefeed/event"
 	"github.com/kubefeed/kubefeed/exporter/config"
-	"github.com/kubefeed/kubefeed/exporter/event"
 )
 
 // Rules join and leave a running scope as a namespace selector's reconcile

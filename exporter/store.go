@@ -7,8 +7,8 @@ import (
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
-	"github.com/kubefeed/kubefeed/exporter/diff"
 	"github.com/kubefeed/kubefeed/filters"
+	"github.com/kubefeed/kubefeed/jsonpatch"
 )
 
 // Record is what was last delivered to a sink for one object.
@@ -63,7 +63,7 @@ type Sent struct {
 	// Patch and ChangedPaths, of a modification, are what it carried
 	// (redacted): a restart cannot diff again what the sink was sent, its
 	// base rests redacted, where a changed value hides behind a marker.
-	Patch        []diff.Op
+	Patch        []jsonpatch.Op
 	ChangedPaths []string
 }
 

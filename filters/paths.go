@@ -4,10 +4,10 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/kubefeed/kubefeed/exporter/diff"
+	"github.com/kubefeed/kubefeed/jsonpatch"
 )
 
-var _ diff.Matcher = Patterns(nil)
+var _ jsonpatch.Matcher = Patterns(nil)
 
 // Pattern is a JSON pointer whose segments may be "*" (any one segment). A
 // pattern also matches everything below the path it names.
@@ -77,7 +77,7 @@ func (ps Patterns) Match(path string) bool {
 }
 
 // MatchTokens reports whether a pattern matches the path of the unescaped
-// tokens or a path above it (diff.Matcher).
+// tokens or a path above it (jsonpatch.Matcher).
 func (ps Patterns) MatchTokens(segs []string) bool {
 	for _, p := range ps {
 		if p.matchSegs(segs) {
@@ -88,7 +88,7 @@ func (ps Patterns) MatchTokens(segs []string) bool {
 }
 
 // BelowTokens reports whether some pattern names a path strictly below the
-// path of the unescaped tokens (diff.Matcher).
+// path of the unescaped tokens (jsonpatch.Matcher).
 func (ps Patterns) BelowTokens(segs []string) bool {
 	for _, p := range ps {
 		if len(p.segs) <= len(segs) {

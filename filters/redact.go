@@ -8,7 +8,7 @@ import (
 	"reflect"
 	"strconv"
 
-	"github.com/kubefeed/kubefeed/exporter/diff"
+	"github.com/kubefeed/kubefeed/jsonpatch"
 )
 
 // RedactedMarker replaces redacted values when no hash key is set.
@@ -44,7 +44,7 @@ func (r *Redactor) Object(obj map[string]any) map[string]any {
 	return out
 }
 
-// Patterns returns what r redacts, for diff.Options.Opaque: a patch for a
+// Patterns returns what r redacts, for jsonpatch.Options.Opaque: a patch for a
 // redacted object must not address paths below a redacted value, which the
 // consumer holds as a marker or hash. Nil for a nil Redactor.
 func (r *Redactor) Patterns() Patterns {
@@ -57,18 +57,18 @@ func (r *Redactor) Patterns() Patterns {
 // Ops returns the patch with values at or below redacted paths replaced, at
 // leaf granularity: an op whose value is a map or array holding redacted
 // paths carries it with those values replaced, everything else kept.
-// Applied to r.Object(old), a patch from diff.Options{Opaque:
+// Applied to r.Object(old), a patch from jsonpatch.Options{Opaque:
 // r.Patterns()}.Diff(old, new) yields r.Object(new). An op below a redacted
 // path (from a diff without Opaque) has its whole value replaced. Remove ops
 // and null values pass unchanged: a null reveals nothing, and Object keeps
 // it too.
-func (r *Redactor) Ops(ops []diff.Op) []diff.Op {
+func (r *Redactor) Ops(ops []jsonpatch.Op) []jsonpatch.Op {
 	if r == nil {
 		return ops
 	}
-	var out []diff.Op
+	var out []jsonpatch.Op
 	for i, op := range ops {
-		if op.Op == diff.OpRemove {
+		if op.Op == jsonpatch.OpRemove {
 			continue
 		}
 		segs := splitPointer(op.Path)
@@ -77,7 +77,7 @@ func (r *Redactor) Ops(ops []diff.Op) []diff.Op {
 			continue
 		}
 		if out == nil {
-			out = append([]diff.Op(nil), ops...)
+			out = append([]jsonpatch.Op(nil), ops...)
 		}
 		out[i].Value = nv
 	}

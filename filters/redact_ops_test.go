@@ -6,9 +6,9 @@ import (
 	"strings"
 	"testing"
 
-	jsonpatch "github.com/evanphx/json-patch/v5"
+	evanphx "github.com/evanphx/json-patch/v5"
 
-	"github.com/kubefeed/kubefeed/exporter/diff"
+	"github.com/kubefeed/kubefeed/jsonpatch"
 )
 
 func mustJSON(t *testing.T, v any) string {
@@ -27,35 +27,35 @@ func TestRedactOps(t *testing.T) {
 	for _, tc := range []struct {
 		name     string
 		patterns Patterns
-		ops      []diff.Op
+		ops      []jsonpatch.Op
 		want     string // with the marker; every "<redacted>" becomes a hash with a key
 	}{
 		{"whole data map added", SecretPaths,
-			[]diff.Op{{Op: "add", Path: "/data", Value: map[string]any{"k": "c2VjcmV0", "j": "b3RoZXI="}}},
+			[]jsonpatch.Op{{Op: "add", Path: "/data", Value: map[string]any{"k": "c2VjcmV0", "j": "b3RoZXI="}}},
 			`[{"op":"add","path":"/data","value":{"j":"<redacted>","k":"<redacted>"}}]`},
 		{"one key replaced", SecretPaths,
-			[]diff.Op{{Op: "replace", Path: "/data/k", Value: "bmV3"}},
+			[]jsonpatch.Op{{Op: "replace", Path: "/data/k", Value: "bmV3"}},
 			`[{"op":"replace","path":"/data/k","value":"<redacted>"}]`},
 		{"null values are kept, not dropped", SecretPaths,
-			[]diff.Op{{Op: "replace", Path: "/data/k", Value: nil}, {Op: "add", Path: "/data", Value: nil}, {Op: "add", Path: "/data", Value: map[string]any{"k": nil, "j": "x"}}},
+			[]jsonpatch.Op{{Op: "replace", Path: "/data/k", Value: nil}, {Op: "add", Path: "/data", Value: nil}, {Op: "add", Path: "/data", Value: map[string]any{"k": nil, "j": "x"}}},
 			`[{"op":"replace","path":"/data/k","value":null},{"op":"add","path":"/data","value":null},{"op":"add","path":"/data","value":{"j":"<redacted>","k":null}}]`},
 		{"remove passes", SecretPaths,
-			[]diff.Op{{Op: "remove", Path: "/data/k"}, {Op: "remove", Path: "/data"}},
+			[]jsonpatch.Op{{Op: "remove", Path: "/data/k"}, {Op: "remove", Path: "/data"}},
 			`[{"op":"remove","path":"/data/k"},{"op":"remove","path":"/data"}]`},
 		{"whole object as a value", SecretPaths,
-			[]diff.Op{{Op: "add", Path: "/metadata", Value: map[string]any{"annotations": map[string]any{"kubectl.kubernetes.io/last-applied-configuration": `{"data":{}}`, "team": "shop"}}}},
+			[]jsonpatch.Op{{Op: "add", Path: "/metadata", Value: map[string]any{"annotations": map[string]any{"kubectl.kubernetes.io/last-applied-configuration": `{"data":{}}`, "team": "shop"}}}},
 			`[{"op":"add","path":"/metadata","value":{"annotations":{"kubectl.kubernetes.io/last-applied-configuration":"<redacted>","team":"shop"}}}]`},
 		{"escaped key in the path", SecretPaths,
-			[]diff.Op{{Op: "replace", Path: "/metadata/annotations/kubectl.kubernetes.io~1last-applied-configuration", Value: "{}"}},
+			[]jsonpatch.Op{{Op: "replace", Path: "/metadata/annotations/kubectl.kubernetes.io~1last-applied-configuration", Value: "{}"}},
 			`[{"op":"replace","path":"/metadata/annotations/kubectl.kubernetes.io~1last-applied-configuration","value":"<redacted>"}]`},
 		{"arrays of maps inside the value", envs,
-			[]diff.Op{{Op: "add", Path: "/spec/containers", Value: []any{map[string]any{"name": "c", "env": []any{map[string]any{"name": "A", "value": "pw"}, map[string]any{"name": "B"}}}}}},
+			[]jsonpatch.Op{{Op: "add", Path: "/spec/containers", Value: []any{map[string]any{"name": "c", "env": []any{map[string]any{"name": "A", "value": "pw"}, map[string]any{"name": "B"}}}}}},
 			`[{"op":"add","path":"/spec/containers","value":[{"env":[{"name":"A","value":"<redacted>"},{"name":"B"}],"name":"c"}]}]`},
 		{"array element added", envs,
-			[]diff.Op{{Op: "add", Path: "/spec/containers/0/env/3", Value: map[string]any{"name": "A", "value": map[string]any{"x": int64(1)}}}},
+			[]jsonpatch.Op{{Op: "add", Path: "/spec/containers/0/env/3", Value: map[string]any{"name": "A", "value": map[string]any{"x": int64(1)}}}},
 			`[{"op":"add","path":"/spec/containers/0/env/3","value":{"name":"A","value":"<redacted>"}}]`},
 		{"other paths untouched", SecretPaths,
-			[]diff.Op{{Op: "replace", Path: "/type", Value: "Opaque"}, {Op: "add", Path: "/metadata/labels", Value: map[string]any{"data": "x"}}},
+			[]jsonpatch.Op{{Op: "replace", Path: "/type", Value: "Opaque"}, {Op: "add", Path: "/metadata/labels", Value: map[string]any{"data": "x"}}},
 			`[{"op":"replace","path":"/type","value":"Opaque"},{"op":"add","path":"/metadata/labels","value":{"data":"x"}}]`},
 	} {
 		for _, key := range [][]byte{nil, []byte("key")} {
@@ -110,7 +110,7 @@ func TestRedactPatchFidelity(t *testing.T) {
 	ps := append(append(Patterns{}, SecretPaths...), MustPattern("/spec/secret"))
 	for _, key := range [][]byte{nil, []byte("key")} {
 		r := NewRedactor(ps, key)
-		o := diff.Options{Opaque: r.Patterns()}
+		o := jsonpatch.Options{Opaque: r.Patterns()}
 		held := r.Object(versions[0])
 		for i := 1; i < len(versions); i++ {
 			ops := r.Ops(o.Diff(versions[i-1], versions[i]))
@@ -120,7 +120,7 @@ func TestRedactPatchFidelity(t *testing.T) {
 					t.Fatalf("key %q, version %d: patch %s holds %s", key, i, pj, plain)
 				}
 			}
-			patch, err := jsonpatch.DecodePatch([]byte(pj))
+			patch, err := evanphx.DecodePatch([]byte(pj))
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -6,7 +6,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/kubefeed/kubefeed/exporter/diff"
+	"github.com/kubefeed/kubefeed/jsonpatch"
 )
 
 func TestRedactSecret(t *testing.T) {
@@ -33,7 +33,7 @@ func TestRedactSecret(t *testing.T) {
 	if after, _ := json.Marshal(secret); string(after) != string(before) {
 		t.Errorf("the input was modified")
 	}
-	ops := []diff.Op{
+	ops := []jsonpatch.Op{
 		{Op: "replace", Path: "/data/password", Value: "bmV3"},
 		{Op: "add", Path: "/data", Value: map[string]any{"k": "c2VjcmV0"}},
 		{Op: "replace", Path: "/metadata/labels/x", Value: "visible"},
@@ -77,7 +77,7 @@ func TestRedactUncomparableValues(t *testing.T) {
 	if got, _ := json.Marshal(out); strings.Contains(string(got), "aHVudGVyMg==") || !strings.Contains(string(got), `"team":"shop"`) || !strings.Contains(string(got), `["a","b"]`) {
 		t.Errorf("redacted: %s", got)
 	}
-	_ = r.Ops([]diff.Op{{Op: "add", Path: "/labels", Value: map[string]string{"x": "y"}}, {Op: "add", Path: "/finalize", Value: []string{"c"}}})
+	_ = r.Ops([]jsonpatch.Op{{Op: "add", Path: "/labels", Value: map[string]string{"x": "y"}}, {Op: "add", Path: "/finalize", Value: []string{"c"}}})
 }
 
 // Redacting what is already redacted changes nothing: a state a checkpoint
@@ -92,7 +92,7 @@ func TestRedactAlreadyRedactedIsUnchanged(t *testing.T) {
 		if !reflect.DeepEqual(once, twice) {
 			t.Errorf("key %q: redacted %v, again %v", key, once, twice)
 		}
-		ops := []diff.Op{{Op: diff.OpReplace, Path: "/data/pw", Value: once["data"].(map[string]any)["pw"]}}
+		ops := []jsonpatch.Op{{Op: jsonpatch.OpReplace, Path: "/data/pw", Value: once["data"].(map[string]any)["pw"]}}
 		if again := r.Ops(ops); !reflect.DeepEqual(again, ops) {
 			t.Errorf("key %q: redacted ops %v, again %v", key, ops, again)
 		}

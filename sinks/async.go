@@ -3,7 +3,7 @@ package sinks
 import (
 	"context"
 
-	"github.com/kubefeed/kubefeed/exporter/event"
+	"github.com/kubefeed/kubefeed/event"
 )
 
 // AsyncSink is a Sink that keeps a window of sends in flight: the exporter

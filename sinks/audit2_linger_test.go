@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/kubefeed/kubefeed/exporter/event"
+	"github.com/kubefeed/kubefeed/event"
 )
 
 // A window smaller than lingerFull that is full ends the linger: nothing

@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/kubefeed/kubefeed/exporter/event"
+	"github.com/kubefeed/kubefeed/event"
 )
 
 type okSink struct{ sent, closed atomic.Int64 }

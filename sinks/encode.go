@@ -6,7 +6,7 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/kubefeed/kubefeed/exporter/event"
+	"github.com/kubefeed/kubefeed/event"
 )
 
 // Content modes.

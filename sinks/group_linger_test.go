@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/kubefeed/kubefeed/exporter/event"
+	"github.com/kubefeed/kubefeed/event"
 )
 
 // lingerGroup counts writes and the entries of each.

@@ -5,7 +5,7 @@ import (
 	"errors"
 	"time"
 
-	"github.com/kubefeed/kubefeed/exporter/event"
+	"github.com/kubefeed/kubefeed/event"
 )
 
 // Sink receives events.

@@ -15,7 +15,7 @@ import (
 	utiljson "k8s.io/apimachinery/pkg/util/json"
 
 	"github.com/kubefeed/kubefeed/exporter"
-	"github.com/kubefeed/kubefeed/exporter/diff"
+	"github.com/kubefeed/kubefeed/jsonpatch"
 )
 
 // recordFormat is the format of the records this version writes:
@@ -124,7 +124,7 @@ func decodeRecord(b []byte) (r exporter.Record, legacy bool, err error) {
 				return exporter.Record{}, false, fmt.Errorf("bad checkpoint patch: %w", err)
 			}
 			if r.Sent.Patch == nil {
-				r.Sent.Patch = []diff.Op{}
+				r.Sent.Patch = []jsonpatch.Op{}
 			}
 		}
 	}

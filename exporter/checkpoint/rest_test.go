@@ -14,8 +14,8 @@ import (
 
 	"github.com/kubefeed/kubefeed/exporter"
 	"github.com/kubefeed/kubefeed/exporter/config"
-	"github.com/kubefeed/kubefeed/exporter/diff"
 	"github.com/kubefeed/kubefeed/filters"
+	"github.com/kubefeed/kubefeed/jsonpatch"
 	"github.com/kubefeed/kubefeed/test/natstest"
 )
 
@@ -320,7 +320,7 @@ func TestLegacyStatePutAgainUnchangedRestsWithoutIt(t *testing.T) {
 	if !ok || r.Object == nil {
 		t.Fatalf("legacy record not restored: %+v", r)
 	}
-	r.Sent = &exporter.Sent{ResourceVersion: "43", Time: time.Unix(1, 0), Patch: []diff.Op{}}
+	r.Sent = &exporter.Sent{ResourceVersion: "43", Time: time.Unix(1, 0), Patch: []jsonpatch.Op{}}
 	s.Put(secretKey, r)
 	if err := f.Close(); err != nil {
 		t.Fatal(err)
@@ -335,11 +335,11 @@ func TestLegacyStatePutAgainUnchangedRestsWithoutIt(t *testing.T) {
 // What a record written ahead of a modification keeps of its patch comes
 // back as it was sent: integers beyond 2^53, nulls, keys with '/' and '~'.
 func TestSentPatchRoundTrip(t *testing.T) {
-	ops := []diff.Op{
-		{Op: diff.OpReplace, Path: "/spec/big", Value: int64(9007199254740993)},
-		{Op: diff.OpAdd, Path: "/spec/a~1b~0c", Value: nil},
-		{Op: diff.OpAdd, Path: "/spec/m", Value: map[string]any{"x": 1.5, "y": []any{"<b>", int64(-9007199254740993)}}},
-		{Op: diff.OpRemove, Path: "/spec/gone"},
+	ops := []jsonpatch.Op{
+		{Op: jsonpatch.OpReplace, Path: "/spec/big", Value: int64(9007199254740993)},
+		{Op: jsonpatch.OpAdd, Path: "/spec/a~1b~0c", Value: nil},
+		{Op: jsonpatch.OpAdd, Path: "/spec/m", Value: map[string]any{"x": 1.5, "y": []any{"<b>", int64(-9007199254740993)}}},
+		{Op: jsonpatch.OpRemove, Path: "/spec/gone"},
 	}
 	b, err := encodeRecord(exporter.Record{UID: "u", ResourceVersion: "1", Sent: &exporter.Sent{ResourceVersion: "2", Time: time.Unix(5, 6), Patch: ops, ChangedPaths: []string{"/spec/big"}}}, false)
 	if err != nil {
@@ -355,7 +355,7 @@ func TestSentPatchRoundTrip(t *testing.T) {
 		t.Errorf("sent patch %s, want %s; %+v", got, want, r.Sent)
 	}
 	// A modification sent without a patch keeps an empty one, not none.
-	b, _ = encodeRecord(exporter.Record{UID: "u", ResourceVersion: "1", Sent: &exporter.Sent{ResourceVersion: "2", Patch: []diff.Op{}}}, false)
+	b, _ = encodeRecord(exporter.Record{UID: "u", ResourceVersion: "1", Sent: &exporter.Sent{ResourceVersion: "2", Patch: []jsonpatch.Op{}}}, false)
 	if r, _, _ = decodeRecord(b); r.Sent == nil || r.Sent.Patch == nil {
 		t.Errorf("an empty patch came back as none: %+v", r.Sent)
 	}

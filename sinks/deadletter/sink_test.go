@@ -11,7 +11,7 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/kubefeed/kubefeed/exporter/event"
+	"github.com/kubefeed/kubefeed/event"
 	"github.com/kubefeed/kubefeed/sinks"
 	"github.com/kubefeed/kubefeed/sinks/deadletter"
 	"github.com/kubefeed/kubefeed/sinks/sinktest"

@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/kubefeed/kubefeed/exporter/event"
+	"github.com/kubefeed/kubefeed/event"
 	"github.com/kubefeed/kubefeed/sinks/file"
 	"github.com/kubefeed/kubefeed/sinks/sinktest"
 )

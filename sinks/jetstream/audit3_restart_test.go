@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/kubefeed/kubefeed/exporter/event"
+	"github.com/kubefeed/kubefeed/event"
 	"github.com/kubefeed/kubefeed/sinks"
 	"github.com/kubefeed/kubefeed/sinks/sinktest"
 	"github.com/kubefeed/kubefeed/test/natstest"

@@ -9,7 +9,7 @@ import (
 	"github.com/nats-io/nats.go"
 	njs "github.com/nats-io/nats.go/jetstream"
 
-	"github.com/kubefeed/kubefeed/exporter/event"
+	"github.com/kubefeed/kubefeed/event"
 	"github.com/kubefeed/kubefeed/sinks/jetstream"
 	"github.com/kubefeed/kubefeed/sinks/sinktest"
 	"github.com/kubefeed/kubefeed/test/natstest"

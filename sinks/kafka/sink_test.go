@@ -15,8 +15,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/kubefeed/kubefeed/event"
 	"github.com/kubefeed/kubefeed/exporter/config"
-	"github.com/kubefeed/kubefeed/exporter/event"
 	"github.com/kubefeed/kubefeed/sinks"
 	"github.com/kubefeed/kubefeed/sinks/kafka"
 	"github.com/kubefeed/kubefeed/sinks/sinktest"

@@ -3,8 +3,8 @@ package natsconn
 import (
 	"strings"
 
+	"github.com/kubefeed/kubefeed/event"
 	"github.com/kubefeed/kubefeed/exporter/config"
-	"github.com/kubefeed/kubefeed/exporter/event"
 )
 
 // Subject is a compiled subject template.

@@ -12,8 +12,8 @@ import (
 	"strings"
 	"sync"
 
-	"github.com/kubefeed/kubefeed/exporter/diff"
-	"github.com/kubefeed/kubefeed/exporter/event"
+	"github.com/kubefeed/kubefeed/event"
+	"github.com/kubefeed/kubefeed/jsonpatch"
 	"github.com/kubefeed/kubefeed/sinks"
 )
 
@@ -194,9 +194,9 @@ func (s *Sink) writeDiff(e *event.Event) {
 	for _, op := range d.Patch {
 		path := escape(op.Path)
 		switch op.Op {
-		case diff.OpAdd:
+		case jsonpatch.OpAdd:
 			fmt.Fprintf(s.w, "  %s\n", s.color(green, "+ "+path+": "+compact(op.Value)))
-		case diff.OpRemove:
+		case jsonpatch.OpRemove:
 			fmt.Fprintf(s.w, "  %s\n", s.color(red, "- "+path))
 		default:
 			fmt.Fprintf(s.w, "  %s\n", s.color(yellow, "~ "+path+": "+compact(op.Value)))

@@ -8,8 +8,8 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/kubefeed/kubefeed/exporter/diff"
-	"github.com/kubefeed/kubefeed/exporter/event"
+	"github.com/kubefeed/kubefeed/event"
+	"github.com/kubefeed/kubefeed/jsonpatch"
 	"github.com/kubefeed/kubefeed/sinks"
 	"github.com/kubefeed/kubefeed/sinks/sinktest"
 	"github.com/kubefeed/kubefeed/sinks/stdout"
@@ -63,7 +63,7 @@ func TestDiffFormat(t *testing.T) {
 	s := stdout.New(&buf, stdout.Options{Format: "diff"})
 	e := sinktest.Event(1, 7)
 	d := e.Data.(*event.ChangeData)
-	d.Patch = []diff.Op{{Op: "replace", Path: "/data/v", Value: "7"}, {Op: "remove", Path: "/data/old"}, {Op: "add", Path: "/data/new", Value: 1}}
+	d.Patch = []jsonpatch.Op{{Op: "replace", Path: "/data/v", Value: "7"}, {Op: "remove", Path: "/data/old"}, {Op: "add", Path: "/data/new", Value: 1}}
 	if err := s.Send(t.Context(), []*event.Event{e}); err != nil {
 		t.Fatal(err)
 	}
@@ -89,7 +89,7 @@ func TestDiffEscapesControlCharacters(t *testing.T) {
 		e.Kind = "Widget\x1b[2J"
 		e.Type = "io.kubefeed.\x1b]0;pwned\x07"
 		d := e.Data.(*event.ChangeData)
-		d.Patch = []diff.Op{
+		d.Patch = []jsonpatch.Op{
 			{Op: "add", Path: "/metadata/labels/evil\x1b[31mkey", Value: "v"},
 			{Op: "replace", Path: "/metadata/annotations/a\rb", Value: "x\x1b]0;title\x07y\u009b31m"},
 			{Op: "remove", Path: "/metadata/annotations/osc\x1b]8;;http://x\x1b\\"},

@@ -7,7 +7,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/kubefeed/kubefeed/exporter/event"
+	"github.com/kubefeed/kubefeed/event"
 	"github.com/kubefeed/kubefeed/sinks"
 )
 

@@ -12,8 +12,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/kubefeed/kubefeed/event"
 	"github.com/kubefeed/kubefeed/exporter/config"
-	"github.com/kubefeed/kubefeed/exporter/event"
 	"github.com/kubefeed/kubefeed/sinks"
 	"github.com/kubefeed/kubefeed/sinks/deadletter"
 	"github.com/kubefeed/kubefeed/sinks/sinktest"

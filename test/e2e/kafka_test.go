@@ -13,8 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kubefeed/kubefeed/event"
 	"github.com/kubefeed/kubefeed/exporter/config"
-	"github.com/kubefeed/kubefeed/exporter/event"
 	"github.com/kubefeed/kubefeed/sinks"
 	"github.com/kubefeed/kubefeed/sinks/kafka"
 	"github.com/kubefeed/kubefeed/test/kafkatest"

@@ -4,7 +4,7 @@ import (
 	"context"
 	"errors"
 
-	"github.com/kubefeed/kubefeed/exporter/event"
+	"github.com/kubefeed/kubefeed/event"
 	"github.com/kubefeed/kubefeed/sinks"
 )
 

@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/kubefeed/kubefeed/exporter/event"
+	"github.com/kubefeed/kubefeed/event"
 	"github.com/kubefeed/kubefeed/sinks"
 )
 

@@ -17,8 +17,8 @@ import (
 	"k8s.io/client-go/dynamic"
 
 	"github.com/kubefeed/kubefeed/consumer"
-	"github.com/kubefeed/kubefeed/exporter/diff"
 	"github.com/kubefeed/kubefeed/filters"
+	"github.com/kubefeed/kubefeed/jsonpatch"
 )
 
 // liveObject is an object a LIST returned, in the feed's representation
@@ -231,7 +231,7 @@ func leafDiff(out *[]string, path string, a, b any) {
 			if !ok {
 				bv = absent
 			}
-			leafDiff(out, path+"/"+diff.EscapeToken(k), av, bv)
+			leafDiff(out, path+"/"+jsonpatch.EscapeToken(k), av, bv)
 		}
 		return
 	}

@@ -27,9 +27,9 @@ import (
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/clientcmd"
 
+	"github.com/kubefeed/kubefeed/event"
 	"github.com/kubefeed/kubefeed/exporter"
 	"github.com/kubefeed/kubefeed/exporter/config"
-	"github.com/kubefeed/kubefeed/exporter/event"
 	"github.com/kubefeed/kubefeed/sinks"
 	"github.com/kubefeed/kubefeed/sinks/file"
 	"github.com/kubefeed/kubefeed/sinks/jetstream"

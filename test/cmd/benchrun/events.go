@@ -229,7 +229,7 @@ func eventsSection(b *strings.Builder, rep report) {
   parsed in one pass (exporter/wirejson: 2,000 Events in about 18 ms of
   CPU against 210 ms through the dynamic client, and 46k allocations
   against 410k), the envelope is encoded without reflection
-  (exporter/event, encode.go), and the JetStream sink reads its acks
+  (event, encode.go), and the JetStream sink reads its acks
   itself (about 10 instead of 17 µs per Event). Decoding from protobuf
   was measured and not taken: typed structs converted to maps cost about
   7 µs per Event against wirejson's 9 µs including framing, and would

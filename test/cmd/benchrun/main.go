@@ -325,7 +325,7 @@ func run(n, runs, mem int, out string) error {
 // those of a whole stream of 2,000 Events (decoding, the protobuf
 // comparison) 20 times.
 func goBench() string {
-	gb, _ := exec.Command("go", "test", "-run", "^$", "-bench", ".", "-skip", "WatchDecode|EventsProtobuf", "-benchmem", "-benchtime", "3000x", "./exporter/", "./exporter/diff/").CombinedOutput()
+	gb, _ := exec.Command("go", "test", "-run", "^$", "-bench", ".", "-skip", "WatchDecode|EventsProtobuf", "-benchmem", "-benchtime", "3000x", "./exporter/", "./jsonpatch/").CombinedOutput()
 	gs, _ := exec.Command("go", "test", "-run", "^$", "-bench", "WatchDecode|EventsProtobuf", "-benchmem", "-benchtime", "20x", "./exporter/").CombinedOutput()
 	return string(gb) + "\n(stream decoding, 2,000 core Events per op)\n" + string(gs)
 }

@@ -1,4 +1,4 @@
-package diff
+package jsonpatch
 
 // Equal reports whether two decoded JSON values are equal: maps and arrays
 // member by member, strings, booleans and nulls by value, numbers exactly as

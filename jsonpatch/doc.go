@@ -1,4 +1,4 @@
-// Package diff computes RFC 6902 JSON patches between two decoded JSON values
+// Package jsonpatch computes RFC 6902 JSON patches between two decoded JSON values
 // (map[string]any, []any and scalars, as in unstructured.Unstructured) without
 // re-marshalling them, and the list of paths a patch changes.
 //
@@ -16,4 +16,4 @@
 // Options.Ignore) and never goes below opaque (redacted) paths. It consults
 // the patterns only where one applies: subtrees without one are diffed as
 // by Diff, and only values holding ignored paths are copied.
-package diff
+package jsonpatch

@@ -155,7 +155,7 @@ func TestNeedsCareEveryByteEveryLaneAudit7(t *testing.T) {
 }
 
 // Native fuzzing against encoding/json: go test -run XXX -fuzz
-// FuzzAppendStringAudit7 ./exporter/event/
+// FuzzAppendStringAudit7 ./event/
 func FuzzAppendStringAudit7(f *testing.F) {
 	for _, sp := range audit7Specials {
 		f.Add(sp)

@@ -1,4 +1,4 @@
-package diff_test
+package jsonpatch_test
 
 import (
 	"bytes"
@@ -8,10 +8,10 @@ import (
 	"strings"
 	"testing"
 
-	jsonpatch "github.com/evanphx/json-patch/v5"
+	evanphx "github.com/evanphx/json-patch/v5"
 	utiljson "k8s.io/apimachinery/pkg/util/json"
 
-	"github.com/kubefeed/kubefeed/exporter/diff"
+	"github.com/kubefeed/kubefeed/jsonpatch"
 )
 
 // decoder turns JSON text into the values the diff sees.
@@ -60,13 +60,13 @@ func mustDecode(t testing.TB, dec func(string) (any, error), s string) any {
 
 // apply applies ops to doc with an independent RFC 6902 implementation and
 // returns the result decoded with json.Number.
-func apply(t testing.TB, ops []diff.Op, doc any) (any, string) {
+func apply(t testing.TB, ops []jsonpatch.Op, doc any) (any, string) {
 	t.Helper()
 	pj, err := json.Marshal(ops)
 	if err != nil {
 		t.Fatalf("marshal patch: %v", err)
 	}
-	patch, err := jsonpatch.DecodePatch(pj)
+	patch, err := evanphx.DecodePatch(pj)
 	if err != nil {
 		t.Fatalf("decode patch %s: %v", pj, err)
 	}
@@ -86,7 +86,7 @@ func apply(t testing.TB, ops []diff.Op, doc any) (any, string) {
 }
 
 // sameJSON reports whether a and b write the same JSON value, numbers
-// compared by exact value (math/big, independent of diff.Equal).
+// compared by exact value (math/big, independent of jsonpatch.Equal).
 func sameJSON(t testing.TB, a, b any) bool {
 	t.Helper()
 	x, y := reencode(t, a), reencode(t, b)

@@ -1,18 +1,18 @@
-package diff_test
+package jsonpatch_test
 
 import (
 	"strconv"
 	"testing"
 
-	"github.com/kubefeed/kubefeed/exporter/diff"
 	"github.com/kubefeed/kubefeed/filters"
+	"github.com/kubefeed/kubefeed/jsonpatch"
 )
 
 // checkIgnore checks the patch fidelity promise under ignored paths:
 // applied to the projection of a the patch gives the projection of b;
 // applied to a itself it gives b apart from ignored paths; it addresses no
 // ignored path; and it is empty when only ignored paths changed.
-func checkIgnore(t *testing.T, o diff.Options, a, b any) []diff.Op {
+func checkIgnore(t *testing.T, o jsonpatch.Options, a, b any) []jsonpatch.Op {
 	t.Helper()
 	ops := o.Diff(a, b)
 	pa, pb := o.Project(a), o.Project(b)
@@ -41,7 +41,7 @@ func checkIgnore(t *testing.T, o diff.Options, a, b any) []diff.Op {
 		for _, op := range ops {
 			// Removing the end of an array, or holding the place of an
 			// ignored element with null, may address an ignored index.
-			placeholder := op.Op == diff.OpRemove || op.Op == diff.OpAdd && op.Value == nil
+			placeholder := op.Op == jsonpatch.OpRemove || op.Op == jsonpatch.OpAdd && op.Value == nil
 			if ps.Match(op.Path) && !placeholder {
 				t.Fatalf("patch %s addresses ignored path %s", pj, op.Path)
 			}
@@ -58,7 +58,7 @@ func checkIgnore(t *testing.T, o diff.Options, a, b any) []diff.Op {
 // and where only one side has a member, the other's must hold nothing but
 // ignored paths (a map emptied by ignoring, or an empty map below which
 // something is ignored).
-func sameApartFromIgnored(t testing.TB, m diff.Matcher, toks []string, a, b any) bool {
+func sameApartFromIgnored(t testing.TB, m jsonpatch.Matcher, toks []string, a, b any) bool {
 	if m.MatchTokens(toks) {
 		return true
 	}
@@ -100,7 +100,7 @@ func sameApartFromIgnored(t testing.TB, m diff.Matcher, toks []string, a, b any)
 }
 
 // invisible reports whether v at toks holds only ignored paths.
-func invisible(m diff.Matcher, toks []string, v any) bool {
+func invisible(m jsonpatch.Matcher, toks []string, v any) bool {
 	if m.MatchTokens(toks) {
 		return true
 	}
@@ -196,7 +196,7 @@ func TestDiffIgnore(t *testing.T) {
 		{"whole root ignored", []string{"/"}, `{"a":1}`, `{"a":2}`, `null`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			o := diff.Options{Ignore: patterns(t, tc.ignore...)}
+			o := jsonpatch.Options{Ignore: patterns(t, tc.ignore...)}
 			ops := checkIgnore(t, o, decode(t, tc.a), decode(t, tc.b))
 			if got := js(t, ops); got != tc.want {
 				t.Errorf("Diff = %s\nwant   %s", got, tc.want)
@@ -208,7 +208,7 @@ func TestDiffIgnore(t *testing.T) {
 // After a suppressed change the consumer still holds the older version; the
 // next patch must apply to it (SPEC: patch fidelity).
 func TestDiffIgnoreSequence(t *testing.T) {
-	o := diff.Options{Ignore: patterns(t, "/metadata/annotations/ping", "/metadata/resourceVersion")}
+	o := jsonpatch.Options{Ignore: patterns(t, "/metadata/annotations/ping", "/metadata/resourceVersion")}
 	versions := []string{
 		`{"metadata":{"name":"c","resourceVersion":"1"},"data":{"k":"v"}}`,
 		`{"metadata":{"name":"c","resourceVersion":"2","annotations":{"ping":"1"}},"data":{"k":"v"}}`,
@@ -251,7 +251,7 @@ func TestDiffOpaque(t *testing.T) {
 			`{"spec":{"secret":{"ping":1,"a":1}}}`, `{"spec":{"secret":{"ping":2,"a":2}}}`, `[{"op":"replace","path":"/spec/secret","value":{"a":2}}]`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			o := diff.Options{Opaque: patterns(t, tc.opaque...)}
+			o := jsonpatch.Options{Opaque: patterns(t, tc.opaque...)}
 			if tc.ign != nil {
 				o.Ignore = patterns(t, tc.ign...)
 			}

@@ -12,7 +12,7 @@ import (
 	"unicode/utf8"
 	"unsafe"
 
-	"github.com/kubefeed/kubefeed/exporter/diff"
+	"github.com/kubefeed/kubefeed/jsonpatch"
 )
 
 // The envelope encoder writes exactly what encoding/json writes for an
@@ -20,7 +20,7 @@ import (
 // escaping), without reflection for the types decoded JSON is made of:
 // maps, slices, strings, numbers, booleans and null. Anything else goes
 // through encoding/json. Patch operations are written in place instead of
-// through diff.Op.MarshalJSON, whose output encoding/json would parse and
+// through jsonpatch.Op.MarshalJSON, whose output encoding/json would parse and
 // compact a second time.
 
 // encoder holds the scratch space of one encoding.
@@ -144,10 +144,10 @@ func (enc *encoder) changeData(d *ChangeData) error {
 	return nil
 }
 
-func (enc *encoder) op(o diff.Op) error {
+func (enc *encoder) op(o jsonpatch.Op) error {
 	enc.field('{', "op", o.Op)
 	enc.field(',', "path", o.Path)
-	if o.Op != diff.OpRemove {
+	if o.Op != jsonpatch.OpRemove {
 		enc.b = append(enc.b, `,"value":`...)
 		if err := enc.value(o.Value); err != nil {
 			return fmt.Errorf("op %s %s: %w", o.Op, o.Path, err)

@@ -1,12 +1,12 @@
-package diff_test
+package jsonpatch_test
 
 import (
 	"encoding/json"
 	"fmt"
 	"testing"
 
-	"github.com/kubefeed/kubefeed/exporter/diff"
 	"github.com/kubefeed/kubefeed/filters"
+	"github.com/kubefeed/kubefeed/jsonpatch"
 )
 
 // benchPod returns a ~4.5 KiB Pod-like object at version rv; two versions
@@ -43,10 +43,10 @@ func BenchmarkDiff(b *testing.B) {
 	b.Run("plain", func(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {
-			_ = diff.Diff(a, c)
+			_ = jsonpatch.Diff(a, c)
 		}
 	})
-	o := diff.Options{Ignore: append(append(filters.Patterns{}, filters.DefaultIgnore...), filters.MustPattern("/metadata/annotations/ping"))}
+	o := jsonpatch.Options{Ignore: append(append(filters.Patterns{}, filters.DefaultIgnore...), filters.MustPattern("/metadata/annotations/ping"))}
 	if ops := o.Diff(a, c); len(ops) != 1 {
 		b.Fatalf("ignore: %d ops, want 1", len(ops))
 	}

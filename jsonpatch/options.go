@@ -1,4 +1,4 @@
-package diff
+package jsonpatch
 
 // Matcher names a set of paths by their unescaped reference tokens (array
 // indices in decimal). filters.Patterns implements it.

@@ -1,11 +1,11 @@
-package diff_test
+package jsonpatch_test
 
 import (
 	"encoding/json"
 	"math"
 	"testing"
 
-	"github.com/kubefeed/kubefeed/exporter/diff"
+	"github.com/kubefeed/kubefeed/jsonpatch"
 )
 
 func TestNumberEqual(t *testing.T) {
@@ -61,10 +61,10 @@ func TestNumberEqual(t *testing.T) {
 		{math.NaN(), math.NaN(), false},
 		{math.Inf(1), math.Inf(1), false},
 	} {
-		if got := diff.NumberEqual(tc.a, tc.b); got != tc.want {
+		if got := jsonpatch.NumberEqual(tc.a, tc.b); got != tc.want {
 			t.Errorf("NumberEqual(%T %v, %T %v) = %v, want %v", tc.a, tc.a, tc.b, tc.b, got, tc.want)
 		}
-		if got := diff.NumberEqual(tc.b, tc.a); got != tc.want {
+		if got := jsonpatch.NumberEqual(tc.b, tc.a); got != tc.want {
 			t.Errorf("NumberEqual(%T %v, %T %v) = %v, want %v (swapped)", tc.b, tc.b, tc.a, tc.a, got, tc.want)
 		}
 	}
@@ -76,7 +76,7 @@ func TestDiffBigIntegerCustomResource(t *testing.T) {
 	a := map[string]any{"spec": map[string]any{"n": int64(9007199254740993)}}
 	b := map[string]any{"spec": map[string]any{"n": int64(9007199254740992)}}
 	want := `[{"op":"replace","path":"/spec/n","value":9007199254740992}]`
-	if got := js(t, diff.Diff(a, b)); got != want {
+	if got := js(t, jsonpatch.Diff(a, b)); got != want {
 		t.Errorf("Diff = %s, want %s", got, want)
 	}
 }

@@ -1,12 +1,13 @@
 // Package event holds kubefeed's CloudEvents 1.0 envelope as plain structs:
-// the leaf every other package shares. It has no behaviour beyond naming and
+// shared by every other package, importing nothing of kubefeed but the
+// jsonpatch operations its patch carries. It has no behaviour beyond naming and
 // encoding; see SPEC.md for the contract.
 package event
 
 import (
 	"time"
 
-	"github.com/kubefeed/kubefeed/exporter/diff"
+	"github.com/kubefeed/kubefeed/jsonpatch"
 )
 
 // Change is what happened to an object.
@@ -75,8 +76,8 @@ type ChangeData struct {
 	// OldObject is the previous delivered state, only when a rule asks.
 	OldObject map[string]any `json:"oldObject,omitempty"`
 	// Patch turns the previous delivered state into Object (modified only).
-	Patch        []diff.Op `json:"patch,omitempty"`
-	ChangedPaths []string  `json:"changedPaths,omitempty"`
+	Patch        []jsonpatch.Op `json:"patch,omitempty"`
+	ChangedPaths []string       `json:"changedPaths,omitempty"`
 	// PreviousResourceVersion is the version the patch starts from.
 	PreviousResourceVersion string `json:"previousResourceVersion,omitempty"`
 	// Recovered is true when the change was seen through a relist or a

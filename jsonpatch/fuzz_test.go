@@ -1,14 +1,14 @@
-package diff_test
+package jsonpatch_test
 
 import (
 	"testing"
 
-	"github.com/kubefeed/kubefeed/exporter/diff"
+	"github.com/kubefeed/kubefeed/jsonpatch"
 )
 
 // fuzzIgnore covers ignored leaves, whole maps, array elements, "*" and
 // escaped keys over the keys of the seed corpus.
-var fuzzIgnore = diff.Options{Ignore: patternsOf(
+var fuzzIgnore = jsonpatch.Options{Ignore: patternsOf(
 	"/metadata/annotations/ping",
 	"/metadata/resourceVersion",
 	"/status/conditions/*/lastHeartbeatTime",

@@ -1,4 +1,4 @@
-package diff_test
+package jsonpatch_test
 
 import (
 	"encoding/json"
@@ -8,23 +8,23 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/kubefeed/kubefeed/exporter/diff"
-	"github.com/kubefeed/kubefeed/exporter/event"
+	"github.com/kubefeed/kubefeed/event"
 	"github.com/kubefeed/kubefeed/filters"
+	"github.com/kubefeed/kubefeed/jsonpatch"
 )
 
 func decode(t testing.TB, s string) any { return mustDecode(t, decodeNumbers, s) }
 
 // applies checks that applying Diff(a, b) to a gives b, through an
 // independent RFC 6902 implementation, and that Diff(a, a) is empty.
-func applies(t *testing.T, a, b any) []diff.Op {
+func applies(t *testing.T, a, b any) []jsonpatch.Op {
 	t.Helper()
-	ops := diff.Diff(a, b)
+	ops := jsonpatch.Diff(a, b)
 	got, pj := apply(t, ops, a)
 	if !sameJSON(t, got, b) {
 		t.Fatalf("patch %s on %s gave %s, want %s", pj, js(t, a), js(t, got), js(t, b))
 	}
-	if ops := diff.Diff(a, a); len(ops) != 0 {
+	if ops := jsonpatch.Diff(a, a); len(ops) != 0 {
 		t.Fatalf("Diff(a, a) = %s, want none", js(t, ops))
 	}
 	return ops
@@ -96,18 +96,18 @@ func TestDiffUnstructuredNumbers(t *testing.T) {
 }
 
 func TestOpJSON(t *testing.T) {
-	ops := []diff.Op{
-		{Op: diff.OpAdd, Path: "/a", Value: nil},
-		{Op: diff.OpReplace, Path: "/b", Value: nil},
-		{Op: diff.OpRemove, Path: "/c", Value: "ignored"},
-		{Op: diff.OpReplace, Path: "/d", Value: json.Number("123456789012345678901234567890")},
-		{Op: diff.OpAdd, Path: "/e", Value: map[string]any{"n": nil}},
+	ops := []jsonpatch.Op{
+		{Op: jsonpatch.OpAdd, Path: "/a", Value: nil},
+		{Op: jsonpatch.OpReplace, Path: "/b", Value: nil},
+		{Op: jsonpatch.OpRemove, Path: "/c", Value: "ignored"},
+		{Op: jsonpatch.OpReplace, Path: "/d", Value: json.Number("123456789012345678901234567890")},
+		{Op: jsonpatch.OpAdd, Path: "/e", Value: map[string]any{"n": nil}},
 	}
 	want := `[{"op":"add","path":"/a","value":null},{"op":"replace","path":"/b","value":null},{"op":"remove","path":"/c"},{"op":"replace","path":"/d","value":123456789012345678901234567890},{"op":"add","path":"/e","value":{"n":null}}]`
 	if got := js(t, ops); got != want {
 		t.Fatalf("marshal = %s\nwant %s", got, want)
 	}
-	var back []diff.Op
+	var back []jsonpatch.Op
 	if err := json.Unmarshal([]byte(want), &back); err != nil {
 		t.Fatal(err)
 	}
@@ -120,13 +120,13 @@ func TestOpJSON(t *testing.T) {
 }
 
 func TestChangedPaths(t *testing.T) {
-	ops := diff.Diff(decode(t, `{"spec":{"a":1},"status":{"b":[1]},"m":{"x/y":1}}`), decode(t, `{"spec":{"a":2},"status":{"b":[]},"m":{"x/y":2}}`))
-	got := diff.ChangedPaths(ops)
+	ops := jsonpatch.Diff(decode(t, `{"spec":{"a":1},"status":{"b":[1]},"m":{"x/y":1}}`), decode(t, `{"spec":{"a":2},"status":{"b":[]},"m":{"x/y":2}}`))
+	got := jsonpatch.ChangedPaths(ops)
 	want := []string{"/m/x~1y", "/spec/a", "/status/b/0"}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("ChangedPaths = %v, want %v", got, want)
 	}
-	if got := diff.ChangedPaths([]diff.Op{{Op: "add", Path: "/s"}, {Op: "remove", Path: "/s"}}); !reflect.DeepEqual(got, []string{"/s"}) {
+	if got := jsonpatch.ChangedPaths([]jsonpatch.Op{{Op: "add", Path: "/s"}, {Op: "remove", Path: "/s"}}); !reflect.DeepEqual(got, []string{"/s"}) {
 		t.Errorf("ChangedPaths repeats a path: %v", got)
 	}
 }
@@ -134,7 +134,7 @@ func TestChangedPaths(t *testing.T) {
 // evanphx/json-patch reads an empty reference token as the object itself,
 // against RFC 6901, so empty keys are checked here without it.
 func TestDiffEmptyKey(t *testing.T) {
-	ops := diff.Diff(decode(t, `{"":{"":1,"a":1}}`), decode(t, `{"":{"":2},"b":{"":null}}`))
+	ops := jsonpatch.Diff(decode(t, `{"":{"":1,"a":1}}`), decode(t, `{"":{"":2},"b":{"":null}}`))
 	want := `[{"op":"replace","path":"//","value":2},{"op":"remove","path":"//a"},{"op":"add","path":"/b","value":{"":null}}]`
 	if got := js(t, ops); got != want {
 		t.Errorf("Diff = %s, want %s", got, want)
@@ -150,7 +150,7 @@ func TestPointer(t *testing.T) {
 		{[]string{""}, "/"},
 		{[]string{"a/b", "c~d", "~1", "0"}, "/a~1b/c~0d/~01/0"},
 	} {
-		if got := diff.Pointer(tc.toks); got != tc.want {
+		if got := jsonpatch.Pointer(tc.toks); got != tc.want {
 			t.Errorf("Pointer(%q) = %q, want %q", tc.toks, got, tc.want)
 		}
 	}
@@ -192,7 +192,7 @@ var randomIgnore = filters.Patterns{
 
 func TestDiffRandomRoundTrip(t *testing.T) {
 	r := rand.New(rand.NewSource(1))
-	o := diff.Options{Ignore: randomIgnore}
+	o := jsonpatch.Options{Ignore: randomIgnore}
 	for i := 0; i < 3000; i++ {
 		a, b := map[string]any{"x": randomValue(r, 4)}, map[string]any{"x": randomValue(r, 4)}
 		applies(t, a, b)
@@ -202,7 +202,7 @@ func TestDiffRandomRoundTrip(t *testing.T) {
 
 // Events carry the patch through Op.MarshalJSON, as JSON sinks write them.
 func TestOpInEvent(t *testing.T) {
-	d := &event.ChangeData{Patch: []diff.Op{{Op: diff.OpReplace, Path: "/spec/nest", Value: nil}, {Op: diff.OpAdd, Path: "/a", Value: "<b>"}, {Op: diff.OpRemove, Path: "/c"}}}
+	d := &event.ChangeData{Patch: []jsonpatch.Op{{Op: jsonpatch.OpReplace, Path: "/spec/nest", Value: nil}, {Op: jsonpatch.OpAdd, Path: "/a", Value: "<b>"}, {Op: jsonpatch.OpRemove, Path: "/c"}}}
 	b, err := event.Marshal(&event.Event{ID: "x", Data: d})
 	if err != nil {
 		t.Fatal(err)

@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/kubefeed/kubefeed/exporter/diff"
+	"github.com/kubefeed/kubefeed/jsonpatch"
 )
 
 // reflectMarshal is what Marshal wrote before encode.go: encoding/json
@@ -60,9 +60,9 @@ func TestMarshalIsEncodingJSON(t *testing.T) {
 	cases := map[string]*Event{
 		"added": base(&ChangeData{Object: obj}),
 		"modified": base(&ChangeData{Object: obj, OldObject: map[string]any{"x": 1.0}, PreviousResourceVersion: "0", Recovered: true, Truncated: "oldObject",
-			Patch:        []diff.Op{{Op: diff.OpReplace, Path: "/a~1b", Value: nil}, {Op: diff.OpRemove, Path: "/x"}, {Op: diff.OpAdd, Path: "/m", Value: obj}},
+			Patch:        []jsonpatch.Op{{Op: jsonpatch.OpReplace, Path: "/a~1b", Value: nil}, {Op: jsonpatch.OpRemove, Path: "/x"}, {Op: jsonpatch.OpAdd, Path: "/m", Value: obj}},
 			ChangedPaths: []string{"/a~1b", "/x", nasty}}),
-		"empty oldObject and patch": base(&ChangeData{Object: map[string]any{}, OldObject: map[string]any{}, Patch: []diff.Op{}, ChangedPaths: []string{}}),
+		"empty oldObject and patch": base(&ChangeData{Object: map[string]any{}, OldObject: map[string]any{}, Patch: []jsonpatch.Op{}, ChangedPaths: []string{}}),
 		"nil object":                base(&ChangeData{}),
 		"nil data":                  base(nil),
 		"nil change data":           base((*ChangeData)(nil)),
@@ -86,12 +86,12 @@ func TestMarshalIsEncodingJSON(t *testing.T) {
 // Values encoding/json rejects are errors here too, never bad JSON.
 func TestMarshalRejectsWhatEncodingJSONRejects(t *testing.T) {
 	for name, v := range map[string]any{"NaN": math.NaN(), "Inf": math.Inf(-1), "bad number": json.Number("1x"), "chan": make(chan int)} {
-		e := base(&ChangeData{Object: map[string]any{"v": []any{v}}, Patch: []diff.Op{{Op: diff.OpAdd, Path: "/v", Value: v}}})
+		e := base(&ChangeData{Object: map[string]any{"v": []any{v}}, Patch: []jsonpatch.Op{{Op: jsonpatch.OpAdd, Path: "/v", Value: v}}})
 		if _, err := Marshal(e); err == nil {
 			t.Errorf("%s: no error", name)
 		}
 		sameAsReflect(t, name, e)
-		bad := base(&ChangeData{Object: map[string]any{}, Patch: []diff.Op{{Op: diff.OpAdd, Path: "/v", Value: v}}})
+		bad := base(&ChangeData{Object: map[string]any{}, Patch: []jsonpatch.Op{{Op: jsonpatch.OpAdd, Path: "/v", Value: v}}})
 		if _, err := Marshal(bad); err == nil || !strings.Contains(err.Error(), "/v") {
 			t.Errorf("%s in a patch: error %v does not name the path", name, err)
 		}
@@ -145,7 +145,7 @@ func TestMarshalRandomIsEncodingJSON(t *testing.T) {
 	}
 	for i := 0; i < 3000; i++ {
 		obj := map[string]any{"v": randValue(0), randString(): randValue(0)}
-		e := base(&ChangeData{Object: obj, Patch: []diff.Op{{Op: diff.OpReplace, Path: "/" + randString(), Value: randValue(0)}}, ChangedPaths: []string{randString()}})
+		e := base(&ChangeData{Object: obj, Patch: []jsonpatch.Op{{Op: jsonpatch.OpReplace, Path: "/" + randString(), Value: randValue(0)}}, ChangedPaths: []string{randString()}})
 		e.Name = randString()
 		sameAsReflect(t, "random", e)
 	}
@@ -162,7 +162,7 @@ func benchMarshal(b *testing.B, f func(*Event) ([]byte, error)) {
 		"source": map[string]any{"component": "kubelet", "host": "node-1"}, "firstTimestamp": "2026-11-28T15:00:00Z", "lastTimestamp": "2026-11-28T15:05:00Z",
 		"count": int64(7), "type": "Warning", "eventTime": nil, "reportingComponent": "kubelet", "reportingInstance": "node-1"}
 	e := base(&ChangeData{Object: obj, PreviousResourceVersion: "48200", ChangedPaths: []string{"/count", "/lastTimestamp"},
-		Patch: []diff.Op{{Op: diff.OpReplace, Path: "/count", Value: int64(7)}, {Op: diff.OpReplace, Path: "/lastTimestamp", Value: "2026-11-28T15:05:00Z"}}})
+		Patch: []jsonpatch.Op{{Op: jsonpatch.OpReplace, Path: "/count", Value: int64(7)}, {Op: jsonpatch.OpReplace, Path: "/lastTimestamp", Value: "2026-11-28T15:05:00Z"}}})
 	b.ReportAllocs()
 	for b.Loop() {
 		if _, err := f(e); err != nil {
