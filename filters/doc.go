@@ -1,4 +1,4 @@
 // Package filters holds what decides whether and how a change is shown:
 // JSON-pointer path patterns (ignorePaths, redactPaths) and, composed with
-// And/Or/Not, predicates over changes. It depends on no sink.
+// And, predicates over changes. It depends on no sink.
 package filters
