@@ -43,3 +43,49 @@ func TestEncodeIntoIsEncode(t *testing.T) {
 		}
 	}
 }
+
+// FuzzEncodeIntoReusedBufferIsEncode: a buffer reused the way the
+// JetStream sink reuses it (the next encoding starts from the last body's
+// storage) gives, event after event, what Encode gives: body, headers,
+// shrinking and errors, for sizes around the limit and strings needing
+// escapes.
+func FuzzEncodeIntoReusedBufferIsEncode(f *testing.F) {
+	f.Add("v", uint16(10), uint16(3000), uint16(2000), uint16(600), false)
+	f.Add("\xff\"\u2028", uint16(5000), uint16(0), uint16(1), uint16(4096), true)
+	f.Fuzz(func(t *testing.T, s string, objN, oldN, limit1, limit2 uint16, binary bool) {
+		mode := sinks.ModeStructured
+		if binary {
+			mode = sinks.ModeBinary
+		}
+		mk := func(i int, n, o uint16) *event.Event {
+			e := sinktest.Event(i, 1)
+			d := e.Data.(*event.ChangeData)
+			d.Object["data"] = map[string]any{"v": strings.Repeat(s, int(n%4096))}
+			if o > 0 {
+				d.OldObject = map[string]any{"o": strings.Repeat(s, int(o%4096))}
+			}
+			d.ChangedPaths = []string{s}
+			return e
+		}
+		buf := make([]byte, 0, 64)
+		for i, c := range []struct {
+			e     *event.Event
+			limit int
+		}{{mk(1, objN, oldN), int(limit1)}, {mk(2, oldN, objN), int(limit2)}, {mk(3, 1, 0), int(limit1)}, {mk(4, objN, 0), int(limit2) / 2}} {
+			want, werr := sinks.Encode(c.e, mode, c.limit)
+			got, gerr := sinks.EncodeInto(buf, c.e, mode, c.limit)
+			if (werr == nil) != (gerr == nil) || werr != nil && werr.Error() != gerr.Error() {
+				t.Fatalf("%d: error %v, Encode %v", i, gerr, werr)
+			}
+			if !bytes.Equal(got.Body, want.Body) || !reflect.DeepEqual(got.Headers, want.Headers) {
+				t.Fatalf("%d: body %q, Encode %q", i, got.Body, want.Body)
+			}
+			if (got.Event == c.e) != (want.Event == c.e) {
+				t.Fatalf("%d: shrunk differs", i)
+			}
+			if gerr == nil && mode == sinks.ModeStructured {
+				buf = got.Body[:0]
+			}
+		}
+	})
+}
