@@ -19,4 +19,11 @@
 // errors (scheme, host and port only); OpenAppend, which creates files 0600
 // in directories 0700; ErrDeadLettered, wrapped into the permanent error of
 // a send whose rejected events were kept by sinks/deadletter.
+//
+// Config (config.go, tls.go): each sink package owns its block of the
+// config file (its Config type, SetDefaults and Validate); the blocks share
+// Duration, TLS (and TLSConfig, which builds a client TLS config from it),
+// ValidateMode, and Problem, which a Validate returns at a path relative to
+// its block. exporter/config assembles the blocks and places their
+// problems in the file; no sink imports it.
 package sinks

@@ -145,9 +145,7 @@ func (v *validator) kafka(p string, k *KafkaSink) {
 			v.at(p+".sasl.passwordFile", "cannot read the password: %v", err)
 		}
 	}
-	if t := k.TLS; t != nil && (t.CertFile == "") != (t.KeyFile == "") {
-		v.at(p+".tls", "certFile and keyFile go together")
-	}
+	v.block(p+".tls", k.TLS.Validate())
 	if pr := k.Provision; pr != nil {
 		if pr.Partitions < 0 {
 			v.at(p+".provision.partitions", "must not be negative")

@@ -1,10 +1,7 @@
 package config
 
 import (
-	"fmt"
 	"time"
-
-	"go.yaml.in/yaml/v3"
 )
 
 // APIVersion and Kind of the config file.
@@ -147,15 +144,6 @@ type NATSConnection struct {
 	TLS             *TLS   `yaml:"tls"`
 }
 
-// TLS client settings.
-type TLS struct {
-	CAFile             string `yaml:"caFile"`
-	CertFile           string `yaml:"certFile"`
-	KeyFile            string `yaml:"keyFile"`
-	ServerName         string `yaml:"serverName"`
-	InsecureSkipVerify bool   `yaml:"insecureSkipVerify"`
-}
-
 // Content modes of CloudEvents on the wire.
 const (
 	ModeStructured = "structured"
@@ -279,26 +267,3 @@ type Metrics struct {
 	// Pprof also serves /debug/pprof/ on the same address.
 	Pprof bool `yaml:"pprof"`
 }
-
-// Duration is a time.Duration written as "30s", "10m".
-type Duration struct{ time.Duration }
-
-// UnmarshalYAML parses a Go duration string.
-func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
-	var s string
-	if err := n.Decode(&s); err != nil {
-		return err
-	}
-	v, err := time.ParseDuration(s)
-	if err != nil {
-		return fmt.Errorf("line %d: bad duration %q: use a number with a unit, like 30s or 10m", n.Line, s)
-	}
-	if v < 0 {
-		return fmt.Errorf("line %d: duration %q is negative", n.Line, s)
-	}
-	d.Duration = v
-	return nil
-}
-
-// MarshalYAML writes the duration as a string.
-func (d Duration) MarshalYAML() (any, error) { return d.String(), nil }

@@ -11,6 +11,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/kubefeed/kubefeed/filters"
+	"github.com/kubefeed/kubefeed/sinks"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/util/validation"
@@ -132,6 +133,19 @@ func (v *validator) at(path, format string, args ...any) {
 // atKey records a problem at the key of path.
 func (v *validator) atKey(path, format string, args ...any) {
 	v.add(v.loc.keyOf(path), path, format, args...)
+}
+
+// block records the problems of a block at path, each at the position of
+// its path inside the block.
+func (v *validator) block(path string, ps []sinks.Problem) {
+	for _, p := range ps {
+		full := sinks.JoinPath(path, p.Path)
+		if p.AtKey {
+			v.atKey(full, "%s", p.Msg)
+		} else {
+			v.at(full, "%s", p.Msg)
+		}
+	}
 }
 
 func (v *validator) add(n *yaml.Node, path, format string, args ...any) {
@@ -330,9 +344,7 @@ func (v *validator) natsConn(path string, c *NATSConnection) {
 	if auth > 1 {
 		v.atKey(path, "use one of user/passwordFile, tokenFile, nkeySeedFile, credentialsFile")
 	}
-	if t := c.TLS; t != nil && (t.CertFile == "") != (t.KeyFile == "") {
-		v.at(path+".tls", "certFile and keyFile go together")
-	}
+	v.block(path+".tls", c.TLS.Validate())
 }
 
 func (v *validator) subject(path, tmpl string) {

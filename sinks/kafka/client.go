@@ -12,7 +12,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/kubefeed/kubefeed/exporter/config"
-	"github.com/kubefeed/kubefeed/sinks/natsconn"
+	"github.com/kubefeed/kubefeed/sinks"
 )
 
 // recordOverhead is what a record batch and one record add to the encoded
@@ -59,7 +59,7 @@ func clientOptions(c config.KafkaSink, window int, log *zap.Logger) ([]kgo.Opt, 
 		opts = append(opts, kgo.SASL(m))
 	}
 	if c.TLS != nil {
-		tc, err := natsconn.TLSConfig(c.TLS)
+		tc, err := sinks.TLSConfig(c.TLS)
 		if err != nil {
 			return nil, err
 		}

@@ -1,8 +1,6 @@
 package natsconn
 
 import (
-	"crypto/tls"
-	"crypto/x509"
 	"fmt"
 	"os"
 	"strings"
@@ -84,37 +82,13 @@ func Options(c config.NATSConnection, log *zap.Logger) ([]nats.Option, error) {
 		opts = append(opts, nats.UserCredentials(c.CredentialsFile))
 	}
 	if t := c.TLS; t != nil {
-		tc, err := TLSConfig(t)
+		tc, err := sinks.TLSConfig(t)
 		if err != nil {
 			return nil, err
 		}
 		opts = append(opts, nats.Secure(tc))
 	}
 	return opts, nil
-}
-
-// TLSConfig builds a client TLS config from files.
-func TLSConfig(t *config.TLS) (*tls.Config, error) {
-	tc := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: t.ServerName, InsecureSkipVerify: t.InsecureSkipVerify} //nolint:gosec // opt-in
-	if t.CAFile != "" {
-		pem, err := os.ReadFile(t.CAFile)
-		if err != nil {
-			return nil, fmt.Errorf("tls.caFile: %w", err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("tls.caFile %s: no PEM certificates", t.CAFile)
-		}
-		tc.RootCAs = pool
-	}
-	if t.CertFile != "" {
-		cert, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile)
-		if err != nil {
-			return nil, fmt.Errorf("tls.certFile/keyFile: %w", err)
-		}
-		tc.Certificates = []tls.Certificate{cert}
-	}
-	return tc, nil
 }
 
 func readSecret(path, what string) (string, error) {

@@ -18,7 +18,6 @@ import (
 	"github.com/kubefeed/kubefeed/event"
 	"github.com/kubefeed/kubefeed/exporter/config"
 	"github.com/kubefeed/kubefeed/sinks"
-	"github.com/kubefeed/kubefeed/sinks/natsconn"
 )
 
 // Content types.
@@ -62,7 +61,7 @@ func New(o Options) (*Sink, error) {
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.MaxIdleConnsPerHost = 32
 	if c.TLS != nil {
-		tc, err := natsconn.TLSConfig(c.TLS)
+		tc, err := sinks.TLSConfig(c.TLS)
 		if err != nil {
 			return nil, err
 		}
