@@ -14,24 +14,24 @@ import (
 	"github.com/kubefeed/kubefeed/sinks"
 )
 
-// dest6 is an in-memory destination. late: what a sink sends lands 30 ms
+// memDest is an in-memory destination. late: what a sink sends lands 30 ms
 // after Send returned (in order), as a core NATS subscriber reads it from
 // its own socket.
-type dest6 struct {
+type memDest struct {
 	mu      sync.Mutex
 	ids     []string
 	broken  bool
 	late    bool
-	pending chan late6
+	pending chan lateID
 }
 
-type late6 struct {
+type lateID struct {
 	id string
 	at time.Time
 }
 
-func newDest6(t *testing.T, late bool) *dest6 {
-	d := &dest6{late: late, pending: make(chan late6, 4096)}
+func newMemDest(t *testing.T, late bool) *memDest {
+	d := &memDest{late: late, pending: make(chan lateID, 4096)}
 	stop := make(chan struct{})
 	done := make(chan struct{})
 	go func() {
@@ -52,9 +52,9 @@ func newDest6(t *testing.T, late bool) *dest6 {
 	return d
 }
 
-func (d *dest6) deliver(id string) {
+func (d *memDest) deliver(id string) {
 	if d.late {
-		d.pending <- late6{id, time.Now().Add(30 * time.Millisecond)}
+		d.pending <- lateID{id, time.Now().Add(30 * time.Millisecond)}
 		return
 	}
 	d.mu.Lock()
@@ -62,17 +62,17 @@ func (d *dest6) deliver(id string) {
 	d.mu.Unlock()
 }
 
-// sink6 sends to a dest6. stray: the first send after a failure also
+// memSink sends to a memDest. stray: the first send after a failure also
 // delivers an event nobody sent.
-type sink6 struct {
-	d      *dest6
+type memSink struct {
+	d      *memDest
 	stray  bool
 	mu     sync.Mutex
 	failed bool
 	closed bool
 }
 
-func (s *sink6) Send(ctx context.Context, evs []*event.Event) error {
+func (s *memSink) Send(ctx context.Context, evs []*event.Event) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -98,20 +98,20 @@ func (s *sink6) Send(ctx context.Context, evs []*event.Event) error {
 	return nil
 }
 
-func (s *sink6) Close(context.Context) error {
+func (s *memSink) Close(context.Context) error {
 	s.mu.Lock()
 	s.closed = true
 	s.mu.Unlock()
 	return nil
 }
 
-func harness6(t *testing.T, late, stray bool) Harness {
-	d := newDest6(t, late)
+func memHarness(t *testing.T, late, stray bool) Harness {
+	d := newMemDest(t, late)
 	set := func(b bool) func(*testing.T) {
 		return func(*testing.T) { d.mu.Lock(); d.broken = b; d.mu.Unlock() }
 	}
 	return Harness{
-		New: func(*testing.T) sinks.Sink { return &sink6{d: d, stray: stray} },
+		New: func(*testing.T) sinks.Sink { return &memSink{d: d, stray: stray} },
 		Received: func(*testing.T) []string {
 			d.mu.Lock()
 			defer d.mu.Unlock()
@@ -121,35 +121,36 @@ func harness6(t *testing.T, late, stray bool) Harness {
 	}
 }
 
-// TestAudit6Conformance: a sink whose destination gets each event 30 ms
-// after Send returned passes the suite (NoGoroutineLeak waits for its
-// three events, so none lands in RetryAfterTransientFailure). Run by
-// TestAudit6SuiteCatchesAStrayEvent with AUDIT6_STRAY=1: a sink that
-// delivers an event nobody sent when it recovers.
-func TestAudit6Conformance(t *testing.T) {
+// TestSuitePassesAnInMemorySink: a sink whose destination gets each
+// event at once, or 30 ms after Send returned, passes the suite
+// (NoGoroutineLeak waits for its three events, so none lands in
+// RetryAfterTransientFailure). Run by TestSuiteCatchesAStrayEvent with
+// SINKTEST_STRAY=1: a sink that delivers an event nobody sent when it
+// recovers.
+func TestSuitePassesAnInMemorySink(t *testing.T) {
 	for _, late := range []bool{false, true} {
 		t.Run(map[bool]string{false: "prompt", true: "late"}[late], func(t *testing.T) {
-			Run(t, harness6(t, late, os.Getenv("AUDIT6_STRAY") == "1"))
+			Run(t, memHarness(t, late, os.Getenv("SINKTEST_STRAY") == "1"))
 		})
 	}
 }
 
-// TestAudit6SuiteCatchesAStrayEvent: with the wait NoGoroutineLeak added,
-// RetryAfterTransientFailure still fails a sink that delivers an
-// unexpected event after its retry, whether the destination gets events
-// at once or late.
-func TestAudit6SuiteCatchesAStrayEvent(t *testing.T) {
-	if os.Getenv("AUDIT6_STRAY") == "1" {
-		return // the child runs TestAudit6Conformance only
+// TestSuiteCatchesAStrayEvent: RetryAfterTransientFailure fails a sink
+// that delivers an unexpected event after its retry, whether the
+// destination gets events at once or late (the wait for late events in
+// NoGoroutineLeak, which runs before it, does not hide the stray one).
+func TestSuiteCatchesAStrayEvent(t *testing.T) {
+	if os.Getenv("SINKTEST_STRAY") == "1" {
+		return // the child runs TestSuitePassesAnInMemorySink only
 	}
-	cmd := exec.Command(os.Args[0], "-test.run=^TestAudit6Conformance$", "-test.v", "-test.count=1")
-	cmd.Env = append(os.Environ(), "AUDIT6_STRAY=1")
+	cmd := exec.Command(os.Args[0], "-test.run=^TestSuitePassesAnInMemorySink$", "-test.v", "-test.count=1")
+	cmd.Env = append(os.Environ(), "SINKTEST_STRAY=1")
 	out, err := cmd.CombinedOutput()
 	if err == nil {
 		t.Fatalf("the suite passed a sink that delivers a stray event:\n%s", out)
 	}
 	for _, sub := range []string{"prompt", "late"} {
-		if !strings.Contains(string(out), "--- FAIL: TestAudit6Conformance/"+sub+"/RetryAfterTransientFailure") {
+		if !strings.Contains(string(out), "--- FAIL: TestSuitePassesAnInMemorySink/"+sub+"/RetryAfterTransientFailure") {
 			t.Errorf("%s: RetryAfterTransientFailure did not fail", sub)
 		}
 	}
