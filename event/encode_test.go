@@ -6,6 +6,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -149,6 +150,101 @@ func TestMarshalRandomIsEncodingJSON(t *testing.T) {
 		e.Name = randString()
 		sameAsReflect(t, "random", e)
 	}
+}
+
+// TestMarshalTimeOutOfRangeErrorIsEncodingJSONs: an out-of-range time fails
+// with the error encoding/json gives: "json: error calling MarshalJSON for
+// type time.Time: Time.MarshalJSON: year outside of range [0,9999]", which
+// names Time.MarshalJSON (not Time.AppendText, which the encoder calls).
+func TestMarshalTimeOutOfRangeErrorIsEncodingJSONs(t *testing.T) {
+	for _, y := range []int{10000, -1} {
+		e := base(&ChangeData{Object: map[string]any{}})
+		e.Time = time.Date(y, 1, 1, 0, 0, 0, 0, time.UTC)
+		_, werr := reflectMarshal(e)
+		_, gerr := Marshal(e)
+		if werr == nil || gerr == nil {
+			t.Fatalf("year %d: errors %v / %v", y, gerr, werr)
+		}
+		if gerr.Error() != werr.Error() {
+			t.Errorf("year %d: Marshal error %q, encoding/json says %q", y, gerr, werr)
+		}
+	}
+}
+
+// TestAppendMarshal appends exactly what Marshal writes after dst, and
+// leaves dst as it was on error.
+func TestAppendMarshal(t *testing.T) {
+	e := base(&ChangeData{Object: map[string]any{"a": "x\"y", "n": nil}})
+	want, _ := Marshal(e)
+	got, err := AppendMarshal([]byte("prefix"), e)
+	if err != nil || !bytes.Equal(got, append([]byte("prefix"), want...)) {
+		t.Fatalf("AppendMarshal = %s, %v", got, err)
+	}
+	bad := base(&ChangeData{Object: map[string]any{"f": func() {}}})
+	got, err = AppendMarshal([]byte("prefix"), bad)
+	if err == nil || string(got) != "prefix" {
+		t.Fatalf("AppendMarshal of a func = %q, %v; want prefix and an error", got, err)
+	}
+}
+
+// FuzzAppendMarshalIntoDirtyBuffer: AppendMarshal into a dirty, reused
+// buffer is prefix + Marshal, which is encoding/json's output, for any
+// strings in the envelope, keys and values.
+func FuzzAppendMarshalIntoDirtyBuffer(f *testing.F) {
+	f.Add("n", "k", "v", 3, 100)
+	f.Add("", "", "", 0, 0)
+	f.Add("abcdefgh\xff", "\u2028abcdefg", "é\"\\", 8, 4096)
+	f.Fuzz(func(t *testing.T, name, k, v string, keep, capacity int) {
+		keep &= 63
+		capacity &= 8191
+		e := base(&ChangeData{Object: map[string]any{k: v, "metadata": map[string]any{"name": name, k: []any{v, k}}}, ChangedPaths: []string{k, v}})
+		e.Name, e.Subject = name, "/"+k
+		want, werr := reflectMarshal(e)
+		m, merr := Marshal(e)
+		if (werr == nil) != (merr == nil) || werr == nil && !bytes.Equal(m, want) {
+			t.Fatalf("Marshal %s / %v, encoding/json %s / %v", m, merr, want, werr)
+		}
+		buf := make([]byte, 0, max(capacity, keep))
+		buf = append(buf, bytes.Repeat([]byte{'#'}, cap(buf))...)
+		got, err := AppendMarshal(buf[:keep], e)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(got[:keep], bytes.Repeat([]byte{'#'}, keep)) || !bytes.Equal(got[keep:], want) {
+			t.Fatalf("AppendMarshal: got %s, want %s after %d bytes", got, want, keep)
+		}
+	})
+}
+
+// TestAppendMarshalConcurrentWithMarshal: AppendMarshal and Marshal share
+// the encoder pool; an encoder put back by AppendMarshal must not carry
+// the caller's buffer, which Marshal on another goroutine would then
+// write into.
+func TestAppendMarshalConcurrentWithMarshal(t *testing.T) {
+	var wg sync.WaitGroup
+	for g := 0; g < 4; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			buf := make([]byte, 0, 64<<10)
+			for i := 0; i < 2000; i++ {
+				e := base(&ChangeData{Object: map[string]any{"g": float64(g), "i": float64(i), "s": strings.Repeat("x", i%300)}})
+				want, _ := reflectMarshal(e)
+				b, err := AppendMarshal(buf[:0], e)
+				if err != nil || !bytes.Equal(b, want) {
+					t.Errorf("AppendMarshal: %s", b)
+					return
+				}
+				buf = b
+				m, _ := Marshal(e)
+				if !bytes.Equal(m, want) || !bytes.Equal(buf, want) {
+					t.Errorf("Marshal after AppendMarshal changed: %s / %s", m, buf)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
 }
 
 func BenchmarkMarshalReflect(b *testing.B) { benchMarshal(b, reflectMarshal) }

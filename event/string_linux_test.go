@@ -14,7 +14,7 @@ import (
 // mapped PROT_NONE): a scan that loads a word past the string's last byte
 // faults. Every length 0..80 and every special piece at every offset of
 // the last 24 bytes.
-func TestAppendStringReadsNothingPastTheEndAudit7(t *testing.T) {
+func TestAppendStringReadsNothingPastTheEnd(t *testing.T) {
 	page := os.Getpagesize()
 	mem, err := syscall.Mmap(-1, 0, 2*page, syscall.PROT_READ|syscall.PROT_WRITE, syscall.MAP_ANON|syscall.MAP_PRIVATE)
 	if err != nil {
@@ -30,12 +30,12 @@ func TestAppendStringReadsNothingPastTheEndAudit7(t *testing.T) {
 		return unsafe.String(&mem[page-n], n)
 	}
 	for n := 0; n <= 80; n++ {
-		audit7Check(t, at(strings.Repeat("p", n)))
-		for _, sp := range audit7Specials {
+		checkAppendString(t, at(strings.Repeat("p", n)))
+		for _, sp := range quotingSpecials {
 			for i := max(0, n-24); i+len(sp) <= n; i++ {
 				s := strings.Repeat("a", i) + sp
 				s += strings.Repeat("b", n-len(s))
-				audit7Check(t, at(s))
+				checkAppendString(t, at(s))
 			}
 		}
 	}
