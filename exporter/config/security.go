@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"os"
 	"strings"
+
+	"github.com/kubefeed/kubefeed/sinks/natsconn"
 )
 
 // MinRedactionKeyBytes is the shortest key redact: hash accepts (HMAC-SHA256
@@ -63,28 +65,12 @@ func (v *validator) sinkSafety(path string, s *Sink) {
 	}
 	if j := s.JetStream; j != nil && j.DeadLetterSubject != "" {
 		p := path + ".jetstream"
-		if err := checkLiteralSubject(j.DeadLetterSubject); err != nil {
+		if err := natsconn.CheckLiteralSubject(j.DeadLetterSubject); err != nil {
 			v.at(p+".deadLetterSubject", "%v", err)
 		} else if pr := j.Provision; pr != nil && len(pr.Subjects) > 0 && !anySubjectCovers(pr.Subjects, j.DeadLetterSubject) {
 			v.at(p+".provision.subjects", "no subject of the stream covers deadLetterSubject %q, so its messages would have no stream: add it", j.DeadLetterSubject)
 		}
 	}
-}
-
-// checkLiteralSubject accepts a NATS subject without wildcards or
-// placeholders.
-func checkLiteralSubject(s string) error {
-	for _, tok := range strings.Split(s, ".") {
-		switch {
-		case tok == "":
-			return fmt.Errorf("subject %q has an empty token", s)
-		case strings.ContainsAny(tok, "*> \t\r\n"):
-			return fmt.Errorf("subject %q: wildcards and spaces are not allowed", s)
-		case strings.ContainsAny(tok, "{}"):
-			return fmt.Errorf("subject %q: placeholders are not allowed here (a fixed subject)", s)
-		}
-	}
-	return nil
 }
 
 func anySubjectCovers(filters []string, subject string) bool {
@@ -98,15 +84,4 @@ func anySubjectCovers(filters []string, subject string) bool {
 
 // SubjectCovers reports whether the NATS subject filter (with * and >
 // wildcards) matches the literal subject.
-func SubjectCovers(filter, subject string) bool {
-	ft, st := strings.Split(filter, "."), strings.Split(subject, ".")
-	for i, f := range ft {
-		if f == ">" {
-			return i < len(st)
-		}
-		if i >= len(st) || (f != "*" && f != st[i]) {
-			return false
-		}
-	}
-	return len(ft) == len(st)
-}
+func SubjectCovers(filter, subject string) bool { return natsconn.Matches(filter, subject) }

@@ -2,6 +2,7 @@ package config
 
 import (
 	"github.com/kubefeed/kubefeed/sinks"
+	"github.com/kubefeed/kubefeed/sinks/natsconn"
 )
 
 // The blocks of the file that configure sinks belong to the sink packages:
@@ -14,3 +15,9 @@ type TLS = sinks.TLS
 
 // Duration is a time.Duration written as "30s", "10m".
 type Duration = sinks.Duration
+
+// NATSConnection is how a sink or checkpoint connects to NATS.
+type NATSConnection = natsconn.Config
+
+// DefaultSubject is the subject template of the NATS sinks.
+const DefaultSubject = natsconn.DefaultSubject

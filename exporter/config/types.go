@@ -130,28 +130,11 @@ type FileSink struct {
 	Linger *Duration `yaml:"linger"`
 }
 
-// NATSConnection is how a sink or checkpoint connects to NATS. Secrets are
-// read from files (mounted Secrets), never written inline.
-type NATSConnection struct {
-	Servers []string `yaml:"servers"`
-	// Name of the connection as the server shows it (default kubefeed).
-	Name            string `yaml:"name"`
-	User            string `yaml:"user"`
-	PasswordFile    string `yaml:"passwordFile"`
-	TokenFile       string `yaml:"tokenFile"`
-	NKeySeedFile    string `yaml:"nkeySeedFile"`
-	CredentialsFile string `yaml:"credentialsFile"`
-	TLS             *TLS   `yaml:"tls"`
-}
-
 // Content modes of CloudEvents on the wire.
 const (
 	ModeStructured = "structured"
 	ModeBinary     = "binary"
 )
-
-// DefaultSubject is the subject template of the NATS sinks.
-const DefaultSubject = "kubefeed.{cluster}.{group}.{resource}.{namespace}.{change}"
 
 // JetStreamSink publishes to a NATS JetStream stream, at least once.
 type JetStreamSink struct {

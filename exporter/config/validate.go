@@ -12,6 +12,7 @@ import (
 
 	"github.com/kubefeed/kubefeed/filters"
 	"github.com/kubefeed/kubefeed/sinks"
+	"github.com/kubefeed/kubefeed/sinks/natsconn"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/util/validation"
@@ -326,32 +327,14 @@ func (v *validator) sink(path string, s *Sink, names map[string]bool) {
 }
 
 func (v *validator) natsConn(path string, c *NATSConnection) {
-	if len(c.Servers) == 0 {
-		v.atKey(path, "servers is required (for example [nats://127.0.0.1:4222])")
-	}
-	for i, s := range c.Servers {
-		u, err := url.Parse(s)
-		if err != nil || u.Host == "" || (u.Scheme != "nats" && u.Scheme != "tls" && u.Scheme != "ws" && u.Scheme != "wss") {
-			v.at(fmt.Sprintf("%s.servers[%d]", path, i), "must be a URL such as nats://host:4222 or tls://host:4222")
-		}
-	}
-	auth := 0
-	for _, set := range []bool{c.User != "" || c.PasswordFile != "", c.TokenFile != "", c.NKeySeedFile != "", c.CredentialsFile != ""} {
-		if set {
-			auth++
-		}
-	}
-	if auth > 1 {
-		v.atKey(path, "use one of user/passwordFile, tokenFile, nkeySeedFile, credentialsFile")
-	}
-	v.block(path+".tls", c.TLS.Validate())
+	v.block(path, c.Validate())
 }
 
 func (v *validator) subject(path, tmpl string) {
 	if tmpl == "" {
 		return
 	}
-	if err := CheckSubjectTemplate(tmpl); err != nil {
+	if err := natsconn.CheckSubjectTemplate(tmpl); err != nil {
 		v.at(path, "%v", err)
 	}
 }
@@ -360,30 +343,6 @@ func (v *validator) mode(path, m string) {
 	if m != "" && m != ModeStructured && m != ModeBinary {
 		v.at(path, "must be structured or binary, got %q", m)
 	}
-}
-
-// SubjectTokens are the placeholders a subject template may use.
-var SubjectTokens = []string{"{cluster}", "{group}", "{version}", "{resource}", "{namespace}", "{name}", "{kind}", "{change}"}
-
-// CheckSubjectTemplate rejects templates with unknown placeholders, empty
-// tokens or wildcards.
-func CheckSubjectTemplate(tmpl string) error {
-	for _, tok := range strings.Split(tmpl, ".") {
-		if tok == "" {
-			return fmt.Errorf("subject %q has an empty token", tmpl)
-		}
-		rest := tok
-		for _, ph := range SubjectTokens {
-			rest = strings.ReplaceAll(rest, ph, "")
-		}
-		if strings.ContainsAny(rest, "{}") {
-			return fmt.Errorf("subject %q: unknown placeholder in %q (use %s)", tmpl, tok, strings.Join(SubjectTokens, " "))
-		}
-		if strings.ContainsAny(rest, "*> \t") {
-			return fmt.Errorf("subject %q: wildcards and spaces are not allowed", tmpl)
-		}
-	}
-	return nil
 }
 
 func (v *validator) watch(path string, w *Watch, sinkNames map[string]bool, redactionKeyFile string) {

@@ -9,14 +9,13 @@ import (
 	"github.com/nats-io/nats.go"
 	"go.uber.org/zap"
 
-	"github.com/kubefeed/kubefeed/exporter/config"
 	"github.com/kubefeed/kubefeed/sinks"
 )
 
 // Connect dials NATS. It does not fail when no server answers yet: the
 // connection keeps trying in the background (RetryOnFailedConnect) and
 // reconnects forever with jittered backoff.
-func Connect(c config.NATSConnection, log *zap.Logger, extra ...nats.Option) (*nats.Conn, error) {
+func Connect(c Config, log *zap.Logger, extra ...nats.Option) (*nats.Conn, error) {
 	opts, err := Options(c, log)
 	if err != nil {
 		return nil, err
@@ -29,8 +28,8 @@ func Connect(c config.NATSConnection, log *zap.Logger, extra ...nats.Option) (*n
 	return nc, nil
 }
 
-// Options turns the config into nats.go options.
-func Options(c config.NATSConnection, log *zap.Logger) ([]nats.Option, error) {
+// Options turns the connection config into nats.go options.
+func Options(c Config, log *zap.Logger) ([]nats.Option, error) {
 	if log == nil {
 		log = zap.NewNop()
 	}

@@ -1,6 +1,8 @@
 // Package natsconn is what the NATS sinks (and the JetStream checkpoint)
-// share: connecting with the options users expect (several servers,
+// share: the connection keys of their config blocks (Config, with its
+// Validate) and connecting with the options users expect (several servers,
 // user/password, token, NKey seed, credentials file, TLS, reconnect forever
 // with backoff, secrets never logged), and subject templates whose tokens
-// are escaped so no value can add tokens or wildcards.
+// are escaped so no value can add tokens or wildcards (CheckSubjectTemplate
+// is the check the config applies to them).
 package natsconn

@@ -4,7 +4,6 @@ import (
 	"strings"
 
 	"github.com/kubefeed/kubefeed/event"
-	"github.com/kubefeed/kubefeed/exporter/config"
 )
 
 // Subject is a compiled subject template.
@@ -17,9 +16,9 @@ type piece struct {
 	field   string // placeholder name without braces, or ""
 }
 
-// CompileSubject parses a template such as config.DefaultSubject.
+// CompileSubject parses a template such as DefaultSubject.
 func CompileSubject(tmpl string) (*Subject, error) {
-	if err := config.CheckSubjectTemplate(tmpl); err != nil {
+	if err := CheckSubjectTemplate(tmpl); err != nil {
 		return nil, err
 	}
 	s := &Subject{}

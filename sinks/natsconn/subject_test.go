@@ -6,13 +6,12 @@ import (
 	"testing"
 
 	"github.com/kubefeed/kubefeed/event"
-	"github.com/kubefeed/kubefeed/exporter/config"
 )
 
 func TestSubjects(t *testing.T) {
 	e := &event.Event{Cluster: "prod-eu-1", APIVersion: "networking.k8s.io/v1", Resource: "ingresses", Namespace: "shop", Name: "web.v2", Kind: "Ingress", Type: event.Deleted.Type()}
 	for _, tc := range []struct{ tmpl, want string }{
-		{config.DefaultSubject, "kubefeed.prod-eu-1.networking_k8s_io.ingresses.shop.deleted"},
+		{DefaultSubject, "kubefeed.prod-eu-1.networking_k8s_io.ingresses.shop.deleted"},
 		{"feed.{kind}.{name}", "feed.Ingress.web_v2"},
 		{"x.{group}-{version}.{change}", "x.networking_k8s_io-v1.deleted"},
 	} {
@@ -32,7 +31,7 @@ func TestSubjects(t *testing.T) {
 	if got := s.StreamSubject("c"); got != "k.>" {
 		t.Errorf("stream subject %s", got)
 	}
-	d, _ := CompileSubject(config.DefaultSubject)
+	d, _ := CompileSubject(DefaultSubject)
 	if got := d.StreamSubject("prod"); got != "kubefeed.prod.>" {
 		t.Errorf("default stream subject %s", got)
 	}
