@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"fmt"
 	"os"
-	"strings"
 
 	"github.com/kubefeed/kubefeed/sinks/natsconn"
 )
@@ -35,8 +34,8 @@ func (v *validator) redactionKey(path string) {
 // the JetStream dead-letter subject.
 func (v *validator) sinkSafety(path string, s *Sink) {
 	if d := s.DeadLetter; d != nil {
-		if strings.TrimSpace(d.File) == "" {
-			v.atKey(path+".deadLetter", "file is required (a path for JSON lines)")
+		if ps := d.Validate(); len(ps) > 0 {
+			v.block(path+".deadLetter", ps)
 		} else if s.File != nil && s.File.Path == d.File {
 			v.at(path+".deadLetter.file", "must not be the sink's own file %q", d.File)
 		}

@@ -2,7 +2,10 @@ package config
 
 import (
 	"github.com/kubefeed/kubefeed/sinks"
+	"github.com/kubefeed/kubefeed/sinks/deadletter"
+	"github.com/kubefeed/kubefeed/sinks/file"
 	"github.com/kubefeed/kubefeed/sinks/natsconn"
+	"github.com/kubefeed/kubefeed/sinks/stdout"
 )
 
 // The blocks of the file that configure sinks belong to the sink packages:
@@ -21,3 +24,15 @@ type NATSConnection = natsconn.Config
 
 // DefaultSubject is the subject template of the NATS sinks.
 const DefaultSubject = natsconn.DefaultSubject
+
+// StdoutSink writes JSON lines (or diffs) to standard output.
+type StdoutSink = stdout.Config
+
+// FileSink appends JSON lines to a file.
+type FileSink = file.Config
+
+// DefaultFileLinger is the file sink's default linger.
+const DefaultFileLinger = file.DefaultLinger
+
+// DeadLetter is where a sink's permanently rejected events go.
+type DeadLetter = deadletter.Config

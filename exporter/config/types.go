@@ -1,7 +1,9 @@
 package config
 
 import (
-	"time"
+	"github.com/kubefeed/kubefeed/sinks/deadletter"
+	"github.com/kubefeed/kubefeed/sinks/file"
+	"github.com/kubefeed/kubefeed/sinks/stdout"
 )
 
 // APIVersion and Kind of the config file.
@@ -87,47 +89,15 @@ type Watch struct {
 // Sink is one named sink; exactly one of the kinds is set.
 type Sink struct {
 	Name      string         `yaml:"name"`
-	Stdout    *StdoutSink    `yaml:"stdout"`
-	File      *FileSink      `yaml:"file"`
+	Stdout    *stdout.Config `yaml:"stdout"`
+	File      *file.Config   `yaml:"file"`
 	JetStream *JetStreamSink `yaml:"jetstream"`
 	NATS      *NATSSink      `yaml:"nats"`
 	Webhook   *WebhookSink   `yaml:"webhook"`
 	Kafka     *KafkaSink     `yaml:"kafka"`
 	// DeadLetter keeps the events this sink rejects permanently; nil: they
 	// are logged, counted and dropped.
-	DeadLetter *DeadLetter `yaml:"deadLetter"`
-}
-
-// DeadLetter is where a sink's permanently rejected events go.
-type DeadLetter struct {
-	// File receives one JSON line per event (the event as the sink got it,
-	// with reason, status and time); created 0600 in a 0700 directory.
-	File string `yaml:"file"`
-}
-
-// StdoutSink writes JSON lines to standard output.
-type StdoutSink struct {
-	// Format: json (default) or diff (human-readable, for terminals).
-	Format string `yaml:"format"`
-}
-
-// DefaultFileLinger is how long the file sink gathers events trickling in
-// before one write and fsync. The fsync is most of what an event costs a
-// file sink at a few hundred events/s (about 15% of kubefeed's CPU at
-// 300 core Events/s with 5 ms, when two or three events shared one); at
-// 20 ms about six share it, and an audit file is 20 ms later at most.
-const DefaultFileLinger = 20 * time.Millisecond
-
-// FileSink appends JSON lines to a file.
-type FileSink struct {
-	Path string `yaml:"path"`
-	// MaxSizeMB rotates the file when it grows past this size (0: never).
-	MaxSizeMB int `yaml:"maxSizeMB"`
-	// MaxBackups rotated files are kept (default 3).
-	MaxBackups int `yaml:"maxBackups"`
-	// Linger is how long a small group of events waits after its first
-	// for more before one write and fsync (default 5ms; 0s: at once).
-	Linger *Duration `yaml:"linger"`
+	DeadLetter *deadletter.Config `yaml:"deadLetter"`
 }
 
 // Content modes of CloudEvents on the wire.

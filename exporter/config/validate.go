@@ -57,14 +57,11 @@ func (c *Config) SetDefaults() {
 		}
 	}
 	for i := range c.Sinks {
-		if s := c.Sinks[i].Stdout; s != nil && s.Format == "" {
-			s.Format = "json"
+		if s := c.Sinks[i].Stdout; s != nil {
+			s.SetDefaults()
 		}
-		if f := c.Sinks[i].File; f != nil && f.MaxBackups == 0 {
-			f.MaxBackups = 3
-		}
-		if f := c.Sinks[i].File; f != nil && f.Linger == nil {
-			f.Linger = &Duration{Duration: DefaultFileLinger}
+		if f := c.Sinks[i].File; f != nil {
+			f.SetDefaults()
 		}
 		if j := c.Sinks[i].JetStream; j != nil {
 			if j.Subject == "" {
@@ -248,21 +245,11 @@ func (v *validator) sink(path string, s *Sink, names map[string]bool) {
 	kinds := 0
 	if s.Stdout != nil {
 		kinds++
-		if f := s.Stdout.Format; f != "json" && f != "diff" {
-			v.at(path+".stdout.format", "must be json or diff, got %q", f)
-		}
+		v.block(path+".stdout", s.Stdout.Validate())
 	}
 	if s.File != nil {
 		kinds++
-		if s.File.Path == "" {
-			v.atKey(path+".file", "path is required")
-		}
-		if s.File.Linger != nil && (s.File.Linger.Duration < 0 || s.File.Linger.Duration > time.Second) {
-			v.at(path+".file.linger", "must be between 0s and 1s, got %s", s.File.Linger.Duration)
-		}
-		if s.File.MaxSizeMB < 0 || s.File.MaxBackups < 0 {
-			v.at(path+".file", "maxSizeMB and maxBackups must not be negative")
-		}
+		v.block(path+".file", s.File.Validate())
 	}
 	if j := s.JetStream; j != nil {
 		kinds++
