@@ -2,6 +2,8 @@ package wirejson
 
 import (
 	"bytes"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"math"
@@ -197,5 +199,133 @@ func FuzzDecodeMatchesKJSON(f *testing.F) {
 		wrapped := append(append([]byte(`{"type":"MODIFIED","object":{"metadata":{"managedFields":[],"x":`), data...), `},"v":`...)
 		wrapped = append(append(wrapped, data...), "}}"...)
 		checkEquivalent(t, wrapped)
+	})
+}
+
+// chunkReader hands out data in the chunk sizes of sizes (cycled; a zero
+// size is a read that returns nothing), and with the last bytes io.EOF in
+// the same call when eofWithData is set.
+type chunkReader struct {
+	data        []byte
+	sizes       []byte
+	i           int
+	eofWithData bool
+}
+
+func (r *chunkReader) Read(p []byte) (int, error) {
+	if len(r.data) == 0 {
+		return 0, io.EOF
+	}
+	n := len(r.data)
+	if len(r.sizes) > 0 {
+		n = int(r.sizes[r.i%len(r.sizes)])
+		r.i++
+	}
+	n = min(n, len(p), len(r.data))
+	copy(p, r.data[:n])
+	r.data = r.data[n:]
+	if len(r.data) == 0 && r.eofWithData {
+		return n, io.EOF
+	}
+	return n, nil
+}
+
+// checkStreamMatchesKJSON checks a stream of events (pieces of data separated by NUL
+// bytes) decoded by one Decoder, read in the chunks sizes gives, against
+// kjson decoding each piece on its own: every piece kjson decodes must come
+// out the same, every piece kjson rejects as a value of the wrong type must
+// be a ValueError after which the stream goes on. Pieces that are not a
+// JSON object (syntax errors end the stream) are left out.
+func checkStreamMatchesKJSON(t *testing.T, data, sizes []byte, drop bool) {
+	t.Helper()
+	var pieces [][]byte
+	for _, p := range bytes.Split(data, []byte{0}) {
+		p = bytes.TrimSpace(p)
+		if len(p) == 0 || p[0] != '{' || !json.Valid(p) {
+			continue
+		}
+		pieces = append(pieces, p)
+	}
+	if len(pieces) == 0 {
+		return
+	}
+	var stream []byte
+	for i, p := range pieces {
+		stream = append(stream, p...)
+		if i%2 == 0 {
+			stream = append(stream, '\n')
+		}
+	}
+	for _, eofWithData := range []bool{false, true} {
+		// Zero-sized reads are fine as long as not 100 of them come in a row.
+		d := NewDecoder(&chunkReader{data: stream, sizes: sizes, eofWithData: eofWithData}, Options{DropManagedFields: drop})
+		var got []Event
+		for i, p := range pieces {
+			want, werr := oracle(p, drop)
+			var ev Event
+			err := d.Decode(&ev)
+			if errors.Is(err, io.ErrNoProgress) && bytes.Count(sizes, []byte{0}) > 0 {
+				return
+			}
+			if werr != nil {
+				var ve *ValueError
+				if !errors.As(err, &ve) {
+					t.Fatalf("event %d %q: error %v, want a ValueError (kjson: %v)", i, p, err, werr)
+				}
+				continue
+			}
+			if err != nil {
+				t.Fatalf("event %d %q: %v", i, p, err)
+			}
+			if !equal(ev, want) {
+				t.Fatalf("event %d %q:\ngot  %#v\nwant %#v", i, p, ev, want)
+			}
+			if string(d.Raw()) != string(p) {
+				t.Fatalf("event %d: raw %q, want %q", i, d.Raw(), p)
+			}
+			got = append(got, ev)
+		}
+		if err := d.Decode(&Event{}); err != io.EOF {
+			t.Fatalf("after the last event: %v", err)
+		}
+		// Events handed out earlier are not changed by decoding later
+		// ones (no string shares the decoder's buffer).
+		j := 0
+		for _, p := range pieces {
+			want, werr := oracle(p, drop)
+			if werr != nil {
+				continue
+			}
+			if !equal(got[j], want) {
+				t.Fatalf("event %q changed after decoding the rest:\ngot  %#v\nwant %#v", p, got[j], want)
+			}
+			j++
+		}
+	}
+}
+
+// A stream of events, read in arbitrary chunks, decodes as kjson decodes
+// each event; strings interned in one event are right in the others.
+func FuzzStreamMatchesKJSON(f *testing.F) {
+	sep := "\x00"
+	f.Add([]byte(strings.Join(stream, sep)), []byte{1, 7, 0, 3})
+	f.Add([]byte(strings.Join(events, sep)), []byte{5})
+	var hs []string
+	for _, v := range hostile {
+		hs = append(hs, `{"type":"ADDED","object":{"kind":"X","v":`+v+`,"metadata":{"managedFields":[`+v+`]}}}`)
+	}
+	f.Add([]byte(strings.Join(hs, sep)), []byte{2, 200, 13})
+	// Values that share an intern slot, or nearly so: same length, same
+	// first and last eight bytes.
+	f.Add([]byte(`{"object":{"aaaaaaaaXaaaaaaaa":"bbbbbbbbXbbbbbbbb","aaaaaaaaYaaaaaaaa":"bbbbbbbbYbbbbbbbb"}}`+sep+
+		`{"object":{"aaaaaaaaYaaaaaaaa":"bbbbbbbbXbbbbbbbb","aaaaaaaaXaaaaaaaa":"bbbbbbbbYbbbbbbbb","aaaaaaaaZaaaaaaaa":"bbbbbbbbZbbbbbbbb"}}`), []byte{3})
+	f.Add([]byte(`{"type":"ADDED","object":{"s":"\ud83d\ude00\u00e9","k\u0041":"\ud800x"}}`+sep+`{"type":"ADDED","object":{"s":"😀é","kA":"\ufffdx"}}`), []byte{1})
+	f.Fuzz(func(t *testing.T, data, sizes []byte) {
+		if len(sizes) > 64 {
+			sizes = sizes[:64]
+		}
+		for _, drop := range []bool{false, true} {
+			checkStreamMatchesKJSON(t, data, sizes, drop)
+		}
 	})
 }
