@@ -13,7 +13,7 @@ import (
 // takeDirty run loses no record and no dirty mark: every key written is
 // taken dirty exactly with its last record, and the store ends holding
 // exactly the keys put last.
-func TestStoreReserveUnderConcurrentWritesAudit7(t *testing.T) {
+func TestStoreReserveUnderConcurrentWrites(t *testing.T) {
 	s := newStore()
 	var _ interface{ Reserve(int) } = s
 	const writers, perWriter = 4, 500
