@@ -9,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -67,16 +66,6 @@ func eventOf(t *testing.T, r *kgo.Record) (event.Event, event.ChangeData) {
 	return e.Event, e.Data
 }
 
-func header(r *kgo.Record, k string) (string, int) {
-	v, n := "", 0
-	for _, h := range r.Headers {
-		if h.Key == k {
-			v, n = string(h.Value), n+1
-		}
-	}
-	return v, n
-}
-
 func TestConformance(t *testing.T) {
 	kc := kafkatest.StartT(t, kafkatest.Options{})
 	sinktest.Run(t, sinktest.Harness{
@@ -104,107 +93,6 @@ func TestConformance(t *testing.T) {
 	})
 }
 
-func TestKeyIsTheUIDAndOneObjectStaysOnOnePartition(t *testing.T) {
-	kc := kafkatest.StartT(t, kafkatest.Options{})
-	cfg := sinkConfig(kc.Addr())
-	cfg.Provision.Partitions = 6
-	s := newSink(t, cfg)
-	defer s.Close(context.Background())
-	for v := 1; v <= 5; v++ {
-		var batch []*event.Event
-		for o := 0; o < 20; o++ {
-			batch = append(batch, sinktest.Event(o, v))
-		}
-		if err := s.Send(context.Background(), batch); err != nil {
-			t.Fatal(err)
-		}
-	}
-	rs := records(t, kc.Addr(), "kubefeed")
-	if len(rs) != 100 {
-		t.Fatalf("topic holds %d records, want 100", len(rs))
-	}
-	// Kafka's own partitioning (murmur2 of the key), so other producers of
-	// the same keys agree.
-	kafkaPartition := kgo.StickyKeyPartitioner(nil).ForTopic("kubefeed")
-	partOf, last := map[string]int32{}, map[string]string{}
-	used := map[int32]bool{}
-	for _, r := range rs {
-		e, _ := eventOf(t, r)
-		if string(r.Key) != e.UID {
-			t.Errorf("record %s: key %q, want the uid %q", e.ID, r.Key, e.UID)
-		}
-		if want := kafkaPartition.Partition(&kgo.Record{Key: r.Key}, 6); int(r.Partition) != want {
-			t.Errorf("uid %s on partition %d, Kafka's partitioner says %d", e.UID, r.Partition, want)
-		}
-		if p, ok := partOf[e.UID]; ok && p != r.Partition {
-			t.Errorf("uid %s on partitions %d and %d", e.UID, p, r.Partition)
-		}
-		partOf[e.UID] = r.Partition
-		used[r.Partition] = true
-		if prev := last[e.UID]; prev != "" && e.ResourceVersion <= prev {
-			t.Errorf("uid %s: version %s after %s", e.UID, e.ResourceVersion, prev)
-		}
-		last[e.UID] = e.ResourceVersion
-	}
-	if len(used) < 3 {
-		t.Errorf("20 objects used only %d of 6 partitions", len(used))
-	}
-}
-
-func TestStructuredMode(t *testing.T) {
-	kc := kafkatest.StartT(t, kafkatest.Options{})
-	s := newSink(t, sinkConfig(kc.Addr()))
-	defer s.Close(context.Background())
-	e := sinktest.Event(1, 1)
-	if err := s.Send(context.Background(), []*event.Event{e}); err != nil {
-		t.Fatal(err)
-	}
-	r := records(t, kc.Addr(), "kubefeed")[0]
-	if ct, n := header(r, "content-type"); ct != "application/cloudevents+json" || n != 1 || len(r.Headers) != 1 {
-		t.Errorf("headers %v, want only content-type: application/cloudevents+json", r.Headers)
-	}
-	got, data := eventOf(t, r)
-	if got.ID != e.ID || got.SpecVersion != "1.0" || got.UID != e.UID || data.Object["kind"] != "ConfigMap" {
-		t.Errorf("value: %s", r.Value)
-	}
-}
-
-func TestBinaryModeFollowsTheKafkaBinding(t *testing.T) {
-	kc := kafkatest.StartT(t, kafkatest.Options{})
-	cfg := sinkConfig(kc.Addr())
-	cfg.Mode = config.ModeBinary
-	s := newSink(t, cfg)
-	defer s.Close(context.Background())
-	e := sinktest.Event(1, 7)
-	e.APIVersion, e.Resource, e.Kind = "example.com/v1", "widgets", "Widget"
-	e.Time = time.Date(2026, 11, 28, 15, 4, 5, 123456000, time.UTC)
-	if err := s.Send(context.Background(), []*event.Event{e}); err != nil {
-		t.Fatal(err)
-	}
-	r := records(t, kc.Addr(), "kubefeed")[0]
-	want := map[string]string{
-		"ce_specversion": "1.0", "ce_id": e.ID, "ce_type": e.Type, "ce_source": e.Source, "ce_subject": e.Subject,
-		"ce_time": "2026-11-28T15:04:05.123456Z", "content-type": "application/json",
-		"ce_cluster": "test", "ce_apiversion": "example.com/v1", "ce_kind": "Widget", "ce_resource": "widgets",
-		"ce_namespace": "ns", "ce_name": "obj-1", "ce_uid": "uid-1", "ce_resourceversion": "7",
-	}
-	for k, v := range want {
-		if got, n := header(r, k); got != v || n != 1 {
-			t.Errorf("header %s = %q (%d times), want %q", k, got, n, v)
-		}
-	}
-	if len(r.Headers) != len(want) {
-		t.Errorf("%d headers, want %d: %v", len(r.Headers), len(want), r.Headers)
-	}
-	var data event.ChangeData
-	if err := json.Unmarshal(r.Value, &data); err != nil || data.Object["kind"] != "ConfigMap" {
-		t.Errorf("binary value is not the data: %s", r.Value)
-	}
-	if string(r.Key) != "uid-1" {
-		t.Errorf("key %q", r.Key)
-	}
-}
-
 // gapEvent is a gap marker as the exporter builds it.
 func gapEvent(scope, resource, ns string) *event.Event {
 	return &event.Event{
@@ -212,115 +100,6 @@ func gapEvent(scope, resource, ns string) *event.Event {
 		Subject: "/scopes/" + strings.ReplaceAll(scope, " ", "/"), Time: time.Unix(10, 0).UTC(), DataContentType: event.DataContentType,
 		Cluster: "test", Resource: resource, Namespace: ns,
 		Data: &event.GapData{Scope: scope, From: time.Unix(0, 0).UTC(), To: time.Unix(10, 0).UTC(), Reason: "relist"},
-	}
-}
-
-func TestGapMarkerReachesEveryPartition(t *testing.T) {
-	kc := kafkatest.StartT(t, kafkatest.Options{})
-	cfg := sinkConfig(kc.Addr())
-	cfg.Provision.Partitions = 4
-	s := newSink(t, cfg)
-	defer s.Close(context.Background())
-	g := gapEvent("configmaps -n ns", "configmaps", "ns")
-	batch := []*event.Event{g}
-	for o := 0; o < 8; o++ {
-		batch = append(batch, sinktest.Event(o, 1))
-	}
-	if err := s.Send(context.Background(), batch); err != nil {
-		t.Fatal(err)
-	}
-	// Every partition starts with the gap marker, before the recovered
-	// events that follow it.
-	first := map[int32]string{}
-	gaps := map[int32]int{}
-	for _, r := range records(t, kc.Addr(), "kubefeed") {
-		e, _ := eventOf(t, r)
-		if _, ok := first[r.Partition]; !ok {
-			first[r.Partition] = e.ID
-		}
-		if e.Type == event.TypeGap {
-			gaps[r.Partition]++
-			if string(r.Key) != g.ID {
-				t.Errorf("gap record key %q, want its id %q", r.Key, g.ID)
-			}
-		}
-	}
-	for p := int32(0); p < 4; p++ {
-		if gaps[p] != 1 || first[p] != g.ID {
-			t.Errorf("partition %d: %d gap records, first record %s", p, gaps[p], first[p])
-		}
-	}
-	if st := s.Stats(); st.GapRecords != 4 || st.Produced != 12 {
-		t.Errorf("stats %+v, want 4 gap records of 12", st)
-	}
-}
-
-func TestTopicTemplateRoutesEventsAndGaps(t *testing.T) {
-	kc := kafkatest.StartT(t, kafkatest.Options{})
-	cfg := sinkConfig(kc.Addr())
-	cfg.Topic = "kubefeed.{cluster}.{group}.{resource}"
-	s := newSink(t, cfg)
-	defer s.Close(context.Background())
-	w := sinktest.Event(1, 1)
-	w.APIVersion, w.Resource, w.Kind = "example.com/v1", "widgets", "Widget"
-	batch := []*event.Event{gapEvent("widgets.example.com -n ns -l a=b", "widgets", "ns"), w, gapEvent("configmaps", "configmaps", ""), sinktest.Event(2, 1)}
-	if err := s.Send(context.Background(), batch); err != nil {
-		t.Fatal(err)
-	}
-	for topic, want := range map[string][]string{
-		"kubefeed.test.example.com.widgets": {batch[0].ID, w.ID},
-		"kubefeed.test.core.configmaps":     {batch[2].ID, batch[3].ID},
-	} {
-		rs := records(t, kc.Addr(), topic)
-		var ids []string
-		for _, r := range rs {
-			e, _ := eventOf(t, r)
-			if e.Type != event.TypeGap || len(ids) == 0 || ids[len(ids)-1] != e.ID {
-				ids = append(ids, e.ID)
-			}
-		}
-		// 3 partitions: the gap is on each, the event on one of them.
-		if len(rs) != 4 || !contains(ids, want[0]) || !contains(ids, want[1]) {
-			t.Errorf("topic %s: %d records %v, want the gap on 3 partitions and %s", topic, len(rs), ids, want[1])
-		}
-	}
-}
-
-func contains(ss []string, s string) bool {
-	for _, x := range ss {
-		if x == s {
-			return true
-		}
-	}
-	return false
-}
-
-func TestMissingTopicWithoutProvisionIsAClearError(t *testing.T) {
-	kc := kafkatest.StartT(t, kafkatest.Options{})
-	cfg := sinkConfig(kc.Addr())
-	cfg.Provision = nil
-	_, err := kafka.New(context.Background(), kafka.Options{Config: cfg, Cluster: "test"})
-	if err == nil || !strings.Contains(err.Error(), "kubefeed: create it or set provision") {
-		t.Errorf("New without topic: %v", err)
-	}
-}
-
-func TestTopicLimitBelowMaxMessageBytesIsAClearError(t *testing.T) {
-	kc := kafkatest.StartT(t, kafkatest.Options{})
-	limit := "100000"
-	cl, err := kgo.NewClient(kgo.SeedBrokers(kc.Addr()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, err = kadm.NewClient(cl).CreateTopic(context.Background(), 1, 1, map[string]*string{"max.message.bytes": &limit}, "kubefeed")
-	cl.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, err = kafka.New(context.Background(), kafka.Options{Config: sinkConfig(kc.Addr()), Cluster: "test"})
-	if err == nil || !strings.Contains(err.Error(), "topic kubefeed accepts records up to 100000 bytes (max.message.bytes)") ||
-		!strings.Contains(err.Error(), "set maxMessageBytes to at most 100000") {
-		t.Errorf("New with a topic limit below maxMessageBytes: %v", err)
 	}
 }
 
@@ -390,4 +169,8 @@ func TestSASL(t *testing.T) {
 			t.Errorf("New with a missing password file: %v", err)
 		}
 	})
+}
+
+func kafkatestSASL(mech, user, pass string) []kfake.Opt {
+	return []kfake.Opt{kfake.EnableSASL(), kfake.Superuser(mech, user, pass)}
 }

@@ -3,6 +3,7 @@ package kafka_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -330,3 +331,126 @@ func TestPublishOfNothing(t *testing.T) {
 		t.Errorf("done called %d times, want once", calls)
 	}
 }
+
+// Publishes race broker failures, permanent errors (an event too large
+// without a dead-letter topic), gap markers wider than the window and
+// publishes of nothing, on a window of 4: every done comes exactly once
+// (the publisher checks), the window ends empty (a publish that needs all
+// of it goes through), and Stats count each publish answered for good
+// exactly once.
+func TestWindowAccountsForEveryPublish(t *testing.T) {
+	kc := kafkatest.StartT(t, kafkatest.Options{})
+	cfg := sinkConfig(kc.Addr())
+	cfg.MaxInFlight = 4
+	cfg.MaxMessageBytes = 64 << 10
+	cfg.Provision.Partitions = 3
+	s := newSink(t, cfg)
+	defer s.Close(context.Background())
+	p := &publisher{t: t, s: s}
+	big := strings.Repeat("x", 100<<10)
+	const objects, versions = 12, 8
+	var produced, gaps, dropped, retried atomic.Int64
+	// Fail produce requests on and off while they run. The first fault is
+	// in place before any publish, so a fast run still meets failures.
+	stop := make(chan struct{})
+	faults := make(chan struct{})
+	first := make(chan struct{})
+	go func() {
+		defer close(faults)
+		for i := 0; ; i++ {
+			h := kc.Kfake().Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.Produce}, Partitions: []int32{int32(i % 3)}, Err: kerr.UnknownServerError, Count: 2})
+			if i == 0 {
+				close(first)
+			}
+			time.Sleep(20 * time.Millisecond)
+			h.Remove()
+			select {
+			case <-stop:
+				return
+			case <-time.After(20 * time.Millisecond):
+			}
+		}
+	}()
+	<-first
+	var wg sync.WaitGroup
+	for o := 0; o < objects; o++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for v := 1; v <= versions; v++ {
+				var evs []*event.Event
+				var recs, gapRecs, drops int64
+				switch (o + v) % 5 {
+				case 0: // a gap marker first: 3 records, the window is 4
+					evs = append(evs, gapEvent(fmt.Sprintf("configmaps -n ns%d", o), "configmaps", "ns"))
+					recs += 3
+					gapRecs += 3
+				case 1: // an event that can never be written, and one that can
+					e := sinktest.Event(o, v)
+					e.Data.(*event.ChangeData).Object["data"] = map[string]any{"v": big}
+					e.Data.(*event.ChangeData).ChangedPaths = []string{strings.Repeat("/p", 40<<10)}
+					evs = append(evs, e)
+					drops++
+				case 2: // nothing
+				}
+				if (o+v)%5 != 2 {
+					evs = append(evs, sinktest.Event(o, v))
+					recs++
+				}
+				for attempt := 1; ; attempt++ {
+					ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+					res := make(chan error, 1)
+					_, err := p.publish(ctx, evs, func(err error) { res <- err })
+					cancel()
+					if err == nil {
+						err = <-res
+					} else if !sinks.IsPermanent(err) {
+						t.Errorf("object %d version %d: publish: %v", o, v, err)
+						return
+					}
+					if err == nil || sinks.IsPermanent(err) {
+						if err != nil && drops == 0 {
+							t.Errorf("object %d version %d: permanent error %v", o, v, err)
+						}
+						if err == nil && drops > 0 {
+							t.Errorf("object %d version %d: an event too large went through", o, v)
+						}
+						produced.Add(recs)
+						gaps.Add(gapRecs)
+						dropped.Add(drops)
+						break
+					}
+					retried.Add(1)
+					if attempt == 300 {
+						t.Errorf("object %d version %d: still failing: %v", o, v, err)
+						return
+					}
+					time.Sleep(5 * time.Millisecond)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(stop)
+	<-faults
+	if retried.Load() == 0 {
+		t.Error("no publish failed: the test did not test a failure")
+	}
+	t.Logf("%d attempts retried", retried.Load())
+	// Every slot is back: a publish of the whole window goes through.
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	var four []*event.Event
+	for o := 0; o < 4; o++ {
+		four = append(four, sinktest.Event(100+o, 1))
+	}
+	if err := p.await(ctx, four...); err != nil {
+		t.Fatalf("a publish of the whole window after the others: %v (slots leaked?)", err)
+	}
+	want := kafkaStats{Produced: produced.Load() + 4, GapRecords: gaps.Load(), Dropped: dropped.Load()}
+	if st := s.Stats(); st.Produced != want.Produced || st.GapRecords != want.GapRecords || st.Dropped != want.Dropped || st.DeadLettered != 0 {
+		t.Errorf("stats %+v, want %+v", st, want)
+	}
+}
+
+type kafkaStats struct{ Produced, GapRecords, Dropped int64 }
