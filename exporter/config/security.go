@@ -30,8 +30,7 @@ func (v *validator) redactionKey(path string) {
 }
 
 // sinkSafety checks the options that keep a sink's events and secrets
-// where they belong: dead letters, webhook redirects and status policy,
-// the JetStream dead-letter subject.
+// where they belong: dead letters, webhook redirects and status policy.
 func (v *validator) sinkSafety(path string, s *Sink) {
 	if d := s.DeadLetter; d != nil {
 		if ps := d.Validate(); len(ps) > 0 {
@@ -62,23 +61,6 @@ func (v *validator) sinkSafety(path string, s *Sink) {
 			}
 		}
 	}
-	if j := s.JetStream; j != nil && j.DeadLetterSubject != "" {
-		p := path + ".jetstream"
-		if err := natsconn.CheckLiteralSubject(j.DeadLetterSubject); err != nil {
-			v.at(p+".deadLetterSubject", "%v", err)
-		} else if pr := j.Provision; pr != nil && len(pr.Subjects) > 0 && !anySubjectCovers(pr.Subjects, j.DeadLetterSubject) {
-			v.at(p+".provision.subjects", "no subject of the stream covers deadLetterSubject %q, so its messages would have no stream: add it", j.DeadLetterSubject)
-		}
-	}
-}
-
-func anySubjectCovers(filters []string, subject string) bool {
-	for _, f := range filters {
-		if SubjectCovers(f, subject) {
-			return true
-		}
-	}
-	return false
 }
 
 // SubjectCovers reports whether the NATS subject filter (with * and >

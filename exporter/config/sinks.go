@@ -4,6 +4,7 @@ import (
 	"github.com/kubefeed/kubefeed/sinks"
 	"github.com/kubefeed/kubefeed/sinks/deadletter"
 	"github.com/kubefeed/kubefeed/sinks/file"
+	"github.com/kubefeed/kubefeed/sinks/jetstream"
 	"github.com/kubefeed/kubefeed/sinks/natsconn"
 	"github.com/kubefeed/kubefeed/sinks/stdout"
 )
@@ -36,3 +37,15 @@ const DefaultFileLinger = file.DefaultLinger
 
 // DeadLetter is where a sink's permanently rejected events go.
 type DeadLetter = deadletter.Config
+
+// Content modes of CloudEvents on the wire.
+const (
+	ModeStructured = sinks.ModeStructured
+	ModeBinary     = sinks.ModeBinary
+)
+
+// JetStreamSink publishes to a NATS JetStream stream, at least once.
+type JetStreamSink = jetstream.Config
+
+// StreamProvision is the stream a JetStream sink creates when asked to.
+type StreamProvision = jetstream.StreamProvision

@@ -3,6 +3,7 @@ package config
 import (
 	"github.com/kubefeed/kubefeed/sinks/deadletter"
 	"github.com/kubefeed/kubefeed/sinks/file"
+	"github.com/kubefeed/kubefeed/sinks/jetstream"
 	"github.com/kubefeed/kubefeed/sinks/stdout"
 )
 
@@ -88,55 +89,16 @@ type Watch struct {
 
 // Sink is one named sink; exactly one of the kinds is set.
 type Sink struct {
-	Name      string         `yaml:"name"`
-	Stdout    *stdout.Config `yaml:"stdout"`
-	File      *file.Config   `yaml:"file"`
-	JetStream *JetStreamSink `yaml:"jetstream"`
-	NATS      *NATSSink      `yaml:"nats"`
-	Webhook   *WebhookSink   `yaml:"webhook"`
-	Kafka     *KafkaSink     `yaml:"kafka"`
+	Name      string            `yaml:"name"`
+	Stdout    *stdout.Config    `yaml:"stdout"`
+	File      *file.Config      `yaml:"file"`
+	JetStream *jetstream.Config `yaml:"jetstream"`
+	NATS      *NATSSink         `yaml:"nats"`
+	Webhook   *WebhookSink      `yaml:"webhook"`
+	Kafka     *KafkaSink        `yaml:"kafka"`
 	// DeadLetter keeps the events this sink rejects permanently; nil: they
 	// are logged, counted and dropped.
 	DeadLetter *deadletter.Config `yaml:"deadLetter"`
-}
-
-// Content modes of CloudEvents on the wire.
-const (
-	ModeStructured = "structured"
-	ModeBinary     = "binary"
-)
-
-// JetStreamSink publishes to a NATS JetStream stream, at least once.
-type JetStreamSink struct {
-	NATSConnection `yaml:",inline"`
-	Stream         string `yaml:"stream"`
-	// Subject template; tokens {cluster} {group} {version} {resource}
-	// {namespace} {name} {kind} {change}. Default DefaultSubject.
-	Subject string `yaml:"subject"`
-	// Mode: structured (default) or binary.
-	Mode string `yaml:"mode"`
-	// MaxPending bounds the publishes awaiting an ack (default 4096).
-	MaxPending int `yaml:"maxPending"`
-	// DeadLetterSubject receives a stub of events too large to send even
-	// after shrinking; empty: they are dropped and counted.
-	DeadLetterSubject string `yaml:"deadLetterSubject"`
-	// Provision creates or updates the stream at start; nil: the stream must
-	// exist.
-	Provision *StreamProvision `yaml:"provision"`
-}
-
-// StreamProvision is the stream kubefeed creates when asked to.
-type StreamProvision struct {
-	// Subjects of the stream; default: the subject template's literal prefix
-	// followed by ">".
-	Subjects []string `yaml:"subjects"`
-	// Storage: file (default) or memory.
-	Storage string `yaml:"storage"`
-	// Retention: limits (default), interest or workqueue.
-	Retention       string   `yaml:"retention"`
-	Replicas        int      `yaml:"replicas"`
-	MaxAge          Duration `yaml:"maxAge"`
-	DuplicateWindow Duration `yaml:"duplicateWindow"`
 }
 
 // NATSSink publishes with core NATS: at most once (see README).

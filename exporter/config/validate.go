@@ -64,15 +64,7 @@ func (c *Config) SetDefaults() {
 			f.SetDefaults()
 		}
 		if j := c.Sinks[i].JetStream; j != nil {
-			if j.Subject == "" {
-				j.Subject = DefaultSubject
-			}
-			if j.Mode == "" {
-				j.Mode = ModeStructured
-			}
-			if j.MaxPending == 0 {
-				j.MaxPending = 4096
-			}
+			j.SetDefaults()
 		}
 		if n := c.Sinks[i].NATS; n != nil {
 			if n.Subject == "" {
@@ -253,27 +245,7 @@ func (v *validator) sink(path string, s *Sink, names map[string]bool) {
 	}
 	if j := s.JetStream; j != nil {
 		kinds++
-		p := path + ".jetstream"
-		v.natsConn(p, &j.NATSConnection)
-		v.subject(p+".subject", j.Subject)
-		v.mode(p+".mode", j.Mode)
-		if j.Stream == "" || strings.ContainsAny(j.Stream, ". *>") {
-			v.atKey(p, "stream must be a stream name without '.', ' ', '*' or '>' (got %q)", j.Stream)
-		}
-		if j.MaxPending < 0 {
-			v.at(p+".maxPending", "must not be negative")
-		}
-		if pr := j.Provision; pr != nil {
-			if pr.Storage != "" && pr.Storage != "file" && pr.Storage != "memory" {
-				v.at(p+".provision.storage", "must be file or memory, got %q", pr.Storage)
-			}
-			if r := pr.Retention; r != "" && r != "limits" && r != "interest" && r != "workqueue" {
-				v.at(p+".provision.retention", "must be limits, interest or workqueue, got %q", r)
-			}
-			if pr.Replicas < 0 || pr.Replicas > 5 {
-				v.at(p+".provision.replicas", "must be between 1 and 5")
-			}
-		}
+		v.block(path+".jetstream", j.Validate())
 	}
 	if n := s.NATS; n != nil {
 		kinds++

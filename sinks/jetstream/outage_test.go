@@ -13,25 +13,25 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/kubefeed/kubefeed/event"
-	"github.com/kubefeed/kubefeed/exporter/config"
 	"github.com/kubefeed/kubefeed/sinks"
+	"github.com/kubefeed/kubefeed/sinks/natsconn"
 	"github.com/kubefeed/kubefeed/sinks/sinktest"
 	"github.com/kubefeed/kubefeed/test/natstest"
 )
 
-func testConfig(url string, provision bool) config.JetStreamSink {
-	c := config.Config{Sinks: []config.Sink{{Name: "js", JetStream: &config.JetStreamSink{
-		NATSConnection: config.NATSConnection{Servers: []string{url}},
+func testConfig(url string, provision bool) Config {
+	c := Config{
+		NATSConnection: natsconn.Config{Servers: []string{url}},
 		Stream:         "KUBEFEED",
-	}}}}
+	}
 	if provision {
-		c.Sinks[0].JetStream.Provision = &config.StreamProvision{}
+		c.Provision = &StreamProvision{}
 	}
 	c.SetDefaults()
-	return *c.Sinks[0].JetStream
+	return c
 }
 
-func openSink(t *testing.T, cfg config.JetStreamSink, ackTimeout time.Duration) *Sink {
+func openSink(t *testing.T, cfg Config, ackTimeout time.Duration) *Sink {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()

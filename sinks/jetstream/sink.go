@@ -13,7 +13,6 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/kubefeed/kubefeed/event"
-	"github.com/kubefeed/kubefeed/exporter/config"
 	"github.com/kubefeed/kubefeed/sinks"
 	"github.com/kubefeed/kubefeed/sinks/natsconn"
 )
@@ -24,7 +23,7 @@ const AckTimeout = 10 * time.Second
 // Options of the sink. Config is required; Cluster names the cluster in
 // subjects.
 type Options struct {
-	Config  config.JetStreamSink
+	Config  Config
 	Cluster string
 	Logger  *zap.Logger
 
@@ -106,10 +105,10 @@ func New(ctx context.Context, o Options) (*Sink, error) {
 	if err := s.ensureStream(ctx); err != nil {
 		if errors.Is(err, errUnreachable) && isAuthError(nc.LastError()) {
 			_ = s.Close(ctx)
-			return nil, fmt.Errorf("nats %s: %w", natsconn.Redact(c.Servers), nc.LastError())
+			return nil, fmt.Errorf("nats %s: %w", natsconn.Redact(c.NATSConnection.Servers), nc.LastError())
 		}
 		if errors.Is(err, errUnreachable) {
-			s.log.Warn("nats not reachable yet; the stream is checked on first send", zap.String("servers", natsconn.Redact(c.Servers)))
+			s.log.Warn("nats not reachable yet; the stream is checked on first send", zap.String("servers", natsconn.Redact(c.NATSConnection.Servers)))
 			return s, nil
 		}
 		_ = s.Close(ctx)
@@ -162,7 +161,7 @@ func (s *Sink) ensureStream(ctx context.Context) error {
 			sc.Subjects = []string{want}
 			// The dead-letter subject needs a stream too (config validation
 			// checks explicit subjects cover it).
-			if dl := c.DeadLetterSubject; dl != "" && !config.SubjectCovers(want, dl) {
+			if dl := c.DeadLetterSubject; dl != "" && !natsconn.Matches(want, dl) {
 				sc.Subjects = append(sc.Subjects, dl)
 			}
 		}
