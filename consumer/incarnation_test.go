@@ -123,3 +123,33 @@ func TestIncarnationsHoldEveryUndeletedUID(t *testing.T) {
 		})
 	}
 }
+
+// TestSameSecondIncarnationsAcrossPartitionsKeepTheNewOne: an object
+// deleted and re-created within one second (kubectl replace --force) has
+// two incarnations with the same creationTimestamp. On Kafka their events
+// sit on two partitions (the key is the uid), so a consumer can read the
+// new one's added before the old one's added and deleted. The new
+// incarnation is the one the cluster holds, and the State holds it at the
+// end.
+func TestSameSecondIncarnationsAcrossPartitionsKeepTheNewOne(t *testing.T) {
+	at := func(o map[string]any, ts string) map[string]any {
+		o["metadata"].(map[string]any)["creationTimestamp"] = ts
+		return o
+	}
+	oldV1 := at(cmObj("web", "old", "10", map[string]any{"v": "old"}), "2026-01-01T10:00:00Z")
+	newV1 := at(cmObj("web", "new", "20", map[string]any{"v": "new"}), "2026-01-01T10:00:00Z")
+	s := New(Options{})
+	for _, e := range []*Event{
+		change(t, event.Added, newV1, "", nil, ""), // partition 1
+		change(t, event.Added, oldV1, "", nil, ""), // partition 0, read later
+		change(t, event.Deleted, oldV1, "", nil, ""),
+	} {
+		if err := s.Apply(e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, ok := s.Get(cmKey)
+	if !ok || got.UID != "new" {
+		t.Fatalf("held %v (uid %q), want the new incarnation (uid new): it was never deleted", ok, got.UID)
+	}
+}

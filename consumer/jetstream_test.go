@@ -175,3 +175,50 @@ func TestReadJetStreamBadMessage(t *testing.T) {
 		t.Errorf("skipping: %+v, %v, %d objects, skipped %v", res, err, s.Len(), skipped)
 	}
 }
+
+// TestReadJetStreamEndsWhenItsSubjectsArePurgedMidRead: the stream is
+// shared (another cluster's subject holds older messages) and the read's
+// subjects are purged while it runs (nats stream purge --subject, or a
+// per-subject limit). The read ends (it has nothing left to read) instead
+// of fetching again and again until its context ends.
+func TestReadJetStreamEndsWhenItsSubjectsArePurgedMidRead(t *testing.T) {
+	srv := natstest.StartT(t, natstest.Options{})
+	nc, err := nats.Connect(srv.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	st, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "S", Subjects: []string{"k.>"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// seq 1: another cluster's event; seq 2: a bad message of ours (the
+	// hook to purge mid-read); seq 3-5: our events.
+	other, _ := event.Marshal(producerEvent("b", event.Added, cmObj("x", "ub", "1", nil), "", nil))
+	if _, err := js.Publish(ctx, "k.b.x", other); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := js.Publish(ctx, "k.a.x", []byte("not json")); err != nil {
+		t.Fatal(err)
+	}
+	for i, uid := range []string{"u1", "u2", "u3"} {
+		b, _ := event.Marshal(producerEvent("a", event.Added, cmObj("web"+uid, uid, "1"+string(rune('0'+i)), nil), "", nil))
+		if _, err := js.Publish(ctx, "k.a.x", b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rctx, rcancel := context.WithTimeout(ctx, 20*time.Second)
+	defer rcancel()
+	_, err = ReadJetStream(rctx, js, New(Options{}), ReadOptions{
+		Stream: "S", Subjects: []string{"k.a.>"}, Batch: 1, FetchWait: 200 * time.Millisecond,
+		OnError: func(uint64, error) error {
+			return st.Purge(ctx, jetstream.WithPurgeSubject("k.a.>"))
+		},
+	})
+	if err != nil {
+		t.Fatalf("read of a purged subject: %v; want it to end without error", err)
+	}
+}
