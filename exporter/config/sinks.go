@@ -5,6 +5,7 @@ import (
 	"github.com/kubefeed/kubefeed/sinks/deadletter"
 	"github.com/kubefeed/kubefeed/sinks/file"
 	"github.com/kubefeed/kubefeed/sinks/jetstream"
+	natssink "github.com/kubefeed/kubefeed/sinks/nats"
 	"github.com/kubefeed/kubefeed/sinks/natsconn"
 	"github.com/kubefeed/kubefeed/sinks/stdout"
 )
@@ -49,3 +50,6 @@ type JetStreamSink = jetstream.Config
 
 // StreamProvision is the stream a JetStream sink creates when asked to.
 type StreamProvision = jetstream.StreamProvision
+
+// NATSSink publishes with core NATS: at most once (see README).
+type NATSSink = natssink.Config

@@ -4,6 +4,7 @@ import (
 	"github.com/kubefeed/kubefeed/sinks/deadletter"
 	"github.com/kubefeed/kubefeed/sinks/file"
 	"github.com/kubefeed/kubefeed/sinks/jetstream"
+	natssink "github.com/kubefeed/kubefeed/sinks/nats"
 	"github.com/kubefeed/kubefeed/sinks/stdout"
 )
 
@@ -93,19 +94,12 @@ type Sink struct {
 	Stdout    *stdout.Config    `yaml:"stdout"`
 	File      *file.Config      `yaml:"file"`
 	JetStream *jetstream.Config `yaml:"jetstream"`
-	NATS      *NATSSink         `yaml:"nats"`
+	NATS      *natssink.Config  `yaml:"nats"`
 	Webhook   *WebhookSink      `yaml:"webhook"`
 	Kafka     *KafkaSink        `yaml:"kafka"`
 	// DeadLetter keeps the events this sink rejects permanently; nil: they
 	// are logged, counted and dropped.
 	DeadLetter *deadletter.Config `yaml:"deadLetter"`
-}
-
-// NATSSink publishes with core NATS: at most once (see README).
-type NATSSink struct {
-	NATSConnection `yaml:",inline"`
-	Subject        string `yaml:"subject"`
-	Mode           string `yaml:"mode"`
 }
 
 // WebhookSink POSTs CloudEvents over HTTP.

@@ -67,12 +67,7 @@ func (c *Config) SetDefaults() {
 			j.SetDefaults()
 		}
 		if n := c.Sinks[i].NATS; n != nil {
-			if n.Subject == "" {
-				n.Subject = DefaultSubject
-			}
-			if n.Mode == "" {
-				n.Mode = ModeStructured
-			}
+			n.SetDefaults()
 		}
 		if k := c.Sinks[i].Kafka; k != nil {
 			k.setDefaults()
@@ -249,9 +244,7 @@ func (v *validator) sink(path string, s *Sink, names map[string]bool) {
 	}
 	if n := s.NATS; n != nil {
 		kinds++
-		v.natsConn(path+".nats", &n.NATSConnection)
-		v.subject(path+".nats.subject", n.Subject)
-		v.mode(path+".nats.mode", n.Mode)
+		v.block(path+".nats", n.Validate())
 	}
 	if w := s.Webhook; w != nil {
 		kinds++

@@ -19,14 +19,13 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/kubefeed/kubefeed/event"
-	"github.com/kubefeed/kubefeed/exporter/config"
 	"github.com/kubefeed/kubefeed/sinks"
 	"github.com/kubefeed/kubefeed/sinks/natsconn"
 )
 
 // Options of the sink.
 type Options struct {
-	Config config.NATSSink
+	Config Config
 	Logger *zap.Logger
 }
 
