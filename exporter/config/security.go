@@ -2,7 +2,6 @@ package config
 
 import (
 	"bytes"
-	"fmt"
 	"os"
 
 	"github.com/kubefeed/kubefeed/sinks/natsconn"
@@ -30,35 +29,13 @@ func (v *validator) redactionKey(path string) {
 }
 
 // sinkSafety checks the options that keep a sink's events and secrets
-// where they belong: dead letters, webhook redirects and status policy.
+// where they belong: dead letters.
 func (v *validator) sinkSafety(path string, s *Sink) {
 	if d := s.DeadLetter; d != nil {
 		if ps := d.Validate(); len(ps) > 0 {
 			v.block(path+".deadLetter", ps)
 		} else if s.File != nil && s.File.Path == d.File {
 			v.at(path+".deadLetter.file", "must not be the sink's own file %q", d.File)
-		}
-	}
-	if w := s.Webhook; w != nil {
-		p := path + ".webhook"
-		switch w.FollowRedirects {
-		case "", FollowRedirectsNever, FollowRedirectsSameHost:
-		default:
-			v.at(p+".followRedirects", "must be %s or %s, got %q", FollowRedirectsNever, FollowRedirectsSameHost, w.FollowRedirects)
-		}
-		retry := map[int]bool{}
-		for i, c := range w.RetryOn {
-			if c < 300 || c > 599 {
-				v.at(fmt.Sprintf("%s.retryOn[%d]", p, i), "must be an HTTP status from 300 to 599, got %d", c)
-			}
-			retry[c] = true
-		}
-		for i, c := range w.PermanentOn {
-			if c < 300 || c > 599 {
-				v.at(fmt.Sprintf("%s.permanentOn[%d]", p, i), "must be an HTTP status from 300 to 599, got %d", c)
-			} else if retry[c] {
-				v.at(fmt.Sprintf("%s.permanentOn[%d]", p, i), "status %d is in retryOn too", c)
-			}
 		}
 	}
 }

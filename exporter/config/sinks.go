@@ -8,6 +8,7 @@ import (
 	natssink "github.com/kubefeed/kubefeed/sinks/nats"
 	"github.com/kubefeed/kubefeed/sinks/natsconn"
 	"github.com/kubefeed/kubefeed/sinks/stdout"
+	"github.com/kubefeed/kubefeed/sinks/webhook"
 )
 
 // The blocks of the file that configure sinks belong to the sink packages:
@@ -53,3 +54,12 @@ type StreamProvision = jetstream.StreamProvision
 
 // NATSSink publishes with core NATS: at most once (see README).
 type NATSSink = natssink.Config
+
+// WebhookSink POSTs CloudEvents over HTTP.
+type WebhookSink = webhook.Config
+
+// Webhook redirect policies.
+const (
+	FollowRedirectsNever    = webhook.FollowRedirectsNever
+	FollowRedirectsSameHost = webhook.FollowRedirectsSameHost
+)

@@ -6,6 +6,7 @@ import (
 	"github.com/kubefeed/kubefeed/sinks/jetstream"
 	natssink "github.com/kubefeed/kubefeed/sinks/nats"
 	"github.com/kubefeed/kubefeed/sinks/stdout"
+	"github.com/kubefeed/kubefeed/sinks/webhook"
 )
 
 // APIVersion and Kind of the config file.
@@ -95,51 +96,12 @@ type Sink struct {
 	File      *file.Config      `yaml:"file"`
 	JetStream *jetstream.Config `yaml:"jetstream"`
 	NATS      *natssink.Config  `yaml:"nats"`
-	Webhook   *WebhookSink      `yaml:"webhook"`
+	Webhook   *webhook.Config   `yaml:"webhook"`
 	Kafka     *KafkaSink        `yaml:"kafka"`
 	// DeadLetter keeps the events this sink rejects permanently; nil: they
 	// are logged, counted and dropped.
 	DeadLetter *deadletter.Config `yaml:"deadLetter"`
 }
-
-// WebhookSink POSTs CloudEvents over HTTP.
-type WebhookSink struct {
-	URL string `yaml:"url"`
-	// Mode: structured (default) or binary.
-	Mode string `yaml:"mode"`
-	// Headers added to every request.
-	Headers map[string]string `yaml:"headers"`
-	// HeaderFiles: header name -> file whose content is the value.
-	HeaderFiles map[string]string `yaml:"headerFiles"`
-	// BearerTokenFile is sent as Authorization: Bearer <token>.
-	BearerTokenFile string   `yaml:"bearerTokenFile"`
-	Timeout         Duration `yaml:"timeout"`
-	TLS             *TLS     `yaml:"tls"`
-	// Batch sends up to this many events, of different objects, per
-	// request as application/cloudevents-batch+json (0 or 1: one event per
-	// request).
-	Batch int `yaml:"batch"`
-	// Linger is how long a batch waits for more events after its first
-	// (default 50ms; only with batch > 1).
-	Linger Duration `yaml:"linger"`
-	// MaxInFlight bounds the requests in flight at once (default 4); up to
-	// batch×maxInFlight objects wait or are in flight.
-	MaxInFlight int `yaml:"maxInFlight"`
-	// FollowRedirects: "never" (default) or "sameHost" (307 and 308 to the
-	// same scheme, host and port only, method and body kept).
-	FollowRedirects string `yaml:"followRedirects"`
-	// RetryOn and PermanentOn override how response statuses are treated
-	// (default: 401, 403, 404, 408, 409, 429 and 5xx retried, other 4xx
-	// permanent).
-	RetryOn     []int `yaml:"retryOn"`
-	PermanentOn []int `yaml:"permanentOn"`
-}
-
-// Webhook redirect policies.
-const (
-	FollowRedirectsNever    = "never"
-	FollowRedirectsSameHost = "sameHost"
-)
 
 // Checkpoint says where delivered state is kept across restarts.
 type Checkpoint struct {

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"net/url"
 	"strings"
 	"time"
 
@@ -73,22 +72,9 @@ func (c *Config) SetDefaults() {
 			k.setDefaults()
 		}
 		if w := c.Sinks[i].Webhook; w != nil {
-			if w.Mode == "" {
-				w.Mode = ModeStructured
-			}
-			if w.Timeout.Duration == 0 {
-				w.Timeout.Duration = 10 * time.Second
-			}
-			if w.FollowRedirects == "" {
-				w.FollowRedirects = FollowRedirectsNever
-			}
-			if w.Batch > 1 && w.Linger.Duration == 0 {
-				w.Linger.Duration = 50 * time.Millisecond
-			}
-			if w.MaxInFlight == 0 {
-				w.MaxInFlight = 4
-			}
+			w.SetDefaults()
 		}
+
 	}
 	if c.LeaderElection.Name == "" {
 		c.LeaderElection.Name = DefaultLeaseName
@@ -248,25 +234,7 @@ func (v *validator) sink(path string, s *Sink, names map[string]bool) {
 	}
 	if w := s.Webhook; w != nil {
 		kinds++
-		p := path + ".webhook"
-		if u, err := url.Parse(w.URL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			v.at(p+".url", "must be an http or https URL")
-		}
-		v.mode(p+".mode", w.Mode)
-		if w.Batch < 0 {
-			v.at(p+".batch", "must not be negative")
-		}
-		if w.Linger.Duration > 0 && w.Batch <= 1 {
-			v.at(p+".linger", "only applies with batch > 1")
-		}
-		if w.MaxInFlight < 0 {
-			v.at(p+".maxInFlight", "must not be negative")
-		}
-		for h := range w.Headers {
-			if _, dup := w.HeaderFiles[h]; dup {
-				v.at(p+".headerFiles", "header %q is set in headers too", h)
-			}
-		}
+		v.block(path+".webhook", w.Validate())
 	}
 	if s.Kafka != nil {
 		kinds++

@@ -4,8 +4,6 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
-
-	"github.com/kubefeed/kubefeed/exporter/config"
 )
 
 // maxRedirects bounds a chain of followed same-host redirects.
@@ -16,7 +14,7 @@ const maxRedirects = 5
 // post, which reports it as a retryable failure.
 func checkRedirect(policy string, target *url.URL) func(*http.Request, []*http.Request) error {
 	return func(req *http.Request, via []*http.Request) error {
-		if policy != config.FollowRedirectsSameHost || len(via) > maxRedirects {
+		if policy != FollowRedirectsSameHost || len(via) > maxRedirects {
 			return http.ErrUseLastResponse
 		}
 		if req.Response == nil {

@@ -16,7 +16,6 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/kubefeed/kubefeed/event"
-	"github.com/kubefeed/kubefeed/exporter/config"
 	"github.com/kubefeed/kubefeed/sinks"
 )
 
@@ -28,13 +27,13 @@ const (
 
 // Options of the sink. Config is required; Logger may be nil.
 type Options struct {
-	Config config.WebhookSink
+	Config Config
 	Logger *zap.Logger
 }
 
 // Sink POSTs events to one URL.
 type Sink struct {
-	cfg     config.WebhookSink
+	cfg     Config
 	client  *http.Client
 	headers http.Header
 	target  string   // sinks.SafeURL of the URL, for logs and errors

@@ -6,7 +6,6 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/kubefeed/kubefeed/exporter/config"
 	"github.com/kubefeed/kubefeed/sinks"
 )
 
@@ -44,7 +43,7 @@ type statusPolicy struct {
 	retry, permanent map[int]bool
 }
 
-func newStatusPolicy(c config.WebhookSink) statusPolicy {
+func newStatusPolicy(c Config) statusPolicy {
 	p := statusPolicy{retry: map[int]bool{}, permanent: map[int]bool{}}
 	for _, s := range c.RetryOn {
 		p.retry[s] = true
