@@ -5,6 +5,7 @@ import (
 	"github.com/kubefeed/kubefeed/sinks/deadletter"
 	"github.com/kubefeed/kubefeed/sinks/file"
 	"github.com/kubefeed/kubefeed/sinks/jetstream"
+	"github.com/kubefeed/kubefeed/sinks/kafka"
 	natssink "github.com/kubefeed/kubefeed/sinks/nats"
 	"github.com/kubefeed/kubefeed/sinks/natsconn"
 	"github.com/kubefeed/kubefeed/sinks/stdout"
@@ -62,4 +63,19 @@ type WebhookSink = webhook.Config
 const (
 	FollowRedirectsNever    = webhook.FollowRedirectsNever
 	FollowRedirectsSameHost = webhook.FollowRedirectsSameHost
+)
+
+// KafkaSink produces CloudEvents to a Kafka topic, at least once.
+type KafkaSink = kafka.Config
+
+// KafkaSASL authenticates a Kafka sink to the brokers.
+type KafkaSASL = kafka.SASL
+
+// TopicProvision is how a Kafka sink creates a missing topic.
+type TopicProvision = kafka.TopicProvision
+
+// Kafka defaults.
+const (
+	DefaultKafkaMaxMessageBytes = kafka.DefaultMaxMessageBytes
+	DefaultKafkaMaxInFlight     = kafka.DefaultMaxInFlight
 )

@@ -4,6 +4,7 @@ import (
 	"github.com/kubefeed/kubefeed/sinks/deadletter"
 	"github.com/kubefeed/kubefeed/sinks/file"
 	"github.com/kubefeed/kubefeed/sinks/jetstream"
+	"github.com/kubefeed/kubefeed/sinks/kafka"
 	natssink "github.com/kubefeed/kubefeed/sinks/nats"
 	"github.com/kubefeed/kubefeed/sinks/stdout"
 	"github.com/kubefeed/kubefeed/sinks/webhook"
@@ -97,7 +98,7 @@ type Sink struct {
 	JetStream *jetstream.Config `yaml:"jetstream"`
 	NATS      *natssink.Config  `yaml:"nats"`
 	Webhook   *webhook.Config   `yaml:"webhook"`
-	Kafka     *KafkaSink        `yaml:"kafka"`
+	Kafka     *kafka.Config     `yaml:"kafka"`
 	// DeadLetter keeps the events this sink rejects permanently; nil: they
 	// are logged, counted and dropped.
 	DeadLetter *deadletter.Config `yaml:"deadLetter"`

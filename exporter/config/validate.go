@@ -69,7 +69,7 @@ func (c *Config) SetDefaults() {
 			n.SetDefaults()
 		}
 		if k := c.Sinks[i].Kafka; k != nil {
-			k.setDefaults()
+			k.SetDefaults()
 		}
 		if w := c.Sinks[i].Webhook; w != nil {
 			w.SetDefaults()
@@ -238,7 +238,7 @@ func (v *validator) sink(path string, s *Sink, names map[string]bool) {
 	}
 	if s.Kafka != nil {
 		kinds++
-		v.kafka(path+".kafka", s.Kafka)
+		v.block(path+".kafka", s.Kafka.Validate())
 	}
 	v.sinkSafety(path, s)
 	if kinds != 1 {

@@ -11,7 +11,6 @@ import (
 	"github.com/twmb/franz-go/pkg/sasl/scram"
 	"go.uber.org/zap"
 
-	"github.com/kubefeed/kubefeed/exporter/config"
 	"github.com/kubefeed/kubefeed/sinks"
 )
 
@@ -27,7 +26,7 @@ const maxPublishRecords = 10000
 
 // clientOptions turns the config into kgo options. Secrets are read here,
 // once, at start.
-func clientOptions(c config.KafkaSink, window int, log *zap.Logger) ([]kgo.Opt, error) {
+func clientOptions(c Config, window int, log *zap.Logger) ([]kgo.Opt, error) {
 	opts := []kgo.Opt{
 		kgo.SeedBrokers(c.Brokers...),
 		kgo.ClientID(c.ClientID),
@@ -46,7 +45,7 @@ func clientOptions(c config.KafkaSink, window int, log *zap.Logger) ([]kgo.Opt, 
 		kgo.MaxBufferedRecords(window + maxPublishRecords),
 		kgo.WithLogger(kgoLogger{log}),
 	}
-	if c.Acks == config.KafkaAcksLeader {
+	if c.Acks == AcksLeader {
 		opts = append(opts, kgo.RequiredAcks(kgo.LeaderAck()), kgo.DisableIdempotentWrite())
 	} else {
 		opts = append(opts, kgo.RequiredAcks(kgo.AllISRAcks()))
@@ -68,7 +67,7 @@ func clientOptions(c config.KafkaSink, window int, log *zap.Logger) ([]kgo.Opt, 
 	return opts, nil
 }
 
-func mechanism(s *config.KafkaSASL) (sasl.Mechanism, error) {
+func mechanism(s *SASL) (sasl.Mechanism, error) {
 	b, err := os.ReadFile(s.PasswordFile)
 	if err != nil {
 		return nil, fmt.Errorf("sasl.passwordFile: %w", err)
@@ -85,7 +84,7 @@ func mechanism(s *config.KafkaSASL) (sasl.Mechanism, error) {
 	case "SCRAM-SHA-512":
 		return scram.Auth{User: s.User, Pass: pass}.AsSha512Mechanism(), nil
 	}
-	return nil, fmt.Errorf("sasl.mechanism %q: use one of %s", s.Mechanism, strings.Join(config.KafkaSASLMechanisms, ", "))
+	return nil, fmt.Errorf("sasl.mechanism %q: use one of %s", s.Mechanism, strings.Join(SASLMechanisms, ", "))
 }
 
 // kgoLogger routes kgo's log into zap: its info (connections, metadata) at

@@ -6,8 +6,6 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 	"go.uber.org/zap"
-
-	"github.com/kubefeed/kubefeed/exporter/config"
 )
 
 // Send waits for its records' acks and a worker sends one key at a time, so
@@ -15,12 +13,12 @@ import (
 // franz-go's default 10ms linger, `make bench` measured kubefeed at about
 // 700 events/s into kfake with 8 workers, ten times less than without.
 func TestProducerDoesNotLinger(t *testing.T) {
-	for _, acks := range []string{config.KafkaAcksAll, config.KafkaAcksLeader} {
+	for _, acks := range []string{AcksAll, AcksLeader} {
 		t.Run(acks, func(t *testing.T) {
-			c := config.KafkaSink{Brokers: []string{"127.0.0.1:1"}, Acks: acks}
+			c := Config{Brokers: []string{"127.0.0.1:1"}, Acks: acks}
 			c.Topic = "t"
-			c.MaxMessageBytes = config.DefaultKafkaMaxMessageBytes
-			opts, err := clientOptions(c, config.DefaultKafkaMaxInFlight, zap.NewNop())
+			c.MaxMessageBytes = DefaultMaxMessageBytes
+			opts, err := clientOptions(c, DefaultMaxInFlight, zap.NewNop())
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -13,7 +13,6 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/kubefeed/kubefeed/event"
-	"github.com/kubefeed/kubefeed/exporter/config"
 	"github.com/kubefeed/kubefeed/sinks"
 )
 
@@ -26,7 +25,7 @@ const DeliveryTimeout = 30 * time.Second
 // Options of the sink. Config is required (defaults applied); Cluster names
 // the cluster in topic templates.
 type Options struct {
-	Config  config.KafkaSink
+	Config  Config
 	Cluster string
 	Logger  *zap.Logger
 }
@@ -89,7 +88,7 @@ func New(ctx context.Context, o Options) (*Sink, error) {
 	}
 	window := c.MaxInFlight
 	if window <= 0 {
-		window = config.DefaultKafkaMaxInFlight
+		window = DefaultMaxInFlight
 	}
 	opts, err := clientOptions(c, window, o.Logger)
 	if err != nil {

@@ -14,7 +14,6 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/kubefeed/kubefeed/event"
-	"github.com/kubefeed/kubefeed/exporter/config"
 )
 
 // topicTemplate renders a topic name for an event.
@@ -25,7 +24,7 @@ type topicTemplate struct {
 }
 
 func compileTopic(tmpl, cluster string) (*topicTemplate, error) {
-	if err := config.CheckTopicTemplate(tmpl); err != nil {
+	if err := CheckTopicTemplate(tmpl); err != nil {
 		return nil, err
 	}
 	rest := strings.ReplaceAll(tmpl, "{cluster}", "")
@@ -44,7 +43,7 @@ func (t *topicTemplate) render(e *event.Event) (string, error) {
 		cluster = t.cluster
 	}
 	s := strings.NewReplacer("{cluster}", safe(cluster), "{group}", safe(group(e)), "{resource}", safe(e.Resource)).Replace(t.tmpl)
-	return s, config.CheckTopicName(s)
+	return s, CheckTopicName(s)
 }
 
 // group is the API group of an event; for a gap marker, which has no
@@ -89,7 +88,7 @@ var (
 type topics struct {
 	cl        *kgo.Client
 	adm       *kadm.Client
-	provision *config.TopicProvision
+	provision *TopicProvision
 	maxBytes  int
 	mu        sync.Mutex
 	ready     map[string]bool
@@ -104,7 +103,7 @@ func (t *topics) ensure(ctx context.Context, topic string) error {
 	if ok {
 		return nil
 	}
-	ctx, cancel := context.WithTimeout(ctx, config.KafkaRequestTimeout)
+	ctx, cancel := context.WithTimeout(ctx, RequestTimeout)
 	defer cancel()
 	n, err := t.partitions(ctx, topic)
 	switch {
@@ -180,7 +179,7 @@ func (t *topics) checkLimit(ctx context.Context, topic string) error {
 // (not kgo's metadata cache, which may predate the topic's creation); the
 // error wraps kerr.UnknownTopicOrPartition when it does not exist.
 func (t *topics) partitions(ctx context.Context, topic string) (int, error) {
-	ctx, cancel := context.WithTimeout(ctx, config.KafkaRequestTimeout)
+	ctx, cancel := context.WithTimeout(ctx, RequestTimeout)
 	defer cancel()
 	req := kmsg.NewPtrMetadataRequest()
 	rt := kmsg.NewMetadataRequestTopic()

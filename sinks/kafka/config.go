@@ -1,4 +1,4 @@
-package config
+package kafka
 
 import (
 	"fmt"
@@ -7,26 +7,29 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/kubefeed/kubefeed/sinks"
 )
 
-// KafkaSink produces CloudEvents to a Kafka topic, at least once, with the
-// object's uid as record key.
-type KafkaSink struct {
+// Config is the sink's block of the config file (kafka:): CloudEvents
+// produced to a Kafka topic, at least once, with the object's uid as
+// record key.
+type Config struct {
 	// Brokers to bootstrap from, host:port.
 	Brokers []string `yaml:"brokers"`
-	// Topic name or template; placeholders KafkaTopicTokens. Default
-	// DefaultKafkaTopic.
+	// Topic name or template; placeholders TopicTokens. Default
+	// DefaultTopic.
 	Topic string `yaml:"topic"`
 	// Mode: structured (default) or binary (ce_* headers, data as value).
 	Mode string `yaml:"mode"`
 	// ClientID the brokers see (default kubefeed).
 	ClientID string     `yaml:"clientID"`
-	SASL     *KafkaSASL `yaml:"sasl"`
-	TLS      *TLS       `yaml:"tls"`
+	SASL     *SASL      `yaml:"sasl"`
+	TLS      *sinks.TLS `yaml:"tls"`
 	// Acks: all (default; idempotent producer) or leader.
 	Acks string `yaml:"acks"`
 	// MaxMessageBytes bounds one record batch and so one event (default
-	// DefaultKafkaMaxMessageBytes); must not exceed the topic's
+	// DefaultMaxMessageBytes); must not exceed the topic's
 	// max.message.bytes.
 	MaxMessageBytes int `yaml:"maxMessageBytes"`
 	// DeadLetterTopic receives a stub of events too large to send even after
@@ -36,12 +39,12 @@ type KafkaSink struct {
 	Provision *TopicProvision `yaml:"provision"`
 	// MaxInFlight bounds the records handed to the producer and awaiting
 	// the broker's ack, across objects: the sink's window (default
-	// DefaultKafkaMaxInFlight).
+	// DefaultMaxInFlight).
 	MaxInFlight int `yaml:"maxInFlight"`
 }
 
-// KafkaSASL authenticates to the brokers; the password is read from a file.
-type KafkaSASL struct {
+// SASL authenticates to the brokers; the password is read from a file.
+type SASL struct {
 	// Mechanism: PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512.
 	Mechanism    string `yaml:"mechanism"`
 	User         string `yaml:"user"`
@@ -56,104 +59,111 @@ type TopicProvision struct {
 	ReplicationFactor int16 `yaml:"replicationFactor"`
 }
 
-// Kafka defaults and values.
+// Defaults and values of the block.
 const (
-	DefaultKafkaTopic           = "kubefeed"
-	DefaultKafkaMaxMessageBytes = 1000000 // below Kafka's default max.message.bytes (1048588)
-	DefaultKafkaMaxInFlight     = 4096
-	MaxKafkaMaxInFlight         = 1 << 20
-	KafkaAcksAll                = "all"
-	KafkaAcksLeader             = "leader"
+	DefaultTopic           = "kubefeed"
+	DefaultClientID        = "kubefeed"
+	DefaultMaxMessageBytes = 1000000 // below Kafka's default max.message.bytes (1048588)
+	DefaultMaxInFlight     = 4096
+	MaxInFlightLimit       = 1 << 20
+	AcksAll                = "all"
+	AcksLeader             = "leader"
 )
 
-// KafkaSASLMechanisms are the SASL mechanisms the Kafka sink speaks.
-var KafkaSASLMechanisms = []string{"PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"}
+// SASLMechanisms are the SASL mechanisms the sink speaks.
+var SASLMechanisms = []string{"PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"}
 
-// KafkaTopicTokens are the placeholders a topic template may use: the ones
+// TopicTokens are the placeholders a topic template may use: the ones
 // a gap marker knows too, so that it reaches the topic of every object it
 // stands for.
-var KafkaTopicTokens = []string{"{cluster}", "{group}", "{resource}"}
+var TopicTokens = []string{"{cluster}", "{group}", "{resource}"}
 
-// KafkaRequestTimeout bounds one admin request of the sink (topic checks).
-const KafkaRequestTimeout = 10 * time.Second
+// RequestTimeout bounds one admin request of the sink (topic checks).
+const RequestTimeout = 10 * time.Second
 
-func (k *KafkaSink) setDefaults() {
-	if k.Topic == "" {
-		k.Topic = DefaultKafkaTopic
+// SetDefaults fills in the documented defaults.
+func (c *Config) SetDefaults() {
+	if c.Topic == "" {
+		c.Topic = DefaultTopic
 	}
-	if k.Mode == "" {
-		k.Mode = ModeStructured
+	if c.Mode == "" {
+		c.Mode = sinks.ModeStructured
 	}
-	if k.ClientID == "" {
-		k.ClientID = "kubefeed"
+	if c.ClientID == "" {
+		c.ClientID = DefaultClientID
 	}
-	if k.Acks == "" {
-		k.Acks = KafkaAcksAll
+	if c.Acks == "" {
+		c.Acks = AcksAll
 	}
-	if k.MaxMessageBytes == 0 {
-		k.MaxMessageBytes = DefaultKafkaMaxMessageBytes
+	if c.MaxMessageBytes == 0 {
+		c.MaxMessageBytes = DefaultMaxMessageBytes
 	}
-	if k.MaxInFlight == 0 {
-		k.MaxInFlight = DefaultKafkaMaxInFlight
+	if c.MaxInFlight == 0 {
+		c.MaxInFlight = DefaultMaxInFlight
 	}
 }
 
-func (v *validator) kafka(p string, k *KafkaSink) {
-	if len(k.Brokers) == 0 {
-		v.atKey(p, "brokers is required (for example [kafka-0:9092])")
+// Validate checks the block (defaults applied). It opens the SASL
+// password file, without reading it, so that a missing one is a problem
+// of the config rather than of the first connection.
+func (c *Config) Validate() []sinks.Problem {
+	var ps sinks.Problems
+	if len(c.Brokers) == 0 {
+		ps.AtKey("", "brokers is required (for example [kafka-0:9092])")
 	}
-	for i, b := range k.Brokers {
+	for i, b := range c.Brokers {
 		host, port, err := net.SplitHostPort(b)
 		if n, perr := strconv.Atoi(port); err != nil || host == "" || perr != nil || n <= 0 || n > 65535 {
-			v.at(fmt.Sprintf("%s.brokers[%d]", p, i), "must be host:port, such as kafka-0:9092 (got %q)", b)
+			ps.At(fmt.Sprintf("brokers[%d]", i), "must be host:port, such as kafka-0:9092 (got %q)", b)
 		}
 	}
-	if err := CheckTopicTemplate(k.Topic); err != nil {
-		v.at(p+".topic", "%v", err)
+	if err := CheckTopicTemplate(c.Topic); err != nil {
+		ps.At("topic", "%v", err)
 	}
-	v.mode(p+".mode", k.Mode)
-	if k.Acks != KafkaAcksAll && k.Acks != KafkaAcksLeader {
-		v.at(p+".acks", "must be all or leader, got %q", k.Acks)
+	ps.Nest("mode", sinks.ValidateMode(c.Mode))
+	if c.Acks != AcksAll && c.Acks != AcksLeader {
+		ps.At("acks", "must be all or leader, got %q", c.Acks)
 	}
-	if k.MaxMessageBytes < 16<<10 || k.MaxMessageBytes > 100<<20 {
-		v.at(p+".maxMessageBytes", "must be between 16384 and 104857600, got %d", k.MaxMessageBytes)
+	if c.MaxMessageBytes < 16<<10 || c.MaxMessageBytes > 100<<20 {
+		ps.At("maxMessageBytes", "must be between 16384 and 104857600, got %d", c.MaxMessageBytes)
 	}
-	if k.MaxInFlight < 1 || k.MaxInFlight > MaxKafkaMaxInFlight {
-		v.at(p+".maxInFlight", "must be between 1 and %d records, got %d", MaxKafkaMaxInFlight, k.MaxInFlight)
+	if c.MaxInFlight < 1 || c.MaxInFlight > MaxInFlightLimit {
+		ps.At("maxInFlight", "must be between 1 and %d records, got %d", MaxInFlightLimit, c.MaxInFlight)
 	}
-	if d := k.DeadLetterTopic; d != "" {
+	if d := c.DeadLetterTopic; d != "" {
 		if err := checkTopicName(d); err != nil {
-			v.at(p+".deadLetterTopic", "topic %q: %v", d, err)
-		} else if d == k.Topic {
-			v.at(p+".deadLetterTopic", "must differ from topic")
+			ps.At("deadLetterTopic", "topic %q: %v", d, err)
+		} else if d == c.Topic {
+			ps.At("deadLetterTopic", "must differ from topic")
 		}
 	}
-	if s := k.SASL; s != nil {
+	if s := c.SASL; s != nil {
 		known := false
-		for _, m := range KafkaSASLMechanisms {
+		for _, m := range SASLMechanisms {
 			known = known || s.Mechanism == m
 		}
 		if !known {
-			v.at(p+".sasl.mechanism", "must be one of %s, got %q", strings.Join(KafkaSASLMechanisms, ", "), s.Mechanism)
+			ps.At("sasl.mechanism", "must be one of %s, got %q", strings.Join(SASLMechanisms, ", "), s.Mechanism)
 		}
 		if s.User == "" {
-			v.atKey(p+".sasl", "user is required")
+			ps.AtKey("sasl", "user is required")
 		}
 		if s.PasswordFile == "" {
-			v.atKey(p+".sasl", "passwordFile is required")
+			ps.AtKey("sasl", "passwordFile is required")
 		} else if err := readable(s.PasswordFile); err != nil {
-			v.at(p+".sasl.passwordFile", "cannot read the password: %v", err)
+			ps.At("sasl.passwordFile", "cannot read the password: %v", err)
 		}
 	}
-	v.block(p+".tls", k.TLS.Validate())
-	if pr := k.Provision; pr != nil {
+	ps.Nest("tls", c.TLS.Validate())
+	if pr := c.Provision; pr != nil {
 		if pr.Partitions < 0 {
-			v.at(p+".provision.partitions", "must not be negative")
+			ps.At("provision.partitions", "must not be negative")
 		}
 		if pr.ReplicationFactor < 0 {
-			v.at(p+".provision.replicationFactor", "must not be negative")
+			ps.At("provision.replicationFactor", "must not be negative")
 		}
 	}
+	return ps
 }
 
 // readable checks that a secret file can be opened, without reading it.
@@ -172,11 +182,11 @@ func CheckTopicTemplate(tmpl string) error {
 		return fmt.Errorf("topic is empty")
 	}
 	rest := tmpl
-	for _, ph := range KafkaTopicTokens {
+	for _, ph := range TopicTokens {
 		rest = strings.ReplaceAll(rest, ph, "x")
 	}
 	if i := strings.IndexAny(rest, "{}"); i >= 0 {
-		return fmt.Errorf("topic %q: unknown placeholder (use %s)", tmpl, strings.Join(KafkaTopicTokens, " "))
+		return fmt.Errorf("topic %q: unknown placeholder (use %s)", tmpl, strings.Join(TopicTokens, " "))
 	}
 	if err := checkTopicName(rest); err != nil {
 		return fmt.Errorf("topic %q: %w", tmpl, err)
