@@ -62,7 +62,7 @@ func TestParsePubAck(t *testing.T) {
 			} else if got.apiErr != nil {
 				t.Fatalf("parse %q: unexpected api error %v", tc.in, got.apiErr)
 			}
-			got.stream = "" // audit3_puback_test.go checks the name
+			got.stream = "" // TestAckOutcomes (acks_test.go) checks the name
 			if got != tc.want {
 				t.Errorf("parse %q = %+v, want %+v", tc.in, got, tc.want)
 			}

@@ -2,13 +2,13 @@ package jetstream_test
 
 import (
 	"context"
-	"encoding/json"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go"
+	njs "github.com/nats-io/nats.go/jetstream"
 
 	"github.com/kubefeed/kubefeed/event"
 	"github.com/kubefeed/kubefeed/exporter/config"
@@ -107,26 +107,6 @@ func TestSubjectsEscapeTokens(t *testing.T) {
 	}
 }
 
-func TestBinaryMode(t *testing.T) {
-	srv := natstest.StartT(t, natstest.Options{})
-	cfg := sinkConfig(srv.URL())
-	cfg.Mode = config.ModeBinary
-	s := newSink(t, cfg)
-	defer s.Close(context.Background())
-	e := sinktest.Event(1, 1)
-	if err := s.Send(context.Background(), []*event.Event{e}); err != nil {
-		t.Fatal(err)
-	}
-	m := stored(t, srv.URL(), "KUBEFEED")[0]
-	if m.Header.Get("ce-id") != e.ID || m.Header.Get("ce-type") != e.Type || m.Header.Get("ce-specversion") != "1.0" || m.Header.Get("Content-Type") != "application/json" {
-		t.Errorf("binary headers: %v", m.Header)
-	}
-	var data event.ChangeData
-	if err := json.Unmarshal(m.Data, &data); err != nil || data.Object["kind"] != "ConfigMap" {
-		t.Errorf("binary body is not the data: %s", m.Data)
-	}
-}
-
 func TestMissingStreamIsAClearError(t *testing.T) {
 	srv := natstest.StartT(t, natstest.Options{})
 	cfg := sinkConfig(srv.URL())
@@ -137,69 +117,64 @@ func TestMissingStreamIsAClearError(t *testing.T) {
 	}
 }
 
-func TestOversizedEventsFollowThePolicy(t *testing.T) {
+func itoa(i int) string { return strconv.Itoa(i) }
+
+// TestREADMEDeadLetterExample: the README's example (provision without
+// subjects, deadLetterSubject: kubefeed.deadletter) works as written: the
+// provisioned stream covers the dead-letter subject too.
+func TestREADMEDeadLetterExample(t *testing.T) {
 	srv := natstest.StartT(t, natstest.Options{MaxPayload: 64 << 10})
 	cfg := sinkConfig(srv.URL())
 	cfg.DeadLetterSubject = "kubefeed.deadletter"
-	cfg.Provision.Subjects = []string{"kubefeed.>"}
 	s := newSink(t, cfg)
 	defer s.Close(context.Background())
-	big := strings.Repeat("x", 100<<10)
-
-	// 1: oldObject too large: dropped, object kept.
-	e1 := sinktest.Event(1, 1)
-	e1.Data.(*event.ChangeData).OldObject = map[string]any{"data": big}
-	// 2: object too large, patch small: identity object, patch kept.
-	e2 := sinktest.Event(2, 1)
-	e2.Data.(*event.ChangeData).Object["data"] = map[string]any{"v": big}
-	e2.Data.(*event.ChangeData).Patch = nil
-	e2.Data.(*event.ChangeData).ChangedPaths = []string{"/data/v"}
-	// 3: the patch itself is too large: stub to the dead-letter subject.
-	e3 := sinktest.Event(3, 1)
-	e3.Data.(*event.ChangeData).Object["data"] = map[string]any{"v": big}
-	e3.Data.(*event.ChangeData).ChangedPaths = []string{strings.Repeat("/p", 40<<10)}
-	for _, e := range []*event.Event{e1, e2, e3} {
-		if err := s.Send(context.Background(), []*event.Event{e}); err != nil {
-			t.Fatalf("%s: %v", e.ID, err)
-		}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	small, big := sinktest.Event(1, 1), oversized(2)
+	if err := s.Send(ctx, []*event.Event{small, big}); err != nil {
+		t.Fatalf("send to the README's stream: %v", err)
 	}
 	msgs := stored(t, srv.URL(), "KUBEFEED")
-	if len(msgs) != 3 {
-		t.Fatalf("stored %d messages, want 3", len(msgs))
-	}
-	var got []event.Event
-	for _, m := range msgs {
-		var e struct {
-			event.Event
-			Data event.ChangeData `json:"data"`
-		}
-		if err := json.Unmarshal(m.Data, &e); err != nil {
-			t.Fatal(err)
-		}
-		e.Event.Data = &e.Data
-		got = append(got, e.Event)
-	}
-	d := func(i int) *event.ChangeData { return got[i].Data.(*event.ChangeData) }
-	if d(0).Truncated != sinks.TruncatedOldObject || d(0).OldObject != nil || d(0).Object["data"] == nil {
-		t.Errorf("event 1: truncated %q, oldObject %v", d(0).Truncated, d(0).OldObject != nil)
-	}
-	if d(1).Truncated != sinks.TruncatedObject || d(1).Object["data"] != nil || len(d(1).ChangedPaths) != 1 || d(1).Object["metadata"].(map[string]any)["name"] != "obj-2" {
-		t.Errorf("event 2: truncated %q, object %v", d(1).Truncated, d(1).Object)
-	}
-	if msgs[2].Subject != "kubefeed.deadletter" || d(2).Truncated != sinks.TruncatedAll {
-		t.Errorf("event 3: subject %s truncated %q", msgs[2].Subject, d(2).Truncated)
-	}
-	if st := s.Stats(); st.DeadLettered != 1 || st.Shrunk != 2 {
-		t.Errorf("stats %+v, want 2 shrunk and 1 dead-lettered", st)
-	}
-
-	// Without a dead-letter subject the event is a permanent error.
-	cfg.DeadLetterSubject = ""
-	s2 := newSink(t, cfg)
-	defer s2.Close(context.Background())
-	if err := s2.Send(context.Background(), []*event.Event{e3}); !sinks.IsPermanent(err) {
-		t.Errorf("oversized without dead letter: %v, want a permanent error", err)
+	if len(msgs) != 2 || msgs[1].Subject != "kubefeed.deadletter" || msgs[1].Header.Get(nats.MsgIdHdr) != big.ID {
+		t.Fatalf("stream holds %d messages (%v), want the event and the stub on kubefeed.deadletter", len(msgs), subjects(msgs))
 	}
 }
 
-func itoa(i int) string { return strconv.Itoa(i) }
+// TestExistingStreamMustHoldTheDeadLetterSubject: without provision, a
+// stream that does not hold the dead-letter subject is a clear error at
+// start instead of stubs that never arrive.
+func TestExistingStreamMustHoldTheDeadLetterSubject(t *testing.T) {
+	srv := natstest.StartT(t, natstest.Options{})
+	nc, err := nats.Connect(srv.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := njs.New(nc)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := js.CreateStream(ctx, njs.StreamConfig{Name: "KUBEFEED", Subjects: []string{"kubefeed.test.>"}}); err != nil {
+		t.Fatal(err)
+	}
+	cfg := sinkConfig(srv.URL())
+	cfg.Provision = nil
+	cfg.DeadLetterSubject = "kubefeed.deadletter"
+	_, err = jetstream.New(ctx, jetstream.Options{Config: cfg, Cluster: "test"})
+	if err == nil || !strings.Contains(err.Error(), "kubefeed.deadletter") {
+		t.Fatalf("New with a stream lacking the dead-letter subject: %v", err)
+	}
+	cfg.DeadLetterSubject = "kubefeed.test.deadletter" // covered by kubefeed.test.>
+	s, err := jetstream.New(ctx, jetstream.Options{Config: cfg, Cluster: "test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Close(ctx)
+}
+
+func subjects(msgs []*nats.Msg) []string {
+	var out []string
+	for _, m := range msgs {
+		out = append(out, m.Subject)
+	}
+	return out
+}

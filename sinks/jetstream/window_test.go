@@ -6,18 +6,15 @@ import (
 	"time"
 )
 
-// TestWindowAcquireNoPartialDeadlock: two publishes that each need the
-// whole window must not split the free slots between them and then wait
-// for each other. acquire takes slots one at a time (publish.go:56-71), so
-// when slots free up one by one, A and B can each hold part of the window
-// and neither can complete: with nothing in flight nothing releases a slot,
-// and both stay blocked until their contexts end (30 s SendTimeout in the
-// exporter), then both fail and are retried, and can deadlock again.
-// Reachable with maxPending smaller than the events of the publishes that
-// run at once (e.g. maxPending: 2 and a uid change = deleted + added).
-//
-// FAILS on the current code (in most of the rounds): both acquisitions end
-// with their context instead of one of them completing.
+// TestWindowAcquireNoPartialDeadlock: acquire takes a publish's slots all
+// or none, one publish at a time, so two publishes that each need the
+// whole window never split the free slots between them and then wait for
+// each other. With nothing in flight nothing would release a slot: both
+// would stay blocked until their contexts end (30 s SendTimeout in the
+// exporter), then fail, be retried and deadlock again. It matters when
+// maxPending is smaller than the events of the publishes that run at once
+// (e.g. maxPending: 2 and a uid change = deleted + added). In every round,
+// one of the two acquisitions completes.
 func TestWindowAcquireNoPartialDeadlock(t *testing.T) {
 	const rounds = 3
 	deadlocks := 0

@@ -3,71 +3,48 @@ package jetstream
 import (
 	"context"
 	"errors"
-	"fmt"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/kubefeed/kubefeed/event"
 	"github.com/kubefeed/kubefeed/sinks"
-	"github.com/kubefeed/kubefeed/sinks/natsconn"
 	"github.com/kubefeed/kubefeed/sinks/sinktest"
 	"github.com/kubefeed/kubefeed/test/natstest"
 )
 
-func testConfig(url string, provision bool) Config {
-	c := Config{
-		NATSConnection: natsconn.Config{Servers: []string{url}},
-		Stream:         "KUBEFEED",
+// TestTimeoutsFireWhenPublishesStop: the reader fires ack timeouts with
+// no publish coming after the one whose ack is lost, whether the last
+// publishes came close together (the busy poll) or not.
+func TestTimeoutsFireWhenPublishesStop(t *testing.T) {
+	for _, busy := range []bool{false, true} {
+		a := newAcker("_INBOX.t", "KUBEFEED", 50*time.Millisecond, 16, func(int) {}, func() {})
+		a.start(nil)
+		o := newOutcomes()
+		if busy {
+			for i := 0; i < 5; i++ {
+				_, first := handOver(a, "warm", o, "w")
+				a.onAck(ackMsg(a, first, `{"stream":"KUBEFEED","seq":1}`), true)
+			}
+		}
+		handOver(a, "lost", o, "e1")
+		deadline := time.After(10 * time.Second)
+		for len(o.get("lost")) == 0 {
+			select {
+			case <-o.calls:
+			case <-deadline:
+				a.halt()
+				t.Fatalf("busy=%v: no timeout 10s after a lost ack (ack timeout 50ms)", busy)
+			}
+		}
+		a.halt()
+		if got := o.get("lost"); len(got) != 1 || !errors.Is(got[0], jetstream.ErrAsyncPublishTimeout) {
+			t.Errorf("busy=%v: done calls %v, want one timeout", busy, got)
+		}
 	}
-	if provision {
-		c.Provision = &StreamProvision{}
-	}
-	c.SetDefaults()
-	return c
-}
-
-func openSink(t *testing.T, cfg Config, ackTimeout time.Duration) *Sink {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	s, err := New(ctx, Options{Config: cfg, Cluster: "test", ackTimeout: ackTimeout})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = s.Close(context.Background()) })
-	return s
-}
-
-func streamIDs(t *testing.T, url string) map[string]int {
-	t.Helper()
-	msgs, err := natstest.ReadStream(url, "KUBEFEED")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ids := map[string]int{}
-	for _, m := range msgs {
-		ids[m.Header.Get(nats.MsgIdHdr)]++
-	}
-	return ids
-}
-
-func connect(t *testing.T, url string) (*nats.Conn, jetstream.JetStream) {
-	t.Helper()
-	nc, err := nats.Connect(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return nc, js
 }
 
 // TestLostAckTimesOut: a message that reaches a subscriber but no stream
@@ -195,52 +172,116 @@ func TestServerRestartMidWindow(t *testing.T) {
 	}
 }
 
-// TestDeletedStream: a publish after the stream was deleted fails
-// retryably naming the stream; without provision the next publish says
-// the stream is missing, with provision it creates it again.
-func TestDeletedStream(t *testing.T) {
-	for _, provision := range []bool{false, true} {
-		t.Run(fmt.Sprintf("provision=%v", provision), func(t *testing.T) {
-			srv := natstest.StartT(t, natstest.Options{})
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			defer cancel()
-			s, _ := sentThenStreamDeleted(ctx, t, srv.URL(), provision)
-			err := s.Send(ctx, []*event.Event{sinktest.Event(2, 1)})
-			if err == nil || sinks.IsPermanent(err) || !strings.Contains(err.Error(), "stream KUBEFEED") || !strings.Contains(err.Error(), "kubefeed.test.core.configmaps.ns.modified") {
-				t.Fatalf("send after the stream was deleted: %v, want a retryable error naming stream KUBEFEED and the subject", err)
-			}
-			err = s.Send(ctx, []*event.Event{sinktest.Event(2, 1)})
-			if !provision {
-				if err == nil || !strings.Contains(err.Error(), "stream KUBEFEED not found") {
-					t.Fatalf("second send: %v, want stream KUBEFEED not found", err)
+// TestServerRestartWithConcurrentPublishers: 8 goroutines publish
+// multi-event batches while the server stops and comes back. Each
+// accepted publish gets exactly one done, every failure is retryable,
+// and retrying each failed batch until it succeeds leaves every event in
+// the stream exactly once.
+func TestServerRestartWithConcurrentPublishers(t *testing.T) {
+	srv := natstest.StartT(t, natstest.Options{})
+	cfg := testConfig(srv.URL(), true)
+	cfg.MaxPending = 32
+	s := openSink(t, cfg, 2*time.Second)
+	type key struct{ g, i int }
+	batch := func(k key) []*event.Event {
+		evs := make([]*event.Event, 1+k.i%3)
+		for j := range evs {
+			evs[j] = sinktest.Event(k.g*1000+k.i, j+1)
+		}
+		return evs
+	}
+	var (
+		mu     sync.Mutex
+		calls  = map[key]int{}
+		failed = map[key]bool{}
+		wg     sync.WaitGroup
+		acks   sync.WaitGroup
+	)
+	fail := func(k key, err error) {
+		mu.Lock()
+		defer mu.Unlock()
+		if sinks.IsPermanent(err) {
+			t.Errorf("%v: permanent error %v", k, err)
+		}
+		failed[k] = true
+	}
+	var stopOnce, startOnce sync.Once
+	for g := 0; g < 8; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < 60; i++ {
+				k := key{g, i}
+				if g == 0 && i == 20 {
+					stopOnce.Do(srv.Shutdown)
 				}
-				return
+				if g == 0 && i == 40 {
+					startOnce.Do(func() {
+						if err := srv.Restart(); err != nil {
+							t.Error(err)
+						}
+					})
+				}
+				acks.Add(1)
+				ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+				err := s.Publish(ctx, batch(k), func(err error) {
+					defer acks.Done()
+					mu.Lock()
+					calls[k]++
+					mu.Unlock()
+					if err != nil {
+						fail(k, err)
+					}
+				})
+				cancel()
+				if err != nil {
+					acks.Done()
+					fail(k, err)
+				}
 			}
-			if err != nil {
-				t.Fatalf("second send with provision: %v", err)
+		}()
+	}
+	wg.Wait()
+	acks.Wait()
+	for k, c := range calls {
+		if c != 1 {
+			t.Errorf("%v: done called %d times", k, c)
+		}
+	}
+	if len(failed) == 0 {
+		t.Fatal("nothing failed: the restart was not mid-window")
+	}
+	for k := range failed {
+		var err error
+		for attempt := 0; attempt < 200; attempt++ {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			err = s.Send(ctx, batch(k))
+			cancel()
+			if err == nil {
+				break
 			}
-			if ids := streamIDs(t, srv.URL()); len(ids) != 1 || ids[sinktest.Event(2, 1).ID] != 1 {
-				t.Errorf("recreated stream holds %v", ids)
+			if sinks.IsPermanent(err) {
+				t.Fatalf("retry of %v: permanent error %v", k, err)
 			}
-		})
+			time.Sleep(20 * time.Millisecond) // reconnecting
+		}
+		if err != nil {
+			t.Fatalf("retry of %v: %v", k, err)
+		}
 	}
-}
-
-// sentThenStreamDeleted makes stream KUBEFEED, opens a sink on it that
-// sends one event, and deletes the stream; it returns the sink and the
-// JetStream context.
-func sentThenStreamDeleted(ctx context.Context, t *testing.T, url string, provision bool) (*Sink, jetstream.JetStream) {
-	t.Helper()
-	_, js := connect(t, url)
-	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "KUBEFEED", Subjects: []string{"kubefeed.test.>"}}); err != nil {
-		t.Fatal(err)
+	ids := streamIDs(t, srv.URL())
+	want := 0
+	for g := 0; g < 8; g++ {
+		for i := 0; i < 60; i++ {
+			for _, e := range batch(key{g, i}) {
+				want++
+				if ids[e.ID] != 1 {
+					t.Errorf("%s stored %d times, want once", e.ID, ids[e.ID])
+				}
+			}
+		}
 	}
-	s := openSink(t, testConfig(url, provision), 5*time.Second)
-	if err := s.Send(ctx, []*event.Event{sinktest.Event(1, 1)}); err != nil {
-		t.Fatal(err)
+	if len(ids) != want {
+		t.Errorf("stream holds %d ids, want %d", len(ids), want)
 	}
-	if err := js.DeleteStream(ctx, "KUBEFEED"); err != nil {
-		t.Fatal(err)
-	}
-	return s, js
 }
