@@ -8,6 +8,15 @@
 // ignored. Checks that need a cluster (does the resource exist, may we list
 // and watch it) live with the resolver, not here.
 //
+// Each sink's block (stdout, file, jetstream, nats, webhook, kafka,
+// deadLetter) belongs to its sink package: the type with its keys, its
+// SetDefaults and its Validate, which reports sinks.Problem values at paths
+// relative to the block. This package assembles the blocks into Sink
+// (sinks.go), applies their defaults and places their problems in the file;
+// the sink packages never import it. Checks across blocks (one kind per
+// sink, unique names, a dead-letter file that is not the sink's own) stay
+// here.
+//
 // Zero values: Workers 0 means 4 per sink, ResyncPeriod 0 means 10m, an empty
 // Events list means every event type, InitialList "" means skip, an empty
 // Sinks list on a rule means every sink, Expiry "" on an events rule means

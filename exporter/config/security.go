@@ -3,8 +3,6 @@ package config
 import (
 	"bytes"
 	"os"
-
-	"github.com/kubefeed/kubefeed/sinks/natsconn"
 )
 
 // MinRedactionKeyBytes is the shortest key redact: hash accepts (HMAC-SHA256
@@ -27,19 +25,3 @@ func (v *validator) redactionKey(path string) {
 		v.at("redactionKeyFile", "key is %d bytes, need at least %d (for example: head -c 48 /dev/urandom | base64 > %s)", n, MinRedactionKeyBytes, path)
 	}
 }
-
-// sinkSafety checks the options that keep a sink's events and secrets
-// where they belong: dead letters.
-func (v *validator) sinkSafety(path string, s *Sink) {
-	if d := s.DeadLetter; d != nil {
-		if ps := d.Validate(); len(ps) > 0 {
-			v.block(path+".deadLetter", ps)
-		} else if s.File != nil && s.File.Path == d.File {
-			v.at(path+".deadLetter.file", "must not be the sink's own file %q", d.File)
-		}
-	}
-}
-
-// SubjectCovers reports whether the NATS subject filter (with * and >
-// wildcards) matches the literal subject.
-func SubjectCovers(filter, subject string) bool { return natsconn.Matches(filter, subject) }

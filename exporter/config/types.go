@@ -1,15 +1,5 @@
 package config
 
-import (
-	"github.com/kubefeed/kubefeed/sinks/deadletter"
-	"github.com/kubefeed/kubefeed/sinks/file"
-	"github.com/kubefeed/kubefeed/sinks/jetstream"
-	"github.com/kubefeed/kubefeed/sinks/kafka"
-	natssink "github.com/kubefeed/kubefeed/sinks/nats"
-	"github.com/kubefeed/kubefeed/sinks/stdout"
-	"github.com/kubefeed/kubefeed/sinks/webhook"
-)
-
 // APIVersion and Kind of the config file.
 const (
 	APIVersion = "kubefeed.io/v1alpha1"
@@ -88,20 +78,6 @@ type Watch struct {
 	// object's labels, annotations and owner references as
 	// data.involvedObject, from a metadata-only cache.
 	Enrich string `yaml:"enrich"`
-}
-
-// Sink is one named sink; exactly one of the kinds is set.
-type Sink struct {
-	Name      string            `yaml:"name"`
-	Stdout    *stdout.Config    `yaml:"stdout"`
-	File      *file.Config      `yaml:"file"`
-	JetStream *jetstream.Config `yaml:"jetstream"`
-	NATS      *natssink.Config  `yaml:"nats"`
-	Webhook   *webhook.Config   `yaml:"webhook"`
-	Kafka     *kafka.Config     `yaml:"kafka"`
-	// DeadLetter keeps the events this sink rejects permanently; nil: they
-	// are logged, counted and dropped.
-	DeadLetter *deadletter.Config `yaml:"deadLetter"`
 }
 
 // Checkpoint says where delivered state is kept across restarts.

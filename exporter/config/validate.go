@@ -11,7 +11,6 @@ import (
 
 	"github.com/kubefeed/kubefeed/filters"
 	"github.com/kubefeed/kubefeed/sinks"
-	"github.com/kubefeed/kubefeed/sinks/natsconn"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/util/validation"
@@ -56,25 +55,7 @@ func (c *Config) SetDefaults() {
 		}
 	}
 	for i := range c.Sinks {
-		if s := c.Sinks[i].Stdout; s != nil {
-			s.SetDefaults()
-		}
-		if f := c.Sinks[i].File; f != nil {
-			f.SetDefaults()
-		}
-		if j := c.Sinks[i].JetStream; j != nil {
-			j.SetDefaults()
-		}
-		if n := c.Sinks[i].NATS; n != nil {
-			n.SetDefaults()
-		}
-		if k := c.Sinks[i].Kafka; k != nil {
-			k.SetDefaults()
-		}
-		if w := c.Sinks[i].Webhook; w != nil {
-			w.SetDefaults()
-		}
-
+		c.Sinks[i].setDefaults()
 	}
 	if c.LeaderElection.Name == "" {
 		c.LeaderElection.Name = DefaultLeaseName
@@ -182,7 +163,7 @@ func (v *validator) config(c *Config) {
 		case cp.File != nil && cp.File.Path == "":
 			v.at("checkpoint.file", "path is required")
 		case cp.JetStream != nil:
-			v.natsConn("checkpoint.jetstream", &cp.JetStream.NATSConnection)
+			v.block("checkpoint.jetstream", cp.JetStream.NATSConnection.Validate())
 			if cp.JetStream.Bucket == "" || strings.ContainsAny(cp.JetStream.Bucket, ". *>") {
 				v.atKey("checkpoint.jetstream", "bucket must be a bucket name without '.', ' ', '*' or '>' (got %q)", cp.JetStream.Bucket)
 			}
@@ -205,63 +186,6 @@ func (v *validator) config(c *Config) {
 		if _, _, err := net.SplitHostPort(a); err != nil {
 			v.at("metrics.address", "must be host:port or :port: %v", err)
 		}
-	}
-}
-
-func (v *validator) sink(path string, s *Sink, names map[string]bool) {
-	if errs := validation.IsDNS1123Label(s.Name); len(errs) > 0 {
-		v.at(path+".name", "sink name %q must be a DNS label: %s", s.Name, strings.Join(errs, "; "))
-	} else if names[s.Name] {
-		v.at(path+".name", "duplicate sink name %q", s.Name)
-	}
-	names[s.Name] = true
-	kinds := 0
-	if s.Stdout != nil {
-		kinds++
-		v.block(path+".stdout", s.Stdout.Validate())
-	}
-	if s.File != nil {
-		kinds++
-		v.block(path+".file", s.File.Validate())
-	}
-	if j := s.JetStream; j != nil {
-		kinds++
-		v.block(path+".jetstream", j.Validate())
-	}
-	if n := s.NATS; n != nil {
-		kinds++
-		v.block(path+".nats", n.Validate())
-	}
-	if w := s.Webhook; w != nil {
-		kinds++
-		v.block(path+".webhook", w.Validate())
-	}
-	if s.Kafka != nil {
-		kinds++
-		v.block(path+".kafka", s.Kafka.Validate())
-	}
-	v.sinkSafety(path, s)
-	if kinds != 1 {
-		v.atKey(path, "set exactly one sink kind (stdout, file, jetstream, nats, webhook, kafka), found %d", kinds)
-	}
-}
-
-func (v *validator) natsConn(path string, c *NATSConnection) {
-	v.block(path, c.Validate())
-}
-
-func (v *validator) subject(path, tmpl string) {
-	if tmpl == "" {
-		return
-	}
-	if err := natsconn.CheckSubjectTemplate(tmpl); err != nil {
-		v.at(path, "%v", err)
-	}
-}
-
-func (v *validator) mode(path, m string) {
-	if m != "" && m != ModeStructured && m != ModeBinary {
-		v.at(path, "must be structured or binary, got %q", m)
 	}
 }
 
