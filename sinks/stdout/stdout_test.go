@@ -2,6 +2,7 @@ package stdout_test
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"strings"
@@ -78,46 +79,46 @@ func TestDiffFormat(t *testing.T) {
 	}
 }
 
-// TestDiffEscapesControlCharacters: label and annotation keys and values,
-// names and kinds come from the cluster; none of them may drive the
-// terminal (ANSI/OSC escapes, C1 controls, carriage returns).
-func TestDiffEscapesControlCharacters(t *testing.T) {
-	for _, color := range []bool{false, true} {
-		var buf bytes.Buffer
-		s := stdout.New(&buf, stdout.Options{Format: "diff", Color: color})
-		e := sinktest.Event(1, 7)
-		e.Kind = "Widget\x1b[2J"
-		e.Type = "io.kubefeed.\x1b]0;pwned\x07"
-		d := e.Data.(*event.ChangeData)
-		d.Patch = []jsonpatch.Op{
-			{Op: "add", Path: "/metadata/labels/evil\x1b[31mkey", Value: "v"},
-			{Op: "replace", Path: "/metadata/annotations/a\rb", Value: "x\x1b]0;title\x07y\u009b31m"},
-			{Op: "remove", Path: "/metadata/annotations/osc\x1b]8;;http://x\x1b\\"},
-			{Op: "add", Path: "/data/bad\xffutf8", Value: map[string]any{"k\x1b[1m": "\u0085v"}},
+// halfWriter writes a fragment of the first Write and fails (a pipe broken
+// mid-write), then works.
+type halfWriter struct {
+	buf    bytes.Buffer
+	failed bool
+}
+
+func (h *halfWriter) Write(p []byte) (int, error) {
+	if !h.failed {
+		h.failed = true
+		n, _ := h.buf.Write(p[:10]) // a fragment of the first line
+		return n, errors.New("broken pipe")
+	}
+	return h.buf.Write(p)
+}
+
+// A write that fails part-way leaves a fragment; the retry starts on a
+// new line, so every event it writes is a line of its own.
+func TestTornWriteDoesNotGlueTheRetry(t *testing.T) {
+	w := &halfWriter{}
+	s := stdout.New(w, stdout.Options{})
+	evs := []*event.Event{{SpecVersion: "1.0", ID: "a", Type: "t"}, {SpecVersion: "1.0", ID: "b", Type: "t"}}
+	if err := s.Send(context.Background(), evs); err == nil {
+		t.Fatal("the broken write reported success")
+	}
+	if err := s.Send(context.Background(), evs); err != nil {
+		t.Fatal(err)
+	}
+	_ = s.Close(context.Background())
+	var ids []string
+	bad := 0
+	for _, line := range strings.Split(strings.TrimSpace(w.buf.String()), "\n") {
+		var e struct{ ID string }
+		if json.Unmarshal([]byte(line), &e) != nil {
+			bad++
+			continue
 		}
-		if err := s.Send(t.Context(), []*event.Event{e, func() *event.Event {
-			g := sinktest.Event(2, 1)
-			g.Type = "io.kubefeed.gap\x1b[5m"
-			g.Data = nil
-			return g
-		}()}); err != nil {
-			t.Fatal(err)
-		}
-		got := buf.String()
-		if color {
-			for _, c := range []string{"\x1b[31m", "\x1b[32m", "\x1b[33m", "\x1b[36m", "\x1b[0m"} {
-				got = strings.ReplaceAll(got, c, "")
-			}
-		}
-		for i, r := range got {
-			if r != '\n' && (r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0) || r == '\uFFFD') {
-				t.Errorf("color=%v: control character %U at %d in output:\n%q", color, r, i, got)
-			}
-		}
-		for _, want := range []string{`/metadata/labels/evil\x1b[31mkey`, `/metadata/annotations/a\rb`, `Widget\x1b[2J`, `\xffutf8`} {
-			if !strings.Contains(got, want) {
-				t.Errorf("color=%v: output lacks the escaped %q:\n%s", color, want, got)
-			}
-		}
+		ids = append(ids, e.ID)
+	}
+	if bad > 1 || len(ids) < 2 || strings.Join(ids[len(ids)-2:], ",") != "a,b" {
+		t.Fatalf("%d broken lines, whole event lines %v; want the retry's a,b whole after at most one fragment:\n%s", bad, ids, w.buf.String())
 	}
 }
