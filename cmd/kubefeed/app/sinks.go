@@ -46,7 +46,7 @@ func sinkOpener(cfg *config.Config, sc config.Sink, log *zap.Logger) (func(conte
 	switch {
 	case sc.Stdout != nil:
 		open = func(context.Context) (sinks.Sink, error) {
-			return stdout.New(os.Stdout, stdout.Options{Format: sc.Stdout.Format, Color: sc.Stdout.Format == "diff" && isTerminal(os.Stdout)}), nil
+			return stdout.New(os.Stdout, stdout.Options{Format: sc.Stdout.Format, Color: sc.Stdout.Format == stdout.FormatDiff && isTerminal(os.Stdout)}), nil
 		}
 	case sc.File != nil:
 		open = func(context.Context) (sinks.Sink, error) {
