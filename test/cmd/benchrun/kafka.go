@@ -11,7 +11,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"path/filepath"
@@ -94,34 +93,6 @@ func measureKafka(cp *cluster.ControlPlane, cs *kubernetes.Clientset, natsURL, d
 	return rep, nil
 }
 
-// runKafkaOnly is `benchrun -kafka-only`: the Kafka measurement on its own
-// control plane, added to out/benchmarks.json (when out is set and holds
-// one) and rendered again.
-func runKafkaOnly(n int, out string) error {
-	if n <= 0 {
-		return errors.New("-kafka-only needs -kafka N with N > 0")
-	}
-	var rep report
-	if out != "" {
-		var err error
-		if rep, err = readReport(filepath.Join(out, "benchmarks.json"), true); err != nil {
-			return err
-		}
-	}
-	e, err := startEnv()
-	if err != nil {
-		return err
-	}
-	defer e.stop()
-	if rep.Kafka, err = measureKafka(e.cp, e.cs, e.ns.URL(), e.dir, "kafka", n); err != nil {
-		return err
-	}
-	if out == "" {
-		return nil
-	}
-	return writeReport(rep, out)
-}
-
 // kafkaSink is the sink of the kubefeed-kafka agent: acks=all (the
 // default, idempotent producer), structured mode, the default window
 // (maxInFlight), to kafkaTopic.
@@ -179,31 +150,4 @@ func kafkaCeiling(broker string, n int) error {
 	b, _ := json.Marshal(r)
 	fmt.Println(string(b))
 	return nil
-}
-
-// writeKafkaSection adds the Kafka section to the markdown report.
-func writeKafkaSection(b *strings.Builder, k *kafkaReport) {
-	if k == nil {
-		return
-	}
-	b.WriteString("## Kafka: kubefeed next to a bare producer\n\n")
-	fmt.Fprintf(b, "kubefeed drains %d existing ~1 KiB ConfigMaps (`initialList: emit`) into the Kafka sink (structured mode, `acks: all`, idempotent producer; first to last acknowledged event); "+
-		"the ceiling is a franz-go producer alone sending as many %d-byte records asynchronously with acks=all to the same broker. "+
-		"The broker is franz-go's in-process `kfake` (%d partitions), not a Kafka distribution, which cannot be installed here: compare the ratio, not the absolute rates, with a real cluster. "+
-		"The same drain into the JetStream sink (embedded nats-server) is shown for comparison. One run each; CPU and RSS are the agent process's (kubefeed's includes its informer cache).\n\n",
-		k.Kubefeed.Objects, kafkaCeilingRecord, k.Partitions)
-	b.WriteString("| producer | events/s | CPU s per 1k | RSS MiB |\n|---|---|---|---|\n")
-	fmt.Fprintf(b, "| kubefeed → Kafka sink | %.0f/s | %.3f | %.0f |\n", k.Kubefeed.Rate, k.Kubefeed.CPUPer1k, k.Kubefeed.RSSMiB)
-	if k.JetStream.Rate > 0 {
-		fmt.Fprintf(b, "| kubefeed → JetStream sink (same drain) | %.0f/s | %.3f | %.0f |\n", k.JetStream.Rate, k.JetStream.CPUPer1k, k.JetStream.RSSMiB)
-	}
-	fmt.Fprintf(b, "| bare franz-go producer (ceiling) | %.0f/s | %.3f | %.0f |\n", k.Ceiling.Rate, k.Ceiling.CPUPer1k, k.Ceiling.RSSMiB)
-	ratio := 0.0
-	if k.Ceiling.Rate > 0 {
-		ratio = k.Kubefeed.Rate / k.Ceiling.Rate
-	}
-	fmt.Fprintf(b, "| **ratio kubefeed → Kafka / ceiling** | **%.2f×** | | |\n\n", ratio)
-	b.WriteString("kubefeed marks a key done only when the broker acknowledged its records (at least once, in order per object), " +
-		"but a worker hands one key's events to the sink's window (`maxInFlight`, 4096 records) and takes the next key while the acks travel; " +
-		"the bare producer pipelines every record without reading, diffing or checkpointing anything.\n\n")
 }

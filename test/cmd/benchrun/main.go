@@ -1,7 +1,7 @@
 // Command benchrun is `make bench`: it starts the local control plane and a
 // nats-server, runs a bare client-go informer and kubefeed (to a discarding
 // sink, the file sink and JetStream) as separate processes on the same
-// bursts, and writes docs/benchmarks.md, .json and .png. It also measures
+// bursts, and writes docs/benchmarks.md, .json and .svg. It also measures
 // kubefeed's Kafka sink against a bare producer on an in-process kfake
 // broker (kafka.go). The Events mode (events.go) follows: core Events at a
 // steady ~300/s and as a burst, to a typed protobuf informer and to kubefeed
@@ -16,6 +16,10 @@
 //	benchrun -events-only [-out docs]    (the Events mode into an existing report)
 //	benchrun -gobench-only [-out docs]   (the in-process benchmarks into an existing report)
 //	benchrun -delete-only [-delete 10000] [-delete-runs 1] [-out docs]   (deletecollection per checkpoint mode into an existing report)
+//
+// The report's prose is report.tmpl; report.go computes what it shows
+// (with the medians and ratios of stats.go), and -render renders it again
+// from a benchmarks.json.
 //
 // BENCH_CPUPROFILE=dir writes a CPU profile of every agent's measured part,
 // BENCH_ALLOCPROFILE=dir what it allocated, BENCH_LATDUMP=dir each
@@ -33,7 +37,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -59,7 +62,7 @@ func main() {
 	n := flag.Int("n", 5000, "changes per burst")
 	runs := flag.Int("runs", 3, "runs per mode (medians are reported)")
 	mem := flag.Int("mem", 100000, "cached objects for the memory comparison (0: skip)")
-	out := flag.String("out", "docs", "where to write benchmarks.md/.json/.png")
+	out := flag.String("out", "docs", "where to write benchmarks.md/.json/.svg")
 	from := flag.String("render", "", "only render the report again from this benchmarks.json")
 	memOnly := flag.Bool("mem-only", false, "measure only memory, print it, write nothing")
 	steadyInto := flag.String("steady-into", "", "with -steady-only: put the steady rows into this directory's benchmarks.json and render its report again")
@@ -70,75 +73,95 @@ func main() {
 	netN := flag.Int("net", 20000, "objects drained through the delay proxy per network run (0: skip)")
 	delayList := flag.String("delays", "0,1,2", "milliseconds of delay each way for the network runs")
 	flag.Parse()
+	var err error
 	for _, f := range strings.Split(*delayList, ",") {
-		ms, err := strconv.ParseFloat(strings.TrimSpace(f), 64)
-		if err != nil {
-			fmt.Fprintf(os.Stderr, "benchrun: -delays: %q is not a number of milliseconds\n", f)
-			os.Exit(1)
+		ms, perr := strconv.ParseFloat(strings.TrimSpace(f), 64)
+		if perr != nil {
+			err = fmt.Errorf("-delays: %q is not a number of milliseconds", f)
+			break
 		}
 		netDelays = append(netDelays, time.Duration(ms*float64(time.Millisecond)))
 	}
 	netObjects = *netN
-	if *from != "" {
-		rep, err := readReport(*from, false)
-		if err == nil {
+	switch {
+	case err != nil:
+	case *from != "":
+		var rep report
+		if rep, err = readReport(*from, false); err == nil {
 			err = writeReport(rep, *out)
 		}
-		if err != nil {
-			fmt.Fprintln(os.Stderr, "benchrun:", err)
-			os.Exit(1)
-		}
-		return
-	}
-	if *kafkaOnly {
-		if err := runKafkaOnly(*kafkaObjects, *out); err != nil {
-			fmt.Fprintln(os.Stderr, "benchrun:", err)
-			os.Exit(1)
-		}
-		return
-	}
-	if *memOnly {
-		*runs, *n, *out, netObjects = 0, 0, "", 0
-	}
-	if *steadyOnly {
-		onlySteady = true
-		steadyTo = *steadyInto
-		*mem, *out, netObjects, *kafkaObjects = 0, "", 0, 0
-	}
-	if *netOnly {
-		onlyNet = true
-		*mem, *out, *kafkaObjects = 0, "", 0
-	}
-	if *goBenchOnly {
-		rep, err := readReport(filepath.Join(*out, "benchmarks.json"), false)
-		if err == nil {
+	case *goBenchOnly:
+		var rep report
+		if rep, err = readReport(filepath.Join(*out, "benchmarks.json"), false); err == nil {
 			rep.GoBench = goBench()
 			err = writeReport(rep, *out)
 		}
-		if err != nil {
-			fmt.Fprintln(os.Stderr, "benchrun:", err)
-			os.Exit(1)
+	case *kafkaOnly && *kafkaObjects <= 0:
+		err = errors.New("-kafka-only needs -kafka N with N > 0")
+	case *kafkaOnly:
+		err = into(*out, func(e *env, rep *report) (err error) {
+			rep.Kafka, err = measureKafka(e.cp, e.cs, e.ns.URL(), e.dir, "kafka", *kafkaObjects)
+			return err
+		})
+	case *deleteOnly && *deleteObjects <= 0:
+		err = errors.New("-delete-only needs -delete N with N > 0")
+	case *deleteOnly:
+		err = into(*out, func(e *env, rep *report) (err error) {
+			rep.Delete, err = measureDeletes(e, *deleteObjects, *deleteRuns)
+			return err
+		})
+	case *eventsOnly:
+		err = into(*out, func(e *env, rep *report) error {
+			rep.Events, rep.EventsN = map[string][]result{}, *n
+			return runEvents(e.cp, e.cs, e.ns.URL(), e.dir, *n, *eventsRuns, *mem, rep)
+		})
+	default:
+		if *memOnly {
+			*runs, *n, *out, netObjects = 0, 0, "", 0
 		}
-		return
-	}
-	if *deleteOnly {
-		if err := runDeleteOnly(*deleteObjects, *deleteRuns, *out); err != nil {
-			fmt.Fprintln(os.Stderr, "benchrun:", err)
-			os.Exit(1)
+		if *steadyOnly {
+			onlySteady = true
+			steadyTo = *steadyInto
+			*mem, *out, netObjects, *kafkaObjects = 0, "", 0, 0
 		}
-		return
-	}
-	if *eventsOnly {
-		if err := runEventsOnly(*n, *eventsRuns, *mem, *out); err != nil {
-			fmt.Fprintln(os.Stderr, "benchrun:", err)
-			os.Exit(1)
+		if *netOnly {
+			onlyNet = true
+			*mem, *out, *kafkaObjects = 0, "", 0
 		}
-		return
+		err = run(*n, *runs, *mem, *out)
 	}
-	if err := run(*n, *runs, *mem, *out); err != nil {
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "benchrun:", err)
 		os.Exit(1)
 	}
+}
+
+// into is a -*-only run: it measures on a control plane of its own and,
+// with out set, puts what it measured into out/benchmarks.json (the rest
+// kept) and renders the report again.
+func into(out string, measure func(e *env, rep *report) error) error {
+	var rep report
+	if out != "" {
+		var err error
+		if rep, err = readReport(filepath.Join(out, "benchmarks.json"), true); err != nil {
+			return err
+		}
+	}
+	e, err := startEnv()
+	if err != nil {
+		return err
+	}
+	defer e.stop()
+	if err := measure(e, &rep); err != nil {
+		return err
+	}
+	if out == "" {
+		return nil
+	}
+	if rep.Burst == nil {
+		rep.Burst = map[string][]result{}
+	}
+	return writeReport(rep, out)
 }
 
 type report struct {
@@ -224,13 +247,12 @@ func run(n, runs, mem int, out string) error {
 	defer e.stop()
 	cp, dir, ns, cs := e.cp, e.dir, e.ns, e.cs
 	rep := report{Date: time.Now().UTC().Format(time.RFC3339), Machine: machine(), Burst: map[string][]result{}, Memory: map[string]result{}}
-	modes := []string{"bare", "kubefeed-discard", "kubefeed-file", "kubefeed-jetstream"}
 	seq := 0
 	for r := 0; r < runs && !onlySteady && !onlyNet; r++ {
-		for _, mode := range modes {
+		for _, mode := range burstModes {
 			seq++
 			name := fmt.Sprintf("b%d", seq)
-			res, err := measure(cp, cs, ns.URL(), dir, mode, name, n, 0, 0)
+			res, err := measure(cp, cs, ns.URL(), dir, mode, name, n, 0)
 			if err != nil {
 				return fmt.Errorf("%s: %w", mode, err)
 			}
@@ -245,7 +267,7 @@ func run(n, runs, mem int, out string) error {
 		seq++
 		// Seven seconds at the rate: the first is a warm-up (see write),
 		// the latency is taken over the next six.
-		res, err := measure(cp, cs, ns.URL(), dir, "kubefeed-jetstream", fmt.Sprintf("s%d", seq), rate*7, rate, 0)
+		res, err := measure(cp, cs, ns.URL(), dir, "kubefeed-jetstream", fmt.Sprintf("s%d", seq), rate*7, rate)
 		if err != nil {
 			return err
 		}
@@ -253,7 +275,7 @@ func run(n, runs, mem int, out string) error {
 		fmt.Printf("steady %4d/s to JetStream: p50 %.1f ms, p99 %.1f ms (kubefeed's own p99, notification → PubAck: ≤ %g ms; create request p99 %.1f ms)\n", rate, res.P50Millis, res.P99Millis, res.OwnP99Millis, res.CreateP99Millis)
 		rep.Steady = append(rep.Steady, res)
 		seq++
-		bare, err := measure(cp, cs, ns.URL(), dir, "bare-latency", fmt.Sprintf("s%d", seq), rate*7, rate, 0)
+		bare, err := measure(cp, cs, ns.URL(), dir, "bare-latency", fmt.Sprintf("s%d", seq), rate*7, rate)
 		if err != nil {
 			return err
 		}
@@ -350,7 +372,7 @@ func createNS(cs *kubernetes.Clientset, name string) error {
 
 // measure starts an agent in a fresh namespace, then writes n ConfigMaps
 // (at rate per second, or as fast as 32 writers go when rate is 0).
-func measure(cp *cluster.ControlPlane, cs *kubernetes.Clientset, natsURL, dir, mode, name string, n, rate, _ int) (result, error) {
+func measure(cp *cluster.ControlPlane, cs *kubernetes.Clientset, natsURL, dir, mode, name string, n, rate int) (result, error) {
 	if err := createNS(cs, name); err != nil {
 		return result{}, err
 	}
@@ -361,16 +383,6 @@ func measure(cp *cluster.ControlPlane, cs *kubernetes.Clientset, natsURL, dir, m
 	})
 	res.CreateP99Millis = quantile(created, 99)
 	return res, err
-}
-
-// quantile sorts v and returns its p-th percentile (the value at index
-// len*p/100; 0 for none).
-func quantile(v []float64, p int) float64 {
-	if len(v) == 0 {
-		return 0
-	}
-	sort.Float64s(v)
-	return v[len(v)*p/100]
 }
 
 func startAgent(cp *cluster.ControlPlane, natsURL, dir, mode, ns string, n int, load func() error) (result, error) {
@@ -480,35 +492,6 @@ func paced(n, rate, writers int, create func(i int) error) error {
 	default:
 		return nil
 	}
-}
-
-func median(rs []result, f func(result) float64) float64 {
-	v := make([]float64, len(rs))
-	for i, r := range rs {
-		v[i] = f(r)
-	}
-	sort.Float64s(v)
-	if len(v) == 0 {
-		return 0
-	}
-	return v[len(v)/2]
-}
-
-// medianRatio is the median over runs of f(num[i]) / f(den[i]): the ratio
-// of two modes measured in the same run, so that the load's drift between
-// runs cancels out (0 when no run has both).
-func medianRatio(num, den []result, f func(result) float64) float64 {
-	var v []float64
-	for i := 0; i < min(len(num), len(den)); i++ {
-		if d := f(den[i]); d > 0 {
-			v = append(v, f(num[i])/d)
-		}
-	}
-	if len(v) == 0 {
-		return 0
-	}
-	sort.Float64s(v)
-	return v[len(v)/2]
 }
 
 // putSteady replaces the steady rows of dir/benchmarks.json with got's and

@@ -7,7 +7,6 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"sort"
 	"strings"
 	"time"
 
@@ -112,10 +111,7 @@ func network(cp *cluster.ControlPlane, cs *kubernetes.Clientset, natsURL, dir st
 				}
 				pairs = append(pairs, pair)
 			}
-			sort.Slice(pairs, func(a, b int) bool {
-				return pairs[a][1].Rate/pairs[a][0].Rate < pairs[b][1].Rate/pairs[b][0].Rate
-			})
-			med := pairs[len(pairs)/2]
+			med := medianBy(pairs, func(p [2]result) float64 { return p[1].Rate / p[0].Rate })
 			*sink.ceil, *sink.got = med[0], med[1]
 			fmt.Printf("network %v each way %-24s %7.0f events/s\n", d, sink.ceiling, med[0].Rate)
 			fmt.Printf("network %v each way %-24s %7.0f events/s (%.2f× its ceiling; the median ratio of %d pairs)\n", d, sink.kubefeed, med[1].Rate, med[1].Rate/med[0].Rate, len(pairs))

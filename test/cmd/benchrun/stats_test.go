@@ -2,29 +2,6 @@ package main
 
 import "testing"
 
-// createdStamp reads the writer's stamp and nothing else: warm-up objects,
-// nulls and odd types carry none; a stamp beyond 2^53 stays exact.
-func TestCreatedStamp(t *testing.T) {
-	for name, tc := range map[string]struct {
-		obj  map[string]any
-		want int64
-		ok   bool
-	}{
-		"stamped":       {map[string]any{"metadata": map[string]any{"annotations": map[string]any{"bench/created": "1796000000000000001"}}}, 1796000000000000001, true},
-		"2^53+1":        {map[string]any{"metadata": map[string]any{"annotations": map[string]any{"bench/created": "9007199254740993"}}}, 9007199254740993, true},
-		"warm-up":       {map[string]any{"metadata": map[string]any{"annotations": map[string]any{"bench/warmup": "true"}}}, 0, false},
-		"no metadata":   {map[string]any{}, 0, false},
-		"null metadata": {map[string]any{"metadata": nil}, 0, false},
-		"null stamp":    {map[string]any{"metadata": map[string]any{"annotations": map[string]any{"bench/created": nil}}}, 0, false},
-		"not a number":  {map[string]any{"metadata": map[string]any{"annotations": map[string]any{"bench/created": "soon"}}}, 0, false},
-		"a number type": {map[string]any{"metadata": map[string]any{"annotations": map[string]any{"bench/created": int64(5)}}}, 0, false},
-	} {
-		if got, ok := createdStamp(tc.obj); got != tc.want || ok != tc.ok {
-			t.Errorf("%s: %d %v, want %d %v", name, got, ok, tc.want, tc.ok)
-		}
-	}
-}
-
 // medianRatio pairs runs by index: a run's drift cancels in its own ratio,
 // which the ratio of the medians does not do.
 func TestMedianRatio(t *testing.T) {
@@ -66,5 +43,34 @@ func TestQuantile(t *testing.T) {
 	}
 	if got := quantile([]float64{7}, 99); got != 7 {
 		t.Fatalf("one value: %v", got)
+	}
+}
+
+func TestMedian(t *testing.T) {
+	rate := func(r result) float64 { return r.Rate }
+	runs := func(v ...float64) []result {
+		var rs []result
+		for _, x := range v {
+			rs = append(rs, result{Rate: x})
+		}
+		return rs
+	}
+	for _, tc := range []struct {
+		rs   []result
+		want float64
+	}{{nil, 0}, {runs(5), 5}, {runs(3, 1, 2), 2}, {runs(4, 1, 3, 2), 3}} {
+		if got := median(tc.rs, rate); got != tc.want {
+			t.Errorf("median of %v = %v, want %v (the upper middle of an even count)", tc.rs, got, tc.want)
+		}
+	}
+}
+
+// medianBy returns the element itself, such as the pair of runs whose
+// ratio is the median.
+func TestMedianBy(t *testing.T) {
+	pairs := [][2]float64{{10, 9}, {10, 5}, {10, 7}}
+	got := medianBy(pairs, func(p [2]float64) float64 { return p[1] / p[0] })
+	if got != [2]float64{10, 7} {
+		t.Errorf("medianBy = %v, want the pair with ratio 0.7", got)
 	}
 }

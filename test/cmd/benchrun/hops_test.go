@@ -41,12 +41,12 @@ func stamped(i int) *event.Event {
 	return &event.Event{ID: strconv.Itoa(i), Time: time.Now(), Data: &event.ChangeData{Object: obj}}
 }
 
-// TestAudit6HopsCompleteWhenCounted: once the agent has counted n acked
-// events (when it writes the BENCH_LATDUMP file), every stamped one's hops
-// are recorded (steady modes), and odd objects neither panic nor count a latency. Run
-// with -race: the hops of the last acks were appended after they were
-// counted, while the agent read them.
-func TestAudit6HopsCompleteWhenCounted(t *testing.T) {
+// TestHopsCompleteWhenCounted: once the agent has counted n acked events
+// (when it writes the BENCH_LATDUMP file), every stamped one's hops are
+// recorded (steady modes), and odd objects neither panic nor count a
+// latency. Run with -race: the hops of the last acks were appended after
+// they were counted, while the agent read them.
+func TestHopsCompleteWhenCounted(t *testing.T) {
 	old := latDump
 	latDump = t.TempDir()
 	defer func() { latDump = old }()
@@ -77,5 +77,28 @@ func TestAudit6HopsCompleteWhenCounted(t *testing.T) {
 			t.Errorf("drain %v: %d latencies, want %d", drain, len(c.lat), want)
 		}
 		c.mu.Unlock()
+	}
+}
+
+// createdStamp reads the writer's stamp and nothing else: warm-up objects,
+// nulls and odd types carry none; a stamp beyond 2^53 stays exact.
+func TestCreatedStamp(t *testing.T) {
+	for name, tc := range map[string]struct {
+		obj  map[string]any
+		want int64
+		ok   bool
+	}{
+		"stamped":       {map[string]any{"metadata": map[string]any{"annotations": map[string]any{"bench/created": "1796000000000000001"}}}, 1796000000000000001, true},
+		"2^53+1":        {map[string]any{"metadata": map[string]any{"annotations": map[string]any{"bench/created": "9007199254740993"}}}, 9007199254740993, true},
+		"warm-up":       {map[string]any{"metadata": map[string]any{"annotations": map[string]any{"bench/warmup": "true"}}}, 0, false},
+		"no metadata":   {map[string]any{}, 0, false},
+		"null metadata": {map[string]any{"metadata": nil}, 0, false},
+		"null stamp":    {map[string]any{"metadata": map[string]any{"annotations": map[string]any{"bench/created": nil}}}, 0, false},
+		"not a number":  {map[string]any{"metadata": map[string]any{"annotations": map[string]any{"bench/created": "soon"}}}, 0, false},
+		"a number type": {map[string]any{"metadata": map[string]any{"annotations": map[string]any{"bench/created": int64(5)}}}, 0, false},
+	} {
+		if got, ok := createdStamp(tc.obj); got != tc.want || ok != tc.ok {
+			t.Errorf("%s: %d %v, want %d %v", name, got, ok, tc.want, tc.ok)
+		}
 	}
 }
