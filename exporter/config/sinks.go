@@ -57,7 +57,8 @@ type kindBlock struct {
 	block block
 }
 
-// kinds returns the kinds set on s, in the order of the file's reference.
+// kinds returns the kinds set on s, in a fixed order: stdout, file,
+// jetstream, nats, webhook, kafka.
 func (s *Sink) kinds() []kindBlock {
 	var out []kindBlock
 	add := func(key string, set bool, b block) {
