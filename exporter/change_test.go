@@ -59,3 +59,19 @@ func TestDecide(t *testing.T) {
 		})
 	}
 }
+
+// A provisional record (written before its added event was sent, then a
+// crash) is offered again as added, or retracted when the object is gone.
+func TestDecideProvisional(t *testing.T) {
+	prov := recordOf(obj("a", "1"))
+	prov.Provisional = true
+	if got := decide(&prov, obj("a", "1"), nil); len(got) != 1 || got[0].kind != event.Added {
+		t.Fatalf("provisional, same object: %v, want added again", got)
+	}
+	if got := decide(&prov, nil, nil); len(got) != 1 || got[0].kind != event.Deleted {
+		t.Fatalf("provisional, object gone: %v, want deleted", got)
+	}
+	if got := decide(&prov, obj("b", "3"), nil); len(got) != 2 || got[0].kind != event.Deleted || got[1].kind != event.Added {
+		t.Fatalf("provisional, new uid: %v, want deleted then added", got)
+	}
+}

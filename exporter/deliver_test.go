@@ -6,8 +6,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -16,11 +18,13 @@ import (
 	"time"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	utiljson "k8s.io/apimachinery/pkg/util/json"
 	"k8s.io/apimachinery/pkg/watch"
 
 	"github.com/kubefeed/kubefeed/event"
 	"github.com/kubefeed/kubefeed/exporter/config"
+	"github.com/kubefeed/kubefeed/filters"
 	"github.com/kubefeed/kubefeed/sinks"
 )
 
@@ -534,20 +538,6 @@ func recordWrittenAheadOfModificationRestsRedacted(t *testing.T, whileDown bool)
 	}
 }
 
-// flakySyncStore is a syncStore whose group commit fails every other call
-// (a checkpoint that comes and goes): what was Put stays pending.
-type flakySyncStore struct {
-	*syncStore
-	calls atomic.Int64
-}
-
-func (s *flakySyncStore) Sync(ctx context.Context) error {
-	if s.calls.Add(1)%2 == 1 {
-		return errors.New("checkpoint unavailable")
-	}
-	return s.syncStore.Sync(ctx)
-}
-
 // aheadOf reports whether r, durable when e was sent, is the record
 // written ahead of e: it names e's version and time (and, for added and
 // deleted, is marked Provisional or Deleting).
@@ -563,69 +553,6 @@ func aheadOf(r Record, ok bool, e *event.Event) bool {
 		return r.Deleting && r.ResourceVersion == e.ResourceVersion
 	}
 	return !r.Provisional && !r.Deleting
-}
-
-// With a checkpoint that fails every other group commit, every change is
-// still delivered, and none reaches the sink before the record written
-// ahead of it is durable: added, modified, deleted, a new incarnation of
-// the name, and its deletion.
-func TestEverySendIsPrecededByItsDurableRecord(t *testing.T) {
-	src := newFakeSource(0)
-	st := &flakySyncStore{syncStore: newSyncStore()}
-	var mu sync.Mutex
-	var bad []string
-	sink := &recorder{fail: func(_ int, evs []*event.Event) error {
-		st.mu.Lock()
-		defer st.mu.Unlock()
-		for _, e := range evs {
-			if e.Type == event.TypeGap {
-				continue
-			}
-			r, ok := st.durable[splitKey]
-			if !aheadOf(r, ok, e) {
-				mu.Lock()
-				bad = append(bad, fmt.Sprintf("%s sent while the durable record was %+v (%v)", e.ID, r, ok))
-				mu.Unlock()
-			}
-		}
-		return nil
-	}}
-	h := startHarness(t, newConfig([]config.Watch{{Resource: "configmaps"}}), harnessOpts{src: src, stores: map[string]Store{"rec": st}, sink: sink})
-	h.waitReady()
-	step := func(what string, n int, do func()) {
-		do()
-		sink.waitFor(t, what, func(e []*event.Event) bool { return len(e) >= n })
-	}
-	step("added", 1, func() { src.apply(cmRes.GVR, cmUID("one"), false) })
-	step("modified", 2, func() {
-		u := cmUID("one")
-		u.Object["data"] = map[string]any{"v": "2"}
-		src.apply(cmRes.GVR, u, false)
-	})
-	step("deleted", 3, func() { src.remove(cmRes.GVR, "a", "x", false) })
-	step("added again", 4, func() { src.apply(cmRes.GVR, cmUID("two"), false) })
-	step("deleted again", 5, func() { src.remove(cmRes.GVR, "a", "x", false) })
-	quiesce(t, h, "rec")
-	evs := sink.got()
-	mu.Lock()
-	defer mu.Unlock()
-	for _, b := range bad {
-		t.Error(b)
-	}
-	want := []string{"one added", "one modified", "one deleted", "two added", "two deleted"}
-	var got []string
-	for _, e := range evs {
-		got = append(got, e.UID+" "+e.Type[len(event.TypePrefix):])
-	}
-	if strings.Join(got, ",") != strings.Join(want, ",") {
-		t.Errorf("events %v, want %v", got, want)
-	}
-	if st.calls.Load() < 2 {
-		t.Errorf("%d group commits: the failing checkpoint was never exercised", st.calls.Load())
-	}
-	if _, ok := st.Get(splitKey); ok {
-		t.Error("a record is left for the deleted object")
-	}
 }
 
 // A change whose object has keys with '/' and '~', null values and
@@ -1023,4 +950,1151 @@ func overlappingScopesShowOneTime(t *testing.T, burst bool) {
 // between the two informers).
 func TestEventTimeIsTheSameOnSinksOfOverlappingScopesUnderBurst(t *testing.T) {
 	overlappingScopesShowOneTime(t, true)
+}
+
+func planRules(t *testing.T, watch ...config.Watch) []*rule {
+	t.Helper()
+	rules, err := compileRules(newConfig(watch))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rules
+}
+
+func TestPlan(t *testing.T) {
+	rules := planRules(t, config.Watch{Resource: "configmaps"})
+	k := Key{GVR: cmRes.GVR, Namespace: "a", Name: "x"}
+	rec := func(uid, rv string) *Record { r := recordOf(obj(uid, rv)); r.Rule = 1; return &r }
+	withData := func(uid, rv, v string) *unstructured.Unstructured {
+		u := obj(uid, rv)
+		u.Object["data"] = map[string]any{"k": v}
+		return u
+	}
+	for _, tc := range []struct {
+		name      string
+		last      *Record
+		attempted *Record
+		cur       *unstructured.Unstructured
+		tomb      *tombstone
+		recovered bool
+		want      []string // event types, then "uid@rv" of each
+		wantUIDs  []string
+		forget    bool
+	}{
+		{name: "added", cur: obj("a", "1"), want: []string{"added"}, wantUIDs: []string{"a"}},
+		{name: "resync", last: rec("a", "1"), cur: obj("a", "1")},
+		{name: "modified", last: &Record{UID: "a", ResourceVersion: "1", Object: withData("a", "1", "x"), Rule: 1}, cur: withData("a", "2", "y"), want: []string{"modified"}, wantUIDs: []string{"a"}},
+		{name: "modified, nothing visible (generation only)", last: &Record{UID: "a", ResourceVersion: "1", Object: obj("a", "1"), Rule: 1}, cur: obj("a", "2")},
+		{name: "deleted", last: rec("a", "1"), want: []string{"deleted"}, wantUIDs: []string{"a"}, forget: true},
+		{name: "uid change", last: rec("a", "1"), cur: obj("b", "3"), want: []string{"deleted", "added"}, wantUIDs: []string{"a", "b"}},
+		// A lost ack across a uid change: b was sent but not acknowledged,
+		// then deleted too. The sink may hold b: both deletions go out.
+		{name: "lost ack of another incarnation, then gone", last: rec("a", "1"), attempted: rec("b", "3"), want: []string{"deleted", "deleted"}, wantUIDs: []string{"a", "b"}, forget: true},
+		{name: "lost ack of another incarnation, then a third", last: rec("a", "1"), attempted: rec("b", "3"), cur: obj("c", "5"), want: []string{"deleted", "deleted", "added"}, wantUIDs: []string{"a", "b", "c"}},
+		{name: "lost ack, never acknowledged, gone", attempted: rec("b", "3"), want: []string{"deleted"}, wantUIDs: []string{"b"}, forget: true},
+		{name: "lost ack of the same incarnation is not retracted", last: rec("a", "1"), attempted: rec("a", "2"), cur: obj("a", "2"), want: nil},
+		{name: "recovered", cur: obj("a", "1"), recovered: true, want: []string{"added"}, wantUIDs: []string{"a"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cur := current{obj: tc.cur, rules: rules, res: cmRes, scope: "configmaps"}
+			out := plan(newOrigin("c"), k, tc.last, tc.attempted, cur, tc.tomb, tc.recovered, fixedTime(time.Unix(0, 0)), true)
+			if len(out.events) != len(tc.want) {
+				t.Fatalf("%d events%s, want %v", len(out.events), summary(out.events), tc.want)
+			}
+			for i, ev := range out.events {
+				if ev.Type != "io.kubefeed.resource."+tc.want[i] || ev.UID != tc.wantUIDs[i] {
+					t.Errorf("event %d: %s uid %s, want %s uid %s", i, ev.Type, ev.UID, tc.want[i], tc.wantUIDs[i])
+				}
+				if ev.Data.(*event.ChangeData).Recovered != (tc.recovered || ev.Type == event.Deleted.Type() && tc.tomb == nil) {
+					t.Errorf("event %d recovered = %v", i, ev.Data.(*event.ChangeData).Recovered)
+				}
+			}
+			if out.forget != tc.forget {
+				t.Errorf("forget = %v, want %v", out.forget, tc.forget)
+			}
+			if tc.cur != nil && (out.record == nil || out.record.UID != string(tc.cur.GetUID()) || out.record.Rule != 1) {
+				t.Errorf("record = %+v, want the current state by rule 1", out.record)
+			}
+		})
+	}
+}
+
+// The record keeps the rule that rendered it and its redaction, so that
+// the checkpoint stores only redacted state.
+func TestPlanRecordCarriesRedaction(t *testing.T) {
+	rules := planRules(t, config.Watch{Resource: "secrets"})
+	s := obj("a", "1")
+	s.Object["data"] = map[string]any{"pw": "c2VjcmV0"}
+	out := plan(newOrigin("c"), Key{GVR: secretRes.GVR, Namespace: "a", Name: "x"}, nil, nil, current{obj: s, rules: rules, res: secretRes}, nil, false, fixedTime(time.Now()), true)
+	if out.record == nil || out.record.Redact == nil {
+		t.Fatalf("record %+v has no redactor", out.record)
+	}
+	if got := out.record.Redact.Object(out.record.Object.Object)["data"].(map[string]any)["pw"]; got == "c2VjcmV0" {
+		t.Error("the record's redaction leaves the value")
+	}
+}
+
+// syncStore is a MemoryStore with group commit that records what was
+// durable when each send began.
+type syncStore struct {
+	*MemoryStore
+	mu      sync.Mutex
+	durable map[Key]Record
+}
+
+func (s *syncStore) Sync(context.Context) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.Range(func(k Key, r Record) bool { s.durable[k] = r; return true })
+	return nil
+}
+
+// With a checkpoint, an object new to the sink has a durable (provisional)
+// record before its added event is sent, and a final one after the ack.
+func TestProvisionalRecordBeforeSend(t *testing.T) {
+	src := newFakeSource(0)
+	st := &syncStore{MemoryStore: NewMemoryStore(), durable: map[Key]Record{}}
+	k := Key{GVR: cmRes.GVR, Namespace: "a", Name: "x"}
+	var atSend *Record
+	var once sync.Once
+	sink := &recorder{fail: func(_ int, evs []*event.Event) error {
+		once.Do(func() {
+			st.mu.Lock()
+			if r, ok := st.durable[k]; ok {
+				atSend = &r
+			}
+			st.mu.Unlock()
+		})
+		return nil
+	}}
+	h := startHarness(t, newConfig([]config.Watch{{Resource: "configmaps"}}), harnessOpts{src: src, stores: map[string]Store{"rec": st}, sink: sink})
+	h.waitReady()
+	src.apply(cmRes.GVR, cm("a", "x", nil), false)
+	sink.waitFor(t, "added", func(e []*event.Event) bool { return len(e) == 1 })
+	if atSend == nil || !atSend.Provisional {
+		t.Fatalf("durable record when the add was sent: %+v, want a provisional one", atSend)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if r, ok := st.Get(k); ok && !r.Provisional {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the record stayed provisional after the ack")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// With a checkpoint, a key whose object was replaced by a new incarnation
+// (deleted and created again under the same name while the change was
+// coalesced) is sent in two steps: the old incarnation's deletion first,
+// forgotten durably, then the new one's added event after its provisional
+// record is durable. Sent together, a kubefeed killed between the sink's
+// ack and the checkpoint's commit would restart with the old record only,
+// and never retract the new incarnation the sink holds once it is gone.
+func TestNewIncarnationIsProvisionedBeforeSend(t *testing.T) {
+	src := newFakeSource(0)
+	st := &syncStore{MemoryStore: NewMemoryStore(), durable: map[Key]Record{}}
+	k := Key{GVR: cmRes.GVR, Namespace: "a", Name: "x"}
+	type sent struct {
+		types   []string
+		durable *Record
+	}
+	var mu sync.Mutex
+	var sends []sent
+	sink := &recorder{fail: func(_ int, evs []*event.Event) error {
+		s := sent{}
+		for _, e := range evs {
+			s.types = append(s.types, e.Type+" "+e.UID)
+		}
+		st.mu.Lock()
+		if r, ok := st.durable[k]; ok {
+			s.durable = &r
+		}
+		st.mu.Unlock()
+		mu.Lock()
+		sends = append(sends, s)
+		mu.Unlock()
+		return nil
+	}}
+	h := startHarness(t, newConfig([]config.Watch{{Resource: "configmaps"}}), harnessOpts{src: src, stores: map[string]Store{"rec": st}, sink: sink})
+	h.waitReady()
+	first := cm("a", "x", nil)
+	first.SetUID("uid-1")
+	src.apply(cmRes.GVR, first, false)
+	sink.waitFor(t, "added", func(e []*event.Event) bool { return len(e) == 1 })
+	// Replaced while the watch was down: the relist sees only the new one.
+	src.remove(cmRes.GVR, "a", "x", true)
+	second := cm("a", "x", nil)
+	second.SetUID("uid-2")
+	src.apply(cmRes.GVR, second, true)
+	src.expire(cmRes.GVR)
+	sink.waitFor(t, "deleted and added", func(e []*event.Event) bool {
+		return count(e, event.Deleted.Type()) == 1 && count(e, event.Added.Type()) == 2
+	})
+	mu.Lock()
+	defer mu.Unlock()
+	var last sent
+	for _, s := range sends {
+		for _, typ := range s.types {
+			if typ == event.Added.Type()+" uid-2" {
+				last = s
+			}
+		}
+	}
+	if len(last.types) != 1 {
+		t.Fatalf("the new incarnation was sent with %v, want its added event alone", last.types)
+	}
+	if last.durable == nil || !last.durable.Provisional || last.durable.UID != "uid-2" {
+		t.Fatalf("durable record when the new incarnation was sent: %+v, want a provisional one of uid-2", last.durable)
+	}
+}
+
+// A deletion is rendered by the rule that delivered the object: here rule
+// 1 (redacted) delivered the Secret; rule 0 (redact: none, another label)
+// covers its namespace but must not render its final state in clear.
+func TestDeletionRenderedByDeliveringRule(t *testing.T) {
+	src := newFakeSource(0)
+	cfg := newConfig([]config.Watch{
+		{Resource: "secrets", Namespaces: []string{"a"}, LabelSelector: "team=x", Redact: "none"},
+		{Resource: "secrets"},
+	})
+	h := startHarness(t, cfg, harnessOpts{src: src})
+	h.waitReady()
+	s := &unstructured.Unstructured{Object: map[string]any{"apiVersion": "v1", "kind": "Secret",
+		"metadata": map[string]any{"namespace": "a", "name": "pw"}, "data": map[string]any{"password": "c2VjcmV0"}}}
+	src.apply(secretRes.GVR, s, false)
+	h.sinks["rec"].waitFor(t, "added", func(e []*event.Event) bool { return len(e) == 1 })
+	src.remove(secretRes.GVR, "a", "pw", false)
+	evs := h.sinks["rec"].waitFor(t, "deleted", func(e []*event.Event) bool { return len(e) == 2 })
+	for _, e := range evs {
+		data := e.Data.(*event.ChangeData).Object["data"].(map[string]any)
+		if data["password"] == "c2VjcmV0" {
+			t.Errorf("%s event carries the secret in clear", e.Type)
+		}
+	}
+}
+
+// The checkpoint keeps no rule, and plan puts an unchanged restored
+// object again with the first rule that selects it now. A Secret
+// delivered by the redacting rule 1 (rule 0: redact none, a label
+// selector the Secret does not match, though scope.covers looks only at
+// the namespace) and deleted after the restart is rendered by rule 1: the
+// deleted event carries no value of the Secret in clear.
+func TestDeletionAfterRestartRenderedByDeliveringRule(t *testing.T) {
+	src := newFakeSource(0)
+	u := src.apply(secretRes.GVR, pwSecret(nil), true)
+	st := &restoredStore{MemoryStore: NewMemoryStore(), at: time.Now().Add(-time.Hour)}
+	rec := recordOf(u)
+	rec.Object = &unstructured.Unstructured{Object: filters.NewRedactor(filters.SecretPaths, nil).Object(u.Object)}
+	rec.Scope = scopeID{GVR: secretRes.GVR}.String()
+	st.Put(Key{GVR: secretRes.GVR, Namespace: "a", Name: "pw"}, rec)
+	cfg := newConfig([]config.Watch{
+		{Resource: "secrets", Namespaces: []string{"a"}, LabelSelector: "team=x", Redact: "none"},
+		{Resource: "secrets"},
+	})
+	h := startHarness(t, cfg, harnessOpts{src: src, stores: map[string]Store{"rec": st}})
+	h.waitReady()
+	deadline := time.Now().Add(10 * time.Second)
+	for h.ex.runners[0].pending.len() > 0 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	src.remove(secretRes.GVR, "a", "pw", false)
+	evs := h.sinks["rec"].waitFor(t, "deleted", func(e []*event.Event) bool { return count(e, event.Deleted.Type()) == 1 })
+	for _, e := range evs {
+		b, _ := json.Marshal(e.Data)
+		if strings.Contains(string(b), pwSecretValue) {
+			t.Errorf("%s event carries the Secret's value in clear: %s", e.Type, b)
+		}
+	}
+}
+
+// After a restart, a Secret that did not change while kubefeed was down
+// is put again by plan with the rule that selects it now and that rule's
+// redactor (the restored record carries no rule), so the checkpoint's
+// next flush writes it redacted (encodeRecord redacts with r.Redact
+// only): nothing redacted rests anywhere.
+func TestRestoredUnchangedSecretIsStoredRedacted(t *testing.T) {
+	src := newFakeSource(0)
+	st, k := restoredSecret(t, src)
+	h := startHarness(t, newConfig([]config.Watch{{Resource: "secrets"}}), harnessOpts{src: src, stores: map[string]Store{"rec": st}})
+	h.waitReady()
+	deadline := time.Now().Add(10 * time.Second)
+	for h.ex.runners[0].pending.len() > 0 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	rec, ok := st.Get(k)
+	if !ok {
+		t.Fatal("record gone")
+	}
+	atRest := rec.Redact.Object(rec.Object.Object) // what encodeRecord writes
+	b, _ := json.Marshal(atRest)
+	if strings.Contains(string(b), pwSecretValue) {
+		t.Errorf("the checkpoint would store the Secret's value in clear (rule %d, redact %v): %s", rec.Rule, rec.Redact != nil, b)
+	}
+}
+
+// appendRules hands back a table's own slice only when all its rules
+// route to the sink in config order, and never writes into that slice
+// when another scope's rules are merged after it.
+func TestAppendRulesLeavesTheTableAlone(t *testing.T) {
+	r1 := &rule{index: 0, sinks: []string{"s"}}
+	r2 := &rule{index: 1, sinks: []string{"other"}}
+	r3 := &rule{index: 2, sinks: []string{"s"}}
+	r4 := &rule{index: 3, sinks: []string{"s"}}
+	table := make([]*rule, 0, 8) // room to append into: a merge must not use it
+	table = append(table, r1, r4)
+	got := appendRules(nil, table, "s")
+	if len(got) != 2 || got[0] != r1 || got[1] != r4 {
+		t.Fatalf("one scope: %v", got)
+	}
+	got = appendRules(got, []*rule{r2, r3}, "s") // r3 goes between r1 and r4
+	if len(got) != 3 || got[0] != r1 || got[1] != r3 || got[2] != r4 {
+		t.Fatalf("merged: %v", got)
+	}
+	if table[0] != r1 || table[1] != r4 || table[:3][2] != nil {
+		t.Fatalf("the table was written into: %v", table[:3])
+	}
+	// Rules that do not all route here are filtered, as before.
+	if got := appendRules(nil, []*rule{r1, r2, r3}, "s"); len(got) != 2 || got[0] != r1 || got[1] != r3 {
+		t.Fatalf("filtered: %v", got)
+	}
+	// Out of config order: sorted, as before.
+	if got := appendRules(nil, []*rule{r4, r1}, "s"); len(got) != 2 || got[0] != r1 || got[1] != r4 {
+		t.Fatalf("sorted: %v", got)
+	}
+	// A rule already there is not added twice.
+	if got := appendRules([]*rule{r1, r4}, []*rule{r1}, "s"); len(got) != 2 {
+		t.Fatalf("duplicate: %v", got)
+	}
+}
+
+// fullCopy copies s up to its capacity, to see writes beyond its length.
+func fullCopy(s []*rule) []*rule { return append([]*rule(nil), s[:cap(s)]...) }
+
+func sameRules(a, b []*rule) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+func ruleList(rs []*rule) string {
+	s := "["
+	for i, r := range rs {
+		if i > 0 {
+			s += " "
+		}
+		if r == nil {
+			s += "nil"
+			continue
+		}
+		s += fmt.Sprintf("%d%v@%p", r.index, r.sinks, r)
+	}
+	return s + "]"
+}
+
+// On random rule pools and tables (indexes shared by distinct rules,
+// sinks routed or not, duplicates, tables out of config order, empty and
+// nil tables, spare capacity), chains of appendRules as lookup makes them
+// (one to four scopes) give the rules testdata/append_rules.golden holds,
+// in its order (what appendRules gave before it could hand back a table's
+// own slice), never write into any table (up to its capacity), and an
+// append to the result never writes into a table.
+func TestAppendRulesAsGolden(t *testing.T) {
+	rng := rand.New(rand.NewPCG(8, 6))
+	sinkNames := []string{"s", "t"}
+	fast := 0
+	g := newGolden("appendRules chains (TestAppendRulesAsGolden; go test -run TestAppendRulesAsGolden -update rewrites it):\n"+
+		"the pool (position:index[sinks]), the tables (pool positions), and per sink the rules appendRules gives (pool positions).", 150, 1, 1000)
+	g.startSection("iterations")
+	for iter := 0; iter < 20000; iter++ {
+		pool := make([]*rule, 1+rng.IntN(7))
+		for i := range pool {
+			rl := &rule{index: i}
+			if rng.IntN(5) == 0 && i > 0 {
+				rl.index = pool[rng.IntN(i)].index // two rules of one index
+			}
+			switch rng.IntN(4) {
+			case 0:
+				rl.sinks = []string{"s"}
+			case 1:
+				rl.sinks = []string{"t"}
+			case 2:
+				rl.sinks = []string{"t", "s"}
+			}
+			pool[i] = rl
+		}
+		tables := make([][]*rule, 1+rng.IntN(4))
+		for i := range tables {
+			n := rng.IntN(6)
+			if n == 0 && rng.IntN(2) == 0 {
+				continue // nil table
+			}
+			tb := make([]*rule, 0, n+rng.IntN(4))
+			switch rng.IntN(3) {
+			case 0: // config order, as joinScopes at start builds them
+				perm := rng.Perm(len(pool))[:min(n, len(pool))]
+				slices.Sort(perm)
+				for _, j := range perm {
+					tb = append(tb, pool[j])
+				}
+			default: // any order, duplicates allowed
+				for j := 0; j < n; j++ {
+					tb = append(tb, pool[rng.IntN(len(pool))])
+				}
+			}
+			tables[i] = tb
+		}
+		before := make([][]*rule, len(tables))
+		for i, tb := range tables {
+			before[i] = fullCopy(tb)
+		}
+		pos := map[*rule]int{}
+		var rendering strings.Builder
+		fmt.Fprintf(&rendering, "%d pool=[", iter)
+		for i, rl := range pool {
+			pos[rl] = i
+			if i > 0 {
+				rendering.WriteByte(' ')
+			}
+			fmt.Fprintf(&rendering, "%d:%d%v", i, rl.index, rl.sinks)
+		}
+		positions := func(rs []*rule) string {
+			if rs == nil {
+				return "nil"
+			}
+			var s []string
+			for _, rl := range rs {
+				if p, ok := pos[rl]; ok {
+					s = append(s, strconv.Itoa(p))
+				} else {
+					s = append(s, "?")
+				}
+			}
+			return "[" + strings.Join(s, " ") + "]"
+		}
+		rendering.WriteString("] tables=")
+		for i, tb := range tables {
+			if i > 0 {
+				rendering.WriteByte(' ')
+			}
+			rendering.WriteString(positions(tb))
+		}
+		for _, sink := range sinkNames {
+			var got []*rule
+			for _, tb := range tables {
+				if len(got) == 0 && allRouteInOrder(tb, sink) && len(tb) > 0 {
+					fast++
+				}
+				got = appendRules(got, tb, sink)
+			}
+			fmt.Fprintf(&rendering, " %s=%s", sink, positions(got))
+			// What a caller may do with cur.rules: append to it. (Not
+			// append to a prefix of it, sort it, or assign its elements:
+			// those write within its length, which no cap can prevent;
+			// no caller does.)
+			_ = append(got, &rule{index: 99})
+			for i, tb := range tables {
+				if !sameRules(fullCopy(tb), before[i]) {
+					t.Fatalf("iter %d sink %s: table %d written: %s, was %s", iter, sink, i, ruleList(fullCopy(tb)), ruleList(before[i]))
+				}
+			}
+		}
+		rendering.WriteByte('\n')
+		g.add(rendering.String())
+	}
+	g.check(t, "append_rules")
+	if fast == 0 {
+		t.Fatal("the fast path was never taken")
+	}
+}
+
+// The rules that render a deletion are the same whether appendRules
+// hands back the table's own slice or a copy of it: deletionRules over
+// either agree for every delivered rule number (known, unknown, out of
+// range), and what deletionRules returns (its fallback is the rules
+// themselves) cannot be appended into the table's spare capacity.
+func TestDeletionRulesOverTheTablesOwnSlice(t *testing.T) {
+	r0 := &rule{index: 0, sinks: []string{"s"}}
+	r1 := &rule{index: 1, sinks: []string{"s"}}
+	r2 := &rule{index: 2, sinks: []string{"s"}}
+	table := make([]*rule, 0, 6) // spare capacity, as scope.update's copy may have
+	table = append(table, r0, r1, r2)
+	before := fullCopy(table)
+	got := appendRules(nil, table, "s")
+	if &got[0] != &table[0] {
+		t.Fatal("the fast path was not taken: this test means to exercise the table's own slice")
+	}
+	final := &unstructured.Unstructured{Object: map[string]any{"metadata": map[string]any{"name": "x"}}}
+	for delivered := -1; delivered <= 4; delivered++ {
+		dr := deletionRules(got, delivered, final)
+		want := deletionRules([]*rule{r0, r1, r2}, delivered, final) // a copy of the table
+		if !sameRules(dr, want) {
+			t.Fatalf("delivered %d: deletion rules %s, want %s", delivered, ruleList(dr), ruleList(want))
+		}
+		_ = append(dr, &rule{index: 7})
+		if hasRule(got, delivered) != hasRule(before[:3], delivered) {
+			t.Fatalf("hasRule(%d) differs", delivered)
+		}
+	}
+	if !sameRules(fullCopy(table), before) {
+		t.Fatalf("the table was written: %s, was %s", ruleList(fullCopy(table)), ruleList(before))
+	}
+}
+
+// planSweepResources: core, a named group, a CRD group with dots, and both
+// Event resources (whose deletions a rule may skip).
+func planSweepResources() []Resource {
+	gv := func(g, v, res, kind string) Resource {
+		return Resource{GVR: schema.GroupVersionResource{Group: g, Version: v, Resource: res}, GVK: schema.GroupVersionKind{Group: g, Version: v, Kind: kind}, Namespaced: true}
+	}
+	return []Resource{
+		gv("", "v1", "configmaps", "ConfigMap"),
+		gv("apps", "v1", "deployments", "Deployment"),
+		gv("stable.example.com", "v1beta1", "widgets", "Widget"),
+		gv("", "v1", "events", "Event"),
+		gv("events.k8s.io", "v1", "events", "Event"),
+	}
+}
+
+// planSweepRuleSets are rule tables with what changes rendering: filters
+// (that fail on odd objects), redaction, old objects, event types, label
+// selectors (deletionRules), ignored paths and Events' expiry.
+func planSweepRuleSets(t *testing.T) [][]*rule {
+	sets := [][]config.Watch{
+		{{Resource: "configmaps"}},
+		{
+			{Resource: "configmaps", Filter: `object.data.k == "v1"`},
+			{Resource: "configmaps", RedactPaths: []string{"/data/k", "/metadata/annotations/a"}, OldObject: true},
+			{Resource: "configmaps", Events: []string{"DELETED"}, Expiry: config.ExpiryEmit},
+		},
+		{
+			{Resource: "configmaps", LabelSelector: "app=a", IgnorePaths: []string{"/data/k"}, Expiry: config.ExpiryEmit},
+			{Resource: "configmaps", LabelSelector: "app=b", OldObject: true},
+			{Resource: "configmaps", Filter: `object.metadata.name.startsWith("n")`},
+		},
+	}
+	var out [][]*rule
+	for _, w := range sets {
+		rules, err := compileRules(newConfig(w))
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, rules)
+	}
+	return out
+}
+
+// planSweepPool is a pool of immutable objects: ordinary ones of a few uids
+// and versions (so that decide meets every case), and ones whose
+// apiVersion, kind or metadata are missing, null, of another type, or
+// another group's.
+func planSweepPool(res Resource) []*unstructured.Unstructured {
+	apiVersions := []any{absent{}, nil, 5, "", res.APIVersion(), "v1", "apps/v1", "apps/v2", "stable.example.com/v1beta1", "stable.example.com/v1", "/v1", "apps/", "v1beta1", "example.com/v1beta1", "V1",
+		res.APIVersion() + "1", res.APIVersion()[:len(res.APIVersion())-1], res.GVK.Group + res.GVK.Version, res.GVK.Group + "." + res.GVK.Version, "/" + res.GVK.Version, res.GVK.Version, res.GVK.Group, res.GVK.Group + "/"}
+	kinds := []any{absent{}, nil, 3, "", res.GVK.Kind, "ConfigMap", "Widget", "event"}
+	metas := []any{absent{}, nil, "x", []any{map[string]any{"uid": "a"}},
+		map[string]any{"uid": 1, "resourceVersion": 2.5, "name": true},
+		map[string]any{"uid": nil, "resourceVersion": nil},
+		map[string]any{"uid": "", "resourceVersion": ""},
+	}
+	for _, uid := range []string{"a", "b", "c"} {
+		for _, rv := range []string{"1", "2", "18446744073709551617"} {
+			for _, app := range []string{"a", "b", ""} {
+				md := map[string]any{"uid": uid, "resourceVersion": rv, "name": "n", "namespace": "ns"}
+				if app != "" {
+					md["labels"] = map[string]any{"app": app}
+					md["annotations"] = map[string]any{"a": "secret-" + rv}
+				}
+				metas = append(metas, md)
+			}
+		}
+	}
+	var pool []*unstructured.Unstructured
+	for i, md := range metas {
+		for j, av := range apiVersions {
+			for l, kind := range kinds {
+				if (i+j+l)%3 != 0 && j > 5 && l > 4 && j < 15 { // keep the pool small, but every pair
+					continue
+				}
+				o := map[string]any{"data": map[string]any{"k": fmt.Sprintf("v%d", (i+j)%3), "n": float64(l)}}
+				setUnlessAbsent(o, "apiVersion", av)
+				setUnlessAbsent(o, "kind", kind)
+				setUnlessAbsent(o, "metadata", md)
+				pool = append(pool, &unstructured.Unstructured{Object: o})
+			}
+		}
+	}
+	return pool
+}
+
+// TestPlanOutcomesAsGolden runs plan on seeded random inputs covering
+// every path of decide and plan, over resources, rule tables and objects
+// with odd type metadata, and compares what it renders with
+// testdata/plan.golden: the events byte for byte (event.Marshal, fixed
+// time), the changes, the filter errors and the record field by field.
+func TestPlanOutcomesAsGolden(t *testing.T) {
+	now := time.Date(2026, 11, 30, 1, 2, 3, 4, time.UTC)
+	ruleSets := planSweepRuleSets(t)
+	rng := rand.New(rand.NewPCG(6, 6))
+	hit := map[string]int{}
+	g := newGolden("plan of seeded random inputs (TestPlanOutcomesAsGolden; go test -run TestPlanOutcomesAsGolden -update rewrites it).\n"+
+		"Objects are named by the input they are (cur, tomb, last, attempted) or shown as JSON.", 15, 1, 250)
+	for _, res := range planSweepResources() {
+		g.startSection(res.GVR.String())
+		pool := planSweepPool(res)
+		pick := func() *unstructured.Unstructured { return pool[rng.IntN(len(pool))] }
+		record := func() *Record {
+			if rng.IntN(4) == 0 {
+				return nil
+			}
+			r := recordOf(pick())
+			r.Rule = rng.IntN(5)
+			r.Scope = "s"
+			switch rng.IntN(6) {
+			case 0:
+				r.Object = nil // a checkpoint without state: deleted synthesizes one
+			case 1:
+				r.Provisional = true
+			case 2:
+				r.AtRest = true
+			}
+			return &r
+		}
+		for i := 0; i < 6000; i++ {
+			rules := ruleSets[rng.IntN(len(ruleSets))]
+			if n := rng.IntN(len(rules) + 1); n < len(rules) {
+				rules = rules[n : n+1] // one rule only, or none of the set
+			}
+			last, attempted := record(), record()
+			if attempted != nil && rng.IntN(2) == 0 {
+				attempted = nil
+			}
+			var cur *unstructured.Unstructured
+			if rng.IntN(3) > 0 {
+				cur = pick()
+				if last != nil && rng.IntN(2) == 0 {
+					// The same incarnation: a resync, a modification or a
+					// Provisional re-offer.
+					for tries := 0; tries < 50 && string(cur.GetUID()) != last.UID; tries++ {
+						cur = pick()
+					}
+				}
+			}
+			var tomb *tombstone
+			if rng.IntN(2) == 0 {
+				tomb = &tombstone{obj: pick(), recovered: rng.IntN(2) == 0}
+				if last != nil && rng.IntN(2) == 0 && last.Object != nil {
+					tomb.obj = last.Object
+				}
+			}
+			c := current{obj: cur, rules: rules, res: res, scope: "scope-1"}
+			recovered := rng.IntN(3) == 0
+			k := Key{GVR: res.GVR, Namespace: "ns", Name: "n"}
+			got := plan(newOrigin("clu"), k, last, attempted, c, tomb, recovered, fixedTime(now), false)
+			g.add(renderPlanCase(i, last, attempted, c, tomb, recovered, got))
+			for _, ch := range got.changes {
+				hit[planPath(ch, c, last, tomb)]++
+			}
+			for _, ev := range got.events {
+				hit["event "+ev.Type]++
+			}
+		}
+	}
+	g.check(t, "plan")
+	for _, p := range []string{"added", "modified", "deleted with tombstone", "deleted from last state", "deleted synthesized", "uid change", "retraction of another incarnation", "provisional re-offer", "provisional retraction", "event io.kubefeed.resource.added", "event io.kubefeed.resource.modified", "event io.kubefeed.resource.deleted"} {
+		if hit[p] == 0 {
+			t.Errorf("no case took the path %q: %v", p, hit)
+		}
+	}
+	t.Logf("paths: %v", hit)
+}
+
+// renderPlanCase is one case of TestPlanOutcomesAsGolden as the golden
+// file holds it: its inputs, then each change, each event's bytes, the
+// record, forget and the filter errors.
+func renderPlanCase(i int, last, attempted *Record, c current, tomb *tombstone, recovered bool, out outcome) string {
+	var b strings.Builder
+	objName := func(o *unstructured.Unstructured) string {
+		switch {
+		case o == nil:
+			return "nil"
+		case o == c.obj:
+			return "cur"
+		case tomb != nil && o == tomb.obj:
+			return "tomb"
+		case last != nil && o == last.Object:
+			return "last"
+		case attempted != nil && o == attempted.Object:
+			return "attempted"
+		}
+		j, err := json.Marshal(o.Object)
+		if err != nil {
+			return fmt.Sprintf("%v (%v)", o.Object, err)
+		}
+		return string(j)
+	}
+	json1 := func(o *unstructured.Unstructured) string {
+		if o == nil {
+			return "nil"
+		}
+		j, err := json.Marshal(o.Object)
+		if err != nil {
+			return fmt.Sprintf("%v (%v)", o.Object, err)
+		}
+		return string(j)
+	}
+	redactName := func(r *filters.Redactor) string {
+		if r == nil {
+			return "nil"
+		}
+		for _, rl := range c.rules {
+			if rl.redact == r { // as redactor built it (reading it builds nothing)
+				return fmt.Sprintf("rule %d's", rl.index+1)
+			}
+		}
+		return "another"
+	}
+	rec := func(r *Record) string {
+		if r == nil {
+			return "nil"
+		}
+		s := fmt.Sprintf("{uid=%q rv=%q scope=%q rule=%d redact=%s atRest=%v provisional=%v deleting=%v obj=%s", r.UID, r.ResourceVersion, r.Scope, r.Rule, redactName(r.Redact), r.AtRest, r.Provisional, r.Deleting, objName(r.Object))
+		if r.Sent != nil {
+			s += fmt.Sprintf(" sent=%+v", *r.Sent)
+		}
+		return s + "}"
+	}
+	var rules []string
+	for _, rl := range c.rules {
+		rules = append(rules, strconv.Itoa(rl.index+1))
+	}
+	fmt.Fprintf(&b, "case %d rules=[%s] recovered=%v\n", i, strings.Join(rules, " "), recovered)
+	fmt.Fprintf(&b, "  cur %s\n", json1(c.obj))
+	fmt.Fprintf(&b, "  last %s\n", rec(last))
+	if last != nil && last.Object != nil {
+		fmt.Fprintf(&b, "  last.Object %s\n", json1(last.Object))
+	}
+	fmt.Fprintf(&b, "  attempted %s\n", rec(attempted))
+	if attempted != nil && attempted.Object != nil {
+		fmt.Fprintf(&b, "  attempted.Object %s\n", json1(attempted.Object))
+	}
+	if tomb != nil {
+		fmt.Fprintf(&b, "  tomb recovered=%v %s\n", tomb.recovered, json1(tomb.obj))
+	}
+	for _, ch := range out.changes {
+		fmt.Fprintf(&b, "  -> change %s recovered=%v rule=%d obj=%s prev=%s\n", ch.kind, ch.recovered, ch.rule, objName(ch.obj), rec(&ch.prev))
+	}
+	for _, ev := range out.events {
+		bs, err := event.Marshal(ev)
+		if err != nil {
+			fmt.Fprintf(&b, "  -> event error %v\n", err)
+			continue
+		}
+		fmt.Fprintf(&b, "  -> event %s\n", bs)
+	}
+	fmt.Fprintf(&b, "  -> record %s forget=%v filterErrors=%d\n", rec(out.record), out.forget, out.filterErrors)
+	return b.String()
+}
+
+// planPath names the decide/plan path a change came from.
+func planPath(ch change, c current, last *Record, tomb *tombstone) string {
+	switch {
+	case ch.kind == event.Modified:
+		return "modified"
+	case ch.kind == event.Added && last != nil && last.Provisional:
+		return "provisional re-offer"
+	case ch.kind == event.Added && last != nil:
+		return "uid change"
+	case ch.kind == event.Added:
+		return "added"
+	case last == nil || string(ch.obj.GetUID()) != last.UID:
+		return "retraction of another incarnation"
+	case last.Provisional:
+		return "provisional retraction"
+	case tomb != nil && ch.obj == tomb.obj:
+		return "deleted with tombstone"
+	case last.Object == nil:
+		return "deleted synthesized"
+	default:
+		return "deleted from last state"
+	}
+}
+
+// The two-step send of a replaced incarnation to a checkpointed sink:
+// order, recovered marks, retractions, failures of either step, and the
+// key changing between the steps.
+
+// sendLog records each Send call to a recorder: "type uid[ R]" per event
+// (R: recovered; gap markers as "gap"), and the durable record of the
+// watched key when the call began.
+type sendLog struct {
+	mu    sync.Mutex
+	calls [][]string
+	dur   []*Record
+}
+
+func (l *sendLog) hook(st *syncStore, k Key, then func(call int, evs []string) error) func(int, []*event.Event) error {
+	return func(_ int, evs []*event.Event) error {
+		var s []string
+		for _, e := range evs {
+			if e.Type == event.TypeGap {
+				s = append(s, "gap")
+				continue
+			}
+			d := e.Type[len(event.TypePrefix):] + " " + e.UID
+			if e.Data.(*event.ChangeData).Recovered {
+				d += " R"
+			}
+			s = append(s, d)
+		}
+		var dur *Record
+		if st != nil {
+			st.mu.Lock()
+			if r, ok := st.durable[k]; ok {
+				dur = &r
+			}
+			st.mu.Unlock()
+		}
+		l.mu.Lock()
+		l.calls = append(l.calls, s)
+		l.dur = append(l.dur, dur)
+		n := len(l.calls)
+		l.mu.Unlock()
+		if then != nil {
+			return then(n, s)
+		}
+		return nil
+	}
+}
+
+func (l *sendLog) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var b strings.Builder
+	for i, c := range l.calls {
+		fmt.Fprintf(&b, " %d:%v", i+1, c)
+	}
+	return b.String()
+}
+
+// find returns the index of the first call whose events are exactly want.
+func (l *sendLog) find(want ...string) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for i, c := range l.calls {
+		if strings.Join(c, ",") == strings.Join(want, ",") {
+			return i
+		}
+	}
+	return -1
+}
+
+func newSyncStore() *syncStore {
+	return &syncStore{MemoryStore: NewMemoryStore(), durable: map[Key]Record{}}
+}
+
+var splitKey = Key{GVR: cmRes.GVR, Namespace: "a", Name: "x"}
+
+// cmUID is cm a/x with a given uid.
+func cmUID(uid string) *unstructured.Unstructured {
+	u := cm("a", "x", map[string]any{"incarnation": uid})
+	u.SetUID(typesUID(uid))
+	return u
+}
+
+// waitRecord waits until the sink's store holds want (uid, final) for k.
+func waitRecord(t *testing.T, st Store, k Key, uid string) {
+	t.Helper()
+	waitUntil(t, "the record of "+uid, func() bool {
+		r, ok := st.Get(k)
+		return ok && r.UID == uid && !r.Provisional
+	})
+}
+
+// waitInformer waits until the informers hold uid for k.
+func waitInformer(t *testing.T, h *harness, k Key, uid string) {
+	t.Helper()
+	waitUntil(t, "the informer to hold "+uid, func() bool {
+		c := h.ex.runners[0].lookup(k)
+		return c.obj != nil && string(c.obj.GetUID()) == uid
+	})
+}
+
+// A uid change coalesced with a relist: one gap marker, then the old
+// incarnation's deletion and the new one's added event, each sent alone,
+// both recovered, in that order.
+func TestReplacedIncarnationCoalescedWithRelistGap(t *testing.T) {
+	src := newFakeSource(0)
+	st := newSyncStore()
+	var log sendLog
+	sink := &recorder{fail: log.hook(st, splitKey, nil)}
+	h := startHarness(t, newConfig([]config.Watch{{Resource: "configmaps"}}), harnessOpts{src: src, stores: map[string]Store{"rec": st}, sink: sink})
+	h.waitReady()
+	src.apply(cmRes.GVR, cmUID("uid-1"), false)
+	waitRecord(t, st, splitKey, "uid-1")
+	src.remove(cmRes.GVR, "a", "x", true)
+	src.apply(cmRes.GVR, cmUID("uid-2"), true)
+	waitWatching(t, src, cmRes.GVR)
+	src.expire(cmRes.GVR)
+	waitRecord(t, st, splitKey, "uid-2")
+	quiesce(t, h, "rec")
+	want := [][]string{{"added uid-1"}, {"gap"}, {"deleted uid-1 R"}, {"added uid-2 R"}}
+	if got := log.String(); got != fmt.Sprint(sendLogOf(want)) {
+		t.Fatalf("sends%s, want%s", got, sendLogOf(want))
+	}
+	if d := log.dur[3]; d == nil || d.UID != "uid-2" || !d.Provisional {
+		t.Fatalf("durable record when uid-2 was sent: %+v, want its provisional one", d)
+	}
+	if d := log.dur[2]; d == nil || d.UID != "uid-1" {
+		t.Fatalf("durable record when uid-1's deletion was sent: %+v, want uid-1's", d)
+	}
+}
+
+func sendLogOf(calls [][]string) string {
+	var l sendLog
+	l.calls = calls
+	return l.String()
+}
+
+// The added event of an incarnation fails (the sink may hold it), and the
+// object is replaced before the retry: the unacknowledged incarnation is
+// retracted on its own, then the new one is sent after its provisional
+// record is durable.
+func TestReplacedIncarnationRetractsUnacknowledgedOne(t *testing.T) {
+	src := newFakeSource(0)
+	st := newSyncStore()
+	var log sendLog
+	var h *harness
+	var once sync.Once
+	sink := &recorder{}
+	sink.fail = log.hook(st, splitKey, func(_ int, evs []string) error {
+		var err error
+		once.Do(func() {
+			// Replaced while the add is on its way, and lost.
+			src.remove(cmRes.GVR, "a", "x", false)
+			src.apply(cmRes.GVR, cmUID("uid-2"), false)
+			waitInformer(t, h, splitKey, "uid-2")
+			err = errors.New("ack lost")
+		})
+		return err
+	})
+	h = startHarness(t, newConfig([]config.Watch{{Resource: "configmaps"}}), harnessOpts{src: src, stores: map[string]Store{"rec": st}, sink: sink})
+	h.waitReady()
+	src.apply(cmRes.GVR, cmUID("uid-1"), false)
+	waitRecord(t, st, splitKey, "uid-2")
+	quiesce(t, h, "rec")
+	want := sendLogOf([][]string{{"added uid-1"}, {"deleted uid-1"}, {"added uid-2"}})
+	if got := log.String(); got != want {
+		t.Fatalf("sends%s, want%s", got, want)
+	}
+	if d := log.dur[2]; d == nil || d.UID != "uid-2" || !d.Provisional {
+		t.Fatalf("durable record when uid-2 was sent: %+v, want its provisional one", d)
+	}
+}
+
+// The deletion step fails, retryably and then permanently: it is retried
+// once, dropped, and the new incarnation still follows, alone.
+func TestReplacedIncarnationDeletionStepFails(t *testing.T) {
+	src := newFakeSource(0)
+	st := newSyncStore()
+	var log sendLog
+	fails := 0
+	sink := &recorder{}
+	sink.fail = log.hook(st, splitKey, func(_ int, evs []string) error {
+		if len(evs) == 1 && strings.HasPrefix(evs[0], "deleted uid-1") {
+			fails++
+			if fails == 1 {
+				return errors.New("unavailable")
+			}
+			return sinks.Permanent(errors.New("rejected"))
+		}
+		return nil
+	})
+	h := startHarness(t, newConfig([]config.Watch{{Resource: "configmaps"}}), harnessOpts{src: src, stores: map[string]Store{"rec": st}, sink: sink})
+	h.waitReady()
+	src.apply(cmRes.GVR, cmUID("uid-1"), false)
+	waitRecord(t, st, splitKey, "uid-1")
+	src.remove(cmRes.GVR, "a", "x", true)
+	src.apply(cmRes.GVR, cmUID("uid-2"), true)
+	waitWatching(t, src, cmRes.GVR)
+	src.expire(cmRes.GVR)
+	waitRecord(t, st, splitKey, "uid-2")
+	quiesce(t, h, "rec")
+	want := sendLogOf([][]string{{"added uid-1"}, {"gap"}, {"deleted uid-1 R"}, {"deleted uid-1 R"}, {"added uid-2 R"}})
+	if got := log.String(); got != want {
+		t.Fatalf("sends%s, want%s", got, want)
+	}
+}
+
+// The key changes again between the two steps: replaced by a third
+// incarnation (only that one is added), or deleted (nothing follows and
+// the key is forgotten).
+func TestReplacedIncarnationKeyChangesBetweenSteps(t *testing.T) {
+	for _, then := range []string{"replaced", "deleted"} {
+		t.Run(then, func(t *testing.T) {
+			src := newFakeSource(0)
+			st := newSyncStore()
+			var log sendLog
+			var h *harness
+			sink := &recorder{}
+			sink.fail = log.hook(st, splitKey, func(_ int, evs []string) error {
+				if len(evs) == 1 && strings.HasPrefix(evs[0], "deleted uid-1") {
+					src.remove(cmRes.GVR, "a", "x", false)
+					if then == "replaced" {
+						src.apply(cmRes.GVR, cmUID("uid-3"), false)
+						waitInformer(t, h, splitKey, "uid-3")
+					} else {
+						waitUntil(t, "the informer to drop x", func() bool { return h.ex.runners[0].lookup(splitKey).obj == nil })
+					}
+				}
+				return nil
+			})
+			h = startHarness(t, newConfig([]config.Watch{{Resource: "configmaps"}}), harnessOpts{src: src, stores: map[string]Store{"rec": st}, sink: sink})
+			h.waitReady()
+			src.apply(cmRes.GVR, cmUID("uid-1"), false)
+			waitRecord(t, st, splitKey, "uid-1")
+			src.remove(cmRes.GVR, "a", "x", true)
+			src.apply(cmRes.GVR, cmUID("uid-2"), true)
+			waitWatching(t, src, cmRes.GVR)
+			src.expire(cmRes.GVR)
+			if then == "replaced" {
+				waitRecord(t, st, splitKey, "uid-3")
+			} else {
+				waitUntil(t, "the deletion step", func() bool { return log.find("deleted uid-1 R") >= 0 })
+			}
+			quiesce(t, h, "rec")
+			want := [][]string{{"added uid-1"}, {"gap"}, {"deleted uid-1 R"}}
+			if then == "replaced" {
+				want = append(want, []string{"added uid-3"})
+			}
+			if got := log.String(); got != sendLogOf(want) {
+				t.Fatalf("sends%s, want%s", got, sendLogOf(want))
+			}
+			if r, ok := st.Get(splitKey); then == "deleted" && ok {
+				t.Fatalf("record %+v left for a deleted key", r)
+			}
+		})
+	}
+}
+
+// Without a checkpoint (MemoryStore) the deletion and the added event
+// still go in one send.
+func TestReplacedIncarnationInOneSendWithoutCheckpoint(t *testing.T) {
+	src := newFakeSource(0)
+	var log sendLog
+	sink := &recorder{}
+	sink.fail = log.hook(nil, splitKey, nil)
+	h := startHarness(t, newConfig([]config.Watch{{Resource: "configmaps"}}), harnessOpts{src: src, sink: sink})
+	h.waitReady()
+	src.apply(cmRes.GVR, cmUID("uid-1"), false)
+	waitUntil(t, "uid-1 sent", func() bool { return log.find("added uid-1") >= 0 })
+	quiesce(t, h, "rec")
+	src.remove(cmRes.GVR, "a", "x", true)
+	src.apply(cmRes.GVR, cmUID("uid-2"), true)
+	waitWatching(t, src, cmRes.GVR)
+	src.expire(cmRes.GVR)
+	waitUntil(t, "uid-2 sent", func() bool { return log.find("deleted uid-1 R", "added uid-2 R") >= 0 })
+	quiesce(t, h, "rec")
+	want := sendLogOf([][]string{{"added uid-1"}, {"gap"}, {"deleted uid-1 R", "added uid-2 R"}})
+	if got := log.String(); got != want {
+		t.Fatalf("sends%s, want%s", got, want)
+	}
+}
+
+// Through a window with acks out of order and a fifth of them failed,
+// many keys replaced by new incarnations (live, coalesced, through a
+// relist) reach a checkpointed sink in order per key: a consumer that
+// applies the acknowledged events ends with the LIST, never sees an
+// incarnation added over another, and no key is in flight twice.
+func TestReplacedIncarnationsInOrderThroughWindow(t *testing.T) {
+	src := newFakeSource(0)
+	const objects = 60
+	mk := func(i, gen int) *unstructured.Unstructured {
+		u := cm("a", name(i), map[string]any{"gen": fmt.Sprint(gen)})
+		u.SetUID(typesUID(fmt.Sprintf("%s-g%d", name(i), gen)))
+		return u
+	}
+	for i := 0; i < objects; i++ {
+		src.apply(cmRes.GVR, mk(i, 1), true)
+	}
+	sink := newAsyncRecorder(16, 8, func(call int, _ []*event.Event) bool { return call%5 == 0 })
+	st := newSyncStore()
+	cfg := newConfig([]config.Watch{{Resource: "configmaps", InitialList: config.InitialListEmit}})
+	cfg.Workers = 2
+	h := startHarness(t, cfg, harnessOpts{src: src, sink: sink, stores: map[string]Store{"rec": st}})
+	h.waitReady()
+	waitWatching(t, src, cmRes.GVR)
+	for i := 0; i < objects; i++ {
+		src.remove(cmRes.GVR, "a", name(i), false)
+		src.apply(cmRes.GVR, mk(i, 2), false)
+		if i%3 == 0 {
+			src.remove(cmRes.GVR, "a", name(i), false)
+			src.apply(cmRes.GVR, mk(i, 3), false)
+		}
+		if i%7 == 0 {
+			src.remove(cmRes.GVR, "a", name(i), false)
+		}
+	}
+	for i := 1; i < objects; i += 4 {
+		// Replaced while the watch is down.
+		src.remove(cmRes.GVR, "a", name(i), true)
+		src.apply(cmRes.GVR, mk(i, 4), true)
+	}
+	waitWatching(t, src, cmRes.GVR)
+	src.expire(cmRes.GVR)
+	want := map[string]string{}
+	src.mu.Lock()
+	for _, u := range src.objs[cmRes.GVR] {
+		want[u.GetName()] = string(u.GetUID())
+	}
+	src.mu.Unlock()
+	replay := func(acked []*event.Event) (map[string]string, []string) {
+		state := map[string]string{}
+		var bad []string
+		for _, e := range acked {
+			switch e.Type {
+			case event.Added.Type(), event.Modified.Type():
+				if have, ok := state[e.Name]; ok && have != e.UID {
+					bad = append(bad, fmt.Sprintf("%s: %s %s over %s", e.Name, e.Type, e.UID, have))
+				}
+				state[e.Name] = e.UID
+			case event.Deleted.Type():
+				if have, ok := state[e.Name]; ok && have == e.UID {
+					delete(state, e.Name)
+				}
+			}
+		}
+		return state, bad
+	}
+	waitUntil(t, "the LIST", func() bool {
+		acked, _, _ := sink.snapshot()
+		state, _ := replay(acked)
+		return fmt.Sprint(state) == fmt.Sprint(want)
+	})
+	quiesce(t, h, "rec")
+	acked, violations, _ := sink.snapshot()
+	for _, v := range violations {
+		t.Error(v)
+	}
+	state, bad := replay(acked)
+	for _, b := range bad {
+		t.Error(b)
+	}
+	if fmt.Sprint(state) != fmt.Sprint(want) {
+		t.Errorf("replay %v, want %v", state, want)
+	}
+	st.Range(func(k Key, r Record) bool {
+		if !isSentinel(k) && (want[k.Name] != r.UID || r.Provisional) {
+			t.Errorf("%s: record %s provisional=%v, want %s", k.Name, r.UID, r.Provisional, want[k.Name])
+		}
+		return true
+	})
 }

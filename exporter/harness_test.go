@@ -515,3 +515,33 @@ func cm(ns, name string, data map[string]any) *unstructured.Unstructured {
 	}
 	return u
 }
+
+// restoredStore is a MemoryStore that says it holds a previous run's state.
+type restoredStore struct {
+	*MemoryStore
+	at time.Time
+}
+
+func (s *restoredStore) Restored() (time.Time, bool) { return s.at, true }
+
+func cmScope(ns string) string { return scopeID{GVR: cmRes.GVR, Namespace: ns}.String() }
+
+func waitUntil(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+// quiesce waits until the sink has no key waiting or in flight, then
+// returns what it got.
+func quiesce(t *testing.T, h *harness, sink string) []*event.Event {
+	t.Helper()
+	r := h.ex.runners[0]
+	waitUntil(t, "no key pending", func() bool { return r.pending.len() == 0 && r.queue.Len() == 0 })
+	return h.sinks[sink].got()
+}

@@ -6,10 +6,12 @@ import (
 	"testing"
 	"time"
 
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 
 	"github.com/kubefeed/kubefeed/event"
 	"github.com/kubefeed/kubefeed/exporter/config"
+	"github.com/kubefeed/kubefeed/filters"
 )
 
 // A restored checkpoint holds one object under four resources that differ
@@ -161,5 +163,128 @@ func TestParkedRecordsGoToEveryScopeOfTheirName(t *testing.T) {
 		if !e.Data.(*event.ChangeData).Recovered || gaps == 0 {
 			t.Errorf("%s %s: recovered=%v after %d gap markers, want recovered after its scope's gap", e.Type, e.Name, e.Data.(*event.ChangeData).Recovered, gaps)
 		}
+	}
+}
+
+const pwSecretValue = "c2VjcmV0LWh1bnRlcjI=" // base64 of "secret-hunter2"
+
+// pwSecret is the Secret a/pw holding pwSecretValue, with labels.
+func pwSecret(labels map[string]any) *unstructured.Unstructured {
+	md := map[string]any{"namespace": "a", "name": "pw"}
+	if labels != nil {
+		md["labels"] = labels
+	}
+	return &unstructured.Unstructured{Object: map[string]any{"apiVersion": "v1", "kind": "Secret",
+		"metadata": md, "data": map[string]any{"password": pwSecretValue}}}
+}
+
+// restoredSecret seeds st as checkpoint.decodeRecord restores a record of
+// format 2: the state as the rule redacted it, no Rule, no Redact.
+func restoredSecret(t *testing.T, src *fakeSource) (*restoredStore, Key) {
+	t.Helper()
+	u := src.apply(secretRes.GVR, pwSecret(nil), true)
+	st := &restoredStore{MemoryStore: NewMemoryStore(), at: time.Now().Add(-time.Hour)}
+	rec := recordOf(u)
+	rec.Object = &unstructured.Unstructured{Object: filters.NewRedactor(filters.SecretPaths, nil).Object(u.Object)}
+	rec.Scope = scopeID{GVR: secretRes.GVR}.String()
+	rec.AtRest = true // as exporter/checkpoint restores it
+	k := Key{GVR: secretRes.GVR, Namespace: "a", Name: "pw"}
+	st.Put(k, rec)
+	st.Put(sentinelKey(scopeID{GVR: secretRes.GVR}), Record{Scope: rec.Scope})
+	return st, k
+}
+
+// After a restart, an object that did not change while kubefeed was down
+// emits nothing; its next live change, later, is a live change: not
+// recovered, and no gap marker precedes it.
+func TestRestoredUnchangedObjectIsLiveLater(t *testing.T) {
+	src := newFakeSource(0)
+	u := src.apply(cmRes.GVR, cm("a", "same", map[string]any{"v": "1"}), true)
+	st := &restoredStore{MemoryStore: NewMemoryStore(), at: time.Now().Add(-time.Hour)}
+	rec := recordOf(u)
+	rec.Scope = cmScope("")
+	st.Put(Key{GVR: cmRes.GVR, Namespace: "a", Name: "same"}, rec)
+	h := startHarness(t, newConfig([]config.Watch{{Resource: "configmaps"}}), harnessOpts{src: src, stores: map[string]Store{"rec": st}})
+	h.waitReady()
+	// Let the restored keys be compared (they emit nothing), then change.
+	deadline := time.Now().Add(10 * time.Second)
+	for h.ex.runners[0].pending.len() > 0 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if evs := h.sinks["rec"].got(); len(evs) != 0 {
+		t.Fatalf("unchanged restored object emitted:%s", summary(evs))
+	}
+	src.apply(cmRes.GVR, cm("a", "same", map[string]any{"v": "2"}), false)
+	evs := h.sinks["rec"].waitFor(t, "the live change", func(e []*event.Event) bool { return count(e, event.Modified.Type()) == 1 })
+	if len(evs) != 1 {
+		t.Fatalf("got%s, want only the modified event", summary(evs))
+	}
+	if evs[0].Data.(*event.ChangeData).Recovered {
+		t.Error("a live change hours after the restart is marked recovered")
+	}
+}
+
+// A checkpoint's records of a resource not resolved at start (a CRD
+// installed later) are kept: a deletion made while kubefeed was down is
+// found once the resource appears.
+func TestRestoreWaitsForLateResource(t *testing.T) {
+	src := newFakeSource(0)
+	res := newResolver("widgets.example.com")
+	st := &restoredStore{MemoryStore: NewMemoryStore(), at: time.Now().Add(-time.Hour)}
+	gone := &unstructured.Unstructured{Object: map[string]any{"apiVersion": "example.com/v1", "kind": "Widget",
+		"metadata": map[string]any{"namespace": "a", "name": "w1", "uid": "u-w1", "resourceVersion": "7"}}}
+	rec := recordOf(gone)
+	rec.Scope = scopeID{GVR: widgetRes.GVR}.String()
+	st.Put(Key{GVR: widgetRes.GVR, Namespace: "a", Name: "w1"}, rec)
+	h := startHarness(t, newConfig([]config.Watch{{Resource: "widgets.example.com"}, {Resource: "configmaps"}}), harnessOpts{src: src, resolver: res, stores: map[string]Store{"rec": st}})
+	res.waitMissed(t, 3) // several resolve attempts
+	res.appear("widgets.example.com")
+	evs := h.sinks["rec"].waitFor(t, "the deletion of w1", func(e []*event.Event) bool { return count(e, event.Deleted.Type()) == 1 })
+	if evs[0].Type != event.TypeGap || evs[1].Name != "w1" || !evs[1].Data.(*event.ChangeData).Recovered {
+		t.Fatalf("want a restart gap then the recovered deletion of w1, got%s", summary(evs))
+	}
+}
+
+// Two rules of one late resource (a CRD installed after start) share a
+// scope but feed different sinks: resolveLoop resolves and starts the
+// scope for the first rule, and the second joins it. The parked
+// checkpoint records of both sinks are unparked with the scope (none is
+// forgotten by forgetParked), so a deletion made while kubefeed was down
+// reaches a and b.
+func TestLateResourceSecondRuleKeepsParkedRecords(t *testing.T) {
+	src := newFakeSource(0)
+	res := newResolver("widgets.example.com")
+	stA := &restoredStore{MemoryStore: NewMemoryStore(), at: time.Now().Add(-time.Hour)}
+	stB := &restoredStore{MemoryStore: NewMemoryStore(), at: time.Now().Add(-time.Hour)}
+	gone := &unstructured.Unstructured{Object: map[string]any{"apiVersion": "example.com/v1", "kind": "Widget",
+		"metadata": map[string]any{"namespace": "a", "name": "w1", "uid": "u-w1", "resourceVersion": "7"}}}
+	rec := recordOf(gone)
+	rec.Scope = scopeID{GVR: widgetRes.GVR}.String()
+	k := Key{GVR: widgetRes.GVR, Namespace: "a", Name: "w1"}
+	stA.Put(k, rec)
+	stB.Put(k, rec)
+	cfg := newConfig([]config.Watch{
+		{Resource: "widgets.example.com", Sinks: []string{"a"}},
+		{Resource: "widgets.example.com", Sinks: []string{"b"}},
+	}, "a", "b")
+	h := startHarness(t, cfg, harnessOpts{src: src, resolver: res, stores: map[string]Store{"a": stA, "b": stB}})
+	time.Sleep(100 * time.Millisecond) // several resolve attempts
+	res.appear("widgets.example.com")
+	h.sinks["a"].waitFor(t, "the deletion of w1 at a", func(e []*event.Event) bool { return count(e, event.Deleted.Type()) == 1 })
+	h.sinks["b"].waitFor(t, "the deletion of w1 at b", func(e []*event.Event) bool { return count(e, event.Deleted.Type()) == 1 })
+}
+
+// An unknown scope's records are forgotten once every rule resolved: the
+// objects left the configured scopes, which is not a deletion.
+func TestRestoreForgetsScopesNoLongerConfigured(t *testing.T) {
+	st := &restoredStore{MemoryStore: NewMemoryStore(), at: time.Now().Add(-time.Hour)}
+	st.Put(Key{GVR: deployRes.GVR, Namespace: "a", Name: "d"}, Record{UID: "u", ResourceVersion: "1", Scope: scopeID{GVR: deployRes.GVR}.String()})
+	h := startHarness(t, newConfig([]config.Watch{{Resource: "configmaps"}}), harnessOpts{stores: map[string]Store{"rec": st}})
+	h.waitReady()
+	if _, ok := st.Get(Key{GVR: deployRes.GVR, Namespace: "a", Name: "d"}); ok {
+		t.Error("a record of a scope no longer configured was kept")
+	}
+	if evs := h.sinks["rec"].got(); len(evs) != 0 {
+		t.Errorf("leaving the scope emitted:%s", summary(evs))
 	}
 }

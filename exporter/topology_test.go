@@ -8,9 +8,58 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+
 	"github.com/kubefeed/kubefeed/event"
 	"github.com/kubefeed/kubefeed/exporter/config"
+	"github.com/kubefeed/kubefeed/sinks"
 )
+
+// Handlers and workers read routing while namespace-selector churn adds
+// and removes rules (run with -race).
+func TestRoutingSnapshotUnderChurn(t *testing.T) {
+	cfg := newConfig([]config.Watch{{Resource: "configmaps"}, {Resource: "configmaps", LabelSelector: "x=y"}})
+	ex, err := New(Options{Config: cfg, Sinks: map[string]sinks.Sink{"rec": &recorder{}}, clientFor: newFakeSource(0).client})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := scopeID{GVR: cmRes.GVR, Namespace: "a"}
+	ex.joinScopes(ex.rules[0], cmRes, []scopeID{id}, false)
+	s := ex.scopes[id]
+	r := ex.runners[0]
+	u := cm("a", "x", nil)
+	u.SetUID("u")
+	u.SetResourceVersion("1")
+	_ = s.informer.GetIndexer().Add(u)
+	var wg sync.WaitGroup
+	stop := make(chan struct{})
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		for i := 0; i < 200; i++ {
+			ex.joinScopes(ex.rules[1], cmRes, []scopeID{id}, false)
+			ex.leaveScopes(ex.rules[1], []scopeID{id})
+		}
+		close(stop)
+	}()
+	go func() {
+		defer wg.Done()
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			s.onAdd(u, false)
+			_ = r.lookup(Key{GVR: cmRes.GVR, Namespace: "a", Name: "x"})
+		}
+	}()
+	wg.Wait()
+	if got := len(s.table().rules); got != 1 {
+		t.Errorf("rules after churn = %d, want 1", got)
+	}
+	r.queue.ShutDown()
+}
 
 // Rules join and leave a running scope as a namespace selector's reconcile
 // makes them (joinScopes, leaveScopes) while workers of two sinks deliver
@@ -20,7 +69,7 @@ import (
 // worker reads is reported; besides, every table observed keeps its rules
 // (up to their capacity) to the end, and the last version of every object
 // reaches the sink.
-func TestTablesNeverWrittenUnderChurnAudit8(t *testing.T) {
+func TestScopeTablesNeverWrittenUnderChurn(t *testing.T) {
 	src := newFakeSource(0)
 	cfg := newConfig([]config.Watch{
 		{Resource: "configmaps", Namespaces: []string{"a"}, Sinks: []string{"rec"}},
@@ -166,5 +215,22 @@ func TestTablesNeverWrittenUnderChurnAudit8(t *testing.T) {
 	}
 	if len(seen) < 10 || whole == 0 || unordered == 0 {
 		t.Fatalf("the churn did not exercise the paths: %d tables, %d handed out whole, %d out of config order", len(seen), whole, unordered)
+	}
+}
+
+// A resource that appears after start (a CRD installed later): its objects
+// were created while kubefeed ran, so its first list is sent as added even
+// with initialList: skip.
+func TestLateResourceSendsItsFirstList(t *testing.T) {
+	src := newFakeSource(0)
+	res := newResolver("widgets.example.com")
+	h := startHarness(t, newConfig([]config.Watch{{Resource: "widgets.example.com"}}), harnessOpts{src: src, resolver: res})
+	w := &unstructured.Unstructured{Object: map[string]any{"apiVersion": "example.com/v1", "kind": "Widget", "metadata": map[string]any{"namespace": "a", "name": "w1"}}}
+	src.apply(widgetRes.GVR, w, true) // created before kubefeed resolved the resource
+	res.waitMissed(t, 2)
+	res.appear("widgets.example.com")
+	evs := h.sinks["rec"].waitFor(t, "w1 added", func(e []*event.Event) bool { return len(e) == 1 })
+	if evs[0].Type != event.Added.Type() || evs[0].Name != "w1" {
+		t.Fatalf("got%s, want w1 added", summary(evs))
 	}
 }

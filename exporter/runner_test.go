@@ -385,3 +385,108 @@ func TestWindowGapMarkerPrecedesRecovered(t *testing.T) {
 		}
 	}
 }
+
+// RetryAfter(0) (a receiver's "Retry-After: 0") still backs off.
+func TestRetryAfterZeroBacksOff(t *testing.T) {
+	cfg := newConfig([]config.Watch{{Resource: "configmaps"}})
+	r0 := &recorder{fail: func(int, []*event.Event) error { return sinks.RetryAfter(errors.New("busy"), 0) }}
+	ex, err := New(Options{Config: cfg, Sinks: map[string]sinks.Sink{"rec": r0}, clientFor: newFakeSource(0).client})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ex.joinScopes(ex.rules[0], cmRes, []scopeID{{GVR: cmRes.GVR}}, false)
+	s := ex.scopes[scopeID{GVR: cmRes.GVR}]
+	u := cm("a", "x", nil)
+	u.SetUID("u")
+	u.SetResourceVersion("1")
+	_ = s.informer.GetIndexer().Add(u)
+	r := ex.runners[0]
+	s.ready.Store(true)
+	r.enqueue(keyItem(Key{GVR: cmRes.GVR, Namespace: "a", Name: "x"}), nil)
+	r.processNext(context.Background(), nil)
+	if n := r.queue.NumRequeues(keyItem(Key{GVR: cmRes.GVR, Namespace: "a", Name: "x"})); n != 1 {
+		t.Fatalf("requeues = %d: a zero Retry-After did not go through the backoff", n)
+	}
+	r.queue.ShutDown()
+}
+
+// answeredSink is an AsyncSink whose publishes the test answers by hand,
+// in the order they come (manualSink answers the latest).
+type answeredSink struct {
+	pubs chan answeredPub
+}
+
+type answeredPub struct {
+	evs  []*event.Event
+	done func(error)
+}
+
+func (m *answeredSink) Publish(_ context.Context, evs []*event.Event, done func(error)) error {
+	m.pubs <- answeredPub{evs: evs, done: done}
+	return nil
+}
+
+func (m *answeredSink) Send(ctx context.Context, evs []*event.Event) error {
+	res := make(chan error, 1)
+	if err := m.Publish(ctx, evs, func(err error) { res <- err }); err != nil {
+		return err
+	}
+	select {
+	case err := <-res:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (m *answeredSink) Close(context.Context) error { return nil }
+
+var _ sinks.AsyncSink = (*answeredSink)(nil)
+
+func (m *answeredSink) next(t *testing.T) answeredPub {
+	t.Helper()
+	select {
+	case p := <-m.pubs:
+		return p
+	case <-time.After(10 * time.Second):
+		t.Fatal("nothing published")
+		return answeredPub{}
+	}
+}
+
+// An object whose add was handed to the sink, and deleted while the add
+// was in flight, gets its deletion whether the add is then acknowledged
+// or fails.
+func TestPublishedThenDeletedStillGetsItsDeletion(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		ack  error
+	}{{"acked", nil}, {"failed", errors.New("nack")}} {
+		t.Run(tc.name, func(t *testing.T) {
+			sink := &answeredSink{pubs: make(chan answeredPub, 16)}
+			cfg := newConfig([]config.Watch{{Resource: "configmaps"}})
+			h := startHarness(t, cfg, harnessOpts{sink: sink})
+			h.waitReady()
+			h.src.apply(cmRes.GVR, cm("a", "x", nil), false)
+			p := sink.next(t)
+			if len(p.evs) != 1 || p.evs[0].Type != event.Added.Type() {
+				t.Fatalf("first publish %s, want one added", summary(p.evs))
+			}
+			h.src.remove(cmRes.GVR, "a", "x", false)
+			time.Sleep(100 * time.Millisecond) // the informer has the deletion
+			p.done(tc.ack)
+			for {
+				p = sink.next(t)
+				var del bool
+				for _, e := range p.evs {
+					del = del || e.Type == event.Deleted.Type()
+				}
+				if del {
+					p.done(nil)
+					return
+				}
+				p.done(nil) // e.g. the add again after the nack
+			}
+		})
+	}
+}

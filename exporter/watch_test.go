@@ -10,30 +10,6 @@ import (
 	"k8s.io/apimachinery/pkg/watch"
 )
 
-// What a superseded cycle still reports (a stream or a paged List that
-// was abandoned) never counts: not its objects, not its end.
-func TestWLSupersededCycleIgnored(t *testing.T) {
-	var c listCycles
-	g1 := c.begin()
-	if _, _ = c.end(g1, nil); c.completed != 1 {
-		t.Fatal("the first list did not complete")
-	}
-	newGap := func() *gap { return &gap{} }
-	old := c.begin() // a relist stream that breaks
-	k := Key{GVR: cmRes.GVR, Namespace: "a", Name: "x"}
-	cur := c.begin() // its retry
-	c.listed(old, k, "7")
-	if relisted, _ := c.end(old, newGap); relisted {
-		t.Fatal("a superseded cycle completed a relist")
-	}
-	if relisted, n := c.end(cur, newGap); !relisted || n != 0 {
-		t.Fatalf("the current cycle: relisted %v with %d objects, want a relist of 0 (the old one's object ignored)", relisted, n)
-	}
-	if c.recoveredBy(k, "7") != nil {
-		t.Fatal("an object of the superseded cycle was taken for the relist's")
-	}
-}
-
 // lateWatch is a watch whose Stop does not close its channel at once: a
 // decoder may still hand over the event it had read (an HTTP watch's
 // StreamWatcher races Stop against its send).
@@ -43,7 +19,8 @@ type lateWatch struct {
 	stop chan struct{}
 }
 
-func (w *lateWatch) Stop()                          { w.once.Do(func() { close(w.stop) }) }
+func (w *lateWatch) Stop() { w.once.Do(func() { close(w.stop) }) }
+
 func (w *lateWatch) ResultChan() <-chan watch.Event { return w.ch }
 
 // The stall watchdog stops a first-list stream just as its end bookmark
@@ -52,7 +29,7 @@ func (w *lateWatch) ResultChan() <-chan watch.Event { return w.ch }
 // (not a relist whose objects would be sent recovered after a gap
 // marker). Each round is a coin toss between the reflector getting the
 // bookmark and the stop; sixty rounds lose it at least once.
-func TestWLBookmarkAfterStopDoesNotEndTheCycle(t *testing.T) {
+func TestBookmarkAfterStopDoesNotEndTheCycle(t *testing.T) {
 	lost := 0
 	for round := 0; round < 60; round++ {
 		s := &scope{log: zap.NewNop()}

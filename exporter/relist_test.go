@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/watch"
 
@@ -12,17 +13,158 @@ import (
 	"github.com/kubefeed/kubefeed/exporter/config"
 )
 
-// Audit of the watch-list change: list cycles fed by streams (and paged
-// Lists as the fallback) under streams that break, expire, stall, carry
-// other events than ADDED, or switch to paged Lists mid-life.
+// A paged initial list (1,200 objects in pages of 500) is the initial
+// list, not a relist: no gap marker, nothing recovered.
+// The initial list of 1,200 objects, paged in 500s or streamed as a
+// watch-list, is no relist: no gap marker, nothing recovered.
+func TestInitialListIsNotARelist(t *testing.T) {
+	for _, streamed := range []bool{false, true} {
+		t.Run(listMode(streamed), func(t *testing.T) {
+			src := sourceOf1200(500, !streamed)
+			h := startHarness(t, newConfig([]config.Watch{{Resource: "configmaps", InitialList: config.InitialListEmit}}), harnessOpts{src: src})
+			h.waitReady()
+			evs := h.sinks["rec"].waitFor(t, "1200 added", func(e []*event.Event) bool { return count(e, event.Added.Type()) >= 1200 })
+			checkListPath(t, src, streamed, 1)
+			if n := count(evs, event.TypeGap); n != 0 {
+				t.Errorf("%d gap markers for an initial list", n)
+			}
+			for _, e := range evs {
+				if e.Data.(*event.ChangeData).Recovered {
+					t.Fatalf("%s marked recovered", e.Name)
+				}
+			}
+			if h.ex.Relists() != 0 {
+				t.Errorf("relists = %d, want 0", h.ex.Relists())
+			}
+		})
+	}
+}
 
-// quiesce waits until the sink has no key waiting or in flight, then
-// returns what it got.
-func quiesce(t *testing.T, h *harness, sink string) []*event.Event {
+// A relist remembers every object it listed, paged or streamed: objects
+// changed while the watch was down, on any page, arrive recovered after
+// one gap marker; unchanged objects emit nothing.
+func TestRelistRecoversEveryChange(t *testing.T) {
+	for _, streamed := range []bool{false, true} {
+		t.Run(listMode(streamed), func(t *testing.T) {
+			src := sourceOf1200(500, !streamed)
+			h := startHarness(t, newConfig([]config.Watch{{Resource: "configmaps"}}), harnessOpts{src: src})
+			h.waitReady()
+			changed := []int{3, 600, 1100} // first, second and third page
+			for _, i := range changed {
+				src.apply(cmRes.GVR, cm("a", name(i), map[string]any{"v": "2"}), true)
+			}
+			src.remove(cmRes.GVR, "a", name(900), true)
+			src.expire(cmRes.GVR)
+			evs := h.sinks["rec"].waitFor(t, "3 modified and 1 deleted", func(e []*event.Event) bool {
+				return count(e, event.Modified.Type()) >= 3 && count(e, event.Deleted.Type()) >= 1
+			})
+			checkRecoveredAfterOneGap(t, evs, 3, 1)
+			wantOneRelist(t, h)
+			checkListPath(t, src, streamed, 2)
+		})
+	}
+}
+
+// A relist stream that breaks before its end bookmark is abandoned: what
+// it streamed is not taken for the relist, and the stream that follows
+// completes it. Exactly the changes arrive, once, after one gap marker.
+func TestBrokenRelistStreamIsStartedAgain(t *testing.T) {
+	src := sourceOf1200(0, false)
+	h := startHarness(t, newConfig([]config.Watch{{Resource: "configmaps"}}), harnessOpts{src: src})
+	h.waitReady()
+	for _, i := range []int{3, 1100} {
+		src.apply(cmRes.GVR, cm("a", name(i), map[string]any{"v": "2"}), true)
+	}
+	src.remove(cmRes.GVR, "a", name(900), true)
+	src.mu.Lock()
+	src.breakStreams = 1 // the relist's first stream ends after 600 objects
+	src.mu.Unlock()
+	src.expire(cmRes.GVR)
+	evs := h.sinks["rec"].waitFor(t, "2 modified and 1 deleted", func(e []*event.Event) bool {
+		return count(e, event.Modified.Type()) >= 2 && count(e, event.Deleted.Type()) >= 1
+	})
+	checkRecoveredAfterOneGap(t, evs, 2, 1)
+	wantOneRelist(t, h)
+	src.mu.Lock()
+	defer src.mu.Unlock()
+	if src.breakStreams != 0 {
+		t.Fatal("no relist stream was broken")
+	}
+}
+
+// sourceOf1200 is a fake API server holding 1,200 ConfigMaps in
+// namespace a (more than two list pages of 500).
+func sourceOf1200(pageSize int, noWatchList bool) *fakeSource {
+	src := newFakeSource(pageSize)
+	src.noWatchList = noWatchList
+	for i := 0; i < 1200; i++ {
+		src.apply(cmRes.GVR, cm("a", name(i), map[string]any{"v": "1"}), true)
+	}
+	return src
+}
+
+func listMode(streamed bool) string {
+	if streamed {
+		return "watch-list"
+	}
+	return "paged-list"
+}
+
+// checkListPath asserts how the reflector listed: streams watch-lists and
+// no List call, or paged Lists and no stream.
+func checkListPath(t *testing.T, src *fakeSource, streamed bool, cycles int) {
 	t.Helper()
-	r := h.ex.runners[0]
-	waitUntil(t, "no key pending", func() bool { return r.pending.len() == 0 && r.queue.Len() == 0 })
-	return h.sinks[sink].got()
+	src.mu.Lock()
+	defer src.mu.Unlock()
+	lists, streams := src.listCalls[cmRes.GVR], src.streams[cmRes.GVR]
+	if streamed && (lists != 0 || streams != cycles) {
+		t.Fatalf("%d List calls and %d watch-list streams, want 0 and %d", lists, streams, cycles)
+	}
+	if !streamed && (streams != 0 || lists < 3*cycles) {
+		t.Fatalf("%d List calls and %d watch-list streams, want paged lists (>= %d) and none", lists, streams, 3*cycles)
+	}
+}
+
+// checkRecoveredAfterOneGap asserts a relist's events: one gap marker
+// first, then exactly the modified and deleted changes, all recovered.
+func checkRecoveredAfterOneGap(t *testing.T, evs []*event.Event, modified, deleted int) {
+	t.Helper()
+	if evs[0].Type != event.TypeGap {
+		t.Fatalf("first event %s, want the gap marker", evs[0].Type)
+	}
+	if n := count(evs, event.TypeGap); n != 1 {
+		t.Errorf("%d gap markers, want 1", n)
+	}
+	for _, e := range evs[1:] {
+		if !e.Data.(*event.ChangeData).Recovered {
+			t.Errorf("%s %s not marked recovered", e.Type, e.Name)
+		}
+	}
+	if len(evs) != 1+modified+deleted {
+		t.Errorf("got %d events, want gap + %d modified + %d deleted:%s", len(evs), modified, deleted, summary(evs))
+	}
+}
+
+func name(i int) string { return "cm-" + string(rune('a'+i/1000)) + itoa4(i%1000) }
+
+func itoa4(i int) string {
+	b := []byte{'0', '0', '0', '0'}
+	for p := 3; p >= 0 && i > 0; p-- {
+		b[p] = byte('0' + i%10)
+		i /= 10
+	}
+	return string(b)
+}
+
+// wantOneRelist asserts that exactly one relist is counted. The count is
+// taken once the reflector has the list's end, which can be after workers
+// delivered what the relist changed: wait for it, then check it is one.
+func wantOneRelist(t *testing.T, h *harness) {
+	t.Helper()
+	waitUntil(t, "the relist counted", func() bool { return h.ex.Relists() >= 1 })
+	if n := h.ex.Relists(); n != 1 {
+		t.Errorf("relists = %d, want 1", n)
+	}
 }
 
 // checkFirstList asserts an initial list: n added events, none recovered,
@@ -42,6 +184,7 @@ func checkFirstList(t *testing.T, h *harness, evs []*event.Event, n int) {
 	}
 }
 
+// fill applies n ConfigMaps a/<name(i)>, quietly.
 func fill(src *fakeSource, n int) {
 	for i := 0; i < n; i++ {
 		src.apply(cmRes.GVR, cm("a", name(i), map[string]any{"v": "1"}), true)
@@ -56,10 +199,176 @@ func changeWhileDown(src *fakeSource) {
 	src.remove(cmRes.GVR, "a", name(900), true)
 }
 
+// What a superseded cycle still reports (a stream or a paged List that
+// was abandoned) never counts: not its objects, not its end.
+func TestSupersededCycleIgnored(t *testing.T) {
+	var c listCycles
+	g1 := c.begin()
+	if _, _ = c.end(g1, nil); c.completed != 1 {
+		t.Fatal("the first list did not complete")
+	}
+	newGap := func() *gap { return &gap{} }
+	old := c.begin() // a relist stream that breaks
+	k := Key{GVR: cmRes.GVR, Namespace: "a", Name: "x"}
+	cur := c.begin() // its retry
+	c.listed(old, k, "7")
+	if relisted, _ := c.end(old, newGap); relisted {
+		t.Fatal("a superseded cycle completed a relist")
+	}
+	if relisted, n := c.end(cur, newGap); !relisted || n != 0 {
+		t.Fatalf("the current cycle: relisted %v with %d objects, want a relist of 0 (the old one's object ignored)", relisted, n)
+	}
+	if c.recoveredBy(k, "7") != nil {
+		t.Fatal("an object of the superseded cycle was taken for the relist's")
+	}
+}
+
+// A first list counts what it listed, less what a watch-list stream
+// deleted before its end; a relist reports what it relisted.
+func TestListCyclesCountTheFirstList(t *testing.T) {
+	var c listCycles
+	g := c.begin()
+	for i := 0; i < 3; i++ {
+		c.listed(g, Key{Name: string(rune('a' + i))}, "1")
+	}
+	c.listed(g, Key{Name: "a"}, "") // deleted during the stream
+	if relisted, n := c.end(g, nil); relisted || n != 2 {
+		t.Fatalf("first list: relisted %v, n %d; want false, 2", relisted, n)
+	}
+	g = c.begin()
+	c.listed(g, Key{Name: "b"}, "2")
+	if relisted, n := c.end(g, func() *gap { return &gap{} }); !relisted || n != 1 {
+		t.Fatalf("relist: relisted %v, n %d; want true, 1", relisted, n)
+	}
+}
+
+// A watch-list stream that shows an object ADDED and then MODIFIED before
+// its end bookmark listed one object, not two.
+func TestListCyclesCountAChangeDuringTheStreamOnce(t *testing.T) {
+	var c listCycles
+	g := c.begin()
+	c.listed(g, Key{Name: "a"}, "1")
+	c.changedWhileListed(g, Key{Name: "a"}, "2")
+	c.listed(g, Key{Name: "b"}, "1")
+	if _, n := c.end(g, nil); n != 2 {
+		t.Fatalf("first list counted %d objects, want 2", n)
+	}
+	// In a relist the change still moves the object's version.
+	g = c.begin()
+	c.listed(g, Key{Name: "a"}, "3")
+	c.changedWhileListed(g, Key{Name: "a"}, "4")
+	if relisted, n := c.end(g, func() *gap { return &gap{} }); !relisted || n != 1 {
+		t.Fatalf("relist: %v with %d objects, want one", relisted, n)
+	}
+	if c.recoveredBy(Key{Name: "a"}, "4") == nil {
+		t.Fatal("the relist did not take the changed version")
+	}
+}
+
+// The count of a first list is what the completed cycle listed: a paged
+// list whose continue token expired and restarted counts only the
+// restart; a continued page of a cycle not seen starting counts from
+// there; a superseded cycle's end reports 0; deletions in a stream never
+// make it negative; a stream's end taken back (undo) and streamed again
+// counts the new stream only; and once the first list completed, every
+// later cycle is a relist (which reserves nothing).
+func TestListCyclesCountEdgeCases(t *testing.T) {
+	noGap := func() *gap { return &gap{} }
+	t.Run("expired continue token", func(t *testing.T) {
+		var c listCycles
+		if r, n := c.page(metav1.ListOptions{}, listPage("tok", "a", "b", "c"), cmKeyOf, noGap); r || n != 0 {
+			t.Fatalf("first page: %v %d", r, n)
+		}
+		// The token expired: the pager lists again from the start.
+		r, n := c.page(metav1.ListOptions{}, listPage("", "a", "d"), cmKeyOf, noGap)
+		if r || n != 2 {
+			t.Fatalf("restarted list: relisted %v, n %d; want false, 2", r, n)
+		}
+		if r, n := c.page(metav1.ListOptions{}, listPage("", "a"), cmKeyOf, noGap); !r || n != 1 {
+			t.Fatalf("next list: relisted %v, n %d; want a relist of 1", r, n)
+		}
+	})
+	t.Run("continued page of an unseen start", func(t *testing.T) {
+		var c listCycles
+		if r, n := c.page(metav1.ListOptions{Continue: "tok"}, listPage("", "x", "y"), cmKeyOf, noGap); r || n != 2 {
+			t.Fatalf("relisted %v, n %d; want false, 2", r, n)
+		}
+	})
+	t.Run("superseded cycle", func(t *testing.T) {
+		var c listCycles
+		g1 := c.begin()
+		c.listed(g1, storeKey(1), "1")
+		g2 := c.begin()
+		c.listed(g1, storeKey(2), "1") // late, of the superseded cycle
+		c.listed(g2, storeKey(3), "1")
+		if r, n := c.end(g1, noGap); r || n != 0 {
+			t.Fatalf("superseded end: %v %d; want false, 0", r, n)
+		}
+		if r, n := c.end(g2, noGap); r || n != 1 {
+			t.Fatalf("current end: %v %d; want false, 1", r, n)
+		}
+	})
+	t.Run("deletions exceed additions", func(t *testing.T) {
+		var c listCycles
+		g := c.begin()
+		c.listed(g, storeKey(1), "")
+		c.listed(g, storeKey(2), "")
+		c.listed(g, storeKey(3), "1")
+		if r, n := c.end(g, noGap); r || n != 0 {
+			t.Fatalf("relisted %v, n %d; want false, 0", r, n)
+		}
+	})
+	t.Run("stream undone then streamed again", func(t *testing.T) {
+		var c listCycles
+		g := c.begin()
+		for i := 0; i < 5; i++ {
+			c.listed(g, storeKey(i), "1")
+		}
+		r, n, undo := c.endStream(g, noGap)
+		if r || n != 5 {
+			t.Fatalf("stream end: %v %d", r, n)
+		}
+		undo()
+		g2 := c.begin()
+		c.listed(g2, storeKey(9), "1")
+		c.listed(g2, storeKey(8), "1")
+		if r, n, _ := c.endStream(g2, noGap); r || n != 2 {
+			t.Fatalf("stream after undo: relisted %v, n %d; want false, 2", r, n)
+		}
+		g3 := c.begin()
+		c.listed(g3, storeKey(9), "2")
+		if r, n, _ := c.endStream(g3, noGap); !r || n != 1 {
+			t.Fatalf("next stream: relisted %v, n %d; want a relist of 1", r, n)
+		}
+	})
+}
+
+// listPage is a List page of ConfigMaps ns/<names> holding cont as its
+// continue token.
+func listPage(cont string, names ...string) *unstructured.UnstructuredList {
+	l := &unstructured.UnstructuredList{}
+	l.SetContinue(cont)
+	for _, n := range names {
+		u := cm("ns", n, nil)
+		u.SetResourceVersion("1")
+		l.Items = append(l.Items, *u)
+	}
+	return l
+}
+
+// cmKeyOf is the key of a ConfigMap.
+func cmKeyOf(u *unstructured.Unstructured) Key {
+	return Key{GVR: cmRes.GVR, Namespace: u.GetNamespace(), Name: u.GetName()}
+}
+
+// List cycles fed by watch-list streams (and paged Lists as the
+// fallback) under streams that break, expire, stall, carry other events
+// than ADDED, or switch to paged Lists mid-life.
+
 // The first stream breaks half-way (no bookmark), the next completes: the
 // initial list is still no relist, and a later relist recovers exactly
 // what changed.
-func TestWLFirstStreamBrokenThenComplete(t *testing.T) {
+func TestFirstListStreamBrokenThenCompleteIsNoRelist(t *testing.T) {
 	src := newWLSource(0)
 	fill(src.fakeSource, 1200)
 	src.breakStreams = 1
@@ -78,7 +387,7 @@ func TestWLFirstStreamBrokenThenComplete(t *testing.T) {
 
 // A relist stream that ends with 410 Gone half-way is retried; the first
 // list's stream ending so is no relist either.
-func TestWLGoneDuringStream(t *testing.T) {
+func TestStreamEndingWithGoneIsRetried(t *testing.T) {
 	for _, first := range []bool{true, false} {
 		t.Run(map[bool]string{true: "first-list", false: "relist"}[first], func(t *testing.T) {
 			src := newWLSource(0)
@@ -109,7 +418,7 @@ func TestWLGoneDuringStream(t *testing.T) {
 // bookmark: the object modified in the stream arrives recovered at its
 // last version, the one deleted in the stream as a recovered deletion;
 // nothing else.
-func TestWLModifiedAndDeletedInsideRelistStream(t *testing.T) {
+func TestRelistStreamWithModifiedAndDeletedEvents(t *testing.T) {
 	src := newWLSource(0)
 	fill(src.fakeSource, 50)
 	old5 := src.objs[cmRes.GVR]["a/"+name(5)].DeepCopy()
@@ -158,7 +467,7 @@ func TestWLModifiedAndDeletedInsideRelistStream(t *testing.T) {
 }
 
 // Names with '/' and '~' go through a streamed and a paged relist.
-func TestWLOddNamesRelisted(t *testing.T) {
+func TestOddNamesRelisted(t *testing.T) {
 	for _, streamed := range []bool{true, false} {
 		t.Run(listMode(streamed), func(t *testing.T) {
 			src := newWLSource(2)
@@ -194,7 +503,7 @@ func TestWLOddNamesRelisted(t *testing.T) {
 
 // A bookmark without the initial-events-end annotation in the middle of a
 // stream does not end its cycle, on the first list or a relist.
-func TestWLBookmarkWithoutAnnotation(t *testing.T) {
+func TestBookmarkWithoutAnnotationDoesNotEndTheCycle(t *testing.T) {
 	src := newWLSource(0)
 	fill(src.fakeSource, 1200)
 	src.script = func(n int, evs []watch.Event) ([]watch.Event, bool) {
@@ -217,7 +526,7 @@ func TestWLBookmarkWithoutAnnotation(t *testing.T) {
 // client-go relists after a watch that ends within a second without any)
 // is no relist: the reflector watches on from where it was, and later
 // changes are live.
-func TestWLStreamBrokenAfterBookmark(t *testing.T) {
+func TestStreamBrokenAfterBookmarkIsNoRelist(t *testing.T) {
 	src := newWLSource(0)
 	fill(src.fakeSource, 20)
 	h := startWLHarness(t, newConfig([]config.Watch{{Resource: "configmaps"}}), src, nil, nil)
@@ -245,7 +554,7 @@ func TestWLStreamBrokenAfterBookmark(t *testing.T) {
 
 // The API server starts or stops serving watch-list between the first
 // list and the relist: the relist is told on either path.
-func TestWLFallbackMidLife(t *testing.T) {
+func TestWatchListFallbackBetweenLists(t *testing.T) {
 	for _, firstStreamed := range []bool{true, false} {
 		t.Run(map[bool]string{true: "streamed-then-paged", false: "paged-then-streamed"}[firstStreamed], func(t *testing.T) {
 			src := newWLSource(500)
@@ -283,7 +592,7 @@ func TestWLFallbackMidLife(t *testing.T) {
 
 // A label selector: a relist finds an object that lost the label (gone
 // from the scope), one that gained it, and one that changed.
-func TestWLLabelSelectorRelist(t *testing.T) {
+func TestLabelSelectorRelist(t *testing.T) {
 	src := newWLSource(0)
 	web := func(n, v string, labelled bool) *unstructured.Unstructured {
 		u := cm("a", n, map[string]any{"v": v})
@@ -322,7 +631,7 @@ func TestWLLabelSelectorRelist(t *testing.T) {
 // The stall watchdog stops a stream that stopped half-way (no bookmark),
 // on the first list and on a relist: the first list stays no relist, the
 // relist recovers exactly what changed after one gap marker.
-func TestWLStallWatchdogDuringStream(t *testing.T) {
+func TestStallWatchdogDuringStream(t *testing.T) {
 	src := newWLSource(0)
 	fill(src.fakeSource, 1200)
 	stalled := map[int]bool{}
@@ -358,7 +667,7 @@ func TestWLStallWatchdogDuringStream(t *testing.T) {
 // the checkpoint is compared with it after one restart gap marker
 // (changed and deleted objects recovered, unchanged ones silent), and no
 // relist is seen.
-func TestWLRestoreWithStreamedFirstList(t *testing.T) {
+func TestRestoreWithStreamedFirstList(t *testing.T) {
 	src := newWLSource(0)
 	fill(src.fakeSource, 1200)
 	st := &restoredStore{MemoryStore: NewMemoryStore(), at: time.Now().Add(-time.Hour)}

@@ -1,0 +1,203 @@
+package exporter
+
+import (
+	"fmt"
+	"reflect"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+
+	"github.com/kubefeed/kubefeed/event"
+	"github.com/kubefeed/kubefeed/exporter/config"
+)
+
+// envelopeResources are a core namespaced, a grouped namespaced and a
+// cluster-scoped resource.
+func envelopeResources() map[string]Resource {
+	return map[string]Resource{
+		"core":    coreResource("configmaps", "ConfigMap"),
+		"grouped": {GVR: schema.GroupVersionResource{Group: "apps.example.com", Version: "v1beta1", Resource: "widgets"}, GVK: schema.GroupVersionKind{Group: "apps.example.com", Version: "v1beta1", Kind: "Widget"}, Namespaced: true},
+		"cluster": {GVR: schema.GroupVersionResource{Version: "v1", Resource: "nodes"}, GVK: schema.GroupVersionKind{Version: "v1", Kind: "Node"}},
+	}
+}
+
+// TestRenderEnvelopeAttributes: the envelope attributes render sets (id,
+// source, type, subject, uid, resourceversion) are what the getters and
+// string concatenation give, for every change kind, resource shape and
+// odd metadata.
+func TestRenderEnvelopeAttributes(t *testing.T) {
+	r := testRule(t, config.Watch{Resource: "configmaps"})
+	now := time.Date(2026, 1, 2, 3, 4, 5, 6, time.UTC)
+	for rname, res := range envelopeResources() {
+		for oname, obj := range oddMetadataObjects() {
+			if obj == nil {
+				continue
+			}
+			for _, kind := range []event.Change{event.Added, event.Deleted} {
+				for _, key := range []Key{{Namespace: "ns", Name: "n"}, {Name: "n"}, {Namespace: "a/b", Name: "é~1"}} {
+					u := &unstructured.Unstructured{Object: obj}
+					ev, err := render(newOrigin("clu"), res, key, change{kind: kind, obj: u}, metaOf(u), r, now)
+					if err != nil || ev == nil {
+						t.Fatalf("%s %s %s: %v %v", rname, oname, kind, ev, err)
+					}
+					uid, rv := string(u.GetUID()), u.GetResourceVersion()
+					var p string
+					if res.GVR.Group == "" {
+						p = "/api/" + res.GVR.Version
+					} else {
+						p = "/apis/" + res.GVR.Group + "/" + res.GVR.Version
+					}
+					if res.Namespaced && key.Namespace != "" {
+						p += "/namespaces/" + key.Namespace
+					}
+					p += "/" + res.GVR.Resource + "/" + key.Name
+					want := [...]string{uid + "." + rv + "." + string(kind), "kubefeed/clu", "io.kubefeed.resource." + string(kind), p, uid, rv}
+					got := [...]string{ev.ID, ev.Source, ev.Type, ev.Subject, ev.UID, ev.ResourceVersion}
+					if got != want {
+						t.Errorf("%s %s %s %+v:\n got %q\nwant %q", rname, oname, kind, key, got, want)
+					}
+				}
+			}
+		}
+	}
+}
+
+// TestRenderSourceOfTwoClusters: two exporters with different cluster
+// names rendering concurrently each get their own source (run with
+// -race).
+func TestRenderSourceOfTwoClusters(t *testing.T) {
+	r := testRule(t, config.Watch{Resource: "configmaps"})
+	res := coreResource("configmaps", "ConfigMap")
+	var wg sync.WaitGroup
+	for _, cluster := range []string{"east", "west", "", "east2", "kubefeed/x"} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < 3000; i++ {
+				u := &unstructured.Unstructured{Object: map[string]any{"metadata": map[string]any{"uid": "u", "resourceVersion": fmt.Sprint(i)}}}
+				ev, err := render(newOrigin(cluster), res, Key{Namespace: "ns", Name: "n"}, change{kind: event.Added, obj: u}, metaOf(u), r, time.Now())
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				if ev.Source != "kubefeed/"+cluster || ev.Cluster != cluster && ev.Cluster != "" {
+					t.Errorf("cluster %q: source %q cluster %q", cluster, ev.Source, ev.Cluster)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+}
+
+// After a restart the restored base is the redacted state, and plan diffs
+// it against the current object redacted likewise: a label added to a
+// Secret while kubefeed was down arrives as a recovered modified event
+// whose patch touches no /data path (nor does changedPaths name one),
+// since the password did not change.
+func TestRestoredSecretPatchHasNoSpuriousRedactedOps(t *testing.T) {
+	src := newFakeSource(0)
+	st, _ := restoredSecret(t, src)
+	u := pwSecret(map[string]any{"tier": "db"})
+	src.apply(secretRes.GVR, u, true) // changed while kubefeed was down
+	h := startHarness(t, newConfig([]config.Watch{{Resource: "secrets"}}), harnessOpts{src: src, stores: map[string]Store{"rec": st}})
+	evs := h.sinks["rec"].waitFor(t, "the recovered label change", func(e []*event.Event) bool { return count(e, event.Modified.Type()) == 1 })
+	d := evs[len(evs)-1].Data.(*event.ChangeData)
+	for _, op := range d.Patch {
+		if strings.HasPrefix(op.Path, "/data") {
+			t.Errorf("patch of a label change touches %s %s (changedPaths %v)", op.Op, op.Path, d.ChangedPaths)
+		}
+	}
+}
+
+// A Secret whose value changed while kubefeed was down: the redacted base
+// cannot show it, yet the consumer must learn the new version — a
+// recovered modified event with an empty patch, and nothing in clear.
+func TestRestoredSecretValueChangeStillEmits(t *testing.T) {
+	src := newFakeSource(0)
+	st, _ := restoredSecret(t, src)
+	u := pwSecret(nil)
+	u.Object["data"] = map[string]any{"password": "bmV3LXZhbHVl"}
+	cur := src.apply(secretRes.GVR, u, true) // changed while kubefeed was down
+	h := startHarness(t, newConfig([]config.Watch{{Resource: "secrets"}}), harnessOpts{src: src, stores: map[string]Store{"rec": st}})
+	evs := h.sinks["rec"].waitFor(t, "the recovered value change", func(e []*event.Event) bool { return count(e, event.Modified.Type()) == 1 })
+	ev := evs[len(evs)-1]
+	d := ev.Data.(*event.ChangeData)
+	if ev.ResourceVersion != cur.GetResourceVersion() || !d.Recovered || len(d.Patch) != 0 {
+		t.Fatalf("event rv %s recovered %v patch %v, want rv %s, recovered, empty patch", ev.ResourceVersion, d.Recovered, d.Patch, cur.GetResourceVersion())
+	}
+	b, _ := event.Marshal(ev)
+	if strings.Contains(string(b), "bmV3LXZhbHVl") {
+		t.Errorf("the new value is in the event: %s", b)
+	}
+}
+
+// absent, as a value setUnlessAbsent is given, leaves the field out.
+type absent struct{}
+
+func setUnlessAbsent(m map[string]any, k string, v any) {
+	if _, ok := v.(absent); !ok {
+		m[k] = v
+	}
+}
+
+// TestWithTypeMetaAsGolden: withTypeMeta gives the object as it was, or
+// a copy with res's apiVersion and kind, and apiVersionOf gives the
+// envelope's apiVersion res.APIVersion(), for every resource shape,
+// degenerate ones included (no kind, no version, a group without a
+// version), and every apiVersion and kind an object may carry: missing,
+// null, of another type, empty, or another's. What they give is
+// compared with testdata/typemeta.golden.
+func TestWithTypeMetaAsGolden(t *testing.T) {
+	var resources []Resource
+	for _, g := range []string{"", "apps", "stable.example.com", "events.k8s.io"} {
+		for _, v := range []string{"", "v1", "v1beta1"} {
+			for _, k := range []string{"", "ConfigMap", "Widget"} {
+				resources = append(resources, Resource{GVK: schema.GroupVersionKind{Group: g, Version: v, Kind: k}})
+			}
+		}
+	}
+	values := func(res Resource) []any {
+		av := res.APIVersion()
+		out := []any{absent{}, nil, 1, int64(2), 3.0, true, "", av, av + "x", "/" + av, av + "/", "v1", "apps/v1", "stable.example.com/v1beta1", map[string]any{}, []any{av}}
+		if len(av) > 0 {
+			out = append(out, av[:len(av)-1], av[1:])
+		}
+		return out
+	}
+	g := newGolden("withTypeMeta and apiVersionOf (TestWithTypeMetaAsGolden; go test -run TestWithTypeMetaAsGolden -update rewrites it):\n"+
+		"the object's apiVersion and kind, then the object withTypeMeta gives (same: the object itself; copy: a new map) and apiVersionOf.", 8, 18, 48)
+	for _, res := range resources {
+		g.startSection(fmt.Sprintf("%#v", res.GVK))
+		for _, av := range values(res) {
+			for _, kind := range []any{absent{}, nil, 1, "", res.GVK.Kind, "ConfigMap", "Widget", []any{res.GVK.Kind}} {
+				m := map[string]any{"metadata": map[string]any{"uid": "u"}}
+				setUnlessAbsent(m, "apiVersion", av)
+				setUnlessAbsent(m, "kind", kind)
+				u := &unstructured.Unstructured{Object: m}
+				got := withTypeMeta(u, res)
+				same := "copy"
+				if reflect.ValueOf(got).Pointer() == reflect.ValueOf(m).Pointer() {
+					same = "same"
+				}
+				g.add(fmt.Sprintf("apiVersion %s kind %s -> %s %#v apiVersionOf %q\n", goValue(av), goValue(kind), same, got, apiVersionOf(m, res)))
+				if got := apiVersionOf(m, res); got != res.APIVersion() {
+					t.Errorf("%v: apiVersion %#v kind %#v: apiVersionOf = %q, want %q", res.GVK, av, kind, got, res.APIVersion())
+				}
+			}
+		}
+	}
+	g.check(t, "typemeta")
+}
+
+// goValue is v in Go syntax, or "absent".
+func goValue(v any) string {
+	if _, ok := v.(absent); ok {
+		return "absent"
+	}
+	return fmt.Sprintf("%#v", v)
+}
