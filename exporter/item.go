@@ -1,7 +1,7 @@
 package exporter
 
 import (
-	"sync"
+	"unique"
 
 	"k8s.io/apimachinery/pkg/runtime/schema"
 )
@@ -13,56 +13,28 @@ import (
 //
 // The queue hashes and compares an item several times per change (its
 // dirty and processing sets), so an item holds its key's resource as one
-// interned pointer rather than three strings: two items of one key always
-// hold the same pointer.
+// interned handle (unique.Make) rather than three strings: two items of one
+// key always hold the same handle.
 type item struct {
-	gvr             *schema.GroupVersionResource // nil for a gap marker
+	gvr             unique.Handle[schema.GroupVersionResource] // zero for a gap marker
 	namespace, name string
 	// gap, when set, names an eager gap marker by its id; the key is then
 	// zero.
 	gap string
 }
 
-// gvrs interns resources. It holds one entry per resource a sink ever
-// queued, a handful. (A map under a lock, not a sync.Map: its key would be
-// boxed, an allocation per lookup.)
-var gvrs struct {
-	sync.RWMutex
-	m map[schema.GroupVersionResource]*schema.GroupVersionResource
-}
-
-func internGVR(gvr schema.GroupVersionResource) *schema.GroupVersionResource {
-	gvrs.RLock()
-	p := gvrs.m[gvr]
-	gvrs.RUnlock()
-	if p != nil {
-		return p
-	}
-	gvrs.Lock()
-	defer gvrs.Unlock()
-	if p = gvrs.m[gvr]; p == nil {
-		if gvrs.m == nil {
-			gvrs.m = map[schema.GroupVersionResource]*schema.GroupVersionResource{}
-		}
-		p = new(schema.GroupVersionResource) // not &gvr: that would move every caller's gvr to the heap
-		*p = gvr
-		gvrs.m[gvr] = p
-	}
-	return p
-}
-
 func keyItem(k Key) item {
-	return item{gvr: internGVR(k.GVR), namespace: k.Namespace, name: k.Name}
+	return item{gvr: unique.Make(k.GVR), namespace: k.Namespace, name: k.Name}
 }
 
 func gapItem(g *gap) item { return item{gap: g.ev.ID} }
 
 // key is the object key of a key item (zero for a gap marker).
 func (it item) key() Key {
-	if it.gvr == nil {
+	if it.gvr == (unique.Handle[schema.GroupVersionResource]{}) {
 		return Key{}
 	}
-	return Key{GVR: *it.gvr, Namespace: it.namespace, Name: it.name}
+	return Key{GVR: it.gvr.Value(), Namespace: it.namespace, Name: it.name}
 }
 
 func (it item) String() string {

@@ -317,20 +317,19 @@ func TestQueueNeverHandsOutAKeyTwice(t *testing.T) {
 	}
 }
 
-// The intern table grows by one entry per resource, never per object:
-// many keys of one new resource add one entry.
-func TestInternGrowsPerResourceOnly(t *testing.T) {
-	size := func() int {
-		gvrs.RLock()
-		defer gvrs.RUnlock()
-		return len(gvrs.m)
-	}
+// Items of one resource share one interned handle, whichever key, copy or
+// goroutine made them: the queue compares one word, not three strings.
+func TestItemsOfOneResourceShareOneHandle(t *testing.T) {
 	gvr := schema.GroupVersionResource{Group: fmt.Sprintf("intern-%d.example.com", freshRuns.Add(1)), Version: "v1", Resource: "widgets"}
-	before := size()
+	first := keyItem(Key{GVR: gvr, Namespace: "ns", Name: "n"}).gvr
 	for i := 0; i < 5000; i++ {
-		_ = keyItem(Key{GVR: gvr, Namespace: fmt.Sprintf("ns-%d", i%50), Name: fmt.Sprintf("n-%d", i)})
+		g := schema.GroupVersionResource{Group: string([]byte(gvr.Group)), Version: "v1", Resource: "widgets"} // another copy of the strings
+		if it := keyItem(Key{GVR: g, Namespace: fmt.Sprintf("ns-%d", i%50), Name: fmt.Sprintf("n-%d", i)}); it.gvr != first {
+			t.Fatalf("key %d of one resource has another handle", i)
+		}
 	}
-	if got := size() - before; got != 1 {
-		t.Fatalf("5,000 keys of one new resource added %d intern entries, want 1", got)
+	other := keyItem(Key{GVR: schema.GroupVersionResource{Group: gvr.Group, Version: "v2", Resource: "widgets"}}).gvr
+	if other == first {
+		t.Fatal("another version of the resource shares its handle")
 	}
 }

@@ -43,8 +43,11 @@ type observation struct {
 
 // observationsPerKey bounds what is kept of one key: the versions that
 // sinks may still render at once (a lagging informer's, an incarnation
-// being retracted while its successor is added, a deletion).
-const observationsPerKey = 16
+// being retracted while its successor is added, a deletion). A lagging
+// informer of an overlapping scope notes the versions the other one noted
+// long before; past the bound, the oldest go, and a version noted again
+// later gets another time.
+const observationsPerKey = 64
 
 // observations holds, for keys that some sink may still render, when each
 // of their recent versions was first observed: by a handler (the watch

@@ -6,6 +6,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unique"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
@@ -48,9 +49,9 @@ type scopeTable struct {
 type scope struct {
 	id   scopeID
 	name string // id.String(), computed once: records and metrics share it
-	// gvr is id.GVR interned once (internGVR): the handlers queue items of
+	// gvr is id.GVR interned once (unique.Make): the handlers queue items of
 	// it without a lookup per change.
-	gvr *schema.GroupVersionResource
+	gvr unique.Handle[schema.GroupVersionResource]
 	// observedBy counts notifications by event type (ADDED, MODIFIED, DELETED).
 	observedBy map[string]prometheus.Counter
 	res        Resource
@@ -83,7 +84,7 @@ type scope struct {
 type listWatch struct{ cache.ListWatch }
 
 func newScope(ex *Exporter, id scopeID, res Resource) *scope {
-	s := &scope{id: id, name: id.String(), gvr: internGVR(id.GVR), res: res, ex: ex, stop: make(chan struct{}), log: ex.log.With(zap.Stringer("scope", id))}
+	s := &scope{id: id, name: id.String(), gvr: unique.Make(id.GVR), res: res, ex: ex, stop: make(chan struct{}), log: ex.log.With(zap.Stringer("scope", id))}
 	s.tab.Store(&scopeTable{})
 	s.observedBy = map[string]prometheus.Counter{}
 	for _, typ := range []string{config.EventAdded, config.EventModified, config.EventDeleted} {
@@ -375,7 +376,7 @@ func (s *scope) prime(rt route) {
 
 // itemOf is the queue item of k, a key of this scope's resource.
 func (s *scope) itemOf(k Key) item {
-	if s.gvr == nil { // a scope not made by newScope
+	if s.gvr == (unique.Handle[schema.GroupVersionResource]{}) { // a scope not made by newScope
 		return keyItem(k)
 	}
 	return item{gvr: s.gvr, namespace: k.Namespace, name: k.Name}
