@@ -34,70 +34,14 @@ import (
 // what a kubefeed killed right after that ack restarts from.
 func crashPoint(t *testing.T, src *fakeSource, k Key, setup, change func(), typ string) (*event.Event, map[Key]Record) {
 	t.Helper()
-	st := newSyncStore()
-	var (
-		mu      sync.Mutex
-		watched bool
-		first   *event.Event
-		durable map[Key]Record
-	)
-	sink := &recorder{fail: func(_ int, evs []*event.Event) error {
-		mu.Lock()
-		defer mu.Unlock()
-		for _, e := range evs {
-			if watched && first == nil && e.Type == typ {
-				first = e
-				st.mu.Lock()
-				durable = make(map[Key]Record, len(st.durable))
-				for dk, r := range st.durable {
-					durable[dk] = r
-				}
-				st.mu.Unlock()
-			}
-		}
-		return nil
-	}}
-	h := startHarness(t, newConfig([]config.Watch{{Resource: "configmaps"}}), harnessOpts{src: src, stores: map[string]Store{"rec": st}, sink: sink})
-	h.waitReady()
-	setup()
-	// What the sink already has is durable before the change.
-	waitUntil(t, "the delivered state to be durable", func() bool {
-		st.mu.Lock()
-		defer st.mu.Unlock()
-		r, ok := st.durable[k]
-		return ok && !r.Provisional && !r.Deleting && (r.Sent == nil || r.Sent.ResourceVersion == r.ResourceVersion)
-	})
-	mu.Lock()
-	watched = true
-	mu.Unlock()
-	change()
-	waitUntil(t, "the sink to get a "+typ+" event", func() bool {
-		mu.Lock()
-		defer mu.Unlock()
-		return first != nil
-	})
-	if err := h.stop(); err != nil {
-		t.Fatal(err)
-	}
-	return first, durable
+	return crashAtWith(t, newConfig([]config.Watch{{Resource: "configmaps"}}), src, k, setup, change, typ, nil)
 }
 
 // restartFrom runs a new exporter over src whose sink restores durable,
 // and returns the first event of type typ it sends.
 func restartFrom(t *testing.T, src *fakeSource, durable map[Key]Record, typ string) *event.Event {
 	t.Helper()
-	st := &restoredStore{MemoryStore: NewMemoryStore(), at: time.Now().Add(-time.Second)}
-	for k, r := range durable {
-		st.Put(k, r)
-	}
-	h := startHarness(t, newConfig([]config.Watch{{Resource: "configmaps"}}), harnessOpts{src: src, stores: map[string]Store{"rec": st}})
-	evs := h.sinks["rec"].waitFor(t, "a "+typ+" event after the restart", func(e []*event.Event) bool { return count(e, typ) > 0 })
-	for _, e := range evs {
-		if e.Type == typ {
-			return e
-		}
-	}
-	return nil
+	return restartWith(t, newConfig([]config.Watch{{Resource: "configmaps"}}), src, durable, typ, func(r Record) Record { return r })
 }
 
 func sameEvent(t *testing.T, what string, first, again *event.Event) {
@@ -364,9 +308,17 @@ func crashAtWith(t *testing.T, cfg *config.Config, src *fakeSource, k Key, setup
 // of type typ it sends.
 func restartAtRestWith(t *testing.T, cfg *config.Config, src *fakeSource, durable map[Key]Record, typ string) *event.Event {
 	t.Helper()
+	return restartWith(t, cfg, src, durable, typ, func(r Record) Record { return restoredAsCheckpoint(t, r) })
+}
+
+// restartWith runs a new exporter of cfg over src whose sink "rec"
+// restores durable, each record as restore makes it, and returns the first
+// event of type typ it sends.
+func restartWith(t *testing.T, cfg *config.Config, src *fakeSource, durable map[Key]Record, typ string, restore func(Record) Record) *event.Event {
+	t.Helper()
 	st := &restoredStore{MemoryStore: NewMemoryStore(), at: time.Now().Add(-time.Second)}
 	for k, r := range durable {
-		st.Put(k, restoredAsCheckpoint(t, r))
+		st.Put(k, restore(r))
 	}
 	h := startHarness(t, cfg, harnessOpts{src: src, stores: map[string]Store{"rec": st}})
 	evs := h.sinks["rec"].waitFor(t, "a "+typ+" event after the restart", func(e []*event.Event) bool { return count(e, typ) > 0 })
