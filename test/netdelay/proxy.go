@@ -38,7 +38,6 @@ func Start(target string, delay time.Duration) (*Proxy, error) {
 // Addr is host:port of the proxy.
 func (p *Proxy) Addr() string { return p.ln.Addr().String() }
 
-
 // Close stops accepting, closes every connection and waits for the
 // forwarding goroutines.
 func (p *Proxy) Close() error {
