@@ -14,6 +14,9 @@
 //   - A sink may also implement AsyncSink (async.go): a window of
 //     publishes in flight across objects, each acknowledged through a
 //     callback. sinktest checks that contract for the sinks that have it.
+//     Window (window.go) is the one in-flight window such sinks (and Group)
+//     bound it with: slots taken all or nothing, one acquirer at a time,
+//     waits ended by ctx or Close, Release never blocking.
 //
 // Shared by every sink: SafeURL, the one way to show a URL in logs and
 // errors (scheme, host and port only); OpenAppend, which creates files 0600
