@@ -27,7 +27,8 @@ type GroupEntry struct {
 // while there is something to write.
 type Group struct {
 	write func([]GroupEntry) []error
-	slots chan struct{}
+	// slots bounds the entries pending or being written.
+	slots *Window
 	// linger: a write whose batch is small waits up to this long after the
 	// batch's first entry arrived for more (fewer writes and fsyncs when
 	// events trickle in); kick ends the wait when the batch fills or the
@@ -50,7 +51,7 @@ type Group struct {
 func NewGroup(window int, write func([]GroupEntry) []error) *Group {
 	idle := make(chan struct{})
 	close(idle)
-	return &Group{write: write, slots: make(chan struct{}, max(window, 1)), idle: idle, kick: make(chan struct{}, 1)}
+	return &Group{write: write, slots: NewWindow(window), idle: idle, kick: make(chan struct{}, 1)}
 }
 
 // lingerFull is the batch size at which a write stops lingering.
@@ -69,15 +70,15 @@ func (g *Group) Publish(ctx context.Context, events []*event.Event, done func(er
 		// Not waiting for a slot: a write Close gave up on may hold them.
 		return Permanent(ErrClosed)
 	}
-	select {
-	case g.slots <- struct{}{}:
-	case <-ctx.Done():
-		return fmt.Errorf("waiting for the write window: %w", ctx.Err())
+	if err := g.slots.Acquire(ctx, 1); errors.Is(err, ErrWindowClosed) {
+		return Permanent(ErrClosed)
+	} else if err != nil {
+		return fmt.Errorf("waiting for the write window: %w", err)
 	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if g.closed {
-		<-g.slots
+		g.slots.Release(1)
 		return Permanent(ErrClosed)
 	}
 	if len(g.pending) == 0 {
@@ -99,7 +100,7 @@ func (g *Group) Publish(ctx context.Context, events []*event.Event, done func(er
 // reached lingerFull, or it fills the window (nothing more can come).
 // g.mu is held.
 func (g *Group) full() bool {
-	return len(g.pending) >= min(lingerFull, cap(g.slots))
+	return len(g.pending) >= min(lingerFull, g.slots.Size())
 }
 
 // kickLoop ends a lingering wait.
@@ -145,7 +146,7 @@ func (g *Group) loop(idle chan struct{}) {
 		g.mu.Unlock()
 		errs := g.write(batch)
 		for i, e := range batch {
-			<-g.slots
+			g.slots.Release(1)
 			var err error
 			if errs != nil {
 				err = errs[i]
@@ -178,6 +179,7 @@ func (g *Group) Close(ctx context.Context) error {
 	g.closed = true
 	idle := g.idle
 	g.mu.Unlock()
+	g.slots.Close() // a Publish waiting for a slot fails now
 	g.kickLoop()
 	select {
 	case <-idle:
@@ -189,9 +191,7 @@ func (g *Group) Close(ctx context.Context) error {
 	left := append(append([]GroupEntry(nil), g.writing...), g.pending...)
 	// The loop gives back the slots of the batch it writes; those of the
 	// entries taken from pending here are given back now.
-	for range g.pending {
-		<-g.slots
-	}
+	g.slots.Release(len(g.pending))
 	g.pending = nil
 	g.mu.Unlock()
 	for _, e := range left {
