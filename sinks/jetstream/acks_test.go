@@ -477,8 +477,7 @@ func TestDoneThatPublishesDoesNotStallTheReader(t *testing.T) {
 			doneP <- err
 		}
 	}()
-	for s.win.acquireMu.TryLock() {
-		s.win.acquireMu.Unlock()
+	for !s.win.slots.Waiting() {
 		time.Sleep(time.Millisecond) // until P is inside acquire
 	}
 	// A's ack: the reader runs done(A), which publishes C.

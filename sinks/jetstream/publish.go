@@ -27,7 +27,7 @@ func (s *Sink) Publish(ctx context.Context, events []*event.Event, done func(err
 	if err := s.ensureStream(ctx); err != nil {
 		return err
 	}
-	n := min(len(events), cap(s.win.slots))
+	n := min(len(events), s.win.slots.Size())
 	if err := s.win.acquire(ctx, n); err != nil {
 		return err
 	}
@@ -192,6 +192,7 @@ func (s *Sink) Close(ctx context.Context) error {
 	s.win.mu.Lock()
 	s.win.closed = true
 	s.win.mu.Unlock()
+	s.win.slots.Close() // a Publish waiting for the window fails now
 	idle := s.acks.close()
 	select {
 	case <-idle:

@@ -192,7 +192,7 @@ func TestCloseRacingPublishesAnswersEachOnce(t *testing.T) {
 			t.Errorf("publish %d: done not called before Close returned", k)
 		}
 	}
-	if n := len(s.win.slots); n != 0 {
+	if n := s.win.slots.Held(); n != 0 {
 		t.Errorf("%d window slots held after Close", n)
 	}
 	if n := s.acks.waiting(); n != 0 {

@@ -20,9 +20,10 @@ func TestWindowAcquireNoPartialDeadlock(t *testing.T) {
 	deadlocks := 0
 	for round := 0; round < rounds; round++ {
 		w := newWindow(2)
-		w.slots <- struct{}{} // the window is full: two messages in flight
-		w.slots <- struct{}{}
 		ctx, cancel := context.WithTimeout(context.Background(), 1*time.Second)
+		if err := w.acquire(ctx, 2); err != nil { // the window is full: two messages in flight
+			t.Fatal(err)
+		}
 		res := make(chan error, 2)
 		for i := 0; i < 2; i++ {
 			go func() { res <- w.acquire(ctx, 2) }()
