@@ -49,14 +49,14 @@ func (s *Sink) Publish(ctx context.Context, events []*event.Event, done func(err
 		b.answer(nil, false)
 		return nil
 	}
-	n := min(len(enc.recs), s.win.size())
-	if err := s.win.acquire(ctx, n); err != nil {
+	n := min(len(enc.recs), s.win.Size())
+	if err := s.acquire(ctx, n); err != nil {
 		return err
 	}
 	b := &batch{s: s, done: done, slots: n, permanent: enc.permanent, tally: enc.tally}
 	b.left.Store(int64(len(enc.recs)))
 	if !s.track(b) {
-		s.win.release(n)
+		s.win.Release(n)
 		return errClosed
 	}
 	b.timer = time.AfterFunc(DeliveryTimeout, b.expire)
@@ -69,6 +69,21 @@ func (s *Sink) Publish(ctx context.Context, events []*event.Event, done func(err
 	}
 	b.chain(enc.recs)
 	return nil
+}
+
+// acquire takes n slots of the window (n ≤ its size), or none when ctx
+// ends or the sink closes first. A publish of more records than the
+// window holds (a gap marker to every partition) takes all of it.
+func (s *Sink) acquire(ctx context.Context, n int) error {
+	err := s.win.Acquire(ctx, n)
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, sinks.ErrWindowClosed):
+		return errClosed
+	default:
+		return fmt.Errorf("waiting for the publish window (%d records in flight): %w", s.win.Held(), err)
+	}
 }
 
 // chain hands the records of a publish over one after another, each once
@@ -142,7 +157,7 @@ func (b *batch) resolved(n int64) {
 		return
 	}
 	b.timer.Stop()
-	b.s.win.release(b.slots)
+	b.s.win.Release(b.slots)
 	b.mu.Lock()
 	err := b.err
 	b.mu.Unlock()

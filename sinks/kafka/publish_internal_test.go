@@ -18,10 +18,10 @@ import (
 // window until kgo answers them (so kgo's buffer stays bounded), and their
 // late acks neither answer it again nor count in Stats (its retry does).
 func TestExpiredPublishAnswersOnceAndKeepsItsSlots(t *testing.T) {
-	s := &Sink{win: newWindow(4), outstanding: map[*batch]struct{}{}, log: zap.NewNop()}
+	s := &Sink{win: sinks.NewWindow(4), outstanding: map[*batch]struct{}{}, log: zap.NewNop()}
 	s.answers = newAnswers(s.pending.Done)
 	defer s.answers.stop()
-	if err := s.win.acquire(context.Background(), 2); err != nil {
+	if err := s.win.Acquire(context.Background(), 2); err != nil {
 		t.Fatal(err)
 	}
 	var mu sync.Mutex
@@ -38,14 +38,14 @@ func TestExpiredPublishAnswersOnceAndKeepsItsSlots(t *testing.T) {
 	b.timer = time.AfterFunc(time.Hour, func() {})
 	b.expire()
 	s.pending.Wait() // the done returned
-	if len(s.win.slots) != 2 {
-		t.Errorf("%d slots held after the timeout, want the publish's 2 until kgo answers its records", len(s.win.slots))
+	if s.win.Held() != 2 {
+		t.Errorf("%d slots held after the timeout, want the publish's 2 until kgo answers its records", s.win.Held())
 	}
 	r := &kgo.Record{Topic: "t"}
 	b.promise(r, nil)
 	b.promise(r, nil)
-	if len(s.win.slots) != 0 {
-		t.Errorf("%d slots held after kgo answered every record, want 0", len(s.win.slots))
+	if s.win.Held() != 0 {
+		t.Errorf("%d slots held after kgo answered every record, want 0", s.win.Held())
 	}
 	mu.Lock()
 	defer mu.Unlock()

@@ -54,7 +54,13 @@ type Sink struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 
-	win     *window
+	// win bounds the records handed to kgo and not yet resolved (acked
+	// or failed), one slot per record: a publish takes its slots all at
+	// once before producing and gives them back when kgo has answered
+	// every record of it, so kgo never buffers more than the window (plus
+	// the records of one publish larger than the window, which then waits
+	// for the whole window and holds all of it).
+	win     *sinks.Window
 	answers *answers
 	// mu guards closed against registering publishes, and outstanding.
 	mu          sync.Mutex
@@ -102,7 +108,7 @@ func New(ctx context.Context, o Options) (*Sink, error) {
 		opts: o, cl: cl, topic: tmpl, log: o.Logger,
 		limit:       c.MaxMessageBytes - recordOverhead,
 		topics:      &topics{cl: cl, adm: kadm.NewClient(cl), provision: c.Provision, maxBytes: c.MaxMessageBytes, ready: map[string]bool{}},
-		win:         newWindow(window),
+		win:         sinks.NewWindow(window),
 		outstanding: map[*batch]struct{}{},
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
@@ -150,7 +156,7 @@ func (s *Sink) Close(ctx context.Context) error {
 	if already {
 		return nil
 	}
-	close(s.win.closing)
+	s.win.Close() // a Publish waiting for the window fails now
 	called := make(chan struct{})
 	go func() {
 		s.pending.Wait()
