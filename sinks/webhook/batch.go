@@ -36,9 +36,9 @@ type batcher struct {
 	s      *Sink
 	batch  int
 	linger time.Duration
-	// keys bounds the objects collected or in flight; requests bounds the
-	// requests in flight.
-	keys, requests chan struct{}
+	// keys bounds the objects collected or in flight (the send window);
+	// requests bounds the requests in flight.
+	keys, requests *sinks.Window
 
 	mu     sync.Mutex
 	cur    []entry
@@ -61,8 +61,8 @@ func newBatcher(s *Sink) *batcher {
 	if inflight <= 0 {
 		inflight = DefaultMaxInFlight
 	}
-	b.keys = make(chan struct{}, b.batch*inflight)
-	b.requests = make(chan struct{}, inflight)
+	b.keys = sinks.NewWindow(b.batch * inflight)
+	b.requests = sinks.NewWindow(inflight)
 	b.ctx, b.cancel = context.WithCancel(context.Background())
 	return b
 }
@@ -78,15 +78,15 @@ func (s *Sink) Publish(ctx context.Context, events []*event.Event, done func(err
 	if s.closed.Load() {
 		return sinks.Permanent(errClosed)
 	}
-	select {
-	case b.keys <- struct{}{}:
-	case <-ctx.Done():
-		return fmt.Errorf("waiting for the send window: %w", ctx.Err())
+	if err := b.keys.Acquire(ctx, 1); errors.Is(err, sinks.ErrWindowClosed) {
+		return sinks.Permanent(errClosed)
+	} else if err != nil {
+		return fmt.Errorf("waiting for the send window: %w", err)
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.closed {
-		<-b.keys
+		b.keys.Release(1)
 		return sinks.Permanent(errClosed)
 	}
 	if b.s.cfg.Batch <= 1 {
@@ -135,7 +135,7 @@ func (b *batcher) start(entries []entry) {
 		defer b.wg.Done()
 		err := b.send(entries)
 		for _, e := range entries {
-			<-b.keys
+			b.keys.Release(1)
 			e.done(err)
 		}
 	}()
@@ -146,12 +146,10 @@ func (b *batcher) start(entries []entry) {
 // without batching. A failure fails every entry of the request: each
 // object is retried by the exporter, and duplicates carry the same id.
 func (b *batcher) send(entries []entry) error {
-	select {
-	case b.requests <- struct{}{}:
-	case <-b.ctx.Done():
-		return errClosed
+	if err := b.requests.Acquire(b.ctx, 1); err != nil {
+		return errClosed // Close gave up waiting
 	}
-	defer func() { <-b.requests }()
+	defer b.requests.Release(1)
 	var events []*event.Event
 	for _, e := range entries {
 		events = append(events, e.events...)
@@ -177,6 +175,7 @@ func (b *batcher) close(ctx context.Context) {
 	b.closed = true
 	b.flushLocked()
 	b.mu.Unlock()
+	b.keys.Close() // a Publish waiting for the window fails now
 	idle := make(chan struct{})
 	go func() { b.wg.Wait(); close(idle) }()
 	select {
