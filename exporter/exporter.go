@@ -42,9 +42,10 @@ type Options struct {
 	// StartGap, when set, sends a gap marker with this reason for every
 	// scope at start (a lost checkpoint: GapCheckpointLost).
 	StartGap string
-	// AbortSends, when closed, cancels sends in flight at once instead of
-	// letting them drain (the Lease was lost: another replica delivers).
-	AbortSends <-chan struct{}
+	// SendContext, when it ends, cancels sends in flight at once instead
+	// of letting them drain (the Lease was lost: another replica
+	// delivers). Nil: sends are never cancelled; the drain delivers them.
+	SendContext context.Context
 	// Metadata reads the objects Events point at, for rules with enrich:
 	// involvedObject (nil: such rules are a configuration error).
 	Metadata metadata.Interface
@@ -66,7 +67,7 @@ type Exporter struct {
 	now      func() time.Time
 	retry    time.Duration
 	startGap string
-	abort    <-chan struct{}
+	sends    context.Context // ends when sends in flight must be cancelled
 	relists  atomic.Int64
 	stalls   atomic.Int64
 	metrics  *metrics
@@ -97,7 +98,7 @@ func New(o Options) (*Exporter, error) {
 	}
 	e := &Exporter{
 		cfg: o.Config, client: o.Client, resolver: o.Resolver, log: o.Logger, now: o.Now, retry: o.ResolveRetry, startGap: o.StartGap,
-		abort: o.AbortSends, clientFor: o.clientFor,
+		sends: o.SendContext, clientFor: o.clientFor,
 		byName: map[string]*sinkRunner{}, scopes: map[scopeID]*scope{}, tombstones: &tombstones{m: map[Key]tombstone{}},
 	}
 	if e.log == nil {
@@ -182,20 +183,14 @@ type Flusher interface {
 
 // Run watches, delivers and blocks until ctx ends; then it stops the
 // informers, drains the queues (bounded by the config's shutdownTimeout,
-// or at once when AbortSends closes) and closes the sinks. Every path out,
+// or at once when SendContext ends) and closes the sinks. Every path out,
 // errors included, stops what was started.
 func (e *Exporter) Run(ctx context.Context) (err error) {
-	sendCtx, cancelSend := context.WithCancel(context.WithoutCancel(ctx))
-	defer cancelSend()
-	if e.abort != nil {
-		go func() {
-			select {
-			case <-e.abort:
-				cancelSend()
-			case <-sendCtx.Done():
-			}
-		}()
+	if e.sends == nil {
+		e.sends = context.WithoutCancel(ctx)
 	}
+	sendCtx, cancelSend := context.WithCancel(e.sends)
+	defer cancelSend()
 	// shutdownTimeout bounds the whole shutdown: the drain and the closing
 	// of the sinks share it (the chart's grace period adds 15s to it).
 	var deadline time.Time
@@ -297,19 +292,10 @@ func (e *Exporter) closeSinks(deadline time.Time) error {
 	if time.Until(deadline) < 2*time.Second {
 		deadline = time.Now().Add(2 * time.Second)
 	}
-	ctx, cancel := context.WithDeadline(context.Background(), deadline)
+	// Under the send context: aborted (the Lease was lost), acks still
+	// outstanding are not waited for; the sinks fail them at once.
+	ctx, cancel := context.WithDeadline(e.sends, deadline)
 	defer cancel()
-	if e.abort != nil {
-		// Aborted (the Lease was lost): acks still outstanding are not
-		// waited for; the sinks fail them at once.
-		go func() {
-			select {
-			case <-e.abort:
-				cancel()
-			case <-ctx.Done():
-			}
-		}()
-	}
 	var first error
 	for _, r := range e.runners {
 		if err := r.sink.Close(ctx); err != nil {

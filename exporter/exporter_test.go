@@ -133,18 +133,19 @@ func TestRunClosesSinksWhenStoppedEarly(t *testing.T) {
 	}
 }
 
-// Closing AbortSends (the Lease was lost) cancels a send in flight at
+// Ending SendContext (the Lease was lost) cancels a send in flight at
 // once instead of draining.
-func TestAbortSendsCancelsInflight(t *testing.T) {
+func TestEndedSendContextCancelsInflight(t *testing.T) {
 	src := newFakeSource(0)
-	abort := make(chan struct{})
+	sends, abort := context.WithCancel(context.Background())
+	defer abort()
 	started := make(chan struct{})
 	blocking := &blockingSink{started: started}
-	h := startHarness(t, newConfig([]config.Watch{{Resource: "configmaps"}}), harnessOpts{src: src, abort: abort, sink: blocking})
+	h := startHarness(t, newConfig([]config.Watch{{Resource: "configmaps"}}), harnessOpts{src: src, sends: sends, sink: blocking})
 	h.waitReady()
 	src.apply(cmRes.GVR, cm("a", "x", nil), false)
 	<-started
-	close(abort)
+	abort()
 	h.cancel()
 	select {
 	case <-h.done:

@@ -426,8 +426,8 @@ type harnessOpts struct {
 	resolver *fakeResolver
 	stores   map[string]Store
 	src      *fakeSource
-	abort    <-chan struct{}
-	sink     sinks.Sink // replaces the recorder of the sink "rec"
+	sends    context.Context // SendContext
+	sink     sinks.Sink      // replaces the recorder of the sink "rec"
 	metadata metadata.Interface
 }
 
@@ -465,7 +465,7 @@ func startHarness(t *testing.T, cfg *config.Config, o harnessOpts) *harness {
 		}
 	}
 	return h.run(t, Options{Config: cfg, Resolver: res, Sinks: ss, Stores: o.stores, Logger: zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel)),
-		ResolveRetry: 20 * time.Millisecond, AbortSends: o.abort, Metadata: o.metadata, clientFor: src.client})
+		ResolveRetry: 20 * time.Millisecond, SendContext: o.sends, Metadata: o.metadata, clientFor: src.client})
 }
 
 // run builds the exporter of o and runs it until the test ends.

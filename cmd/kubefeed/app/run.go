@@ -152,7 +152,7 @@ func runPipeline(ctx, sendCtx context.Context, rc *rest.Config, cfg *config.Conf
 	}
 	opts := exporter.Options{
 		Config: cfg, Client: dyn, RESTConfig: rc, Metadata: md, Resolver: exporter.NewDiscoveryResolver(dc), Sinks: ss, Logger: log, Registerer: reg,
-		AbortSends: sendCtx.Done(),
+		SendContext: sendCtx,
 	}
 	if cp := cfg.Checkpoint; cp != nil {
 		closeCP, err := openCheckpoint(ctx, cp, cfg, log, reg, &opts)
