@@ -1,8 +1,11 @@
 package jetstream
 
 import (
+	"encoding/json"
 	"strings"
 	"testing"
+
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 func TestParsePubAck(t *testing.T) {
@@ -84,12 +87,44 @@ func FuzzParsePubAck(f *testing.F) {
 	})
 }
 
-func BenchmarkParsePubAck(b *testing.B) {
-	in := []byte(`{"stream":"KUBEFEED","seq":1234567,"duplicate":true}`)
-	b.ReportAllocs()
-	for b.Loop() {
-		if _, err := parsePubAck(in); err != nil {
-			b.Fatal(err)
-		}
+// pubAckPayloads are publish responses as nats-server writes them.
+var pubAckPayloads = []struct{ name, in string }{
+	{"stored", `{"stream":"KUBEFEED","seq":1234567}`},
+	{"duplicate", `{"stream":"KUBEFEED","seq":1234567,"duplicate":true}`},
+	{"domain", `{"stream":"KUBEFEED","domain":"hub","seq":1234567}`},
+	{"api error", `{"error":{"code":400,"err_code":10071,"description":"wrong last sequence: 41"},"stream":"KUBEFEED","seq":0}`},
+}
+
+// libPubAckResponse is nats.go's pubAckResponse (jetstream/publish.go,
+// v1.55.0): its apiResponse and a *PubAck, decoded with encoding/json.
+type libPubAckResponse struct {
+	Type  string              `json:"type"`
+	Error *jetstream.APIError `json:"error,omitempty"`
+	*jetstream.PubAck
+}
+
+// BenchmarkPubAck decodes the same publish responses with the hand
+// parser and as nats.go does.
+func BenchmarkPubAck(b *testing.B) {
+	for _, p := range pubAckPayloads {
+		in := []byte(p.in)
+		b.Run("hand/"+p.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				ack, err := parsePubAck(in)
+				if err != nil || (!ack.stored && ack.apiErr == nil) {
+					b.Fatal(ack, err)
+				}
+			}
+		})
+		b.Run("library/"+p.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				var r libPubAckResponse
+				if err := json.Unmarshal(in, &r); err != nil || (r.PubAck == nil && r.Error == nil) {
+					b.Fatal(r, err)
+				}
+			}
+		})
 	}
 }
