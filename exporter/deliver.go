@@ -16,6 +16,12 @@ import (
 // that covers it has not finished its first list.
 var errNotSynced = errors.New("a scope covering the key has not synced")
 
+// awaitTombstone defers a key whose object vanished before its handler
+// stored the final state, by its duration.
+type awaitTombstone time.Duration
+
+func (a awaitTombstone) Error() string { return "waiting for the final state of a deleted object" }
+
 // current is what the informers hold of a key for one sink.
 type current struct {
 	obj *unstructured.Unstructured // nil: in no scope of the sink
@@ -133,6 +139,13 @@ func (r *sinkRunner) prepare(ctx context.Context, it item) (*delivery, error) {
 	}
 	snap := r.pending.snapshot(it)
 	tomb := r.ex.tombstones.get(k)
+	if cur.obj == nil && tomb == nil && last != nil && last.UID != "" && !last.Deleting && snap.recovered == nil {
+		// Gone live, its final state not stored yet: wait for the handler
+		// rather than infer the deletion.
+		if after, ok := r.pending.awaitTombstone(it); ok {
+			return nil, awaitTombstone(after)
+		}
+	}
 	obs := r.ex.observed.forKey(it)
 	_, writesAhead := r.store.(Syncer)
 	out := plan(r.ex.origin, k, last, snap.attempted, cur, tomb, snap.recovered != nil, obs, writesAhead)

@@ -25,6 +25,9 @@ type pending struct {
 	// gen counts handler updates, so that a worker finishing the key keeps
 	// what was noted while it worked.
 	gen uint64
+	// tombWaits counts how often a worker found the object gone with no
+	// final state yet (awaitTombstone).
+	tombWaits int
 }
 
 // pendingSet is one sink's pending records, by queue item (a key item):
@@ -126,4 +129,24 @@ func (p *pendingSet) len() int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return len(p.m)
+}
+
+// maxTombstoneWaits bounds how often a key whose object vanished waits for
+// its handler to bring the final state (10 ms doubling: about 1.3 s).
+const maxTombstoneWaits = 7
+
+// awaitTombstone reports whether k should wait once more for the final
+// state of its vanished object, and after how long. The informer drops an
+// object from its cache before its handler stores the final state: a
+// worker in between would infer the deletion from the last delivered
+// state, under another id than a sink that saw the final state.
+func (p *pendingSet) awaitTombstone(k item) (time.Duration, bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	e := p.m[k]
+	if e == nil || e.tombWaits >= maxTombstoneWaits {
+		return 0, false
+	}
+	e.tombWaits++
+	return 10 * time.Millisecond << (e.tombWaits - 1), true
 }

@@ -266,6 +266,9 @@ func (r *sinkRunner) settle(ctx context.Context, it item, err error) {
 	case err == errNotSynced:
 		r.queue.Forget(it)
 		r.queue.AddAfter(it, notSyncedRetry)
+	case isAwaitTombstone(err):
+		r.queue.Forget(it)
+		r.queue.AddAfter(it, time.Duration(err.(awaitTombstone)))
 	default:
 		r.retries.Add(1)
 		r.ex.metrics.failed.WithLabelValues(r.name).Inc()
@@ -308,4 +311,9 @@ func (r *sinkRunner) health() (bool, string) {
 
 func (r *sinkRunner) stats() SinkStats {
 	return SinkStats{Delivered: r.delivered.Load(), Retries: r.retries.Load(), Dropped: r.dropped.Load(), FilterErrors: r.filterErrors.Load(), Gaps: r.gapsSent.Load(), Recovered: r.recovered.Load()}
+}
+
+func isAwaitTombstone(err error) bool {
+	_, ok := err.(awaitTombstone)
+	return ok
 }

@@ -130,3 +130,41 @@ func TestDeletionWhileAddInFlightKeepsFinalState(t *testing.T) {
 		t.Errorf("deleted event carries resourceVersion %q, the watch's final state was %q", rv, final)
 	}
 }
+
+// The informer drops a deleted object from its cache before its handler
+// stores the final state. A worker that looks in between waits for that
+// state rather than infer the deletion from the last delivered one: the
+// deletion carries the id of its own version (as on a sink that saw the
+// final state), not of the last delivered version.
+func TestDeletionSeenBeforeItsFinalStateWaitsForIt(t *testing.T) {
+	src := newFakeSource(0)
+	h := startHarness(t, newConfig([]config.Watch{{Resource: "configmaps"}}), harnessOpts{src: src})
+	h.waitReady()
+	k := Key{GVR: cmRes.GVR, Namespace: "a", Name: "x/~1"}
+	u := src.apply(cmRes.GVR, cm("a", "x/~1", map[string]any{"v": "1"}), false)
+	h.sinks["rec"].waitFor(t, "the added event", func(e []*event.Event) bool { return len(e) == 1 })
+	s := h.ex.scopeSet()[scopeID{GVR: cmRes.GVR}]
+	cached, _, _ := s.informer.GetIndexer().GetByKey(k.cacheKey())
+	// As the informer does before it calls the handler: out of the cache,
+	// and a worker takes the key.
+	if err := s.informer.GetIndexer().Delete(cached); err != nil {
+		t.Fatal(err)
+	}
+	r := h.ex.runners[0]
+	r.enqueue(s.itemOf(k), nil)
+	time.Sleep(50 * time.Millisecond)
+	// The handler runs with the final state.
+	final := u.DeepCopy()
+	final.SetResourceVersion("99")
+	s.onDelete(final)
+	evs := h.sinks["rec"].waitFor(t, "the deletion", func(e []*event.Event) bool { return count(e, event.Deleted.Type()) == 1 })
+	var del *event.Event
+	for _, e := range evs {
+		if e.Type == event.Deleted.Type() {
+			del = e
+		}
+	}
+	if want := event.ID(string(u.GetUID()), "99", event.Deleted); del.ID != want || del.Data.(*event.ChangeData).Recovered {
+		t.Errorf("deletion %s recovered=%v, want %s, live", del.ID, del.Data.(*event.ChangeData).Recovered, want)
+	}
+}
