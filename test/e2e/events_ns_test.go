@@ -194,7 +194,15 @@ func TestEventsEnrichNamespaceLimitedAsTheServiceAccount(t *testing.T) {
 	}
 	ctx := context.Background()
 	sac := ca.client()
-	if _, err := sac.CoreV1().Pods(nsA).List(ctx, metav1.ListOptions{}); err != nil {
+	// The API server's RBAC authorizer learns new Roles and RoleBindings
+	// through its own informers: a moment after they are created.
+	var err error
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		if _, err = sac.CoreV1().Pods(nsA).List(ctx, metav1.ListOptions{}); err == nil || !apierrors.IsForbidden(err) || time.Now().After(deadline) {
+			break
+		}
+	}
+	if err != nil {
 		t.Errorf("listing pods in %s as the ServiceAccount: %v", nsA, err)
 	}
 	for _, ns := range []string{"", nsB} {

@@ -106,6 +106,9 @@ func secretAtRest(t *testing.T, ns, dir, cfg string, scan func() ([]byte, []atRe
 	if _, err := secrets.Create(ctx, s, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
+	// Delivered before it changes: a change made while the add is still
+	// queued merges into it (one added event at the new version).
+	waitFileEvents(t, events, "added db", func(evs []got) bool { return has(evs, "added", "db") })
 	setPassword(v2)
 	waitFileEvents(t, events, "added and modified db", func(evs []got) bool { return has(evs, "added", "db") && has(evs, "modified", "db") })
 	if code := p.term(time.Minute); code != 0 {
