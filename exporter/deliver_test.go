@@ -150,12 +150,21 @@ func TestEventTimeIsTheSameOnEverySinkAndRetry(t *testing.T) {
 	done := func(e []*event.Event) bool { return count(e, event.Deleted.Type()) == 1 }
 	a := h.sinks["rec"].waitFor(t, "the deletion on rec", done)
 	b := slow.waitFor(t, "the deletion on slow", done)
-	times := map[string]time.Time{}
 	for _, e := range a {
-		times[e.ID] = e.Time
 		if e.Time.Before(before.Add(-time.Millisecond)) {
 			t.Errorf("%s: time %s before the change was made (%s)", e.ID, e.Time, before)
 		}
+	}
+	sameTimes(t, "rec", a, "slow", b)
+}
+
+// sameTimes fails for an id whose time differs between two sinks' events,
+// and when no id is on both (nothing compared).
+func sameTimes(t *testing.T, an string, a []*event.Event, bn string, b []*event.Event) {
+	t.Helper()
+	times := map[string]time.Time{}
+	for _, e := range a {
+		times[e.ID] = e.Time
 	}
 	shared := 0
 	for _, e := range b {
@@ -165,11 +174,11 @@ func TestEventTimeIsTheSameOnEverySinkAndRetry(t *testing.T) {
 		}
 		shared++
 		if !at.Equal(e.Time) {
-			t.Errorf("%s: time %s on rec, %s on slow", e.ID, at.Format(time.RFC3339Nano), e.Time.Format(time.RFC3339Nano))
+			t.Errorf("%s: time %s on %s, %s on %s", e.ID, at.Format(time.RFC3339Nano), an, e.Time.Format(time.RFC3339Nano), bn)
 		}
 	}
 	if shared == 0 {
-		t.Fatalf("no event id on both sinks: rec%s, slow%s", summary(a), summary(b))
+		t.Fatalf("no event id on both sinks: %s%s, %s%s", an, summary(a), bn, summary(b))
 	}
 }
 
@@ -879,24 +888,7 @@ func overlappingScopesShowOneTime(t *testing.T, burst bool) {
 	} else {
 		a, b = both("the deletion", func(e []*event.Event) bool { return count(e, event.Deleted.Type()) == 1 })
 	}
-	times := map[string]time.Time{}
-	for _, e := range a {
-		times[e.ID] = e.Time
-	}
-	shared := 0
-	for _, e := range b {
-		at, ok := times[e.ID]
-		if !ok {
-			continue // merged on one sink only
-		}
-		shared++
-		if !at.Equal(e.Time) {
-			t.Errorf("%s: time %s on one, %s on two", e.ID, at.Format(time.RFC3339Nano), e.Time.Format(time.RFC3339Nano))
-		}
-	}
-	if shared == 0 {
-		t.Fatalf("no event id on both sinks: one%s, two%s", summary(a), summary(b))
-	}
+	sameTimes(t, "one", a, "two", b)
 }
 
 // The same under a burst of changes (more versions than observationsPerKey
