@@ -82,6 +82,12 @@ func (e *Exporter) restore() {
 		}
 		known := map[string]bool{}
 		r.store.Range(func(k Key, rec Record) bool {
+			if name, changed := canonicalScopeName(rec.Scope); changed && !isSentinel(k) {
+				// Written by an older kubefeed under the legacy name of
+				// the same scope: kept, under its name now.
+				rec.Scope = name
+				r.store.Put(k, rec)
+			}
 			known[rec.Scope] = true
 			if rec.Sent != nil {
 				// A change perhaps sent just before the previous run

@@ -288,3 +288,24 @@ func TestRestoreForgetsScopesNoLongerConfigured(t *testing.T) {
 		t.Errorf("leaving the scope emitted:%s", summary(evs))
 	}
 }
+
+// A checkpoint written by an older kubefeed names a scope that excludes
+// namespaces with no field selector of its own with an empty first term
+// ("--field-selector ,metadata.namespace!=…"). Its records belong to the
+// same scope now: a deletion made while kubefeed was down is still sent.
+func TestLegacyScopeNameOfExcludedNamespacesIsRestored(t *testing.T) {
+	src := newFakeSource(0)
+	st := &restoredStore{MemoryStore: NewMemoryStore(), at: time.Now().Add(-time.Hour)}
+	gone := cm("a", "gone", nil)
+	gone.SetUID("uid-gone")
+	gone.SetResourceVersion("7")
+	rec := recordOf(gone)
+	rec.Scope = "configmaps --field-selector ,metadata.namespace!=kube-system"
+	st.Put(Key{GVR: cmRes.GVR, Namespace: "a", Name: "gone"}, rec)
+	h := startHarness(t, newConfig([]config.Watch{{Resource: "configmaps", ExcludeNamespaces: []string{"kube-system"}}}),
+		harnessOpts{src: src, stores: map[string]Store{"rec": st}})
+	evs := h.sinks["rec"].waitFor(t, "the deletion of gone", func(e []*event.Event) bool { return count(e, event.Deleted.Type()) == 1 })
+	if evs[0].Type != event.TypeGap || evs[1].Name != "gone" || !evs[1].Data.(*event.ChangeData).Recovered {
+		t.Fatalf("want a restart gap then the recovered deletion of gone, got%s", summary(evs))
+	}
+}

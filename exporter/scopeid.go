@@ -57,7 +57,10 @@ func scopeIDs(w config.Watch, res Resource) ([]scopeID, error) {
 	if res.Namespaced && nss[0] == "" && len(w.ExcludeNamespaces) > 0 {
 		ex := append([]string(nil), w.ExcludeNamespaces...)
 		sort.Strings(ex)
-		sels := []fields.Selector{fsel}
+		var sels []fields.Selector
+		if !fsel.Empty() {
+			sels = append(sels, fsel)
+		}
 		for _, ns := range ex {
 			sels = append(sels, fields.OneTermNotEqualSelector("metadata.namespace", ns))
 		}
@@ -105,4 +108,19 @@ func parseSelector(s string) (string, error) {
 		return "", fmt.Errorf("namespaceSelector: %w", err)
 	}
 	return sel.String(), nil
+}
+
+// legacyFieldScope is how a scope excluding namespaces with no field
+// selector of its own was named before kubefeed normalised its selector:
+// an empty first term, "--field-selector ,metadata.namespace!=…".
+const legacyFieldScope = " --field-selector ,"
+
+// canonicalScopeName is a scope name as this version names the same scope
+// (checkpoint records of older versions carry the legacy form), and
+// whether it changed.
+func canonicalScopeName(name string) (string, bool) {
+	if !strings.Contains(name, legacyFieldScope) {
+		return name, false
+	}
+	return strings.Replace(name, legacyFieldScope, " --field-selector ", 1), true
 }

@@ -29,6 +29,8 @@ func TestScopeIDs(t *testing.T) {
 		{"listed and excluded namespace dropped", config.Watch{Namespaces: []string{"a", "b", "c"}, ExcludeNamespaces: []string{"b"}}, cmRes,
 			want{cmID("a", "", ""), cmID("c", "", "")}, ""},
 		{"every listed namespace excluded", config.Watch{Namespaces: []string{"a"}, ExcludeNamespaces: []string{"a"}}, cmRes, want{}, ""},
+		{"excluded over all namespaces: sorted field terms", config.Watch{ExcludeNamespaces: []string{"kube-system", "default"}}, cmRes,
+			want{cmID("", "", "metadata.namespace!=default,metadata.namespace!=kube-system")}, ""},
 		{"excluded and a field selector", config.Watch{ExcludeNamespaces: []string{"x"}, FieldSelector: "metadata.name=web"}, cmRes,
 			want{cmID("", "", "metadata.name=web,metadata.namespace!=x")}, ""},
 		{"label selector normalised", config.Watch{LabelSelector: " tier=web , app in (b,a),!legacy"}, cmRes,
@@ -87,6 +89,8 @@ func TestScopeIDsShared(t *testing.T) {
 		{"label order", config.Watch{LabelSelector: "a=1,b=2"}, config.Watch{LabelSelector: "b=2, a=1"}, true},
 		{"set order", config.Watch{LabelSelector: "app in (x,y)"}, config.Watch{LabelSelector: "app in (y,x)"}, true},
 		{"exclusion order", config.Watch{ExcludeNamespaces: []string{"a", "b"}}, config.Watch{ExcludeNamespaces: []string{"b", "a"}}, true},
+		// The same LIST, written as an exclusion or as its field term.
+		{"exclusion vs its field term", config.Watch{ExcludeNamespaces: []string{"a"}}, config.Watch{FieldSelector: "metadata.namespace!=a"}, true},
 		{"other label", config.Watch{LabelSelector: "a=1"}, config.Watch{LabelSelector: "a=2"}, false},
 		{"exclusion vs none", config.Watch{ExcludeNamespaces: []string{"a"}}, config.Watch{}, false},
 		{"namespace vs all", config.Watch{Namespaces: []string{"a"}}, config.Watch{}, false},
