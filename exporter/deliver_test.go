@@ -740,65 +740,57 @@ func TestRecordWrittenAheadOfModificationAfterRestartRestsRedacted(t *testing.T)
 
 // After a restart, a sink that had not got a version yet sends it with
 // the time the sink that had got it did, also when the key is queued more
-// than a few seconds after the restore (here: its resource appears late,
-// as a CRD installed after kubefeed started; equally a long initial list).
-func TestDeliveredTimeSurvivesRestartForLaggingSinkOfLateScope(t *testing.T) {
-	src := newFakeSource(0)
-	u0 := src.apply(cmRes.GVR, cm("a", "x", map[string]any{"v": "1"}), true)
-	u := src.apply(cmRes.GVR, cm("a", "x", map[string]any{"v": "2"}), true)
-	first := time.Date(2026, 12, 1, 2, 3, 4, 5, time.UTC)
-	k := Key{GVR: cmRes.GVR, Namespace: "a", Name: "x"}
-	had := &restoredStore{MemoryStore: NewMemoryStore(), at: time.Now().Add(-time.Hour)}
-	rec := recordOf(u)
-	rec.Scope = cmScope("")
-	rec.Sent = &Sent{ResourceVersion: u.GetResourceVersion(), Time: first}
-	had.Put(k, rec)
-	lagging := &restoredStore{MemoryStore: NewMemoryStore(), at: time.Now().Add(-time.Hour)}
-	old := recordOf(u0)
-	old.Scope = cmScope("")
-	lagging.Put(k, old)
-	resolver := newResolver("configmaps")
-	cfg := newConfig([]config.Watch{{Resource: "configmaps"}}, "rec", "lagging")
-	h := startHarness(t, cfg, harnessOpts{src: src, resolver: resolver, stores: map[string]Store{"rec": had, "lagging": lagging}})
-	time.Sleep(observationsPruneEvery + 2*time.Second)
-	resolver.appear("configmaps")
-	evs := h.sinks["lagging"].waitFor(t, "the modified event on the lagging sink", func(e []*event.Event) bool { return count(e, event.Modified.Type()) == 1 })
-	for _, e := range evs {
-		if e.Type == event.Modified.Type() && !e.Time.Equal(first) {
-			t.Errorf("%s sent at %s by the lagging sink, first observed (and sent by the other) at %s", e.ID, e.Time, first)
-		}
-	}
-}
-
-func TestDeliveredTimeSurvivesRestartForLaggingSinkOfSlowList(t *testing.T) {
-	src := newFakeSource(0)
-	u0 := src.apply(cmRes.GVR, cm("a", "x", map[string]any{"v": "1"}), true)
-	u := src.apply(cmRes.GVR, cm("a", "x", map[string]any{"v": "2"}), true)
-	first := time.Date(2026, 12, 1, 2, 3, 4, 5, time.UTC)
-	k := Key{GVR: cmRes.GVR, Namespace: "a", Name: "x"}
-	had := &restoredStore{MemoryStore: NewMemoryStore(), at: time.Now().Add(-time.Hour)}
-	rec := recordOf(u)
-	rec.Scope = cmScope("")
-	rec.Sent = &Sent{ResourceVersion: u.GetResourceVersion(), Time: first}
-	had.Put(k, rec)
-	lagging := &restoredStore{MemoryStore: NewMemoryStore(), at: time.Now().Add(-time.Hour)}
-	old := recordOf(u0)
-	old.Scope = cmScope("")
-	lagging.Put(k, old)
-	src.mu.Lock()
-	src.listErr[cmRes.GVR] = errors.New("etcdserver: request timed out")
-	src.mu.Unlock()
-	cfg := newConfig([]config.Watch{{Resource: "configmaps"}}, "rec", "lagging")
-	h := startHarness(t, cfg, harnessOpts{src: src, stores: map[string]Store{"rec": had, "lagging": lagging}})
-	time.Sleep(observationsPruneEvery + 2*time.Second)
-	src.mu.Lock()
-	delete(src.listErr, cmRes.GVR)
-	src.mu.Unlock()
-	evs := h.sinks["lagging"].waitFor(t, "the modified event on the lagging sink", func(e []*event.Event) bool { return count(e, event.Modified.Type()) == 1 })
-	for _, e := range evs {
-		if e.Type == event.Modified.Type() && !e.Time.Equal(first) {
-			t.Errorf("%s sent at %s by the lagging sink, first observed (and sent by the other) at %s", e.ID, e.Time, first)
-		}
+// than a few seconds after the restore: its resource appears late (a CRD
+// installed after kubefeed started), or its first lists fail for a while.
+func TestDeliveredTimeSurvivesRestartForLaggingSinkQueuedLate(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		// hold keeps the scope from listing until the returned release.
+		hold func(src *fakeSource, res *fakeResolver) (release func())
+	}{
+		{"late scope", func(_ *fakeSource, res *fakeResolver) func() {
+			res.missing["configmaps"] = true
+			return func() { res.appear("configmaps") }
+		}},
+		{"slow list", func(src *fakeSource, _ *fakeResolver) func() {
+			src.mu.Lock()
+			src.listErr[cmRes.GVR] = errors.New("etcdserver: request timed out")
+			src.mu.Unlock()
+			return func() {
+				src.mu.Lock()
+				delete(src.listErr, cmRes.GVR)
+				src.mu.Unlock()
+			}
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			src := newFakeSource(0)
+			u0 := src.apply(cmRes.GVR, cm("a", "x", map[string]any{"v": "1"}), true)
+			u := src.apply(cmRes.GVR, cm("a", "x", map[string]any{"v": "2"}), true)
+			first := time.Date(2026, 12, 1, 2, 3, 4, 5, time.UTC)
+			k := Key{GVR: cmRes.GVR, Namespace: "a", Name: "x"}
+			had := &restoredStore{MemoryStore: NewMemoryStore(), at: time.Now().Add(-time.Hour)}
+			rec := recordOf(u)
+			rec.Scope = cmScope("")
+			rec.Sent = &Sent{ResourceVersion: u.GetResourceVersion(), Time: first}
+			had.Put(k, rec)
+			lagging := &restoredStore{MemoryStore: NewMemoryStore(), at: time.Now().Add(-time.Hour)}
+			old := recordOf(u0)
+			old.Scope = cmScope("")
+			lagging.Put(k, old)
+			resolver := newResolver()
+			release := tc.hold(src, resolver)
+			cfg := newConfig([]config.Watch{{Resource: "configmaps"}}, "rec", "lagging")
+			h := startHarness(t, cfg, harnessOpts{src: src, resolver: resolver, stores: map[string]Store{"rec": had, "lagging": lagging}})
+			time.Sleep(observationsPruneEvery + 2*time.Second)
+			release()
+			evs := h.sinks["lagging"].waitFor(t, "the modified event on the lagging sink", func(e []*event.Event) bool { return count(e, event.Modified.Type()) == 1 })
+			for _, e := range evs {
+				if e.Type == event.Modified.Type() && !e.Time.Equal(first) {
+					t.Errorf("%s sent at %s by the lagging sink, first observed (and sent by the other) at %s", e.ID, e.Time, first)
+				}
+			}
+		})
 	}
 }
 
