@@ -116,3 +116,28 @@ func assertMode(t *testing.T, path string, perm os.FileMode) {
 		t.Errorf("%s: mode %o, want %o", path, got, perm)
 	}
 }
+
+// openAudit opens the checkpoint file at path and its sink "audit".
+func openAudit(t *testing.T, path string) (*File, *Store) {
+	t.Helper()
+	f, err := OpenFile(path, true, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := f.Store("audit")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return f, s
+}
+
+// assertFileHoldsNoSecret fails for any value in the file at path that
+// holds a value the Secret's rule redacts.
+func assertFileHoldsNoSecret(t *testing.T, path string) {
+	t.Helper()
+	for bucket, kv := range boltValues(t, path) {
+		for k, v := range kv {
+			assertNoSecret(t, bucket+" "+k, plain(t, v))
+		}
+	}
+}

@@ -7,10 +7,12 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
 	"github.com/kubefeed/kubefeed/exporter"
 	"github.com/kubefeed/kubefeed/exporter/config"
@@ -74,15 +76,8 @@ func TestFileKeepsNothingRedacted(t *testing.T) {
 		t.Fatalf("%d values in the file, want the record and the meta", n)
 	}
 
-	f2, err := OpenFile(path, true, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	f2, s2 := openAudit(t, path)
 	defer f2.Close()
-	s2, err := f2.Store("audit")
-	if err != nil {
-		t.Fatal(err)
-	}
 	r, ok := s2.Get(secretKey)
 	assertRedactedState(t, r, ok)
 }
@@ -264,14 +259,7 @@ func TestLegacyRecordIsRewrittenWithoutRawState(t *testing.T) {
 // delivered one.
 func TestDeletionWrittenAheadIsRestoredAsWritten(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "cp.db")
-	f, err := OpenFile(path, true, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := f.Store("audit")
-	if err != nil {
-		t.Fatal(err)
-	}
+	f, s := openAudit(t, path)
 	rec := secretRecord()
 	rec.Deleting = true
 	sentAt := time.Date(2026, 12, 7, 1, 2, 3, 456789012, time.UTC)
@@ -280,20 +268,9 @@ func TestDeletionWrittenAheadIsRestoredAsWritten(t *testing.T) {
 	if err := f.Close(); err != nil {
 		t.Fatal(err)
 	}
-	for bucket, kv := range boltValues(t, path) {
-		for k, v := range kv {
-			assertNoSecret(t, bucket+" "+k, plain(t, v))
-		}
-	}
-	f2, err := OpenFile(path, true, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	assertFileHoldsNoSecret(t, path)
+	f2, s2 := openAudit(t, path)
 	defer f2.Close()
-	s2, err := f2.Store("audit")
-	if err != nil {
-		t.Fatal(err)
-	}
 	r, ok := s2.Get(secretKey)
 	assertRedactedState(t, r, ok)
 	if !r.Deleting || r.Provisional || r.Sent == nil || r.Sent.ResourceVersion != "42" || !r.Sent.Time.Equal(sentAt) || !r.Sent.Recovered {
@@ -303,19 +280,11 @@ func TestDeletionWrittenAheadIsRestoredAsWritten(t *testing.T) {
 
 // A legacy record's state (which may hold what its rule redacts) Put
 // again unchanged, as a record written ahead of a modification carries the
-// delivered state on, is still written without it; a new state is written
-// as its rule redacts it.
+// delivered state on, is still written without it.
 func TestLegacyStatePutAgainUnchangedRestsWithoutIt(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "cp.db")
 	writeLegacy(t, path)
-	f, err := OpenFile(path, true, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := f.Store("audit")
-	if err != nil {
-		t.Fatal(err)
-	}
+	f, s := openAudit(t, path)
 	r, ok := s.Get(secretKey)
 	if !ok || r.Object == nil {
 		t.Fatalf("legacy record not restored: %+v", r)
@@ -325,11 +294,7 @@ func TestLegacyStatePutAgainUnchangedRestsWithoutIt(t *testing.T) {
 	if err := f.Close(); err != nil {
 		t.Fatal(err)
 	}
-	for bucket, kv := range boltValues(t, path) {
-		for k, v := range kv {
-			assertNoSecret(t, bucket+" "+k, plain(t, v))
-		}
-	}
+	assertFileHoldsNoSecret(t, path)
 }
 
 // What a record written ahead of a modification keeps of its patch comes
@@ -358,5 +323,37 @@ func TestSentPatchRoundTrip(t *testing.T) {
 	b, _ = encodeRecord(exporter.Record{UID: "u", ResourceVersion: "1", Sent: &exporter.Sent{ResourceVersion: "2", Patch: []jsonpatch.Op{}}}, false)
 	if r, _, _ = decodeRecord(b); r.Sent == nil || r.Sent.Patch == nil {
 		t.Errorf("an empty patch came back as none: %+v", r.Sent)
+	}
+}
+
+// A record written ahead of the deletion of an object near the API
+// server's 1 MiB limit keeps its whole final state in the file: sent again
+// after a crash, the deletion carries the same object.
+func TestDeletionWrittenAheadNearOneMiBKeepsItsState(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "cp.db")
+	f, s := openAudit(t, path)
+	big := strings.Repeat("x\u00e9\"\\", 900<<10/5)
+	k := exporter.Key{Namespace: "a", Name: "big/~1"}
+	obj := &unstructured.Unstructured{Object: map[string]any{"apiVersion": "v1", "kind": "ConfigMap",
+		"metadata": map[string]any{"name": "big/~1", "namespace": "a", "uid": "u", "resourceVersion": "9007199254740993"},
+		"data":     map[string]any{"v": big, "n": nil}}}
+	sentAt := time.Unix(7, 8)
+	s.Put(k, exporter.Record{UID: "u", ResourceVersion: "9007199254740993", Object: obj, Deleting: true,
+		Sent: &exporter.Sent{ResourceVersion: "9007199254740993", Time: sentAt}})
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	f2, s2 := openAudit(t, path)
+	defer f2.Close()
+	r, ok := s2.Get(k)
+	if !ok || !r.Deleting || r.Sent == nil || !r.Sent.Time.Equal(sentAt) || r.Object == nil {
+		t.Fatalf("restored %v: Deleting=%v Sent=%+v state=%v", ok, r.Deleting, r.Sent, r.Object != nil)
+	}
+	data := r.Object.Object["data"].(map[string]any)
+	if data["v"] != big || data["n"] != nil {
+		t.Errorf("the final state near 1 MiB came back changed (%d of %d bytes)", len(data["v"].(string)), len(big))
+	}
+	if _, has := data["n"]; !has {
+		t.Error("a null value of the final state was dropped")
 	}
 }
