@@ -16,9 +16,6 @@ type observer struct {
 	fixed time.Time
 }
 
-// fixedTime is an observer for which everything was observed at t.
-func fixedTime(t time.Time) observer { return observer{fixed: t} }
-
 // at is when (uid, rv) was first observed; deleted asks for the version's
 // deletion, which is observed apart from the version itself (an inferred
 // deletion names the last delivered version).

@@ -410,3 +410,6 @@ func planPath(ch change, c current, last *Record, tomb *tombstone) string {
 		return "deleted from last state"
 	}
 }
+
+// fixedTime is an observer for which everything was observed at t.
+func fixedTime(t time.Time) observer { return observer{fixed: t} }
