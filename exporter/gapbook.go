@@ -1,12 +1,10 @@
 package exporter
 
 import (
-	"context"
 	"sync"
 	"time"
 
 	"github.com/kubefeed/kubefeed/event"
-	"github.com/kubefeed/kubefeed/sinks"
 )
 
 // gapMemory is how long a sink remembers that it has a gap marker; a
@@ -14,108 +12,109 @@ import (
 // by id), so the memory stays bounded.
 const gapMemory = time.Hour
 
-// gapBook is one sink's gap markers: the ones queued to be sent on their
-// own (eager) and the ones acknowledged.
+// gapBook is one sink's gap markers: the ones to send, the keys whose
+// recovered change waits for a marker's ack, and the markers acknowledged.
+//
+// A marker is an ordinary queue item (gapItem), sent through the same path
+// as a key's events. A recovered change is handed to the sink only after
+// its scope's marker was acknowledged: the worker that finds the marker
+// unsent parks the key here (await) and queues the marker; the marker's
+// ack queues the parked keys again. So no window of sends in flight lets
+// a recovered change overtake its marker, and no worker blocks on it.
 type gapBook struct {
-	mu    sync.Mutex
-	eager map[string]*gap
-	sent  map[string]time.Time
-	// sendMu is held while a marker is sent ahead of the first recovered
-	// change of its scope, so that the others wait for its ack.
-	sendMu sync.Mutex
+	mu      sync.Mutex
+	unsent  map[string]*gap
+	waiting map[string]map[item]struct{}
+	sent    map[string]time.Time
 }
 
 func newGapBook() *gapBook {
-	return &gapBook{eager: map[string]*gap{}, sent: map[string]time.Time{}}
+	return &gapBook{unsent: map[string]*gap{}, waiting: map[string]map[item]struct{}{}, sent: map[string]time.Time{}}
 }
 
-func (b *gapBook) isSent(g *gap) bool {
+// add notes g as one to send (unless it was acknowledged already).
+func (b *gapBook) add(g *gap) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	_, ok := b.sent[g.ev.ID]
-	return ok
+	if _, ok := b.sent[g.ev.ID]; !ok {
+		b.unsent[g.ev.ID] = g
+	}
 }
 
-// markSent records g as acknowledged; it reports whether it was new.
-func (b *gapBook) markSent(g *gap, now time.Time) bool {
+// unsentGap is the marker of id still to send (nil: acknowledged, or
+// unknown).
+func (b *gapBook) unsentGap(id string) *gap {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.unsent[id]
+}
+
+// await reports whether it's recovered change must wait for g's ack; if
+// so, it is parked until then and g is noted as one to send.
+func (b *gapBook) await(g *gap, it item) bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if _, ok := b.sent[g.ev.ID]; ok {
 		return false
 	}
-	for id, at := range b.sent {
-		if now.Sub(at) > gapMemory {
-			delete(b.sent, id)
-		}
+	b.unsent[g.ev.ID] = g
+	w := b.waiting[g.ev.ID]
+	if w == nil {
+		w = map[item]struct{}{}
+		b.waiting[g.ev.ID] = w
 	}
-	b.sent[g.ev.ID] = now
+	w[it] = struct{}{}
 	return true
 }
 
-func (b *gapBook) queueEager(g *gap) {
-	b.mu.Lock()
-	b.eager[g.ev.ID] = g
-	b.mu.Unlock()
-}
-
-func (b *gapBook) takeEager(id string) *gap {
+// markSent records g as acknowledged; it reports whether it was new, and
+// returns the keys that waited for it.
+func (b *gapBook) markSent(g *gap, now time.Time) (bool, []item) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	g := b.eager[id]
-	delete(b.eager, id)
-	return g
+	id := g.ev.ID
+	delete(b.unsent, id)
+	var woken []item
+	for it := range b.waiting[id] {
+		woken = append(woken, it)
+	}
+	delete(b.waiting, id)
+	if _, ok := b.sent[id]; ok {
+		return false, woken
+	}
+	for old, at := range b.sent {
+		if now.Sub(at) > gapMemory {
+			delete(b.sent, old)
+		}
+	}
+	b.sent[id] = now
+	return true, woken
 }
 
 // sendGapNow queues a gap marker to be sent even if nothing changed.
 func (r *sinkRunner) sendGapNow(g *gap) {
-	r.gaps.queueEager(g)
+	r.gaps.add(g)
 	r.queue.Add(gapItem(g))
 }
 
-func (r *sinkRunner) sendEagerGap(ctx context.Context, id string) error {
-	g := r.gaps.takeEager(id)
-	if g == nil || r.gaps.isSent(g) {
-		return nil
+// prepareGap is the delivery of a gap item: its marker, or nothing when it
+// was acknowledged meanwhile.
+func (r *sinkRunner) prepareGap(it item) *delivery {
+	d := &delivery{it: it, gap: r.gaps.unsentGap(it.gap)}
+	if d.gap != nil {
+		d.out.events = []*event.Event{d.gap.ev}
 	}
-	sctx, cancel := context.WithTimeout(ctx, SendTimeout)
-	defer cancel()
-	if err := r.sink.Send(sctx, []*event.Event{g.ev}); err != nil && !sinks.IsPermanent(err) {
-		r.gaps.queueEager(g)
-		return err
-	}
-	r.gapSent(g)
-	return nil
+	return d
 }
 
-// sendGapFirst sends g on its own and waits for its ack, unless it was
-// already acknowledged. Recovered changes of its scope are handed to the
-// sink only after that, so no window of sends in flight lets one overtake
-// the marker, even when a send in the middle of the window fails.
-func (r *sinkRunner) sendGapFirst(ctx context.Context, g *gap) error {
-	if r.gaps.isSent(g) {
-		return nil
-	}
-	r.gaps.sendMu.Lock()
-	defer r.gaps.sendMu.Unlock()
-	if r.gaps.isSent(g) {
-		return nil
-	}
-	sctx, cancel := context.WithTimeout(ctx, SendTimeout)
-	defer cancel()
-	err := r.sink.Send(sctx, []*event.Event{g.ev})
-	if err != nil && !sinks.IsPermanent(err) {
-		return err
-	}
-	if err == nil {
-		r.delivered.Add(1)
-	}
-	r.gapSent(g)
-	return nil
-}
-
-// gapSent counts a marker the sink acknowledged (once per id).
+// gapSent records a marker the sink acknowledged (or refused for good),
+// counts it once per id, and queues the keys that waited for it.
 func (r *sinkRunner) gapSent(g *gap) {
-	if !r.gaps.markSent(g, time.Now()) {
+	isNew, woken := r.gaps.markSent(g, time.Now())
+	for _, it := range woken {
+		r.queue.Add(it)
+	}
+	if !isNew {
 		return
 	}
 	r.gapsSent.Add(1)

@@ -211,8 +211,7 @@ func (r *sinkRunner) processNext(ctx context.Context, sd *sendDeadline) bool {
 		return false
 	}
 	if it.gap != "" {
-		r.inflight.Add(1)
-		r.settle(ctx, it, r.sendEagerGap(ctx, it.gap))
+		r.send(ctx, r.prepareGap(it), sd)
 		return true
 	}
 	d, err := r.prepare(ctx, it)
@@ -263,6 +262,9 @@ func (r *sinkRunner) settle(ctx context.Context, it item, err error) {
 	case err == nil:
 		r.queue.Forget(it)
 	case ctx.Err() != nil:
+	case err == errAwaitGap:
+		// Queued again by its gap marker's ack.
+		r.queue.Forget(it)
 	case err == errNotSynced:
 		r.queue.Forget(it)
 		r.queue.AddAfter(it, notSyncedRetry)
