@@ -12,6 +12,7 @@ import (
 
 	"github.com/kubefeed/kubefeed/event"
 	"github.com/kubefeed/kubefeed/exporter/config"
+	"github.com/kubefeed/kubefeed/exporter/resource"
 )
 
 // answering is an AsyncSink whose acks come from one other goroutine, as
@@ -54,7 +55,7 @@ func (a *answering) Send(ctx context.Context, evs []*event.Event) error {
 
 func (a *answering) Close(context.Context) error { return nil }
 
-var configMapRes = Resource{GVR: schema.GroupVersionResource{Version: "v1", Resource: "configmaps"}, GVK: schema.GroupVersionKind{Version: "v1", Kind: "ConfigMap"}, Namespaced: true}
+var configMapRes = resource.Resource{GVR: schema.GroupVersionResource{Version: "v1", Resource: "configmaps"}, GVK: schema.GroupVersionKind{Version: "v1", Kind: "ConfigMap"}, Namespaced: true}
 
 // configMap returns a ~1 KiB ConfigMap at version rv.
 func configMap(name string, rv int) *unstructured.Unstructured {

@@ -14,6 +14,8 @@ import (
 
 	"github.com/kubefeed/kubefeed/event"
 	"github.com/kubefeed/kubefeed/exporter/config"
+	"github.com/kubefeed/kubefeed/exporter/resource"
+	"github.com/kubefeed/kubefeed/exporter/state"
 	"github.com/kubefeed/kubefeed/jsonpatch"
 	"github.com/kubefeed/kubefeed/sinks"
 )
@@ -63,7 +65,7 @@ func BenchmarkDiffPod(b *testing.B) {
 	}
 }
 
-var benchRes = Resource{GVR: schema.GroupVersionResource{Version: "v1", Resource: "pods"}, GVK: schema.GroupVersionKind{Version: "v1", Kind: "Pod"}, Namespaced: true}
+var benchRes = resource.Resource{GVR: schema.GroupVersionResource{Version: "v1", Resource: "pods"}, GVK: schema.GroupVersionKind{Version: "v1", Kind: "Pod"}, Namespaced: true}
 
 func benchRule(b *testing.B, w config.Watch) *rule {
 	cfg := &config.Config{APIVersion: config.APIVersion, Kind: config.Kind, Watch: []config.Watch{w}, Sinks: []config.Sink{{Name: "s", Stdout: &config.StdoutSink{}}}}
@@ -81,7 +83,7 @@ func BenchmarkFilterCEL(b *testing.B) {
 	ch := change{kind: event.Modified, obj: c, prev: recordOf(a)}
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, err := render(newOrigin("bench"), benchRes, Key{}, ch, metaOf(ch.obj), r, time.Now()); err != nil {
+		if _, err := render(newOrigin("bench"), benchRes, state.Key{}, ch, metaOf(ch.obj), r, time.Now()); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -90,7 +92,7 @@ func BenchmarkFilterCEL(b *testing.B) {
 func BenchmarkEnvelopeEncode(b *testing.B) {
 	r := benchRule(b, config.Watch{Resource: "pods"})
 	a, c := pod("p", 1), pod("p", 2)
-	ev, _ := render(newOrigin("bench"), benchRes, Key{Namespace: "bench", Name: "p"}, change{kind: event.Modified, obj: c, prev: recordOf(a)}, metaOf(c), r, time.Now())
+	ev, _ := render(newOrigin("bench"), benchRes, state.Key{Namespace: "bench", Name: "p"}, change{kind: event.Modified, obj: c, prev: recordOf(a)}, metaOf(c), r, time.Now())
 	b.ReportAllocs()
 	for b.Loop() {
 		if _, err := event.Marshal(ev); err != nil {
@@ -121,7 +123,7 @@ func pipeline(b *testing.B, workers int, sink sinks.Sink) (*Exporter, *scope, *d
 }
 
 // pipelineOf is pipeline with the rule w over res.
-func pipelineOf(b *testing.B, workers int, sink sinks.Sink, res Resource, w config.Watch) (*Exporter, *scope, *discard) {
+func pipelineOf(b *testing.B, workers int, sink sinks.Sink, res resource.Resource, w config.Watch) (*Exporter, *scope, *discard) {
 	cfg := &config.Config{APIVersion: config.APIVersion, Kind: config.Kind, Workers: workers,
 		Watch: []config.Watch{w}, Sinks: []config.Sink{{Name: "d", Stdout: &config.StdoutSink{}}}}
 	cfg.SetDefaults()

@@ -4,6 +4,7 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
 	"github.com/kubefeed/kubefeed/event"
+	"github.com/kubefeed/kubefeed/exporter/state"
 )
 
 // change is one event to emit, before it is put in an envelope.
@@ -12,7 +13,7 @@ type change struct {
 	// obj is the new state, or for deleted the last known state.
 	obj *unstructured.Unstructured
 	// prev is what the sink had (modified only).
-	prev      Record
+	prev      state.Record
 	recovered bool
 	// rule is the index+1 of the rule that delivered the object being
 	// deleted (deleted only; 0: unknown).
@@ -20,7 +21,7 @@ type change struct {
 	// replay, on a modification sent again after a restart, is what it
 	// carried the first time (Record.Sent): its patch is sent again rather
 	// than diffed anew.
-	replay *Sent
+	replay *state.Sent
 }
 
 // tombstone is the final state of a deleted object as the informer saw it.
@@ -32,7 +33,7 @@ type tombstone struct {
 // decide compares what a sink last got with the current state. last is nil
 // when the sink has nothing for the key; cur is nil when the object is gone;
 // tomb is the final state of a deleted object, if known.
-func decide(last *Record, cur *unstructured.Unstructured, tomb *tombstone) []change {
+func decide(last *state.Record, cur *unstructured.Unstructured, tomb *tombstone) []change {
 	switch {
 	case last == nil && cur == nil:
 		return nil
@@ -59,7 +60,7 @@ func decide(last *Record, cur *unstructured.Unstructured, tomb *tombstone) []cha
 	}
 }
 
-func deleted(last Record, tomb *tombstone) change {
+func deleted(last state.Record, tomb *tombstone) change {
 	if tomb != nil && string(tomb.obj.GetUID()) == last.UID {
 		return change{kind: event.Deleted, obj: tomb.obj, recovered: tomb.recovered, rule: last.Rule}
 	}
@@ -84,6 +85,6 @@ func deleted(last Record, tomb *tombstone) change {
 
 // recordFrom is the delivered-state record of obj, whose metadata m the
 // caller read.
-func recordFrom(obj *unstructured.Unstructured, m objMeta) Record {
-	return Record{UID: m.uid, ResourceVersion: m.resourceVersion, Object: obj}
+func recordFrom(obj *unstructured.Unstructured, m objMeta) state.Record {
+	return state.Record{UID: m.uid, ResourceVersion: m.resourceVersion, Object: obj}
 }

@@ -6,6 +6,7 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
 	"github.com/kubefeed/kubefeed/event"
+	"github.com/kubefeed/kubefeed/exporter/state"
 )
 
 func obj(uid, rv string) *unstructured.Unstructured {
@@ -17,14 +18,14 @@ func obj(uid, rv string) *unstructured.Unstructured {
 }
 
 // recordOf is the delivered-state record of obj, as a worker records it.
-func recordOf(obj *unstructured.Unstructured) Record { return recordFrom(obj, metaOf(obj)) }
+func recordOf(obj *unstructured.Unstructured) state.Record { return recordFrom(obj, metaOf(obj)) }
 
 func TestDecide(t *testing.T) {
-	rec := func(uid, rv string) *Record { r := recordOf(obj(uid, rv)); return &r }
+	rec := func(uid, rv string) *state.Record { r := recordOf(obj(uid, rv)); return &r }
 	final := obj("a", "9")
 	for _, tc := range []struct {
 		name string
-		last *Record
+		last *state.Record
 		cur  *unstructured.Unstructured
 		tomb *tombstone
 		want []event.Change

@@ -6,6 +6,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/kubefeed/kubefeed/exporter/state"
 	"go.uber.org/zap"
 )
 
@@ -79,7 +80,7 @@ func (r *sinkRunner) startCommitLoop(ctx context.Context) {
 
 func (r *sinkRunner) commitLoop(ctx context.Context) {
 	c := &r.commits
-	sy := r.store.(Syncer)
+	sy := r.store.(state.Syncer)
 	sd := &sendDeadline{parent: ctx}
 	defer sd.stop()
 	for {

@@ -11,6 +11,7 @@ import (
 
 	"github.com/kubefeed/kubefeed/event"
 	"github.com/kubefeed/kubefeed/exporter/config"
+	"github.com/kubefeed/kubefeed/exporter/state"
 )
 
 // flakySyncStore is a syncStore whose group commit fails every other call
@@ -52,7 +53,7 @@ func TestEverySendIsPrecededByItsDurableRecord(t *testing.T) {
 		}
 		return nil
 	}}
-	h := startHarness(t, newConfig([]config.Watch{{Resource: "configmaps"}}), harnessOpts{src: src, stores: map[string]Store{"rec": st}, sink: sink})
+	h := startHarness(t, newConfig([]config.Watch{{Resource: "configmaps"}}), harnessOpts{src: src, stores: map[string]state.Store{"rec": st}, sink: sink})
 	h.waitReady()
 	step := func(what string, n int, do func()) {
 		do()

@@ -9,6 +9,8 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
 	"github.com/kubefeed/kubefeed/event"
+	"github.com/kubefeed/kubefeed/exporter/resource"
+	"github.com/kubefeed/kubefeed/exporter/state"
 	"github.com/kubefeed/kubefeed/sinks"
 )
 
@@ -32,7 +34,7 @@ type current struct {
 	// rules through which it reaches the sink, config order. It may be a
 	// scope table's own slice (appendRules): read only.
 	rules []*rule
-	res   Resource
+	res   resource.Resource
 	scope string // name of the first scope holding it
 	// unsynced: a scope covering the key has not synced, so obj == nil
 	// proves nothing.
@@ -40,7 +42,7 @@ type current struct {
 }
 
 // lookup finds the current state of k in this sink's scopes.
-func (r *sinkRunner) lookup(k Key) current {
+func (r *sinkRunner) lookup(k state.Key) current {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
 	var c current
@@ -127,7 +129,7 @@ type delivery struct {
 	// same events again rather than others: it would otherwise not know an
 	// object the sink holds (and miss its deletion), infer a deletion it
 	// already sent under another id, or send a change with another time.
-	ahead *Record
+	ahead *state.Record
 }
 
 // prepare plans what to send for k. A recovered change whose gap marker
@@ -137,7 +139,7 @@ type delivery struct {
 func (r *sinkRunner) prepare(ctx context.Context, it item) (*delivery, error) {
 	k := it.key()
 	cur := r.lookup(k)
-	var last *Record
+	var last *state.Record
 	if rec, ok := r.store.Get(k); ok {
 		last = &rec
 	}
@@ -154,7 +156,7 @@ func (r *sinkRunner) prepare(ctx context.Context, it item) (*delivery, error) {
 		}
 	}
 	obs := r.ex.observed.forKey(it)
-	_, writesAhead := r.store.(Syncer)
+	_, writesAhead := r.store.(state.Syncer)
 	out := plan(r.ex.origin, k, last, snap.attempted, cur, tomb, snap.recovered != nil, obs, writesAhead)
 	if out.filterErrors > 0 {
 		r.filterErrors.Add(int64(out.filterErrors))
@@ -187,8 +189,8 @@ func (r *sinkRunner) prepare(ctx context.Context, it item) (*delivery, error) {
 // send is split: acknowledged together and killed before the checkpoint
 // committed, a restart would know only the old incarnation, and never
 // retract the new one the sink holds once it is gone.
-func (r *sinkRunner) replacesIncarnation(last *Record, out outcome) bool {
-	if _, ok := r.store.(Syncer); !ok || out.record == nil || (last != nil && last.UID == out.record.UID) {
+func (r *sinkRunner) replacesIncarnation(last *state.Record, out outcome) bool {
+	if _, ok := r.store.(state.Syncer); !ok || out.record == nil || (last != nil && last.UID == out.record.UID) {
 		return false
 	}
 	for _, c := range out.changes {
@@ -297,7 +299,7 @@ func (r *sinkRunner) complete(ctx context.Context, d *delivery, err error) {
 	if d.again {
 		r.enqueue(d.it, r.againGap(d))
 	}
-	if _, ok := r.store.(Syncer); ok && len(out.events) > 0 && out.changes[0].kind != event.Modified {
+	if _, ok := r.store.(state.Syncer); ok && len(out.events) > 0 && out.changes[0].kind != event.Modified {
 		r.commitThenSettle(ctx, d.it)
 		return
 	}

@@ -23,6 +23,7 @@ import (
 
 	"github.com/kubefeed/kubefeed/event"
 	"github.com/kubefeed/kubefeed/exporter/config"
+	"github.com/kubefeed/kubefeed/exporter/state"
 	"github.com/kubefeed/kubefeed/filters"
 	"github.com/kubefeed/kubefeed/sinks"
 )
@@ -31,16 +32,16 @@ import (
 // acknowledges the first event of type typ after change ran, and returns
 // that event with the checkpoint as it was durable when the sink got it:
 // what a kubefeed killed right after that ack restarts from.
-func crashPoint(t *testing.T, src *fakeSource, k Key, setup, change func(), typ string) (*event.Event, map[Key]Record) {
+func crashPoint(t *testing.T, src *fakeSource, k state.Key, setup, change func(), typ string) (*event.Event, map[state.Key]state.Record) {
 	t.Helper()
 	return crashAtWith(t, newConfig([]config.Watch{{Resource: "configmaps"}}), src, k, setup, change, typ, nil)
 }
 
 // restartFrom runs a new exporter over src whose sink restores durable,
 // and returns the first event of type typ it sends.
-func restartFrom(t *testing.T, src *fakeSource, durable map[Key]Record, typ string) *event.Event {
+func restartFrom(t *testing.T, src *fakeSource, durable map[state.Key]state.Record, typ string) *event.Event {
 	t.Helper()
-	return restartWith(t, newConfig([]config.Watch{{Resource: "configmaps"}}), src, durable, typ, func(r Record) Record { return r })
+	return restartWith(t, newConfig([]config.Watch{{Resource: "configmaps"}}), src, durable, typ, func(r state.Record) state.Record { return r })
 }
 
 func sameEvent(t *testing.T, what string, first, again *event.Event) {
@@ -110,7 +111,7 @@ func TestChangeSentAgainAfterCrashIsTheSameEvent(t *testing.T) {
 			if !tc.setup {
 				// Another object is delivered first, so that a durable
 				// record exists before the change.
-				k = Key{GVR: cmRes.GVR, Namespace: "a", Name: "anchor"}
+				k = state.Key{GVR: cmRes.GVR, Namespace: "a", Name: "anchor"}
 				setup = func() { src.apply(cmRes.GVR, cm("a", "anchor", nil), false) }
 			}
 			first, durable := crashPoint(t, src, k, setup, func() { tc.change(src) }, tc.typ)
@@ -189,15 +190,15 @@ func TestDeliveredTimeSurvivesRestartForLaggingSink(t *testing.T) {
 	src := newFakeSource(0)
 	u := src.apply(cmRes.GVR, cm("a", "x", map[string]any{"v": "1"}), true)
 	first := time.Date(2026, 12, 1, 2, 3, 4, 5, time.UTC)
-	k := Key{GVR: cmRes.GVR, Namespace: "a", Name: "x"}
-	had := &restoredStore{MemoryStore: NewMemoryStore(), at: time.Now().Add(-time.Hour)}
+	k := state.Key{GVR: cmRes.GVR, Namespace: "a", Name: "x"}
+	had := &restoredStore{MemoryStore: state.NewMemoryStore(), at: time.Now().Add(-time.Hour)}
 	rec := recordOf(u)
 	rec.Scope = cmScope("")
-	rec.Sent = &Sent{ResourceVersion: u.GetResourceVersion(), Time: first}
+	rec.Sent = &state.Sent{ResourceVersion: u.GetResourceVersion(), Time: first}
 	had.Put(k, rec)
-	lagging := &restoredStore{MemoryStore: NewMemoryStore(), at: time.Now().Add(-time.Hour)}
+	lagging := &restoredStore{MemoryStore: state.NewMemoryStore(), at: time.Now().Add(-time.Hour)}
 	cfg := newConfig([]config.Watch{{Resource: "configmaps", InitialList: config.InitialListEmit}}, "rec", "lagging")
-	h := startHarness(t, cfg, harnessOpts{src: src, stores: map[string]Store{"rec": had, "lagging": lagging}})
+	h := startHarness(t, cfg, harnessOpts{src: src, stores: map[string]state.Store{"rec": had, "lagging": lagging}})
 	evs := h.sinks["lagging"].waitFor(t, "the added event on the lagging sink", func(e []*event.Event) bool { return count(e, event.Added.Type()) == 1 })
 	for _, e := range evs {
 		if e.Type == event.Added.Type() && !e.Time.Equal(first) {
@@ -210,7 +211,7 @@ func TestDeliveredTimeSurvivesRestartForLaggingSink(t *testing.T) {
 func TestDeliveredRecordKeepsItsEventTime(t *testing.T) {
 	src := newFakeSource(0)
 	st := newSyncStore()
-	h := startHarness(t, newConfig([]config.Watch{{Resource: "configmaps"}}), harnessOpts{src: src, stores: map[string]Store{"rec": st}})
+	h := startHarness(t, newConfig([]config.Watch{{Resource: "configmaps"}}), harnessOpts{src: src, stores: map[string]state.Store{"rec": st}})
 	h.waitReady()
 	src.apply(cmRes.GVR, cm("a", "x", map[string]any{"v": "1"}), false)
 	evs := h.sinks["rec"].waitFor(t, "the added event", func(e []*event.Event) bool { return len(e) == 1 })
@@ -227,9 +228,9 @@ var _ sinks.Sink = (*recorder)(nil)
 // (encodeRecord, decodeRecord): its state as its rule redacts it, read
 // back from JSON and marked AtRest; neither the rule nor its redactor is
 // kept.
-func restoredAsCheckpoint(t *testing.T, r Record) Record {
+func restoredAsCheckpoint(t *testing.T, r state.Record) state.Record {
 	t.Helper()
-	out := Record{UID: r.UID, ResourceVersion: r.ResourceVersion, Scope: r.Scope, Provisional: r.Provisional, Deleting: r.Deleting}
+	out := state.Record{UID: r.UID, ResourceVersion: r.ResourceVersion, Scope: r.Scope, Provisional: r.Provisional, Deleting: r.Deleting}
 	if r.Sent != nil {
 		s := *r.Sent
 		s.Time = time.Unix(0, s.Time.UnixNano()).UTC()
@@ -257,14 +258,14 @@ func restoredAsCheckpoint(t *testing.T, r Record) Record {
 // type typ the sink "rec" acknowledged after change ran, and the records
 // durable when it got it. fail, when set, may fail a send after change
 // ran (retryably, say), before it is looked at.
-func crashAtWith(t *testing.T, cfg *config.Config, src *fakeSource, k Key, setup, change func(), typ string, fail func([]*event.Event) error) (*event.Event, map[Key]Record) {
+func crashAtWith(t *testing.T, cfg *config.Config, src *fakeSource, k state.Key, setup, change func(), typ string, fail func([]*event.Event) error) (*event.Event, map[state.Key]state.Record) {
 	t.Helper()
 	st := newSyncStore()
 	var (
 		mu      sync.Mutex
 		watched bool
 		first   *event.Event
-		durable map[Key]Record
+		durable map[state.Key]state.Record
 	)
 	sink := &recorder{fail: func(_ int, evs []*event.Event) error {
 		mu.Lock()
@@ -278,7 +279,7 @@ func crashAtWith(t *testing.T, cfg *config.Config, src *fakeSource, k Key, setup
 			if watched && first == nil && e.Type == typ {
 				first = e
 				st.mu.Lock()
-				durable = make(map[Key]Record, len(st.durable))
+				durable = make(map[state.Key]state.Record, len(st.durable))
 				for dk, r := range st.durable {
 					durable[dk] = r
 				}
@@ -287,7 +288,7 @@ func crashAtWith(t *testing.T, cfg *config.Config, src *fakeSource, k Key, setup
 		}
 		return nil
 	}}
-	h := startHarness(t, cfg, harnessOpts{src: src, stores: map[string]Store{"rec": st}, sink: sink})
+	h := startHarness(t, cfg, harnessOpts{src: src, stores: map[string]state.Store{"rec": st}, sink: sink})
 	h.waitReady()
 	setup()
 	waitUntil(t, "the delivered state to be durable", func() bool {
@@ -314,21 +315,21 @@ func crashAtWith(t *testing.T, cfg *config.Config, src *fakeSource, k Key, setup
 // restartAtRestWith runs a new exporter whose sink "rec" restores durable
 // as a checkpoint does (restoredAsCheckpoint), and returns the first event
 // of type typ it sends.
-func restartAtRestWith(t *testing.T, cfg *config.Config, src *fakeSource, durable map[Key]Record, typ string) *event.Event {
+func restartAtRestWith(t *testing.T, cfg *config.Config, src *fakeSource, durable map[state.Key]state.Record, typ string) *event.Event {
 	t.Helper()
-	return restartWith(t, cfg, src, durable, typ, func(r Record) Record { return restoredAsCheckpoint(t, r) })
+	return restartWith(t, cfg, src, durable, typ, func(r state.Record) state.Record { return restoredAsCheckpoint(t, r) })
 }
 
 // restartWith runs a new exporter of cfg over src whose sink "rec"
 // restores durable, each record as restore makes it, and returns the first
 // event of type typ it sends.
-func restartWith(t *testing.T, cfg *config.Config, src *fakeSource, durable map[Key]Record, typ string, restore func(Record) Record) *event.Event {
+func restartWith(t *testing.T, cfg *config.Config, src *fakeSource, durable map[state.Key]state.Record, typ string, restore func(state.Record) state.Record) *event.Event {
 	t.Helper()
-	st := &restoredStore{MemoryStore: NewMemoryStore(), at: time.Now().Add(-time.Second)}
+	st := &restoredStore{MemoryStore: state.NewMemoryStore(), at: time.Now().Add(-time.Second)}
 	for k, r := range durable {
 		st.Put(k, restore(r))
 	}
-	h := startHarness(t, cfg, harnessOpts{src: src, stores: map[string]Store{"rec": st}})
+	h := startHarness(t, cfg, harnessOpts{src: src, stores: map[string]state.Store{"rec": st}})
 	evs := h.sinks["rec"].waitFor(t, "a "+typ+" event after the restart", func(e []*event.Event) bool { return count(e, typ) > 0 })
 	for _, e := range evs {
 		if e.Type == typ {
@@ -377,7 +378,7 @@ func secretChangeSentAgainAfterCrashIsTheSameEvent(t *testing.T, redact, typ str
 		cfg.RedactionKeyFile = redactionKeyFile(t)
 	}
 	src := newFakeSource(0)
-	k := Key{GVR: secretRes.GVR, Namespace: "a", Name: "x"}
+	k := state.Key{GVR: secretRes.GVR, Namespace: "a", Name: "x"}
 	first, durable := crashAtWith(t, cfg, src, k, func() { src.apply(secretRes.GVR, secretObj("x", "Zmlyc3Q=", nil), false) },
 		func() { change(src) }, typ, nil)
 	if r := durable[k]; r.Sent == nil || r.Sent.ResourceVersion != first.ResourceVersion {
@@ -395,27 +396,27 @@ func secretChangeSentAgainAfterCrashIsTheSameEvent(t *testing.T, redact, typ str
 // restored from an older format (legacy: its state unredacted) is written
 // without its state until it is Put again.
 type atRestStore struct {
-	*MemoryStore
+	*state.MemoryStore
 	mu     sync.Mutex
-	legacy map[Key]bool
+	legacy map[state.Key]bool
 	// rest is what each key's record holds at rest after the last Sync.
-	rest map[Key][]byte
+	rest map[state.Key][]byte
 }
 
 func newAtRestStore() *atRestStore {
-	return &atRestStore{MemoryStore: NewMemoryStore(), legacy: map[Key]bool{}, rest: map[Key][]byte{}}
+	return &atRestStore{MemoryStore: state.NewMemoryStore(), legacy: map[state.Key]bool{}, rest: map[state.Key][]byte{}}
 }
 
 func (s *atRestStore) Restored() (time.Time, bool) { return time.Now().Add(-time.Hour), true }
 
-func (s *atRestStore) load(k Key, r Record, legacy bool) {
+func (s *atRestStore) load(k state.Key, r state.Record, legacy bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.MemoryStore.Put(k, r)
 	s.legacy[k] = legacy
 }
 
-func (s *atRestStore) Put(k Key, r Record) {
+func (s *atRestStore) Put(k state.Key, r state.Record) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	// As checkpoint.Store.Put: a legacy state Put again unchanged is still
@@ -429,8 +430,8 @@ func (s *atRestStore) Put(k Key, r Record) {
 func (s *atRestStore) Sync(context.Context) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.rest = map[Key][]byte{}
-	s.Range(func(k Key, r Record) bool {
+	s.rest = map[state.Key][]byte{}
+	s.Range(func(k state.Key, r state.Record) bool {
 		var state any
 		if r.Object != nil && !s.legacy[k] {
 			state = r.Redact.Object(r.Object.Object)
@@ -442,10 +443,10 @@ func (s *atRestStore) Sync(context.Context) error {
 	return nil
 }
 
-func (s *atRestStore) holds(v string) []Key {
+func (s *atRestStore) holds(v string) []state.Key {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	var ks []Key
+	var ks []state.Key
 	for k, b := range s.rest {
 		if bytes.Contains(b, []byte(v)) {
 			ks = append(ks, k)
@@ -467,14 +468,14 @@ func TestRecordWrittenAheadOfModificationRestsRedacted(t *testing.T) {
 func recordWrittenAheadOfModificationRestsRedacted(t *testing.T, whileDown bool) {
 	src := newFakeSource(0)
 	u := src.apply(secretRes.GVR, secretObj("x", "Zmlyc3Q=", nil), true)
-	k := Key{GVR: secretRes.GVR, Namespace: "a", Name: "x"}
+	k := state.Key{GVR: secretRes.GVR, Namespace: "a", Name: "x"}
 	st := newAtRestStore()
 	rec := recordOf(u)
 	rec.Scope = scopeID{GVR: secretRes.GVR}.String()
 	rec.AtRest = true // as checkpoint.decodeRecord restores a record of format 1
 	st.load(k, rec, true)
-	st.load(sentinelKey(scopeID{GVR: secretRes.GVR}), Record{Scope: rec.Scope}, false)
-	var atSend []Key
+	st.load(sentinelKey(scopeID{GVR: secretRes.GVR}), state.Record{Scope: rec.Scope}, false)
+	var atSend []state.Key
 	var once sync.Once
 	sink := &recorder{fail: func(_ int, evs []*event.Event) error {
 		for _, e := range evs {
@@ -487,7 +488,7 @@ func recordWrittenAheadOfModificationRestsRedacted(t *testing.T, whileDown bool)
 	if whileDown {
 		src.apply(secretRes.GVR, secretObj("x", "c2Vjb25k", nil), true)
 	}
-	h := startHarness(t, newConfig([]config.Watch{{Resource: "secrets"}}), harnessOpts{src: src, stores: map[string]Store{"rec": st}, sink: sink})
+	h := startHarness(t, newConfig([]config.Watch{{Resource: "secrets"}}), harnessOpts{src: src, stores: map[string]state.Store{"rec": st}, sink: sink})
 	h.waitReady()
 	if !whileDown {
 		src.apply(secretRes.GVR, secretObj("x", "c2Vjb25k", nil), false)
@@ -501,7 +502,7 @@ func recordWrittenAheadOfModificationRestsRedacted(t *testing.T, whileDown bool)
 // aheadOf reports whether r, durable when e was sent, is the record
 // written ahead of e: it names e's version and time (and, for added and
 // deleted, is marked Provisional or Deleting).
-func aheadOf(r Record, ok bool, e *event.Event) bool {
+func aheadOf(r state.Record, ok bool, e *event.Event) bool {
 	if !ok || r.UID != e.UID || r.Sent == nil || r.Sent.ResourceVersion != e.ResourceVersion || !r.Sent.Time.Equal(e.Time) ||
 		r.Sent.Recovered != e.Data.(*event.ChangeData).Recovered {
 		return false
@@ -596,11 +597,11 @@ func TestReplacedIncarnationDeletionSentAgainAfterCrashIsTheSameEvent(t *testing
 	if first.UID != "one" {
 		t.Fatalf("first deletion %s", first.ID)
 	}
-	st := &restoredStore{MemoryStore: NewMemoryStore(), at: time.Now().Add(-time.Second)}
+	st := &restoredStore{MemoryStore: state.NewMemoryStore(), at: time.Now().Add(-time.Second)}
 	for k, r := range durable {
 		st.Put(k, restoredAsCheckpoint(t, r))
 	}
-	h := startHarness(t, cfg, harnessOpts{src: src, stores: map[string]Store{"rec": st}})
+	h := startHarness(t, cfg, harnessOpts{src: src, stores: map[string]state.Store{"rec": st}})
 	evs := h.sinks["rec"].waitFor(t, "the new incarnation", func(e []*event.Event) bool { return count(e, event.Added.Type()) > 0 })
 	var got []string
 	for _, e := range evs {
@@ -643,11 +644,11 @@ func TestObjectBackInScopeAfterCrashIsAddedAgain(t *testing.T) {
 		t.Fatalf("durable record when %s was sent: %+v", first.ID, r)
 	}
 	back := src.apply(cmRes.GVR, labelled("web"), true)
-	st := &restoredStore{MemoryStore: NewMemoryStore(), at: time.Now().Add(-time.Second)}
+	st := &restoredStore{MemoryStore: state.NewMemoryStore(), at: time.Now().Add(-time.Second)}
 	for k, r := range durable {
 		st.Put(k, restoredAsCheckpoint(t, r))
 	}
-	h := startHarness(t, cfg, harnessOpts{src: src, stores: map[string]Store{"rec": st}})
+	h := startHarness(t, cfg, harnessOpts{src: src, stores: map[string]state.Store{"rec": st}})
 	evs := h.sinks["rec"].waitFor(t, "the object again", func(e []*event.Event) bool { return count(e, event.Added.Type()) > 0 })
 	evs = quiesce(t, h, "rec")
 	var got []string
@@ -670,9 +671,9 @@ func TestDeletionFilteredOutWritesNothingAhead(t *testing.T) {
 	src := newFakeSource(0)
 	st := newSyncStore()
 	var mu sync.Mutex
-	var deleting []Record
+	var deleting []state.Record
 	h := startHarness(t, newConfig([]config.Watch{{Resource: "configmaps", Events: []string{config.EventAdded, config.EventModified}}}),
-		harnessOpts{src: src, stores: map[string]Store{"rec": &recordingPuts{syncStore: st, put: func(r Record) {
+		harnessOpts{src: src, stores: map[string]state.Store{"rec": &recordingPuts{syncStore: st, put: func(r state.Record) {
 			if r.Deleting {
 				mu.Lock()
 				deleting = append(deleting, r)
@@ -699,10 +700,10 @@ func TestDeletionFilteredOutWritesNothingAhead(t *testing.T) {
 // recordingPuts is a syncStore that reports every Put.
 type recordingPuts struct {
 	*syncStore
-	put func(Record)
+	put func(state.Record)
 }
 
-func (s *recordingPuts) Put(k Key, r Record) {
+func (s *recordingPuts) Put(k state.Key, r state.Record) {
 	s.put(r)
 	s.syncStore.Put(k, r)
 }
@@ -768,20 +769,20 @@ func TestDeliveredTimeSurvivesRestartForLaggingSinkQueuedLate(t *testing.T) {
 			u0 := src.apply(cmRes.GVR, cm("a", "x", map[string]any{"v": "1"}), true)
 			u := src.apply(cmRes.GVR, cm("a", "x", map[string]any{"v": "2"}), true)
 			first := time.Date(2026, 12, 1, 2, 3, 4, 5, time.UTC)
-			k := Key{GVR: cmRes.GVR, Namespace: "a", Name: "x"}
-			had := &restoredStore{MemoryStore: NewMemoryStore(), at: time.Now().Add(-time.Hour)}
+			k := state.Key{GVR: cmRes.GVR, Namespace: "a", Name: "x"}
+			had := &restoredStore{MemoryStore: state.NewMemoryStore(), at: time.Now().Add(-time.Hour)}
 			rec := recordOf(u)
 			rec.Scope = cmScope("")
-			rec.Sent = &Sent{ResourceVersion: u.GetResourceVersion(), Time: first}
+			rec.Sent = &state.Sent{ResourceVersion: u.GetResourceVersion(), Time: first}
 			had.Put(k, rec)
-			lagging := &restoredStore{MemoryStore: NewMemoryStore(), at: time.Now().Add(-time.Hour)}
+			lagging := &restoredStore{MemoryStore: state.NewMemoryStore(), at: time.Now().Add(-time.Hour)}
 			old := recordOf(u0)
 			old.Scope = cmScope("")
 			lagging.Put(k, old)
 			resolver := newResolver()
 			release := tc.hold(src, resolver)
 			cfg := newConfig([]config.Watch{{Resource: "configmaps"}}, "rec", "lagging")
-			h := startHarness(t, cfg, harnessOpts{src: src, resolver: resolver, stores: map[string]Store{"rec": had, "lagging": lagging}})
+			h := startHarness(t, cfg, harnessOpts{src: src, resolver: resolver, stores: map[string]state.Store{"rec": had, "lagging": lagging}})
 			time.Sleep(observationsPruneEvery + 2*time.Second)
 			release()
 			evs := h.sinks["lagging"].waitFor(t, "the modified event on the lagging sink", func(e []*event.Event) bool { return count(e, event.Modified.Type()) == 1 })
@@ -809,9 +810,9 @@ func TestHashedSecretPatchAfterRestartAppliesToItsObject(t *testing.T) {
 	rec.Scope = scopeID{GVR: secretRes.GVR}.String()
 	rec.Redact = rules[0].redactor(secretRes)
 	src.apply(secretRes.GVR, secretObj("x", "c2Vjb25k", nil), true)
-	st := &restoredStore{MemoryStore: NewMemoryStore(), at: time.Now().Add(-time.Second)}
-	st.Put(Key{GVR: secretRes.GVR, Namespace: "a", Name: "x"}, restoredAsCheckpoint(t, rec))
-	h := startHarness(t, cfg, harnessOpts{src: src, stores: map[string]Store{"rec": st}})
+	st := &restoredStore{MemoryStore: state.NewMemoryStore(), at: time.Now().Add(-time.Second)}
+	st.Put(state.Key{GVR: secretRes.GVR, Namespace: "a", Name: "x"}, restoredAsCheckpoint(t, rec))
+	h := startHarness(t, cfg, harnessOpts{src: src, stores: map[string]state.Store{"rec": st}})
 	evs := h.sinks["rec"].waitFor(t, "modified", func(e []*event.Event) bool { return count(e, event.Modified.Type()) > 0 })
 	for _, e := range evs {
 		if e.Type == event.Modified.Type() {
@@ -867,7 +868,7 @@ func overlappingScopesShowOneTime(t *testing.T, burst bool) {
 		// A sink may merge the whole life of the object into nothing.
 		idle := func() bool {
 			for _, r := range h.ex.runners {
-				if r.pending.len() > 0 || r.queue.Len() > 0 || r.lookup(Key{GVR: cmRes.GVR, Namespace: "a", Name: "x"}).obj != nil {
+				if r.pending.len() > 0 || r.queue.Len() > 0 || r.lookup(state.Key{GVR: cmRes.GVR, Namespace: "a", Name: "x"}).obj != nil {
 					return false
 				}
 			}
@@ -892,15 +893,15 @@ func TestEventTimeIsTheSameOnSinksOfOverlappingScopesUnderBurst(t *testing.T) {
 // syncStore is a MemoryStore with group commit that records what was
 // durable when each send began.
 type syncStore struct {
-	*MemoryStore
+	*state.MemoryStore
 	mu      sync.Mutex
-	durable map[Key]Record
+	durable map[state.Key]state.Record
 }
 
 func (s *syncStore) Sync(context.Context) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.Range(func(k Key, r Record) bool { s.durable[k] = r; return true })
+	s.Range(func(k state.Key, r state.Record) bool { s.durable[k] = r; return true })
 	return nil
 }
 
@@ -908,9 +909,9 @@ func (s *syncStore) Sync(context.Context) error {
 // record before its added event is sent, and a final one after the ack.
 func TestProvisionalRecordBeforeSend(t *testing.T) {
 	src := newFakeSource(0)
-	st := &syncStore{MemoryStore: NewMemoryStore(), durable: map[Key]Record{}}
-	k := Key{GVR: cmRes.GVR, Namespace: "a", Name: "x"}
-	var atSend *Record
+	st := &syncStore{MemoryStore: state.NewMemoryStore(), durable: map[state.Key]state.Record{}}
+	k := state.Key{GVR: cmRes.GVR, Namespace: "a", Name: "x"}
+	var atSend *state.Record
 	var once sync.Once
 	sink := &recorder{fail: func(_ int, evs []*event.Event) error {
 		once.Do(func() {
@@ -922,7 +923,7 @@ func TestProvisionalRecordBeforeSend(t *testing.T) {
 		})
 		return nil
 	}}
-	h := startHarness(t, newConfig([]config.Watch{{Resource: "configmaps"}}), harnessOpts{src: src, stores: map[string]Store{"rec": st}, sink: sink})
+	h := startHarness(t, newConfig([]config.Watch{{Resource: "configmaps"}}), harnessOpts{src: src, stores: map[string]state.Store{"rec": st}, sink: sink})
 	h.waitReady()
 	src.apply(cmRes.GVR, cm("a", "x", nil), false)
 	sink.waitFor(t, "added", func(e []*event.Event) bool { return len(e) == 1 })
@@ -950,11 +951,11 @@ func TestProvisionalRecordBeforeSend(t *testing.T) {
 // and never retract the new incarnation the sink holds once it is gone.
 func TestNewIncarnationIsProvisionedBeforeSend(t *testing.T) {
 	src := newFakeSource(0)
-	st := &syncStore{MemoryStore: NewMemoryStore(), durable: map[Key]Record{}}
-	k := Key{GVR: cmRes.GVR, Namespace: "a", Name: "x"}
+	st := &syncStore{MemoryStore: state.NewMemoryStore(), durable: map[state.Key]state.Record{}}
+	k := state.Key{GVR: cmRes.GVR, Namespace: "a", Name: "x"}
 	type sent struct {
 		types   []string
-		durable *Record
+		durable *state.Record
 	}
 	var mu sync.Mutex
 	var sends []sent
@@ -973,7 +974,7 @@ func TestNewIncarnationIsProvisionedBeforeSend(t *testing.T) {
 		mu.Unlock()
 		return nil
 	}}
-	h := startHarness(t, newConfig([]config.Watch{{Resource: "configmaps"}}), harnessOpts{src: src, stores: map[string]Store{"rec": st}, sink: sink})
+	h := startHarness(t, newConfig([]config.Watch{{Resource: "configmaps"}}), harnessOpts{src: src, stores: map[string]state.Store{"rec": st}, sink: sink})
 	h.waitReady()
 	first := cm("a", "x", nil)
 	first.SetUID("uid-1")
@@ -1040,16 +1041,16 @@ func TestDeletionRenderedByDeliveringRule(t *testing.T) {
 func TestDeletionAfterRestartRenderedByDeliveringRule(t *testing.T) {
 	src := newFakeSource(0)
 	u := src.apply(secretRes.GVR, pwSecret(nil), true)
-	st := &restoredStore{MemoryStore: NewMemoryStore(), at: time.Now().Add(-time.Hour)}
+	st := &restoredStore{MemoryStore: state.NewMemoryStore(), at: time.Now().Add(-time.Hour)}
 	rec := recordOf(u)
 	rec.Object = &unstructured.Unstructured{Object: filters.NewRedactor(filters.SecretPaths, nil).Object(u.Object)}
 	rec.Scope = scopeID{GVR: secretRes.GVR}.String()
-	st.Put(Key{GVR: secretRes.GVR, Namespace: "a", Name: "pw"}, rec)
+	st.Put(state.Key{GVR: secretRes.GVR, Namespace: "a", Name: "pw"}, rec)
 	cfg := newConfig([]config.Watch{
 		{Resource: "secrets", Namespaces: []string{"a"}, LabelSelector: "team=x", Redact: "none"},
 		{Resource: "secrets"},
 	})
-	h := startHarness(t, cfg, harnessOpts{src: src, stores: map[string]Store{"rec": st}})
+	h := startHarness(t, cfg, harnessOpts{src: src, stores: map[string]state.Store{"rec": st}})
 	h.waitReady()
 	deadline := time.Now().Add(10 * time.Second)
 	for h.ex.runners[0].pending.len() > 0 && time.Now().Before(deadline) {
@@ -1073,7 +1074,7 @@ func TestDeletionAfterRestartRenderedByDeliveringRule(t *testing.T) {
 func TestRestoredUnchangedSecretIsStoredRedacted(t *testing.T) {
 	src := newFakeSource(0)
 	st, k := restoredSecret(t, src)
-	h := startHarness(t, newConfig([]config.Watch{{Resource: "secrets"}}), harnessOpts{src: src, stores: map[string]Store{"rec": st}})
+	h := startHarness(t, newConfig([]config.Watch{{Resource: "secrets"}}), harnessOpts{src: src, stores: map[string]state.Store{"rec": st}})
 	h.waitReady()
 	deadline := time.Now().Add(10 * time.Second)
 	for h.ex.runners[0].pending.len() > 0 && time.Now().Before(deadline) {
@@ -1281,10 +1282,10 @@ func TestAppendRulesAsGolden(t *testing.T) {
 type sendLog struct {
 	mu    sync.Mutex
 	calls [][]string
-	dur   []*Record
+	dur   []*state.Record
 }
 
-func (l *sendLog) hook(st *syncStore, k Key, then func(call int, evs []string) error) func(int, []*event.Event) error {
+func (l *sendLog) hook(st *syncStore, k state.Key, then func(call int, evs []string) error) func(int, []*event.Event) error {
 	return func(_ int, evs []*event.Event) error {
 		var s []string
 		for _, e := range evs {
@@ -1298,7 +1299,7 @@ func (l *sendLog) hook(st *syncStore, k Key, then func(call int, evs []string) e
 			}
 			s = append(s, d)
 		}
-		var dur *Record
+		var dur *state.Record
 		if st != nil {
 			st.mu.Lock()
 			if r, ok := st.durable[k]; ok {
@@ -1341,10 +1342,10 @@ func (l *sendLog) find(want ...string) int {
 }
 
 func newSyncStore() *syncStore {
-	return &syncStore{MemoryStore: NewMemoryStore(), durable: map[Key]Record{}}
+	return &syncStore{MemoryStore: state.NewMemoryStore(), durable: map[state.Key]state.Record{}}
 }
 
-var splitKey = Key{GVR: cmRes.GVR, Namespace: "a", Name: "x"}
+var splitKey = state.Key{GVR: cmRes.GVR, Namespace: "a", Name: "x"}
 
 // cmUID is cm a/x with a given uid.
 func cmUID(uid string) *unstructured.Unstructured {
@@ -1354,7 +1355,7 @@ func cmUID(uid string) *unstructured.Unstructured {
 }
 
 // waitRecord waits until the sink's store holds want (uid, final) for k.
-func waitRecord(t *testing.T, st Store, k Key, uid string) {
+func waitRecord(t *testing.T, st state.Store, k state.Key, uid string) {
 	t.Helper()
 	waitUntil(t, "the record of "+uid, func() bool {
 		r, ok := st.Get(k)
@@ -1363,7 +1364,7 @@ func waitRecord(t *testing.T, st Store, k Key, uid string) {
 }
 
 // waitInformer waits until the informers hold uid for k.
-func waitInformer(t *testing.T, h *harness, k Key, uid string) {
+func waitInformer(t *testing.T, h *harness, k state.Key, uid string) {
 	t.Helper()
 	waitUntil(t, "the informer to hold "+uid, func() bool {
 		c := h.ex.runners[0].lookup(k)
@@ -1379,7 +1380,7 @@ func TestReplacedIncarnationCoalescedWithRelistGap(t *testing.T) {
 	st := newSyncStore()
 	var log sendLog
 	sink := &recorder{fail: log.hook(st, splitKey, nil)}
-	h := startHarness(t, newConfig([]config.Watch{{Resource: "configmaps"}}), harnessOpts{src: src, stores: map[string]Store{"rec": st}, sink: sink})
+	h := startHarness(t, newConfig([]config.Watch{{Resource: "configmaps"}}), harnessOpts{src: src, stores: map[string]state.Store{"rec": st}, sink: sink})
 	h.waitReady()
 	src.apply(cmRes.GVR, cmUID("uid-1"), false)
 	waitRecord(t, st, splitKey, "uid-1")
@@ -1429,7 +1430,7 @@ func TestReplacedIncarnationRetractsUnacknowledgedOne(t *testing.T) {
 		})
 		return err
 	})
-	h = startHarness(t, newConfig([]config.Watch{{Resource: "configmaps"}}), harnessOpts{src: src, stores: map[string]Store{"rec": st}, sink: sink})
+	h = startHarness(t, newConfig([]config.Watch{{Resource: "configmaps"}}), harnessOpts{src: src, stores: map[string]state.Store{"rec": st}, sink: sink})
 	h.waitReady()
 	src.apply(cmRes.GVR, cmUID("uid-1"), false)
 	waitRecord(t, st, splitKey, "uid-2")
@@ -1461,7 +1462,7 @@ func TestReplacedIncarnationDeletionStepFails(t *testing.T) {
 		}
 		return nil
 	})
-	h := startHarness(t, newConfig([]config.Watch{{Resource: "configmaps"}}), harnessOpts{src: src, stores: map[string]Store{"rec": st}, sink: sink})
+	h := startHarness(t, newConfig([]config.Watch{{Resource: "configmaps"}}), harnessOpts{src: src, stores: map[string]state.Store{"rec": st}, sink: sink})
 	h.waitReady()
 	src.apply(cmRes.GVR, cmUID("uid-1"), false)
 	waitRecord(t, st, splitKey, "uid-1")
@@ -1500,7 +1501,7 @@ func TestReplacedIncarnationKeyChangesBetweenSteps(t *testing.T) {
 				}
 				return nil
 			})
-			h = startHarness(t, newConfig([]config.Watch{{Resource: "configmaps"}}), harnessOpts{src: src, stores: map[string]Store{"rec": st}, sink: sink})
+			h = startHarness(t, newConfig([]config.Watch{{Resource: "configmaps"}}), harnessOpts{src: src, stores: map[string]state.Store{"rec": st}, sink: sink})
 			h.waitReady()
 			src.apply(cmRes.GVR, cmUID("uid-1"), false)
 			waitRecord(t, st, splitKey, "uid-1")
@@ -1572,7 +1573,7 @@ func TestReplacedIncarnationsInOrderThroughWindow(t *testing.T) {
 	st := newSyncStore()
 	cfg := newConfig([]config.Watch{{Resource: "configmaps", InitialList: config.InitialListEmit}})
 	cfg.Workers = 2
-	h := startHarness(t, cfg, harnessOpts{src: src, sink: sink, stores: map[string]Store{"rec": st}})
+	h := startHarness(t, cfg, harnessOpts{src: src, sink: sink, stores: map[string]state.Store{"rec": st}})
 	h.waitReady()
 	waitWatching(t, src, cmRes.GVR)
 	for i := 0; i < objects; i++ {
@@ -1627,14 +1628,14 @@ func TestReplacedIncarnationsInOrderThroughWindow(t *testing.T) {
 	for _, v := range violations {
 		t.Error(v)
 	}
-	state, bad := replay(acked)
+	got, bad := replay(acked)
 	for _, b := range bad {
 		t.Error(b)
 	}
-	if fmt.Sprint(state) != fmt.Sprint(want) {
-		t.Errorf("replay %v, want %v", state, want)
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("replay %v, want %v", got, want)
 	}
-	st.Range(func(k Key, r Record) bool {
+	st.Range(func(k state.Key, r state.Record) bool {
 		if !isSentinel(k) && (want[k.Name] != r.UID || r.Provisional) {
 			t.Errorf("%s: record %s provisional=%v, want %s", k.Name, r.UID, r.Provisional, want[k.Name])
 		}

@@ -17,6 +17,7 @@ import (
 
 	"github.com/kubefeed/kubefeed/event"
 	"github.com/kubefeed/kubefeed/exporter/config"
+	"github.com/kubefeed/kubefeed/exporter/resource"
 )
 
 // Reasons an Event was sent without enrichment (the label of
@@ -44,7 +45,7 @@ const lastApplied = "kubectl.kubernetes.io/last-applied-configuration"
 // enrichment and counted, never waited for. No request is made per Event.
 type enricher struct {
 	client metadata.Interface
-	kinds  KindResolver
+	kinds  resource.KindResolver
 	scope  EnrichScope
 	log    *zap.Logger
 	retry  time.Duration
@@ -60,7 +61,7 @@ type enricher struct {
 // involvedKind is one kind Events point at: its informers, or why it has
 // none and when to look again.
 type involvedKind struct {
-	res Resource
+	res resource.Resource
 	// informers by namespace; metav1.NamespaceAll for a cluster-scoped kind
 	// or cluster-wide enrichment. nil: unresolved.
 	informers map[string]cache.SharedIndexInformer
@@ -102,7 +103,7 @@ func newEnricher(o Options, e *Exporter, reg prometheus.Registerer) (*enricher, 
 	if o.Metadata == nil {
 		return nil, fmt.Errorf("watch[%d].enrich: involvedObject needs a metadata client, and none was given (exporter.Options.Metadata)", asked[0])
 	}
-	kinds, ok := o.Resolver.(KindResolver)
+	kinds, ok := o.Resolver.(resource.KindResolver)
 	if !ok {
 		return nil, fmt.Errorf("watch[%d].enrich: involvedObject needs a resolver that maps kinds to resources (exporter.KindResolver)", asked[0])
 	}
@@ -250,7 +251,7 @@ func (en *enricher) kind(ref involvedRef) *involvedKind {
 // newInformer builds a metadata-only informer over res in ns
 // (metav1.NamespaceAll: every namespace, or a cluster-scoped kind) that
 // keeps just what enrichment reads.
-func (en *enricher) newInformer(res Resource, ns string) cache.SharedIndexInformer {
+func (en *enricher) newInformer(res resource.Resource, ns string) cache.SharedIndexInformer {
 	inf := metadatainformer.NewFilteredMetadataInformer(en.client, res.GVR, ns, 0, cache.Indexers{}, nil).Informer()
 	_ = inf.SetTransform(shrinkMetadata)
 	log := en.log.With(zap.String("resource", res.GVR.String()), zap.String("namespace", ns))

@@ -7,6 +7,8 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/kubefeed/kubefeed/event"
+	"github.com/kubefeed/kubefeed/exporter/resource"
+	"github.com/kubefeed/kubefeed/exporter/state"
 	"github.com/kubefeed/kubefeed/filters"
 	"github.com/kubefeed/kubefeed/jsonpatch"
 )
@@ -21,7 +23,7 @@ func typesUID(s string) types.UID { return types.UID(s) }
 // deletion shows nothing unless the rule says expiry: emit (events.go);
 // enriching rules add the involved object's metadata (enrich.go).
 // m is c.obj's metadata (metaOf), read once by the caller.
-func render(o origin, res Resource, key Key, c change, m objMeta, r *rule, now time.Time) (*event.Event, error) {
+func render(o origin, res resource.Resource, key state.Key, c change, m objMeta, r *rule, now time.Time) (*event.Event, error) {
 	if c.kind == event.Deleted && r.skipsExpiry(res) {
 		return nil, nil
 	}
@@ -107,7 +109,7 @@ func newOrigin(cluster string) origin { return origin{cluster: cluster, source: 
 // withTypeMeta returns the object's content with apiVersion and kind set.
 // Objects in the cache already carry them (the transform sets them); the
 // copy is shallow and only made when they are missing.
-func withTypeMeta(obj *unstructured.Unstructured, res Resource) map[string]any {
+func withTypeMeta(obj *unstructured.Unstructured, res resource.Resource) map[string]any {
 	m := obj.Object
 	if hasTypeMeta(m, res) {
 		return m
@@ -124,16 +126,16 @@ func withTypeMeta(obj *unstructured.Unstructured, res Resource) map[string]any {
 // hasTypeMeta reports whether m carries res's apiVersion and kind, as
 // strings: a missing, null or non-string one is not "" (a resource with no
 // kind or version still gets them set).
-func hasTypeMeta(m map[string]any, res Resource) bool {
+func hasTypeMeta(m map[string]any, res resource.Resource) bool {
 	av, okAV := m["apiVersion"].(string)
 	k, okK := m["kind"].(string)
-	return okAV && okK && k == res.GVK.Kind && res.isAPIVersion(av)
+	return okAV && okK && k == res.GVK.Kind && res.IsAPIVersion(av)
 }
 
 // apiVersionOf is res's apiVersion, taken from m when it carries it (the
 // transform set it), so that no string is built per event.
-func apiVersionOf(m map[string]any, res Resource) string {
-	if av, _ := m["apiVersion"].(string); res.isAPIVersion(av) {
+func apiVersionOf(m map[string]any, res resource.Resource) string {
+	if av, _ := m["apiVersion"].(string); res.IsAPIVersion(av) {
 		return av
 	}
 	return res.APIVersion()

@@ -13,12 +13,14 @@ import (
 
 	"github.com/kubefeed/kubefeed/event"
 	"github.com/kubefeed/kubefeed/exporter/config"
+	"github.com/kubefeed/kubefeed/exporter/resource"
+	"github.com/kubefeed/kubefeed/exporter/state"
 )
 
 // envelopeResources are a core namespaced, a grouped namespaced and a
 // cluster-scoped resource.
-func envelopeResources() map[string]Resource {
-	return map[string]Resource{
+func envelopeResources() map[string]resource.Resource {
+	return map[string]resource.Resource{
 		"core":    coreResource("configmaps", "ConfigMap"),
 		"grouped": {GVR: schema.GroupVersionResource{Group: "apps.example.com", Version: "v1beta1", Resource: "widgets"}, GVK: schema.GroupVersionKind{Group: "apps.example.com", Version: "v1beta1", Kind: "Widget"}, Namespaced: true},
 		"cluster": {GVR: schema.GroupVersionResource{Version: "v1", Resource: "nodes"}, GVK: schema.GroupVersionKind{Version: "v1", Kind: "Node"}},
@@ -38,7 +40,7 @@ func TestRenderEnvelopeAttributes(t *testing.T) {
 				continue
 			}
 			for _, kind := range []event.Change{event.Added, event.Deleted} {
-				for _, key := range []Key{{Namespace: "ns", Name: "n"}, {Name: "n"}, {Namespace: "a/b", Name: "é~1"}} {
+				for _, key := range []state.Key{{Namespace: "ns", Name: "n"}, {Name: "n"}, {Namespace: "a/b", Name: "é~1"}} {
 					u := &unstructured.Unstructured{Object: obj}
 					ev, err := render(newOrigin("clu"), res, key, change{kind: kind, obj: u}, metaOf(u), r, now)
 					if err != nil || ev == nil {
@@ -79,7 +81,7 @@ func TestRenderSourceOfTwoClusters(t *testing.T) {
 			defer wg.Done()
 			for i := 0; i < 3000; i++ {
 				u := &unstructured.Unstructured{Object: map[string]any{"metadata": map[string]any{"uid": "u", "resourceVersion": fmt.Sprint(i)}}}
-				ev, err := render(newOrigin(cluster), res, Key{Namespace: "ns", Name: "n"}, change{kind: event.Added, obj: u}, metaOf(u), r, time.Now())
+				ev, err := render(newOrigin(cluster), res, state.Key{Namespace: "ns", Name: "n"}, change{kind: event.Added, obj: u}, metaOf(u), r, time.Now())
 				if err != nil {
 					t.Error(err)
 					return
@@ -104,7 +106,7 @@ func TestRestoredSecretPatchHasNoSpuriousRedactedOps(t *testing.T) {
 	st, _ := restoredSecret(t, src)
 	u := pwSecret(map[string]any{"tier": "db"})
 	src.apply(secretRes.GVR, u, true) // changed while kubefeed was down
-	h := startHarness(t, newConfig([]config.Watch{{Resource: "secrets"}}), harnessOpts{src: src, stores: map[string]Store{"rec": st}})
+	h := startHarness(t, newConfig([]config.Watch{{Resource: "secrets"}}), harnessOpts{src: src, stores: map[string]state.Store{"rec": st}})
 	evs := h.sinks["rec"].waitFor(t, "the recovered label change", func(e []*event.Event) bool { return count(e, event.Modified.Type()) == 1 })
 	d := evs[len(evs)-1].Data.(*event.ChangeData)
 	for _, op := range d.Patch {
@@ -123,7 +125,7 @@ func TestRestoredSecretValueChangeStillEmits(t *testing.T) {
 	u := pwSecret(nil)
 	u.Object["data"] = map[string]any{"password": "bmV3LXZhbHVl"}
 	cur := src.apply(secretRes.GVR, u, true) // changed while kubefeed was down
-	h := startHarness(t, newConfig([]config.Watch{{Resource: "secrets"}}), harnessOpts{src: src, stores: map[string]Store{"rec": st}})
+	h := startHarness(t, newConfig([]config.Watch{{Resource: "secrets"}}), harnessOpts{src: src, stores: map[string]state.Store{"rec": st}})
 	evs := h.sinks["rec"].waitFor(t, "the recovered value change", func(e []*event.Event) bool { return count(e, event.Modified.Type()) == 1 })
 	ev := evs[len(evs)-1]
 	d := ev.Data.(*event.ChangeData)
@@ -153,15 +155,15 @@ func setUnlessAbsent(m map[string]any, k string, v any) {
 // null, of another type, empty, or another's. What they give is
 // compared with testdata/typemeta.golden.
 func TestWithTypeMetaAsGolden(t *testing.T) {
-	var resources []Resource
+	var resources []resource.Resource
 	for _, g := range []string{"", "apps", "stable.example.com", "events.k8s.io"} {
 		for _, v := range []string{"", "v1", "v1beta1"} {
 			for _, k := range []string{"", "ConfigMap", "Widget"} {
-				resources = append(resources, Resource{GVK: schema.GroupVersionKind{Group: g, Version: v, Kind: k}})
+				resources = append(resources, resource.Resource{GVK: schema.GroupVersionKind{Group: g, Version: v, Kind: k}})
 			}
 		}
 	}
-	values := func(res Resource) []any {
+	values := func(res resource.Resource) []any {
 		av := res.APIVersion()
 		out := []any{absent{}, nil, 1, int64(2), 3.0, true, "", av, av + "x", "/" + av, av + "/", "v1", "apps/v1", "stable.example.com/v1beta1", map[string]any{}, []any{av}}
 		if len(av) > 0 {

@@ -2,6 +2,7 @@ package exporter
 
 import (
 	"github.com/kubefeed/kubefeed/exporter/config"
+	"github.com/kubefeed/kubefeed/exporter/resource"
 )
 
 // Kubernetes Events (core/v1 events and events.k8s.io/v1 events) are
@@ -22,12 +23,12 @@ import (
 //     read from a metadata-only informer per involved kind (enrich.go).
 
 // isEvents reports whether res is a Kubernetes Events resource.
-func isEvents(res Resource) bool {
+func isEvents(res resource.Resource) bool {
 	return res.GVK.Kind == "Event" && (res.GVK.Group == "" || res.GVK.Group == "events.k8s.io")
 }
 
 // skipsExpiry reports whether the rule shows nothing for the deletion of an
 // object of res: an Event expiring, unless the rule says expiry: emit.
-func (r *rule) skipsExpiry(res Resource) bool {
+func (r *rule) skipsExpiry(res resource.Resource) bool {
 	return isEvents(res) && r.cfg.Expiry != config.ExpiryEmit
 }

@@ -10,6 +10,7 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
 	"github.com/kubefeed/kubefeed/exporter/config"
+	"github.com/kubefeed/kubefeed/exporter/state"
 	"github.com/kubefeed/kubefeed/sinks"
 )
 
@@ -163,7 +164,7 @@ func BenchmarkDeliverEventBumpFiltered(b *testing.B) {
 }
 
 // deliverOnce plans and sends one key as a worker would, outside the queue.
-func deliverOnce(ctx context.Context, r *sinkRunner, k Key) error {
+func deliverOnce(ctx context.Context, r *sinkRunner, k state.Key) error {
 	d, err := r.prepare(ctx, keyItem(k))
 	if err != nil {
 		return err

@@ -12,24 +12,26 @@ import (
 
 	"github.com/kubefeed/kubefeed/event"
 	"github.com/kubefeed/kubefeed/exporter/config"
+	"github.com/kubefeed/kubefeed/exporter/resource"
+	"github.com/kubefeed/kubefeed/exporter/state"
 	"github.com/kubefeed/kubefeed/sinks"
 )
 
 var (
-	eventRes   = Resource{GVR: schema.GroupVersionResource{Version: "v1", Resource: "events"}, GVK: schema.GroupVersionKind{Version: "v1", Kind: "Event"}, Namespaced: true}
-	eventV1Res = Resource{GVR: schema.GroupVersionResource{Group: "events.k8s.io", Version: "v1", Resource: "events"}, GVK: schema.GroupVersionKind{Group: "events.k8s.io", Version: "v1", Kind: "Event"}, Namespaced: true}
-	podRes     = Resource{GVR: schema.GroupVersionResource{Version: "v1", Resource: "pods"}, GVK: schema.GroupVersionKind{Version: "v1", Kind: "Pod"}, Namespaced: true}
-	nodeRes    = Resource{GVR: schema.GroupVersionResource{Version: "v1", Resource: "nodes"}, GVK: schema.GroupVersionKind{Version: "v1", Kind: "Node"}}
+	eventRes   = resource.Resource{GVR: schema.GroupVersionResource{Version: "v1", Resource: "events"}, GVK: schema.GroupVersionKind{Version: "v1", Kind: "Event"}, Namespaced: true}
+	eventV1Res = resource.Resource{GVR: schema.GroupVersionResource{Group: "events.k8s.io", Version: "v1", Resource: "events"}, GVK: schema.GroupVersionKind{Group: "events.k8s.io", Version: "v1", Kind: "Event"}, Namespaced: true}
+	podRes     = resource.Resource{GVR: schema.GroupVersionResource{Version: "v1", Resource: "pods"}, GVK: schema.GroupVersionKind{Version: "v1", Kind: "Pod"}, Namespaced: true}
+	nodeRes    = resource.Resource{GVR: schema.GroupVersionResource{Version: "v1", Resource: "nodes"}, GVK: schema.GroupVersionKind{Version: "v1", Kind: "Node"}}
 )
 
 // ResolveKind knows pods, nodes and the resources of newResolver.
-func (r *fakeResolver) ResolveKind(gk schema.GroupKind) (Resource, error) {
-	for _, res := range []Resource{podRes, nodeRes, cmRes, deployRes} {
+func (r *fakeResolver) ResolveKind(gk schema.GroupKind) (resource.Resource, error) {
+	for _, res := range []resource.Resource{podRes, nodeRes, cmRes, deployRes} {
 		if res.GVK.GroupKind() == gk {
 			return res, nil
 		}
 	}
-	return Resource{}, fmt.Errorf("kind %s not found", gk)
+	return resource.Resource{}, fmt.Errorf("kind %s not found", gk)
 }
 
 func eventsResolver() *fakeResolver {
@@ -121,7 +123,7 @@ func sortedCopy(s []string) []string {
 
 // waitForgotten waits until the sink holds no record for k (a liveness
 // bound, not a timing assertion): the delivery that dropped it is done.
-func waitForgotten(t *testing.T, h *harness, k Key) {
+func waitForgotten(t *testing.T, h *harness, k state.Key) {
 	t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
 	for {
@@ -153,8 +155,8 @@ func TestEventExpiry(t *testing.T) {
 			h.src.remove(eventRes.GVR, "shop", "web-1.a", false)
 			h.src.remove(cmRes.GVR, "shop", "c", false)
 			evs := rec.waitFor(t, "the configmap deleted", func(e []*event.Event) bool { return count(e, event.Deleted.Type()) >= 1 })
-			waitForgotten(t, h, Key{GVR: eventRes.GVR, Namespace: "shop", Name: "web-1.a"})
-			waitForgotten(t, h, Key{GVR: cmRes.GVR, Namespace: "shop", Name: "c"})
+			waitForgotten(t, h, state.Key{GVR: eventRes.GVR, Namespace: "shop", Name: "web-1.a"})
+			waitForgotten(t, h, state.Key{GVR: cmRes.GVR, Namespace: "shop", Name: "c"})
 			evs = rec.got()
 			var deletedEvents int
 			for _, e := range evs {

@@ -17,6 +17,8 @@ import (
 	"k8s.io/client-go/rest"
 
 	"github.com/kubefeed/kubefeed/exporter/config"
+	"github.com/kubefeed/kubefeed/exporter/resource"
+	"github.com/kubefeed/kubefeed/exporter/state"
 	"github.com/kubefeed/kubefeed/sinks"
 )
 
@@ -25,11 +27,11 @@ import (
 type Options struct {
 	Config   *config.Config
 	Client   dynamic.Interface
-	Resolver Resolver
+	Resolver resource.Resolver
 	// Sinks by config name; every sink of the config must be present.
 	Sinks map[string]sinks.Sink
 	// Stores holds the delivered state per sink; missing ones are in memory.
-	Stores map[string]Store
+	Stores map[string]state.Store
 	// Logger; nil means no logging.
 	Logger *zap.Logger
 	// ResolveRetry is how often unresolved resources are looked up again
@@ -62,7 +64,7 @@ type Options struct {
 type Exporter struct {
 	cfg      *config.Config
 	client   dynamic.Interface
-	resolver Resolver
+	resolver resource.Resolver
 	log      *zap.Logger
 	now      func() time.Time
 	retry    time.Duration
@@ -99,7 +101,7 @@ func New(o Options) (*Exporter, error) {
 	e := &Exporter{
 		cfg: o.Config, client: o.Client, resolver: o.Resolver, log: o.Logger, now: o.Now, retry: o.ResolveRetry, startGap: o.StartGap,
 		sends: o.SendContext, clientFor: o.clientFor,
-		byName: map[string]*sinkRunner{}, scopes: map[scopeID]*scope{}, tombstones: &tombstones{m: map[Key]tombstone{}},
+		byName: map[string]*sinkRunner{}, scopes: map[scopeID]*scope{}, tombstones: &tombstones{m: map[state.Key]tombstone{}},
 	}
 	if e.log == nil {
 		e.log = zap.NewNop()
@@ -125,7 +127,7 @@ func New(o Options) (*Exporter, error) {
 		}
 		st := o.Stores[sc.Name]
 		if st == nil {
-			st = NewMemoryStore()
+			st = state.NewMemoryStore()
 		}
 		r := newSinkRunner(e, sc.Name, s, st)
 		e.runners = append(e.runners, r)
@@ -169,17 +171,11 @@ func (e *Exporter) resourceClient(gvr schema.GroupVersionResource, namespace str
 // no objects).
 const sentinelPrefix = "\x00scope\x00"
 
-func sentinelKey(id scopeID) Key {
-	return Key{GVR: id.GVR, Namespace: id.Namespace, Name: sentinelPrefix + id.String()}
+func sentinelKey(id scopeID) state.Key {
+	return state.Key{GVR: id.GVR, Namespace: id.Namespace, Name: sentinelPrefix + id.String()}
 }
 
-func isSentinel(k Key) bool { return strings.HasPrefix(k.Name, sentinelPrefix) }
-
-// Flusher is implemented by stores that write behind (checkpoints): Flush
-// writes now, and returns when ctx ends at the latest.
-type Flusher interface {
-	Flush(ctx context.Context) error
-}
+func isSentinel(k state.Key) bool { return strings.HasPrefix(k.Name, sentinelPrefix) }
 
 // Run watches, delivers and blocks until ctx ends; then it stops the
 // informers, drains the queues (bounded by the config's shutdownTimeout,

@@ -12,6 +12,7 @@ import (
 
 	"github.com/kubefeed/kubefeed/event"
 	"github.com/kubefeed/kubefeed/exporter/config"
+	"github.com/kubefeed/kubefeed/exporter/state"
 )
 
 // gateSink holds every publish until release is closed, then acks at once.
@@ -73,7 +74,7 @@ func TestDrainDeliversChangeNotedDuringOutstandingAck(t *testing.T) {
 	sink := &gateSink{release: make(chan struct{})}
 	h := startHarness(t, newConfig([]config.Watch{{Resource: "configmaps"}}), harnessOpts{sink: sink})
 	h.waitReady()
-	k := Key{GVR: cmRes.GVR, Namespace: "a", Name: "x"}
+	k := state.Key{GVR: cmRes.GVR, Namespace: "a", Name: "x"}
 	h.src.apply(cmRes.GVR, cm("a", "x", map[string]any{"v": "1"}), false)
 	waitUntil(t, "the first version held", func() bool { return sink.heldCount() == 1 })
 	v2 := h.src.apply(cmRes.GVR, cm("a", "x", map[string]any{"v": "2"}), false)

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/kubefeed/kubefeed/event"
+	"github.com/kubefeed/kubefeed/exporter/resource"
 )
 
 // Gap reasons.
@@ -26,7 +27,7 @@ type gap struct {
 // newGap builds the marker of one scope of res. It carries the scope's
 // apiVersion and kind, so subjects and routing group it with the scope's
 // own events.
-func newGap(cluster string, id scopeID, res Resource, from, to time.Time, reason string) *gap {
+func newGap(cluster string, id scopeID, res resource.Resource, from, to time.Time, reason string) *gap {
 	h := sha256.Sum256([]byte(id.String() + "|" + reason + "|" + strconv.FormatInt(from.UnixNano(), 10)))
 	return &gap{ev: &event.Event{
 		SpecVersion:     event.SpecVersion,

@@ -21,6 +21,8 @@ import (
 
 	"github.com/kubefeed/kubefeed/event"
 	"github.com/kubefeed/kubefeed/exporter/config"
+	"github.com/kubefeed/kubefeed/exporter/resource"
+	"github.com/kubefeed/kubefeed/exporter/state"
 	"github.com/kubefeed/kubefeed/sinks"
 )
 
@@ -268,20 +270,20 @@ func (f *fakeSource) expire(gvr schema.GroupVersionResource) {
 type fakeResolver struct {
 	mu      sync.Mutex
 	calls   int
-	known   map[string]Resource
+	known   map[string]resource.Resource
 	missing map[string]bool
 }
 
-func (r *fakeResolver) Resolve(name string) (Resource, error) {
+func (r *fakeResolver) Resolve(name string) (resource.Resource, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.calls++
 	if r.missing[name] {
-		return Resource{}, fmt.Errorf("resource %q not found", name)
+		return resource.Resource{}, fmt.Errorf("resource %q not found", name)
 	}
 	res, ok := r.known[name]
 	if !ok {
-		return Resource{}, fmt.Errorf("resource %q not found", name)
+		return resource.Resource{}, fmt.Errorf("resource %q not found", name)
 	}
 	return res, nil
 }
@@ -312,14 +314,14 @@ func (r *fakeResolver) appear(name string) {
 }
 
 var (
-	cmRes     = Resource{GVR: schema.GroupVersionResource{Version: "v1", Resource: "configmaps"}, GVK: schema.GroupVersionKind{Version: "v1", Kind: "ConfigMap"}, Namespaced: true}
-	secretRes = Resource{GVR: schema.GroupVersionResource{Version: "v1", Resource: "secrets"}, GVK: schema.GroupVersionKind{Version: "v1", Kind: "Secret"}, Namespaced: true}
-	deployRes = Resource{GVR: schema.GroupVersionResource{Group: "apps", Version: "v1", Resource: "deployments"}, GVK: schema.GroupVersionKind{Group: "apps", Version: "v1", Kind: "Deployment"}, Namespaced: true}
-	widgetRes = Resource{GVR: schema.GroupVersionResource{Group: "example.com", Version: "v1", Resource: "widgets"}, GVK: schema.GroupVersionKind{Group: "example.com", Version: "v1", Kind: "Widget"}, Namespaced: true}
+	cmRes     = resource.Resource{GVR: schema.GroupVersionResource{Version: "v1", Resource: "configmaps"}, GVK: schema.GroupVersionKind{Version: "v1", Kind: "ConfigMap"}, Namespaced: true}
+	secretRes = resource.Resource{GVR: schema.GroupVersionResource{Version: "v1", Resource: "secrets"}, GVK: schema.GroupVersionKind{Version: "v1", Kind: "Secret"}, Namespaced: true}
+	deployRes = resource.Resource{GVR: schema.GroupVersionResource{Group: "apps", Version: "v1", Resource: "deployments"}, GVK: schema.GroupVersionKind{Group: "apps", Version: "v1", Kind: "Deployment"}, Namespaced: true}
+	widgetRes = resource.Resource{GVR: schema.GroupVersionResource{Group: "example.com", Version: "v1", Resource: "widgets"}, GVK: schema.GroupVersionKind{Group: "example.com", Version: "v1", Kind: "Widget"}, Namespaced: true}
 )
 
 func newResolver(missing ...string) *fakeResolver {
-	r := &fakeResolver{known: map[string]Resource{"configmaps": cmRes, "secrets": secretRes, "deployments.apps": deployRes, "widgets.example.com": widgetRes}, missing: map[string]bool{}}
+	r := &fakeResolver{known: map[string]resource.Resource{"configmaps": cmRes, "secrets": secretRes, "deployments.apps": deployRes, "widgets.example.com": widgetRes}, missing: map[string]bool{}}
 	for _, m := range missing {
 		r.missing[m] = true
 	}
@@ -424,7 +426,7 @@ type harness struct {
 type harnessOpts struct {
 	pageSize int
 	resolver *fakeResolver
-	stores   map[string]Store
+	stores   map[string]state.Store
 	src      *fakeSource
 	sends    context.Context // SendContext
 	sink     sinks.Sink      // replaces the recorder of the sink "rec"
@@ -518,7 +520,7 @@ func cm(ns, name string, data map[string]any) *unstructured.Unstructured {
 
 // restoredStore is a MemoryStore that says it holds a previous run's state.
 type restoredStore struct {
-	*MemoryStore
+	*state.MemoryStore
 	at time.Time
 }
 

@@ -3,6 +3,7 @@ package exporter
 import (
 	"unique"
 
+	"github.com/kubefeed/kubefeed/exporter/state"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 )
 
@@ -23,18 +24,18 @@ type item struct {
 	gap string
 }
 
-func keyItem(k Key) item {
+func keyItem(k state.Key) item {
 	return item{gvr: unique.Make(k.GVR), namespace: k.Namespace, name: k.Name}
 }
 
 func gapItem(g *gap) item { return item{gap: g.ev.ID} }
 
 // key is the object key of a key item (zero for a gap marker).
-func (it item) key() Key {
+func (it item) key() state.Key {
 	if it.gvr == (unique.Handle[schema.GroupVersionResource]{}) {
-		return Key{}
+		return state.Key{}
 	}
-	return Key{GVR: it.gvr.Value(), Namespace: it.namespace, Name: it.name}
+	return state.Key{GVR: it.gvr.Value(), Namespace: it.namespace, Name: it.name}
 }
 
 func (it item) String() string {

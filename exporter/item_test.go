@@ -13,6 +13,7 @@ import (
 	"k8s.io/client-go/util/workqueue"
 
 	"github.com/kubefeed/kubefeed/event"
+	"github.com/kubefeed/kubefeed/exporter/state"
 )
 
 // Items of one key are equal (the queue de-duplicates them) whatever
@@ -20,7 +21,7 @@ import (
 // concurrently; items of different keys, or a key and a gap marker, are
 // not; and an item gives its key back whole, '/' and '~' included.
 func TestItemIdentity(t *testing.T) {
-	k := Key{GVR: schema.GroupVersionResource{Group: "example.com", Version: "v1", Resource: "widgets"}, Namespace: "a", Name: "x/y~0"}
+	k := state.Key{GVR: schema.GroupVersionResource{Group: "example.com", Version: "v1", Resource: "widgets"}, Namespace: "a", Name: "x/y~0"}
 	k2 := k
 	grp := []byte("example.com")
 	k2.GVR.Group = string(grp) // another copy of the strings
@@ -30,7 +31,7 @@ func TestItemIdentity(t *testing.T) {
 	if got := keyItem(k).key(); got != k {
 		t.Fatalf("key() = %v, want %v", got, k)
 	}
-	for _, other := range []Key{
+	for _, other := range []state.Key{
 		{GVR: schema.GroupVersionResource{Group: "example.com", Version: "v2", Resource: "widgets"}, Namespace: "a", Name: "x/y~0"},
 		{GVR: k.GVR, Namespace: "a/x", Name: "y~0"},
 		{GVR: k.GVR, Name: "x/y~0"},
@@ -40,7 +41,7 @@ func TestItemIdentity(t *testing.T) {
 		}
 	}
 	g := gapItem(&gap{ev: &event.Event{ID: "id-1"}})
-	if g == keyItem(Key{}) || g.key() != (Key{}) {
+	if g == keyItem(state.Key{}) || g.key() != (state.Key{}) {
 		t.Fatalf("a gap item %+v is taken for a key", g)
 	}
 	// First use of a resource from many goroutines at once: one pointer.
@@ -51,7 +52,7 @@ func TestItemIdentity(t *testing.T) {
 	var wg sync.WaitGroup
 	for i := range items {
 		wg.Add(1)
-		go func() { defer wg.Done(); items[i] = keyItem(Key{GVR: fresh, Name: "n"}) }()
+		go func() { defer wg.Done(); items[i] = keyItem(state.Key{GVR: fresh, Name: "n"}) }()
 	}
 	wg.Wait()
 	for _, it := range items[1:] {
@@ -64,24 +65,24 @@ func TestItemIdentity(t *testing.T) {
 // oddKeys are keys that differ only where a '/' or '~' falls, in the
 // group ("apps" vs ""), or in the version (v1 vs v1beta1), with the same
 // names; and a GVR whose fields themselves hold '/'.
-func oddKeys() []Key {
+func oddKeys() []state.Key {
 	core := schema.GroupVersionResource{Version: "v1", Resource: "deployments"}
 	apps := schema.GroupVersionResource{Group: "apps", Version: "v1", Resource: "deployments"}
 	appsBeta := schema.GroupVersionResource{Group: "apps", Version: "v1beta1", Resource: "deployments"}
 	slashA := schema.GroupVersionResource{Group: "a/b", Version: "c", Resource: "d"}
 	slashB := schema.GroupVersionResource{Group: "a", Version: "b/c", Resource: "d"}
-	var ks []Key
+	var ks []state.Key
 	for _, gvr := range []schema.GroupVersionResource{core, apps, appsBeta, slashA, slashB} {
 		ks = append(ks,
-			Key{GVR: gvr, Namespace: "ns", Name: "web"},
-			Key{GVR: gvr, Namespace: "ns/web", Name: ""},
-			Key{GVR: gvr, Namespace: "", Name: "ns/web"},
-			Key{GVR: gvr, Namespace: "a/b", Name: "c"},
-			Key{GVR: gvr, Namespace: "a", Name: "b/c"},
-			Key{GVR: gvr, Namespace: "x", Name: "~1"},
-			Key{GVR: gvr, Namespace: "x", Name: "/"},
-			Key{GVR: gvr, Namespace: "x~0", Name: "y"},
-			Key{GVR: gvr, Namespace: "", Name: ""},
+			state.Key{GVR: gvr, Namespace: "ns", Name: "web"},
+			state.Key{GVR: gvr, Namespace: "ns/web", Name: ""},
+			state.Key{GVR: gvr, Namespace: "", Name: "ns/web"},
+			state.Key{GVR: gvr, Namespace: "a/b", Name: "c"},
+			state.Key{GVR: gvr, Namespace: "a", Name: "b/c"},
+			state.Key{GVR: gvr, Namespace: "x", Name: "~1"},
+			state.Key{GVR: gvr, Namespace: "x", Name: "/"},
+			state.Key{GVR: gvr, Namespace: "x~0", Name: "y"},
+			state.Key{GVR: gvr, Namespace: "", Name: ""},
 		)
 	}
 	return ks
@@ -93,8 +94,8 @@ var freshRuns atomic.Int64
 
 // cloneKey copies every string of k, so that an item made from it shares
 // no memory with one made from k.
-func cloneKey(k Key) Key {
-	return Key{
+func cloneKey(k state.Key) state.Key {
+	return state.Key{
 		GVR:       schema.GroupVersionResource{Group: strings.Clone(k.GVR.Group), Version: strings.Clone(k.GVR.Version), Resource: strings.Clone(k.GVR.Resource)},
 		Namespace: strings.Clone(k.Namespace),
 		Name:      strings.Clone(k.Name),
@@ -128,7 +129,7 @@ func TestItemEqualityMatchesKeyEquality(t *testing.T) {
 				continue
 			}
 			g := gapItem(&gap{ev: &event.Event{ID: id}})
-			if g == ia || g.key() != (Key{}) {
+			if g == ia || g.key() != (state.Key{}) {
 				t.Fatalf("gap item %q taken for the key %#v", id, a)
 			}
 		}
@@ -215,13 +216,13 @@ func TestQueueNeverHandsOutAKeyTwice(t *testing.T) {
 	run := freshRuns.Add(1)
 	for i := 0; i < 8; i++ { // resources no item was made for yet
 		gvr := schema.GroupVersionResource{Group: fmt.Sprintf("fresh-%d-%d.example.com", run, i), Version: "v1", Resource: "things"}
-		ks = append(ks, Key{GVR: gvr, Namespace: "ns", Name: "web"}, Key{GVR: gvr, Name: "ns/web"})
+		ks = append(ks, state.Key{GVR: gvr, Namespace: "ns", Name: "web"}, state.Key{GVR: gvr, Name: "ns/web"})
 	}
 	var (
 		mu        sync.Mutex
-		latest    = map[Key]int{}
-		delivered = map[Key]int{}
-		inflight  = map[Key]bool{}
+		latest    = map[state.Key]int{}
+		delivered = map[state.Key]int{}
+		inflight  = map[state.Key]bool{}
 		gaps      = map[string]int{}
 		failures  []string
 	)
@@ -321,14 +322,14 @@ func TestQueueNeverHandsOutAKeyTwice(t *testing.T) {
 // goroutine made them: the queue compares one word, not three strings.
 func TestItemsOfOneResourceShareOneHandle(t *testing.T) {
 	gvr := schema.GroupVersionResource{Group: fmt.Sprintf("intern-%d.example.com", freshRuns.Add(1)), Version: "v1", Resource: "widgets"}
-	first := keyItem(Key{GVR: gvr, Namespace: "ns", Name: "n"}).gvr
+	first := keyItem(state.Key{GVR: gvr, Namespace: "ns", Name: "n"}).gvr
 	for i := 0; i < 5000; i++ {
 		g := schema.GroupVersionResource{Group: string([]byte(gvr.Group)), Version: "v1", Resource: "widgets"} // another copy of the strings
-		if it := keyItem(Key{GVR: g, Namespace: fmt.Sprintf("ns-%d", i%50), Name: fmt.Sprintf("n-%d", i)}); it.gvr != first {
+		if it := keyItem(state.Key{GVR: g, Namespace: fmt.Sprintf("ns-%d", i%50), Name: fmt.Sprintf("n-%d", i)}); it.gvr != first {
 			t.Fatalf("key %d of one resource has another handle", i)
 		}
 	}
-	other := keyItem(Key{GVR: schema.GroupVersionResource{Group: gvr.Group, Version: "v2", Resource: "widgets"}}).gvr
+	other := keyItem(state.Key{GVR: schema.GroupVersionResource{Group: gvr.Group, Version: "v2", Resource: "widgets"}}).gvr
 	if other == first {
 		t.Fatal("another version of the resource shares its handle")
 	}

@@ -3,6 +3,8 @@ package exporter
 import (
 	"sync"
 	"time"
+
+	"github.com/kubefeed/kubefeed/exporter/state"
 )
 
 // pending is what a sink knows about a key between the moment a change of
@@ -21,7 +23,7 @@ type pending struct {
 	// attempted is the last state whose send failed retryably: the sink
 	// may hold it anyway (a lost ack), so a later deletion, or a change of
 	// uid, must also retract it.
-	attempted *Record
+	attempted *state.Record
 	// gen counts handler updates, so that a worker finishing the key keeps
 	// what was noted while it worked.
 	gen uint64
@@ -66,7 +68,7 @@ func (p *pendingSet) snapshot(k item) pending {
 }
 
 // failed keeps k's record for the retry, remembering the attempted state.
-func (p *pendingSet) failed(k item, attempted *Record) {
+func (p *pendingSet) failed(k item, attempted *state.Record) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	e := p.m[k]

@@ -14,6 +14,7 @@ import (
 
 	"github.com/kubefeed/kubefeed/event"
 	"github.com/kubefeed/kubefeed/exporter/config"
+	"github.com/kubefeed/kubefeed/exporter/state"
 )
 
 // TestPendingSetAsGolden: random notes, snapshots, failures (with and
@@ -27,7 +28,7 @@ import (
 // with testdata/pending.golden, which holds what a set keyed by Key
 // gives: records by item must behave exactly as records by Key.
 func TestPendingSetAsGolden(t *testing.T) {
-	var keys []Key
+	var keys []state.Key
 	for _, gvr := range []schema.GroupVersionResource{
 		{Version: "v1", Resource: "configmaps"},
 		{Version: "v2", Resource: "configmaps"},
@@ -37,12 +38,12 @@ func TestPendingSetAsGolden(t *testing.T) {
 		{},
 	} {
 		for _, nn := range [][2]string{{"", "x"}, {"a", "x"}, {"a", "a/x"}, {"a/a", "x"}, {"~", "~0"}, {"a", ""}, {"", "a/x"}} {
-			keys = append(keys, Key{GVR: gvr, Namespace: nn[0], Name: nn[1]})
+			keys = append(keys, state.Key{GVR: gvr, Namespace: nn[0], Name: nn[1]})
 		}
 	}
 	q := workqueue.NewTyped[item]()
 	defer q.ShutDown()
-	itemOf := func(rng *rand.Rand, k Key) item {
+	itemOf := func(rng *rand.Rand, k state.Key) item {
 		switch rng.IntN(3) {
 		case 0:
 			return keyItem(k)
@@ -56,14 +57,14 @@ func TestPendingSetAsGolden(t *testing.T) {
 		}
 	}
 	gaps := []*gap{nil, {ev: &event.Event{ID: "g1"}}, {ev: &event.Event{ID: "g2"}}}
-	recs := []*Record{nil, {UID: "u1"}, {UID: "u2"}}
+	recs := []*state.Record{nil, {UID: "u1"}, {UID: "u2"}}
 	gapName := func(g *gap) string {
 		if g == nil {
 			return "nil"
 		}
 		return g.ev.ID
 	}
-	recName := func(r *Record) string {
+	recName := func(r *state.Record) string {
 		if r == nil {
 			return "nil"
 		}
@@ -78,7 +79,7 @@ func TestPendingSetAsGolden(t *testing.T) {
 	pend := func(p pending) string {
 		return fmt.Sprintf("{gen=%d recovered=%s attempted=%s noticed=%s}", p.gen, gapName(p.recovered), recName(p.attempted), noticed(p.noticed))
 	}
-	keyIndex := map[Key]int{}
+	keyIndex := map[state.Key]int{}
 	legend := []string{"pendingSet operations (TestPendingSetAsGolden; go test -run TestPendingSetAsGolden -update rewrites it).", "Keys:"}
 	for i, k := range keys {
 		keyIndex[k] = i
@@ -88,7 +89,7 @@ func TestPendingSetAsGolden(t *testing.T) {
 	g.startSection("operations")
 	rng := rand.New(rand.NewPCG(8, 3))
 	p := newPendingSet()
-	snaps := map[Key]pending{} // the last snapshot of each key, as a worker holds it
+	snaps := map[state.Key]pending{} // the last snapshot of each key, as a worker holds it
 	now := time.Unix(1, 0)
 	for op := 0; op < 50000; op++ {
 		k := keys[rng.IntN(len(keys))]
@@ -124,7 +125,7 @@ func TestPendingSetAsGolden(t *testing.T) {
 // A worker that finishes a key keeps what a handler noted meanwhile.
 func TestPendingKeepsWhatWasNotedDuringSend(t *testing.T) {
 	p := newPendingSet()
-	k := keyItem(Key{Name: "x"})
+	k := keyItem(state.Key{Name: "x"})
 	g1 := &gap{ev: &event.Event{ID: "g1"}}
 	p.note(k, g1, time.Now())
 	snap := p.snapshot(k)
@@ -141,7 +142,7 @@ func TestPendingKeepsWhatWasNotedDuringSend(t *testing.T) {
 	}
 	// A failure keeps the record with the attempted state.
 	p.note(k, nil, time.Now())
-	p.failed(k, &Record{UID: "b"})
+	p.failed(k, &state.Record{UID: "b"})
 	if got := p.snapshot(k); got.attempted == nil || got.attempted.UID != "b" {
 		t.Fatalf("attempted = %+v", got.attempted)
 	}

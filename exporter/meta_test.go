@@ -3,6 +3,7 @@ package exporter
 import (
 	"testing"
 
+	"github.com/kubefeed/kubefeed/exporter/resource"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 )
@@ -28,10 +29,10 @@ func TestMetaOfIsGetters(t *testing.T) {
 
 func TestIsAPIVersionIsAPIVersion(t *testing.T) {
 	for _, gv := range []schema.GroupVersion{{Version: "v1"}, {Group: "apps", Version: "v1"}, {Group: "example.com", Version: "v1beta1"}} {
-		res := Resource{GVK: gv.WithKind("K")}
+		res := resource.Resource{GVK: gv.WithKind("K")}
 		for _, s := range []string{"", "v1", "apps/v1", "apps/v2", "appsXv1", "example.com/v1beta1", "example.com/v1", "/v1", "apps/", "v1beta1"} {
-			if got, want := res.isAPIVersion(s), s == res.APIVersion(); got != want {
-				t.Errorf("%v: isAPIVersion(%q) = %v, want %v", gv, s, got, want)
+			if got, want := res.IsAPIVersion(s), s == res.APIVersion(); got != want {
+				t.Errorf("%v: IsAPIVersion(%q) = %v, want %v", gv, s, got, want)
 			}
 		}
 		m := map[string]any{"apiVersion": res.APIVersion(), "kind": "K"}

@@ -3,6 +3,7 @@ package exporter
 import (
 	"time"
 
+	"github.com/kubefeed/kubefeed/exporter/resource"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -123,7 +124,7 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 }
 
 // resourceLabel names a resource as users write it (deployments.apps).
-func resourceLabel(res Resource) string {
+func resourceLabel(res resource.Resource) string {
 	if res.GVR.Group == "" {
 		return res.GVR.Resource
 	}

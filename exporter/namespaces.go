@@ -5,6 +5,7 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/kubefeed/kubefeed/exporter/resource"
 	"go.uber.org/zap"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -40,7 +41,7 @@ type namespaceWatch struct {
 // nsRule is a rule whose namespaces come from a selector.
 type nsRule struct {
 	rule    *rule
-	res     Resource
+	res     resource.Resource
 	current map[string][]scopeID // namespace -> the rule's scopes there
 }
 
@@ -49,7 +50,7 @@ func newNamespaceWatches(ex *Exporter) *namespaceWatches {
 }
 
 // add registers a rule; its scopes appear at the next reconcile.
-func (n *namespaceWatches) add(r *rule, res Resource) error {
+func (n *namespaceWatches) add(r *rule, res resource.Resource) error {
 	sel, err := parseSelector(r.cfg.NamespaceSelector)
 	if err != nil {
 		return err

@@ -19,6 +19,7 @@ import (
 
 	"github.com/kubefeed/kubefeed/event"
 	"github.com/kubefeed/kubefeed/exporter/config"
+	"github.com/kubefeed/kubefeed/exporter/state"
 	"github.com/kubefeed/kubefeed/sinks"
 )
 
@@ -111,9 +112,9 @@ func (s *nsServer) set(name string, lbls map[string]string, deleted bool) {
 
 // storeKeys are the configmap keys a store holds per namespace
 // (sentinels left out).
-func storeKeys(st Store) map[string][]string {
+func storeKeys(st state.Store) map[string][]string {
 	out := map[string][]string{}
-	st.Range(func(k Key, _ Record) bool {
+	st.Range(func(k state.Key, _ state.Record) bool {
 		if !isSentinel(k) {
 			out[k.Namespace] = append(out[k.Namespace], k.Name)
 		}
@@ -146,10 +147,10 @@ func TestNamespaceSelector(t *testing.T) {
 		src.apply(cmRes.GVR, cm(o.ns, o.name, nil), true)
 	}
 	cfg := newConfig([]config.Watch{{Resource: "configmaps", NamespaceSelector: "team=shop"}})
-	st := NewMemoryStore()
+	st := state.NewMemoryStore()
 	h := &harness{t: t, src: src, sinks: map[string]*recorder{"rec": {}}, done: make(chan struct{})}
 	h.run(t, Options{Config: cfg, Client: nss, Resolver: newResolver(), Sinks: map[string]sinks.Sink{"rec": h.sinks["rec"]},
-		Stores: map[string]Store{"rec": st}, Logger: zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel)),
+		Stores: map[string]state.Store{"rec": st}, Logger: zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel)),
 		ResolveRetry: 20 * time.Millisecond, clientFor: src.client})
 	h.waitReady()
 	rec := h.sinks["rec"]

@@ -6,12 +6,14 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/kubefeed/kubefeed/exporter/state"
 )
 
 func TestObservationsFirstObservationStands(t *testing.T) {
 	now := time.Unix(1000, 0)
 	o := newObservations(func() time.Time { return now })
-	it := keyItem(Key{GVR: cmRes.GVR, Namespace: "a", Name: "x/~y"})
+	it := keyItem(state.Key{GVR: cmRes.GVR, Namespace: "a", Name: "x/~y"})
 	t0 := time.Unix(100, 0)
 	if got := o.observe(it, "u", "5", false, t0); !got.Equal(t0) {
 		t.Fatalf("first observation: %s, want %s", got, t0)
@@ -51,7 +53,7 @@ func TestObservationsFirstObservationStands(t *testing.T) {
 		t.Errorf("observer again: %s, want %s", got, now)
 	}
 	// Keys apart, even when their names differ only where '/' falls.
-	other := keyItem(Key{GVR: cmRes.GVR, Namespace: "a/x", Name: "~y"})
+	other := keyItem(state.Key{GVR: cmRes.GVR, Namespace: "a/x", Name: "~y"})
 	if got := o.observe(other, "u", "5", false, now); !got.Equal(now) {
 		t.Errorf("another key shares an observation: %s", got)
 	}
@@ -60,7 +62,7 @@ func TestObservationsFirstObservationStands(t *testing.T) {
 func TestObservationsKeepTheLatestVersionsOfAKey(t *testing.T) {
 	now := time.Unix(1000, 0)
 	o := newObservations(func() time.Time { return now })
-	it := keyItem(Key{GVR: cmRes.GVR, Namespace: "a", Name: "x"})
+	it := keyItem(state.Key{GVR: cmRes.GVR, Namespace: "a", Name: "x"})
 	for i := 0; i < 3*observationsPerKey; i++ {
 		o.observe(it, "u", time.Unix(int64(i), 0).Format("150405"), false, time.Unix(int64(i), 0))
 	}
@@ -77,9 +79,9 @@ func TestObservationsKeepTheLatestVersionsOfAKey(t *testing.T) {
 func TestObservationsPruneOnlyWhatNoSinkNeeds(t *testing.T) {
 	now := time.Unix(1000, 0)
 	o := newObservations(func() time.Time { return now })
-	pendingKey := keyItem(Key{GVR: cmRes.GVR, Namespace: "a", Name: "pending"})
-	doneKey := keyItem(Key{GVR: cmRes.GVR, Namespace: "a", Name: "done"})
-	youngKey := keyItem(Key{GVR: cmRes.GVR, Namespace: "a", Name: "young"})
+	pendingKey := keyItem(state.Key{GVR: cmRes.GVR, Namespace: "a", Name: "pending"})
+	doneKey := keyItem(state.Key{GVR: cmRes.GVR, Namespace: "a", Name: "done"})
+	youngKey := keyItem(state.Key{GVR: cmRes.GVR, Namespace: "a", Name: "young"})
 	o.observe(pendingKey, "u1", "1", false, now)
 	o.observe(doneKey, "u2", "1", false, now)
 	now = now.Add(time.Minute)
@@ -113,7 +115,7 @@ func observationsConcurrently(t *testing.T, agree bool) {
 	o := newObservations(func() time.Time { return time.Unix(0, clock.Add(int64(time.Millisecond))) })
 	keys := make([]item, 16)
 	for i := range keys {
-		keys[i] = keyItem(Key{GVR: cmRes.GVR, Namespace: "a", Name: "k" + strconv.Itoa(i)})
+		keys[i] = keyItem(state.Key{GVR: cmRes.GVR, Namespace: "a", Name: "k" + strconv.Itoa(i)})
 	}
 	pending := func(it item) bool { return it.name < "k8" } // k0..k7 and k1x
 	var mu sync.Mutex
@@ -176,7 +178,7 @@ func TestObservationsTimeHandedToASinkStands(t *testing.T) {
 	t0 := time.Unix(100, 0)
 	t1 := t0.Add(36 * time.Nanosecond)
 	o := newObservations(func() time.Time { return t1 })
-	it := keyItem(Key{GVR: cmRes.GVR, Namespace: "a", Name: "x"})
+	it := keyItem(state.Key{GVR: cmRes.GVR, Namespace: "a", Name: "x"})
 	// Sink one's worker renders the version, then its handler notes it,
 	// then sink two renders it.
 	sent := o.forKey(it).at("u", "5", false)
@@ -198,8 +200,8 @@ func TestObservationsConcurrentObserversAgree(t *testing.T) {
 func TestObservationsRestoredTimeWaitsForItsKey(t *testing.T) {
 	now := time.Unix(1000, 0)
 	o := newObservations(func() time.Time { return now })
-	late := keyItem(Key{GVR: cmRes.GVR, Namespace: "a", Name: "late"})
-	seen := keyItem(Key{GVR: cmRes.GVR, Namespace: "a", Name: "seen"})
+	late := keyItem(state.Key{GVR: cmRes.GVR, Namespace: "a", Name: "late"})
+	seen := keyItem(state.Key{GVR: cmRes.GVR, Namespace: "a", Name: "seen"})
 	o.restored(late, "u1", "1", false, time.Unix(1, 0))
 	o.restored(seen, "u2", "1", true, time.Unix(2, 0))
 	now = now.Add(time.Minute)

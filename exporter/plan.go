@@ -6,6 +6,7 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
 	"github.com/kubefeed/kubefeed/event"
+	"github.com/kubefeed/kubefeed/exporter/state"
 	"github.com/kubefeed/kubefeed/filters"
 	"github.com/kubefeed/kubefeed/jsonpatch"
 )
@@ -17,7 +18,7 @@ type outcome struct {
 	changes []change
 	// record is the new delivered state; nil with forget set: the key is
 	// gone for this sink.
-	record *Record
+	record *state.Record
 	forget bool
 	// filterErrors counts rules whose filter failed at run time.
 	filterErrors int
@@ -50,7 +51,7 @@ type shownChange struct {
 //
 // With ahead set (a checkpointed sink) the outcome also says which change
 // each event shows (shown), for the record written ahead of the send.
-func plan(o origin, k Key, last *Record, attempted *Record, cur current, tomb *tombstone, recovered bool, obs observer, ahead bool) outcome {
+func plan(o origin, k state.Key, last *state.Record, attempted *state.Record, cur current, tomb *tombstone, recovered bool, obs observer, ahead bool) outcome {
 	var out outcome
 	changes := decide(last, cur.obj, tomb)
 	if attempted != nil && attempted.UID != "" && (last == nil || attempted.UID != last.UID) && (cur.obj == nil || string(cur.obj.GetUID()) != attempted.UID) {
@@ -85,7 +86,7 @@ func plan(o origin, k Key, last *Record, attempted *Record, cur current, tomb *t
 		}
 		del := c.kind == event.Deleted
 		var at time.Time
-		if s, ok := last.sent(m.uid, m.resourceVersion, del); ok {
+		if s, ok := last.SentAs(m.uid, m.resourceVersion, del); ok {
 			at, c.recovered = s.Time, s.Recovered
 			if c.kind == event.Modified && s.Patch != nil {
 				c.replay = s
@@ -142,7 +143,7 @@ func plan(o origin, k Key, last *Record, attempted *Record, cur current, tomb *t
 			// A checkpoint keeps when the delivered version was observed:
 			// after a restart, a sink that had not got it yet sends it
 			// with the time the others did.
-			rec.Sent = &Sent{ResourceVersion: s.rv, Time: s.time, Recovered: s.recoveredInEvent}
+			rec.Sent = &state.Sent{ResourceVersion: s.rv, Time: s.time, Recovered: s.recoveredInEvent}
 		}
 	}
 	out.record = &rec
@@ -179,9 +180,9 @@ func deletionRules(rules []*rule, delivered int, final *unstructured.Unstructure
 // state marked Deleting; for an object new to the sink (or offered again),
 // its state marked Provisional; for a modification, the delivered state
 // with the change it is about to receive. Each says what was sent (Sent).
-func ahead(last *Record, out outcome) *Record {
-	sentOf := func(s *shownChange) *Sent {
-		return &Sent{ResourceVersion: s.rv, Time: s.time, Recovered: s.recoveredInEvent}
+func ahead(last *state.Record, out outcome) *state.Record {
+	sentOf := func(s *shownChange) *state.Sent {
+		return &state.Sent{ResourceVersion: s.rv, Time: s.time, Recovered: s.recoveredInEvent}
 	}
 	var add, mod *shownChange
 	for i := range out.shown {
@@ -191,7 +192,7 @@ func ahead(last *Record, out outcome) *Record {
 			if last == nil || s.uid != last.UID {
 				continue // a retraction of an unacknowledged incarnation
 			}
-			return &Record{UID: s.uid, ResourceVersion: s.rv, Object: s.c.obj, Scope: last.Scope, Rule: s.rule.index + 1,
+			return &state.Record{UID: s.uid, ResourceVersion: s.rv, Object: s.c.obj, Scope: last.Scope, Rule: s.rule.index + 1,
 				Redact: s.redact, AtRest: last.AtRest && s.c.obj == last.Object, Deleting: true, Sent: sentOf(s)}
 		case event.Added:
 			add = s

@@ -14,6 +14,8 @@ import (
 
 	"github.com/kubefeed/kubefeed/event"
 	"github.com/kubefeed/kubefeed/exporter/config"
+	"github.com/kubefeed/kubefeed/exporter/resource"
+	"github.com/kubefeed/kubefeed/exporter/state"
 	"github.com/kubefeed/kubefeed/filters"
 )
 
@@ -28,8 +30,8 @@ func planRules(t *testing.T, watch ...config.Watch) []*rule {
 
 func TestPlan(t *testing.T) {
 	rules := planRules(t, config.Watch{Resource: "configmaps"})
-	k := Key{GVR: cmRes.GVR, Namespace: "a", Name: "x"}
-	rec := func(uid, rv string) *Record { r := recordOf(obj(uid, rv)); r.Rule = 1; return &r }
+	k := state.Key{GVR: cmRes.GVR, Namespace: "a", Name: "x"}
+	rec := func(uid, rv string) *state.Record { r := recordOf(obj(uid, rv)); r.Rule = 1; return &r }
 	withData := func(uid, rv, v string) *unstructured.Unstructured {
 		u := obj(uid, rv)
 		u.Object["data"] = map[string]any{"k": v}
@@ -37,8 +39,8 @@ func TestPlan(t *testing.T) {
 	}
 	for _, tc := range []struct {
 		name      string
-		last      *Record
-		attempted *Record
+		last      *state.Record
+		attempted *state.Record
 		cur       *unstructured.Unstructured
 		tomb      *tombstone
 		recovered bool
@@ -48,8 +50,8 @@ func TestPlan(t *testing.T) {
 	}{
 		{name: "added", cur: obj("a", "1"), want: []string{"added"}, wantUIDs: []string{"a"}},
 		{name: "resync", last: rec("a", "1"), cur: obj("a", "1")},
-		{name: "modified", last: &Record{UID: "a", ResourceVersion: "1", Object: withData("a", "1", "x"), Rule: 1}, cur: withData("a", "2", "y"), want: []string{"modified"}, wantUIDs: []string{"a"}},
-		{name: "modified, nothing visible (generation only)", last: &Record{UID: "a", ResourceVersion: "1", Object: obj("a", "1"), Rule: 1}, cur: obj("a", "2")},
+		{name: "modified", last: &state.Record{UID: "a", ResourceVersion: "1", Object: withData("a", "1", "x"), Rule: 1}, cur: withData("a", "2", "y"), want: []string{"modified"}, wantUIDs: []string{"a"}},
+		{name: "modified, nothing visible (generation only)", last: &state.Record{UID: "a", ResourceVersion: "1", Object: obj("a", "1"), Rule: 1}, cur: obj("a", "2")},
 		{name: "deleted", last: rec("a", "1"), want: []string{"deleted"}, wantUIDs: []string{"a"}, forget: true},
 		{name: "uid change", last: rec("a", "1"), cur: obj("b", "3"), want: []string{"deleted", "added"}, wantUIDs: []string{"a", "b"}},
 		// A lost ack across a uid change: b was sent but not acknowledged,
@@ -90,7 +92,7 @@ func TestPlanRecordCarriesRedaction(t *testing.T) {
 	rules := planRules(t, config.Watch{Resource: "secrets"})
 	s := obj("a", "1")
 	s.Object["data"] = map[string]any{"pw": "c2VjcmV0"}
-	out := plan(newOrigin("c"), Key{GVR: secretRes.GVR, Namespace: "a", Name: "x"}, nil, nil, current{obj: s, rules: rules, res: secretRes}, nil, false, fixedTime(time.Now()), true)
+	out := plan(newOrigin("c"), state.Key{GVR: secretRes.GVR, Namespace: "a", Name: "x"}, nil, nil, current{obj: s, rules: rules, res: secretRes}, nil, false, fixedTime(time.Now()), true)
 	if out.record == nil || out.record.Redact == nil {
 		t.Fatalf("record %+v has no redactor", out.record)
 	}
@@ -134,11 +136,11 @@ func TestDeletionRulesOverTheTablesOwnSlice(t *testing.T) {
 
 // planSweepResources: core, a named group, a CRD group with dots, and both
 // Event resources (whose deletions a rule may skip).
-func planSweepResources() []Resource {
-	gv := func(g, v, res, kind string) Resource {
-		return Resource{GVR: schema.GroupVersionResource{Group: g, Version: v, Resource: res}, GVK: schema.GroupVersionKind{Group: g, Version: v, Kind: kind}, Namespaced: true}
+func planSweepResources() []resource.Resource {
+	gv := func(g, v, res, kind string) resource.Resource {
+		return resource.Resource{GVR: schema.GroupVersionResource{Group: g, Version: v, Resource: res}, GVK: schema.GroupVersionKind{Group: g, Version: v, Kind: kind}, Namespaced: true}
 	}
-	return []Resource{
+	return []resource.Resource{
 		gv("", "v1", "configmaps", "ConfigMap"),
 		gv("apps", "v1", "deployments", "Deployment"),
 		gv("stable.example.com", "v1beta1", "widgets", "Widget"),
@@ -179,7 +181,7 @@ func planSweepRuleSets(t *testing.T) [][]*rule {
 // and versions (so that decide meets every case), and ones whose
 // apiVersion, kind or metadata are missing, null, of another type, or
 // another group's.
-func planSweepPool(res Resource) []*unstructured.Unstructured {
+func planSweepPool(res resource.Resource) []*unstructured.Unstructured {
 	apiVersions := []any{absent{}, nil, 5, "", res.APIVersion(), "v1", "apps/v1", "apps/v2", "stable.example.com/v1beta1", "stable.example.com/v1", "/v1", "apps/", "v1beta1", "example.com/v1beta1", "V1",
 		res.APIVersion() + "1", res.APIVersion()[:len(res.APIVersion())-1], res.GVK.Group + res.GVK.Version, res.GVK.Group + "." + res.GVK.Version, "/" + res.GVK.Version, res.GVK.Version, res.GVK.Group, res.GVK.Group + "/"}
 	kinds := []any{absent{}, nil, 3, "", res.GVK.Kind, "ConfigMap", "Widget", "event"}
@@ -234,7 +236,7 @@ func TestPlanOutcomesAsGolden(t *testing.T) {
 		g.startSection(res.GVR.String())
 		pool := planSweepPool(res)
 		pick := func() *unstructured.Unstructured { return pool[rng.IntN(len(pool))] }
-		record := func() *Record {
+		record := func() *state.Record {
 			if rng.IntN(4) == 0 {
 				return nil
 			}
@@ -280,7 +282,7 @@ func TestPlanOutcomesAsGolden(t *testing.T) {
 			}
 			c := current{obj: cur, rules: rules, res: res, scope: "scope-1"}
 			recovered := rng.IntN(3) == 0
-			k := Key{GVR: res.GVR, Namespace: "ns", Name: "n"}
+			k := state.Key{GVR: res.GVR, Namespace: "ns", Name: "n"}
 			got := plan(newOrigin("clu"), k, last, attempted, c, tomb, recovered, fixedTime(now), false)
 			g.add(renderPlanCase(i, last, attempted, c, tomb, recovered, got))
 			for _, ch := range got.changes {
@@ -303,7 +305,7 @@ func TestPlanOutcomesAsGolden(t *testing.T) {
 // renderPlanCase is one case of TestPlanOutcomesAsGolden as the golden
 // file holds it: its inputs, then each change, each event's bytes, the
 // record, forget and the filter errors.
-func renderPlanCase(i int, last, attempted *Record, c current, tomb *tombstone, recovered bool, out outcome) string {
+func renderPlanCase(i int, last, attempted *state.Record, c current, tomb *tombstone, recovered bool, out outcome) string {
 	var b strings.Builder
 	objName := func(o *unstructured.Unstructured) string {
 		switch {
@@ -345,7 +347,7 @@ func renderPlanCase(i int, last, attempted *Record, c current, tomb *tombstone, 
 		}
 		return "another"
 	}
-	rec := func(r *Record) string {
+	rec := func(r *state.Record) string {
 		if r == nil {
 			return "nil"
 		}
@@ -388,7 +390,7 @@ func renderPlanCase(i int, last, attempted *Record, c current, tomb *tombstone, 
 }
 
 // planPath names the decide/plan path a change came from.
-func planPath(ch change, c current, last *Record, tomb *tombstone) string {
+func planPath(ch change, c current, last *state.Record, tomb *tombstone) string {
 	switch {
 	case ch.kind == event.Modified:
 		return "modified"

@@ -3,6 +3,7 @@ package exporter
 import (
 	"sync"
 
+	"github.com/kubefeed/kubefeed/exporter/state"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 )
@@ -21,14 +22,14 @@ import (
 type listCycles struct {
 	mu        sync.Mutex
 	completed int
-	gen       uint64         // the current cycle; 0: none is open
-	next      uint64         // the last generation handed out
-	inRelist  bool           // the current cycle is a relist
-	listedN   int            // objects the current cycle listed so far
-	items     map[Key]string // what the current relist cycle listed so far
+	gen       uint64               // the current cycle; 0: none is open
+	next      uint64               // the last generation handed out
+	inRelist  bool                 // the current cycle is a relist
+	listedN   int                  // objects the current cycle listed so far
+	items     map[state.Key]string // what the current relist cycle listed so far
 	// The last completed relist: key -> resourceVersion, consumed by the
 	// handlers as the informer replays it; and its gap marker.
-	relisted map[Key]string
+	relisted map[state.Key]string
 	gap      *gap
 }
 
@@ -42,14 +43,14 @@ func (c *listCycles) begin() uint64 {
 	c.listedN = 0
 	c.items = nil
 	if c.inRelist {
-		c.items = map[Key]string{}
+		c.items = map[state.Key]string{}
 	}
 	return c.gen
 }
 
 // listed records an object of cycle gen (rv "" forgets k: a deletion seen
 // in a watch-list stream before its end).
-func (c *listCycles) listed(gen uint64, k Key, rv string) {
+func (c *listCycles) listed(gen uint64, k state.Key, rv string) {
 	d := 1
 	if rv == "" {
 		d = -1
@@ -60,10 +61,10 @@ func (c *listCycles) listed(gen uint64, k Key, rv string) {
 // changedWhileListed records a change of an object a watch-list stream
 // already listed (a MODIFIED before its end): its new version, not one more
 // object.
-func (c *listCycles) changedWhileListed(gen uint64, k Key, rv string) { c.record(gen, k, rv, 0) }
+func (c *listCycles) changedWhileListed(gen uint64, k state.Key, rv string) { c.record(gen, k, rv, 0) }
 
 // record is listed with d added to the cycle's count of objects.
-func (c *listCycles) record(gen uint64, k Key, rv string, d int) {
+func (c *listCycles) record(gen uint64, k state.Key, rv string, d int) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if gen != c.gen {
@@ -129,7 +130,7 @@ func (c *listCycles) endLocked(newGap func() *gap) (relisted bool, n int) {
 
 // page records one List response; it reports whether a relist just
 // completed, and how many objects the completed cycle listed.
-func (c *listCycles) page(opts metav1.ListOptions, l *unstructured.UnstructuredList, keyOf func(*unstructured.Unstructured) Key, newGap func() *gap) (relisted bool, n int) {
+func (c *listCycles) page(opts metav1.ListOptions, l *unstructured.UnstructuredList, keyOf func(*unstructured.Unstructured) state.Key, newGap func() *gap) (relisted bool, n int) {
 	c.mu.Lock()
 	gen := c.gen
 	c.mu.Unlock()
@@ -148,7 +149,7 @@ func (c *listCycles) page(opts metav1.ListOptions, l *unstructured.UnstructuredL
 
 // recoveredBy returns the relist's gap when a notification comes from the
 // last relist (same key and resourceVersion); each key is consumed once.
-func (c *listCycles) recoveredBy(k Key, rv string) *gap {
+func (c *listCycles) recoveredBy(k state.Key, rv string) *gap {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.relisted == nil {

@@ -1,6 +1,7 @@
 package exporter
 
 import (
+	"fmt"
 	"strconv"
 	"testing"
 	"time"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/kubefeed/kubefeed/event"
 	"github.com/kubefeed/kubefeed/exporter/config"
+	"github.com/kubefeed/kubefeed/exporter/state"
 )
 
 // A paged initial list (1,200 objects in pages of 500) is the initial
@@ -209,7 +211,7 @@ func TestSupersededCycleIgnored(t *testing.T) {
 	}
 	newGap := func() *gap { return &gap{} }
 	old := c.begin() // a relist stream that breaks
-	k := Key{GVR: cmRes.GVR, Namespace: "a", Name: "x"}
+	k := state.Key{GVR: cmRes.GVR, Namespace: "a", Name: "x"}
 	cur := c.begin() // its retry
 	c.listed(old, k, "7")
 	if relisted, _ := c.end(old, newGap); relisted {
@@ -229,14 +231,14 @@ func TestListCyclesCountTheFirstList(t *testing.T) {
 	var c listCycles
 	g := c.begin()
 	for i := 0; i < 3; i++ {
-		c.listed(g, Key{Name: string(rune('a' + i))}, "1")
+		c.listed(g, state.Key{Name: string(rune('a' + i))}, "1")
 	}
-	c.listed(g, Key{Name: "a"}, "") // deleted during the stream
+	c.listed(g, state.Key{Name: "a"}, "") // deleted during the stream
 	if relisted, n := c.end(g, nil); relisted || n != 2 {
 		t.Fatalf("first list: relisted %v, n %d; want false, 2", relisted, n)
 	}
 	g = c.begin()
-	c.listed(g, Key{Name: "b"}, "2")
+	c.listed(g, state.Key{Name: "b"}, "2")
 	if relisted, n := c.end(g, func() *gap { return &gap{} }); !relisted || n != 1 {
 		t.Fatalf("relist: relisted %v, n %d; want true, 1", relisted, n)
 	}
@@ -247,20 +249,20 @@ func TestListCyclesCountTheFirstList(t *testing.T) {
 func TestListCyclesCountAChangeDuringTheStreamOnce(t *testing.T) {
 	var c listCycles
 	g := c.begin()
-	c.listed(g, Key{Name: "a"}, "1")
-	c.changedWhileListed(g, Key{Name: "a"}, "2")
-	c.listed(g, Key{Name: "b"}, "1")
+	c.listed(g, state.Key{Name: "a"}, "1")
+	c.changedWhileListed(g, state.Key{Name: "a"}, "2")
+	c.listed(g, state.Key{Name: "b"}, "1")
 	if _, n := c.end(g, nil); n != 2 {
 		t.Fatalf("first list counted %d objects, want 2", n)
 	}
 	// In a relist the change still moves the object's version.
 	g = c.begin()
-	c.listed(g, Key{Name: "a"}, "3")
-	c.changedWhileListed(g, Key{Name: "a"}, "4")
+	c.listed(g, state.Key{Name: "a"}, "3")
+	c.changedWhileListed(g, state.Key{Name: "a"}, "4")
 	if relisted, n := c.end(g, func() *gap { return &gap{} }); !relisted || n != 1 {
 		t.Fatalf("relist: %v with %d objects, want one", relisted, n)
 	}
-	if c.recoveredBy(Key{Name: "a"}, "4") == nil {
+	if c.recoveredBy(state.Key{Name: "a"}, "4") == nil {
 		t.Fatal("the relist did not take the changed version")
 	}
 }
@@ -357,8 +359,8 @@ func listPage(cont string, names ...string) *unstructured.UnstructuredList {
 }
 
 // cmKeyOf is the key of a ConfigMap.
-func cmKeyOf(u *unstructured.Unstructured) Key {
-	return Key{GVR: cmRes.GVR, Namespace: u.GetNamespace(), Name: u.GetName()}
+func cmKeyOf(u *unstructured.Unstructured) state.Key {
+	return state.Key{GVR: cmRes.GVR, Namespace: u.GetNamespace(), Name: u.GetName()}
 }
 
 // List cycles fed by watch-list streams (and paged Lists as the
@@ -670,15 +672,15 @@ func TestStallWatchdogDuringStream(t *testing.T) {
 func TestRestoreWithStreamedFirstList(t *testing.T) {
 	src := newWLSource(0)
 	fill(src.fakeSource, 1200)
-	st := &restoredStore{MemoryStore: NewMemoryStore(), at: time.Now().Add(-time.Hour)}
+	st := &restoredStore{MemoryStore: state.NewMemoryStore(), at: time.Now().Add(-time.Hour)}
 	for _, u := range src.objs[cmRes.GVR] {
 		rec := recordOf(u)
 		rec.Scope = cmScope("")
-		st.Put(Key{GVR: cmRes.GVR, Namespace: "a", Name: u.GetName()}, rec)
+		st.Put(state.Key{GVR: cmRes.GVR, Namespace: "a", Name: u.GetName()}, rec)
 	}
 	changeWhileDown(src.fakeSource)
 	src.breakStreams = 1
-	h := startWLHarness(t, newConfig([]config.Watch{{Resource: "configmaps"}}), src, map[string]Store{"rec": st}, nil)
+	h := startWLHarness(t, newConfig([]config.Watch{{Resource: "configmaps"}}), src, map[string]state.Store{"rec": st}, nil)
 	h.waitReady()
 	h.sinks["rec"].waitFor(t, "the changes while down", func(e []*event.Event) bool { return len(e) >= 4 })
 	evs := quiesce(t, h, "rec")
@@ -689,4 +691,9 @@ func TestRestoreWithStreamedFirstList(t *testing.T) {
 	if h.ex.Relists() != 0 {
 		t.Errorf("relists = %d, want 0", h.ex.Relists())
 	}
+}
+
+// storeKey is the i-th of many keys, with '/' and '~' in their names.
+func storeKey(i int) state.Key {
+	return state.Key{GVR: cmRes.GVR, Namespace: fmt.Sprintf("ns/%d", i%7), Name: fmt.Sprintf("n~%d", i)}
 }

@@ -4,6 +4,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/kubefeed/kubefeed/exporter/state"
 	"go.uber.org/zap"
 )
 
@@ -66,7 +67,7 @@ func (p *parkedRecords) done() {
 func (e *Exporter) restore() {
 	now := e.now()
 	for _, r := range e.runners {
-		rs, ok := r.store.(Restorer)
+		rs, ok := r.store.(state.Restorer)
 		if !ok {
 			continue
 		}
@@ -81,7 +82,7 @@ func (e *Exporter) restore() {
 			current[s.name] = append(current[s.name], s)
 		}
 		known := map[string]bool{}
-		r.store.Range(func(k Key, rec Record) bool {
+		r.store.Range(func(k state.Key, rec state.Record) bool {
 			if name, changed := canonicalScopeName(rec.Scope); changed && !isSentinel(k) {
 				// Written by an older kubefeed under the legacy name of
 				// the same scope: kept, under its name now.
@@ -154,7 +155,7 @@ func (e *Exporter) forgetParked() {
 	p.mu.Unlock()
 	for r, names := range bySink {
 		forgotten := 0
-		r.store.Range(func(k Key, rec Record) bool {
+		r.store.Range(func(k state.Key, rec state.Record) bool {
 			if ps, ok := names[rec.Scope]; ok && !ps.taken {
 				r.store.Delete(k)
 				forgotten++

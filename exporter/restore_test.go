@@ -11,6 +11,8 @@ import (
 
 	"github.com/kubefeed/kubefeed/event"
 	"github.com/kubefeed/kubefeed/exporter/config"
+	"github.com/kubefeed/kubefeed/exporter/resource"
+	"github.com/kubefeed/kubefeed/exporter/state"
 	"github.com/kubefeed/kubefeed/filters"
 )
 
@@ -27,11 +29,11 @@ import (
 // records one Scope. Whether the changed v1 widget is sent recovered must
 // not depend on which of the two scopes lists first.
 func TestRestoredKeysDifferingOnlyByVersionOrGroupAreEachRecovered(t *testing.T) {
-	res := func(group, version, resource, kind string) Resource {
-		return Resource{GVR: schema.GroupVersionResource{Group: group, Version: version, Resource: resource},
+	res := func(group, version, res, kind string) resource.Resource {
+		return resource.Resource{GVR: schema.GroupVersionResource{Group: group, Version: version, Resource: res},
 			GVK: schema.GroupVersionKind{Group: group, Version: version, Kind: kind}, Namespaced: true}
 	}
-	rs := map[string]Resource{
+	rs := map[string]resource.Resource{
 		"configmaps":                 cmRes,
 		"configmaps.restore.example": res("restore.example", "v1", "configmaps", "ConfigMap"),
 		"widgets.restore.example":    res("restore.example", "v1", "widgets", "Widget"),
@@ -39,9 +41,9 @@ func TestRestoredKeysDifferingOnlyByVersionOrGroupAreEachRecovered(t *testing.T)
 	}
 	resolver := &fakeResolver{known: rs, missing: map[string]bool{}}
 	src := newFakeSource(0)
-	st := &restoredStore{MemoryStore: NewMemoryStore(), at: time.Now().Add(-time.Hour)}
+	st := &restoredStore{MemoryStore: state.NewMemoryStore(), at: time.Now().Add(-time.Hour)}
 	var watch []config.Watch
-	keyOf := map[string]Key{}
+	keyOf := map[string]state.Key{}
 	for name, r := range rs {
 		watch = append(watch, config.Watch{Resource: name})
 		u := cm("a", "x", map[string]any{"v": "1"})
@@ -50,7 +52,7 @@ func TestRestoredKeysDifferingOnlyByVersionOrGroupAreEachRecovered(t *testing.T)
 		u = src.apply(r.GVR, u, true)
 		rec := recordOf(u)
 		rec.Scope = scopeID{GVR: r.GVR}.String()
-		k := Key{GVR: r.GVR, Namespace: "a", Name: "x"}
+		k := state.Key{GVR: r.GVR, Namespace: "a", Name: "x"}
 		st.Put(k, rec)
 		keyOf[name] = k
 	}
@@ -79,7 +81,7 @@ func TestRestoredKeysDifferingOnlyByVersionOrGroupAreEachRecovered(t *testing.T)
 		}
 		return nil
 	}}
-	h := startHarness(t, newConfig(watch), harnessOpts{src: src, resolver: resolver, stores: map[string]Store{"rec": st}, sink: sink})
+	h := startHarness(t, newConfig(watch), harnessOpts{src: src, resolver: resolver, stores: map[string]state.Store{"rec": st}, sink: sink})
 	h.waitReady()
 	evs := sink.waitFor(t, "three recovered changes", func(evs []*event.Event) bool {
 		return count(evs, event.Deleted.Type()) == 2 && count(evs, event.Modified.Type()) == 1
@@ -128,16 +130,16 @@ func TestRestoredKeysDifferingOnlyByVersionOrGroupAreEachRecovered(t *testing.T)
 // made while kubefeed was down is found for either version, recovered and
 // after its gap marker.
 func TestParkedRecordsGoToEveryScopeOfTheirName(t *testing.T) {
-	mk := func(version string) Resource {
-		return Resource{GVR: schema.GroupVersionResource{Group: "park.example", Version: version, Resource: "widgets"},
+	mk := func(version string) resource.Resource {
+		return resource.Resource{GVR: schema.GroupVersionResource{Group: "park.example", Version: version, Resource: "widgets"},
 			GVK: schema.GroupVersionKind{Group: "park.example", Version: version, Kind: "Widget"}, Namespaced: true}
 	}
 	v1, v2 := mk("v1"), mk("v2")
-	resolver := &fakeResolver{known: map[string]Resource{"widgets.park.example": v1, "widgets.v2.park.example": v2},
+	resolver := &fakeResolver{known: map[string]resource.Resource{"widgets.park.example": v1, "widgets.v2.park.example": v2},
 		missing: map[string]bool{"widgets.park.example": true, "widgets.v2.park.example": true}}
 	src := newFakeSource(0)
-	st := &restoredStore{MemoryStore: NewMemoryStore(), at: time.Now().Add(-time.Hour)}
-	for _, r := range []Resource{v1, v2} {
+	st := &restoredStore{MemoryStore: state.NewMemoryStore(), at: time.Now().Add(-time.Hour)}
+	for _, r := range []resource.Resource{v1, v2} {
 		u := cm("a", "gone-"+r.GVR.Version, nil)
 		u.SetAPIVersion(r.APIVersion())
 		u.SetKind("Widget")
@@ -145,10 +147,10 @@ func TestParkedRecordsGoToEveryScopeOfTheirName(t *testing.T) {
 		u.SetResourceVersion("7")
 		rec := recordOf(u)
 		rec.Scope = scopeID{GVR: r.GVR}.String()
-		st.Put(Key{GVR: r.GVR, Namespace: "a", Name: u.GetName()}, rec)
+		st.Put(state.Key{GVR: r.GVR, Namespace: "a", Name: u.GetName()}, rec)
 	}
 	h := startHarness(t, newConfig([]config.Watch{{Resource: "widgets.park.example"}, {Resource: "widgets.v2.park.example"}}),
-		harnessOpts{src: src, resolver: resolver, stores: map[string]Store{"rec": st}})
+		harnessOpts{src: src, resolver: resolver, stores: map[string]state.Store{"rec": st}})
 	resolver.waitMissed(t, 3)
 	resolver.appear("widgets.park.example")
 	h.sinks["rec"].waitFor(t, "the deletion of the v1 widget", func(e []*event.Event) bool { return count(e, event.Deleted.Type()) == 1 })
@@ -180,17 +182,17 @@ func pwSecret(labels map[string]any) *unstructured.Unstructured {
 
 // restoredSecret seeds st as checkpoint.decodeRecord restores a record of
 // format 2: the state as the rule redacted it, no Rule, no Redact.
-func restoredSecret(t *testing.T, src *fakeSource) (*restoredStore, Key) {
+func restoredSecret(t *testing.T, src *fakeSource) (*restoredStore, state.Key) {
 	t.Helper()
 	u := src.apply(secretRes.GVR, pwSecret(nil), true)
-	st := &restoredStore{MemoryStore: NewMemoryStore(), at: time.Now().Add(-time.Hour)}
+	st := &restoredStore{MemoryStore: state.NewMemoryStore(), at: time.Now().Add(-time.Hour)}
 	rec := recordOf(u)
 	rec.Object = &unstructured.Unstructured{Object: filters.NewRedactor(filters.SecretPaths, nil).Object(u.Object)}
 	rec.Scope = scopeID{GVR: secretRes.GVR}.String()
 	rec.AtRest = true // as exporter/checkpoint restores it
-	k := Key{GVR: secretRes.GVR, Namespace: "a", Name: "pw"}
+	k := state.Key{GVR: secretRes.GVR, Namespace: "a", Name: "pw"}
 	st.Put(k, rec)
-	st.Put(sentinelKey(scopeID{GVR: secretRes.GVR}), Record{Scope: rec.Scope})
+	st.Put(sentinelKey(scopeID{GVR: secretRes.GVR}), state.Record{Scope: rec.Scope})
 	return st, k
 }
 
@@ -200,11 +202,11 @@ func restoredSecret(t *testing.T, src *fakeSource) (*restoredStore, Key) {
 func TestRestoredUnchangedObjectIsLiveLater(t *testing.T) {
 	src := newFakeSource(0)
 	u := src.apply(cmRes.GVR, cm("a", "same", map[string]any{"v": "1"}), true)
-	st := &restoredStore{MemoryStore: NewMemoryStore(), at: time.Now().Add(-time.Hour)}
+	st := &restoredStore{MemoryStore: state.NewMemoryStore(), at: time.Now().Add(-time.Hour)}
 	rec := recordOf(u)
 	rec.Scope = cmScope("")
-	st.Put(Key{GVR: cmRes.GVR, Namespace: "a", Name: "same"}, rec)
-	h := startHarness(t, newConfig([]config.Watch{{Resource: "configmaps"}}), harnessOpts{src: src, stores: map[string]Store{"rec": st}})
+	st.Put(state.Key{GVR: cmRes.GVR, Namespace: "a", Name: "same"}, rec)
+	h := startHarness(t, newConfig([]config.Watch{{Resource: "configmaps"}}), harnessOpts{src: src, stores: map[string]state.Store{"rec": st}})
 	h.waitReady()
 	// Let the restored keys be compared (they emit nothing), then change.
 	deadline := time.Now().Add(10 * time.Second)
@@ -230,13 +232,13 @@ func TestRestoredUnchangedObjectIsLiveLater(t *testing.T) {
 func TestRestoreWaitsForLateResource(t *testing.T) {
 	src := newFakeSource(0)
 	res := newResolver("widgets.example.com")
-	st := &restoredStore{MemoryStore: NewMemoryStore(), at: time.Now().Add(-time.Hour)}
+	st := &restoredStore{MemoryStore: state.NewMemoryStore(), at: time.Now().Add(-time.Hour)}
 	gone := &unstructured.Unstructured{Object: map[string]any{"apiVersion": "example.com/v1", "kind": "Widget",
 		"metadata": map[string]any{"namespace": "a", "name": "w1", "uid": "u-w1", "resourceVersion": "7"}}}
 	rec := recordOf(gone)
 	rec.Scope = scopeID{GVR: widgetRes.GVR}.String()
-	st.Put(Key{GVR: widgetRes.GVR, Namespace: "a", Name: "w1"}, rec)
-	h := startHarness(t, newConfig([]config.Watch{{Resource: "widgets.example.com"}, {Resource: "configmaps"}}), harnessOpts{src: src, resolver: res, stores: map[string]Store{"rec": st}})
+	st.Put(state.Key{GVR: widgetRes.GVR, Namespace: "a", Name: "w1"}, rec)
+	h := startHarness(t, newConfig([]config.Watch{{Resource: "widgets.example.com"}, {Resource: "configmaps"}}), harnessOpts{src: src, resolver: res, stores: map[string]state.Store{"rec": st}})
 	res.waitMissed(t, 3) // several resolve attempts
 	res.appear("widgets.example.com")
 	evs := h.sinks["rec"].waitFor(t, "the deletion of w1", func(e []*event.Event) bool { return count(e, event.Deleted.Type()) == 1 })
@@ -254,20 +256,20 @@ func TestRestoreWaitsForLateResource(t *testing.T) {
 func TestLateResourceSecondRuleKeepsParkedRecords(t *testing.T) {
 	src := newFakeSource(0)
 	res := newResolver("widgets.example.com")
-	stA := &restoredStore{MemoryStore: NewMemoryStore(), at: time.Now().Add(-time.Hour)}
-	stB := &restoredStore{MemoryStore: NewMemoryStore(), at: time.Now().Add(-time.Hour)}
+	stA := &restoredStore{MemoryStore: state.NewMemoryStore(), at: time.Now().Add(-time.Hour)}
+	stB := &restoredStore{MemoryStore: state.NewMemoryStore(), at: time.Now().Add(-time.Hour)}
 	gone := &unstructured.Unstructured{Object: map[string]any{"apiVersion": "example.com/v1", "kind": "Widget",
 		"metadata": map[string]any{"namespace": "a", "name": "w1", "uid": "u-w1", "resourceVersion": "7"}}}
 	rec := recordOf(gone)
 	rec.Scope = scopeID{GVR: widgetRes.GVR}.String()
-	k := Key{GVR: widgetRes.GVR, Namespace: "a", Name: "w1"}
+	k := state.Key{GVR: widgetRes.GVR, Namespace: "a", Name: "w1"}
 	stA.Put(k, rec)
 	stB.Put(k, rec)
 	cfg := newConfig([]config.Watch{
 		{Resource: "widgets.example.com", Sinks: []string{"a"}},
 		{Resource: "widgets.example.com", Sinks: []string{"b"}},
 	}, "a", "b")
-	h := startHarness(t, cfg, harnessOpts{src: src, resolver: res, stores: map[string]Store{"a": stA, "b": stB}})
+	h := startHarness(t, cfg, harnessOpts{src: src, resolver: res, stores: map[string]state.Store{"a": stA, "b": stB}})
 	time.Sleep(100 * time.Millisecond) // several resolve attempts
 	res.appear("widgets.example.com")
 	h.sinks["a"].waitFor(t, "the deletion of w1 at a", func(e []*event.Event) bool { return count(e, event.Deleted.Type()) == 1 })
@@ -277,11 +279,11 @@ func TestLateResourceSecondRuleKeepsParkedRecords(t *testing.T) {
 // An unknown scope's records are forgotten once every rule resolved: the
 // objects left the configured scopes, which is not a deletion.
 func TestRestoreForgetsScopesNoLongerConfigured(t *testing.T) {
-	st := &restoredStore{MemoryStore: NewMemoryStore(), at: time.Now().Add(-time.Hour)}
-	st.Put(Key{GVR: deployRes.GVR, Namespace: "a", Name: "d"}, Record{UID: "u", ResourceVersion: "1", Scope: scopeID{GVR: deployRes.GVR}.String()})
-	h := startHarness(t, newConfig([]config.Watch{{Resource: "configmaps"}}), harnessOpts{stores: map[string]Store{"rec": st}})
+	st := &restoredStore{MemoryStore: state.NewMemoryStore(), at: time.Now().Add(-time.Hour)}
+	st.Put(state.Key{GVR: deployRes.GVR, Namespace: "a", Name: "d"}, state.Record{UID: "u", ResourceVersion: "1", Scope: scopeID{GVR: deployRes.GVR}.String()})
+	h := startHarness(t, newConfig([]config.Watch{{Resource: "configmaps"}}), harnessOpts{stores: map[string]state.Store{"rec": st}})
 	h.waitReady()
-	if _, ok := st.Get(Key{GVR: deployRes.GVR, Namespace: "a", Name: "d"}); ok {
+	if _, ok := st.Get(state.Key{GVR: deployRes.GVR, Namespace: "a", Name: "d"}); ok {
 		t.Error("a record of a scope no longer configured was kept")
 	}
 	if evs := h.sinks["rec"].got(); len(evs) != 0 {
@@ -295,15 +297,15 @@ func TestRestoreForgetsScopesNoLongerConfigured(t *testing.T) {
 // same scope now: a deletion made while kubefeed was down is still sent.
 func TestLegacyScopeNameOfExcludedNamespacesIsRestored(t *testing.T) {
 	src := newFakeSource(0)
-	st := &restoredStore{MemoryStore: NewMemoryStore(), at: time.Now().Add(-time.Hour)}
+	st := &restoredStore{MemoryStore: state.NewMemoryStore(), at: time.Now().Add(-time.Hour)}
 	gone := cm("a", "gone", nil)
 	gone.SetUID("uid-gone")
 	gone.SetResourceVersion("7")
 	rec := recordOf(gone)
 	rec.Scope = "configmaps --field-selector ,metadata.namespace!=kube-system"
-	st.Put(Key{GVR: cmRes.GVR, Namespace: "a", Name: "gone"}, rec)
+	st.Put(state.Key{GVR: cmRes.GVR, Namespace: "a", Name: "gone"}, rec)
 	h := startHarness(t, newConfig([]config.Watch{{Resource: "configmaps", ExcludeNamespaces: []string{"kube-system"}}}),
-		harnessOpts{src: src, stores: map[string]Store{"rec": st}})
+		harnessOpts{src: src, stores: map[string]state.Store{"rec": st}})
 	evs := h.sinks["rec"].waitFor(t, "the deletion of gone", func(e []*event.Event) bool { return count(e, event.Deleted.Type()) == 1 })
 	if evs[0].Type != event.TypeGap || evs[1].Name != "gone" || !evs[1].Data.(*event.ChangeData).Recovered {
 		t.Fatalf("want a restart gap then the recovered deletion of gone, got%s", summary(evs))

@@ -11,6 +11,7 @@ import (
 
 	"github.com/kubefeed/kubefeed/event"
 	"github.com/kubefeed/kubefeed/exporter/config"
+	"github.com/kubefeed/kubefeed/exporter/resource"
 	"github.com/kubefeed/kubefeed/filters"
 	"github.com/kubefeed/kubefeed/jsonpatch"
 )
@@ -99,7 +100,7 @@ func (r *rule) routesTo(sink string) bool {
 
 // redactor returns the redactor for objects of res (the rule's resource),
 // or nil when nothing is redacted.
-func (r *rule) redactor(res Resource) *filters.Redactor {
+func (r *rule) redactor(res resource.Resource) *filters.Redactor {
 	r.redactOnce.Do(func() {
 		ps := r.redactPaths
 		if res.GVR.Group == "" && res.GVR.Resource == "secrets" && r.cfg.Redact != "none" {

@@ -12,6 +12,8 @@ import (
 
 	"github.com/kubefeed/kubefeed/event"
 	"github.com/kubefeed/kubefeed/exporter/config"
+	"github.com/kubefeed/kubefeed/exporter/resource"
+	"github.com/kubefeed/kubefeed/exporter/state"
 	"github.com/kubefeed/kubefeed/jsonpatch"
 )
 
@@ -26,8 +28,8 @@ func testRule(t *testing.T, w config.Watch) *rule {
 	return rules[0]
 }
 
-func coreResource(resource, kind string) Resource {
-	return Resource{GVR: schema.GroupVersionResource{Version: "v1", Resource: resource}, GVK: schema.GroupVersionKind{Version: "v1", Kind: kind}, Namespaced: true}
+func coreResource(name, kind string) resource.Resource {
+	return resource.Resource{GVR: schema.GroupVersionResource{Version: "v1", Resource: name}, GVK: schema.GroupVersionKind{Version: "v1", Kind: kind}, Namespaced: true}
 }
 
 func objectOf(t *testing.T, s string) *unstructured.Unstructured {
@@ -43,7 +45,7 @@ func objectOf(t *testing.T, s string) *unstructured.Unstructured {
 // would: it takes data.object of the first, applies each patch, and checks
 // that the result is data.object apart from resourceVersion and the rule's
 // ignored paths. It returns the patches of the events sent.
-func consume(t *testing.T, r *rule, res Resource, versions ...string) []string {
+func consume(t *testing.T, r *rule, res resource.Resource, versions ...string) []string {
 	t.Helper()
 	var held map[string]any
 	var prev *unstructured.Unstructured
@@ -56,7 +58,7 @@ func consume(t *testing.T, r *rule, res Resource, versions ...string) []string {
 			continue
 		}
 		c := change{kind: event.Modified, obj: cur, prev: recordOf(prev)}
-		ev, err := render(newOrigin("c"), res, Key{Namespace: "ns", Name: "n"}, c, metaOf(c.obj), r, time.Now())
+		ev, err := render(newOrigin("c"), res, state.Key{Namespace: "ns", Name: "n"}, c, metaOf(c.obj), r, time.Now())
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -11,6 +11,8 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/util/workqueue"
 
+	"github.com/kubefeed/kubefeed/exporter/resource"
+	"github.com/kubefeed/kubefeed/exporter/state"
 	"github.com/kubefeed/kubefeed/sinks"
 )
 
@@ -44,7 +46,7 @@ type SinkStats struct {
 type sinkRunner struct {
 	name  string
 	sink  sinks.Sink
-	store Store
+	store state.Store
 	queue workqueue.TypedRateLimitingInterface[item]
 	ex    *Exporter
 	log   *zap.Logger
@@ -74,7 +76,7 @@ type deliveredLabels struct {
 }
 
 // deliveredCounter is the delivered counter of res and typ.
-func (r *sinkRunner) deliveredCounter(res Resource, typ string) prometheus.Counter {
+func (r *sinkRunner) deliveredCounter(res resource.Resource, typ string) prometheus.Counter {
 	k := deliveredLabels{res.GVR, typ}
 	if c, ok := r.deliveredBy.Load(k); ok {
 		return c.(prometheus.Counter)
@@ -83,7 +85,7 @@ func (r *sinkRunner) deliveredCounter(res Resource, typ string) prometheus.Count
 	return c.(prometheus.Counter)
 }
 
-func newSinkRunner(ex *Exporter, name string, s sinks.Sink, store Store) *sinkRunner {
+func newSinkRunner(ex *Exporter, name string, s sinks.Sink, store state.Store) *sinkRunner {
 	return &sinkRunner{
 		name:  name,
 		sink:  s,
@@ -136,7 +138,7 @@ func (r *sinkRunner) removeScope(s *scope) {
 	}
 	r.scopes[s.id.GVR] = kept
 	r.mu.Unlock()
-	r.store.Range(func(k Key, _ Record) bool {
+	r.store.Range(func(k state.Key, _ state.Record) bool {
 		if k.GVR != s.id.GVR || !s.covers(k) {
 			return true
 		}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/kubefeed/kubefeed/event"
 	"github.com/kubefeed/kubefeed/exporter/config"
+	"github.com/kubefeed/kubefeed/exporter/state"
 	"github.com/kubefeed/kubefeed/sinks"
 )
 
@@ -187,13 +188,13 @@ func (a *asyncRecorder) snapshot() (acked []*event.Event, violations []string, m
 // ackCheckingStore fails the test when a delivered state is recorded that
 // the sink has not acknowledged.
 type ackCheckingStore struct {
-	*MemoryStore
+	*state.MemoryStore
 	sink *asyncRecorder
 	mu   sync.Mutex
 	bad  []string
 }
 
-func (s *ackCheckingStore) Put(k Key, r Record) {
+func (s *ackCheckingStore) Put(k state.Key, r state.Record) {
 	// Sentinel records are not deliveries.
 	if !isSentinel(k) && !s.sink.wasAcked(k.Name, r.ResourceVersion) {
 		s.mu.Lock()
@@ -210,10 +211,10 @@ func (s *ackCheckingStore) Put(k Key, r Record) {
 // (deletions included) is delivered.
 func TestWindowOrderAndAcksOutOfOrder(t *testing.T) {
 	sink := newAsyncRecorder(16, 8, func(call int, _ []*event.Event) bool { return call%5 == 0 })
-	store := &ackCheckingStore{MemoryStore: NewMemoryStore(), sink: sink}
+	store := &ackCheckingStore{MemoryStore: state.NewMemoryStore(), sink: sink}
 	cfg := newConfig([]config.Watch{{Resource: "configmaps"}})
 	cfg.Workers = 2
-	h := startHarness(t, cfg, harnessOpts{sink: sink, stores: map[string]Store{"rec": store}})
+	h := startHarness(t, cfg, harnessOpts{sink: sink, stores: map[string]state.Store{"rec": store}})
 	h.waitReady()
 	const objects, versions = 120, 5
 	final := map[string]string{}
@@ -288,7 +289,7 @@ func TestWindowOrderAndAcksOutOfOrder(t *testing.T) {
 		t.Errorf("at most %d sends in flight with %d workers: the window is not used", maxOut, cfg.Workers)
 	}
 	for n, want := range final {
-		rec, ok := store.MemoryStore.Get(Key{GVR: cmRes.GVR, Namespace: "a", Name: n})
+		rec, ok := store.MemoryStore.Get(state.Key{GVR: cmRes.GVR, Namespace: "a", Name: n})
 		if want == "deleted" {
 			if ok {
 				t.Errorf("%s: deleted but still recorded at %s", n, rec.ResourceVersion)
@@ -310,8 +311,8 @@ func TestWindowOrderAndAcksOutOfOrder(t *testing.T) {
 func TestWindowCloseWithAcksOutstanding(t *testing.T) {
 	// ackAt above anything sent: acks come only on the idle pause or Close.
 	sink := newAsyncRecorder(64, 1000, func(int, []*event.Event) bool { return false })
-	store := &ackCheckingStore{MemoryStore: NewMemoryStore(), sink: sink}
-	h := startHarness(t, newConfig([]config.Watch{{Resource: "configmaps"}}), harnessOpts{sink: sink, stores: map[string]Store{"rec": store}})
+	store := &ackCheckingStore{MemoryStore: state.NewMemoryStore(), sink: sink}
+	h := startHarness(t, newConfig([]config.Watch{{Resource: "configmaps"}}), harnessOpts{sink: sink, stores: map[string]state.Store{"rec": store}})
 	h.waitReady()
 	for i := 0; i < 30; i++ {
 		h.src.apply(cmRes.GVR, cm("a", name(i), map[string]any{"v": "1"}), false)
@@ -328,7 +329,7 @@ func TestWindowCloseWithAcksOutstanding(t *testing.T) {
 		t.Error(v)
 	}
 	n := 0
-	store.Range(func(k Key, _ Record) bool {
+	store.Range(func(k state.Key, _ state.Record) bool {
 		if !isSentinel(k) {
 			n++
 		}
@@ -402,9 +403,9 @@ func TestRetryAfterZeroBacksOff(t *testing.T) {
 	_ = s.informer.GetIndexer().Add(u)
 	r := ex.runners[0]
 	s.ready.Store(true)
-	r.enqueue(keyItem(Key{GVR: cmRes.GVR, Namespace: "a", Name: "x"}), nil)
+	r.enqueue(keyItem(state.Key{GVR: cmRes.GVR, Namespace: "a", Name: "x"}), nil)
 	r.processNext(context.Background(), nil)
-	if n := r.queue.NumRequeues(keyItem(Key{GVR: cmRes.GVR, Namespace: "a", Name: "x"})); n != 1 {
+	if n := r.queue.NumRequeues(keyItem(state.Key{GVR: cmRes.GVR, Namespace: "a", Name: "x"})); n != 1 {
 		t.Fatalf("requeues = %d: a zero Retry-After did not go through the backoff", n)
 	}
 	r.queue.ShutDown()

@@ -18,6 +18,8 @@ import (
 	"k8s.io/client-go/tools/cache"
 
 	"github.com/kubefeed/kubefeed/exporter/config"
+	"github.com/kubefeed/kubefeed/exporter/resource"
+	"github.com/kubefeed/kubefeed/exporter/state"
 )
 
 // resourceClient lists and watches one resource in one namespace (""
@@ -54,7 +56,7 @@ type scope struct {
 	gvr unique.Handle[schema.GroupVersionResource]
 	// observedBy counts notifications by event type (ADDED, MODIFIED, DELETED).
 	observedBy map[string]prometheus.Counter
-	res        Resource
+	res        resource.Resource
 	tab        atomic.Pointer[scopeTable]
 	informer   cache.SharedIndexInformer
 	stop       chan struct{}
@@ -81,9 +83,12 @@ type scope struct {
 // where the API server serves them, and falls back to paged Lists where
 // it does not; relists are told from the first list on both paths
 // (listCycles).
+// reserver is a Store that can make room ahead (state.MemoryStore).
+type reserver interface{ Reserve(n int) }
+
 type listWatch struct{ cache.ListWatch }
 
-func newScope(ex *Exporter, id scopeID, res Resource) *scope {
+func newScope(ex *Exporter, id scopeID, res resource.Resource) *scope {
 	s := &scope{id: id, name: id.String(), gvr: unique.Make(id.GVR), res: res, ex: ex, stop: make(chan struct{}), log: ex.log.With(zap.Stringer("scope", id))}
 	s.tab.Store(&scopeTable{})
 	s.observedBy = map[string]prometheus.Counter{}
@@ -241,21 +246,21 @@ func (s *scope) observed(typ string) {
 	s.observedBy[typ].Inc()
 }
 
-func (s *scope) keyOf(u *unstructured.Unstructured) Key {
+func (s *scope) keyOf(u *unstructured.Unstructured) state.Key {
 	k, _ := s.keyAndMeta(u)
 	return k
 }
 
 // keyAndMeta is keyOf with the object's metadata, read once.
-func (s *scope) keyAndMeta(u *unstructured.Unstructured) (Key, objMeta) {
+func (s *scope) keyAndMeta(u *unstructured.Unstructured) (state.Key, objMeta) {
 	m := metaOf(u)
-	return Key{GVR: s.id.GVR, Namespace: m.namespace, Name: m.name}, m
+	return state.Key{GVR: s.id.GVR, Namespace: m.namespace, Name: m.name}, m
 }
 
 // baseline is the record an initial-list object becomes when its rules
 // skip the initial list: as if the first rule routed to sink delivered it.
 // m is u's metadata, already read by the caller.
-func (s *scope) baseline(t *scopeTable, u *unstructured.Unstructured, m objMeta, sink string) Record {
+func (s *scope) baseline(t *scopeTable, u *unstructured.Unstructured, m objMeta, sink string) state.Record {
 	r := recordFrom(u, m)
 	r.Scope = s.name
 	for _, rl := range t.rules {
@@ -281,7 +286,7 @@ func (s *scope) onAdd(obj any, isInInitialList bool) {
 	relist := s.lists.recoveredBy(k, m.resourceVersion)
 	t := s.table()
 	for _, r := range t.routes {
-		if isInInitialList && r.skipInitial && putIfAbsent(r.sink.store, k, s.baseline(t, u, m, r.sink.name)) {
+		if isInInitialList && r.skipInitial && state.PutIfAbsent(r.sink.store, k, s.baseline(t, u, m, r.sink.name)) {
 			continue
 		}
 		// Each route decides for itself: a restored checkpoint belongs to
@@ -359,13 +364,13 @@ func (s *scope) prime(rt route) {
 			continue
 		}
 		k, m := s.keyAndMeta(u)
-		if rt.skipInitial && putIfAbsent(rt.sink.store, k, s.baseline(t, u, m, rt.sink.name)) {
+		if rt.skipInitial && state.PutIfAbsent(rt.sink.store, k, s.baseline(t, u, m, rt.sink.name)) {
 			continue
 		}
 		rt.sink.enqueue(s.itemOf(k), rt.restoreGap)
 	}
 	if rt.restoreGap != nil {
-		rt.sink.store.Range(func(k Key, rec Record) bool {
+		rt.sink.store.Range(func(k state.Key, rec state.Record) bool {
 			if rec.Scope == s.name && k.GVR == s.id.GVR && !isSentinel(k) {
 				rt.sink.enqueue(s.itemOf(k), rt.restoreGap)
 			}
@@ -375,7 +380,7 @@ func (s *scope) prime(rt route) {
 }
 
 // itemOf is the queue item of k, a key of this scope's resource.
-func (s *scope) itemOf(k Key) item {
+func (s *scope) itemOf(k state.Key) item {
 	if s.gvr == (unique.Handle[schema.GroupVersionResource]{}) { // a scope not made by newScope
 		return keyItem(k)
 	}
@@ -383,11 +388,11 @@ func (s *scope) itemOf(k Key) item {
 }
 
 // get returns the object of k if this scope holds it.
-func (s *scope) get(k Key) *unstructured.Unstructured {
+func (s *scope) get(k state.Key) *unstructured.Unstructured {
 	if !s.covers(k) {
 		return nil
 	}
-	item, ok, err := s.informer.GetIndexer().GetByKey(k.cacheKey())
+	item, ok, err := s.informer.GetIndexer().GetByKey(k.CacheKey())
 	if err != nil || !ok {
 		return nil
 	}
@@ -396,6 +401,6 @@ func (s *scope) get(k Key) *unstructured.Unstructured {
 }
 
 // covers reports whether the scope's namespace admits k (selectors aside).
-func (s *scope) covers(k Key) bool {
+func (s *scope) covers(k state.Key) bool {
 	return s.id.Namespace == "" || s.id.Namespace == k.Namespace
 }

@@ -7,6 +7,7 @@ import (
 
 	"github.com/kubefeed/kubefeed/event"
 	"github.com/kubefeed/kubefeed/exporter/config"
+	"github.com/kubefeed/kubefeed/exporter/state"
 )
 
 // A resync emits nothing for objects the sink has.
@@ -34,12 +35,12 @@ func TestScopeItemsAreKeyItems(t *testing.T) {
 		t.Fatal("no scope started")
 	}
 	for _, s := range h.ex.scopes {
-		k := Key{GVR: s.id.GVR, Namespace: "a/b", Name: "x~1"}
+		k := state.Key{GVR: s.id.GVR, Namespace: "a/b", Name: "x~1"}
 		if s.itemOf(k) != keyItem(k) || s.itemOf(k).key() != k {
 			t.Fatalf("scope %s: item %+v, keyItem %+v", s.name, s.itemOf(k), keyItem(k))
 		}
 	}
-	if (&scope{}).itemOf(Key{GVR: cmRes.GVR, Name: "x"}) != keyItem(Key{GVR: cmRes.GVR, Name: "x"}) {
+	if (&scope{}).itemOf(state.Key{GVR: cmRes.GVR, Name: "x"}) != keyItem(state.Key{GVR: cmRes.GVR, Name: "x"}) {
 		t.Fatal("a scope without an interned resource made another item")
 	}
 }
@@ -50,31 +51,30 @@ func TestScopeItemsAreKeyItems(t *testing.T) {
 func TestFirstListReservesTheDeliveredState(t *testing.T) {
 	for _, stream := range []bool{false, true} {
 		t.Run(map[bool]string{false: "paged", true: "watch-list"}[stream], func(t *testing.T) {
-			st := NewMemoryStore()
+			st := state.NewMemoryStore()
 			cfg := newConfig([]config.Watch{{Resource: "configmaps", InitialList: config.InitialListEmit}})
 			var h *harness
 			if stream {
 				src := newWLSource(0)
 				fill(src.fakeSource, 1200)
-				h = startWLHarness(t, cfg, src, map[string]Store{"rec": st}, nil)
+				h = startWLHarness(t, cfg, src, map[string]state.Store{"rec": st}, nil)
 			} else {
 				src := newFakeSource(500)
 				fill(src, 1200)
-				h = startHarness(t, cfg, harnessOpts{src: src, stores: map[string]Store{"rec": st}})
+				h = startHarness(t, cfg, harnessOpts{src: src, stores: map[string]state.Store{"rec": st}})
 			}
 			h.waitReady()
 			evs := h.sinks["rec"].waitFor(t, "1200 added", func(e []*event.Event) bool { return len(e) >= 1200 })
 			if n := count(evs, event.Added.Type()); n != 1200 {
 				t.Fatalf("%d added events, want 1200", n)
 			}
-			st.mu.RLock()
-			reserved, held := st.reserved, 0
-			for k := range st.m {
+			reserved, held := st.Capacity(), 0
+			st.Range(func(k state.Key, _ state.Record) bool {
 				if !isSentinel(k) {
 					held++
 				}
-			}
-			st.mu.RUnlock()
+				return true
+			})
 			if reserved < 1200 || held != 1200 {
 				t.Fatalf("store made for %d, holds %d objects; want at least 1200 and 1200", reserved, held)
 			}
@@ -100,26 +100,24 @@ func TestRestoredFirstListReservesNothing(t *testing.T) {
 				src = newFakeSource(500)
 			}
 			fill(src, 1200)
-			st := &restoredStore{MemoryStore: NewMemoryStore(), at: time.Now().Add(-time.Hour)}
+			st := &restoredStore{MemoryStore: state.NewMemoryStore(), at: time.Now().Add(-time.Hour)}
 			for _, u := range src.objs[cmRes.GVR] {
 				rec := recordOf(u)
 				rec.Scope = cmScope("")
-				st.Put(Key{GVR: cmRes.GVR, Namespace: "a", Name: u.GetName()}, rec)
+				st.Put(state.Key{GVR: cmRes.GVR, Namespace: "a", Name: u.GetName()}, rec)
 			}
 			cfg := newConfig([]config.Watch{{Resource: "configmaps"}})
 			var h *harness
 			if stream {
-				h = startWLHarness(t, cfg, wl, map[string]Store{"rec": st}, nil)
+				h = startWLHarness(t, cfg, wl, map[string]state.Store{"rec": st}, nil)
 			} else {
-				h = startHarness(t, cfg, harnessOpts{src: src, stores: map[string]Store{"rec": st}})
+				h = startHarness(t, cfg, harnessOpts{src: src, stores: map[string]state.Store{"rec": st}})
 			}
 			h.waitReady()
 			if evs := quiesce(t, h, "rec"); len(evs) != 0 {
 				t.Fatalf("unchanged restored objects emitted:%s", summary(evs))
 			}
-			st.mu.RLock()
-			reserved, held := st.reserved, len(st.m)
-			st.mu.RUnlock()
+			reserved, held := st.Capacity(), st.Len()
 			if reserved > held {
 				t.Fatalf("delivered state made for %d records, holds %d: the first list of restored objects was counted as new", reserved, held)
 			}
@@ -134,13 +132,13 @@ func TestListEndedReservesPerRoute(t *testing.T) {
 	var bare scope // no table
 	bare.listEnded(false, 10)
 
-	st1, st2 := NewMemoryStore(), NewMemoryStore()
-	plainStore := &storeWithoutReserve{MemoryStore: NewMemoryStore()}
+	st1, st2 := state.NewMemoryStore(), state.NewMemoryStore()
+	plainStore := &storeWithoutReserve{MemoryStore: state.NewMemoryStore()}
 	s := &scope{}
 	s.tab.Store(&scopeTable{routes: []route{{sink: &sinkRunner{store: st1}}, {sink: &sinkRunner{store: plainStore}}}})
 	s.listEnded(false, 0)
-	if st1.reserved != 0 {
-		t.Fatalf("an end with nothing listed reserved %d", st1.reserved)
+	if st1.Capacity() != 0 {
+		t.Fatalf("an end with nothing listed reserved %d", st1.Capacity())
 	}
 	var wg sync.WaitGroup
 	wg.Add(1)
@@ -162,16 +160,16 @@ func TestListEndedReservesPerRoute(t *testing.T) {
 	wg.Wait()
 	s.update(func(t *scopeTable) { t.routes = append(t.routes, route{sink: &sinkRunner{store: st2}}) })
 	s.listEnded(false, 300)
-	if st1.reserved != 300 || st2.reserved != 300 {
-		t.Fatalf("reserved %d and %d, want 300 each", st1.reserved, st2.reserved)
+	if st1.Capacity() != 300 || st2.Capacity() != 300 {
+		t.Fatalf("reserved %d and %d, want 300 each", st1.Capacity(), st2.Capacity())
 	}
-	if plainStore.reserved != 0 {
+	if plainStore.Capacity() != 0 {
 		t.Fatalf("a store without Reserve was reserved through its embedded map")
 	}
 }
 
 // storeWithoutReserve is a Store that hides MemoryStore's Reserve (a user's
 // store without it).
-type storeWithoutReserve struct{ *MemoryStore }
+type storeWithoutReserve struct{ *state.MemoryStore }
 
 func (p *storeWithoutReserve) Reserve() {}

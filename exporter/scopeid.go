@@ -10,6 +10,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 
 	"github.com/kubefeed/kubefeed/exporter/config"
+	"github.com/kubefeed/kubefeed/exporter/resource"
 )
 
 // scopeID is what makes two informers different: rules with equal scopeIDs
@@ -41,7 +42,7 @@ func (id scopeID) String() string {
 
 // scopeIDs returns the scopes a rule needs: one per listed namespace, or one
 // for all namespaces with excluded namespaces filtered on the API server.
-func scopeIDs(w config.Watch, res Resource) ([]scopeID, error) {
+func scopeIDs(w config.Watch, res resource.Resource) ([]scopeID, error) {
 	sel, err := labels.Parse(w.LabelSelector)
 	if err != nil {
 		return nil, fmt.Errorf("labelSelector: %w", err)
@@ -90,7 +91,7 @@ type ListScope struct {
 
 // ListScopes returns the LISTs of a rule on res. A namespaceSelector rule
 // must be given the namespaces that match in w.Namespaces.
-func ListScopes(w config.Watch, res Resource) ([]ListScope, error) {
+func ListScopes(w config.Watch, res resource.Resource) ([]ListScope, error) {
 	ids, err := scopeIDs(w, res)
 	if err != nil {
 		return nil, err

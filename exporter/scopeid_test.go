@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/kubefeed/kubefeed/exporter/config"
+	"github.com/kubefeed/kubefeed/exporter/resource"
 )
 
 // TestScopeIDs: the informers a rule needs, as the API server is asked for
@@ -20,7 +21,7 @@ func TestScopeIDs(t *testing.T) {
 	for _, c := range []struct {
 		name    string
 		w       config.Watch
-		res     Resource
+		res     resource.Resource
 		want    want
 		wantErr string
 	}{

@@ -1,20 +1,24 @@
 package exporter
 
-import "sync"
+import (
+	"sync"
+
+	"github.com/kubefeed/kubefeed/exporter/state"
+)
 
 // tombstones keeps the final state of deleted objects until no sink needs it.
 type tombstones struct {
 	mu sync.Mutex
-	m  map[Key]tombstone
+	m  map[state.Key]tombstone
 }
 
-func (t *tombstones) put(k Key, ts tombstone) {
+func (t *tombstones) put(k state.Key, ts tombstone) {
 	t.mu.Lock()
 	t.m[k] = ts
 	t.mu.Unlock()
 }
 
-func (t *tombstones) get(k Key) *tombstone {
+func (t *tombstones) get(k state.Key) *tombstone {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	ts, ok := t.m[k]

@@ -8,14 +8,15 @@ import (
 
 	"github.com/kubefeed/kubefeed/event"
 	"github.com/kubefeed/kubefeed/exporter/config"
+	"github.com/kubefeed/kubefeed/exporter/state"
 	"github.com/kubefeed/kubefeed/sinks"
 )
 
 // A key without a tombstone (most keys) is looked up on every delivery:
 // the lookup must not allocate; a key with one gets its own copy.
 func TestTombstoneLookup(t *testing.T) {
-	ts := &tombstones{m: map[Key]tombstone{}}
-	k := Key{GVR: cmRes.GVR, Namespace: "a", Name: "x/~1"}
+	ts := &tombstones{m: map[state.Key]tombstone{}}
+	k := state.Key{GVR: cmRes.GVR, Namespace: "a", Name: "x/~1"}
 	if n := testing.AllocsPerRun(100, func() { _ = ts.get(k) }); n != 0 {
 		t.Errorf("lookup of a key without a tombstone: %v allocations", n)
 	}
@@ -102,7 +103,7 @@ func TestDeletionWhileAddInFlightKeepsFinalState(t *testing.T) {
 	}
 	h.src.remove(cmRes.GVR, "a", "x", false)
 	// Wait until the watch's deletion reached the exporter (its tombstone).
-	k := Key{GVR: cmRes.GVR, Namespace: "a", Name: "x"}
+	k := state.Key{GVR: cmRes.GVR, Namespace: "a", Name: "x"}
 	deadline := time.Now().Add(20 * time.Second)
 	for h.ex.tombstones.get(k) == nil {
 		if time.Now().After(deadline) {
@@ -140,11 +141,11 @@ func TestDeletionSeenBeforeItsFinalStateWaitsForIt(t *testing.T) {
 	src := newFakeSource(0)
 	h := startHarness(t, newConfig([]config.Watch{{Resource: "configmaps"}}), harnessOpts{src: src})
 	h.waitReady()
-	k := Key{GVR: cmRes.GVR, Namespace: "a", Name: "x/~1"}
+	k := state.Key{GVR: cmRes.GVR, Namespace: "a", Name: "x/~1"}
 	u := src.apply(cmRes.GVR, cm("a", "x/~1", map[string]any{"v": "1"}), false)
 	h.sinks["rec"].waitFor(t, "the added event", func(e []*event.Event) bool { return len(e) == 1 })
 	s := h.ex.scopeSet()[scopeID{GVR: cmRes.GVR}]
-	cached, _, _ := s.informer.GetIndexer().GetByKey(k.cacheKey())
+	cached, _, _ := s.informer.GetIndexer().GetByKey(k.CacheKey())
 	// As the informer does before it calls the handler: out of the cache,
 	// and a worker takes the key.
 	if err := s.informer.GetIndexer().Delete(cached); err != nil {

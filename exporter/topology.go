@@ -4,6 +4,8 @@ import (
 	"context"
 	"time"
 
+	"github.com/kubefeed/kubefeed/exporter/resource"
+	"github.com/kubefeed/kubefeed/exporter/state"
 	"go.uber.org/zap"
 )
 
@@ -34,7 +36,7 @@ func (e *Exporter) addRule(r *rule, late bool) error {
 // late marks a resource that appeared after start (a CRD installed later):
 // what its first list holds was created after kubefeed started, so it is
 // sent as added whatever initialList says.
-func (e *Exporter) joinScopes(r *rule, res Resource, ids []scopeID, late bool) []*scope {
+func (e *Exporter) joinScopes(r *rule, res resource.Resource, ids []scopeID, late bool) []*scope {
 	type prime struct {
 		s  *scope
 		rt route
@@ -120,10 +122,10 @@ func (e *Exporter) scopeSynced(s *scope) {
 	for _, rt := range s.table().routes {
 		st := rt.sink.store
 		if _, ok := st.Get(sentinelKey(s.id)); !ok {
-			st.Put(sentinelKey(s.id), Record{Scope: s.name})
+			st.Put(sentinelKey(s.id), state.Record{Scope: s.name})
 		}
 		if rt.restoreGap != nil {
-			st.Range(func(k Key, rec Record) bool {
+			st.Range(func(k state.Key, rec state.Record) bool {
 				// A scope name carries no version: the records of another
 				// version's scope are that scope's to compare.
 				if rec.Scope == s.name && k.GVR == s.id.GVR && !isSentinel(k) {
@@ -132,7 +134,7 @@ func (e *Exporter) scopeSynced(s *scope) {
 				return true
 			})
 		}
-		if f, ok := st.(Flusher); ok {
+		if f, ok := st.(state.Flusher); ok {
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			err := f.Flush(ctx)
 			cancel()

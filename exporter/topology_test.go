@@ -12,6 +12,7 @@ import (
 
 	"github.com/kubefeed/kubefeed/event"
 	"github.com/kubefeed/kubefeed/exporter/config"
+	"github.com/kubefeed/kubefeed/exporter/state"
 	"github.com/kubefeed/kubefeed/sinks"
 )
 
@@ -51,7 +52,7 @@ func TestRoutingSnapshotUnderChurn(t *testing.T) {
 			default:
 			}
 			s.onAdd(u, false)
-			_ = r.lookup(Key{GVR: cmRes.GVR, Namespace: "a", Name: "x"})
+			_ = r.lookup(state.Key{GVR: cmRes.GVR, Namespace: "a", Name: "x"})
 		}
 	}()
 	wg.Wait()
@@ -139,7 +140,7 @@ func TestScopeTablesNeverWrittenUnderChurn(t *testing.T) {
 			for _, r := range ex.runners {
 				for i := 0; i < objects; i++ {
 					name := "o" + strconv.Itoa(i)
-					c := r.lookup(Key{GVR: cmRes.GVR, Namespace: "a", Name: name})
+					c := r.lookup(state.Key{GVR: cmRes.GVR, Namespace: "a", Name: name})
 					final := c.obj
 					if final == nil {
 						final = cm("a", name, nil) // deletionRules gets the final state

@@ -15,6 +15,7 @@ import (
 	"k8s.io/apimachinery/pkg/watch"
 
 	"github.com/kubefeed/kubefeed/exporter/config"
+	"github.com/kubefeed/kubefeed/exporter/state"
 	"github.com/kubefeed/kubefeed/sinks"
 )
 
@@ -97,7 +98,7 @@ func goneEvent() watch.Event {
 }
 
 // startWLHarness is startHarness over a wlSource.
-func startWLHarness(t *testing.T, cfg *config.Config, src *wlSource, stores map[string]Store, sink sinks.Sink) *harness {
+func startWLHarness(t *testing.T, cfg *config.Config, src *wlSource, stores map[string]state.Store, sink sinks.Sink) *harness {
 	t.Helper()
 	h := &harness{t: t, src: src.fakeSource, sinks: map[string]*recorder{}, done: make(chan struct{})}
 	ss := map[string]sinks.Sink{}

@@ -9,10 +9,9 @@ import (
 	"sync"
 	"time"
 
+	"github.com/kubefeed/kubefeed/exporter/state"
 	bolt "go.etcd.io/bbolt"
 	"go.uber.org/zap"
-
-	"github.com/kubefeed/kubefeed/exporter"
 )
 
 // FlushInterval is how often dirty records are written.
@@ -132,7 +131,7 @@ func (f *File) Store(sink string) (*Store, error) {
 		return b.ForEach(func(k, v []byte) error {
 			key, err := parseKey(string(k))
 			if err == nil {
-				var r exporter.Record
+				var r state.Record
 				var legacy bool
 				if r, legacy, err = decodeRecord(v); err == nil {
 					s.load(key, r, legacy)
@@ -152,7 +151,7 @@ func (f *File) Store(sink string) (*Store, error) {
 	if s.restored.IsZero() {
 		// Nothing was ever flushed for this sink: a first run.
 		n := 0
-		s.mem.Range(func(exporter.Key, exporter.Record) bool { n++; return false })
+		s.mem.Range(func(state.Key, state.Record) bool { n++; return false })
 		if n > 0 {
 			s.restored = time.Unix(0, 0)
 		}
@@ -183,7 +182,7 @@ func (f *File) Flush(ctx context.Context) error {
 		f.flushed(seq, start, err)
 		return fmt.Errorf("checkpoint flush: %w", err)
 	}
-	batches := map[string]map[exporter.Key]dirty{}
+	batches := map[string]map[state.Key]dirty{}
 	stripped := 0 // legacy records written back without their raw state
 	for name, s := range f.stores {
 		batches[name] = s.takeDirty()

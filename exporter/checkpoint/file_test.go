@@ -9,12 +9,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kubefeed/kubefeed/exporter/state"
 	"github.com/prometheus/client_golang/prometheus"
 	bolt "go.etcd.io/bbolt"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
-
-	"github.com/kubefeed/kubefeed/exporter"
 )
 
 func TestFileRoundTrip(t *testing.T) {
@@ -30,11 +29,11 @@ func TestFileRoundTrip(t *testing.T) {
 	if _, ok := s.Restored(); ok {
 		t.Error("a new file reports a restored state")
 	}
-	k := exporter.Key{GVR: schema.GroupVersionResource{Group: "apps", Version: "v1", Resource: "deployments"}, Namespace: "shop", Name: "web"}
-	gone := exporter.Key{GVR: k.GVR, Namespace: "shop", Name: "gone"}
+	k := state.Key{GVR: schema.GroupVersionResource{Group: "apps", Version: "v1", Resource: "deployments"}, Namespace: "shop", Name: "web"}
+	gone := state.Key{GVR: k.GVR, Namespace: "shop", Name: "gone"}
 	obj := &unstructured.Unstructured{Object: map[string]any{"apiVersion": "apps/v1", "kind": "Deployment", "spec": map[string]any{"replicas": int64(3)}}}
-	s.Put(k, exporter.Record{UID: "u1", ResourceVersion: "7", Object: obj, Scope: "deployments.apps -n shop"})
-	s.Put(gone, exporter.Record{UID: "u2", ResourceVersion: "8"})
+	s.Put(k, state.Record{UID: "u1", ResourceVersion: "7", Object: obj, Scope: "deployments.apps -n shop"})
+	s.Put(gone, state.Record{UID: "u2", ResourceVersion: "8"})
 	if err := f.Flush(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -102,8 +101,8 @@ func TestLockedFileIsNotMovedAside(t *testing.T) {
 		t.Fatal(err)
 	}
 	s, _ := f.Store("audit")
-	k := exporter.Key{Name: "kept"}
-	s.Put(k, exporter.Record{UID: "u", ResourceVersion: "1"})
+	k := state.Key{Name: "kept"}
+	s.Put(k, state.Record{UID: "u", ResourceVersion: "1"})
 	if err := f.Flush(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -120,7 +119,7 @@ func TestLockedFileIsNotMovedAside(t *testing.T) {
 	}
 
 	// The holder is unaffected, and its state is there once it lets go.
-	s.Put(exporter.Key{Name: "later"}, exporter.Record{UID: "v", ResourceVersion: "2"})
+	s.Put(state.Key{Name: "later"}, state.Record{UID: "v", ResourceVersion: "2"})
 	if err := f.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -131,7 +130,7 @@ func TestLockedFileIsNotMovedAside(t *testing.T) {
 	defer f.Close()
 	s, _ = f.Store("audit")
 	for _, name := range []string{"kept", "later"} {
-		if _, ok := s.Get(exporter.Key{Name: name}); !ok {
+		if _, ok := s.Get(state.Key{Name: name}); !ok {
 			t.Errorf("record %s lost", name)
 		}
 	}
@@ -147,10 +146,10 @@ func TestRefusedRecordIsSkipped(t *testing.T) {
 		t.Fatal(err)
 	}
 	s, _ := f.Store("audit")
-	long := exporter.Key{Name: strings.Repeat("n", bolt.MaxKeySize)}
-	ok := exporter.Key{Name: "ok"}
-	s.Put(long, exporter.Record{UID: "u", ResourceVersion: "1"})
-	s.Put(ok, exporter.Record{UID: "v", ResourceVersion: "2"})
+	long := state.Key{Name: strings.Repeat("n", bolt.MaxKeySize)}
+	ok := state.Key{Name: "ok"}
+	s.Put(long, state.Record{UID: "u", ResourceVersion: "1"})
+	s.Put(ok, state.Record{UID: "v", ResourceVersion: "2"})
 	if err := f.Flush(context.Background()); err != nil {
 		t.Fatalf("a refused record failed the flush: %v", err)
 	}

@@ -13,14 +13,14 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 
-	"github.com/kubefeed/kubefeed/exporter"
+	"github.com/kubefeed/kubefeed/exporter/state"
 	"github.com/kubefeed/kubefeed/filters"
 )
 
 // secretValue is what must never rest anywhere.
 const secretValue = "hunter2-Sup3r-s3cret-value"
 
-var secretKey = exporter.Key{GVR: schema.GroupVersionResource{Version: "v1", Resource: "secrets"}, Namespace: "shop", Name: "db/creds~1"}
+var secretKey = state.Key{GVR: schema.GroupVersionResource{Version: "v1", Resource: "secrets"}, Namespace: "shop", Name: "db/creds~1"}
 
 // secret returns a Secret holding secretValue in data, stringData and the
 // last-applied annotation.
@@ -40,8 +40,8 @@ func secret() *unstructured.Unstructured {
 	}}
 }
 
-func secretRecord() exporter.Record {
-	return exporter.Record{UID: "s1", ResourceVersion: "42", Object: secret(), Scope: "secrets -n shop",
+func secretRecord() state.Record {
+	return state.Record{UID: "s1", ResourceVersion: "42", Object: secret(), Scope: "secrets -n shop",
 		Redact: filters.NewRedactor(filters.SecretPaths, nil)}
 }
 

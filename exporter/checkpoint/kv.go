@@ -12,8 +12,8 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
 
-	"github.com/kubefeed/kubefeed/exporter"
 	"github.com/kubefeed/kubefeed/exporter/config"
+	"github.com/kubefeed/kubefeed/exporter/state"
 	"github.com/kubefeed/kubefeed/sinks/natsconn"
 )
 
@@ -62,7 +62,7 @@ func OpenKV(ctx context.Context, c config.JetStreamCheckpoint, keepState bool, l
 	return &KV{committer: newCommitter(), log: log, keepState: keepState, nc: nc, kv: kv, stores: map[string]*Store{}}, nil
 }
 
-func kvKey(sink string, k exporter.Key) string {
+func kvKey(sink string, k state.Key) string {
 	return "s." + sink + "." + base64.RawURLEncoding.EncodeToString([]byte(keyString(k)))
 }
 
@@ -91,11 +91,11 @@ func (b *KV) Store(ctx context.Context, sink string) (*Store, error) {
 			break // all current values seen
 		}
 		raw, err := base64.RawURLEncoding.DecodeString(e.Key()[len("s."+sink+"."):])
-		var key exporter.Key
+		var key state.Key
 		if err == nil {
 			key, err = parseKey(string(raw))
 		}
-		var r exporter.Record
+		var r state.Record
 		var legacy bool
 		if err == nil {
 			r, legacy, err = decodeRecord(e.Value())
@@ -148,7 +148,7 @@ func (b *KV) Flush(ctx context.Context) error {
 	var firstErr error
 	for name, s := range b.stores {
 		batch := s.takeDirty()
-		failed := map[exporter.Key]dirty{}
+		failed := map[state.Key]dirty{}
 		for k, d := range batch {
 			if firstErr != nil {
 				failed[k] = d

@@ -15,21 +15,21 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 
-	"github.com/kubefeed/kubefeed/exporter"
 	"github.com/kubefeed/kubefeed/exporter/config"
+	"github.com/kubefeed/kubefeed/exporter/state"
 	"github.com/kubefeed/kubefeed/test/natstest"
 )
 
-func configMap(name string, data string) exporter.Record {
-	return exporter.Record{UID: "uid-" + name, ResourceVersion: "7", Scope: "configmaps -n shop", Object: &unstructured.Unstructured{Object: map[string]any{
+func configMap(name string, data string) state.Record {
+	return state.Record{UID: "uid-" + name, ResourceVersion: "7", Scope: "configmaps -n shop", Object: &unstructured.Unstructured{Object: map[string]any{
 		"apiVersion": "v1", "kind": "ConfigMap",
 		"metadata": map[string]any{"name": name, "namespace": "shop"},
 		"data":     map[string]any{"blob": data},
 	}}}
 }
 
-func cmKey(name string) exporter.Key {
-	return exporter.Key{GVR: schema.GroupVersionResource{Version: "v1", Resource: "configmaps"}, Namespace: "shop", Name: name}
+func cmKey(name string) state.Key {
+	return state.Key{GVR: schema.GroupVersionResource{Version: "v1", Resource: "configmaps"}, Namespace: "shop", Name: name}
 }
 
 // kvRecords reads the records of sink audit as they rest in the stream.

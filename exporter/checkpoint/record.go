@@ -14,7 +14,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	utiljson "k8s.io/apimachinery/pkg/util/json"
 
-	"github.com/kubefeed/kubefeed/exporter"
+	"github.com/kubefeed/kubefeed/exporter/state"
 	"github.com/kubefeed/kubefeed/jsonpatch"
 )
 
@@ -49,16 +49,16 @@ type stored struct {
 }
 
 // keyString encodes a key as "group/version/resource/namespace/name".
-func keyString(k exporter.Key) string {
+func keyString(k state.Key) string {
 	return k.GVR.Group + "/" + k.GVR.Version + "/" + k.GVR.Resource + "/" + k.Namespace + "/" + k.Name
 }
 
-func parseKey(s string) (exporter.Key, error) {
+func parseKey(s string) (state.Key, error) {
 	p := strings.SplitN(s, "/", 5)
 	if len(p) != 5 {
-		return exporter.Key{}, fmt.Errorf("bad checkpoint key %q", s)
+		return state.Key{}, fmt.Errorf("bad checkpoint key %q", s)
 	}
-	return exporter.Key{GVR: schema.GroupVersionResource{Group: p[0], Version: p[1], Resource: p[2]}, Namespace: p[3], Name: p[4]}, nil
+	return state.Key{GVR: schema.GroupVersionResource{Group: p[0], Version: p[1], Resource: p[2]}, Namespace: p[3], Name: p[4]}, nil
 }
 
 // gzipWriters are reused: a new flate compressor allocates about a
@@ -71,7 +71,7 @@ var gzipWriters = sync.Pool{New: func() any {
 // encodeRecord returns what is kept at rest for r: its uid, version and
 // scope, and with keepState its state as its rule redacts it
 // (r.Redact.Object), never the raw one.
-func encodeRecord(r exporter.Record, keepState bool) ([]byte, error) {
+func encodeRecord(r state.Record, keepState bool) ([]byte, error) {
 	s := stored{Format: recordFormat, UID: r.UID, RV: r.ResourceVersion, Scope: r.Scope, Provisional: r.Provisional, Deleting: r.Deleting}
 	if r.Sent != nil {
 		s.SentRV, s.SentTime, s.SentRecovered = r.Sent.ResourceVersion, r.Sent.Time.UnixNano(), r.Sent.Recovered
@@ -108,20 +108,20 @@ func encodeRecord(r exporter.Record, keepState bool) ([]byte, error) {
 // state may hold redacted values. Numbers in the state decode as
 // apimachinery's unstructured decoder does (int64 when integral, else
 // float64), so that a restored object equals the cached one.
-func decodeRecord(b []byte) (r exporter.Record, legacy bool, err error) {
+func decodeRecord(b []byte) (r state.Record, legacy bool, err error) {
 	var s stored
 	if err := json.Unmarshal(b, &s); err != nil {
-		return exporter.Record{}, false, fmt.Errorf("bad checkpoint record: %w", err)
+		return state.Record{}, false, fmt.Errorf("bad checkpoint record: %w", err)
 	}
 	if s.Format > recordFormat {
-		return exporter.Record{}, false, fmt.Errorf("checkpoint record format %d is newer than this kubefeed's (%d)", s.Format, recordFormat)
+		return state.Record{}, false, fmt.Errorf("checkpoint record format %d is newer than this kubefeed's (%d)", s.Format, recordFormat)
 	}
-	r = exporter.Record{UID: s.UID, ResourceVersion: s.RV, Scope: s.Scope, Provisional: s.Provisional, Deleting: s.Deleting}
+	r = state.Record{UID: s.UID, ResourceVersion: s.RV, Scope: s.Scope, Provisional: s.Provisional, Deleting: s.Deleting}
 	if s.SentRV != "" {
-		r.Sent = &exporter.Sent{ResourceVersion: s.SentRV, Time: time.Unix(0, s.SentTime).UTC(), Recovered: s.SentRecovered, ChangedPaths: s.SentPaths}
+		r.Sent = &state.Sent{ResourceVersion: s.SentRV, Time: time.Unix(0, s.SentTime).UTC(), Recovered: s.SentRecovered, ChangedPaths: s.SentPaths}
 		if len(s.SentPatch) > 0 {
 			if err := json.Unmarshal(s.SentPatch, &r.Sent.Patch); err != nil {
-				return exporter.Record{}, false, fmt.Errorf("bad checkpoint patch: %w", err)
+				return state.Record{}, false, fmt.Errorf("bad checkpoint patch: %w", err)
 			}
 			if r.Sent.Patch == nil {
 				r.Sent.Patch = []jsonpatch.Op{}
@@ -131,15 +131,15 @@ func decodeRecord(b []byte) (r exporter.Record, legacy bool, err error) {
 	if len(s.State) > 0 {
 		zr, err := gzip.NewReader(bytes.NewReader(s.State))
 		if err != nil {
-			return exporter.Record{}, false, fmt.Errorf("bad checkpoint state: %w", err)
+			return state.Record{}, false, fmt.Errorf("bad checkpoint state: %w", err)
 		}
 		raw, err := io.ReadAll(zr)
 		if err != nil {
-			return exporter.Record{}, false, fmt.Errorf("bad checkpoint state: %w", err)
+			return state.Record{}, false, fmt.Errorf("bad checkpoint state: %w", err)
 		}
 		obj := map[string]any{}
 		if err := utiljson.Unmarshal(raw, &obj); err != nil {
-			return exporter.Record{}, false, fmt.Errorf("bad checkpoint state: %w", err)
+			return state.Record{}, false, fmt.Errorf("bad checkpoint state: %w", err)
 		}
 		if obj != nil { // "null": no state
 			r.Object = &unstructured.Unstructured{Object: obj}

@@ -8,9 +8,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/kubefeed/kubefeed/exporter/state"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-
-	"github.com/kubefeed/kubefeed/exporter"
 )
 
 // TestStateNumbersRoundTrip: a restored state equals the cached one, with
@@ -47,8 +46,8 @@ func TestStateNumbersRoundTrip(t *testing.T) {
 		t.Fatal(err)
 	}
 	s, _ := f.Store("audit")
-	k := exporter.Key{Name: "thing"}
-	s.Put(k, exporter.Record{UID: "u", ResourceVersion: "1", Object: &unstructured.Unstructured{Object: obj}})
+	k := state.Key{Name: "thing"}
+	s.Put(k, state.Record{UID: "u", ResourceVersion: "1", Object: &unstructured.Unstructured{Object: obj}})
 	if err := f.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -98,7 +97,7 @@ func BenchmarkEncodeRecord(b *testing.B) {
 	for i := 0; i < 16; i++ {
 		data[fmt.Sprintf("key-%02d", i)] = fmt.Sprintf("%052d", i)
 	}
-	r := exporter.Record{UID: "u", ResourceVersion: "1", Object: &unstructured.Unstructured{Object: map[string]any{
+	r := state.Record{UID: "u", ResourceVersion: "1", Object: &unstructured.Unstructured{Object: map[string]any{
 		"apiVersion": "v1", "kind": "ConfigMap", "metadata": map[string]any{"name": "x", "namespace": "a"}, "data": data}}}
 	b.ReportAllocs()
 	for i := 0; i < b.N; i++ {

@@ -14,15 +14,15 @@ import (
 	bolt "go.etcd.io/bbolt"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
-	"github.com/kubefeed/kubefeed/exporter"
 	"github.com/kubefeed/kubefeed/exporter/config"
+	"github.com/kubefeed/kubefeed/exporter/state"
 	"github.com/kubefeed/kubefeed/filters"
 	"github.com/kubefeed/kubefeed/jsonpatch"
 	"github.com/kubefeed/kubefeed/test/natstest"
 )
 
 // assertRedactedState fails unless r is the Secret as its rule redacts it.
-func assertRedactedState(t *testing.T, r exporter.Record, ok bool) {
+func assertRedactedState(t *testing.T, r state.Record, ok bool) {
 	t.Helper()
 	if !ok || r.UID != "s1" || r.ResourceVersion != "42" || r.Object == nil {
 		t.Fatalf("restored %+v, %v", r, ok)
@@ -131,7 +131,7 @@ func TestKVKeepsNothingRedacted(t *testing.T) {
 // (gzip).
 func writeLegacy(t *testing.T, path string) []byte {
 	t.Helper()
-	st, err := encodeRecord(exporter.Record{UID: "s1", ResourceVersion: "42", Object: secret(), Scope: "secrets -n shop"}, true)
+	st, err := encodeRecord(state.Record{UID: "s1", ResourceVersion: "42", Object: secret(), Scope: "secrets -n shop"}, true)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -263,7 +263,7 @@ func TestDeletionWrittenAheadIsRestoredAsWritten(t *testing.T) {
 	rec := secretRecord()
 	rec.Deleting = true
 	sentAt := time.Date(2026, 12, 7, 1, 2, 3, 456789012, time.UTC)
-	rec.Sent = &exporter.Sent{ResourceVersion: "42", Time: sentAt, Recovered: true}
+	rec.Sent = &state.Sent{ResourceVersion: "42", Time: sentAt, Recovered: true}
 	s.Put(secretKey, rec)
 	if err := f.Close(); err != nil {
 		t.Fatal(err)
@@ -289,7 +289,7 @@ func TestLegacyStatePutAgainUnchangedRestsWithoutIt(t *testing.T) {
 	if !ok || r.Object == nil {
 		t.Fatalf("legacy record not restored: %+v", r)
 	}
-	r.Sent = &exporter.Sent{ResourceVersion: "43", Time: time.Unix(1, 0), Patch: []jsonpatch.Op{}}
+	r.Sent = &state.Sent{ResourceVersion: "43", Time: time.Unix(1, 0), Patch: []jsonpatch.Op{}}
 	s.Put(secretKey, r)
 	if err := f.Close(); err != nil {
 		t.Fatal(err)
@@ -306,7 +306,7 @@ func TestSentPatchRoundTrip(t *testing.T) {
 		{Op: jsonpatch.OpAdd, Path: "/spec/m", Value: map[string]any{"x": 1.5, "y": []any{"<b>", int64(-9007199254740993)}}},
 		{Op: jsonpatch.OpRemove, Path: "/spec/gone"},
 	}
-	b, err := encodeRecord(exporter.Record{UID: "u", ResourceVersion: "1", Sent: &exporter.Sent{ResourceVersion: "2", Time: time.Unix(5, 6), Patch: ops, ChangedPaths: []string{"/spec/big"}}}, false)
+	b, err := encodeRecord(state.Record{UID: "u", ResourceVersion: "1", Sent: &state.Sent{ResourceVersion: "2", Time: time.Unix(5, 6), Patch: ops, ChangedPaths: []string{"/spec/big"}}}, false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -320,7 +320,7 @@ func TestSentPatchRoundTrip(t *testing.T) {
 		t.Errorf("sent patch %s, want %s; %+v", got, want, r.Sent)
 	}
 	// A modification sent without a patch keeps an empty one, not none.
-	b, _ = encodeRecord(exporter.Record{UID: "u", ResourceVersion: "1", Sent: &exporter.Sent{ResourceVersion: "2", Patch: []jsonpatch.Op{}}}, false)
+	b, _ = encodeRecord(state.Record{UID: "u", ResourceVersion: "1", Sent: &state.Sent{ResourceVersion: "2", Patch: []jsonpatch.Op{}}}, false)
 	if r, _, _ = decodeRecord(b); r.Sent == nil || r.Sent.Patch == nil {
 		t.Errorf("an empty patch came back as none: %+v", r.Sent)
 	}
@@ -333,13 +333,13 @@ func TestDeletionWrittenAheadNearOneMiBKeepsItsState(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "cp.db")
 	f, s := openAudit(t, path)
 	big := strings.Repeat("x\u00e9\"\\", 900<<10/5)
-	k := exporter.Key{Namespace: "a", Name: "big/~1"}
+	k := state.Key{Namespace: "a", Name: "big/~1"}
 	obj := &unstructured.Unstructured{Object: map[string]any{"apiVersion": "v1", "kind": "ConfigMap",
 		"metadata": map[string]any{"name": "big/~1", "namespace": "a", "uid": "u", "resourceVersion": "9007199254740993"},
 		"data":     map[string]any{"v": big, "n": nil}}}
 	sentAt := time.Unix(7, 8)
-	s.Put(k, exporter.Record{UID: "u", ResourceVersion: "9007199254740993", Object: obj, Deleting: true,
-		Sent: &exporter.Sent{ResourceVersion: "9007199254740993", Time: sentAt}})
+	s.Put(k, state.Record{UID: "u", ResourceVersion: "9007199254740993", Object: obj, Deleting: true,
+		Sent: &state.Sent{ResourceVersion: "9007199254740993", Time: sentAt}})
 	if err := f.Close(); err != nil {
 		t.Fatal(err)
 	}

@@ -5,28 +5,28 @@ import (
 	"sync"
 	"time"
 
-	"github.com/kubefeed/kubefeed/exporter"
+	"github.com/kubefeed/kubefeed/exporter/state"
 )
 
 // Store is one sink's checkpointed delivered state: reads from memory,
 // writes recorded as dirty until the backend's next flush.
 type Store struct {
 	backend backend
-	mem     *exporter.MemoryStore
+	mem     *state.MemoryStore
 	mu      sync.Mutex // orders Put and Delete with takeDirty
-	dirty   map[exporter.Key]bool
+	dirty   map[state.Key]bool
 	// legacy holds the keys restored from records of an older format,
 	// whose state was stored unredacted: until they are Put again (with
 	// their rule's redaction), they are written back without state.
-	legacy   map[exporter.Key]bool
+	legacy   map[state.Key]bool
 	restored time.Time // when the previous run last flushed; zero: fresh
 }
 
 var (
-	_ exporter.Store    = (*Store)(nil)
-	_ exporter.Restorer = (*Store)(nil)
-	_ exporter.Flusher  = (*Store)(nil)
-	_ exporter.Syncer   = (*Store)(nil)
+	_ state.Store    = (*Store)(nil)
+	_ state.Restorer = (*Store)(nil)
+	_ state.Flusher  = (*Store)(nil)
+	_ state.Syncer   = (*Store)(nil)
 )
 
 // backend is where stores are written: File or KV.
@@ -38,7 +38,7 @@ type backend interface {
 // dirty is a record to write; rec nil: delete it. strip: write it
 // without its state.
 type dirty struct {
-	rec   *exporter.Record
+	rec   *state.Record
 	strip bool
 }
 
@@ -60,17 +60,17 @@ func (s *Store) Flush(ctx context.Context) error {
 }
 
 func newStore() *Store {
-	return &Store{mem: exporter.NewMemoryStore(), dirty: map[exporter.Key]bool{}, legacy: map[exporter.Key]bool{}}
+	return &Store{mem: state.NewMemoryStore(), dirty: map[state.Key]bool{}, legacy: map[state.Key]bool{}}
 }
 
 // Get returns the record of k.
-func (s *Store) Get(k exporter.Key) (exporter.Record, bool) { return s.mem.Get(k) }
+func (s *Store) Get(k state.Key) (state.Record, bool) { return s.mem.Get(k) }
 
 // Put records an acknowledged delivery, or a record written ahead of a
 // send. A record restored from a legacy one whose state is Put again
 // unchanged (a record written ahead carries the delivered state on) is
 // still written without it: that state may hold what its rule redacts.
-func (s *Store) Put(k exporter.Key, r exporter.Record) {
+func (s *Store) Put(k state.Key, r state.Record) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.legacy[k] {
@@ -83,7 +83,7 @@ func (s *Store) Put(k exporter.Key, r exporter.Record) {
 }
 
 // Delete forgets k.
-func (s *Store) Delete(k exporter.Key) {
+func (s *Store) Delete(k state.Key) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.mem.Delete(k)
@@ -92,7 +92,7 @@ func (s *Store) Delete(k exporter.Key) {
 }
 
 // Range iterates over the records.
-func (s *Store) Range(f func(exporter.Key, exporter.Record) bool) { s.mem.Range(f) }
+func (s *Store) Range(f func(state.Key, state.Record) bool) { s.mem.Range(f) }
 
 // Reserve makes room in the delivered state for n more records (a first
 // list about to be recorded).
@@ -104,7 +104,7 @@ func (s *Store) Restored() (time.Time, bool) { return s.restored, !s.restored.Is
 
 // load adds a record read from the backend; a legacy one is rewritten at
 // the next flush.
-func (s *Store) load(k exporter.Key, r exporter.Record, legacy bool) {
+func (s *Store) load(k state.Key, r state.Record, legacy bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.mem.Put(k, r)
@@ -115,10 +115,10 @@ func (s *Store) load(k exporter.Key, r exporter.Record, legacy bool) {
 }
 
 // takeDirty returns the dirty keys with their current records.
-func (s *Store) takeDirty() map[exporter.Key]dirty {
+func (s *Store) takeDirty() map[state.Key]dirty {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	out := make(map[exporter.Key]dirty, len(s.dirty))
+	out := make(map[state.Key]dirty, len(s.dirty))
 	for k := range s.dirty {
 		d := dirty{strip: s.legacy[k]}
 		if r, ok := s.mem.Get(k); ok {
@@ -126,12 +126,12 @@ func (s *Store) takeDirty() map[exporter.Key]dirty {
 		}
 		out[k] = d
 	}
-	s.dirty = map[exporter.Key]bool{}
+	s.dirty = map[state.Key]bool{}
 	return out
 }
 
 // requeue marks keys dirty again after a failed flush.
-func (s *Store) requeue(keys map[exporter.Key]dirty) {
+func (s *Store) requeue(keys map[state.Key]dirty) {
 	s.mu.Lock()
 	for k := range keys {
 		s.dirty[k] = true

@@ -5,7 +5,7 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/kubefeed/kubefeed/exporter"
+	"github.com/kubefeed/kubefeed/exporter/state"
 )
 
 // The checkpoint store offers Reserve as the exporter looks it up (an
@@ -17,7 +17,7 @@ func TestStoreReserveUnderConcurrentWrites(t *testing.T) {
 	s := newStore()
 	var _ interface{ Reserve(int) } = s
 	const writers, perWriter = 4, 500
-	taken := map[exporter.Key]dirty{}
+	taken := map[state.Key]dirty{}
 	var takenMu sync.Mutex
 	take := func() {
 		d := s.takeDirty()
@@ -35,7 +35,7 @@ func TestStoreReserveUnderConcurrentWrites(t *testing.T) {
 			for j := 0; j < perWriter; j++ {
 				i := w*perWriter + j
 				k := cmKey(fmt.Sprintf("n/%d~", i))
-				s.Put(k, exporter.Record{UID: "u", ResourceVersion: fmt.Sprint(i)})
+				s.Put(k, state.Record{UID: "u", ResourceVersion: fmt.Sprint(i)})
 				if i%3 == 0 {
 					s.Delete(k)
 				}
@@ -72,7 +72,7 @@ func TestStoreReserveUnderConcurrentWrites(t *testing.T) {
 	bg.Wait()
 	take()
 	held := 0
-	s.Range(func(exporter.Key, exporter.Record) bool { held++; return true })
+	s.Range(func(state.Key, state.Record) bool { held++; return true })
 	for i := 0; i < writers*perWriter; i++ {
 		k := cmKey(fmt.Sprintf("n/%d~", i))
 		r, ok := s.Get(k)

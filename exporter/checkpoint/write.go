@@ -4,9 +4,8 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/kubefeed/kubefeed/exporter/state"
 	"go.uber.org/zap"
-
-	"github.com/kubefeed/kubefeed/exporter"
 )
 
 // errTooLarge is what writeRecord reports to itself for a record over the
@@ -29,7 +28,7 @@ type recordWriter struct {
 // record is skipped. Both are counted and logged once per key; neither
 // is retried. Only a transient failure is returned, for the caller to keep
 // the record dirty.
-func (c *committer) write(w recordWriter, log *zap.Logger, sink string, k exporter.Key, d dirty, keepState bool) error {
+func (c *committer) write(w recordWriter, log *zap.Logger, sink string, k state.Key, d dirty, keepState bool) error {
 	id := sink + " " + keyString(k)
 	full := keepState && !d.strip && d.rec.Object != nil
 	reason := error(nil)

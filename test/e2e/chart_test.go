@@ -25,7 +25,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
-	"github.com/kubefeed/kubefeed/exporter"
+	"github.com/kubefeed/kubefeed/exporter/resource"
 	"github.com/kubefeed/kubefeed/test/cluster"
 )
 
@@ -88,7 +88,7 @@ func rulesOf(o *unstructured.Unstructured) string {
 func apply(t *testing.T, cfg *rest.Config, objs []*unstructured.Unstructured, dryRun bool) {
 	t.Helper()
 	dyn := dynamic.NewForConfigOrDie(cfg)
-	res := exporter.NewDiscoveryResolver(discovery.NewDiscoveryClientForConfigOrDie(cfg))
+	res := resource.NewDiscoveryResolver(discovery.NewDiscoveryClientForConfigOrDie(cfg))
 	opts := metav1.CreateOptions{FieldValidation: "Strict"}
 	if dryRun {
 		opts.DryRun = []string{metav1.DryRunAll}

@@ -26,6 +26,7 @@ import (
 	"github.com/kubefeed/kubefeed/event"
 	"github.com/kubefeed/kubefeed/exporter"
 	"github.com/kubefeed/kubefeed/exporter/config"
+	"github.com/kubefeed/kubefeed/exporter/resource"
 	"github.com/kubefeed/kubefeed/sinks"
 	"github.com/kubefeed/kubefeed/test/cluster"
 )
@@ -79,7 +80,7 @@ func startExporter(t testing.TB, cfgYAML string, ss map[string]sinks.Sink) *runn
 	dc := discovery.NewDiscoveryClientForConfigOrDie(cp.Config())
 	log := zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel))
 	ex, err := exporter.New(exporter.Options{
-		Config: cfg, Client: dyn, RESTConfig: cp.Config(), Resolver: exporter.NewDiscoveryResolver(dc), Sinks: ss, Logger: log,
+		Config: cfg, Client: dyn, RESTConfig: cp.Config(), Resolver: resource.NewDiscoveryResolver(dc), Sinks: ss, Logger: log,
 		ResolveRetry: 300 * time.Millisecond,
 	})
 	if err != nil {

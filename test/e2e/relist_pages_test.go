@@ -22,6 +22,7 @@ import (
 
 	"github.com/kubefeed/kubefeed/exporter"
 	"github.com/kubefeed/kubefeed/exporter/config"
+	"github.com/kubefeed/kubefeed/exporter/resource"
 	"github.com/kubefeed/kubefeed/sinks"
 	"github.com/kubefeed/kubefeed/test/cluster"
 	"github.com/kubefeed/kubefeed/test/natstest"
@@ -141,7 +142,7 @@ func TestPagedRelistRecoversChangesOnEveryPage(t *testing.T) {
 	}
 	probe := &pagingProbe{Interface: dyn, noWatchList: true}
 	ex, err := exporter.New(exporter.Options{
-		Config: cfg, Client: probe, Resolver: exporter.NewDiscoveryResolver(discovery.NewDiscoveryClientForConfigOrDie(own.Config())),
+		Config: cfg, Client: probe, Resolver: resource.NewDiscoveryResolver(discovery.NewDiscoveryClientForConfigOrDie(own.Config())),
 		Sinks: map[string]sinks.Sink{"js": js}, Logger: zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel)),
 	})
 	if err != nil {

@@ -17,6 +17,7 @@ import (
 
 	"github.com/kubefeed/kubefeed/exporter"
 	"github.com/kubefeed/kubefeed/exporter/config"
+	"github.com/kubefeed/kubefeed/exporter/resource"
 	"github.com/kubefeed/kubefeed/sinks"
 	"github.com/kubefeed/kubefeed/test/cluster"
 	"github.com/kubefeed/kubefeed/test/natstest"
@@ -57,7 +58,7 @@ func TestAPIServerOutageRecoversExactlyTheChanges(t *testing.T) {
 	rec := &recorder{}
 	probe := &pagingProbe{Interface: dyn}
 	ex, err := exporter.New(exporter.Options{
-		Config: cfg, Client: probe, Resolver: exporter.NewDiscoveryResolver(discovery.NewDiscoveryClientForConfigOrDie(own.Config())),
+		Config: cfg, Client: probe, Resolver: resource.NewDiscoveryResolver(discovery.NewDiscoveryClientForConfigOrDie(own.Config())),
 		Sinks: map[string]sinks.Sink{"rec": rec, "js": jetStreamSink(t, srv.URL(), nil)}, Logger: zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel)),
 	})
 	if err != nil {

@@ -27,6 +27,8 @@ import (
 	"github.com/kubefeed/kubefeed/exporter"
 	"github.com/kubefeed/kubefeed/exporter/checkpoint"
 	"github.com/kubefeed/kubefeed/exporter/config"
+	"github.com/kubefeed/kubefeed/exporter/resource"
+	"github.com/kubefeed/kubefeed/exporter/state"
 	"github.com/kubefeed/kubefeed/sinks"
 )
 
@@ -151,7 +153,7 @@ func runPipeline(ctx, sendCtx context.Context, rc *rest.Config, cfg *config.Conf
 		return runtimeErr(err)
 	}
 	opts := exporter.Options{
-		Config: cfg, Client: dyn, RESTConfig: rc, Metadata: md, Resolver: exporter.NewDiscoveryResolver(dc), Sinks: ss, Logger: log, Registerer: reg,
+		Config: cfg, Client: dyn, RESTConfig: rc, Metadata: md, Resolver: resource.NewDiscoveryResolver(dc), Sinks: ss, Logger: log, Registerer: reg,
 		SendContext: sendCtx,
 	}
 	if cp := cfg.Checkpoint; cp != nil {
@@ -223,7 +225,7 @@ func openCheckpoint(ctx context.Context, cp *config.Checkpoint, cfg *config.Conf
 		backend = kv
 		load = func(sink string) (*checkpoint.Store, error) { return kv.Store(ctx, sink) }
 	}
-	opts.Stores = map[string]exporter.Store{}
+	opts.Stores = map[string]state.Store{}
 	for _, sc := range cfg.Sinks {
 		st, err := load(sc.Name)
 		if err != nil {

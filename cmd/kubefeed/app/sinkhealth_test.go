@@ -23,6 +23,7 @@ import (
 
 	"github.com/kubefeed/kubefeed/exporter"
 	"github.com/kubefeed/kubefeed/exporter/config"
+	"github.com/kubefeed/kubefeed/exporter/resource"
 )
 
 var configMapsGVR = schema.GroupVersionResource{Version: "v1", Resource: "configmaps"}
@@ -30,8 +31,8 @@ var configMapsGVR = schema.GroupVersionResource{Version: "v1", Resource: "config
 // configMapsOnly resolves configmaps and nothing else.
 type configMapsOnly struct{}
 
-func (configMapsOnly) Resolve(string) (exporter.Resource, error) {
-	return exporter.Resource{GVR: configMapsGVR, GVK: schema.GroupVersionKind{Version: "v1", Kind: "ConfigMap"}, Namespaced: true}, nil
+func (configMapsOnly) Resolve(string) (resource.Resource, error) {
+	return resource.Resource{GVR: configMapsGVR, GVK: schema.GroupVersionKind{Version: "v1", Kind: "ConfigMap"}, Namespaced: true}, nil
 }
 func (configMapsOnly) Reset() {}
 

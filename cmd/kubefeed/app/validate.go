@@ -13,8 +13,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
-	"github.com/kubefeed/kubefeed/exporter"
 	"github.com/kubefeed/kubefeed/exporter/config"
+	"github.com/kubefeed/kubefeed/exporter/resource"
 )
 
 func newValidateCmd(g *globalFlags, stdout io.Writer) *cobra.Command {
@@ -61,7 +61,7 @@ func checkCluster(ctx context.Context, g *globalFlags, path string, cfg *config.
 	}
 	ctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
-	res := exporter.NewDiscoveryResolver(cs.Discovery())
+	res := resource.NewDiscoveryResolver(cs.Discovery())
 	problems, err := clusterProblems(ctx, cs, res, path, cfg)
 	if err != nil {
 		return err
@@ -84,7 +84,7 @@ func checkCluster(ctx context.Context, g *globalFlags, path string, cfg *config.
 
 // clusterProblems resolves each rule's resource and checks list and watch
 // on it where the rule's informers will use them.
-func clusterProblems(ctx context.Context, cs kubernetes.Interface, res exporter.Resolver, path string, cfg *config.Config) ([]config.Problem, error) {
+func clusterProblems(ctx context.Context, cs kubernetes.Interface, res resource.Resolver, path string, cfg *config.Config) ([]config.Problem, error) {
 	var problems []config.Problem
 	for i, w := range cfg.Watch {
 		p := fmt.Sprintf("watch[%d].resource", i)
@@ -113,7 +113,7 @@ func clusterProblems(ctx context.Context, cs kubernetes.Interface, res exporter.
 // listWatchDenied asks the API server (SelfSubjectAccessReview) whether
 // kubefeed may list and watch r in ns (metav1.NamespaceAll: every
 // namespace) and returns the verbs it may not use.
-func listWatchDenied(ctx context.Context, cs kubernetes.Interface, r exporter.Resource, ns string) ([]string, error) {
+func listWatchDenied(ctx context.Context, cs kubernetes.Interface, r resource.Resource, ns string) ([]string, error) {
 	var denied []string
 	for _, verb := range []string{"list", "watch"} {
 		review := &authv1.SelfSubjectAccessReview{Spec: authv1.SelfSubjectAccessReviewSpec{ResourceAttributes: &authv1.ResourceAttributes{

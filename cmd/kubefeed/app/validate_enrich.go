@@ -9,6 +9,7 @@ import (
 
 	"github.com/kubefeed/kubefeed/exporter"
 	"github.com/kubefeed/kubefeed/exporter/config"
+	"github.com/kubefeed/kubefeed/exporter/resource"
 )
 
 // DefaultEnrichResources are the kinds `validate --cluster` checks for rules
@@ -30,7 +31,7 @@ var DefaultEnrichResources = []string{
 // is a problem at the enrich field of the rule that needs it; a kind the
 // cluster does not serve is a warning (Events may name CRDs that are not
 // installed). Nothing is checked when no rule enriches.
-func enrichProblems(ctx context.Context, cs kubernetes.Interface, res exporter.Resolver, path string, cfg *config.Config, kinds []string) (problems, warnings []config.Problem, err error) {
+func enrichProblems(ctx context.Context, cs kubernetes.Interface, res resource.Resolver, path string, cfg *config.Config, kinds []string) (problems, warnings []config.Problem, err error) {
 	scope := exporter.EnrichScopeOf(cfg)
 	if len(scope.Rules) == 0 {
 		return nil, nil, nil

@@ -18,8 +18,8 @@ import (
 	"k8s.io/client-go/kubernetes/fake"
 	k8stesting "k8s.io/client-go/testing"
 
-	"github.com/kubefeed/kubefeed/exporter"
 	"github.com/kubefeed/kubefeed/exporter/config"
+	"github.com/kubefeed/kubefeed/exporter/resource"
 )
 
 // reviewCluster is a fake API server that serves events, pods, nodes and
@@ -87,7 +87,7 @@ func checkConfig(t *testing.T, rc *reviewCluster, yml string, kinds []string) (p
 	if err != nil {
 		t.Fatal(err)
 	}
-	res := exporter.NewDiscoveryResolver(rc.cs.Discovery())
+	res := resource.NewDiscoveryResolver(rc.cs.Discovery())
 	ps, err := clusterProblems(context.Background(), rc.cs, res, path, cfg)
 	if err != nil {
 		t.Fatal(err)

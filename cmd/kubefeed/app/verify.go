@@ -16,8 +16,8 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/kubefeed/kubefeed/consumer"
-	"github.com/kubefeed/kubefeed/exporter"
 	"github.com/kubefeed/kubefeed/exporter/config"
+	"github.com/kubefeed/kubefeed/exporter/resource"
 	"github.com/kubefeed/kubefeed/sinks/natsconn"
 )
 
@@ -106,7 +106,7 @@ func runVerify(ctx context.Context, g *globalFlags, o *verifyOptions, stdout io.
 	if _, err := cs.Discovery().ServerVersion(); err != nil {
 		return runtimeErr(fmt.Errorf("api server: %w", err))
 	}
-	scopes, skipped, err := verifyScopes(ctx, cfg, o.sink, exporter.NewDiscoveryResolver(cs.Discovery()), dyn)
+	scopes, skipped, err := verifyScopes(ctx, cfg, o.sink, resource.NewDiscoveryResolver(cs.Discovery()), dyn)
 	if err != nil {
 		return err
 	}

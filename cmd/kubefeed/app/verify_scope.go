@@ -16,6 +16,7 @@ import (
 	"github.com/kubefeed/kubefeed/consumer"
 	"github.com/kubefeed/kubefeed/exporter"
 	"github.com/kubefeed/kubefeed/exporter/config"
+	"github.com/kubefeed/kubefeed/exporter/resource"
 	"github.com/kubefeed/kubefeed/filters"
 )
 
@@ -25,7 +26,7 @@ import (
 type verifyScope struct {
 	rule       int // index in cfg.Watch
 	w          config.Watch
-	res        exporter.Resource
+	res        resource.Resource
 	namespace  string // "" for all namespaces or cluster-scoped
 	label      labels.Selector
 	field      string
@@ -45,7 +46,7 @@ type notCompared struct {
 // verifyScopes resolves the rules routed to sink and computes their LIST
 // scopes; namespaceSelector rules list the namespaces that match now.
 // Problems of the config are usage errors; API failures runtime errors.
-func verifyScopes(ctx context.Context, cfg *config.Config, sink string, r exporter.Resolver, dyn dynamic.Interface) ([]*verifyScope, []notCompared, error) {
+func verifyScopes(ctx context.Context, cfg *config.Config, sink string, r resource.Resolver, dyn dynamic.Interface) ([]*verifyScope, []notCompared, error) {
 	var key []byte
 	if cfg.RedactionKeyFile != "" {
 		b, err := os.ReadFile(cfg.RedactionKeyFile)

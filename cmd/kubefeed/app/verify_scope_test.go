@@ -13,22 +13,22 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	dynfake "k8s.io/client-go/dynamic/fake"
 
-	"github.com/kubefeed/kubefeed/exporter"
 	"github.com/kubefeed/kubefeed/exporter/config"
+	"github.com/kubefeed/kubefeed/exporter/resource"
 )
 
 // fakeResolver knows configmaps (namespaced) and namespaces (cluster-scoped).
 type fakeResolver struct{}
 
 func (fakeResolver) Reset() {}
-func (fakeResolver) Resolve(name string) (exporter.Resource, error) {
+func (fakeResolver) Resolve(name string) (resource.Resource, error) {
 	switch name {
 	case "configmaps", "cm":
-		return exporter.Resource{GVR: schema.GroupVersionResource{Version: "v1", Resource: "configmaps"}, GVK: schema.GroupVersionKind{Version: "v1", Kind: "ConfigMap"}, Namespaced: true}, nil
+		return resource.Resource{GVR: schema.GroupVersionResource{Version: "v1", Resource: "configmaps"}, GVK: schema.GroupVersionKind{Version: "v1", Kind: "ConfigMap"}, Namespaced: true}, nil
 	case "namespaces":
-		return exporter.Resource{GVR: namespacesGVR, GVK: schema.GroupVersionKind{Version: "v1", Kind: "Namespace"}}, nil
+		return resource.Resource{GVR: namespacesGVR, GVK: schema.GroupVersionKind{Version: "v1", Kind: "Namespace"}}, nil
 	}
-	return exporter.Resource{}, fmt.Errorf("resource %q not found on the server", name)
+	return resource.Resource{}, fmt.Errorf("resource %q not found on the server", name)
 }
 
 func nsObj(name string, labels map[string]string) *unstructured.Unstructured {

@@ -18,8 +18,8 @@ import (
 	dynfake "k8s.io/client-go/dynamic/fake"
 
 	"github.com/kubefeed/kubefeed/consumer"
-	"github.com/kubefeed/kubefeed/exporter"
 	"github.com/kubefeed/kubefeed/exporter/config"
+	"github.com/kubefeed/kubefeed/exporter/resource"
 	"github.com/kubefeed/kubefeed/filters"
 )
 
@@ -35,7 +35,7 @@ func testScope(t *testing.T, w config.Watch, redact filters.Patterns) *verifySco
 	}
 	s := &verifyScope{
 		w: w, namespace: "shop", label: sel, excluded: map[string]bool{}, skipsFirst: w.InitialList != config.InitialListEmit,
-		res:    exporter.Resource{GVR: schema.GroupVersionResource{Version: "v1", Resource: "configmaps"}, Namespaced: true},
+		res:    resource.Resource{GVR: schema.GroupVersionResource{Version: "v1", Resource: "configmaps"}, Namespaced: true},
 		ignore: append(append(filters.Patterns{}, filters.DefaultIgnore...), ign...),
 	}
 	if len(redact) > 0 {

@@ -30,6 +30,7 @@ import (
 	"github.com/kubefeed/kubefeed/event"
 	"github.com/kubefeed/kubefeed/exporter"
 	"github.com/kubefeed/kubefeed/exporter/config"
+	"github.com/kubefeed/kubefeed/exporter/resource"
 	"github.com/kubefeed/kubefeed/sinks"
 	"github.com/kubefeed/kubefeed/sinks/file"
 	"github.com/kubefeed/kubefeed/sinks/jetstream"
@@ -352,7 +353,7 @@ func agent(mode, kubeconfig, natsURL, ns, dir string, n int) error {
 		}
 		wrapped := &startMarker{counter: c, start: &start}
 		ex, err := exporter.New(exporter.Options{Config: cfg, Client: dyn, RESTConfig: rc, Metadata: metadata.NewForConfigOrDie(rc),
-			Resolver: exporter.NewDiscoveryResolver(discovery.NewDiscoveryClientForConfigOrDie(rc)),
+			Resolver: resource.NewDiscoveryResolver(discovery.NewDiscoveryClientForConfigOrDie(rc)),
 			Sinks:    map[string]sinks.Sink{"s": wrapped}, Logger: zap.NewNop(), Registerer: reg})
 		if err != nil {
 			return err

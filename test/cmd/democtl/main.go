@@ -17,6 +17,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/kubefeed/kubefeed/exporter/resource"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -25,8 +26,6 @@ import (
 	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/tools/clientcmd"
-
-	"github.com/kubefeed/kubefeed/exporter"
 )
 
 func main() {
@@ -45,7 +44,7 @@ func run(args []string) error {
 		return err
 	}
 	dyn := dynamic.NewForConfigOrDie(rc)
-	res := exporter.NewDiscoveryResolver(discovery.NewDiscoveryClientForConfigOrDie(rc))
+	res := resource.NewDiscoveryResolver(discovery.NewDiscoveryClientForConfigOrDie(rc))
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	switch args[0] {
@@ -97,7 +96,7 @@ func run(args []string) error {
 }
 
 // resolveRetry waits for a kind to be served (a CRD just created).
-func resolveRetry(res *exporter.DiscoveryResolver, kind, apiVersion string) (exporter.Resource, error) {
+func resolveRetry(res *resource.DiscoveryResolver, kind, apiVersion string) (resource.Resource, error) {
 	name := kind
 	if gv, err := schemaGroup(apiVersion); err == nil && gv != "" {
 		name = kind + "." + gv
@@ -112,7 +111,7 @@ func resolveRetry(res *exporter.DiscoveryResolver, kind, apiVersion string) (exp
 		res.Reset()
 		time.Sleep(100 * time.Millisecond)
 	}
-	return exporter.Resource{}, lastErr
+	return resource.Resource{}, lastErr
 }
 
 func schemaGroup(apiVersion string) (string, error) {

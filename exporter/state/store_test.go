@@ -1,4 +1,4 @@
-package exporter
+package state
 
 import (
 	"fmt"
@@ -9,7 +9,7 @@ import (
 
 // storeKey is the i-th of many keys, with '/' and '~' in their names.
 func storeKey(i int) Key {
-	return Key{GVR: cmRes.GVR, Namespace: fmt.Sprintf("ns/%d", i%7), Name: fmt.Sprintf("n~%d", i)}
+	return Key{GVR: cmGVR, Namespace: fmt.Sprintf("ns/%d", i%7), Name: fmt.Sprintf("n~%d", i)}
 }
 
 // Reserve keeps every record, and makes room only when asked for more
@@ -17,7 +17,7 @@ func storeKey(i int) Key {
 func TestMemoryStoreReserveKeepsRecords(t *testing.T) {
 	s := NewMemoryStore()
 	for i := 0; i < 10; i++ {
-		s.Put(Key{GVR: cmRes.GVR, Namespace: "a/b", Name: "n~" + string(rune('a'+i))}, Record{UID: "u", ResourceVersion: "1"})
+		s.Put(Key{GVR: cmGVR, Namespace: "a/b", Name: "n~" + string(rune('a'+i))}, Record{UID: "u", ResourceVersion: "1"})
 	}
 	s.Reserve(100)
 	if s.reserved != 110 {
@@ -34,7 +34,7 @@ func TestMemoryStoreReserveKeepsRecords(t *testing.T) {
 	if n != 10 {
 		t.Fatalf("%d records after Reserve, want 10", n)
 	}
-	if _, ok := s.Get(Key{GVR: cmRes.GVR, Namespace: "a/b", Name: "n~c"}); !ok {
+	if _, ok := s.Get(Key{GVR: cmGVR, Namespace: "a/b", Name: "n~c"}); !ok {
 		t.Fatal("a record was lost by Reserve")
 	}
 }
@@ -63,7 +63,7 @@ func TestMemoryStoreReserveUnderConcurrentUse(t *testing.T) {
 				case 0: // present: replaced
 					s.Put(k, Record{UID: "u", ResourceVersion: fmt.Sprint(i)})
 				case 1: // absent: seeded
-					if !putIfAbsent(s, k, Record{UID: "u", ResourceVersion: fmt.Sprint(i)}) {
+					if !PutIfAbsent(s, k, Record{UID: "u", ResourceVersion: fmt.Sprint(i)}) {
 						errs <- fmt.Sprintf("putIfAbsent found absent %v", k)
 					}
 				case 2: // present: deleted

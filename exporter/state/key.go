@@ -1,4 +1,4 @@
-package exporter
+package state
 
 import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -12,8 +12,8 @@ type Key struct {
 	Name      string
 }
 
-// cacheKey is the informer store key (namespace/name or name).
-func (k Key) cacheKey() string {
+// CacheKey is the informer store key (namespace/name or name).
+func (k Key) CacheKey() string {
 	if k.Namespace == "" {
 		return k.Name
 	}
@@ -25,5 +25,5 @@ func (k Key) String() string {
 	if k.GVR.Group != "" {
 		r += "." + k.GVR.Group
 	}
-	return r + "/" + k.cacheKey()
+	return r + "/" + k.CacheKey()
 }

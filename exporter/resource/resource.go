@@ -1,4 +1,4 @@
-package exporter
+package resource
 
 import (
 	"fmt"
@@ -22,8 +22,8 @@ type Resource struct {
 // APIVersion is group/version, or version for the core group.
 func (r Resource) APIVersion() string { return r.GVK.GroupVersion().String() }
 
-// isAPIVersion reports whether s is APIVersion(), without building it.
-func (r Resource) isAPIVersion(s string) bool {
+// IsAPIVersion reports whether s is APIVersion(), without building it.
+func (r Resource) IsAPIVersion(s string) bool {
 	g, v := r.GVK.Group, r.GVK.Version
 	if g == "" {
 		return s == v

@@ -1,4 +1,4 @@
-package exporter
+package state
 
 import (
 	"context"
@@ -67,9 +67,9 @@ type Sent struct {
 	ChangedPaths []string
 }
 
-// sent reports the change a record was written ahead of, when it is the
+// SentAs reports the change a record was written ahead of, when it is the
 // version rv of its uid (and a deletion exactly when deleted).
-func (r *Record) sent(uid, rv string, deleted bool) (*Sent, bool) {
+func (r *Record) SentAs(uid, rv string, deleted bool) (*Sent, bool) {
 	if r == nil || r.Sent == nil || r.UID != uid || r.Sent.ResourceVersion != rv || r.Deleting != deleted {
 		return nil, false
 	}
@@ -83,6 +83,12 @@ func (r *Record) sent(uid, rv string, deleted bool) (*Sent, bool) {
 // never compares a new incarnation with an old one.
 type Syncer interface {
 	Sync(ctx context.Context) error
+}
+
+// Flusher is implemented by stores that write behind (checkpoints): Flush
+// writes now, and returns when ctx ends at the latest.
+type Flusher interface {
+	Flush(ctx context.Context) error
 }
 
 // Restorer is implemented by stores that may hold the state of a previous
@@ -151,8 +157,20 @@ func (s *MemoryStore) Reserve(n int) {
 	s.m, s.reserved = m, want
 }
 
-// reserver is a Store that can make room ahead (Reserve).
-type reserver interface{ Reserve(n int) }
+// Capacity is the number of records the map was last made for by
+// Reserve (0: never).
+func (s *MemoryStore) Capacity() int {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.reserved
+}
+
+// Len is the number of records held.
+func (s *MemoryStore) Len() int {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return len(s.m)
+}
 
 // Delete forgets k.
 func (s *MemoryStore) Delete(k Key) {
@@ -178,8 +196,8 @@ func (s *MemoryStore) Range(f func(Key, Record) bool) {
 	}
 }
 
-// putIfAbsent seeds k, reporting whether it was absent.
-func putIfAbsent(s Store, k Key, r Record) bool {
+// PutIfAbsent seeds k, reporting whether it was absent.
+func PutIfAbsent(s Store, k Key, r Record) bool {
 	if ms, ok := s.(*MemoryStore); ok {
 		ms.mu.Lock()
 		defer ms.mu.Unlock()
