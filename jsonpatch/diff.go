@@ -35,7 +35,7 @@ func (w *walker) push(t string) { w.toks = append(w.toks, t) }
 func (w *walker) pop()          { w.toks = w.toks[:len(w.toks)-1] }
 
 func (w *walker) emit(op string, v any) {
-	w.ops = append(w.ops, Op{Op: op, Path: Pointer(w.toks), Value: v})
+	w.ops = append(w.ops, Op{Op: op, Path: pointer(w.toks), Value: v})
 }
 
 func (w *walker) ignored() bool { return w.ign != nil && w.ign.MatchTokens(w.toks) }
@@ -92,7 +92,7 @@ func (w *walker) plain(a, b any) {
 			return
 		}
 	}
-	if !Equal(a, b) {
+	if !equal(a, b) {
 		w.emit(OpReplace, b)
 	}
 }

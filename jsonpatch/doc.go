@@ -5,7 +5,7 @@
 // Guarantees: applying Diff(a, b) to a yields b (checked against
 // evanphx/json-patch in the tests and by FuzzDiff); ops come in a
 // deterministic order (object keys sorted); add and replace always carry a
-// value, null included; numbers compare exactly (NumberEqual), so integers
+// value, null included; numbers compare exactly (see numberEqual), so integers
 // beyond 2^53 are never rounded; keys are escaped per RFC 6901. Values in
 // ops share memory with b, so callers must treat both as read-only. Arrays
 // of equal prefix are diffed element by element, then grown with add or

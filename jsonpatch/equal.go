@@ -1,9 +1,9 @@
 package jsonpatch
 
-// Equal reports whether two decoded JSON values are equal: maps and arrays
+// equal reports whether two decoded JSON values are equal: maps and arrays
 // member by member, strings, booleans and nulls by value, numbers exactly as
-// NumberEqual says, whatever Go type holds them.
-func Equal(a, b any) bool {
+// numberEqual says, whatever Go type holds them.
+func equal(a, b any) bool {
 	switch av := a.(type) {
 	case map[string]any:
 		bv, ok := b.(map[string]any)
@@ -12,7 +12,7 @@ func Equal(a, b any) bool {
 		}
 		for k, x := range av {
 			y, ok := bv[k]
-			if !ok || !Equal(x, y) {
+			if !ok || !equal(x, y) {
 				return false
 			}
 		}
@@ -23,7 +23,7 @@ func Equal(a, b any) bool {
 			return false
 		}
 		for i := range av {
-			if !Equal(av[i], bv[i]) {
+			if !equal(av[i], bv[i]) {
 				return false
 			}
 		}
@@ -41,5 +41,5 @@ func Equal(a, b any) bool {
 			return av == bv
 		}
 	}
-	return NumberEqual(a, b)
+	return numberEqual(a, b)
 }

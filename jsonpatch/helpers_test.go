@@ -86,7 +86,7 @@ func apply(t testing.TB, ops []jsonpatch.Op, doc any) (any, string) {
 }
 
 // sameJSON reports whether a and b write the same JSON value, numbers
-// compared by exact value (math/big, independent of jsonpatch.Equal).
+// compared by exact value (math/big, independent of the package's equal).
 func sameJSON(t testing.TB, a, b any) bool {
 	t.Helper()
 	x, y := reencode(t, a), reencode(t, b)

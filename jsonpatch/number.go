@@ -6,7 +6,7 @@ import (
 	"strconv"
 )
 
-// NumberEqual reports whether a and b are numbers (int, int32, int64,
+// numberEqual reports whether a and b are numbers (int, int32, int64,
 // uint64, float32, float64 or json.Number) that denote the same value once
 // written as JSON. Integers compare exactly at any size: int64 with int64
 // directly, json.Number by its digits, never through float64. A float64
@@ -15,7 +15,7 @@ import (
 // float64(1<<53), but 9007199254740993 and float64(1<<53) are not. Anything
 // else, including a json.Number that is not a number, is equal only to a
 // json.Number of the same text.
-func NumberEqual(a, b any) bool {
+func numberEqual(a, b any) bool {
 	x, ok := toNumber(a)
 	if !ok {
 		return false

@@ -81,8 +81,8 @@ func EscapeToken(s string) string {
 	return strings.NewReplacer("~", "~0", "/", "~1").Replace(s)
 }
 
-// Pointer joins unescaped reference tokens into a JSON pointer.
-func Pointer(tokens []string) string {
+// pointer joins unescaped reference tokens into a JSON pointer.
+func pointer(tokens []string) string {
 	n := 0
 	for _, t := range tokens {
 		n += 1 + len(t)

@@ -29,7 +29,7 @@ func (w *walker) present(v any) bool {
 // present there.
 func (w *walker) equal(a, b any) bool {
 	if !w.hidden() {
-		return Equal(a, b)
+		return equal(a, b)
 	}
 	switch av := a.(type) {
 	case map[string]any:
@@ -53,7 +53,7 @@ func (w *walker) equal(a, b any) bool {
 		}
 		return true
 	}
-	return Equal(a, b)
+	return equal(a, b)
 }
 
 func (w *walker) equalMaps(a, b map[string]any) bool {
