@@ -9,9 +9,9 @@ import (
 	"cel.dev/cel-go/ext"
 )
 
-// CostLimit bounds what one evaluation of a filter may cost (CEL cost
+// costLimit bounds what one evaluation of a filter may cost (CEL cost
 // units), so no expression can stall a worker.
-const CostLimit = 1_000_000
+const costLimit = 1_000_000
 
 // Input is what a filter expression sees.
 type Input struct {
@@ -22,8 +22,8 @@ type Input struct {
 	ChangedPaths []string
 }
 
-// Expr is a compiled, type-checked CEL filter.
-type Expr struct {
+// expr is a compiled, type-checked CEL filter.
+type expr struct {
 	src string
 	prg cel.Program
 }
@@ -52,7 +52,7 @@ var env = func() *cel.Env {
 }()
 
 // CompileExpr parses and type-checks src; the result must be a bool.
-func CompileExpr(src string) (*Expr, error) {
+func CompileExpr(src string) (*expr, error) {
 	ast, iss := env.Compile(src)
 	if iss != nil && iss.Err() != nil {
 		errs := iss.Errors()
@@ -69,20 +69,20 @@ func CompileExpr(src string) (*Expr, error) {
 	if ast.OutputType() != cel.BoolType && ast.OutputType() != cel.DynType {
 		return nil, &ExprError{Line: 1, Column: 1, Msg: fmt.Sprintf("the expression must be a bool, not %s", ast.OutputType())}
 	}
-	prg, err := env.Program(ast, cel.CostLimit(CostLimit), cel.InterruptCheckFrequency(100))
+	prg, err := env.Program(ast, cel.CostLimit(costLimit), cel.InterruptCheckFrequency(100))
 	if err != nil {
 		return nil, &ExprError{Line: 1, Column: 1, Msg: err.Error()}
 	}
-	return &Expr{src: src, prg: prg}, nil
+	return &expr{src: src, prg: prg}, nil
 }
 
-// ErrEval wraps runtime errors of a filter (a missing field, the cost
+// errEval wraps runtime errors of a filter (a missing field, the cost
 // limit): the change then does not match.
-var ErrEval = errors.New("filter evaluation failed")
+var errEval = errors.New("filter evaluation failed")
 
 // Match evaluates the expression. On a runtime error it returns false and
-// an error wrapping ErrEval.
-func (x *Expr) Match(in Input) (bool, error) {
+// an error wrapping errEval.
+func (x *expr) Match(in Input) (bool, error) {
 	var old any
 	if in.OldObject != nil {
 		old = in.OldObject
@@ -95,14 +95,14 @@ func (x *Expr) Match(in Input) (bool, error) {
 		"type": in.Type, "object": in.Object, "oldObject": old, "changedPaths": paths,
 	})
 	if err != nil {
-		return false, fmt.Errorf("%w: %s: %v", ErrEval, x.src, err)
+		return false, fmt.Errorf("%w: %s: %v", errEval, x.src, err)
 	}
 	b, ok := out.Value().(bool)
 	if !ok {
-		return false, fmt.Errorf("%w: %s: result %v is not a bool", ErrEval, x.src, out.Value())
+		return false, fmt.Errorf("%w: %s: result %v is not a bool", errEval, x.src, out.Value())
 	}
 	return b, nil
 }
 
 // String is the source.
-func (x *Expr) String() string { return x.src }
+func (x *expr) String() string { return x.src }

@@ -30,8 +30,8 @@ func TestExprs(t *testing.T) {
 		if got != tc.want || (err != nil) != tc.evalErr {
 			t.Errorf("%s on %s: %v, %v; want %v, error %v", tc.src, tc.in.Type, got, err, tc.want, tc.evalErr)
 		}
-		if err != nil && !errors.Is(err, ErrEval) {
-			t.Errorf("runtime error not ErrEval: %v", err)
+		if err != nil && !errors.Is(err, errEval) {
+			t.Errorf("runtime error not errEval: %v", err)
 		}
 	}
 }
@@ -62,7 +62,7 @@ func TestExprCostLimit(t *testing.T) {
 	for i := range paths {
 		paths[i] = strings.Repeat("p", 10)
 	}
-	if _, err := x.Match(Input{Type: "MODIFIED", ChangedPaths: paths}); err == nil || !errors.Is(err, ErrEval) {
+	if _, err := x.Match(Input{Type: "MODIFIED", ChangedPaths: paths}); err == nil || !errors.Is(err, errEval) {
 		t.Errorf("200^3 evaluations: %v, want the cost limit", err)
 	}
 }

@@ -9,23 +9,23 @@ import (
 
 var _ jsonpatch.Matcher = Patterns(nil)
 
-// Pattern is a JSON pointer whose segments may be "*" (any one segment). A
+// pattern is a JSON pointer whose segments may be "*" (any one segment). A
 // pattern also matches everything below the path it names.
-type Pattern struct {
+type pattern struct {
 	raw  string
 	segs []string // unescaped
 }
 
 // ParsePattern parses "/status/conditions/*/lastHeartbeatTime".
-func ParsePattern(s string) (Pattern, error) {
+func ParsePattern(s string) (pattern, error) {
 	if !strings.HasPrefix(s, "/") {
-		return Pattern{}, fmt.Errorf("%q is not a JSON pointer (it must start with /)", s)
+		return pattern{}, fmt.Errorf("%q is not a JSON pointer (it must start with /)", s)
 	}
-	return Pattern{raw: s, segs: splitPointer(s)}, nil
+	return pattern{raw: s, segs: splitPointer(s)}, nil
 }
 
 // MustPattern is ParsePattern for constants.
-func MustPattern(s string) Pattern {
+func MustPattern(s string) pattern {
 	p, err := ParsePattern(s)
 	if err != nil {
 		panic(err)
@@ -33,14 +33,9 @@ func MustPattern(s string) Pattern {
 	return p
 }
 
-func (p Pattern) String() string { return p.raw }
+func (p pattern) String() string { return p.raw }
 
-// Match reports whether path is the pattern's path or below it.
-func (p Pattern) Match(path string) bool {
-	return p.matchSegs(splitPointer(path))
-}
-
-func (p Pattern) matchSegs(segs []string) bool {
+func (p pattern) matchSegs(segs []string) bool {
 	if len(segs) < len(p.segs) {
 		return false
 	}
@@ -53,7 +48,7 @@ func (p Pattern) matchSegs(segs []string) bool {
 }
 
 // Patterns is a set of patterns; the zero value matches nothing.
-type Patterns []Pattern
+type Patterns []pattern
 
 // ParsePatterns parses a list, naming the first bad one.
 func ParsePatterns(ss []string) (Patterns, error) {

@@ -1,6 +1,6 @@
 package filters
 
-// Predicate decides whether a change is shown. Implementations: *Expr,
+// Predicate decides whether a change is shown. Implementations: *expr,
 // EventTypes, And.
 type Predicate interface {
 	Match(Input) (bool, error)
