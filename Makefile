@@ -6,7 +6,7 @@ COMMIT ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
 LDFLAGS := -s -w -X github.com/kubefeed/kubefeed/cmd/kubefeed/app.version=$(VERSION) -X github.com/kubefeed/kubefeed/cmd/kubefeed/app.commit=$(COMMIT)
 DEVCLUSTER := .devcluster
 
-.PHONY: all build tools test vet fmt-check vulncheck demo bench cluster-up cluster-down clean
+.PHONY: all build tools test vet fmt-check vulncheck demo bench bench-compare cluster-up cluster-down clean
 
 all: build
 
@@ -43,6 +43,25 @@ demo: build
 
 bench: tools build
 	@bash test/bench/bench.sh
+
+# benchstat's comparison of a run made before a change (OLD, its
+# benchmarks.json, or a benchmarks.txt) with NEW (default: the last
+# `make bench`); both are turned into the Go benchmark format by
+# `benchrun -benchfmt`. The date differs between any two runs, and reports
+# written before the control plane's version was recorded lack it, so
+# neither splits the tables. benchstat needs 4 runs a side to call a change
+# significant (make bench's default is -runs 3; the Events mode makes 5).
+NEW ?= docs/benchmarks.json
+BENCHSTAT := golang.org/x/perf/cmd/benchstat@v0.0.0-20260908200009-22c9c6c9d4da
+bench-compare:
+	@test -n "$(OLD)" || { echo "usage: make bench-compare OLD=path/to/old/benchmarks.json [NEW=docs/benchmarks.json]" >&2; exit 2; }
+	@d=$$(mktemp -d) && trap 'rm -rf "$$d"' EXIT && \
+	$(GO) build -o "$$d/benchrun" ./test/cmd/benchrun && \
+	txt() { case "$$1" in *.txt) cat "$$1" ;; *) "$$d/benchrun" -benchfmt "$$1" ;; esac; } && \
+	txt "$(OLD)" > "$$d/old.txt" && txt "$(NEW)" > "$$d/new.txt" && \
+	echo "old: $(OLD) ($$(grep -m1 '^date:' "$$d/old.txt"))" && \
+	echo "new: $(NEW) ($$(grep -m1 '^date:' "$$d/new.txt"))" && \
+	$(GO) run $(BENCHSTAT) -ignore date,kube-apiserver old="$$d/old.txt" new="$$d/new.txt"
 
 cluster-up:
 	KUBEFEED_BIN_DIR=$$(bash test/tools/build.sh --control-plane) $(GO) run ./test/cmd/devcluster up $(DEVCLUSTER)

@@ -1,7 +1,7 @@
 // Command benchrun is `make bench`: it starts the local control plane and a
 // nats-server, runs a bare client-go informer and kubefeed (to a discarding
 // sink, the file sink and JetStream) as separate processes on the same
-// bursts, and writes docs/benchmarks.md, .json and .svg. It also measures
+// bursts, and writes docs/benchmarks.md, .json, .svg and .txt. It also measures
 // kubefeed's Kafka sink against a bare producer on an in-process kfake
 // broker (kafka.go). The Events mode (events.go) follows: core Events at a
 // steady ~300/s and as a burst, to a typed protobuf informer and to kubefeed
@@ -16,10 +16,14 @@
 //	benchrun -events-only [-out docs]    (the Events mode into an existing report)
 //	benchrun -gobench-only [-out docs]   (the in-process benchmarks into an existing report)
 //	benchrun -delete-only [-delete 10000] [-delete-runs 1] [-out docs]   (deletecollection per checkpoint mode into an existing report)
+//	benchrun -benchfmt docs/benchmarks.json   (prints its benchmarks.txt; measures nothing)
 //
 // The report's prose is report.tmpl; report.go computes what it shows
 // (with the medians and ratios of stats.go), and -render renders it again
-// from a benchmarks.json.
+// from a benchmarks.json. benchmarks.txt is the same numbers in the Go
+// benchmark format (benchfmt.go), for benchstat: `make bench-compare
+// OLD=old/benchmarks.json` compares a run made before a change with
+// docs/benchmarks.json.
 //
 // BENCH_CPUPROFILE=dir writes a CPU profile of every agent's measured part,
 // BENCH_ALLOCPROFILE=dir what it allocated, BENCH_LATDUMP=dir each
@@ -62,8 +66,9 @@ func main() {
 	n := flag.Int("n", 5000, "changes per burst")
 	runs := flag.Int("runs", 3, "runs per mode (medians are reported)")
 	mem := flag.Int("mem", 100000, "cached objects for the memory comparison (0: skip)")
-	out := flag.String("out", "docs", "where to write benchmarks.md/.json/.svg")
+	out := flag.String("out", "docs", "where to write benchmarks.md/.json/.svg/.txt")
 	from := flag.String("render", "", "only render the report again from this benchmarks.json")
+	benchFmt := flag.String("benchfmt", "", "only print this benchmarks.json in the Go benchmark format (as benchmarks.txt), for benchstat")
 	memOnly := flag.Bool("mem-only", false, "measure only memory, print it, write nothing")
 	steadyInto := flag.String("steady-into", "", "with -steady-only: put the steady rows into this directory's benchmarks.json and render its report again")
 	steadyOnly := flag.Bool("steady-only", false, "measure only the steady rates to JetStream (latency), print them, write nothing")
@@ -85,6 +90,11 @@ func main() {
 	netObjects = *netN
 	switch {
 	case err != nil:
+	case *benchFmt != "":
+		var rep report
+		if rep, err = readReport(*benchFmt, false); err == nil {
+			err = writeBenchfmt(os.Stdout, rep)
+		}
 	case *from != "":
 		var rep report
 		if rep, err = readReport(*from, false); err == nil {
@@ -155,6 +165,9 @@ func into(out string, measure func(e *env, rep *report) error) error {
 	if err := measure(e, &rep); err != nil {
 		return err
 	}
+	if rep.KubeAPIServer == "" {
+		rep.KubeAPIServer = serverVersion(e.cs)
+	}
 	if out == "" {
 		return nil
 	}
@@ -165,10 +178,13 @@ func into(out string, measure func(e *env, rep *report) error) error {
 }
 
 type report struct {
-	Date    string              `json:"date"`
-	Machine string              `json:"machine"`
-	Burst   map[string][]result `json:"burst"`
-	Steady  []result            `json:"steady"`
+	Date    string `json:"date"`
+	Machine string `json:"machine"`
+	// KubeAPIServer is the control plane's version (reports written
+	// before it was recorded have none).
+	KubeAPIServer string              `json:"kubeAPIServer,omitempty"`
+	Burst         map[string][]result `json:"burst"`
+	Steady        []result            `json:"steady"`
 	// SteadyBare: a bare informer's latency from creation to its
 	// notification, at the same rates in the same run.
 	SteadyBare []result          `json:"steadyBare,omitempty"`
@@ -246,7 +262,8 @@ func run(n, runs, mem int, out string) error {
 	}
 	defer e.stop()
 	cp, dir, ns, cs := e.cp, e.dir, e.ns, e.cs
-	rep := report{Date: time.Now().UTC().Format(time.RFC3339), Machine: machine(), Burst: map[string][]result{}, Memory: map[string]result{}}
+	rep := report{Date: time.Now().UTC().Format(time.RFC3339), Machine: machine(), KubeAPIServer: serverVersion(cs),
+		Burst: map[string][]result{}, Memory: map[string]result{}}
 	seq := 0
 	for r := 0; r < runs && !onlySteady && !onlyNet; r++ {
 		for _, mode := range burstModes {
@@ -363,6 +380,15 @@ func machine() string {
 	}
 	out, _ := exec.Command("nproc").Output()
 	return fmt.Sprintf("%s, %s cores", model, strings.TrimSpace(string(out)))
+}
+
+// serverVersion is the API server's version ("" when it does not say).
+func serverVersion(cs *kubernetes.Clientset) string {
+	v, err := cs.Discovery().ServerVersion()
+	if err != nil {
+		return ""
+	}
+	return v.GitVersion
 }
 
 func createNS(cs *kubernetes.Clientset, name string) error {

@@ -30,14 +30,21 @@ func rateOf(r result) float64 { return r.Rate }
 func cpuOf(r result) float64  { return r.CPUPer1k }
 func rssOf(r result) float64  { return r.RSSMiB }
 
-// writeReport writes out/benchmarks.json and renders benchmarks.md and
-// benchmarks.svg from it.
+// writeReport writes out/benchmarks.json and renders benchmarks.md,
+// benchmarks.svg and benchmarks.txt (benchfmt.go) from it.
 func writeReport(rep report, out string) error {
 	if err := os.MkdirAll(out, 0o755); err != nil {
 		return err
 	}
 	js, _ := json.MarshalIndent(rep, "", " ")
 	if err := os.WriteFile(filepath.Join(out, "benchmarks.json"), js, 0o644); err != nil {
+		return err
+	}
+	var txt bytes.Buffer
+	if err := writeBenchfmt(&txt, rep); err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(out, "benchmarks.txt"), txt.Bytes(), 0o644); err != nil {
 		return err
 	}
 	for name, data := range map[string]any{"benchmarks.md": newView(rep), "benchmarks.svg": newChart(rep)} {
