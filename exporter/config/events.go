@@ -22,11 +22,11 @@ const EnrichInvolvedObject = "involvedObject"
 
 var versionRE = regexp.MustCompile(`^v[0-9]+((alpha|beta)[0-9]+)?$`)
 
-// IsEventsResource reports whether a resource name as the config writes it
+// isEventsResource reports whether a resource name as the config writes it
 // names Kubernetes Events: events, ev, event (core/v1), v1/events,
 // events.events.k8s.io, events.v1.events.k8s.io, events.k8s.io/v1/events.
 // The check is by name; the resolved resource is authoritative at run time.
-func IsEventsResource(name string) bool {
+func isEventsResource(name string) bool {
 	n := strings.ToLower(strings.TrimSpace(name))
 	switch n {
 	case "events", "ev", "event":
@@ -55,7 +55,7 @@ func IsEventsResource(name string) bool {
 // eventsOptions checks the rule fields that only mean something for
 // Kubernetes Events.
 func (v *validator) eventsOptions(path string, w *Watch) {
-	events := IsEventsResource(w.Resource)
+	events := isEventsResource(w.Resource)
 	switch w.Expiry {
 	case "":
 	case ExpirySkip, ExpiryEmit:

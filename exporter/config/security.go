@@ -5,9 +5,9 @@ import (
 	"os"
 )
 
-// MinRedactionKeyBytes is the shortest key redact: hash accepts (HMAC-SHA256
+// minRedactionKeyBytes is the shortest key redact: hash accepts (HMAC-SHA256
 // wants a key as long as its output).
-const MinRedactionKeyBytes = 32
+const minRedactionKeyBytes = 32
 
 // redactionKey reads redactionKeyFile now, so that a missing, empty or
 // short key is a config problem with its position, not a surprise at run
@@ -21,7 +21,7 @@ func (v *validator) redactionKey(path string) {
 		v.at("redactionKeyFile", "cannot read the key: %v", err)
 		return
 	}
-	if n := len(bytes.TrimSpace(b)); n < MinRedactionKeyBytes {
-		v.at("redactionKeyFile", "key is %d bytes, need at least %d (for example: head -c 48 /dev/urandom | base64 > %s)", n, MinRedactionKeyBytes, path)
+	if n := len(bytes.TrimSpace(b)); n < minRedactionKeyBytes {
+		v.at("redactionKeyFile", "key is %d bytes, need at least %d (for example: head -c 48 /dev/urandom | base64 > %s)", n, minRedactionKeyBytes, path)
 	}
 }

@@ -78,17 +78,3 @@ func TestWebhookDefaults(t *testing.T) {
 		t.Errorf("followRedirects %q, deadLetter %v", w.FollowRedirects, c.Sinks[0].DeadLetter)
 	}
 }
-
-func TestSubjectCovers(t *testing.T) {
-	for _, tc := range []struct {
-		f, s string
-		want bool
-	}{
-		{"a.>", "a.b", true}, {"a.>", "a", false}, {"a.*", "a.b", true}, {"a.*", "a.b.c", false},
-		{"a.b", "a.b", true}, {"a.b", "a.b.c", false}, {">", "x.y", true}, {"*.b.>", "a.b.c.d", true},
-	} {
-		if got := config.SubjectCovers(tc.f, tc.s); got != tc.want {
-			t.Errorf("SubjectCovers(%q, %q) = %v", tc.f, tc.s, got)
-		}
-	}
-}

@@ -160,13 +160,3 @@ type KafkaSASL = kafka.SASL
 
 // TopicProvision is how a Kafka sink creates a missing topic.
 type TopicProvision = kafka.TopicProvision
-
-// Kafka defaults.
-const (
-	DefaultKafkaMaxMessageBytes = kafka.DefaultMaxMessageBytes
-	DefaultKafkaMaxInFlight     = kafka.DefaultMaxInFlight
-)
-
-// SubjectCovers reports whether the NATS subject filter (with * and >
-// wildcards) matches the literal subject.
-func SubjectCovers(filter, subject string) bool { return natsconn.Matches(filter, subject) }

@@ -18,26 +18,26 @@ import (
 
 // Defaults applied by setDefaults.
 const (
-	DefaultCluster         = "default"
-	DefaultWorkers         = 4
-	DefaultResyncPeriod    = 10 * time.Minute
-	DefaultShutdownTimeout = 30 * time.Second
-	DefaultLeaseName       = "kubefeed"
+	defaultCluster         = "default"
+	defaultWorkers         = 4
+	defaultResyncPeriod    = 10 * time.Minute
+	defaultShutdownTimeout = 30 * time.Second
+	defaultLeaseName       = "kubefeed"
 )
 
 // SetDefaults fills in the documented defaults (Parse calls it).
 func (c *Config) SetDefaults() {
 	if c.Cluster == "" {
-		c.Cluster = DefaultCluster
+		c.Cluster = defaultCluster
 	}
 	if c.Workers == 0 {
-		c.Workers = DefaultWorkers
+		c.Workers = defaultWorkers
 	}
 	if c.ResyncPeriod.Duration == 0 {
-		c.ResyncPeriod.Duration = DefaultResyncPeriod
+		c.ResyncPeriod.Duration = defaultResyncPeriod
 	}
 	if c.ShutdownTimeout.Duration == 0 {
-		c.ShutdownTimeout.Duration = DefaultShutdownTimeout
+		c.ShutdownTimeout.Duration = defaultShutdownTimeout
 	}
 	if c.WatchTimeout.Duration == 0 {
 		c.WatchTimeout.Duration = 5 * time.Minute
@@ -50,7 +50,7 @@ func (c *Config) SetDefaults() {
 		if len(w.Events) == 0 {
 			w.Events = []string{EventAdded, EventModified, EventDeleted}
 		}
-		if w.Expiry == "" && IsEventsResource(w.Resource) {
+		if w.Expiry == "" && isEventsResource(w.Resource) {
 			w.Expiry = ExpirySkip
 		}
 	}
@@ -58,7 +58,7 @@ func (c *Config) SetDefaults() {
 		c.Sinks[i].setDefaults()
 	}
 	if c.LeaderElection.Name == "" {
-		c.LeaderElection.Name = DefaultLeaseName
+		c.LeaderElection.Name = defaultLeaseName
 	}
 	le := &c.LeaderElection
 	for _, d := range []struct {

@@ -53,6 +53,10 @@ func TestMatches(t *testing.T) {
 		{"kubefeed.*.b", "kubefeed.a.c", false},
 		{"a.b", "a.b", true},
 		{"a.b", "a.b.c", false},
+		{"a.*", "a.b", true},
+		{"a.*", "a.b.c", false},
+		{">", "x.y", true},
+		{"*.b.>", "a.b.c.d", true},
 	} {
 		if got := Matches(tc.f, tc.s); got != tc.want {
 			t.Errorf("Matches(%s, %s) = %v", tc.f, tc.s, got)
