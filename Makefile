@@ -49,7 +49,8 @@ bench: tools build
 # `make bench`); both are turned into the Go benchmark format by
 # `benchrun -benchfmt`. The date differs between any two runs, and reports
 # written before the control plane's version was recorded lack it, so
-# neither splits the tables. benchstat needs 4 runs a side to call a change
+# neither splits the tables (a different cpu does: such runs are not
+# compared, and the target says so). benchstat needs 4 runs a side to call a change
 # significant (make bench's default is -runs 3; the Events mode makes 5).
 NEW ?= docs/benchmarks.json
 BENCHSTAT := golang.org/x/perf/cmd/benchstat@v0.0.0-20260908200009-22c9c6c9d4da
@@ -59,8 +60,9 @@ bench-compare:
 	$(GO) build -o "$$d/benchrun" ./test/cmd/benchrun && \
 	txt() { case "$$1" in *.txt) cat "$$1" ;; *) "$$d/benchrun" -benchfmt "$$1" ;; esac; } && \
 	txt "$(OLD)" > "$$d/old.txt" && txt "$(NEW)" > "$$d/new.txt" && \
-	echo "old: $(OLD) ($$(grep -m1 '^date:' "$$d/old.txt"))" && \
-	echo "new: $(NEW) ($$(grep -m1 '^date:' "$$d/new.txt"))" && \
+	for f in old new; do echo "$$f: $$(grep -m1 '^date:' "$$d/$$f.txt"), $$(grep -m1 '^cpu:' "$$d/$$f.txt")"; done && \
+	{ [ "$$(grep -m1 '^cpu:' "$$d/old.txt")" = "$$(grep -m1 '^cpu:' "$$d/new.txt")" ] || \
+	  echo "note: old and new ran on different CPUs, so benchstat shows them in separate tables, not compared"; } && \
 	$(GO) run $(BENCHSTAT) -ignore date,kube-apiserver old="$$d/old.txt" new="$$d/new.txt"
 
 cluster-up:
