@@ -5,9 +5,9 @@ import (
 	"math"
 )
 
-// DefaultMaxEventBytes bounds one event when Options.MaxEventBytes is 0:
+// defaultMaxEventBytes bounds one event when Options.MaxEventBytes is 0:
 // the API server's largest object (about 1.5 MiB) with room to spare.
-const DefaultMaxEventBytes = 16 << 20
+const defaultMaxEventBytes = 16 << 20
 
 // maxDepth is encoding/json's nesting limit, the event envelope included.
 const maxDepth = 10000
@@ -21,13 +21,13 @@ const (
 )
 
 // Options configure a Decoder; the zero value decodes everything with
-// DefaultMaxEventBytes.
+// defaultMaxEventBytes (16 MiB).
 type Options struct {
 	// DropManagedFields skips object.metadata.managedFields (still
 	// checked) instead of building it.
 	DropManagedFields bool
 	// MaxEventBytes bounds one event, whitespace before it excluded; 0 is
-	// DefaultMaxEventBytes.
+	// defaultMaxEventBytes (16 MiB).
 	MaxEventBytes int
 }
 
@@ -69,7 +69,7 @@ type member struct {
 func NewDecoder(r io.Reader, opts Options) *Decoder {
 	limit := opts.MaxEventBytes
 	if limit <= 0 {
-		limit = DefaultMaxEventBytes
+		limit = defaultMaxEventBytes
 	}
 	// No buffer gets near this, and the positions derived from the limit
 	// (evStart+max, max+minRead) must not overflow.
@@ -79,8 +79,8 @@ func NewDecoder(r io.Reader, opts Options) *Decoder {
 
 // Decode reads the next event into ev (reset first). It returns io.EOF
 // when the stream ends between events, io.ErrUnexpectedEOF when it ends
-// inside one, the reader's error unchanged, a *SyntaxError or
-// *TooLargeError after which the stream cannot be read on, or a
+// inside one, the reader's error unchanged, a *SyntaxError or an error
+// wrapping ErrEventTooLarge after which the stream cannot be read on, or a
 // *ValueError for an event of the wrong shape, after which it can.
 func (d *Decoder) Decode(ev *Event) error {
 	*ev = Event{}
@@ -139,7 +139,7 @@ func (d *Decoder) fill() (shift int, err error) {
 		return 0, d.eofErr()
 	}
 	if d.end-d.evStart >= d.max {
-		return 0, &TooLargeError{Limit: d.max, Offset: d.base + int64(d.evStart)}
+		return 0, &tooLargeError{Limit: d.max, Offset: d.base + int64(d.evStart)}
 	}
 	if len(d.buf)-d.end < minRead {
 		if d.evStart > 0 {

@@ -229,7 +229,7 @@ func TestLargeEvents(t *testing.T) {
 			t.Fatalf("%s: the small event: %v", name, err)
 		}
 		err = d.Decode(&ev)
-		var tl *TooLargeError
+		var tl *tooLargeError
 		if !errors.Is(err, ErrEventTooLarge) || !errors.As(err, &tl) || tl.Offset != int64(len(stream[1])) || !strings.Contains(err.Error(), "exceeds 1048576 bytes") {
 			t.Errorf("%s: %v", name, err)
 		}
@@ -307,18 +307,18 @@ func TestHugeEventLimitIsNoLimit(t *testing.T) {
 // An event over the 16 MiB default is an error, and the decoder holds no
 // more than the limit while finding out.
 func TestDefaultEventLimit(t *testing.T) {
-	big := `{"type":"ADDED","object":{"kind":"ConfigMap","data":{"a":"` + strings.Repeat("x", DefaultMaxEventBytes) + `"}}}`
+	big := `{"type":"ADDED","object":{"kind":"ConfigMap","data":{"a":"` + strings.Repeat("x", defaultMaxEventBytes) + `"}}}`
 	for _, name := range []string{"whole", "halves"} {
 		d := NewDecoder(readers[name]([]byte(stream[1]+big)), Options{})
 		if err := d.Decode(&Event{}); err != nil {
 			t.Fatal(err)
 		}
 		err := d.Decode(&Event{})
-		var tl *TooLargeError
-		if !errors.As(err, &tl) || tl.Limit != DefaultMaxEventBytes || tl.Offset != int64(len(stream[1])) {
+		var tl *tooLargeError
+		if !errors.As(err, &tl) || tl.Limit != defaultMaxEventBytes || tl.Offset != int64(len(stream[1])) {
 			t.Errorf("%s: %v", name, err)
 		}
-		if len(d.buf) > DefaultMaxEventBytes+2*minRead {
+		if len(d.buf) > defaultMaxEventBytes+2*minRead {
 			t.Errorf("%s: buffer of %d bytes", name, len(d.buf))
 		}
 		if again := d.Decode(&Event{}); again != err {

@@ -30,21 +30,22 @@ func (e *ValueError) Error() string {
 	return fmt.Sprintf("wirejson: %s at offset %d", e.Msg, e.Offset)
 }
 
-// ErrEventTooLarge is what a TooLargeError wraps.
+// ErrEventTooLarge is what the error for an event larger than
+// Options.MaxEventBytes (a *tooLargeError) wraps.
 var ErrEventTooLarge = errors.New("watch event too large")
 
-// TooLargeError is an event larger than Options.MaxEventBytes. The stream
+// tooLargeError is an event larger than Options.MaxEventBytes. The stream
 // cannot be read past it.
-type TooLargeError struct {
+type tooLargeError struct {
 	Limit  int
 	Offset int64 // where the event starts
 }
 
-func (e *TooLargeError) Error() string {
+func (e *tooLargeError) Error() string {
 	return fmt.Sprintf("wirejson: watch event at offset %d exceeds %d bytes", e.Offset, e.Limit)
 }
 
-func (e *TooLargeError) Unwrap() error { return ErrEventTooLarge }
+func (e *tooLargeError) Unwrap() error { return ErrEventTooLarge }
 
 // syntaxErr reports c at the read position.
 func (d *Decoder) syntaxErr(c byte, context string) error {
