@@ -12,9 +12,9 @@ import (
 	"github.com/kubefeed/kubefeed/event"
 )
 
-// ErrNotOpen is wrapped into the retryable error of a send to a Deferred
+// errNotOpen is wrapped into the retryable error of a send to a Deferred
 // sink that could not be opened yet.
-var ErrNotOpen = errors.New("sink not open yet")
+var errNotOpen = errors.New("sink not open yet")
 
 // Deferred stands for a sink whose construction failed at start (a broker
 // down, a stream missing, a directory not writable). It opens the sink
@@ -93,7 +93,7 @@ func (d *Deferred) Send(ctx context.Context, events []*event.Event) error {
 	s, err := d.sink, d.lastErr
 	d.mu.Unlock()
 	if s == nil {
-		return RetryAfter(fmt.Errorf("%w: %s: %w", ErrNotOpen, d.name, err), 5*time.Second)
+		return RetryAfter(fmt.Errorf("%w: %s: %w", errNotOpen, d.name, err), 5*time.Second)
 	}
 	return s.Send(ctx, events)
 }
@@ -107,7 +107,7 @@ func (d *Deferred) Publish(ctx context.Context, events []*event.Event, done func
 	s, err := d.sink, d.lastErr
 	d.mu.Unlock()
 	if s == nil {
-		return RetryAfter(fmt.Errorf("%w: %s: %w", ErrNotOpen, d.name, err), 5*time.Second)
+		return RetryAfter(fmt.Errorf("%w: %s: %w", errNotOpen, d.name, err), 5*time.Second)
 	}
 	if as, ok := s.(AsyncSink); ok {
 		return as.Publish(ctx, events, done)

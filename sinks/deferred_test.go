@@ -30,8 +30,8 @@ func TestDeferredOpensLater(t *testing.T) {
 		return inner, nil
 	}, DeferredOptions{MinBackoff: time.Millisecond, MaxBackoff: 5 * time.Millisecond})
 	err := d.Send(context.Background(), []*event.Event{{ID: "1"}})
-	if err == nil || IsPermanent(err) || !errors.Is(err, ErrNotOpen) {
-		t.Fatalf("send before open: %v, want a retryable ErrNotOpen", err)
+	if err == nil || IsPermanent(err) || !errors.Is(err, errNotOpen) {
+		t.Fatalf("send before open: %v, want a retryable errNotOpen", err)
 	}
 	if ok, why := d.Health(); ok || why == "" {
 		t.Fatalf("Health = %v %q before open", ok, why)

@@ -139,12 +139,12 @@ func encode(e *event.Event, mode string) (Encoded, error) {
 	if err != nil {
 		return Encoded{}, fmt.Errorf("encode event %s: %w", e.ID, err)
 	}
-	return Encoded{Event: e, Body: b, Headers: BinaryHeaders(e)}, nil
+	return Encoded{Event: e, Body: b, Headers: binaryHeaders(e)}, nil
 }
 
-// BinaryHeaders are the CloudEvents binary-mode attributes (ce-*) and the
+// binaryHeaders are the CloudEvents binary-mode attributes (ce-*) and the
 // content type.
-func BinaryHeaders(e *event.Event) [][2]string {
+func binaryHeaders(e *event.Event) [][2]string {
 	h := [][2]string{
 		{"ce-specversion", e.SpecVersion},
 		{"ce-id", e.ID},

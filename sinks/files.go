@@ -9,18 +9,18 @@ import (
 // File modes of what sinks create: readable by kubefeed's user only, since
 // events can carry anything the cluster holds.
 const (
-	FileMode = 0o600
-	DirMode  = 0o700
+	fileMode = 0o600
+	dirMode  = 0o700
 )
 
-// OpenAppend opens path for appending, creating it with FileMode and its
-// missing parent directories with DirMode. Existing files and directories
+// OpenAppend opens path for appending, creating it 0600 (fileMode) and its
+// missing parent directories 0700 (dirMode). Existing files and directories
 // keep their modes.
 func OpenAppend(path string) (*os.File, error) {
-	if err := os.MkdirAll(filepath.Dir(path), DirMode); err != nil {
+	if err := os.MkdirAll(filepath.Dir(path), dirMode); err != nil {
 		return nil, fmt.Errorf("create directory of %s: %w", path, err)
 	}
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, FileMode)
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, fileMode)
 	if err != nil {
 		return nil, fmt.Errorf("open %s: %w", path, err)
 	}

@@ -10,8 +10,8 @@ import (
 	"github.com/kubefeed/kubefeed/event"
 )
 
-// ErrClosed is returned by a Group's Publish after Close.
-var ErrClosed = errors.New("sink closed")
+// errClosed is returned by a Group's Publish after Close.
+var errClosed = errors.New("sink closed")
 
 // GroupEntry is one Publish waiting in a Group: one object's events.
 type GroupEntry struct {
@@ -66,12 +66,12 @@ func (g *Group) Publish(ctx context.Context, events []*event.Event, done func(er
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	if g.Closed() {
+	if g.isClosed() {
 		// Not waiting for a slot: a write Close gave up on may hold them.
-		return Permanent(ErrClosed)
+		return Permanent(errClosed)
 	}
 	if err := g.slots.Acquire(ctx, 1); errors.Is(err, ErrWindowClosed) {
-		return Permanent(ErrClosed)
+		return Permanent(errClosed)
 	} else if err != nil {
 		return fmt.Errorf("waiting for the write window: %w", err)
 	}
@@ -79,7 +79,7 @@ func (g *Group) Publish(ctx context.Context, events []*event.Event, done func(er
 	defer g.mu.Unlock()
 	if g.closed {
 		g.slots.Release(1)
-		return Permanent(ErrClosed)
+		return Permanent(errClosed)
 	}
 	if len(g.pending) == 0 {
 		g.firstAt = time.Now()
@@ -206,8 +206,8 @@ func once(done func(error)) func(error) {
 	return func(err error) { o.Do(func() { done(err) }) }
 }
 
-// Closed reports whether Close was called.
-func (g *Group) Closed() bool {
+// isClosed reports whether Close was called.
+func (g *Group) isClosed() bool {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	return g.closed

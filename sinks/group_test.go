@@ -117,7 +117,7 @@ func TestGroupLingerEndsWhenTheWindowIsFull(t *testing.T) {
 
 // Close whose context has ended while entries linger: every done is called
 // once before Close returns, and the window's slots are given back, so a
-// Publish after Close fails at once with ErrClosed instead of waiting for
+// Publish after Close fails at once with errClosed instead of waiting for
 // slots nobody will free.
 func TestGroupCloseDuringLingerFreesTheWindow(t *testing.T) {
 	for round := 0; round < 20; round++ {
@@ -141,8 +141,8 @@ func TestGroupCloseDuringLingerFreesTheWindow(t *testing.T) {
 		pctx, pcancel := context.WithTimeout(context.Background(), 10*time.Second)
 		err := g.Publish(pctx, []*event.Event{{ID: "late"}}, func(error) { t.Error("done of a publish that failed") })
 		pcancel()
-		if !errors.Is(err, ErrClosed) {
-			t.Fatalf("round %d: publish after Close: %v, want ErrClosed", round, err)
+		if !errors.Is(err, errClosed) {
+			t.Fatalf("round %d: publish after Close: %v, want errClosed", round, err)
 		}
 	}
 }
