@@ -25,27 +25,24 @@ type Record struct {
 	Event   json.RawMessage `json:"event"`
 }
 
-// File appends records to a file.
-type File struct {
+// file appends records to a file.
+type file struct {
 	mu   sync.Mutex
 	path string
 	f    *os.File // nil after a failed write: reopened by the next one
 }
 
-// OpenFile opens (creating with mode 0600, directories 0700) the file.
-func OpenFile(path string) (*File, error) {
+// openFile opens (creating with mode 0600, directories 0700) the file.
+func openFile(path string) (*file, error) {
 	f, err := sinks.OpenAppend(path)
 	if err != nil {
 		return nil, fmt.Errorf("dead letter: %w", err)
 	}
-	return &File{path: path, f: f}, nil
+	return &file{path: path, f: f}, nil
 }
 
-// Path of the file.
-func (d *File) Path() string { return d.path }
-
-// Write appends the records for events with one write and an fsync.
-func (d *File) Write(sink string, events []*event.Event, cause error, now time.Time) error {
+// write appends the records for events with one write and an fsync.
+func (d *file) write(sink string, events []*event.Event, cause error, now time.Time) error {
 	var buf bytes.Buffer
 	status := statusOf(cause)
 	for _, e := range events {
@@ -86,7 +83,7 @@ func (d *File) Write(sink string, events []*event.Event, cause error, now time.T
 }
 
 // Close closes the file.
-func (d *File) Close() error {
+func (d *file) Close() error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.f == nil {

@@ -24,10 +24,10 @@ type Options struct {
 	Now func() time.Time
 }
 
-// Sink is a sink whose permanent failures go to a dead-letter file.
-type Sink struct {
+// sink is a sink whose permanent failures go to a dead-letter file.
+type sink struct {
 	inner  sinks.Sink
-	file   *File
+	file   *file
 	opts   Options
 	log    *zap.Logger
 	closed atomic.Bool
@@ -35,7 +35,7 @@ type Sink struct {
 	sifting sync.WaitGroup
 }
 
-var _ sinks.AsyncSink = (*Sink)(nil)
+var _ sinks.AsyncSink = (*sink)(nil)
 
 // siftTimeout bounds sorting out a rejected publish, one event at a time.
 const siftTimeout = 30 * time.Second
@@ -44,7 +44,7 @@ const siftTimeout = 30 * time.Second
 // it sends and calls done at once). A permanent failure is sorted out as
 // Send does it, on a goroutine of its own: the ack path never blocks on
 // the one-by-one resends or the dead-letter file.
-func (s *Sink) Publish(ctx context.Context, events []*event.Event, done func(error)) error {
+func (s *sink) Publish(ctx context.Context, events []*event.Event, done func(error)) error {
 	if s.closed.Load() {
 		return sinks.Permanent(errors.New("sink closed"))
 	}
@@ -74,7 +74,7 @@ func (s *Sink) Publish(ctx context.Context, events []*event.Event, done func(err
 }
 
 // Wrap opens the dead-letter file and puts it behind inner.
-func Wrap(inner sinks.Sink, o Options) (*Sink, error) {
+func Wrap(inner sinks.Sink, o Options) (*sink, error) {
 	if o.Path == "" {
 		return nil, errors.New("dead letter: file is required")
 	}
@@ -84,17 +84,17 @@ func Wrap(inner sinks.Sink, o Options) (*Sink, error) {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	f, err := OpenFile(o.Path)
+	f, err := openFile(o.Path)
 	if err != nil {
 		return nil, err
 	}
-	return &Sink{inner: inner, file: f, opts: o, log: o.Logger}, nil
+	return &sink{inner: inner, file: f, opts: o, log: o.Logger}, nil
 }
 
 // Send sends through the wrapped sink. A permanent failure is written to
 // the dead-letter file and returned as a permanent error wrapping
 // sinks.ErrDeadLettered; a failed dead-letter write is retryable.
-func (s *Sink) Send(ctx context.Context, events []*event.Event) error {
+func (s *sink) Send(ctx context.Context, events []*event.Event) error {
 	if s.closed.Load() {
 		return sinks.Permanent(errors.New("sink closed"))
 	}
@@ -107,7 +107,7 @@ func (s *Sink) Send(ctx context.Context, events []*event.Event) error {
 
 // sift keeps in the dead-letter file the events of a send that failed with
 // err (permanent) which the destination rejects on their own.
-func (s *Sink) sift(ctx context.Context, events []*event.Event, err error) error {
+func (s *sink) sift(ctx context.Context, events []*event.Event, err error) error {
 	if len(events) == 1 {
 		return s.keep(events, err)
 	}
@@ -134,20 +134,20 @@ func (s *Sink) sift(ctx context.Context, events []*event.Event, err error) error
 	return first
 }
 
-func (s *Sink) keep(events []*event.Event, cause error) error {
-	if err := s.file.Write(s.opts.Name, events, cause, s.opts.Now()); err != nil {
+func (s *sink) keep(events []*event.Event, cause error) error {
+	if err := s.file.write(s.opts.Name, events, cause, s.opts.Now()); err != nil {
 		// Retryable: the events stay queued until they are delivered or kept.
 		return fmt.Errorf("%w (kept for retry: the events were rejected: %v)", err, cause)
 	}
 	for _, e := range events {
 		s.log.Warn("event rejected permanently, written to the dead-letter file",
-			zap.String("id", e.ID), zap.String("file", s.file.Path()), zap.Error(cause))
+			zap.String("id", e.ID), zap.String("file", s.file.path), zap.Error(cause))
 	}
-	return sinks.Permanent(fmt.Errorf("%w to %s: %w", sinks.ErrDeadLettered, s.file.Path(), cause))
+	return sinks.Permanent(fmt.Errorf("%w to %s: %w", sinks.ErrDeadLettered, s.file.path, cause))
 }
 
 // Close closes the wrapped sink, then the file.
-func (s *Sink) Close(ctx context.Context) error {
+func (s *sink) Close(ctx context.Context) error {
 	s.closed.Store(true)
 	err := s.inner.Close(ctx)
 	s.sifting.Wait()
