@@ -13,8 +13,8 @@ import (
 // 20 ms about six share it, and an audit file is 20 ms later at most.
 const DefaultLinger = 20 * time.Millisecond
 
-// DefaultMaxBackups is how many rotated files are kept by default.
-const DefaultMaxBackups = 3
+// defaultMaxBackups is how many rotated files are kept by default.
+const defaultMaxBackups = 3
 
 // Config is the sink's block of the config file (file:): JSON lines
 // appended to a file.
@@ -22,7 +22,7 @@ type Config struct {
 	Path string `yaml:"path"`
 	// MaxSizeMB rotates the file when it grows past this size (0: never).
 	MaxSizeMB int `yaml:"maxSizeMB"`
-	// MaxBackups rotated files are kept (default DefaultMaxBackups).
+	// MaxBackups rotated files are kept (default 3: defaultMaxBackups).
 	MaxBackups int `yaml:"maxBackups"`
 	// Linger is how long a small group of events waits after its first
 	// for more before one write and fsync (default DefaultLinger; 0s: at
@@ -33,7 +33,7 @@ type Config struct {
 // SetDefaults fills in the documented defaults.
 func (c *Config) SetDefaults() {
 	if c.MaxBackups == 0 {
-		c.MaxBackups = DefaultMaxBackups
+		c.MaxBackups = defaultMaxBackups
 	}
 	if c.Linger == nil {
 		c.Linger = &sinks.Duration{Duration: DefaultLinger}

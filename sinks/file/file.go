@@ -38,8 +38,8 @@ type Options struct {
 	Linger time.Duration
 }
 
-// Sink appends events to a file.
-type Sink struct {
+// sink appends events to a file.
+type sink struct {
 	mu     sync.Mutex
 	opts   Options
 	f      *os.File // nil after a failed open or rotation: reopened by the next Send
@@ -49,18 +49,18 @@ type Sink struct {
 	closed bool
 }
 
-// Window is how many objects may wait for the next write.
-const Window = 4096
+// window is how many objects may wait for the next write.
+const window = 4096
 
-var _ sinks.AsyncSink = (*Sink)(nil)
+var _ sinks.AsyncSink = (*sink)(nil)
 
 // New opens (creating if needed) the file for appending.
-func New(o Options) (*Sink, error) {
+func New(o Options) (*sink, error) {
 	if o.Path == "" {
 		return nil, fmt.Errorf("file sink: path is required")
 	}
-	s := &Sink{opts: o}
-	s.group = sinks.NewGroup(Window, s.write)
+	s := &sink{opts: o}
+	s.group = sinks.NewGroup(window, s.write)
 	s.group.SetLinger(o.Linger)
 	if err := s.open(); err != nil {
 		return nil, err
@@ -68,7 +68,7 @@ func New(o Options) (*Sink, error) {
 	return s, nil
 }
 
-func (s *Sink) open() error {
+func (s *sink) open() error {
 	f, err := sinks.OpenAppend(s.opts.Path)
 	if err != nil {
 		return fmt.Errorf("file sink: %w", err)
@@ -84,18 +84,18 @@ func (s *Sink) open() error {
 
 // Publish queues one line per event for the next write; done is called
 // once they are written and fsynced.
-func (s *Sink) Publish(ctx context.Context, events []*event.Event, done func(error)) error {
+func (s *sink) Publish(ctx context.Context, events []*event.Event, done func(error)) error {
 	return s.group.Publish(ctx, events, done)
 }
 
 // Send appends one line per event and returns once they are fsynced.
-func (s *Sink) Send(ctx context.Context, events []*event.Event) error {
+func (s *sink) Send(ctx context.Context, events []*event.Event) error {
 	return s.group.Send(ctx, events)
 }
 
 // write appends the entries' lines with one write call and fsyncs. An
 // event that cannot be encoded fails its own entry (permanently) only.
-func (s *Sink) write(entries []sinks.GroupEntry) []error {
+func (s *sink) write(entries []sinks.GroupEntry) []error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	errs := make([]error, len(entries))
@@ -128,7 +128,7 @@ func (s *Sink) write(entries []sinks.GroupEntry) []error {
 
 // append writes buf (rotating first when it would pass MaxSize) and
 // fsyncs; every error is retryable.
-func (s *Sink) append() error {
+func (s *sink) append() error {
 	if s.closed {
 		return sinks.Permanent(fmt.Errorf("file sink %s: closed", s.opts.Path))
 	}
@@ -161,7 +161,7 @@ func (s *Sink) append() error {
 // failure the file is closed and s.f is nil: the next Send reopens Path
 // and rotates again. Nothing rotated is overwritten: a backup that cannot
 // be shifted stops the rotation.
-func (s *Sink) rotate() error {
+func (s *sink) rotate() error {
 	if err := s.f.Sync(); err != nil {
 		return fmt.Errorf("file sink: sync: %w", err)
 	}
@@ -182,13 +182,13 @@ func (s *Sink) rotate() error {
 	return s.open()
 }
 
-func (s *Sink) backup(i int) string { return s.opts.Path + "." + strconv.Itoa(i) }
+func (s *sink) backup(i int) string { return s.opts.Path + "." + strconv.Itoa(i) }
 
 // Close writes what was published (bounded by ctx), fsyncs and closes the
 // file. A write still running when ctx ends (a disk or pipe that does not
 // take the bytes) does not hold Close: its entries were failed by the
 // group, and the file is closed once the write returns.
-func (s *Sink) Close(ctx context.Context) error {
+func (s *sink) Close(ctx context.Context) error {
 	gerr := s.group.Close(ctx)
 	locked := make(chan struct{})
 	go func() {
@@ -220,7 +220,7 @@ func (s *Sink) Close(ctx context.Context) error {
 
 // closeFile fsyncs and closes the file, and marks the sink closed; s.mu
 // is held. It returns the first error of sync, close and gerr.
-func (s *Sink) closeFile(gerr error) error {
+func (s *sink) closeFile(gerr error) error {
 	s.closed = true
 	if s.f == nil {
 		return gerr
