@@ -7,8 +7,8 @@ import (
 	"github.com/kubefeed/kubefeed/sinks/natsconn"
 )
 
-// DefaultMaxPending bounds the publishes awaiting an ack by default.
-const DefaultMaxPending = 4096
+// defaultMaxPending bounds the publishes awaiting an ack by default.
+const defaultMaxPending = 4096
 
 // Config is the sink's block of the config file (jetstream:): a NATS
 // JetStream stream, published to at least once.
@@ -21,7 +21,7 @@ type Config struct {
 	// Mode: structured (default) or binary.
 	Mode string `yaml:"mode"`
 	// MaxPending bounds the publishes awaiting an ack (default
-	// DefaultMaxPending).
+	// 4096: defaultMaxPending).
 	MaxPending int `yaml:"maxPending"`
 	// DeadLetterSubject receives a stub of events too large to send even
 	// after shrinking; empty: they are dropped and counted.
@@ -54,7 +54,7 @@ func (c *Config) SetDefaults() {
 		c.Mode = sinks.ModeStructured
 	}
 	if c.MaxPending == 0 {
-		c.MaxPending = DefaultMaxPending
+		c.MaxPending = defaultMaxPending
 	}
 }
 

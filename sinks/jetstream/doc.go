@@ -5,10 +5,10 @@
 // with a bounded number of publishes awaiting their ack (maxPending). Send
 // returns only when every PubAck of its events arrived, so a key is done for
 // this sink only after JetStream stored it; PubAck.Duplicate is counted. A
-// publish whose ack does not come in time (AckTimeout), or whose connection
-// is lost before it, fails the Send, and the key is retried by the caller's
-// queue; the same id makes the retry a duplicate that the stream drops
-// within its duplicate window.
+// publish whose ack does not come in time (defaultAckTimeout, 10s), or
+// whose connection is lost before it, fails the Send, and the key is
+// retried by the caller's queue; the same id makes the retry a duplicate
+// that the stream drops within its duplicate window.
 //
 // The sink reads the acks itself (acks.go): one reply subscription, a
 // table of the messages awaiting theirs, and one ticker for the timeouts,

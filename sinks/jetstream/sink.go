@@ -17,8 +17,8 @@ import (
 	"github.com/kubefeed/kubefeed/sinks/natsconn"
 )
 
-// AckTimeout is how long one publish may wait for its PubAck.
-const AckTimeout = 10 * time.Second
+// defaultAckTimeout is how long one publish may wait for its PubAck.
+const defaultAckTimeout = 10 * time.Second
 
 // Options of the sink. Config is required; Cluster names the cluster in
 // subjects.
@@ -27,7 +27,7 @@ type Options struct {
 	Cluster string
 	Logger  *zap.Logger
 
-	ackTimeout time.Duration // AckTimeout when zero; shorter in tests
+	ackTimeout time.Duration // defaultAckTimeout when zero; shorter in tests
 }
 
 // Stats counts what the sink saw.
@@ -91,7 +91,7 @@ func New(ctx context.Context, o Options) (*Sink, error) {
 		return nil, fmt.Errorf("jetstream: %w", err)
 	}
 	if o.ackTimeout <= 0 {
-		o.ackTimeout = AckTimeout
+		o.ackTimeout = defaultAckTimeout
 	}
 	s := &Sink{opts: o, nc: nc, js: js, subject: subj, log: o.Logger, win: newWindow(max(c.MaxPending, 1)),
 		out: nats.Msg{Header: nats.Header{}}, msgID: make([]string, 1)}
