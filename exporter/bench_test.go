@@ -10,39 +10,16 @@ import (
 
 	"go.uber.org/zap"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"k8s.io/apimachinery/pkg/runtime/schema"
 
 	"github.com/kubefeed/kubefeed/event"
 	"github.com/kubefeed/kubefeed/exporter/config"
 	"github.com/kubefeed/kubefeed/exporter/resource"
-	"github.com/kubefeed/kubefeed/exporter/state"
+	"github.com/kubefeed/kubefeed/internal/fixture"
 	"github.com/kubefeed/kubefeed/jsonpatch"
 	"github.com/kubefeed/kubefeed/sinks"
 )
 
-// pod returns a ~4.5 KiB Pod-like object at version rv.
-func pod(name string, rv int) *unstructured.Unstructured {
-	containers := []any{}
-	for i := 0; i < 3; i++ {
-		env := []any{}
-		for j := 0; j < 12; j++ {
-			env = append(env, map[string]any{"name": fmt.Sprintf("ENV_%d_%d", i, j), "value": fmt.Sprintf("value-%d-%d-%d", i, j, rv%2)})
-		}
-		containers = append(containers, map[string]any{
-			"name": fmt.Sprintf("c%d", i), "image": "registry.example.com/team/app:v1.2.3",
-			"env": env, "ports": []any{map[string]any{"containerPort": int64(8080 + i), "protocol": "TCP"}},
-			"resources": map[string]any{"requests": map[string]any{"cpu": "100m", "memory": "128Mi"}},
-		})
-	}
-	u := &unstructured.Unstructured{Object: map[string]any{
-		"apiVersion": "v1", "kind": "Pod",
-		"metadata": map[string]any{"name": name, "namespace": "bench", "uid": "uid-" + name, "resourceVersion": fmt.Sprint(rv),
-			"labels": map[string]any{"app": "bench", "pod-template-hash": "abcdef"}},
-		"spec":   map[string]any{"containers": containers, "nodeName": "node-1", "restartPolicy": "Always"},
-		"status": map[string]any{"phase": "Running", "podIP": "10.0.0.1", "conditions": []any{map[string]any{"type": "Ready", "status": "True", "lastTransitionTime": fmt.Sprintf("2026-01-01T00:00:%02dZ", rv%60)}}},
-	}}
-	return u
-}
+func pod(name string, rv int) *unstructured.Unstructured { return fixture.Pod(name, rv) }
 
 func BenchmarkDecodePod(b *testing.B) {
 	raw, _ := json.Marshal(pod("p", 1).Object)
@@ -65,42 +42,6 @@ func BenchmarkDiffPod(b *testing.B) {
 	}
 }
 
-var benchRes = resource.Resource{GVR: schema.GroupVersionResource{Version: "v1", Resource: "pods"}, GVK: schema.GroupVersionKind{Version: "v1", Kind: "Pod"}, Namespaced: true}
-
-func benchRule(b *testing.B, w config.Watch) *rule {
-	cfg := &config.Config{APIVersion: config.APIVersion, Kind: config.Kind, Watch: []config.Watch{w}, Sinks: []config.Sink{{Name: "s", Stdout: &config.StdoutSink{}}}}
-	cfg.SetDefaults()
-	rules, err := compileRules(cfg)
-	if err != nil {
-		b.Fatal(err)
-	}
-	return rules[0]
-}
-
-func BenchmarkFilterCEL(b *testing.B) {
-	r := benchRule(b, config.Watch{Resource: "pods", Filter: "type == 'MODIFIED' && object.status.phase == 'Running' && changedPaths.exists(p, p.startsWith('/spec'))"})
-	a, c := pod("p", 1), pod("p", 2)
-	ch := change{kind: event.Modified, obj: c, prev: recordOf(a)}
-	b.ReportAllocs()
-	for b.Loop() {
-		if _, err := render(newOrigin("bench"), benchRes, state.Key{}, ch, metaOf(ch.obj), r, time.Now()); err != nil {
-			b.Fatal(err)
-		}
-	}
-}
-
-func BenchmarkEnvelopeEncode(b *testing.B) {
-	r := benchRule(b, config.Watch{Resource: "pods"})
-	a, c := pod("p", 1), pod("p", 2)
-	ev, _ := render(newOrigin("bench"), benchRes, state.Key{Namespace: "bench", Name: "p"}, change{kind: event.Modified, obj: c, prev: recordOf(a)}, metaOf(c), r, time.Now())
-	b.ReportAllocs()
-	for b.Loop() {
-		if _, err := event.Marshal(ev); err != nil {
-			b.Fatal(err)
-		}
-	}
-}
-
 // discard acknowledges everything after encoding it, as a JSON sink would.
 type discard struct{ n atomic.Int64 }
 
@@ -119,7 +60,7 @@ func (d *discard) Close(context.Context) error { return nil }
 // run: the benchmark writes its store and calls its handler, as a watch
 // would, so handler → queue → worker → sink runs without an API server.
 func pipeline(b *testing.B, workers int, sink sinks.Sink) (*Exporter, *scope, *discard) {
-	return pipelineOf(b, workers, sink, benchRes, config.Watch{Resource: "pods"})
+	return pipelineOf(b, workers, sink, fixture.Pods, config.Watch{Resource: "pods"})
 }
 
 // pipelineOf is pipeline with the rule w over res.

@@ -6,10 +6,9 @@ import (
 	"time"
 
 	"go.uber.org/zap"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
 	"github.com/kubefeed/kubefeed/event"
-	"github.com/kubefeed/kubefeed/exporter/resource"
+	"github.com/kubefeed/kubefeed/exporter/plan"
 	"github.com/kubefeed/kubefeed/exporter/state"
 	"github.com/kubefeed/kubefeed/sinks"
 )
@@ -28,71 +27,58 @@ type awaitTombstone time.Duration
 
 func (a awaitTombstone) Error() string { return "waiting for the final state of a deleted object" }
 
-// current is what the informers hold of a key for one sink.
-type current struct {
-	obj *unstructured.Unstructured // nil: in no scope of the sink
-	// rules through which it reaches the sink, config order. It may be a
-	// scope table's own slice (appendRules): read only.
-	rules []*rule
-	res   resource.Resource
-	scope string // name of the first scope holding it
-	// unsynced: a scope covering the key has not synced, so obj == nil
-	// proves nothing.
-	unsynced bool
-}
-
 // lookup finds the current state of k in this sink's scopes.
-func (r *sinkRunner) lookup(k state.Key) current {
+func (r *sinkRunner) lookup(k state.Key) plan.Current {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
-	var c current
+	var c plan.Current
 	for _, s := range r.scopes[k.GVR] {
-		c.res = s.res
+		c.Res = s.res
 		if !s.covers(k) {
 			continue
 		}
 		if !s.informer.HasSynced() {
-			c.unsynced = true
+			c.Unsynced = true
 		}
 		if o := s.get(k); o != nil {
-			if c.obj == nil {
-				c.scope = s.name
+			if c.Obj == nil {
+				c.Scope = s.name
 			}
-			c.obj = o
-			c.rules = appendRules(c.rules, s.table().rules, r.name)
+			c.Obj = o
+			c.Rules = appendRules(c.Rules, s.table().rules, r.name)
 		}
 	}
-	if c.obj == nil {
+	if c.Obj == nil {
 		// Gone from every scope: any rule whose namespaces cover it may
 		// render the deletion (after the rule that delivered it).
 		for _, s := range r.scopes[k.GVR] {
 			if s.covers(k) {
-				c.rules = appendRules(c.rules, s.table().rules, r.name)
+				c.Rules = appendRules(c.Rules, s.table().rules, r.name)
 			}
 		}
 	}
 	return c
 }
 
-func appendRules(dst, src []*rule, sink string) []*rule {
+func appendRules(dst, src []*plan.Rule, sink string) []*plan.Rule {
 	if len(dst) == 0 && allRouteInOrder(src, sink) {
 		// The common case, one scope whose rules all route here: its own
 		// slice, capped so that no append can write into the table.
 		return src[:len(src):len(src)]
 	}
 	for _, rl := range src {
-		if !rl.routesTo(sink) {
+		if !rl.RoutesTo(sink) {
 			continue
 		}
 		i := 0
-		for i < len(dst) && dst[i].index < rl.index {
+		for i < len(dst) && dst[i].Index < rl.Index {
 			i++
 		}
 		if i < len(dst) && dst[i] == rl {
 			continue
 		}
 		// A new slice: dst may be a table's own (see above).
-		merged := make([]*rule, 0, len(dst)+1)
+		merged := make([]*plan.Rule, 0, len(dst)+1)
 		merged = append(append(append(merged, dst[:i]...), rl), dst[i:]...)
 		dst = merged
 	}
@@ -101,9 +87,9 @@ func appendRules(dst, src []*rule, sink string) []*rule {
 
 // allRouteInOrder reports whether every rule of src routes to sink and
 // src is in config order.
-func allRouteInOrder(src []*rule, sink string) bool {
+func allRouteInOrder(src []*plan.Rule, sink string) bool {
 	for i, rl := range src {
-		if !rl.routesTo(sink) || (i > 0 && src[i-1].index >= rl.index) {
+		if !rl.RoutesTo(sink) || (i > 0 && src[i-1].Index >= rl.Index) {
 			return false
 		}
 	}
@@ -117,9 +103,9 @@ type delivery struct {
 	// gap, for a gap item, is the marker sent (nil: acknowledged
 	// meanwhile); the rest is then zero but for out.events.
 	gap  *gap
-	cur  current
+	cur  plan.Current
 	snap pending
-	out  outcome
+	out  plan.Outcome
 	// again: only the deletions of a replaced incarnation were sent; the
 	// key is queued again for the new one.
 	again bool
@@ -143,12 +129,12 @@ func (r *sinkRunner) prepare(ctx context.Context, it item) (*delivery, error) {
 	if rec, ok := r.store.Get(k); ok {
 		last = &rec
 	}
-	if cur.obj == nil && cur.unsynced {
+	if cur.Obj == nil && cur.Unsynced {
 		return nil, errNotSynced
 	}
 	snap := r.pending.snapshot(it)
 	tomb := r.ex.tombstones.get(k)
-	if cur.obj == nil && tomb == nil && last != nil && last.UID != "" && !last.Deleting && snap.recovered == nil {
+	if cur.Obj == nil && tomb == nil && last != nil && last.UID != "" && !last.Deleting && snap.recovered == nil {
 		// Gone live, its final state not stored yet: wait for the handler
 		// rather than infer the deletion.
 		if after, ok := r.pending.awaitTombstone(it); ok {
@@ -157,28 +143,28 @@ func (r *sinkRunner) prepare(ctx context.Context, it item) (*delivery, error) {
 	}
 	obs := r.ex.observed.forKey(it)
 	_, writesAhead := r.store.(state.Syncer)
-	out := plan(r.ex.origin, k, last, snap.attempted, cur, tomb, snap.recovered != nil, obs, writesAhead)
-	if out.filterErrors > 0 {
-		r.filterErrors.Add(int64(out.filterErrors))
-		r.ex.metrics.filterErrors.WithLabelValues(r.name).Add(float64(out.filterErrors))
-		r.log.Debug("filter failed; counted as no match", zap.Stringer("key", k), zap.Int("rules", out.filterErrors))
+	out := plan.Compute(r.ex.origin, k, last, snap.attempted, cur, tomb, snap.recovered != nil, obs, writesAhead)
+	if out.FilterErrors > 0 {
+		r.filterErrors.Add(int64(out.FilterErrors))
+		r.ex.metrics.filterErrors.WithLabelValues(r.name).Add(float64(out.FilterErrors))
+		r.log.Debug("filter failed; counted as no match", zap.Stringer("key", k), zap.Int("rules", out.FilterErrors))
 	}
 	again := false
 	if r.replacesIncarnation(last, out) {
 		// The deletions first, forgotten durably; the new incarnation next
 		// round, provisioned before it is sent.
 		gone := cur
-		gone.obj = nil
-		out, again = plan(r.ex.origin, k, last, snap.attempted, gone, tomb, snap.recovered != nil, obs, writesAhead), true
+		gone.Obj = nil
+		out, again = plan.Compute(r.ex.origin, k, last, snap.attempted, gone, tomb, snap.recovered != nil, obs, writesAhead), true
 	}
-	if g := snap.recovered; g != nil && len(out.events) > 0 && r.gaps.await(g, it) {
+	if g := snap.recovered; g != nil && len(out.Events) > 0 && r.gaps.await(g, it) {
 		// Parked until the marker's ack queues the key again.
 		r.queue.Add(gapItem(g))
 		return nil, errAwaitGap
 	}
 	d := &delivery{it: it, cur: cur, snap: snap, out: out, again: again}
 	if writesAhead {
-		d.ahead = ahead(last, out)
+		d.ahead = plan.Ahead(last, out)
 	}
 	return d, nil
 }
@@ -189,12 +175,12 @@ func (r *sinkRunner) prepare(ctx context.Context, it item) (*delivery, error) {
 // send is split: acknowledged together and killed before the checkpoint
 // committed, a restart would know only the old incarnation, and never
 // retract the new one the sink holds once it is gone.
-func (r *sinkRunner) replacesIncarnation(last *state.Record, out outcome) bool {
-	if _, ok := r.store.(state.Syncer); !ok || out.record == nil || (last != nil && last.UID == out.record.UID) {
+func (r *sinkRunner) replacesIncarnation(last *state.Record, out plan.Outcome) bool {
+	if _, ok := r.store.(state.Syncer); !ok || out.Record == nil || (last != nil && last.UID == out.Record.UID) {
 		return false
 	}
-	for _, c := range out.changes {
-		if c.kind == event.Deleted {
+	for _, c := range out.Changes {
+		if c.Kind == event.Deleted {
 			return true
 		}
 	}
@@ -207,10 +193,10 @@ func (r *sinkRunner) replacesIncarnation(last *state.Record, out outcome) bool {
 // live while the first step was in flight, and is not labelled recovered.
 func (r *sinkRunner) againGap(d *delivery) *gap {
 	g := d.snap.recovered
-	if g == nil || d.cur.obj == nil {
+	if g == nil || d.cur.Obj == nil {
 		return nil
 	}
-	if c := r.lookup(d.it.key()); c.obj == nil || c.obj.GetUID() != d.cur.obj.GetUID() {
+	if c := r.lookup(d.it.key()); c.Obj == nil || c.Obj.GetUID() != d.cur.Obj.GetUID() {
 		return nil
 	}
 	return g
@@ -222,7 +208,7 @@ func (r *sinkRunner) againGap(d *delivery) *gap {
 // AsyncSink, else by a blocking Send.
 func (r *sinkRunner) send(ctx context.Context, d *delivery, sd *sendDeadline) {
 	r.inflight.Add(1)
-	if d.ahead != nil && len(d.out.events) > 0 {
+	if d.ahead != nil && len(d.out.Events) > 0 {
 		// Written ahead: sent by the committer once durable.
 		r.store.Put(d.it.key(), *d.ahead)
 		r.sendAfterCommit(ctx, d)
@@ -234,7 +220,7 @@ func (r *sinkRunner) send(ctx context.Context, d *delivery, sd *sendDeadline) {
 // dispatch is send once the item is counted in flight (and, for a
 // checkpointed sink, its record written ahead is durable).
 func (r *sinkRunner) dispatch(ctx context.Context, d *delivery, sd *sendDeadline) {
-	events := d.out.events
+	events := d.out.Events
 	if len(events) == 0 {
 		r.complete(ctx, d, nil)
 		return
@@ -265,20 +251,20 @@ func (r *sinkRunner) complete(ctx context.Context, d *delivery, err error) {
 		return
 	}
 	if err != nil && !sinks.IsPermanent(err) {
-		r.pending.failed(d.it, out.record)
+		r.pending.failed(d.it, out.Record)
 		r.settle(ctx, d.it, err)
 		return
 	}
-	if n := len(out.events); n > 0 {
+	if n := len(out.Events); n > 0 {
 		if err != nil {
 			r.dropped.Add(int64(n))
 			r.ex.metrics.dropped.WithLabelValues(r.name).Add(float64(n))
 			r.log.Error("permanent send error, events dropped for this sink", zap.Stringer("key", k), zap.Int("events", n), zap.Error(err))
 		} else {
 			r.delivered.Add(int64(n))
-			for _, ev := range out.events {
+			for _, ev := range out.Events {
 				if c := ev.Change(); c != "" {
-					r.deliveredCounter(d.cur.res, eventType(c)).Inc()
+					r.deliveredCounter(d.cur.Res, plan.EventType(c)).Inc()
 				}
 			}
 		}
@@ -287,19 +273,19 @@ func (r *sinkRunner) complete(ctx context.Context, d *delivery, err error) {
 			r.ex.metrics.recovered.WithLabelValues(r.name).Add(float64(n))
 		}
 	}
-	if out.forget {
+	if out.Forget {
 		r.store.Delete(k)
-	} else if out.record != nil {
-		r.store.Put(k, *out.record)
+	} else if out.Record != nil {
+		r.store.Put(k, *out.Record)
 	}
 	noticed := r.pending.finish(d.it, d.snap)
-	if len(out.events) > 0 && !noticed.IsZero() {
+	if len(out.Events) > 0 && !noticed.IsZero() {
 		r.latency.Observe(time.Since(noticed).Seconds())
 	}
 	if d.again {
 		r.enqueue(d.it, r.againGap(d))
 	}
-	if _, ok := r.store.(state.Syncer); ok && len(out.events) > 0 && out.changes[0].kind != event.Modified {
+	if _, ok := r.store.(state.Syncer); ok && len(out.Events) > 0 && out.Changes[0].Kind != event.Modified {
 		r.commitThenSettle(ctx, d.it)
 		return
 	}

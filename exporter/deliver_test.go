@@ -18,13 +18,16 @@ import (
 	"time"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/types"
 	utiljson "k8s.io/apimachinery/pkg/util/json"
 	"k8s.io/apimachinery/pkg/watch"
 
 	"github.com/kubefeed/kubefeed/event"
 	"github.com/kubefeed/kubefeed/exporter/config"
+	"github.com/kubefeed/kubefeed/exporter/plan"
 	"github.com/kubefeed/kubefeed/exporter/state"
 	"github.com/kubefeed/kubefeed/filters"
+	"github.com/kubefeed/kubefeed/internal/golden"
 	"github.com/kubefeed/kubefeed/sinks"
 )
 
@@ -345,7 +348,7 @@ func secretObj(name, pw string, extra map[string]any) *unstructured.Unstructured
 	for k, v := range extra {
 		u.Object[k] = v
 	}
-	u.SetUID(typesUID("uid-" + name))
+	u.SetUID(types.UID("uid-" + name))
 	return u
 }
 
@@ -802,13 +805,13 @@ func TestHashedSecretPatchAfterRestartAppliesToItsObject(t *testing.T) {
 	cfg.RedactionKeyFile = redactionKeyFile(t)
 	src := newFakeSource(0)
 	u := src.apply(secretRes.GVR, secretObj("x", "Zmlyc3Q=", nil), true)
-	rules, err := compileRules(cfg)
+	rules, err := plan.CompileRules(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	rec := recordOf(u)
 	rec.Scope = scopeID{GVR: secretRes.GVR}.String()
-	rec.Redact = rules[0].redactor(secretRes)
+	rec.Redact = rules[0].Redactor(secretRes)
 	src.apply(secretRes.GVR, secretObj("x", "c2Vjb25k", nil), true)
 	st := &restoredStore{MemoryStore: state.NewMemoryStore(), at: time.Now().Add(-time.Second)}
 	st.Put(state.Key{GVR: secretRes.GVR, Namespace: "a", Name: "x"}, restoredAsCheckpoint(t, rec))
@@ -868,7 +871,7 @@ func overlappingScopesShowOneTime(t *testing.T, burst bool) {
 		// A sink may merge the whole life of the object into nothing.
 		idle := func() bool {
 			for _, r := range h.ex.runners {
-				if r.pending.len() > 0 || r.queue.Len() > 0 || r.lookup(state.Key{GVR: cmRes.GVR, Namespace: "a", Name: "x"}).obj != nil {
+				if r.pending.len() > 0 || r.queue.Len() > 0 || r.lookup(state.Key{GVR: cmRes.GVR, Namespace: "a", Name: "x"}).Obj != nil {
 					return false
 				}
 			}
@@ -1095,17 +1098,17 @@ func TestRestoredUnchangedSecretIsStoredRedacted(t *testing.T) {
 // route to the sink in config order, and never writes into that slice
 // when another scope's rules are merged after it.
 func TestAppendRulesLeavesTheTableAlone(t *testing.T) {
-	r1 := &rule{index: 0, sinks: []string{"s"}}
-	r2 := &rule{index: 1, sinks: []string{"other"}}
-	r3 := &rule{index: 2, sinks: []string{"s"}}
-	r4 := &rule{index: 3, sinks: []string{"s"}}
-	table := make([]*rule, 0, 8) // room to append into: a merge must not use it
+	r1 := &plan.Rule{Index: 0, Sinks: []string{"s"}}
+	r2 := &plan.Rule{Index: 1, Sinks: []string{"other"}}
+	r3 := &plan.Rule{Index: 2, Sinks: []string{"s"}}
+	r4 := &plan.Rule{Index: 3, Sinks: []string{"s"}}
+	table := make([]*plan.Rule, 0, 8) // room to append into: a merge must not use it
 	table = append(table, r1, r4)
 	got := appendRules(nil, table, "s")
 	if len(got) != 2 || got[0] != r1 || got[1] != r4 {
 		t.Fatalf("one scope: %v", got)
 	}
-	got = appendRules(got, []*rule{r2, r3}, "s") // r3 goes between r1 and r4
+	got = appendRules(got, []*plan.Rule{r2, r3}, "s") // r3 goes between r1 and r4
 	if len(got) != 3 || got[0] != r1 || got[1] != r3 || got[2] != r4 {
 		t.Fatalf("merged: %v", got)
 	}
@@ -1113,23 +1116,23 @@ func TestAppendRulesLeavesTheTableAlone(t *testing.T) {
 		t.Fatalf("the table was written into: %v", table[:3])
 	}
 	// Rules that do not all route here are filtered, as before.
-	if got := appendRules(nil, []*rule{r1, r2, r3}, "s"); len(got) != 2 || got[0] != r1 || got[1] != r3 {
+	if got := appendRules(nil, []*plan.Rule{r1, r2, r3}, "s"); len(got) != 2 || got[0] != r1 || got[1] != r3 {
 		t.Fatalf("filtered: %v", got)
 	}
 	// Out of config order: sorted, as before.
-	if got := appendRules(nil, []*rule{r4, r1}, "s"); len(got) != 2 || got[0] != r1 || got[1] != r4 {
+	if got := appendRules(nil, []*plan.Rule{r4, r1}, "s"); len(got) != 2 || got[0] != r1 || got[1] != r4 {
 		t.Fatalf("sorted: %v", got)
 	}
 	// A rule already there is not added twice.
-	if got := appendRules([]*rule{r1, r4}, []*rule{r1}, "s"); len(got) != 2 {
+	if got := appendRules([]*plan.Rule{r1, r4}, []*plan.Rule{r1}, "s"); len(got) != 2 {
 		t.Fatalf("duplicate: %v", got)
 	}
 }
 
 // fullCopy copies s up to its capacity, to see writes beyond its length.
-func fullCopy(s []*rule) []*rule { return append([]*rule(nil), s[:cap(s)]...) }
+func fullCopy(s []*plan.Rule) []*plan.Rule { return append([]*plan.Rule(nil), s[:cap(s)]...) }
 
-func sameRules(a, b []*rule) bool {
+func sameRules(a, b []*plan.Rule) bool {
 	if len(a) != len(b) {
 		return false
 	}
@@ -1141,7 +1144,7 @@ func sameRules(a, b []*rule) bool {
 	return true
 }
 
-func ruleList(rs []*rule) string {
+func ruleList(rs []*plan.Rule) string {
 	s := "["
 	for i, r := range rs {
 		if i > 0 {
@@ -1151,7 +1154,7 @@ func ruleList(rs []*rule) string {
 			s += "nil"
 			continue
 		}
-		s += fmt.Sprintf("%d%v@%p", r.index, r.sinks, r)
+		s += fmt.Sprintf("%d%v@%p", r.Index, r.Sinks, r)
 	}
 	return s + "]"
 }
@@ -1167,33 +1170,33 @@ func TestAppendRulesAsGolden(t *testing.T) {
 	rng := rand.New(rand.NewPCG(8, 6))
 	sinkNames := []string{"s", "t"}
 	fast := 0
-	g := newGolden("appendRules chains (TestAppendRulesAsGolden; go test -run TestAppendRulesAsGolden -update rewrites it):\n"+
+	g := golden.New("appendRules chains (TestAppendRulesAsGolden; go test -run TestAppendRulesAsGolden -update rewrites it):\n"+
 		"the pool (position:index[sinks]), the tables (pool positions), and per sink the rules appendRules gives (pool positions).", 150, 1, 1000)
-	g.startSection("iterations")
+	g.StartSection("iterations")
 	for iter := 0; iter < 20000; iter++ {
-		pool := make([]*rule, 1+rng.IntN(7))
+		pool := make([]*plan.Rule, 1+rng.IntN(7))
 		for i := range pool {
-			rl := &rule{index: i}
+			rl := &plan.Rule{Index: i}
 			if rng.IntN(5) == 0 && i > 0 {
-				rl.index = pool[rng.IntN(i)].index // two rules of one index
+				rl.Index = pool[rng.IntN(i)].Index // two rules of one index
 			}
 			switch rng.IntN(4) {
 			case 0:
-				rl.sinks = []string{"s"}
+				rl.Sinks = []string{"s"}
 			case 1:
-				rl.sinks = []string{"t"}
+				rl.Sinks = []string{"t"}
 			case 2:
-				rl.sinks = []string{"t", "s"}
+				rl.Sinks = []string{"t", "s"}
 			}
 			pool[i] = rl
 		}
-		tables := make([][]*rule, 1+rng.IntN(4))
+		tables := make([][]*plan.Rule, 1+rng.IntN(4))
 		for i := range tables {
 			n := rng.IntN(6)
 			if n == 0 && rng.IntN(2) == 0 {
 				continue // nil table
 			}
-			tb := make([]*rule, 0, n+rng.IntN(4))
+			tb := make([]*plan.Rule, 0, n+rng.IntN(4))
 			switch rng.IntN(3) {
 			case 0: // config order, as joinScopes at start builds them
 				perm := rng.Perm(len(pool))[:min(n, len(pool))]
@@ -1208,11 +1211,11 @@ func TestAppendRulesAsGolden(t *testing.T) {
 			}
 			tables[i] = tb
 		}
-		before := make([][]*rule, len(tables))
+		before := make([][]*plan.Rule, len(tables))
 		for i, tb := range tables {
 			before[i] = fullCopy(tb)
 		}
-		pos := map[*rule]int{}
+		pos := map[*plan.Rule]int{}
 		var rendering strings.Builder
 		fmt.Fprintf(&rendering, "%d pool=[", iter)
 		for i, rl := range pool {
@@ -1220,9 +1223,9 @@ func TestAppendRulesAsGolden(t *testing.T) {
 			if i > 0 {
 				rendering.WriteByte(' ')
 			}
-			fmt.Fprintf(&rendering, "%d:%d%v", i, rl.index, rl.sinks)
+			fmt.Fprintf(&rendering, "%d:%d%v", i, rl.Index, rl.Sinks)
 		}
-		positions := func(rs []*rule) string {
+		positions := func(rs []*plan.Rule) string {
 			if rs == nil {
 				return "nil"
 			}
@@ -1244,7 +1247,7 @@ func TestAppendRulesAsGolden(t *testing.T) {
 			rendering.WriteString(positions(tb))
 		}
 		for _, sink := range sinkNames {
-			var got []*rule
+			var got []*plan.Rule
 			for _, tb := range tables {
 				if len(got) == 0 && allRouteInOrder(tb, sink) && len(tb) > 0 {
 					fast++
@@ -1256,7 +1259,7 @@ func TestAppendRulesAsGolden(t *testing.T) {
 			// append to a prefix of it, sort it, or assign its elements:
 			// those write within its length, which no cap can prevent;
 			// no caller does.)
-			_ = append(got, &rule{index: 99})
+			_ = append(got, &plan.Rule{Index: 99})
 			for i, tb := range tables {
 				if !sameRules(fullCopy(tb), before[i]) {
 					t.Fatalf("iter %d sink %s: table %d written: %s, was %s", iter, sink, i, ruleList(fullCopy(tb)), ruleList(before[i]))
@@ -1264,9 +1267,9 @@ func TestAppendRulesAsGolden(t *testing.T) {
 			}
 		}
 		rendering.WriteByte('\n')
-		g.add(rendering.String())
+		g.Add(rendering.String())
 	}
-	g.check(t, "append_rules")
+	g.Check(t, "append_rules")
 	if fast == 0 {
 		t.Fatal("the fast path was never taken")
 	}
@@ -1350,7 +1353,7 @@ var splitKey = state.Key{GVR: cmRes.GVR, Namespace: "a", Name: "x"}
 // cmUID is cm a/x with a given uid.
 func cmUID(uid string) *unstructured.Unstructured {
 	u := cm("a", "x", map[string]any{"incarnation": uid})
-	u.SetUID(typesUID(uid))
+	u.SetUID(types.UID(uid))
 	return u
 }
 
@@ -1368,7 +1371,7 @@ func waitInformer(t *testing.T, h *harness, k state.Key, uid string) {
 	t.Helper()
 	waitUntil(t, "the informer to hold "+uid, func() bool {
 		c := h.ex.runners[0].lookup(k)
-		return c.obj != nil && string(c.obj.GetUID()) == uid
+		return c.Obj != nil && string(c.Obj.GetUID()) == uid
 	})
 }
 
@@ -1496,7 +1499,7 @@ func TestReplacedIncarnationKeyChangesBetweenSteps(t *testing.T) {
 						src.apply(cmRes.GVR, cmUID("uid-3"), false)
 						waitInformer(t, h, splitKey, "uid-3")
 					} else {
-						waitUntil(t, "the informer to drop x", func() bool { return h.ex.runners[0].lookup(splitKey).obj == nil })
+						waitUntil(t, "the informer to drop x", func() bool { return h.ex.runners[0].lookup(splitKey).Obj == nil })
 					}
 				}
 				return nil
@@ -1563,7 +1566,7 @@ func TestReplacedIncarnationsInOrderThroughWindow(t *testing.T) {
 	const objects = 60
 	mk := func(i, gen int) *unstructured.Unstructured {
 		u := cm("a", name(i), map[string]any{"gen": fmt.Sprint(gen)})
-		u.SetUID(typesUID(fmt.Sprintf("%s-g%d", name(i), gen)))
+		u.SetUID(types.UID(fmt.Sprintf("%s-g%d", name(i), gen)))
 		return u
 	}
 	for i := 0; i < objects; i++ {
@@ -1641,4 +1644,34 @@ func TestReplacedIncarnationsInOrderThroughWindow(t *testing.T) {
 		}
 		return true
 	})
+}
+
+// The rules that render a deletion are the same whether appendRules
+// hands back the table's own slice or a copy of it: deletionRules over
+// either agree for every delivered rule number (known, unknown, out of
+// range), and what deletionRules returns (its fallback is the rules
+// themselves) cannot be appended into the table's spare capacity.
+func TestDeletionRulesOverTheTablesOwnSlice(t *testing.T) {
+	r0 := &plan.Rule{Index: 0, Sinks: []string{"s"}}
+	r1 := &plan.Rule{Index: 1, Sinks: []string{"s"}}
+	r2 := &plan.Rule{Index: 2, Sinks: []string{"s"}}
+	table := make([]*plan.Rule, 0, 6) // spare capacity, as scope.update's copy may have
+	table = append(table, r0, r1, r2)
+	before := fullCopy(table)
+	got := appendRules(nil, table, "s")
+	if &got[0] != &table[0] {
+		t.Fatal("the fast path was not taken: this test means to exercise the table's own slice")
+	}
+	final := &unstructured.Unstructured{Object: map[string]any{"metadata": map[string]any{"name": "x"}}}
+	for delivered := -1; delivered <= 4; delivered++ {
+		dr := plan.DeletionRules(got, delivered, final)
+		want := plan.DeletionRules([]*plan.Rule{r0, r1, r2}, delivered, final) // a copy of the table
+		if !sameRules(dr, want) {
+			t.Fatalf("delivered %d: deletion rules %s, want %s", delivered, ruleList(dr), ruleList(want))
+		}
+		_ = append(dr, &plan.Rule{Index: 7})
+	}
+	if !sameRules(fullCopy(table), before) {
+		t.Fatalf("the table was written: %s, was %s", ruleList(fullCopy(table)), ruleList(before))
+	}
 }

@@ -157,10 +157,10 @@ func involvedOf(obj map[string]any) (involvedRef, bool) {
 	return ref, ref.kind != "" && ref.name != ""
 }
 
-// lookup returns the cached metadata of the object the Event obj is about,
+// Lookup returns the cached metadata of the object the Event obj is about,
 // or nil (counted as a miss) when it is not in the cache. An Event without
 // a reference has nothing to enrich and is not counted.
-func (en *enricher) lookup(obj map[string]any) *event.InvolvedObject {
+func (en *enricher) Lookup(obj map[string]any) *event.InvolvedObject {
 	ref, ok := involvedOf(obj)
 	if !ok {
 		return nil

@@ -150,7 +150,7 @@ func TestEventEnrichmentWatchesOnlyTheRulesNamespaces(t *testing.T) {
 	// An Event that names an object of a namespace no rule lists (the API
 	// server refuses those, but a reference is data): not cached, counted.
 	before := testutil.ToFloat64(en.misses.WithLabelValues(MissNotCached))
-	if inv := en.lookup(coreEvent("c", "db-1.0", "db-1", 1, "2026-11-28T15:00:00Z", "Warning").Object); inv != nil {
+	if inv := en.Lookup(coreEvent("c", "db-1.0", "db-1", 1, "2026-11-28T15:00:00Z", "Warning").Object); inv != nil {
 		t.Errorf("an object of namespace c was enriched: %+v", inv)
 	}
 	if n := testutil.ToFloat64(en.misses.WithLabelValues(MissNotCached)) - before; n != 1 {
@@ -193,9 +193,9 @@ func TestEventEnrichmentClusterWideWhenARuleIs(t *testing.T) {
 			en := ex.enrich
 			t.Cleanup(en.stop)
 			ev := coreEvent("c", "db-1.0", "db-1", 1, "2026-11-28T15:00:00Z", "Warning").Object
-			_ = en.lookup(ev) // starts the Pod informers
+			_ = en.Lookup(ev) // starts the Pod informers
 			waitKindSynced(t, en, schema.GroupKind{Kind: "Pod"})
-			if inv := en.lookup(ev); inv == nil || inv.Labels["app"] != "db" {
+			if inv := en.Lookup(ev); inv == nil || inv.Labels["app"] != "db" {
 				t.Errorf("involvedObject = %+v, want the labels of c/db-1", inv)
 			}
 			if got, want := informedNamespaces(md.Actions())["pods"], []string{"list ", "watch "}; !reflect.DeepEqual(got, want) {
@@ -216,7 +216,7 @@ func TestEventEnrichmentNoNamespaceLeft(t *testing.T) {
 	en := h.ex.enrich
 	ev := coreEvent("a", "web-1.0", "web-1", 1, "2026-11-28T15:00:00Z", "Warning").Object
 	for i := 0; i < 2; i++ {
-		if inv := en.lookup(ev); inv != nil {
+		if inv := en.Lookup(ev); inv != nil {
 			t.Fatalf("lookup %d = %+v, want nil", i, inv)
 		}
 	}

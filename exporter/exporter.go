@@ -17,6 +17,7 @@ import (
 	"k8s.io/client-go/rest"
 
 	"github.com/kubefeed/kubefeed/exporter/config"
+	"github.com/kubefeed/kubefeed/exporter/plan"
 	"github.com/kubefeed/kubefeed/exporter/resource"
 	"github.com/kubefeed/kubefeed/exporter/state"
 	"github.com/kubefeed/kubefeed/sinks"
@@ -76,9 +77,9 @@ type Exporter struct {
 
 	clientFor func(gvr schema.GroupVersionResource, namespace string) resourceClient
 
-	rules      []*rule
+	rules      []*plan.Rule
 	runners    []*sinkRunner
-	origin     origin // cluster and source of the events rendered
+	origin     plan.Origin // cluster and source of the events rendered
 	byName     map[string]*sinkRunner
 	tombstones *tombstones
 	observed   *observations // when each version was first observed
@@ -101,7 +102,7 @@ func New(o Options) (*Exporter, error) {
 	e := &Exporter{
 		cfg: o.Config, client: o.Client, resolver: o.Resolver, log: o.Logger, now: o.Now, retry: o.ResolveRetry, startGap: o.StartGap,
 		sends: o.SendContext, clientFor: o.clientFor,
-		byName: map[string]*sinkRunner{}, scopes: map[scopeID]*scope{}, tombstones: &tombstones{m: map[state.Key]tombstone{}},
+		byName: map[string]*sinkRunner{}, scopes: map[scopeID]*scope{}, tombstones: &tombstones{m: map[state.Key]plan.Tombstone{}},
 	}
 	if e.log == nil {
 		e.log = zap.NewNop()
@@ -112,7 +113,7 @@ func New(o Options) (*Exporter, error) {
 		reg = prometheus.NewRegistry()
 	}
 	e.metrics = newMetrics(reg, e)
-	e.origin = newOrigin(e.cfg.Cluster)
+	e.origin = plan.NewOrigin(e.cfg.Cluster)
 	if e.now == nil {
 		e.now = time.Now
 	}
@@ -133,7 +134,7 @@ func New(o Options) (*Exporter, error) {
 		e.runners = append(e.runners, r)
 		e.byName[sc.Name] = r
 	}
-	rules, err := compileRules(o.Config)
+	rules, err := plan.CompileRules(o.Config)
 	if err != nil {
 		return nil, err
 	}
@@ -147,8 +148,8 @@ func New(o Options) (*Exporter, error) {
 		return nil, err
 	}
 	for _, r := range rules {
-		if r.cfg.Enrich == config.EnrichInvolvedObject {
-			r.enrich = e.enrich
+		if r.Config.Enrich == config.EnrichInvolvedObject {
+			r.Enrich = e.enrich
 		}
 	}
 	return e, nil
@@ -202,10 +203,10 @@ func (e *Exporter) Run(ctx context.Context) (err error) {
 	defer e.namespaces.stop()
 	defer e.enrich.stop()
 
-	var pending []*rule
+	var pending []*plan.Rule
 	for _, r := range e.rules {
 		if err := e.addRule(r, false); err != nil {
-			e.log.Warn("resource not available yet; retrying", zap.Int("rule", r.index), zap.String("resource", r.cfg.Resource), zap.Error(err))
+			e.log.Warn("resource not available yet; retrying", zap.Int("rule", r.Index), zap.String("resource", r.Config.Resource), zap.Error(err))
 			pending = append(pending, r)
 		}
 	}

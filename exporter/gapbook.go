@@ -102,7 +102,7 @@ func (r *sinkRunner) sendGapNow(g *gap) {
 func (r *sinkRunner) prepareGap(it item) *delivery {
 	d := &delivery{it: it, gap: r.gaps.unsentGap(it.gap)}
 	if d.gap != nil {
-		d.out.events = []*event.Event{d.gap.ev}
+		d.out.Events = []*event.Event{d.gap.ev}
 	}
 	return d
 }

@@ -16,13 +16,16 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/metadata"
 
 	"github.com/kubefeed/kubefeed/event"
 	"github.com/kubefeed/kubefeed/exporter/config"
+	"github.com/kubefeed/kubefeed/exporter/plan"
 	"github.com/kubefeed/kubefeed/exporter/resource"
 	"github.com/kubefeed/kubefeed/exporter/state"
+	"github.com/kubefeed/kubefeed/internal/fixture"
 	"github.com/kubefeed/kubefeed/sinks"
 )
 
@@ -207,7 +210,7 @@ func (f *fakeSource) apply(gvr schema.GroupVersionResource, u *unstructured.Unst
 	u = u.DeepCopy()
 	u.SetResourceVersion(strconv.Itoa(f.rv))
 	if u.GetUID() == "" {
-		u.SetUID(typesUID("uid-" + objKey(u)))
+		u.SetUID(types.UID("uid-" + objKey(u)))
 	}
 	if f.objs[gvr] == nil {
 		f.objs[gvr] = map[string]*unstructured.Unstructured{}
@@ -314,10 +317,10 @@ func (r *fakeResolver) appear(name string) {
 }
 
 var (
-	cmRes     = resource.Resource{GVR: schema.GroupVersionResource{Version: "v1", Resource: "configmaps"}, GVK: schema.GroupVersionKind{Version: "v1", Kind: "ConfigMap"}, Namespaced: true}
-	secretRes = resource.Resource{GVR: schema.GroupVersionResource{Version: "v1", Resource: "secrets"}, GVK: schema.GroupVersionKind{Version: "v1", Kind: "Secret"}, Namespaced: true}
-	deployRes = resource.Resource{GVR: schema.GroupVersionResource{Group: "apps", Version: "v1", Resource: "deployments"}, GVK: schema.GroupVersionKind{Group: "apps", Version: "v1", Kind: "Deployment"}, Namespaced: true}
-	widgetRes = resource.Resource{GVR: schema.GroupVersionResource{Group: "example.com", Version: "v1", Resource: "widgets"}, GVK: schema.GroupVersionKind{Group: "example.com", Version: "v1", Kind: "Widget"}, Namespaced: true}
+	cmRes     = fixture.ConfigMaps
+	secretRes = fixture.Secrets
+	deployRes = fixture.Deployments
+	widgetRes = fixture.Widgets
 )
 
 func newResolver(missing ...string) *fakeResolver {
@@ -389,16 +392,7 @@ func (r *recorder) waitFor(t *testing.T, what string, cond func([]*event.Event) 
 	}
 }
 
-func summary(evs []*event.Event) string {
-	s := ""
-	for i, e := range evs {
-		if i == 40 {
-			return s + " …"
-		}
-		s += fmt.Sprintf(" [%s %s/%s rv=%s]", e.Type, e.Namespace, e.Name, e.ResourceVersion)
-	}
-	return s
-}
+func summary(evs []*event.Event) string { return fixture.Summary(evs) }
 
 // count returns the events of one change kind (added, modified, deleted,
 // gap).
@@ -434,14 +428,7 @@ type harnessOpts struct {
 }
 
 func newConfig(watch []config.Watch, sinkNames ...string) *config.Config {
-	if len(sinkNames) == 0 {
-		sinkNames = []string{"rec"}
-	}
-	cfg := &config.Config{APIVersion: config.APIVersion, Kind: config.Kind, Cluster: "test", Watch: watch}
-	for _, n := range sinkNames {
-		cfg.Sinks = append(cfg.Sinks, config.Sink{Name: n, Stdout: &config.StdoutSink{}})
-	}
-	cfg.SetDefaults()
+	cfg := fixture.Config(watch, sinkNames...)
 	cfg.ShutdownTimeout.Duration = 5 * time.Second
 	return cfg
 }
@@ -510,12 +497,7 @@ func (h *harness) waitReady() {
 }
 
 func cm(ns, name string, data map[string]any) *unstructured.Unstructured {
-	u := &unstructured.Unstructured{Object: map[string]any{"apiVersion": "v1", "kind": "ConfigMap",
-		"metadata": map[string]any{"namespace": ns, "name": name}}}
-	if data != nil {
-		u.Object["data"] = data
-	}
-	return u
+	return fixture.ConfigMap(ns, name, data)
 }
 
 // restoredStore is a MemoryStore that says it holds a previous run's state.
@@ -546,4 +528,9 @@ func quiesce(t *testing.T, h *harness, sink string) []*event.Event {
 	r := h.ex.runners[0]
 	waitUntil(t, "no key pending", func() bool { return r.pending.len() == 0 && r.queue.Len() == 0 })
 	return h.sinks[sink].got()
+}
+
+// recordOf is the delivered-state record of obj.
+func recordOf(obj *unstructured.Unstructured) state.Record {
+	return plan.RecordFrom(obj, plan.MetaOf(obj))
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/kubefeed/kubefeed/event"
 	"github.com/kubefeed/kubefeed/exporter/config"
 	"github.com/kubefeed/kubefeed/exporter/state"
+	"github.com/kubefeed/kubefeed/internal/golden"
 )
 
 // TestPendingSetAsGolden: random notes, snapshots, failures (with and
@@ -85,8 +86,8 @@ func TestPendingSetAsGolden(t *testing.T) {
 		keyIndex[k] = i
 		legend = append(legend, fmt.Sprintf("  k%d = %q %q %q ns %q name %q", i, k.GVR.Group, k.GVR.Version, k.GVR.Resource, k.Namespace, k.Name))
 	}
-	g := newGolden(strings.Join(legend, "\n"), 300, 1, 1000)
-	g.startSection("operations")
+	g := golden.New(strings.Join(legend, "\n"), 300, 1, 1000)
+	g.StartSection("operations")
 	rng := rand.New(rand.NewPCG(8, 3))
 	p := newPendingSet()
 	snaps := map[state.Key]pending{} // the last snapshot of each key, as a worker holds it
@@ -113,13 +114,13 @@ func TestPendingSetAsGolden(t *testing.T) {
 			s := snaps[k]
 			line = fmt.Sprintf("finish k%d with %s = noticed %s", keyIndex[k], pend(s), noticed(p.finish(it, s)))
 		}
-		g.add(fmt.Sprintf("%d %s; len=%d has=%v\n", op, line, p.len(), p.has(itemOf(rng, k))))
+		g.Add(fmt.Sprintf("%d %s; len=%d has=%v\n", op, line, p.len(), p.has(itemOf(rng, k))))
 	}
-	g.startSection("the end")
+	g.StartSection("the end")
 	for _, k := range keys {
-		g.add(fmt.Sprintf("snapshot k%d = %s\n", keyIndex[k], pend(p.snapshot(keyItem(k)))))
+		g.Add(fmt.Sprintf("snapshot k%d = %s\n", keyIndex[k], pend(p.snapshot(keyItem(k)))))
 	}
-	g.check(t, "pending")
+	g.Check(t, "pending")
 }
 
 // A worker that finishes a key keeps what a handler noted meanwhile.

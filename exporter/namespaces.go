@@ -5,6 +5,7 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/kubefeed/kubefeed/exporter/plan"
 	"github.com/kubefeed/kubefeed/exporter/resource"
 	"go.uber.org/zap"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -40,7 +41,7 @@ type namespaceWatch struct {
 
 // nsRule is a rule whose namespaces come from a selector.
 type nsRule struct {
-	rule    *rule
+	rule    *plan.Rule
 	res     resource.Resource
 	current map[string][]scopeID // namespace -> the rule's scopes there
 }
@@ -50,8 +51,8 @@ func newNamespaceWatches(ex *Exporter) *namespaceWatches {
 }
 
 // add registers a rule; its scopes appear at the next reconcile.
-func (n *namespaceWatches) add(r *rule, res resource.Resource) error {
-	sel, err := parseSelector(r.cfg.NamespaceSelector)
+func (n *namespaceWatches) add(r *plan.Rule, res resource.Resource) error {
+	sel, err := parseSelector(r.Config.NamespaceSelector)
 	if err != nil {
 		return err
 	}
@@ -165,7 +166,7 @@ func (n *namespaceWatches) reconcile(w *namespaceWatch) {
 	n.mu.Unlock()
 	for _, nr := range rules {
 		excluded := map[string]bool{}
-		for _, ns := range nr.rule.cfg.ExcludeNamespaces {
+		for _, ns := range nr.rule.Config.ExcludeNamespaces {
 			excluded[ns] = true
 		}
 		var added, removed []string
@@ -184,10 +185,10 @@ func (n *namespaceWatches) reconcile(w *namespaceWatch) {
 		for _, ns := range removed {
 			n.ex.leaveScopes(nr.rule, nr.current[ns])
 			delete(nr.current, ns)
-			n.ex.log.Info("namespace left the selector; its scopes stopped", zap.String("namespace", ns), zap.String("selector", w.selector), zap.Int("rule", nr.rule.index))
+			n.ex.log.Info("namespace left the selector; its scopes stopped", zap.String("namespace", ns), zap.String("selector", w.selector), zap.Int("rule", nr.rule.Index))
 		}
 		for _, ns := range added {
-			one := nr.rule.cfg
+			one := nr.rule.Config
 			one.Namespaces, one.ExcludeNamespaces = []string{ns}, nil
 			ids, err := scopeIDs(one, nr.res)
 			if err != nil {
@@ -199,7 +200,7 @@ func (n *namespaceWatches) reconcile(w *namespaceWatch) {
 			for _, s := range created {
 				n.ex.startScope(s)
 			}
-			n.ex.log.Info("namespace matches the selector; watching it", zap.String("namespace", ns), zap.String("selector", w.selector), zap.Int("rule", nr.rule.index))
+			n.ex.log.Info("namespace matches the selector; watching it", zap.String("namespace", ns), zap.String("selector", w.selector), zap.Int("rule", nr.rule.Index))
 		}
 	}
 }

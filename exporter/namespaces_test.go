@@ -14,6 +14,7 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/dynamic"
 
@@ -88,7 +89,7 @@ func (s *nsServer) set(name string, lbls map[string]string, deleted bool) {
 	old := s.objs[name]
 	u := &unstructured.Unstructured{Object: map[string]any{"apiVersion": "v1", "kind": "Namespace"}}
 	u.SetName(name)
-	u.SetUID(typesUID("ns-" + name))
+	u.SetUID(types.UID("ns-" + name))
 	u.SetLabels(lbls)
 	u.SetResourceVersion(strconv.Itoa(s.rv))
 	if deleted {

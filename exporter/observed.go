@@ -5,24 +5,18 @@ import (
 	"time"
 )
 
-// observer tells a plan when kubefeed first observed a version of its
-// key's object (at): the time its event carries (CloudEvents `time`), the
-// same on every sink and every retry. What the observations do not know
-// yet is observed now. A zero observer (tests) observed everything at
-// fixed.
+// observer is the Observer of one key: when kubefeed first observed a
+// version of its object. What the observations do not know yet is
+// observed now.
 type observer struct {
-	o     *observations
-	it    item
-	fixed time.Time
+	o  *observations
+	it item
 }
 
-// at is when (uid, rv) was first observed; deleted asks for the version's
+// At is when (uid, rv) was first observed; deleted asks for the version's
 // deletion, which is observed apart from the version itself (an inferred
 // deletion names the last delivered version).
-func (ob observer) at(uid, rv string, deleted bool) time.Time {
-	if ob.o == nil {
-		return ob.fixed
-	}
+func (ob observer) At(uid, rv string, deleted bool) time.Time {
 	return ob.o.observe(ob.it, uid, rv, deleted, ob.o.now())
 }
 

@@ -46,10 +46,10 @@ func TestObservationsFirstObservationStands(t *testing.T) {
 		}
 	}
 	// An observer of the key asks with the clock.
-	if got := o.forKey(it).at("u", "7", false); !got.Equal(now) {
+	if got := o.forKey(it).At("u", "7", false); !got.Equal(now) {
 		t.Errorf("observer: %s, want now %s", got, now)
 	}
-	if got := o.forKey(it).at("u", "7", false); !got.Equal(now) {
+	if got := o.forKey(it).At("u", "7", false); !got.Equal(now) {
 		t.Errorf("observer again: %s, want %s", got, now)
 	}
 	// Keys apart, even when their names differ only where '/' falls.
@@ -132,7 +132,7 @@ func observationsConcurrently(t *testing.T, agree bool) {
 				if i%2 == 0 {
 					at = o.observe(it, "u", rv, false, time.Unix(0, clock.Add(int64(time.Millisecond))))
 				} else {
-					at = o.forKey(it).at("u", rv, false)
+					at = o.forKey(it).At("u", rv, false)
 				}
 				if !agree || !pending(it) {
 					continue
@@ -181,9 +181,9 @@ func TestObservationsTimeHandedToASinkStands(t *testing.T) {
 	it := keyItem(state.Key{GVR: cmRes.GVR, Namespace: "a", Name: "x"})
 	// Sink one's worker renders the version, then its handler notes it,
 	// then sink two renders it.
-	sent := o.forKey(it).at("u", "5", false)
+	sent := o.forKey(it).At("u", "5", false)
 	o.observe(it, "u", "5", false, t0)
-	if again := o.forKey(it).at("u", "5", false); !again.Equal(sent) {
+	if again := o.forKey(it).At("u", "5", false); !again.Equal(sent) {
 		t.Errorf("sink one sent the version at %s, sink two at %s", sent.Format(time.RFC3339Nano), again.Format(time.RFC3339Nano))
 	}
 }

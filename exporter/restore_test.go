@@ -2,12 +2,14 @@ package exporter
 
 import (
 	"errors"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/kubefeed/kubefeed/event"
 	"github.com/kubefeed/kubefeed/exporter/config"
@@ -143,7 +145,7 @@ func TestParkedRecordsGoToEveryScopeOfTheirName(t *testing.T) {
 		u := cm("a", "gone-"+r.GVR.Version, nil)
 		u.SetAPIVersion(r.APIVersion())
 		u.SetKind("Widget")
-		u.SetUID(typesUID("uid-" + r.GVR.Version))
+		u.SetUID(types.UID("uid-" + r.GVR.Version))
 		u.SetResourceVersion("7")
 		rec := recordOf(u)
 		rec.Scope = scopeID{GVR: r.GVR}.String()
@@ -309,5 +311,47 @@ func TestLegacyScopeNameOfExcludedNamespacesIsRestored(t *testing.T) {
 	evs := h.sinks["rec"].waitFor(t, "the deletion of gone", func(e []*event.Event) bool { return count(e, event.Deleted.Type()) == 1 })
 	if evs[0].Type != event.TypeGap || evs[1].Name != "gone" || !evs[1].Data.(*event.ChangeData).Recovered {
 		t.Fatalf("want a restart gap then the recovered deletion of gone, got%s", summary(evs))
+	}
+}
+
+// After a restart the restored base is the redacted state, and plan diffs
+// it against the current object redacted likewise: a label added to a
+// Secret while kubefeed was down arrives as a recovered modified event
+// whose patch touches no /data path (nor does changedPaths name one),
+// since the password did not change.
+func TestRestoredSecretPatchHasNoSpuriousRedactedOps(t *testing.T) {
+	src := newFakeSource(0)
+	st, _ := restoredSecret(t, src)
+	u := pwSecret(map[string]any{"tier": "db"})
+	src.apply(secretRes.GVR, u, true) // changed while kubefeed was down
+	h := startHarness(t, newConfig([]config.Watch{{Resource: "secrets"}}), harnessOpts{src: src, stores: map[string]state.Store{"rec": st}})
+	evs := h.sinks["rec"].waitFor(t, "the recovered label change", func(e []*event.Event) bool { return count(e, event.Modified.Type()) == 1 })
+	d := evs[len(evs)-1].Data.(*event.ChangeData)
+	for _, op := range d.Patch {
+		if strings.HasPrefix(op.Path, "/data") {
+			t.Errorf("patch of a label change touches %s %s (changedPaths %v)", op.Op, op.Path, d.ChangedPaths)
+		}
+	}
+}
+
+// A Secret whose value changed while kubefeed was down: the redacted base
+// cannot show it, yet the consumer must learn the new version — a
+// recovered modified event with an empty patch, and nothing in clear.
+func TestRestoredSecretValueChangeStillEmits(t *testing.T) {
+	src := newFakeSource(0)
+	st, _ := restoredSecret(t, src)
+	u := pwSecret(nil)
+	u.Object["data"] = map[string]any{"password": "bmV3LXZhbHVl"}
+	cur := src.apply(secretRes.GVR, u, true) // changed while kubefeed was down
+	h := startHarness(t, newConfig([]config.Watch{{Resource: "secrets"}}), harnessOpts{src: src, stores: map[string]state.Store{"rec": st}})
+	evs := h.sinks["rec"].waitFor(t, "the recovered value change", func(e []*event.Event) bool { return count(e, event.Modified.Type()) == 1 })
+	ev := evs[len(evs)-1]
+	d := ev.Data.(*event.ChangeData)
+	if ev.ResourceVersion != cur.GetResourceVersion() || !d.Recovered || len(d.Patch) != 0 {
+		t.Fatalf("event rv %s recovered %v patch %v, want rv %s, recovered, empty patch", ev.ResourceVersion, d.Recovered, d.Patch, cur.GetResourceVersion())
+	}
+	b, _ := event.Marshal(ev)
+	if strings.Contains(string(b), "bmV3LXZhbHVl") {
+		t.Errorf("the new value is in the event: %s", b)
 	}
 }

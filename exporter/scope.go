@@ -18,6 +18,7 @@ import (
 	"k8s.io/client-go/tools/cache"
 
 	"github.com/kubefeed/kubefeed/exporter/config"
+	"github.com/kubefeed/kubefeed/exporter/plan"
 	"github.com/kubefeed/kubefeed/exporter/resource"
 	"github.com/kubefeed/kubefeed/exporter/state"
 )
@@ -43,7 +44,7 @@ type route struct {
 // scopeTable is what handlers and workers read of a scope: an immutable
 // snapshot, replaced whole when rules join or leave.
 type scopeTable struct {
-	rules  []*rule
+	rules  []*plan.Rule
 	routes []route
 }
 
@@ -133,7 +134,7 @@ func (s *scope) table() *scopeTable { return s.tab.Load() }
 // exporter's lock, so updates do not race each other.
 func (s *scope) update(f func(t *scopeTable)) {
 	old := s.tab.Load()
-	t := &scopeTable{rules: append([]*rule(nil), old.rules...), routes: append([]route(nil), old.routes...)}
+	t := &scopeTable{rules: append([]*plan.Rule(nil), old.rules...), routes: append([]route(nil), old.routes...)}
 	f(t)
 	s.tab.Store(t)
 }
@@ -252,20 +253,20 @@ func (s *scope) keyOf(u *unstructured.Unstructured) state.Key {
 }
 
 // keyAndMeta is keyOf with the object's metadata, read once.
-func (s *scope) keyAndMeta(u *unstructured.Unstructured) (state.Key, objMeta) {
-	m := metaOf(u)
-	return state.Key{GVR: s.id.GVR, Namespace: m.namespace, Name: m.name}, m
+func (s *scope) keyAndMeta(u *unstructured.Unstructured) (state.Key, plan.Meta) {
+	m := plan.MetaOf(u)
+	return state.Key{GVR: s.id.GVR, Namespace: m.Namespace, Name: m.Name}, m
 }
 
 // baseline is the record an initial-list object becomes when its rules
 // skip the initial list: as if the first rule routed to sink delivered it.
 // m is u's metadata, already read by the caller.
-func (s *scope) baseline(t *scopeTable, u *unstructured.Unstructured, m objMeta, sink string) state.Record {
-	r := recordFrom(u, m)
+func (s *scope) baseline(t *scopeTable, u *unstructured.Unstructured, m plan.Meta, sink string) state.Record {
+	r := plan.RecordFrom(u, m)
 	r.Scope = s.name
 	for _, rl := range t.rules {
-		if rl.routesTo(sink) {
-			r.Rule, r.Redact = rl.index+1, rl.redactor(s.res)
+		if rl.RoutesTo(sink) {
+			r.Rule, r.Redact = rl.Index+1, rl.Redactor(s.res)
 			break
 		}
 	}
@@ -282,8 +283,8 @@ func (s *scope) onAdd(obj any, isInInitialList bool) {
 	s.lastEvent.Store(now.UnixNano())
 	s.observed(config.EventAdded)
 	it := s.itemOf(k)
-	s.ex.observed.observe(it, m.uid, m.resourceVersion, false, now)
-	relist := s.lists.recoveredBy(k, m.resourceVersion)
+	s.ex.observed.observe(it, m.UID, m.ResourceVersion, false, now)
+	relist := s.lists.recoveredBy(k, m.ResourceVersion)
 	t := s.table()
 	for _, r := range t.routes {
 		if isInInitialList && r.skipInitial && state.PutIfAbsent(r.sink.store, k, s.baseline(t, u, m, r.sink.name)) {
@@ -306,21 +307,21 @@ func (s *scope) onUpdate(oldObj, newObj any) {
 	}
 	old, _ := oldObj.(*unstructured.Unstructured)
 	k, m := s.keyAndMeta(u)
-	resync := old != nil && old.GetResourceVersion() == m.resourceVersion
+	resync := old != nil && old.GetResourceVersion() == m.ResourceVersion
 	it := s.itemOf(k)
 	var g *gap
 	if !resync {
 		s.observed(config.EventModified)
 		now := s.ex.now()
 		s.lastEvent.Store(now.UnixNano())
-		s.ex.observed.observe(it, m.uid, m.resourceVersion, false, now)
-		g = s.lists.recoveredBy(k, m.resourceVersion)
+		s.ex.observed.observe(it, m.UID, m.ResourceVersion, false, now)
+		g = s.lists.recoveredBy(k, m.ResourceVersion)
 	}
 	for _, r := range s.table().routes {
 		// A resync queues only what a sink does not have yet (a dropped or
 		// lost delivery); everything else emits nothing.
 		if resync {
-			if rec, ok := r.sink.store.Get(k); ok && rec.UID == m.uid && rec.ResourceVersion == m.resourceVersion {
+			if rec, ok := r.sink.store.Get(k); ok && rec.UID == m.UID && rec.ResourceVersion == m.ResourceVersion {
 				continue
 			}
 		}
@@ -342,8 +343,8 @@ func (s *scope) onDelete(obj any) {
 	s.lastEvent.Store(now.UnixNano())
 	s.observed(config.EventDeleted)
 	it := s.itemOf(k)
-	s.ex.observed.observe(it, m.uid, m.resourceVersion, true, now)
-	s.ex.tombstones.put(k, tombstone{obj: u, recovered: recovered})
+	s.ex.observed.observe(it, m.UID, m.ResourceVersion, true, now)
+	s.ex.tombstones.put(k, plan.Tombstone{Obj: u, Recovered: recovered})
 	var g *gap
 	if recovered {
 		g = s.lists.deletionGap(s.newGap(GapRelist))

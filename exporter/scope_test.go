@@ -8,6 +8,8 @@ import (
 	"github.com/kubefeed/kubefeed/event"
 	"github.com/kubefeed/kubefeed/exporter/config"
 	"github.com/kubefeed/kubefeed/exporter/state"
+	"github.com/kubefeed/kubefeed/internal/fixture"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 )
 
 // A resync emits nothing for objects the sink has.
@@ -173,3 +175,14 @@ func TestListEndedReservesPerRoute(t *testing.T) {
 type storeWithoutReserve struct{ *state.MemoryStore }
 
 func (p *storeWithoutReserve) Reserve() {}
+
+// keyOf agrees with GetNamespace and GetName for every odd metadata shape.
+func TestKeyOfOddMetadata(t *testing.T) {
+	s := &scope{}
+	for name, obj := range fixture.OddMetadata() {
+		u := &unstructured.Unstructured{Object: obj}
+		if k := s.keyOf(u); k.Namespace != u.GetNamespace() || k.Name != u.GetName() {
+			t.Errorf("%s: keyOf = %+v", name, k)
+		}
+	}
+}

@@ -3,22 +3,23 @@ package exporter
 import (
 	"sync"
 
+	"github.com/kubefeed/kubefeed/exporter/plan"
 	"github.com/kubefeed/kubefeed/exporter/state"
 )
 
 // tombstones keeps the final state of deleted objects until no sink needs it.
 type tombstones struct {
 	mu sync.Mutex
-	m  map[state.Key]tombstone
+	m  map[state.Key]plan.Tombstone
 }
 
-func (t *tombstones) put(k state.Key, ts tombstone) {
+func (t *tombstones) put(k state.Key, ts plan.Tombstone) {
 	t.mu.Lock()
 	t.m[k] = ts
 	t.mu.Unlock()
 }
 
-func (t *tombstones) get(k state.Key) *tombstone {
+func (t *tombstones) get(k state.Key) *plan.Tombstone {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	ts, ok := t.m[k]
@@ -41,7 +42,7 @@ func (t *tombstones) prune(runners []*sinkRunner) {
 	for k, ts := range t.m {
 		needed := false
 		for _, r := range runners {
-			if rec, ok := r.store.Get(k); ok && rec.UID == string(ts.obj.GetUID()) || r.pending.has(keyItem(k)) {
+			if rec, ok := r.store.Get(k); ok && rec.UID == string(ts.Obj.GetUID()) || r.pending.has(keyItem(k)) {
 				needed = true
 				break
 			}

@@ -8,6 +8,7 @@ import (
 
 	"github.com/kubefeed/kubefeed/event"
 	"github.com/kubefeed/kubefeed/exporter/config"
+	"github.com/kubefeed/kubefeed/exporter/plan"
 	"github.com/kubefeed/kubefeed/exporter/state"
 	"github.com/kubefeed/kubefeed/sinks"
 )
@@ -15,12 +16,12 @@ import (
 // A key without a tombstone (most keys) is looked up on every delivery:
 // the lookup must not allocate; a key with one gets its own copy.
 func TestTombstoneLookup(t *testing.T) {
-	ts := &tombstones{m: map[state.Key]tombstone{}}
+	ts := &tombstones{m: map[state.Key]plan.Tombstone{}}
 	k := state.Key{GVR: cmRes.GVR, Namespace: "a", Name: "x/~1"}
 	if n := testing.AllocsPerRun(100, func() { _ = ts.get(k) }); n != 0 {
 		t.Errorf("lookup of a key without a tombstone: %v allocations", n)
 	}
-	ts.put(k, tombstone{})
+	ts.put(k, plan.Tombstone{})
 	got := ts.get(k)
 	if got == nil {
 		t.Fatal("tombstone not found")
@@ -111,7 +112,7 @@ func TestDeletionWhileAddInFlightKeepsFinalState(t *testing.T) {
 		}
 		time.Sleep(time.Millisecond)
 	}
-	final := h.ex.tombstones.get(k).obj.GetResourceVersion()
+	final := h.ex.tombstones.get(k).Obj.GetResourceVersion()
 	// The prune tick, while the add's ack is outstanding.
 	h.ex.tombstones.prune(h.ex.runners)
 	add.done(nil)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"time"
 
+	"github.com/kubefeed/kubefeed/exporter/plan"
 	"github.com/kubefeed/kubefeed/exporter/resource"
 	"github.com/kubefeed/kubefeed/exporter/state"
 	"go.uber.org/zap"
@@ -12,15 +13,15 @@ import (
 // addRule resolves a rule's resource and joins or creates its scopes (not
 // started). Rules with a namespace selector get their scopes from the
 // namespace watch instead.
-func (e *Exporter) addRule(r *rule, late bool) error {
-	res, err := e.resolver.Resolve(r.cfg.Resource)
+func (e *Exporter) addRule(r *plan.Rule, late bool) error {
+	res, err := e.resolver.Resolve(r.Config.Resource)
 	if err != nil {
 		return err
 	}
-	if r.cfg.NamespaceSelector != "" && res.Namespaced {
+	if r.Config.NamespaceSelector != "" && res.Namespaced {
 		return e.namespaces.add(r, res)
 	}
-	ids, err := scopeIDs(r.cfg, res)
+	ids, err := scopeIDs(r.Config, res)
 	if err != nil {
 		return err
 	}
@@ -36,7 +37,7 @@ func (e *Exporter) addRule(r *rule, late bool) error {
 // late marks a resource that appeared after start (a CRD installed later):
 // what its first list holds was created after kubefeed started, so it is
 // sent as added whatever initialList says.
-func (e *Exporter) joinScopes(r *rule, res resource.Resource, ids []scopeID, late bool) []*scope {
+func (e *Exporter) joinScopes(r *plan.Rule, res resource.Resource, ids []scopeID, late bool) []*scope {
 	type prime struct {
 		s  *scope
 		rt route
@@ -57,9 +58,9 @@ func (e *Exporter) joinScopes(r *rule, res resource.Resource, ids []scopeID, lat
 		}
 		s.update(func(t *scopeTable) {
 			t.rules = append(t.rules, r)
-			for _, name := range r.sinks {
+			for _, name := range r.Sinks {
 				sr := e.byName[name]
-				t.addRoute(sr, !r.emitInitial && !late)
+				t.addRoute(sr, !r.EmitInitial && !late)
 				sr.addScope(s)
 			}
 			e.unpark(s, t)
@@ -82,7 +83,7 @@ func (e *Exporter) joinScopes(r *rule, res resource.Resource, ids []scopeID, lat
 // leaveScopes removes a rule from scopes; a scope no rule needs any more is
 // stopped, and what its sinks had delivered from it is forgotten (leaving
 // the scope is not a deletion).
-func (e *Exporter) leaveScopes(r *rule, ids []scopeID) {
+func (e *Exporter) leaveScopes(r *plan.Rule, ids []scopeID) {
 	e.mu.Lock()
 	var stopped []*scope
 	for _, id := range ids {
@@ -157,7 +158,7 @@ func (e *Exporter) startScope(s *scope) {
 
 // resolveLoop retries rules whose resource did not exist yet (a CRD created
 // after start), and starts their informers once it does.
-func (e *Exporter) resolveLoop(ctx context.Context, pending []*rule) error {
+func (e *Exporter) resolveLoop(ctx context.Context, pending []*plan.Rule) error {
 	for len(pending) > 0 {
 		select {
 		case <-ctx.Done():
@@ -165,15 +166,15 @@ func (e *Exporter) resolveLoop(ctx context.Context, pending []*rule) error {
 		case <-time.After(e.retry):
 		}
 		e.resolver.Reset()
-		var still []*rule
+		var still []*plan.Rule
 		for _, r := range pending {
 			before := e.scopeSet()
 			if err := e.addRule(r, true); err != nil {
-				e.log.Debug("resource still not available", zap.String("resource", r.cfg.Resource), zap.Error(err))
+				e.log.Debug("resource still not available", zap.String("resource", r.Config.Resource), zap.Error(err))
 				still = append(still, r)
 				continue
 			}
-			e.log.Info("resource appeared; watching", zap.Int("rule", r.index), zap.String("resource", r.cfg.Resource))
+			e.log.Info("resource appeared; watching", zap.Int("rule", r.Index), zap.String("resource", r.Config.Resource))
 			for id, s := range e.scopeSet() {
 				if before[id] == nil {
 					e.startScope(s)

@@ -12,6 +12,7 @@ import (
 
 	"github.com/kubefeed/kubefeed/event"
 	"github.com/kubefeed/kubefeed/exporter/config"
+	"github.com/kubefeed/kubefeed/exporter/plan"
 	"github.com/kubefeed/kubefeed/exporter/state"
 	"github.com/kubefeed/kubefeed/sinks"
 )
@@ -82,8 +83,8 @@ func TestScopeTablesNeverWrittenUnderChurn(t *testing.T) {
 	h := startHarness(t, cfg, harnessOpts{src: src})
 	h.waitReady()
 	ex := h.ex
-	ids := func(r *rule) []scopeID {
-		one := r.cfg
+	ids := func(r *plan.Rule) []scopeID {
+		one := r.Config
 		one.Namespaces = []string{"a"}
 		x, err := scopeIDs(one, cmRes)
 		if err != nil {
@@ -101,7 +102,7 @@ func TestScopeTablesNeverWrittenUnderChurn(t *testing.T) {
 
 	// Every table the scope publishes, as first seen.
 	var seenMu sync.Mutex
-	seen := map[*scopeTable][]*rule{}
+	seen := map[*scopeTable][]*plan.Rule{}
 	observe := func() {
 		tb := sa.table()
 		seenMu.Lock()
@@ -118,7 +119,7 @@ func TestScopeTablesNeverWrittenUnderChurn(t *testing.T) {
 	go func() { // the namespace selector's reconcile
 		defer wg.Done()
 		rng := rand.New(rand.NewPCG(8, 1))
-		joined := map[*rule]bool{}
+		joined := map[*plan.Rule]bool{}
 		for i := 0; i < rounds; i++ {
 			// As reconcile: a rule joins a namespace it is not in, and
 			// leaves one it is in.
@@ -141,11 +142,11 @@ func TestScopeTablesNeverWrittenUnderChurn(t *testing.T) {
 				for i := 0; i < objects; i++ {
 					name := "o" + strconv.Itoa(i)
 					c := r.lookup(state.Key{GVR: cmRes.GVR, Namespace: "a", Name: name})
-					final := c.obj
+					final := c.Obj
 					if final == nil {
-						final = cm("a", name, nil) // deletionRules gets the final state
+						final = cm("a", name, nil) // DeletionRules gets the final state
 					}
-					_ = deletionRules(c.rules, 1, final)
+					_ = plan.DeletionRules(c.Rules, 1, final)
 				}
 			}
 		}
@@ -208,7 +209,7 @@ func TestScopeTablesNeverWrittenUnderChurn(t *testing.T) {
 			whole++ // handed out as it is to rec
 		}
 		for i := 1; i < len(tb.rules); i++ {
-			if tb.rules[i-1].index > tb.rules[i].index {
+			if tb.rules[i-1].Index > tb.rules[i].Index {
 				unordered++ // sorted into a new slice
 				break
 			}

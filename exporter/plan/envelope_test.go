@@ -1,9 +1,8 @@
-package exporter
+package plan
 
 import (
 	"fmt"
 	"reflect"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -15,6 +14,8 @@ import (
 	"github.com/kubefeed/kubefeed/exporter/config"
 	"github.com/kubefeed/kubefeed/exporter/resource"
 	"github.com/kubefeed/kubefeed/exporter/state"
+	"github.com/kubefeed/kubefeed/internal/fixture"
+	"github.com/kubefeed/kubefeed/internal/golden"
 )
 
 // envelopeResources are a core namespaced, a grouped namespaced and a
@@ -35,14 +36,14 @@ func TestRenderEnvelopeAttributes(t *testing.T) {
 	r := testRule(t, config.Watch{Resource: "configmaps"})
 	now := time.Date(2026, 1, 2, 3, 4, 5, 6, time.UTC)
 	for rname, res := range envelopeResources() {
-		for oname, obj := range oddMetadataObjects() {
+		for oname, obj := range fixture.OddMetadata() {
 			if obj == nil {
 				continue
 			}
 			for _, kind := range []event.Change{event.Added, event.Deleted} {
 				for _, key := range []state.Key{{Namespace: "ns", Name: "n"}, {Name: "n"}, {Namespace: "a/b", Name: "é~1"}} {
 					u := &unstructured.Unstructured{Object: obj}
-					ev, err := render(newOrigin("clu"), res, key, change{kind: kind, obj: u}, metaOf(u), r, now)
+					ev, err := render(NewOrigin("clu"), res, key, Change{Kind: kind, Obj: u}, MetaOf(u), r, now)
 					if err != nil || ev == nil {
 						t.Fatalf("%s %s %s: %v %v", rname, oname, kind, ev, err)
 					}
@@ -81,7 +82,7 @@ func TestRenderSourceOfTwoClusters(t *testing.T) {
 			defer wg.Done()
 			for i := 0; i < 3000; i++ {
 				u := &unstructured.Unstructured{Object: map[string]any{"metadata": map[string]any{"uid": "u", "resourceVersion": fmt.Sprint(i)}}}
-				ev, err := render(newOrigin(cluster), res, state.Key{Namespace: "ns", Name: "n"}, change{kind: event.Added, obj: u}, metaOf(u), r, time.Now())
+				ev, err := render(NewOrigin(cluster), res, state.Key{Namespace: "ns", Name: "n"}, Change{Kind: event.Added, Obj: u}, MetaOf(u), r, time.Now())
 				if err != nil {
 					t.Error(err)
 					return
@@ -94,48 +95,6 @@ func TestRenderSourceOfTwoClusters(t *testing.T) {
 		}()
 	}
 	wg.Wait()
-}
-
-// After a restart the restored base is the redacted state, and plan diffs
-// it against the current object redacted likewise: a label added to a
-// Secret while kubefeed was down arrives as a recovered modified event
-// whose patch touches no /data path (nor does changedPaths name one),
-// since the password did not change.
-func TestRestoredSecretPatchHasNoSpuriousRedactedOps(t *testing.T) {
-	src := newFakeSource(0)
-	st, _ := restoredSecret(t, src)
-	u := pwSecret(map[string]any{"tier": "db"})
-	src.apply(secretRes.GVR, u, true) // changed while kubefeed was down
-	h := startHarness(t, newConfig([]config.Watch{{Resource: "secrets"}}), harnessOpts{src: src, stores: map[string]state.Store{"rec": st}})
-	evs := h.sinks["rec"].waitFor(t, "the recovered label change", func(e []*event.Event) bool { return count(e, event.Modified.Type()) == 1 })
-	d := evs[len(evs)-1].Data.(*event.ChangeData)
-	for _, op := range d.Patch {
-		if strings.HasPrefix(op.Path, "/data") {
-			t.Errorf("patch of a label change touches %s %s (changedPaths %v)", op.Op, op.Path, d.ChangedPaths)
-		}
-	}
-}
-
-// A Secret whose value changed while kubefeed was down: the redacted base
-// cannot show it, yet the consumer must learn the new version — a
-// recovered modified event with an empty patch, and nothing in clear.
-func TestRestoredSecretValueChangeStillEmits(t *testing.T) {
-	src := newFakeSource(0)
-	st, _ := restoredSecret(t, src)
-	u := pwSecret(nil)
-	u.Object["data"] = map[string]any{"password": "bmV3LXZhbHVl"}
-	cur := src.apply(secretRes.GVR, u, true) // changed while kubefeed was down
-	h := startHarness(t, newConfig([]config.Watch{{Resource: "secrets"}}), harnessOpts{src: src, stores: map[string]state.Store{"rec": st}})
-	evs := h.sinks["rec"].waitFor(t, "the recovered value change", func(e []*event.Event) bool { return count(e, event.Modified.Type()) == 1 })
-	ev := evs[len(evs)-1]
-	d := ev.Data.(*event.ChangeData)
-	if ev.ResourceVersion != cur.GetResourceVersion() || !d.Recovered || len(d.Patch) != 0 {
-		t.Fatalf("event rv %s recovered %v patch %v, want rv %s, recovered, empty patch", ev.ResourceVersion, d.Recovered, d.Patch, cur.GetResourceVersion())
-	}
-	b, _ := event.Marshal(ev)
-	if strings.Contains(string(b), "bmV3LXZhbHVl") {
-		t.Errorf("the new value is in the event: %s", b)
-	}
 }
 
 // absent, as a value setUnlessAbsent is given, leaves the field out.
@@ -171,10 +130,10 @@ func TestWithTypeMetaAsGolden(t *testing.T) {
 		}
 		return out
 	}
-	g := newGolden("withTypeMeta and apiVersionOf (TestWithTypeMetaAsGolden; go test -run TestWithTypeMetaAsGolden -update rewrites it):\n"+
+	g := golden.New("withTypeMeta and apiVersionOf (TestWithTypeMetaAsGolden; go test -run TestWithTypeMetaAsGolden -update rewrites it):\n"+
 		"the object's apiVersion and kind, then the object withTypeMeta gives (same: the object itself; copy: a new map) and apiVersionOf.", 8, 18, 48)
 	for _, res := range resources {
-		g.startSection(fmt.Sprintf("%#v", res.GVK))
+		g.StartSection(fmt.Sprintf("%#v", res.GVK))
 		for _, av := range values(res) {
 			for _, kind := range []any{absent{}, nil, 1, "", res.GVK.Kind, "ConfigMap", "Widget", []any{res.GVK.Kind}} {
 				m := map[string]any{"metadata": map[string]any{"uid": "u"}}
@@ -186,14 +145,14 @@ func TestWithTypeMetaAsGolden(t *testing.T) {
 				if reflect.ValueOf(got).Pointer() == reflect.ValueOf(m).Pointer() {
 					same = "same"
 				}
-				g.add(fmt.Sprintf("apiVersion %s kind %s -> %s %#v apiVersionOf %q\n", goValue(av), goValue(kind), same, got, apiVersionOf(m, res)))
+				g.Add(fmt.Sprintf("apiVersion %s kind %s -> %s %#v apiVersionOf %q\n", goValue(av), goValue(kind), same, got, apiVersionOf(m, res)))
 				if got := apiVersionOf(m, res); got != res.APIVersion() {
 					t.Errorf("%v: apiVersion %#v kind %#v: apiVersionOf = %q, want %q", res.GVK, av, kind, got, res.APIVersion())
 				}
 			}
 		}
 	}
-	g.check(t, "typemeta")
+	g.Check(t, "typemeta")
 }
 
 // goValue is v in Go syntax, or "absent".

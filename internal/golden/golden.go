@@ -1,4 +1,7 @@
-package exporter
+// Package golden compares what a test renders with a file under the
+// test's testdata/, and rewrites the file when the test runs with -update.
+// It is for tests only.
+package golden
 
 import (
 	"crypto/sha256"
@@ -13,7 +16,7 @@ import (
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata/ with what the code renders now")
 
-// golden collects what a test's cases render, for testdata/<name>.golden.
+// File collects what a test's cases render, for testdata/<name>.golden.
 // Cases come in sections (one per resource, say). The file shows some
 // cases of each section in full (every every-th, up to shown of them),
 // then every case of the section (those too) in blocks of block cases,
@@ -21,7 +24,7 @@ var update = flag.Bool("update", false, "rewrite the golden files in testdata/ w
 // random cases stays a small file, yet a change to any byte any case
 // renders changes its block's line. After a change that means to render
 // something else, rewrite the file with -update and read the diff.
-type golden struct {
+type File struct {
 	shown, every, block int
 	out                 strings.Builder
 	section             string
@@ -30,8 +33,8 @@ type golden struct {
 	h                   hash.Hash
 }
 
-func newGolden(header string, shown, every, block int) *golden {
-	g := &golden{shown: shown, every: every, block: block}
+func New(header string, shown, every, block int) *File {
+	g := &File{shown: shown, every: every, block: block}
 	for _, l := range strings.Split(strings.TrimRight(header, "\n"), "\n") {
 		g.out.WriteString("# " + l + "\n")
 	}
@@ -39,15 +42,15 @@ func newGolden(header string, shown, every, block int) *golden {
 }
 
 // startSection ends the section before (if any) and starts one.
-func (g *golden) startSection(name string) {
-	g.endSection()
+func (g *File) StartSection(name string) {
+	g.EndSection()
 	g.section = name
 	g.out.WriteString("\n== " + name + "\n")
 }
 
-func (g *golden) endSection() {
+func (g *File) EndSection() {
 	if g.n%g.block != 0 {
-		g.sum()
+		g.Sum()
 	}
 	for _, d := range g.digests {
 		g.out.WriteString(d)
@@ -55,13 +58,13 @@ func (g *golden) endSection() {
 	g.n, g.digests, g.h = 0, nil, nil
 }
 
-func (g *golden) sum() {
+func (g *File) Sum() {
 	first := g.n - 1 - (g.n-1)%g.block
 	g.digests = append(g.digests, fmt.Sprintf("sha256 %s cases %d-%d %x\n", g.section, first, g.n-1, g.h.Sum(nil)))
 }
 
 // add records one case's rendering (its lines, each ending with "\n").
-func (g *golden) add(rendering string) {
+func (g *File) Add(rendering string) {
 	if g.n%g.every == 0 && g.n/g.every < g.shown {
 		g.out.WriteString(rendering)
 	}
@@ -71,15 +74,15 @@ func (g *golden) add(rendering string) {
 	g.h.Write([]byte(rendering))
 	g.n++
 	if g.n%g.block == 0 {
-		g.sum()
+		g.Sum()
 	}
 }
 
-// check compares what was recorded with testdata/<name>.golden, or
+// Check compares what was recorded with testdata/<name>.golden, or
 // writes it there with -update.
-func (g *golden) check(t *testing.T, name string) {
+func (g *File) Check(t *testing.T, name string) {
 	t.Helper()
-	g.endSection()
+	g.EndSection()
 	got := g.out.String()
 	path := filepath.Join("testdata", name+".golden")
 	if *update {

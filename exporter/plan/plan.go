@@ -1,4 +1,4 @@
-package exporter
+package plan
 
 import (
 	"time"
@@ -6,22 +6,23 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
 	"github.com/kubefeed/kubefeed/event"
+	"github.com/kubefeed/kubefeed/exporter/resource"
 	"github.com/kubefeed/kubefeed/exporter/state"
 	"github.com/kubefeed/kubefeed/filters"
 	"github.com/kubefeed/kubefeed/jsonpatch"
 )
 
-// outcome is what a plan decided: the events to send and the delivered
+// Outcome is what a plan decided: the events to send and the delivered
 // state to record once they are acknowledged.
-type outcome struct {
-	events  []*event.Event
-	changes []change
-	// record is the new delivered state; nil with forget set: the key is
+type Outcome struct {
+	Events  []*event.Event
+	Changes []Change
+	// Record is the new delivered state; nil with forget set: the key is
 	// gone for this sink.
-	record *state.Record
-	forget bool
-	// filterErrors counts rules whose filter failed at run time.
-	filterErrors int
+	Record *state.Record
+	Forget bool
+	// FilterErrors counts rules whose filter failed at run time.
+	FilterErrors int
 	// shown is, per event, the change it shows (events of gap markers
 	// aside): what a record written ahead of the send keeps (ahead).
 	shown []shownChange
@@ -29,8 +30,8 @@ type outcome struct {
 
 // shownChange is the change one event shows.
 type shownChange struct {
-	c                change
-	rule             *rule
+	c                Change
+	rule             *Rule
 	redact           *filters.Redactor
 	uid, rv          string
 	time             time.Time
@@ -41,7 +42,29 @@ type shownChange struct {
 	changedPaths []string
 }
 
-// plan decides what to send for one key: a pure function of the sink's
+// Current is what the informers hold of a key for one sink.
+type Current struct {
+	Obj *unstructured.Unstructured // nil: in no scope of the sink
+	// Rules through which it reaches the sink, config order. It may be a
+	// scope table's own slice (appendRules): read only.
+	Rules []*Rule
+	Res   resource.Resource
+	Scope string // name of the first scope holding it
+	// Unsynced: a scope covering the key has not synced, so obj == nil
+	// proves nothing.
+	Unsynced bool
+}
+
+// Observer tells a plan when kubefeed first observed a version of its
+// key's object: the time its event carries (CloudEvents `time`), the same
+// on every sink and every retry. deleted asks for the version's deletion,
+// which is observed apart from the version itself (an inferred deletion
+// names the last delivered version).
+type Observer interface {
+	At(uid, rv string, deleted bool) time.Time
+}
+
+// Compute decides what to send for one key: a pure function of the sink's
 // last delivered state, what may have reached it unacknowledged, the
 // current state and the deleted object's final state.
 //
@@ -51,121 +74,121 @@ type shownChange struct {
 //
 // With ahead set (a checkpointed sink) the outcome also says which change
 // each event shows (shown), for the record written ahead of the send.
-func plan(o origin, k state.Key, last *state.Record, attempted *state.Record, cur current, tomb *tombstone, recovered bool, obs observer, ahead bool) outcome {
-	var out outcome
-	changes := decide(last, cur.obj, tomb)
-	if attempted != nil && attempted.UID != "" && (last == nil || attempted.UID != last.UID) && (cur.obj == nil || string(cur.obj.GetUID()) != attempted.UID) {
+func Compute(o Origin, k state.Key, last *state.Record, attempted *state.Record, cur Current, tomb *Tombstone, recovered bool, obs Observer, ahead bool) Outcome {
+	var out Outcome
+	changes := decide(last, cur.Obj, tomb)
+	if attempted != nil && attempted.UID != "" && (last == nil || attempted.UID != last.UID) && (cur.Obj == nil || string(cur.Obj.GetUID()) != attempted.UID) {
 		// A send of another incarnation failed: the sink may hold it (a lost
 		// ack), so it is retracted after what was acknowledged is.
 		retract := deleted(*attempted, tomb)
 		i := 0
-		for i < len(changes) && changes[i].kind == event.Deleted {
+		for i < len(changes) && changes[i].Kind == event.Deleted {
 			i++
 		}
-		changes = append(changes[:i], append([]change{retract}, changes[i:]...)...)
+		changes = append(changes[:i], append([]Change{retract}, changes[i:]...)...)
 	}
 	if recovered {
 		for i := range changes {
 			changes[i].recovered = true
 		}
 	}
-	out.changes = changes
-	var curMeta objMeta // read once: render and the record both need it
-	if cur.obj != nil {
-		curMeta = metaOf(cur.obj)
+	out.Changes = changes
+	var curMeta Meta // read once: render and the record both need it
+	if cur.Obj != nil {
+		curMeta = MetaOf(cur.Obj)
 	}
-	var delivering *rule
+	var delivering *Rule
 	for _, c := range changes {
-		rules := cur.rules
-		if c.kind == event.Deleted {
-			rules = deletionRules(cur.rules, c.rule, c.obj)
+		rules := cur.Rules
+		if c.Kind == event.Deleted {
+			rules = DeletionRules(cur.Rules, c.rule, c.Obj)
 		}
 		m := curMeta
-		if c.obj != cur.obj {
-			m = metaOf(c.obj)
+		if c.Obj != cur.Obj {
+			m = MetaOf(c.Obj)
 		}
-		del := c.kind == event.Deleted
+		del := c.Kind == event.Deleted
 		var at time.Time
-		if s, ok := last.SentAs(m.uid, m.resourceVersion, del); ok {
+		if s, ok := last.SentAs(m.UID, m.ResourceVersion, del); ok {
 			at, c.recovered = s.Time, s.Recovered
-			if c.kind == event.Modified && s.Patch != nil {
+			if c.Kind == event.Modified && s.Patch != nil {
 				c.replay = s
 			}
 		} else {
-			at = obs.at(m.uid, m.resourceVersion, del)
+			at = obs.At(m.UID, m.ResourceVersion, del)
 		}
 		for _, rl := range rules {
-			ev, err := render(o, cur.res, k, c, m, rl, at)
+			ev, err := render(o, cur.Res, k, c, m, rl, at)
 			if err != nil {
-				out.filterErrors++
+				out.FilterErrors++
 			}
 			if ev != nil {
-				out.events = append(out.events, ev)
+				out.Events = append(out.Events, ev)
 				if ahead {
-					sc := shownChange{c: c, rule: rl, redact: rl.redactor(cur.res), uid: m.uid, rv: m.resourceVersion, time: at, recoveredInEvent: c.recovered}
-					if cd, ok := ev.Data.(*event.ChangeData); ok && c.kind == event.Modified {
+					sc := shownChange{c: c, rule: rl, redact: rl.Redactor(cur.Res), uid: m.UID, rv: m.ResourceVersion, time: at, recoveredInEvent: c.recovered}
+					if cd, ok := ev.Data.(*event.ChangeData); ok && c.Kind == event.Modified {
 						sc.patch, sc.changedPaths = cd.Patch, cd.ChangedPaths
 					}
 					out.shown = append(out.shown, sc)
 				}
-				if c.kind != event.Deleted {
+				if c.Kind != event.Deleted {
 					delivering = rl
 				}
 				break
 			}
 		}
 	}
-	if cur.obj == nil {
-		out.forget = true
+	if cur.Obj == nil {
+		out.Forget = true
 		return out
 	}
-	rec := recordFrom(cur.obj, curMeta)
-	rec.Scope = cur.scope
+	rec := RecordFrom(cur.Obj, curMeta)
+	rec.Scope = cur.Scope
 	switch {
 	case delivering != nil:
-		rec.Rule = delivering.index + 1
-	case last != nil && last.UID == rec.UID && hasRule(cur.rules, last.Rule):
+		rec.Rule = delivering.Index + 1
+	case last != nil && last.UID == rec.UID && hasRule(cur.Rules, last.Rule):
 		// Nothing shown (filtered or ignored): the record keeps the rule
 		// that last delivered the object.
 		rec.Rule = last.Rule
-	case len(cur.rules) > 0:
+	case len(cur.Rules) > 0:
 		// Unknown (restored from a checkpoint, or the rule left the
 		// config): the first rule that selects the object now.
-		rec.Rule = cur.rules[0].index + 1
+		rec.Rule = cur.Rules[0].Index + 1
 	}
-	for _, rl := range cur.rules {
-		if rl.index+1 == rec.Rule {
-			rec.Redact = rl.redactor(cur.res)
+	for _, rl := range cur.Rules {
+		if rl.Index+1 == rec.Rule {
+			rec.Redact = rl.Redactor(cur.Res)
 		}
 	}
 	for _, s := range out.shown {
-		if s.c.kind != event.Deleted && s.uid == rec.UID && s.rv == rec.ResourceVersion {
+		if s.c.Kind != event.Deleted && s.uid == rec.UID && s.rv == rec.ResourceVersion {
 			// A checkpoint keeps when the delivered version was observed:
 			// after a restart, a sink that had not got it yet sends it
 			// with the time the others did.
 			rec.Sent = &state.Sent{ResourceVersion: s.rv, Time: s.time, Recovered: s.recoveredInEvent}
 		}
 	}
-	out.record = &rec
+	out.Record = &rec
 	return out
 }
 
-// deletionRules puts the rule that delivered the object first: its
+// DeletionRules puts the rule that delivered the object first: its
 // redaction applies to the final state too. When that rule is known and
 // still routes here, no other rule renders the deletion.
-func deletionRules(rules []*rule, delivered int, final *unstructured.Unstructured) []*rule {
+func DeletionRules(rules []*Rule, delivered int, final *unstructured.Unstructured) []*Rule {
 	if hasRule(rules, delivered) {
 		for _, rl := range rules {
-			if rl.index+1 == delivered {
-				return []*rule{rl}
+			if rl.Index+1 == delivered {
+				return []*Rule{rl}
 			}
 		}
 	}
 	// Unknown: the rules whose label selector selects the final state,
 	// never one that only shares the namespace.
-	var selecting []*rule
+	var selecting []*Rule
 	for _, rl := range rules {
-		if rl.selects(final) {
+		if rl.Selects(final) {
 			selecting = append(selecting, rl)
 		}
 	}
@@ -175,25 +198,25 @@ func deletionRules(rules []*rule, delivered int, final *unstructured.Unstructure
 	return rules
 }
 
-// ahead is the record to write before out is sent (nil: none): for the
+// Ahead is the record to write before out is sent (nil: none): for the
 // deletion of the incarnation the sink holds, that incarnation's final
 // state marked Deleting; for an object new to the sink (or offered again),
 // its state marked Provisional; for a modification, the delivered state
 // with the change it is about to receive. Each says what was sent (Sent).
-func ahead(last *state.Record, out outcome) *state.Record {
+func Ahead(last *state.Record, out Outcome) *state.Record {
 	sentOf := func(s *shownChange) *state.Sent {
 		return &state.Sent{ResourceVersion: s.rv, Time: s.time, Recovered: s.recoveredInEvent}
 	}
 	var add, mod *shownChange
 	for i := range out.shown {
 		s := &out.shown[i]
-		switch s.c.kind {
+		switch s.c.Kind {
 		case event.Deleted:
 			if last == nil || s.uid != last.UID {
 				continue // a retraction of an unacknowledged incarnation
 			}
-			return &state.Record{UID: s.uid, ResourceVersion: s.rv, Object: s.c.obj, Scope: last.Scope, Rule: s.rule.index + 1,
-				Redact: s.redact, AtRest: last.AtRest && s.c.obj == last.Object, Deleting: true, Sent: sentOf(s)}
+			return &state.Record{UID: s.uid, ResourceVersion: s.rv, Object: s.c.Obj, Scope: last.Scope, Rule: s.rule.Index + 1,
+				Redact: s.redact, AtRest: last.AtRest && s.c.Obj == last.Object, Deleting: true, Sent: sentOf(s)}
 		case event.Added:
 			add = s
 		case event.Modified:
@@ -201,8 +224,8 @@ func ahead(last *state.Record, out outcome) *state.Record {
 		}
 	}
 	switch {
-	case add != nil && out.record != nil && out.record.UID == add.uid:
-		rec := *out.record
+	case add != nil && out.Record != nil && out.Record.UID == add.uid:
+		rec := *out.Record
 		rec.Provisional, rec.Sent = true, sentOf(add)
 		return &rec
 	case mod != nil && last != nil && last.UID == mod.uid:
@@ -217,9 +240,9 @@ func ahead(last *state.Record, out outcome) *state.Record {
 	return nil
 }
 
-func hasRule(rules []*rule, idx int) bool {
+func hasRule(rules []*Rule, idx int) bool {
 	for _, rl := range rules {
-		if rl.index+1 == idx {
+		if rl.Index+1 == idx {
 			return true
 		}
 	}

@@ -1,4 +1,4 @@
-package exporter
+package plan
 
 import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -7,11 +7,11 @@ import (
 	"github.com/kubefeed/kubefeed/exporter/state"
 )
 
-// change is one event to emit, before it is put in an envelope.
-type change struct {
-	kind event.Change
-	// obj is the new state, or for deleted the last known state.
-	obj *unstructured.Unstructured
+// Change is one event to emit, before it is put in an envelope.
+type Change struct {
+	Kind event.Change
+	// Obj is the new state, or for deleted the last known state.
+	Obj *unstructured.Unstructured
 	// prev is what the sink had (modified only).
 	prev      state.Record
 	recovered bool
@@ -24,45 +24,45 @@ type change struct {
 	replay *state.Sent
 }
 
-// tombstone is the final state of a deleted object as the informer saw it.
-type tombstone struct {
-	obj       *unstructured.Unstructured
-	recovered bool // seen through a relist (DeletedFinalStateUnknown)
+// Tombstone is the final state of a deleted object as the informer saw it.
+type Tombstone struct {
+	Obj       *unstructured.Unstructured
+	Recovered bool // seen through a relist (DeletedFinalStateUnknown)
 }
 
 // decide compares what a sink last got with the current state. last is nil
 // when the sink has nothing for the key; cur is nil when the object is gone;
 // tomb is the final state of a deleted object, if known.
-func decide(last *state.Record, cur *unstructured.Unstructured, tomb *tombstone) []change {
+func decide(last *state.Record, cur *unstructured.Unstructured, tomb *Tombstone) []Change {
 	switch {
 	case last == nil && cur == nil:
 		return nil
 	case last == nil:
-		return []change{{kind: event.Added, obj: cur}}
+		return []Change{{Kind: event.Added, Obj: cur}}
 	case last.Deleting && cur != nil && string(cur.GetUID()) == last.UID:
 		// Its deletion (it left the scope) may have reached the sink, and
 		// it is back: the sink learns it again.
-		return []change{{kind: event.Added, obj: cur}}
+		return []Change{{Kind: event.Added, Obj: cur}}
 	case last.Provisional && cur == nil:
 		// Perhaps sent, never acknowledged: retract it.
-		return []change{deleted(*last, tomb)}
+		return []Change{deleted(*last, tomb)}
 	case last.Provisional && string(cur.GetUID()) == last.UID:
 		// Perhaps sent, never acknowledged: offer it again.
-		return []change{{kind: event.Added, obj: cur}}
+		return []Change{{Kind: event.Added, Obj: cur}}
 	case cur == nil:
-		return []change{deleted(*last, tomb)}
+		return []Change{deleted(*last, tomb)}
 	case string(cur.GetUID()) != last.UID:
-		return []change{deleted(*last, tomb), {kind: event.Added, obj: cur}}
+		return []Change{deleted(*last, tomb), {Kind: event.Added, Obj: cur}}
 	case cur.GetResourceVersion() == last.ResourceVersion:
 		return nil
 	default:
-		return []change{{kind: event.Modified, obj: cur, prev: *last}}
+		return []Change{{Kind: event.Modified, Obj: cur, prev: *last}}
 	}
 }
 
-func deleted(last state.Record, tomb *tombstone) change {
-	if tomb != nil && string(tomb.obj.GetUID()) == last.UID {
-		return change{kind: event.Deleted, obj: tomb.obj, recovered: tomb.recovered, rule: last.Rule}
+func deleted(last state.Record, tomb *Tombstone) Change {
+	if tomb != nil && string(tomb.Obj.GetUID()) == last.UID {
+		return Change{Kind: event.Deleted, Obj: tomb.Obj, recovered: tomb.Recovered, rule: last.Rule}
 	}
 	obj := last.Object
 	if obj == nil {
@@ -77,14 +77,14 @@ func deleted(last state.Record, tomb *tombstone) change {
 		if last.Sent != nil {
 			recovered = last.Sent.Recovered
 		}
-		return change{kind: event.Deleted, obj: obj, recovered: recovered, rule: last.Rule}
+		return Change{Kind: event.Deleted, Obj: obj, recovered: recovered, rule: last.Rule}
 	}
 	// Without the watch's final state the deletion was inferred.
-	return change{kind: event.Deleted, obj: obj, recovered: true, rule: last.Rule}
+	return Change{Kind: event.Deleted, Obj: obj, recovered: true, rule: last.Rule}
 }
 
-// recordFrom is the delivered-state record of obj, whose metadata m the
+// RecordFrom is the delivered-state record of obj, whose metadata m the
 // caller read.
-func recordFrom(obj *unstructured.Unstructured, m objMeta) state.Record {
-	return state.Record{UID: m.uid, ResourceVersion: m.resourceVersion, Object: obj}
+func RecordFrom(obj *unstructured.Unstructured, m Meta) state.Record {
+	return state.Record{UID: m.UID, ResourceVersion: m.ResourceVersion, Object: obj}
 }

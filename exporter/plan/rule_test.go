@@ -1,4 +1,4 @@
-package exporter
+package plan
 
 import (
 	"encoding/json"
@@ -17,11 +17,11 @@ import (
 	"github.com/kubefeed/kubefeed/jsonpatch"
 )
 
-func testRule(t *testing.T, w config.Watch) *rule {
+func testRule(t *testing.T, w config.Watch) *Rule {
 	t.Helper()
 	cfg := &config.Config{APIVersion: config.APIVersion, Kind: config.Kind, Watch: []config.Watch{w}, Sinks: []config.Sink{{Name: "s", Stdout: &config.StdoutSink{}}}}
 	cfg.SetDefaults()
-	rules, err := compileRules(cfg)
+	rules, err := CompileRules(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -45,7 +45,7 @@ func objectOf(t *testing.T, s string) *unstructured.Unstructured {
 // would: it takes data.object of the first, applies each patch, and checks
 // that the result is data.object apart from resourceVersion and the rule's
 // ignored paths. It returns the patches of the events sent.
-func consume(t *testing.T, r *rule, res resource.Resource, versions ...string) []string {
+func consume(t *testing.T, r *Rule, res resource.Resource, versions ...string) []string {
 	t.Helper()
 	var held map[string]any
 	var prev *unstructured.Unstructured
@@ -53,12 +53,12 @@ func consume(t *testing.T, r *rule, res resource.Resource, versions ...string) [
 	for i, s := range versions {
 		cur := objectOf(t, s)
 		if prev == nil {
-			held = r.redactor(res).Object(withTypeMeta(cur, res))
+			held = r.Redactor(res).Object(withTypeMeta(cur, res))
 			prev = cur
 			continue
 		}
-		c := change{kind: event.Modified, obj: cur, prev: recordOf(prev)}
-		ev, err := render(newOrigin("c"), res, state.Key{Namespace: "ns", Name: "n"}, c, metaOf(c.obj), r, time.Now())
+		c := Change{Kind: event.Modified, Obj: cur, prev: recordOf(prev)}
+		ev, err := render(NewOrigin("c"), res, state.Key{Namespace: "ns", Name: "n"}, c, MetaOf(c.Obj), r, time.Now())
 		if err != nil {
 			t.Fatal(err)
 		}

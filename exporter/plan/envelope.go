@@ -1,4 +1,4 @@
-package exporter
+package plan
 
 import (
 	"time"
@@ -23,22 +23,22 @@ func typesUID(s string) types.UID { return types.UID(s) }
 // deletion shows nothing unless the rule says expiry: emit (events.go);
 // enriching rules add the involved object's metadata (enrich.go).
 // m is c.obj's metadata (metaOf), read once by the caller.
-func render(o origin, res resource.Resource, key state.Key, c change, m objMeta, r *rule, now time.Time) (*event.Event, error) {
-	if c.kind == event.Deleted && r.skipsExpiry(res) {
+func render(o Origin, res resource.Resource, key state.Key, c Change, m Meta, r *Rule, now time.Time) (*event.Event, error) {
+	if c.Kind == event.Deleted && r.SkipsExpiry(res) {
 		return nil, nil
 	}
-	in := filters.Input{Type: eventType(c.kind), Object: c.obj.Object}
+	in := filters.Input{Type: EventType(c.Kind), Object: c.Obj.Object}
 	var visible []jsonpatch.Op
-	red := r.redactor(res)
-	if c.kind == event.Modified && c.replay != nil {
+	red := r.Redactor(res)
+	if c.Kind == event.Modified && c.replay != nil {
 		// Sent before a restart: the same patch again (redacted already).
 		visible = c.replay.Patch
 		if c.prev.Object != nil {
 			in.OldObject = c.prev.Object.Object
 		}
 		in.ChangedPaths = c.replay.ChangedPaths
-	} else if c.kind == event.Modified && c.prev.Object != nil {
-		cur := c.obj.Object
+	} else if c.Kind == event.Modified && c.prev.Object != nil {
+		cur := c.Obj.Object
 		if c.prev.AtRest {
 			// The base is what the sink was sent, redacted: compare like
 			// with like.
@@ -46,7 +46,7 @@ func render(o origin, res resource.Resource, key state.Key, c change, m objMeta,
 		}
 		visible = r.visibleOps(c.prev.Object.Object, cur, red)
 		if len(visible) == 0 {
-			if !c.prev.AtRest || red == nil || c.prev.ResourceVersion == c.obj.GetResourceVersion() {
+			if !c.prev.AtRest || red == nil || c.prev.ResourceVersion == c.Obj.GetResourceVersion() {
 				return nil, nil
 			}
 			// A redacted value may have changed while kubefeed was down:
@@ -59,11 +59,11 @@ func render(o origin, res resource.Resource, key state.Key, c change, m objMeta,
 	if ok, err := r.admit.Match(in); !ok || err != nil {
 		return nil, err
 	}
-	data := &event.ChangeData{Object: red.Object(withTypeMeta(c.obj, res)), Recovered: c.recovered}
-	if r.enrich != nil {
-		data.InvolvedObject = r.enrich.lookup(c.obj.Object)
+	data := &event.ChangeData{Object: red.Object(withTypeMeta(c.Obj, res)), Recovered: c.recovered}
+	if r.Enrich != nil {
+		data.InvolvedObject = r.Enrich.Lookup(c.Obj.Object)
 	}
-	if c.kind == event.Modified {
+	if c.Kind == event.Modified {
 		data.PreviousResourceVersion = c.prev.ResourceVersion
 		if visible != nil {
 			data.Patch = visible
@@ -71,22 +71,22 @@ func render(o origin, res resource.Resource, key state.Key, c change, m objMeta,
 				data.Patch = red.Ops(visible)
 			}
 			data.ChangedPaths = in.ChangedPaths
-			if r.cfg.OldObject && c.prev.Object != nil {
+			if r.Config.OldObject && c.prev.Object != nil {
 				data.OldObject = red.Object(withTypeMeta(c.prev.Object, res))
 			}
 		}
 	}
-	rv, uid := m.resourceVersion, m.uid
+	rv, uid := m.ResourceVersion, m.UID
 	return &event.Event{
 		SpecVersion:     event.SpecVersion,
-		ID:              event.ID(uid, rv, c.kind),
+		ID:              event.ID(uid, rv, c.Kind),
 		Source:          o.source,
-		Type:            c.kind.Type(),
+		Type:            c.Kind.Type(),
 		Subject:         res.Path(key.Namespace, key.Name),
 		Time:            now.UTC(),
 		DataContentType: event.DataContentType,
 		Cluster:         o.cluster,
-		APIVersion:      apiVersionOf(c.obj.Object, res),
+		APIVersion:      apiVersionOf(c.Obj.Object, res),
 		Kind:            res.GVK.Kind,
 		Resource:        res.GVR.Resource,
 		Namespace:       key.Namespace,
@@ -97,14 +97,14 @@ func render(o origin, res resource.Resource, key state.Key, c change, m objMeta,
 	}, nil
 }
 
-// origin is who renders events: the cluster name and the CloudEvents
+// Origin is who renders events: the cluster name and the CloudEvents
 // source, kubefeed/<cluster>, built once when the exporter is made rather
 // than per event.
-type origin struct {
+type Origin struct {
 	cluster, source string
 }
 
-func newOrigin(cluster string) origin { return origin{cluster: cluster, source: "kubefeed/" + cluster} }
+func NewOrigin(cluster string) Origin { return Origin{cluster: cluster, source: "kubefeed/" + cluster} }
 
 // withTypeMeta returns the object's content with apiVersion and kind set.
 // Objects in the cache already carry them (the transform sets them); the

@@ -1,4 +1,4 @@
-package exporter
+package plan
 
 import (
 	"github.com/kubefeed/kubefeed/exporter/config"
@@ -27,8 +27,8 @@ func isEvents(res resource.Resource) bool {
 	return res.GVK.Kind == "Event" && (res.GVK.Group == "" || res.GVK.Group == "events.k8s.io")
 }
 
-// skipsExpiry reports whether the rule shows nothing for the deletion of an
+// SkipsExpiry reports whether the rule shows nothing for the deletion of an
 // object of res: an Event expiring, unless the rule says expiry: emit.
-func (r *rule) skipsExpiry(res resource.Resource) bool {
-	return isEvents(res) && r.cfg.Expiry != config.ExpiryEmit
+func (r *Rule) SkipsExpiry(res resource.Resource) bool {
+	return isEvents(res) && r.Config.Expiry != config.ExpiryEmit
 }

@@ -1,4 +1,4 @@
-package exporter
+package plan
 
 import (
 	"encoding/json"
@@ -17,11 +17,12 @@ import (
 	"github.com/kubefeed/kubefeed/exporter/resource"
 	"github.com/kubefeed/kubefeed/exporter/state"
 	"github.com/kubefeed/kubefeed/filters"
+	"github.com/kubefeed/kubefeed/internal/golden"
 )
 
-func planRules(t *testing.T, watch ...config.Watch) []*rule {
+func planRules(t *testing.T, watch ...config.Watch) []*Rule {
 	t.Helper()
-	rules, err := compileRules(newConfig(watch))
+	rules, err := CompileRules(newConfig(watch))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -42,7 +43,7 @@ func TestPlan(t *testing.T) {
 		last      *state.Record
 		attempted *state.Record
 		cur       *unstructured.Unstructured
-		tomb      *tombstone
+		tomb      *Tombstone
 		recovered bool
 		want      []string // event types, then "uid@rv" of each
 		wantUIDs  []string
@@ -63,12 +64,12 @@ func TestPlan(t *testing.T) {
 		{name: "recovered", cur: obj("a", "1"), recovered: true, want: []string{"added"}, wantUIDs: []string{"a"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			cur := current{obj: tc.cur, rules: rules, res: cmRes, scope: "configmaps"}
-			out := plan(newOrigin("c"), k, tc.last, tc.attempted, cur, tc.tomb, tc.recovered, fixedTime(time.Unix(0, 0)), true)
-			if len(out.events) != len(tc.want) {
-				t.Fatalf("%d events%s, want %v", len(out.events), summary(out.events), tc.want)
+			cur := Current{Obj: tc.cur, Rules: rules, Res: cmRes, Scope: "configmaps"}
+			out := Compute(NewOrigin("c"), k, tc.last, tc.attempted, cur, tc.tomb, tc.recovered, fixedTime(time.Unix(0, 0)), true)
+			if len(out.Events) != len(tc.want) {
+				t.Fatalf("%d events%s, want %v", len(out.Events), summary(out.Events), tc.want)
 			}
-			for i, ev := range out.events {
+			for i, ev := range out.Events {
 				if ev.Type != "io.kubefeed.resource."+tc.want[i] || ev.UID != tc.wantUIDs[i] {
 					t.Errorf("event %d: %s uid %s, want %s uid %s", i, ev.Type, ev.UID, tc.want[i], tc.wantUIDs[i])
 				}
@@ -76,11 +77,11 @@ func TestPlan(t *testing.T) {
 					t.Errorf("event %d recovered = %v", i, ev.Data.(*event.ChangeData).Recovered)
 				}
 			}
-			if out.forget != tc.forget {
-				t.Errorf("forget = %v, want %v", out.forget, tc.forget)
+			if out.Forget != tc.forget {
+				t.Errorf("forget = %v, want %v", out.Forget, tc.forget)
 			}
-			if tc.cur != nil && (out.record == nil || out.record.UID != string(tc.cur.GetUID()) || out.record.Rule != 1) {
-				t.Errorf("record = %+v, want the current state by rule 1", out.record)
+			if tc.cur != nil && (out.Record == nil || out.Record.UID != string(tc.cur.GetUID()) || out.Record.Rule != 1) {
+				t.Errorf("record = %+v, want the current state by rule 1", out.Record)
 			}
 		})
 	}
@@ -92,45 +93,12 @@ func TestPlanRecordCarriesRedaction(t *testing.T) {
 	rules := planRules(t, config.Watch{Resource: "secrets"})
 	s := obj("a", "1")
 	s.Object["data"] = map[string]any{"pw": "c2VjcmV0"}
-	out := plan(newOrigin("c"), state.Key{GVR: secretRes.GVR, Namespace: "a", Name: "x"}, nil, nil, current{obj: s, rules: rules, res: secretRes}, nil, false, fixedTime(time.Now()), true)
-	if out.record == nil || out.record.Redact == nil {
-		t.Fatalf("record %+v has no redactor", out.record)
+	out := Compute(NewOrigin("c"), state.Key{GVR: secretRes.GVR, Namespace: "a", Name: "x"}, nil, nil, Current{Obj: s, Rules: rules, Res: secretRes}, nil, false, fixedTime(time.Now()), true)
+	if out.Record == nil || out.Record.Redact == nil {
+		t.Fatalf("record %+v has no redactor", out.Record)
 	}
-	if got := out.record.Redact.Object(out.record.Object.Object)["data"].(map[string]any)["pw"]; got == "c2VjcmV0" {
+	if got := out.Record.Redact.Object(out.Record.Object.Object)["data"].(map[string]any)["pw"]; got == "c2VjcmV0" {
 		t.Error("the record's redaction leaves the value")
-	}
-}
-
-// The rules that render a deletion are the same whether appendRules
-// hands back the table's own slice or a copy of it: deletionRules over
-// either agree for every delivered rule number (known, unknown, out of
-// range), and what deletionRules returns (its fallback is the rules
-// themselves) cannot be appended into the table's spare capacity.
-func TestDeletionRulesOverTheTablesOwnSlice(t *testing.T) {
-	r0 := &rule{index: 0, sinks: []string{"s"}}
-	r1 := &rule{index: 1, sinks: []string{"s"}}
-	r2 := &rule{index: 2, sinks: []string{"s"}}
-	table := make([]*rule, 0, 6) // spare capacity, as scope.update's copy may have
-	table = append(table, r0, r1, r2)
-	before := fullCopy(table)
-	got := appendRules(nil, table, "s")
-	if &got[0] != &table[0] {
-		t.Fatal("the fast path was not taken: this test means to exercise the table's own slice")
-	}
-	final := &unstructured.Unstructured{Object: map[string]any{"metadata": map[string]any{"name": "x"}}}
-	for delivered := -1; delivered <= 4; delivered++ {
-		dr := deletionRules(got, delivered, final)
-		want := deletionRules([]*rule{r0, r1, r2}, delivered, final) // a copy of the table
-		if !sameRules(dr, want) {
-			t.Fatalf("delivered %d: deletion rules %s, want %s", delivered, ruleList(dr), ruleList(want))
-		}
-		_ = append(dr, &rule{index: 7})
-		if hasRule(got, delivered) != hasRule(before[:3], delivered) {
-			t.Fatalf("hasRule(%d) differs", delivered)
-		}
-	}
-	if !sameRules(fullCopy(table), before) {
-		t.Fatalf("the table was written: %s, was %s", ruleList(fullCopy(table)), ruleList(before))
 	}
 }
 
@@ -152,7 +120,7 @@ func planSweepResources() []resource.Resource {
 // planSweepRuleSets are rule tables with what changes rendering: filters
 // (that fail on odd objects), redaction, old objects, event types, label
 // selectors (deletionRules), ignored paths and Events' expiry.
-func planSweepRuleSets(t *testing.T) [][]*rule {
+func planSweepRuleSets(t *testing.T) [][]*Rule {
 	sets := [][]config.Watch{
 		{{Resource: "configmaps"}},
 		{
@@ -166,9 +134,9 @@ func planSweepRuleSets(t *testing.T) [][]*rule {
 			{Resource: "configmaps", Filter: `object.metadata.name.startsWith("n")`},
 		},
 	}
-	var out [][]*rule
+	var out [][]*Rule
 	for _, w := range sets {
-		rules, err := compileRules(newConfig(w))
+		rules, err := CompileRules(newConfig(w))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -230,10 +198,10 @@ func TestPlanOutcomesAsGolden(t *testing.T) {
 	ruleSets := planSweepRuleSets(t)
 	rng := rand.New(rand.NewPCG(6, 6))
 	hit := map[string]int{}
-	g := newGolden("plan of seeded random inputs (TestPlanOutcomesAsGolden; go test -run TestPlanOutcomesAsGolden -update rewrites it).\n"+
+	g := golden.New("plan of seeded random inputs (TestPlanOutcomesAsGolden; go test -run TestPlanOutcomesAsGolden -update rewrites it).\n"+
 		"Objects are named by the input they are (cur, tomb, last, attempted) or shown as JSON.", 15, 1, 250)
 	for _, res := range planSweepResources() {
-		g.startSection(res.GVR.String())
+		g.StartSection(res.GVR.String())
 		pool := planSweepPool(res)
 		pick := func() *unstructured.Unstructured { return pool[rng.IntN(len(pool))] }
 		record := func() *state.Record {
@@ -273,27 +241,27 @@ func TestPlanOutcomesAsGolden(t *testing.T) {
 					}
 				}
 			}
-			var tomb *tombstone
+			var tomb *Tombstone
 			if rng.IntN(2) == 0 {
-				tomb = &tombstone{obj: pick(), recovered: rng.IntN(2) == 0}
+				tomb = &Tombstone{Obj: pick(), Recovered: rng.IntN(2) == 0}
 				if last != nil && rng.IntN(2) == 0 && last.Object != nil {
-					tomb.obj = last.Object
+					tomb.Obj = last.Object
 				}
 			}
-			c := current{obj: cur, rules: rules, res: res, scope: "scope-1"}
+			c := Current{Obj: cur, Rules: rules, Res: res, Scope: "scope-1"}
 			recovered := rng.IntN(3) == 0
 			k := state.Key{GVR: res.GVR, Namespace: "ns", Name: "n"}
-			got := plan(newOrigin("clu"), k, last, attempted, c, tomb, recovered, fixedTime(now), false)
-			g.add(renderPlanCase(i, last, attempted, c, tomb, recovered, got))
-			for _, ch := range got.changes {
+			got := Compute(NewOrigin("clu"), k, last, attempted, c, tomb, recovered, fixedTime(now), false)
+			g.Add(renderPlanCase(i, last, attempted, c, tomb, recovered, got))
+			for _, ch := range got.Changes {
 				hit[planPath(ch, c, last, tomb)]++
 			}
-			for _, ev := range got.events {
+			for _, ev := range got.Events {
 				hit["event "+ev.Type]++
 			}
 		}
 	}
-	g.check(t, "plan")
+	g.Check(t, "plan")
 	for _, p := range []string{"added", "modified", "deleted with tombstone", "deleted from last state", "deleted synthesized", "uid change", "retraction of another incarnation", "provisional re-offer", "provisional retraction", "event io.kubefeed.resource.added", "event io.kubefeed.resource.modified", "event io.kubefeed.resource.deleted"} {
 		if hit[p] == 0 {
 			t.Errorf("no case took the path %q: %v", p, hit)
@@ -305,15 +273,15 @@ func TestPlanOutcomesAsGolden(t *testing.T) {
 // renderPlanCase is one case of TestPlanOutcomesAsGolden as the golden
 // file holds it: its inputs, then each change, each event's bytes, the
 // record, forget and the filter errors.
-func renderPlanCase(i int, last, attempted *state.Record, c current, tomb *tombstone, recovered bool, out outcome) string {
+func renderPlanCase(i int, last, attempted *state.Record, c Current, tomb *Tombstone, recovered bool, out Outcome) string {
 	var b strings.Builder
 	objName := func(o *unstructured.Unstructured) string {
 		switch {
 		case o == nil:
 			return "nil"
-		case o == c.obj:
+		case o == c.Obj:
 			return "cur"
-		case tomb != nil && o == tomb.obj:
+		case tomb != nil && o == tomb.Obj:
 			return "tomb"
 		case last != nil && o == last.Object:
 			return "last"
@@ -340,9 +308,9 @@ func renderPlanCase(i int, last, attempted *state.Record, c current, tomb *tombs
 		if r == nil {
 			return "nil"
 		}
-		for _, rl := range c.rules {
+		for _, rl := range c.Rules {
 			if rl.redact == r { // as redactor built it (reading it builds nothing)
-				return fmt.Sprintf("rule %d's", rl.index+1)
+				return fmt.Sprintf("rule %d's", rl.Index+1)
 			}
 		}
 		return "another"
@@ -358,11 +326,11 @@ func renderPlanCase(i int, last, attempted *state.Record, c current, tomb *tombs
 		return s + "}"
 	}
 	var rules []string
-	for _, rl := range c.rules {
-		rules = append(rules, strconv.Itoa(rl.index+1))
+	for _, rl := range c.Rules {
+		rules = append(rules, strconv.Itoa(rl.Index+1))
 	}
 	fmt.Fprintf(&b, "case %d rules=[%s] recovered=%v\n", i, strings.Join(rules, " "), recovered)
-	fmt.Fprintf(&b, "  cur %s\n", json1(c.obj))
+	fmt.Fprintf(&b, "  cur %s\n", json1(c.Obj))
 	fmt.Fprintf(&b, "  last %s\n", rec(last))
 	if last != nil && last.Object != nil {
 		fmt.Fprintf(&b, "  last.Object %s\n", json1(last.Object))
@@ -372,12 +340,12 @@ func renderPlanCase(i int, last, attempted *state.Record, c current, tomb *tombs
 		fmt.Fprintf(&b, "  attempted.Object %s\n", json1(attempted.Object))
 	}
 	if tomb != nil {
-		fmt.Fprintf(&b, "  tomb recovered=%v %s\n", tomb.recovered, json1(tomb.obj))
+		fmt.Fprintf(&b, "  tomb recovered=%v %s\n", tomb.Recovered, json1(tomb.Obj))
 	}
-	for _, ch := range out.changes {
-		fmt.Fprintf(&b, "  -> change %s recovered=%v rule=%d obj=%s prev=%s\n", ch.kind, ch.recovered, ch.rule, objName(ch.obj), rec(&ch.prev))
+	for _, ch := range out.Changes {
+		fmt.Fprintf(&b, "  -> change %s recovered=%v rule=%d obj=%s prev=%s\n", ch.Kind, ch.recovered, ch.rule, objName(ch.Obj), rec(&ch.prev))
 	}
-	for _, ev := range out.events {
+	for _, ev := range out.Events {
 		bs, err := event.Marshal(ev)
 		if err != nil {
 			fmt.Fprintf(&b, "  -> event error %v\n", err)
@@ -385,26 +353,26 @@ func renderPlanCase(i int, last, attempted *state.Record, c current, tomb *tombs
 		}
 		fmt.Fprintf(&b, "  -> event %s\n", bs)
 	}
-	fmt.Fprintf(&b, "  -> record %s forget=%v filterErrors=%d\n", rec(out.record), out.forget, out.filterErrors)
+	fmt.Fprintf(&b, "  -> record %s forget=%v filterErrors=%d\n", rec(out.Record), out.Forget, out.FilterErrors)
 	return b.String()
 }
 
 // planPath names the decide/plan path a change came from.
-func planPath(ch change, c current, last *state.Record, tomb *tombstone) string {
+func planPath(ch Change, c Current, last *state.Record, tomb *Tombstone) string {
 	switch {
-	case ch.kind == event.Modified:
+	case ch.Kind == event.Modified:
 		return "modified"
-	case ch.kind == event.Added && last != nil && last.Provisional:
+	case ch.Kind == event.Added && last != nil && last.Provisional:
 		return "provisional re-offer"
-	case ch.kind == event.Added && last != nil:
+	case ch.Kind == event.Added && last != nil:
 		return "uid change"
-	case ch.kind == event.Added:
+	case ch.Kind == event.Added:
 		return "added"
-	case last == nil || string(ch.obj.GetUID()) != last.UID:
+	case last == nil || string(ch.Obj.GetUID()) != last.UID:
 		return "retraction of another incarnation"
 	case last.Provisional:
 		return "provisional retraction"
-	case tomb != nil && ch.obj == tomb.obj:
+	case tomb != nil && ch.Obj == tomb.Obj:
 		return "deleted with tombstone"
 	case last.Object == nil:
 		return "deleted synthesized"
@@ -413,5 +381,7 @@ func planPath(ch change, c current, last *state.Record, tomb *tombstone) string 
 	}
 }
 
-// fixedTime is an observer for which everything was observed at t.
-func fixedTime(t time.Time) observer { return observer{fixed: t} }
+// fixedTime is an Observer for which everything was observed at t.
+type fixedTime time.Time
+
+func (f fixedTime) At(string, string, bool) time.Time { return time.Time(f) }

@@ -1,4 +1,4 @@
-package exporter
+package plan
 
 import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -16,25 +16,31 @@ import (
 	"github.com/kubefeed/kubefeed/jsonpatch"
 )
 
-// rule is one compiled watch entry of the config.
-type rule struct {
-	index       int
-	cfg         config.Watch
+// Rule is one compiled watch entry of the config.
+type Rule struct {
+	Index       int
+	Config      config.Watch
 	admit       filters.Predicate // event types, then the CEL filter
 	ignore      filters.Patterns
 	redactPaths filters.Patterns // from redactPaths
 	redactKey   []byte           // nil: marker
-	emitInitial bool
+	EmitInitial bool
 	labels      labels.Selector // the rule's label selector (deletions of unknown rule)
-	sinks       []string        // names; all sinks when the config lists none
-	enrich      *enricher       // enrich: involvedObject; nil otherwise
+	Sinks       []string        // names; all sinks when the config lists none
+	Enrich      Enricher        // enrich: involvedObject; nil otherwise
 
 	// A rule names one resource, so its redactor is built once.
 	redactOnce sync.Once
 	redact     *filters.Redactor
 }
 
-func compileRules(cfg *config.Config) ([]*rule, error) {
+// Enricher finds the metadata of the object a Kubernetes Event is about
+// (nil: unknown).
+type Enricher interface {
+	Lookup(obj map[string]any) *event.InvolvedObject
+}
+
+func CompileRules(cfg *config.Config) ([]*Rule, error) {
 	all := make([]string, 0, len(cfg.Sinks))
 	for _, s := range cfg.Sinks {
 		all = append(all, s.Name)
@@ -47,11 +53,11 @@ func compileRules(cfg *config.Config) ([]*rule, error) {
 		}
 		key = []byte(strings.TrimSpace(string(b)))
 	}
-	rules := make([]*rule, 0, len(cfg.Watch))
+	rules := make([]*Rule, 0, len(cfg.Watch))
 	for i, w := range cfg.Watch {
-		r := &rule{index: i, cfg: w, emitInitial: w.InitialList == config.InitialListEmit, sinks: w.Sinks}
-		if len(r.sinks) == 0 {
-			r.sinks = all
+		r := &Rule{Index: i, Config: w, EmitInitial: w.InitialList == config.InitialListEmit, Sinks: w.Sinks}
+		if len(r.Sinks) == 0 {
+			r.Sinks = all
 		}
 		types := filters.EventTypes{}
 		for _, e := range w.Events {
@@ -84,13 +90,13 @@ func compileRules(cfg *config.Config) ([]*rule, error) {
 	return rules, nil
 }
 
-// selects reports whether the rule's label selector admits obj.
-func (r *rule) selects(obj *unstructured.Unstructured) bool {
+// Selects reports whether the rule's label selector admits obj.
+func (r *Rule) Selects(obj *unstructured.Unstructured) bool {
 	return r.labels == nil || r.labels.Matches(labels.Set(obj.GetLabels()))
 }
 
-func (r *rule) routesTo(sink string) bool {
-	for _, s := range r.sinks {
+func (r *Rule) RoutesTo(sink string) bool {
+	for _, s := range r.Sinks {
 		if s == sink {
 			return true
 		}
@@ -98,12 +104,12 @@ func (r *rule) routesTo(sink string) bool {
 	return false
 }
 
-// redactor returns the redactor for objects of res (the rule's resource),
+// Redactor returns the Redactor for objects of res (the rule's resource),
 // or nil when nothing is redacted.
-func (r *rule) redactor(res resource.Resource) *filters.Redactor {
+func (r *Rule) Redactor(res resource.Resource) *filters.Redactor {
 	r.redactOnce.Do(func() {
 		ps := r.redactPaths
-		if res.GVR.Group == "" && res.GVR.Resource == "secrets" && r.cfg.Redact != "none" {
+		if res.GVR.Group == "" && res.GVR.Resource == "secrets" && r.Config.Redact != "none" {
 			ps = append(append(filters.Patterns{}, filters.SecretPaths...), ps...)
 		}
 		if len(ps) > 0 {
@@ -120,7 +126,7 @@ func (r *rule) redactor(res resource.Resource) *filters.Redactor {
 // Since a suppressed status change leaves the consumer with an older status,
 // a rule that ignores status-only changes carries any status change as one
 // op on /status as a whole, which applies whatever status the consumer holds.
-func (r *rule) visibleOps(old, new map[string]any, red *filters.Redactor) []jsonpatch.Op {
+func (r *Rule) visibleOps(old, new map[string]any, red *filters.Redactor) []jsonpatch.Op {
 	o := jsonpatch.Options{Ignore: r.ignore}
 	if ps := red.Patterns(); len(ps) > 0 {
 		o.Opaque = ps
@@ -131,10 +137,10 @@ func (r *rule) visibleOps(old, new map[string]any, red *filters.Redactor) []json
 		onlyGeneration = onlyGeneration && op.Path == filters.GenerationPath
 		onlyStatus = onlyStatus && isStatus(op.Path)
 	}
-	if len(ops) == 0 || onlyGeneration || (r.cfg.IgnoreStatusOnly && onlyStatus) {
+	if len(ops) == 0 || onlyGeneration || (r.Config.IgnoreStatusOnly && onlyStatus) {
 		return nil
 	}
-	if r.cfg.IgnoreStatusOnly {
+	if r.Config.IgnoreStatusOnly {
 		ops = wholeStatus(ops, o, new)
 	}
 	return ops
@@ -166,8 +172,8 @@ func wholeStatus(ops []jsonpatch.Op, o jsonpatch.Options, new map[string]any) []
 	return out
 }
 
-// eventType is the config's name of a change.
-func eventType(c event.Change) string {
+// EventType is the config's name of a change.
+func EventType(c event.Change) string {
 	switch c {
 	case event.Added:
 		return config.EventAdded

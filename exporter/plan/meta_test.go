@@ -1,9 +1,10 @@
-package exporter
+package plan
 
 import (
 	"testing"
 
 	"github.com/kubefeed/kubefeed/exporter/resource"
+	"github.com/kubefeed/kubefeed/internal/fixture"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 )
@@ -20,8 +21,8 @@ func TestMetaOfIsGetters(t *testing.T) {
 		"partial":    {"metadata": map[string]any{"name": "n"}},
 	} {
 		u := &unstructured.Unstructured{Object: obj}
-		want := objMeta{u.GetNamespace(), u.GetName(), string(u.GetUID()), u.GetResourceVersion()}
-		if got := metaOf(u); got != want {
+		want := Meta{u.GetNamespace(), u.GetName(), string(u.GetUID()), u.GetResourceVersion()}
+		if got := MetaOf(u); got != want {
 			t.Errorf("%s: metaOf = %+v, getters say %+v", name, got, want)
 		}
 	}
@@ -48,37 +49,14 @@ func TestIsAPIVersionIsAPIVersion(t *testing.T) {
 	}
 }
 
-// oddMetadataObjects are objects with ordinary and odd metadata.
-func oddMetadataObjects() map[string]map[string]any {
-	return map[string]map[string]any{
-		"plain":          {"apiVersion": "v1", "kind": "ConfigMap", "metadata": map[string]any{"namespace": "ns", "name": "n", "uid": "u-1", "resourceVersion": "42"}, "data": map[string]any{"k": "v"}},
-		"no metadata":    {"apiVersion": "v1", "kind": "ConfigMap"},
-		"null metadata":  {"metadata": nil},
-		"string meta":    {"metadata": "x"},
-		"slice meta":     {"metadata": []any{map[string]any{"uid": "u"}}},
-		"map[string]str": {"metadata": map[string]string{"uid": "u", "name": "n"}},
-		"numbers":        {"metadata": map[string]any{"namespace": 1.0, "name": int64(2), "uid": 3, "resourceVersion": 4.5}},
-		"nested":         {"metadata": map[string]any{"namespace": map[string]any{"x": "y"}, "name": []any{"n"}, "uid": map[string]any{}, "resourceVersion": true}},
-		"nulls":          {"metadata": map[string]any{"namespace": nil, "name": nil, "uid": nil, "resourceVersion": nil}},
-		"empty strings":  {"metadata": map[string]any{"namespace": "", "name": "", "uid": "", "resourceVersion": ""}},
-		"unicode":        {"metadata": map[string]any{"namespace": "né\u2028", "name": "a\"b\\c<>&\xff", "uid": "日本", "resourceVersion": "18446744073709551617"}},
-		"nil object":     nil,
-	}
-}
-
-// TestMetaOfOddMetadata: metaOf agrees with the unstructured
-// getters, keyOf with GetNamespace/GetName, and recordOf with
-// GetUID/GetResourceVersion for every odd shape.
+// TestMetaOfOddMetadata: MetaOf agrees with the unstructured getters,
+// and recordOf with GetUID/GetResourceVersion, for every odd shape.
 func TestMetaOfOddMetadata(t *testing.T) {
-	s := &scope{}
-	for name, obj := range oddMetadataObjects() {
+	for name, obj := range fixture.OddMetadata() {
 		u := &unstructured.Unstructured{Object: obj}
-		want := objMeta{u.GetNamespace(), u.GetName(), string(u.GetUID()), u.GetResourceVersion()}
-		if got := metaOf(u); got != want {
+		want := Meta{u.GetNamespace(), u.GetName(), string(u.GetUID()), u.GetResourceVersion()}
+		if got := MetaOf(u); got != want {
 			t.Errorf("%s: metaOf = %+v, getters %+v", name, got, want)
-		}
-		if k := s.keyOf(u); k.Namespace != u.GetNamespace() || k.Name != u.GetName() {
-			t.Errorf("%s: keyOf = %+v", name, k)
 		}
 		if r := recordOf(u); r.UID != string(u.GetUID()) || r.ResourceVersion != u.GetResourceVersion() || r.Object != u {
 			t.Errorf("%s: recordOf = %+v", name, r)
