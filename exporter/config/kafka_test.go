@@ -8,7 +8,6 @@ import (
 	"testing"
 
 	"github.com/kubefeed/kubefeed/exporter/config"
-	"github.com/kubefeed/kubefeed/sinks/kafka"
 )
 
 const kafkaBase = "apiVersion: kubefeed.io/v1alpha1\nkind: Config\nwatch:\n  - resource: pods\nsinks:\n  - name: bus\n    kafka:\n"
@@ -19,8 +18,8 @@ func TestKafkaSinkDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	k := c.Sinks[0].Kafka
-	if k.Topic != "kubefeed" || k.Mode != "structured" || k.Acks != "all" || k.MaxMessageBytes != kafka.DefaultMaxMessageBytes || k.ClientID != "kubefeed" ||
-		k.MaxInFlight != kafka.DefaultMaxInFlight {
+	if k.Topic != "kubefeed" || k.Mode != "structured" || k.Acks != "all" || k.MaxMessageBytes != 1000000 || k.ClientID != "kubefeed" ||
+		k.MaxInFlight != 4096 {
 		t.Errorf("defaults: %+v", k)
 	}
 }

@@ -32,7 +32,7 @@ func clientOptions(c Config, window int, log *zap.Logger) ([]kgo.Opt, error) {
 		kgo.ClientID(c.ClientID),
 		kgo.ProducerBatchMaxBytes(int32(c.MaxMessageBytes)),
 		kgo.RecordPartitioner(partitioner{}),
-		kgo.RecordDeliveryTimeout(DeliveryTimeout),
+		kgo.RecordDeliveryTimeout(deliveryTimeout),
 		// A key is done only when its records are acknowledged, and
 		// lingering for more records (franz-go waits 10ms by default)
 		// delays every ack by that much. Records produced while a request
@@ -45,7 +45,7 @@ func clientOptions(c Config, window int, log *zap.Logger) ([]kgo.Opt, error) {
 		kgo.MaxBufferedRecords(window + maxPublishRecords),
 		kgo.WithLogger(kgoLogger{log}),
 	}
-	if c.Acks == AcksLeader {
+	if c.Acks == acksLeader {
 		opts = append(opts, kgo.RequiredAcks(kgo.LeaderAck()), kgo.DisableIdempotentWrite())
 	} else {
 		opts = append(opts, kgo.RequiredAcks(kgo.AllISRAcks()))
@@ -84,7 +84,7 @@ func mechanism(s *SASL) (sasl.Mechanism, error) {
 	case "SCRAM-SHA-512":
 		return scram.Auth{User: s.User, Pass: pass}.AsSha512Mechanism(), nil
 	}
-	return nil, fmt.Errorf("sasl.mechanism %q: use one of %s", s.Mechanism, strings.Join(SASLMechanisms, ", "))
+	return nil, fmt.Errorf("sasl.mechanism %q: use one of %s", s.Mechanism, strings.Join(saslMechanisms, ", "))
 }
 
 // kgoLogger routes kgo's log into zap: its info (connections, metadata) at

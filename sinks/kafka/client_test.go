@@ -13,12 +13,12 @@ import (
 // franz-go's default 10ms linger, `make bench` measured kubefeed at about
 // 700 events/s into kfake with 8 workers, ten times less than without.
 func TestProducerDoesNotLinger(t *testing.T) {
-	for _, acks := range []string{AcksAll, AcksLeader} {
+	for _, acks := range []string{acksAll, acksLeader} {
 		t.Run(acks, func(t *testing.T) {
 			c := Config{Brokers: []string{"127.0.0.1:1"}, Acks: acks}
 			c.Topic = "t"
-			c.MaxMessageBytes = DefaultMaxMessageBytes
-			opts, err := clientOptions(c, DefaultMaxInFlight, zap.NewNop())
+			c.MaxMessageBytes = defaultMaxMessageBytes
+			opts, err := clientOptions(c, defaultMaxInFlight, zap.NewNop())
 			if err != nil {
 				t.Fatal(err)
 			}

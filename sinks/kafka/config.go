@@ -17,8 +17,8 @@ import (
 type Config struct {
 	// Brokers to bootstrap from, host:port.
 	Brokers []string `yaml:"brokers"`
-	// Topic name or template; placeholders TopicTokens. Default
-	// DefaultTopic.
+	// Topic name or template; placeholders {cluster} {group} {resource}
+	// (topicTokens). Default kubefeed.
 	Topic string `yaml:"topic"`
 	// Mode: structured (default) or binary (ce_* headers, data as value).
 	Mode string `yaml:"mode"`
@@ -29,8 +29,7 @@ type Config struct {
 	// Acks: all (default; idempotent producer) or leader.
 	Acks string `yaml:"acks"`
 	// MaxMessageBytes bounds one record batch and so one event (default
-	// DefaultMaxMessageBytes); must not exceed the topic's
-	// max.message.bytes.
+	// 1000000); must not exceed the topic's max.message.bytes.
 	MaxMessageBytes int `yaml:"maxMessageBytes"`
 	// DeadLetterTopic receives a stub of events too large to send even after
 	// shrinking; empty: they are dropped and counted.
@@ -38,8 +37,7 @@ type Config struct {
 	// Provision creates missing topics; nil: they must exist.
 	Provision *TopicProvision `yaml:"provision"`
 	// MaxInFlight bounds the records handed to the producer and awaiting
-	// the broker's ack, across objects: the sink's window (default
-	// DefaultMaxInFlight).
+	// the broker's ack, across objects: the sink's window (default 4096).
 	MaxInFlight int `yaml:"maxInFlight"`
 }
 
@@ -61,45 +59,45 @@ type TopicProvision struct {
 
 // Defaults and values of the block.
 const (
-	DefaultTopic           = "kubefeed"
-	DefaultClientID        = "kubefeed"
-	DefaultMaxMessageBytes = 1000000 // below Kafka's default max.message.bytes (1048588)
-	DefaultMaxInFlight     = 4096
-	MaxInFlightLimit       = 1 << 20
-	AcksAll                = "all"
-	AcksLeader             = "leader"
+	defaultTopic           = "kubefeed"
+	defaultClientID        = "kubefeed"
+	defaultMaxMessageBytes = 1000000 // below Kafka's default max.message.bytes (1048588)
+	defaultMaxInFlight     = 4096
+	maxInFlightLimit       = 1 << 20
+	acksAll                = "all"
+	acksLeader             = "leader"
 )
 
-// SASLMechanisms are the SASL mechanisms the sink speaks.
-var SASLMechanisms = []string{"PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"}
+// saslMechanisms are the SASL mechanisms the sink speaks.
+var saslMechanisms = []string{"PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"}
 
-// TopicTokens are the placeholders a topic template may use: the ones
+// topicTokens are the placeholders a topic template may use: the ones
 // a gap marker knows too, so that it reaches the topic of every object it
 // stands for.
-var TopicTokens = []string{"{cluster}", "{group}", "{resource}"}
+var topicTokens = []string{"{cluster}", "{group}", "{resource}"}
 
-// RequestTimeout bounds one admin request of the sink (topic checks).
-const RequestTimeout = 10 * time.Second
+// requestTimeout bounds one admin request of the sink (topic checks).
+const requestTimeout = 10 * time.Second
 
 // SetDefaults fills in the documented defaults.
 func (c *Config) SetDefaults() {
 	if c.Topic == "" {
-		c.Topic = DefaultTopic
+		c.Topic = defaultTopic
 	}
 	if c.Mode == "" {
 		c.Mode = sinks.ModeStructured
 	}
 	if c.ClientID == "" {
-		c.ClientID = DefaultClientID
+		c.ClientID = defaultClientID
 	}
 	if c.Acks == "" {
-		c.Acks = AcksAll
+		c.Acks = acksAll
 	}
 	if c.MaxMessageBytes == 0 {
-		c.MaxMessageBytes = DefaultMaxMessageBytes
+		c.MaxMessageBytes = defaultMaxMessageBytes
 	}
 	if c.MaxInFlight == 0 {
-		c.MaxInFlight = DefaultMaxInFlight
+		c.MaxInFlight = defaultMaxInFlight
 	}
 }
 
@@ -117,18 +115,18 @@ func (c *Config) Validate() []sinks.Problem {
 			ps.At(fmt.Sprintf("brokers[%d]", i), "must be host:port, such as kafka-0:9092 (got %q)", b)
 		}
 	}
-	if err := CheckTopicTemplate(c.Topic); err != nil {
+	if err := checkTopicTemplate(c.Topic); err != nil {
 		ps.At("topic", "%v", err)
 	}
 	ps.Nest("mode", sinks.ValidateMode(c.Mode))
-	if c.Acks != AcksAll && c.Acks != AcksLeader {
+	if c.Acks != acksAll && c.Acks != acksLeader {
 		ps.At("acks", "must be all or leader, got %q", c.Acks)
 	}
 	if c.MaxMessageBytes < 16<<10 || c.MaxMessageBytes > 100<<20 {
 		ps.At("maxMessageBytes", "must be between 16384 and 104857600, got %d", c.MaxMessageBytes)
 	}
-	if c.MaxInFlight < 1 || c.MaxInFlight > MaxInFlightLimit {
-		ps.At("maxInFlight", "must be between 1 and %d records, got %d", MaxInFlightLimit, c.MaxInFlight)
+	if c.MaxInFlight < 1 || c.MaxInFlight > maxInFlightLimit {
+		ps.At("maxInFlight", "must be between 1 and %d records, got %d", maxInFlightLimit, c.MaxInFlight)
 	}
 	if d := c.DeadLetterTopic; d != "" {
 		if err := checkTopicName(d); err != nil {
@@ -139,11 +137,11 @@ func (c *Config) Validate() []sinks.Problem {
 	}
 	if s := c.SASL; s != nil {
 		known := false
-		for _, m := range SASLMechanisms {
+		for _, m := range saslMechanisms {
 			known = known || s.Mechanism == m
 		}
 		if !known {
-			ps.At("sasl.mechanism", "must be one of %s, got %q", strings.Join(SASLMechanisms, ", "), s.Mechanism)
+			ps.At("sasl.mechanism", "must be one of %s, got %q", strings.Join(saslMechanisms, ", "), s.Mechanism)
 		}
 		if s.User == "" {
 			ps.AtKey("sasl", "user is required")
@@ -175,18 +173,18 @@ func readable(path string) error {
 	return f.Close()
 }
 
-// CheckTopicTemplate rejects topic templates with unknown placeholders or
+// checkTopicTemplate rejects topic templates with unknown placeholders or
 // characters Kafka does not allow in topic names.
-func CheckTopicTemplate(tmpl string) error {
+func checkTopicTemplate(tmpl string) error {
 	if tmpl == "" {
 		return fmt.Errorf("topic is empty")
 	}
 	rest := tmpl
-	for _, ph := range TopicTokens {
+	for _, ph := range topicTokens {
 		rest = strings.ReplaceAll(rest, ph, "x")
 	}
 	if i := strings.IndexAny(rest, "{}"); i >= 0 {
-		return fmt.Errorf("topic %q: unknown placeholder (use %s)", tmpl, strings.Join(TopicTokens, " "))
+		return fmt.Errorf("topic %q: unknown placeholder (use %s)", tmpl, strings.Join(topicTokens, " "))
 	}
 	if err := checkTopicName(rest); err != nil {
 		return fmt.Errorf("topic %q: %w", tmpl, err)
@@ -194,23 +192,23 @@ func CheckTopicTemplate(tmpl string) error {
 	return nil
 }
 
-// CheckTopicName rejects what Kafka does not accept as a topic name.
-func CheckTopicName(t string) error {
+// checkTopic rejects what Kafka does not accept as a topic name, naming it.
+func checkTopic(t string) error {
 	if err := checkTopicName(t); err != nil {
 		return fmt.Errorf("topic %q: %w", t, err)
 	}
 	return nil
 }
 
-// MaxTopicLength is the longest topic name Kafka accepts.
-const MaxTopicLength = 249
+// maxTopicLength is the longest topic name Kafka accepts.
+const maxTopicLength = 249
 
 func checkTopicName(t string) error {
 	if t == "" || t == "." || t == ".." {
 		return fmt.Errorf("not a valid topic name")
 	}
-	if len(t) > MaxTopicLength {
-		return fmt.Errorf("longer than %d characters", MaxTopicLength)
+	if len(t) > maxTopicLength {
+		return fmt.Errorf("longer than %d characters", maxTopicLength)
 	}
 	for i := 0; i < len(t); i++ {
 		c := t[i]

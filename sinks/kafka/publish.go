@@ -15,7 +15,7 @@ import (
 )
 
 // errNoAck fails a publish whose records the broker did not acknowledge
-// within DeliveryTimeout.
+// within deliveryTimeout.
 var errNoAck = errors.New("no ack from the broker")
 
 // Publish hands the events' records to the producer, in order, and
@@ -24,7 +24,7 @@ var errNoAck = errors.New("no ack from the broker")
 // trouble, permanent for an event that can never be written. It blocks
 // while maxInFlight records await their acks, until ctx ends. ctx bounds
 // only the hand-over (topic checks included); the records are given up
-// after DeliveryTimeout, or when Close gives up waiting.
+// after deliveryTimeout, or when Close gives up waiting.
 func (s *Sink) Publish(ctx context.Context, events []*event.Event, done func(error)) error {
 	if s.closed.Load() {
 		return errClosed
@@ -59,7 +59,7 @@ func (s *Sink) Publish(ctx context.Context, events []*event.Event, done func(err
 		s.win.Release(n)
 		return errClosed
 	}
-	b.timer = time.AfterFunc(DeliveryTimeout, b.expire)
+	b.timer = time.AfterFunc(deliveryTimeout, b.expire)
 	// TryProduce never blocks: the window keeps kgo's buffer below its
 	// limit, so ErrMaxBuffered means something else went wrong, and it
 	// fails this publish (retryably) rather than the hand-over.
@@ -171,7 +171,7 @@ func (b *batch) resolved(n int64) {
 // records keep their slots until kgo answers them (or Close ends it), so
 // the window still bounds what kgo buffers.
 func (b *batch) expire() {
-	b.answer(fmt.Errorf("waiting for acks: %w within %v", errNoAck, DeliveryTimeout), false)
+	b.answer(fmt.Errorf("waiting for acks: %w within %v", errNoAck, deliveryTimeout), false)
 }
 
 // abort answers a publish Close stopped waiting for.
@@ -215,9 +215,9 @@ func (s *Sink) untrack(b *batch) {
 }
 
 // Send produces the events and waits until the broker acknowledged all of
-// them, or ctx ends (bounded by DeliveryTimeout).
+// them, or ctx ends (bounded by deliveryTimeout).
 func (s *Sink) Send(ctx context.Context, events []*event.Event) error {
-	ctx, cancel := context.WithTimeout(ctx, DeliveryTimeout)
+	ctx, cancel := context.WithTimeout(ctx, deliveryTimeout)
 	defer cancel()
 	res := make(chan error, 1)
 	if err := s.Publish(ctx, events, func(err error) { res <- err }); err != nil {

@@ -13,7 +13,7 @@ import (
 	"github.com/kubefeed/kubefeed/sinks"
 )
 
-// A publish the broker does not acknowledge within DeliveryTimeout is
+// A publish the broker does not acknowledge within deliveryTimeout is
 // answered then, retryably, once; its records keep their slots of the
 // window until kgo answers them (so kgo's buffer stays bounded), and their
 // late acks neither answer it again nor count in Stats (its retry does).

@@ -16,11 +16,11 @@ import (
 	"github.com/kubefeed/kubefeed/sinks"
 )
 
-// DeliveryTimeout bounds the wait for one publish's acks: it fails,
+// deliveryTimeout bounds the wait for one publish's acks: it fails,
 // retryably, when the broker has not acknowledged its records by then (kgo
 // gives the records up then too, where it can do so without breaking the
 // idempotent producer's sequence).
-const DeliveryTimeout = 30 * time.Second
+const deliveryTimeout = 30 * time.Second
 
 // Options of the sink. Config is required (defaults applied); Cluster names
 // the cluster in topic templates.
@@ -94,7 +94,7 @@ func New(ctx context.Context, o Options) (*Sink, error) {
 	}
 	window := c.MaxInFlight
 	if window <= 0 {
-		window = DefaultMaxInFlight
+		window = defaultMaxInFlight
 	}
 	opts, err := clientOptions(c, window, o.Logger)
 	if err != nil {

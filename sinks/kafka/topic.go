@@ -24,7 +24,7 @@ type topicTemplate struct {
 }
 
 func compileTopic(tmpl, cluster string) (*topicTemplate, error) {
-	if err := CheckTopicTemplate(tmpl); err != nil {
+	if err := checkTopicTemplate(tmpl); err != nil {
 		return nil, err
 	}
 	rest := strings.ReplaceAll(tmpl, "{cluster}", "")
@@ -43,7 +43,7 @@ func (t *topicTemplate) render(e *event.Event) (string, error) {
 		cluster = t.cluster
 	}
 	s := strings.NewReplacer("{cluster}", safe(cluster), "{group}", safe(group(e)), "{resource}", safe(e.Resource)).Replace(t.tmpl)
-	return s, CheckTopicName(s)
+	return s, checkTopic(s)
 }
 
 // group is the API group of an event; for a gap marker, which has no
@@ -103,7 +103,7 @@ func (t *topics) ensure(ctx context.Context, topic string) error {
 	if ok {
 		return nil
 	}
-	ctx, cancel := context.WithTimeout(ctx, RequestTimeout)
+	ctx, cancel := context.WithTimeout(ctx, requestTimeout)
 	defer cancel()
 	n, err := t.partitions(ctx, topic)
 	switch {
@@ -179,7 +179,7 @@ func (t *topics) checkLimit(ctx context.Context, topic string) error {
 // (not kgo's metadata cache, which may predate the topic's creation); the
 // error wraps kerr.UnknownTopicOrPartition when it does not exist.
 func (t *topics) partitions(ctx context.Context, topic string) (int, error) {
-	ctx, cancel := context.WithTimeout(ctx, RequestTimeout)
+	ctx, cancel := context.WithTimeout(ctx, requestTimeout)
 	defer cancel()
 	req := kmsg.NewPtrMetadataRequest()
 	rt := kmsg.NewMetadataRequestTopic()
