@@ -29,24 +29,24 @@ type Options struct {
 	Logger *zap.Logger
 }
 
-// Sink publishes with core NATS.
-type Sink struct {
+// sink publishes with core NATS.
+type sink struct {
 	opts    Options
 	nc      *nats.Conn
 	subject *natsconn.Subject
 	group   *sinks.Group
 }
 
-// Window is how many objects may wait for the next flush.
-const Window = 4096
+// window is how many objects may wait for the next flush.
+const window = 4096
 
 // flushTimeout bounds one flush round trip.
 const flushTimeout = 10 * time.Second
 
-var _ sinks.AsyncSink = (*Sink)(nil)
+var _ sinks.AsyncSink = (*sink)(nil)
 
 // New connects (retrying in the background when no server answers yet).
-func New(o Options) (*Sink, error) {
+func New(o Options) (*sink, error) {
 	subj, err := natsconn.CompileSubject(o.Config.Subject)
 	if err != nil {
 		return nil, err
@@ -55,14 +55,14 @@ func New(o Options) (*Sink, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Sink{opts: o, nc: nc, subject: subj}
-	s.group = sinks.NewGroup(Window, s.write)
+	s := &sink{opts: o, nc: nc, subject: subj}
+	s.group = sinks.NewGroup(window, s.write)
 	return s, nil
 }
 
 // Publish queues the events for the next publish-and-flush; done is called
 // once the server has received them.
-func (s *Sink) Publish(ctx context.Context, events []*event.Event, done func(error)) error {
+func (s *sink) Publish(ctx context.Context, events []*event.Event, done func(error)) error {
 	if s.nc.IsClosed() {
 		return sinks.Permanent(errors.New("nats sink: closed"))
 	}
@@ -70,7 +70,7 @@ func (s *Sink) Publish(ctx context.Context, events []*event.Event, done func(err
 }
 
 // Send publishes the events and returns after the flush.
-func (s *Sink) Send(ctx context.Context, events []*event.Event) error {
+func (s *sink) Send(ctx context.Context, events []*event.Event) error {
 	if s.nc.IsClosed() {
 		return sinks.Permanent(errors.New("nats sink: closed"))
 	}
@@ -80,7 +80,7 @@ func (s *Sink) Send(ctx context.Context, events []*event.Event) error {
 // write publishes every entry's messages and flushes once. An event that
 // cannot be encoded fails its own entry; a lost connection or a failed
 // flush fails them all (retryably).
-func (s *Sink) write(entries []sinks.GroupEntry) []error {
+func (s *sink) write(entries []sinks.GroupEntry) []error {
 	errs := make([]error, len(entries))
 	fail := func(err error) []error {
 		for i := range errs {
@@ -110,7 +110,7 @@ func (s *Sink) write(entries []sinks.GroupEntry) []error {
 }
 
 // publish hands one object's messages to the connection.
-func (s *Sink) publish(events []*event.Event) error {
+func (s *sink) publish(events []*event.Event) error {
 	limit := int(s.nc.MaxPayload())
 	for _, e := range events {
 		enc, err := sinks.Encode(e, s.opts.Config.Mode, limit)
@@ -134,7 +134,7 @@ func (s *Sink) publish(events []*event.Event) error {
 
 // Close waits (bounded by ctx) for the pending publishes, flushes and
 // closes the connection.
-func (s *Sink) Close(ctx context.Context) error {
+func (s *sink) Close(ctx context.Context) error {
 	_ = s.group.Close(ctx)
 	if s.nc.IsConnected() {
 		_ = s.nc.Flush()

@@ -77,7 +77,7 @@ func TestConformance(t *testing.T) {
 	})
 }
 
-func waitConnected(t *testing.T, s *natssink.Sink) {
+func waitConnected(t *testing.T, s sinks.Sink) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
