@@ -133,7 +133,7 @@ func (r *sinkRunner) prepare(ctx context.Context, it item) (*delivery, error) {
 		return nil, errNotSynced
 	}
 	snap := r.pending.snapshot(it)
-	tomb := r.ex.tombstones.get(k)
+	tomb := r.sh.tombstones.get(k)
 	if cur.Obj == nil && tomb == nil && last != nil && last.UID != "" && !last.Deleting && snap.recovered == nil {
 		// Gone live, its final state not stored yet: wait for the handler
 		// rather than infer the deletion.
@@ -141,12 +141,12 @@ func (r *sinkRunner) prepare(ctx context.Context, it item) (*delivery, error) {
 			return nil, awaitTombstone(after)
 		}
 	}
-	obs := r.ex.observed.forKey(it)
+	obs := r.sh.observed.forKey(it)
 	_, writesAhead := r.store.(state.Syncer)
-	out := plan.Compute(r.ex.origin, k, last, snap.attempted, cur, tomb, snap.recovered != nil, obs, writesAhead)
+	out := plan.Compute(r.sh.origin, k, last, snap.attempted, cur, tomb, snap.recovered != nil, obs, writesAhead)
 	if out.FilterErrors > 0 {
 		r.filterErrors.Add(int64(out.FilterErrors))
-		r.ex.metrics.filterErrors.WithLabelValues(r.name).Add(float64(out.FilterErrors))
+		r.sh.metrics.filterErrors.WithLabelValues(r.name).Add(float64(out.FilterErrors))
 		r.log.Debug("filter failed; counted as no match", zap.Stringer("key", k), zap.Int("rules", out.FilterErrors))
 	}
 	again := false
@@ -155,7 +155,7 @@ func (r *sinkRunner) prepare(ctx context.Context, it item) (*delivery, error) {
 		// round, provisioned before it is sent.
 		gone := cur
 		gone.Obj = nil
-		out, again = plan.Compute(r.ex.origin, k, last, snap.attempted, gone, tomb, snap.recovered != nil, obs, writesAhead), true
+		out, again = plan.Compute(r.sh.origin, k, last, snap.attempted, gone, tomb, snap.recovered != nil, obs, writesAhead), true
 	}
 	if g := snap.recovered; g != nil && len(out.Events) > 0 && r.gaps.await(g, it) {
 		// Parked until the marker's ack queues the key again.
@@ -258,7 +258,7 @@ func (r *sinkRunner) complete(ctx context.Context, d *delivery, err error) {
 	if n := len(out.Events); n > 0 {
 		if err != nil {
 			r.dropped.Add(int64(n))
-			r.ex.metrics.dropped.WithLabelValues(r.name).Add(float64(n))
+			r.sh.metrics.dropped.WithLabelValues(r.name).Add(float64(n))
 			r.log.Error("permanent send error, events dropped for this sink", zap.Stringer("key", k), zap.Int("events", n), zap.Error(err))
 		} else {
 			r.delivered.Add(int64(n))
@@ -270,7 +270,7 @@ func (r *sinkRunner) complete(ctx context.Context, d *delivery, err error) {
 		}
 		if d.snap.recovered != nil {
 			r.recovered.Add(int64(n))
-			r.ex.metrics.recovered.WithLabelValues(r.name).Add(float64(n))
+			r.sh.metrics.recovered.WithLabelValues(r.name).Add(float64(n))
 		}
 	}
 	if out.Forget {
@@ -306,7 +306,7 @@ func (r *sinkRunner) completeGap(ctx context.Context, d *delivery, err error) {
 	}
 	if err != nil {
 		r.dropped.Add(1)
-		r.ex.metrics.dropped.WithLabelValues(r.name).Inc()
+		r.sh.metrics.dropped.WithLabelValues(r.name).Inc()
 		r.log.Error("permanent send error, gap marker dropped for this sink", zap.String("gap", d.gap.ev.ID), zap.Error(err))
 	} else {
 		r.delivered.Add(1)

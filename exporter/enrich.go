@@ -89,8 +89,9 @@ func (k *involvedKind) synced() bool {
 }
 
 // newEnricher returns nil when no rule enriches; otherwise it needs a
-// metadata client and a resolver that maps kinds.
-func newEnricher(o Options, e *Exporter, reg prometheus.Registerer) (*enricher, error) {
+// metadata client and a resolver that maps kinds. Unresolved kinds are
+// looked up again every retry.
+func newEnricher(o Options, sh *shared, retry time.Duration, reg prometheus.Registerer) (*enricher, error) {
 	var asked []int
 	for i, w := range o.Config.Watch {
 		if w.Enrich == config.EnrichInvolvedObject {
@@ -105,10 +106,10 @@ func newEnricher(o Options, e *Exporter, reg prometheus.Registerer) (*enricher, 
 	}
 	kinds, ok := o.Resolver.(resource.KindResolver)
 	if !ok {
-		return nil, fmt.Errorf("watch[%d].enrich: involvedObject needs a resolver that maps kinds to resources (exporter.KindResolver)", asked[0])
+		return nil, fmt.Errorf("watch[%d].enrich: involvedObject needs a resolver that maps kinds to resources (resource.KindResolver)", asked[0])
 	}
 	en := &enricher{
-		client: o.Metadata, kinds: kinds, scope: EnrichScopeOf(o.Config), log: e.log.Named("enrich"), retry: e.retry, now: e.now,
+		client: o.Metadata, kinds: kinds, scope: EnrichScopeOf(o.Config), log: sh.log.Named("enrich"), retry: retry, now: sh.now,
 		misses: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "kubefeed_enrich_misses_total",
 			Help: "Events sent without data.involvedObject because the involved object was not in the metadata cache (reason: unresolved, not_synced, not_cached).",

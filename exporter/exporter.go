@@ -61,30 +61,39 @@ type Options struct {
 	clientFor func(gvr schema.GroupVersionResource, namespace string) resourceClient
 }
 
+// shared is what the scopes and the sink runners of one Exporter have in
+// common, and all they get of it: the clock, the logger, the metrics, when
+// each version was first observed, and the final states of deleted
+// objects.
+type shared struct {
+	cluster    string
+	origin     plan.Origin // cluster and source of the events rendered
+	now        func() time.Time
+	log        *zap.Logger
+	metrics    *metrics
+	observed   *observations // when each version was first observed
+	tombstones *tombstones
+	relists    atomic.Int64
+	stalls     atomic.Int64
+}
+
 // Exporter is the running pipeline.
 type Exporter struct {
+	*shared
 	cfg      *config.Config
 	client   dynamic.Interface
 	resolver resource.Resolver
-	log      *zap.Logger
-	now      func() time.Time
 	retry    time.Duration
 	startGap string
 	sends    context.Context // ends when sends in flight must be cancelled
-	relists  atomic.Int64
-	stalls   atomic.Int64
-	metrics  *metrics
 
 	clientFor func(gvr schema.GroupVersionResource, namespace string) resourceClient
 
-	rules      []*plan.Rule
-	runners    []*sinkRunner
-	origin     plan.Origin // cluster and source of the events rendered
-	byName     map[string]*sinkRunner
-	tombstones *tombstones
-	observed   *observations // when each version was first observed
-	enrich     *enricher     // nil: no rule enriches
-	watcher    *watchClient  // nil: the dynamic client watches
+	rules   []*plan.Rule
+	runners []*sinkRunner
+	byName  map[string]*sinkRunner
+	enrich  *enricher    // nil: no rule enriches
+	watcher *watchClient // nil: the dynamic client watches
 
 	mu         sync.Mutex
 	scopes     map[scopeID]*scope
@@ -99,25 +108,26 @@ func New(o Options) (*Exporter, error) {
 	if o.Config == nil || (o.clientFor == nil && (o.Client == nil || o.Resolver == nil)) {
 		return nil, fmt.Errorf("exporter: config, client and resolver are required")
 	}
+	sh := &shared{cluster: o.Config.Cluster, origin: plan.NewOrigin(o.Config.Cluster), now: o.Now, log: o.Logger,
+		tombstones: &tombstones{m: map[state.Key]plan.Tombstone{}}}
+	if sh.log == nil {
+		sh.log = zap.NewNop()
+	}
+	if sh.now == nil {
+		sh.now = time.Now
+	}
+	sh.observed = newObservations(sh.now)
 	e := &Exporter{
-		cfg: o.Config, client: o.Client, resolver: o.Resolver, log: o.Logger, now: o.Now, retry: o.ResolveRetry, startGap: o.StartGap,
+		shared: sh, cfg: o.Config, client: o.Client, resolver: o.Resolver, retry: o.ResolveRetry, startGap: o.StartGap,
 		sends: o.SendContext, clientFor: o.clientFor,
-		byName: map[string]*sinkRunner{}, scopes: map[scopeID]*scope{}, tombstones: &tombstones{m: map[state.Key]plan.Tombstone{}},
+		byName: map[string]*sinkRunner{}, scopes: map[scopeID]*scope{},
 	}
-	if e.log == nil {
-		e.log = zap.NewNop()
-	}
-	e.namespaces = newNamespaceWatches(e)
+	e.namespaces = newNamespaceWatches(e, e.client, e.log)
 	reg := o.Registerer
 	if reg == nil {
 		reg = prometheus.NewRegistry()
 	}
 	e.metrics = newMetrics(reg, e)
-	e.origin = plan.NewOrigin(e.cfg.Cluster)
-	if e.now == nil {
-		e.now = time.Now
-	}
-	e.observed = newObservations(e.now)
 	if e.retry == 0 {
 		e.retry = 10 * time.Second
 	}
@@ -130,7 +140,7 @@ func New(o Options) (*Exporter, error) {
 		if st == nil {
 			st = state.NewMemoryStore()
 		}
-		r := newSinkRunner(e, sc.Name, s, st)
+		r := newSinkRunner(e.shared, sc.Name, s, st)
 		e.runners = append(e.runners, r)
 		e.byName[sc.Name] = r
 	}
@@ -144,7 +154,7 @@ func New(o Options) (*Exporter, error) {
 		}
 	}
 	e.rules = rules
-	if e.enrich, err = newEnricher(o, e, reg); err != nil {
+	if e.enrich, err = newEnricher(o, e.shared, e.retry, reg); err != nil {
 		return nil, err
 	}
 	for _, r := range rules {

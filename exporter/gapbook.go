@@ -119,6 +119,6 @@ func (r *sinkRunner) gapSent(g *gap) {
 	}
 	r.gapsSent.Add(1)
 	if d, ok := g.ev.Data.(*event.GapData); ok {
-		r.ex.metrics.gaps.WithLabelValues(r.name, d.Reason).Inc()
+		r.sh.metrics.gaps.WithLabelValues(r.name, d.Reason).Inc()
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"go.uber.org/zap"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/dynamic/dynamicinformer"
 	"k8s.io/client-go/tools/cache"
 )
@@ -22,7 +23,9 @@ var namespacesGVR = schema.GroupVersionResource{Version: "v1", Resource: "namesp
 // are created and deleted. Handlers only signal; one goroutine per selector
 // reconciles.
 type namespaceWatches struct {
-	ex      *Exporter
+	scopes  scopeTopology
+	client  dynamic.Interface
+	log     *zap.Logger
 	mu      sync.Mutex
 	watches map[string]*namespaceWatch // by normalised selector
 	wg      sync.WaitGroup
@@ -46,8 +49,18 @@ type nsRule struct {
 	current map[string][]scopeID // namespace -> the rule's scopes there
 }
 
-func newNamespaceWatches(ex *Exporter) *namespaceWatches {
-	return &namespaceWatches{ex: ex, watches: map[string]*namespaceWatch{}, stopCh: make(chan struct{})}
+// scopeTopology is what namespace selection changes: the scopes of rules
+// in the namespaces that gain or lose a selector's labels.
+type scopeTopology interface {
+	joinScopes(r *plan.Rule, res resource.Resource, ids []scopeID, late bool) []*scope
+	leaveScopes(r *plan.Rule, ids []scopeID)
+	startScope(s *scope)
+	// namespacesReconciled runs after a selector's first reconcile.
+	namespacesReconciled()
+}
+
+func newNamespaceWatches(t scopeTopology, client dynamic.Interface, log *zap.Logger) *namespaceWatches {
+	return &namespaceWatches{scopes: t, client: client, log: log, watches: map[string]*namespaceWatch{}, stopCh: make(chan struct{})}
 }
 
 // add registers a rule; its scopes appear at the next reconcile.
@@ -62,7 +75,7 @@ func (n *namespaceWatches) add(r *plan.Rule, res resource.Resource) error {
 	if !ok {
 		w = &namespaceWatch{selector: sel, signal: make(chan struct{}, 1)}
 		tweak := func(o *metav1.ListOptions) { o.LabelSelector = sel }
-		w.informer = dynamicinformer.NewFilteredDynamicInformer(n.ex.client, namespacesGVR, "", 0, cache.Indexers{}, tweak).Informer()
+		w.informer = dynamicinformer.NewFilteredDynamicInformer(n.client, namespacesGVR, "", 0, cache.Indexers{}, tweak).Informer()
 		notify := func(any) {
 			select {
 			case w.signal <- struct{}{}:
@@ -117,8 +130,7 @@ func (n *namespaceWatches) run(w *namespaceWatch) {
 		}
 		n.reconcile(w)
 		w.reconciled.Store(true)
-		n.ex.forgetParked()
-		n.ex.announce()
+		n.scopes.namespacesReconciled()
 		for {
 			select {
 			case <-n.stopCh:
@@ -183,24 +195,24 @@ func (n *namespaceWatches) reconcile(w *namespaceWatch) {
 		sort.Strings(added)
 		sort.Strings(removed)
 		for _, ns := range removed {
-			n.ex.leaveScopes(nr.rule, nr.current[ns])
+			n.scopes.leaveScopes(nr.rule, nr.current[ns])
 			delete(nr.current, ns)
-			n.ex.log.Info("namespace left the selector; its scopes stopped", zap.String("namespace", ns), zap.String("selector", w.selector), zap.Int("rule", nr.rule.Index))
+			n.log.Info("namespace left the selector; its scopes stopped", zap.String("namespace", ns), zap.String("selector", w.selector), zap.Int("rule", nr.rule.Index))
 		}
 		for _, ns := range added {
 			one := nr.rule.Config
 			one.Namespaces, one.ExcludeNamespaces = []string{ns}, nil
 			ids, err := scopeIDs(one, nr.res)
 			if err != nil {
-				n.ex.log.Error("namespace scope", zap.Error(err))
+				n.log.Error("namespace scope", zap.Error(err))
 				continue
 			}
-			created := n.ex.joinScopes(nr.rule, nr.res, ids, false)
+			created := n.scopes.joinScopes(nr.rule, nr.res, ids, false)
 			nr.current[ns] = ids
 			for _, s := range created {
-				n.ex.startScope(s)
+				n.scopes.startScope(s)
 			}
-			n.ex.log.Info("namespace matches the selector; watching it", zap.String("namespace", ns), zap.String("selector", w.selector), zap.Int("rule", nr.rule.Index))
+			n.log.Info("namespace matches the selector; watching it", zap.String("namespace", ns), zap.String("selector", w.selector), zap.Int("rule", nr.rule.Index))
 		}
 	}
 }

@@ -48,7 +48,7 @@ type sinkRunner struct {
 	sink  sinks.Sink
 	store state.Store
 	queue workqueue.TypedRateLimitingInterface[item]
-	ex    *Exporter
+	sh    *shared
 	log   *zap.Logger
 
 	mu     sync.RWMutex
@@ -81,17 +81,17 @@ func (r *sinkRunner) deliveredCounter(res resource.Resource, typ string) prometh
 	if c, ok := r.deliveredBy.Load(k); ok {
 		return c.(prometheus.Counter)
 	}
-	c, _ := r.deliveredBy.LoadOrStore(k, r.ex.metrics.delivered.WithLabelValues(r.name, resourceLabel(res), typ))
+	c, _ := r.deliveredBy.LoadOrStore(k, r.sh.metrics.delivered.WithLabelValues(r.name, resourceLabel(res), typ))
 	return c.(prometheus.Counter)
 }
 
-func newSinkRunner(ex *Exporter, name string, s sinks.Sink, store state.Store) *sinkRunner {
+func newSinkRunner(sh *shared, name string, s sinks.Sink, store state.Store) *sinkRunner {
 	return &sinkRunner{
 		name:  name,
 		sink:  s,
 		store: store,
-		ex:    ex,
-		log:   ex.log.Named("sink").With(zap.String("sink", name)),
+		sh:    sh,
+		log:   sh.log.Named("sink").With(zap.String("sink", name)),
 		queue: workqueue.NewTypedRateLimitingQueueWithConfig(
 			workqueue.NewTypedItemExponentialFailureRateLimiter[item](RetryBase, RetryCap),
 			workqueue.TypedRateLimitingQueueConfig[item]{Name: "kubefeed_" + name},
@@ -99,7 +99,7 @@ func newSinkRunner(ex *Exporter, name string, s sinks.Sink, store state.Store) *
 		scopes:  map[schema.GroupVersionResource][]*scope{},
 		pending: newPendingSet(),
 		gaps:    newGapBook(),
-		latency: ex.metrics.latency.WithLabelValues(name),
+		latency: sh.metrics.latency.WithLabelValues(name),
 	}
 }
 
@@ -275,7 +275,7 @@ func (r *sinkRunner) settle(ctx context.Context, it item, err error) {
 		r.queue.AddAfter(it, time.Duration(err.(awaitTombstone)))
 	default:
 		r.retries.Add(1)
-		r.ex.metrics.failed.WithLabelValues(r.name).Inc()
+		r.sh.metrics.failed.WithLabelValues(r.name).Inc()
 		if d, ok := sinks.RetryAfterOf(err); ok && d > 0 {
 			r.log.Debug("send failed, retrying after", zap.Stringer("item", it), zap.Duration("after", d), zap.Error(err))
 			r.queue.AddAfter(it, d)

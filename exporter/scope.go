@@ -62,7 +62,7 @@ type scope struct {
 	informer   cache.SharedIndexInformer
 	stop       chan struct{}
 	started    sync.Once
-	ex         *Exporter
+	sh         *shared
 	log        *zap.Logger
 
 	// ready is set once the first list is in the cache and the sinks were
@@ -89,14 +89,15 @@ type reserver interface{ Reserve(n int) }
 
 type listWatch struct{ cache.ListWatch }
 
-func newScope(ex *Exporter, id scopeID, res resource.Resource) *scope {
-	s := &scope{id: id, name: id.String(), gvr: unique.Make(id.GVR), res: res, ex: ex, stop: make(chan struct{}), log: ex.log.With(zap.Stringer("scope", id))}
+// newScope builds the informer of id over rc, resynced every resync (0:
+// never).
+func newScope(sh *shared, rc resourceClient, resync time.Duration, id scopeID, res resource.Resource) *scope {
+	s := &scope{id: id, name: id.String(), gvr: unique.Make(id.GVR), res: res, sh: sh, stop: make(chan struct{}), log: sh.log.With(zap.Stringer("scope", id))}
 	s.tab.Store(&scopeTable{})
 	s.observedBy = map[string]prometheus.Counter{}
 	for _, typ := range []string{config.EventAdded, config.EventModified, config.EventDeleted} {
-		s.observedBy[typ] = ex.metrics.observed.WithLabelValues(resourceLabel(res), typ)
+		s.observedBy[typ] = sh.metrics.observed.WithLabelValues(resourceLabel(res), typ)
 	}
-	rc := ex.resourceClient(id.GVR, id.Namespace)
 	lw := &listWatch{cache.ListWatch{
 		ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
 			o.LabelSelector, o.FieldSelector = id.Label, id.Field
@@ -119,10 +120,10 @@ func newScope(ex *Exporter, id scopeID, res resource.Resource) *scope {
 			return s.track(w, cycle), nil
 		},
 	}}
-	s.informer = cache.NewSharedIndexInformer(lw, &unstructured.Unstructured{}, ex.cfg.ResyncPeriod.Duration, cache.Indexers{})
+	s.informer = cache.NewSharedIndexInformer(lw, &unstructured.Unstructured{}, resync, cache.Indexers{})
 	_ = s.informer.SetTransform(s.transform)
 	_ = s.informer.SetWatchErrorHandlerWithContext(func(_ context.Context, _ *cache.Reflector, err error) {
-		ex.metrics.watchErrors.WithLabelValues(resourceLabel(res)).Inc()
+		sh.metrics.watchErrors.WithLabelValues(resourceLabel(res)).Inc()
 		s.log.Info("watch ended; the informer lists again", zap.Error(err))
 	})
 	return s
@@ -202,7 +203,7 @@ func (s *scope) transform(obj any) (any, error) {
 
 func (s *scope) newGap(reason string) func() *gap {
 	return func() *gap {
-		return newGap(s.ex.cfg.Cluster, s.id, s.res, time.Unix(0, s.lastEvent.Load()), s.ex.now(), reason)
+		return newGap(s.sh.cluster, s.id, s.res, time.Unix(0, s.lastEvent.Load()), s.sh.now(), reason)
 	}
 }
 
@@ -233,8 +234,8 @@ func (s *scope) listEnded(relisted bool, n int) {
 		}
 		return
 	}
-	s.ex.relists.Add(1)
-	s.ex.metrics.relists.WithLabelValues(resourceLabel(s.res)).Inc()
+	s.sh.relists.Add(1)
+	s.sh.metrics.relists.WithLabelValues(resourceLabel(s.res)).Inc()
 	s.log.Info("relisted after the watch ended; changes since are sent as recovered", zap.Int("objects", n))
 }
 
@@ -279,11 +280,11 @@ func (s *scope) onAdd(obj any, isInInitialList bool) {
 		return
 	}
 	k, m := s.keyAndMeta(u)
-	now := s.ex.now()
+	now := s.sh.now()
 	s.lastEvent.Store(now.UnixNano())
 	s.observed(config.EventAdded)
 	it := s.itemOf(k)
-	s.ex.observed.observe(it, m.UID, m.ResourceVersion, false, now)
+	s.sh.observed.observe(it, m.UID, m.ResourceVersion, false, now)
 	relist := s.lists.recoveredBy(k, m.ResourceVersion)
 	t := s.table()
 	for _, r := range t.routes {
@@ -312,9 +313,9 @@ func (s *scope) onUpdate(oldObj, newObj any) {
 	var g *gap
 	if !resync {
 		s.observed(config.EventModified)
-		now := s.ex.now()
+		now := s.sh.now()
 		s.lastEvent.Store(now.UnixNano())
-		s.ex.observed.observe(it, m.UID, m.ResourceVersion, false, now)
+		s.sh.observed.observe(it, m.UID, m.ResourceVersion, false, now)
 		g = s.lists.recoveredBy(k, m.ResourceVersion)
 	}
 	for _, r := range s.table().routes {
@@ -339,12 +340,12 @@ func (s *scope) onDelete(obj any) {
 		return
 	}
 	k, m := s.keyAndMeta(u)
-	now := s.ex.now()
+	now := s.sh.now()
 	s.lastEvent.Store(now.UnixNano())
 	s.observed(config.EventDeleted)
 	it := s.itemOf(k)
-	s.ex.observed.observe(it, m.UID, m.ResourceVersion, true, now)
-	s.ex.tombstones.put(k, plan.Tombstone{Obj: u, Recovered: recovered})
+	s.sh.observed.observe(it, m.UID, m.ResourceVersion, true, now)
+	s.sh.tombstones.put(k, plan.Tombstone{Obj: u, Recovered: recovered})
 	var g *gap
 	if recovered {
 		g = s.lists.deletionGap(s.newGap(GapRelist))

@@ -48,7 +48,7 @@ func (e *Exporter) joinScopes(r *plan.Rule, res resource.Resource, ids []scopeID
 	for _, id := range ids {
 		s, ok := e.scopes[id]
 		if !ok {
-			s = newScope(e, id, res)
+			s = newScope(e.shared, e.resourceClient(id.GVR, id.Namespace), e.cfg.ResyncPeriod.Duration, id, res)
 			e.scopes[id] = s
 			created = append(created, s)
 		}
@@ -252,4 +252,12 @@ func (e *Exporter) pruneLoop(ctx context.Context) error {
 			e.observed.prune(e.pendingAnywhere, observationsPruneEvery)
 		}
 	}
+}
+
+// namespacesReconciled: a namespace selector reconciled for the first
+// time, so parked records no scope claims may be forgotten once every
+// selector has, and the first sync announced.
+func (e *Exporter) namespacesReconciled() {
+	e.forgetParked()
+	e.announce()
 }
