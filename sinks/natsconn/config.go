@@ -52,8 +52,8 @@ func (c *Config) Validate() []sinks.Problem {
 // DefaultSubject is the subject template of the NATS sinks.
 const DefaultSubject = "kubefeed.{cluster}.{group}.{resource}.{namespace}.{change}"
 
-// SubjectTokens are the placeholders a subject template may use.
-var SubjectTokens = []string{"{cluster}", "{group}", "{version}", "{resource}", "{namespace}", "{name}", "{kind}", "{change}"}
+// subjectTokens are the placeholders a subject template may use.
+var subjectTokens = []string{"{cluster}", "{group}", "{version}", "{resource}", "{namespace}", "{name}", "{kind}", "{change}"}
 
 // CheckSubjectTemplate rejects templates with unknown placeholders, empty
 // tokens or wildcards.
@@ -63,11 +63,11 @@ func CheckSubjectTemplate(tmpl string) error {
 			return fmt.Errorf("subject %q has an empty token", tmpl)
 		}
 		rest := tok
-		for _, ph := range SubjectTokens {
+		for _, ph := range subjectTokens {
 			rest = strings.ReplaceAll(rest, ph, "")
 		}
 		if strings.ContainsAny(rest, "{}") {
-			return fmt.Errorf("subject %q: unknown placeholder in %q (use %s)", tmpl, tok, strings.Join(SubjectTokens, " "))
+			return fmt.Errorf("subject %q: unknown placeholder in %q (use %s)", tmpl, tok, strings.Join(subjectTokens, " "))
 		}
 		if strings.ContainsAny(rest, "*> \t") {
 			return fmt.Errorf("subject %q: wildcards and spaces are not allowed", tmpl)

@@ -16,7 +16,7 @@ import (
 // connection keeps trying in the background (RetryOnFailedConnect) and
 // reconnects forever with jittered backoff.
 func Connect(c Config, log *zap.Logger, extra ...nats.Option) (*nats.Conn, error) {
-	opts, err := Options(c, log)
+	opts, err := options(c, log)
 	if err != nil {
 		return nil, err
 	}
@@ -28,8 +28,8 @@ func Connect(c Config, log *zap.Logger, extra ...nats.Option) (*nats.Conn, error
 	return nc, nil
 }
 
-// Options turns the connection config into nats.go options.
-func Options(c Config, log *zap.Logger) ([]nats.Option, error) {
+// options turns the connection config into nats.go options.
+func options(c Config, log *zap.Logger) ([]nats.Option, error) {
 	if log == nil {
 		log = zap.NewNop()
 	}

@@ -46,11 +46,11 @@ func CompileSubject(tmpl string) (*Subject, error) {
 // stays inside its token.
 func (s *Subject) Render(e *event.Event) string {
 	var buf [128]byte
-	return string(s.AppendRender(buf[:0], e))
+	return string(s.appendRender(buf[:0], e))
 }
 
-// AppendRender appends what Render returns to b.
-func (s *Subject) AppendRender(b []byte, e *event.Event) []byte {
+// appendRender appends what Render returns to b.
+func (s *Subject) appendRender(b []byte, e *event.Event) []byte {
 	for i, ps := range s.tokens {
 		if i > 0 {
 			b = append(b, '.')
@@ -77,7 +77,7 @@ func (s *Subject) StreamSubject(cluster string) string {
 			case "":
 				b.WriteString(p.literal)
 			case "cluster":
-				b.WriteString(Escape(cluster))
+				b.WriteString(escape(cluster))
 			default:
 				return strings.Join(append(out, ">"), ".")
 			}
@@ -116,11 +116,11 @@ func fieldValue(e *event.Event, field string) string {
 	return ""
 }
 
-// Escape makes a value one safe subject token: "" becomes "_", '.' becomes
+// escape makes a value one safe subject token: "" becomes "_", '.' becomes
 // '_' (Kubernetes names, namespaces and groups never contain '_', so this is
 // unambiguous for them), and any other byte that is not a letter, digit, '-'
 // or '_' becomes %XX.
-func Escape(v string) string {
+func escape(v string) string {
 	for i := 0; i < len(v); i++ {
 		if !plain(v[i]) {
 			return string(appendEscape(nil, v))

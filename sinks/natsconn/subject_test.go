@@ -93,14 +93,14 @@ func TestEscapeEveryByte(t *testing.T) {
 	}
 	for c := 0; c < 256; c++ {
 		for _, v := range []string{string([]byte{byte(c)}), "a" + string([]byte{byte(c)}) + "b"} {
-			if got, want := Escape(v), ref(v); got != want {
-				t.Errorf("Escape(%q) = %q, want %q", v, got, want)
+			if got, want := escape(v), ref(v); got != want {
+				t.Errorf("escape(%q) = %q, want %q", v, got, want)
 			}
 		}
 	}
 	for _, v := range []string{"", "web", "kube-system", "a/b~c", "ünï", "x.y.z"} {
-		if got, want := Escape(v), ref(v); got != want {
-			t.Errorf("Escape(%q) = %q, want %q", v, got, want)
+		if got, want := escape(v), ref(v); got != want {
+			t.Errorf("escape(%q) = %q, want %q", v, got, want)
 		}
 	}
 }
