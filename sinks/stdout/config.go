@@ -4,7 +4,7 @@ import "github.com/kubefeed/kubefeed/sinks"
 
 // Formats of the sink.
 const (
-	FormatJSON = "json"
+	formatJSON = "json"
 	FormatDiff = "diff"
 )
 
@@ -17,14 +17,14 @@ type Config struct {
 // SetDefaults fills in the documented defaults.
 func (c *Config) SetDefaults() {
 	if c.Format == "" {
-		c.Format = FormatJSON
+		c.Format = formatJSON
 	}
 }
 
 // Validate checks the block (defaults applied).
 func (c *Config) Validate() []sinks.Problem {
 	var ps sinks.Problems
-	if f := c.Format; f != FormatJSON && f != FormatDiff {
+	if f := c.Format; f != formatJSON && f != FormatDiff {
 		ps.At("format", "must be json or diff, got %q", f)
 	}
 	return ps

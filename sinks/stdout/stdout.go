@@ -25,8 +25,8 @@ type Options struct {
 	Color bool
 }
 
-// Sink writes to an io.Writer.
-type Sink struct {
+// sink writes to an io.Writer.
+type sink struct {
 	mu  sync.Mutex
 	out io.Writer
 	w   *bytes.Buffer // the group being written: one Write to out
@@ -38,36 +38,36 @@ type Sink struct {
 	group  *sinks.Group
 }
 
-// Window is how many objects may wait for the next write.
-const Window = 4096
+// window is how many objects may wait for the next write.
+const window = 4096
 
-var _ sinks.AsyncSink = (*Sink)(nil)
+var _ sinks.AsyncSink = (*sink)(nil)
 
 // New writes to w (usually os.Stdout).
-func New(w io.Writer, o Options) *Sink {
+func New(w io.Writer, o Options) *sink {
 	if o.Format == "" {
 		o.Format = "json"
 	}
-	s := &Sink{out: w, w: &bytes.Buffer{}, opts: o}
-	s.group = sinks.NewGroup(Window, s.write)
+	s := &sink{out: w, w: &bytes.Buffer{}, opts: o}
+	s.group = sinks.NewGroup(window, s.write)
 	return s
 }
 
 // Publish queues the events for the next write; done is called once they
 // are flushed.
-func (s *Sink) Publish(ctx context.Context, events []*event.Event, done func(error)) error {
+func (s *sink) Publish(ctx context.Context, events []*event.Event, done func(error)) error {
 	return s.group.Publish(ctx, events, done)
 }
 
 // Send writes the events and returns once they are flushed.
-func (s *Sink) Send(ctx context.Context, events []*event.Event) error {
+func (s *sink) Send(ctx context.Context, events []*event.Event) error {
 	return s.group.Send(ctx, events)
 }
 
 // write writes the entries and flushes once: a group of objects costs one
 // write to the terminal or pipe. An event that cannot be encoded fails its
 // own entry (permanently) only.
-func (s *Sink) write(entries []sinks.GroupEntry) []error {
+func (s *sink) write(entries []sinks.GroupEntry) []error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	errs := make([]error, len(entries))
@@ -120,7 +120,7 @@ func (s *Sink) write(entries []sinks.GroupEntry) []error {
 }
 
 // Close writes what was published (bounded by ctx) and flushes.
-func (s *Sink) Close(ctx context.Context) error {
+func (s *sink) Close(ctx context.Context) error {
 	gerr := s.group.Close(ctx)
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -131,7 +131,7 @@ func (s *Sink) Close(ctx context.Context) error {
 // flush writes the group in one Write (a failed group is written again
 // whole by its retry). A Write that failed part-way leaves a fragment of
 // a line in out: torn makes the next write end that line first.
-func (s *Sink) flush() error {
+func (s *sink) flush() error {
 	b := s.w.Bytes()
 	if len(b) == 0 {
 		return nil
@@ -156,14 +156,14 @@ const (
 	reset  = "\x1b[0m"
 )
 
-func (s *Sink) color(c, text string) string {
+func (s *sink) color(c, text string) string {
 	if !s.opts.Color {
 		return text
 	}
 	return c + text + reset
 }
 
-func (s *Sink) writeDiff(e *event.Event) {
+func (s *sink) writeDiff(e *event.Event) {
 	var head string
 	ch := e.Change()
 	switch ch {
