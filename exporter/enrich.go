@@ -23,15 +23,15 @@ import (
 // Reasons an Event was sent without enrichment (the label of
 // kubefeed_enrich_misses_total).
 const (
-	// MissUnresolved: the involved kind is not served (or the reference is
+	// missUnresolved: the involved kind is not served (or the reference is
 	// malformed); it is looked up again after the resolve retry interval.
-	MissUnresolved = "unresolved"
-	// MissNotSynced: the kind's metadata informer has not finished its
+	missUnresolved = "unresolved"
+	// missNotSynced: the kind's metadata informer has not finished its
 	// first list (the first Events of a kind always miss).
-	MissNotSynced = "not_synced"
-	// MissNotCached: the object is not in the synced cache (not created
+	missNotSynced = "not_synced"
+	// missNotCached: the object is not in the synced cache (not created
 	// yet as far as the watch knows, already deleted, or another UID).
-	MissNotCached = "not_cached"
+	missNotCached = "not_cached"
 )
 
 // lastApplied is never carried: SPEC.md keeps it out of every sink.
@@ -128,7 +128,7 @@ func newEnricher(o Options, sh *shared, retry time.Duration, reg prometheus.Regi
 			return nil, fmt.Errorf("enrich metrics: %w", err)
 		}
 	}
-	for _, reason := range []string{MissUnresolved, MissNotSynced, MissNotCached} {
+	for _, reason := range []string{missUnresolved, missNotSynced, missNotCached} {
 		en.misses.WithLabelValues(reason)
 	}
 	return en, nil
@@ -168,7 +168,7 @@ func (en *enricher) Lookup(obj map[string]any) *event.InvolvedObject {
 	}
 	k := en.kind(ref)
 	if k == nil {
-		en.misses.WithLabelValues(MissUnresolved).Inc()
+		en.misses.WithLabelValues(missUnresolved).Inc()
 		return nil
 	}
 	key := ref.name
@@ -178,15 +178,15 @@ func (en *enricher) Lookup(obj map[string]any) *event.InvolvedObject {
 	inf := k.informerFor(ref.namespace)
 	if inf == nil {
 		// A namespace no enriching rule lists: its objects are not cached.
-		en.misses.WithLabelValues(MissNotCached).Inc()
+		en.misses.WithLabelValues(missNotCached).Inc()
 		return nil
 	}
 	item, found, err := inf.GetIndexer().GetByKey(key)
 	m, _ := item.(*metav1.PartialObjectMetadata)
 	if err != nil || !found || m == nil || (ref.uid != "" && string(m.UID) != ref.uid) {
-		reason := MissNotCached
+		reason := missNotCached
 		if !inf.HasSynced() {
-			reason = MissNotSynced
+			reason = missNotSynced
 		}
 		en.misses.WithLabelValues(reason).Inc()
 		return nil

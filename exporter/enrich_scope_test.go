@@ -149,11 +149,11 @@ func TestEventEnrichmentWatchesOnlyTheRulesNamespaces(t *testing.T) {
 
 	// An Event that names an object of a namespace no rule lists (the API
 	// server refuses those, but a reference is data): not cached, counted.
-	before := testutil.ToFloat64(en.misses.WithLabelValues(MissNotCached))
+	before := testutil.ToFloat64(en.misses.WithLabelValues(missNotCached))
 	if inv := en.Lookup(coreEvent("c", "db-1.0", "db-1", 1, "2026-11-28T15:00:00Z", "Warning").Object); inv != nil {
 		t.Errorf("an object of namespace c was enriched: %+v", inv)
 	}
-	if n := testutil.ToFloat64(en.misses.WithLabelValues(MissNotCached)) - before; n != 1 {
+	if n := testutil.ToFloat64(en.misses.WithLabelValues(missNotCached)) - before; n != 1 {
 		t.Errorf("not_cached misses moved by %v, want 1", n)
 	}
 
@@ -220,7 +220,7 @@ func TestEventEnrichmentNoNamespaceLeft(t *testing.T) {
 			t.Fatalf("lookup %d = %+v, want nil", i, inv)
 		}
 	}
-	if n := testutil.ToFloat64(en.misses.WithLabelValues(MissNotCached)); n != 2 {
+	if n := testutil.ToFloat64(en.misses.WithLabelValues(missNotCached)); n != 2 {
 		t.Errorf("not_cached misses = %v, want 2", n)
 	}
 	if got := informedNamespaces(md.Actions())["pods"]; len(got) != 0 {

@@ -97,7 +97,7 @@ func TestEventEnrichment(t *testing.T) {
 			t.Errorf("%s: empty enrichment encoded: %s", n, raw)
 		}
 	}
-	if n := testutil.ToFloat64(h.ex.enrich.misses.WithLabelValues(MissNotCached)); n != 2 {
+	if n := testutil.ToFloat64(h.ex.enrich.misses.WithLabelValues(missNotCached)); n != 2 {
 		t.Errorf("not_cached misses = %v, want 2", n)
 	}
 	if st := h.ex.Stats()["rec"]; st.Retries != 0 {
@@ -126,7 +126,7 @@ func TestEventEnrichmentUnresolvedKind(t *testing.T) {
 		h.src.apply(eventRes.GVR, u, false)
 	}
 	h.sinks["rec"].waitFor(t, "3 events", func(e []*event.Event) bool { return len(e) == 3 })
-	if n := testutil.ToFloat64(h.ex.enrich.misses.WithLabelValues(MissUnresolved)); n != 2 {
+	if n := testutil.ToFloat64(h.ex.enrich.misses.WithLabelValues(missUnresolved)); n != 2 {
 		t.Errorf("unresolved misses = %v, want 2", n)
 	}
 }

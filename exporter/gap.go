@@ -13,8 +13,8 @@ import (
 
 // Gap reasons.
 const (
-	GapRestart        = "restart"         // kubefeed was not running
-	GapRelist         = "relist"          // a watch expired or the API server restarted
+	gapRestart        = "restart"         // kubefeed was not running
+	gapRelist         = "relist"          // a watch expired or the API server restarted
 	GapCheckpointLost = "checkpoint-lost" // the checkpoint could not be read
 )
 

@@ -142,7 +142,7 @@ func TestItemEqualityMatchesKeyEquality(t *testing.T) {
 // and Forget through a copy resets it.
 func TestRateLimiterPerKey(t *testing.T) {
 	q := workqueue.NewTypedRateLimitingQueueWithConfig(
-		workqueue.NewTypedItemExponentialFailureRateLimiter[item](RetryBase, RetryCap),
+		workqueue.NewTypedItemExponentialFailureRateLimiter[item](retryBase, RetryCap),
 		workqueue.TypedRateLimitingQueueConfig[item]{})
 	defer q.ShutDown()
 	ks := oddKeys()
@@ -171,7 +171,7 @@ func TestRateLimiterPerKey(t *testing.T) {
 // after a delay) does not hand it out; once Done it is handed out once.
 func TestQueueHoldsAProcessingKey(t *testing.T) {
 	q := workqueue.NewTypedRateLimitingQueueWithConfig(
-		workqueue.NewTypedItemExponentialFailureRateLimiter[item](RetryBase, RetryCap),
+		workqueue.NewTypedItemExponentialFailureRateLimiter[item](retryBase, RetryCap),
 		workqueue.TypedRateLimitingQueueConfig[item]{})
 	defer q.ShutDown()
 	ks := oddKeys()

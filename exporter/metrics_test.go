@@ -183,7 +183,7 @@ func TestMetrics(t *testing.T) {
 		{"kubefeed_relists_total", dto.MetricType_COUNTER, []string{"resource"}, map[string]string{"resource": "configmaps"}, 1, false},
 		{"kubefeed_watch_restarts_total", dto.MetricType_COUNTER, []string{"resource"}, map[string]string{"resource": "configmaps"}, 1, true},
 		{"kubefeed_recovered_events_total", dto.MetricType_COUNTER, []string{"sink"}, map[string]string{"sink": "rec"}, 1, false},
-		{"kubefeed_gap_markers_total", dto.MetricType_COUNTER, []string{"reason", "sink"}, map[string]string{"sink": "rec", "reason": GapRelist}, 1, false},
+		{"kubefeed_gap_markers_total", dto.MetricType_COUNTER, []string{"reason", "sink"}, map[string]string{"sink": "rec", "reason": gapRelist}, 1, false},
 		{"kubefeed_informer_synced", dto.MetricType_GAUGE, []string{"scope"}, map[string]string{"scope": "configmaps"}, 1, false},
 		{"kubefeed_informer_synced", dto.MetricType_GAUGE, []string{"scope"}, map[string]string{"scope": "secrets"}, 1, false},
 		{"kubefeed_informer_objects", dto.MetricType_GAUGE, []string{"scope"}, map[string]string{"scope": "configmaps"}, 3, false}, // retry, drop, quiet

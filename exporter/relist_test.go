@@ -685,7 +685,7 @@ func TestRestoreWithStreamedFirstList(t *testing.T) {
 	h.sinks["rec"].waitFor(t, "the changes while down", func(e []*event.Event) bool { return len(e) >= 4 })
 	evs := quiesce(t, h, "rec")
 	checkRecoveredAfterOneGap(t, evs, 2, 1)
-	if d, _ := evs[0].Data.(*event.GapData); d == nil || d.Reason != GapRestart {
+	if d, _ := evs[0].Data.(*event.GapData); d == nil || d.Reason != gapRestart {
 		t.Errorf("gap marker %+v, want a restart gap", evs[0].Data)
 	}
 	if h.ex.Relists() != 0 {

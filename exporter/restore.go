@@ -106,7 +106,7 @@ func (e *Exporter) restore() {
 				continue
 			}
 			for _, s := range current[name] {
-				g := newGap(e.cfg.Cluster, s.id, s.res, at, now, GapRestart)
+				g := newGap(e.cfg.Cluster, s.id, s.res, at, now, gapRestart)
 				s.update(func(t *scopeTable) { t.restoreRoute(r, g) })
 				restored++
 			}
@@ -131,7 +131,7 @@ func (t *scopeTable) restoreRoute(r *sinkRunner, g *gap) {
 func (e *Exporter) unpark(s *scope, t *scopeTable) {
 	for _, rt := range t.routes {
 		if at, ok := e.parked.take(rt.sink, s.name); ok {
-			t.restoreRoute(rt.sink, newGap(e.cfg.Cluster, s.id, s.res, at, e.now(), GapRestart))
+			t.restoreRoute(rt.sink, newGap(e.cfg.Cluster, s.id, s.res, at, e.now(), gapRestart))
 			s.log.Info("scope appeared; comparing it with the restored checkpoint", zap.String("sink", rt.sink.name))
 		}
 	}

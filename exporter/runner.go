@@ -16,14 +16,14 @@ import (
 	"github.com/kubefeed/kubefeed/sinks"
 )
 
-// Backoff of a key whose delivery failed: exponential from RetryBase, capped.
+// Backoff of a key whose delivery failed: exponential from retryBase, capped.
 const (
-	RetryBase = 100 * time.Millisecond
+	retryBase = 100 * time.Millisecond
 	RetryCap  = 30 * time.Second
-	// SendTimeout bounds a worker's hand-over of a send to its sink (for a
+	// sendTimeout bounds a worker's hand-over of a send to its sink (for a
 	// sink with a window, the wait for room in it; else the blocking
 	// Send): each send gets between half of it and all of it.
-	SendTimeout = 30 * time.Second
+	sendTimeout = 30 * time.Second
 	// notSyncedRetry is how soon a key is looked at again when a scope
 	// that covers it has not synced yet (its absence proves nothing).
 	notSyncedRetry = time.Second
@@ -93,7 +93,7 @@ func newSinkRunner(sh *shared, name string, s sinks.Sink, store state.Store) *si
 		sh:    sh,
 		log:   sh.log.Named("sink").With(zap.String("sink", name)),
 		queue: workqueue.NewTypedRateLimitingQueueWithConfig(
-			workqueue.NewTypedItemExponentialFailureRateLimiter[item](RetryBase, RetryCap),
+			workqueue.NewTypedItemExponentialFailureRateLimiter[item](retryBase, RetryCap),
 			workqueue.TypedRateLimitingQueueConfig[item]{Name: "kubefeed_" + name},
 		),
 		scopes:  map[schema.GroupVersionResource][]*scope{},
@@ -242,8 +242,8 @@ type sendDeadline struct {
 func (sd *sendDeadline) get() context.Context {
 	if now := time.Now(); sd.ctx == nil || now.After(sd.renew) {
 		sd.stop()
-		sd.ctx, sd.cancel = context.WithTimeout(sd.parent, SendTimeout)
-		sd.renew = now.Add(SendTimeout / 2)
+		sd.ctx, sd.cancel = context.WithTimeout(sd.parent, sendTimeout)
+		sd.renew = now.Add(sendTimeout / 2)
 	}
 	return sd.ctx
 }

@@ -210,7 +210,7 @@ func (s *scope) newGap(reason string) func() *gap {
 // onListPage runs in the reflector after every successful List call (one
 // per page).
 func (s *scope) onListPage(o metav1.ListOptions, l *unstructured.UnstructuredList) {
-	s.listEnded(s.lists.page(o, l, s.keyOf, s.newGap(GapRelist)))
+	s.listEnded(s.lists.page(o, l, s.keyOf, s.newGap(gapRelist)))
 }
 
 // listEnded counts and logs a relist that just completed.
@@ -348,7 +348,7 @@ func (s *scope) onDelete(obj any) {
 	s.sh.tombstones.put(k, plan.Tombstone{Obj: u, Recovered: recovered})
 	var g *gap
 	if recovered {
-		g = s.lists.deletionGap(s.newGap(GapRelist))
+		g = s.lists.deletionGap(s.newGap(gapRelist))
 	}
 	for _, r := range s.table().routes {
 		r.sink.enqueue(it, g)
