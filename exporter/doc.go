@@ -23,6 +23,7 @@
 //     and that enriching rules add the involved object's metadata from a
 //     metadata-only informer, never a GET per Event (events.go, enrich.go).
 //
-// The delivered state per sink lives behind the Store interface, the seam
-// where restart checkpoints plug in.
+// What to send for one key is decided by package plan (pure); the
+// delivered state per sink lives behind state.Store, the seam where
+// restart checkpoints plug in.
 package exporter
