@@ -94,7 +94,8 @@ func (d *file) Close() error {
 	return err
 }
 
-// statusOf finds an HTTP status in err's chain (webhook.StatusError).
+// statusOf finds an HTTP status in err's chain (a webhook sink's status
+// error).
 func statusOf(err error) int {
 	var s interface{ HTTPStatus() int }
 	if errors.As(err, &s) {

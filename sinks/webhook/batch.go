@@ -13,8 +13,8 @@ import (
 
 // Defaults of the window.
 const (
-	DefaultLinger      = 50 * time.Millisecond
-	DefaultMaxInFlight = 4
+	defaultLinger      = 50 * time.Millisecond
+	defaultMaxInFlight = 4
 )
 
 // errClosed fails a publish after Close, and requests Close gave up on.
@@ -33,7 +33,7 @@ type entry struct {
 // once, and at most batch×maxInFlight objects wait or are in flight
 // (Publish blocks beyond that).
 type batcher struct {
-	s      *Sink
+	s      *sink
 	batch  int
 	linger time.Duration
 	// keys bounds the objects collected or in flight (the send window);
@@ -52,14 +52,14 @@ type batcher struct {
 	wg     sync.WaitGroup
 }
 
-func newBatcher(s *Sink) *batcher {
+func newBatcher(s *sink) *batcher {
 	b := &batcher{s: s, batch: max(s.cfg.Batch, 1), linger: s.cfg.Linger.Duration}
 	if b.linger <= 0 {
-		b.linger = DefaultLinger
+		b.linger = defaultLinger
 	}
 	inflight := s.cfg.MaxInFlight
 	if inflight <= 0 {
-		inflight = DefaultMaxInFlight
+		inflight = defaultMaxInFlight
 	}
 	b.keys = sinks.NewWindow(b.batch * inflight)
 	b.requests = sinks.NewWindow(inflight)
@@ -70,7 +70,7 @@ func newBatcher(s *Sink) *batcher {
 // Publish hands one object's events to the next request and returns; done
 // gets the request's outcome. It blocks while batch×maxInFlight objects
 // are collected or in flight.
-func (s *Sink) Publish(ctx context.Context, events []*event.Event, done func(error)) error {
+func (s *sink) Publish(ctx context.Context, events []*event.Event, done func(error)) error {
 	b := s.batcher
 	if err := ctx.Err(); err != nil {
 		return err

@@ -14,9 +14,9 @@ const (
 	FollowRedirectsSameHost = "sameHost"
 )
 
-// DefaultTimeout bounds one request by default (DefaultLinger and
-// DefaultMaxInFlight are the window's, batch.go).
-const DefaultTimeout = 10 * time.Second
+// defaultTimeout bounds one request by default (defaultLinger and
+// defaultMaxInFlight are the window's, batch.go).
+const defaultTimeout = 10 * time.Second
 
 // Config is the sink's block of the config file (webhook:): CloudEvents
 // POSTed over HTTP.
@@ -30,7 +30,7 @@ type Config struct {
 	HeaderFiles map[string]string `yaml:"headerFiles"`
 	// BearerTokenFile is sent as Authorization: Bearer <token>.
 	BearerTokenFile string `yaml:"bearerTokenFile"`
-	// Timeout of one request (default DefaultTimeout).
+	// Timeout of one request (default 10s).
 	Timeout sinks.Duration `yaml:"timeout"`
 	TLS     *sinks.TLS     `yaml:"tls"`
 	// Batch sends up to this many events, of different objects, per
@@ -38,11 +38,10 @@ type Config struct {
 	// request).
 	Batch int `yaml:"batch"`
 	// Linger is how long a batch waits for more events after its first
-	// (default DefaultLinger; only with batch > 1).
+	// (default 50ms; only with batch > 1).
 	Linger sinks.Duration `yaml:"linger"`
-	// MaxInFlight bounds the requests in flight at once (default
-	// DefaultMaxInFlight); up to batch×maxInFlight objects wait or are in
-	// flight.
+	// MaxInFlight bounds the requests in flight at once (default 4); up
+	// to batch×maxInFlight objects wait or are in flight.
 	MaxInFlight int `yaml:"maxInFlight"`
 	// FollowRedirects: "never" (default) or "sameHost" (307 and 308 to the
 	// same scheme, host and port only, method and body kept).
@@ -60,16 +59,16 @@ func (c *Config) SetDefaults() {
 		c.Mode = sinks.ModeStructured
 	}
 	if c.Timeout.Duration == 0 {
-		c.Timeout.Duration = DefaultTimeout
+		c.Timeout.Duration = defaultTimeout
 	}
 	if c.FollowRedirects == "" {
 		c.FollowRedirects = FollowRedirectsNever
 	}
 	if c.Batch > 1 && c.Linger.Duration == 0 {
-		c.Linger.Duration = DefaultLinger
+		c.Linger.Duration = defaultLinger
 	}
 	if c.MaxInFlight == 0 {
-		c.MaxInFlight = DefaultMaxInFlight
+		c.MaxInFlight = defaultMaxInFlight
 	}
 }
 

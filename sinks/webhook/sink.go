@@ -31,8 +31,8 @@ type Options struct {
 	Logger *zap.Logger
 }
 
-// Sink POSTs events to one URL.
-type Sink struct {
+// sink POSTs events to one URL.
+type sink struct {
 	cfg     Config
 	client  *http.Client
 	headers http.Header
@@ -44,10 +44,10 @@ type Sink struct {
 	batcher *batcher
 }
 
-var _ sinks.AsyncSink = (*Sink)(nil)
+var _ sinks.AsyncSink = (*sink)(nil)
 
 // New reads the secret files and builds the HTTP client.
-func New(o Options) (*Sink, error) {
+func New(o Options) (*sink, error) {
 	c := o.Config
 	log := o.Logger
 	if log == nil {
@@ -66,7 +66,7 @@ func New(o Options) (*Sink, error) {
 		}
 		tr.TLSClientConfig = tc
 	}
-	s := &Sink{cfg: c, headers: http.Header{}, target: sinks.SafeURL(c.URL), policy: newStatusPolicy(c), log: log}
+	s := &sink{cfg: c, headers: http.Header{}, target: sinks.SafeURL(c.URL), policy: newStatusPolicy(c), log: log}
 	for k, v := range c.Headers {
 		s.setHeader(k, v)
 	}
@@ -94,12 +94,12 @@ func New(o Options) (*Sink, error) {
 	return s, nil
 }
 
-func (s *Sink) setHeader(k, v string) {
+func (s *sink) setHeader(k, v string) {
 	s.headers.Set(k, v)
 	s.addSecret(v)
 }
 
-func (s *Sink) addSecret(v string) {
+func (s *sink) addSecret(v string) {
 	if len(v) >= 4 { // shorter values would scrub ordinary words
 		s.secrets = append(s.secrets, v)
 	}
@@ -107,7 +107,7 @@ func (s *Sink) addSecret(v string) {
 
 // scrub removes the sink's header values and token from text the receiver
 // controls (a response body may echo the request).
-func (s *Sink) scrub(text string) string {
+func (s *sink) scrub(text string) string {
 	for _, v := range s.secrets {
 		text = strings.ReplaceAll(text, v, "<redacted>")
 	}
@@ -116,7 +116,7 @@ func (s *Sink) scrub(text string) string {
 
 // Send posts the events and waits for the answer: one request each, or
 // batches of up to batch events. Publish (batch.go) is the windowed path.
-func (s *Sink) Send(ctx context.Context, events []*event.Event) error {
+func (s *sink) Send(ctx context.Context, events []*event.Event) error {
 	if s.closed.Load() {
 		return sinks.Permanent(fmt.Errorf("webhook sink: closed"))
 	}
@@ -132,7 +132,7 @@ func (s *Sink) Send(ctx context.Context, events []*event.Event) error {
 }
 
 // postEach posts one request per event, in order.
-func (s *Sink) postEach(ctx context.Context, events []*event.Event) error {
+func (s *sink) postEach(ctx context.Context, events []*event.Event) error {
 	for _, e := range events {
 		enc, err := sinks.Encode(e, s.cfg.Mode, 0)
 		if err != nil {
@@ -152,7 +152,7 @@ func (s *Sink) postEach(ctx context.Context, events []*event.Event) error {
 	return nil
 }
 
-func (s *Sink) postBatch(ctx context.Context, events []*event.Event) error {
+func (s *sink) postBatch(ctx context.Context, events []*event.Event) error {
 	body, err := json.Marshal(events)
 	if err != nil {
 		return sinks.Permanent(fmt.Errorf("encode batch: %w", err))
@@ -162,7 +162,7 @@ func (s *Sink) postBatch(ctx context.Context, events []*event.Event) error {
 	return s.post(ctx, body, hdr)
 }
 
-func (s *Sink) post(ctx context.Context, body []byte, hdr http.Header) error {
+func (s *sink) post(ctx context.Context, body []byte, hdr http.Header) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.cfg.URL, bytes.NewReader(body))
 	if err != nil {
 		return sinks.Permanent(fmt.Errorf("POST %s: request: %w", s.target, err))
@@ -183,7 +183,7 @@ func (s *Sink) post(ctx context.Context, body []byte, hdr http.Header) error {
 	if resp.StatusCode >= 200 && resp.StatusCode < 300 {
 		return nil
 	}
-	se := &StatusError{Code: resp.StatusCode, Target: s.target, Body: s.scrub(strings.ToValidUTF8(string(bytes.TrimSpace(snippet)), "?"))}
+	se := &statusError{Code: resp.StatusCode, Target: s.target, Body: s.scrub(strings.ToValidUTF8(string(bytes.TrimSpace(snippet)), "?"))}
 	if resp.StatusCode >= 300 && resp.StatusCode < 400 {
 		if loc, err := resp.Location(); err == nil {
 			se.Location = sinks.SafeURL(loc.String())
@@ -197,7 +197,7 @@ func (s *Sink) post(ctx context.Context, body []byte, hdr http.Header) error {
 
 // Close sends what was collected, waits (bounded by ctx) for the requests
 // in flight and releases idle connections.
-func (s *Sink) Close(ctx context.Context) error {
+func (s *sink) Close(ctx context.Context) error {
 	s.closed.Store(true)
 	s.batcher.close(ctx)
 	s.client.CloseIdleConnections()

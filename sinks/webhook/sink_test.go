@@ -69,7 +69,7 @@ func (r *receiver) setStatus(code int, retry string) {
 	r.mu.Unlock()
 }
 
-func newSink(t *testing.T, c config.WebhookSink) *webhook.Sink {
+func newSink(t *testing.T, c config.WebhookSink) sinks.AsyncSink {
 	t.Helper()
 	if c.Timeout.Duration == 0 {
 		c.Timeout.Duration = 5 * time.Second

@@ -9,8 +9,8 @@ import (
 	"github.com/kubefeed/kubefeed/sinks"
 )
 
-// StatusError is a response outside 2xx.
-type StatusError struct {
+// statusError is a response outside 2xx.
+type statusError struct {
 	Code int
 	// Target is the URL as logs may show it (sinks.SafeURL).
 	Target string
@@ -20,7 +20,7 @@ type StatusError struct {
 	Body string
 }
 
-func (e *StatusError) Error() string {
+func (e *statusError) Error() string {
 	msg := fmt.Sprintf("POST %s: %d %s", e.Target, e.Code, http.StatusText(e.Code))
 	if e.Code >= 300 && e.Code < 400 {
 		loc := e.Location
@@ -36,7 +36,7 @@ func (e *StatusError) Error() string {
 }
 
 // HTTPStatus is the response status (dead-letter records carry it).
-func (e *StatusError) HTTPStatus() int { return e.Code }
+func (e *statusError) HTTPStatus() int { return e.Code }
 
 // statusPolicy decides what a response status means.
 type statusPolicy struct {
@@ -77,7 +77,7 @@ func (p statusPolicy) retryable(code int) bool {
 // classify turns a non-2xx response into the sink error: permanent,
 // retryable after the receiver's positive Retry-After, or plainly
 // retryable (the queue's backoff).
-func (p statusPolicy) classify(err *StatusError, retryAfterHeader string) error {
+func (p statusPolicy) classify(err *statusError, retryAfterHeader string) error {
 	if !p.retryable(err.Code) {
 		return sinks.Permanent(err)
 	}
