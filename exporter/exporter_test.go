@@ -7,9 +7,6 @@ import (
 	"testing"
 	"time"
 
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/apimachinery/pkg/runtime/schema"
-
 	"github.com/kubefeed/kubefeed/event"
 	"github.com/kubefeed/kubefeed/exporter/config"
 	"github.com/kubefeed/kubefeed/exporter/state"
@@ -91,24 +88,6 @@ func TestDrainDeliversChangeNotedDuringOutstandingAck(t *testing.T) {
 	defer sink.mu.Unlock()
 	if n := len(sink.acked); n == 0 || sink.acked[n-1].ResourceVersion != v2.GetResourceVersion() {
 		t.Fatalf("drain ended without the second version: %s", summary(sink.acked))
-	}
-}
-
-// A scope the API server never lets list (RBAC) holds back only itself:
-// the other scope delivers, and readiness names the stuck one.
-func TestUnsyncedScopeHoldsBackOnlyItself(t *testing.T) {
-	src := newFakeSource(0)
-	src.listErr[secretRes.GVR] = apierrors.NewForbidden(schema.GroupResource{Resource: "secrets"}, "", errors.New("RBAC"))
-	h := startHarness(t, newConfig([]config.Watch{{Resource: "secrets"}, {Resource: "configmaps"}}), harnessOpts{src: src})
-	deadline := time.Now().Add(10 * time.Second)
-	for (h.ex.scopeSet()[scopeID{GVR: cmRes.GVR}] == nil || !h.ex.scopeSet()[scopeID{GVR: cmRes.GVR}].ready.Load()) && time.Now().Before(deadline) {
-		time.Sleep(5 * time.Millisecond)
-	}
-	src.apply(cmRes.GVR, cm("a", "x", nil), false)
-	h.sinks["rec"].waitFor(t, "the configmap", func(e []*event.Event) bool { return len(e) == 1 })
-	ok, why := h.ex.Healthy()
-	if ok || why != "scope secrets not synced" {
-		t.Errorf("Healthy = %v %q, want not ready naming the secrets scope", ok, why)
 	}
 }
 
