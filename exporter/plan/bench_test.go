@@ -10,18 +10,8 @@ import (
 	"github.com/kubefeed/kubefeed/internal/fixture"
 )
 
-func benchRule(b *testing.B, w config.Watch) *Rule {
-	cfg := &config.Config{APIVersion: config.APIVersion, Kind: config.Kind, Watch: []config.Watch{w}, Sinks: []config.Sink{{Name: "s", Stdout: &config.StdoutSink{}}}}
-	cfg.SetDefaults()
-	rules, err := CompileRules(cfg)
-	if err != nil {
-		b.Fatal(err)
-	}
-	return rules[0]
-}
-
 func BenchmarkFilterCEL(b *testing.B) {
-	r := benchRule(b, config.Watch{Resource: "pods", Filter: "type == 'MODIFIED' && object.status.phase == 'Running' && changedPaths.exists(p, p.startsWith('/spec'))"})
+	r := testRule(b, config.Watch{Resource: "pods", Filter: "type == 'MODIFIED' && object.status.phase == 'Running' && changedPaths.exists(p, p.startsWith('/spec'))"})
 	a, c := fixture.Pod("p", 1), fixture.Pod("p", 2)
 	ch := Change{Kind: event.Modified, Obj: c, prev: recordOf(a)}
 	b.ReportAllocs()
@@ -33,7 +23,7 @@ func BenchmarkFilterCEL(b *testing.B) {
 }
 
 func BenchmarkEnvelopeEncode(b *testing.B) {
-	r := benchRule(b, config.Watch{Resource: "pods"})
+	r := testRule(b, config.Watch{Resource: "pods"})
 	a, c := fixture.Pod("p", 1), fixture.Pod("p", 2)
 	ev, _ := render(NewOrigin("bench"), fixture.Pods, state.Key{Namespace: "bench", Name: "p"}, Change{Kind: event.Modified, Obj: c, prev: recordOf(a)}, MetaOf(c), r, time.Now())
 	b.ReportAllocs()

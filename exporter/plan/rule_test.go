@@ -17,7 +17,8 @@ import (
 	"github.com/kubefeed/kubefeed/jsonpatch"
 )
 
-func testRule(t *testing.T, w config.Watch) *Rule {
+// testRule compiles the one rule w.
+func testRule(t testing.TB, w config.Watch) *Rule {
 	t.Helper()
 	cfg := &config.Config{APIVersion: config.APIVersion, Kind: config.Kind, Watch: []config.Watch{w}, Sinks: []config.Sink{{Name: "s", Stdout: &config.StdoutSink{}}}}
 	cfg.SetDefaults()
