@@ -49,8 +49,8 @@ checkpoint:
 	}
 	var stdout, stderr bytes.Buffer
 	code := Main([]string{"run", "--config", cfg, "--kubeconfig", kubeconfig, "--log-level", "error"}, &stdout, &stderr)
-	if code != ExitRuntime {
-		t.Errorf("exit code %d, want %d; stderr:\n%s", code, ExitRuntime, stderr.String())
+	if code != exitRuntime {
+		t.Errorf("exit code %d, want %d; stderr:\n%s", code, exitRuntime, stderr.String())
 	}
 	if want := "checkpoint file " + db + " is locked by another process"; !strings.Contains(stderr.String(), want) {
 		t.Errorf("stderr does not say %q:\n%s", want, stderr.String())

@@ -111,7 +111,7 @@ func TestLeadPipelineEndStopsLeadingAndReleases(t *testing.T) {
 				return tc.pipeErr
 			})
 			err := await(t, done, "lead after its pipeline returned")
-			if err == nil || exitCode(err) != ExitRuntime {
+			if err == nil || exitCode(err) != exitRuntime {
 				t.Fatalf("lead returned %v (exit %d), want a runtime error (exit 2)", err, exitCode(err))
 			}
 			if tc.pipeErr != nil && !errors.Is(err, boom) {
@@ -250,7 +250,7 @@ func TestLeadLostLeaseAbortsSendsBeforeTheLeaseExpires(t *testing.T) {
 	t.Logf("renewed at %s, then the API server went down", time.Now().Format(time.StampMilli))
 	s := await(t, seen, "sends aborted after the renewals failed")
 	err = await(t, done, "lead after losing the Lease")
-	if exitCode(err) != ExitRuntime || !strings.Contains(err.Error(), "lost the leader lease") {
+	if exitCode(err) != exitRuntime || !strings.Contains(err.Error(), "lost the leader lease") {
 		t.Errorf("lead returned %v (exit %d), want exit 2 naming the lost lease", err, exitCode(err))
 	}
 	if !s.ctxEnded {
@@ -322,7 +322,7 @@ func TestLeadFencesAPipelineThatDoesNotStop(t *testing.T) {
 	await(t, started, "leading")
 	cancel()
 	err := await(t, done, "lead with a stuck pipeline")
-	if exitCode(err) != ExitRuntime || !strings.Contains(err.Error(), "still running") {
+	if exitCode(err) != exitRuntime || !strings.Contains(err.Error(), "still running") {
 		t.Errorf("lead returned %v (exit %d), want exit 2 naming the stuck pipeline", err, exitCode(err))
 	}
 	if !aborted.Load() {

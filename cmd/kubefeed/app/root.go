@@ -19,10 +19,10 @@ var (
 
 // Exit codes.
 const (
-	ExitOK      = 0
-	ExitConfig  = 1
-	ExitRuntime = 2
-	ExitDiffer  = 3 // verify: the feed and the cluster differ
+	exitOK      = 0
+	exitConfig  = 1
+	exitRuntime = 2
+	exitDiffer  = 3 // verify: the feed and the cluster differ
 )
 
 // exitError carries an exit code through cobra.
@@ -34,8 +34,8 @@ type exitError struct {
 func (e *exitError) Error() string { return e.err.Error() }
 func (e *exitError) Unwrap() error { return e.err }
 
-func usageErr(err error) error   { return &exitError{code: ExitConfig, err: err} }
-func runtimeErr(err error) error { return &exitError{code: ExitRuntime, err: err} }
+func usageErr(err error) error   { return &exitError{code: exitConfig, err: err} }
+func runtimeErr(err error) error { return &exitError{code: exitRuntime, err: err} }
 
 // globalFlags are shared by the commands that talk to a cluster.
 type globalFlags struct {
@@ -67,7 +67,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 
 	err := root.Execute()
 	if err == nil {
-		return ExitOK
+		return exitOK
 	}
 	fmt.Fprintln(stderr, "kubefeed:", err)
 	var ee *exitError
@@ -75,5 +75,5 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		return ee.code
 	}
 	// cobra's own errors (unknown command, bad args) are usage errors.
-	return ExitConfig
+	return exitConfig
 }

@@ -20,7 +20,7 @@ import (
 func newValidateCmd(g *globalFlags, stdout io.Writer) *cobra.Command {
 	var cfgPath string
 	var cluster bool
-	enrich := append([]string(nil), DefaultEnrichResources...)
+	enrich := append([]string(nil), defaultEnrichResources...)
 	cmd := &cobra.Command{
 		Use:   "validate --config FILE [--cluster]",
 		Short: "Check a config; --cluster also resolves resources and checks list/watch permission",

@@ -12,10 +12,10 @@ import (
 	"github.com/kubefeed/kubefeed/exporter/resource"
 )
 
-// DefaultEnrichResources are the kinds `validate --cluster` checks for rules
+// defaultEnrichResources are the kinds `validate --cluster` checks for rules
 // that enrich Events when --enrich-resources is not given: the chart's
 // default enrich.resources (a test keeps the two equal).
-var DefaultEnrichResources = []string{
+var defaultEnrichResources = []string{
 	"pods", "nodes", "services", "endpoints", "persistentvolumeclaims", "persistentvolumes",
 	"replicationcontrollers", "namespaces",
 	"deployments.apps", "replicasets.apps", "statefulsets.apps", "daemonsets.apps",

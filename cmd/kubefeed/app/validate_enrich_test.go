@@ -195,7 +195,7 @@ func TestDefaultEnrichResourcesAreTheCharts(t *testing.T) {
 	if err := yaml.Unmarshal(b, &v); err != nil {
 		t.Fatal(err)
 	}
-	if !reflect.DeepEqual(v.Enrich.Resources, DefaultEnrichResources) {
-		t.Errorf("chart enrich.resources = %q\nDefaultEnrichResources = %q", v.Enrich.Resources, DefaultEnrichResources)
+	if !reflect.DeepEqual(v.Enrich.Resources, defaultEnrichResources) {
+		t.Errorf("chart enrich.resources = %q\ndefaultEnrichResources = %q", v.Enrich.Resources, defaultEnrichResources)
 	}
 }

@@ -163,7 +163,7 @@ func runVerify(ctx context.Context, g *globalFlags, o *verifyOptions, stdout io.
 		return runtimeErr(err)
 	}
 	if !rep.Match {
-		return &exitError{code: ExitDiffer, err: fmt.Errorf("%d of %d objects differ between sink %s and the cluster", len(diffs), compared, o.sink)}
+		return &exitError{code: exitDiffer, err: fmt.Errorf("%d of %d objects differ between sink %s and the cluster", len(diffs), compared, o.sink)}
 	}
 	return nil
 }

@@ -78,7 +78,7 @@ func TestVerifyScopes(t *testing.T) {
 	cfg.Watch = []config.Watch{{Resource: "gizmos"}}
 	_, _, err = verifyScopes(context.Background(), cfg, "audit", fakeResolver{}, dyn)
 	var ee *exitError
-	if err == nil || !strings.Contains(err.Error(), `watch[0].resource: resource "gizmos" not found`) || !errors.As(err, &ee) || ee.code != ExitConfig {
+	if err == nil || !strings.Contains(err.Error(), `watch[0].resource: resource "gizmos" not found`) || !errors.As(err, &ee) || ee.code != exitConfig {
 		t.Errorf("unknown resource: %v", err)
 	}
 }
