@@ -65,8 +65,11 @@ bench-compare:
 	  echo "note: old and new ran on different CPUs, so benchstat shows them in separate tables, not compared"; } && \
 	$(GO) run $(BENCHSTAT) -ignore date,kube-apiserver old="$$d/old.txt" new="$$d/new.txt"
 
+# FEATURE_GATES is passed to the API server as --feature-gates, e.g.
+# make cluster-up FEATURE_GATES=ShardedListAndWatch=true (default: none).
+FEATURE_GATES ?=
 cluster-up:
-	KUBEFEED_BIN_DIR=$$(bash test/tools/build.sh --control-plane) $(GO) run ./test/cmd/devcluster up $(DEVCLUSTER)
+	KUBEFEED_BIN_DIR=$$(bash test/tools/build.sh --control-plane) $(GO) run ./test/cmd/devcluster up -feature-gates '$(FEATURE_GATES)' $(DEVCLUSTER)
 
 cluster-down:
 	$(GO) run ./test/cmd/devcluster down $(DEVCLUSTER)

@@ -41,6 +41,11 @@ type Options struct {
 	// Detach lets the processes outlive this one (the developer cluster);
 	// they are stopped with KillPIDFiles(Dir).
 	Detach bool
+	// FeatureGates is passed as --feature-gates to every kube-apiserver of
+	// the control plane (not to etcd), e.g. "ShardedListAndWatch=true"; empty
+	// passes none. It is not checked here: a gate the API server does not
+	// know makes Start fail with the API server's own error and its log tail.
+	FeatureGates string
 }
 
 // ControlPlane is one etcd with one or more API servers on it.
@@ -210,6 +215,9 @@ func (cp *ControlPlane) AddAPIServer() (*APIServer, error) {
 	}
 	if cp.opts.CompactionInterval > 0 {
 		args = append(args, "--etcd-compaction-interval="+cp.opts.CompactionInterval.String())
+	}
+	if cp.opts.FeatureGates != "" {
+		args = append(args, "--feature-gates="+cp.opts.FeatureGates)
 	}
 	s.proc = &process{
 		name: fmt.Sprintf("kube-apiserver-%d", n), path: bin, args: args, detach: cp.opts.Detach,
