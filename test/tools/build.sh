@@ -1,9 +1,15 @@
 #!/usr/bin/env bash
-# Builds the local control plane (kube-apiserver, etcd), helm and promtool (and,
-# through vulncheck.sh, govulncheck and its database) from the Go
-# module proxy into a cache outside the clone, keyed by the versions, the
-# wrapper modules and the Go version, so a fresh clone on the same machine
+# Builds the local control plane (kube-apiserver, etcd), helm, promtool and
+# nats-server (and, through vulncheck.sh, govulncheck and its database) from
+# the Go module proxy into a cache outside the clone, keyed by the versions,
+# the wrapper modules and the Go version, so a fresh clone on the same machine
 # (what CI runs in) reuses them. Up-to-date binaries are not rebuilt.
+#
+# nats-server (the 3-node JetStream cluster of test/natstest) is built inside
+# kubefeed's own module, so it is the version go.mod requires, linked with the
+# dependency versions go.sum fixes; the second part of the directory's name
+# hashes those versions. When only that part changes, the other binaries are
+# linked from the directory of the same first part instead of being rebuilt.
 #
 #   test/tools/build.sh              build what is missing, print the bin dir
 #   test/tools/build.sh --print-dir  print the bin dir only (no build)
@@ -14,6 +20,7 @@
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+root=$(cd "$here/../.." && pwd)
 kube_version=v1.37.2
 etcd_version=v3.7.3
 helm_version=v3.22.0
@@ -22,10 +29,14 @@ prometheus_version=v0.316.0 # promtool, for `promtool check metrics|rules`
 recipe=1
 cache_root=${KUBEFEED_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/kubefeed}
 
-key=$( { go env GOVERSION GOOS GOARCH; echo "$kube_version $etcd_version $helm_version $recipe";
-         cat "$here"/kube-apiserver/go.mod "$here"/kube-apiserver/go.sum \
-             "$here"/etcd/go.mod "$here"/etcd/go.sum; } | sha256sum | cut -c1-16)
-bin="$cache_root/bin/$key"
+nats_ldflags="-s -w"
+base=$( { go env GOVERSION GOOS GOARCH; echo "$kube_version $etcd_version $helm_version $recipe";
+          cat "$here"/kube-apiserver/go.mod "$here"/kube-apiserver/go.sum \
+              "$here"/etcd/go.mod "$here"/etcd/go.sum; } | sha256sum | cut -c1-16)
+# Every module linked into nats-server, at the version kubefeed's build uses.
+nats_modules=$(cd "$root" && go list -deps -f '{{with .Module}}{{.Path}} {{.Version}}{{end}}' github.com/nats-io/nats-server/v2 | sort -u)
+nats_key=$( { echo "$nats_ldflags"; echo "$nats_modules"; } | sha256sum | cut -c1-8)
+bin="$cache_root/bin/$base-$nats_key"
 
 if [[ "${1:-}" == "--print-dir" ]]; then
   echo "$bin"
@@ -35,16 +46,33 @@ fi
 mkdir -p "$bin"
 log() { echo "build.sh: $*" >&2; }
 
-# build NAME DIR PKG LDFLAGS: builds PKG inside the wrapper module DIR.
+# reuse NAME: links NAME (not nats-server) from a directory with the same
+# first part of the key (it differs in nats-server's part, or predates it).
+reuse() {
+  local name=$1 d
+  for d in "$cache_root/bin/$base" "$cache_root/bin/$base"-*; do
+    if [[ "$d" != "$bin" && -x "$d/$name" ]]; then
+      if ! ln "$d/$name" "$bin/$name" 2>/dev/null; then
+        cp -p "$d/$name" "$bin/$name.tmp.$$" && mv "$bin/$name.tmp.$$" "$bin/$name"
+      fi
+      log "reusing $name from $d"
+      return 0
+    fi
+  done
+  return 1
+}
+
+# build NAME DIR PKG LDFLAGS: builds PKG inside the module DIR (relative to
+# test/tools).
 build() {
   local name=$1 dir=$2 pkg=$3 ldflags=$4
-  if [[ -x "$bin/$name" ]]; then
+  if [[ -x "$bin/$name" ]] || { [[ "$name" != nats-server ]] && reuse "$name"; }; then
     return 0
   fi
   log "building $name into $bin (once per machine; kube-apiserver takes ~9 min cold)"
   local start=$SECONDS
-  (cd "$here/$dir" && GOFLAGS=-mod=mod CGO_ENABLED=0 go build -o "$bin/$name.tmp" -ldflags "$ldflags" "$pkg")
-  mv "$bin/$name.tmp" "$bin/$name"
+  (cd "$here/$dir" && CGO_ENABLED=0 go build -o "$bin/$name.tmp.$$" -ldflags "$ldflags" "$pkg")
+  mv "$bin/$name.tmp.$$" "$bin/$name"
   log "built $name in $((SECONDS - start))s"
 }
 
@@ -53,17 +81,19 @@ for p in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
   stamp+=" -X $p.gitVersion=$kube_version -X $p.gitMajor=1 -X $p.gitMinor=37 -X $p.gitTreeState=clean"
 done
 
-build etcd etcd go.etcd.io/etcd/server/v3 "-s -w"
-build kube-apiserver kube-apiserver k8s.io/kubernetes/cmd/kube-apiserver "-s -w$stamp"
+GOFLAGS=-mod=mod build etcd etcd go.etcd.io/etcd/server/v3 "-s -w"
+GOFLAGS=-mod=mod build kube-apiserver kube-apiserver k8s.io/kubernetes/cmd/kube-apiserver "-s -w$stamp"
 if [[ "${1:-}" == "--control-plane" ]]; then
   echo "$bin"
   exit 0
 fi
-if [[ ! -x "$bin/helm" ]]; then
+# In kubefeed's module, read-only: the versions go.mod and go.sum fix.
+GOFLAGS=-mod=readonly build nats-server ../.. github.com/nats-io/nats-server/v2 "$nats_ldflags"
+if [[ ! -x "$bin/helm" ]] && ! reuse helm; then
   log "building helm $helm_version"
   GOBIN="$bin" CGO_ENABLED=0 go install "helm.sh/helm/v3/cmd/helm@$helm_version"
 fi
-if [[ ! -x "$bin/promtool" ]]; then
+if [[ ! -x "$bin/promtool" ]] && ! reuse promtool; then
   log "building promtool $prometheus_version (about 5 minutes, once)"
   GOBIN="$bin" CGO_ENABLED=0 go install "github.com/prometheus/prometheus/cmd/promtool@$prometheus_version"
 fi
