@@ -1,14 +1,19 @@
 package exporter
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/kubefeed/kubefeed/event"
 	"github.com/kubefeed/kubefeed/exporter/config"
+	"github.com/kubefeed/kubefeed/exporter/state"
+	"github.com/kubefeed/kubefeed/sinks"
 )
 
 // The ids of sent gap markers are remembered for an hour, not forever.
@@ -95,4 +100,243 @@ func brief(evs []*event.Event) string {
 		parts = append(parts, strings.TrimPrefix(e.Type, "io.kubefeed.resource.")+" "+e.Name)
 	}
 	return strings.Join(parts, " ")
+}
+
+// gapLen is how many markers the book holds unsent, and how many parked
+// keys wait for one (a key counted once per marker it waits for).
+func (b *gapBook) gapLen() (unsent, waiting int) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for _, w := range b.waiting {
+		waiting += len(w)
+	}
+	return len(b.unsent), waiting
+}
+
+// oddName is the i-th object name of a test with many keys, some with '/'
+// and '~' in them (JSON-pointer and cache-key separators).
+func oddName(i int) string {
+	switch i % 3 {
+	case 1:
+		return fmt.Sprintf("o/%d~1", i)
+	case 2:
+		return fmt.Sprintf("o~0%d/", i)
+	}
+	return fmt.Sprintf("o-%d", i)
+}
+
+// Over 500 keys recovered by one relist wait for one gap marker whose send
+// fails retryably three times: the marker is acknowledged once, before any
+// recovered change, every key is then sent exactly once, and the gap book
+// is empty again.
+func TestManyKeysWaitForOneMarkerThatFailsBeforeItsAck(t *testing.T) {
+	const n = 600
+	src := newFakeSource(0)
+	for i := 0; i < n; i++ {
+		src.apply(cmRes.GVR, cm("a", oddName(i), map[string]any{"v": "1"}), true)
+	}
+	var mu sync.Mutex
+	markerCalls := 0
+	sink := &recorder{fail: func(_ int, evs []*event.Event) error {
+		for _, e := range evs {
+			if e.Type == event.TypeGap {
+				mu.Lock()
+				defer mu.Unlock()
+				if markerCalls++; markerCalls <= 3 {
+					return errors.New("nack")
+				}
+			}
+		}
+		return nil
+	}}
+	cfg := newConfig([]config.Watch{{Resource: "configmaps"}})
+	cfg.Workers = 4
+	h := startHarness(t, cfg, harnessOpts{src: src, sink: sink})
+	h.waitReady()
+	for i := 0; i < n; i++ {
+		src.apply(cmRes.GVR, cm("a", oddName(i), map[string]any{"v": "2"}), true)
+	}
+	src.expire(cmRes.GVR)
+	sink.waitFor(t, "every recovered change", func(e []*event.Event) bool { return count(e, event.Modified.Type()) >= n })
+	r := h.ex.byName["rec"]
+	waitUntil(t, "no key pending", func() bool { return r.pending.len() == 0 && r.queue.Len() == 0 })
+	evs := sink.got()
+	if len(evs) == 0 || evs[0].Type != event.TypeGap {
+		t.Fatalf("first acknowledged event: %s, want the gap marker", summary(evs))
+	}
+	if c := count(evs, event.TypeGap); c != 1 {
+		t.Errorf("%d gap markers acknowledged, want 1", c)
+	}
+	seen := map[string]int{}
+	for _, e := range evs[1:] {
+		if e.Type != event.Modified.Type() {
+			t.Errorf("unexpected %s %s", e.Type, e.Name)
+			continue
+		}
+		seen[e.Name]++
+		if !e.Data.(*event.ChangeData).Recovered {
+			t.Errorf("%s not marked recovered", e.Name)
+		}
+	}
+	for i := 0; i < n; i++ {
+		if seen[oddName(i)] != 1 {
+			t.Errorf("%s sent %d times, want once", oddName(i), seen[oddName(i)])
+		}
+	}
+	mu.Lock()
+	if markerCalls != 4 {
+		t.Errorf("marker sent %d times, want 4 (three failures, one ack)", markerCalls)
+	}
+	mu.Unlock()
+	if unsent, waiting := r.gaps.gapLen(); unsent != 0 || waiting != 0 {
+		t.Errorf("gap book holds %d unsent markers and %d parked keys after the ack, want none", unsent, waiting)
+	}
+	if err := h.stop(); err != nil {
+		t.Fatal(err)
+	}
+	if st := h.ex.Stats()["rec"]; st.Gaps != 1 || st.Delivered != n+1 || st.Recovered != n {
+		t.Errorf("stats %+v, want 1 gap, %d delivered and %d recovered", st, n+1, n)
+	}
+}
+
+// A gap marker the sink refuses for good is counted dropped, and the
+// recovered changes waiting for it go on (they are not held forever); the
+// gap book is empty afterwards.
+func TestMarkerRefusedForGoodReleasesItsKeys(t *testing.T) {
+	src := newFakeSource(0)
+	for i := 0; i < 20; i++ {
+		src.apply(cmRes.GVR, cm("a", oddName(i), map[string]any{"v": "1"}), true)
+	}
+	sink := &recorder{fail: func(_ int, evs []*event.Event) error {
+		if evs[0].Type == event.TypeGap {
+			return sinks.Permanent(errors.New("refused"))
+		}
+		return nil
+	}}
+	h := startHarness(t, newConfig([]config.Watch{{Resource: "configmaps"}}), harnessOpts{src: src, sink: sink})
+	h.waitReady()
+	for i := 0; i < 20; i++ {
+		src.apply(cmRes.GVR, cm("a", oddName(i), map[string]any{"v": "2"}), true)
+	}
+	src.expire(cmRes.GVR)
+	sink.waitFor(t, "every recovered change", func(e []*event.Event) bool { return count(e, event.Modified.Type()) >= 20 })
+	r := h.ex.byName["rec"]
+	waitUntil(t, "no key pending", func() bool { return r.pending.len() == 0 && r.queue.Len() == 0 })
+	if c := count(sink.got(), event.TypeGap); c != 0 {
+		t.Errorf("%d refused markers recorded", c)
+	}
+	if unsent, waiting := r.gaps.gapLen(); unsent != 0 || waiting != 0 {
+		t.Errorf("gap book holds %d unsent markers and %d parked keys, want none", unsent, waiting)
+	}
+	if err := h.stop(); err != nil {
+		t.Fatal(err)
+	}
+	if st := h.ex.Stats()["rec"]; st.Dropped != 1 || st.Delivered != 20 {
+		t.Errorf("stats %+v, want the marker dropped and 20 events delivered", st)
+	}
+}
+
+// Stopped while recovered changes wait for a marker that keeps failing,
+// Run returns at once, nothing of them is recorded as delivered, and the
+// next start (from the same delivered state) sends them, after its own
+// marker.
+func TestKeysParkedAtShutdownAreSentByTheNextStart(t *testing.T) {
+	const n = 30
+	src := newFakeSource(0)
+	for i := 0; i < n; i++ {
+		src.apply(cmRes.GVR, cm("a", oddName(i), map[string]any{"v": "1"}), true)
+	}
+	var markers atomic.Int64
+	sink := &recorder{fail: func(_ int, evs []*event.Event) error {
+		if evs[0].Type == event.TypeGap {
+			markers.Add(1)
+			return errors.New("nack")
+		}
+		return nil
+	}}
+	mem := state.NewMemoryStore()
+	h := startHarness(t, newConfig([]config.Watch{{Resource: "configmaps"}}), harnessOpts{src: src, sink: sink, stores: map[string]state.Store{"rec": mem}})
+	h.waitReady()
+	v2 := map[string]string{}
+	for i := 0; i < n; i++ {
+		v2[oddName(i)] = src.apply(cmRes.GVR, cm("a", oddName(i), map[string]any{"v": "2"}), true).GetResourceVersion()
+	}
+	src.expire(cmRes.GVR)
+	r := h.ex.byName["rec"]
+	waitUntil(t, "every key parked", func() bool { _, w := r.gaps.gapLen(); return w == n && markers.Load() >= 2 })
+	start := time.Now()
+	if err := h.stop(); err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Since(start); d > 3*time.Second {
+		t.Errorf("Run took %s to return with keys parked", d)
+	}
+	if c := count(sink.got(), event.Modified.Type()); c != 0 {
+		t.Fatalf("%d recovered changes sent without their marker", c)
+	}
+	if r.pending.len() != n {
+		t.Errorf("%d keys pending after the stop, want %d (undelivered, not forgotten)", r.pending.len(), n)
+	}
+	mem.Range(func(k state.Key, rec state.Record) bool {
+		if !isSentinel(k) && rec.ResourceVersion == v2[k.Name] {
+			t.Errorf("%s recorded as delivered at %s", k.Name, rec.ResourceVersion)
+		}
+		return true
+	})
+
+	next := &restoredStore{MemoryStore: mem, at: time.Now().Add(-time.Second)}
+	again := startHarness(t, newConfig([]config.Watch{{Resource: "configmaps"}}), harnessOpts{src: src, stores: map[string]state.Store{"rec": next}})
+	evs := again.sinks["rec"].waitFor(t, "the recovered changes after the restart", func(e []*event.Event) bool { return count(e, event.Modified.Type()) >= n })
+	if evs[0].Type != event.TypeGap {
+		t.Errorf("first event after the restart %s %s, want its gap marker", evs[0].Type, evs[0].Name)
+	}
+	got := map[string]int{}
+	for _, e := range evs {
+		if e.Type == event.Modified.Type() {
+			got[e.Name]++
+			if e.ResourceVersion != v2[e.Name] || !e.Data.(*event.ChangeData).Recovered {
+				t.Errorf("%s sent at %s (recovered %v), want %s recovered", e.Name, e.ResourceVersion, e.Data.(*event.ChangeData).Recovered, v2[e.Name])
+			}
+		}
+	}
+	if len(got) != n {
+		t.Errorf("%d objects sent after the restart, want %d", len(got), n)
+	}
+}
+
+// A marker acknowledged while the worker that parked a key has not yet
+// settled it (between await and settle) still queues the key again: the
+// ack's Add finds the key processing, and Done hands it back.
+func TestMarkerAckedBeforeItsParkedKeySettlesQueuesTheKeyAgain(t *testing.T) {
+	ex, err := New(Options{Config: newConfig([]config.Watch{{Resource: "configmaps"}}), Sinks: map[string]sinks.Sink{"rec": &recorder{}}, clientFor: newFakeSource(0).client})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := ex.runners[0]
+	defer r.queue.ShutDown()
+	g := &gap{ev: &event.Event{ID: "gap.x", Data: &event.GapData{Reason: gapRelist}}}
+	k := keyItem(state.Key{GVR: cmRes.GVR, Namespace: "a/b", Name: "c~1/d"})
+	r.enqueue(k, g)
+	it, _ := r.queue.Get()
+	r.inflight.Add(1)
+	if !r.gaps.await(g, it) {
+		t.Fatal("a key waited for nothing")
+	}
+	r.gapSent(g)
+	if r.queue.Len() != 0 {
+		t.Fatalf("a key in process handed out again (%d queued)", r.queue.Len())
+	}
+	r.settle(context.Background(), it, errAwaitGap)
+	if r.queue.Len() != 1 {
+		t.Fatalf("%d items queued after the key settled, want the key again", r.queue.Len())
+	}
+	if again, _ := r.queue.Get(); again != k {
+		t.Errorf("queued %s, want %s", again, k)
+	}
+	if u, w := r.gaps.gapLen(); u != 0 || w != 0 {
+		t.Errorf("gap book holds %d unsent and %d parked after the ack", u, w)
+	}
+	if r.gaps.await(g, k) {
+		t.Error("a key waits for a marker already acknowledged")
+	}
 }
