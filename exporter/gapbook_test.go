@@ -304,6 +304,61 @@ func TestKeysParkedAtShutdownAreSentByTheNextStart(t *testing.T) {
 	}
 }
 
+// A second relist while the first one's marker is still unacknowledged
+// recovers every key again, through its own marker. Once the sink takes
+// markers again, the first marker, which no key waits for any more, must
+// not reach the sink after the recovered changes of its scope: a consumer
+// would read it as an outage whose changes are still to come.
+func TestSupersededMarkerIsNotSentAfterTheRecoveredChanges(t *testing.T) {
+	const n = 3
+	src := newFakeSource(0)
+	for i := 0; i < n; i++ {
+		src.apply(cmRes.GVR, cm("a", oddName(i), map[string]any{"v": "1"}), true)
+	}
+	var failing atomic.Bool
+	failing.Store(true)
+	sink := &recorder{fail: func(_ int, evs []*event.Event) error {
+		if evs[0].Type == event.TypeGap && failing.Load() {
+			return errors.New("nack")
+		}
+		return nil
+	}}
+	h := startHarness(t, newConfig([]config.Watch{{Resource: "configmaps"}}), harnessOpts{src: src, sink: sink})
+	h.waitReady()
+	r := h.ex.byName["rec"]
+	for i := 0; i < n; i++ {
+		src.apply(cmRes.GVR, cm("a", oddName(i), map[string]any{"v": "2"}), true)
+	}
+	src.expire(cmRes.GVR)
+	waitUntil(t, "every key parked on the first marker", func() bool { _, w := r.gaps.gapLen(); return w == n })
+	for i := 0; i < n; i++ {
+		src.apply(cmRes.GVR, cm("a", oddName(i), map[string]any{"v": "3"}), true)
+	}
+	src.expire(cmRes.GVR)
+	waitUntil(t, "every key parked on the second marker too", func() bool { u, w := r.gaps.gapLen(); return u == 2 && w == 2*n })
+	failing.Store(false)
+	sink.waitFor(t, "every recovered change", func(e []*event.Event) bool { return count(e, event.Modified.Type()) >= n })
+	waitUntil(t, "no key pending and no marker left to send", func() bool {
+		u, _ := r.gaps.gapLen()
+		return r.pending.len() == 0 && r.queue.Len() == 0 && u == 0
+	})
+	evs := sink.got()
+	recovered := false
+	for i, e := range evs {
+		switch {
+		case e.Type == event.Modified.Type():
+			recovered = true
+		case e.Type == event.TypeGap && recovered:
+			d := e.Data.(*event.GapData)
+			t.Errorf("event %d: gap marker %s (%s, from %s to %s) sent after recovered changes of its scope:%s",
+				i, e.ID, d.Reason, d.From.Format(time.StampMilli), d.To.Format(time.StampMilli), summary(evs))
+		}
+	}
+	if c := count(evs, event.Modified.Type()); c != n {
+		t.Errorf("%d recovered changes, want %d", c, n)
+	}
+}
+
 // A marker acknowledged while the worker that parked a key has not yet
 // settled it (between await and settle) still queues the key again: the
 // ack's Add finds the key processing, and Done hands it back.
