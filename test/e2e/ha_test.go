@@ -28,6 +28,10 @@ leaderElection: {enabled: true, namespace: ha-lease, name: kubefeed, leaseDurati
 `, srv.URL()))
 	a := startReplica(t, cfg)
 	waitLog(t, a, "became the leader")
+	// The burst starts once the leader's first lists are in: objects its
+	// first list finds are its baseline (initialList: skip), never sent,
+	// and a later change of one would reach a consumer that never had it.
+	waitLog(t, a, "caches synced; delivering")
 	b := startReplica(t, cfg)
 	waitLog(t, b, "standing by")
 

@@ -40,10 +40,13 @@ type consumer struct {
 	rebased, unknownDeletes int
 	gaps                    []string // reasons of io.kubefeed.gap markers
 	recovered               int      // events marked recovered
+	// history is, per subject, the events applied to it (type, uid,
+	// version, id), for a failure's message.
+	history map[string][]string
 }
 
 func newConsumer(t *testing.T) *consumer {
-	return &consumer{t: t, state: map[string]map[string]any{}, seen: map[string]bool{}}
+	return &consumer{t: t, state: map[string]map[string]any{}, seen: map[string]bool{}, history: map[string][]string{}}
 }
 
 func (c *consumer) apply(raw []byte) {
@@ -57,6 +60,7 @@ func (c *consumer) apply(raw []byte) {
 		return
 	}
 	c.seen[e.ID] = true
+	c.history[e.Subject] = append(c.history[e.Subject], fmt.Sprintf("%s uid=%s rv=%s prev=%s id=%s recovered=%v", strings.TrimPrefix(e.Type, "io.kubefeed.resource."), e.UID, e.ResourceVersion, e.Data.PreviousResourceVersion, e.ID, e.Data.Recovered))
 	if e.Type == event.TypeGap {
 		var g struct {
 			Data event.GapData `json:"data"`
@@ -84,7 +88,7 @@ func (c *consumer) apply(raw []byte) {
 	case "modified":
 		have, ok := c.state[e.Subject]
 		if !ok {
-			c.t.Fatalf("modified %s that the consumer never had", e.Subject)
+			c.t.Fatalf("modified %s that the consumer never had; its events in the stream:\n  %s", e.Subject, strings.Join(c.history[e.Subject], "\n  "))
 		}
 		md := have["metadata"].(map[string]any)
 		if rv := md["resourceVersion"]; rv != e.Data.PreviousResourceVersion || md["uid"] != e.UID {
