@@ -31,7 +31,8 @@ type KV struct {
 	stores map[string]*Store
 }
 
-// OpenKV connects and creates the bucket if it does not exist.
+// OpenKV connects and creates the bucket if it does not exist, with
+// c.Replicas replicas (unset: 1, and an existing bucket keeps its count).
 func OpenKV(ctx context.Context, c config.JetStreamCheckpoint, keepState bool, log *zap.Logger) (*KV, error) {
 	if log == nil {
 		log = zap.NewNop()
@@ -48,18 +49,52 @@ func OpenKV(ctx context.Context, c config.JetStreamCheckpoint, keepState bool, l
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	var kv jetstream.KeyValue
+	var last error // the last failure that is not the deadline: the server's reason
 	for {
-		kv, err = js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: c.Bucket, History: 1, Storage: jetstream.FileStorage})
+		var replicas int
+		if replicas, err = bucketReplicas(ctx, js, c); err == nil {
+			kv, err = js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: c.Bucket, History: 1, Storage: jetstream.FileStorage, Replicas: replicas})
+		}
+		if err != nil && ctx.Err() == nil {
+			last = err
+		}
 		if err == nil || ctx.Err() != nil {
 			break
 		}
 		time.Sleep(200 * time.Millisecond) // the server may still be connecting
+	}
+	if err != nil && last != nil {
+		err = fmt.Errorf("%w (the last answer: %v)", err, last)
 	}
 	if err != nil {
 		nc.Close()
 		return nil, fmt.Errorf("checkpoint bucket %s: %w", c.Bucket, err)
 	}
 	return &KV{committer: newCommitter(), log: log, keepState: keepState, nc: nc, kv: kv, stores: map[string]*Store{}}, nil
+}
+
+// bucketReplicas is the replica count to create or update the bucket
+// with: the configured one, or when unset the existing bucket's (so that
+// kubefeed does not scale down a bucket an operator made R3) or 1.
+func bucketReplicas(ctx context.Context, js jetstream.JetStream, c config.JetStreamCheckpoint) (int, error) {
+	if c.Replicas > 0 {
+		return c.Replicas, nil
+	}
+	kv, err := js.KeyValue(ctx, c.Bucket)
+	if errors.Is(err, jetstream.ErrBucketNotFound) {
+		return 1, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	st, err := kv.Status(ctx)
+	if err != nil {
+		return 0, err
+	}
+	if bs, ok := st.(*jetstream.KeyValueBucketStatus); ok && bs.StreamInfo().Config.Replicas > 0 {
+		return bs.StreamInfo().Config.Replicas, nil
+	}
+	return 1, nil
 }
 
 func kvKey(sink string, k state.Key) string {

@@ -95,6 +95,9 @@ type FileCheckpoint struct {
 type JetStreamCheckpoint struct {
 	NATSConnection `yaml:",inline"`
 	Bucket         string `yaml:"bucket"`
+	// Replicas of the bucket on a JetStream cluster, 1 to 5; 0 (unset): a
+	// new bucket gets 1, an existing one keeps its count.
+	Replicas int `yaml:"replicas"`
 }
 
 // LeaderElection through a coordination.k8s.io Lease.

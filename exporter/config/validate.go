@@ -167,6 +167,9 @@ func (v *validator) config(c *Config) {
 			if cp.JetStream.Bucket == "" || strings.ContainsAny(cp.JetStream.Bucket, ". *>") {
 				v.atKey("checkpoint.jetstream", "bucket must be a bucket name without '.', ' ', '*' or '>' (got %q)", cp.JetStream.Bucket)
 			}
+			if r := cp.JetStream.Replicas; r < 0 || r > 5 {
+				v.at("checkpoint.jetstream.replicas", "must be between 1 and 5, got %d", r)
+			}
 		case cp.File == nil && cp.JetStream == nil:
 			v.at("checkpoint", "set one of file or jetstream")
 		}
