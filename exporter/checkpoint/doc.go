@@ -15,7 +15,10 @@
 //   - No record wedges the others: one the backend refuses (too large) is
 //     stored without state, or skipped if even that is refused; counted,
 //     logged once per key, never retried. Transient failures are retried;
-//     Sync and Flush return when their context ends, Close within 10s.
+//     Sync and Flush return when their context ends, Close within 10s. A KV
+//     put or delete waits at most 5s for its ack (kvOpTimeout), so an ack
+//     lost with a NATS node fails that flush quickly; it is written again
+//     on the next connection.
 //   - A file held by another process is never moved aside (ErrLocked); an
 //     unreadable one is (ErrCorrupt). Files are 0600, directories 0700.
 //   - Reads are served from memory; the backend is only written.

@@ -17,6 +17,13 @@ import (
 	"github.com/kubefeed/kubefeed/sinks/natsconn"
 )
 
+// kvOpTimeout bounds one put or delete of a flush. A reply lost with its
+// connection (a NATS node killed between the put and its ack) fails the
+// flush after this instead of holding it, and every Sync waiting on it,
+// for the whole flushTimeout; the records stay dirty and the next flush,
+// on the new connection, writes them.
+var kvOpTimeout = 5 * time.Second
+
 // KV is the JetStream key-value backend, shared by replicas: the leader
 // writes it, and a new leader resumes from it. Keys are
 // "s.<sink>.<base64url of the object key>" and "m.<sink>" (last flush).
@@ -192,7 +199,7 @@ func (b *KV) Flush(ctx context.Context) error {
 			key := kvKey(name, k)
 			var err error
 			if d.rec == nil {
-				if err = b.kv.Delete(ctx, key); err != nil && kvPermanent(err) {
+				if err = b.opDelete(ctx, key); err != nil && kvPermanent(err) {
 					err = nil // nothing can be stored under that key either
 				}
 				if err == nil {
@@ -200,7 +207,7 @@ func (b *KV) Flush(ctx context.Context) error {
 				}
 			} else {
 				w := recordWriter{
-					put:       func(v []byte) error { _, err := b.kv.Put(ctx, key, v); return err },
+					put:       func(v []byte) error { return b.opPut(ctx, key, v) },
 					permanent: kvPermanent,
 					limit:     b.valueLimit(),
 				}
@@ -215,7 +222,7 @@ func (b *KV) Flush(ctx context.Context) error {
 			s.requeue(failed)
 			continue
 		}
-		if _, err := b.kv.Put(ctx, "m."+name, []byte(time.Now().UTC().Format(time.RFC3339Nano))); err != nil && firstErr == nil {
+		if err := b.opPut(ctx, "m."+name, []byte(time.Now().UTC().Format(time.RFC3339Nano))); err != nil && firstErr == nil {
 			firstErr = fmt.Errorf("sink %s: %w", name, err)
 		}
 	}
@@ -224,6 +231,21 @@ func (b *KV) Flush(ctx context.Context) error {
 		return fmt.Errorf("checkpoint flush: %w", firstErr)
 	}
 	return nil
+}
+
+// opPut puts one value within kvOpTimeout.
+func (b *KV) opPut(ctx context.Context, key string, v []byte) error {
+	ctx, cancel := context.WithTimeout(ctx, kvOpTimeout)
+	defer cancel()
+	_, err := b.kv.Put(ctx, key, v)
+	return err
+}
+
+// opDelete deletes one key within kvOpTimeout.
+func (b *KV) opDelete(ctx context.Context, key string) error {
+	ctx, cancel := context.WithTimeout(ctx, kvOpTimeout)
+	defer cancel()
+	return b.kv.Delete(ctx, key)
 }
 
 // Close flushes (within closeTimeout) and disconnects.
