@@ -57,7 +57,9 @@
 // ReadJetStream reads a stream with an ordered consumer, from the start or
 // from a start time or sequence, and stops at the last message the stream
 // held (for its filter) when the read began, so it terminates however fast
-// kubefeed publishes. Both CloudEvents modes are understood: structured (the
+// kubefeed publishes. On a JetStream cluster, a fetch that finds no
+// responder (the consumer it just created is not yet known where the
+// client is connected) is tried again. Both CloudEvents modes are understood: structured (the
 // event is the body) and binary (ce-* headers, data as body). For Kafka or
 // files, decode each record with Decode or DecodeBinary and call Apply.
 package consumer

@@ -53,6 +53,10 @@ type ReadResult struct {
 	Messages int `json:"messages"`
 }
 
+// maxNoResponders bounds the fetches in a row that ReadJetStream tries
+// again after "no responders" (about 10s of pauses).
+const maxNoResponders = 20
+
 // ErrStreamNotFound is returned when the stream does not exist.
 var ErrStreamNotFound = errors.New("stream not found")
 
@@ -108,6 +112,23 @@ func ReadJetStream(ctx context.Context, js jetstream.JetStream, s *State, o Read
 			cancel()
 		}
 	}()
+	// Each Fetch of an ordered consumer creates the server's consumer
+	// anew. On a JetStream cluster the first pull can reach the server the
+	// client is connected to before the new consumer's interest did, and
+	// come back with "no responders": that fetch is tried again, after a
+	// pause, up to maxNoResponders times in a row.
+	noResponders := 0
+	retry := func(err error) bool {
+		if !errors.Is(err, nats.ErrNoResponders) || noResponders >= maxNoResponders {
+			return false
+		}
+		noResponders++
+		select {
+		case <-ctx.Done():
+		case <-time.After(min(time.Duration(noResponders)*50*time.Millisecond, time.Second)):
+		}
+		return true
+	}
 	for {
 		if err := ctx.Err(); err != nil {
 			return res, fmt.Errorf("stream %s: read stopped at sequence %d of %d: %w", o.Stream, res.LastSeq, end, err)
@@ -121,6 +142,9 @@ func ReadJetStream(ctx context.Context, js jetstream.JetStream, s *State, o Read
 		}
 		batch, err := cons.Fetch(o.Batch, jetstream.FetchMaxWait(wait))
 		if err != nil {
+			if retry(err) {
+				continue
+			}
 			return res, fmt.Errorf("stream %s: fetch after sequence %d: %w", o.Stream, res.LastSeq, err)
 		}
 		done, got := false, 0
@@ -157,8 +181,12 @@ func ReadJetStream(ctx context.Context, js jetstream.JetStream, s *State, o Read
 			}
 		}
 		if err := batch.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) && !errors.Is(err, context.DeadlineExceeded) {
+			if !done && retry(err) {
+				continue
+			}
 			return res, fmt.Errorf("stream %s: fetch after sequence %d: %w", o.Stream, res.LastSeq, err)
 		}
+		noResponders = 0
 		if done {
 			return res, nil
 		}
