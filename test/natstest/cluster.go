@@ -429,3 +429,72 @@ func clusterFreePort() (int, error) {
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port, nil
 }
+
+// ClientNames are the names of the client connections node i holds (its
+// /connz), so a test can tell which node a process is connected to.
+func (c *Cluster) ClientNames(i int) ([]string, error) {
+	hc := &http.Client{Timeout: 2 * time.Second}
+	resp, err := hc.Get(fmt.Sprintf("http://127.0.0.1:%d/connz?limit=1024", c.nodes[i].httpPort))
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	var cz struct {
+		Conns []struct {
+			Name string `json:"name"`
+		} `json:"connections"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&cz); err != nil {
+		return nil, fmt.Errorf("%s /connz: %w", c.nodes[i].name, err)
+	}
+	out := make([]string, len(cz.Conns))
+	for j, cn := range cz.Conns {
+		out[j] = cn.Name
+	}
+	return out, nil
+}
+
+// NodeOfClient is the node that holds a client connection named name, or
+// -1 when no running node does.
+func (c *Cluster) NodeOfClient(name string) int {
+	for i := range c.nodes {
+		if !c.running(i) {
+			continue
+		}
+		names, err := c.ClientNames(i)
+		if err != nil {
+			continue
+		}
+		for _, n := range names {
+			if n == name {
+				return i
+			}
+		}
+	}
+	return -1
+}
+
+// MoveStreamLeader makes node to the leader of stream: the leader steps
+// down with to as the preferred successor, until to leads.
+func (c *Cluster) MoveStreamLeader(ctx context.Context, stream string, to int) error {
+	nc, err := nats.Connect(c.URL())
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	req, _ := json.Marshal(map[string]any{"placement": map[string]any{"preferred": c.nodes[to].name}})
+	for {
+		now, err := c.StreamLeader(ctx, stream)
+		if err == nil && now == to {
+			return nil
+		}
+		if err == nil {
+			_, err = nc.RequestWithContext(ctx, "$JS.API.STREAM.LEADER.STEPDOWN."+stream, req)
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("stream %s: leader not moved to %s: %w (last: %v)", stream, c.nodes[to].name, ctx.Err(), err)
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+}
