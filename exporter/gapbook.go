@@ -21,49 +21,105 @@ const gapMemory = time.Hour
 // unsent parks the key here (await) and queues the marker; the marker's
 // ack queues the parked keys again. So no window of sends in flight lets
 // a recovered change overtake its marker, and no worker blocks on it.
+//
+// A key is parked on one marker at a time: recovered again through a
+// newer marker (a second relist), it waits for that one, and a marker no
+// key waits for any more is not sent at all, unless it was queued on its
+// own (eager: a restart's marker).
 type gapBook struct {
-	mu      sync.Mutex
-	unsent  map[string]*gap
-	waiting map[string]map[item]struct{}
-	sent    map[string]time.Time
+	mu     sync.Mutex
+	unsent map[string]*unsentGap
+	parked map[item]string // key -> id of the marker it waits for
+	sent   map[string]time.Time
+}
+
+// unsentGap is a marker to send and the keys waiting for its ack.
+type unsentGap struct {
+	g       *gap
+	eager   bool // queued on its own: sent even when no key waits
+	waiting map[item]struct{}
 }
 
 func newGapBook() *gapBook {
-	return &gapBook{unsent: map[string]*gap{}, waiting: map[string]map[item]struct{}{}, sent: map[string]time.Time{}}
+	return &gapBook{unsent: map[string]*unsentGap{}, parked: map[item]string{}, sent: map[string]time.Time{}}
 }
 
-// add notes g as one to send (unless it was acknowledged already).
+// entry returns g's entry, made if need be; b.mu is held.
+func (b *gapBook) entry(g *gap) *unsentGap {
+	e := b.unsent[g.ev.ID]
+	if e == nil {
+		e = &unsentGap{g: g, waiting: map[item]struct{}{}}
+		b.unsent[g.ev.ID] = e
+	}
+	return e
+}
+
+// add notes g as one to send even if no key waits for it (unless it was
+// acknowledged already).
 func (b *gapBook) add(g *gap) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if _, ok := b.sent[g.ev.ID]; !ok {
-		b.unsent[g.ev.ID] = g
+		b.entry(g).eager = true
 	}
 }
 
-// unsentGap is the marker of id still to send (nil: acknowledged, or
-// unknown).
+// unsentGap is the marker of id still to send: nil when it was
+// acknowledged, or when no key waits for it any more and it is not eager
+// (it is then forgotten).
 func (b *gapBook) unsentGap(id string) *gap {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	return b.unsent[id]
+	e := b.unsent[id]
+	if e == nil {
+		return nil
+	}
+	if !e.eager && len(e.waiting) == 0 {
+		delete(b.unsent, id)
+		return nil
+	}
+	return e.g
+}
+
+// recoveredAgain notes that it's next change is recovered through g: a
+// key parked on an older marker waits for g from now on (await parks it
+// there when its change is planned).
+func (b *gapBook) recoveredAgain(it item, g *gap) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.unparkLocked(it, g.ev.ID)
+}
+
+// unparkLocked takes it off the marker it waits for unless that is id;
+// a marker no key waits for any more is forgotten unless eager. b.mu is
+// held.
+func (b *gapBook) unparkLocked(it item, id string) {
+	old, ok := b.parked[it]
+	if !ok || old == id {
+		return
+	}
+	delete(b.parked, it)
+	if e := b.unsent[old]; e != nil {
+		delete(e.waiting, it)
+		if !e.eager && len(e.waiting) == 0 {
+			delete(b.unsent, old)
+		}
+	}
 }
 
 // await reports whether it's recovered change must wait for g's ack; if
-// so, it is parked until then and g is noted as one to send.
+// so, it is parked until then and g is noted as one to send. A key parked
+// on another marker waits for g instead.
 func (b *gapBook) await(g *gap, it item) bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if _, ok := b.sent[g.ev.ID]; ok {
+	id := g.ev.ID
+	b.unparkLocked(it, id)
+	if _, ok := b.sent[id]; ok {
 		return false
 	}
-	b.unsent[g.ev.ID] = g
-	w := b.waiting[g.ev.ID]
-	if w == nil {
-		w = map[item]struct{}{}
-		b.waiting[g.ev.ID] = w
-	}
-	w[it] = struct{}{}
+	b.entry(g).waiting[it] = struct{}{}
+	b.parked[it] = id
 	return true
 }
 
@@ -73,12 +129,14 @@ func (b *gapBook) markSent(g *gap, now time.Time) (bool, []item) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	id := g.ev.ID
-	delete(b.unsent, id)
 	var woken []item
-	for it := range b.waiting[id] {
-		woken = append(woken, it)
+	if e := b.unsent[id]; e != nil {
+		for it := range e.waiting {
+			woken = append(woken, it)
+			delete(b.parked, it)
+		}
+		delete(b.unsent, id)
 	}
-	delete(b.waiting, id)
 	if _, ok := b.sent[id]; ok {
 		return false, woken
 	}
@@ -108,11 +166,16 @@ func (r *sinkRunner) prepareGap(it item) *delivery {
 }
 
 // gapSent records a marker the sink acknowledged (or refused for good),
-// counts it once per id, and queues the keys that waited for it.
+// counts it once per id, and queues the keys that waited for it. While the
+// queue shuts down it takes no more items: the drain then delivers them
+// (resume).
 func (r *sinkRunner) gapSent(g *gap) {
 	isNew, woken := r.gaps.markSent(g, time.Now())
 	for _, it := range woken {
 		r.queue.Add(it)
+		if r.queue.ShuttingDown() {
+			r.resume(it)
+		}
 	}
 	if !isNew {
 		return

@@ -107,8 +107,8 @@ func brief(evs []*event.Event) string {
 func (b *gapBook) gapLen() (unsent, waiting int) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	for _, w := range b.waiting {
-		waiting += len(w)
+	for _, e := range b.unsent {
+		waiting += len(e.waiting)
 	}
 	return len(b.unsent), waiting
 }
@@ -335,7 +335,9 @@ func TestSupersededMarkerIsNotSentAfterTheRecoveredChanges(t *testing.T) {
 		src.apply(cmRes.GVR, cm("a", oddName(i), map[string]any{"v": "3"}), true)
 	}
 	src.expire(cmRes.GVR)
-	waitUntil(t, "every key parked on the second marker too", func() bool { u, w := r.gaps.gapLen(); return u == 2 && w == 2*n })
+	// Every key now waits for the second marker; the first, which none
+	// waits for, is forgotten.
+	waitUntil(t, "every key parked on the second marker", func() bool { u, w := r.gaps.gapLen(); return u == 1 && w == n })
 	failing.Store(false)
 	sink.waitFor(t, "every recovered change", func(e []*event.Event) bool { return count(e, event.Modified.Type()) >= n })
 	waitUntil(t, "no key pending and no marker left to send", func() bool {
@@ -393,5 +395,47 @@ func TestMarkerAckedBeforeItsParkedKeySettlesQueuesTheKeyAgain(t *testing.T) {
 	}
 	if r.gaps.await(g, k) {
 		t.Error("a key waits for a marker already acknowledged")
+	}
+}
+
+// Recovered changes queued when the shutdown begins are delivered by the
+// drain once their gap marker is acknowledged during it.
+func TestDrainSendsRecoveredChangesWhoseMarkerIsAcknowledgedDuringIt(t *testing.T) {
+	const n = 20
+	src := newFakeSource(0)
+	for i := 0; i < n; i++ {
+		src.apply(cmRes.GVR, cm("a", oddName(i), map[string]any{"v": "1"}), true)
+	}
+	gapSeen, release := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	sink := &recorder{fail: func(_ int, evs []*event.Event) error {
+		if evs[0].Type == event.TypeGap {
+			once.Do(func() { close(gapSeen) })
+			<-release
+		}
+		return nil
+	}}
+	h := startHarness(t, newConfig([]config.Watch{{Resource: "configmaps"}}), harnessOpts{src: src, sink: sink})
+	h.waitReady()
+	for i := 0; i < n; i++ {
+		src.apply(cmRes.GVR, cm("a", oddName(i), map[string]any{"v": "2"}), true)
+	}
+	src.expire(cmRes.GVR)
+	select {
+	case <-gapSeen:
+	case <-time.After(20 * time.Second):
+		t.Fatal("no gap marker sent")
+	}
+	r := h.ex.byName["rec"]
+	waitUntil(t, "every key queued", func() bool { return r.pending.len() == n })
+	stopped := make(chan error, 1)
+	go func() { stopped <- h.stop() }()
+	waitUntil(t, "the drain", r.queue.ShuttingDown)
+	close(release)
+	if err := <-stopped; err != nil {
+		t.Fatal(err)
+	}
+	if c := count(sink.got(), event.Modified.Type()); c != n {
+		t.Errorf("the drain sent %d of %d recovered changes queued before it", c, n)
 	}
 }

@@ -59,6 +59,11 @@ type sinkRunner struct {
 	gaps    *gapBook
 	// inflight counts items taken from the queue and not yet settled.
 	inflight sync.WaitGroup
+	// resumed holds keys whose gap marker was acknowledged while the queue
+	// shut down (it takes no more items then): run delivers them once the
+	// workers stopped.
+	resumeMu sync.Mutex
+	resumed  []item
 	commits  committer
 
 	delivered, retries, dropped, filterErrors, gapsSent, recovered atomic.Int64
@@ -159,6 +164,9 @@ func (r *sinkRunner) removeScope(s *scope) {
 // queues the item.
 func (r *sinkRunner) enqueue(it item, g *gap) {
 	r.pending.note(it, g, time.Now())
+	if g != nil {
+		r.gaps.recoveredAgain(it, g)
+	}
 	r.queue.Add(it)
 }
 
@@ -184,10 +192,36 @@ func (r *sinkRunner) run(sendCtx context.Context, workers int) {
 			}()
 		}
 		wg.Wait()
-		if !r.settled(sendCtx) || r.queue.Len() == 0 {
+		if !r.settled(sendCtx) {
+			return
+		}
+		if resumed := r.takeResumed(); len(resumed) > 0 {
+			sd := &sendDeadline{parent: sendCtx}
+			for _, it := range resumed {
+				r.process(sendCtx, it, sd)
+			}
+			sd.stop()
+			continue
+		}
+		if r.queue.Len() == 0 {
 			return
 		}
 	}
+}
+
+// resume keeps it for run to deliver after the workers stopped.
+func (r *sinkRunner) resume(it item) {
+	r.resumeMu.Lock()
+	r.resumed = append(r.resumed, it)
+	r.resumeMu.Unlock()
+}
+
+func (r *sinkRunner) takeResumed() []item {
+	r.resumeMu.Lock()
+	defer r.resumeMu.Unlock()
+	out := r.resumed
+	r.resumed = nil
+	return out
 }
 
 // settled waits until every item taken from the queue was settled, or
@@ -212,18 +246,24 @@ func (r *sinkRunner) processNext(ctx context.Context, sd *sendDeadline) bool {
 	if quit {
 		return false
 	}
+	r.process(ctx, it, sd)
+	return true
+}
+
+// process starts the delivery of it, an item taken from the queue (or
+// resumed in the drain).
+func (r *sinkRunner) process(ctx context.Context, it item, sd *sendDeadline) {
 	if it.gap != "" {
 		r.send(ctx, r.prepareGap(it), sd)
-		return true
+		return
 	}
 	d, err := r.prepare(ctx, it)
 	if err != nil {
 		r.inflight.Add(1)
 		r.settle(ctx, it, err)
-		return true
+		return
 	}
 	r.send(ctx, d, sd)
-	return true
 }
 
 // sendDeadline is a worker's bound on handing events to its sink: a

@@ -70,14 +70,20 @@ func TestFirstListReservesTheDeliveredState(t *testing.T) {
 			if n := count(evs, event.Added.Type()); n != 1200 {
 				t.Fatalf("%d added events, want 1200", n)
 			}
-			reserved, held := st.Capacity(), 0
-			st.Range(func(k state.Key, _ state.Record) bool {
-				if !isSentinel(k) {
-					held++
-				}
-				return true
-			})
-			if reserved < 1200 || held != 1200 {
+			// A delivered state is recorded once the sink's Send returned,
+			// after the sink holds the event.
+			held := func() int {
+				n := 0
+				st.Range(func(k state.Key, _ state.Record) bool {
+					if !isSentinel(k) {
+						n++
+					}
+					return true
+				})
+				return n
+			}
+			waitUntil(t, "1200 delivered records", func() bool { return held() == 1200 })
+			if reserved, held := st.Capacity(), held(); reserved < 1200 || held != 1200 {
 				t.Fatalf("store made for %d, holds %d objects; want at least 1200 and 1200", reserved, held)
 			}
 		})
