@@ -1,11 +1,9 @@
 package jetstream
 
 import (
-	"encoding/json"
+	"errors"
 	"strings"
 	"testing"
-
-	"github.com/nats-io/nats.go/jetstream"
 )
 
 func TestParsePubAck(t *testing.T) {
@@ -13,7 +11,7 @@ func TestParsePubAck(t *testing.T) {
 		name, in string
 		want     pubAck
 		errCode  uint16 // want an API error with this err_code
-		bad      string // want a parse error containing this
+		bad      bool   // want an error wrapping errAck
 	}{
 		{name: "stored", in: `{"stream":"KUBEFEED","seq":42}`, want: pubAck{stored: true, seq: 42}},
 		{name: "duplicate, domain", in: `{"stream":"KUBEFEED","domain":"hub","seq":7,"duplicate":true}`, want: pubAck{stored: true, seq: 7, duplicate: true}},
@@ -27,30 +25,32 @@ func TestParsePubAck(t *testing.T) {
 		{name: "empty object", in: `{}`},
 		{name: "api error", in: `{"error":{"code":503,"err_code":10077,"description":"maximum messages exceeded \"x\"\n"}}`, errCode: 10077},
 		{name: "api error with stream", in: `{"stream":"S","seq":0,"error":{"code":400,"err_code":10071,"description":"wrong last sequence: 1"}}`, errCode: 10071, want: pubAck{stored: true}},
-		{name: "empty", in: ``, bad: "offset 0"},
-		{name: "not an object", in: `[1]`, bad: "want '{'"},
-		{name: "truncated", in: `{"stream":"S","seq":4`, bad: "want ',' or '}'"},
-		{name: "unterminated string", in: `{"stream":"S`, bad: "unterminated"},
-		{name: "trailing data", in: `{"stream":"S","seq":1}x`, bad: "data after the object"},
-		{name: "two objects", in: `{"stream":"S"}{"stream":"T"}`, bad: "data after the object"},
-		{name: "seq overflows", in: `{"stream":"S","seq":18446744073709551616}`, bad: "overflows"},
-		{name: "negative seq", in: `{"stream":"S","seq":-1}`, bad: "unsigned integer"},
-		{name: "seq as string", in: `{"stream":"S","seq":"1"}`, bad: "unsigned integer"},
-		{name: "duplicate not a bool", in: `{"stream":"S","duplicate":1}`, bad: "true or false"},
-		{name: "control character", in: "{\"stream\":\"a\nb\"}", bad: "control character"},
-		{name: "bad escape", in: `{"stream":"\x"}`, bad: "offset 10"},
-		{name: "bad number", in: `{"x":1.2.3,"stream":"S"}`, bad: "bad number"},
-		{name: "bad literal", in: `{"x":nul}`, bad: "want null"},
-		{name: "missing colon", in: `{"stream" "S"}`, bad: "want ':'"},
-		{name: "error not an object", in: `{"error":"boom"}`, bad: "want '{'"},
-		{name: "err_code out of range", in: `{"error":{"err_code":70000}}`, bad: "out of range"},
-		{name: "deep nesting", in: `{"x":` + strings.Repeat("[", 100) + strings.Repeat("]", 100) + `}`, bad: "too deep"},
+		{name: "empty", in: ``, bad: true},
+		{name: "not an object", in: `[1]`, bad: true},
+		{name: "truncated", in: `{"stream":"S","seq":4`, bad: true},
+		{name: "unterminated string", in: `{"stream":"S`, bad: true},
+		{name: "trailing data", in: `{"stream":"S","seq":1}x`, bad: true},
+		{name: "two objects", in: `{"stream":"S"}{"stream":"T"}`, bad: true},
+		{name: "seq overflows", in: `{"stream":"S","seq":18446744073709551616}`, bad: true},
+		{name: "negative seq", in: `{"stream":"S","seq":-1}`, bad: true},
+		{name: "seq as string", in: `{"stream":"S","seq":"1"}`, bad: true},
+		{name: "duplicate not a bool", in: `{"stream":"S","duplicate":1}`, bad: true},
+		{name: "control character", in: "{\"stream\":\"a\nb\"}", bad: true},
+		{name: "bad escape", in: `{"stream":"\x"}`, bad: true},
+		{name: "bad number", in: `{"x":1.2.3,"stream":"S"}`, bad: true},
+		{name: "bad literal", in: `{"x":nul}`, bad: true},
+		{name: "missing colon", in: `{"stream" "S"}`, bad: true},
+		{name: "error not an object", in: `{"error":"boom"}`, bad: true},
+		{name: "null error", in: `{"stream":"S","seq":1,"error":null}`, bad: true},
+		{name: "err_code out of range", in: `{"error":{"err_code":70000}}`, bad: true},
+		{name: "nested unknown member", in: `{"x":` + strings.Repeat("[", 100) + strings.Repeat("]", 100) + `,"stream":"S","seq":5}`, want: pubAck{stored: true, seq: 5}},
+		{name: "deep nesting", in: `{"x":` + strings.Repeat("[", 20000) + strings.Repeat("]", 20000) + `}`, bad: true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got, err := parsePubAck([]byte(tc.in))
-			if tc.bad != "" {
-				if err == nil || !strings.Contains(err.Error(), tc.bad) {
-					t.Fatalf("parse %q: err %v, want one containing %q", tc.in, err, tc.bad)
+			if tc.bad {
+				if !errors.Is(err, errAck) {
+					t.Fatalf("parse %q: err %v, want one wrapping %v", tc.in, err, errAck)
 				}
 				return
 			}
@@ -95,34 +95,19 @@ var pubAckPayloads = []struct{ name, in string }{
 	{"api error", `{"error":{"code":400,"err_code":10071,"description":"wrong last sequence: 41"},"stream":"KUBEFEED","seq":0}`},
 }
 
-// libPubAckResponse is nats.go's pubAckResponse (jetstream/publish.go,
-// v1.55.0): its apiResponse and a *PubAck, decoded with encoding/json.
-type libPubAckResponse struct {
-	Type  string              `json:"type"`
-	Error *jetstream.APIError `json:"error,omitempty"`
-	*jetstream.PubAck
-}
-
-// BenchmarkPubAck decodes the same publish responses with the hand
-// parser and as nats.go does.
+// BenchmarkPubAck decodes publish responses as the sink does. The hand
+// parser it replaced (issue 22; the benchmark of both is commit a92800e)
+// took 60-300 ns and 1-3 allocations; this is 0.6-2 µs and 8-11, against
+// the tens of µs an event takes in a JetStream drain.
 func BenchmarkPubAck(b *testing.B) {
 	for _, p := range pubAckPayloads {
 		in := []byte(p.in)
-		b.Run("hand/"+p.name, func(b *testing.B) {
+		b.Run(p.name, func(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
 				ack, err := parsePubAck(in)
 				if err != nil || (!ack.stored && ack.apiErr == nil) {
 					b.Fatal(ack, err)
-				}
-			}
-		})
-		b.Run("library/"+p.name, func(b *testing.B) {
-			b.ReportAllocs()
-			for b.Loop() {
-				var r libPubAckResponse
-				if err := json.Unmarshal(in, &r); err != nil || (r.PubAck == nil && r.Error == nil) {
-					b.Fatal(r, err)
 				}
 			}
 		})
