@@ -77,6 +77,18 @@ type Observer interface {
 func Compute(o Origin, k state.Key, last *state.Record, attempted *state.Record, cur Current, tomb *Tombstone, recovered bool, obs Observer, ahead bool) Outcome {
 	var out Outcome
 	changes := decide(last, cur.Obj, tomb)
+	if attempted != nil && last != nil && attempted.UID == last.UID && attempted.ResourceVersion != last.ResourceVersion && !last.Deleting && !last.Provisional {
+		// A send of a later version of this incarnation failed: the sink
+		// may hold it anyway (a lost ack, a server that stored it after
+		// the ack timed out), so a deletion inferred without the final
+		// state carries that version, never one older than the sink has.
+		for i, c := range changes {
+			if c.Kind == event.Deleted && (tomb == nil || string(tomb.Obj.GetUID()) != last.UID) {
+				changes[i] = deleted(*attempted, tomb)
+				changes[i].rule = last.Rule
+			}
+		}
+	}
 	if attempted != nil && attempted.UID != "" && (last == nil || attempted.UID != last.UID) && (cur.Obj == nil || string(cur.Obj.GetUID()) != attempted.UID) {
 		// A send of another incarnation failed: the sink may hold it (a lost
 		// ack), so it is retracted after what was acknowledged is.

@@ -385,3 +385,35 @@ func planPath(ch Change, c Current, last *state.Record, tomb *Tombstone) string 
 type fixedTime time.Time
 
 func (f fixedTime) At(string, string, bool) time.Time { return time.Time(f) }
+
+// An object whose later version's send failed (the sink may hold it: a
+// lost ack, a server that stored it after the ack timed out) and that is
+// then gone without a final state from the watch is deleted with that
+// later version, never with an older one than the sink may have; the
+// watch's final state, when known, still wins.
+func TestInferredDeletionCarriesTheVersionWhoseSendFailed(t *testing.T) {
+	rules := planRules(t, config.Watch{Resource: "configmaps"})
+	k := state.Key{GVR: cmRes.GVR, Namespace: "a", Name: "x"}
+	rec := func(uid, rv string) *state.Record { r := recordOf(obj(uid, rv)); r.Rule = 1; return &r }
+	deleting := rec("a", "1")
+	deleting.Deleting = true
+	for _, c := range []struct {
+		name      string
+		last      *state.Record
+		attempted *state.Record
+		tomb      *Tombstone
+		wantRV    string
+	}{
+		{"inferred, after a failed send", rec("a", "1"), rec("a", "2833"), nil, "2833"},
+		{"inferred, no failed send", rec("a", "1"), nil, nil, "1"},
+		{"the watch's final state", rec("a", "1"), rec("a", "2833"), &Tombstone{Obj: obj("a", "2900")}, "2900"},
+		{"written ahead as Deleting", deleting, rec("a", "2833"), nil, "1"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			out := Compute(NewOrigin("c"), k, c.last, c.attempted, Current{Rules: rules, Res: cmRes, Scope: "configmaps"}, c.tomb, false, fixedTime(time.Unix(0, 0)), true)
+			if len(out.Events) != 1 || out.Events[0].Type != event.Deleted.Type() || out.Events[0].ResourceVersion != c.wantRV {
+				t.Fatalf("events%s, want one deletion at rv %s", summary(out.Events), c.wantRV)
+			}
+		})
+	}
+}
