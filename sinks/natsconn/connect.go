@@ -28,6 +28,13 @@ func Connect(c Config, log *zap.Logger, extra ...nats.Option) (*nats.Conn, error
 	return nc, nil
 }
 
+// How often the connection pings its server, and how many pings may go
+// unanswered before it counts the server as gone.
+const (
+	pingInterval = 10 * time.Second
+	maxPingsOut  = 2
+)
+
 // options turns the connection config into nats.go options.
 func options(c Config, log *zap.Logger) ([]nats.Option, error) {
 	if log == nil {
@@ -45,6 +52,11 @@ func options(c Config, log *zap.Logger) ([]nats.Option, error) {
 		nats.ReconnectWait(time.Second),
 		nats.ReconnectJitter(100*time.Millisecond, time.Second),
 		nats.Timeout(5 * time.Second),
+		// A server that stops answering (frozen, a half-open connection)
+		// is given up after about 20-30 s and another node of the cluster
+		// tried, rather than after nats.go's default of minutes.
+		nats.PingInterval(pingInterval),
+		nats.MaxPingsOutstanding(maxPingsOut),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
 			log.Warn("nats disconnected; reconnecting", zap.String("servers", servers), zap.Error(err))
 		}),
