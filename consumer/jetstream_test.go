@@ -7,7 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/kubefeed/kubefeed/event"
@@ -47,15 +46,7 @@ func producerEvent(cluster string, c event.Change, obj map[string]any, prev stri
 
 func TestReadJetStream(t *testing.T) {
 	srv := natstest.StartT(t, natstest.Options{})
-	nc, err := nats.Connect(srv.URL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	js := natstest.JetStream(t, srv.URL())
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "KUBEFEED", Subjects: []string{"kubefeed.>"}}); err != nil {
@@ -147,12 +138,7 @@ func TestReadJetStream(t *testing.T) {
 
 func TestReadJetStreamBadMessage(t *testing.T) {
 	srv := natstest.StartT(t, natstest.Options{})
-	nc, err := nats.Connect(srv.URL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, _ := jetstream.New(nc)
+	js := natstest.JetStream(t, srv.URL())
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "S", Subjects: []string{"k.>"}}); err != nil {
@@ -164,7 +150,7 @@ func TestReadJetStreamBadMessage(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	_, err = ReadJetStream(ctx, js, New(Options{}), ReadOptions{Stream: "S"})
+	_, err := ReadJetStream(ctx, js, New(Options{}), ReadOptions{Stream: "S"})
 	if err == nil || !strings.Contains(err.Error(), "stream S sequence 1") {
 		t.Fatalf("error %v, want one naming sequence 1", err)
 	}
@@ -183,12 +169,7 @@ func TestReadJetStreamBadMessage(t *testing.T) {
 // of fetching again and again until its context ends.
 func TestReadJetStreamEndsWhenItsSubjectsArePurgedMidRead(t *testing.T) {
 	srv := natstest.StartT(t, natstest.Options{})
-	nc, err := nats.Connect(srv.URL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, _ := jetstream.New(nc)
+	js := natstest.JetStream(t, srv.URL())
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	st, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "S", Subjects: []string{"k.>"}})

@@ -6,9 +6,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
-
 	"github.com/kubefeed/kubefeed/exporter/config"
 	"github.com/kubefeed/kubefeed/test/natstest"
 )
@@ -16,15 +13,7 @@ import (
 // bucketReplicasOf reads the replica count of the bucket's stream.
 func bucketReplicasOf(t *testing.T, url, bucket string) int {
 	t.Helper()
-	nc, err := nats.Connect(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	js := natstest.JetStream(t, url)
 	st, err := js.Stream(context.Background(), "KV_"+bucket)
 	if err != nil {
 		t.Fatal(err)

@@ -9,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -25,15 +24,7 @@ import (
 // streamReplicas is the replica count of a stream of the cluster.
 func streamReplicas(t *testing.T, url, stream string) int {
 	t.Helper()
-	nc, err := nats.Connect(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	js := natstest.JetStream(t, url)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	st, err := js.Stream(ctx, stream)
@@ -256,15 +247,7 @@ func TestKVCheckpointBucketReplicasOnACluster(t *testing.T) {
 	if got := streamReplicas(t, c.URL(), "KV_new"); got != 3 {
 		t.Errorf("R3 bucket opened without replicas has %d, want 3 kept", got)
 	}
-	nc, err := nats.Connect(c.URL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	js := natstest.JetStream(t, c.URL())
 	if _, err := js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: "operator", Replicas: 3}); err != nil {
 		t.Fatal(err)
 	}
@@ -288,15 +271,7 @@ func TestReadJetStreamOnACluster(t *testing.T) {
 	c := natstest.StartCluster(t, 3)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	nc, err := nats.Connect(c.URL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	js := natstest.JetStream(t, c.URL())
 	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "KUBEFEED", Subjects: []string{"kubefeed.>"}, Replicas: 3}); err != nil {
 		t.Fatal(err)
 	}

@@ -154,3 +154,19 @@ func ReadStream(url, stream string) ([]*nats.Msg, error) {
 	}
 	return out, nil
 }
+
+// JetStream connects to url (with opts) for the test, closes the
+// connection on t.Cleanup, and returns its JetStream context.
+func JetStream(t testing.TB, url string, opts ...nats.Option) jetstream.JetStream {
+	t.Helper()
+	nc, err := nats.Connect(url, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return js
+}

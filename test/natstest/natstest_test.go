@@ -16,15 +16,7 @@ func TestJetStreamSurvivesRestart(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 
-	nc, err := nats.Connect(s.URL(), nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	js := natstest.JetStream(t, s.URL(), nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond))
 	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "SMOKE", Subjects: []string{"smoke.>"}}); err != nil {
 		t.Fatal(err)
 	}
@@ -36,6 +28,7 @@ func TestJetStreamSurvivesRestart(t *testing.T) {
 	}
 	// The client reconnects to the same port; the message is still stored.
 	var ack *jetstream.PubAck
+	var err error
 	for ack == nil {
 		ack, err = js.Publish(ctx, "smoke.a", []byte("one"), jetstream.WithMsgID("1"))
 		if err != nil && ctx.Err() != nil {
