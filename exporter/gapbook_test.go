@@ -439,3 +439,337 @@ func TestDrainSendsRecoveredChangesWhoseMarkerIsAcknowledgedDuringIt(t *testing.
 		t.Errorf("the drain sent %d of %d recovered changes queued before it", c, n)
 	}
 }
+
+// --- audit of 68b2ed5 -------------------------------------------------------
+
+// answerAll answers every publish of sink with err until stop is closed.
+func answerAll(sink *answeredSink, err error, stop <-chan struct{}) {
+	for {
+		select {
+		case p := <-sink.pubs:
+			p.done(err)
+		case <-stop:
+			return
+		}
+	}
+}
+
+// Keys whose marker is acknowledged during the shutdown drain are
+// delivered by the drain, but the drain stays bounded by the shutdown
+// timeout: a sink that does not answer their sends (a broker gone, acks
+// only failed on Close) must not hold Run past it.
+func TestDrainOfKeysResumedByAMarkerAckStaysWithinTheShutdownTimeout(t *testing.T) {
+	const n = 5
+	src := newFakeSource(0)
+	sink := &answeredSink{pubs: make(chan answeredPub, 1024)}
+	cfg := newConfig([]config.Watch{{Resource: "configmaps"}})
+	cfg.ShutdownTimeout.Duration = 2 * time.Second
+	h := startHarness(t, cfg, harnessOpts{src: src, sink: sink})
+	h.waitReady()
+	for i := 0; i < n; i++ {
+		src.apply(cmRes.GVR, cm("a", oddName(i), map[string]any{"v": "1"}), true)
+	}
+	src.expire(cmRes.GVR)
+	marker := sink.next(t)
+	if len(marker.evs) != 1 || marker.evs[0].Type != event.TypeGap {
+		t.Fatalf("first publish %s, want the gap marker", summary(marker.evs))
+	}
+	r := h.ex.byName["rec"]
+	waitUntil(t, "every key parked", func() bool { _, w := r.gaps.gapLen(); return w == n })
+	h.cancel()
+	waitUntil(t, "the drain", r.queue.ShuttingDown)
+	start := time.Now()
+	marker.done(nil)
+	select {
+	case <-h.done:
+	case <-time.After(3 * cfg.ShutdownTimeout.Duration):
+		t.Errorf("Run still running %s after the shutdown began (shutdownTimeout %s): the drain of the resumed keys waits for their acks unbounded",
+			time.Since(start).Round(time.Millisecond), cfg.ShutdownTimeout.Duration)
+		stop := make(chan struct{})
+		go answerAll(sink, errors.New("nack"), stop)
+		<-h.done
+		close(stop)
+	}
+}
+
+// A key is never in flight twice. Here a key stays parked on a marker
+// after its recovered change came to nothing (its object was changed back
+// to the delivered state), so the marker's ack during the drain resumes
+// it while a live change of it is in flight with a newer one noted: the
+// runner's pass over the resumed keys must not send it while the
+// workers it starts again take it from the queue too.
+func TestKeyResumedByTheDrainIsNotSentTwiceAtOnce(t *testing.T) {
+	src := newFakeSource(0)
+	sink := &answeredSink{pubs: make(chan answeredPub, 1024)}
+	cfg := newConfig([]config.Watch{{Resource: "configmaps"}})
+	h := startHarness(t, cfg, harnessOpts{src: src, sink: sink})
+	h.waitReady()
+	r := h.ex.byName["rec"]
+	const name = "o/x~1"
+	k := keyItem(state.Key{GVR: cmRes.GVR, Namespace: "a", Name: name})
+	src.apply(cmRes.GVR, cm("a", name, map[string]any{"v": "1"}), false)
+	if p := sink.next(t); brief(p.evs) != "added "+name {
+		t.Fatalf("first publish %s, want the add", summary(p.evs))
+	} else {
+		p.done(nil)
+	}
+	waitUntil(t, "the add delivered", func() bool { return r.pending.len() == 0 })
+
+	src.apply(cmRes.GVR, cm("a", name, map[string]any{"v": "2"}), true)
+	src.expire(cmRes.GVR)
+	marker := sink.next(t)
+	if len(marker.evs) != 1 || marker.evs[0].Type != event.TypeGap {
+		t.Fatalf("publish after the relist %s, want the gap marker", summary(marker.evs))
+	}
+	waitUntil(t, "the key parked", func() bool { _, w := r.gaps.gapLen(); return w == 1 })
+
+	// Back to the delivered data: nothing to send, the key is finished.
+	src.apply(cmRes.GVR, cm("a", name, map[string]any{"v": "1"}), false)
+	waitUntil(t, "the key finished", func() bool { return r.pending.len() == 0 })
+	_, w := r.gaps.gapLen()
+	t.Logf("finished, the key is still parked (%d parked): the marker's ack will resume it", w)
+
+	src.apply(cmRes.GVR, cm("a", name, map[string]any{"v": "4"}), false)
+	live := sink.next(t)
+	if brief(live.evs) != "modified "+name {
+		t.Fatalf("live publish %s, want the modification", summary(live.evs))
+	}
+	gen := r.pending.snapshot(k).gen
+	src.apply(cmRes.GVR, cm("a", name, map[string]any{"v": "5"}), false)
+	waitUntil(t, "the next change noted", func() bool { return r.pending.snapshot(k).gen > gen })
+
+	h.cancel()
+	waitUntil(t, "the drain", r.queue.ShuttingDown)
+	marker.done(nil)
+	time.Sleep(50 * time.Millisecond)
+	live.done(nil)
+
+	first := sink.next(t)
+	select {
+	case second := <-sink.pubs:
+		t.Errorf("%s published while its publish %s is unanswered: the key is in flight twice", summary(second.evs), summary(first.evs))
+		second.done(nil)
+	case <-time.After(time.Second):
+	}
+	first.done(nil)
+	stop := make(chan struct{})
+	go answerAll(sink, nil, stop)
+	select {
+	case <-h.done:
+	case <-time.After(20 * time.Second):
+		t.Error("Run did not return")
+	}
+	close(stop)
+}
+
+// gapReasons is the reasons of the markers the book holds unsent.
+func (b *gapBook) gapReasons() []string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	var out []string
+	for _, e := range b.unsent {
+		out = append(out, e.g.ev.Data.(*event.GapData).Reason)
+	}
+	return out
+}
+
+// A restart's gap marker is always sent (docs/architecture.md: "a
+// restart's marker, queued on its own, always is"): the keys it recovered
+// being recovered again by a relist before its ack does not make the sink
+// lose the restart (the relist's marker starts after the restart, and does
+// not cover the time kubefeed was down).
+func TestRestartMarkerIsSentWhenARelistRecoversItsKeysAgain(t *testing.T) {
+	const n = 30
+	src := newFakeSource(0)
+	for i := 0; i < n; i++ {
+		src.apply(cmRes.GVR, cm("a", oddName(i), map[string]any{"v": "1"}), true)
+	}
+	mem := state.NewMemoryStore()
+	first := startHarness(t, newConfig([]config.Watch{{Resource: "configmaps"}}), harnessOpts{src: src, stores: map[string]state.Store{"rec": mem}})
+	first.waitReady()
+	waitUntil(t, "the first list recorded", func() bool {
+		c := 0
+		mem.Range(func(k state.Key, _ state.Record) bool {
+			if !isSentinel(k) {
+				c++
+			}
+			return true
+		})
+		return c == n
+	})
+	quiesce(t, first, "rec")
+	if err := first.stop(); err != nil {
+		t.Fatal(err)
+	}
+
+	for i := 0; i < n; i++ { // while kubefeed is down
+		src.apply(cmRes.GVR, cm("a", oddName(i), map[string]any{"v": "2"}), true)
+	}
+	var failing atomic.Bool
+	failing.Store(true)
+	sink := &recorder{fail: func(_ int, evs []*event.Event) error {
+		if evs[0].Type == event.TypeGap && failing.Load() {
+			return errors.New("nack")
+		}
+		return nil
+	}}
+	next := &restoredStore{MemoryStore: mem, at: time.Now().Add(-time.Minute)}
+	h := startHarness(t, newConfig([]config.Watch{{Resource: "configmaps"}}), harnessOpts{src: src, sink: sink, stores: map[string]state.Store{"rec": next}})
+	r := h.ex.byName["rec"]
+	waitUntil(t, "every key parked on the restart marker", func() bool { _, w := r.gaps.gapLen(); return w == n })
+	t.Logf("unsent before the relist: %v", r.gaps.gapReasons())
+	for i := 0; i < n; i++ {
+		src.apply(cmRes.GVR, cm("a", oddName(i), map[string]any{"v": "3"}), true)
+	}
+	src.expire(cmRes.GVR)
+	waitUntil(t, "every key parked on the relist marker", func() bool {
+		rs := r.gaps.gapReasons()
+		_, w := r.gaps.gapLen()
+		return w == n && len(rs) > 0 && (len(rs) > 1 || rs[0] == gapRelist)
+	})
+	t.Logf("unsent after the relist: %v", r.gaps.gapReasons())
+	failing.Store(false)
+	evs := sink.waitFor(t, "every recovered change", func(e []*event.Event) bool { return count(e, event.Modified.Type()) >= n })
+	waitUntil(t, "no key pending", func() bool { return r.pending.len() == 0 && r.queue.Len() == 0 })
+	evs = sink.got()
+	var reasons []string
+	for _, e := range evs {
+		if e.Type == event.TypeGap {
+			d := e.Data.(*event.GapData)
+			reasons = append(reasons, fmt.Sprintf("%s from %s to %s", d.Reason, d.From.Format(time.StampMilli), d.To.Format(time.StampMilli)))
+		}
+	}
+	restart := false
+	for _, e := range evs {
+		restart = restart || (e.Type == event.TypeGap && e.Data.(*event.GapData).Reason == gapRestart)
+	}
+	if !restart {
+		t.Errorf("the sink got gap markers %v and %d recovered changes, but never the restart's marker (kubefeed down since %s)",
+			reasons, count(evs, event.Modified.Type()), next.at.Format(time.StampMilli))
+	}
+}
+
+// A marker superseded while its send is in flight (a slow sink, several
+// workers) must not reach the sink after the recovered changes of the
+// marker that superseded it: the keys leave the old marker at once, the
+// new marker and their changes go out on other workers, and the old
+// marker's send completes last.
+func TestMarkerSupersededWhileInFlightDoesNotReachTheSinkAfterTheRecoveredChanges(t *testing.T) {
+	const n = 3
+	src := newFakeSource(0)
+	for i := 0; i < n; i++ {
+		src.apply(cmRes.GVR, cm("a", oddName(i), map[string]any{"v": "1"}), true)
+	}
+	inFlight, release := make(chan string, 1), make(chan struct{})
+	var once sync.Once
+	sink := &recorder{fail: func(_ int, evs []*event.Event) error {
+		if evs[0].Type == event.TypeGap {
+			held := false
+			once.Do(func() { held = true })
+			if held {
+				inFlight <- evs[0].ID
+				<-release
+			}
+		}
+		return nil
+	}}
+	h := startHarness(t, newConfig([]config.Watch{{Resource: "configmaps"}}), harnessOpts{src: src, sink: sink})
+	h.waitReady()
+	r := h.ex.byName["rec"]
+	for i := 0; i < n; i++ {
+		src.apply(cmRes.GVR, cm("a", oddName(i), map[string]any{"v": "2"}), true)
+	}
+	src.expire(cmRes.GVR)
+	var first string
+	select {
+	case first = <-inFlight:
+	case <-time.After(20 * time.Second):
+		t.Fatal("no marker sent")
+	}
+	waitUntil(t, "every key parked on the first marker", func() bool { _, w := r.gaps.gapLen(); return w == n })
+	for i := 0; i < n; i++ {
+		src.apply(cmRes.GVR, cm("a", oddName(i), map[string]any{"v": "3"}), true)
+	}
+	src.expire(cmRes.GVR)
+	sink.waitFor(t, "the recovered changes", func(e []*event.Event) bool { return count(e, event.Modified.Type()) >= n })
+	close(release)
+	sink.waitFor(t, "the first marker's send to end", func(e []*event.Event) bool {
+		for _, ev := range e {
+			if ev.ID == first {
+				return true
+			}
+		}
+		return false
+	})
+	evs := sink.got()
+	recovered := false
+	for i, e := range evs {
+		switch {
+		case e.Type == event.Modified.Type():
+			recovered = true
+		case e.Type == event.TypeGap && recovered:
+			t.Errorf("event %d: gap marker %s (%s) reached the sink after recovered changes that superseded it:%s",
+				i, e.ID, e.Data.(*event.GapData).Reason, summary(evs))
+		}
+	}
+}
+
+// A second relist that changes only some keys moves those to its own
+// marker; the others stay on the first one. The first marker must still
+// not reach the sink after the recovered changes of the keys that left
+// it (their changes were recovered through it as well, and it is still
+// to be sent): here its first send is slow and fails, the second marker
+// and its keys go out meanwhile, and the first marker's retry follows
+// them.
+func TestFirstMarkerDoesNotFollowTheChangesOfKeysThatLeftIt(t *testing.T) {
+	const n = 6
+	src := newFakeSource(0)
+	for i := 0; i < n; i++ {
+		src.apply(cmRes.GVR, cm("a", oddName(i), map[string]any{"v": "1"}), true)
+	}
+	inFlight, release := make(chan string, 1), make(chan struct{})
+	var once sync.Once
+	sink := &recorder{fail: func(_ int, evs []*event.Event) error {
+		if evs[0].Type != event.TypeGap {
+			return nil
+		}
+		held := false
+		once.Do(func() { held = true })
+		if held {
+			inFlight <- evs[0].ID
+			<-release
+			return errors.New("nack")
+		}
+		return nil
+	}}
+	h := startHarness(t, newConfig([]config.Watch{{Resource: "configmaps"}}), harnessOpts{src: src, sink: sink})
+	h.waitReady()
+	r := h.ex.byName["rec"]
+	for i := 0; i < n; i++ {
+		src.apply(cmRes.GVR, cm("a", oddName(i), map[string]any{"v": "2"}), true)
+	}
+	src.expire(cmRes.GVR)
+	var firstID string
+	select {
+	case firstID = <-inFlight:
+	case <-time.After(20 * time.Second):
+		t.Fatal("no marker sent")
+	}
+	waitUntil(t, "every key parked on the first marker", func() bool { _, w := r.gaps.gapLen(); return w == n })
+	for i := 0; i < n; i += 2 {
+		src.apply(cmRes.GVR, cm("a", oddName(i), map[string]any{"v": "3"}), true)
+	}
+	src.expire(cmRes.GVR)
+	sink.waitFor(t, "the changes of the keys that left the first marker", func(e []*event.Event) bool { return count(e, event.Modified.Type()) >= n/2 })
+	close(release)
+	evs := sink.waitFor(t, "every recovered change", func(e []*event.Event) bool { return count(e, event.Modified.Type()) >= n })
+	recovered := false
+	for i, e := range evs {
+		switch {
+		case e.Type == event.Modified.Type():
+			recovered = true
+		case e.Type == event.TypeGap && recovered:
+			t.Errorf("event %d: gap marker %s (the first: %v) sent after recovered changes of its scope:%s", i, e.ID, e.ID == firstID, summary(evs))
+		}
+	}
+}
