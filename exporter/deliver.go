@@ -17,10 +17,6 @@ import (
 // that covers it has not finished its first list.
 var errNotSynced = errors.New("a scope covering the key has not synced")
 
-// errAwaitGap: the key's recovered change waits for its gap marker's ack,
-// which queues the key again.
-var errAwaitGap = errors.New("waiting for the gap marker to be acknowledged")
-
 // awaitTombstone defers a key whose object vanished before its handler
 // stored the final state, by its duration.
 type awaitTombstone time.Duration
@@ -99,10 +95,7 @@ func allRouteInOrder(src []*plan.Rule, sink string) bool {
 // delivery is one key's send: what was planned, and what to record once
 // the sink acknowledged it.
 type delivery struct {
-	it item
-	// gap, for a gap item, is the marker sent (nil: acknowledged
-	// meanwhile); the rest is then zero but for out.events.
-	gap  *gap
+	it   item
 	cur  plan.Current
 	snap pending
 	out  plan.Outcome
@@ -118,10 +111,10 @@ type delivery struct {
 	ahead *state.Record
 }
 
-// prepare plans what to send for k. A recovered change whose gap marker
-// was not acknowledged yet is not planned: the key waits for the marker
-// (errAwaitGap, gapBook.await), so that with a window of sends in flight
-// no recovered change of a scope can reach the sink before its marker.
+// prepare plans what to send for k. The gap markers a recovered change
+// must follow are sent (and acknowledged) first (markersFirst), so that
+// with a window of sends in flight no recovered change of a scope can
+// reach the sink before its marker.
 func (r *sinkRunner) prepare(ctx context.Context, it item) (*delivery, error) {
 	k := it.key()
 	cur := r.lookup(k)
@@ -157,10 +150,10 @@ func (r *sinkRunner) prepare(ctx context.Context, it item) (*delivery, error) {
 		gone.Obj = nil
 		out, again = plan.Compute(r.sh.origin, k, last, snap.attempted, gone, tomb, snap.recovered != nil, obs, writesAhead), true
 	}
-	if g := snap.recovered; g != nil && len(out.Events) > 0 && r.gaps.await(g, it) {
-		// Parked until the marker's ack queues the key again.
-		r.queue.Add(gapItem(g))
-		return nil, errAwaitGap
+	if g := snap.recovered; g != nil && len(out.Events) > 0 {
+		if err := r.markersFirst(ctx, g); err != nil {
+			return nil, err
+		}
 	}
 	d := &delivery{it: it, cur: cur, snap: snap, out: out, again: again}
 	if writesAhead {
@@ -229,14 +222,21 @@ func (r *sinkRunner) dispatch(ctx context.Context, d *delivery, sd *sendDeadline
 		sd = &sendDeadline{parent: ctx}
 		defer sd.stop()
 	}
-	sctx := sd.get()
+	r.publish(sd.get(), events, func(err error) { r.complete(ctx, d, err) })
+}
+
+// publish hands events to the sink and calls done with the outcome once:
+// through the sink's window when it is an AsyncSink, else by a blocking
+// Send. Every event a sink gets, a key's or a gap marker, goes through
+// here.
+func (r *sinkRunner) publish(ctx context.Context, events []*event.Event, done func(error)) {
 	if as, ok := r.sink.(sinks.AsyncSink); ok {
-		if err := as.Publish(sctx, events, func(err error) { r.complete(ctx, d, err) }); err != nil {
-			r.complete(ctx, d, err)
+		if err := as.Publish(ctx, events, done); err != nil {
+			done(err)
 		}
 		return
 	}
-	r.complete(ctx, d, r.sink.Send(sctx, events))
+	done(r.sink.Send(ctx, events))
 }
 
 // complete records the outcome of d's send: on success (or a permanent
@@ -246,10 +246,6 @@ func (r *sinkRunner) dispatch(ctx context.Context, d *delivery, sd *sendDeadline
 // I/O: a checkpoint group commit runs on the runner's committer.
 func (r *sinkRunner) complete(ctx context.Context, d *delivery, err error) {
 	k, out := d.it.key(), d.out
-	if d.it.gap != "" {
-		r.completeGap(ctx, d, err)
-		return
-	}
 	if err != nil && !sinks.IsPermanent(err) {
 		r.pending.failed(d.it, out.Record)
 		r.settle(ctx, d.it, err)
@@ -289,28 +285,5 @@ func (r *sinkRunner) complete(ctx context.Context, d *delivery, err error) {
 		r.commitThenSettle(ctx, d.it)
 		return
 	}
-	r.settle(ctx, d.it, nil)
-}
-
-// completeGap records the outcome of a gap marker's send: a retryable
-// error sends it again (the keys waiting for it keep waiting); else it is
-// acknowledged, or dropped for good, and the waiting keys go on.
-func (r *sinkRunner) completeGap(ctx context.Context, d *delivery, err error) {
-	if d.gap == nil {
-		r.settle(ctx, d.it, nil)
-		return
-	}
-	if err != nil && !sinks.IsPermanent(err) {
-		r.settle(ctx, d.it, err)
-		return
-	}
-	if err != nil {
-		r.dropped.Add(1)
-		r.sh.metrics.dropped.WithLabelValues(r.name).Inc()
-		r.log.Error("permanent send error, gap marker dropped for this sink", zap.String("gap", d.gap.ev.ID), zap.Error(err))
-	} else {
-		r.delivered.Add(1)
-	}
-	r.gapSent(d.gap)
 	r.settle(ctx, d.it, nil)
 }

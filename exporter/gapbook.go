@@ -1,10 +1,14 @@
 package exporter
 
 import (
+	"context"
 	"sync"
 	"time"
 
+	"go.uber.org/zap"
+
 	"github.com/kubefeed/kubefeed/event"
+	"github.com/kubefeed/kubefeed/sinks"
 )
 
 // gapMemory is how long a sink remembers that it has a gap marker; a
@@ -12,133 +16,95 @@ import (
 // by id), so the memory stays bounded.
 const gapMemory = time.Hour
 
-// gapBook is one sink's gap markers: the ones to send, the keys whose
-// recovered change waits for a marker's ack, and the markers acknowledged.
+// gapBook is one sink's gap markers: those some change was recovered
+// through and the sink has not acknowledged, per scope in the order they
+// were noted; the ones queued to be sent on their own (eager); and the
+// ones acknowledged.
 //
-// A marker is an ordinary queue item (gapItem), sent through the same path
-// as a key's events. A recovered change is handed to the sink only after
-// its scope's marker was acknowledged: the worker that finds the marker
-// unsent parks the key here (await) and queues the marker; the marker's
-// ack queues the parked keys again. So no window of sends in flight lets
-// a recovered change overtake its marker, and no worker blocks on it.
-//
-// A key is parked on one marker at a time: recovered again through a
-// newer marker (a second relist), it waits for that one, and a marker no
-// key waits for any more is not sent at all, unless it was queued on its
-// own (eager: a restart's marker).
+// A recovered change is handed to the sink only after its marker, and
+// every marker of its scope noted before it, were acknowledged: markers of
+// one scope reach the sink in order, each before the changes recovered
+// through it, even through a window of sends in flight and sends that
+// fail. sendMu is held while markers are sent ahead of a recovered change,
+// so that the other workers wait for their acks.
 type gapBook struct {
 	mu     sync.Mutex
-	unsent map[string]*unsentGap
-	parked map[item]string // key -> id of the marker it waits for
+	needed map[string][]*gap // by scope (the marker's subject)
+	eager  map[string]*gap   // by id
 	sent   map[string]time.Time
-}
-
-// unsentGap is a marker to send and the keys waiting for its ack.
-type unsentGap struct {
-	g       *gap
-	eager   bool // queued on its own: sent even when no key waits
-	waiting map[item]struct{}
+	sendMu sync.Mutex
 }
 
 func newGapBook() *gapBook {
-	return &gapBook{unsent: map[string]*unsentGap{}, parked: map[item]string{}, sent: map[string]time.Time{}}
+	return &gapBook{needed: map[string][]*gap{}, eager: map[string]*gap{}, sent: map[string]time.Time{}}
 }
 
-// entry returns g's entry, made if need be; b.mu is held.
-func (b *gapBook) entry(g *gap) *unsentGap {
-	e := b.unsent[g.ev.ID]
-	if e == nil {
-		e = &unsentGap{g: g, waiting: map[item]struct{}{}}
-		b.unsent[g.ev.ID] = e
-	}
-	return e
-}
-
-// add notes g as one to send even if no key waits for it (unless it was
-// acknowledged already).
-func (b *gapBook) add(g *gap) {
+// note records that some change is recovered through g, so that g goes
+// out before any later marker of its scope.
+func (b *gapBook) note(g *gap) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if _, ok := b.sent[g.ev.ID]; !ok {
-		b.entry(g).eager = true
-	}
+	b.noteLocked(g)
 }
 
-// unsentGap is the marker of id still to send: nil when it was
-// acknowledged, or when no key waits for it any more and it is not eager
-// (it is then forgotten).
-func (b *gapBook) unsentGap(id string) *gap {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	e := b.unsent[id]
-	if e == nil {
-		return nil
-	}
-	if !e.eager && len(e.waiting) == 0 {
-		delete(b.unsent, id)
-		return nil
-	}
-	return e.g
-}
-
-// recoveredAgain notes that it's next change is recovered through g: a
-// key parked on an older marker waits for g from now on (await parks it
-// there when its change is planned).
-func (b *gapBook) recoveredAgain(it item, g *gap) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	b.unparkLocked(it, g.ev.ID)
-}
-
-// unparkLocked takes it off the marker it waits for unless that is id;
-// a marker no key waits for any more is forgotten unless eager. b.mu is
-// held.
-func (b *gapBook) unparkLocked(it item, id string) {
-	old, ok := b.parked[it]
-	if !ok || old == id {
+func (b *gapBook) noteLocked(g *gap) {
+	if _, ok := b.sent[g.ev.ID]; ok {
 		return
 	}
-	delete(b.parked, it)
-	if e := b.unsent[old]; e != nil {
-		delete(e.waiting, it)
-		if !e.eager && len(e.waiting) == 0 {
-			delete(b.unsent, old)
+	scope := g.ev.Subject
+	for _, have := range b.needed[scope] {
+		if have.ev.ID == g.ev.ID {
+			return
 		}
 	}
+	b.needed[scope] = append(b.needed[scope], g)
 }
 
-// await reports whether it's recovered change must wait for g's ack; if
-// so, it is parked until then and g is noted as one to send. A key parked
-// on another marker waits for g instead.
-func (b *gapBook) await(g *gap, it item) bool {
+func (b *gapBook) isSent(g *gap) bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	id := g.ev.ID
-	b.unparkLocked(it, id)
+	_, ok := b.sent[g.ev.ID]
+	return ok
+}
+
+// upTo returns the markers of g's scope still to send before a change
+// recovered through g: those noted before g, then g.
+func (b *gapBook) upTo(g *gap) []*gap {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.noteLocked(g)
+	var out []*gap
+	for _, have := range b.needed[g.ev.Subject] {
+		if _, ok := b.sent[have.ev.ID]; ok {
+			continue
+		}
+		out = append(out, have)
+		if have.ev.ID == g.ev.ID {
+			break
+		}
+	}
+	return out
+}
+
+// markSent records g as acknowledged; it reports whether it was new.
+func (b *gapBook) markSent(g *gap, now time.Time) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	id, scope := g.ev.ID, g.ev.Subject
+	list := b.needed[scope][:0]
+	for _, have := range b.needed[scope] {
+		if have.ev.ID != id {
+			list = append(list, have)
+		}
+	}
+	if len(list) == 0 {
+		delete(b.needed, scope)
+	} else {
+		b.needed[scope] = list
+	}
+	delete(b.eager, id)
 	if _, ok := b.sent[id]; ok {
 		return false
-	}
-	b.entry(g).waiting[it] = struct{}{}
-	b.parked[it] = id
-	return true
-}
-
-// markSent records g as acknowledged; it reports whether it was new, and
-// returns the keys that waited for it.
-func (b *gapBook) markSent(g *gap, now time.Time) (bool, []item) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	id := g.ev.ID
-	var woken []item
-	if e := b.unsent[id]; e != nil {
-		for it := range e.waiting {
-			woken = append(woken, it)
-			delete(b.parked, it)
-		}
-		delete(b.unsent, id)
-	}
-	if _, ok := b.sent[id]; ok {
-		return false, woken
 	}
 	for old, at := range b.sent {
 		if now.Sub(at) > gapMemory {
@@ -146,38 +112,79 @@ func (b *gapBook) markSent(g *gap, now time.Time) (bool, []item) {
 		}
 	}
 	b.sent[id] = now
-	return true, woken
+	return true
+}
+
+func (b *gapBook) queueEager(g *gap) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if _, ok := b.sent[g.ev.ID]; !ok {
+		b.eager[g.ev.ID] = g
+		b.noteLocked(g)
+	}
+}
+
+func (b *gapBook) eagerGap(id string) *gap {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.eager[id]
 }
 
 // sendGapNow queues a gap marker to be sent even if nothing changed.
 func (r *sinkRunner) sendGapNow(g *gap) {
-	r.gaps.add(g)
+	r.gaps.queueEager(g)
 	r.queue.Add(gapItem(g))
 }
 
-// prepareGap is the delivery of a gap item: its marker, or nothing when it
-// was acknowledged meanwhile.
-func (r *sinkRunner) prepareGap(it item) *delivery {
-	d := &delivery{it: it, gap: r.gaps.unsentGap(it.gap)}
-	if d.gap != nil {
-		d.out.Events = []*event.Event{d.gap.ev}
+// markersFirst sends, unless the sink has them, the markers a change
+// recovered through g must follow (g, and the markers of its scope noted
+// before it), in order, each acknowledged before the next.
+func (r *sinkRunner) markersFirst(ctx context.Context, g *gap) error {
+	if r.gaps.isSent(g) {
+		return nil
 	}
-	return d
+	r.gaps.sendMu.Lock()
+	defer r.gaps.sendMu.Unlock()
+	for _, m := range r.gaps.upTo(g) {
+		if err := r.sendMarker(ctx, m); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// sendMarker publishes one marker and waits for its ack (at most
+// sendTimeout). A marker the sink refuses for good is dropped and counted,
+// and the changes after it go on.
+func (r *sinkRunner) sendMarker(ctx context.Context, m *gap) error {
+	sctx, cancel := context.WithTimeout(ctx, sendTimeout)
+	defer cancel()
+	res := make(chan error, 1)
+	r.publish(sctx, []*event.Event{m.ev}, func(err error) { res <- err })
+	var err error
+	select {
+	case err = <-res:
+	case <-sctx.Done():
+		err = sctx.Err()
+	}
+	if err != nil && !sinks.IsPermanent(err) {
+		return err
+	}
+	if err != nil {
+		r.dropped.Add(1)
+		r.sh.metrics.dropped.WithLabelValues(r.name).Inc()
+		r.log.Error("permanent send error, gap marker dropped for this sink", zap.String("gap", m.ev.ID), zap.Error(err))
+	} else {
+		r.delivered.Add(1)
+	}
+	r.gapSent(m)
+	return nil
 }
 
 // gapSent records a marker the sink acknowledged (or refused for good),
-// counts it once per id, and queues the keys that waited for it. While the
-// queue shuts down it takes no more items: the drain then delivers them
-// (resume).
+// counted once per id.
 func (r *sinkRunner) gapSent(g *gap) {
-	isNew, woken := r.gaps.markSent(g, time.Now())
-	for _, it := range woken {
-		r.queue.Add(it)
-		if r.queue.ShuttingDown() {
-			r.resume(it)
-		}
-	}
-	if !isNew {
+	if !r.gaps.markSent(g, time.Now()) {
 		return
 	}
 	r.gapsSent.Add(1)

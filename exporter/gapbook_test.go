@@ -1,7 +1,6 @@
 package exporter
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"strings"
@@ -23,25 +22,25 @@ func TestGapBookForgetsOldMarkers(t *testing.T) {
 	for i := 0; i < 1000; i++ {
 		b.markSent(&gap{ev: &event.Event{ID: fmt.Sprintf("g%d", i)}}, start)
 	}
-	if isNew, _ := b.markSent(&gap{ev: &event.Event{ID: "late"}}, start.Add(2*gapMemory)); !isNew {
+	if !b.markSent(&gap{ev: &event.Event{ID: "late"}}, start.Add(2*gapMemory)) {
 		t.Fatal("a new marker was taken as sent")
 	}
 	if n := len(b.sent); n != 1 {
 		t.Fatalf("%d marker ids remembered after two hours, want 1", n)
 	}
-	if !b.await(&gap{ev: &event.Event{ID: "g1"}}, item{name: "k"}) {
+	if b.isSent(&gap{ev: &event.Event{ID: "g1"}}) {
 		t.Error("an hour-old marker id is still remembered")
 	}
 }
 
-// A recovered change waits for its gap marker's ack without holding a
-// worker: with one worker, a live change of another object is sent while
-// the marker is unacknowledged; a marker whose send fails is sent again,
-// and only its ack lets the recovered change go.
-func TestRecoveredChangeWaitsForItsMarkerWithoutHoldingAWorker(t *testing.T) {
+// A recovered change waits for its gap marker's ack, and holds back only
+// its own worker: with two workers, a live change of another object is
+// sent while the marker is unacknowledged; a marker whose send fails is
+// sent again, and only its ack lets the recovered change go.
+func TestRecoveredChangeWaitsForItsMarkerHoldingBackOnlyItsWorker(t *testing.T) {
 	sink := &answeredSink{pubs: make(chan answeredPub, 16)}
 	cfg := newConfig([]config.Watch{{Resource: "configmaps"}})
-	cfg.Workers = 1
+	cfg.Workers = 2
 	h := startHarness(t, cfg, harnessOpts{sink: sink})
 	h.waitReady()
 	h.src.apply(cmRes.GVR, cm("a", "x", map[string]any{"v": "1"}), false)
@@ -102,15 +101,27 @@ func brief(evs []*event.Event) string {
 	return strings.Join(parts, " ")
 }
 
-// gapLen is how many markers the book holds unsent, and how many parked
-// keys wait for one (a key counted once per marker it waits for).
-func (b *gapBook) gapLen() (unsent, waiting int) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	for _, e := range b.unsent {
-		waiting += len(e.waiting)
+// gapLen is how many markers the sink has still to send, and how many
+// keys wait for one (their change recovered through a marker it has not
+// acknowledged).
+func gapLen(r *sinkRunner) (unsent, waiting int) {
+	sent := map[string]bool{}
+	r.gaps.mu.Lock()
+	for _, l := range r.gaps.needed {
+		unsent += len(l)
 	}
-	return len(b.unsent), waiting
+	for id := range r.gaps.sent {
+		sent[id] = true
+	}
+	r.gaps.mu.Unlock()
+	r.pending.mu.Lock()
+	defer r.pending.mu.Unlock()
+	for _, p := range r.pending.m {
+		if p.recovered != nil && !sent[p.recovered.ev.ID] {
+			waiting++
+		}
+	}
+	return unsent, waiting
 }
 
 // oddName is the i-th object name of a test with many keys, some with '/'
@@ -188,7 +199,7 @@ func TestManyKeysWaitForOneMarkerThatFailsBeforeItsAck(t *testing.T) {
 		t.Errorf("marker sent %d times, want 4 (three failures, one ack)", markerCalls)
 	}
 	mu.Unlock()
-	if unsent, waiting := r.gaps.gapLen(); unsent != 0 || waiting != 0 {
+	if unsent, waiting := gapLen(r); unsent != 0 || waiting != 0 {
 		t.Errorf("gap book holds %d unsent markers and %d parked keys after the ack, want none", unsent, waiting)
 	}
 	if err := h.stop(); err != nil {
@@ -225,7 +236,7 @@ func TestMarkerRefusedForGoodReleasesItsKeys(t *testing.T) {
 	if c := count(sink.got(), event.TypeGap); c != 0 {
 		t.Errorf("%d refused markers recorded", c)
 	}
-	if unsent, waiting := r.gaps.gapLen(); unsent != 0 || waiting != 0 {
+	if unsent, waiting := gapLen(r); unsent != 0 || waiting != 0 {
 		t.Errorf("gap book holds %d unsent markers and %d parked keys, want none", unsent, waiting)
 	}
 	if err := h.stop(); err != nil {
@@ -263,7 +274,7 @@ func TestKeysParkedAtShutdownAreSentByTheNextStart(t *testing.T) {
 	}
 	src.expire(cmRes.GVR)
 	r := h.ex.byName["rec"]
-	waitUntil(t, "every key parked", func() bool { _, w := r.gaps.gapLen(); return w == n && markers.Load() >= 2 })
+	waitUntil(t, "every key parked", func() bool { _, w := gapLen(r); return w == n && markers.Load() >= 2 })
 	start := time.Now()
 	if err := h.stop(); err != nil {
 		t.Fatal(err)
@@ -330,18 +341,18 @@ func TestSupersededMarkerIsNotSentAfterTheRecoveredChanges(t *testing.T) {
 		src.apply(cmRes.GVR, cm("a", oddName(i), map[string]any{"v": "2"}), true)
 	}
 	src.expire(cmRes.GVR)
-	waitUntil(t, "every key parked on the first marker", func() bool { _, w := r.gaps.gapLen(); return w == n })
+	waitUntil(t, "every key parked on the first marker", func() bool { _, w := gapLen(r); return w == n })
 	for i := 0; i < n; i++ {
 		src.apply(cmRes.GVR, cm("a", oddName(i), map[string]any{"v": "3"}), true)
 	}
 	src.expire(cmRes.GVR)
 	// Every key now waits for the second marker; the first, which none
 	// waits for, is forgotten.
-	waitUntil(t, "every key parked on the second marker", func() bool { u, w := r.gaps.gapLen(); return u == 1 && w == n })
+	waitUntil(t, "every key waiting for the second marker, after the first", func() bool { u, w := gapLen(r); return u == 2 && w == n })
 	failing.Store(false)
 	sink.waitFor(t, "every recovered change", func(e []*event.Event) bool { return count(e, event.Modified.Type()) >= n })
 	waitUntil(t, "no key pending and no marker left to send", func() bool {
-		u, _ := r.gaps.gapLen()
+		u, _ := gapLen(r)
 		return r.pending.len() == 0 && r.queue.Len() == 0 && u == 0
 	})
 	evs := sink.got()
@@ -358,43 +369,6 @@ func TestSupersededMarkerIsNotSentAfterTheRecoveredChanges(t *testing.T) {
 	}
 	if c := count(evs, event.Modified.Type()); c != n {
 		t.Errorf("%d recovered changes, want %d", c, n)
-	}
-}
-
-// A marker acknowledged while the worker that parked a key has not yet
-// settled it (between await and settle) still queues the key again: the
-// ack's Add finds the key processing, and Done hands it back.
-func TestMarkerAckedBeforeItsParkedKeySettlesQueuesTheKeyAgain(t *testing.T) {
-	ex, err := New(Options{Config: newConfig([]config.Watch{{Resource: "configmaps"}}), Sinks: map[string]sinks.Sink{"rec": &recorder{}}, clientFor: newFakeSource(0).client})
-	if err != nil {
-		t.Fatal(err)
-	}
-	r := ex.runners[0]
-	defer r.queue.ShutDown()
-	g := &gap{ev: &event.Event{ID: "gap.x", Data: &event.GapData{Reason: gapRelist}}}
-	k := keyItem(state.Key{GVR: cmRes.GVR, Namespace: "a/b", Name: "c~1/d"})
-	r.enqueue(k, g)
-	it, _ := r.queue.Get()
-	r.inflight.Add(1)
-	if !r.gaps.await(g, it) {
-		t.Fatal("a key waited for nothing")
-	}
-	r.gapSent(g)
-	if r.queue.Len() != 0 {
-		t.Fatalf("a key in process handed out again (%d queued)", r.queue.Len())
-	}
-	r.settle(context.Background(), it, errAwaitGap)
-	if r.queue.Len() != 1 {
-		t.Fatalf("%d items queued after the key settled, want the key again", r.queue.Len())
-	}
-	if again, _ := r.queue.Get(); again != k {
-		t.Errorf("queued %s, want %s", again, k)
-	}
-	if u, w := r.gaps.gapLen(); u != 0 || w != 0 {
-		t.Errorf("gap book holds %d unsent and %d parked after the ack", u, w)
-	}
-	if r.gaps.await(g, k) {
-		t.Error("a key waits for a marker already acknowledged")
 	}
 }
 
@@ -475,7 +449,7 @@ func TestDrainOfKeysResumedByAMarkerAckStaysWithinTheShutdownTimeout(t *testing.
 		t.Fatalf("first publish %s, want the gap marker", summary(marker.evs))
 	}
 	r := h.ex.byName["rec"]
-	waitUntil(t, "every key parked", func() bool { _, w := r.gaps.gapLen(); return w == n })
+	waitUntil(t, "every key parked", func() bool { _, w := gapLen(r); return w == n })
 	h.cancel()
 	waitUntil(t, "the drain", r.queue.ShuttingDown)
 	start := time.Now()
@@ -492,83 +466,15 @@ func TestDrainOfKeysResumedByAMarkerAckStaysWithinTheShutdownTimeout(t *testing.
 	}
 }
 
-// A key is never in flight twice. Here a key stays parked on a marker
-// after its recovered change came to nothing (its object was changed back
-// to the delivered state), so the marker's ack during the drain resumes
-// it while a live change of it is in flight with a newer one noted: the
-// runner's pass over the resumed keys must not send it while the
-// workers it starts again take it from the queue too.
-func TestKeyResumedByTheDrainIsNotSentTwiceAtOnce(t *testing.T) {
-	src := newFakeSource(0)
-	sink := &answeredSink{pubs: make(chan answeredPub, 1024)}
-	cfg := newConfig([]config.Watch{{Resource: "configmaps"}})
-	h := startHarness(t, cfg, harnessOpts{src: src, sink: sink})
-	h.waitReady()
-	r := h.ex.byName["rec"]
-	const name = "o/x~1"
-	k := keyItem(state.Key{GVR: cmRes.GVR, Namespace: "a", Name: name})
-	src.apply(cmRes.GVR, cm("a", name, map[string]any{"v": "1"}), false)
-	if p := sink.next(t); brief(p.evs) != "added "+name {
-		t.Fatalf("first publish %s, want the add", summary(p.evs))
-	} else {
-		p.done(nil)
-	}
-	waitUntil(t, "the add delivered", func() bool { return r.pending.len() == 0 })
-
-	src.apply(cmRes.GVR, cm("a", name, map[string]any{"v": "2"}), true)
-	src.expire(cmRes.GVR)
-	marker := sink.next(t)
-	if len(marker.evs) != 1 || marker.evs[0].Type != event.TypeGap {
-		t.Fatalf("publish after the relist %s, want the gap marker", summary(marker.evs))
-	}
-	waitUntil(t, "the key parked", func() bool { _, w := r.gaps.gapLen(); return w == 1 })
-
-	// Back to the delivered data: nothing to send, the key is finished.
-	src.apply(cmRes.GVR, cm("a", name, map[string]any{"v": "1"}), false)
-	waitUntil(t, "the key finished", func() bool { return r.pending.len() == 0 })
-	_, w := r.gaps.gapLen()
-	t.Logf("finished, the key is still parked (%d parked): the marker's ack will resume it", w)
-
-	src.apply(cmRes.GVR, cm("a", name, map[string]any{"v": "4"}), false)
-	live := sink.next(t)
-	if brief(live.evs) != "modified "+name {
-		t.Fatalf("live publish %s, want the modification", summary(live.evs))
-	}
-	gen := r.pending.snapshot(k).gen
-	src.apply(cmRes.GVR, cm("a", name, map[string]any{"v": "5"}), false)
-	waitUntil(t, "the next change noted", func() bool { return r.pending.snapshot(k).gen > gen })
-
-	h.cancel()
-	waitUntil(t, "the drain", r.queue.ShuttingDown)
-	marker.done(nil)
-	time.Sleep(50 * time.Millisecond)
-	live.done(nil)
-
-	first := sink.next(t)
-	select {
-	case second := <-sink.pubs:
-		t.Errorf("%s published while its publish %s is unanswered: the key is in flight twice", summary(second.evs), summary(first.evs))
-		second.done(nil)
-	case <-time.After(time.Second):
-	}
-	first.done(nil)
-	stop := make(chan struct{})
-	go answerAll(sink, nil, stop)
-	select {
-	case <-h.done:
-	case <-time.After(20 * time.Second):
-		t.Error("Run did not return")
-	}
-	close(stop)
-}
-
 // gapReasons is the reasons of the markers the book holds unsent.
 func (b *gapBook) gapReasons() []string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	var out []string
-	for _, e := range b.unsent {
-		out = append(out, e.g.ev.Data.(*event.GapData).Reason)
+	for _, l := range b.needed {
+		for _, g := range l {
+			out = append(out, g.ev.Data.(*event.GapData).Reason)
+		}
 	}
 	return out
 }
@@ -616,7 +522,7 @@ func TestRestartMarkerIsSentWhenARelistRecoversItsKeysAgain(t *testing.T) {
 	next := &restoredStore{MemoryStore: mem, at: time.Now().Add(-time.Minute)}
 	h := startHarness(t, newConfig([]config.Watch{{Resource: "configmaps"}}), harnessOpts{src: src, sink: sink, stores: map[string]state.Store{"rec": next}})
 	r := h.ex.byName["rec"]
-	waitUntil(t, "every key parked on the restart marker", func() bool { _, w := r.gaps.gapLen(); return w == n })
+	waitUntil(t, "every key parked on the restart marker", func() bool { _, w := gapLen(r); return w == n })
 	t.Logf("unsent before the relist: %v", r.gaps.gapReasons())
 	for i := 0; i < n; i++ {
 		src.apply(cmRes.GVR, cm("a", oddName(i), map[string]any{"v": "3"}), true)
@@ -624,7 +530,7 @@ func TestRestartMarkerIsSentWhenARelistRecoversItsKeysAgain(t *testing.T) {
 	src.expire(cmRes.GVR)
 	waitUntil(t, "every key parked on the relist marker", func() bool {
 		rs := r.gaps.gapReasons()
-		_, w := r.gaps.gapLen()
+		_, w := gapLen(r)
 		return w == n && len(rs) > 0 && (len(rs) > 1 || rs[0] == gapRelist)
 	})
 	t.Logf("unsent after the relist: %v", r.gaps.gapReasons())
@@ -686,13 +592,16 @@ func TestMarkerSupersededWhileInFlightDoesNotReachTheSinkAfterTheRecoveredChange
 	case <-time.After(20 * time.Second):
 		t.Fatal("no marker sent")
 	}
-	waitUntil(t, "every key parked on the first marker", func() bool { _, w := r.gaps.gapLen(); return w == n })
+	waitUntil(t, "every key parked on the first marker", func() bool { _, w := gapLen(r); return w == n })
 	for i := 0; i < n; i++ {
 		src.apply(cmRes.GVR, cm("a", oddName(i), map[string]any{"v": "3"}), true)
 	}
 	src.expire(cmRes.GVR)
-	sink.waitFor(t, "the recovered changes", func(e []*event.Event) bool { return count(e, event.Modified.Type()) >= n })
+	// The second relist's marker is noted while the first one's send is
+	// in flight; then the first is answered.
+	waitUntil(t, "the second relist's marker noted", func() bool { u, _ := gapLen(r); return u == 2 })
 	close(release)
+	sink.waitFor(t, "the recovered changes", func(e []*event.Event) bool { return count(e, event.Modified.Type()) >= n })
 	sink.waitFor(t, "the first marker's send to end", func(e []*event.Event) bool {
 		for _, ev := range e {
 			if ev.ID == first {
@@ -701,17 +610,7 @@ func TestMarkerSupersededWhileInFlightDoesNotReachTheSinkAfterTheRecoveredChange
 		}
 		return false
 	})
-	evs := sink.got()
-	recovered := false
-	for i, e := range evs {
-		switch {
-		case e.Type == event.Modified.Type():
-			recovered = true
-		case e.Type == event.TypeGap && recovered:
-			t.Errorf("event %d: gap marker %s (%s) reached the sink after recovered changes that superseded it:%s",
-				i, e.ID, e.Data.(*event.GapData).Reason, summary(evs))
-		}
-	}
+	assertMarkersInOrder(t, sink.got(), first, "3")
 }
 
 // A second relist that changes only some keys moves those to its own
@@ -755,21 +654,43 @@ func TestFirstMarkerDoesNotFollowTheChangesOfKeysThatLeftIt(t *testing.T) {
 	case <-time.After(20 * time.Second):
 		t.Fatal("no marker sent")
 	}
-	waitUntil(t, "every key parked on the first marker", func() bool { _, w := r.gaps.gapLen(); return w == n })
+	waitUntil(t, "every key parked on the first marker", func() bool { _, w := gapLen(r); return w == n })
 	for i := 0; i < n; i += 2 {
 		src.apply(cmRes.GVR, cm("a", oddName(i), map[string]any{"v": "3"}), true)
 	}
 	src.expire(cmRes.GVR)
-	sink.waitFor(t, "the changes of the keys that left the first marker", func(e []*event.Event) bool { return count(e, event.Modified.Type()) >= n/2 })
+	waitUntil(t, "the second relist's marker noted", func() bool { u, _ := gapLen(r); return u == 2 })
 	close(release)
 	evs := sink.waitFor(t, "every recovered change", func(e []*event.Event) bool { return count(e, event.Modified.Type()) >= n })
-	recovered := false
+	assertMarkersInOrder(t, evs, firstID, "3")
+}
+
+// assertMarkersInOrder checks evs of two relists of one scope: the first
+// relist's marker (first) is the first marker the sink got, no recovered
+// change precedes it, and every change of the second relist (data.v ==
+// second) follows the last marker: a marker never reaches the sink after
+// changes recovered through a later one.
+func assertMarkersInOrder(t *testing.T, evs []*event.Event, first, second string) {
+	t.Helper()
+	var markers []int
 	for i, e := range evs {
-		switch {
-		case e.Type == event.Modified.Type():
-			recovered = true
-		case e.Type == event.TypeGap && recovered:
-			t.Errorf("event %d: gap marker %s (the first: %v) sent after recovered changes of its scope:%s", i, e.ID, e.ID == firstID, summary(evs))
+		if e.Type == event.TypeGap {
+			markers = append(markers, i)
+		}
+	}
+	if len(markers) == 0 || evs[markers[0]].ID != first {
+		t.Fatalf("the first relist's marker %s is not the first marker the sink got:%s", first, summary(evs))
+	}
+	for i, e := range evs {
+		if e.Type != event.Modified.Type() {
+			continue
+		}
+		if i < markers[0] {
+			t.Errorf("event %d: a recovered change before any marker:%s", i, summary(evs))
+		}
+		data, _ := e.Data.(*event.ChangeData).Object["data"].(map[string]any)
+		if data["v"] == second && i < markers[len(markers)-1] {
+			t.Errorf("event %d: a change of the second relist before the last marker:%s", i, summary(evs))
 		}
 	}
 }

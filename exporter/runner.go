@@ -59,11 +59,6 @@ type sinkRunner struct {
 	gaps    *gapBook
 	// inflight counts items taken from the queue and not yet settled.
 	inflight sync.WaitGroup
-	// resumed holds keys whose gap marker was acknowledged while the queue
-	// shut down (it takes no more items then): run delivers them once the
-	// workers stopped.
-	resumeMu sync.Mutex
-	resumed  []item
 	commits  committer
 
 	delivered, retries, dropped, filterErrors, gapsSent, recovered atomic.Int64
@@ -165,7 +160,7 @@ func (r *sinkRunner) removeScope(s *scope) {
 func (r *sinkRunner) enqueue(it item, g *gap) {
 	r.pending.note(it, g, time.Now())
 	if g != nil {
-		r.gaps.recoveredAgain(it, g)
+		r.gaps.note(g)
 	}
 	r.queue.Add(it)
 }
@@ -192,36 +187,10 @@ func (r *sinkRunner) run(sendCtx context.Context, workers int) {
 			}()
 		}
 		wg.Wait()
-		if !r.settled(sendCtx) {
-			return
-		}
-		if resumed := r.takeResumed(); len(resumed) > 0 {
-			sd := &sendDeadline{parent: sendCtx}
-			for _, it := range resumed {
-				r.process(sendCtx, it, sd)
-			}
-			sd.stop()
-			continue
-		}
-		if r.queue.Len() == 0 {
+		if !r.settled(sendCtx) || r.queue.Len() == 0 {
 			return
 		}
 	}
-}
-
-// resume keeps it for run to deliver after the workers stopped.
-func (r *sinkRunner) resume(it item) {
-	r.resumeMu.Lock()
-	r.resumed = append(r.resumed, it)
-	r.resumeMu.Unlock()
-}
-
-func (r *sinkRunner) takeResumed() []item {
-	r.resumeMu.Lock()
-	defer r.resumeMu.Unlock()
-	out := r.resumed
-	r.resumed = nil
-	return out
 }
 
 // settled waits until every item taken from the queue was settled, or
@@ -250,11 +219,15 @@ func (r *sinkRunner) processNext(ctx context.Context, sd *sendDeadline) bool {
 	return true
 }
 
-// process starts the delivery of it, an item taken from the queue (or
-// resumed in the drain).
+// process starts the delivery of it, an item taken from the queue.
 func (r *sinkRunner) process(ctx context.Context, it item, sd *sendDeadline) {
 	if it.gap != "" {
-		r.send(ctx, r.prepareGap(it), sd)
+		r.inflight.Add(1)
+		var err error
+		if g := r.gaps.eagerGap(it.gap); g != nil {
+			err = r.markersFirst(ctx, g)
+		}
+		r.settle(ctx, it, err)
 		return
 	}
 	d, err := r.prepare(ctx, it)
@@ -304,9 +277,6 @@ func (r *sinkRunner) settle(ctx context.Context, it item, err error) {
 	case err == nil:
 		r.queue.Forget(it)
 	case ctx.Err() != nil:
-	case err == errAwaitGap:
-		// Queued again by its gap marker's ack.
-		r.queue.Forget(it)
 	case err == errNotSynced:
 		r.queue.Forget(it)
 		r.queue.AddAfter(it, notSyncedRetry)
