@@ -694,3 +694,85 @@ func assertMarkersInOrder(t *testing.T, evs []*event.Event, first, second string
 		}
 	}
 }
+
+// A relist whose recovered changes all send nothing (here: modifications
+// the rule does not report) leaves no marker behind: the gap book does
+// not grow by one marker per such relist, and a later recovered change of
+// the scope is not preceded by the stale markers of all those relists.
+func TestMarkerOfARelistWhoseChangesSendNothingDoesNotStay(t *testing.T) {
+	const relists = 2
+	cfg := newConfig([]config.Watch{{Resource: "configmaps", Events: []string{config.EventAdded, config.EventDeleted}}})
+	h := startHarness(t, cfg, harnessOpts{})
+	h.waitReady()
+	r := h.ex.byName["rec"]
+	h.src.apply(cmRes.GVR, cm("a", "x", map[string]any{"v": "0"}), false)
+	h.sinks["rec"].waitFor(t, "added x", func(e []*event.Event) bool { return count(e, event.Added.Type()) >= 1 })
+	for i := 1; i <= relists; i++ {
+		// A live add moves the scope's last event: each relist is another outage.
+		h.src.apply(cmRes.GVR, cm("a", fmt.Sprintf("live-%d", i), nil), false)
+		h.sinks["rec"].waitFor(t, "the live add", func(e []*event.Event) bool { return count(e, event.Added.Type()) >= 1+i })
+		before := h.ex.relists.Load()
+		h.src.apply(cmRes.GVR, cm("a", "x", map[string]any{"v": fmt.Sprint(i)}), true)
+		h.src.expire(cmRes.GVR)
+		waitUntil(t, fmt.Sprintf("relist %d", i), func() bool { return h.ex.relists.Load() > before })
+		quiesce(t, h, "rec")
+	}
+	unsent, _ := gapLen(r)
+	h.src.apply(cmRes.GVR, cm("a", "z", nil), true)
+	h.src.expire(cmRes.GVR)
+	evs := h.sinks["rec"].waitFor(t, "recovered add of z", func(e []*event.Event) bool {
+		for _, ev := range e {
+			if ev.Name == "z" {
+				return true
+			}
+		}
+		return false
+	})
+	markers := 0
+	for _, ev := range evs {
+		if ev.Type == event.TypeGap {
+			markers++
+		}
+	}
+	if unsent != 0 {
+		t.Errorf("after %d relists that sent nothing the gap book holds %d unsent markers, want 0", relists, unsent)
+	}
+	if markers != 1 {
+		t.Errorf("%d gap markers precede the one recovered change, want 1:%s", markers, summary(evs))
+	}
+}
+
+// Two rules of one sink whose scopes overlap (configmaps in namespace a,
+// and in every namespace) both relist: a/x is recovered through the
+// marker of each scope, but its pending record keeps only one. Every
+// marker a change was recovered through reaches the sink before that
+// change, and no marker is left in the gap book once the change is sent.
+func TestOverlappingScopesBothRelistEachMarkerPrecedesTheChange(t *testing.T) {
+	cfg := newConfig([]config.Watch{{Resource: "configmaps", Namespaces: []string{"a"}}, {Resource: "configmaps"}})
+	h := startHarness(t, cfg, harnessOpts{})
+	h.waitReady()
+	r := h.ex.byName["rec"]
+	h.src.apply(cmRes.GVR, cm("a", "x", map[string]any{"v": "1"}), false)
+	h.sinks["rec"].waitFor(t, "added x", func(e []*event.Event) bool { return count(e, event.Added.Type()) >= 1 })
+	before := h.ex.relists.Load()
+	h.src.apply(cmRes.GVR, cm("a", "x", map[string]any{"v": "2"}), true)
+	h.src.expire(cmRes.GVR)
+	waitUntil(t, "both scopes relisted", func() bool { return h.ex.relists.Load() >= before+2 })
+	evs := h.sinks["rec"].waitFor(t, "x recovered", func(e []*event.Event) bool { return count(e, event.Modified.Type()) >= 1 })
+	quiesce(t, h, "rec")
+	evs = h.sinks["rec"].got()
+	var scopes []string
+	for _, e := range evs {
+		if e.Type == event.TypeGap {
+			scopes = append(scopes, e.Data.(*event.GapData).Scope)
+		}
+		if e.Type == event.Modified.Type() {
+			break
+		}
+	}
+	unsent, _ := gapLen(r)
+	if len(scopes) != 2 || unsent != 0 {
+		t.Errorf("markers before the recovered change: %v (want both scopes %s and %s), %d left unsent:%s",
+			scopes, cmScope("a"), cmScope(""), unsent, summary(evs))
+	}
+}
