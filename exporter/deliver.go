@@ -150,9 +150,11 @@ func (r *sinkRunner) prepare(ctx context.Context, it item) (*delivery, error) {
 		gone.Obj = nil
 		out, again = plan.Compute(r.sh.origin, k, last, snap.attempted, gone, tomb, snap.recovered != nil, obs, writesAhead), true
 	}
-	if g := snap.recovered; g != nil && len(out.Events) > 0 {
-		if err := r.markersFirst(ctx, g); err != nil {
-			return nil, err
+	if snap.recovered != nil && len(out.Events) > 0 {
+		for _, g := range append(snap.others[:len(snap.others):len(snap.others)], snap.recovered) {
+			if err := r.markersFirst(ctx, g); err != nil {
+				return nil, err
+			}
 		}
 	}
 	d := &delivery{it: it, cur: cur, snap: snap, out: out, again: again}
@@ -274,7 +276,10 @@ func (r *sinkRunner) complete(ctx context.Context, d *delivery, err error) {
 	} else if out.Record != nil {
 		r.store.Put(k, *out.Record)
 	}
-	noticed := r.pending.finish(d.it, d.snap)
+	noticed, released := r.pending.finish(d.it, d.snap)
+	for _, g := range released {
+		r.gaps.release(g)
+	}
 	if len(out.Events) > 0 && !noticed.IsZero() {
 		r.latency.Observe(time.Since(noticed).Seconds())
 	}

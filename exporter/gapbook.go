@@ -16,10 +16,12 @@ import (
 // by id), so the memory stays bounded.
 const gapMemory = time.Hour
 
-// gapBook is one sink's gap markers: those some change was recovered
-// through and the sink has not acknowledged, per scope in the order they
-// were noted; the ones queued to be sent on their own (eager); and the
-// ones acknowledged.
+// gapBook is one sink's gap markers: those some pending change is
+// recovered through and the sink has not acknowledged, per scope in the
+// order they were noted, with how many keys refer to each; the ones
+// queued to be sent on their own (eager); and the ones acknowledged. A
+// marker no pending key refers to any more is sent only before a later
+// marker of its scope that is needed (release).
 //
 // A recovered change is handed to the sink only after its marker, and
 // every marker of its scope noted before it, were acknowledged: markers of
@@ -30,21 +32,67 @@ const gapMemory = time.Hour
 type gapBook struct {
 	mu     sync.Mutex
 	needed map[string][]*gap // by scope (the marker's subject)
+	refs   map[string]int    // by id: pending keys recovered through it
 	eager  map[string]*gap   // by id
 	sent   map[string]time.Time
 	sendMu sync.Mutex
 }
 
 func newGapBook() *gapBook {
-	return &gapBook{needed: map[string][]*gap{}, eager: map[string]*gap{}, sent: map[string]time.Time{}}
+	return &gapBook{needed: map[string][]*gap{}, refs: map[string]int{}, eager: map[string]*gap{}, sent: map[string]time.Time{}}
 }
 
-// note records that some change is recovered through g, so that g goes
-// out before any later marker of its scope.
-func (b *gapBook) note(g *gap) {
+// retain records that one more pending key is recovered through g, so
+// that g goes out before that key's change and before any later marker of
+// its scope.
+func (b *gapBook) retain(g *gap) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	b.refs[g.ev.ID]++
 	b.noteLocked(g)
+}
+
+// release records that one key fewer refers to g. A marker no key refers
+// to is still sent before a later marker of its scope that some key (or
+// eagerness) needs, so that an outage it reports is not lost; once no
+// later marker needs it, it is dropped: a relist whose changes came to
+// nothing sends no marker.
+func (b *gapBook) release(g *gap) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	id := g.ev.ID
+	if b.refs[id]--; b.refs[id] > 0 {
+		return
+	}
+	delete(b.refs, id)
+	list := b.needed[g.ev.Subject]
+	last := -1
+	for i, have := range list {
+		if _, eager := b.eager[have.ev.ID]; eager || b.refs[have.ev.ID] > 0 {
+			last = i
+		}
+	}
+	if last < 0 {
+		delete(b.needed, g.ev.Subject)
+	} else {
+		b.needed[g.ev.Subject] = list[:last+1]
+	}
+}
+
+// dropLocked takes g off its scope's list; b.mu is held.
+func (b *gapBook) dropLocked(g *gap) {
+	id, scope := g.ev.ID, g.ev.Subject
+	list := b.needed[scope][:0]
+	for _, have := range b.needed[scope] {
+		if have.ev.ID != id {
+			list = append(list, have)
+		}
+	}
+	if len(list) == 0 {
+		delete(b.needed, scope)
+	} else {
+		b.needed[scope] = list
+	}
 }
 
 func (b *gapBook) noteLocked(g *gap) {
@@ -72,6 +120,9 @@ func (b *gapBook) isSent(g *gap) bool {
 func (b *gapBook) upTo(g *gap) []*gap {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	if _, ok := b.sent[g.ev.ID]; ok {
+		return nil // sent while the caller waited for sendMu
+	}
 	b.noteLocked(g)
 	var out []*gap
 	for _, have := range b.needed[g.ev.Subject] {
@@ -90,18 +141,8 @@ func (b *gapBook) upTo(g *gap) []*gap {
 func (b *gapBook) markSent(g *gap, now time.Time) bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	id, scope := g.ev.ID, g.ev.Subject
-	list := b.needed[scope][:0]
-	for _, have := range b.needed[scope] {
-		if have.ev.ID != id {
-			list = append(list, have)
-		}
-	}
-	if len(list) == 0 {
-		delete(b.needed, scope)
-	} else {
-		b.needed[scope] = list
-	}
+	id := g.ev.ID
+	b.dropLocked(g)
 	delete(b.eager, id)
 	if _, ok := b.sent[id]; ok {
 		return false

@@ -20,6 +20,10 @@ type pending struct {
 	// when the key is finished, whether or not a change was sent, so a
 	// later live change is never labelled recovered.
 	recovered *gap
+	// others are the markers of other scopes the next change is also
+	// recovered through (overlapping scopes of one sink that relisted
+	// both): each is sent before it too, at most one per scope.
+	others []*gap
 	// attempted is the last state whose send failed retryably: the sink
 	// may hold it anyway (a lost ack), so a later deletion, or a change of
 	// uid, must also retract it.
@@ -42,8 +46,10 @@ type pendingSet struct {
 func newPendingSet() *pendingSet { return &pendingSet{m: map[item]*pending{}} }
 
 // note records that k changed, optionally through a gap, and returns
-// nothing: the caller queues the key.
-func (p *pendingSet) note(k item, g *gap, now time.Time) {
+// nothing to do for the caller but queue the key: set reports whether g
+// became the key's recovered marker, released the markers the key no
+// longer refers to (an older one of the same scope).
+func (p *pendingSet) note(k item, g *gap, now time.Time) (set bool, released []*gap) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	e := p.m[k]
@@ -51,10 +57,27 @@ func (p *pendingSet) note(k item, g *gap, now time.Time) {
 		e = &pending{noticed: now}
 		p.m[k] = e
 	}
-	if g != nil {
+	if g != nil && e.recovered != g {
+		set = true
+		if old := e.recovered; old != nil && old.ev.Subject == g.ev.Subject {
+			released = append(released, old)
+		} else if old != nil {
+			// Another scope's marker: the change follows both. A new
+			// slice: snapshots share the old one.
+			others := make([]*gap, 0, len(e.others)+1)
+			for _, o := range e.others {
+				if o.ev.Subject == g.ev.Subject || o.ev.Subject == old.ev.Subject {
+					released = append(released, o)
+					continue
+				}
+				others = append(others, o)
+			}
+			e.others = append(others, old)
+		}
 		e.recovered = g
 	}
 	e.gen++
+	return set, released
 }
 
 // snapshot returns a copy of k's record (zero if none).
@@ -83,27 +106,48 @@ func (p *pendingSet) failed(k item, attempted *state.Record) {
 
 // finish ends what snap stood for: the record goes unless a handler noted
 // a newer change meanwhile, in which case only what was consumed is
-// cleared. It returns when the finished change was noticed.
-func (p *pendingSet) finish(k item, snap pending) time.Time {
+// cleared. It returns when the finished change was noticed, and the
+// recovered markers the key no longer refers to.
+func (p *pendingSet) finish(k item, snap pending) (time.Time, []*gap) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	e := p.m[k]
 	if e == nil {
-		return snap.noticed
+		return snap.noticed, nil
 	}
 	noticed := e.noticed
+	var released []*gap
+	if e.recovered != nil && e.recovered == snap.recovered {
+		released = append(released, e.recovered)
+	}
 	if e.gen == snap.gen {
+		released = append(released, e.others...)
 		delete(p.m, k)
-		return noticed
+		return noticed, released
 	}
 	if e.recovered == snap.recovered {
 		e.recovered = nil
+	}
+	if len(snap.others) > 0 && len(e.others) > 0 {
+		var kept []*gap
+		for _, o := range e.others {
+			consumed := false
+			for _, s := range snap.others {
+				consumed = consumed || s == o
+			}
+			if consumed {
+				released = append(released, o)
+			} else {
+				kept = append(kept, o)
+			}
+		}
+		e.others = kept
 	}
 	if e.attempted == snap.attempted {
 		e.attempted = nil
 	}
 	e.noticed = time.Now()
-	return noticed
+	return noticed, released
 }
 
 // oldest is when the oldest undelivered change was noticed.

@@ -158,9 +158,17 @@ func (r *sinkRunner) removeScope(s *scope) {
 // enqueue notes a change of it's key (through g when it was recovered) and
 // queues the item.
 func (r *sinkRunner) enqueue(it item, g *gap) {
-	r.pending.note(it, g, time.Now())
 	if g != nil {
-		r.gaps.note(g)
+		// Held before the key refers to it, so that a worker finishing
+		// the key at once cannot release it first.
+		r.gaps.retain(g)
+	}
+	set, released := r.pending.note(it, g, time.Now())
+	if g != nil && !set {
+		r.gaps.release(g) // the key referred to g already
+	}
+	for _, old := range released {
+		r.gaps.release(old)
 	}
 	r.queue.Add(it)
 }
