@@ -567,37 +567,7 @@ func TestRestartMarkerIsSentWhenARelistRecoversItsKeysAgain(t *testing.T) {
 // marker's send completes last.
 func TestMarkerSupersededWhileInFlightDoesNotReachTheSinkAfterTheRecoveredChanges(t *testing.T) {
 	const n = 3
-	src := newFakeSource(0)
-	for i := 0; i < n; i++ {
-		src.apply(cmRes.GVR, cm("a", oddName(i), map[string]any{"v": "1"}), true)
-	}
-	inFlight, release := make(chan string, 1), make(chan struct{})
-	var once sync.Once
-	sink := &recorder{fail: func(_ int, evs []*event.Event) error {
-		if evs[0].Type == event.TypeGap {
-			held := false
-			once.Do(func() { held = true })
-			if held {
-				inFlight <- evs[0].ID
-				<-release
-			}
-		}
-		return nil
-	}}
-	h := startHarness(t, newConfig([]config.Watch{{Resource: "configmaps"}}), harnessOpts{src: src, sink: sink})
-	h.waitReady()
-	r := h.ex.byName["rec"]
-	for i := 0; i < n; i++ {
-		src.apply(cmRes.GVR, cm("a", oddName(i), map[string]any{"v": "2"}), true)
-	}
-	src.expire(cmRes.GVR)
-	var first string
-	select {
-	case first = <-inFlight:
-	case <-time.After(20 * time.Second):
-		t.Fatal("no marker sent")
-	}
-	waitUntil(t, "every key parked on the first marker", func() bool { _, w := gapLen(r); return w == n })
+	r, src, sink, first, release := relistWithFirstMarkerHeld(t, n, nil)
 	for i := 0; i < n; i++ {
 		src.apply(cmRes.GVR, cm("a", oddName(i), map[string]any{"v": "3"}), true)
 	}
@@ -630,39 +600,7 @@ func TestMarkerSupersededWhileInFlightDoesNotReachTheSinkAfterTheRecoveredChange
 // them.
 func TestFirstMarkerDoesNotFollowTheChangesOfKeysThatLeftIt(t *testing.T) {
 	const n = 6
-	src := newFakeSource(0)
-	for i := 0; i < n; i++ {
-		src.apply(cmRes.GVR, cm("a", oddName(i), map[string]any{"v": "1"}), true)
-	}
-	inFlight, release := make(chan string, 1), make(chan struct{})
-	var once sync.Once
-	sink := &recorder{fail: func(_ int, evs []*event.Event) error {
-		if evs[0].Type != event.TypeGap {
-			return nil
-		}
-		held := false
-		once.Do(func() { held = true })
-		if held {
-			inFlight <- evs[0].ID
-			<-release
-			return errors.New("nack")
-		}
-		return nil
-	}}
-	h := startHarness(t, newConfig([]config.Watch{{Resource: "configmaps"}}), harnessOpts{src: src, sink: sink})
-	h.waitReady()
-	r := h.ex.byName["rec"]
-	for i := 0; i < n; i++ {
-		src.apply(cmRes.GVR, cm("a", oddName(i), map[string]any{"v": "2"}), true)
-	}
-	src.expire(cmRes.GVR)
-	var firstID string
-	select {
-	case firstID = <-inFlight:
-	case <-time.After(20 * time.Second):
-		t.Fatal("no marker sent")
-	}
-	waitUntil(t, "every key parked on the first marker", func() bool { _, w := gapLen(r); return w == n })
+	r, src, sink, firstID, release := relistWithFirstMarkerHeld(t, n, errors.New("nack"))
 	for i := 0; i < n; i += 2 {
 		src.apply(cmRes.GVR, cm("a", oddName(i), map[string]any{"v": "3"}), true)
 	}
@@ -804,4 +742,46 @@ func recoveredIDs(r *sinkRunner) []string {
 		}
 	}
 	return out
+}
+
+// relistWithFirstMarkerHeld starts a sink of n ConfigMaps (odd names),
+// changes them all quietly and relists; the first marker's send is held
+// until release is closed, then answered with answer. It returns once
+// every key waits for that marker, with the sink and the marker's id.
+func relistWithFirstMarkerHeld(t *testing.T, n int, answer error) (*sinkRunner, *fakeSource, *recorder, string, chan struct{}) {
+	t.Helper()
+	src := newFakeSource(0)
+	for i := 0; i < n; i++ {
+		src.apply(cmRes.GVR, cm("a", oddName(i), map[string]any{"v": "1"}), true)
+	}
+	inFlight, release := make(chan string, 1), make(chan struct{})
+	var once sync.Once
+	sink := &recorder{fail: func(_ int, evs []*event.Event) error {
+		if evs[0].Type != event.TypeGap {
+			return nil
+		}
+		held := false
+		once.Do(func() { held = true })
+		if !held {
+			return nil
+		}
+		inFlight <- evs[0].ID
+		<-release
+		return answer
+	}}
+	h := startHarness(t, newConfig([]config.Watch{{Resource: "configmaps"}}), harnessOpts{src: src, sink: sink})
+	h.waitReady()
+	r := h.ex.byName["rec"]
+	for i := 0; i < n; i++ {
+		src.apply(cmRes.GVR, cm("a", oddName(i), map[string]any{"v": "2"}), true)
+	}
+	src.expire(cmRes.GVR)
+	var first string
+	select {
+	case first = <-inFlight:
+	case <-time.After(20 * time.Second):
+		t.Fatal("no marker sent")
+	}
+	waitUntil(t, "every key waiting for the first marker", func() bool { _, w := gapLen(r); return w == n })
+	return r, src, sink, first, release
 }
