@@ -143,9 +143,7 @@ func oddName(i int) string {
 func TestManyKeysWaitForOneMarkerThatFailsBeforeItsAck(t *testing.T) {
 	const n = 600
 	src := newFakeSource(0)
-	for i := 0; i < n; i++ {
-		src.apply(cmRes.GVR, cm("a", oddName(i), map[string]any{"v": "1"}), true)
-	}
+	applyOdd(src, n, "1")
 	var mu sync.Mutex
 	markerCalls := 0
 	sink := &recorder{fail: func(_ int, evs []*event.Event) error {
@@ -164,9 +162,7 @@ func TestManyKeysWaitForOneMarkerThatFailsBeforeItsAck(t *testing.T) {
 	cfg.Workers = 4
 	h := startHarness(t, cfg, harnessOpts{src: src, sink: sink})
 	h.waitReady()
-	for i := 0; i < n; i++ {
-		src.apply(cmRes.GVR, cm("a", oddName(i), map[string]any{"v": "2"}), true)
-	}
+	applyOdd(src, n, "2")
 	src.expire(cmRes.GVR)
 	sink.waitFor(t, "every recovered change", func(e []*event.Event) bool { return count(e, event.Modified.Type()) >= n })
 	r := h.ex.byName["rec"]
@@ -215,9 +211,7 @@ func TestManyKeysWaitForOneMarkerThatFailsBeforeItsAck(t *testing.T) {
 // gap book is empty afterwards.
 func TestMarkerRefusedForGoodReleasesItsKeys(t *testing.T) {
 	src := newFakeSource(0)
-	for i := 0; i < 20; i++ {
-		src.apply(cmRes.GVR, cm("a", oddName(i), map[string]any{"v": "1"}), true)
-	}
+	applyOdd(src, 20, "1")
 	sink := &recorder{fail: func(_ int, evs []*event.Event) error {
 		if evs[0].Type == event.TypeGap {
 			return sinks.Permanent(errors.New("refused"))
@@ -226,9 +220,7 @@ func TestMarkerRefusedForGoodReleasesItsKeys(t *testing.T) {
 	}}
 	h := startHarness(t, newConfig([]config.Watch{{Resource: "configmaps"}}), harnessOpts{src: src, sink: sink})
 	h.waitReady()
-	for i := 0; i < 20; i++ {
-		src.apply(cmRes.GVR, cm("a", oddName(i), map[string]any{"v": "2"}), true)
-	}
+	applyOdd(src, 20, "2")
 	src.expire(cmRes.GVR)
 	sink.waitFor(t, "every recovered change", func(e []*event.Event) bool { return count(e, event.Modified.Type()) >= 20 })
 	r := h.ex.byName["rec"]
@@ -254,9 +246,7 @@ func TestMarkerRefusedForGoodReleasesItsKeys(t *testing.T) {
 func TestKeysParkedAtShutdownAreSentByTheNextStart(t *testing.T) {
 	const n = 30
 	src := newFakeSource(0)
-	for i := 0; i < n; i++ {
-		src.apply(cmRes.GVR, cm("a", oddName(i), map[string]any{"v": "1"}), true)
-	}
+	applyOdd(src, n, "1")
 	var markers atomic.Int64
 	sink := &recorder{fail: func(_ int, evs []*event.Event) error {
 		if evs[0].Type == event.TypeGap {
@@ -323,29 +313,16 @@ func TestKeysParkedAtShutdownAreSentByTheNextStart(t *testing.T) {
 func TestSupersededMarkerIsNotSentAfterTheRecoveredChanges(t *testing.T) {
 	const n = 3
 	src := newFakeSource(0)
-	for i := 0; i < n; i++ {
-		src.apply(cmRes.GVR, cm("a", oddName(i), map[string]any{"v": "1"}), true)
-	}
-	var failing atomic.Bool
-	failing.Store(true)
-	sink := &recorder{fail: func(_ int, evs []*event.Event) error {
-		if evs[0].Type == event.TypeGap && failing.Load() {
-			return errors.New("nack")
-		}
-		return nil
-	}}
+	applyOdd(src, n, "1")
+	sink, failing := markerRefusingSink()
 	h := startHarness(t, newConfig([]config.Watch{{Resource: "configmaps"}}), harnessOpts{src: src, sink: sink})
 	h.waitReady()
 	r := h.ex.byName["rec"]
-	for i := 0; i < n; i++ {
-		src.apply(cmRes.GVR, cm("a", oddName(i), map[string]any{"v": "2"}), true)
-	}
+	applyOdd(src, n, "2")
 	src.expire(cmRes.GVR)
 	waitUntil(t, "every key parked on the first marker", func() bool { _, w := gapLen(r); return w == n })
 	firstID := recoveredIDs(r)[0]
-	for i := 0; i < n; i++ {
-		src.apply(cmRes.GVR, cm("a", oddName(i), map[string]any{"v": "3"}), true)
-	}
+	applyOdd(src, n, "3")
 	src.expire(cmRes.GVR)
 	// Every key now waits for the second marker; the first, which no key
 	// refers to any more, goes before it.
@@ -382,9 +359,7 @@ func TestSupersededMarkerIsNotSentAfterTheRecoveredChanges(t *testing.T) {
 func TestDrainSendsRecoveredChangesWhoseMarkerIsAcknowledgedDuringIt(t *testing.T) {
 	const n = 20
 	src := newFakeSource(0)
-	for i := 0; i < n; i++ {
-		src.apply(cmRes.GVR, cm("a", oddName(i), map[string]any{"v": "1"}), true)
-	}
+	applyOdd(src, n, "1")
 	gapSeen, release := make(chan struct{}), make(chan struct{})
 	var once sync.Once
 	sink := &recorder{fail: func(_ int, evs []*event.Event) error {
@@ -396,9 +371,7 @@ func TestDrainSendsRecoveredChangesWhoseMarkerIsAcknowledgedDuringIt(t *testing.
 	}}
 	h := startHarness(t, newConfig([]config.Watch{{Resource: "configmaps"}}), harnessOpts{src: src, sink: sink})
 	h.waitReady()
-	for i := 0; i < n; i++ {
-		src.apply(cmRes.GVR, cm("a", oddName(i), map[string]any{"v": "2"}), true)
-	}
+	applyOdd(src, n, "2")
 	src.expire(cmRes.GVR)
 	select {
 	case <-gapSeen:
@@ -445,9 +418,7 @@ func TestDrainOfKeysResumedByAMarkerAckStaysWithinTheShutdownTimeout(t *testing.
 	cfg.ShutdownTimeout.Duration = 2 * time.Second
 	h := startHarness(t, cfg, harnessOpts{src: src, sink: sink})
 	h.waitReady()
-	for i := 0; i < n; i++ {
-		src.apply(cmRes.GVR, cm("a", oddName(i), map[string]any{"v": "1"}), true)
-	}
+	applyOdd(src, n, "1")
 	src.expire(cmRes.GVR)
 	marker := sink.next(t)
 	if len(marker.evs) != 1 || marker.evs[0].Type != event.TypeGap {
@@ -492,9 +463,7 @@ func (b *gapBook) gapReasons() []string {
 func TestRestartMarkerIsSentWhenARelistRecoversItsKeysAgain(t *testing.T) {
 	const n = 30
 	src := newFakeSource(0)
-	for i := 0; i < n; i++ {
-		src.apply(cmRes.GVR, cm("a", oddName(i), map[string]any{"v": "1"}), true)
-	}
+	applyOdd(src, n, "1")
 	mem := state.NewMemoryStore()
 	first := startHarness(t, newConfig([]config.Watch{{Resource: "configmaps"}}), harnessOpts{src: src, stores: map[string]state.Store{"rec": mem}})
 	first.waitReady()
@@ -513,25 +482,14 @@ func TestRestartMarkerIsSentWhenARelistRecoversItsKeysAgain(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	for i := 0; i < n; i++ { // while kubefeed is down
-		src.apply(cmRes.GVR, cm("a", oddName(i), map[string]any{"v": "2"}), true)
-	}
-	var failing atomic.Bool
-	failing.Store(true)
-	sink := &recorder{fail: func(_ int, evs []*event.Event) error {
-		if evs[0].Type == event.TypeGap && failing.Load() {
-			return errors.New("nack")
-		}
-		return nil
-	}}
+	applyOdd(src, n, "2") // while kubefeed is down
+	sink, failing := markerRefusingSink()
 	next := &restoredStore{MemoryStore: mem, at: time.Now().Add(-time.Minute)}
 	h := startHarness(t, newConfig([]config.Watch{{Resource: "configmaps"}}), harnessOpts{src: src, sink: sink, stores: map[string]state.Store{"rec": next}})
 	r := h.ex.byName["rec"]
 	waitUntil(t, "every key parked on the restart marker", func() bool { _, w := gapLen(r); return w == n })
 	t.Logf("unsent before the relist: %v", r.gaps.gapReasons())
-	for i := 0; i < n; i++ {
-		src.apply(cmRes.GVR, cm("a", oddName(i), map[string]any{"v": "3"}), true)
-	}
+	applyOdd(src, n, "3")
 	src.expire(cmRes.GVR)
 	waitUntil(t, "every key parked on the relist marker", func() bool {
 		rs := r.gaps.gapReasons()
@@ -568,9 +526,7 @@ func TestRestartMarkerIsSentWhenARelistRecoversItsKeysAgain(t *testing.T) {
 func TestMarkerSupersededWhileInFlightDoesNotReachTheSinkAfterTheRecoveredChanges(t *testing.T) {
 	const n = 3
 	r, src, sink, first, release := relistWithFirstMarkerHeld(t, n, nil)
-	for i := 0; i < n; i++ {
-		src.apply(cmRes.GVR, cm("a", oddName(i), map[string]any{"v": "3"}), true)
-	}
+	applyOdd(src, n, "3")
 	src.expire(cmRes.GVR)
 	// The keys move to the second relist's marker while the first one's
 	// send is in flight; then the first is answered.
@@ -751,9 +707,7 @@ func recoveredIDs(r *sinkRunner) []string {
 func relistWithFirstMarkerHeld(t *testing.T, n int, answer error) (*sinkRunner, *fakeSource, *recorder, string, chan struct{}) {
 	t.Helper()
 	src := newFakeSource(0)
-	for i := 0; i < n; i++ {
-		src.apply(cmRes.GVR, cm("a", oddName(i), map[string]any{"v": "1"}), true)
-	}
+	applyOdd(src, n, "1")
 	inFlight, release := make(chan string, 1), make(chan struct{})
 	var once sync.Once
 	sink := &recorder{fail: func(_ int, evs []*event.Event) error {
@@ -772,9 +726,7 @@ func relistWithFirstMarkerHeld(t *testing.T, n int, answer error) (*sinkRunner, 
 	h := startHarness(t, newConfig([]config.Watch{{Resource: "configmaps"}}), harnessOpts{src: src, sink: sink})
 	h.waitReady()
 	r := h.ex.byName["rec"]
-	for i := 0; i < n; i++ {
-		src.apply(cmRes.GVR, cm("a", oddName(i), map[string]any{"v": "2"}), true)
-	}
+	applyOdd(src, n, "2")
 	src.expire(cmRes.GVR)
 	var first string
 	select {
@@ -784,4 +736,25 @@ func relistWithFirstMarkerHeld(t *testing.T, n int, answer error) (*sinkRunner, 
 	}
 	waitUntil(t, "every key waiting for the first marker", func() bool { _, w := gapLen(r); return w == n })
 	return r, src, sink, first, release
+}
+
+// applyOdd sets n ConfigMaps of namespace a (oddName) to data v, quietly:
+// no watch event, so only a relist or a restart finds the change.
+func applyOdd(src *fakeSource, n int, v string) {
+	for i := 0; i < n; i++ {
+		src.apply(cmRes.GVR, cm("a", oddName(i), map[string]any{"v": v}), true)
+	}
+}
+
+// markerRefusingSink is a recorder that refuses gap markers (retryably)
+// while failing holds, which it does at first.
+func markerRefusingSink() (*recorder, *atomic.Bool) {
+	failing := &atomic.Bool{}
+	failing.Store(true)
+	return &recorder{fail: func(_ int, evs []*event.Event) error {
+		if evs[0].Type == event.TypeGap && failing.Load() {
+			return errors.New("nack")
+		}
+		return nil
+	}}, failing
 }
