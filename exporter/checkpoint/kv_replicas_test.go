@@ -10,17 +10,6 @@ import (
 	"github.com/kubefeed/kubefeed/test/natstest"
 )
 
-// bucketReplicasOf reads the replica count of the bucket's stream.
-func bucketReplicasOf(t *testing.T, url, bucket string) int {
-	t.Helper()
-	js := natstest.JetStream(t, url)
-	st, err := js.Stream(context.Background(), "KV_"+bucket)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return st.CachedInfo().Config.Replicas
-}
-
 // Unset, replicas is 1 for a new bucket (as before the key existed); a
 // count the server cannot hold (3 on a single server) fails OpenKV with
 // the server's reason. The R3 cases run on a real 3-node cluster in
@@ -34,7 +23,7 @@ func TestOpenKVReplicas(t *testing.T) {
 		t.Fatal(err)
 	}
 	_ = kv.Close()
-	if got := bucketReplicasOf(t, srv.URL(), "r"); got != 1 {
+	if got := natstest.StreamReplicas(t, srv.URL(), "KV_"+"r"); got != 1 {
 		t.Errorf("new bucket without replicas: %d replicas, want 1", got)
 	}
 	// Opened again (the bucket exists, R1): unchanged.
@@ -42,7 +31,7 @@ func TestOpenKVReplicas(t *testing.T) {
 		t.Fatal(err)
 	}
 	_ = kv.Close()
-	if got := bucketReplicasOf(t, srv.URL(), "r"); got != 1 {
+	if got := natstest.StreamReplicas(t, srv.URL(), "KV_"+"r"); got != 1 {
 		t.Errorf("existing bucket: %d replicas, want 1", got)
 	}
 

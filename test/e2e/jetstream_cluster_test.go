@@ -21,19 +21,6 @@ import (
 	"github.com/kubefeed/kubefeed/test/natstest"
 )
 
-// streamReplicas is the replica count of a stream of the cluster.
-func streamReplicas(t *testing.T, url, stream string) int {
-	t.Helper()
-	js := natstest.JetStream(t, url)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	st, err := js.Stream(ctx, stream)
-	if err != nil {
-		t.Fatalf("stream %s: %v", stream, err)
-	}
-	return st.CachedInfo().Config.Replicas
-}
-
 // writeConfigMapsFor makes random creates, updates and deletes of the
 // ConfigMaps o0…o39 of ns, one at a time, until d has passed, and returns
 // how many it made.
@@ -94,10 +81,10 @@ checkpoint:
 `, ns, servers))
 	d := startKubefeedReady(t, cfg)
 	_, dyn := clients(t)
-	if got := streamReplicas(t, c.URL(), "KUBEFEED"); got != 3 {
+	if got := natstest.StreamReplicas(t, c.URL(), "KUBEFEED"); got != 3 {
 		t.Fatalf("stream KUBEFEED has %d replicas, want 3", got)
 	}
-	if got := streamReplicas(t, c.URL(), "KV_kubefeed-checkpoint"); got != 3 {
+	if got := natstest.StreamReplicas(t, c.URL(), "KV_kubefeed-checkpoint"); got != 3 {
 		t.Fatalf("checkpoint bucket has %d replicas, want 3", got)
 	}
 	// The hardest node to lose: the stream's leader, which also holds the
@@ -240,11 +227,11 @@ func TestKVCheckpointBucketReplicasOnACluster(t *testing.T) {
 		}
 	}
 	open("new", 3)
-	if got := streamReplicas(t, c.URL(), "KV_new"); got != 3 {
+	if got := natstest.StreamReplicas(t, c.URL(), "KV_new"); got != 3 {
 		t.Errorf("bucket created with replicas 3 has %d", got)
 	}
 	open("new", 0)
-	if got := streamReplicas(t, c.URL(), "KV_new"); got != 3 {
+	if got := natstest.StreamReplicas(t, c.URL(), "KV_new"); got != 3 {
 		t.Errorf("R3 bucket opened without replicas has %d, want 3 kept", got)
 	}
 	js := natstest.JetStream(t, c.URL())
@@ -252,11 +239,11 @@ func TestKVCheckpointBucketReplicasOnACluster(t *testing.T) {
 		t.Fatal(err)
 	}
 	open("operator", 0)
-	if got := streamReplicas(t, c.URL(), "KV_operator"); got != 3 {
+	if got := natstest.StreamReplicas(t, c.URL(), "KV_operator"); got != 3 {
 		t.Errorf("operator's R3 bucket opened without replicas has %d, want 3 kept", got)
 	}
 	open("fresh", 0)
-	if got := streamReplicas(t, c.URL(), "KV_fresh"); got != 1 {
+	if got := natstest.StreamReplicas(t, c.URL(), "KV_fresh"); got != 1 {
 		t.Errorf("bucket created without replicas has %d, want 1", got)
 	}
 }

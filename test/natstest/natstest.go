@@ -170,3 +170,17 @@ func JetStream(t testing.TB, url string, opts ...nats.Option) jetstream.JetStrea
 	}
 	return js
 }
+
+// StreamReplicas is the replica count of the stream at url (a KV bucket's
+// stream is "KV_<bucket>").
+func StreamReplicas(t testing.TB, url, stream string) int {
+	t.Helper()
+	js := JetStream(t, url)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	st, err := js.Stream(ctx, stream)
+	if err != nil {
+		t.Fatalf("stream %s: %v", stream, err)
+	}
+	return st.CachedInfo().Config.Replicas
+}
