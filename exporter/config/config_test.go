@@ -70,6 +70,8 @@ func TestParseBadConfigs(t *testing.T) {
 		{"empty", "", []string{"empty config"}},
 		{"leader election needs a shared checkpoint", base + "watch:\n  - resource: pods\n" + sinks + "checkpoint:\n  file: {path: /x}\nleaderElection: {enabled: true, namespace: kf}\n",
 			[]string{"leaderElection.enabled: replicas must share their checkpoint"}},
+		{"unknown standby mode", base + "watch:\n  - resource: pods\n" + sinks + "checkpoint:\n  jetstream: {servers: [nats://n:4222], bucket: b}\nleaderElection: {enabled: true, namespace: kf, standby: hot}\n",
+			[]string{`leaderElection.standby: must be "warm" or "cold", got "hot"`}},
 		{"checkpoint bucket replicas", base + "watch:\n  - resource: pods\n" + sinks + "checkpoint:\n  jetstream: {servers: [nats://n:4222], bucket: b, replicas: 7}\n",
 			[]string{"f.yaml:9:62: checkpoint.jetstream.replicas: must be between 1 and 5, got 7"}},
 	} {

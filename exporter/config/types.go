@@ -110,7 +110,17 @@ type LeaderElection struct {
 	LeaseDuration Duration `yaml:"leaseDuration"`
 	RenewDeadline Duration `yaml:"renewDeadline"`
 	RetryPeriod   Duration `yaml:"retryPeriod"`
+	// Standby is how a replica waits for the Lease: StandbyWarm (the
+	// default) runs the informers and follows the shared checkpoint, so a
+	// failover lists nothing; StandbyCold starts everything on taking it.
+	Standby string `yaml:"standby"`
 }
+
+// The standby modes of LeaderElection.Standby.
+const (
+	StandbyWarm = "warm"
+	StandbyCold = "cold"
+)
 
 // Metrics serves /metrics, /healthz and /readyz.
 type Metrics struct {

@@ -61,6 +61,9 @@ func (c *Config) SetDefaults() {
 		c.LeaderElection.Name = defaultLeaseName
 	}
 	le := &c.LeaderElection
+	if le.Standby == "" {
+		le.Standby = StandbyWarm
+	}
 	for _, d := range []struct {
 		p *Duration
 		v time.Duration
@@ -183,6 +186,9 @@ func (v *validator) config(c *Config) {
 		}
 		if le.RenewDeadline.Duration >= le.LeaseDuration.Duration || le.RetryPeriod.Duration >= le.RenewDeadline.Duration {
 			v.at("leaderElection", "need retryPeriod < renewDeadline < leaseDuration")
+		}
+		if le.Standby != StandbyWarm && le.Standby != StandbyCold {
+			v.at("leaderElection.standby", "must be %q or %q, got %q", StandbyWarm, StandbyCold, le.Standby)
 		}
 	}
 	if a := c.Metrics.Address; a != "" {
