@@ -52,6 +52,11 @@ type Options struct {
 	// Metadata reads the objects Events point at, for rules with enrich:
 	// involvedObject (nil: such rules are a configuration error).
 	Metadata metadata.Interface
+	// Standby starts Run as a warm standby: the informers list and watch,
+	// and nothing is routed, stored or sent until Lead hands over the
+	// sinks (Sinks may then be nil). Stores are read only from Lead on:
+	// until then they may follow a shared checkpoint.
+	Standby bool
 	// RESTConfig, when set, is the config Client was built from: watches
 	// then go through a decoder that reads each event once (watchjson.go)
 	// instead of the dynamic client's. Lists stay with Client.
@@ -75,6 +80,9 @@ type shared struct {
 	tombstones *tombstones
 	relists    atomic.Int64
 	stalls     atomic.Int64
+	// standby is set while a warm standby waits for Lead: handlers keep
+	// the caches, tombstones and observations, and route nothing.
+	standby atomic.Bool
 }
 
 // Exporter is the running pipeline.
@@ -101,6 +109,11 @@ type Exporter struct {
 	parked     parkedRecords
 	started    atomic.Bool
 	announced  atomic.Bool // "caches synced" logged
+	// announcedWarm: "standby, warm" logged.
+	announcedWarm atomic.Bool
+	// leads hands a standby its leadership (Lead); nil without Standby.
+	leads chan leadership
+	led   atomic.Bool // Lead was called
 }
 
 // New checks the options and builds the pipeline; Run starts it.
@@ -122,6 +135,10 @@ func New(o Options) (*Exporter, error) {
 		sends: o.SendContext, clientFor: o.clientFor,
 		byName: map[string]*sinkRunner{}, scopes: map[scopeID]*scope{},
 	}
+	if o.Standby {
+		sh.standby.Store(true)
+		e.leads = make(chan leadership, 1)
+	}
 	e.namespaces = newNamespaceWatches(e, e.client, e.log)
 	reg := o.Registerer
 	if reg == nil {
@@ -133,7 +150,7 @@ func New(o Options) (*Exporter, error) {
 	}
 	for _, sc := range o.Config.Sinks {
 		s, ok := o.Sinks[sc.Name]
-		if !ok {
+		if !ok && !o.Standby {
 			return nil, fmt.Errorf("exporter: no sink given for %q", sc.Name)
 		}
 		st := o.Stores[sc.Name]
@@ -193,15 +210,14 @@ func isSentinel(k state.Key) bool { return strings.HasPrefix(k.Name, sentinelPre
 // or at once when SendContext ends) and closes the sinks. Every path out,
 // errors included, stops what was started.
 func (e *Exporter) Run(ctx context.Context) (err error) {
-	if e.sends == nil {
-		e.sends = context.WithoutCancel(ctx)
-	}
-	sendCtx, cancelSend := context.WithCancel(e.sends)
-	defer cancelSend()
-	// shutdownTimeout bounds the whole shutdown: the drain and the closing
-	// of the sinks share it (the chart's grace period adds 15s to it).
+	// A standby's deadline stays zero until it leads: it has no sinks to
+	// close.
 	var deadline time.Time
+	leading := e.leads == nil
 	defer func() {
+		if !leading {
+			return
+		}
 		if deadline.IsZero() {
 			deadline = time.Now().Add(e.cfg.ShutdownTimeout.Duration)
 		}
@@ -220,12 +236,16 @@ func (e *Exporter) Run(ctx context.Context) (err error) {
 			pending = append(pending, r)
 		}
 	}
-	e.restore()
+	if leading {
+		e.restore()
+	}
 	if len(pending) == 0 {
 		e.parked.done()
 	}
 	e.namespaces.start()
-	e.forgetParked()
+	if leading {
+		e.forgetParked()
+	}
 	e.mu.Lock()
 	current := make([]*scope, 0, len(e.scopes))
 	for _, s := range e.scopes {
@@ -238,8 +258,36 @@ func (e *Exporter) Run(ctx context.Context) (err error) {
 		}
 	}
 	e.started.Store(true)
-	e.sendStartGaps()
 	e.log.Info("informers started", zap.Int("scopes", len(current)), zap.Int("pending rules", len(pending)))
+
+	// The loops run while standing by too: late resources are watched,
+	// stalled watches restarted, tombstones pruned.
+	runCtx, stopRun := context.WithCancel(ctx)
+	defer stopRun()
+	g, gctx := errgroup.WithContext(runCtx)
+	g.Go(func() error { return e.resolveLoop(gctx, pending) })
+	g.Go(func() error { return e.pruneLoop(gctx) })
+	g.Go(func() error { return e.watchdog(gctx) })
+	if !leading {
+		e.announce()
+		var l leadership
+		select {
+		case l = <-e.leads:
+		case <-gctx.Done():
+			e.log.Info("standby stopped")
+			return g.Wait()
+		}
+		defer context.AfterFunc(l.ctx, stopRun)()
+		e.sends = l.sendCtx
+		leading = true
+		e.promote(l.sinks)
+	}
+	if e.sends == nil {
+		e.sends = context.WithoutCancel(ctx)
+	}
+	sendCtx, cancelSend := context.WithCancel(e.sends)
+	defer cancelSend()
+	e.sendStartGaps()
 	e.announce()
 
 	var workers sync.WaitGroup
@@ -247,14 +295,12 @@ func (e *Exporter) Run(ctx context.Context) (err error) {
 		workers.Add(1)
 		go func() { defer workers.Done(); r.run(sendCtx, e.cfg.Workers) }()
 	}
-	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return e.resolveLoop(gctx, pending) })
-	g.Go(func() error { return e.pruneLoop(gctx) })
-	g.Go(func() error { return e.watchdog(gctx) })
 	<-gctx.Done()
 	loopErr := g.Wait()
 
 	e.log.Info("shutting down: draining queues", zap.Duration("timeout", e.cfg.ShutdownTimeout.Duration))
+	// shutdownTimeout bounds the whole shutdown: the drain and the closing
+	// of the sinks share it (the chart's grace period adds 15s to it).
 	deadline = time.Now().Add(e.cfg.ShutdownTimeout.Duration)
 	e.stopScopes()
 	e.namespaces.stop()

@@ -67,8 +67,11 @@ type scope struct {
 
 	// ready is set once the first list is in the cache and the sinks were
 	// told (sentinels, restored keys queued).
-	ready     atomic.Bool
-	running   atomic.Bool // the informer was started
+	ready   atomic.Bool
+	running atomic.Bool // the informer was started
+	// warm: started while standing by, when handlers routed nothing; its
+	// sinks compare its cache with their checkpoint when it leads.
+	warm      atomic.Bool
 	lists     listCycles
 	lastEvent atomic.Int64 // unix nanos of the last notification
 
@@ -164,6 +167,7 @@ func (s *scope) start(synced func(*scope)) error {
 			err = fmt.Errorf("scope %s: %w", s.id, err)
 			return
 		}
+		s.warm.Store(s.standingBy())
 		s.running.Store(true)
 		go s.informer.Run(s.stop)
 		go func() {
@@ -216,6 +220,9 @@ func (s *scope) onListPage(o metav1.ListOptions, l *unstructured.UnstructuredLis
 // listEnded counts and logs a relist that just completed.
 func (s *scope) listEnded(relisted bool, n int) {
 	if !relisted {
+		if s.standingBy() {
+			return // nothing is recorded while standing by
+		}
 		// The first list (n is 0 for a cycle that ended nothing): every
 		// sink routed here is about to record its n objects, except one
 		// whose checkpoint knew the scope (restoreGap): it holds their
@@ -286,6 +293,9 @@ func (s *scope) onAdd(obj any, isInInitialList bool) {
 	it := s.itemOf(k)
 	s.sh.observed.observe(it, m.UID, m.ResourceVersion, false, now)
 	relist := s.lists.recoveredBy(k, m.ResourceVersion)
+	if s.standingBy() {
+		return // compared when leading (compareWarm)
+	}
 	t := s.table()
 	for _, r := range t.routes {
 		if isInInitialList && r.skipInitial && state.PutIfAbsent(r.sink.store, k, s.baseline(t, u, m, r.sink.name)) {
@@ -317,6 +327,9 @@ func (s *scope) onUpdate(oldObj, newObj any) {
 		s.lastEvent.Store(now.UnixNano())
 		s.sh.observed.observe(it, m.UID, m.ResourceVersion, false, now)
 		g = s.lists.recoveredBy(k, m.ResourceVersion)
+	}
+	if s.standingBy() {
+		return
 	}
 	for _, r := range s.table().routes {
 		// A resync queues only what a sink does not have yet (a dropped or
@@ -350,6 +363,9 @@ func (s *scope) onDelete(obj any) {
 	if recovered {
 		g = s.lists.deletionGap(s.newGap(gapRelist))
 	}
+	if s.standingBy() {
+		return // the tombstone is kept for compareWarm
+	}
 	for _, r := range s.table().routes {
 		r.sink.enqueue(it, g)
 	}
@@ -359,6 +375,9 @@ func (s *scope) onDelete(obj any) {
 // missed: the objects in the cache (as baseline or as changes) and, when
 // its checkpoint knew the scope, every restored key.
 func (s *scope) prime(rt route) {
+	if s.standingBy() {
+		return // compareWarm does it when leading
+	}
 	t := s.table()
 	for _, obj := range s.informer.GetIndexer().List() {
 		u, ok := obj.(*unstructured.Unstructured)

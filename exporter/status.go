@@ -42,42 +42,55 @@ func (e *Exporter) Healthy() (bool, string) {
 	if !e.started.Load() {
 		return false, "starting"
 	}
+	if e.standby.Load() {
+		// Ready to take over once every cache synced: a rollout waits for
+		// that before it stops the leader.
+		if why := e.unsynced(); why != "" {
+			return false, "standby, warming: " + why
+		}
+		return true, "standby, warm"
+	}
 	for _, r := range e.runners {
 		if ok, why := r.health(); !ok {
 			return false, why
 		}
 	}
+	if why := e.unsynced(); why != "" {
+		return false, why
+	}
+	return true, ""
+}
+
+// unsynced names the first namespace selector or scope that has not
+// synced, or is "".
+func (e *Exporter) unsynced() string {
 	if sel := e.namespaces.unsynced(); sel != "" {
-		return false, "namespace selector " + sel + " not synced"
+		return "namespace selector " + sel + " not synced"
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	for _, s := range e.scopes {
 		if !s.ready.Load() {
-			return false, "scope " + s.name + " not synced"
+			return "scope " + s.name + " not synced"
 		}
 	}
-	return true, ""
+	return ""
 }
 
 // synced reports whether every scope and namespace selector has synced
 // (sinks aside).
 func (e *Exporter) synced() bool {
-	if !e.started.Load() || e.namespaces.unsynced() != "" {
-		return false
-	}
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	for _, s := range e.scopes {
-		if !s.ready.Load() {
-			return false
-		}
-	}
-	return true
+	return e.started.Load() && e.unsynced() == ""
 }
 
 // announce logs once that every cache synced.
 func (e *Exporter) announce() {
+	if e.standby.Load() {
+		if e.synced() && e.announcedWarm.CompareAndSwap(false, true) {
+			e.log.Info("standby, warm: caches synced; waiting for the lease", zap.Int("scopes", len(e.Scopes())))
+		}
+		return
+	}
 	if e.synced() && e.announced.CompareAndSwap(false, true) {
 		e.log.Info("caches synced; delivering", zap.Int("scopes", len(e.Scopes())))
 	}

@@ -120,6 +120,17 @@ func (e *Exporter) leaveScopes(r *plan.Rule, ids []scopeID) {
 // checkpoint knew the scope queues every key it had, so deletions made
 // while kubefeed was down are found.
 func (e *Exporter) scopeSynced(s *scope) {
+	if s.warm.Load() {
+		// Listed while standing by: its handlers routed nothing. ready is
+		// set before standby is read (see promote).
+		s.ready.Store(true)
+		if !e.standby.Load() {
+			e.compareWarm(s)
+		}
+		s.log.Debug("scope synced")
+		e.announce()
+		return
+	}
 	for _, rt := range s.table().routes {
 		st := rt.sink.store
 		if _, ok := st.Get(sentinelKey(s.id)); !ok {

@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -114,43 +115,81 @@ func (b *KV) Store(ctx context.Context, sink string) (*Store, error) {
 	defer b.mu.Unlock()
 	s := newStore()
 	s.backend = b
+	if err := b.loadInto(ctx, sink, s); err != nil {
+		return nil, err
+	}
+	b.stores[sink] = s
+	return s, nil
+}
+
+// loadInto reads sink's records and last flush time as they are now in
+// the bucket into s.
+func (b *KV) loadInto(ctx context.Context, sink string, s *Store) error {
 	ctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
 	if e, err := b.kv.Get(ctx, "m."+sink); err == nil {
-		if t, err := time.Parse(time.RFC3339Nano, string(e.Value())); err == nil {
-			s.restored = t
-		}
+		b.applyEntry(map[string]*Store{sink: s}, e)
 	} else if !errors.Is(err, jetstream.ErrKeyNotFound) {
-		return nil, fmt.Errorf("checkpoint %s: %w", sink, err)
+		return fmt.Errorf("checkpoint %s: %w", sink, err)
 	}
 	w, err := b.kv.Watch(ctx, "s."+sink+".>", jetstream.IgnoreDeletes())
 	if err != nil {
-		return nil, fmt.Errorf("checkpoint %s: %w", sink, err)
+		return fmt.Errorf("checkpoint %s: %w", sink, err)
 	}
 	defer w.Stop()
 	for e := range w.Updates() {
 		if e == nil {
-			break // all current values seen
+			return nil // all current values seen
 		}
-		raw, err := base64.RawURLEncoding.DecodeString(e.Key()[len("s."+sink+"."):])
-		var key state.Key
-		if err == nil {
-			key, err = parseKey(string(raw))
-		}
-		var r state.Record
-		var legacy bool
-		if err == nil {
-			r, legacy, err = decodeRecord(e.Value())
-		}
-		if err != nil {
-			b.log.Error("skipping unreadable checkpoint record", zap.String("sink", sink), zap.String("key", e.Key()), zap.Error(err))
-			b.skipped.Add(1)
-			continue
-		}
-		s.load(key, r, legacy)
+		b.applyEntry(map[string]*Store{sink: s}, e)
 	}
-	b.stores[sink] = s
-	return s, nil
+	return fmt.Errorf("checkpoint %s: %w", sink, ctx.Err())
+}
+
+// applyEntry applies one entry of the bucket to the store of its sink
+// among stores: a record put or deleted, or the time of a flush. Entries
+// of other sinks are ignored; an unreadable record is skipped and
+// counted.
+func (b *KV) applyEntry(stores map[string]*Store, e jetstream.KeyValueEntry) {
+	key := e.Key()
+	if sink, ok := strings.CutPrefix(key, "m."); ok {
+		if s := stores[sink]; s != nil && e.Operation() == jetstream.KeyValuePut {
+			if t, err := time.Parse(time.RFC3339Nano, string(e.Value())); err == nil {
+				s.setRestored(t)
+			}
+		}
+		return
+	}
+	rest, ok := strings.CutPrefix(key, "s.")
+	dot := strings.LastIndexByte(rest, '.')
+	if !ok || dot < 0 {
+		return
+	}
+	sink, enc := rest[:dot], rest[dot+1:]
+	s := stores[sink]
+	if s == nil {
+		return
+	}
+	raw, err := base64.RawURLEncoding.DecodeString(enc)
+	var k state.Key
+	if err == nil {
+		k, err = parseKey(string(raw))
+	}
+	if err == nil && e.Operation() != jetstream.KeyValuePut {
+		s.unload(k)
+		return
+	}
+	var r state.Record
+	var legacy bool
+	if err == nil {
+		r, legacy, err = decodeRecord(e.Value())
+	}
+	if err != nil {
+		b.log.Error("skipping unreadable checkpoint record", zap.String("sink", sink), zap.String("key", key), zap.Error(err))
+		b.skipped.Add(1)
+		return
+	}
+	s.load(k, r, legacy)
 }
 
 // Run flushes every FlushInterval, and at once when Sync asks, until ctx

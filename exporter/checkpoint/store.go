@@ -100,7 +100,11 @@ func (s *Store) Reserve(n int) { s.mem.Reserve(n) }
 
 // Restored reports when the previous run last wrote this checkpoint, if it
 // did.
-func (s *Store) Restored() (time.Time, bool) { return s.restored, !s.restored.IsZero() }
+func (s *Store) Restored() (time.Time, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.restored, !s.restored.IsZero()
+}
 
 // load adds a record read from the backend; a legacy one is rewritten at
 // the next flush.
@@ -112,6 +116,34 @@ func (s *Store) load(k state.Key, r state.Record, legacy bool) {
 		s.legacy[k] = true
 		s.dirty[k] = true
 	}
+}
+
+// unload forgets a record the bucket no longer holds (followed from the
+// leader's writes).
+func (s *Store) unload(k state.Key) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.mem.Delete(k)
+	delete(s.legacy, k)
+	delete(s.dirty, k)
+}
+
+// setRestored notes when the writer of the checkpoint last flushed it.
+func (s *Store) setRestored(t time.Time) {
+	s.mu.Lock()
+	s.restored = t
+	s.mu.Unlock()
+}
+
+// reset forgets every record, before the bucket is read again. Nothing
+// else may use the store meanwhile.
+func (s *Store) reset() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.mem = state.NewMemoryStore()
+	s.dirty = map[state.Key]bool{}
+	s.legacy = map[state.Key]bool{}
+	s.restored = time.Time{}
 }
 
 // takeDirty returns the dirty keys with their current records.

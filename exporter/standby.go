@@ -1,0 +1,138 @@
+package exporter
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"go.uber.org/zap"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+
+	"github.com/kubefeed/kubefeed/exporter/state"
+	"github.com/kubefeed/kubefeed/sinks"
+)
+
+// A warm standby (Options.Standby) runs its informers before it leads, so
+// that taking the Lease costs no list: its caches hold what the API server
+// has, and its stores follow the shared checkpoint (the caller keeps them
+// current). Lead hands it the sinks; it then compares each cached object
+// with its sink's record and queues only those that differ, plus the
+// records whose object is gone, after the restart gap marker a restored
+// checkpoint gets. A standby whose scopes had not synced when it took the
+// Lease compares them once they do.
+
+// leadership is what Lead hands a standby's Run.
+type leadership struct {
+	ctx, sendCtx context.Context
+	sinks        map[string]sinks.Sink
+}
+
+// Standby reports whether the Exporter waits for Lead.
+func (e *Exporter) Standby() bool { return e.standby.Load() }
+
+// Lead makes a standby Run the leader: from now on it delivers to ss (one
+// sink per configured sink), stops taking work when ctx ends, and cancels
+// sends in flight when sendCtx ends (as Options.SendContext). Its stores
+// must hold the shared checkpoint as it is now, and nothing else may
+// write them. Lead returns at once; Run returns once it drained.
+func (e *Exporter) Lead(ctx, sendCtx context.Context, ss map[string]sinks.Sink) error {
+	if e.leads == nil {
+		return errors.New("exporter: Lead on an Exporter that is not a standby")
+	}
+	for _, r := range e.runners {
+		if ss[r.name] == nil {
+			return fmt.Errorf("exporter: no sink given for %q", r.name)
+		}
+	}
+	if !e.led.CompareAndSwap(false, true) {
+		return errors.New("exporter: Lead called twice")
+	}
+	e.leads <- leadership{ctx: ctx, sendCtx: sendCtx, sinks: ss}
+	return nil
+}
+
+// promote turns the standby into the leader, before its workers start:
+// the restored checkpoint is matched with the scopes, handlers route
+// again, and every scope that synced while standing by is compared with
+// it.
+func (e *Exporter) promote(ss map[string]sinks.Sink) {
+	for _, r := range e.runners {
+		r.sink = ss[r.name]
+	}
+	e.restore()
+	e.forgetParked()
+	// From here handlers route. A scope that syncs after this line is
+	// compared by scopeSynced; one that synced before it, here. ready is
+	// set before scopeSynced reads standby, and standby cleared before
+	// this reads ready: no scope is missed by both.
+	e.standby.Store(false)
+	queued := 0
+	for _, s := range e.scopeSet() {
+		if s.warm.Load() && s.ready.Load() {
+			queued += e.compareWarm(s)
+		}
+	}
+	e.log.Info("became the leader with warm caches; delivering what the checkpoint lacks", zap.Int("keys queued", queued))
+}
+
+// compareWarm tells every sink routed to s, a scope that listed while
+// standing by, what its checkpoint does not hold: the sentinel, and the
+// keys whose object differs from the record (or has none, or has gone).
+func (e *Exporter) compareWarm(s *scope) int {
+	queued := 0
+	for _, rt := range s.table().routes {
+		st := rt.sink.store
+		if _, ok := st.Get(sentinelKey(s.id)); !ok {
+			st.Put(sentinelKey(s.id), state.Record{Scope: s.name})
+		}
+		queued += s.primeChanged(rt)
+	}
+	return queued
+}
+
+// primeChanged is prime for a sink whose store may already hold what the
+// cache holds (a shared checkpoint followed while standing by): a key
+// whose record names the cached version, delivered and settled, is left
+// out. It returns how many keys it queued.
+func (s *scope) primeChanged(rt route) int {
+	t := s.table()
+	queued := 0
+	for _, obj := range s.informer.GetIndexer().List() {
+		u, ok := obj.(*unstructured.Unstructured)
+		if !ok {
+			continue
+		}
+		k, m := s.keyAndMeta(u)
+		if rec, ok := rt.sink.store.Get(k); ok && settled(rec, m.UID, m.ResourceVersion) {
+			continue
+		}
+		if rt.skipInitial && state.PutIfAbsent(rt.sink.store, k, s.baseline(t, u, m, rt.sink.name)) {
+			continue
+		}
+		rt.sink.enqueue(s.itemOf(k), rt.restoreGap)
+		queued++
+	}
+	if rt.restoreGap == nil {
+		return queued
+	}
+	// Records of objects the cache no longer holds: deleted while no
+	// leader delivered (or before the old one did).
+	rt.sink.store.Range(func(k state.Key, rec state.Record) bool {
+		if rec.Scope == s.name && k.GVR == s.id.GVR && !isSentinel(k) && s.get(k) == nil {
+			rt.sink.enqueue(s.itemOf(k), rt.restoreGap)
+			queued++
+		}
+		return true
+	})
+	return queued
+}
+
+// settled reports whether rec says the sink holds (uid, rv) and nothing
+// about it is in doubt: no send written ahead, not provisional, not being
+// deleted.
+func settled(rec state.Record, uid, rv string) bool {
+	return rec.UID == uid && rec.ResourceVersion == rv && rec.Sent == nil && !rec.Provisional && !rec.Deleting
+}
+
+// standingBy reports whether the scope's Exporter waits for Lead.
+func (s *scope) standingBy() bool { return s.sh != nil && s.sh.standby.Load() }
