@@ -85,14 +85,32 @@ func runExporter(ctx context.Context, g *globalFlags, cfg *config.Config) error 
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	leader := prometheus.NewGauge(prometheus.GaugeOpts{Name: "kubefeed_leader", Help: "1 while this replica runs the pipeline (always 1 without leader election)."})
 	reg.MustRegister(leader)
-	var current atomic.Pointer[exporter.Exporter]
+	var (
+		current  atomic.Pointer[exporter.Exporter]
+		follower atomic.Pointer[checkpoint.Follower] // a warm standby's
+	)
 	ready := func() (bool, string) {
 		ex := current.Load()
 		if ex == nil {
 			return false, "standby: not the leader"
 		}
+		if f := follower.Load(); f != nil && ex.Standby() {
+			if ok, why := f.Following(); !ok {
+				return false, "standby, warming: " + why
+			}
+		}
 		return ex.Healthy()
 	}
+	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "kubefeed_standby_warm",
+		Help: "1 while this replica stands by warm: its caches synced and it follows the shared checkpoint, so taking the Lease lists nothing."},
+		func() float64 {
+			if ex := current.Load(); ex != nil && ex.Standby() {
+				if ok, _ := ready(); ok {
+					return 1
+				}
+			}
+			return 0
+		}))
 	if cfg.Metrics.Address != "" {
 		srv, err := serveHealth(cfg.Metrics, ready, reg, log)
 		if err != nil {
@@ -119,10 +137,15 @@ func runExporter(ctx context.Context, g *globalFlags, cfg *config.Config) error 
 			return runtimeErr(cerr)
 		}
 		host, _ := os.Hostname()
-		err = lead(ctx, leadOptions{
+		lo := leadOptions{
 			Client: cs, Election: cfg.LeaderElection, Identity: fmt.Sprintf("%s_%d", host, time.Now().UnixNano()),
 			StopTimeout: 2 * cfg.ShutdownTimeout.Duration, Log: log,
-		}, pipeline)
+		}
+		if cfg.LeaderElection.Standby == config.StandbyWarm {
+			err = leadWarm(ctx, rc, cfg, log, reg, lo, leader, &current, &follower, pipeline)
+		} else {
+			err = lead(ctx, lo, pipeline)
+		}
 	}
 	if err != nil {
 		return err
@@ -135,27 +158,15 @@ func runExporter(ctx context.Context, g *globalFlags, cfg *config.Config) error 
 // ends and the exporter drained. Sends in flight are cancelled, not drained,
 // when sendCtx ends (see leaderPipeline).
 func runPipeline(ctx, sendCtx context.Context, rc *rest.Config, cfg *config.Config, log *zap.Logger, reg *prometheus.Registry, current *atomic.Pointer[exporter.Exporter]) error {
-	dyn, err := dynamic.NewForConfig(rc)
+	opts, err := pipelineOptions(rc, cfg, log, reg)
 	if err != nil {
-		return runtimeErr(fmt.Errorf("dynamic client: %w", err))
-	}
-	dc, err := discovery.NewDiscoveryClientForConfig(rc)
-	if err != nil {
-		return runtimeErr(fmt.Errorf("discovery client: %w", err))
-	}
-	// Enrichment of Events reads the involved objects' metadata only.
-	md, err := metadata.NewForConfig(rc)
-	if err != nil {
-		return runtimeErr(fmt.Errorf("metadata client: %w", err))
+		return runtimeErr(err)
 	}
 	ss, err := pipelineSinks(ctx, sendCtx, cfg, log)
 	if err != nil {
 		return runtimeErr(err)
 	}
-	opts := exporter.Options{
-		Config: cfg, Client: dyn, RESTConfig: rc, Metadata: md, Resolver: resource.NewDiscoveryResolver(dc), Sinks: ss, Logger: log, Registerer: reg,
-		SendContext: sendCtx,
-	}
+	opts.Sinks, opts.SendContext = ss, sendCtx
 	if cp := cfg.Checkpoint; cp != nil {
 		closeCP, err := openCheckpoint(ctx, cp, cfg, log, reg, &opts)
 		if err != nil {
@@ -175,18 +186,44 @@ func runPipeline(ctx, sendCtx context.Context, rc *rest.Config, cfg *config.Conf
 	return nil
 }
 
+// pipelineOptions are the exporter's options without sinks and stores:
+// the clients of rc, the config, logger and registry.
+func pipelineOptions(rc *rest.Config, cfg *config.Config, log *zap.Logger, reg *prometheus.Registry) (exporter.Options, error) {
+	dyn, err := dynamic.NewForConfig(rc)
+	if err != nil {
+		return exporter.Options{}, fmt.Errorf("dynamic client: %w", err)
+	}
+	dc, err := discovery.NewDiscoveryClientForConfig(rc)
+	if err != nil {
+		return exporter.Options{}, fmt.Errorf("discovery client: %w", err)
+	}
+	// Enrichment of Events reads the involved objects' metadata only.
+	md, err := metadata.NewForConfig(rc)
+	if err != nil {
+		return exporter.Options{}, fmt.Errorf("metadata client: %w", err)
+	}
+	return exporter.Options{
+		Config: cfg, Client: dyn, RESTConfig: rc, Metadata: md, Resolver: resource.NewDiscoveryResolver(dc), Logger: log, Registerer: reg,
+	}, nil
+}
+
 // pipelineSinks builds the config's sinks (a sink that cannot be opened
 // yet is a sinks.Deferred) and fences them with sendCtx, as the exporter
 // gets them.
 func pipelineSinks(ctx, sendCtx context.Context, cfg *config.Config, log *zap.Logger) (map[string]sinks.Sink, error) {
 	built, err := buildSinks(ctx, cfg, log)
 	if err != nil {
-		for _, s := range built {
-			_ = s.Close(context.Background())
-		}
+		closeSinks(built)
 		return nil, err
 	}
 	return fence(built, sendCtx), nil
+}
+
+// closeSinks closes sinks no exporter was given.
+func closeSinks(ss map[string]sinks.Sink) {
+	for _, s := range ss {
+		_ = s.Close(context.Background())
+	}
 }
 
 // checkpointBackend is a File or a KV.
@@ -278,11 +315,15 @@ func healthHandler(mc config.Metrics, ready func() (bool, string), reg *promethe
 	}
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
 	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
-		if ok, why := ready(); !ok {
+		ok, why := ready()
+		if !ok {
 			http.Error(w, why, http.StatusServiceUnavailable)
 			return
 		}
-		_, _ = w.Write([]byte("ok\n"))
+		if why == "" {
+			why = "ok" // a leader; a warm standby says so
+		}
+		_, _ = w.Write([]byte(why + "\n"))
 	})
 	return mux
 }
