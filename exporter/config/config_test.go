@@ -72,6 +72,8 @@ func TestParseBadConfigs(t *testing.T) {
 			[]string{"leaderElection.enabled: replicas must share their checkpoint"}},
 		{"unknown standby mode", base + "watch:\n  - resource: pods\n" + sinks + "checkpoint:\n  jetstream: {servers: [nats://n:4222], bucket: b}\nleaderElection: {enabled: true, namespace: kf, standby: hot}\n",
 			[]string{`leaderElection.standby: must be "warm" or "cold", got "hot"`}},
+		{"sharding without leader election or a shared checkpoint", base + "watch:\n  - resource: pods\n" + sinks + "sharding: {shards: 0}\n",
+			[]string{"sharding.shards: must be between 1 and 64, got 0", "sharding: needs leaderElection.enabled", "sharding: needs checkpoint.jetstream"}},
 		{"checkpoint bucket replicas", base + "watch:\n  - resource: pods\n" + sinks + "checkpoint:\n  jetstream: {servers: [nats://n:4222], bucket: b, replicas: 7}\n",
 			[]string{"f.yaml:9:62: checkpoint.jetstream.replicas: must be between 1 and 5, got 7"}},
 	} {

@@ -29,8 +29,21 @@ type Config struct {
 	Sinks            []Sink         `yaml:"sinks"`
 	Checkpoint       *Checkpoint    `yaml:"checkpoint"`
 	LeaderElection   LeaderElection `yaml:"leaderElection"`
-	Metrics          Metrics        `yaml:"metrics"`
+	// Sharding splits the feed over replicas (nil: one leader runs it).
+	Sharding *Sharding `yaml:"sharding"`
+	Metrics  Metrics   `yaml:"metrics"`
 }
+
+// Sharding splits the 64-bit FNV-1a hash space of object uids into Shards
+// equal ranges, each with its own Lease (leaderElection.name-shard-I) and
+// checkpoint; replicas take an even share of them.
+type Sharding struct {
+	Shards int `yaml:"shards"`
+}
+
+// MaxShards bounds sharding.shards: each shard held is a pipeline of its
+// own (informers, sinks, a Lease).
+const MaxShards = 64
 
 // Event types a rule can select.
 const (

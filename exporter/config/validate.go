@@ -191,6 +191,17 @@ func (v *validator) config(c *Config) {
 			v.at("leaderElection.standby", "must be %q or %q, got %q", StandbyWarm, StandbyCold, le.Standby)
 		}
 	}
+	if sh := c.Sharding; sh != nil {
+		if sh.Shards < 1 || sh.Shards > MaxShards {
+			v.at("sharding.shards", "must be between 1 and %d, got %d", MaxShards, sh.Shards)
+		}
+		if !c.LeaderElection.Enabled {
+			v.at("sharding", "needs leaderElection.enabled: each shard has its own Lease")
+		}
+		if c.Checkpoint == nil || c.Checkpoint.JetStream == nil {
+			v.at("sharding", "needs checkpoint.jetstream: a shard's checkpoint moves with it between replicas")
+		}
+	}
 	if a := c.Metrics.Address; a != "" {
 		if _, _, err := net.SplitHostPort(a); err != nil {
 			v.at("metrics.address", "must be host:port or :port: %v", err)
