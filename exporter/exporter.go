@@ -19,6 +19,7 @@ import (
 	"github.com/kubefeed/kubefeed/exporter/config"
 	"github.com/kubefeed/kubefeed/exporter/plan"
 	"github.com/kubefeed/kubefeed/exporter/resource"
+	"github.com/kubefeed/kubefeed/exporter/shard"
 	"github.com/kubefeed/kubefeed/exporter/state"
 	"github.com/kubefeed/kubefeed/sinks"
 )
@@ -52,6 +53,11 @@ type Options struct {
 	// Metadata reads the objects Events point at, for rules with enrich:
 	// involvedObject (nil: such rules are a configuration error).
 	Metadata metadata.Interface
+	// Shard, when set, restricts the feed to the objects whose uid hashes
+	// into it (sharding): every list and watch carries its shardSelector,
+	// which an API server with ShardedListAndWatch applies, and what else
+	// arrives is dropped here (client-side, with the full watch cost).
+	Shard *shard.Span
 	// Standby starts Run as a warm standby: the informers list and watch,
 	// and nothing is routed, stored or sent until Lead hands over the
 	// sinks (Sinks may then be nil). Stores are read only from Lead on:
@@ -80,6 +86,10 @@ type shared struct {
 	tombstones *tombstones
 	relists    atomic.Int64
 	stalls     atomic.Int64
+	// shard is the uid hash range fed (nil: every object), and
+	// outOfShard counts what arrived outside it.
+	shard      *shard.Span
+	outOfShard atomic.Int64
 	// standby is set while a warm standby waits for Lead: handlers keep
 	// the caches, tombstones and observations, and route nothing.
 	standby atomic.Bool
@@ -121,7 +131,7 @@ func New(o Options) (*Exporter, error) {
 	if o.Config == nil || (o.clientFor == nil && (o.Client == nil || o.Resolver == nil)) {
 		return nil, fmt.Errorf("exporter: config, client and resolver are required")
 	}
-	sh := &shared{cluster: o.Config.Cluster, origin: plan.NewOrigin(o.Config.Cluster), now: o.Now, log: o.Logger,
+	sh := &shared{cluster: o.Config.Cluster, origin: plan.NewOrigin(o.Config.Cluster), now: o.Now, log: o.Logger, shard: o.Shard,
 		tombstones: &tombstones{m: map[state.Key]plan.Tombstone{}}}
 	if sh.log == nil {
 		sh.log = zap.NewNop()

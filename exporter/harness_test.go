@@ -24,6 +24,7 @@ import (
 	"github.com/kubefeed/kubefeed/exporter/config"
 	"github.com/kubefeed/kubefeed/exporter/plan"
 	"github.com/kubefeed/kubefeed/exporter/resource"
+	"github.com/kubefeed/kubefeed/exporter/shard"
 	"github.com/kubefeed/kubefeed/exporter/state"
 	"github.com/kubefeed/kubefeed/internal/fixture"
 	"github.com/kubefeed/kubefeed/sinks"
@@ -51,6 +52,24 @@ type fakeSource struct {
 	// breakStreams, when positive, ends that many of the next watch-list
 	// streams after half their objects, without the end bookmark.
 	breakStreams int
+	// shardSelectors records the shardSelector of every list and watch;
+	// honoursShards makes the source apply it (ShardedListAndWatch on),
+	// for the spans it names.
+	shardSelectors []string
+	honoursShards  []*shard.Span
+}
+
+// spanOf is the honoured span whose selector sel is, or nil (ignored).
+func (f *fakeSource) spanOf(sel string) *shard.Span {
+	if sel != "" {
+		f.shardSelectors = append(f.shardSelectors, sel)
+	}
+	for _, sp := range f.honoursShards {
+		if sp.Selector() == sel {
+			return sp
+		}
+	}
+	return nil
 }
 
 // fakeWatch is a watch the fake source feeds; its buffer holds more than
@@ -61,6 +80,12 @@ type fakeWatch struct {
 	stopped bool
 	ns      string
 	sel     labels.Selector
+	span    *shard.Span // applied by the source, or nil
+}
+
+// admits reports whether the watch's selectors take u.
+func (w *fakeWatch) admits(u *unstructured.Unstructured) bool {
+	return (w.ns == "" || w.ns == u.GetNamespace()) && w.sel.Matches(labels.Set(u.GetLabels())) && (w.span == nil || w.span.Has(string(u.GetUID())))
 }
 
 func (w *fakeWatch) Stop() {
@@ -122,9 +147,10 @@ func (c *fakeClient) List(_ context.Context, o metav1.ListOptions) (*unstructure
 	if err != nil {
 		return nil, err
 	}
+	span := f.spanOf(o.ShardSelector)
 	var keys []string
 	for k, u := range f.objs[c.gvr] {
-		if (c.ns == "" || u.GetNamespace() == c.ns) && sel.Matches(labels.Set(u.GetLabels())) {
+		if (c.ns == "" || u.GetNamespace() == c.ns) && sel.Matches(labels.Set(u.GetLabels())) && (span == nil || span.Has(string(u.GetUID()))) {
 			keys = append(keys, k)
 		}
 	}
@@ -170,13 +196,13 @@ func (c *fakeClient) Watch(_ context.Context, o metav1.ListOptions) (watch.Inter
 		}
 		f.streams[c.gvr]++
 	}
-	w := &fakeWatch{ch: make(chan watch.Event, 1<<17), ns: c.ns, sel: sel}
+	w := &fakeWatch{ch: make(chan watch.Event, 1<<17), ns: c.ns, sel: sel, span: f.spanOf(o.ShardSelector)}
 	if stream {
 		// The initial events: every object as ADDED, then the bookmark
 		// that ends them.
 		var keys []string
 		for k, u := range f.objs[c.gvr] {
-			if (c.ns == "" || u.GetNamespace() == c.ns) && sel.Matches(labels.Set(u.GetLabels())) {
+			if w.admits(u) {
 				keys = append(keys, k)
 			}
 		}
@@ -249,7 +275,7 @@ func (f *fakeSource) remove(gvr schema.GroupVersionResource, ns, name string, qu
 
 func (f *fakeSource) send(gvr schema.GroupVersionResource, ev watch.Event, u *unstructured.Unstructured) {
 	for _, w := range f.watchers[gvr] {
-		if (w.ns == "" || w.ns == u.GetNamespace()) && w.sel.Matches(labels.Set(u.GetLabels())) {
+		if w.admits(u) {
 			// Each watch gets its own copy: the informer's transform
 			// mutates what it receives, as a decoder's fresh object may be.
 			w.send(watch.Event{Type: ev.Type, Object: ev.Object.DeepCopyObject()})

@@ -22,6 +22,9 @@ type metrics struct {
 	gaps         *prometheus.CounterVec
 	filterErrors *prometheus.CounterVec
 	stalled      *prometheus.CounterVec
+	// outOfShard counts objects received outside the shard's range and
+	// dropped here: the API server did not apply the shard selector.
+	outOfShard *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer, e *Exporter) *metrics {
@@ -54,6 +57,9 @@ func newMetrics(reg prometheus.Registerer, e *Exporter) *metrics {
 		gaps: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "kubefeed_gap_markers_total", Help: "io.kubefeed.gap markers acknowledged by a sink.",
 		}, []string{"sink", "reason"}),
+		outOfShard: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "kubefeed_shard_filtered_total", Help: "Objects listed or watched outside this shard's uid range and dropped by kubefeed (client-side sharding: the API server ignored shardSelector).",
+		}, []string{"resource"}),
 		stalled: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "kubefeed_watch_stalls_total", Help: "Watches restarted because they made no progress (no event, no bookmark) for watchTimeout.",
 		}, []string{"resource"}),
@@ -61,7 +67,7 @@ func newMetrics(reg prometheus.Registerer, e *Exporter) *metrics {
 			Name: "kubefeed_filter_errors_total", Help: "Filter expressions that failed at run time (counted as no match).",
 		}, []string{"sink"}),
 	}
-	reg.MustRegister(m.observed, m.delivered, m.failed, m.dropped, m.latency, m.relists, m.watchErrors, m.recovered, m.gaps, m.filterErrors, m.stalled, &stateCollector{e: e})
+	reg.MustRegister(m.observed, m.delivered, m.failed, m.dropped, m.latency, m.relists, m.watchErrors, m.recovered, m.gaps, m.filterErrors, m.stalled, m.outOfShard, &stateCollector{e: e})
 	return m
 }
 

@@ -104,14 +104,21 @@ func newScope(sh *shared, rc resourceClient, resync time.Duration, id scopeID, r
 	lw := &listWatch{cache.ListWatch{
 		ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
 			o.LabelSelector, o.FieldSelector = id.Label, id.Field
+			if sh.shard != nil {
+				o.ShardSelector = sh.shard.Selector()
+			}
 			l, err := rc.List(ctx, o)
 			if err == nil {
+				s.dropOutOfShard(l)
 				s.onListPage(o, l)
 			}
 			return l, err
 		},
 		WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
 			o.LabelSelector, o.FieldSelector = id.Label, id.Field
+			if sh.shard != nil {
+				o.ShardSelector = sh.shard.Selector()
+			}
 			w, err := rc.Watch(ctx, o)
 			if err != nil {
 				return nil, err

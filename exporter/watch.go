@@ -32,6 +32,9 @@ func (s *scope) track(w watch.Interface, cycle uint64) watch.Interface {
 		defer close(t.out)
 		for ev := range w.ResultChan() {
 			s.lastProgress.Store(time.Now().UnixNano())
+			if s.outOfShard(ev) {
+				continue
+			}
 			var end *streamEnd
 			if cycle != 0 {
 				end = s.streamed(cycle, ev)

@@ -63,3 +63,24 @@ func Selector(lo, hi uint64) string {
 	}
 	return fmt.Sprintf("shardRange(object.metadata.uid, '0x%016x', '%s')", lo, end)
 }
+
+// Span is shard I of N: the uids whose Hash falls in Range(I, N).
+type Span struct {
+	I, N   int
+	lo, hi uint64
+}
+
+// Of is shard i of n (0 <= i < n).
+func Of(i, n int) *Span {
+	lo, hi := Range(i, n)
+	return &Span{I: i, N: n, lo: lo, hi: hi}
+}
+
+// Has reports whether the object with this uid belongs to the shard.
+func (s *Span) Has(uid string) bool { return Contains(Hash(uid), s.lo, s.hi) }
+
+// Selector is the shard's shardSelector.
+func (s *Span) Selector() string { return Selector(s.lo, s.hi) }
+
+// String names the shard as its Lease and checkpoint do: "shard-I-of-N".
+func (s *Span) String() string { return fmt.Sprintf("shard-%d-of-%d", s.I, s.N) }
