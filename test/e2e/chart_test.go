@@ -171,6 +171,14 @@ func TestChartLintTemplateAndServerValidation(t *testing.T) {
 				if n := len(byKind(objs, "PodDisruptionBudget")); n != 1 {
 					t.Errorf("%d PodDisruptionBudgets over two replicas, want 1", n)
 				}
+			case "sharded-values.yaml":
+				want := `{"apiGroups":["coordination.k8s.io"],"resourceNames":["t-kubefeed-shard-0","t-kubefeed-shard-1","t-kubefeed-shard-2","t-kubefeed-members"],"resources":["leases"],"verbs":["get","update"]}`
+				if !strings.Contains(all, want) {
+					t.Errorf("sharded: rules %s, want the lease rule %s", all, want)
+				}
+				if pdbs := byKind(objs, "PodDisruptionBudget"); len(pdbs) != 1 || toJSON(pdbs[0].Object["spec"].(map[string]any)["minAvailable"]) != "2" {
+					t.Errorf("sharded: PodDisruptionBudgets %s, want 1 with minAvailable 2 over three replicas", toJSON(pdbs))
+				}
 			case "secrets-values.yaml":
 				if !strings.Contains(all, `"secrets"`) || len(crs) != 0 {
 					t.Errorf("secrets: rules %s", all)
@@ -192,7 +200,16 @@ func TestChartRejectsBadValues(t *testing.T) {
 		{[]string{"--set", "config.watch[0].events[0]=CHANGED"}, "events"},
 		{[]string{"--set", "config.wach=1"}, "wach"},
 		{[]string{"--set", "config.watch[0].resource=pods", "--set", "config.watch[0].typo=1"}, "typo"},
-		{[]string{"--set", "replicaCount=2"}, "leaderElection"},
+		{[]string{"--set", "replicaCount=2"}, "replicaCount 2 needs config.leaderElection.enabled: true"},
+		{[]string{"--set", "config.leaderElection.standby=hot"}, "/config/leaderElection/standby"},
+		{[]string{"--set", "config.sharding.shards=0"}, "/config/sharding/shards"},
+		{[]string{"--set", "config.sharding.shards=65"}, "/config/sharding/shards"},
+		{[]string{"--set", "config.sharding.shard=3"}, "'shard' not allowed"},
+		{[]string{"--set-json", "config.sharding={}"}, "missing property 'shards'"},
+		{[]string{"--set", "config.sharding.shards=3"}, "config.sharding needs config.leaderElection.enabled: true"},
+		{[]string{"--set", "config.sharding.shards=3", "--set", "config.leaderElection.enabled=true"}, "config.sharding needs config.checkpoint.jetstream"},
+		{[]string{"--set", "config.sharding.shards=3", "--set", "config.leaderElection.enabled=true", "--set", "config.checkpoint.file.path=/var/lib/kubefeed/c.db"}, "config.sharding needs config.checkpoint.jetstream"},
+		{[]string{"-f", filepath.Join(chartDir, "ci", "ha-values.yaml"), "--set", "config.leaderElection.standby=cold"}, "a cold standby is never Ready"},
 		{[]string{"--set", "terminationGracePeriodSeconds=-1"}, "terminationGracePeriodSeconds"},
 		{[]string{"-f", filepath.Join(chartDir, "ci", "ha-values.yaml"), "--set", "podDisruptionBudget.minAvailable=2"}, "must be below replicaCount"},
 		{[]string{"--set", "podDisruptionBudget.minAvailable=half"}, "minAvailable"},

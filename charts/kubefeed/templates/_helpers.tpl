@@ -44,6 +44,64 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end -}}
 
 {{/*
+kubefeed.validate fails on values that kubefeed's config validation would
+reject only once the pod runs, naming the value to change, so that helm
+install fails instead.
+*/}}
+{{- define "kubefeed.validate" -}}
+{{- $le := default dict .Values.config.leaderElection -}}
+{{- $cp := default dict .Values.config.checkpoint -}}
+{{- if and (gt (int .Values.replicaCount) 1) (not $le.enabled) }}
+{{- fail (printf "replicaCount %d needs config.leaderElection.enabled: true (the replicas elect who runs the feed through a Lease)" (int .Values.replicaCount)) }}
+{{- end }}
+{{- if and (gt (int .Values.replicaCount) 1) $cp.file }}
+{{- fail "several replicas cannot share the file checkpoint: use config.checkpoint.jetstream" }}
+{{- end }}
+{{- if .Values.config.sharding }}
+{{- if not $le.enabled }}
+{{- fail "config.sharding needs config.leaderElection.enabled: true (each shard has its own Lease)" }}
+{{- end }}
+{{- if not $cp.jetstream }}
+{{- fail "config.sharding needs config.checkpoint.jetstream (a shard's checkpoint moves with it between replicas)" }}
+{{- end }}
+{{- end }}
+{{- end -}}
+
+{{/*
+kubefeed.leaseNames: the Leases kubefeed gets and updates, as a JSON list:
+leaderElection.name without sharding; with sharding.shards N the shard
+Leases name-shard-0 .. name-shard-(N-1) and the membership Lease
+name-members.
+*/}}
+{{- define "kubefeed.leaseNames" -}}
+{{- $name := (default dict .Values.config.leaderElection).name | default (include "kubefeed.fullname" .) -}}
+{{- $names := list $name -}}
+{{- with .Values.config.sharding -}}
+{{- $names = list -}}
+{{- range $i := until (int .shards) }}{{ $names = append $names (printf "%s-shard-%d" $name $i) }}{{ end -}}
+{{- $names = append $names (printf "%s-members" $name) -}}
+{{- end -}}
+{{- toJson $names -}}
+{{- end -}}
+
+{{/*
+kubefeed.readyPods: how many pods are Ready when all replicas run: every
+replica with warm standbys (Ready once warm) or when each holds a shard;
+with cold standbys (never Ready) only those that lead: one, or with
+sharding one per shard up to replicaCount.
+*/}}
+{{- define "kubefeed.readyPods" -}}
+{{- $replicas := int .Values.replicaCount -}}
+{{- $le := default dict .Values.config.leaderElection -}}
+{{- if and $le.enabled (eq ($le.standby | default "warm") "cold") -}}
+{{- $shards := int ((default dict .Values.config.sharding).shards | default 1) -}}
+{{- min $replicas $shards -}}
+{{- else -}}
+{{- $replicas -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
 kubefeed.apiRule turns a resource name (pods, deployments.apps,
 deployments.v1.apps, apps/v1/deployments, v1/pods) into "group|resource".
 */}}
