@@ -28,6 +28,7 @@ import (
 	"github.com/kubefeed/kubefeed/exporter/checkpoint"
 	"github.com/kubefeed/kubefeed/exporter/config"
 	"github.com/kubefeed/kubefeed/exporter/resource"
+	"github.com/kubefeed/kubefeed/exporter/shard"
 	"github.com/kubefeed/kubefeed/exporter/state"
 	"github.com/kubefeed/kubefeed/sinks"
 )
@@ -89,7 +90,11 @@ func runExporter(ctx context.Context, g *globalFlags, cfg *config.Config) error 
 		current  atomic.Pointer[exporter.Exporter]
 		follower atomic.Pointer[checkpoint.Follower] // a warm standby's
 	)
+	shards := &shardExporters{}
 	ready := func() (bool, string) {
+		if cfg.Sharding != nil {
+			return shards.health()
+		}
 		ex := current.Load()
 		if ex == nil {
 			return false, "standby: not the leader"
@@ -126,7 +131,7 @@ func runExporter(ctx context.Context, g *globalFlags, cfg *config.Config) error 
 	pipeline := func(ctx, sendCtx context.Context) error {
 		leader.Set(1)
 		defer leader.Set(0)
-		return runPipeline(ctx, sendCtx, rc, cfg, log, reg, &current)
+		return runPipeline(ctx, sendCtx, rc, cfg, log, reg, nil, func(ex *exporter.Exporter) { current.Store(ex) })
 	}
 	if !cfg.LeaderElection.Enabled {
 		// Nothing aborts sends: SIGTERM drains them.
@@ -141,7 +146,9 @@ func runExporter(ctx context.Context, g *globalFlags, cfg *config.Config) error 
 			Client: cs, Election: cfg.LeaderElection, Identity: fmt.Sprintf("%s_%d", host, time.Now().UnixNano()),
 			StopTimeout: 2 * cfg.ShutdownTimeout.Duration, Log: log,
 		}
-		if cfg.LeaderElection.Standby == config.StandbyWarm {
+		if cfg.Sharding != nil {
+			err = runShards(ctx, rc, cfg, log, reg, lo, shards)
+		} else if cfg.LeaderElection.Standby == config.StandbyWarm {
 			err = leadWarm(ctx, rc, cfg, log, reg, lo, leader, &current, &follower, pipeline)
 		} else {
 			err = lead(ctx, lo, pipeline)
@@ -157,7 +164,11 @@ func runExporter(ctx context.Context, g *globalFlags, cfg *config.Config) error 
 // runPipeline builds sinks, checkpoint and exporter and runs them until ctx
 // ends and the exporter drained. Sends in flight are cancelled, not drained,
 // when sendCtx ends (see leaderPipeline).
-func runPipeline(ctx, sendCtx context.Context, rc *rest.Config, cfg *config.Config, log *zap.Logger, reg *prometheus.Registry, current *atomic.Pointer[exporter.Exporter]) error {
+//
+// sp, when set, is the shard it runs: its lists and watches carry the
+// shard's selector, and its checkpoint is the shard's (shardStore).
+// publish is given the exporter while it runs, then nil.
+func runPipeline(ctx, sendCtx context.Context, rc *rest.Config, cfg *config.Config, log *zap.Logger, reg prometheus.Registerer, sp *shard.Span, publish func(*exporter.Exporter)) error {
 	opts, err := pipelineOptions(rc, cfg, log, reg)
 	if err != nil {
 		return runtimeErr(err)
@@ -166,20 +177,26 @@ func runPipeline(ctx, sendCtx context.Context, rc *rest.Config, cfg *config.Conf
 	if err != nil {
 		return runtimeErr(err)
 	}
-	opts.Sinks, opts.SendContext = ss, sendCtx
+	opts.Sinks, opts.SendContext, opts.Shard = ss, sendCtx, sp
 	if cp := cfg.Checkpoint; cp != nil {
-		closeCP, err := openCheckpoint(ctx, cp, cfg, log, reg, &opts)
+		storeName := func(sink string) string { return sink }
+		if sp != nil {
+			storeName = func(sink string) string { return shardStore(sink, sp) }
+		}
+		closeCP, err := openCheckpoint(ctx, cp, cfg, log, reg, &opts, storeName)
 		if err != nil {
+			closeSinks(ss)
 			return runtimeErr(err)
 		}
 		defer closeCP()
 	}
 	ex, err := exporter.New(opts)
 	if err != nil {
+		closeSinks(ss)
 		return runtimeErr(err)
 	}
-	current.Store(ex)
-	defer current.Store(nil)
+	publish(ex)
+	defer publish(nil)
 	if err := ex.Run(ctx); err != nil {
 		return runtimeErr(err)
 	}
@@ -188,7 +205,7 @@ func runPipeline(ctx, sendCtx context.Context, rc *rest.Config, cfg *config.Conf
 
 // pipelineOptions are the exporter's options without sinks and stores:
 // the clients of rc, the config, logger and registry.
-func pipelineOptions(rc *rest.Config, cfg *config.Config, log *zap.Logger, reg *prometheus.Registry) (exporter.Options, error) {
+func pipelineOptions(rc *rest.Config, cfg *config.Config, log *zap.Logger, reg prometheus.Registerer) (exporter.Options, error) {
 	dyn, err := dynamic.NewForConfig(rc)
 	if err != nil {
 		return exporter.Options{}, fmt.Errorf("dynamic client: %w", err)
@@ -234,7 +251,7 @@ type checkpointBackend interface {
 
 // openCheckpoint loads every sink's store and starts the flusher; the
 // returned func stops it with a final flush.
-func openCheckpoint(ctx context.Context, cp *config.Checkpoint, cfg *config.Config, log *zap.Logger, reg *prometheus.Registry, opts *exporter.Options) (func(), error) {
+func openCheckpoint(ctx context.Context, cp *config.Checkpoint, cfg *config.Config, log *zap.Logger, reg prometheus.Registerer, opts *exporter.Options, storeName func(sink string) string) (func(), error) {
 	clog := log.Named("checkpoint")
 	var backend checkpointBackend
 	var load func(sink string) (*checkpoint.Store, error)
@@ -264,7 +281,7 @@ func openCheckpoint(ctx context.Context, cp *config.Checkpoint, cfg *config.Conf
 	}
 	opts.Stores = map[string]state.Store{}
 	for _, sc := range cfg.Sinks {
-		st, err := load(sc.Name)
+		st, err := load(storeName(sc.Name))
 		if err != nil {
 			_ = backend.Close()
 			return nil, err

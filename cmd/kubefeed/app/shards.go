@@ -1,0 +1,367 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/zap"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/rest"
+
+	"github.com/kubefeed/kubefeed/exporter"
+	"github.com/kubefeed/kubefeed/exporter/config"
+	"github.com/kubefeed/kubefeed/exporter/shard"
+)
+
+// Sharding (config sharding.shards: N). The uid hash space is split in N
+// ranges; shard I has its own Lease (<leaderElection.name>-shard-I), its
+// own checkpoint (the sink's records under "<sink>.shard-I-of-N") and,
+// while this replica holds it, its own pipeline: an Exporter whose lists
+// and watches carry the shard's selector. The replicas register in the
+// members Lease and each computes the same assignment from the live
+// members (assign); a replica runs an elector for every shard assigned to
+// it, and stops (drains, flushes the shard's checkpoint, releases the
+// Lease) every shard it holds that is assigned to another. The new owner
+// takes the Lease once released, or once it expired when the old owner
+// died, and starts from the shard's checkpoint after a restart gap
+// marker. A uid never changes shard, so per-object order holds across the
+// handoff.
+
+// shardSet runs the shards of one replica.
+type shardSet struct {
+	n        int
+	members  *members
+	lo       leadOptions
+	pipeline func(sp *shard.Span) leaderPipeline
+	log      *zap.Logger
+	held     prometheus.Gauge
+
+	mu      sync.Mutex
+	running map[int]*shardRun
+	failed  chan error // a shard's lead failed: the replica stops
+}
+
+// shardRun is one shard's elector (and pipeline while it leads).
+type shardRun struct {
+	stop    context.CancelFunc
+	done    chan struct{}
+	leading func() bool
+	// stopping: handed over, still draining; the shard is not started
+	// again before it is done (the same identity would hold the Lease
+	// twice).
+	stopping bool
+}
+
+// run keeps the replica's shards matched with the assignment until ctx
+// ends; then it stops every shard (each drains and releases its Lease)
+// and leaves the members registry.
+func (ss *shardSet) run(ctx context.Context) error {
+	ss.running = map[int]*shardRun{}
+	ss.failed = make(chan error, ss.n)
+	retry := ss.lo.Election.RetryPeriod.Duration
+	t := time.NewTicker(retry)
+	defer t.Stop()
+	var err error
+	beats := 0
+loop:
+	for {
+		live, berr := ss.members.beat(ctx, false)
+		switch {
+		case berr != nil && ctx.Err() == nil:
+			ss.log.Warn("members registry", zap.Error(berr))
+		case berr == nil:
+			beats++
+			// The first beats let replicas started together see each
+			// other before any takes a shard.
+			if beats > 2 {
+				ss.balance(ctx, live)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			break loop
+		case err = <-ss.failed:
+			break loop
+		case <-t.C:
+		}
+	}
+	ss.stopAll()
+	lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	if _, lerr := ss.members.beat(lctx, true); lerr != nil {
+		ss.log.Warn("leaving the members registry", zap.Error(lerr))
+	}
+	if err == nil {
+		select {
+		case err = <-ss.failed:
+		default:
+		}
+	}
+	return err
+}
+
+// balance starts the electors of the shards assigned to this replica and
+// stops those of the others.
+func (ss *shardSet) balance(ctx context.Context, live []string) {
+	me := ss.lo.Identity
+	if !contains(live, me) {
+		live = append(live, me)
+		sort.Strings(live)
+	}
+	owners := assign(live, ss.n)
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	var took, gave []int
+	for i, owner := range owners {
+		r := ss.running[i]
+		switch {
+		case owner == me && r == nil:
+			ss.running[i] = ss.start(ctx, i)
+			took = append(took, i)
+		case owner != me && r != nil && !r.stopping:
+			r.stopping = true
+			r.stop()
+			gave = append(gave, i)
+			go func() {
+				<-r.done
+				ss.mu.Lock()
+				if ss.running[i] == r {
+					delete(ss.running, i)
+				}
+				ss.mu.Unlock()
+			}()
+		}
+	}
+	if len(took)+len(gave) > 0 {
+		ss.log.Info("shards rebalanced", zap.Int("replicas", len(live)), zap.Ints("taking", took), zap.Ints("handing over", gave), zap.Ints("assigned", ss.assigned()))
+	}
+}
+
+func (ss *shardSet) assigned() []int {
+	var out []int
+	for i, r := range ss.running {
+		if !r.stopping {
+			out = append(out, i)
+		}
+	}
+	sort.Ints(out)
+	return out
+}
+
+// start runs shard i's elector: it takes the Lease when free and runs the
+// shard's pipeline while it holds it.
+func (ss *shardSet) start(ctx context.Context, i int) *shardRun {
+	sp := shard.Of(i, ss.n)
+	sctx, stop := context.WithCancel(ctx)
+	o := ss.lo
+	o.Election.Name = shardLeaseName(ss.lo.Election.Name, i)
+	o.Log = ss.log.With(zap.Stringer("shard", sp))
+	var mu sync.Mutex
+	leading := false
+	pipeline := ss.pipeline(sp)
+	r := &shardRun{stop: stop, done: make(chan struct{}), leading: func() bool { mu.Lock(); defer mu.Unlock(); return leading }}
+	go func() {
+		defer close(r.done)
+		err := lead(sctx, o, func(pctx, sendCtx context.Context) error {
+			mu.Lock()
+			leading = true
+			mu.Unlock()
+			ss.held.Inc()
+			defer ss.held.Dec()
+			defer func() { mu.Lock(); leading = false; mu.Unlock() }()
+			return pipeline(pctx, sendCtx)
+		})
+		if err != nil {
+			ss.failed <- fmt.Errorf("%s: %w", sp, err)
+		}
+	}()
+	return r
+}
+
+// stopAll stops every shard and waits until each drained and released
+// its Lease.
+func (ss *shardSet) stopAll() {
+	ss.mu.Lock()
+	runs := ss.running
+	ss.running = map[int]*shardRun{}
+	ss.mu.Unlock()
+	for _, r := range runs {
+		r.stop()
+	}
+	for _, r := range runs {
+		<-r.done
+	}
+}
+
+// leading lists the shards this replica runs a pipeline for.
+func (ss *shardSet) leading() []int {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	var out []int
+	for i, r := range ss.running {
+		if r.leading() {
+			out = append(out, i)
+		}
+	}
+	sort.Ints(out)
+	return out
+}
+
+func shardLeaseName(name string, i int) string { return name + "-shard-" + strconv.Itoa(i) }
+
+func membersLeaseName(name string) string { return name + "-members" }
+
+// shardStore is the checkpoint name of a sink's records of one shard.
+func shardStore(sink string, sp *shard.Span) string { return sink + "." + sp.String() }
+
+// shardExporters tracks the running Exporter of each shard, for /readyz.
+type shardExporters struct {
+	mu sync.Mutex
+	m  map[int]*exporter.Exporter
+}
+
+func (s *shardExporters) set(i int, ex *exporter.Exporter) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.m == nil {
+		s.m = map[int]*exporter.Exporter{}
+	}
+	if ex == nil {
+		delete(s.m, i)
+	} else {
+		s.m[i] = ex
+	}
+}
+
+// health is ready while every shard held is; it names the shards.
+func (s *shardExporters) health() (bool, string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var ids []int
+	for i := range s.m {
+		ids = append(ids, i)
+	}
+	sort.Ints(ids)
+	names := make([]string, len(ids))
+	for j, i := range ids {
+		if ok, why := s.m[i].Healthy(); !ok {
+			return false, fmt.Sprintf("shard %d: %s", i, why)
+		}
+		names[j] = strconv.Itoa(i)
+	}
+	if len(ids) == 0 {
+		return true, "sharded: holding no shard"
+	}
+	return true, "sharded: holding shards " + strings.Join(names, ",")
+}
+
+// probeShardSelector reports whether the API server applies shardSelector
+// (ShardedListAndWatch): a one-item list of the config's first resource
+// with shard 0 of 2's selector echoes metadata.shardInfo when it does.
+func probeShardSelector(ctx context.Context, rc *rest.Config, cfg *config.Config, opts exporter.Options) (bool, error) {
+	if len(cfg.Watch) == 0 {
+		return false, errors.New("no rule to probe with")
+	}
+	w := cfg.Watch[0]
+	res, err := opts.Resolver.Resolve(w.Resource)
+	if err != nil {
+		return false, err
+	}
+	dyn, err := dynamic.NewForConfig(rc)
+	if err != nil {
+		return false, err
+	}
+	ns := ""
+	if res.Namespaced && len(w.Namespaces) > 0 {
+		ns = w.Namespaces[0]
+	}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	l, err := dyn.Resource(res.GVR).Namespace(ns).List(ctx, metav1.ListOptions{Limit: 1, ShardSelector: shard.Of(0, 2).Selector()})
+	if err != nil {
+		return false, err
+	}
+	md, _ := l.Object["metadata"].(map[string]any)
+	_, ok := md["shardInfo"]
+	return ok, nil
+}
+
+// runShards runs this replica's part of a sharded feed until ctx ends.
+func runShards(ctx context.Context, rc *rest.Config, cfg *config.Config, log *zap.Logger, reg *prometheus.Registry, lo leadOptions, exps *shardExporters) error {
+	n := cfg.Sharding.Shards
+	held := prometheus.NewGauge(prometheus.GaugeOpts{Name: "kubefeed_shards_held", Help: "Shards whose pipeline this replica runs (sharding)."})
+	serverSide := prometheus.NewGauge(prometheus.GaugeOpts{Name: "kubefeed_shard_server_side",
+		Help: "1 when the API server applies shardSelector (ShardedListAndWatch): each replica lists and watches only its shards; 0 when kubefeed filters client-side, with the full watch cost."})
+	reg.MustRegister(held, serverSide)
+	opts, err := pipelineOptions(rc, cfg, log, reg)
+	if err != nil {
+		return runtimeErr(err)
+	}
+	if on, err := probeShardSelector(ctx, rc, cfg, opts); err != nil {
+		log.Warn("could not tell whether the API server applies shardSelector; every shard filters client-side too", zap.Error(err))
+	} else if on {
+		serverSide.Set(1)
+		log.Info("sharding server-side: the API server applies shardSelector (ShardedListAndWatch)", zap.Int("shards", n))
+	} else {
+		log.Info("sharding client-side: the API server ignores shardSelector; each shard watches everything and keeps its own", zap.Int("shards", n))
+	}
+	ss := &shardSet{
+		n: n, lo: lo, log: log, held: held,
+		members: &members{client: lo.Client, namespace: lo.Election.Namespace, name: membersLeaseName(lo.Election.Name), identity: lo.Identity,
+			live: lo.Election.LeaseDuration.Duration, now: time.Now},
+		pipeline: func(sp *shard.Span) leaderPipeline {
+			slog := log.With(zap.Stringer("shard", sp))
+			return func(pctx, sendCtx context.Context) error {
+				sreg := &scopedRegisterer{Registerer: prometheus.WrapRegistererWith(prometheus.Labels{"shard": strconv.Itoa(sp.I)}, reg)}
+				defer sreg.unregisterAll()
+				return runPipeline(pctx, sendCtx, rc, cfg, slog, sreg, sp, func(ex *exporter.Exporter) { exps.set(sp.I, ex) })
+			}
+		},
+	}
+	log.Info("sharded: joining the replicas", zap.Int("shards", n), zap.String("members", lo.Election.Namespace+"/"+membersLeaseName(lo.Election.Name)), zap.String("identity", lo.Identity))
+	return ss.run(ctx)
+}
+
+// scopedRegisterer registers through its Registerer and unregisters all
+// it registered at once: a shard's pipeline may run again in the same
+// process after a handover.
+type scopedRegisterer struct {
+	prometheus.Registerer
+	mu sync.Mutex
+	cs []prometheus.Collector
+}
+
+func (r *scopedRegisterer) Register(c prometheus.Collector) error {
+	if err := r.Registerer.Register(c); err != nil {
+		return err
+	}
+	r.mu.Lock()
+	r.cs = append(r.cs, c)
+	r.mu.Unlock()
+	return nil
+}
+
+func (r *scopedRegisterer) MustRegister(cs ...prometheus.Collector) {
+	for _, c := range cs {
+		if err := r.Register(c); err != nil {
+			panic(err)
+		}
+	}
+}
+
+func (r *scopedRegisterer) unregisterAll() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, c := range r.cs {
+		r.Registerer.Unregister(c)
+	}
+	r.cs = nil
+}

@@ -1,0 +1,196 @@
+package app
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/zap/zaptest"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/kubernetes/fake"
+
+	"github.com/kubefeed/kubefeed/exporter/config"
+	"github.com/kubefeed/kubefeed/exporter/shard"
+)
+
+// Every member owns n/m or n/m+1 shards, every shard has one owner, and
+// the assignment is the same whoever computes it.
+func TestAssignIsEvenAndComplete(t *testing.T) {
+	for _, m := range []int{1, 2, 3, 5, 7, 12, 13} {
+		for _, n := range []int{1, 3, 6, 12, 64} {
+			members := make([]string, m)
+			for i := range members {
+				members[i] = fmt.Sprintf("host-%d_17650000%02d", i, i)
+			}
+			owners := assign(members, n)
+			load := map[string]int{}
+			for i, o := range owners {
+				if o == "" {
+					t.Fatalf("m=%d n=%d: shard %d has no owner", m, n, i)
+				}
+				load[o]++
+			}
+			for _, mem := range members {
+				if l := load[mem]; l < n/m || l > n/m+1 {
+					t.Errorf("m=%d n=%d: %s owns %d shards, want %d or %d", m, n, mem, l, n/m, n/m+1)
+				}
+			}
+			if again := assign(append([]string(nil), members...), n); fmt.Sprint(again) != fmt.Sprint(owners) {
+				t.Errorf("m=%d n=%d: assign is not deterministic", m, n)
+			}
+		}
+	}
+}
+
+// A replica joining or leaving moves few shards: at 12 shards, a fourth
+// replica takes three, and most stay where they were.
+func TestAssignMovesFewShardsWhenAMemberJoins(t *testing.T) {
+	three := []string{"a", "b", "c"}
+	before := assign(three, 12)
+	after := assign([]string{"a", "b", "c", "d"}, 12)
+	moved := 0
+	for i := range before {
+		if before[i] != after[i] {
+			moved++
+		}
+	}
+	if moved > 6 {
+		t.Errorf("%d of 12 shards moved when a fourth replica joined, want at most 6 (3 must)", moved)
+	}
+}
+
+// The registry keeps live members, drops one that stopped beating, and
+// removes one that leaves.
+func TestMembersRegistryTracksLiveReplicas(t *testing.T) {
+	cs := fake.NewSimpleClientset()
+	now := time.Unix(1_800_000_000, 0)
+	clock := func() time.Time { return now }
+	mk := func(id string) *members {
+		return &members{client: cs, namespace: "kf", name: "kubefeed-members", identity: id, live: 15 * time.Second, now: clock}
+	}
+	a, b := mk("a_1"), mk("b_2")
+	ctx := context.Background()
+	if _, err := a.beat(ctx, false); err != nil {
+		t.Fatal(err)
+	}
+	live, err := b.beat(ctx, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(live) != "[a_1 b_2]" {
+		t.Fatalf("live members %v, want [a_1 b_2]", live)
+	}
+	now = now.Add(20 * time.Second) // a stopped beating
+	if live, _ = b.beat(ctx, false); fmt.Sprint(live) != "[b_2]" {
+		t.Errorf("after a's silence: %v, want [b_2]", live)
+	}
+	if live, _ = b.beat(ctx, true); len(live) != 0 {
+		t.Errorf("after b left: %v, want none", live)
+	}
+}
+
+// shardLog records which replica runs which shard's pipeline, and fails
+// the test when two run one shard at once.
+type shardLog struct {
+	t   *testing.T
+	mu  sync.Mutex
+	by  map[int]string
+	ran map[int]int // pipelines started per shard
+}
+
+func (l *shardLog) pipeline(id string) func(sp *shard.Span) leaderPipeline {
+	return func(sp *shard.Span) leaderPipeline {
+		return func(ctx, _ context.Context) error {
+			l.mu.Lock()
+			if other, ok := l.by[sp.I]; ok {
+				l.t.Errorf("%s: %s and %s run it at once", sp, other, id)
+			}
+			l.by[sp.I] = id
+			l.ran[sp.I]++
+			l.mu.Unlock()
+			<-ctx.Done()
+			time.Sleep(20 * time.Millisecond) // a drain
+			l.mu.Lock()
+			delete(l.by, sp.I)
+			l.mu.Unlock()
+			return nil
+		}
+	}
+}
+
+func (l *shardLog) owners() map[string][]int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	out := map[string][]int{}
+	for i, id := range l.by {
+		out[id] = append(out[id], i)
+	}
+	return out
+}
+
+func startShardSet(t *testing.T, cs kubernetes.Interface, id string, l *shardLog) (stop func() error) {
+	le := config.LeaderElection{Enabled: true, Namespace: "kf", Name: "kubefeed"}
+	le.LeaseDuration.Duration, le.RenewDeadline.Duration, le.RetryPeriod.Duration = 900*time.Millisecond, 600*time.Millisecond, 100*time.Millisecond
+	log := zaptest.NewLogger(t).Named(id)
+	ss := &shardSet{n: 6, log: log, held: prometheus.NewGauge(prometheus.GaugeOpts{Name: "h"}), pipeline: l.pipeline(id),
+		lo:      leadOptions{Client: cs, Election: le, Identity: id, StopTimeout: 5 * time.Second, Log: log},
+		members: &members{client: cs, namespace: "kf", name: "kubefeed-members", identity: id, live: le.LeaseDuration.Duration, now: time.Now}}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- ss.run(ctx) }()
+	return func() error { cancel(); return <-done }
+}
+
+// Three replicas over six shards: each runs two, no shard runs twice at
+// once, and when one leaves its shards move to the others.
+func TestShardSetsSplitShardsEvenlyAndHandOver(t *testing.T) {
+	cs := fake.NewSimpleClientset()
+	l := &shardLog{t: t, by: map[int]string{}, ran: map[int]int{}}
+	stops := map[string]func() error{}
+	for _, id := range []string{"a", "b", "c"} {
+		stops[id] = startShardSet(t, cs, id, l)
+	}
+	defer func() {
+		for _, s := range stops {
+			_ = s()
+		}
+	}()
+	balanced := func(want int) bool {
+		o := l.owners()
+		if len(o) != want {
+			return false
+		}
+		total := 0
+		for _, s := range o {
+			if len(s) != 6/want {
+				return false
+			}
+			total += len(s)
+		}
+		return total == 6
+	}
+	waitUntil(t, 20*time.Second, "two shards each", func() bool { return balanced(3) })
+	if err := stops["c"](); err != nil {
+		t.Fatalf("c stopped with %v", err)
+	}
+	delete(stops, "c")
+	waitUntil(t, 20*time.Second, "three shards each after c left", func() bool { return balanced(2) })
+	if _, err := cs.CoordinationV1().Leases("kf").Get(context.Background(), "kubefeed-shard-5", metav1.GetOptions{}); err != nil {
+		t.Errorf("shard Lease: %v", err)
+	}
+}
+
+func waitUntil(t *testing.T, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
