@@ -6,7 +6,9 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
+	authorizationv1 "k8s.io/api/authorization/v1"
 	coordinationv1 "k8s.io/api/coordination/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -63,6 +65,9 @@ func TestChartShardingLeaseRBAC(t *testing.T) {
 	asSA.Impersonate.UserName = "system:serviceaccount:" + rel + ":t-kubefeed"
 	leases := kubernetes.NewForConfigOrDie(asSA).CoordinationV1().Leases(leNS)
 	ctx := context.Background()
+	// The API server's RBAC authorizer reads Roles through an informer:
+	// a grant is in force a moment after it is created.
+	waitAllowed(t, asSA, authorizationv1.ResourceAttributes{Namespace: leNS, Verb: "update", Group: "coordination.k8s.io", Resource: "leases", Name: "t-kubefeed-shard-0"})
 	lease := func(name string) *coordinationv1.Lease {
 		holder := "replica-a"
 		return &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Name: name}, Spec: coordinationv1.LeaseSpec{HolderIdentity: &holder}}
@@ -162,5 +167,25 @@ func TestChartPodDisruptionBudgetFitsStandbysAndShards(t *testing.T) {
 			}
 			apply(t, cp.Config(), pdbs, true)
 		})
+	}
+}
+
+// waitAllowed waits until the API server allows the request as cfg's user
+// (asked with a SelfSubjectAccessReview): a Role or binding just created
+// takes effect once the authorizer's informer has it.
+func waitAllowed(t *testing.T, cfg *rest.Config, attrs authorizationv1.ResourceAttributes) {
+	t.Helper()
+	cs := kubernetes.NewForConfigOrDie(cfg)
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		r, err := cs.AuthorizationV1().SelfSubjectAccessReviews().Create(context.Background(),
+			&authorizationv1.SelfSubjectAccessReview{Spec: authorizationv1.SelfSubjectAccessReviewSpec{ResourceAttributes: &attrs}}, metav1.CreateOptions{})
+		if err == nil && r.Status.Allowed {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s %s/%s never allowed as %s: %v", attrs.Verb, attrs.Resource, attrs.Name, cfg.Impersonate.UserName, err)
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 }

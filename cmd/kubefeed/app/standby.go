@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"sync/atomic"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
@@ -15,6 +16,9 @@ import (
 	"github.com/kubefeed/kubefeed/exporter/state"
 )
 
+// warmOpenTimeout bounds a standby's first attempt to open the checkpoint.
+const warmOpenTimeout = 5 * time.Second
+
 // leadWarm is lead for a warm standby (leaderElection.standby: warm):
 // while it waits for the Lease, the exporter's informers run (a standby
 // Exporter routes nothing) and a Follower keeps its stores current with
@@ -23,7 +27,7 @@ import (
 // hands the sinks to the exporter, which compares its warm caches with the
 // checkpoint: no list.
 //
-// A checkpoint that cannot be reached at start leaves the replica a cold
+// A checkpoint that cannot be reached at start (within warmOpenTimeout) leaves the replica a cold
 // standby (cold runs as lead does): it is not a reason to stop waiting.
 // A standby whose exporter fails (an informer that cannot start) stops
 // waiting for the Lease and returns the error.
@@ -34,7 +38,12 @@ func leadWarm(ctx context.Context, rc *rest.Config, cfg *config.Config, log *zap
 		return runtimeErr(err)
 	}
 	clog := log.Named("checkpoint")
-	kv, err := checkpoint.OpenKV(ctx, *cfg.Checkpoint.JetStream, true, clog)
+	// The standby does not wait long for the bucket: one it cannot reach
+	// leaves it cold, in the election at once (a leader then gets the full
+	// 30s that OpenKV gives a bucket).
+	octx, cancel := context.WithTimeout(ctx, warmOpenTimeout)
+	kv, err := checkpoint.OpenKV(octx, *cfg.Checkpoint.JetStream, true, clog)
+	cancel()
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil
