@@ -43,6 +43,12 @@ func (ls *benchLines) add(name string, vals ...benchVal) {
 	}
 }
 
+// addAll is add for values that are measured even when zero (a count of
+// LIST requests).
+func (ls *benchLines) addAll(name string, vals ...benchVal) {
+	*ls = append(*ls, benchLine{name, vals})
+}
+
 // resultVals are an agent's measurements; noun is what its rate and CPU
 // are counted in (changes, events).
 func resultVals(r result, noun string, rate bool) []benchVal {
@@ -82,7 +88,7 @@ func writeBenchfmt(w io.Writer, rep report) error {
 		date  string
 		lines benchLines
 	}
-	var burst, steady, memory, drains, events, deletes benchLines
+	var burst, steady, memory, drains, events, deletes, failovers benchLines
 	runs(rep.Burst, burstModes, func(m string, r result) {
 		burst.add(fmt.Sprintf("Burst/objects=%d/mode=%s", r.Objects, m), resultVals(r, "changes", true)...)
 	})
@@ -143,7 +149,17 @@ func writeBenchfmt(w io.Writer, rep report) error {
 				benchVal{r.CheckpointMiB * (1 << 20), "checkpoint-B"})
 		})
 	}
-	sections := []section{{rep.Date, burst}, {rep.Date, steady}, {rep.Date, memory}, {rep.Date, drains}, {rep.EventsDate, events}, {deleteDate, deletes}}
+	failoverDate := ""
+	if f := rep.Failover; f != nil {
+		failoverDate = f.Date
+		for _, r := range f.Rows {
+			failovers.addAll(fmt.Sprintf("Failover/objects=%d/standby=%s", f.Objects, r.Standby),
+				benchVal{r.Seconds, "failover-sec"}, benchVal{r.LeaderSeconds, "lease-sec"}, benchVal{r.Lists, "lists"},
+				benchVal{r.WatchLists, "watch-lists"}, benchVal{r.WatchEvents, "watch-events"}, benchVal{r.CPUSeconds, "CPU-sec"},
+				benchVal{r.RSSBeforeMiB * (1 << 20), "standby-RSS-B"}, benchVal{r.RSSAfterMiB * (1 << 20), "RSS-B"}, benchVal{r.PeakRSSMiB * (1 << 20), "peak-RSS-B"})
+		}
+	}
+	sections := []section{{rep.Date, burst}, {rep.Date, steady}, {rep.Date, memory}, {rep.Date, drains}, {rep.EventsDate, events}, {deleteDate, deletes}, {failoverDate, failovers}}
 
 	var b bytes.Buffer
 	tw := tabwriter.NewWriter(&b, 0, 8, 1, ' ', 0)
@@ -181,7 +197,7 @@ func writeBenchfmt(w io.Writer, rep report) error {
 		}
 		fmt.Fprintln(tw)
 		// A section measured at another time (-events-only,
-		// -delete-only) says so; make bench-compare ignores the date.
+		// -delete-only, -failover-only) says so; make bench-compare ignores the date.
 		if sec.date != "" && sec.date != date {
 			fmt.Fprintf(tw, "date: %s\n", sec.date)
 			date = sec.date

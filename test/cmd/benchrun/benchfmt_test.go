@@ -11,7 +11,8 @@ import (
 )
 
 // benchfmtFixture is a small report with every section: two burst runs,
-// two Events runs, two deletecollection runs, the rest once.
+// two Events runs, two deletecollection runs, the rest once (a failover
+// per standby mode).
 func benchfmtFixture() report {
 	r := func(mode string, rate float64) result {
 		return result{Mode: mode, Objects: 100, Rate: rate, CPUPer1k: 0.25, RSSMiB: 60, P99Millis: 12.5}
@@ -48,6 +49,9 @@ func benchfmtFixture() report {
 		}
 		rep.Delete.Rows[m] = []deleteRow{row, row}
 	}
+	rep.Failover = &failoverReport{Date: "2026-12-04T00:00:00Z", Objects: 100, LeaseSeconds: 15, TargetSeconds: 17, Rows: []failoverRow{
+		{Standby: "cold", Seconds: 19.5, LeaderSeconds: 17, WatchLists: 1, WatchEvents: 101, RSSBeforeMiB: 30, RSSAfterMiB: 60, PeakRSSMiB: 61, CPUSeconds: 1},
+		{Standby: "warm", Warm: true, Seconds: 16, LeaderSeconds: 15.9, WatchEvents: 2, RSSBeforeMiB: 60, RSSAfterMiB: 61, PeakRSSMiB: 62, CPUSeconds: 0.1}}}
 	return rep
 }
 
@@ -158,7 +162,7 @@ func TestBenchfmt(t *testing.T) {
 		"Memory/objects=1000/mode=kubefeed-discard": 1, "Emit/objects=100/mode=kubefeed-emit": 1,
 		"Network/delay=1ms/objects=100/mode=ceiling-webhook": 1, "Kafka/objects=100/mode=kafka-ceiling": 1,
 		"Events/load=burst/objects=100/mode=kubefeed-events-enrich": 2, "Events/load=memory/objects=1000/mode=events-bare-dynamic": 1,
-		"DeleteCollection/objects=100/checkpoint=jetstream": 2,
+		"DeleteCollection/objects=100/checkpoint=jetstream": 2, "Failover/objects=100/standby=cold": 1, "Failover/objects=100/standby=warm": 1,
 	}
 	for name, n := range want {
 		if names[name] != n {
@@ -166,13 +170,13 @@ func TestBenchfmt(t *testing.T) {
 		}
 	}
 	// Every case: 4 burst modes, 2×2 steady, 2 memory, emit, 4 network,
-	// 3 Kafka, 2×4 + 1 Events, 3 deletecollection.
-	if len(names) != 4+4+2+1+4+3+9+3 {
-		t.Errorf("%d cases, want %d: %v", len(names), 4+4+2+1+4+3+9+3, names)
+	// 3 Kafka, 2×4 + 1 Events, 3 deletecollection, 2 failover.
+	if len(names) != 4+4+2+1+4+3+9+3+2 {
+		t.Errorf("%d cases, want %d: %v", len(names), 4+4+2+1+4+3+9+3+2, names)
 	}
 	// Sections measured at another time carry their own date.
 	for name, date := range map[string]string{"Burst/objects=100/mode=bare": rep.Date, "Events/load=burst/objects=100/mode=events-bare": rep.EventsDate,
-		"DeleteCollection/objects=100/checkpoint=none": rep.Delete.Date} {
+		"DeleteCollection/objects=100/checkpoint=none": rep.Delete.Date, "Failover/objects=100/standby=warm": rep.Failover.Date} {
 		if p.date[name] != date {
 			t.Errorf("%s: date %q, want %q", name, p.date[name], date)
 		}
@@ -182,6 +186,10 @@ func TestBenchfmt(t *testing.T) {
 	}
 	if strings.Contains(string(txt), "p50-ms") {
 		t.Error("a value the json does not hold (p50) is written")
+	}
+	// A failover's counts are written when zero: no LIST is the point.
+	if !regexp.MustCompile(`\nBenchmarkFailover/objects=100/standby=warm +1 16\.00 failover-sec 15\.90 lease-sec 0 lists 0 watch-lists 2\.000 watch-events `).MatchString(string(txt)) {
+		t.Errorf("the warm failover's line lacks its zero counts:\n%s", txt)
 	}
 }
 

@@ -308,6 +308,19 @@ type kubefeedProc struct {
 
 // startKubefeed runs kubefeed and waits until it has synced its caches.
 func startKubefeed(bin, cfg, kubeconfig string) (*kubefeedProc, error) {
+	k, err := spawnKubefeed(bin, cfg, kubeconfig)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := k.waitLog("caches synced", 0, time.Minute); err != nil {
+		k.stop()
+		return nil, err
+	}
+	return k, nil
+}
+
+// spawnKubefeed runs kubefeed.
+func spawnKubefeed(bin, cfg, kubeconfig string) (*kubefeedProc, error) {
 	cmd := exec.Command(bin, "run", "--config", cfg, "--kubeconfig", kubeconfig, "--log-format", "console")
 	k := &kubefeedProc{cmd: cmd, logs: &syncBuffer{}, done: make(chan struct{})}
 	cmd.Stdout, cmd.Stderr = k.logs, k.logs
@@ -315,15 +328,35 @@ func startKubefeed(bin, cfg, kubeconfig string) (*kubefeedProc, error) {
 		return nil, err
 	}
 	go func() { _ = cmd.Wait(); close(k.done) }()
-	deadline := time.Now().Add(time.Minute)
-	for !strings.Contains(k.logs.String(), "caches synced") {
-		if !k.running() || time.Now().After(deadline) {
-			k.stop()
-			return nil, fmt.Errorf("kubefeed did not sync its caches:\n%s", k.logTail())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 	return k, nil
+}
+
+// waitLog waits until kubefeed's log, from offset from (a logLen), holds
+// s, and returns when it saw it; an error when kubefeed exited or timeout
+// passed first.
+func (k *kubefeedProc) waitLog(s string, from int64, timeout time.Duration) (time.Time, error) {
+	deadline := time.Now().Add(timeout)
+	for {
+		if k.logs.containsFrom(s, from) {
+			return time.Now(), nil
+		}
+		if !k.running() {
+			return time.Time{}, fmt.Errorf("kubefeed exited before it logged %q:\n%s", s, k.logTail())
+		}
+		if time.Now().After(deadline) {
+			return time.Time{}, fmt.Errorf("kubefeed did not log %q within %s:\n%s", s, timeout, k.logTail())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// logLen is how much kubefeed logged so far (an offset for waitLog).
+func (k *kubefeedProc) logLen() int64 { return k.logs.written() }
+
+// kill sends SIGKILL and waits for the exit.
+func (k *kubefeedProc) kill() {
+	_ = k.cmd.Process.Kill()
+	<-k.done
 }
 
 func (k *kubefeedProc) pid() int { return k.cmd.Process.Pid }
@@ -358,17 +391,20 @@ func (k *kubefeedProc) logTail() string {
 
 // syncBuffer is a bytes.Buffer safe for a writing process and a reader.
 type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
+	mu      sync.Mutex
+	b       bytes.Buffer
+	dropped int64 // bytes cut from the front
 }
 
 func (s *syncBuffer) Write(p []byte) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.b.Len() > 1<<20 { // keep the last half MiB
-		tail := append([]byte(nil), s.b.Bytes()[s.b.Len()-1<<19:]...)
+		cut := s.b.Len() - 1<<19
+		tail := append([]byte(nil), s.b.Bytes()[cut:]...)
 		s.b.Reset()
 		s.b.Write(tail)
+		s.dropped += int64(cut)
 	}
 	return s.b.Write(p)
 }
@@ -377,6 +413,22 @@ func (s *syncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
+}
+
+// written is how many bytes were ever written.
+func (s *syncBuffer) written() int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.dropped + int64(s.b.Len())
+}
+
+// containsFrom tells whether what was written from offset from on (or
+// what is kept of it) holds sub.
+func (s *syncBuffer) containsFrom(sub string, from int64) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	i := max(from-s.dropped, 0)
+	return bytes.Contains(s.b.Bytes()[min(i, int64(s.b.Len())):], []byte(sub))
 }
 
 func freeTCPPort() (int, error) {

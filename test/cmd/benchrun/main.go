@@ -5,7 +5,10 @@
 // kubefeed's Kafka sink against a bare producer on an in-process kfake
 // broker (kafka.go). The Events mode (events.go) follows: core Events at a
 // steady ~300/s and as a burst, to a typed protobuf informer and to kubefeed
-// (file, JetStream, file with enrichment), and 20k cached Events.
+// (file, JetStream, file with enrichment), and 20k cached Events. The
+// failover mode (failover.go) comes last: two replicas of kubefeed with
+// leader election, the leader SIGKILLed at 100k cached ConfigMaps, with a
+// cold and with a warm standby.
 //
 // With -net it also puts a TCP delay proxy (test/netdelay) between
 // kubefeed and JetStream and a webhook receiver, and compares kubefeed's
@@ -16,6 +19,7 @@
 //	benchrun -events-only [-out docs]    (the Events mode into an existing report)
 //	benchrun -gobench-only [-out docs]   (the in-process benchmarks into an existing report)
 //	benchrun -delete-only [-delete 10000] [-delete-runs 1] [-out docs]   (deletecollection per checkpoint mode into an existing report)
+//	benchrun -failover-only [-failover 100000] [-out docs]   (leader SIGKILL → failover, cold and warm standby, into an existing report)
 //	benchrun -benchfmt docs/benchmarks.json   (prints its benchmarks.txt; measures nothing)
 //
 // The report's prose is report.tmpl; report.go computes what it shows
@@ -120,6 +124,13 @@ func main() {
 			rep.Delete, err = measureDeletes(e, *deleteObjects, *deleteRuns)
 			return err
 		})
+	case *failoverOnly && *failoverObjects <= 0:
+		err = errors.New("-failover-only needs -failover N with N > 0")
+	case *failoverOnly:
+		err = into(*out, func(e *env, rep *report) (err error) {
+			rep.Failover, err = measureFailover(e, *failoverObjects)
+			return err
+		})
 	case *eventsOnly:
 		err = into(*out, func(e *env, rep *report) error {
 			rep.Events, rep.EventsN = map[string][]result{}, *n
@@ -200,6 +211,8 @@ type report struct {
 	Kafka      *kafkaReport `json:"kafka,omitempty"`
 	// Delete: one deletecollection per checkpoint mode (deletecollection.go).
 	Delete *deleteReport `json:"deletecollection,omitempty"`
+	// Failover: the leader SIGKILLed, per standby mode (failover.go).
+	Failover *failoverReport `json:"failover,omitempty"`
 }
 
 // onlySteady: -steady-only (steadyTo: -steady-into); onlyNet: -net-only.
@@ -351,6 +364,11 @@ func run(n, runs, mem int, out string) error {
 		rep.EventsN = n
 		if err := runEvents(cp, cs, ns.URL(), dir, n, *eventsRuns, mem, &rep); err != nil {
 			return fmt.Errorf("events: %w", err)
+		}
+	}
+	if *failoverObjects > 0 && runs > 0 && !onlySteady && !onlyNet {
+		if rep.Failover, err = measureFailover(e, *failoverObjects); err != nil {
+			return err
 		}
 	}
 	if out == "" {

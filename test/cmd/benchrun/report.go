@@ -71,6 +71,7 @@ type view struct {
 	Network       []netRow
 	NetFlat       bool // kubefeed's JetStream rate within 30 % at every delay
 	Delete        *deleteView
+	Failover      *failoverView
 	Targets       []target
 	Events        *eventsView
 	GoBench       string
@@ -131,6 +132,9 @@ func newView(rep report) view {
 	}
 	if d := rep.Delete; d != nil && len(d.Rows["none"]) > 0 {
 		v.Delete = newDeleteView(d)
+	}
+	if f := rep.Failover; f != nil && len(f.Rows) > 0 {
+		v.Failover = newFailoverView(f)
 	}
 	return v
 }
@@ -197,6 +201,12 @@ func targets(rep report) []target {
 			row(fmt.Sprintf("webhook with `batch: %d` through 1 ms each way ≥ 10,000 events/s", nr.WebhookBatch), fmt.Sprintf("%.0f/s", nr.Webhook.Rate), nr.Webhook.Rate >= 10000)
 		}
 	}
+	if f := rep.Failover; f != nil {
+		for _, r := range f.Rows {
+			row(fmt.Sprintf("failover with `standby: %s` at %dk cached ConfigMaps: leader SIGKILL → first new change delivered ≤ leaseDuration + 2 s (%g s), with no LIST and no watch-list", r.Standby, f.Objects/1000, f.TargetSeconds),
+				failoverGot(r), r.met(f.TargetSeconds))
+		}
+	}
 	if rep.Emit != nil {
 		row(fmt.Sprintf("`initialList: emit` drains %dk existing objects at ≥ 10k/s (first to last event)", rep.Emit.Objects/1000), fmt.Sprintf("%.0f/s", rep.Emit.Rate), rep.Emit.Rate >= 10000)
 	} else {
@@ -246,6 +256,33 @@ func newDeleteView(d *deleteReport) *deleteView {
 		}
 	}
 	return v
+}
+
+// failoverView is the failover section.
+type failoverView struct {
+	*failoverReport
+	Lines []failoverLine
+}
+
+// failoverLine is a standby mode's row.
+type failoverLine struct {
+	failoverRow
+	After float64 // seconds from taking the Lease to the delivery
+	Met   string
+}
+
+func newFailoverView(f *failoverReport) *failoverView {
+	v := &failoverView{failoverReport: f}
+	for _, r := range f.Rows {
+		l := failoverLine{failoverRow: r, After: max(r.Seconds-r.LeaderSeconds, 0), Met: newTarget("", "", r.met(f.TargetSeconds)).Met}
+		v.Lines = append(v.Lines, l)
+	}
+	return v
+}
+
+// failoverGot is a failover row's measurement as the targets table shows it.
+func failoverGot(r failoverRow) string {
+	return fmt.Sprintf("%.1f s (%.1f s until the standby took the Lease), %g LIST, %g watch-list", r.Seconds, r.LeaderSeconds, r.Lists, r.WatchLists)
 }
 
 // eventsView is the Events section.
