@@ -46,7 +46,22 @@ type Options struct {
 	// passes none. It is not checked here: a gate the API server does not
 	// know makes Start fail with the API server's own error and its log tail.
 	FeatureGates string
+	// AuditLog makes every API server of the control plane write an audit
+	// log (APIServer.AuditLog) of every request at level Metadata: who
+	// (with impersonatedUser when a client impersonates one), verb,
+	// objectRef and requestURI with its query, for tests that must see
+	// what a client asked for.
+	AuditLog bool
 }
+
+// auditPolicy logs every request once it completed (and a watch once
+// its response started), without bodies.
+const auditPolicy = `apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: [RequestReceived]
+rules:
+  - level: Metadata
+`
 
 // ControlPlane is one etcd with one or more API servers on it.
 type ControlPlane struct {
@@ -62,8 +77,11 @@ type APIServer struct {
 	Port int
 	// Kubeconfig is the path of a kubeconfig file for the admin user.
 	Kubeconfig string
-	proc       *process
-	cp         *ControlPlane
+	// AuditLog is the path of the API server's audit log, one JSON
+	// audit.k8s.io/v1 Event a line ("" unless Options.AuditLog).
+	AuditLog string
+	proc     *process
+	cp       *ControlPlane
 }
 
 // StartT starts a control plane for a test and stops it on t.Cleanup.
@@ -218,6 +236,14 @@ func (cp *ControlPlane) AddAPIServer() (*APIServer, error) {
 	}
 	if cp.opts.FeatureGates != "" {
 		args = append(args, "--feature-gates="+cp.opts.FeatureGates)
+	}
+	if cp.opts.AuditLog {
+		policy := filepath.Join(cp.Dir, "audit-policy.yaml")
+		if err := os.WriteFile(policy, []byte(auditPolicy), 0o644); err != nil {
+			return nil, fmt.Errorf("audit policy: %w", err)
+		}
+		s.AuditLog = filepath.Join(cp.Dir, fmt.Sprintf("kube-apiserver-%d-audit.log", n))
+		args = append(args, "--audit-policy-file="+policy, "--audit-log-path="+s.AuditLog)
 	}
 	s.proc = &process{
 		name: fmt.Sprintf("kube-apiserver-%d", n), path: bin, args: args, detach: cp.opts.Detach,
