@@ -18,6 +18,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -133,6 +134,84 @@ func TestShardedReplicaJoiningAndLeavingRebalances(t *testing.T) {
 		all := func(id string) []int { return union(before[id], mid[id], after[id]) }
 		e.checkAudit(t, map[*shardReplica][]int{a: all(a.id), b: all(b.id), c: all(c.id)})
 	})
+}
+
+// A replica killed while it hands shards over: under load a third
+// replica joins two, and the first old owner to start handing a shard over
+// is SIGKILLed at once, in the middle of its drain. The shards it was
+// handing over and those it kept end up with the two others (from the
+// Lease it released or once its Leases expired), and nothing is lost or
+// reordered.
+func TestShardedReplicaKilledDuringHandover(t *testing.T) {
+	e := newShardEnv(t, cp.APIServer(), "shard-handover-kill", false)
+	a, b := e.start(t, "a"), e.start(t, "b")
+	e.waitBalanced(t, "two replicas started", a, b)
+	load := e.startLoad(t, 25)
+	time.Sleep(2 * time.Second)
+	marks := map[*shardReplica]int{a: len(a.logs.String()), b: len(b.logs.String())}
+	c := e.start(t, "c")
+	var victim, other *shardReplica
+	deadline := time.Now().Add(30 * time.Second)
+	for victim == nil {
+		for r, mark := range marks {
+			if handingOverRE.MatchString(r.logs.String()[mark:]) {
+				victim = r
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no replica handed a shard over to %s in 30s", c.name)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	victim.kill(t)
+	other = a
+	if victim == a {
+		other = b
+	}
+	killed := time.Now()
+	after := e.waitBalanced(t, "after the kill", other, c)
+	t.Logf("%s SIGKILLed as it handed over (after %d writes); balanced %v later: %s %v, %s %v", victim.name, load.ops.Load(),
+		time.Since(killed).Round(time.Millisecond), other.name, after[other.id], c.name, after[c.id])
+	time.Sleep(2 * time.Second)
+	e.checkShardedFeed(t, load.finish(t), false)
+}
+
+// handingOverRE matches a rebalance in which a replica hands shards over.
+var handingOverRE = regexp.MustCompile(`"handing over": \[[0-9]`)
+
+// A replica paused (SIGSTOP) past its Leases, under load: the two others
+// take its shards; when it resumes it must not send anything for them (the
+// shards' fences: its renewals are overdue), and whatever it does next
+// (stop with an error, or rejoin and take shards back through their
+// checkpoints), the feed stays complete and in order.
+func TestShardedReplicaPausedPastItsLeases(t *testing.T) {
+	e := newShardEnv(t, cp.APIServer(), "shard-pause", false)
+	a, b, c := e.start(t, "a"), e.start(t, "b"), e.start(t, "c")
+	held := e.waitBalanced(t, "three replicas started", a, b, c)
+	load := e.startLoad(t, 26)
+	time.Sleep(2 * time.Second)
+	if err := b.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	paused := time.Now()
+	after := e.waitBalanced(t, "while paused", a, c)
+	t.Logf("%s (shards %v) paused after %d writes; balanced %v later: %s %v, %s %v", b.name, held[b.id], load.ops.Load(),
+		time.Since(paused).Round(time.Millisecond), a.name, after[a.id], c.name, after[c.id])
+	time.Sleep(time.Second)
+	if err := b.cmd.Process.Signal(syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(6 * time.Second) // it resumes; it stops or rejoins
+	rs := []*shardReplica{a, c}
+	if !b.exited() {
+		rs = append(rs, b)
+	} else {
+		t.Logf("%s exited after it resumed (%v)", b.name, b.waitErr)
+	}
+	final := e.waitBalanced(t, "after the pause", rs...)
+	t.Logf("after the pause: %v", final)
+	time.Sleep(time.Second)
+	e.checkShardedFeed(t, load.finish(t), false)
 }
 
 // forEachShardGate runs body as subtest "gate on", against a new control
