@@ -73,6 +73,7 @@ func (enc *encoder) event(e *Event) error {
 	enc.optional("name", e.Name)
 	enc.optional("uid", e.UID)
 	enc.optional("resourceversion", e.ResourceVersion)
+	enc.optional("changedby", e.ChangedBy)
 	enc.b = append(enc.b, `,"data":`...)
 	if d, ok := e.Data.(*ChangeData); ok {
 		if err := enc.changeData(d); err != nil {
@@ -136,6 +137,20 @@ func (enc *encoder) changeData(d *ChangeData) error {
 	if d.InvolvedObject != nil {
 		enc.b = append(enc.b, `,"involvedObject":`...)
 		enc.involved(d.InvolvedObject)
+	}
+	if len(d.ChangedBy) > 0 {
+		enc.b = append(enc.b, `,"changedBy":[`...)
+		for i, f := range d.ChangedBy {
+			if i > 0 {
+				enc.b = append(enc.b, ',')
+			}
+			enc.field('{', "manager", f.Manager)
+			enc.field(',', "operation", f.Operation)
+			enc.optional("subresource", f.Subresource)
+			enc.optional("time", f.Time)
+			enc.b = append(enc.b, '}')
+		}
+		enc.b = append(enc.b, ']')
 	}
 	enc.b = append(enc.b, '}')
 	return nil

@@ -65,6 +65,11 @@ type Event struct {
 	Name            string    `json:"name,omitempty"`
 	UID             string    `json:"uid,omitempty"`
 	ResourceVersion string    `json:"resourceversion,omitempty"`
+	// ChangedBy is the CloudEvents extension changedby: the field managers
+	// of Data.ChangedBy, comma-separated (rules with attribution: managers).
+	// Not authcontext: a field manager is a name the client chose, not an
+	// authenticated principal.
+	ChangedBy string `json:"changedby,omitempty"`
 	// Data is *ChangeData for resource events and *GapData for gap markers.
 	Data any `json:"data"`
 }
@@ -90,6 +95,33 @@ type ChangeData struct {
 	// about, when the rule enriches Events and the object was in the
 	// metadata cache.
 	InvolvedObject *InvolvedObject `json:"involvedObject,omitempty"`
+	// ChangedBy names the field managers that made the change, from the
+	// object's managedFields (rules with attribution: managers).
+	ChangedBy []FieldManager `json:"changedBy,omitempty"`
+}
+
+// FieldManager is one writer of an object, as its managedFields name it:
+// the manager (kubectl-client-side-apply, helm, a controller), the
+// operation (Apply or Update), the subresource (status, scale; "" for
+// the object itself) and the time of its last write.
+type FieldManager struct {
+	Manager     string `json:"manager"`
+	Operation   string `json:"operation"`
+	Subresource string `json:"subresource,omitempty"`
+	Time        string `json:"time,omitempty"`
+}
+
+// Managers is the changedby extension of fms: the manager names, in
+// order, comma-separated.
+func Managers(fms []FieldManager) string {
+	var b []byte
+	for i, f := range fms {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, f.Manager...)
+	}
+	return string(b)
 }
 
 // InvolvedObject is what an enriched Kubernetes Event carries of the

@@ -71,9 +71,12 @@ type scope struct {
 	running atomic.Bool // the informer was started
 	// warm: started while standing by, when handlers routed nothing; its
 	// sinks compare its cache with their checkpoint when it leads.
-	warm      atomic.Bool
-	lists     listCycles
-	lastEvent atomic.Int64 // unix nanos of the last notification
+	warm atomic.Bool
+	// keepManagers: a rule of the scope asks attribution, so its objects
+	// keep managedFields (compacted, plan.CompactManagedFields).
+	keepManagers atomic.Bool
+	lists        listCycles
+	lastEvent    atomic.Int64 // unix nanos of the last notification
 
 	// Watch progress: the current watch and when it last delivered
 	// anything (an event or a bookmark), for the stall watchdog.
@@ -97,6 +100,9 @@ type listWatch struct{ cache.ListWatch }
 func newScope(sh *shared, rc resourceClient, resync time.Duration, id scopeID, res resource.Resource) *scope {
 	s := &scope{id: id, name: id.String(), gvr: unique.Make(id.GVR), res: res, sh: sh, stop: make(chan struct{}), log: sh.log.With(zap.Stringer("scope", id))}
 	s.tab.Store(&scopeTable{})
+	if fc, ok := rc.(*fastWatchClient); ok {
+		fc.keep = &s.keepManagers
+	}
 	s.observedBy = map[string]prometheus.Counter{}
 	for _, typ := range []string{config.EventAdded, config.EventModified, config.EventDeleted} {
 		s.observedBy[typ] = sh.metrics.observed.WithLabelValues(resourceLabel(res), typ)
@@ -202,7 +208,9 @@ func (s *scope) transform(obj any) (any, error) {
 	if !ok {
 		return obj, nil
 	}
-	if md, ok := u.Object["metadata"].(map[string]any); ok {
+	if s.keepManagers.Load() {
+		plan.CompactManagedFields(u.Object)
+	} else if md, ok := u.Object["metadata"].(map[string]any); ok {
 		delete(md, "managedFields")
 	}
 	if u.GetAPIVersion() == "" || u.GetKind() == "" {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"time"
 
+	"github.com/kubefeed/kubefeed/exporter/config"
 	"github.com/kubefeed/kubefeed/exporter/plan"
 	"github.com/kubefeed/kubefeed/exporter/resource"
 	"github.com/kubefeed/kubefeed/exporter/state"
@@ -55,6 +56,9 @@ func (e *Exporter) joinScopes(r *plan.Rule, res resource.Resource, ids []scopeID
 		before := map[*sinkRunner]bool{}
 		for _, rt := range s.table().routes {
 			before[rt.sink] = true
+		}
+		if r.Config.Attribution == config.AttributionManagers {
+			s.keepManagers.Store(true)
 		}
 		s.update(func(t *scopeTable) {
 			t.rules = append(t.rules, r)

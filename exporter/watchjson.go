@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"sync/atomic"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -90,7 +91,8 @@ func collectionPath(gvr schema.GroupVersionResource, namespace string) string {
 }
 
 // watch opens a watch of gvr in namespace, as the dynamic client does.
-func (w *watchClient) watch(ctx context.Context, gvr schema.GroupVersionResource, namespace string, opts metav1.ListOptions) (watch.Interface, error) {
+// keepManagers keeps managedFields (a scope whose rules ask attribution).
+func (w *watchClient) watch(ctx context.Context, gvr schema.GroupVersionResource, namespace string, opts metav1.ListOptions, keepManagers bool) (watch.Interface, error) {
 	opts.Watch = true
 	body, err := w.rest.Get().AbsPath(collectionPath(gvr, namespace)).
 		SetHeader("Accept-Encoding", "identity").
@@ -99,7 +101,7 @@ func (w *watchClient) watch(ctx context.Context, gvr schema.GroupVersionResource
 	if err != nil {
 		return nil, err
 	}
-	d := newEventDecoder(body, w.dropManagedFields)
+	d := newEventDecoder(body, w.dropManagedFields && !keepManagers)
 	return watch.NewStreamWatcher(d,
 		apierrors.NewClientErrorReporter(http.StatusInternalServerError, "GET", "ClientWatchDecoding")), nil
 }
@@ -152,8 +154,10 @@ type fastWatchClient struct {
 	w         *watchClient
 	gvr       schema.GroupVersionResource
 	namespace string
+	// keep is the scope's keepManagers, set once the scope is made.
+	keep *atomic.Bool
 }
 
 func (c *fastWatchClient) Watch(ctx context.Context, opts metav1.ListOptions) (watch.Interface, error) {
-	return c.w.watch(ctx, c.gvr, c.namespace, opts)
+	return c.w.watch(ctx, c.gvr, c.namespace, opts, c.keep != nil && c.keep.Load())
 }

@@ -124,7 +124,7 @@ func TestWatchClientDecodesLikeTheDynamicClient(t *testing.T) {
 					unstructured.RemoveNestedField(u.Object, "metadata", "managedFields")
 				}
 			}
-			fw, err := wc.watch(context.Background(), gvr, "ns", opts)
+			fw, err := wc.watch(context.Background(), gvr, "ns", opts, false)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -160,7 +160,7 @@ func TestWatchClientRefusedWatch(t *testing.T) {
 	wc, _ := newWatchClient(cfg)
 	gvr := schema.GroupVersionResource{Version: "v1", Resource: "events"}
 	_, derr := dyn.Resource(gvr).Watch(context.Background(), metav1.ListOptions{})
-	_, ferr := wc.watch(context.Background(), gvr, "", metav1.ListOptions{})
+	_, ferr := wc.watch(context.Background(), gvr, "", metav1.ListOptions{}, false)
 	var se *apierrors.StatusError
 	if !errors.As(ferr, &se) || !apierrors.IsResourceExpired(ferr) || derr == nil || ferr.Error() != derr.Error() {
 		t.Fatalf("error %v (%T), the dynamic client's %v", ferr, ferr, derr)
@@ -206,7 +206,7 @@ func benchWatch(b *testing.B, fast bool) {
 		var w watch.Interface
 		var err error
 		if fast {
-			w, err = wc.watch(context.Background(), gvr, "bench", metav1.ListOptions{})
+			w, err = wc.watch(context.Background(), gvr, "bench", metav1.ListOptions{}, false)
 		} else {
 			w, err = dyn.Resource(gvr).Namespace("bench").Watch(context.Background(), metav1.ListOptions{})
 		}
@@ -265,7 +265,7 @@ func watchListEncoding(t *testing.T, tls bool) string {
 	}
 	yes := true
 	w, err := wc.watch(context.Background(), schema.GroupVersionResource{Version: "v1", Resource: "configmaps"}, "",
-		metav1.ListOptions{SendInitialEvents: &yes, ResourceVersionMatch: metav1.ResourceVersionMatchNotOlderThan, AllowWatchBookmarks: true})
+		metav1.ListOptions{SendInitialEvents: &yes, ResourceVersionMatch: metav1.ResourceVersionMatchNotOlderThan, AllowWatchBookmarks: true}, false)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -156,7 +156,7 @@ func binaryHeaders(e *event.Event) [][2]string {
 	for _, kv := range [][2]string{
 		{"ce-subject", e.Subject}, {"ce-cluster", e.Cluster}, {"ce-apiversion", e.APIVersion}, {"ce-kind", e.Kind},
 		{"ce-resource", e.Resource}, {"ce-namespace", e.Namespace}, {"ce-name", e.Name}, {"ce-uid", e.UID},
-		{"ce-resourceversion", e.ResourceVersion},
+		{"ce-resourceversion", e.ResourceVersion}, {"ce-changedby", e.ChangedBy},
 	} {
 		if kv[1] != "" {
 			h = append(h, kv)

@@ -61,6 +61,8 @@ func TestParseBadConfigs(t *testing.T) {
 		{"duplicate sink", base + "watch:\n  - resource: pods\n" + sinks + "  - name: out\n    stdout: {}\n", []string{`f.yaml:8:11: sinks[1].name: duplicate sink name "out"`}},
 		{"unknown sink reference", base + "watch:\n  - resource: pods\n    sinks: [nope]\n" + sinks, []string{`f.yaml:5:13: watch[0].sinks[0]: no sink named "nope"`}},
 		{"wrong type", base + "workers: many\nwatch:\n  - resource: pods\n" + sinks, []string{`f.yaml:3:10: wrong type`}},
+		{"bad attribution", base + "watch:\n  - resource: pods\n    attribution: users\n" + sinks,
+			[]string{`f.yaml:5:18: watch[0].attribution: must be managers (or unset), got "users"`}},
 		{"bad event and initialList", base + "watch:\n  - resource: pods\n    events: [ADDED, CHANGED]\n    initialList: all\n" + sinks,
 			[]string{`watch[0].events[1]: unknown event "CHANGED"`, `f.yaml:6:18: watch[0].initialList: must be skip or emit`}},
 		{"no resource, no sink kind", base + "watch:\n  - namespaces: [a]\nsinks:\n  - name: x\n", []string{`watch[0]: resource is required`, `sinks[0]: set exactly one sink kind`}},

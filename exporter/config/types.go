@@ -91,7 +91,14 @@ type Watch struct {
 	// object's labels, annotations and owner references as
 	// data.involvedObject, from a metadata-only cache.
 	Enrich string `yaml:"enrich"`
+	// Attribution: AttributionManagers adds data.changedBy, the field
+	// managers (kubectl, helm, controllers) that made a change, read from
+	// the object's managedFields; "" (the default) adds nothing.
+	Attribution string `yaml:"attribution"`
 }
+
+// AttributionManagers is the rule option attribution: managers.
+const AttributionManagers = "managers"
 
 // Checkpoint says where delivered state is kept across restarts.
 type Checkpoint struct {

@@ -281,6 +281,9 @@ func (v *validator) watch(path string, w *Watch, sinkNames map[string]bool, reda
 	default:
 		v.at(path+".redact", "must be none or hash (default: a marker), got %q", w.Redact)
 	}
+	if w.Attribution != "" && w.Attribution != AttributionManagers {
+		v.at(path+".attribution", "must be %s (or unset), got %q", AttributionManagers, w.Attribution)
+	}
 	v.eventsOptions(path, w)
 	for j, s := range w.Sinks {
 		if !sinkNames[s] {

@@ -7,6 +7,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/kubefeed/kubefeed/event"
+	"github.com/kubefeed/kubefeed/exporter/config"
 	"github.com/kubefeed/kubefeed/exporter/resource"
 	"github.com/kubefeed/kubefeed/exporter/state"
 	"github.com/kubefeed/kubefeed/filters"
@@ -59,7 +60,7 @@ func render(o Origin, res resource.Resource, key state.Key, c Change, m Meta, r 
 	if ok, err := r.admit.Match(in); !ok || err != nil {
 		return nil, err
 	}
-	data := &event.ChangeData{Object: red.Object(withTypeMeta(c.Obj, res)), Recovered: c.recovered}
+	data := &event.ChangeData{Object: red.Object(WithoutManagedFields(withTypeMeta(c.Obj, res))), Recovered: c.recovered}
 	if r.Enrich != nil {
 		data.InvolvedObject = r.Enrich.Lookup(c.Obj.Object)
 	}
@@ -72,9 +73,16 @@ func render(o Origin, res resource.Resource, key state.Key, c Change, m Meta, r 
 			}
 			data.ChangedPaths = in.ChangedPaths
 			if r.Config.OldObject && c.prev.Object != nil {
-				data.OldObject = red.Object(withTypeMeta(c.prev.Object, res))
+				data.OldObject = red.Object(WithoutManagedFields(withTypeMeta(c.prev.Object, res)))
 			}
 		}
+	}
+	if r.Config.Attribution == config.AttributionManagers {
+		var prev map[string]any
+		if c.prev.Object != nil {
+			prev = c.prev.Object.Object
+		}
+		data.ChangedBy = ChangedBy(c.Kind, prev, c.Obj.Object, visible)
 	}
 	rv, uid := m.ResourceVersion, m.UID
 	return &event.Event{
@@ -93,6 +101,7 @@ func render(o Origin, res resource.Resource, key state.Key, c Change, m Meta, r 
 		Name:            key.Name,
 		UID:             uid,
 		ResourceVersion: rv,
+		ChangedBy:       event.Managers(data.ChangedBy),
 		Data:            data,
 	}, nil
 }

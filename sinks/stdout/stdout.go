@@ -187,6 +187,15 @@ func (s *sink) writeDiff(e *event.Event) {
 	if ok && d.Recovered {
 		s.w.WriteString(" (recovered)")
 	}
+	if ok && len(d.ChangedBy) > 0 {
+		s.w.WriteString(" by ")
+		for i, f := range d.ChangedBy {
+			if i > 0 {
+				s.w.WriteString(", ")
+			}
+			s.w.WriteString(escape(managerText(f)))
+		}
+	}
 	s.w.WriteByte('\n')
 	if !ok {
 		return
@@ -202,6 +211,16 @@ func (s *sink) writeDiff(e *event.Event) {
 			fmt.Fprintf(s.w, "  %s\n", s.color(yellow, "~ "+path+": "+compact(op.Value)))
 		}
 	}
+}
+
+// managerText is a field manager as the diff shows it: the name, then
+// the operation and subresource, e.g. "kubectl (Update scale)".
+func managerText(f event.FieldManager) string {
+	t := f.Manager + " (" + f.Operation
+	if f.Subresource != "" {
+		t += " " + f.Subresource
+	}
+	return t + ")"
 }
 
 // compact renders a value on one line, shortened past 120 characters.

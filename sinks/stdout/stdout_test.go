@@ -79,6 +79,24 @@ func TestDiffFormat(t *testing.T) {
 	}
 }
 
+// The diff names who made the change, escaped like every string from the
+// cluster.
+func TestDiffNamesTheFieldManagers(t *testing.T) {
+	var buf bytes.Buffer
+	s := stdout.New(&buf, stdout.Options{Format: "diff"})
+	e := sinktest.Event(1, 7)
+	d := e.Data.(*event.ChangeData)
+	d.Patch = []jsonpatch.Op{{Op: "replace", Path: "/spec/replicas", Value: 5}}
+	d.ChangedBy = []event.FieldManager{{Manager: "kubectl", Operation: "Update", Subresource: "scale"}, {Manager: "ops-bot\x1b[31m", Operation: "Apply"}}
+	if err := s.Send(t.Context(), []*event.Event{e}); err != nil {
+		t.Fatal(err)
+	}
+	got := buf.String()
+	if want := `rv=7 by kubectl (Update scale), ops-bot\x1b[31m (Apply)` + "\n"; !strings.Contains(got, want) {
+		t.Errorf("diff output lacks %q:\n%s", want, got)
+	}
+}
+
 // halfWriter writes a fragment of the first Write and fails (a pipe broken
 // mid-write), then works.
 type halfWriter struct {

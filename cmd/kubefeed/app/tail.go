@@ -50,7 +50,8 @@ func newTailCmd(g *globalFlags, stdout io.Writer) *cobra.Command {
 			if !cmd.Flags().Changed("log-level") {
 				g.logLevel = "warn"
 			}
-			w := config.Watch{Resource: args[0], LabelSelector: labelSel, FieldSelector: fieldSel}
+			// The diff names who made each change (attribution: managers).
+			w := config.Watch{Resource: args[0], LabelSelector: labelSel, FieldSelector: fieldSel, Attribution: config.AttributionManagers}
 			if !allNamespaces {
 				if namespace == "" {
 					_, ns, err := clientConfig(g)
