@@ -39,6 +39,10 @@ type Config struct {
 	// MaxInFlight bounds the records handed to the producer and awaiting
 	// the broker's ack, across objects: the sink's window (default 4096).
 	MaxInFlight int `yaml:"maxInFlight"`
+	// Tombstones writes, after each deleted event, a record with the same
+	// key (the uid) and a null value, so that a compacted topic
+	// (cleanup.policy=compact) keeps one record per live object.
+	Tombstones bool `yaml:"tombstones"`
 }
 
 // SASL authenticates to the brokers; the password is read from a file.

@@ -88,6 +88,11 @@ func (s *Sink) records(ctx context.Context, e *event.Event, t *tally) ([]*kgo.Re
 		t.shrunk++
 	}
 	r := record(topic, enc)
+	if c.Tombstones && tooLarge == nil && e.UID != "" && e.Change() == event.Deleted {
+		// After the deletion, in order (a publish of several records is
+		// chained): the key's last record is then null.
+		return []*kgo.Record{r, tombstone(topic, e.UID)}, nil
+	}
 	if !isGap(e) || tooLarge != nil {
 		return []*kgo.Record{r}, nil
 	}

@@ -26,6 +26,12 @@ func record(topic string, enc sinks.Encoded) *kgo.Record {
 	return &kgo.Record{Topic: topic, Key: []byte(key), Value: enc.Body, Headers: headers(enc)}
 }
 
+// tombstone is the null-value record of uid that follows its deletion
+// (tombstones: true): compaction then drops every record of the uid.
+func tombstone(topic, uid string) *kgo.Record {
+	return &kgo.Record{Topic: topic, Key: []byte(uid)}
+}
+
 // headers are the CloudEvents Kafka binding's: in binary mode the ce-*
 // attributes become ce_* headers and the content type content-type; in
 // structured mode only content-type, application/cloudevents+json.

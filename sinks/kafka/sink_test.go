@@ -174,3 +174,49 @@ func TestSASL(t *testing.T) {
 func kafkatestSASL(mech, user, pass string) []kfake.Opt {
 	return []kfake.Opt{kfake.EnableSASL(), kfake.Superuser(mech, user, pass)}
 }
+
+// With tombstones: true, a deletion is followed, on the same partition, by
+// a null-value record keyed by the uid; other changes are not.
+func TestTombstoneFollowsEachDeletion(t *testing.T) {
+	kc := kafkatest.StartT(t, kafkatest.Options{})
+	cfg := sinkConfig(kc.Addr())
+	cfg.Tombstones = true
+	s := newSink(t, cfg)
+	mod := sinktest.Event(1, 7)
+	del := sinktest.Event(1, 8)
+	del.Type, del.ID = event.Deleted.Type(), event.ID(del.UID, "8", event.Deleted)
+	other := sinktest.Event(2, 9)
+	if err := s.Send(t.Context(), []*event.Event{mod, del, other}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	var of1 []string
+	nulls := 0
+	for _, r := range records(t, kc.Addr(), "kubefeed") {
+		if r.Value == nil {
+			nulls++
+			if string(r.Key) != "uid-1" {
+				t.Errorf("a null-value record keyed %q, want uid-1", r.Key)
+			}
+			if len(r.Headers) != 0 {
+				t.Errorf("tombstone headers %v", r.Headers)
+			}
+		}
+		if string(r.Key) == "uid-1" {
+			if r.Value == nil {
+				of1 = append(of1, "tombstone")
+			} else {
+				e, _ := eventOf(t, r)
+				of1 = append(of1, e.ID)
+			}
+		}
+	}
+	if want := []string{mod.ID, del.ID, "tombstone"}; strings.Join(of1, " ") != strings.Join(want, " ") {
+		t.Errorf("records of uid-1: %v, want %v", of1, want)
+	}
+	if nulls != 1 {
+		t.Errorf("%d null-value records, want 1", nulls)
+	}
+}
