@@ -4,7 +4,9 @@ import (
 	"context"
 	"fmt"
 	"hash/fnv"
+	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -16,10 +18,11 @@ import (
 
 // members is the registry of the replicas that share a sharded feed: one
 // Lease (<leaderElection.name>-members) whose annotations hold, per
-// replica, its identity and when it last said it is alive. Each replica
-// writes its own entry every retryPeriod (optimistic concurrency: a
-// conflict waits for the next beat), drops entries silent for
-// memberExpiry, and reads the live ones to compute the shard assignment.
+// replica, its identity, when it last said it is alive and the shards it
+// runs. Each replica writes its own entry every retryPeriod (optimistic
+// concurrency: a conflict waits for the next beat), drops entries silent
+// for three times live, and reads the live ones to compute the shard
+// assignment.
 type members struct {
 	client    kubernetes.Interface
 	namespace string
@@ -28,6 +31,12 @@ type members struct {
 	// live is how long an entry counts after its beat.
 	live time.Duration
 	now  func() time.Time
+	// runs, when set, lists the shards this replica runs; beat writes
+	// them in its entry, so that the assignment leaves them here.
+	runs func() []int
+	// running is, after a beat, what the live entries say their replicas
+	// run, by identity. Only the goroutine that beats reads it.
+	running map[string][]int
 }
 
 // memberPrefix starts the annotation keys of the entries.
@@ -43,7 +52,7 @@ func memberKey(identity string) string {
 
 // beat writes this replica's entry (or, with leaving, removes it), drops
 // stale ones, and returns the live members, sorted, this one included
-// unless leaving.
+// unless leaving; what each runs is then in m.running.
 func (m *members) beat(ctx context.Context, leaving bool) ([]string, error) {
 	leases := m.client.CoordinationV1().Leases(m.namespace)
 	l, err := leases.Get(ctx, m.name, metav1.GetOptions{})
@@ -67,7 +76,11 @@ func (m *members) beat(ctx context.Context, leaving bool) ([]string, error) {
 	if leaving {
 		delete(ann, memberKey(m.identity))
 	} else {
-		ann[memberKey(m.identity)] = now.UTC().Format(time.RFC3339Nano) + " " + m.identity
+		var runs []int
+		if m.runs != nil {
+			runs = m.runs()
+		}
+		ann[memberKey(m.identity)] = formatMember(now, m.identity, runs)
 	}
 	l.Annotations = ann
 	if create {
@@ -78,7 +91,12 @@ func (m *members) beat(ctx context.Context, leaving bool) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	return liveMembers(l.Annotations, now, m.live), nil
+	ids := liveMembers(l.Annotations, now, m.live)
+	m.running = make(map[string][]int, len(ids))
+	for _, id := range ids {
+		m.running[id] = memberRuns(l.Annotations[memberKey(id)])
+	}
+	return ids, nil
 }
 
 // liveMembers are the identities whose entry beat within live of now.
@@ -96,9 +114,24 @@ func liveMembers(ann map[string]string, now time.Time, live time.Duration) []str
 	return out
 }
 
-// parseMember reads an entry: "<RFC3339Nano time> <identity>".
+// formatMember writes an entry: "<RFC3339Nano time> <identity>", then
+// " <i>,<j>,…" when the replica runs shards.
+func formatMember(at time.Time, identity string, runs []int) string {
+	v := at.UTC().Format(time.RFC3339Nano) + " " + identity
+	if len(runs) > 0 {
+		is := make([]string, len(runs))
+		for j, i := range runs {
+			is[j] = strconv.Itoa(i)
+		}
+		v += " " + strings.Join(is, ",")
+	}
+	return v
+}
+
+// parseMember reads an entry's time and identity.
 func parseMember(v string) (string, time.Time, bool) {
-	ts, id, ok := strings.Cut(v, " ")
+	ts, rest, ok := strings.Cut(v, " ")
+	id, _, _ := strings.Cut(rest, " ")
 	if !ok || id == "" {
 		return "", time.Time{}, false
 	}
@@ -106,39 +139,84 @@ func parseMember(v string) (string, time.Time, bool) {
 	return id, at, err == nil
 }
 
-// assign gives each of n shards an owner among members (sorted, not
+// memberRuns reads the shards an entry says its replica runs. Numbers
+// that do not parse are left out: they only make the assignment less
+// sticky.
+func memberRuns(v string) []int {
+	_, rest, _ := strings.Cut(v, " ")
+	_, list, _ := strings.Cut(rest, " ")
+	var out []int
+	for _, f := range strings.Split(list, ",") {
+		if i, err := strconv.Atoi(f); err == nil && i >= 0 {
+			out = append(out, i)
+		}
+	}
+	return out
+}
+
+// assign is rebalance for members that run nothing yet.
+func assign(members []string, n int) []string { return rebalance(members, nil, n) }
+
+// rebalance gives each of n shards an owner among members (sorted, not
 // empty) so that every member owns n/len or n/len+1 shards, and a shard
 // keeps its owner when members join or leave unless the balance needs it
-// elsewhere: each shard goes to the member that ranks it highest
-// (rendezvous hashing) among those with room.
-func assign(members []string, n int) []string {
+// elsewhere. First each shard stays with a member that runs it (running,
+// by identity), while that member has room: one above its share keeps its
+// lowest shards. Then every other shard goes to the member that ranks it
+// highest (rendezvous hashing) among those with room. So a member that
+// joins takes only what the others have beyond their new share, and the
+// shards of one that left go to the others, nothing else moving. Every
+// replica computes the same assignment from the same entries; where they
+// read different ones (an entry written in between), the shards' Leases
+// keep two replicas from running one shard until the next beat agrees.
+func rebalance(members []string, running map[string][]int, n int) []string {
 	m := len(members)
 	floor, extra := n/m, n%m // extra members may own floor+1
 	load := make(map[string]int, m)
 	atCeil := 0
 	out := make([]string, n)
-	for i := 0; i < n; i++ {
-		ranked := append([]string(nil), members...)
-		sort.Slice(ranked, func(a, b int) bool {
-			sa, sb := score(ranked[a], i), score(ranked[b], i)
-			if sa != sb {
-				return sa > sb
-			}
-			return ranked[a] < ranked[b]
-		})
-		for _, c := range ranked {
-			l := load[c]
-			if l < floor || (l == floor && atCeil < extra) {
+	place := func(i int, candidates []string) {
+		for _, c := range rank(candidates, i) {
+			if l := load[c]; l < floor || (l == floor && atCeil < extra) {
 				if l == floor {
 					atCeil++
 				}
 				load[c]++
 				out[i] = c
-				break
+				return
 			}
 		}
 	}
+	runners := make([][]string, n)
+	for _, id := range members {
+		for _, i := range running[id] {
+			if i < n && !slices.Contains(runners[i], id) {
+				runners[i] = append(runners[i], id)
+			}
+		}
+	}
+	for i := range n {
+		place(i, runners[i])
+	}
+	for i := range n {
+		if out[i] == "" {
+			place(i, members)
+		}
+	}
 	return out
+}
+
+// rank orders candidates for shard i, best first (rendezvous hashing).
+func rank(candidates []string, i int) []string {
+	ranked := slices.Clone(candidates)
+	sort.Slice(ranked, func(a, b int) bool {
+		sa, sb := score(ranked[a], i), score(ranked[b], i)
+		if sa != sb {
+			return sa > sb
+		}
+		return ranked[a] < ranked[b]
+	})
+	return ranked
 }
 
 // score ranks member for shard i (rendezvous hashing).

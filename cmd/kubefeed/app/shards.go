@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"sort"
 	"strconv"
 	"strings"
@@ -66,6 +67,7 @@ type shardRun struct {
 func (ss *shardSet) run(ctx context.Context) error {
 	ss.running = map[int]*shardRun{}
 	ss.failed = make(chan error, ss.n)
+	ss.members.runs = ss.runs
 	retry := ss.lo.Election.RetryPeriod.Duration
 	t := time.NewTicker(retry)
 	defer t.Stop()
@@ -109,16 +111,24 @@ loop:
 }
 
 // balance starts the electors of the shards assigned to this replica and
-// stops those of the others.
+// stops those of the others. The shards each live replica runs, as the
+// last beat read them, stay where they are unless the balance needs them
+// elsewhere (rebalance).
 func (ss *shardSet) balance(ctx context.Context, live []string) {
 	me := ss.lo.Identity
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	running := ss.members.running
 	if !contains(live, me) {
 		live = append(live, me)
 		sort.Strings(live)
+		running = maps.Clone(running)
+		if running == nil {
+			running = map[string][]int{}
+		}
+		running[me] = ss.assigned()
 	}
-	owners := assign(live, ss.n)
-	ss.mu.Lock()
-	defer ss.mu.Unlock()
+	owners := rebalance(live, running, ss.n)
 	var took, gave []int
 	for i, owner := range owners {
 		r := ss.running[i]
@@ -145,6 +155,15 @@ func (ss *shardSet) balance(ctx context.Context, live []string) {
 	}
 }
 
+// runs is what this replica's registry entry says it runs: the shards
+// assigned to it and not being handed over (rebalance keeps them here).
+func (ss *shardSet) runs() []int {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	return ss.assigned()
+}
+
+// assigned lists the shards assigned to this replica; ss.mu is held.
 func (ss *shardSet) assigned() []int {
 	var out []int
 	for i, r := range ss.running {
