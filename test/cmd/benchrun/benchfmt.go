@@ -88,7 +88,7 @@ func writeBenchfmt(w io.Writer, rep report) error {
 		date  string
 		lines benchLines
 	}
-	var burst, steady, memory, drains, events, deletes, failovers benchLines
+	var burst, steady, memory, drains, events, deletes, failovers, shardings benchLines
 	runs(rep.Burst, burstModes, func(m string, r result) {
 		burst.add(fmt.Sprintf("Burst/objects=%d/mode=%s", r.Objects, m), resultVals(r, "changes", true)...)
 	})
@@ -159,7 +159,17 @@ func writeBenchfmt(w io.Writer, rep report) error {
 				benchVal{r.RSSBeforeMiB * (1 << 20), "standby-RSS-B"}, benchVal{r.RSSAfterMiB * (1 << 20), "RSS-B"}, benchVal{r.PeakRSSMiB * (1 << 20), "peak-RSS-B"})
 		}
 	}
-	sections := []section{{rep.Date, burst}, {rep.Date, steady}, {rep.Date, memory}, {rep.Date, drains}, {rep.EventsDate, events}, {deleteDate, deletes}, {failoverDate, failovers}}
+	shardingDate := ""
+	if s := rep.Sharding; s != nil {
+		shardingDate = s.Date
+		for _, r := range s.Rows {
+			shardings.add(fmt.Sprintf("Sharding/objects=%d/mode=%s", s.Objects, r.Mode),
+				benchVal{r.Rate, "events/s"}, benchVal{r.StartSeconds, "start-to-drained-sec"}, benchVal{r.KubefeedCPU, "CPU-sec"},
+				benchVal{r.maxRSS(syncedRSS) * (1 << 20), "max-synced-RSS-B"}, benchVal{r.maxRSS(drainedRSS) * (1 << 20), "max-RSS-B"},
+				benchVal{r.maxRSS(peakRSS) * (1 << 20), "max-peak-RSS-B"})
+		}
+	}
+	sections := []section{{rep.Date, burst}, {rep.Date, steady}, {rep.Date, memory}, {rep.Date, drains}, {rep.EventsDate, events}, {deleteDate, deletes}, {failoverDate, failovers}, {shardingDate, shardings}}
 
 	var b bytes.Buffer
 	tw := tabwriter.NewWriter(&b, 0, 8, 1, ' ', 0)
@@ -197,7 +207,7 @@ func writeBenchfmt(w io.Writer, rep report) error {
 		}
 		fmt.Fprintln(tw)
 		// A section measured at another time (-events-only,
-		// -delete-only, -failover-only) says so; make bench-compare ignores the date.
+		// -delete-only, -failover-only, -sharding-only) says so; make bench-compare ignores the date.
 		if sec.date != "" && sec.date != date {
 			fmt.Fprintf(tw, "date: %s\n", sec.date)
 			date = sec.date

@@ -12,7 +12,7 @@ import (
 
 // benchfmtFixture is a small report with every section: two burst runs,
 // two Events runs, two deletecollection runs, the rest once (a failover
-// per standby mode).
+// per standby mode, three sharding rows).
 func benchfmtFixture() report {
 	r := func(mode string, rate float64) result {
 		return result{Mode: mode, Objects: 100, Rate: rate, CPUPer1k: 0.25, RSSMiB: 60, P99Millis: 12.5}
@@ -52,6 +52,7 @@ func benchfmtFixture() report {
 	rep.Failover = &failoverReport{Date: "2026-12-04T00:00:00Z", Objects: 100, LeaseSeconds: 15, TargetSeconds: 17, Rows: []failoverRow{
 		{Standby: "cold", Seconds: 19.5, LeaderSeconds: 17, WatchLists: 1, WatchEvents: 101, RSSBeforeMiB: 30, RSSAfterMiB: 60, PeakRSSMiB: 61, CPUSeconds: 1},
 		{Standby: "warm", Warm: true, Seconds: 16, LeaderSeconds: 15.9, WatchEvents: 2, RSSBeforeMiB: 60, RSSAfterMiB: 61, PeakRSSMiB: 62, CPUSeconds: 0.1}}}
+	rep.Sharding = shardingFixture(4, 4, 4)
 	return rep
 }
 
@@ -163,6 +164,7 @@ func TestBenchfmt(t *testing.T) {
 		"Network/delay=1ms/objects=100/mode=ceiling-webhook": 1, "Kafka/objects=100/mode=kafka-ceiling": 1,
 		"Events/load=burst/objects=100/mode=kubefeed-events-enrich": 2, "Events/load=memory/objects=1000/mode=events-bare-dynamic": 1,
 		"DeleteCollection/objects=100/checkpoint=jetstream": 2, "Failover/objects=100/standby=cold": 1, "Failover/objects=100/standby=warm": 1,
+		"Sharding/objects=1200/mode=single": 1, "Sharding/objects=1200/mode=server-side": 1,
 	}
 	for name, n := range want {
 		if names[name] != n {
@@ -170,13 +172,14 @@ func TestBenchfmt(t *testing.T) {
 		}
 	}
 	// Every case: 4 burst modes, 2×2 steady, 2 memory, emit, 4 network,
-	// 3 Kafka, 2×4 + 1 Events, 3 deletecollection, 2 failover.
-	if len(names) != 4+4+2+1+4+3+9+3+2 {
-		t.Errorf("%d cases, want %d: %v", len(names), 4+4+2+1+4+3+9+3+2, names)
+	// 3 Kafka, 2×4 + 1 Events, 3 deletecollection, 2 failover, 3 sharding.
+	if len(names) != 4+4+2+1+4+3+9+3+2+3 {
+		t.Errorf("%d cases, want %d: %v", len(names), 4+4+2+1+4+3+9+3+2+3, names)
 	}
 	// Sections measured at another time carry their own date.
 	for name, date := range map[string]string{"Burst/objects=100/mode=bare": rep.Date, "Events/load=burst/objects=100/mode=events-bare": rep.EventsDate,
-		"DeleteCollection/objects=100/checkpoint=none": rep.Delete.Date, "Failover/objects=100/standby=warm": rep.Failover.Date} {
+		"DeleteCollection/objects=100/checkpoint=none": rep.Delete.Date, "Failover/objects=100/standby=warm": rep.Failover.Date,
+		"Sharding/objects=1200/mode=client-side": rep.Sharding.Date} {
 		if p.date[name] != date {
 			t.Errorf("%s: date %q, want %q", name, p.date[name], date)
 		}

@@ -22,7 +22,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -52,6 +51,8 @@ const (
 	// failoverLease is the Lease timing kubefeed uses by default (the
 	// config sets none): leaseDuration 15s, renewDeadline 10s, retryPeriod 2s.
 	failoverLease = 15 * time.Second
+	// failoverRetry is its retryPeriod.
+	failoverRetry = 2 * time.Second
 	// failoverTarget is issue 23's bound on a failover: leaseDuration + 2 s.
 	failoverTarget = failoverLease + 2*time.Second
 	// failoverTimeout bounds each wait of the measurement (a liveness bound).
@@ -66,9 +67,12 @@ type failoverReport struct {
 	Objects int    `json:"objects"`
 	// LeaseSeconds is the Lease's leaseDuration; TargetSeconds the
 	// target's bound (leaseDuration + 2 s).
-	LeaseSeconds  float64       `json:"leaseSeconds"`
-	TargetSeconds float64       `json:"targetSeconds"`
-	Rows          []failoverRow `json:"rows"`
+	LeaseSeconds  float64 `json:"leaseSeconds"`
+	TargetSeconds float64 `json:"targetSeconds"`
+	// RetrySeconds is the Lease's retryPeriod (0 in reports written
+	// before it was recorded: the default, 2 s).
+	RetrySeconds float64       `json:"retrySeconds,omitempty"`
+	Rows         []failoverRow `json:"rows"`
 }
 
 // failoverRow is one standby mode's measurement.
@@ -145,7 +149,7 @@ func measureFailover(e *env, n int) (*failoverReport, error) {
 	}
 	fmt.Printf("failover: %d ConfigMaps created in %.0f s\n", n, time.Since(t).Seconds())
 	rep := &failoverReport{Date: time.Now().UTC().Format(time.RFC3339), Objects: n,
-		LeaseSeconds: failoverLease.Seconds(), TargetSeconds: failoverTarget.Seconds()}
+		LeaseSeconds: failoverLease.Seconds(), TargetSeconds: failoverTarget.Seconds(), RetrySeconds: failoverRetry.Seconds()}
 	for _, mode := range failoverModes {
 		row, err := measureFailoverMode(e, bin, mode, ns, leaseNS, n)
 		if err != nil {
@@ -310,7 +314,7 @@ metrics: {address: "127.0.0.1:%d"}
 		return row, fmt.Errorf("replica B: %w", err)
 	}
 	ready := func() string {
-		resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/readyz", bPort))
+		resp, err := benchHTTP.Get(fmt.Sprintf("http://127.0.0.1:%d/readyz", bPort))
 		if err != nil {
 			return err.Error()
 		}
@@ -318,17 +322,20 @@ metrics: {address: "127.0.0.1:%d"}
 		body, _ := io.ReadAll(resp.Body)
 		return strings.TrimSpace(string(body))
 	}
+	// Warm: /readyz 200 "standby, warm" (not "standby, warming: …",
+	// a 503 while it syncs or reaches the checkpoint).
+	isWarm := func(readyz string) bool { return readyz == "standby, warm" }
 	start := time.Now()
 	row.Readyz = ready()
 	if mode == "warm" {
-		for !strings.Contains(row.Readyz, "standby, warm") && time.Since(start) < *failoverWarm {
+		for !isWarm(row.Readyz) && time.Since(start) < *failoverWarm {
 			if !b.running() {
 				return row, fmt.Errorf("replica B exited:\n%s", b.logTail())
 			}
 			time.Sleep(250 * time.Millisecond)
 			row.Readyz = ready()
 		}
-		row.Warm = strings.Contains(row.Readyz, "standby, warm")
+		row.Warm = isWarm(row.Readyz)
 		row.WarmWaitSeconds = time.Since(start).Seconds()
 		if !row.Warm {
 			fmt.Printf("failover warm: replica B's /readyz did not say \"standby, warm\" within %s (it says %q); measured as it is\n", *failoverWarm, row.Readyz)

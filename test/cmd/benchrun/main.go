@@ -8,7 +8,9 @@
 // (file, JetStream, file with enrichment), and 20k cached Events. The
 // failover mode (failover.go) comes last: two replicas of kubefeed with
 // leader election, the leader SIGKILLed at 100k cached ConfigMaps, with a
-// cold and with a warm standby.
+// cold and with a warm standby; then the sharding mode (sharding.go): one
+// replica against 3 replicas × 12 shards, with the API server's
+// ShardedListAndWatch gate off and on, at 100k ConfigMaps.
 //
 // With -net it also puts a TCP delay proxy (test/netdelay) between
 // kubefeed and JetStream and a webhook receiver, and compares kubefeed's
@@ -20,6 +22,7 @@
 //	benchrun -gobench-only [-out docs]   (the in-process benchmarks into an existing report)
 //	benchrun -delete-only [-delete 10000] [-delete-runs 1] [-out docs]   (deletecollection per checkpoint mode into an existing report)
 //	benchrun -failover-only [-failover 100000] [-out docs]   (leader SIGKILL → failover, cold and warm standby, into an existing report)
+//	benchrun -sharding-only [-sharding 100000] [-out docs]   (1 replica vs 3 × 12 shards, gate off and on, into an existing report)
 //	benchrun -benchfmt docs/benchmarks.json   (prints its benchmarks.txt; measures nothing)
 //
 // The report's prose is report.tmpl; report.go computes what it shows
@@ -131,6 +134,13 @@ func main() {
 			rep.Failover, err = measureFailover(e, *failoverObjects)
 			return err
 		})
+	case *shardingOnly && *shardingObjects <= 0:
+		err = errors.New("-sharding-only needs -sharding N with N > 0")
+	case *shardingOnly:
+		err = into(*out, func(e *env, rep *report) (err error) {
+			rep.Sharding, err = measureSharding(e, *shardingObjects)
+			return err
+		})
 	case *eventsOnly:
 		err = into(*out, func(e *env, rep *report) error {
 			rep.Events, rep.EventsN = map[string][]result{}, *n
@@ -213,6 +223,8 @@ type report struct {
 	Delete *deleteReport `json:"deletecollection,omitempty"`
 	// Failover: the leader SIGKILLed, per standby mode (failover.go).
 	Failover *failoverReport `json:"failover,omitempty"`
+	// Sharding: one replica against 3 × 12 shards (sharding.go).
+	Sharding *shardingReport `json:"sharding,omitempty"`
 }
 
 // onlySteady: -steady-only (steadyTo: -steady-into); onlyNet: -net-only.
@@ -368,6 +380,11 @@ func run(n, runs, mem int, out string) error {
 	}
 	if *failoverObjects > 0 && runs > 0 && !onlySteady && !onlyNet {
 		if rep.Failover, err = measureFailover(e, *failoverObjects); err != nil {
+			return err
+		}
+	}
+	if *shardingObjects > 0 && runs > 0 && !onlySteady && !onlyNet {
+		if rep.Sharding, err = measureSharding(e, *shardingObjects); err != nil {
 			return err
 		}
 	}
