@@ -123,15 +123,23 @@ func ChangedBy(kind event.Change, prev, cur map[string]any, ops []jsonpatch.Op) 
 	for _, e := range old {
 		before[e.key()] = e
 	}
-	var moved []managedEntry
+	// moved: new entries, and those whose time moved. An entry without a
+	// time (the API server records none for writes through the scale
+	// subresource) may have moved too: it is a candidate, named only when
+	// it owns a changed path.
+	var moved, candidates []managedEntry
 	if known {
 		for _, e := range entries {
-			if b, ok := before[e.key()]; !ok || b.Time != e.Time {
+			b, ok := before[e.key()]
+			switch {
+			case !ok || b.Time != e.Time:
 				moved = append(moved, e)
+				candidates = append(candidates, e)
+			case e.Time == "":
+				candidates = append(candidates, e)
 			}
 		}
 	}
-	candidates := moved
 	if len(candidates) == 0 {
 		// No entry moved (the previous version kept no managedFields, or
 		// two writes in one second): whoever owns a changed path.
@@ -143,7 +151,7 @@ func ChangedBy(kind event.Change, prev, cur map[string]any, ops []jsonpatch.Op) 
 	for _, e := range candidates {
 		switch {
 		case e.fields == nil:
-			if len(moved) > 0 {
+			if isIn(moved, e) {
 				owners = append(owners, e.FieldManager)
 			}
 		case ownsAny(e, before[e.key()], prev, cur, ops):
@@ -161,6 +169,15 @@ func ChangedBy(kind event.Change, prev, cur map[string]any, ops []jsonpatch.Op) 
 		out[i] = e.FieldManager
 	}
 	return out
+}
+
+func isIn(es []managedEntry, e managedEntry) bool {
+	for _, x := range es {
+		if x.key() == e.key() {
+			return true
+		}
+	}
+	return false
 }
 
 // ownsAny reports whether e (or its previous entry, for what it owned

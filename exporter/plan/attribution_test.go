@@ -97,6 +97,10 @@ func TestChangedByNamesTheManagersThatWroteTheChangedPaths(t *testing.T) {
 			prev: deployment(t, "1", 2, "app:1", lbl, ""),
 			cur:  deployment(t, "2", 5, "app:1", lbl, entriesJSON(createdByKubectl, at(opsBotApply, t1), at(scaled, t1))),
 			want: "kubectl-client-side-apply/Update,kubectl/Update/scale"},
+		{name: "a second scale: the scale entry has no time (the API server records none) and is named by what it owns",
+			prev: deployment(t, "2", 5, "app:1", lbl, entriesJSON(createdByKubectl, at(scaled, ""))),
+			cur:  deployment(t, "3", 7, "app:2", lbl, entriesJSON(createdByKubectl, at(scaled, ""), at(opsBotApply, t1))),
+			want: "kubectl/Update/scale,ops-bot/Apply"},
 		{name: "no managedFields now: nothing to say", prev: base,
 			cur: deployment(t, "2", 5, "app:1", lbl, ""), wantNoData: true},
 	} {

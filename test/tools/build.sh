@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Builds the local control plane (kube-apiserver, etcd), helm, promtool and
+# Builds the local control plane (kube-apiserver, etcd), kubectl, helm, promtool and
 # nats-server (and, through vulncheck.sh, govulncheck and its database) from
 # the Go module proxy into a cache outside the clone, keyed by the versions,
 # the wrapper modules and the Go version, so a fresh clone on the same machine
@@ -89,6 +89,9 @@ if [[ "${1:-}" == "--control-plane" ]]; then
 fi
 # In kubefeed's module, read-only: the versions go.mod and go.sum fix.
 GOFLAGS=-mod=readonly build nats-server ../.. github.com/nats-io/nats-server/v2 "$nats_ldflags"
+# kubectl, which the e2e tests drive (attribution names its field managers),
+# from a wrapper module of its own with the same pins as kube-apiserver's.
+GOFLAGS=-mod=readonly build kubectl kubectl k8s.io/kubernetes/cmd/kubectl "-s -w$stamp"
 if [[ ! -x "$bin/helm" ]] && ! reuse helm; then
   log "building helm $helm_version"
   GOBIN="$bin" CGO_ENABLED=0 go install "helm.sh/helm/v3/cmd/helm@$helm_version"
