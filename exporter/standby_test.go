@@ -3,7 +3,9 @@ package exporter
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -11,6 +13,7 @@ import (
 	"go.uber.org/zap/zaptest"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/watch"
 
 	"github.com/kubefeed/kubefeed/event"
 	"github.com/kubefeed/kubefeed/exporter/config"
@@ -178,5 +181,183 @@ func TestStandbyStopsWithoutSinks(t *testing.T) {
 	}
 	if err := ex.Lead(context.Background(), context.Background(), map[string]sinks.Sink{"rec": rec}); err == nil {
 		t.Error("Lead on an Exporter that is not a standby: no error")
+	}
+}
+
+// standbyBehindCheckpoint starts a warm standby whose checkpoint knows the
+// configmaps scope and holds recs, and waits until it is warm. lag, run
+// once it is, makes the changes the old leader saw and recorded but the
+// standby's watch has not delivered yet (a watch that lags, or a relist
+// still in progress: the cache keeps the old state until it ends); it
+// returns the objects as the API server now has them, whose records the
+// checkpoint then holds.
+func standbyBehindCheckpoint(t *testing.T, src *fakeSource, recs []*unstructured.Unstructured, lag func() []*unstructured.Unstructured) (*harness, *recorder, []*unstructured.Unstructured) {
+	t.Helper()
+	st := &restoredStore{MemoryStore: state.NewMemoryStore(), at: time.Now().Add(-time.Minute)}
+	put := func(u *unstructured.Unstructured) {
+		rec := recordOf(u)
+		rec.Scope = cmScope("")
+		st.Put(state.Key{GVR: cmRes.GVR, Namespace: u.GetNamespace(), Name: u.GetName()}, rec)
+	}
+	for _, u := range recs {
+		put(u)
+	}
+	st.Put(sentinelKey(scopeID{GVR: cmRes.GVR}), state.Record{Scope: cmScope("")})
+	h, rec := startStandby(t, src, st)
+	waitWarm(t, h.ex)
+	now := lag()
+	for _, u := range now {
+		put(u) // the old leader delivered it and flushed its checkpoint
+	}
+	return h, rec, now
+}
+
+// leadNow hands the standby its sink and waits until it compared its
+// caches with the checkpoint (promote is done once it says it delivers).
+func leadNow(t *testing.T, h *harness, rec *recorder) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	if err := h.ex.Lead(ctx, ctx, map[string]sinks.Sink{"rec": rec}); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, "the standby to lead", func() bool { return h.ex.announced.Load() })
+}
+
+// deliverLate makes the standby's watch deliver, at last, what lag changed.
+func deliverLate(t *testing.T, h *harness, evs ...watch.Event) {
+	t.Helper()
+	h.src.mu.Lock()
+	for _, ev := range evs {
+		u := ev.Object.(*unstructured.Unstructured)
+		h.src.send(cmRes.GVR, watch.Event{Type: ev.Type, Object: u.DeepCopy()}, u)
+	}
+	h.src.mu.Unlock()
+}
+
+// A warm standby whose watch has not delivered an object yet when it takes
+// the Lease, an object the old leader delivered (the checkpoint holds it),
+// does not tell the sink that the object was deleted: it was not, and
+// audit pipelines and automation act on deletions. Its cache is behind the
+// checkpoint, not the API server behind the record.
+func TestWarmStandbyDoesNotDeleteAnObjectItsWatchHasNotDeliveredYet(t *testing.T) {
+	src := newFakeSource(0)
+	old := src.apply(cmRes.GVR, cm("a", "old", nil), true)
+	h, rec, now := standbyBehindCheckpoint(t, src, []*unstructured.Unstructured{old}, func() []*unstructured.Unstructured {
+		return []*unstructured.Unstructured{src.apply(cmRes.GVR, cm("a", "late", nil), true)}
+	})
+	late := now[0]
+	leadNow(t, h, rec)
+	quiesce(t, h, "rec")
+	deliverLate(t, h, watch.Event{Type: watch.Added, Object: late})
+	waitUntil(t, "the late object in the cache", func() bool {
+		return h.ex.scopeSet()[scopeID{GVR: cmRes.GVR}].get(state.Key{GVR: cmRes.GVR, Namespace: "a", Name: "late"}) != nil
+	})
+	evs := quiesce(t, h, "rec")
+	for _, e := range evs {
+		if e.Name == "late" {
+			t.Errorf("sent %s for an object that exists and whose checkpoint record is current;%s", e.Type, summary(evs))
+		}
+	}
+}
+
+// A warm standby whose cache holds an older version of an object than the
+// one the old leader delivered never sends that older version: per object,
+// events reach a sink in resourceVersion order, and a consumer that has
+// version 2 must not be told the object went back to version 1.
+func TestWarmStandbyNeverSendsAVersionOlderThanTheCheckpoints(t *testing.T) {
+	src := newFakeSource(0)
+	v1 := src.apply(cmRes.GVR, cm("a", "x", map[string]any{"v": "1"}), true)
+	h, rec, now := standbyBehindCheckpoint(t, src, []*unstructured.Unstructured{v1}, func() []*unstructured.Unstructured {
+		return []*unstructured.Unstructured{src.apply(cmRes.GVR, cm("a", "x", map[string]any{"v": "2"}), true)}
+	})
+	v2 := now[0]
+	leadNow(t, h, rec)
+	quiesce(t, h, "rec")
+	deliverLate(t, h, watch.Event{Type: watch.Modified, Object: v2})
+	waitUntil(t, "version 2 in the cache", func() bool {
+		u := h.ex.scopeSet()[scopeID{GVR: cmRes.GVR}].get(state.Key{GVR: cmRes.GVR, Namespace: "a", Name: "x"})
+		return u != nil && u.GetResourceVersion() == v2.GetResourceVersion()
+	})
+	evs := quiesce(t, h, "rec")
+	for _, e := range evs {
+		if e.Name == "x" && e.ResourceVersion != v2.GetResourceVersion() {
+			t.Errorf("sent %s of version %s after the sink had version %s;%s", e.Type, e.ResourceVersion, v2.GetResourceVersion(), summary(evs))
+		}
+	}
+}
+
+// A warm standby whose cache still holds an incarnation that was deleted
+// and replaced by a new one (same name, new uid), which the old leader
+// delivered, neither deletes the new incarnation nor brings the old one
+// back.
+func TestWarmStandbyDoesNotResurrectAReplacedIncarnation(t *testing.T) {
+	src := newFakeSource(0)
+	first := src.apply(cmRes.GVR, cm("a", "x", nil), true)
+	h, rec, now := standbyBehindCheckpoint(t, src, []*unstructured.Unstructured{first}, func() []*unstructured.Unstructured {
+		src.remove(cmRes.GVR, "a", "x", true)
+		u := cm("a", "x", nil)
+		u.SetUID("uid-second")
+		return []*unstructured.Unstructured{src.apply(cmRes.GVR, u, true)}
+	})
+	second := now[0]
+	leadNow(t, h, rec)
+	quiesce(t, h, "rec")
+	gone := first.DeepCopy()
+	gone.SetResourceVersion(second.GetResourceVersion())
+	deliverLate(t, h, watch.Event{Type: watch.Deleted, Object: gone}, watch.Event{Type: watch.Added, Object: second})
+	waitUntil(t, "the second incarnation in the cache", func() bool {
+		u := h.ex.scopeSet()[scopeID{GVR: cmRes.GVR}].get(state.Key{GVR: cmRes.GVR, Namespace: "a", Name: "x"})
+		return u != nil && u.GetUID() == second.GetUID()
+	})
+	evs := quiesce(t, h, "rec")
+	for _, e := range evs {
+		if e.Name == "x" {
+			t.Errorf("sent %s of uid %s; the checkpoint holds the current incarnation %s;%s", e.Type, e.UID, second.GetUID(), summary(evs))
+		}
+	}
+}
+
+// putCounter is a restored store that counts the Puts of object records.
+type putCounter struct {
+	*restoredStore
+	puts atomic.Int64
+}
+
+func (p *putCounter) Put(k state.Key, r state.Record) {
+	if !isSentinel(k) {
+		p.puts.Add(1)
+	}
+	p.restoredStore.Put(k, r)
+}
+
+// The records a checkpointed sink keeps after an acknowledged event name
+// the version it showed (Record.Sent, so that another sink that lacks it
+// sends it with the same time). A warm standby whose cache holds exactly
+// those versions queues none of them when it leads: it neither works
+// through every key nor rewrites every record (a KV write each, and the
+// rewritten record loses the time the other sinks need).
+func TestWarmStandbyLeavesRecordsOfDeliveredVersionsAlone(t *testing.T) {
+	src := newFakeSource(0)
+	st := &putCounter{restoredStore: &restoredStore{MemoryStore: state.NewMemoryStore(), at: time.Now().Add(-time.Minute)}}
+	for i := range 20 {
+		u := src.apply(cmRes.GVR, cm("a", fmt.Sprintf("o-%d", i), nil), true)
+		rec := recordOf(u)
+		rec.Scope, rec.Rule = cmScope(""), 1
+		rec.Sent = &state.Sent{ResourceVersion: u.GetResourceVersion(), Time: time.Now().Add(-time.Hour).UTC()}
+		st.restoredStore.Put(state.Key{GVR: cmRes.GVR, Namespace: "a", Name: u.GetName()}, rec)
+	}
+	st.restoredStore.Put(sentinelKey(scopeID{GVR: cmRes.GVR}), state.Record{Scope: cmScope("")})
+	h, rec := startStandby(t, src, st)
+	waitWarm(t, h.ex)
+	leadNow(t, h, rec)
+	if evs := quiesce(t, h, "rec"); len(evs) != 0 {
+		t.Errorf("sent%s, want nothing", summary(evs))
+	}
+	if n := st.puts.Load(); n != 0 {
+		t.Errorf("%d of 20 delivered and current records were queued and rewritten, want none", n)
+	}
+	if r, _ := st.Get(state.Key{GVR: cmRes.GVR, Namespace: "a", Name: "o-0"}); r.Sent == nil {
+		t.Error("the record lost the time its version was sent with")
 	}
 }

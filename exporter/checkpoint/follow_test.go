@@ -2,6 +2,7 @@ package checkpoint
 
 import (
 	"context"
+	"encoding/json"
 	"testing"
 	"time"
 
@@ -143,5 +144,70 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 			t.Fatalf("timed out waiting for %s", what)
 		}
 		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// A record of the older format (legacy) that the leader rewrote while a
+// standby followed it is no longer legacy in the standby's store: when
+// the standby leads, its first flush does not write the leader's current
+// record back without its state (the state a later deletion or diff
+// starts from).
+func TestFollowerForgetsThatARecordWasLegacyOnceTheLeaderRewritesIt(t *testing.T) {
+	srv := natstest.StartT(t, natstest.Options{})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	leader := openTestKV(t, ctx, srv.URL())
+	// An older kubefeed wrote a: format 1.
+	v, err := encodeRecord(configMap("a", "1"), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m map[string]any
+	if err := json.Unmarshal(v, &m); err != nil {
+		t.Fatal(err)
+	}
+	delete(m, "f")
+	legacy, _ := json.Marshal(m)
+	if _, err := leader.kv.Put(ctx, kvKey("audit", cmKey("a")), legacy); err != nil {
+		t.Fatal(err)
+	}
+
+	standby := openTestKV(t, ctx, srv.URL())
+	f := standby.Follow([]string{"audit"})
+	runCtx, stopRun := context.WithCancel(ctx)
+	defer stopRun()
+	go f.Run(runCtx)
+	waitFor(t, "the follower to load", func() bool { ok, _ := f.Following(); return ok })
+
+	// The leader (this version) restores a and delivers a new version of
+	// it: written in the current format, with its state.
+	ls, err := leader.Store(ctx, "audit")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := configMap("a", "2")
+	rec.ResourceVersion = "8"
+	ls.Put(cmKey("a"), rec)
+	if err := leader.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the follower to apply a at 8", func() bool { return names(f.Store("audit"))["a"] == "8" })
+
+	if err := f.Lead(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := standby.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	e, err := leader.kv.Get(ctx, kvKey("audit", cmKey("a")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, isLegacy, err := decodeRecord(e.Value())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if isLegacy || got.ResourceVersion != "8" || got.Object == nil {
+		t.Errorf("a after the new leader's first flush: legacy=%v rv=%s state=%v (%s), want the leader's record at 8 with its state", isLegacy, got.ResourceVersion, got.Object != nil, e.Value())
 	}
 }

@@ -194,3 +194,49 @@ func waitUntil(t *testing.T, d time.Duration, what string, cond func() bool) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// A replica that stopped beating is dropped after live, however far ahead
+// its clock ran: an entry dated in the future (a skewed clock, or a
+// malformed far-future time) would otherwise count as live until that
+// time comes, and the shards assigned to the dead replica would run
+// nowhere meanwhile.
+func TestMembersRegistryDropsASilentReplicaWhoseClockRanAhead(t *testing.T) {
+	for _, ahead := range []time.Duration{time.Hour, 24 * 365 * time.Hour} {
+		t.Run(ahead.String(), func(t *testing.T) {
+			cs := fake.NewSimpleClientset()
+			now := time.Unix(1_800_000_000, 0)
+			ghostNow := now.Add(ahead)
+			mk := func(id string, clock *time.Time) *members {
+				return &members{client: cs, namespace: "kf", name: "kubefeed-members", identity: id, live: 15 * time.Second, now: func() time.Time { return *clock }}
+			}
+			ghost, b := mk("ghost_1", &ghostNow), mk("b_2", &now)
+			ctx := context.Background()
+			if _, err := ghost.beat(ctx, false); err != nil {
+				t.Fatal(err)
+			}
+			// ghost dies; b beats on for a minute, four times live.
+			var live []string
+			for range 30 {
+				now = now.Add(2 * time.Second)
+				var err error
+				if live, err = b.beat(ctx, false); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if fmt.Sprint(live) != "[b_2]" {
+				t.Errorf("a minute after ghost's last beat: live %v, want [b_2] (ghost's shards: %v)", live, ownedBy(assign(live, 6), "ghost_1"))
+			}
+		})
+	}
+}
+
+// ownedBy lists the shards owners gives to id.
+func ownedBy(owners []string, id string) []int {
+	var out []int
+	for i, o := range owners {
+		if o == id {
+			out = append(out, i)
+		}
+	}
+	return out
+}
