@@ -9,6 +9,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap/zaptest"
+	coordinationv1 "k8s.io/api/coordination/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/kubernetes/fake"
@@ -239,4 +240,31 @@ func ownedBy(owners []string, id string) []int {
 		}
 	}
 	return out
+}
+
+// An entry under a key that is not its identity's (written by hand, or
+// restored from a backup of the Lease) does not list a replica twice: a
+// member counted twice leaves shards with no owner, and they run nowhere.
+func TestMembersRegistryListsAReplicaOnceAndEveryShardGetsAnOwner(t *testing.T) {
+	cs := fake.NewSimpleClientset()
+	now := time.Unix(1_800_000_000, 0)
+	stamp := now.UTC().Format(time.RFC3339Nano)
+	ctx := context.Background()
+	if _, err := cs.CoordinationV1().Leases("kf").Create(ctx, &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Name: "kubefeed-members", Namespace: "kf",
+		Annotations: map[string]string{memberPrefix + "copy-of-a": stamp + " a_1", memberKey("a_1"): stamp + " a_1"}}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	b := &members{client: cs, namespace: "kf", name: "kubefeed-members", identity: "b_2", live: 15 * time.Second, now: func() time.Time { return now }}
+	live, err := b.beat(ctx, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(live) != "[a_1 b_2]" {
+		t.Errorf("live members %v, want [a_1 b_2]", live)
+	}
+	for _, n := range []int{3, 6, 64} {
+		if got := ownedBy(assign(live, n), ""); len(got) > 0 {
+			t.Errorf("%d shards among %v: shards %v have no owner", n, live, got)
+		}
+	}
 }
