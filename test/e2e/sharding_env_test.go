@@ -254,9 +254,9 @@ type shardLoad struct {
 }
 
 // startLoad starts 3 writers that make random creates, updates and deletes
-// of their own ConfigMaps (w<k>-0…w<k>-14) until finish: names are deleted
-// and created again, so that the incarnations of a name fall into
-// different shards.
+// of their own ConfigMaps (w<k>-0…w<k>-14, those left by an earlier load
+// included) until finish: names are deleted and created again, so that
+// the incarnations of a name fall into different shards.
 func (e *shardEnv) startLoad(t *testing.T, seed int64) *shardLoad {
 	l := &shardLoad{stop: make(chan struct{})}
 	for k := range 3 {
@@ -267,6 +267,16 @@ func (e *shardEnv) startLoad(t *testing.T, seed int64) *shardLoad {
 			cms := e.dyn.Resource(configMaps).Namespace(e.ns)
 			r := rand.New(rand.NewSource(seed*10 + int64(k)))
 			live := map[string]*unstructured.Unstructured{}
+			have, err := cms.List(ctx, metav1.ListOptions{})
+			if err != nil {
+				t.Errorf("writer %d: %v", k, err)
+				return
+			}
+			for _, o := range have.Items {
+				if strings.HasPrefix(o.GetName(), fmt.Sprintf("w%d-", k)) {
+					live[o.GetName()] = &o
+				}
+			}
 			for op := 0; ; op++ {
 				select {
 				case <-l.stop:

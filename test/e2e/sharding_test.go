@@ -1,8 +1,10 @@
 package e2e
 
 import (
+	"fmt"
 	"regexp"
 	"slices"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -204,4 +206,31 @@ func forEachShardGate(t *testing.T, name string, body func(t *testing.T, e *shar
 		body(t, newShardEnv(t, cp.APIServer(), "shard-"+name+"-off", false))
 		t.Logf("took %v", time.Since(start).Round(time.Millisecond))
 	})
+}
+
+// A feed that ran unsharded (one leader, its checkpoint under the sink's
+// name) is stopped, changes are made while nothing runs, and it is
+// started again with sharding on: the shards must not start as on a first
+// run (initialList: skip would take the changed objects as their baseline
+// and send nothing, and the deletions would be lost). The stream still
+// rebuilds the LIST.
+func TestShardingTurnedOnKeepsTheFeedComplete(t *testing.T) {
+	e := newShardEnv(t, cp.APIServer(), "shard-turned-on", false)
+	plain := writeFile(t, "plain.yaml", strings.Replace(mustRead(t, e.cfg), fmt.Sprintf("sharding: {shards: %d}\n", shards), "", 1))
+	leader := startKubefeed(t, plain)
+	leader.waitLogContains(t, "caches synced; delivering")
+	load := e.startLoad(t, 27)
+	time.Sleep(2 * time.Second)
+	ops := load.finish(t)
+	waitDelivered(t, leader, 1)
+	if code := leader.term(30 * time.Second); code != 0 {
+		t.Fatalf("unsharded leader exit code after SIGTERM: %d", code)
+	}
+	// While nothing runs: more creates, updates and deletes.
+	down := e.startLoad(t, 28)
+	time.Sleep(time.Second)
+	ops += down.finish(t)
+	a, b := e.start(t, "a"), e.start(t, "b")
+	e.waitBalanced(t, "sharded replicas started", a, b)
+	e.checkShardedFeed(t, ops, false)
 }
