@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -360,4 +361,38 @@ func TestWarmStandbyLeavesRecordsOfDeliveredVersionsAlone(t *testing.T) {
 	if r, _ := st.Get(state.Key{GVR: cmRes.GVR, Namespace: "a", Name: "o-0"}); r.Sent == nil {
 		t.Error("the record lost the time its version was sent with")
 	}
+}
+
+// A standby's metrics can be scraped while it takes the Lease: Lead hands
+// over the sinks without racing the scrape that reads them (run with
+// -race).
+func TestWarmStandbyMetricsScrapeDoesNotRaceLead(t *testing.T) {
+	src := newFakeSource(0)
+	src.apply(cmRes.GVR, cm("a", "x", nil), true)
+	reg := prometheus.NewRegistry()
+	h := &harness{t: t, src: src, sinks: map[string]*recorder{"rec": {}}, done: make(chan struct{})}
+	h.run(t, Options{Config: newConfig([]config.Watch{{Resource: "configmaps"}}), Resolver: newResolver(), Standby: true, Registerer: reg,
+		Logger: zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel)), ResolveRetry: 20 * time.Millisecond, clientFor: src.client})
+	waitWarm(t, h.ex)
+	stop := make(chan struct{})
+	scraped := make(chan struct{})
+	go func() {
+		defer close(scraped)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			if _, err := reg.Gather(); err != nil {
+				t.Error(err)
+				return
+			}
+		}
+	}()
+	time.Sleep(20 * time.Millisecond)
+	leadNow(t, h, h.sinks["rec"])
+	time.Sleep(20 * time.Millisecond)
+	close(stop)
+	<-scraped
 }
