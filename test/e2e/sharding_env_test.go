@@ -6,6 +6,7 @@ import (
 	"io"
 	"math/rand"
 	"net/http"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
@@ -39,18 +40,25 @@ type shardEnv struct {
 	ns, lns string
 	nats    *natstest.Server
 	cfg     string
+	n       int // the shard count of cfg
 }
 
 func newShardEnv(t *testing.T, api *cluster.APIServer, name string, gate bool) *shardEnv {
 	t.Helper()
-	e := &shardEnv{api: api, gate: gate, cs: api.Clientset(), dyn: dynamic.NewForConfigOrDie(api.Config()), ns: name, lns: name + "-lease"}
+	e := &shardEnv{api: api, gate: gate, cs: api.Clientset(), dyn: dynamic.NewForConfigOrDie(api.Config()), ns: name, lns: name + "-lease", n: shards}
 	for _, ns := range []string{e.ns, e.lns} {
 		if _, err := e.cs.CoreV1().Namespaces().Create(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
 			t.Fatalf("create namespace %s: %v", ns, err)
 		}
 	}
 	e.nats = natstest.StartT(t, natstest.Options{})
-	e.cfg = writeFile(t, "c.yaml", fmt.Sprintf(`apiVersion: kubefeed.io/v1alpha1
+	e.cfg = writeFile(t, "c.yaml", e.config())
+	return e
+}
+
+// config is the replicas' config, with e.n shards.
+func (e *shardEnv) config() string {
+	return fmt.Sprintf(`apiVersion: kubefeed.io/v1alpha1
 kind: Config
 cluster: test
 watch:
@@ -62,8 +70,17 @@ checkpoint:
   jetstream: {servers: [%[1]s], bucket: kubefeed-checkpoint}
 leaderElection: {enabled: true, namespace: %[3]s, name: kubefeed, leaseDuration: 4s, renewDeadline: 3s, retryPeriod: 500ms}
 sharding: {shards: %[4]d}
-`, e.nats.URL(), e.ns, e.lns, shards))
-	return e
+`, e.nats.URL(), e.ns, e.lns, e.n)
+}
+
+// reshard changes the shard count of the config that replicas started
+// from now on read.
+func (e *shardEnv) reshard(t *testing.T, n int) {
+	t.Helper()
+	e.n = n
+	if err := os.WriteFile(e.cfg, []byte(e.config()), 0o644); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // shardReplica is one `kubefeed run` of a sharded feed.
@@ -125,8 +142,8 @@ func (r *shardReplica) kill(t *testing.T) {
 // exist or nobody holds it).
 func (e *shardEnv) holders(t *testing.T) []string {
 	t.Helper()
-	out := make([]string, shards)
-	for i := range shards {
+	out := make([]string, e.n)
+	for i := range e.n {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		l, err := e.cs.CoordinationV1().Leases(e.lns).Get(ctx, fmt.Sprintf("kubefeed-shard-%d", i), metav1.GetOptions{})
 		cancel()
@@ -180,7 +197,7 @@ func (e *shardEnv) waitBalanced(t *testing.T, when string, rs ...*shardReplica) 
 				t.Fatalf("%s: replica %s exited (%v):\n%s", when, r.name, r.waitErr, r.logs.String())
 			}
 			n := len(held[r.id])
-			if n < shards/len(rs) || n > (shards+len(rs)-1)/len(rs) {
+			if n < e.n/len(rs) || n > (e.n+len(rs)-1)/len(rs) {
 				problems = append(problems, fmt.Sprintf("%s holds %v", r.name, held[r.id]))
 			}
 			want := "sharded: holding no shard"

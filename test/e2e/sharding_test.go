@@ -210,10 +210,11 @@ func forEachShardGate(t *testing.T, name string, body func(t *testing.T, e *shar
 
 // A feed that ran unsharded (one leader, its checkpoint under the sink's
 // name) is stopped, changes are made while nothing runs, and it is
-// started again with sharding on: the shards must not start as on a first
-// run (initialList: skip would take the changed objects as their baseline
-// and send nothing, and the deletions would be lost). The stream still
-// rebuilds the LIST.
+// started again with sharding on (6 shards); then the same again from 6
+// shards to 4. The new shards must not start as on a first run
+// (initialList: skip would take the changed objects as their baseline and
+// send nothing, and the deletions would be lost): each starts from the
+// records of the layout before, and the stream still rebuilds the LIST.
 func TestShardingTurnedOnKeepsTheFeedComplete(t *testing.T) {
 	e := newShardEnv(t, cp.APIServer(), "shard-turned-on", false)
 	plain := writeFile(t, "plain.yaml", strings.Replace(mustRead(t, e.cfg), fmt.Sprintf("sharding: {shards: %d}\n", shards), "", 1))
@@ -233,4 +234,24 @@ func TestShardingTurnedOnKeepsTheFeedComplete(t *testing.T) {
 	a, b := e.start(t, "a"), e.start(t, "b")
 	e.waitBalanced(t, "sharded replicas started", a, b)
 	e.checkShardedFeed(t, ops, false)
+	seeded := strings.Count(a.logs.String()+b.logs.String(), "shard checkpoint started from the layout before")
+	if seeded != shards {
+		t.Errorf("%d shards started from the unsharded checkpoint, want %d", seeded, shards)
+	}
+
+	for _, r := range []*shardReplica{a, b} {
+		if code := r.term(30 * time.Second); code != 0 {
+			t.Fatalf("%s exit code after SIGTERM: %d", r.name, code)
+		}
+	}
+	down = e.startLoad(t, 29)
+	time.Sleep(time.Second)
+	ops += down.finish(t)
+	e.reshard(t, 4)
+	c, d := e.start(t, "c"), e.start(t, "d")
+	e.waitBalanced(t, "4 shards started", c, d)
+	e.checkShardedFeed(t, ops, false)
+	if seeded := strings.Count(c.logs.String()+d.logs.String(), `"from": "6 shards"`); seeded != 4 {
+		t.Errorf("%d of 4 shards started from the checkpoints of 6 shards, want 4", seeded)
+	}
 }

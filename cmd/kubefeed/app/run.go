@@ -179,11 +179,7 @@ func runPipeline(ctx, sendCtx context.Context, rc *rest.Config, cfg *config.Conf
 	}
 	opts.Sinks, opts.SendContext, opts.Shard = ss, sendCtx, sp
 	if cp := cfg.Checkpoint; cp != nil {
-		storeName := func(sink string) string { return sink }
-		if sp != nil {
-			storeName = func(sink string) string { return shardStore(sink, sp) }
-		}
-		closeCP, err := openCheckpoint(ctx, cp, cfg, log, reg, &opts, storeName)
+		closeCP, err := openCheckpoint(ctx, cp, cfg, log, reg, &opts, sp)
 		if err != nil {
 			closeSinks(ss)
 			return runtimeErr(err)
@@ -250,8 +246,15 @@ type checkpointBackend interface {
 }
 
 // openCheckpoint loads every sink's store and starts the flusher; the
-// returned func stops it with a final flush.
-func openCheckpoint(ctx context.Context, cp *config.Checkpoint, cfg *config.Config, log *zap.Logger, reg prometheus.Registerer, opts *exporter.Options, storeName func(sink string) string) (func(), error) {
+// returned func stops it with a final flush. sp, when set, is the shard
+// the stores are of (shardStore); a shard store no run flushed yet starts
+// from the records of the layout that ran before (seedShardStores).
+func openCheckpoint(ctx context.Context, cp *config.Checkpoint, cfg *config.Config, log *zap.Logger, reg prometheus.Registerer, opts *exporter.Options, sp *shard.Span) (func(), error) {
+	storeName := func(sink string) string { return sink }
+	if sp != nil {
+		storeName = func(sink string) string { return shardStore(sink, sp) }
+	}
+	var kv *checkpoint.KV
 	clog := log.Named("checkpoint")
 	var backend checkpointBackend
 	var load func(sink string) (*checkpoint.Store, error)
@@ -271,7 +274,8 @@ func openCheckpoint(ctx context.Context, cp *config.Checkpoint, cfg *config.Conf
 		reg.MustRegister(checkpoint.NewCollector(f, corrupt))
 		backend, load = f, f.Store
 	} else {
-		kv, err := checkpoint.OpenKV(ctx, *cp.JetStream, true, clog)
+		var err error
+		kv, err = checkpoint.OpenKV(ctx, *cp.JetStream, true, clog)
 		if err != nil {
 			return nil, err
 		}
@@ -287,6 +291,12 @@ func openCheckpoint(ctx context.Context, cp *config.Checkpoint, cfg *config.Conf
 			return nil, err
 		}
 		opts.Stores[sc.Name] = st
+	}
+	if sp != nil && kv != nil {
+		if err := seedShardStores(ctx, kv, sp, opts.Stores, clog); err != nil {
+			_ = backend.Close()
+			return nil, err
+		}
 	}
 	cctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -18,8 +19,10 @@ import (
 	"k8s.io/client-go/rest"
 
 	"github.com/kubefeed/kubefeed/exporter"
+	"github.com/kubefeed/kubefeed/exporter/checkpoint"
 	"github.com/kubefeed/kubefeed/exporter/config"
 	"github.com/kubefeed/kubefeed/exporter/shard"
+	"github.com/kubefeed/kubefeed/exporter/state"
 )
 
 // Sharding (config sharding.shards: N). The uid hash space is split in N
@@ -240,6 +243,119 @@ func membersLeaseName(name string) string { return name + "-members" }
 
 // shardStore is the checkpoint name of a sink's records of one shard.
 func shardStore(sink string, sp *shard.Span) string { return sink + "." + sp.String() }
+
+// seedShardStores gives each sink's store of shard sp that no run has
+// flushed yet the records of the layout that wrote the bucket before:
+// the unsharded store (sharding turned on) or the stores of another shard
+// count (it changed), whichever was flushed last, for the uids in sp. The
+// shard then starts as after a restart of that layout, its list compared
+// with the records and what changed meanwhile recovered after a restart
+// gap marker, instead of as on a first run, whose initialList: skip would
+// take what changed during the switch as its baseline and send nothing of
+// it. The bucket is only read here (a Follower that never leads); the
+// records are written under the shard's name at its next flush.
+func seedShardStores(ctx context.Context, kv *checkpoint.KV, sp *shard.Span, stores map[string]state.Store, log *zap.Logger) error {
+	// earlier maps each store that may hold records of sp's uids to its
+	// sink and layout (0: unsharded, else the shard count).
+	type source struct {
+		sink   string
+		layout int
+	}
+	earlier := map[string]source{}
+	var fresh []string
+	for sink, st := range stores {
+		if r, ok := st.(state.Restorer); !ok {
+			continue
+		} else if _, restored := r.Restored(); restored {
+			continue
+		}
+		fresh = append(fresh, sink)
+		earlier[sink] = source{sink: sink}
+		for m := 1; m <= config.MaxShards; m++ {
+			for j := 0; j < m && m != sp.N; j++ {
+				if lo, hi := shard.Range(j, m); spanOverlaps(sp, lo, hi) {
+					earlier[shardStore(sink, shard.Of(j, m))] = source{sink: sink, layout: m}
+				}
+			}
+		}
+	}
+	if len(fresh) == 0 {
+		return nil
+	}
+	names := slices.Collect(maps.Keys(earlier))
+	f := kv.Follow(names)
+	fctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	done := make(chan struct{})
+	go func() { defer close(done); f.Run(fctx) }()
+	for {
+		if ok, _ := f.Following(); ok {
+			break
+		}
+		if fctx.Err() != nil {
+			cancel()
+			<-done
+			_, why := f.Following()
+			return fmt.Errorf("%s: reading the checkpoints of the layout before: %s", sp, why)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	cancel()
+	<-done
+	for _, sink := range fresh {
+		layout, at := -1, time.Time{}
+		for name, src := range earlier {
+			if t, ok := f.Store(name).Restored(); ok && src.sink == sink && t.After(at) {
+				layout, at = src.layout, t
+			}
+		}
+		if layout < 0 {
+			continue // a first run indeed
+		}
+		dst, ok := stores[sink].(*checkpoint.Store)
+		if !ok {
+			continue
+		}
+		n := 0
+		for name, src := range earlier {
+			if src.sink != sink || src.layout != layout {
+				continue
+			}
+			f.Store(name).Range(func(k state.Key, r state.Record) bool {
+				if sp.Has(r.UID) {
+					dst.Put(k, r)
+					n++
+				}
+				return true
+			})
+		}
+		stores[sink] = &seededStore{Store: dst, at: at}
+		from := "the unsharded feed"
+		if layout > 0 {
+			from = fmt.Sprintf("%d shards", layout)
+		}
+		log.Info("shard checkpoint started from the layout before", zap.String("sink", sink), zap.Stringer("shard", sp),
+			zap.String("from", from), zap.Time("saved", at), zap.Int("records", n))
+	}
+	return nil
+}
+
+// spanOverlaps reports whether sp and [lo, hi) share a hash (a hi of 0
+// stands for 2^64, as shard.Range gives it).
+func spanOverlaps(sp *shard.Span, lo, hi uint64) bool {
+	slo, shi := shard.Range(sp.I, sp.N)
+	below := func(x, end uint64) bool { return end == 0 || x < end }
+	return below(lo, shi) && below(slo, hi)
+}
+
+// seededStore is a shard's checkpoint store that started from the records
+// of an earlier layout: it reports that layout's last flush as its own,
+// so that the exporter restores from it (compare, recover, gap marker).
+type seededStore struct {
+	*checkpoint.Store
+	at time.Time
+}
+
+func (s *seededStore) Restored() (time.Time, bool) { return s.at, true }
 
 // shardExporters tracks the running Exporter of each shard, for /readyz.
 type shardExporters struct {
