@@ -1,8 +1,10 @@
 package app
 
 import (
+	"cmp"
 	"context"
 	"fmt"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -266,5 +268,117 @@ func TestMembersRegistryListsAReplicaOnceAndEveryShardGetsAnOwner(t *testing.T) 
 		if got := ownedBy(assign(live, n), ""); len(got) > 0 {
 			t.Errorf("%d shards among %v: shards %v have no owner", n, live, got)
 		}
+	}
+}
+
+// spanLog records the hash ranges whose pipelines run, by replica, and
+// fails the test when two replicas run overlapping ranges at once: both
+// would deliver those objects, each from its own checkpoint, with no order
+// between them.
+type spanLog struct {
+	t       *testing.T
+	mu      sync.Mutex
+	running map[string][]*shard.Span // by replica
+	starts  int
+}
+
+func (l *spanLog) pipeline(id string) func(sp *shard.Span) leaderPipeline {
+	return func(sp *shard.Span) leaderPipeline {
+		return func(ctx, _ context.Context) error {
+			lo, hi := shard.Range(sp.I, sp.N)
+			l.mu.Lock()
+			for other, spans := range l.running {
+				for _, o := range spans {
+					olo, ohi := shard.Range(o.I, o.N)
+					if other != id && (hi == 0 || olo < hi) && (ohi == 0 || lo < ohi) {
+						l.t.Errorf("%s runs %s while %s runs %s: overlapping uid ranges", id, sp, other, o)
+					}
+				}
+			}
+			l.running[id] = append(l.running[id], sp)
+			l.starts++
+			l.mu.Unlock()
+			<-ctx.Done()
+			l.mu.Lock()
+			l.running[id] = slices.DeleteFunc(l.running[id], func(x *shard.Span) bool { return x == sp })
+			l.mu.Unlock()
+			return nil
+		}
+	}
+}
+
+// covered reports whether the ranges running cover the whole hash space,
+// and the first gap if not.
+func (l *spanLog) covered() (bool, string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	type r struct{ lo, hi uint64 } // hi 0: 2^64
+	var rs []r
+	for _, spans := range l.running {
+		for _, sp := range spans {
+			lo, hi := shard.Range(sp.I, sp.N)
+			rs = append(rs, r{lo, hi})
+		}
+	}
+	slices.SortFunc(rs, func(a, b r) int { return cmp.Compare(a.lo, b.lo) })
+	next := uint64(0) // covered up to here
+	for _, x := range rs {
+		if x.lo > next {
+			break
+		}
+		if x.hi == 0 {
+			return true, ""
+		}
+		next = max(next, x.hi)
+	}
+	return false, fmt.Sprintf("uid hashes from %#x run nowhere", next)
+}
+
+// During a rollout that changes sharding.shards, replicas of the old and
+// the new count run side by side, and Lease <name>-shard-I guards shard I
+// of either count: shard I of 4 and shard J of 8 cover overlapping uid
+// ranges under different Leases, and ranges the old count handed over may
+// belong to Leases the old replica still holds. Replicas that disagree on
+// the count never run overlapping ranges at once, and every uid range
+// runs somewhere.
+func TestShardSetsOfDifferentShardCountsCoverEveryRangeOnce(t *testing.T) {
+	cs := fake.NewSimpleClientset()
+	l := &spanLog{t: t, running: map[string][]*shard.Span{}}
+	start := func(id string, n int) func() error {
+		le := config.LeaderElection{Enabled: true, Namespace: "kf", Name: "kubefeed"}
+		// Whole seconds: a Lease records its duration in seconds.
+		le.LeaseDuration.Duration, le.RenewDeadline.Duration, le.RetryPeriod.Duration = 2*time.Second, 1500*time.Millisecond, 200*time.Millisecond
+		log := zaptest.NewLogger(t).Named(id)
+		ss := &shardSet{n: n, log: log, held: prometheus.NewGauge(prometheus.GaugeOpts{Name: "h"}), pipeline: l.pipeline(id),
+			lo:      leadOptions{Client: cs, Election: le, Identity: id, StopTimeout: 5 * time.Second, Log: log},
+			members: &members{client: cs, namespace: "kf", name: "kubefeed-members", identity: id, live: le.LeaseDuration.Duration, now: time.Now}}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- ss.run(ctx) }()
+		return func() error { cancel(); return <-done }
+	}
+	stopOld := start("old-4", 4)
+	defer func() { _ = stopOld() }()
+	waitUntil(t, 20*time.Second, "the old replica to run its four shards", func() bool { ok, _ := l.covered(); return ok })
+	stopNew := start("new-8", 8)
+	defer func() { _ = stopNew() }()
+	waitUntil(t, 20*time.Second, "the new replica to run a shard", func() bool {
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		return len(l.running["new-8"]) > 0
+	})
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		ok, gap := l.covered()
+		if ok {
+			break
+		}
+		if time.Now().After(deadline) {
+			l.mu.Lock()
+			t.Errorf("10s after the new replica joined: %s; running %v", gap, l.running)
+			l.mu.Unlock()
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }
