@@ -396,3 +396,50 @@ func TestWarmStandbyMetricsScrapeDoesNotRaceLead(t *testing.T) {
 	close(stop)
 	<-scraped
 }
+
+// The old leader sent a change to one sink and not yet to the other: the
+// new leader sends it to the other with the time the first one got
+// (CloudEvents time is the same on every sink), which the checkpoint
+// keeps, even though the standby's own watch saw the change earlier than
+// the old leader did.
+func TestWarmStandbySendsWithTheTimeTheOldLeaderSentOnAnotherSink(t *testing.T) {
+	src := newFakeSource(0)
+	v1 := src.apply(cmRes.GVR, cm("a", "x", map[string]any{"v": "1"}), true)
+	stores := map[string]state.Store{}
+	for _, name := range []string{"rec", "other"} {
+		st := &restoredStore{MemoryStore: state.NewMemoryStore(), at: time.Now().Add(-time.Minute)}
+		rec := recordOf(v1)
+		rec.Scope, rec.Rule = cmScope(""), 1
+		st.Put(state.Key{GVR: cmRes.GVR, Namespace: "a", Name: "x"}, rec)
+		st.Put(sentinelKey(scopeID{GVR: cmRes.GVR}), state.Record{Scope: cmScope("")})
+		stores[name] = st
+	}
+	h := &harness{t: t, src: src, sinks: map[string]*recorder{"rec": {}, "other": {}}, done: make(chan struct{})}
+	h.run(t, Options{Config: newConfig([]config.Watch{{Resource: "configmaps"}}, "rec", "other"), Resolver: newResolver(), Stores: stores, Standby: true,
+		Logger: zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel)), ResolveRetry: 20 * time.Millisecond, clientFor: src.client})
+	waitWarm(t, h.ex)
+	// The standby's watch sees v2 first; the old leader a little later,
+	// and it sends v2 to rec, with its time, before it dies.
+	v2 := src.apply(cmRes.GVR, cm("a", "x", map[string]any{"v": "2"}), false)
+	waitUntil(t, "the standby to see v2", func() bool {
+		u := h.ex.scopeSet()[scopeID{GVR: cmRes.GVR}].get(state.Key{GVR: cmRes.GVR, Namespace: "a", Name: "x"})
+		return u != nil && u.GetResourceVersion() == v2.GetResourceVersion()
+	})
+	leaderSaw := time.Now().Add(50 * time.Millisecond).UTC()
+	rec := recordOf(v2)
+	rec.Scope, rec.Rule = cmScope(""), 1
+	rec.Sent = &state.Sent{ResourceVersion: v2.GetResourceVersion(), Time: leaderSaw}
+	stores["rec"].Put(state.Key{GVR: cmRes.GVR, Namespace: "a", Name: "x"}, rec)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	if err := h.ex.Lead(ctx, ctx, map[string]sinks.Sink{"rec": h.sinks["rec"], "other": h.sinks["other"]}); err != nil {
+		t.Fatal(err)
+	}
+	evs := h.sinks["other"].waitFor(t, "v2 on the other sink", func(evs []*event.Event) bool { return count(evs, event.Modified.Type()) == 1 })
+	for _, e := range evs {
+		if e.Type == event.Modified.Type() && !e.Time.Equal(leaderSaw) {
+			t.Errorf("v2 reached the other sink with time %s; the first sink got it with %s", e.Time.Format(time.RFC3339Nano), leaderSaw.Format(time.RFC3339Nano))
+		}
+	}
+}
