@@ -137,8 +137,8 @@ type replicaRow struct {
 	MemberConflicts int `json:"memberConflicts,omitempty"`
 }
 
-// cpuCores is the row's measured CPU over its wall time, in cores.
-func (r shardingRow) cpuCores() float64 {
+// CPUCores is the row's measured CPU over its wall time, in cores.
+func (r shardingRow) CPUCores() float64 {
 	if r.WallSeconds <= 0 {
 		return 0
 	}
@@ -220,7 +220,7 @@ func measureSharding(e *env, n int) (*shardingReport, error) {
 
 func printShardingRow(r shardingRow) {
 	fmt.Printf("sharding %-11s %d added (%d objects) in %.1f s: %.0f/s (start → last %.1f s); CPU s: kubefeed %.1f, API server %.1f, etcd %.1f, nats %.1f over %.1f s (%.2f cores; machine %.2f)\n",
-		r.Mode, r.Added, r.Distinct, r.DrainSeconds, r.Rate, r.StartSeconds, r.KubefeedCPU, r.APIServerCPU, r.EtcdCPU, r.NATSCPU, r.WallSeconds, r.cpuCores(), r.MachineCores)
+		r.Mode, r.Added, r.Distinct, r.DrainSeconds, r.Rate, r.StartSeconds, r.KubefeedCPU, r.APIServerCPU, r.EtcdCPU, r.NATSCPU, r.WallSeconds, r.CPUCores(), r.MachineCores)
 	for i, rr := range r.Replicas {
 		fmt.Printf("  replica %d: %g shards, synced after %.1f s at %.0f MiB, drained %.0f MiB, peak %.0f MiB, %.1f CPU-s, %g delivered, %g filtered\n",
 			i, rr.Shards, rr.SyncedSeconds, rr.SyncedRSSMiB, rr.DrainedRSSMiB, rr.PeakRSSMiB, rr.CPUSeconds, rr.Delivered, rr.Filtered)

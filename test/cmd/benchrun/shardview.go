@@ -25,9 +25,12 @@ type shardingView struct {
 	*shardingReport
 	Single *shardingRow
 	Lines  []shardingLine
-	// CPUBound: the sharded drain (server-side) kept ≥ 85 % of the cores
-	// busy with the measured processes alone.
-	CPUBound bool
+	// CPUBound: over the sharded drain (server-side) ≥ 85 % of the
+	// machine's cores were busy; OwnCPU: with the measured processes
+	// alone.
+	CPUBound, OwnCPU bool
+	// Sharded is the server-side row's line.
+	Sharded *shardingLine
 }
 
 // shardingLine is a row with its ratios to the single replica.
@@ -58,7 +61,7 @@ func newShardingView(s *shardingReport) *shardingView {
 		return a / b
 	}
 	for _, r := range s.Rows {
-		l := shardingLine{shardingRow: r, Cores: r.cpuCores()}
+		l := shardingLine{shardingRow: r, Cores: r.CPUCores()}
 		if v.Single != nil {
 			l.RateX = ratio(r.Rate, v.Single.Rate)
 		}
@@ -71,10 +74,14 @@ func newShardingView(s *shardingReport) *shardingView {
 			l.Replicas = append(l.Replicas, rl)
 		}
 		l.Held, l.Balanced, l.Conflicts = heldOf(s, r)
-		if r.Mode == "server-side" {
-			v.CPUBound = s.Cores > 0 && l.Cores >= cpuBoundShare*float64(s.Cores)
-		}
 		v.Lines = append(v.Lines, l)
+	}
+	for i := range v.Lines {
+		if l := &v.Lines[i]; l.Mode == "server-side" {
+			v.Sharded = l
+			v.OwnCPU = cpuBound(s, l.Cores)
+			v.CPUBound = v.OwnCPU || cpuBound(s, l.MachineCores)
+		}
 	}
 	return v
 }
@@ -89,8 +96,8 @@ func shardingTargets(s *shardingReport) []target {
 	var ts []target
 	rss := func(r *shardingRow) (string, float64) {
 		d, p := r.maxRSS(drainedRSS)/base.DrainedRSSMiB, r.maxRSS(peakRSS)/base.PeakRSSMiB
-		return fmt.Sprintf("%.2f× (largest replica %.0f MiB vs %.0f MiB once drained; at sync %.2f×; peak %.2f×, %.0f vs %.0f MiB)",
-			d, r.maxRSS(drainedRSS), base.DrainedRSSMiB, r.maxRSS(syncedRSS)/base.SyncedRSSMiB, p, r.maxRSS(peakRSS), base.PeakRSSMiB), d
+		return fmt.Sprintf("%.2f× (largest replica %.0f MiB vs %.0f MiB once drained; peak %.2f×, %.0f vs %.0f MiB)",
+			d, r.maxRSS(drainedRSS), base.DrainedRSSMiB, p, r.maxRSS(peakRSS), base.PeakRSSMiB), d
 	}
 	name := fmt.Sprintf("%d replicas × %d shards at %dk ConfigMaps", s.Replicas, s.Shards, s.Objects/1000)
 	held := func(r *shardingRow, got string) string {
@@ -118,7 +125,11 @@ func shardingTargets(s *shardingReport) []target {
 		x := r.Rate / one.Rate
 		got := fmt.Sprintf("%.2f× (%.0f/s vs %.0f/s, first → last added event in the stream)", x, r.Rate, one.Rate)
 		if x < shardDrainTarget {
-			got += fmt.Sprintf("; the measured processes kept %.1f of %d cores busy over the sharded run, %.1f over the single one's", r.cpuCores(), s.Cores, one.cpuCores())
+			got += fmt.Sprintf("; over the sharded run %.1f of the %d cores were busy, %.1f of them with the measured processes (the single one's: %.1f, %.1f)",
+				r.MachineCores, s.Cores, r.CPUCores(), one.MachineCores, one.CPUCores())
+			if cpuBound(s, r.MachineCores) {
+				got += ": CPU-bound"
+			}
 		}
 		ts = append(ts, newTarget(fmt.Sprintf("aggregate drain of %d server-side sharded replicas into one JetStream ≥ %.1f× one replica's on the same machine", s.Replicas, shardDrainTarget),
 			got, x >= shardDrainTarget))
@@ -144,4 +155,9 @@ func heldOf(s *shardingReport, r shardingRow) (held string, balanced bool, confl
 		conflicts += rr.MemberConflicts
 	}
 	return strings.Join(parts, " / "), balanced, conflicts
+}
+
+// cpuBound tells whether cores busy fill the machine's cores.
+func cpuBound(s *shardingReport, cores float64) bool {
+	return s.Cores > 0 && cores >= cpuBoundShare*float64(s.Cores)
 }
