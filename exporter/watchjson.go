@@ -101,7 +101,7 @@ func (w *watchClient) watch(ctx context.Context, gvr schema.GroupVersionResource
 	if err != nil {
 		return nil, err
 	}
-	d := newEventDecoder(body, w.dropManagedFields && !keepManagers)
+	d := newEventDecoder(body, wirejson.Options{DropManagedFields: w.dropManagedFields && !keepManagers, ManagedFieldsRaw: keepManagers})
 	return watch.NewStreamWatcher(d,
 		apierrors.NewClientErrorReporter(http.StatusInternalServerError, "GET", "ClientWatchDecoding")), nil
 }
@@ -112,8 +112,8 @@ type eventDecoder struct {
 	dec  *wirejson.Decoder
 }
 
-func newEventDecoder(body io.ReadCloser, dropManagedFields bool) *eventDecoder {
-	return &eventDecoder{body: body, dec: wirejson.NewDecoder(body, wirejson.Options{DropManagedFields: dropManagedFields})}
+func newEventDecoder(body io.ReadCloser, opts wirejson.Options) *eventDecoder {
+	return &eventDecoder{body: body, dec: wirejson.NewDecoder(body, opts)}
 }
 
 // Decode returns the next event; io.EOF when the stream ends. The end of

@@ -26,17 +26,74 @@ import (
 // managedEntry is one managedFields entry as the cache keeps it.
 type managedEntry struct {
 	event.FieldManager
-	fields map[string]any // fieldsV1; nil when unknown
+	fields fieldNode // fieldsV1; zero when the entry has none
 }
 
-func (m managedEntry) key() string {
-	return m.Manager + "\x00" + m.Operation + "\x00" + m.Subresource
+// fieldNode is a fieldsV1 set or a set inside one: decoded (a list page's
+// object) or its JSON text (a watch event decoded with wirejson's
+// ManagedFieldsRaw), read in place without being decoded.
+type fieldNode struct {
+	m     map[string]any
+	raw   string
+	valid bool
 }
 
-// CompactManagedFields shrinks obj's metadata.managedFields in place to
-// what attribution reads: manager, operation, subresource, time and
-// fieldsV1 (apiVersion and fieldsType go). It runs in the informer's
-// transform, before the object is shared.
+func (n fieldNode) ok() bool { return n.valid }
+
+// get is the set under key.
+func (n fieldNode) get(key string) (fieldNode, bool) {
+	if n.m != nil {
+		c, ok := n.m[key].(map[string]any)
+		return fieldNode{m: c, valid: ok}, ok
+	}
+	it := members{raw: n.raw}
+	for it.next() {
+		if it.key == key {
+			return fieldNode{raw: it.val, valid: true}, true
+		}
+	}
+	return fieldNode{}, false
+}
+
+// empty reports a set with no members: a field owned as a leaf.
+func (n fieldNode) empty() bool {
+	if n.m != nil {
+		return len(n.m) == 0
+	}
+	it := members{raw: n.raw}
+	return !it.next()
+}
+
+// each calls fn with every member until it returns false.
+func (n fieldNode) each(fn func(key string, child fieldNode) bool) {
+	if n.m != nil {
+		for k, v := range n.m {
+			c, ok := v.(map[string]any)
+			if ok && !fn(k, fieldNode{m: c, valid: true}) {
+				return
+			}
+		}
+		return
+	}
+	it := members{raw: n.raw}
+	for it.next() {
+		if !fn(it.key, fieldNode{raw: it.val, valid: true}) {
+			return
+		}
+	}
+}
+
+type entryKey struct{ manager, operation, subresource string }
+
+func (m managedEntry) key() entryKey {
+	return entryKey{m.Manager, m.Operation, m.Subresource}
+}
+
+// CompactManagedFields shrinks obj's decoded metadata.managedFields (a
+// list page's) in place to what attribution reads: manager, operation,
+// subresource, time and fieldsV1 (apiVersion and fieldsType go); a watch
+// event's are their JSON text already (wirejson ManagedFieldsRaw). It runs
+// in the informer's transform, before the object is shared.
 func CompactManagedFields(obj map[string]any) {
 	md, _ := obj["metadata"].(map[string]any)
 	list, _ := md["managedFields"].([]any)
@@ -77,24 +134,65 @@ func WithoutManagedFields(obj map[string]any) map[string]any {
 // (not kept, or written before attribution was on).
 func managedEntries(obj map[string]any) (out []managedEntry, ok bool) {
 	md, _ := obj["metadata"].(map[string]any)
-	list, ok := md["managedFields"].([]any)
-	if !ok {
-		return nil, false
-	}
-	for _, e := range list {
-		m, _ := e.(map[string]any)
-		if m == nil {
-			continue
+	switch list := md["managedFields"].(type) {
+	case []any: // decoded: a list page's object
+		for _, e := range list {
+			m, _ := e.(map[string]any)
+			if m == nil {
+				continue
+			}
+			str := func(k string) string { s, _ := m[k].(string); return s }
+			me := managedEntry{FieldManager: event.FieldManager{Manager: str("manager"), Operation: str("operation"), Subresource: str("subresource"), Time: str("time")}}
+			switch f := m["fieldsV1"].(type) {
+			case map[string]any:
+				me.fields = fieldNode{m: f, valid: true}
+			case string:
+				me.fields = fieldNode{raw: f, valid: strings.HasPrefix(f, "{")}
+			}
+			if me.Manager != "" {
+				out = append(out, me)
+			}
 		}
-		str := func(k string) string { s, _ := m[k].(string); return s }
-		me := managedEntry{FieldManager: event.FieldManager{Manager: str("manager"), Operation: str("operation"), Subresource: str("subresource"), Time: str("time")}}
-		if me.Manager == "" {
-			continue
+		return out, true
+	case string: // its JSON text: a watch event's (wirejson ManagedFieldsRaw)
+		out = make([]managedEntry, 0, 4)
+		it := elements{raw: list}
+		for it.next() {
+			var me managedEntry
+			m := members{raw: it.val}
+			for m.next() {
+				switch m.key {
+				case "manager":
+					me.Manager = stringValue(m.val)
+				case "operation":
+					me.Operation = stringValue(m.val)
+				case "subresource":
+					me.Subresource = stringValue(m.val)
+				case "time":
+					me.Time = stringValue(m.val)
+				case "fieldsV1":
+					me.fields = fieldNode{raw: m.val, valid: strings.HasPrefix(m.val, "{")}
+				}
+			}
+			if me.Manager != "" {
+				out = append(out, me)
+			}
 		}
-		me.fields, _ = m["fieldsV1"].(map[string]any)
-		out = append(out, me)
+		return out, true
 	}
-	return out, true
+	return nil, false
+}
+
+// stringValue is the JSON string whose text is q; "" when q is not one.
+func stringValue(q string) string {
+	if len(q) < 2 || q[0] != '"' || q[len(q)-1] != '"' {
+		return ""
+	}
+	if strings.IndexByte(q, '\\') < 0 {
+		return q[1 : len(q)-1]
+	}
+	s, _ := unquote(q)
+	return s
 }
 
 // ChangedBy names who made a change of kind from prev (modified only; nil
@@ -118,7 +216,7 @@ func ChangedBy(kind event.Change, prev, cur map[string]any, ops []jsonpatch.Op) 
 	default:
 		return nil
 	}
-	before := map[string]managedEntry{}
+	before := map[entryKey]managedEntry{}
 	old, known := managedEntries(prev)
 	for _, e := range old {
 		before[e.key()] = e
@@ -127,7 +225,8 @@ func ChangedBy(kind event.Change, prev, cur map[string]any, ops []jsonpatch.Op) 
 	// time (the API server records none for writes through the scale
 	// subresource) may have moved too: it is a candidate, named only when
 	// it owns a changed path.
-	var moved, candidates []managedEntry
+	moved := make([]managedEntry, 0, len(entries))
+	candidates := make([]managedEntry, 0, len(entries))
 	if known {
 		for _, e := range entries {
 			b, ok := before[e.key()]
@@ -140,6 +239,10 @@ func ChangedBy(kind event.Change, prev, cur map[string]any, ops []jsonpatch.Op) 
 			}
 		}
 	}
+	paths := make([][]string, len(ops))
+	for i, op := range ops {
+		paths[i] = pointerTokens(nil, op.Path)
+	}
 	if len(candidates) == 0 {
 		// No entry moved (the previous version kept no managedFields, or
 		// two writes in one second): whoever owns a changed path.
@@ -148,13 +251,14 @@ func ChangedBy(kind event.Change, prev, cur map[string]any, ops []jsonpatch.Op) 
 	// Narrowed to the owners of a changed path; a moved entry without a
 	// field set cannot be narrowed and stays.
 	var owners []event.FieldManager
-	for _, e := range candidates {
+	for i := range candidates {
+		e := &candidates[i]
 		switch {
-		case e.fields == nil:
-			if isIn(moved, e) {
+		case !e.fields.ok():
+			if isIn(moved, *e) {
 				owners = append(owners, e.FieldManager)
 			}
-		case ownsAny(e, before[e.key()], prev, cur, ops):
+		case ownsAny(e, before[e.key()], prev, cur, paths):
 			owners = append(owners, e.FieldManager)
 		}
 	}
@@ -181,44 +285,54 @@ func isIn(es []managedEntry, e managedEntry) bool {
 }
 
 // ownsAny reports whether e (or its previous entry, for what it owned
-// before a removal) owns the path of one of ops.
-func ownsAny(e, before managedEntry, prev, cur map[string]any, ops []jsonpatch.Op) bool {
-	for _, op := range ops {
-		toks := pointerTokens(op.Path)
-		if owns(e.fields, toks, cur) || (before.fields != nil && prev != nil && owns(before.fields, toks, prev)) {
+// before a removal) owns one of paths (the patch's, as tokens).
+func ownsAny(e *managedEntry, before managedEntry, prev, cur map[string]any, paths [][]string) bool {
+	for _, toks := range paths {
+		if owns(e.fields, toks, cur) || (prev != nil && before.fields.ok() && owns(before.fields, toks, prev)) {
 			return true
 		}
 	}
 	return false
 }
 
-// pointerTokens splits an RFC 6901 JSON pointer into unescaped tokens.
-func pointerTokens(p string) []string {
-	if p == "" {
-		return nil
-	}
-	toks := strings.Split(strings.TrimPrefix(p, "/"), "/")
-	for i, t := range toks {
-		if strings.Contains(t, "~") {
-			toks[i] = strings.NewReplacer("~1", "/", "~0", "~").Replace(t)
+// unescapeToken undoes RFC 6901's ~1 and ~0.
+var unescapeToken = strings.NewReplacer("~1", "/", "~0", "~")
+
+// pointerTokens appends the unescaped tokens of JSON pointer p to dst.
+func pointerTokens(dst []string, p string) []string {
+	for p != "" {
+		p = p[1:] // the '/'
+		i := strings.IndexByte(p, '/')
+		if i < 0 {
+			i = len(p)
 		}
+		t := p[:i]
+		if strings.IndexByte(t, '~') >= 0 {
+			t = unescapeToken.Replace(t)
+		}
+		dst = append(dst, t)
+		p = p[i:]
 	}
-	return toks
+	return dst
 }
 
 // owns walks a fieldsV1 set along toks through obj (which resolves list
 // indexes to the keys fieldsV1 names elements by): true when the set
 // reaches the path, or owns a field on the way whole.
-func owns(set map[string]any, toks []string, obj any) bool {
+func owns(set fieldNode, toks []string, obj any) bool {
+	if !set.ok() {
+		return false
+	}
 	node, val := set, obj
 	for _, t := range toks {
-		if _, whole := node["."]; whole {
+		if _, whole := node.get("."); whole {
 			return true
 		}
-		var child any
+		var child fieldNode
+		var found bool
 		switch v := val.(type) {
 		case map[string]any:
-			child = node["f:"+t]
+			child, found = node.get("f:" + t)
 			val = v[t]
 		case []any:
 			i, err := strconv.Atoi(t)
@@ -228,59 +342,234 @@ func owns(set map[string]any, toks []string, obj any) bool {
 			if err != nil || i < 0 || i >= len(v) {
 				return false
 			}
-			child = elementSet(node, i, v[i])
+			child, found = elementSet(node, i, v[i])
 			val = v[i]
 		default:
 			return false
 		}
-		next, ok := child.(map[string]any)
-		if !ok {
+		if !found {
 			return false
 		}
-		if len(next) == 0 {
+		if child.empty() {
 			return true // a leaf: the field is owned whole
 		}
-		node = next
+		node = child
 	}
 	return true
 }
 
 // elementSet finds the field set of list element i (value v) in node:
 // by index (i:N), by key fields (k:{...}) or by value (v:...).
-func elementSet(node map[string]any, i int, v any) any {
-	if c, ok := node["i:"+strconv.Itoa(i)]; ok {
-		return c
+func elementSet(node fieldNode, i int, v any) (fieldNode, bool) {
+	if c, ok := node.get("i:" + strconv.Itoa(i)); ok {
+		return c, true
 	}
-	for k, c := range node {
+	var out fieldNode
+	node.each(func(k string, c fieldNode) bool {
 		switch {
 		case strings.HasPrefix(k, "k:"):
 			var keys map[string]any
 			dec := json.NewDecoder(strings.NewReader(k[2:]))
 			dec.UseNumber()
 			if dec.Decode(&keys) != nil {
-				continue
+				return true
 			}
 			m, _ := v.(map[string]any)
-			match := m != nil
+			if m == nil {
+				return true
+			}
 			for f, want := range keys {
 				if !sameScalar(m[f], want) {
-					match = false
-					break
+					return true
 				}
 			}
-			if match {
-				return c
-			}
+			out = c
+			return false
 		case strings.HasPrefix(k, "v:"):
 			var want any
 			dec := json.NewDecoder(strings.NewReader(k[2:]))
 			dec.UseNumber()
 			if dec.Decode(&want) == nil && sameScalar(v, want) {
-				return c
+				out = c
+				return false
+			}
+		}
+		return true
+	})
+	return out, out.ok()
+}
+
+// elements walks the elements of the JSON array raw: next moves to the
+// next one and sets its text; text that is not an array ends the walk.
+type elements struct {
+	raw string
+	i   int
+	val string
+}
+
+func (e *elements) next() bool {
+	raw, i := e.raw, e.i
+	if i == 0 {
+		i = skipSpace(raw, 0)
+		if i >= len(raw) || raw[i] != '[' {
+			return false
+		}
+		i++
+	}
+	for {
+		i = skipSpace(raw, i)
+		if i >= len(raw) || raw[i] == ']' {
+			e.i = len(raw)
+			return false
+		}
+		if raw[i] != ',' {
+			break
+		}
+		i++
+	}
+	end := valueEnd(raw, i)
+	if end < 0 {
+		e.i = len(raw)
+		return false
+	}
+	e.val, e.i = raw[i:end], end
+	return true
+}
+
+// members walks the members of the JSON object raw: next moves to the
+// next one, whose key (unescaped) and value's text it sets; text that is
+// not an object ends the walk early.
+type members struct {
+	raw      string
+	i        int
+	key, val string
+}
+
+func (m *members) next() bool {
+	raw, i := m.raw, m.i
+	if i == 0 {
+		i = skipSpace(raw, 0)
+		if i >= len(raw) || raw[i] != '{' {
+			return false
+		}
+		i++
+	}
+	for {
+		i = skipSpace(raw, i)
+		if i >= len(raw) || raw[i] == '}' {
+			m.i = len(raw)
+			return false
+		}
+		if raw[i] != ',' {
+			break
+		}
+		i++
+	}
+	if raw[i] != '"' {
+		m.i = len(raw)
+		return false
+	}
+	end, escaped := stringEnd(raw, i)
+	if end < 0 {
+		m.i = len(raw)
+		return false
+	}
+	key := raw[i+1 : end-1]
+	if escaped {
+		var ok bool
+		if key, ok = unquote(raw[i:end]); !ok {
+			m.i = len(raw)
+			return false
+		}
+	}
+	i = skipSpace(raw, end)
+	if i >= len(raw) || raw[i] != ':' {
+		m.i = len(raw)
+		return false
+	}
+	i = skipSpace(raw, i+1)
+	vend := valueEnd(raw, i)
+	if vend < 0 {
+		m.i = len(raw)
+		return false
+	}
+	m.key, m.val, m.i = key, raw[i:vend], vend
+	return true
+}
+
+// unquote decodes a JSON string with escapes (a k: key's quotes).
+func unquote(q string) (string, bool) {
+	var s string
+	return s, json.Unmarshal([]byte(q), &s) == nil
+}
+
+func skipSpace(s string, i int) int {
+	for i < len(s) && (s[i] == ' ' || s[i] == '\n' || s[i] == '\t' || s[i] == '\r') {
+		i++
+	}
+	return i
+}
+
+// stringEnd is the index after the JSON string starting at s[i] ('"'),
+// and whether it holds escapes; -1 when it does not end. It jumps from
+// quote to quote (most of a field set's text is inside strings).
+func stringEnd(s string, i int) (int, bool) {
+	j := i + 1
+	for {
+		k := strings.IndexByte(s[j:], '"')
+		if k < 0 {
+			return -1, false
+		}
+		q := j + k
+		n := 0 // backslashes right before the quote
+		for b := q - 1; b > i && s[b] == '\\'; b-- {
+			n++
+		}
+		if n%2 == 0 {
+			return q + 1, strings.IndexByte(s[i+1:q], '\\') >= 0
+		}
+		j = q + 1
+	}
+}
+
+// valueEnd is the index after the JSON value starting at s[i]: a string,
+// an object or array (found by its brackets, strings skipped) or a
+// scalar; -1 when it does not end.
+func valueEnd(s string, i int) int {
+	if i >= len(s) {
+		return -1
+	}
+	switch s[i] {
+	case '"':
+		end, _ := stringEnd(s, i)
+		return end
+	case '{', '[':
+	default:
+		j := i
+		for j < len(s) && !strings.ContainsRune(",}] \t\r\n", rune(s[j])) {
+			j++
+		}
+		return j
+	}
+	depth := 0
+	for j := i; j < len(s); j++ {
+		switch s[j] {
+		case '"':
+			end, _ := stringEnd(s, j)
+			if end < 0 {
+				return -1
+			}
+			j = end - 1
+		case '{', '[':
+			depth++
+		case '}', ']':
+			depth--
+			if depth == 0 {
+				return j + 1
 			}
 		}
 	}
-	return nil
+	return -1
 }
 
 // sameScalar compares a cached JSON scalar with one decoded with

@@ -113,15 +113,20 @@ func TestChangedByNamesTheManagersThatWroteTheChangedPaths(t *testing.T) {
 			if len(ops) == 0 {
 				t.Fatal("the case changes nothing")
 			}
-			got := ChangedBy(event.Modified, tc.prev, tc.cur, ops)
-			if tc.wantNoData {
-				if got != nil {
-					t.Errorf("ChangedBy = %v, want nil", got)
+			// managedFields decoded (a list page) and as their text (a
+			// watch event decoded with ManagedFieldsRaw) give the same
+			// answer.
+			for form, objs := range map[string][2]map[string]any{"decoded": {tc.prev, tc.cur}, "text": {rawForm(t, tc.prev), rawForm(t, tc.cur)}} {
+				got := ChangedBy(event.Modified, objs[0], objs[1], ops)
+				if tc.wantNoData {
+					if got != nil {
+						t.Errorf("%s: ChangedBy = %v, want nil", form, got)
+					}
+					continue
 				}
-				return
-			}
-			if managers(got) != tc.want {
-				t.Errorf("ChangedBy = %s, want %s (patch %v)", managers(got), tc.want, ops)
+				if managers(got) != tc.want {
+					t.Errorf("%s: ChangedBy = %s, want %s (patch %v)", form, managers(got), tc.want, ops)
+				}
 			}
 		})
 	}
@@ -216,4 +221,21 @@ func mfSet(s string) map[string]any {
 		panic(err)
 	}
 	return m
+}
+
+// rawForm is obj with its managedFields as their JSON text, as the watch
+// decoder keeps them (wirejson ManagedFieldsRaw).
+func rawForm(t *testing.T, obj map[string]any) map[string]any {
+	md := obj["metadata"].(map[string]any)
+	list, ok := md["managedFields"].([]any)
+	if !ok {
+		return obj
+	}
+	b, err := json.Marshal(list)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := WithoutManagedFields(obj)
+	out["metadata"].(map[string]any)["managedFields"] = string(b)
+	return out
 }

@@ -26,6 +26,11 @@ type Options struct {
 	// DropManagedFields skips object.metadata.managedFields (still
 	// checked) instead of building it.
 	DropManagedFields bool
+	// ManagedFieldsRaw (without DropManagedFields) keeps
+	// object.metadata.managedFields as its JSON text, a string (checked
+	// as skipped values are), rather than the maps it would build: one
+	// copy, read in place by whoever needs it.
+	ManagedFieldsRaw bool
 	// MaxEventBytes bounds one event, whitespace before it excluded; 0 is
 	// defaultMaxEventBytes (16 MiB).
 	MaxEventBytes int
@@ -42,6 +47,7 @@ type Event struct {
 type Decoder struct {
 	r    io.Reader
 	drop bool
+	raw  bool // ManagedFieldsRaw
 	max  int
 
 	buf      []byte
@@ -74,7 +80,7 @@ func NewDecoder(r io.Reader, opts Options) *Decoder {
 	// No buffer gets near this, and the positions derived from the limit
 	// (evStart+max, max+minRead) must not overflow.
 	limit = min(limit, math.MaxInt/4)
-	return &Decoder{r: r, drop: opts.DropManagedFields, max: limit}
+	return &Decoder{r: r, drop: opts.DropManagedFields, raw: opts.ManagedFieldsRaw && !opts.DropManagedFields, max: limit}
 }
 
 // Decode reads the next event into ev (reset first). It returns io.EOF

@@ -449,3 +449,43 @@ func TestDepthAtLimitInBuiltAndSkippedValues(t *testing.T) {
 		}
 	}
 }
+
+// With ManagedFieldsRaw, managedFields is its exact text (escaped keys,
+// spaces and all), however the reads split it; nothing else changes.
+func TestManagedFieldsRawKeepsTheirText(t *testing.T) {
+	mf := `[{"manager":"ops-bot","operation":"Apply","apiVersion":"apps/v1","time":"2026-12-07T10:00:00Z","fieldsType":"FieldsV1","fieldsV1":` +
+		`{"f:metadata":{"f:labels":{".":{},"f:a/b~c":{}}},"f:spec":{"f:containers":{"k:{\"name\":\"app\"}":{".":{},"f:image":{}}}}}},` +
+		`{"manager":"kubectl","operation":"Update","subresource":"scale","fieldsV1": {"f:spec":{"f:replicas":{}}} }]`
+	ev := `{"type":"MODIFIED","object":{"kind":"Deployment","metadata":{"name":"web","managedFields":` + mf + `},"spec":{"replicas":3}}}` + "\n"
+	data := []byte(ev + ev)
+	check := func(name string, r io.Reader) {
+		got, err := decodeAll(NewDecoder(r, Options{ManagedFieldsRaw: true}))
+		if err != io.EOF || len(got) != 2 {
+			t.Fatalf("%s: %d events, error %v", name, len(got), err)
+		}
+		for _, e := range got {
+			md := e.Object["metadata"].(map[string]any)
+			if md["managedFields"] != mf {
+				t.Fatalf("%s: managedFields\n got %#v\nwant %#v", name, md["managedFields"], mf)
+			}
+			if e.Object["spec"].(map[string]any)["replicas"] != int64(3) || md["name"] != "web" {
+				t.Fatalf("%s: the rest of the object: %#v", name, e.Object)
+			}
+		}
+	}
+	check("whole", bytes.NewReader(data))
+	check("one byte at a time", iotest.OneByteReader(bytes.NewReader(data)))
+	for i := range data {
+		check(fmt.Sprintf("split at %d", i), &splitReader{parts: [][]byte{bytes.Clone(data[:i]), bytes.Clone(data[i:])}})
+	}
+	// DropManagedFields wins over ManagedFieldsRaw.
+	got, _ := decodeAll(NewDecoder(bytes.NewReader(data), Options{ManagedFieldsRaw: true, DropManagedFields: true}))
+	if _, ok := got[0].Object["metadata"].(map[string]any)["managedFields"]; ok {
+		t.Error("managedFields kept with DropManagedFields")
+	}
+	// Bad JSON inside is still an error.
+	bad := strings.Replace(ev, `"f:replicas":{}`, `"f:replicas":}`, 1)
+	if _, err := decodeAll(NewDecoder(strings.NewReader(bad), Options{ManagedFieldsRaw: true})); err == io.EOF || err == nil {
+		t.Errorf("a syntax error inside managedFields: %v", err)
+	}
+}

@@ -82,6 +82,14 @@ func (d *Decoder) object(where int, into map[string]any) (map[string]any, error)
 				if err := d.skip(c, true); err != nil {
 					return nil, err
 				}
+			case where == inMetadata && d.raw && key == "managedFields":
+				// Its text, as it came: the start is kept relative to the
+				// event's, which buffer refills move together.
+				from := d.pos - d.evStart
+				if err := d.skip(c, true); err != nil {
+					return nil, err
+				}
+				d.kvs = append(d.kvs, member{key, string(d.buf[d.evStart+from : d.pos])})
 			case where == inObject && c == '{' && key == "metadata":
 				m, err := d.object(inMetadata, nil)
 				if err != nil {
