@@ -14,9 +14,11 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/rest"
+	clientretry "k8s.io/client-go/util/retry"
 
 	"github.com/kubefeed/kubefeed/exporter"
 	"github.com/kubefeed/kubefeed/exporter/checkpoint"
@@ -101,7 +103,13 @@ loop:
 	ss.stopAll()
 	lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()
-	if _, lerr := ss.members.beat(lctx, true); lerr != nil {
+	// The others beat the registry every retryPeriod too: a conflict is
+	// likely, and an entry left behind counts as live for leaseDuration,
+	// holding back the shards just released.
+	if lerr := clientretry.OnError(clientretry.DefaultBackoff, apierrors.IsConflict, func() error {
+		_, err := ss.members.beat(lctx, true)
+		return err
+	}); lerr != nil {
 		ss.log.Warn("leaving the members registry", zap.Error(lerr))
 	}
 	if err == nil {
@@ -199,7 +207,14 @@ func (ss *shardSet) start(ctx context.Context, i int) *shardRun {
 			ss.held.Inc()
 			defer ss.held.Dec()
 			defer func() { mu.Lock(); leading = false; mu.Unlock() }()
-			return pipeline(pctx, sendCtx)
+			err := pipeline(pctx, sendCtx)
+			if err != nil && pctx.Err() != nil && errors.Is(err, context.Canceled) {
+				// Stopped (handed over, SIGTERM) while it started: a
+				// start cut short, not a failure of the replica. A lost
+				// Lease is reported by lead all the same.
+				return nil
+			}
+			return err
 		})
 		if err != nil {
 			ss.failed <- fmt.Errorf("%s: %w", sp, err)
