@@ -45,11 +45,24 @@ type shardEnv struct {
 
 func newShardEnv(t *testing.T, api *cluster.APIServer, name string, gate bool) *shardEnv {
 	t.Helper()
-	e := &shardEnv{api: api, gate: gate, cs: api.Clientset(), dyn: dynamic.NewForConfigOrDie(api.Config()), ns: name, lns: name + "-lease", n: shards}
-	for _, ns := range []string{e.ns, e.lns} {
-		if _, err := e.cs.CoreV1().Namespaces().Create(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
+	e := &shardEnv{api: api, gate: gate, cs: api.Clientset(), dyn: dynamic.NewForConfigOrDie(api.Config()), n: shards}
+	// An earlier run in this process (go test -count) left name: take
+	// name-2, name-3, ….
+	for try := 1; e.ns == ""; try++ {
+		ns := name
+		if try > 1 {
+			ns = fmt.Sprintf("%s-%d", name, try)
+		}
+		_, err := e.cs.CoreV1().Namespaces().Create(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{})
+		switch {
+		case err == nil:
+			e.ns, e.lns = ns, ns+"-lease"
+		case !apierrors.IsAlreadyExists(err) || try == 20:
 			t.Fatalf("create namespace %s: %v", ns, err)
 		}
+	}
+	if _, err := e.cs.CoreV1().Namespaces().Create(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: e.lns}}, metav1.CreateOptions{}); err != nil {
+		t.Fatalf("create namespace %s: %v", e.lns, err)
 	}
 	e.nats = natstest.StartT(t, natstest.Options{})
 	e.cfg = writeFile(t, "c.yaml", e.config())
