@@ -49,11 +49,12 @@ func TestAStoppingReplicaLeavesTheRegistryThoughItsUpdateConflicts(t *testing.T)
 		}
 		return false, nil, nil
 	})
-	ss := oneShardSet(t, cs, "a_1", func(ctx, _ context.Context) error { <-ctx.Done(); return nil })
+	var running atomic.Int32
+	ss := oneShardSet(t, cs, "a_1", func(ctx, _ context.Context) error { running.Add(1); <-ctx.Done(); return nil })
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- ss.run(ctx) }()
-	waitUntil(t, 10*time.Second, "a running both shards", func() bool { return len(ss.leading()) == 2 })
+	waitUntil(t, 10*time.Second, "a running both shards", func() bool { return running.Load() == 2 })
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatalf("run: %v", err)
