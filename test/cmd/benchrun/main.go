@@ -22,7 +22,7 @@
 //	benchrun -gobench-only [-out docs]   (the in-process benchmarks into an existing report)
 //	benchrun -delete-only [-delete 10000] [-delete-runs 1] [-out docs]   (deletecollection per checkpoint mode into an existing report)
 //	benchrun -failover-only [-failover 100000] [-out docs]   (leader SIGKILL → failover, cold and warm standby, into an existing report)
-//	benchrun -sharding-only [-sharding 100000] [-out docs]   (1 replica vs 3 × 12 shards, gate off and on, into an existing report)
+//	benchrun -sharding-only [-sharding 100000] [-sharding-runs 3] [-out docs]   (1 replica vs 3 × 12 shards, gate off and on, into an existing report)
 //	benchrun -benchfmt docs/benchmarks.json   (prints its benchmarks.txt; measures nothing)
 //
 // The report's prose is report.tmpl; report.go computes what it shows
@@ -138,7 +138,7 @@ func main() {
 		err = errors.New("-sharding-only needs -sharding N with N > 0")
 	case *shardingOnly:
 		err = into(*out, func(e *env, rep *report) (err error) {
-			rep.Sharding, err = measureSharding(e, *shardingObjects)
+			rep.Sharding, err = measureSharding(e, *shardingObjects, *shardingRuns)
 			return err
 		})
 	case *eventsOnly:
@@ -384,7 +384,7 @@ func run(n, runs, mem int, out string) error {
 		}
 	}
 	if *shardingObjects > 0 && runs > 0 && !onlySteady && !onlyNet {
-		if rep.Sharding, err = measureSharding(e, *shardingObjects); err != nil {
+		if rep.Sharding, err = measureSharding(e, *shardingObjects, *shardingRuns); err != nil {
 			return err
 		}
 	}

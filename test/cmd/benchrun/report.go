@@ -22,6 +22,8 @@ var reportTmpl = template.Must(template.New("").Funcs(template.FuncMap{
 	"div":       func(a, b float64) float64 { return a / b },
 	"thousands": thousands,
 	"gate":      func() string { return shardingGate },
+	"inc":       func(i int) int { return i + 1 },
+	"span":      span,
 }).Parse(reportText))
 
 // burstModes are the burst's modes, in the order of the report.
@@ -138,7 +140,7 @@ func newView(rep report) view {
 	if f := rep.Failover; f != nil && len(f.Rows) > 0 {
 		v.Failover = newFailoverView(f)
 	}
-	if s := rep.Sharding; s != nil && s.row("single") != nil {
+	if s := rep.Sharding; s != nil && len(s.runs("single")) > 0 {
 		v.Sharding = newShardingView(s)
 	}
 	return v

@@ -25,6 +25,7 @@ package main
 // the wall time, with the whole machine's busy cores beside it.
 
 import (
+	"cmp"
 	"context"
 	"flag"
 	"fmt"
@@ -33,6 +34,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -48,6 +50,7 @@ import (
 
 var (
 	shardingObjects = flag.Int("sharding", 100000, "ConfigMaps drained in the sharding measurement (0: skip)")
+	shardingRuns    = flag.Int("sharding-runs", 3, "runs of the sharding measurement, each of every row (the targets take the medians of the runs' own ratios)")
 	shardingOnly    = flag.Bool("sharding-only", false, "run only the sharding measurement (one replica; 3 replicas × 12 shards with the ShardedListAndWatch gate off and on); with -out, put it into out/benchmarks.json and render the report again")
 )
 
@@ -73,9 +76,11 @@ type shardingReport struct {
 	Rows     []shardingRow `json:"rows"`
 }
 
-// shardingRow is one configuration's measurement.
+// shardingRow is one configuration's measurement in one run.
 type shardingRow struct {
 	Mode string `json:"mode"`
+	// Run counts from 0; every run measures every mode.
+	Run int `json:"run"`
 	// Gate: the API server ran with ShardedListAndWatch=true; ServerSide:
 	// every replica said so (kubefeed_shard_server_side 1).
 	Gate       bool         `json:"gate"`
@@ -158,19 +163,33 @@ func drainedRSS(r replicaRow) float64 { return r.DrainedRSSMiB }
 func peakRSS(r replicaRow) float64    { return r.PeakRSSMiB }
 func syncedRSS(r replicaRow) float64  { return r.SyncedRSSMiB }
 
-// row is the report's row of mode (nil when not measured).
-func (s *shardingReport) row(mode string) *shardingRow {
+// runs are the rows of mode, by run.
+func (s *shardingReport) runs(mode string) []shardingRow {
+	var out []shardingRow
+	for _, r := range s.Rows {
+		if r.Mode == mode {
+			out = append(out, r)
+		}
+	}
+	slices.SortFunc(out, func(a, b shardingRow) int { return cmp.Compare(a.Run, b.Run) })
+	return out
+}
+
+// run is mode's row of run (nil when not measured).
+func (s *shardingReport) run(mode string, run int) *shardingRow {
 	for i := range s.Rows {
-		if s.Rows[i].Mode == mode {
+		if s.Rows[i].Mode == mode && s.Rows[i].Run == run {
 			return &s.Rows[i]
 		}
 	}
 	return nil
 }
 
-// measureSharding runs the three rows: single and client-side on e's
-// control plane, server-side on a second one with the gate.
-func measureSharding(e *env, n int) (*shardingReport, error) {
+// measureSharding runs every row runs times, on two control planes
+// filled alike: single and client-side on e's, server-side on a second
+// one with the gate. Each run starts at another row, so that no row always
+// follows the same one.
+func measureSharding(e *env, n, runs int) (*shardingReport, error) {
 	bin, err := kubefeedBinary(e.dir)
 	if err != nil {
 		return nil, err
@@ -178,20 +197,6 @@ func measureSharding(e *env, n int) (*shardingReport, error) {
 	rep := &shardingReport{Date: time.Now().UTC().Format(time.RFC3339), Objects: n, Replicas: shardingReplicas,
 		Shards: shardingShards, Cores: runtime.NumCPU()}
 	plane := shardPlane{cp: e.cp, cs: e.cs}
-	ns, err := plane.fill(n)
-	if err != nil {
-		return nil, err
-	}
-	for _, mode := range shardingModes[:2] {
-		row, err := measureShardingRow(e, bin, plane, mode, ns, n)
-		if err != nil {
-			return nil, fmt.Errorf("sharding %s: %w", mode, err)
-		}
-		printShardingRow(row)
-		rep.Rows = append(rep.Rows, row)
-	}
-	// The first control plane's objects go before the second one fills.
-	_ = e.cs.CoreV1().Namespaces().Delete(context.Background(), ns, metav1.DeleteOptions{})
 	cp, err := cluster.Start(cluster.Options{FeatureGates: shardingGate})
 	if err != nil {
 		return nil, fmt.Errorf("control plane with %s: %w", shardingGate, err)
@@ -206,32 +211,47 @@ func measureSharding(e *env, n int) (*shardingReport, error) {
 		return nil, err
 	}
 	gated := shardPlane{cp: cp, cs: cs, gate: true}
-	if ns, err = gated.fill(n); err != nil {
+	if plane.ns, err = plane.fill(n); err != nil {
 		return nil, err
 	}
-	row, err := measureShardingRow(e, bin, gated, "server-side", ns, n)
-	if err != nil {
-		return nil, fmt.Errorf("sharding server-side: %w", err)
+	defer func() { _ = e.cs.CoreV1().Namespaces().Delete(context.Background(), plane.ns, metav1.DeleteOptions{}) }()
+	if gated.ns, err = gated.fill(n); err != nil {
+		return nil, err
 	}
-	printShardingRow(row)
-	rep.Rows = append(rep.Rows, row)
+	for r := 0; r < runs; r++ {
+		k := r % len(shardingModes)
+		for _, mode := range append(append([]string(nil), shardingModes[k:]...), shardingModes[:k]...) {
+			p := plane
+			if mode == "server-side" {
+				p = gated
+			}
+			row, err := measureShardingRow(e, bin, p, mode, r, n)
+			if err != nil {
+				return nil, fmt.Errorf("sharding %s, run %d: %w", mode, r+1, err)
+			}
+			printShardingRow(row)
+			rep.Rows = append(rep.Rows, row)
+		}
+	}
 	return rep, nil
 }
 
 func printShardingRow(r shardingRow) {
-	fmt.Printf("sharding %-11s %d added (%d objects) in %.1f s: %.0f/s (start → last %.1f s); CPU s: kubefeed %.1f, API server %.1f, etcd %.1f, nats %.1f over %.1f s (%.2f cores; machine %.2f)\n",
-		r.Mode, r.Added, r.Distinct, r.DrainSeconds, r.Rate, r.StartSeconds, r.KubefeedCPU, r.APIServerCPU, r.EtcdCPU, r.NATSCPU, r.WallSeconds, r.CPUCores(), r.MachineCores)
+	fmt.Printf("sharding %-11s run %d: %d added (%d objects) in %.1f s: %.0f/s (start → last %.1f s); CPU s: kubefeed %.1f, API server %.1f, etcd %.1f, nats %.1f over %.1f s (%.2f cores; machine %.2f)\n",
+		r.Mode, r.Run+1, r.Added, r.Distinct, r.DrainSeconds, r.Rate, r.StartSeconds, r.KubefeedCPU, r.APIServerCPU, r.EtcdCPU, r.NATSCPU, r.WallSeconds, r.CPUCores(), r.MachineCores)
 	for i, rr := range r.Replicas {
 		fmt.Printf("  replica %d: %g shards, synced after %.1f s at %.0f MiB, drained %.0f MiB, peak %.0f MiB, %.1f CPU-s, %g delivered, %g filtered\n",
 			i, rr.Shards, rr.SyncedSeconds, rr.SyncedRSSMiB, rr.DrainedRSSMiB, rr.PeakRSSMiB, rr.CPUSeconds, rr.Delivered, rr.Filtered)
 	}
 }
 
-// shardPlane is a control plane the rows run on.
+// shardPlane is a control plane the rows run on, and the namespace of
+// its ConfigMaps.
 type shardPlane struct {
 	cp   *cluster.ControlPlane
 	cs   *kubernetes.Clientset
 	gate bool
+	ns   string
 }
 
 // fill creates n ConfigMaps in a fresh namespace and names it.
@@ -250,10 +270,11 @@ func (p shardPlane) fill(n int) (string, error) {
 
 // measureShardingRow is one row: its replicas started together on a
 // nats-server of their own, until the stream holds every object.
-func measureShardingRow(e *env, bin string, p shardPlane, mode, ns string, n int) (shardingRow, error) {
-	row := shardingRow{Mode: mode, Gate: p.gate}
+func measureShardingRow(e *env, bin string, p shardPlane, mode string, run, n int) (shardingRow, error) {
+	row := shardingRow{Mode: mode, Run: run, Gate: p.gate}
+	ns := p.ns
 	ctx := context.Background()
-	dir := filepath.Join(e.dir, "sharding-"+mode)
+	dir := filepath.Join(e.dir, fmt.Sprintf("sharding-%s-%d", mode, run))
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return row, err
 	}
@@ -263,7 +284,7 @@ func measureShardingRow(e *env, bin string, p shardPlane, mode, ns string, n int
 		return row, err
 	}
 	defer srv.Shutdown()
-	leaseNS := fmt.Sprintf("%s-%s", ns, mode)
+	leaseNS := fmt.Sprintf("%s-%s-%d", ns, mode, run)
 	if err := createNS(p.cs, leaseNS); err != nil {
 		return row, err
 	}
