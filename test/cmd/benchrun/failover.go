@@ -40,6 +40,7 @@ import (
 
 var (
 	failoverObjects = flag.Int("failover", 100000, "ConfigMaps cached by both replicas when the leader is SIGKILLed, in the failover measurement (0: skip)")
+	failoverRuns    = flag.Int("failover-runs", 3, "runs of the failover measurement, each of both standby modes (the targets take the median failover of each mode)")
 	failoverOnly    = flag.Bool("failover-only", false, "run only the failover measurement (cold and warm standby); with -out, put it into out/benchmarks.json and render the report again")
 	failoverWarm    = flag.Duration("failover-warm-wait", 5*time.Minute, "how long a warm standby may take to say \"standby, warm\" on /readyz; after it, it is measured as it is")
 )
@@ -75,9 +76,11 @@ type failoverReport struct {
 	Rows         []failoverRow `json:"rows"`
 }
 
-// failoverRow is one standby mode's measurement.
+// failoverRow is one standby mode's measurement in one run.
 type failoverRow struct {
 	Standby string `json:"standby"`
+	// Run counts from 0; every run measures every mode.
+	Run int `json:"run"`
 	// Warm: B's /readyz said "standby, warm" before A was killed (waited
 	// for up to -failover-warm-wait in the warm mode); Readyz is what it
 	// said, WarmWaitSeconds how long it took (or was waited for).
@@ -125,8 +128,9 @@ func (r failoverRow) met(target float64) bool {
 }
 
 // measureFailover creates n ConfigMaps in a fresh namespace and measures a
-// failover at them with each standby mode.
-func measureFailover(e *env, n int) (*failoverReport, error) {
+// failover at them with each standby mode, runs times; each run starts at
+// another mode.
+func measureFailover(e *env, n, runs int) (*failoverReport, error) {
 	bin, err := kubefeedBinary(e.dir)
 	if err != nil {
 		return nil, err
@@ -150,28 +154,36 @@ func measureFailover(e *env, n int) (*failoverReport, error) {
 	fmt.Printf("failover: %d ConfigMaps created in %.0f s\n", n, time.Since(t).Seconds())
 	rep := &failoverReport{Date: time.Now().UTC().Format(time.RFC3339), Objects: n,
 		LeaseSeconds: failoverLease.Seconds(), TargetSeconds: failoverTarget.Seconds(), RetrySeconds: failoverRetry.Seconds()}
-	for _, mode := range failoverModes {
-		row, err := measureFailoverMode(e, bin, mode, ns, leaseNS, n)
-		if err != nil {
-			return nil, fmt.Errorf("failover %s: %w", mode, err)
+	for r := 0; r < runs; r++ {
+		k := r % len(failoverModes)
+		for _, mode := range append(append([]string(nil), failoverModes[k:]...), failoverModes[:k]...) {
+			row, err := measureFailoverMode(e, bin, mode, ns, leaseNS, r, n)
+			if err != nil {
+				return nil, fmt.Errorf("failover %s, run %d: %w", mode, r+1, err)
+			}
+			printFailoverRow(rep, row, n)
+			rep.Rows = append(rep.Rows, row)
 		}
-		met := "no"
-		if row.met(rep.TargetSeconds) {
-			met = "yes"
-		}
-		fmt.Printf("failover %-4s %d objects: %5.1f s to the first new change (leader after %.1f s), %g LIST + %g watch-list (%g watch events), standby RSS %.0f → %.0f MiB (peak %.0f), %.1f CPU-s; target ≤ %g s and no list: %s; /readyz before: %q\n",
-			mode, n, row.Seconds, row.LeaderSeconds, row.Lists, row.WatchLists, row.WatchEvents, row.RSSBeforeMiB, row.RSSAfterMiB, row.PeakRSSMiB, row.CPUSeconds, rep.TargetSeconds, met, row.Readyz)
-		rep.Rows = append(rep.Rows, row)
 	}
 	return rep, nil
 }
 
+// printFailoverRow prints one mode's run as it is measured.
+func printFailoverRow(rep *failoverReport, row failoverRow, n int) {
+	met := "no"
+	if row.met(rep.TargetSeconds) {
+		met = "yes"
+	}
+	fmt.Printf("failover %s #%d, %d objects: %5.1f s to the first new change (leader after %.1f s), %g LIST + %g watch-list (%g watch events), standby RSS %.0f → %.0f MiB (peak %.0f), %.1f CPU-s; target ≤ %g s and no list: %s; /readyz before: %q\n",
+		row.Standby, row.Run+1, n, row.Seconds, row.LeaderSeconds, row.Lists, row.WatchLists, row.WatchEvents, row.RSSBeforeMiB, row.RSSAfterMiB, row.PeakRSSMiB, row.CPUSeconds, rep.TargetSeconds, met, row.Readyz)
+}
+
 // measureFailoverMode is one standby mode's run, on a nats-server, stream,
 // bucket and Lease of its own.
-func measureFailoverMode(e *env, bin, mode, ns, leaseNS string, n int) (failoverRow, error) {
-	row := failoverRow{Standby: mode}
+func measureFailoverMode(e *env, bin, mode, ns, leaseNS string, run, n int) (failoverRow, error) {
+	row := failoverRow{Standby: mode, Run: run}
 	ctx := context.Background()
-	dir := filepath.Join(e.dir, "failover-"+mode)
+	dir := filepath.Join(e.dir, fmt.Sprintf("failover-%s-%d", mode, run))
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return row, err
 	}
@@ -224,9 +236,9 @@ sinks:
     jetstream: {servers: [%s], stream: %s, provision: {duplicateWindow: 2m}}
 checkpoint:
   jetstream: {servers: [%s], bucket: %s}
-leaderElection: {enabled: true, namespace: %s, name: kf-%s, standby: %s}
+leaderElection: {enabled: true, namespace: %s, name: kf-%s-%d, standby: %s}
 metrics: {address: "127.0.0.1:%d"}
-`, ns, srv.URL(), stream, srv.URL(), bucket, leaseNS, mode, mode, port)
+`, ns, srv.URL(), stream, srv.URL(), bucket, leaseNS, mode, run, mode, port)
 		path := filepath.Join(dir, name+".yaml")
 		if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 			return nil, 0, err
@@ -280,7 +292,7 @@ metrics: {address: "127.0.0.1:%d"}
 		return row, err
 	}
 	probeName := "c0"
-	probeMark := mode + "-"
+	probeMark := fmt.Sprintf("%s-%d-", mode, run)
 	delivered := make(chan time.Time, 1)
 	cc, err := cons.Consume(func(m jetstream.Msg) {
 		if !isProbe(m.Data(), probeName, probeMark) {

@@ -21,7 +21,7 @@
 //	benchrun -events-only [-out docs]    (the Events mode into an existing report)
 //	benchrun -gobench-only [-out docs]   (the in-process benchmarks into an existing report)
 //	benchrun -delete-only [-delete 10000] [-delete-runs 1] [-out docs]   (deletecollection per checkpoint mode into an existing report)
-//	benchrun -failover-only [-failover 100000] [-out docs]   (leader SIGKILL → failover, cold and warm standby, into an existing report)
+//	benchrun -failover-only [-failover 100000] [-failover-runs 3] [-out docs]   (leader SIGKILL → failover, cold and warm standby, into an existing report)
 //	benchrun -sharding-only [-sharding 100000] [-sharding-runs 3] [-out docs]   (1 replica vs 3 × 12 shards, gate off and on, into an existing report)
 //	benchrun -benchfmt docs/benchmarks.json   (prints its benchmarks.txt; measures nothing)
 //
@@ -131,7 +131,7 @@ func main() {
 		err = errors.New("-failover-only needs -failover N with N > 0")
 	case *failoverOnly:
 		err = into(*out, func(e *env, rep *report) (err error) {
-			rep.Failover, err = measureFailover(e, *failoverObjects)
+			rep.Failover, err = measureFailover(e, *failoverObjects, *failoverRuns)
 			return err
 		})
 	case *shardingOnly && *shardingObjects <= 0:
@@ -379,7 +379,7 @@ func run(n, runs, mem int, out string) error {
 		}
 	}
 	if *failoverObjects > 0 && runs > 0 && !onlySteady && !onlyNet {
-		if rep.Failover, err = measureFailover(e, *failoverObjects); err != nil {
+		if rep.Failover, err = measureFailover(e, *failoverObjects, *failoverRuns); err != nil {
 			return err
 		}
 	}

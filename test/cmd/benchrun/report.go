@@ -209,10 +209,7 @@ func targets(rep report) []target {
 		}
 	}
 	if f := rep.Failover; f != nil {
-		for _, r := range f.Rows {
-			row(fmt.Sprintf("failover with `standby: %s` at %dk cached ConfigMaps: leader SIGKILL → first new change delivered ≤ leaseDuration + 2 s (%g s), with no LIST and no watch-list", r.Standby, f.Objects/1000, f.TargetSeconds),
-				failoverGot(f, r), r.met(f.TargetSeconds))
-		}
+		ts = append(ts, failoverTargets(f)...)
 	}
 	if s := rep.Sharding; s != nil {
 		ts = append(ts, shardingTargets(s)...)
@@ -266,70 +263,6 @@ func newDeleteView(d *deleteReport) *deleteView {
 		}
 	}
 	return v
-}
-
-// failoverView is the failover section.
-type failoverView struct {
-	*failoverReport
-	Lines []failoverLine
-	// Retry is the Lease's retryPeriod; TakeoverMin, TakeoverMax the
-	// span after the kill in which client-go's elector takes the Lease
-	// (takeover); AfterBudget what the target leaves after leaseDuration.
-	Retry, TakeoverMin, TakeoverMax, AfterBudget float64
-}
-
-// failoverLine is a standby mode's row.
-type failoverLine struct {
-	failoverRow
-	After float64 // seconds from taking the Lease to the delivery
-	Met   string
-}
-
-func newFailoverView(f *failoverReport) *failoverView {
-	lo, hi := takeoverSpan(f)
-	v := &failoverView{failoverReport: f, Retry: retryOf(f), TakeoverMin: lo, TakeoverMax: hi, AfterBudget: f.TargetSeconds - f.LeaseSeconds}
-	for _, r := range f.Rows {
-		l := failoverLine{failoverRow: r, After: max(r.Seconds-r.LeaderSeconds, 0), Met: newTarget("", "", r.met(f.TargetSeconds)).Met}
-		v.Lines = append(v.Lines, l)
-	}
-	return v
-}
-
-// retryOf is the report's retryPeriod (reports written before it was
-// recorded ran with the default, 2 s).
-func retryOf(f *failoverReport) float64 {
-	if f.RetrySeconds > 0 {
-		return f.RetrySeconds
-	}
-	return failoverRetry.Seconds()
-}
-
-// takeoverSpan is when, after the leader's kill, client-go's elector lets
-// the standby take the Lease. The leader renews every retryPeriod, so the
-// last renewal R is up to one retryPeriod before the kill; the standby
-// records when it first saw R at its next look (looks come every
-// retryPeriod × [1, 2.2)), and takes the Lease at its first look
-// leaseDuration after that: at the earliest leaseDuration − retryPeriod
-// after the kill, at the latest leaseDuration + 2 × 2.2 × retryPeriod.
-func takeoverSpan(f *failoverReport) (lo, hi float64) {
-	retry := retryOf(f)
-	return f.LeaseSeconds - retry, f.LeaseSeconds + 2*2.2*retry
-}
-
-// failoverGot is a failover row's measurement as the targets table shows
-// it: the whole, split at the takeover, whose moment client-go's elector
-// jitters.
-func failoverGot(f *failoverReport, r failoverRow) string {
-	after := max(r.Seconds-r.LeaderSeconds, 0)
-	got := fmt.Sprintf("%.1f s = %.1f s until the standby took the Lease + %.1f s after, %g LIST, %g watch-list", r.Seconds, r.LeaderSeconds, after, r.Lists, r.WatchLists)
-	if r.Standby == "warm" && !r.Warm {
-		got += " (the standby was not warm)"
-	}
-	if r.Seconds > f.TargetSeconds && after <= f.TargetSeconds-f.LeaseSeconds && r.Lists == 0 && r.WatchLists == 0 {
-		lo, hi := takeoverSpan(f)
-		got += fmt.Sprintf("; missed in the takeover, which client-go's elector puts %.0f–%.0f s after a kill with these timings: after it, %.1f s ≤ the %g s left", lo, hi, after, f.TargetSeconds-f.LeaseSeconds)
-	}
-	return got
 }
 
 // eventsView is the Events section.
