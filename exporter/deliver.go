@@ -125,6 +125,9 @@ func (r *sinkRunner) prepare(ctx context.Context, it item) (*delivery, error) {
 	if cur.Obj == nil && cur.Unsynced {
 		return nil, errNotSynced
 	}
+	if r.behind(k) {
+		return nil, errBehind
+	}
 	snap := r.pending.snapshot(it)
 	tomb := r.sh.tombstones.get(k)
 	if cur.Obj == nil && tomb == nil && last != nil && last.UID != "" && !last.Deleting && snap.recovered == nil {

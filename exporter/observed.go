@@ -44,9 +44,8 @@ const observationsPerKey = 64
 // of their recent versions was first observed: by a handler (the watch
 // notification), by a worker that saw a version before its handler ran or
 // inferred a deletion, or by a restored checkpoint record written before
-// its change was sent. The first observation of a version wins, and an
-// earlier one replaces a later one (a restored time predates anything this
-// process saw). Entries go once no sink has their key pending (prune).
+// its change was sent. The first observation of a version wins, and a
+// restored one replaces any other (it is what a sink holds). Entries go once no sink has their key pending (prune).
 type observations struct {
 	shards [64]obsShard
 	now    func() time.Time
@@ -107,7 +106,10 @@ func (o *observations) note(it item, uid, rv string, deleted bool, t time.Time, 
 	for i := range list {
 		e := &list[i]
 		if e.uid == uid && e.rv == rv && e.deleted == deleted {
-			if restored && t.UnixNano() < e.at {
+			if restored {
+				// What a sink was sent stands, earlier or not: a warm
+				// standby may have seen the version before the leader that
+				// sent it did.
 				e.at, e.sticky = t.UnixNano(), true
 			}
 			if !restored {

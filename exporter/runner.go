@@ -44,8 +44,11 @@ type SinkStats struct {
 // sinkRunner is one sink's queue, workers and delivered state: a failing
 // sink holds back only its own runner.
 type sinkRunner struct {
-	name  string
-	sink  sinks.Sink
+	name string
+	sink sinks.Sink
+	// shown is sink for readers off the workers (health: /readyz and
+	// metrics), which a standby's promote sets while they may read.
+	shown atomic.Pointer[sinks.Sink]
 	store state.Store
 	queue workqueue.TypedRateLimitingInterface[item]
 	sh    *shared
@@ -86,7 +89,7 @@ func (r *sinkRunner) deliveredCounter(res resource.Resource, typ string) prometh
 }
 
 func newSinkRunner(sh *shared, name string, s sinks.Sink, store state.Store) *sinkRunner {
-	return &sinkRunner{
+	r := &sinkRunner{
 		name:  name,
 		sink:  s,
 		store: store,
@@ -101,6 +104,8 @@ func newSinkRunner(sh *shared, name string, s sinks.Sink, store state.Store) *si
 		gaps:    newGapBook(),
 		latency: sh.metrics.latency.WithLabelValues(name),
 	}
+	r.setSink(s)
+	return r
 }
 
 // scopeList returns the scopes this sink is fed by.
@@ -288,6 +293,9 @@ func (r *sinkRunner) settle(ctx context.Context, it item, err error) {
 	case err == errNotSynced:
 		r.queue.Forget(it)
 		r.queue.AddAfter(it, notSyncedRetry)
+	case err == errBehind:
+		r.queue.Forget(it)
+		r.queue.AddAfter(it, behindRetry)
 	case isAwaitTombstone(err):
 		r.queue.Forget(it)
 		r.queue.AddAfter(it, time.Duration(err.(awaitTombstone)))
@@ -323,10 +331,19 @@ func (r *sinkRunner) waitSettled(timeout time.Duration) bool {
 // (sinks.Deferred).
 type healthReporter interface{ Health() (bool, string) }
 
+// setSink sets the sink, before the workers run (New, or a standby's
+// promote), and shows it to health, which a scrape may call meanwhile.
+func (r *sinkRunner) setSink(s sinks.Sink) {
+	r.sink = s
+	r.shown.Store(&s)
+}
+
 // health reports whether the sink is usable and, if not, why.
 func (r *sinkRunner) health() (bool, string) {
-	if h, ok := r.sink.(healthReporter); ok {
-		return h.Health()
+	if p := r.shown.Load(); p != nil {
+		if h, ok := (*p).(healthReporter); ok {
+			return h.Health()
+		}
 	}
 	return true, ""
 }

@@ -75,6 +75,12 @@ type scope struct {
 	// keepManagers: a rule of the scope asks attribution, so its objects
 	// keep managedFields (compacted, plan.CompactManagedFields).
 	keepManagers atomic.Bool
+	// A warm standby's catch-up (catchup.go): the newest resourceVersion
+	// its handlers saw, and the one they must reach before its keys are
+	// delivered (0: none), until catchUpUntil (unix nanos).
+	seenRV       atomic.Uint64
+	catchUp      atomic.Uint64
+	catchUpUntil atomic.Int64
 	lists        listCycles
 	lastEvent    atomic.Int64 // unix nanos of the last notification
 
@@ -308,6 +314,7 @@ func (s *scope) onAdd(obj any, isInInitialList bool) {
 	it := s.itemOf(k)
 	s.sh.observed.observe(it, m.UID, m.ResourceVersion, false, now)
 	relist := s.lists.recoveredBy(k, m.ResourceVersion)
+	s.noteSeen(m.ResourceVersion)
 	if s.standingBy() {
 		return // compared when leading (compareWarm)
 	}
@@ -343,6 +350,7 @@ func (s *scope) onUpdate(oldObj, newObj any) {
 		s.sh.observed.observe(it, m.UID, m.ResourceVersion, false, now)
 		g = s.lists.recoveredBy(k, m.ResourceVersion)
 	}
+	s.noteSeen(m.ResourceVersion)
 	if s.standingBy() {
 		return
 	}
@@ -378,6 +386,7 @@ func (s *scope) onDelete(obj any) {
 	if recovered {
 		g = s.lists.deletionGap(s.newGap(gapRelist))
 	}
+	s.noteSeen(m.ResourceVersion)
 	if s.standingBy() {
 		return // the tombstone is kept for compareWarm
 	}

@@ -57,10 +57,18 @@ func (e *Exporter) Lead(ctx, sendCtx context.Context, ss map[string]sinks.Sink) 
 // it.
 func (e *Exporter) promote(ss map[string]sinks.Sink) {
 	for _, r := range e.runners {
-		r.sink = ss[r.name]
+		r.setSink(ss[r.name])
 	}
 	e.restore()
 	e.forgetParked()
+	// A watch may lag what the old leader delivered: the warm scopes'
+	// keys wait until their handlers saw as much (catchup.go).
+	newest := e.newestRecorded()
+	for _, s := range e.scopeSet() {
+		if s.warm.Load() {
+			s.startCatchUp(newest)
+		}
+	}
 	// From here handlers route. A scope that syncs after this line is
 	// compared by scopeSynced; one that synced before it, here. ready is
 	// set before scopeSynced reads standby, and standby cleared before
@@ -128,10 +136,11 @@ func (s *scope) primeChanged(rt route) int {
 }
 
 // settled reports whether rec says the sink holds (uid, rv) and nothing
-// about it is in doubt: no send written ahead, not provisional, not being
-// deleted.
+// about it is in doubt: no send of another version written ahead, not
+// provisional, not being deleted.
 func settled(rec state.Record, uid, rv string) bool {
-	return rec.UID == uid && rec.ResourceVersion == rv && rec.Sent == nil && !rec.Provisional && !rec.Deleting
+	return rec.UID == uid && rec.ResourceVersion == rv && !rec.Provisional && !rec.Deleting &&
+		(rec.Sent == nil || rec.Sent.ResourceVersion == rv) // acknowledged: it names what it showed
 }
 
 // standingBy reports whether the scope's Exporter waits for Lead.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -225,6 +226,10 @@ func leadNow(t *testing.T, h *harness, rec *recorder) {
 	waitUntil(t, "the standby to lead", func() bool { return h.ex.announced.Load() })
 }
 
+// letItWork gives a leader whose cache is behind its checkpoint the time
+// to make a mistake: its keys wait for the watch, so nothing settles.
+func letItWork() { time.Sleep(300 * time.Millisecond) }
+
 // deliverLate makes the standby's watch deliver, at last, what lag changed.
 func deliverLate(t *testing.T, h *harness, evs ...watch.Event) {
 	t.Helper()
@@ -249,7 +254,7 @@ func TestWarmStandbyDoesNotDeleteAnObjectItsWatchHasNotDeliveredYet(t *testing.T
 	})
 	late := now[0]
 	leadNow(t, h, rec)
-	quiesce(t, h, "rec")
+	letItWork() // the keys wait for the watch: nothing may be sent meanwhile
 	deliverLate(t, h, watch.Event{Type: watch.Added, Object: late})
 	waitUntil(t, "the late object in the cache", func() bool {
 		return h.ex.scopeSet()[scopeID{GVR: cmRes.GVR}].get(state.Key{GVR: cmRes.GVR, Namespace: "a", Name: "late"}) != nil
@@ -274,7 +279,7 @@ func TestWarmStandbyNeverSendsAVersionOlderThanTheCheckpoints(t *testing.T) {
 	})
 	v2 := now[0]
 	leadNow(t, h, rec)
-	quiesce(t, h, "rec")
+	letItWork() // the keys wait for the watch: nothing may be sent meanwhile
 	deliverLate(t, h, watch.Event{Type: watch.Modified, Object: v2})
 	waitUntil(t, "version 2 in the cache", func() bool {
 		u := h.ex.scopeSet()[scopeID{GVR: cmRes.GVR}].get(state.Key{GVR: cmRes.GVR, Namespace: "a", Name: "x"})
@@ -303,9 +308,10 @@ func TestWarmStandbyDoesNotResurrectAReplacedIncarnation(t *testing.T) {
 	})
 	second := now[0]
 	leadNow(t, h, rec)
-	quiesce(t, h, "rec")
+	letItWork() // the keys wait for the watch: nothing may be sent meanwhile
+	// The deletion's version is the remove's, before the new incarnation's.
 	gone := first.DeepCopy()
-	gone.SetResourceVersion(second.GetResourceVersion())
+	gone.SetResourceVersion(strconv.Itoa(parseInt(t, second.GetResourceVersion()) - 1))
 	deliverLate(t, h, watch.Event{Type: watch.Deleted, Object: gone}, watch.Event{Type: watch.Added, Object: second})
 	waitUntil(t, "the second incarnation in the cache", func() bool {
 		u := h.ex.scopeSet()[scopeID{GVR: cmRes.GVR}].get(state.Key{GVR: cmRes.GVR, Namespace: "a", Name: "x"})
@@ -442,4 +448,12 @@ func TestWarmStandbySendsWithTheTimeTheOldLeaderSentOnAnotherSink(t *testing.T) 
 			t.Errorf("v2 reached the other sink with time %s; the first sink got it with %s", e.Time.Format(time.RFC3339Nano), leaderSaw.Format(time.RFC3339Nano))
 		}
 	}
+}
+
+func parseInt(t *testing.T, s string) int {
+	n, err := strconv.Atoi(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
 }

@@ -106,8 +106,8 @@ func (s *Store) Restored() (time.Time, bool) {
 	return s.restored, !s.restored.IsZero()
 }
 
-// load adds a record read from the backend; a legacy one is rewritten at
-// the next flush.
+// load adds a record read from the backend, or replaces it; a legacy one
+// is rewritten at the next flush.
 func (s *Store) load(k state.Key, r state.Record, legacy bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -115,7 +115,12 @@ func (s *Store) load(k state.Key, r state.Record, legacy bool) {
 	if legacy {
 		s.legacy[k] = true
 		s.dirty[k] = true
+		return
 	}
+	// The backend holds it as it is now (a follower applies the leader's
+	// rewrite of a legacy record): nothing left to rewrite.
+	delete(s.legacy, k)
+	delete(s.dirty, k)
 }
 
 // unload forgets a record the bucket no longer holds (followed from the
