@@ -34,9 +34,23 @@ type members struct {
 	// runs, when set, lists the shards this replica runs; beat writes
 	// them in its entry, so that the assignment leaves them here.
 	runs func() []int
+	// layout is this replica's sharding.shards, written in its entry (0:
+	// none written).
+	layout int
 	// running is, after a beat, what the live entries say their replicas
-	// run, by identity. Only the goroutine that beats reads it.
+	// run, by identity; layouts, the shard count each says it runs with
+	// (absent: unknown). Only the goroutine that beats reads them.
 	running map[string][]int
+	layouts map[string]int
+	// seen is when this replica's clock last saw each entry change: an
+	// entry is live while it keeps changing, whatever time it says (a
+	// replica's clock may run ahead, or an entry be written by hand).
+	seen map[string]seenEntry
+}
+
+type seenEntry struct {
+	value string
+	at    time.Time
 }
 
 // memberPrefix starts the annotation keys of the entries.
@@ -63,14 +77,15 @@ func (m *members) beat(ctx context.Context, leaving bool) ([]string, error) {
 		return nil, err
 	}
 	now := m.now()
+	m.observe(l.Annotations, now)
 	ann := map[string]string{}
 	for k, v := range l.Annotations {
 		if !strings.HasPrefix(k, memberPrefix) {
 			ann[k] = v
 			continue
 		}
-		if _, at, ok := parseMember(v); ok && now.Sub(at) < 3*m.live {
-			ann[k] = v
+		if now.Sub(m.seen[k].at) < 3*m.live {
+			ann[k] = v // silent for less than three times live
 		}
 	}
 	if leaving {
@@ -80,7 +95,7 @@ func (m *members) beat(ctx context.Context, leaving bool) ([]string, error) {
 		if m.runs != nil {
 			runs = m.runs()
 		}
-		ann[memberKey(m.identity)] = formatMember(now, m.identity, runs)
+		ann[memberKey(m.identity)] = formatEntry(now, m.identity, runs, m.layout)
 	}
 	l.Annotations = ann
 	if create {
@@ -91,22 +106,51 @@ func (m *members) beat(ctx context.Context, leaving bool) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	ids := liveMembers(l.Annotations, now, m.live)
+	m.observe(l.Annotations, now)
+	ids := m.liveMembers(l.Annotations, now)
 	m.running = make(map[string][]int, len(ids))
+	m.layouts = make(map[string]int, len(ids))
 	for _, id := range ids {
-		m.running[id] = memberRuns(l.Annotations[memberKey(id)])
+		v := l.Annotations[memberKey(id)]
+		m.running[id] = memberRuns(v)
+		m.layouts[id] = memberLayout(v)
 	}
 	return ids, nil
 }
 
-// liveMembers are the identities whose entry beat within live of now.
-func liveMembers(ann map[string]string, now time.Time, live time.Duration) []string {
+// observe notes, by this replica's clock, which entries changed since the
+// last beat, and forgets those gone.
+func (m *members) observe(ann map[string]string, now time.Time) {
+	if m.seen == nil {
+		m.seen = map[string]seenEntry{}
+	}
+	for k, v := range ann {
+		if strings.HasPrefix(k, memberPrefix) && m.seen[k].value != v {
+			m.seen[k] = seenEntry{value: v, at: now}
+		}
+	}
+	for k := range m.seen {
+		if _, ok := ann[k]; !ok {
+			delete(m.seen, k)
+		}
+	}
+}
+
+// liveMembers are the identities whose entry changed within live of now
+// (by this replica's clock) and says a time not older than three times
+// live; an entry under another key than its identity's (written by hand,
+// or restored) does not count, so no replica is listed twice.
+func (m *members) liveMembers(ann map[string]string, now time.Time) []string {
 	var out []string
 	for k, v := range ann {
 		if !strings.HasPrefix(k, memberPrefix) {
 			continue
 		}
-		if id, at, ok := parseMember(v); ok && now.Sub(at) < live {
+		id, at, ok := parseMember(v)
+		if !ok || k != memberKey(id) || now.Sub(at) > 3*m.live {
+			continue
+		}
+		if now.Sub(m.seen[k].at) < m.live {
 			out = append(out, id)
 		}
 	}
@@ -117,6 +161,12 @@ func liveMembers(ann map[string]string, now time.Time, live time.Duration) []str
 // formatMember writes an entry: "<RFC3339Nano time> <identity>", then
 // " <i>,<j>,…" when the replica runs shards.
 func formatMember(at time.Time, identity string, runs []int) string {
+	return formatEntry(at, identity, runs, 0)
+}
+
+// formatEntry is formatMember, then " n=<layout>" when layout is set
+// (with "-" for the shards when it runs none).
+func formatEntry(at time.Time, identity string, runs []int, layout int) string {
 	v := at.UTC().Format(time.RFC3339Nano) + " " + identity
 	if len(runs) > 0 {
 		is := make([]string, len(runs))
@@ -124,8 +174,26 @@ func formatMember(at time.Time, identity string, runs []int) string {
 			is[j] = strconv.Itoa(i)
 		}
 		v += " " + strings.Join(is, ",")
+	} else if layout > 0 {
+		v += " -"
+	}
+	if layout > 0 {
+		v += " n=" + strconv.Itoa(layout)
 	}
 	return v
+}
+
+// memberLayout reads the shard count an entry says its replica runs with;
+// 0 when it says none.
+func memberLayout(v string) int {
+	for _, f := range strings.Fields(v)[min(3, len(strings.Fields(v))):] {
+		if n, ok := strings.CutPrefix(f, "n="); ok {
+			if i, err := strconv.Atoi(n); err == nil && i > 0 {
+				return i
+			}
+		}
+	}
+	return 0
 }
 
 // parseMember reads an entry's time and identity.
@@ -145,6 +213,7 @@ func parseMember(v string) (string, time.Time, bool) {
 func memberRuns(v string) []int {
 	_, rest, _ := strings.Cut(v, " ")
 	_, list, _ := strings.Cut(rest, " ")
+	list, _, _ = strings.Cut(list, " ") // " n=<layout>" follows
 	var out []int
 	for _, f := range strings.Split(list, ",") {
 		if i, err := strconv.Atoi(f); err == nil && i >= 0 {

@@ -50,9 +50,10 @@ type shardSet struct {
 	log      *zap.Logger
 	held     prometheus.Gauge
 
-	mu      sync.Mutex
-	running map[int]*shardRun
-	failed  chan error // a shard's lead failed: the replica stops
+	mu          sync.Mutex
+	running     map[int]*shardRun
+	asideLogged bool
+	failed      chan error // a shard's lead failed: the replica stops
 }
 
 // shardRun is one shard's elector (and pipeline while it leads).
@@ -70,9 +71,12 @@ type shardRun struct {
 // ends; then it stops every shard (each drains and releases its Lease)
 // and leaves the members registry.
 func (ss *shardSet) run(ctx context.Context) error {
+	ss.mu.Lock()
 	ss.running = map[int]*shardRun{}
+	ss.mu.Unlock()
 	ss.failed = make(chan error, ss.n)
 	ss.members.runs = ss.runs
+	ss.members.layout = ss.n
 	retry := ss.lo.Election.RetryPeriod.Duration
 	t := time.NewTicker(retry)
 	defer t.Stop()
@@ -130,6 +134,20 @@ func (ss *shardSet) balance(ctx context.Context, live []string) {
 	ss.mu.Lock()
 	defer ss.mu.Unlock()
 	running := ss.members.running
+	// Replicas of another sharding.shards (a rollout that changes it)
+	// cover other ranges under the same Lease names: one count runs the
+	// feed at a time (layoutFor), and it starts no shard while a replica
+	// of another still runs one.
+	active, othersRun := layoutFor(live, ss.members.layouts, running, ss.n)
+	if active != ss.n {
+		ss.standAside(active)
+		return
+	}
+	ss.asideLogged = false
+	live = slices.DeleteFunc(slices.Clone(live), func(id string) bool {
+		l := ss.members.layouts[id]
+		return l != 0 && l != ss.n
+	})
 	if !contains(live, me) {
 		live = append(live, me)
 		sort.Strings(live)
@@ -144,6 +162,8 @@ func (ss *shardSet) balance(ctx context.Context, live []string) {
 	for i, owner := range owners {
 		r := ss.running[i]
 		switch {
+		case owner == me && r == nil && othersRun:
+			// Started once the other count's replicas run nothing.
 		case owner == me && r == nil:
 			ss.running[i] = ss.start(ctx, i)
 			took = append(took, i)
@@ -164,6 +184,58 @@ func (ss *shardSet) balance(ctx context.Context, live []string) {
 	if len(took)+len(gave) > 0 {
 		ss.log.Info("shards rebalanced", zap.Int("replicas", len(live)), zap.Ints("taking", took), zap.Ints("handing over", gave), zap.Ints("assigned", ss.assigned()))
 	}
+}
+
+// layoutFor is the shard count that runs the feed among live replicas
+// whose entries name theirs in layouts (absent: mine): the count most of
+// them run with, the larger on a tie, so that a rollout that changes it
+// moves the feed once half the replicas run the new one, and a rollback
+// moves it back. othersRun reports whether a replica of another count
+// still runs a shard.
+func layoutFor(live []string, layouts map[string]int, running map[string][]int, mine int) (active int, othersRun bool) {
+	count := map[int]int{mine: 0}
+	for _, id := range live {
+		l := layouts[id]
+		if l == 0 {
+			l = mine
+		}
+		count[l]++
+		if l != mine && len(running[id]) > 0 {
+			othersRun = true
+		}
+	}
+	active = mine
+	for l, c := range count {
+		if c > count[active] || (c == count[active] && l > active) {
+			active = l
+		}
+	}
+	return active, othersRun
+}
+
+// standAside stops every shard of this replica, whose shard count is not
+// the one running the feed; ss.mu is held.
+func (ss *shardSet) standAside(active int) {
+	var gave []int
+	for i, r := range ss.running {
+		if !r.stopping {
+			r.stopping = true
+			r.stop()
+			gave = append(gave, i)
+			go func() {
+				<-r.done
+				ss.mu.Lock()
+				if ss.running[i] == r {
+					delete(ss.running, i)
+				}
+				ss.mu.Unlock()
+			}()
+		}
+	}
+	if len(gave) > 0 || !ss.asideLogged {
+		ss.log.Info("standing aside: replicas with another sharding.shards run the feed", zap.Int("theirs", active), zap.Int("mine", ss.n), zap.Ints("handing over", gave))
+	}
+	ss.asideLogged = true
 }
 
 // runs is what this replica's registry entry says it runs: the shards
