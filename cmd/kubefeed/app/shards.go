@@ -168,17 +168,8 @@ func (ss *shardSet) balance(ctx context.Context, live []string) {
 			ss.running[i] = ss.start(ctx, i)
 			took = append(took, i)
 		case owner != me && r != nil && !r.stopping:
-			r.stopping = true
-			r.stop()
+			ss.handOver(i, r)
 			gave = append(gave, i)
-			go func() {
-				<-r.done
-				ss.mu.Lock()
-				if ss.running[i] == r {
-					delete(ss.running, i)
-				}
-				ss.mu.Unlock()
-			}()
 		}
 	}
 	if len(took)+len(gave) > 0 {
@@ -213,23 +204,29 @@ func layoutFor(live []string, layouts map[string]int, running map[string][]int, 
 	return active, othersRun
 }
 
+// handOver stops shard i (it drains, flushes and releases its Lease) and
+// forgets it once it is done; ss.mu is held.
+func (ss *shardSet) handOver(i int, r *shardRun) {
+	r.stopping = true
+	r.stop()
+	go func() {
+		<-r.done
+		ss.mu.Lock()
+		if ss.running[i] == r {
+			delete(ss.running, i)
+		}
+		ss.mu.Unlock()
+	}()
+}
+
 // standAside stops every shard of this replica, whose shard count is not
 // the one running the feed; ss.mu is held.
 func (ss *shardSet) standAside(active int) {
 	var gave []int
 	for i, r := range ss.running {
 		if !r.stopping {
-			r.stopping = true
-			r.stop()
+			ss.handOver(i, r)
 			gave = append(gave, i)
-			go func() {
-				<-r.done
-				ss.mu.Lock()
-				if ss.running[i] == r {
-					delete(ss.running, i)
-				}
-				ss.mu.Unlock()
-			}()
 		}
 	}
 	if len(gave) > 0 || !ss.asideLogged {
