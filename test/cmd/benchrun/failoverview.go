@@ -1,7 +1,9 @@
 package main
 
 import (
+	"cmp"
 	"fmt"
+	"slices"
 	"strings"
 )
 
@@ -46,6 +48,9 @@ func newFailoverView(f *failoverReport) *failoverView {
 	for _, r := range f.Rows {
 		v.Lines = append(v.Lines, failoverLine{failoverRow: r, After: afterTakeover(r), Met: newTarget("", "", r.met(f.TargetSeconds)).Met})
 	}
+	slices.SortStableFunc(v.Lines, func(a, b failoverLine) int {
+		return cmp.Or(cmp.Compare(a.Run, b.Run), cmp.Compare(slices.Index(failoverModes, a.Standby), slices.Index(failoverModes, b.Standby)))
+	})
 	v.Modes = failoverModesOf(f)
 	for _, m := range v.Modes {
 		v.Runs = max(v.Runs, m.Runs)

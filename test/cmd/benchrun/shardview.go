@@ -1,7 +1,9 @@
 package main
 
 import (
+	"cmp"
 	"fmt"
+	"slices"
 	"strings"
 )
 
@@ -58,6 +60,8 @@ type shardingLine struct {
 	Held      string
 	Balanced  bool
 	Conflicts int
+	// MaxDrainedX: the largest replica's drained RSS over the single one's.
+	MaxDrainedX float64
 }
 
 // replicaLine is a replica with its RSS over the single replica's.
@@ -101,8 +105,16 @@ func newShardingView(s *shardingReport) *shardingView {
 			l.Replicas = append(l.Replicas, rl)
 		}
 		l.Held, l.Balanced, l.Conflicts = heldOf(s, r)
+		if one != nil {
+			l.MaxDrainedX = ratio(rowRSS(r), rowRSS(*one))
+		}
 		v.Lines = append(v.Lines, l)
 	}
+	// By run, and in each run in the report's order of the modes (they
+	// were measured in another order each run).
+	slices.SortStableFunc(v.Lines, func(a, b shardingLine) int {
+		return cmp.Or(cmp.Compare(a.Run, b.Run), cmp.Compare(slices.Index(shardingModes, a.Mode), slices.Index(shardingModes, b.Mode)))
+	})
 	single := s.runs("single")
 	for _, m := range shardingModes[1:] {
 		rs := s.runs(m)
