@@ -16,13 +16,17 @@ import (
 func decode(t testing.TB, s string) any { return mustDecode(t, decodeNumbers, s) }
 
 // applies checks that applying Diff(a, b) to a gives b, through an
-// independent RFC 6902 implementation, and that Diff(a, a) is empty.
+// independent RFC 6902 implementation and through Apply (which leaves a
+// alone), and that Diff(a, a) is empty.
 func applies(t *testing.T, a, b any) []jsonpatch.Op {
 	t.Helper()
 	ops := jsonpatch.Diff(a, b)
 	got, pj := apply(t, ops, a)
 	if !sameJSON(t, got, b) {
 		t.Fatalf("patch %s on %s gave %s, want %s", pj, js(t, a), js(t, got), js(t, b))
+	}
+	if own, err := applyOwn(t, a, ops); err != nil || !sameJSON(t, own, b) {
+		t.Fatalf("Apply(%s, %s) = %s, %v; want %s", js(t, a), pj, js(t, own), err, js(t, b))
 	}
 	if ops := jsonpatch.Diff(a, a); len(ops) != 0 {
 		t.Fatalf("Diff(a, a) = %s, want none", js(t, ops))

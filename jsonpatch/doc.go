@@ -16,4 +16,8 @@
 // Options.Ignore) and never goes below opaque (redacted) paths. It consults
 // the patterns only where one applies: subtrees without one are diffed as
 // by Diff, and only values holding ignored paths are copied.
+//
+// Apply applies add, remove and replace to decoded JSON without modifying
+// it: it copies the maps and arrays on the patched paths and shares the
+// rest (a plan rebuilds with it the state a patch it sent led to).
 package jsonpatch

@@ -60,15 +60,30 @@ func decide(last *state.Record, cur *unstructured.Unstructured, tomb *Tombstone)
 	}
 }
 
+// deleted is the deletion of the incarnation last describes: the watch's
+// final state (tomb) when it is of that uid, else last's state. When last
+// was written ahead of a modification (sentAhead), the sink may hold that
+// modification's version, so the deletion carries the state it was sent
+// at that version (sentState), unless the final state is newer.
 func deleted(last state.Record, tomb *Tombstone) Change {
-	if tomb != nil && string(tomb.Obj.GetUID()) == last.UID {
+	sent := sentAhead(last)
+	if tomb != nil && string(tomb.Obj.GetUID()) == last.UID && (sent == nil || !newerVersion(sent.ResourceVersion, tomb.Obj.GetResourceVersion())) {
 		return Change{Kind: event.Deleted, Obj: tomb.Obj, recovered: tomb.Recovered, rule: last.Rule}
 	}
 	obj := last.Object
-	if obj == nil {
+	switch {
+	case obj == nil:
+		rv := last.ResourceVersion
+		if sent != nil {
+			rv = sent.ResourceVersion
+		}
 		obj = &unstructured.Unstructured{Object: map[string]any{}}
 		obj.SetUID(typesUID(last.UID))
-		obj.SetResourceVersion(last.ResourceVersion)
+		obj.SetResourceVersion(rv)
+	case sent != nil:
+		// The sink may hold the modification written ahead: the deletion
+		// carries the state it was sent, never an older version.
+		obj = sentState(obj, sent)
 	}
 	if last.Deleting {
 		// Written before this deletion was sent: the final state it

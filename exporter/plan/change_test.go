@@ -105,6 +105,7 @@ func TestDeletionAfterAWrittenAheadModificationCarriesTheSentVersion(t *testing.
 		return &state.Record{UID: uid, ResourceVersion: "1208", Object: o, Scope: "configmaps", Rule: 1, AtRest: true,
 			Sent: &state.Sent{ResourceVersion: "1271", Time: sentAt, Patch: patch, ChangedPaths: jsonpatch.ChangedPaths(patch)}}
 	}
+	withoutState := func(r *state.Record) *state.Record { r.Object, r.AtRest = nil, false; return r }
 	sent := []jsonpatch.Op{
 		{Op: jsonpatch.OpReplace, Path: "/data/k", Value: "new"},
 		// As a checkpoint decodes it (jsonpatch.Op.UnmarshalJSON).
@@ -133,11 +134,13 @@ func TestDeletionAfterAWrittenAheadModificationCarriesTheSentVersion(t *testing.
 			want: []string{"a.1271.deleted"}, wantK: "new", wantReplicas: int64(3)},
 		{name: "gone, a final state newer than the sent version", rules: rules, last: aheadOf("a", sent), tomb: &Tombstone{Obj: obj("a", "1300")},
 			want: []string{"a.1300.deleted"}},
+		{name: "gone, a checkpoint that keeps no state", rules: rules, last: withoutState(aheadOf("a", sent)),
+			want: []string{"a.1271.deleted"}},
 		{name: "replaced by another incarnation", rules: rules, last: aheadOf("a", sent), cur: obj("b", "1400"),
 			want: []string{"a.1271.deleted", "b.1400.added"}, wantK: "new", wantReplicas: int64(3)},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			before, err := json.Marshal(c.last.Object.Object)
+			before, err := json.Marshal(c.last.Object)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -165,15 +168,46 @@ func TestDeletionAfterAWrittenAheadModificationCarriesTheSentVersion(t *testing.
 					t.Errorf("data.object.spec.replicas = %#v, want %#v", got, c.wantReplicas)
 				}
 			}
-			if after, _ := json.Marshal(c.last.Object.Object); string(after) != string(before) {
+			if after, _ := json.Marshal(c.last.Object); string(after) != string(before) {
 				t.Errorf("the record's state changed: %s, was %s", after, before)
 			}
 			// Written ahead of this deletion, the record names what it
 			// sends: after another crash it goes out again the same.
 			ahead := Ahead(c.last, out)
 			if ahead == nil || !ahead.Deleting || ahead.ResourceVersion != del.ResourceVersion || ahead.Object.GetResourceVersion() != del.ResourceVersion {
-				t.Errorf("written ahead: %+v, want the deletion at %s", ahead, del.ResourceVersion)
+				t.Fatalf("written ahead: %+v, want the deletion at %s", ahead, del.ResourceVersion)
+			}
+			again := Compute(NewOrigin("c"), k, ahead, nil, Current{Rules: c.rules, Res: cmRes, Scope: "configmaps"}, nil, false, fixedTime(time.Unix(1, 0)), true)
+			if len(again.Events) != 1 {
+				t.Fatalf("after another crash: events%s, want the deletion again", summary(again.Events))
+			}
+			first, err1 := event.Marshal(del)
+			second, err2 := event.Marshal(again.Events[0])
+			if err1 != nil || err2 != nil || string(first) != string(second) {
+				t.Errorf("after another crash the deletion is\n%s, was\n%s (%v, %v)", second, first, err1, err2)
 			}
 		})
+	}
+}
+
+func TestNewerVersion(t *testing.T) {
+	for _, c := range []struct {
+		a, b string
+		want bool
+	}{
+		{"1271", "1208", true},
+		{"1208", "1271", false},
+		{"1271", "1271", false},
+		{"10000", "9999", true},
+		{"18446744073709551617", "18446744073709551616", true},
+		{"9", "18446744073709551616", false},
+		{"", "1", false},
+		{"2", "", false},
+		{"012", "11", false}, // not as the API server writes them: unknown
+		{"x2", "1", false},
+	} {
+		if got := newerVersion(c.a, c.b); got != c.want {
+			t.Errorf("newerVersion(%q, %q) = %v, want %v", c.a, c.b, got, c.want)
+		}
 	}
 }
