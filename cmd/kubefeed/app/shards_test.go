@@ -382,3 +382,81 @@ func TestShardSetsOfDifferentShardCountsCoverEveryRangeOnce(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+// An entry without n= (a replica of a kubefeed from before entries named
+// their shard count) is counted as the reader's own count: replicas of 8
+// and of 4 shards reading the same registry then each see their own count
+// win, and each runs its layout (or waits for the other forever). Every
+// replica must compute the same count from the same entries.
+func TestLayoutForIsTheSameForEveryReplicaWhenAnEntryNamesNoCount(t *testing.T) {
+	live := []string{"a_1", "b_2", "c_3"}
+	layouts := map[string]int{"a_1": 8, "b_2": 4, "c_3": 0} // c_3 wrote no n=
+	running := map[string][]int{"a_1": {0, 1}, "b_2": {1}, "c_3": {2}}
+	byA, _ := layoutFor(live, layouts, running, 8)
+	byB, _ := layoutFor(live, layouts, running, 4)
+	if byA != byB {
+		t.Errorf("the same registry: the replica of 8 shards says %d run the feed, the replica of 4 says %d", byA, byB)
+	}
+}
+
+// drainLog is spanLog whose pipelines of one replica drain for a while
+// after they are stopped, still delivering, before they return (and the
+// shard's Lease is released).
+type drainLog struct {
+	spanLog
+	drain map[string]time.Duration
+}
+
+func (l *drainLog) pipeline(id string) func(sp *shard.Span) leaderPipeline {
+	inner := l.spanLog.pipeline(id)
+	return func(sp *shard.Span) leaderPipeline {
+		p := inner(sp)
+		return func(ctx, sendCtx context.Context) error {
+			stopped := make(chan struct{})
+			draining, drained := context.WithCancel(context.Background())
+			go func() {
+				<-ctx.Done()
+				close(stopped)
+				time.Sleep(l.drain[id]) // still sending what it queued
+				drained()
+			}()
+			err := p(draining, sendCtx)
+			<-stopped
+			return err
+		}
+	}
+}
+
+// A replica standing aside for another sharding.shards drains its shards
+// before it releases them, and drains take seconds (queued keys, the last
+// checkpoint flush). Its registry entry must go on naming those shards
+// until they returned: the winners' Leases have other names for the same
+// uid ranges, so the entry is all that keeps them from starting while the
+// old pipelines still deliver (two pipelines on one uid, no order between
+// them, and shard stores seeded before the old ones' final flush).
+func TestShardSetsOfANewCountWaitForTheOldCountsDrainsBeforeStarting(t *testing.T) {
+	cs := fake.NewSimpleClientset()
+	l := &drainLog{spanLog: spanLog{t: t, running: map[string][]*shard.Span{}}, drain: map[string]time.Duration{"old-4": 1500 * time.Millisecond}}
+	start := func(id string, n int) func() error {
+		le := config.LeaderElection{Enabled: true, Namespace: "kf", Name: "kubefeed"}
+		le.LeaseDuration.Duration, le.RenewDeadline.Duration, le.RetryPeriod.Duration = 2*time.Second, 1500*time.Millisecond, 200*time.Millisecond
+		log := zaptest.NewLogger(t).Named(id)
+		ss := &shardSet{n: n, log: log, held: prometheus.NewGauge(prometheus.GaugeOpts{Name: "h"}), pipeline: l.pipeline(id),
+			lo:      leadOptions{Client: cs, Election: le, Identity: id, StopTimeout: 5 * time.Second, Log: log},
+			members: &members{client: cs, namespace: "kf", name: "kubefeed-members", identity: id, live: le.LeaseDuration.Duration, now: time.Now}}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- ss.run(ctx) }()
+		return func() error { cancel(); return <-done }
+	}
+	stopOld := start("old-4", 4)
+	defer func() { _ = stopOld() }()
+	waitUntil(t, 20*time.Second, "the old replica to run its four shards", func() bool { ok, _ := l.covered(); return ok })
+	stopNew := start("new-8", 8) // a tie: the larger count, 8, runs the feed
+	defer func() { _ = stopNew() }()
+	waitUntil(t, 20*time.Second, "the new replica to run its eight shards", func() bool {
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		return len(l.running["new-8"]) == 8
+	})
+}

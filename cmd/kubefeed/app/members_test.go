@@ -1,0 +1,57 @@
+package app
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"k8s.io/client-go/kubernetes/fake"
+)
+
+// During a rollout that lowers sharding.shards from 8 to 4, the two
+// replicas of the new count run the feed against the one left of the old.
+// That old replica's container crashes and restarts (same pod, same host,
+// a new identity host_nanos): its dead entry counts as live for up to
+// live after its last change, next to the restarted one's, so the old
+// count counts the pod twice, wins the tie (the larger) and the whole feed is handed back to
+// it, then back again once the dead entry expires. One pod counts once:
+// the feed stays with the new count.
+func TestAnOldReplicaRestartingDuringARolloutDoesNotMoveTheFeedBack(t *testing.T) {
+	cs := fake.NewSimpleClientset()
+	now := time.Unix(1_800_000_000, 0)
+	clock := func() time.Time { return now }
+	mk := func(id string, layout int) *members {
+		return &members{client: cs, namespace: "kf", name: "kubefeed-members", identity: id, live: 15 * time.Second, now: clock, layout: layout}
+	}
+	ctx := context.Background()
+	old := mk("kubefeed-0_1800000000000000000", 8)
+	n1, n2 := mk("kubefeed-1_1800000001000000000", 4), mk("kubefeed-2_1800000002000000000", 4)
+	for _, m := range []*members{old, n1, n2} {
+		if _, err := m.beat(ctx, false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	live, err := n1.beat(ctx, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if active, _ := layoutFor(live, n1.layouts, n1.running, 4); active != 4 {
+		t.Fatalf("before the crash: %d shards run the feed, want 4 (live %v)", active, live)
+	}
+	// kubefeed-0's container crashes and comes back 3s later.
+	now = now.Add(3 * time.Second)
+	restarted := mk("kubefeed-0_1800000003000000000", 8)
+	if _, err := restarted.beat(ctx, false); err != nil {
+		t.Fatal(err)
+	}
+	now = now.Add(time.Second)
+	if _, err := n2.beat(ctx, false); err != nil {
+		t.Fatal(err)
+	}
+	if live, err = n1.beat(ctx, false); err != nil {
+		t.Fatal(err)
+	}
+	if active, _ := layoutFor(live, n1.layouts, n1.running, 4); active != 4 {
+		t.Errorf("one old pod restarted: %d shards run the feed, want 4 still; live %v counts kubefeed-0 twice", active, live)
+	}
+}
