@@ -55,3 +55,33 @@ func TestAnOldReplicaRestartingDuringARolloutDoesNotMoveTheFeedBack(t *testing.T
 		t.Errorf("one old pod restarted: %d shards run the feed, want 4 still; live %v counts kubefeed-0 twice", active, live)
 	}
 }
+
+// An entry is live while it keeps changing by the reader's clock,
+// "whatever time it says": a replica whose clock runs a minute behind
+// (four times live) and beats every two seconds is a member. Dropped, it
+// gets no shard from the others' assignment while it computes one with
+// itself in it: the two assignments disagree for as long as the skew
+// lasts.
+func TestMembersRegistryCountsABeatingReplicaWhoseClockRunsBehind(t *testing.T) {
+	cs := fake.NewSimpleClientset()
+	now := time.Unix(1_800_000_000, 0)
+	behind := func() time.Time { return now.Add(-time.Minute) }
+	a := &members{client: cs, namespace: "kf", name: "kubefeed-members", identity: "a_1", live: 15 * time.Second, now: func() time.Time { return now }}
+	b := &members{client: cs, namespace: "kf", name: "kubefeed-members", identity: "b_2", live: 15 * time.Second, now: behind}
+	ctx := context.Background()
+	var live []string
+	for range 10 {
+		now = now.Add(time.Second)
+		if _, err := b.beat(ctx, false); err != nil {
+			t.Fatal(err)
+		}
+		now = now.Add(time.Second)
+		var err error
+		if live, err = a.beat(ctx, false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(live) != 2 {
+		t.Errorf("a, reading b's entry change every 2s: live %v, want [a_1 b_2]", live)
+	}
+}

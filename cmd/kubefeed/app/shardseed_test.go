@@ -155,3 +155,70 @@ func restoredAt(t *testing.T, url, store string) time.Time {
 	}
 	return at
 }
+
+// A rollout from 2 shards to 4 that is rolled back (layoutFor moves the
+// feed back once most replicas run 2 again) finds the 2-shard stores
+// flushed by their own earlier run: left alone, they restore the records
+// of before the rollout, and what the 4-shard layout delivered meanwhile
+// is unknown to them. The object changed since is sent again from the old
+// version (the id the 4-shard layout used, other data); one deleted is
+// deleted again under another id. A shard store starts from the layout
+// flushed last, even one it flushed itself before.
+func TestSeedShardStoresAfterARollbackTakesTheLayoutFlushedLast(t *testing.T) {
+	srv := natstest.StartT(t, natstest.Options{})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cfg := config.JetStreamCheckpoint{NATSConnection: config.NATSConnection{Servers: []string{srv.URL()}}, Bucket: "ckpt"}
+	open := func() *checkpoint.KV {
+		kv, err := checkpoint.OpenKV(ctx, cfg, true, zaptest.NewLogger(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return kv
+	}
+	gvr := schema.GroupVersionResource{Version: "v1", Resource: "configmaps"}
+	k := state.Key{GVR: gvr, Namespace: "ns", Name: "x"}
+	two := shard.Of(0, 2)
+	uid := string(uuid.NewUUID())
+	for !two.Has(uid) {
+		uid = string(uuid.NewUUID())
+	}
+	four := shard.Of(0, 4)
+	if !four.Has(uid) {
+		four = shard.Of(1, 4)
+	}
+	// 2 shards ran: x at 100.
+	kv := open()
+	st, err := kv.Store(ctx, shardStore("js", two))
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.Put(k, state.Record{UID: uid, ResourceVersion: "100", Scope: "configmaps/ns"})
+	if err := kv.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// The rollout: 4 shards ran and delivered x at 200.
+	kv = open()
+	st, err = kv.Store(ctx, shardStore("js", four))
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.Put(k, state.Record{UID: uid, ResourceVersion: "200", Scope: "configmaps/ns"})
+	if err := kv.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// Rolled back: shard 0 of 2 starts again.
+	kv = open()
+	defer func() { _ = kv.Close() }()
+	st, err = kv.Store(ctx, shardStore("js", two))
+	if err != nil {
+		t.Fatal(err)
+	}
+	stores := map[string]state.Store{"js": st}
+	if err := seedShardStores(ctx, kv, two, stores, zaptest.NewLogger(t)); err != nil {
+		t.Fatal(err)
+	}
+	if r, _ := stores["js"].Get(k); r.ResourceVersion != "200" {
+		t.Errorf("after the rollback, %s holds x at %q; the 4-shard layout, flushed last, delivered 200", two, r.ResourceVersion)
+	}
+}
