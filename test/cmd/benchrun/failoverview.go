@@ -39,7 +39,9 @@ type failoverMode struct {
 	Seconds, Leader, After   float64
 	Lists, WatchLists        float64
 	WarmWaitMin, WarmWaitMax float64
-	Met                      bool
+	// B's RSS before the kill and once it delivered (ranges over the runs).
+	BeforeMin, BeforeMax, AfterMin, AfterMax float64
+	Met                                      bool
 }
 
 func newFailoverView(f *failoverReport) *failoverView {
@@ -83,10 +85,12 @@ func failoverModesOf(f *failoverReport) []failoverMode {
 			if r.Warm {
 				m.WarmRuns++
 			}
-			if i == 0 || r.WarmWaitSeconds < m.WarmWaitMin {
-				m.WarmWaitMin = r.WarmWaitSeconds
+			if i == 0 {
+				m.WarmWaitMin, m.BeforeMin, m.AfterMin = r.WarmWaitSeconds, r.RSSBeforeMiB, r.RSSAfterMiB
 			}
-			m.WarmWaitMax = max(m.WarmWaitMax, r.WarmWaitSeconds)
+			m.WarmWaitMin, m.WarmWaitMax = min(m.WarmWaitMin, r.WarmWaitSeconds), max(m.WarmWaitMax, r.WarmWaitSeconds)
+			m.BeforeMin, m.BeforeMax = min(m.BeforeMin, r.RSSBeforeMiB), max(m.BeforeMax, r.RSSBeforeMiB)
+			m.AfterMin, m.AfterMax = min(m.AfterMin, r.RSSAfterMiB), max(m.AfterMax, r.RSSAfterMiB)
 		}
 		m.Met = m.Seconds > 0 && m.Seconds <= f.TargetSeconds && m.Lists == 0 && m.WatchLists == 0
 		out = append(out, m)

@@ -24,6 +24,7 @@ var reportTmpl = template.Must(template.New("").Funcs(template.FuncMap{
 	"gate":      func() string { return shardingGate },
 	"inc":       func(i int) int { return i + 1 },
 	"span":      span,
+	"spanMiB":   func(lo, hi float64) string { return spanf("%.0f", lo, hi) },
 }).Parse(reportText))
 
 // burstModes are the burst's modes, in the order of the report.

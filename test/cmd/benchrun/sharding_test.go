@@ -52,11 +52,11 @@ func TestShardingTargets(t *testing.T) {
 		rssMet           string
 		wantRSS, wantRun string
 	}{
-		{"balanced", shardingFixture(4, 4, 4), "yes", "0.40× (one run; the largest replica against the single one once drained: 40 vs 100 MiB; peak 0.33×)", "1.25× (one run: 1500/s vs 1200/s"},
-		{"unbalanced", shardingFixture(6, 2, 4), "**no**", "0.60× (one run; the largest replica against the single one once drained: 60 vs 100 MiB; peak 0.33×); run 1: shards held 6 / 2 / 4, not balanced", "1.25×"},
+		{"balanced", shardingFixture(4, 4, 4), "yes", "0.400× (one run; the largest replica against the single one once drained: 40 vs 100 MiB; peak 0.333×)", "1.25× (one run: 1500/s vs 1200/s"},
+		{"unbalanced", shardingFixture(6, 2, 4), "**no**", "0.600× (one run; the largest replica against the single one once drained: 60 vs 100 MiB; peak 0.333×); run 1: shards held 6 / 2 / 4, not balanced", "1.25×"},
 		{"gate not applied", func() *shardingReport { s := shardingFixture(4, 4, 4); s.Rows[2].ServerSide = false; return s }(), "**no**", "not server-side", "1.25×"},
 		// Drain ratios 2.0, 1.25, 1.0: the median is 1.25.
-		{"three runs", three, "yes", "0.40× (median of 3 runs' own ratios; the largest replica against the single one once drained: 40 vs 100, 40 vs 100, 40 vs 100 MiB", "1.25× (median of 3 runs' own ratios: 2000/s vs 1000/s, 1500/s vs 1200/s, 1500/s vs 1500/s"},
+		{"three runs", three, "yes", "0.400× (median of 3 runs' own ratios; the largest replica against the single one once drained: 40 vs 100, 40 vs 100, 40 vs 100 MiB", "1.25× (median of 3 runs' own ratios: 2000/s vs 1000/s, 1500/s vs 1200/s, 1500/s vs 1500/s"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			ts := shardingTargets(c.s)

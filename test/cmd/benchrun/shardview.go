@@ -170,7 +170,7 @@ func shardingTargets(s *shardingReport) []target {
 	}
 	rss := func(rs []shardingRow) (string, float64) {
 		d, p := medianRatio(rs, single, rowRSS), medianRatio(rs, single, rowPeak)
-		got := fmt.Sprintf("%.2f× (%s; the largest replica against the single one once drained: %s MiB; peak %.2f×)", d, runs(len(rs)),
+		got := fmt.Sprintf("%.3f× (%s; the largest replica against the single one once drained: %s MiB; peak %.3f×)", d, runs(len(rs)),
 			each(rs, func(r, one shardingRow) string { return fmt.Sprintf("%.0f vs %.0f", rowRSS(r), rowRSS(one)) }), p)
 		for _, r := range rs {
 			if h, balanced, _ := heldOf(s, r); !balanced {
@@ -216,8 +216,11 @@ func shardingTargets(s *shardingReport) []target {
 }
 
 // span writes a range of cores ("1.9", or "1.8–2.0").
-func span(lo, hi float64) string {
-	a, b := fmt.Sprintf("%.1f", lo), fmt.Sprintf("%.1f", hi)
+func span(lo, hi float64) string { return spanf("%.1f", lo, hi) }
+
+// spanf writes a range with format ("a" when both ends read the same).
+func spanf(format string, lo, hi float64) string {
+	a, b := fmt.Sprintf(format, lo), fmt.Sprintf(format, hi)
 	if a == b {
 		return a
 	}
