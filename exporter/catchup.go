@@ -4,6 +4,8 @@ import (
 	"strconv"
 	"time"
 
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+
 	"go.uber.org/zap"
 
 	"github.com/kubefeed/kubefeed/exporter/state"
@@ -22,17 +24,23 @@ import (
 // the integers every Kubernetes API server gives; one that is not turns
 // the wait off.
 
-// errBehind defers a key of a scope whose cache may be behind what its
-// sink was sent.
+// errBehind parks a key of a scope whose cache may be behind what its
+// sink was sent, until the scope caught up (awaitCatchUp queues it again).
 var errBehind = errorString("the cache may be behind the checkpoint")
+
+// errStale drops a key whose cached object is an older version of the one
+// its sink holds (a warm scope whose watch still lags after the catch-up):
+// it stays pending, and its next watch event queues it again. Nothing is
+// ever sent backwards.
+var errStale = errorString("the cached version is older than the one the sink holds")
 
 type errorString string
 
 func (e errorString) Error() string { return string(e) }
 
-// behindRetry is how soon a key waiting for its scope to catch up is
-// looked at again.
-const behindRetry = 20 * time.Millisecond
+// catchUpPoll is how often a catching-up scope checks whether it is done
+// (besides when its handlers reach the target).
+const catchUpPoll = 50 * time.Millisecond
 
 // catchUpTimeout bounds a scope's wait for its watch to reach its target.
 const catchUpTimeout = 30 * time.Second
@@ -128,18 +136,87 @@ func (s *scope) startCatchUp(newest map[string]uint64) {
 		return
 	}
 	s.catchUpUntil.Store(s.sh.now().Add(catchUpTimeout).UnixNano())
+	s.parkMu.Lock()
+	s.parked, s.caughtUp = nil, false
+	s.parkMu.Unlock()
 	s.catchUp.Store(t)
 	s.log.Info("waiting for the watch to reach the checkpoint's newest version", zap.Uint64("target", t), zap.Uint64("seen", s.seenRV.Load()))
+	go s.awaitCatchUp()
 }
 
-// behind reports whether a scope covering k is catching up.
-func (r *sinkRunner) behind(k state.Key) bool {
-	r.mu.RLock()
-	defer r.mu.RUnlock()
-	for _, s := range r.scopes[k.GVR] {
-		if s.covers(k) && s.behind() {
-			return true
+// awaitCatchUp queues the parked keys again once the scope caught up (or
+// stopped).
+func (s *scope) awaitCatchUp() {
+	t := time.NewTicker(catchUpPoll)
+	defer t.Stop()
+	for s.behind() {
+		select {
+		case <-t.C:
+		case <-s.stop:
 		}
 	}
-	return false
+	s.parkMu.Lock()
+	parked := s.parked
+	s.parked, s.caughtUp = nil, true
+	s.parkMu.Unlock()
+	for _, p := range parked {
+		p.r.queue.Add(p.it)
+	}
+}
+
+type parkedKey struct {
+	r  *sinkRunner
+	it item
+}
+
+// park keeps it for r until the scope caught up; false when it has
+// already (the caller looks again at once).
+func (s *scope) park(r *sinkRunner, it item) bool {
+	s.parkMu.Lock()
+	defer s.parkMu.Unlock()
+	if s.caughtUp {
+		return false
+	}
+	s.parked = append(s.parked, parkedKey{r, it})
+	return true
+}
+
+// stale reports whether cur is an older version of the object last
+// names (same uid) in a scope that was warm: its watch lags the sink.
+func stale(cur *unstructured.Unstructured, last *state.Record) bool {
+	if cur == nil || last == nil || string(cur.GetUID()) != last.UID {
+		return false
+	}
+	have, want := parseRV(cur.GetResourceVersion()), max(parseRV(last.ResourceVersion), parseRV(sentRV(*last)))
+	return have != 0 && have < want
+}
+
+// waitForWatch tells whether it must wait for a warm scope's watch: while
+// a scope covering it catches up (parked: errBehind; or the scope just
+// caught up: nil, look now), or when its cached object is older than the
+// one the sink holds (errStale).
+func (r *sinkRunner) waitForWatch(it item, cur *unstructured.Unstructured, last *state.Record) error {
+	k := it.key()
+	r.mu.RLock()
+	var behind *scope
+	warm := false
+	for _, s := range r.scopes[k.GVR] {
+		if !s.covers(k) {
+			continue
+		}
+		if s.warm.Load() {
+			warm = true
+		}
+		if behind == nil && s.behind() {
+			behind = s
+		}
+	}
+	r.mu.RUnlock()
+	if behind != nil && behind.park(r, it) {
+		return errBehind
+	}
+	if warm && stale(cur, last) {
+		return errStale
+	}
+	return nil
 }

@@ -125,8 +125,8 @@ func (r *sinkRunner) prepare(ctx context.Context, it item) (*delivery, error) {
 	if cur.Obj == nil && cur.Unsynced {
 		return nil, errNotSynced
 	}
-	if r.behind(k) {
-		return nil, errBehind
+	if err := r.waitForWatch(it, cur.Obj, last); err != nil {
+		return nil, err
 	}
 	snap := r.pending.snapshot(it)
 	tomb := r.sh.tombstones.get(k)

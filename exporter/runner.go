@@ -293,9 +293,10 @@ func (r *sinkRunner) settle(ctx context.Context, it item, err error) {
 	case err == errNotSynced:
 		r.queue.Forget(it)
 		r.queue.AddAfter(it, notSyncedRetry)
-	case err == errBehind:
+	case err == errBehind, err == errStale:
+		// Parked until the scope caught up, or until the next watch
+		// event of the key (it stays pending).
 		r.queue.Forget(it)
-		r.queue.AddAfter(it, behindRetry)
 	case isAwaitTombstone(err):
 		r.queue.Forget(it)
 		r.queue.AddAfter(it, time.Duration(err.(awaitTombstone)))

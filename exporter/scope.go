@@ -81,6 +81,9 @@ type scope struct {
 	seenRV       atomic.Uint64
 	catchUp      atomic.Uint64
 	catchUpUntil atomic.Int64
+	parkMu       sync.Mutex
+	parked       []parkedKey // keys waiting for the catch-up
+	caughtUp     bool
 	lists        listCycles
 	lastEvent    atomic.Int64 // unix nanos of the last notification
 
@@ -385,6 +388,9 @@ func (s *scope) onDelete(obj any) {
 	var g *gap
 	if recovered {
 		g = s.lists.deletionGap(s.newGap(gapRelist))
+		// Seen by a relist: the cache is as new as the list, whatever
+		// version the final state it had says.
+		s.noteSeen(s.informer.LastSyncResourceVersion())
 	}
 	s.noteSeen(m.ResourceVersion)
 	if s.standingBy() {

@@ -122,6 +122,23 @@ func (b *KV) Store(ctx context.Context, sink string) (*Store, error) {
 	return s, nil
 }
 
+// Flushed reads when sink's records were last flushed, without reading
+// them; false when they never were.
+func (b *KV) Flushed(ctx context.Context, sink string) (time.Time, bool, error) {
+	e, err := b.kv.Get(ctx, "m."+sink)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return time.Time{}, false, nil
+	}
+	if err != nil {
+		return time.Time{}, false, fmt.Errorf("checkpoint %s: %w", sink, err)
+	}
+	t, err := time.Parse(time.RFC3339Nano, string(e.Value()))
+	if err != nil {
+		return time.Time{}, false, nil // unreadable: as never flushed
+	}
+	return t, true, nil
+}
+
 // loadInto reads sink's records and last flush time as they are now in
 // the bucket into s.
 func (b *KV) loadInto(ctx context.Context, sink string, s *Store) error {

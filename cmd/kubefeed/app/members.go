@@ -33,7 +33,10 @@ type members struct {
 	now  func() time.Time
 	// runs, when set, lists the shards this replica runs; beat writes
 	// them in its entry, so that the assignment leaves them here.
-	runs func() []int
+	// draining lists those it stops and that still deliver (written with
+	// a "~"): a replica of another shard count waits for them.
+	runs     func() []int
+	draining func() []int
 	// layout is this replica's sharding.shards, written in its entry (0:
 	// none written).
 	layout int
@@ -41,6 +44,7 @@ type members struct {
 	// run, by identity; layouts, the shard count each says it runs with
 	// (absent: unknown). Only the goroutine that beats reads them.
 	running map[string][]int
+	drains  map[string][]int
 	layouts map[string]int
 	// seen is when this replica's clock last saw each entry change: an
 	// entry is live while it keeps changing, whatever time it says (a
@@ -91,11 +95,14 @@ func (m *members) beat(ctx context.Context, leaving bool) ([]string, error) {
 	if leaving {
 		delete(ann, memberKey(m.identity))
 	} else {
-		var runs []int
+		var runs, draining []int
 		if m.runs != nil {
 			runs = m.runs()
 		}
-		ann[memberKey(m.identity)] = formatEntry(now, m.identity, runs, m.layout)
+		if m.draining != nil {
+			draining = m.draining()
+		}
+		ann[memberKey(m.identity)] = formatEntry(now, m.identity, runs, draining, m.layout)
 	}
 	l.Annotations = ann
 	if create {
@@ -110,9 +117,11 @@ func (m *members) beat(ctx context.Context, leaving bool) ([]string, error) {
 	ids := m.liveMembers(l.Annotations, now)
 	m.running = make(map[string][]int, len(ids))
 	m.layouts = make(map[string]int, len(ids))
+	m.drains = make(map[string][]int, len(ids))
 	for _, id := range ids {
 		v := l.Annotations[memberKey(id)]
 		m.running[id] = memberRuns(v)
+		m.drains[id] = memberDrains(v)
 		m.layouts[id] = memberLayout(v)
 	}
 	return ids, nil
@@ -136,18 +145,19 @@ func (m *members) observe(ann map[string]string, now time.Time) {
 	}
 }
 
-// liveMembers are the identities whose entry changed within live of now
-// (by this replica's clock) and says a time not older than three times
-// live; an entry under another key than its identity's (written by hand,
-// or restored) does not count, so no replica is listed twice.
+// liveMembers are the identities whose entry changed within live of now,
+// by this replica's clock (the time an entry says is the writer's, which
+// may run ahead or behind); an entry under another key than its
+// identity's (written by hand, or restored) does not count, so no replica
+// is listed twice.
 func (m *members) liveMembers(ann map[string]string, now time.Time) []string {
 	var out []string
 	for k, v := range ann {
 		if !strings.HasPrefix(k, memberPrefix) {
 			continue
 		}
-		id, at, ok := parseMember(v)
-		if !ok || k != memberKey(id) || now.Sub(at) > 3*m.live {
+		id, _, ok := parseMember(v)
+		if !ok || k != memberKey(id) {
 			continue
 		}
 		if now.Sub(m.seen[k].at) < m.live {
@@ -161,18 +171,22 @@ func (m *members) liveMembers(ann map[string]string, now time.Time) []string {
 // formatMember writes an entry: "<RFC3339Nano time> <identity>", then
 // " <i>,<j>,…" when the replica runs shards.
 func formatMember(at time.Time, identity string, runs []int) string {
-	return formatEntry(at, identity, runs, 0)
+	return formatEntry(at, identity, runs, nil, 0)
 }
 
-// formatEntry is formatMember, then " n=<layout>" when layout is set
-// (with "-" for the shards when it runs none).
-func formatEntry(at time.Time, identity string, runs []int, layout int) string {
+// formatEntry is formatMember with the shards draining ("<i>~") after
+// those it runs, then " n=<layout>" when layout is set (with "-" for the
+// shards when it runs and drains none).
+func formatEntry(at time.Time, identity string, runs, draining []int, layout int) string {
 	v := at.UTC().Format(time.RFC3339Nano) + " " + identity
-	if len(runs) > 0 {
-		is := make([]string, len(runs))
-		for j, i := range runs {
-			is[j] = strconv.Itoa(i)
-		}
+	var is []string
+	for _, i := range runs {
+		is = append(is, strconv.Itoa(i))
+	}
+	for _, i := range draining {
+		is = append(is, strconv.Itoa(i)+"~")
+	}
+	if len(is) > 0 {
 		v += " " + strings.Join(is, ",")
 	} else if layout > 0 {
 		v += " -"
@@ -181,6 +195,22 @@ func formatEntry(at time.Time, identity string, runs []int, layout int) string {
 		v += " n=" + strconv.Itoa(layout)
 	}
 	return v
+}
+
+// memberDrains reads the shards an entry says its replica drains.
+func memberDrains(v string) []int {
+	_, rest, _ := strings.Cut(v, " ")
+	_, list, _ := strings.Cut(rest, " ")
+	list, _, _ = strings.Cut(list, " ")
+	var out []int
+	for _, f := range strings.Split(list, ",") {
+		if d, ok := strings.CutSuffix(f, "~"); ok {
+			if i, err := strconv.Atoi(d); err == nil && i >= 0 {
+				out = append(out, i)
+			}
+		}
+	}
+	return out
 }
 
 // memberLayout reads the shard count an entry says its replica runs with;

@@ -75,7 +75,7 @@ func (ss *shardSet) run(ctx context.Context) error {
 	ss.running = map[int]*shardRun{}
 	ss.mu.Unlock()
 	ss.failed = make(chan error, ss.n)
-	ss.members.runs = ss.runs
+	ss.members.runs, ss.members.draining = ss.runs, ss.drainingShards
 	ss.members.layout = ss.n
 	retry := ss.lo.Election.RetryPeriod.Duration
 	t := time.NewTicker(retry)
@@ -139,6 +139,7 @@ func (ss *shardSet) balance(ctx context.Context, live []string) {
 	// feed at a time (layoutFor), and it starts no shard while a replica
 	// of another still runs one.
 	active, othersRun := layoutFor(live, ss.members.layouts, running, ss.n)
+	othersRun = othersRun || othersDrain(live, ss.members.layouts, ss.members.drains, ss.n)
 	if active != ss.n {
 		ss.standAside(active)
 		return
@@ -178,31 +179,52 @@ func (ss *shardSet) balance(ctx context.Context, live []string) {
 }
 
 // layoutFor is the shard count that runs the feed among live replicas
-// whose entries name theirs in layouts (absent: mine): the count most of
-// them run with, the larger on a tie, so that a rollout that changes it
-// moves the feed once half the replicas run the new one, and a rollback
-// moves it back. othersRun reports whether a replica of another count
-// still runs a shard.
+// whose entries name theirs in layouts: the count most of them run with,
+// the larger on a tie, so that a rollout that changes it moves the feed
+// once half the replicas run the new one, and a rollback moves it back.
+// Every replica computes it alike from the same entries: an entry that
+// names no count does not vote, and a pod counts once (identities are
+// host_nanos: a restarted container's dead entry is not a second vote).
+// Without votes, mine. othersRun reports whether a replica of another
+// count still runs (or drains) a shard.
 func layoutFor(live []string, layouts map[string]int, running map[string][]int, mine int) (active int, othersRun bool) {
-	count := map[int]int{mine: 0}
+	newest := map[string]string{} // host → its newest identity
 	for _, id := range live {
-		l := layouts[id]
-		if l == 0 {
-			l = mine
+		host, nanos := splitIdentity(id)
+		if cur, ok := newest[host]; !ok || nanosOf(cur) < nanos {
+			newest[host] = id
 		}
-		count[l]++
-		if l != mine && len(running[id]) > 0 {
+		if l := layouts[id]; l != 0 && l != mine && len(running[id]) > 0 {
 			othersRun = true
 		}
 	}
+	count := map[int]int{}
+	for _, id := range newest {
+		if l := layouts[id]; l != 0 {
+			count[l]++
+		}
+	}
 	active = mine
+	best := -1
 	for l, c := range count {
-		if c > count[active] || (c == count[active] && l > active) {
-			active = l
+		if c > best || (c == best && l > active) {
+			active, best = l, c
 		}
 	}
 	return active, othersRun
 }
+
+// splitIdentity splits host_nanos (lead.go's identities).
+func splitIdentity(id string) (host string, nanos int64) {
+	i := strings.LastIndexByte(id, '_')
+	if i < 0 {
+		return id, 0
+	}
+	n, _ := strconv.ParseInt(id[i+1:], 10, 64)
+	return id[:i], n
+}
+
+func nanosOf(id string) int64 { _, n := splitIdentity(id); return n }
 
 // handOver stops shard i (it drains, flushes and releases its Lease) and
 // forgets it once it is done; ss.mu is held.
@@ -241,6 +263,32 @@ func (ss *shardSet) runs() []int {
 	ss.mu.Lock()
 	defer ss.mu.Unlock()
 	return ss.assigned()
+}
+
+// drainingShards lists the shards this replica stops and that have not
+// returned yet (their pipelines may still deliver).
+func (ss *shardSet) drainingShards() []int {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	var out []int
+	for i, r := range ss.running {
+		if r.stopping {
+			out = append(out, i)
+		}
+	}
+	sort.Ints(out)
+	return out
+}
+
+// othersDrain reports whether a live replica of another shard count still
+// drains a shard.
+func othersDrain(live []string, layouts map[string]int, drains map[string][]int, mine int) bool {
+	for _, id := range live {
+		if l := layouts[id]; l != 0 && l != mine && len(drains[id]) > 0 {
+			return true
+		}
+	}
+	return false
 }
 
 // assigned lists the shards assigned to this replica; ss.mu is held.
@@ -346,24 +394,48 @@ func seedShardStores(ctx context.Context, kv *checkpoint.KV, sp *shard.Span, sto
 		layout int
 	}
 	earlier := map[string]source{}
-	var fresh []string
+	// seed: the sinks whose store is seeded, with the time their own
+	// checkpoint was flushed (zero: never, a fresh one). A store flushed
+	// before is seeded again when another layout flushed after it (a
+	// rollback): its records are older than what that layout delivered.
+	seed := map[string]time.Time{}
 	for sink, st := range stores {
-		if r, ok := st.(state.Restorer); !ok {
-			continue
-		} else if _, restored := r.Restored(); restored {
+		r, ok := st.(state.Restorer)
+		if !ok {
 			continue
 		}
-		fresh = append(fresh, sink)
-		earlier[sink] = source{sink: sink}
+		own, _ := r.Restored()
+		names := []string{sink}
+		srcs := map[string]source{sink: {sink: sink}}
 		for m := 1; m <= config.MaxShards; m++ {
 			for j := 0; j < m && m != sp.N; j++ {
 				if lo, hi := shard.Range(j, m); spanOverlaps(sp, lo, hi) {
-					earlier[shardStore(sink, shard.Of(j, m))] = source{sink: sink, layout: m}
+					name := shardStore(sink, shard.Of(j, m))
+					names = append(names, name)
+					srcs[name] = source{sink: sink, layout: m}
 				}
 			}
 		}
+		if !own.IsZero() {
+			later := false
+			for _, name := range names {
+				t, ok, err := kv.Flushed(ctx, name)
+				if err != nil {
+					return fmt.Errorf("%s: reading the checkpoints of other layouts: %w", sp, err)
+				}
+				if ok && t.After(own) {
+					later = true
+					break
+				}
+			}
+			if !later {
+				continue // its own checkpoint is the newest: a restart
+			}
+		}
+		seed[sink] = own
+		maps.Copy(earlier, srcs)
 	}
-	if len(fresh) == 0 {
+	if len(seed) == 0 {
 		return nil
 	}
 	names := slices.Collect(maps.Keys(earlier))
@@ -385,7 +457,7 @@ func seedShardStores(ctx context.Context, kv *checkpoint.KV, sp *shard.Span, sto
 	}
 	cancel()
 	<-done
-	for _, sink := range fresh {
+	for sink, own := range seed {
 		layout, at := -1, time.Time{}
 		for name, src := range earlier {
 			if t, ok := f.Store(name).Restored(); ok && src.sink == sink && t.After(at) {
@@ -396,8 +468,17 @@ func seedShardStores(ctx context.Context, kv *checkpoint.KV, sp *shard.Span, sto
 			continue // a first run indeed
 		}
 		dst, ok := stores[sink].(*checkpoint.Store)
-		if !ok {
+		if !ok || !at.After(own) {
 			continue
+		}
+		if !own.IsZero() {
+			// Rolled back: what this layout recorded before is older than
+			// what the other delivered since (and its deletions).
+			var stale []state.Key
+			dst.Range(func(k state.Key, _ state.Record) bool { stale = append(stale, k); return true })
+			for _, k := range stale {
+				dst.Delete(k)
+			}
 		}
 		n := 0
 		for name, src := range earlier {
