@@ -76,7 +76,7 @@ sinks:
     jetstream: {servers: [%[1]s], stream: KUBEFEED, provision: {duplicateWindow: 10m}}
 checkpoint:
   jetstream: {servers: [%[1]s], bucket: kubefeed-checkpoint}
-leaderElection: {enabled: true, namespace: %[3]s, name: kubefeed, leaseDuration: 2s, renewDeadline: 1500ms, retryPeriod: 300ms, standby: %[4]s}
+leaderElection: {enabled: true, namespace: %[3]s, name: kubefeed, leaseDuration: 4s, renewDeadline: 3s, retryPeriod: 500ms, standby: %[4]s}
 `, srv.URL(), ns, lns, mode))
 
 	// A leads and sends the 20,000 objects it found (initialList: emit)
