@@ -51,6 +51,7 @@ import (
 var (
 	shardingObjects = flag.Int("sharding", 100000, "ConfigMaps drained in the sharding measurement (0: skip)")
 	shardingRuns    = flag.Int("sharding-runs", 3, "runs of the sharding measurement, each of every row (the targets take the medians of the runs' own ratios)")
+	shardingCluster = flag.Bool("sharding-cluster", false, "run the sharding rows on a 3-node JetStream cluster (nats-server processes; stream and bucket with 3 replicas) instead of one embedded nats-server")
 	shardingOnly    = flag.Bool("sharding-only", false, "run only the sharding measurement (one replica; 3 replicas × 12 shards with the ShardedListAndWatch gate off and on); with -out, put it into out/benchmarks.json and render the report again")
 )
 
@@ -68,12 +69,15 @@ var shardingModes = []string{"single", "client-side", "server-side"}
 
 // shardingReport is the sharding section of the report.
 type shardingReport struct {
-	Date     string        `json:"date"`
-	Objects  int           `json:"objects"`
-	Replicas int           `json:"replicas"`
-	Shards   int           `json:"shards"`
-	Cores    int           `json:"cores"`
-	Rows     []shardingRow `json:"rows"`
+	Date     string `json:"date"`
+	Objects  int    `json:"objects"`
+	Replicas int    `json:"replicas"`
+	Shards   int    `json:"shards"`
+	Cores    int    `json:"cores"`
+	// JetStream: "" for one embedded nats-server, else what it was
+	// (-sharding-cluster: a cluster of three, stream and bucket R3).
+	JetStream string        `json:"jetStream,omitempty"`
+	Rows      []shardingRow `json:"rows"`
 }
 
 // shardingRow is one configuration's measurement in one run.
@@ -196,6 +200,9 @@ func measureSharding(e *env, n, runs int) (*shardingReport, error) {
 	}
 	rep := &shardingReport{Date: time.Now().UTC().Format(time.RFC3339), Objects: n, Replicas: shardingReplicas,
 		Shards: shardingShards, Cores: runtime.NumCPU()}
+	if *shardingCluster {
+		rep.JetStream = "a 3-node cluster, stream and bucket with 3 replicas"
+	}
 	plane := shardPlane{cp: e.cp, cs: e.cs}
 	cp, err := cluster.Start(cluster.Options{FeatureGates: shardingGate})
 	if err != nil {
@@ -279,11 +286,37 @@ func measureShardingRow(e *env, bin string, p shardPlane, mode string, run, n in
 		return row, err
 	}
 	defer os.RemoveAll(dir)
-	srv, err := natstest.Start(natstest.Options{StoreDir: filepath.Join(dir, "nats")})
-	if err != nil {
-		return row, err
+	// JetStream: the embedded nats-server (in benchrun's process), or a
+	// cluster of three with the stream and bucket on all three.
+	var (
+		natsURL, servers, replicasYAML string
+		natsCPU                        func() float64
+	)
+	if *shardingCluster {
+		c, stop, err := startNATSCluster(dir)
+		if err != nil {
+			return row, err
+		}
+		defer stop()
+		natsURL, servers, replicasYAML = c.URL(), strings.Join(c.URLs(), ", "), ", replicas: 3"
+		clusterPIDs := natsPIDs(dir)
+		natsCPU = func() float64 {
+			var sum float64
+			for _, pid := range clusterPIDs {
+				c, _ := procCPUSeconds(pid)
+				sum += c
+			}
+			return sum
+		}
+	} else {
+		srv, err := natstest.Start(natstest.Options{StoreDir: filepath.Join(dir, "nats")})
+		if err != nil {
+			return row, err
+		}
+		defer srv.Shutdown()
+		natsURL, servers = srv.URL(), srv.URL()
+		natsCPU = func() float64 { c, _ := procCPUSeconds(os.Getpid()); return c }
 	}
-	defer srv.Shutdown()
 	leaseNS := fmt.Sprintf("%s-%s-%d", ns, mode, run)
 	if err := createNS(p.cs, leaseNS); err != nil {
 		return row, err
@@ -314,7 +347,7 @@ func measureShardingRow(e *env, bin string, p shardPlane, mode string, run, n in
 	for name, pid := range pids {
 		cpu0[name], _ = procCPUSeconds(pid)
 	}
-	cpu0["nats"], _ = procCPUSeconds(os.Getpid())
+	nats0 := natsCPU()
 	busy0, total0 := machineCPU()
 	t0 := time.Now()
 	for i := 0; i < replicas; i++ {
@@ -329,12 +362,12 @@ watch:
   - {resource: configmaps, namespaces: [%s], initialList: emit}
 sinks:
   - name: js
-    jetstream: {servers: [%s], stream: %s, subject: "kubefeed.{cluster}.{namespace}.{name}.{change}", provision: {duplicateWindow: 2m}}
+    jetstream: {servers: [%s], stream: %s, subject: "kubefeed.{cluster}.{namespace}.{name}.{change}", provision: {duplicateWindow: 2m%s}}
 checkpoint:
-  jetstream: {servers: [%s], bucket: %s}
+  jetstream: {servers: [%s], bucket: %s%s}
 leaderElection: {enabled: true, namespace: %s, name: kf}
 metrics: {address: "127.0.0.1:%d"}
-%s`, clusterName, ns, srv.URL(), stream, srv.URL(), bucket, leaseNS, port, sharding)
+%s`, clusterName, ns, servers, stream, replicasYAML, servers, bucket, replicasYAML, leaseNS, port, sharding)
 		path := filepath.Join(dir, fmt.Sprintf("r%d.yaml", i))
 		if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 			return row, err
@@ -347,7 +380,7 @@ metrics: {address: "127.0.0.1:%d"}
 	}
 	row.Replicas = make([]replicaRow, replicas)
 
-	nc, err := nats.Connect(srv.URL())
+	nc, err := nats.Connect(natsURL)
 	if err != nil {
 		return row, err
 	}
@@ -427,7 +460,7 @@ metrics: {address: "127.0.0.1:%d"}
 		c, _ := procCPUSeconds(pid)
 		return c - cpu0[name]
 	}
-	row.APIServerCPU, row.EtcdCPU, row.NATSCPU = cpu("kube-apiserver", pids["kube-apiserver"]), cpu("etcd", pids["etcd"]), cpu("nats", os.Getpid())
+	row.APIServerCPU, row.EtcdCPU, row.NATSCPU = cpu("kube-apiserver", pids["kube-apiserver"]), cpu("etcd", pids["etcd"]), natsCPU()-nats0
 	busy1, total1 := machineCPU()
 	if total1 > total0 {
 		row.MachineCores = float64(runtime.NumCPU()) * (busy1 - busy0) / (total1 - total0)
