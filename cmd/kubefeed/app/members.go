@@ -14,6 +14,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
+	clientretry "k8s.io/client-go/util/retry"
 )
 
 // members is the registry of the replicas that share a sharded feed: one
@@ -125,6 +126,20 @@ func (m *members) beat(ctx context.Context, leaving bool) ([]string, error) {
 		m.layouts[id] = memberLayout(v)
 	}
 	return ids, nil
+}
+
+// beatRetrying is beat (staying), read again and retried at once on a
+// conflict (or a create that lost to another replica's): every replica writes the one registry Lease each retryPeriod,
+// and one that kept losing the race would stop counting as live.
+func (m *members) beatRetrying(ctx context.Context) ([]string, error) {
+	var live []string
+	retriable := func(err error) bool { return apierrors.IsConflict(err) || apierrors.IsAlreadyExists(err) }
+	err := clientretry.OnError(clientretry.DefaultRetry, retriable, func() error {
+		var err error
+		live, err = m.beat(ctx, false)
+		return err
+	})
+	return live, err
 }
 
 // observe notes, by this replica's clock, which entries changed since the

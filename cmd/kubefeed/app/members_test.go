@@ -2,6 +2,8 @@ package app
 
 import (
 	"context"
+	"fmt"
+	"sync"
 	"testing"
 	"time"
 
@@ -83,5 +85,42 @@ func TestMembersRegistryCountsABeatingReplicaWhoseClockRunsBehind(t *testing.T) 
 	}
 	if len(live) != 2 {
 		t.Errorf("a, reading b's entry change every 2s: live %v, want [a_1 b_2]", live)
+	}
+}
+
+// Replicas that beat the registry at the same moment conflict on its
+// Lease; each beat retries on a conflict, so none stops counting as live
+// however often it loses the race.
+func TestEveryReplicaBeatsThoughTheirWritesConflict(t *testing.T) {
+	cs := fake.NewSimpleClientset()
+	now := time.Unix(1_800_000_000, 0)
+	var mu sync.Mutex
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	ids := []string{"a_1", "b_2", "c_3"}
+	ms := map[string]*members{}
+	for _, id := range ids {
+		ms[id] = &members{client: cs, namespace: "kf", name: "kubefeed-members", identity: id, live: 15 * time.Second, now: clock, layout: 6}
+	}
+	ctx := context.Background()
+	for range 20 {
+		mu.Lock()
+		now = now.Add(2 * time.Second)
+		mu.Unlock()
+		var wg sync.WaitGroup
+		for _, id := range ids {
+			wg.Go(func() {
+				if _, err := ms[id].beatRetrying(ctx); err != nil {
+					t.Error(err)
+				}
+			})
+		}
+		wg.Wait()
+	}
+	live, err := ms["a_1"].beat(ctx, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(live) != "[a_1 b_2 c_3]" {
+		t.Errorf("live %v after 20 rounds of concurrent beats, want all three", live)
 	}
 }

@@ -84,7 +84,10 @@ func (ss *shardSet) run(ctx context.Context) error {
 	beats := 0
 loop:
 	for {
-		live, berr := ss.members.beat(ctx, false)
+		// Every replica writes the one registry Lease each retryPeriod: a
+		// conflict is read again and retried at once (with jitter), or a
+		// replica that keeps losing the race would stop counting as live.
+		live, berr := ss.members.beatRetrying(ctx)
 		switch {
 		case berr != nil && ctx.Err() == nil:
 			ss.log.Warn("members registry", zap.Error(berr))
