@@ -279,6 +279,7 @@ func (e *Exporter) Run(ctx context.Context) (err error) {
 	g.Go(func() error { return e.pruneLoop(gctx) })
 	g.Go(func() error { return e.watchdog(gctx) })
 	if !leading {
+		g.Go(func() error { return e.shareLoop(gctx) })
 		e.announce()
 		var l leadership
 		select {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -456,4 +457,59 @@ func parseInt(t *testing.T, s string) int {
 		t.Fatal(err)
 	}
 	return n
+}
+
+// shareCounter is a restored store that records what Share was offered.
+type shareCounter struct {
+	*restoredStore
+	mu     sync.Mutex
+	shared map[string]*unstructured.Unstructured
+}
+
+func (s *shareCounter) Share(k state.Key, obj *unstructured.Unstructured) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.shared[k.Name] = obj
+	return true
+}
+
+// A warm standby points the records it follows at its cached objects (one
+// copy of each object, not its cache and the decoded checkpoint), unless a
+// rule of the scope redacts: those records stay as they rest.
+func TestWarmStandbySharesItsCachedObjectsWithTheRecordsItFollows(t *testing.T) {
+	for _, redact := range []bool{false, true} {
+		t.Run(fmt.Sprintf("redacting %v", redact), func(t *testing.T) {
+			src := newFakeSource(0)
+			for i := range 5 {
+				src.apply(cmRes.GVR, cm("a", fmt.Sprintf("o-%d", i), nil), true)
+			}
+			st := &shareCounter{restoredStore: &restoredStore{MemoryStore: state.NewMemoryStore(), at: time.Now().Add(-time.Minute)}, shared: map[string]*unstructured.Unstructured{}}
+			w := config.Watch{Resource: "configmaps"}
+			if redact {
+				w.RedactPaths = []string{"/data/password"}
+			}
+			h := &harness{t: t, src: src, sinks: map[string]*recorder{"rec": {}}, done: make(chan struct{})}
+			h.run(t, Options{Config: newConfig([]config.Watch{w}), Resolver: newResolver(), Stores: map[string]state.Store{"rec": st}, Standby: true,
+				Logger: zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel)), ResolveRetry: 20 * time.Millisecond, clientFor: src.client})
+			waitWarm(t, h.ex)
+			n := h.ex.shareCaches()
+			st.mu.Lock()
+			defer st.mu.Unlock()
+			if redact {
+				if n != 0 || len(st.shared) != 0 {
+					t.Errorf("a redacting rule's records were shared: %d", len(st.shared))
+				}
+				return
+			}
+			if n != 5 || len(st.shared) != 5 {
+				t.Fatalf("shared %d (%d offered), want the 5 cached objects", n, len(st.shared))
+			}
+			s := h.ex.scopeSet()[scopeID{GVR: cmRes.GVR}]
+			for name, obj := range st.shared {
+				if s.get(state.Key{GVR: cmRes.GVR, Namespace: "a", Name: name}) != obj {
+					t.Errorf("%s: offered another object than the cached one", name)
+				}
+			}
+		})
+	}
 }

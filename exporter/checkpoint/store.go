@@ -5,6 +5,8 @@ import (
 	"sync"
 	"time"
 
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+
 	"github.com/kubefeed/kubefeed/exporter/state"
 )
 
@@ -80,6 +82,30 @@ func (s *Store) Put(k state.Key, r state.Record) {
 	}
 	s.mem.Put(k, r)
 	s.dirty[k] = true
+}
+
+// Share makes k's record point at obj, the same version of the object
+// held elsewhere (a warm standby's cache), instead of the copy decoded
+// from the checkpoint: a standby that follows the checkpoint then holds
+// each object once. Only a settled record (obj's uid and version, not
+// written ahead of a send, not provisional or being deleted) that is
+// neither dirty nor legacy changes, and it stays clean; the caller
+// vouches that obj's content is what rests (its rule redacts nothing).
+func (s *Store) Share(k state.Key, obj *unstructured.Unstructured) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.dirty[k] || s.legacy[k] {
+		return false
+	}
+	r, ok := s.mem.Get(k)
+	rv := obj.GetResourceVersion()
+	if !ok || r.Object == obj || r.UID != string(obj.GetUID()) || r.ResourceVersion != rv || r.Provisional || r.Deleting ||
+		(r.Sent != nil && r.Sent.ResourceVersion != rv) {
+		return false
+	}
+	r.Object, r.AtRest = obj, false
+	s.mem.Put(k, r)
+	return true
 }
 
 // Delete forgets k.

@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/kubefeed/kubefeed/exporter/state"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 )
 
 // The checkpoint store offers Reserve as the exporter looks it up (an
@@ -92,5 +93,52 @@ func TestStoreReserveUnderConcurrentWrites(t *testing.T) {
 	}
 	if want := writers*perWriter - (writers*perWriter+2)/3; held != want {
 		t.Fatalf("store holds %d records, want %d", held, want)
+	}
+}
+
+// Share points a settled, clean record at the same version held elsewhere
+// and leaves it clean; it leaves alone a dirty or legacy record, another
+// version or incarnation, and a record written ahead of a send.
+func TestStoreShareOnlyTakesTheSameSettledVersion(t *testing.T) {
+	obj := &unstructured.Unstructured{Object: map[string]any{"metadata": map[string]any{"uid": "u", "resourceVersion": "5"}}}
+	decoded := &unstructured.Unstructured{Object: map[string]any{"metadata": map[string]any{"uid": "u", "resourceVersion": "5"}}}
+	k := state.Key{Namespace: "ns", Name: "x"}
+	for _, tc := range []struct {
+		name  string
+		rec   state.Record
+		dirty bool
+		want  bool
+	}{
+		{name: "settled", rec: state.Record{UID: "u", ResourceVersion: "5", Object: decoded, AtRest: true}, want: true},
+		{name: "acknowledged (Sent names its version)", rec: state.Record{UID: "u", ResourceVersion: "5", Object: decoded, Sent: &state.Sent{ResourceVersion: "5"}}, want: true},
+		{name: "written ahead of a modification", rec: state.Record{UID: "u", ResourceVersion: "5", Object: decoded, Sent: &state.Sent{ResourceVersion: "6"}}},
+		{name: "provisional", rec: state.Record{UID: "u", ResourceVersion: "5", Object: decoded, Provisional: true}},
+		{name: "deleting", rec: state.Record{UID: "u", ResourceVersion: "5", Object: decoded, Deleting: true}},
+		{name: "another version", rec: state.Record{UID: "u", ResourceVersion: "4", Object: decoded}},
+		{name: "another incarnation", rec: state.Record{UID: "v", ResourceVersion: "5", Object: decoded}},
+		{name: "dirty", rec: state.Record{UID: "u", ResourceVersion: "5", Object: decoded}, dirty: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := newStore()
+			s.load(k, tc.rec, false)
+			if tc.dirty {
+				s.Put(k, tc.rec)
+			}
+			if got := s.Share(k, obj); got != tc.want {
+				t.Fatalf("Share = %v, want %v", got, tc.want)
+			}
+			r, _ := s.Get(k)
+			if tc.want && (r.Object != obj || r.AtRest || s.dirty[k]) {
+				t.Errorf("shared record: same object %v, at rest %v, dirty %v", r.Object == obj, r.AtRest, s.dirty[k])
+			}
+			if !tc.want && r.Object != decoded {
+				t.Error("a record Share refused changed")
+			}
+		})
+	}
+	s := newStore()
+	s.load(k, state.Record{UID: "u", ResourceVersion: "5", Object: decoded}, true)
+	if s.Share(k, obj) {
+		t.Error("a legacy record was shared")
 	}
 }
