@@ -199,6 +199,13 @@ func targets(rep report) []target {
 		// versions would flatter it.
 		row(bm.target+" at 1.0 events per change", fmt.Sprintf("%.0f/s at %.3f events/change", v, epc), v >= bm.min && epc == 1)
 	}
+	// Issue 24's attribution cost: the same Deployment changes from the
+	// watch stream to the encoded event, with and without the option.
+	if off, on := benchMetric(rep.GoBench, "BenchmarkAttribution/off", "cpu-ns/change"), benchMetric(rep.GoBench, "BenchmarkAttribution/on", "cpu-ns/change"); off > 0 && on > 0 {
+		r := on / off
+		row("`attribution: managers` ≤ 1.15× the CPU per change without it (BenchmarkAttribution: a Deployment with three field managers, watch stream → encoded event)",
+			fmt.Sprintf("%.2f× (%.0f vs %.0f CPU ns per change)", r, on, off), r <= 1.15)
+	}
 	for _, nr := range rep.Network {
 		switch nr.DelayMillis {
 		case 0:

@@ -43,3 +43,26 @@ func TestRenderReport(t *testing.T) {
 		}
 	}
 }
+
+// The attribution target reads both sub-benchmarks' CPU per change from
+// the in-process benchmarks' output, and is met at 1.15× at most.
+func TestAttributionTargetFromTheGoBenchmarks(t *testing.T) {
+	out := "BenchmarkAttribution/off-2 \t 3000\t 36000 ns/op\t 40000 cpu-ns/change\t 1.000 events/change\n" +
+		"BenchmarkAttribution/on-2  \t 3000\t 41000 ns/op\t 44000 cpu-ns/change\t 1.000 events/change\n"
+	for _, tc := range []struct {
+		out, met string
+	}{{out, "yes"}, {strings.Replace(out, "44000 cpu", "52000 cpu", 1), "**no**"}} {
+		var found bool
+		for _, tg := range targets(report{GoBench: tc.out}) {
+			if strings.HasPrefix(tg.Name, "`attribution: managers`") {
+				found = true
+				if tg.Met != tc.met || !strings.Contains(tg.Got, "CPU ns per change") {
+					t.Errorf("attribution row %+v, want met %s", tg, tc.met)
+				}
+			}
+		}
+		if !found {
+			t.Error("no attribution row")
+		}
+	}
+}
