@@ -513,3 +513,32 @@ func TestWarmStandbySharesItsCachedObjectsWithTheRecordsItFollows(t *testing.T) 
 		})
 	}
 }
+
+// Two scopes of one resource route to one sink: the first rule (all
+// namespaces) redacts /data/password and delivers a/x, so its record rests
+// redacted; the second (namespace a) redacts nothing. The standby must not
+// point a/x's record at its raw cached object through the second scope:
+// the shared record (Redact nil, AtRest false) is what a modification
+// after promotion writes ahead (plan.Ahead, rec := *last), unredacted.
+func TestWarmStandbyDoesNotShareAnObjectThatAnOverlappingScopeRedacts(t *testing.T) {
+	src := newFakeSource(0)
+	src.apply(cmRes.GVR, cm("a", "x", map[string]any{"password": "hunter2"}), true)
+	st := &shareCounter{restoredStore: &restoredStore{MemoryStore: state.NewMemoryStore(), at: time.Now().Add(-time.Minute)}, shared: map[string]*unstructured.Unstructured{}}
+	watches := []config.Watch{
+		{Resource: "configmaps", RedactPaths: []string{"/data/password"}},
+		{Resource: "configmaps", Namespaces: []string{"a"}},
+	}
+	h := &harness{t: t, src: src, sinks: map[string]*recorder{"rec": {}}, done: make(chan struct{})}
+	h.run(t, Options{Config: newConfig(watches), Resolver: newResolver(), Stores: map[string]state.Store{"rec": st}, Standby: true,
+		Logger: zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel)), ResolveRetry: 20 * time.Millisecond, clientFor: src.client})
+	waitWarm(t, h.ex)
+	if len(h.ex.scopeSet()) != 2 {
+		t.Fatalf("%d scopes, want 2", len(h.ex.scopeSet()))
+	}
+	h.ex.shareCaches()
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if obj, ok := st.shared["x"]; ok {
+		t.Errorf("a/x offered to Share through the scope that does not redact (data %v), though the first rule routing to the sink redacts /data/password: its record would rest unredacted", obj.Object["data"])
+	}
+}

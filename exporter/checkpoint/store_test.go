@@ -2,10 +2,13 @@ package checkpoint
 
 import (
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 
 	"github.com/kubefeed/kubefeed/exporter/state"
+	"github.com/kubefeed/kubefeed/filters"
+	"github.com/kubefeed/kubefeed/jsonpatch"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 )
 
@@ -141,4 +144,67 @@ func TestStoreShareOnlyTakesTheSameSettledVersion(t *testing.T) {
 	if s.Share(k, obj) {
 		t.Error("a legacy record was shared")
 	}
+}
+
+// A record that rests redacted (its rule redacts /data/password) is offered
+// the same version's raw object. Whatever the caller vouches, sharing must
+// not change what the checkpoint keeps: once shared, the record (Redact nil,
+// as decoded) is the base a modification writes ahead (plan.Ahead copies
+// it), and encodeRecord then writes the raw password at rest.
+func TestStoreShareNeverPutsMoreAtRestThanTheRecordHeld(t *testing.T) {
+	ps, err := filters.ParsePatterns([]string{"/data/password"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw := func() *unstructured.Unstructured {
+		return &unstructured.Unstructured{Object: map[string]any{"apiVersion": "v1", "kind": "ConfigMap",
+			"metadata": map[string]any{"namespace": "a", "name": "x", "uid": "u", "resourceVersion": "5"},
+			"data":     map[string]any{"password": "hunter2", "v": "1"}}}
+	}
+	// What the leader wrote: the state as its rule redacts it.
+	b, err := encodeRecord(state.Record{UID: "u", ResourceVersion: "5", Scope: "s", Object: raw(), Redact: filters.NewRedactor(ps, nil)}, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(mustDecodeState(t, b)), "hunter2") {
+		t.Fatal("the leader's record rests unredacted")
+	}
+	rested, legacy, err := decodeRecord(b)
+	if err != nil || legacy {
+		t.Fatalf("decode: %v, legacy %v", err, legacy)
+	}
+	k := state.Key{Namespace: "a", Name: "x"}
+	s := newStore()
+	s.load(k, rested, false)
+	s.Share(k, raw())
+	// A modification after promotion: written ahead from the record held.
+	last, _ := s.Get(k)
+	rec := last
+	rec.Sent = &state.Sent{ResourceVersion: "6", Patch: []jsonpatch.Op{}}
+	s.Put(k, rec)
+	got, _ := s.Get(k)
+	out, err := encodeRecord(got, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st := mustDecodeState(t, out); strings.Contains(string(st), "hunter2") {
+		t.Errorf("after Share, the record written ahead rests unredacted: %s", st)
+	}
+}
+
+// mustDecodeState returns the JSON of a stored record's state.
+func mustDecodeState(t *testing.T, b []byte) []byte {
+	t.Helper()
+	r, _, err := decodeRecord(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Object == nil {
+		return nil
+	}
+	j, err := r.Object.MarshalJSON()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return j
 }

@@ -7,7 +7,12 @@ import (
 	"testing"
 	"time"
 
+	coordinationv1 "k8s.io/api/coordination/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/kubernetes/fake"
+	k8stesting "k8s.io/client-go/testing"
 )
 
 // During a rollout that lowers sharding.shards from 8 to 4, the two
@@ -122,5 +127,42 @@ func TestEveryReplicaBeatsThoughTheirWritesConflict(t *testing.T) {
 	}
 	if fmt.Sprint(live) != "[a_1 b_2 c_3]" {
 		t.Errorf("live %v after 20 rounds of concurrent beats, want all three", live)
+	}
+}
+
+// Seven replicas started together beat the registry Lease at the same
+// moment each retryPeriod: each round of reads and writes one wins, so the
+// seventh loses six races in a row every period. beatRetrying gives up
+// after retry.DefaultRetry's five attempts (about 10ms apart, 10% jitter,
+// so the losers stay in step), and that replica never counts as live, as
+// before the retry: a retry bounded by a count, not by the contenders,
+// still starves one.
+func TestAReplicaThatLosesSixRacesInARowStillBeats(t *testing.T) {
+	cs := fake.NewSimpleClientset()
+	now := time.Unix(1_800_000_000, 0)
+	clock := func() time.Time { return now }
+	mk := func(id string) *members {
+		return &members{client: cs, namespace: "kf", name: "kubefeed-members", identity: id, live: 15 * time.Second, now: clock, layout: 6}
+	}
+	ctx := context.Background()
+	if _, err := mk("a_1").beat(ctx, false); err != nil {
+		t.Fatal(err)
+	}
+	lost := 0
+	cs.PrependReactor("update", "leases", func(a k8stesting.Action) (bool, runtime.Object, error) {
+		l := a.(k8stesting.UpdateAction).GetObject().(*coordinationv1.Lease)
+		if _, mine := l.Annotations[memberKey("g_7")]; mine && lost < 6 {
+			lost++ // one of the six others wrote first
+			return true, nil, apierrors.NewConflict(schema.GroupResource{Group: "coordination.k8s.io", Resource: "leases"}, l.Name, fmt.Errorf("the object has been modified"))
+		}
+		return false, nil, nil
+	})
+	g := mk("g_7")
+	live, err := g.beatRetrying(ctx)
+	if err != nil {
+		t.Fatalf("beat after losing %d races: %v", lost, err)
+	}
+	if fmt.Sprint(live) != "[a_1 g_7]" {
+		t.Errorf("live %v, want [a_1 g_7]", live)
 	}
 }
