@@ -139,6 +139,33 @@ func (b *KV) Flushed(ctx context.Context, sink string) (time.Time, bool, error) 
 	return t, true, nil
 }
 
+// FlushTimes reads when each store named "<sink>.…" (a shard's: sink's
+// records of one layout) was last flushed, with one listing of the
+// bucket's keys; stores never flushed are absent.
+func (b *KV) FlushTimes(ctx context.Context, sink string) (map[string]time.Time, error) {
+	l, err := b.kv.ListKeysFiltered(ctx, "m."+sink+".>")
+	if errors.Is(err, jetstream.ErrNoKeysFound) {
+		return map[string]time.Time{}, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("checkpoint %s: %w", sink, err)
+	}
+	var names []string
+	for k := range l.Keys() {
+		names = append(names, strings.TrimPrefix(k, "m."))
+	}
+	_ = l.Stop() // done already once Keys closed
+	out := make(map[string]time.Time, len(names))
+	for _, name := range names {
+		if t, ok, err := b.Flushed(ctx, name); err != nil {
+			return nil, err
+		} else if ok {
+			out[name] = t
+		}
+	}
+	return out, nil
+}
+
 // loadInto reads sink's records and last flush time as they are now in
 // the bucket into s.
 func (b *KV) loadInto(ctx context.Context, sink string, s *Store) error {

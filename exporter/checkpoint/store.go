@@ -166,6 +166,12 @@ func (s *Store) setRestored(t time.Time) {
 	s.mu.Unlock()
 }
 
+// RestoredAs makes the store report t as its last flush (Restored): a
+// store seeded from another's records (a shard layout before) is restored
+// as of that one's flush, so that what changed since is recovered after a
+// restart gap marker.
+func (s *Store) RestoredAs(t time.Time) { s.setRestored(t) }
+
 // reset forgets every record, before the bucket is read again. Nothing
 // else may use the store meanwhile.
 func (s *Store) reset() {

@@ -13,6 +13,7 @@ import (
 	coordinationv1 "k8s.io/api/coordination/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
 	clientretry "k8s.io/client-go/util/retry"
 )
@@ -128,13 +129,17 @@ func (m *members) beat(ctx context.Context, leaving bool) ([]string, error) {
 	return ids, nil
 }
 
+// beatRetry spreads the retries of replicas that beat at the same moment
+// (full jitter), and gives each enough of them to get through a crowd.
+var beatRetry = wait.Backoff{Steps: 12, Duration: 10 * time.Millisecond, Factor: 1.5, Jitter: 1, Cap: time.Second}
+
 // beatRetrying is beat (staying), read again and retried at once on a
 // conflict (or a create that lost to another replica's): every replica writes the one registry Lease each retryPeriod,
 // and one that kept losing the race would stop counting as live.
 func (m *members) beatRetrying(ctx context.Context) ([]string, error) {
 	var live []string
 	retriable := func(err error) bool { return apierrors.IsConflict(err) || apierrors.IsAlreadyExists(err) }
-	err := clientretry.OnError(clientretry.DefaultRetry, retriable, func() error {
+	err := clientretry.OnError(beatRetry, retriable, func() error {
 		var err error
 		live, err = m.beat(ctx, false)
 		return err

@@ -292,7 +292,9 @@ func openCheckpoint(ctx context.Context, cp *config.Checkpoint, cfg *config.Conf
 		}
 		opts.Stores[sc.Name] = st
 	}
-	if sp != nil && kv != nil {
+	if kv != nil {
+		// A shard's store, or the unsharded one after sharding was turned
+		// off, starts from the layout that ran last.
 		if err := seedShardStores(ctx, kv, sp, opts.Stores, clog); err != nil {
 			_ = backend.Close()
 			return nil, err

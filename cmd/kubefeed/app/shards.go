@@ -379,8 +379,10 @@ func membersLeaseName(name string) string { return name + "-members" }
 // shardStore is the checkpoint name of a sink's records of one shard.
 func shardStore(sink string, sp *shard.Span) string { return sink + "." + sp.String() }
 
-// seedShardStores gives each sink's store of shard sp that no run has
-// flushed yet the records of the layout that wrote the bucket before:
+// seedShardStores gives each sink's store of shard sp (nil: the unsharded
+// store) whose records are older than another layout's (never flushed, or
+// flushed before another layout was: a rollback) the records of the
+// layout that wrote the bucket last:
 // the unsharded store (sharding turned on) or the stores of another shard
 // count (it changed), whichever was flushed last, for the uids in sp. The
 // shard then starts as after a restart of that layout, its list compared
@@ -408,32 +410,38 @@ func seedShardStores(ctx context.Context, kv *checkpoint.KV, sp *shard.Span, sto
 			continue
 		}
 		own, _ := r.Restored()
-		names := []string{sink}
-		srcs := map[string]source{sink: {sink: sink}}
-		for m := 1; m <= config.MaxShards; m++ {
-			for j := 0; j < m && m != sp.N; j++ {
-				if lo, hi := shard.Range(j, m); spanOverlaps(sp, lo, hi) {
-					name := shardStore(sink, shard.Of(j, m))
-					names = append(names, name)
-					srcs[name] = source{sink: sink, layout: m}
+		// The flush times of the unsharded store and of every shard store,
+		// read with one listing: only the layouts that ever ran are read.
+		flushed, err := kv.FlushTimes(ctx, sink)
+		if err != nil {
+			return fmt.Errorf("%s: reading the checkpoints of other layouts: %w", spanName(sp), err)
+		}
+		if t, ok, err := kv.Flushed(ctx, sink); err != nil {
+			return fmt.Errorf("%s: reading the checkpoints of other layouts: %w", spanName(sp), err)
+		} else if ok && sp != nil {
+			flushed[sink] = t // the unsharded store, unless it is the one seeded
+		}
+		srcs := map[string]source{}
+		later := false
+		for name, t := range flushed {
+			layout := 0
+			if name != sink {
+				i, n, ok := parseShardStore(sink, name)
+				if !ok || (sp != nil && n == sp.N) {
+					continue
 				}
+				if lo, hi := shard.Range(i, n); sp != nil && !spanOverlaps(sp, lo, hi) {
+					continue
+				}
+				layout = n
+			}
+			srcs[name] = source{sink: sink, layout: layout}
+			if t.After(own) {
+				later = true
 			}
 		}
-		if !own.IsZero() {
-			later := false
-			for _, name := range names {
-				t, ok, err := kv.Flushed(ctx, name)
-				if err != nil {
-					return fmt.Errorf("%s: reading the checkpoints of other layouts: %w", sp, err)
-				}
-				if ok && t.After(own) {
-					later = true
-					break
-				}
-			}
-			if !later {
-				continue // its own checkpoint is the newest: a restart
-			}
+		if !later {
+			continue // no other layout flushed after this store: a restart, or a first run
 		}
 		seed[sink] = own
 		maps.Copy(earlier, srcs)
@@ -454,7 +462,7 @@ func seedShardStores(ctx context.Context, kv *checkpoint.KV, sp *shard.Span, sto
 			cancel()
 			<-done
 			_, why := f.Following()
-			return fmt.Errorf("%s: reading the checkpoints of the layout before: %s", sp, why)
+			return fmt.Errorf("%s: reading the checkpoints of the layout before: %s", spanName(sp), why)
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
@@ -489,22 +497,57 @@ func seedShardStores(ctx context.Context, kv *checkpoint.KV, sp *shard.Span, sto
 				continue
 			}
 			f.Store(name).Range(func(k state.Key, r state.Record) bool {
-				if sp.Has(r.UID) {
+				if sp == nil || sp.Has(r.UID) {
 					dst.Put(k, r)
 					n++
 				}
 				return true
 			})
 		}
+		// Restored as of that layout's flush: the store itself says so (a
+		// warm standby's Exporter holds it already), and so does the
+		// wrapper handed on.
+		dst.RestoredAs(at)
 		stores[sink] = &seededStore{Store: dst, at: at}
 		from := "the unsharded feed"
 		if layout > 0 {
 			from = fmt.Sprintf("%d shards", layout)
 		}
-		log.Info("shard checkpoint started from the layout before", zap.String("sink", sink), zap.Stringer("shard", sp),
+		what := "shard checkpoint started from the layout before"
+		if sp == nil {
+			what = "unsharded checkpoint started from the shards' layout"
+		}
+		log.Info(what, zap.String("sink", sink), zap.String("shard", spanName(sp)),
 			zap.String("from", from), zap.Time("saved", at), zap.Int("records", n))
 	}
 	return nil
+}
+
+// spanName is sp as logs and errors name it; nil is the unsharded feed.
+func spanName(sp *shard.Span) string {
+	if sp == nil {
+		return "unsharded"
+	}
+	return sp.String()
+}
+
+// parseShardStore reads shard i of n from the name of sink's store of it
+// (shardStore).
+func parseShardStore(sink, name string) (i, n int, ok bool) {
+	rest, ok := strings.CutPrefix(name, sink+".shard-")
+	if !ok {
+		return 0, 0, false
+	}
+	is, ns, ok := strings.Cut(rest, "-of-")
+	if !ok {
+		return 0, 0, false
+	}
+	i, err1 := strconv.Atoi(is)
+	n, err2 := strconv.Atoi(ns)
+	if err1 != nil || err2 != nil || n < 1 || n > config.MaxShards || i < 0 || i >= n {
+		return 0, 0, false
+	}
+	return i, n, true
 }
 
 // spanOverlaps reports whether sp and [lo, hi) share a hash (a hi of 0

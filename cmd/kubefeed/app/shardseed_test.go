@@ -227,3 +227,92 @@ func TestSeedShardStoresAfterARollbackTakesTheLayoutFlushedLast(t *testing.T) {
 		t.Errorf("after the rollback, %s holds x at %q; the 4-shard layout, flushed last, delivered 200", two, r.ResourceVersion)
 	}
 }
+
+// Sharding turned off again: the unsharded store, flushed when sharding
+// was turned on, is older than what the shards delivered since. It starts
+// from the shards' records (all of them: every uid is its own), as of
+// their newest flush; a record only it held (an object the shards saw
+// deleted) goes.
+func TestSeedTheUnshardedStoreFromTheShardsAfterShardingIsTurnedOff(t *testing.T) {
+	srv := natstest.StartT(t, natstest.Options{})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cfg := config.JetStreamCheckpoint{NATSConnection: config.NATSConnection{Servers: []string{srv.URL()}}, Bucket: "ckpt"}
+	open := func() *checkpoint.KV {
+		kv, err := checkpoint.OpenKV(ctx, cfg, true, zaptest.NewLogger(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return kv
+	}
+	gvr := schema.GroupVersionResource{Version: "v1", Resource: "configmaps"}
+	key := func(name string) state.Key { return state.Key{GVR: gvr, Namespace: "ns", Name: name} }
+	// Unsharded: a at 100, gone at 101.
+	kv := open()
+	plain, err := kv.Store(ctx, "js")
+	if err != nil {
+		t.Fatal(err)
+	}
+	uidA, uidGone := string(uuid.NewUUID()), string(uuid.NewUUID())
+	plain.Put(key("a"), state.Record{UID: uidA, ResourceVersion: "100", Scope: "configmaps/ns"})
+	plain.Put(key("gone"), state.Record{UID: uidGone, ResourceVersion: "101", Scope: "configmaps/ns"})
+	if err := kv.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// Two shards ran: a at 200 (in its shard), gone deleted (no record).
+	kv = open()
+	var newest time.Time
+	for i := range 2 {
+		sp := shard.Of(i, 2)
+		st, err := kv.Store(ctx, shardStore("js", sp))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if sp.Has(uidA) {
+			st.Put(key("a"), state.Record{UID: uidA, ResourceVersion: "200", Scope: "configmaps/ns"})
+		}
+	}
+	if err := kv.Close(); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 2 {
+		if at := restoredAt(t, srv.URL(), shardStore("js", shard.Of(i, 2))); at.After(newest) {
+			newest = at
+		}
+	}
+	// Unsharded again.
+	kv = open()
+	defer func() { _ = kv.Close() }()
+	st, err := kv.Store(ctx, "js")
+	if err != nil {
+		t.Fatal(err)
+	}
+	stores := map[string]state.Store{"js": st}
+	if err := seedShardStores(ctx, kv, nil, stores, zaptest.NewLogger(t)); err != nil {
+		t.Fatal(err)
+	}
+	if r, _ := stores["js"].Get(key("a")); r.ResourceVersion != "200" {
+		t.Errorf("a at %q, want the shards' 200", r.ResourceVersion)
+	}
+	if _, ok := stores["js"].Get(key("gone")); ok {
+		t.Error("the record of an object the shards saw deleted is still there")
+	}
+	if at, ok := st.Restored(); !ok || !at.Equal(newest) {
+		t.Errorf("restored %v %v, want as of the shards' newest flush %v", at, ok, newest)
+	}
+	// A restart of the unsharded feed after it flushed: left alone.
+	stores = map[string]state.Store{"js": st}
+	_ = kv.Close()
+	kv = open()
+	st2, err := kv.Store(ctx, "js")
+	if err != nil {
+		t.Fatal(err)
+	}
+	stores = map[string]state.Store{"js": st2}
+	if err := seedShardStores(ctx, kv, nil, stores, zaptest.NewLogger(t)); err != nil {
+		t.Fatal(err)
+	}
+	if _, seeded := stores["js"].(*seededStore); seeded {
+		t.Error("an unsharded store flushed after the shards was seeded again")
+	}
+}

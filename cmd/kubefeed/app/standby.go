@@ -3,6 +3,7 @@ package app
 import (
 	"context"
 	"errors"
+	"maps"
 	"sync/atomic"
 	"time"
 
@@ -99,6 +100,12 @@ func leadWarm(ctx context.Context, rc *rest.Config, cfg *config.Config, log *zap
 			return runtimeErr(err)
 		}
 		if err := f.Lead(pctx); err != nil {
+			closeSinks(ss)
+			return runtimeErr(err)
+		}
+		// Sharding turned off: the unsharded stores start from the shards'
+		// records when those were flushed last.
+		if err := seedShardStores(pctx, kv, nil, maps.Clone(opts.Stores), log.Named("checkpoint")); err != nil {
 			closeSinks(ss)
 			return runtimeErr(err)
 		}
