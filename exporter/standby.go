@@ -8,6 +8,7 @@ import (
 
 	"go.uber.org/zap"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 
 	"github.com/kubefeed/kubefeed/exporter/state"
 	"github.com/kubefeed/kubefeed/sinks"
@@ -187,7 +188,7 @@ func (e *Exporter) shareCaches() int {
 		t := s.table()
 		for _, rt := range t.routes {
 			sh, ok := rt.sink.store.(sharer)
-			if !ok || s.redacts(t, rt.sink.name) {
+			if !ok || rt.sink.redactsAny(s.id.GVR) {
 				continue
 			}
 			for _, obj := range s.informer.GetIndexer().List() {
@@ -206,12 +207,17 @@ func (e *Exporter) shareCaches() int {
 	return shared
 }
 
-// redacts reports whether a rule of the scope that routes to sink redacts
-// anything.
-func (s *scope) redacts(t *scopeTable, sink string) bool {
-	for _, rl := range t.rules {
-		if rl.RoutesTo(sink) && rl.Redactor(s.res) != nil {
-			return true
+// redactsAny reports whether a rule routing to the sink from any of its
+// scopes of gvr redacts: a key may be covered by several scopes, and its
+// record rests as the rule that delivered it redacted it.
+func (r *sinkRunner) redactsAny(gvr schema.GroupVersionResource) bool {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	for _, s := range r.scopes[gvr] {
+		for _, rl := range s.table().rules {
+			if rl.RoutesTo(r.name) && rl.Redactor(s.res) != nil {
+				return true
+			}
 		}
 	}
 	return false

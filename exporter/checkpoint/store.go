@@ -8,6 +8,7 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
 	"github.com/kubefeed/kubefeed/exporter/state"
+	"github.com/kubefeed/kubefeed/jsonpatch"
 )
 
 // Store is one sink's checkpointed delivered state: reads from memory,
@@ -90,7 +91,9 @@ func (s *Store) Put(k state.Key, r state.Record) {
 // each object once. Only a settled record (obj's uid and version, not
 // written ahead of a send, not provisional or being deleted) that is
 // neither dirty nor legacy changes, and it stays clean; the caller
-// vouches that obj's content is what rests (its rule redacts nothing).
+// vouches that obj's content is what rests (its rule redacts nothing),
+// and a record at rest whose content differs from obj (compared as JSON)
+// is refused all the same.
 func (s *Store) Share(k state.Key, obj *unstructured.Unstructured) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -101,6 +104,11 @@ func (s *Store) Share(k state.Key, obj *unstructured.Unstructured) bool {
 	rv := obj.GetResourceVersion()
 	if !ok || r.Object == obj || r.UID != string(obj.GetUID()) || r.ResourceVersion != rv || r.Provisional || r.Deleting ||
 		(r.Sent != nil && r.Sent.ResourceVersion != rv) {
+		return false
+	}
+	if r.AtRest && r.Object != nil && len(jsonpatch.Diff(r.Object.Object, obj.Object)) > 0 {
+		// It rests as something else than obj (redacted): sharing would
+		// put more at rest the next time it is written.
 		return false
 	}
 	r.Object, r.AtRest = obj, false
