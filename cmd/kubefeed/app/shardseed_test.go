@@ -20,20 +20,11 @@ import (
 // A shard store that no run flushed starts from the records of the layout
 // flushed last (here the unsharded one, then 2 shards), for its own uids
 // only, and reports that layout's flush as restored; the old stores are
-// only read (their flush time stays). A store that was flushed is left
-// alone, and a bucket without an earlier layout is a first run.
+// only read (their flush time stays). A store flushed after every other
+// layout is left alone, and a bucket without an earlier layout is a first
+// run.
 func TestSeedShardStoresFromTheLayoutBefore(t *testing.T) {
-	srv := natstest.StartT(t, natstest.Options{})
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	cfg := config.JetStreamCheckpoint{NATSConnection: config.NATSConnection{Servers: []string{srv.URL()}}, Bucket: "ckpt"}
-	open := func() *checkpoint.KV {
-		kv, err := checkpoint.OpenKV(ctx, cfg, true, zaptest.NewLogger(t))
-		if err != nil {
-			t.Fatal(err)
-		}
-		return kv
-	}
+	srv, ctx, open := seedBucket(t)
 	gvr := schema.GroupVersionResource{Version: "v1", Resource: "configmaps"}
 	key := func(i int) state.Key { return state.Key{GVR: gvr, Namespace: "ns", Name: fmt.Sprintf("cm-%d", i)} }
 	uids := make([]string, 40) // random, as the API server makes them
@@ -170,17 +161,7 @@ func restoredAt(t *testing.T, url, store string) time.Time {
 // deleted again under another id. A shard store starts from the layout
 // flushed last, even one it flushed itself before.
 func TestSeedShardStoresAfterARollbackTakesTheLayoutFlushedLast(t *testing.T) {
-	srv := natstest.StartT(t, natstest.Options{})
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	cfg := config.JetStreamCheckpoint{NATSConnection: config.NATSConnection{Servers: []string{srv.URL()}}, Bucket: "ckpt"}
-	open := func() *checkpoint.KV {
-		kv, err := checkpoint.OpenKV(ctx, cfg, true, zaptest.NewLogger(t))
-		if err != nil {
-			t.Fatal(err)
-		}
-		return kv
-	}
+	_, ctx, open := seedBucket(t)
 	gvr := schema.GroupVersionResource{Version: "v1", Resource: "configmaps"}
 	k := state.Key{GVR: gvr, Namespace: "ns", Name: "x"}
 	two := shard.Of(0, 2)
@@ -234,17 +215,7 @@ func TestSeedShardStoresAfterARollbackTakesTheLayoutFlushedLast(t *testing.T) {
 // their newest flush; a record only it held (an object the shards saw
 // deleted) goes.
 func TestSeedTheUnshardedStoreFromTheShardsAfterShardingIsTurnedOff(t *testing.T) {
-	srv := natstest.StartT(t, natstest.Options{})
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	cfg := config.JetStreamCheckpoint{NATSConnection: config.NATSConnection{Servers: []string{srv.URL()}}, Bucket: "ckpt"}
-	open := func() *checkpoint.KV {
-		kv, err := checkpoint.OpenKV(ctx, cfg, true, zaptest.NewLogger(t))
-		if err != nil {
-			t.Fatal(err)
-		}
-		return kv
-	}
+	srv, ctx, open := seedBucket(t)
 	gvr := schema.GroupVersionResource{Version: "v1", Resource: "configmaps"}
 	key := func(name string) state.Key { return state.Key{GVR: gvr, Namespace: "ns", Name: name} }
 	// Unsharded: a at 100, gone at 101.
@@ -314,5 +285,22 @@ func TestSeedTheUnshardedStoreFromTheShardsAfterShardingIsTurnedOff(t *testing.T
 	}
 	if _, seeded := stores["js"].(*seededStore); seeded {
 		t.Error("an unsharded store flushed after the shards was seeded again")
+	}
+}
+
+// seedBucket starts a nats-server for a seeding test and returns it, a
+// context for the test, and a function that opens its checkpoint bucket.
+func seedBucket(t *testing.T) (*natstest.Server, context.Context, func() *checkpoint.KV) {
+	t.Helper()
+	srv := natstest.StartT(t, natstest.Options{})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	t.Cleanup(cancel)
+	cfg := config.JetStreamCheckpoint{NATSConnection: config.NATSConnection{Servers: []string{srv.URL()}}, Bucket: "ckpt"}
+	return srv, ctx, func() *checkpoint.KV {
+		kv, err := checkpoint.OpenKV(ctx, cfg, true, zaptest.NewLogger(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return kv
 	}
 }
