@@ -73,7 +73,7 @@ type scope struct {
 	// sinks compare its cache with their checkpoint when it leads.
 	warm atomic.Bool
 	// keepManagers: a rule of the scope asks attribution, so its objects
-	// keep managedFields (compacted, plan.CompactManagedFields).
+	// keep managedFields, as their JSON text (plan.ManagedFieldsText).
 	keepManagers atomic.Bool
 	// A warm standby's catch-up (catchup.go): the newest resourceVersion
 	// its handlers saw, and the one they must reach before its keys are
@@ -218,7 +218,7 @@ func (s *scope) transform(obj any) (any, error) {
 		return obj, nil
 	}
 	if s.keepManagers.Load() {
-		plan.CompactManagedFields(u.Object)
+		plan.ManagedFieldsText(u.Object)
 	} else if md, ok := u.Object["metadata"].(map[string]any); ok {
 		delete(md, "managedFields")
 	}

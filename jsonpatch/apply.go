@@ -31,7 +31,7 @@ var ErrPath = errors.New("bad path")
 func Apply(doc any, ops []Op) (any, error) {
 	a := applier{}
 	for i, op := range ops {
-		toks, err := parsePointer(op.Path)
+		toks, err := ParsePointer(op.Path)
 		if err == nil {
 			doc, err = a.apply(doc, op, toks)
 		}
@@ -200,8 +200,8 @@ func arrayIndex(t string, n int) (int, error) {
 	return i, nil
 }
 
-// parsePointer splits an RFC 6901 JSON pointer into unescaped tokens.
-func parsePointer(p string) ([]string, error) {
+// ParsePointer splits an RFC 6901 JSON pointer into unescaped tokens.
+func ParsePointer(p string) ([]string, error) {
 	if p == "" {
 		return nil, nil
 	}

@@ -1,5 +1,10 @@
 package jsonpatch
 
+// Equal reports whether two decoded JSON values are equal (see equal):
+// numbers compare exactly, whatever Go type holds them (int64, float64,
+// json.Number), so 2^53+1 is not 2^53.
+func Equal(a, b any) bool { return equal(a, b) }
+
 // equal reports whether two decoded JSON values are equal: maps and arrays
 // member by member, strings, booleans and nulls by value, numbers exactly as
 // numberEqual says, whatever Go type holds them.

@@ -106,7 +106,7 @@ func (s *Store) Share(k state.Key, obj *unstructured.Unstructured) bool {
 		(r.Sent != nil && r.Sent.ResourceVersion != rv) {
 		return false
 	}
-	if r.AtRest && r.Object != nil && len(jsonpatch.Diff(r.Object.Object, obj.Object)) > 0 {
+	if r.AtRest && r.Object != nil && !jsonpatch.Equal(r.Object.Object, obj.Object) {
 		// It rests as something else than obj (redacted): sharing would
 		// put more at rest the next time it is written.
 		return false

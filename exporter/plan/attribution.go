@@ -2,7 +2,6 @@ package plan
 
 import (
 	"encoding/json"
-	"fmt"
 	"strconv"
 	"strings"
 
@@ -19,9 +18,10 @@ import (
 // the manager that created the object; a deletion names nobody (nothing
 // records who deleted).
 //
-// The cache keeps managedFields only for scopes whose rules ask
-// (CompactManagedFields), and data.object never shows them
-// (WithoutManagedFields).
+// The cache keeps managedFields only for scopes whose rules ask, and as
+// one form, their JSON text (ManagedFieldsText; a watch event's arrive so,
+// wirejson's ManagedFieldsRaw), read in place; data.object never shows
+// them (WithoutManagedFields).
 
 // managedEntry is one managedFields entry as the cache keeps it.
 type managedEntry struct {
@@ -29,11 +29,8 @@ type managedEntry struct {
 	fields fieldNode // fieldsV1; zero when the entry has none
 }
 
-// fieldNode is a fieldsV1 set or a set inside one: decoded (a list page's
-// object) or its JSON text (a watch event decoded with wirejson's
-// ManagedFieldsRaw), read in place without being decoded.
+// fieldNode is a fieldsV1 set or a set inside one, as its JSON text.
 type fieldNode struct {
-	m     map[string]any
 	raw   string
 	valid bool
 }
@@ -42,10 +39,6 @@ func (n fieldNode) ok() bool { return n.valid }
 
 // get is the set under key.
 func (n fieldNode) get(key string) (fieldNode, bool) {
-	if n.m != nil {
-		c, ok := n.m[key].(map[string]any)
-		return fieldNode{m: c, valid: ok}, ok
-	}
 	it := members{raw: n.raw}
 	for it.next() {
 		if it.key == key {
@@ -57,30 +50,8 @@ func (n fieldNode) get(key string) (fieldNode, bool) {
 
 // empty reports a set with no members: a field owned as a leaf.
 func (n fieldNode) empty() bool {
-	if n.m != nil {
-		return len(n.m) == 0
-	}
 	it := members{raw: n.raw}
 	return !it.next()
-}
-
-// each calls fn with every member until it returns false.
-func (n fieldNode) each(fn func(key string, child fieldNode) bool) {
-	if n.m != nil {
-		for k, v := range n.m {
-			c, ok := v.(map[string]any)
-			if ok && !fn(k, fieldNode{m: c, valid: true}) {
-				return
-			}
-		}
-		return
-	}
-	it := members{raw: n.raw}
-	for it.next() {
-		if !fn(it.key, fieldNode{raw: it.val, valid: true}) {
-			return
-		}
-	}
 }
 
 type entryKey struct{ manager, operation, subresource string }
@@ -89,15 +60,15 @@ func (m managedEntry) key() entryKey {
 	return entryKey{m.Manager, m.Operation, m.Subresource}
 }
 
-// CompactManagedFields shrinks obj's decoded metadata.managedFields (a
-// list page's) in place to what attribution reads: manager, operation,
-// subresource, time and fieldsV1 (apiVersion and fieldsType go); a watch
-// event's are their JSON text already (wirejson ManagedFieldsRaw). It runs
-// in the informer's transform, before the object is shared.
-func CompactManagedFields(obj map[string]any) {
+// ManagedFieldsText turns obj's decoded metadata.managedFields (a list
+// page's) into the one form the cache keeps: their JSON text, without
+// each entry's apiVersion and fieldsType. It runs in the informer's
+// transform, before the object is shared; text (a watch event's) is left
+// as it is.
+func ManagedFieldsText(obj map[string]any) {
 	md, _ := obj["metadata"].(map[string]any)
-	list, _ := md["managedFields"].([]any)
-	if list == nil {
+	list, ok := md["managedFields"].([]any)
+	if !ok {
 		return
 	}
 	for _, e := range list {
@@ -106,6 +77,12 @@ func CompactManagedFields(obj map[string]any) {
 			delete(m, "fieldsType")
 		}
 	}
+	b, err := json.Marshal(list)
+	if err != nil {
+		delete(md, "managedFields") // not JSON: nothing to attribute with
+		return
+	}
+	md["managedFields"] = string(b)
 }
 
 // WithoutManagedFields returns obj without metadata.managedFields: obj
@@ -134,53 +111,34 @@ func WithoutManagedFields(obj map[string]any) map[string]any {
 // (not kept, or written before attribution was on).
 func managedEntries(obj map[string]any) (out []managedEntry, ok bool) {
 	md, _ := obj["metadata"].(map[string]any)
-	switch list := md["managedFields"].(type) {
-	case []any: // decoded: a list page's object
-		for _, e := range list {
-			m, _ := e.(map[string]any)
-			if m == nil {
-				continue
-			}
-			str := func(k string) string { s, _ := m[k].(string); return s }
-			me := managedEntry{FieldManager: event.FieldManager{Manager: str("manager"), Operation: str("operation"), Subresource: str("subresource"), Time: str("time")}}
-			switch f := m["fieldsV1"].(type) {
-			case map[string]any:
-				me.fields = fieldNode{m: f, valid: true}
-			case string:
-				me.fields = fieldNode{raw: f, valid: strings.HasPrefix(f, "{")}
-			}
-			if me.Manager != "" {
-				out = append(out, me)
-			}
-		}
-		return out, true
-	case string: // its JSON text: a watch event's (wirejson ManagedFieldsRaw)
-		out = make([]managedEntry, 0, 4)
-		it := elements{raw: list}
-		for it.next() {
-			var me managedEntry
-			m := members{raw: it.val}
-			for m.next() {
-				switch m.key {
-				case "manager":
-					me.Manager = stringValue(m.val)
-				case "operation":
-					me.Operation = stringValue(m.val)
-				case "subresource":
-					me.Subresource = stringValue(m.val)
-				case "time":
-					me.Time = stringValue(m.val)
-				case "fieldsV1":
-					me.fields = fieldNode{raw: m.val, valid: strings.HasPrefix(m.val, "{")}
-				}
-			}
-			if me.Manager != "" {
-				out = append(out, me)
-			}
-		}
-		return out, true
+	text, ok := md["managedFields"].(string)
+	if !ok {
+		return nil, false
 	}
-	return nil, false
+	out = make([]managedEntry, 0, 4)
+	it := elements{raw: text}
+	for it.next() {
+		var me managedEntry
+		m := members{raw: it.val}
+		for m.next() {
+			switch m.key {
+			case "manager":
+				me.Manager = stringValue(m.val)
+			case "operation":
+				me.Operation = stringValue(m.val)
+			case "subresource":
+				me.Subresource = stringValue(m.val)
+			case "time":
+				me.Time = stringValue(m.val)
+			case "fieldsV1":
+				me.fields = fieldNode{raw: m.val, valid: strings.HasPrefix(m.val, "{")}
+			}
+		}
+		if me.Manager != "" {
+			out = append(out, me)
+		}
+	}
+	return out, true
 }
 
 // stringValue is the JSON string whose text is q; "" when q is not one.
@@ -239,9 +197,11 @@ func ChangedBy(kind event.Change, prev, cur map[string]any, ops []jsonpatch.Op) 
 			}
 		}
 	}
-	paths := make([][]string, len(ops))
-	for i, op := range ops {
-		paths[i] = pointerTokens(nil, op.Path)
+	paths := make([][]string, 0, len(ops))
+	for _, op := range ops {
+		if toks, err := jsonpatch.ParsePointer(op.Path); err == nil {
+			paths = append(paths, toks)
+		}
 	}
 	if len(candidates) == 0 {
 		// No entry moved (the previous version kept no managedFields, or
@@ -295,27 +255,6 @@ func ownsAny(e *managedEntry, before managedEntry, prev, cur map[string]any, pat
 	return false
 }
 
-// unescapeToken undoes RFC 6901's ~1 and ~0.
-var unescapeToken = strings.NewReplacer("~1", "/", "~0", "~")
-
-// pointerTokens appends the unescaped tokens of JSON pointer p to dst.
-func pointerTokens(dst []string, p string) []string {
-	for p != "" {
-		p = p[1:] // the '/'
-		i := strings.IndexByte(p, '/')
-		if i < 0 {
-			i = len(p)
-		}
-		t := p[:i]
-		if strings.IndexByte(t, '~') >= 0 {
-			t = unescapeToken.Replace(t)
-		}
-		dst = append(dst, t)
-		p = p[i:]
-	}
-	return dst
-}
-
 // owns walks a fieldsV1 set along toks through obj (which resolves list
 // indexes to the keys fieldsV1 names elements by): true when the set
 // reaches the path, or owns a field on the way whole.
@@ -359,44 +298,45 @@ func owns(set fieldNode, toks []string, obj any) bool {
 }
 
 // elementSet finds the field set of list element i (value v) in node:
-// by index (i:N), by key fields (k:{...}) or by value (v:...).
+// by index (i:N), by key fields (k:{...}) or by value (v:...), compared as
+// JSON values (numbers exactly).
 func elementSet(node fieldNode, i int, v any) (fieldNode, bool) {
 	if c, ok := node.get("i:" + strconv.Itoa(i)); ok {
 		return c, true
 	}
-	var out fieldNode
-	node.each(func(k string, c fieldNode) bool {
+	decode := func(s string) (any, bool) {
+		var x any
+		dec := json.NewDecoder(strings.NewReader(s))
+		dec.UseNumber()
+		return x, dec.Decode(&x) == nil
+	}
+	it := members{raw: node.raw}
+	for it.next() {
 		switch {
-		case strings.HasPrefix(k, "k:"):
-			var keys map[string]any
-			dec := json.NewDecoder(strings.NewReader(k[2:]))
-			dec.UseNumber()
-			if dec.Decode(&keys) != nil {
-				return true
-			}
+		case strings.HasPrefix(it.key, "k:"):
+			keys, ok := decode(it.key[2:])
+			km, _ := keys.(map[string]any)
 			m, _ := v.(map[string]any)
-			if m == nil {
-				return true
+			if !ok || km == nil || m == nil {
+				continue
 			}
-			for f, want := range keys {
-				if !sameScalar(m[f], want) {
-					return true
+			match := true
+			for f, want := range km {
+				if !jsonpatch.Equal(m[f], want) {
+					match = false
+					break
 				}
 			}
-			out = c
-			return false
-		case strings.HasPrefix(k, "v:"):
-			var want any
-			dec := json.NewDecoder(strings.NewReader(k[2:]))
-			dec.UseNumber()
-			if dec.Decode(&want) == nil && sameScalar(v, want) {
-				out = c
-				return false
+			if match {
+				return fieldNode{raw: it.val, valid: true}, true
+			}
+		case strings.HasPrefix(it.key, "v:"):
+			if want, ok := decode(it.key[2:]); ok && jsonpatch.Equal(v, want) {
+				return fieldNode{raw: it.val, valid: true}, true
 			}
 		}
-		return true
-	})
-	return out, out.ok()
+	}
+	return fieldNode{}, false
 }
 
 // elements walks the elements of the JSON array raw: next moves to the
@@ -570,37 +510,4 @@ func valueEnd(s string, i int) int {
 		}
 	}
 	return -1
-}
-
-// sameScalar compares a cached JSON scalar with one decoded with
-// UseNumber.
-func sameScalar(have, want any) bool {
-	switch w := want.(type) {
-	case json.Number:
-		switch h := have.(type) {
-		case json.Number:
-			return h == w
-		case int64, int, float64:
-			return fmt.Sprint(h) == w.String() || numberValue(h) == numberValue(w)
-		}
-		return false
-	case string, bool, nil:
-		return have == want
-	}
-	return false
-}
-
-func numberValue(v any) float64 {
-	switch n := v.(type) {
-	case int64:
-		return float64(n)
-	case int:
-		return float64(n)
-	case float64:
-		return n
-	case json.Number:
-		f, _ := n.Float64()
-		return f
-	}
-	return 0
 }

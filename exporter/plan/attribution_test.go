@@ -32,7 +32,6 @@ func deployment(t *testing.T, rv string, replicas int64, image string, labels ma
 	obj := map[string]any{"apiVersion": "apps/v1", "kind": "Deployment", "metadata": md,
 		"spec": map[string]any{"replicas": replicas, "template": map[string]any{"spec": map[string]any{
 			"containers": []any{map[string]any{"name": "app", "image": image}, map[string]any{"name": "sidecar", "image": "proxy:1"}}}}}}
-	CompactManagedFields(obj)
 	return obj
 }
 
@@ -113,10 +112,10 @@ func TestChangedByNamesTheManagersThatWroteTheChangedPaths(t *testing.T) {
 			if len(ops) == 0 {
 				t.Fatal("the case changes nothing")
 			}
-			// managedFields decoded (a list page) and as their text (a
-			// watch event decoded with ManagedFieldsRaw) give the same
-			// answer.
-			for form, objs := range map[string][2]map[string]any{"decoded": {tc.prev, tc.cur}, "text": {rawForm(t, tc.prev), rawForm(t, tc.cur)}} {
+			// managedFields of a list page (decoded, turned into text by
+			// the transform) and of a watch event (text as it came, with
+			// apiVersion and fieldsType) give the same answer.
+			for form, objs := range map[string][2]map[string]any{"list page": {listForm(tc.prev), listForm(tc.cur)}, "watch event": {rawForm(t, tc.prev), rawForm(t, tc.cur)}} {
 				got := ChangedBy(event.Modified, objs[0], objs[1], ops)
 				if tc.wantNoData {
 					if got != nil {
@@ -142,6 +141,7 @@ func prefixed(p string, ops []jsonpatch.Op) []jsonpatch.Op {
 func TestChangedByOfAnAdditionIsTheCreatorAndOfADeletionNobody(t *testing.T) {
 	cur := deployment(t, "3", 5, "app:1", map[string]any{"app": "web"},
 		entriesJSON(at(scaled, "2026-12-07T10:09:00Z"), createdByKubectl, at(statusWriter, "2026-12-07T10:01:00Z")))
+	cur = listForm(cur)
 	if got := managers(ChangedBy(event.Added, nil, cur, nil)); got != "kubectl-client-side-apply/Update" {
 		t.Errorf("added: %s, want the earliest writer", got)
 	}
@@ -160,7 +160,7 @@ func TestChangedByIgnoresMalformedManagedFields(t *testing.T) {
 			`{"f:spec":{"f:replicas":{},"f:template":{"f:spec":{"f:containers":{"k:{bad":{},"v:[":{}}}}}}`)},
 	}
 	ops := []jsonpatch.Op{{Op: "replace", Path: "/spec/replicas", Value: int64(3)}, {Op: "replace", Path: "/spec/template/spec/containers/0/image", Value: "x"}, {Op: "add", Path: "/spec/template/spec/containers/-", Value: "x"}, {Op: "replace", Path: "/spec/template/spec/containers/9/image", Value: "x"}}
-	got := ChangedBy(event.Modified, prev, cur, ops)
+	got := ChangedBy(event.Modified, listForm(prev), listForm(cur), ops)
 	if managers(got) != "m/Update" {
 		t.Errorf("ChangedBy = %s, want m/Update", managers(got))
 	}
@@ -172,6 +172,7 @@ func TestChangedByIgnoresMalformedManagedFields(t *testing.T) {
 func TestRenderAttributionAndNoManagedFieldsInData(t *testing.T) {
 	prev := deployment(t, "1", 2, "app:1", map[string]any{"app": "web"}, entriesJSON(createdByKubectl))
 	cur := deployment(t, "2", 5, "app:1", map[string]any{"app": "web"}, entriesJSON(createdByKubectl, at(scaled, "2026-12-07T10:05:00Z")))
+	prev, cur = listForm(prev), listForm(cur)
 	now := time.Date(2026, 12, 7, 10, 5, 1, 0, time.UTC)
 	for _, attr := range []string{"", config.AttributionManagers} {
 		r := testRule(t, config.Watch{Resource: "configmaps", Attribution: attr, OldObject: true})
@@ -238,4 +239,47 @@ func rawForm(t *testing.T, obj map[string]any) map[string]any {
 	out := WithoutManagedFields(obj)
 	out["metadata"].(map[string]any)["managedFields"] = string(b)
 	return out
+}
+
+// listForm is obj as the informer's transform leaves a list page's object
+// (ManagedFieldsText), obj itself untouched.
+func listForm(obj map[string]any) map[string]any {
+	list, ok := obj["metadata"].(map[string]any)["managedFields"].([]any)
+	if !ok {
+		return obj
+	}
+	out := WithoutManagedFields(obj)
+	entries := make([]any, len(list))
+	for i, e := range list {
+		if m, ok := e.(map[string]any); ok {
+			c := make(map[string]any, len(m))
+			for k, v := range m {
+				c[k] = v
+			}
+			e = c
+		}
+		entries[i] = e
+	}
+	out["metadata"].(map[string]any)["managedFields"] = entries
+	ManagedFieldsText(out)
+	return out
+}
+
+// A list item named by its key fields (k:{...}) matches only the element
+// whose values are equal as JSON numbers, exactly: 2^53+1 is not 2^53,
+// and an int64 and a key's decimal of one value are.
+func TestElementSetMatchesKeysExactlyBeyond2To53(t *testing.T) {
+	node := fieldNode{raw: `{"k:{\"containerPort\":9007199254740993,\"protocol\":\"TCP\"}":{"f:name":{}}}`, valid: true}
+	for _, tc := range []struct {
+		port int64
+		want bool
+	}{{9007199254740993, true}, {9007199254740992, false}} {
+		_, got := elementSet(node, 0, map[string]any{"containerPort": tc.port, "protocol": "TCP"})
+		if got != tc.want {
+			t.Errorf("port %d: matched %v, want %v", tc.port, got, tc.want)
+		}
+	}
+	if _, got := elementSet(node, 0, nil); got {
+		t.Error("a null element matched a keyed set")
+	}
 }
