@@ -8,6 +8,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/kubefeed/kubefeed/exporter/plan"
 	"github.com/kubefeed/kubefeed/exporter/state"
 )
 
@@ -187,8 +188,8 @@ func stale(cur *unstructured.Unstructured, last *state.Record) bool {
 	if cur == nil || last == nil || string(cur.GetUID()) != last.UID {
 		return false
 	}
-	have, want := parseRV(cur.GetResourceVersion()), max(parseRV(last.ResourceVersion), parseRV(sentRV(*last)))
-	return have != 0 && have < want
+	have := cur.GetResourceVersion()
+	return plan.NewerVersion(last.ResourceVersion, have) || plan.NewerVersion(sentRV(*last), have)
 }
 
 // waitForWatch tells whether it must wait for a warm scope's watch: while

@@ -67,7 +67,7 @@ func decide(last *state.Record, cur *unstructured.Unstructured, tomb *Tombstone)
 // at that version (sentState), unless the final state is newer.
 func deleted(last state.Record, tomb *Tombstone) Change {
 	sent := sentAhead(last)
-	if tomb != nil && string(tomb.Obj.GetUID()) == last.UID && (sent == nil || !newerVersion(sent.ResourceVersion, tomb.Obj.GetResourceVersion())) {
+	if tomb != nil && string(tomb.Obj.GetUID()) == last.UID && (sent == nil || !NewerVersion(sent.ResourceVersion, tomb.Obj.GetResourceVersion())) {
 		return Change{Kind: event.Deleted, Obj: tomb.Obj, recovered: tomb.Recovered, rule: last.Rule}
 	}
 	obj := last.Object

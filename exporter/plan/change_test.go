@@ -206,8 +206,8 @@ func TestNewerVersion(t *testing.T) {
 		{"012", "11", false}, // not as the API server writes them: unknown
 		{"x2", "1", false},
 	} {
-		if got := newerVersion(c.a, c.b); got != c.want {
-			t.Errorf("newerVersion(%q, %q) = %v, want %v", c.a, c.b, got, c.want)
+		if got := NewerVersion(c.a, c.b); got != c.want {
+			t.Errorf("NewerVersion(%q, %q) = %v, want %v", c.a, c.b, got, c.want)
 		}
 	}
 }

@@ -93,10 +93,10 @@ func decodedNumbers(v any) any {
 	return v
 }
 
-// newerVersion reports whether resourceVersion a is newer than b. Both
+// NewerVersion reports whether resourceVersion a is newer than b. Both
 // are opaque to clients, but the API server writes them as decimal
 // integers (etcd revisions); when either is not one, a is not newer.
-func newerVersion(a, b string) bool {
+func NewerVersion(a, b string) bool {
 	if !decimal(a) || !decimal(b) {
 		return false
 	}
