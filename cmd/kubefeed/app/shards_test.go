@@ -344,19 +344,7 @@ func (l *spanLog) covered() (bool, string) {
 func TestShardSetsOfDifferentShardCountsCoverEveryRangeOnce(t *testing.T) {
 	cs := fake.NewSimpleClientset()
 	l := &spanLog{t: t, running: map[string][]*shard.Span{}}
-	start := func(id string, n int) func() error {
-		le := config.LeaderElection{Enabled: true, Namespace: "kf", Name: "kubefeed"}
-		// Whole seconds: a Lease records its duration in seconds.
-		le.LeaseDuration.Duration, le.RenewDeadline.Duration, le.RetryPeriod.Duration = 2*time.Second, 1500*time.Millisecond, 200*time.Millisecond
-		log := zaptest.NewLogger(t).Named(id)
-		ss := &shardSet{n: n, log: log, held: prometheus.NewGauge(prometheus.GaugeOpts{Name: "h"}), pipeline: l.pipeline(id),
-			lo:      leadOptions{Client: cs, Election: le, Identity: id, StopTimeout: 5 * time.Second, Log: log},
-			members: &members{client: cs, namespace: "kf", name: "kubefeed-members", identity: id, live: le.LeaseDuration.Duration, now: time.Now}}
-		ctx, cancel := context.WithCancel(context.Background())
-		done := make(chan error, 1)
-		go func() { done <- ss.run(ctx) }()
-		return func() error { cancel(); return <-done }
-	}
+	start := func(id string, n int) func() error { return runShardSet(t, cs, id, n, l.pipeline(id)) }
 	stopOld := start("old-4", 4)
 	defer func() { _ = stopOld() }()
 	waitUntil(t, 20*time.Second, "the old replica to run its four shards", func() bool { ok, _ := l.covered(); return ok })
@@ -437,18 +425,7 @@ func (l *drainLog) pipeline(id string) func(sp *shard.Span) leaderPipeline {
 func TestShardSetsOfANewCountWaitForTheOldCountsDrainsBeforeStarting(t *testing.T) {
 	cs := fake.NewSimpleClientset()
 	l := &drainLog{spanLog: spanLog{t: t, running: map[string][]*shard.Span{}}, drain: map[string]time.Duration{"old-4": 1500 * time.Millisecond}}
-	start := func(id string, n int) func() error {
-		le := config.LeaderElection{Enabled: true, Namespace: "kf", Name: "kubefeed"}
-		le.LeaseDuration.Duration, le.RenewDeadline.Duration, le.RetryPeriod.Duration = 2*time.Second, 1500*time.Millisecond, 200*time.Millisecond
-		log := zaptest.NewLogger(t).Named(id)
-		ss := &shardSet{n: n, log: log, held: prometheus.NewGauge(prometheus.GaugeOpts{Name: "h"}), pipeline: l.pipeline(id),
-			lo:      leadOptions{Client: cs, Election: le, Identity: id, StopTimeout: 5 * time.Second, Log: log},
-			members: &members{client: cs, namespace: "kf", name: "kubefeed-members", identity: id, live: le.LeaseDuration.Duration, now: time.Now}}
-		ctx, cancel := context.WithCancel(context.Background())
-		done := make(chan error, 1)
-		go func() { done <- ss.run(ctx) }()
-		return func() error { cancel(); return <-done }
-	}
+	start := func(id string, n int) func() error { return runShardSet(t, cs, id, n, l.pipeline(id)) }
 	stopOld := start("old-4", 4)
 	defer func() { _ = stopOld() }()
 	waitUntil(t, 20*time.Second, "the old replica to run its four shards", func() bool { ok, _ := l.covered(); return ok })
@@ -459,4 +436,20 @@ func TestShardSetsOfANewCountWaitForTheOldCountsDrainsBeforeStarting(t *testing.
 		defer l.mu.Unlock()
 		return len(l.running["new-8"]) == 8
 	})
+}
+
+// runShardSet runs replica id's shardSet of n shards on cs with Lease
+// timings of whole seconds (a Lease records its duration in seconds), and
+// returns its stop.
+func runShardSet(t *testing.T, cs *fake.Clientset, id string, n int, pipeline func(*shard.Span) leaderPipeline) func() error {
+	le := config.LeaderElection{Enabled: true, Namespace: "kf", Name: "kubefeed"}
+	le.LeaseDuration.Duration, le.RenewDeadline.Duration, le.RetryPeriod.Duration = 2*time.Second, 1500*time.Millisecond, 200*time.Millisecond
+	log := zaptest.NewLogger(t).Named(id)
+	ss := &shardSet{n: n, log: log, held: prometheus.NewGauge(prometheus.GaugeOpts{Name: "h"}), pipeline: pipeline,
+		lo:      leadOptions{Client: cs, Election: le, Identity: id, StopTimeout: 5 * time.Second, Log: log},
+		members: &members{client: cs, namespace: "kf", name: "kubefeed-members", identity: id, live: le.LeaseDuration.Duration, now: time.Now}}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- ss.run(ctx) }()
+	return func() error { cancel(); return <-done }
 }
