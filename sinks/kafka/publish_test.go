@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -166,5 +167,61 @@ func TestRequestFailingDuringHandOverKeepsPublishOrder(t *testing.T) {
 		if uid := sinktest.Event(o, 1).UID; last[uid] != versions {
 			t.Errorf("%s ends at version %d, want %d", uid, last[uid], versions)
 		}
+	}
+}
+
+// A deletion's tombstone whose produce request fails after the deletion
+// was written fails the publish; sent again, the key's records end with
+// the tombstone, and none comes before the deletion.
+func TestTombstoneFailingAfterItsDeletionIsSentAgainInOrder(t *testing.T) {
+	kc := kafkatest.StartT(t, kafkatest.Options{})
+	cfg := sinkConfig(kc.Addr())
+	cfg.Tombstones = true
+	s := newSink(t, cfg)
+	del := sinktest.Event(1, 8)
+	del.Type, del.ID = event.Deleted.Type(), event.ID(del.UID, "8", event.Deleted)
+	// The second produce request (the tombstone, chained after the
+	// deletion's ack) is answered with an error, once.
+	var n atomic.Int32
+	c := kc.Kfake()
+	c.ControlKey(int16(kmsg.Produce), func(r kmsg.Request) (kmsg.Response, error, bool) {
+		c.KeepControl()
+		if n.Add(1) != 2 {
+			return nil, nil, false
+		}
+		req := r.(*kmsg.ProduceRequest)
+		resp := req.ResponseKind().(*kmsg.ProduceResponse)
+		for _, rt := range req.Topics {
+			st := kmsg.NewProduceResponseTopic()
+			st.Topic = rt.Topic
+			for _, rp := range rt.Partitions {
+				sp := kmsg.NewProduceResponseTopicPartition()
+				sp.Partition, sp.ErrorCode = rp.Partition, kerr.UnknownServerError.Code
+				st.Partitions = append(st.Partitions, sp)
+			}
+			resp.Topics = append(resp.Topics, st)
+		}
+		return resp, nil, true
+	})
+	var failures sync.Map
+	if err := sendUntilAcked(s, &failures, del); err != nil {
+		t.Fatal(err)
+	}
+	if _, failed := failures.Load(del.ID); !failed || n.Load() < 3 {
+		t.Fatalf("the tombstone's request did not fail (%d produce requests): the test tested nothing", n.Load())
+	}
+	var seq []string
+	for _, r := range records(t, kc.Addr(), "kubefeed") {
+		if string(r.Key) != del.UID {
+			continue
+		}
+		if r.Value == nil {
+			seq = append(seq, "tombstone")
+		} else {
+			seq = append(seq, "deleted")
+		}
+	}
+	if len(seq) < 2 || seq[0] != "deleted" || seq[len(seq)-1] != "tombstone" {
+		t.Errorf("records of the uid: %v, want the deletion first and the tombstone last", seq)
 	}
 }
