@@ -254,4 +254,21 @@ func TestShardingTurnedOnKeepsTheFeedComplete(t *testing.T) {
 	if seeded := strings.Count(c.logs.String()+d.logs.String(), `"from": "6 shards"`); seeded != 4 {
 		t.Errorf("%d of 4 shards started from the checkpoints of 6 shards, want 4", seeded)
 	}
+
+	// Sharding turned off again: the unsharded checkpoint, written before
+	// the shards ran, starts from theirs (4 shards, flushed last).
+	for _, r := range []*shardReplica{c, d} {
+		if code := r.term(30 * time.Second); code != 0 {
+			t.Fatalf("%s exit code after SIGTERM: %d", r.name, code)
+		}
+	}
+	down = e.startLoad(t, 30)
+	time.Sleep(time.Second)
+	ops += down.finish(t)
+	again := startKubefeed(t, plain)
+	again.waitLogContains(t, "caches synced; delivering")
+	e.checkShardedFeed(t, ops, false)
+	if !strings.Contains(again.logs.String(), "unsharded checkpoint started from the shards' layout") {
+		t.Errorf("the unsharded leader did not start from the shards' checkpoints:\n%s", again.logs.String())
+	}
 }
