@@ -14,7 +14,8 @@ import (
 
 // The envelope encoder writes exactly what encoding/json writes for an
 // Event (struct fields in order, omitempty, map keys sorted, no HTML
-// escaping), without reflection for the types decoded JSON is made of:
+// escaping) plus the partitionkey extension before data, without
+// reflection for the types decoded JSON is made of:
 // maps, slices, strings, numbers, booleans and null. Anything else goes
 // through encoding/json. Patch operations are written in place instead of
 // through jsonpatch.Op.MarshalJSON, whose output encoding/json would parse and
@@ -22,8 +23,9 @@ import (
 
 // encoder holds the scratch space of one encoding.
 type encoder struct {
-	b    []byte
-	keys []string // a stack of map keys being written, one window per map
+	b     []byte
+	keys  []string // a stack of map keys being written, one window per map
+	types Types    // the naming of the type attribute
 }
 
 var encoders = sync.Pool{New: func() any { return &encoder{b: make([]byte, 0, 4096), keys: make([]string, 0, 64)} }}
@@ -32,6 +34,7 @@ var encoders = sync.Pool{New: func() any { return &encoder{b: make([]byte, 0, 40
 func appendEvent(e *Event) ([]byte, error) {
 	enc := encoders.Get().(*encoder)
 	enc.b = enc.b[:0]
+	enc.types = KubefeedTypes
 	err := enc.event(e)
 	out := bytes.Clone(enc.b)
 	if cap(enc.b) <= 1<<20 {
@@ -49,7 +52,7 @@ func (enc *encoder) event(e *Event) error {
 	enc.field('{', "specversion", e.SpecVersion)
 	enc.field(',', "id", e.ID)
 	enc.field(',', "source", e.Source)
-	enc.field(',', "type", e.Type)
+	enc.field(',', "type", enc.types.Of(e))
 	enc.optional("subject", e.Subject)
 	// AppendText writes what MarshalJSON quotes (strict RFC 3339, the same
 	// year range error) without a buffer of its own.
@@ -74,6 +77,7 @@ func (enc *encoder) event(e *Event) error {
 	enc.optional("uid", e.UID)
 	enc.optional("resourceversion", e.ResourceVersion)
 	enc.optional("changedby", e.ChangedBy)
+	enc.optional("partitionkey", e.PartitionKey())
 	enc.b = append(enc.b, `,"data":`...)
 	if d, ok := e.Data.(*ChangeData); ok {
 		if err := enc.changeData(d); err != nil {

@@ -13,13 +13,27 @@ import (
 	"github.com/kubefeed/kubefeed/jsonpatch"
 )
 
+// withKey is an Event as encoding/json writes it with the partitionkey
+// extension before data: the fields of the embedded Event come first,
+// and Data here hides the embedded one.
+type withKey struct {
+	Event
+	PartitionKey string `json:"partitionkey,omitempty"`
+	Data         any    `json:"data"`
+}
+
 // reflectMarshal is what Marshal wrote before encode.go: encoding/json
-// without HTML escaping. Marshal must write the same bytes.
+// without HTML escaping, plus the partitionkey extension. Marshal must
+// write the same bytes.
 func reflectMarshal(e *Event) ([]byte, error) {
 	var b bytes.Buffer
 	enc := json.NewEncoder(&b)
 	enc.SetEscapeHTML(false)
-	if err := enc.Encode(e); err != nil {
+	var v any = e
+	if e != nil {
+		v = withKey{Event: *e, PartitionKey: e.PartitionKey(), Data: e.Data}
+	}
+	if err := enc.Encode(v); err != nil {
 		return nil, err
 	}
 	return bytes.TrimSuffix(b.Bytes(), []byte("\n")), nil

@@ -164,8 +164,9 @@ func (e *Event) Change() Change {
 
 // Marshal encodes the event in structured mode (one JSON object), without
 // escaping <, > and & (values such as "<redacted>" stay readable). The
-// bytes are those encoding/json writes, produced without reflection for
-// decoded JSON values (encode.go).
+// bytes are those encoding/json writes, with the partitionkey extension
+// (PartitionKey) before data, produced without reflection for decoded
+// JSON values (encode.go).
 func Marshal(e *Event) ([]byte, error) {
 	b, err := appendEvent(e)
 	if err != nil {
@@ -178,9 +179,15 @@ func Marshal(e *Event) ([]byte, error) {
 // that reuses its buffers encodes without allocating. On error, dst is
 // returned as it was.
 func AppendMarshal(dst []byte, e *Event) ([]byte, error) {
+	return AppendMarshalAs(dst, e, KubefeedTypes)
+}
+
+// AppendMarshalAs is AppendMarshal with the type named by types.
+func AppendMarshalAs(dst []byte, e *Event, types Types) ([]byte, error) {
 	enc := encoders.Get().(*encoder)
 	own := enc.b
 	enc.b = dst
+	enc.types = types
 	err := enc.event(e)
 	out := enc.b
 	enc.b = own
