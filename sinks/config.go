@@ -69,6 +69,15 @@ func ValidateMode(mode string) []Problem {
 	return nil
 }
 
+// ValidateTypes checks a naming of types (a block's "types"): "" (the
+// default), TypesKubefeed or TypesKnative.
+func ValidateTypes(types string) []Problem {
+	if types != "" && types != TypesKubefeed && types != TypesKnative {
+		return []Problem{{Msg: fmt.Sprintf("must be %s or %s, got %q", TypesKubefeed, TypesKnative, types)}}
+	}
+	return nil
+}
+
 // Duration is a time.Duration written as "30s", "10m".
 type Duration struct{ time.Duration }
 

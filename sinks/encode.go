@@ -45,6 +45,29 @@ func (e Encoded) Size() int {
 	return n
 }
 
+// Format is how a sink writes events: the content mode and the naming
+// of their types (a block's "mode" and "types").
+type Format struct {
+	// Mode: ModeStructured ("" too) or ModeBinary.
+	Mode string
+	// Types: TypesKubefeed ("" too) or TypesKnative.
+	Types string
+}
+
+// Namings of the type attribute (a block's "types").
+const (
+	TypesKubefeed = "kubefeed" // io.kubefeed.resource.added, …
+	TypesKnative  = "knative"  // ApiServerSource's dev.knative.apiserver.resource.add, …
+)
+
+// EventTypes is the event package's naming for a block's types.
+func (f Format) EventTypes() event.Types {
+	if f.Types == TypesKnative {
+		return event.KnativeTypes
+	}
+	return event.KubefeedTypes
+}
+
 // Encode encodes an event in mode. When limit > 0 and the event is larger,
 // it applies the documented policy: drop data.oldObject, then reduce
 // data.object to its identity (the patch stays); when even that does not
@@ -59,11 +82,18 @@ func Encode(e *event.Event, mode string, limit int) (Encoded, error) {
 // buf's storage, so buf must not be reused while Body is in use. A nil
 // buf is Encode: Body is then the caller's own.
 func EncodeInto(buf []byte, e *event.Event, mode string, limit int) (Encoded, error) {
+	return EncodeAs(buf, e, Format{Mode: mode}, limit)
+}
+
+// EncodeAs is EncodeInto in format f: with f.Types knative, the type on
+// the wire is ApiServerSource's (the event keeps its own).
+func EncodeAs(buf []byte, e *event.Event, f Format, limit int) (Encoded, error) {
+	mode, types := f.Mode, f.EventTypes()
 	one := func(e *event.Event, mode string) (Encoded, error) {
 		if buf == nil || mode == ModeBinary {
-			return encode(e, mode)
+			return encode(e, mode, types)
 		}
-		b, err := event.AppendMarshal(buf[:0], e)
+		b, err := event.AppendMarshalAs(buf[:0], e, types)
 		if err != nil {
 			return Encoded{}, fmt.Errorf("encode event %s: %w", e.ID, err)
 		}
@@ -127,9 +157,9 @@ func identity(obj map[string]any) map[string]any {
 	return out
 }
 
-func encode(e *event.Event, mode string) (Encoded, error) {
+func encode(e *event.Event, mode string, types event.Types) (Encoded, error) {
 	if mode != ModeBinary {
-		b, err := event.Marshal(e)
+		b, err := event.AppendMarshalAs(nil, e, types)
 		if err != nil {
 			return Encoded{}, fmt.Errorf("encode event %s: %w", e.ID, err)
 		}
@@ -139,24 +169,24 @@ func encode(e *event.Event, mode string) (Encoded, error) {
 	if err != nil {
 		return Encoded{}, fmt.Errorf("encode event %s: %w", e.ID, err)
 	}
-	return Encoded{Event: e, Body: b, Headers: binaryHeaders(e)}, nil
+	return Encoded{Event: e, Body: b, Headers: binaryHeaders(e, types)}, nil
 }
 
 // binaryHeaders are the CloudEvents binary-mode attributes (ce-*) and the
 // content type.
-func binaryHeaders(e *event.Event) [][2]string {
+func binaryHeaders(e *event.Event, types event.Types) [][2]string {
 	h := [][2]string{
 		{"ce-specversion", e.SpecVersion},
 		{"ce-id", e.ID},
 		{"ce-source", e.Source},
-		{"ce-type", e.Type},
+		{"ce-type", types.Of(e)},
 		{"ce-time", e.Time.UTC().Format(time.RFC3339Nano)},
 		{"Content-Type", e.DataContentType},
 	}
 	for _, kv := range [][2]string{
 		{"ce-subject", e.Subject}, {"ce-cluster", e.Cluster}, {"ce-apiversion", e.APIVersion}, {"ce-kind", e.Kind},
 		{"ce-resource", e.Resource}, {"ce-namespace", e.Namespace}, {"ce-name", e.Name}, {"ce-uid", e.UID},
-		{"ce-resourceversion", e.ResourceVersion}, {"ce-changedby", e.ChangedBy},
+		{"ce-resourceversion", e.ResourceVersion}, {"ce-changedby", e.ChangedBy}, {"ce-partitionkey", e.PartitionKey()},
 	} {
 		if kv[1] != "" {
 			h = append(h, kv)

@@ -20,6 +20,9 @@ type Config struct {
 	Subject string `yaml:"subject"`
 	// Mode: structured (default) or binary.
 	Mode string `yaml:"mode"`
+	// Types: kubefeed (default) or knative, Knative ApiServerSource's
+	// type names for added, modified and deleted (README, Knative).
+	Types string `yaml:"types"`
 	// MaxPending bounds the publishes awaiting an ack (default
 	// 4096: defaultMaxPending).
 	MaxPending int `yaml:"maxPending"`
@@ -67,6 +70,7 @@ func (c *Config) Validate() []sinks.Problem {
 		}
 	}
 	ps.Nest("mode", sinks.ValidateMode(c.Mode))
+	ps.Nest("types", sinks.ValidateTypes(c.Types))
 	if c.Stream == "" || strings.ContainsAny(c.Stream, ". *>") {
 		ps.AtKey("", "stream must be a stream name without '.', ' ', '*' or '>' (got %q)", c.Stream)
 	}
@@ -93,3 +97,6 @@ func (c *Config) Validate() []sinks.Problem {
 	}
 	return ps
 }
+
+// format is how the sink writes events: mode and types.
+func (c *Config) format() sinks.Format { return sinks.Format{Mode: c.Mode, Types: c.Types} }

@@ -142,7 +142,7 @@ func (s *Sink) encode(events []*event.Event) ([]outMsg, error) {
 	out := make([]outMsg, 0, len(events))
 	for _, e := range events {
 		bp := takeBody()
-		enc, err := sinks.EncodeInto(*bp, e, s.opts.Config.Mode, limit)
+		enc, err := sinks.EncodeAs(*bp, e, s.opts.Config.format(), limit)
 		subject := s.subject.Render(e)
 		if errors.Is(err, sinks.ErrTooLarge) {
 			if s.opts.Config.DeadLetterSubject == "" {
@@ -151,7 +151,7 @@ func (s *Sink) encode(events []*event.Event) ([]outMsg, error) {
 				return out, sinks.Permanent(fmt.Errorf("event %s: %w; no deadLetterSubject configured", e.ID, err))
 			}
 			s.log.Warn("event too large; sending a stub to the dead-letter subject", zap.String("id", e.ID), zap.Error(err))
-			if enc, err = sinks.EncodeInto(*bp, sinks.Truncate(e, sinks.TruncatedAll), s.opts.Config.Mode, limit); err != nil {
+			if enc, err = sinks.EncodeAs(*bp, sinks.Truncate(e, sinks.TruncatedAll), s.opts.Config.format(), limit); err != nil {
 				putBody(bp)
 				return out, sinks.Permanent(err)
 			}

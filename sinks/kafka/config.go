@@ -22,6 +22,9 @@ type Config struct {
 	Topic string `yaml:"topic"`
 	// Mode: structured (default) or binary (ce_* headers, data as value).
 	Mode string `yaml:"mode"`
+	// Types: kubefeed (default) or knative, Knative ApiServerSource's
+	// type names for added, modified and deleted (README, Knative).
+	Types string `yaml:"types"`
 	// ClientID the brokers see (default kubefeed).
 	ClientID string     `yaml:"clientID"`
 	SASL     *SASL      `yaml:"sasl"`
@@ -123,6 +126,7 @@ func (c *Config) Validate() []sinks.Problem {
 		ps.At("topic", "%v", err)
 	}
 	ps.Nest("mode", sinks.ValidateMode(c.Mode))
+	ps.Nest("types", sinks.ValidateTypes(c.Types))
 	if c.Acks != acksAll && c.Acks != acksLeader {
 		ps.At("acks", "must be all or leader, got %q", c.Acks)
 	}
@@ -222,3 +226,6 @@ func checkTopicName(t string) error {
 	}
 	return nil
 }
+
+// format is how the sink writes events: mode and types.
+func (c *Config) format() sinks.Format { return sinks.Format{Mode: c.Mode, Types: c.Types} }

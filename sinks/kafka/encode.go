@@ -60,7 +60,7 @@ func (s *Sink) records(ctx context.Context, e *event.Event, t *tally) ([]*kgo.Re
 	if err != nil {
 		return nil, sinks.Permanent(fmt.Errorf("event %s: %w", e.ID, err))
 	}
-	enc, err := sinks.Encode(e, c.Mode, s.limit)
+	enc, err := sinks.EncodeAs(nil, e, c.format(), s.limit)
 	var tooLarge error // why the event goes to the dead-letter topic
 	switch {
 	case errors.Is(err, sinks.ErrTooLarge):
@@ -69,7 +69,7 @@ func (s *Sink) records(ctx context.Context, e *event.Event, t *tally) ([]*kgo.Re
 			return nil, sinks.Permanent(fmt.Errorf("event %s: %w; no deadLetterTopic configured", e.ID, err))
 		}
 		tooLarge = err
-		if enc, err = sinks.Encode(sinks.Truncate(e, sinks.TruncatedAll), c.Mode, s.limit); err != nil {
+		if enc, err = sinks.EncodeAs(nil, sinks.Truncate(e, sinks.TruncatedAll), c.format(), s.limit); err != nil {
 			return nil, sinks.Permanent(fmt.Errorf("event %s: %w", e.ID, err))
 		}
 		topic = c.DeadLetterTopic

@@ -17,13 +17,10 @@ const (
 )
 
 // record builds the record of one encoded event for topic, keyed by the
-// object's uid (the event id when there is none).
+// event's partitionkey extension: the object's uid (the event id when
+// there is none), as the CloudEvents Kafka binding maps it.
 func record(topic string, enc sinks.Encoded) *kgo.Record {
-	key := enc.Event.UID
-	if key == "" {
-		key = enc.Event.ID
-	}
-	return &kgo.Record{Topic: topic, Key: []byte(key), Value: enc.Body, Headers: headers(enc)}
+	return &kgo.Record{Topic: topic, Key: []byte(enc.Event.PartitionKey()), Value: enc.Body, Headers: headers(enc)}
 }
 
 // tombstone is the null-value record of uid that follows its deletion

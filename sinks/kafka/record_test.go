@@ -43,6 +43,10 @@ func TestKeyIsTheUIDAndOneObjectStaysOnOnePartition(t *testing.T) {
 		if string(r.Key) != e.UID {
 			t.Errorf("record %s: key %q, want the uid %q", e.ID, r.Key, e.UID)
 		}
+		var ext struct{ PartitionKey string }
+		if err := json.Unmarshal(r.Value, &ext); err != nil || ext.PartitionKey != string(r.Key) {
+			t.Errorf("record %s: partitionkey %q, want the record key %q", e.ID, ext.PartitionKey, r.Key)
+		}
 		if want := kafkaPartition.Partition(&kgo.Record{Key: r.Key}, 6); int(r.Partition) != want {
 			t.Errorf("uid %s on partition %d, Kafka's partitioner says %d", e.UID, r.Partition, want)
 		}
@@ -97,6 +101,7 @@ func TestBinaryModeFollowsTheKafkaBinding(t *testing.T) {
 		"ce_time": "2026-11-28T15:04:05.123456Z", "content-type": "application/json",
 		"ce_cluster": "test", "ce_apiversion": "example.com/v1", "ce_kind": "Widget", "ce_resource": "widgets",
 		"ce_namespace": "ns", "ce_name": "obj-1", "ce_uid": "uid-1", "ce_resourceversion": "7",
+		"ce_partitionkey": "uid-1",
 	}
 	for k, v := range want {
 		if got, n := header(r, k); got != v || n != 1 {

@@ -13,6 +13,9 @@ type Config struct {
 	Subject string `yaml:"subject"`
 	// Mode: structured (default) or binary.
 	Mode string `yaml:"mode"`
+	// Types: kubefeed (default) or knative, Knative ApiServerSource's
+	// type names for added, modified and deleted (README, Knative).
+	Types string `yaml:"types"`
 }
 
 // SetDefaults fills in the documented defaults.
@@ -34,5 +37,9 @@ func (c *Config) Validate() []sinks.Problem {
 		}
 	}
 	ps.Nest("mode", sinks.ValidateMode(c.Mode))
+	ps.Nest("types", sinks.ValidateTypes(c.Types))
 	return ps
 }
+
+// format is how the sink writes events: mode and types.
+func (c *Config) format() sinks.Format { return sinks.Format{Mode: c.Mode, Types: c.Types} }

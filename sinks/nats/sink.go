@@ -113,7 +113,7 @@ func (s *sink) write(entries []sinks.GroupEntry) []error {
 func (s *sink) publish(events []*event.Event) error {
 	limit := int(s.nc.MaxPayload())
 	for _, e := range events {
-		enc, err := sinks.Encode(e, s.opts.Config.Mode, limit)
+		enc, err := sinks.EncodeAs(nil, e, s.opts.Config.format(), limit)
 		if err != nil {
 			return sinks.Permanent(err)
 		}

@@ -24,6 +24,9 @@ type Config struct {
 	URL string `yaml:"url"`
 	// Mode: structured (default) or binary.
 	Mode string `yaml:"mode"`
+	// Types: kubefeed (default) or knative, Knative ApiServerSource's
+	// type names for added, modified and deleted (README, Knative).
+	Types string `yaml:"types"`
 	// Headers added to every request.
 	Headers map[string]string `yaml:"headers"`
 	// HeaderFiles: header name -> file whose content is the value.
@@ -79,6 +82,7 @@ func (c *Config) Validate() []sinks.Problem {
 		ps.At("url", "must be an http or https URL")
 	}
 	ps.Nest("mode", sinks.ValidateMode(c.Mode))
+	ps.Nest("types", sinks.ValidateTypes(c.Types))
 	if c.Batch < 0 {
 		ps.At("batch", "must not be negative")
 	}
@@ -116,3 +120,6 @@ func (c *Config) Validate() []sinks.Problem {
 	}
 	return ps
 }
+
+// format is how the sink writes events: mode and types.
+func (c *Config) format() sinks.Format { return sinks.Format{Mode: c.Mode, Types: c.Types} }

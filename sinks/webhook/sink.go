@@ -3,7 +3,6 @@ package webhook
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -134,7 +133,7 @@ func (s *sink) Send(ctx context.Context, events []*event.Event) error {
 // postEach posts one request per event, in order.
 func (s *sink) postEach(ctx context.Context, events []*event.Event) error {
 	for _, e := range events {
-		enc, err := sinks.Encode(e, s.cfg.Mode, 0)
+		enc, err := sinks.EncodeAs(nil, e, s.cfg.format(), 0)
 		if err != nil {
 			return sinks.Permanent(err)
 		}
@@ -153,10 +152,20 @@ func (s *sink) postEach(ctx context.Context, events []*event.Event) error {
 }
 
 func (s *sink) postBatch(ctx context.Context, events []*event.Event) error {
-	body, err := json.Marshal(events)
-	if err != nil {
-		return sinks.Permanent(fmt.Errorf("encode batch: %w", err))
+	// Each event as structured mode writes it (extensions and types
+	// included), in a JSON array.
+	body := []byte{'['}
+	types := s.cfg.format().EventTypes()
+	for i, e := range events {
+		if i > 0 {
+			body = append(body, ',')
+		}
+		var err error
+		if body, err = event.AppendMarshalAs(body, e, types); err != nil {
+			return sinks.Permanent(fmt.Errorf("encode batch: event %s: %w", e.ID, err))
+		}
 	}
+	body = append(body, ']')
 	hdr := s.headers.Clone()
 	hdr.Set("Content-Type", ContentTypeBatch)
 	return s.post(ctx, body, hdr)
