@@ -60,6 +60,16 @@
 // kubefeed publishes. On a JetStream cluster, a fetch that finds no
 // responder (the consumer it just created is not yet known where the
 // client is connected) is tried again. Both CloudEvents modes are understood: structured (the
-// event is the body) and binary (ce-* headers, data as body). For Kafka or
-// files, decode each record with Decode or DecodeBinary and call Apply.
+// event is the body) and binary (ce-* headers, data as body).
+//
+// # Reading a Kafka topic
+//
+// ReadKafka reads every partition of the topics (franz-go), from the log
+// start or from where an earlier read ended, up to the high watermarks the
+// partitions had when the read began, so it terminates too. Partitions
+// interleave; kubefeed keys records by uid, so one object's events keep
+// their order, and incarnations across partitions are sorted out by the
+// rules above. Both modes of the CloudEvents Kafka binding are understood
+// (structured; binary with ce_* headers); null values (tombstones) change
+// nothing. For files, decode each line with Decode and call Apply.
 package consumer
