@@ -222,6 +222,8 @@ func TestChartRejectsBadValues(t *testing.T) {
 		{[]string{"--set", "networkPolicy.egress.sinks[0].cidr=10.0.0.0/8", "--set", "networkPolicy.egress.sinks[0].ports[0].port=53", "--set", "networkPolicy.egress.sinks[0].ports[0].protocol=ICMP"}, "protocol"},
 		{[]string{"--set", "networkPolicy.enabled=true", "--set", "networkPolicy.egress.sinks[0].cidr=10.0.0.0/8", "--set", "networkPolicy.egress.sinks[0].podSelector.matchLabels.app=x"}, "networkPolicy.egress.sinks[0]: give either cidr or"},
 		{[]string{"--set", "networkPolicy.metricsFrom[0].pod.app=x"}, "'pod' not allowed"},
+		{[]string{"--set-json", `config.sinks=[{"name":"kn","webhook":{"url":"http://x","types":"ApiServerSource"}}]`}, "/config/sinks/0/webhook/types"},
+		{[]string{"--set-json", `config.sinks=[{"name":"kn","kafka":{"brokers":["k:9092"],"types":"Knative"}}]`}, "/config/sinks/0/kafka/types"},
 	} {
 		out, err := helm(t, append([]string{"template", "t", chartDir}, tc.set...)...)
 		if err == nil || !strings.Contains(out, tc.want) {
