@@ -24,32 +24,11 @@ const recordOverhead = 512
 // partition of a large topic): it is handed over alone.
 const maxPublishRecords = 10000
 
-// clientOptions turns the config into kgo options. Secrets are read here,
-// once, at start.
-func clientOptions(c Config, window int, log *zap.Logger) ([]kgo.Opt, error) {
-	opts := []kgo.Opt{
-		kgo.SeedBrokers(c.Brokers...),
-		kgo.ClientID(c.ClientID),
-		kgo.ProducerBatchMaxBytes(int32(c.MaxMessageBytes)),
-		kgo.RecordPartitioner(partitioner{}),
-		kgo.RecordDeliveryTimeout(deliveryTimeout),
-		// A key is done only when its records are acknowledged, and
-		// lingering for more records (franz-go waits 10ms by default)
-		// delays every ack by that much. Records produced while a request
-		// is in flight are still batched together, which is where the
-		// window's throughput comes from.
-		kgo.ProducerLinger(0),
-		// The window bounds what kgo buffers (maxInFlight records, or one
-		// publish larger than that); kgo's own bound is only a backstop,
-		// with room for such a publish.
-		kgo.MaxBufferedRecords(window + maxPublishRecords),
-		kgo.WithLogger(kgoLogger{log}),
-	}
-	if c.Acks == acksLeader {
-		opts = append(opts, kgo.RequiredAcks(kgo.LeaderAck()), kgo.DisableIdempotentWrite())
-	} else {
-		opts = append(opts, kgo.RequiredAcks(kgo.AllISRAcks()))
-	}
+// ConnectOptions are the kgo options that reach the brokers as the sink
+// does (brokers, client id, TLS, SASL), for a reader of its topics such as
+// `kubefeed verify`. The password file is read now.
+func ConnectOptions(c Config) ([]kgo.Opt, error) {
+	opts := []kgo.Opt{kgo.SeedBrokers(c.Brokers...), kgo.ClientID(c.ClientID)}
 	if s := c.SASL; s != nil {
 		m, err := mechanism(s)
 		if err != nil {
@@ -63,6 +42,37 @@ func clientOptions(c Config, window int, log *zap.Logger) ([]kgo.Opt, error) {
 			return nil, err
 		}
 		opts = append(opts, kgo.DialTLSConfig(tc))
+	}
+	return opts, nil
+}
+
+// clientOptions turns the config into kgo options. Secrets are read here,
+// once, at start.
+func clientOptions(c Config, window int, log *zap.Logger) ([]kgo.Opt, error) {
+	opts, err := ConnectOptions(c)
+	if err != nil {
+		return nil, err
+	}
+	opts = append(opts,
+		kgo.ProducerBatchMaxBytes(int32(c.MaxMessageBytes)),
+		kgo.RecordPartitioner(partitioner{}),
+		kgo.RecordDeliveryTimeout(deliveryTimeout),
+		// A key is done only when its records are acknowledged, and
+		// lingering for more records (franz-go waits 10ms by default)
+		// delays every ack by that much. Records produced while a request
+		// is in flight are still batched together, which is where the
+		// window's throughput comes from.
+		kgo.ProducerLinger(0),
+		// The window bounds what kgo buffers (maxInFlight records, or one
+		// publish larger than that); kgo's own bound is only a backstop,
+		// with room for such a publish.
+		kgo.MaxBufferedRecords(window+maxPublishRecords),
+		kgo.WithLogger(kgoLogger{log}),
+	)
+	if c.Acks == acksLeader {
+		opts = append(opts, kgo.RequiredAcks(kgo.LeaderAck()), kgo.DisableIdempotentWrite())
+	} else {
+		opts = append(opts, kgo.RequiredAcks(kgo.AllISRAcks()))
 	}
 	return opts, nil
 }

@@ -46,6 +46,21 @@ func (t *topicTemplate) render(e *event.Event) (string, error) {
 	return s, checkTopic(s)
 }
 
+// TopicFor is the topic the sink writes the events (and gap markers) of
+// one resource to: tmpl rendered for cluster, the API group (""
+// for the core group) and the resource, as the sink renders it.
+func TopicFor(tmpl, cluster, group, resource string) (string, error) {
+	t, err := compileTopic(tmpl, cluster)
+	if err != nil {
+		return "", err
+	}
+	apiVersion := "v1"
+	if group != "" {
+		apiVersion = group + "/v1"
+	}
+	return t.render(&event.Event{Cluster: cluster, APIVersion: apiVersion, Resource: resource})
+}
+
 // group is the API group of an event; for a gap marker, which has no
 // apiVersion, the group of its scope (data.scope is "resource.group ...").
 func group(e *event.Event) string {

@@ -45,6 +45,23 @@ func TestTopicTemplateRoutesEventsAndGaps(t *testing.T) {
 	}
 }
 
+// TopicFor names the topics the sink routed to above, for readers.
+func TestTopicForIsTheRoutedTopic(t *testing.T) {
+	for _, tc := range []struct{ tmpl, group, resource, want string }{
+		{"kubefeed.{cluster}.{group}.{resource}", "example.com", "widgets", "kubefeed.test.example.com.widgets"},
+		{"kubefeed.{cluster}.{group}.{resource}", "", "configmaps", "kubefeed.test.core.configmaps"},
+		{"kubefeed", "apps", "deployments", "kubefeed"},
+		{"k.{cluster}", "", "pods", "k.test"},
+	} {
+		if got, err := kafka.TopicFor(tc.tmpl, "test", tc.group, tc.resource); err != nil || got != tc.want {
+			t.Errorf("TopicFor(%q, %q, %q) = %q, %v; want %q", tc.tmpl, tc.group, tc.resource, got, err, tc.want)
+		}
+	}
+	if _, err := kafka.TopicFor("k.{nope}", "test", "", "pods"); err == nil {
+		t.Error("an unknown placeholder is no error")
+	}
+}
+
 func contains(ss []string, s string) bool {
 	for _, x := range ss {
 		if x == s {
