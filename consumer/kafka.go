@@ -27,6 +27,9 @@ type KafkaReadOptions struct {
 	// Next of an earlier read, to read only the tail); the others start
 	// at their log start.
 	Start map[string]map[int32]int64
+	// Cluster, when set, skips the events of other clusters (their
+	// cluster attribute): a topic may carry the feeds of several.
+	Cluster string
 	// SkipMissing reads a topic that does not exist as empty (listed in
 	// KafkaReadResult.Missing) instead of failing with ErrTopicNotFound.
 	SkipMissing bool
@@ -49,6 +52,8 @@ type KafkaReadResult struct {
 	Missing []string `json:"missing,omitempty"`
 	// Records counts the records read, tombstones included.
 	Records int `json:"records"`
+	// OtherClusters counts the events skipped as another cluster's.
+	OtherClusters int `json:"otherClusters,omitempty"`
 	// Tombstones counts the null-value records (tombstones: true writes
 	// one after each deletion); they change no object.
 	Tombstones int `json:"tombstones,omitempty"`
@@ -241,7 +246,15 @@ func ReadKafka(ctx context.Context, s *State, o KafkaReadOptions) (KafkaReadResu
 				res.Tombstones++
 				return
 			}
-			if err := applyRecord(s, r); err != nil {
+			e, err := decodeRecord(r)
+			if err == nil && o.Cluster != "" && e.Cluster != o.Cluster {
+				res.OtherClusters++
+				return
+			}
+			if err == nil {
+				err = s.Apply(e)
+			}
+			if err != nil {
 				err = fmt.Errorf("topic %s partition %d offset %d: %w", r.Topic, r.Partition, r.Offset, err)
 				if o.OnError == nil {
 					aerr = err
@@ -357,27 +370,18 @@ func unfinished(m map[string]map[int32]*PartitionRead) string {
 	return strings.Join(out, ", ")
 }
 
-// applyRecord decodes a record in either mode of the CloudEvents Kafka
-// binding and applies it: binary when it carries ce_specversion, else
-// structured.
-func applyRecord(s *State, r *kgo.Record) error {
+// decodeRecord decodes a record in either mode of the CloudEvents Kafka
+// binding: binary when it carries ce_specversion, else structured.
+func decodeRecord(r *kgo.Record) (*Event, error) {
 	if kafkaHeader(r, "ce_specversion") != "" {
-		e, err := DecodeBinary(func(name string) string {
+		return DecodeBinary(func(name string) string {
 			if c, ok := strings.CutPrefix(name, "ce-"); ok {
 				name = "ce_" + c
 			}
 			return kafkaHeader(r, name)
 		}, r.Value)
-		if err != nil {
-			return err
-		}
-		return s.Apply(e)
 	}
-	e, err := Decode(r.Value)
-	if err != nil {
-		return err
-	}
-	return s.Apply(e)
+	return Decode(r.Value)
 }
 
 // kafkaHeader is the value of a record's header, whatever case the

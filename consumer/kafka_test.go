@@ -59,17 +59,19 @@ func TestReadKafka(t *testing.T) {
 	send(binary, producerEvent("test", event.Added, db, "", nil))
 	send(structured, producerEvent("test", event.Deleted, db, "", nil)) // and its tombstone
 	send(structured, producerEvent("test", event.Added, v1, "", nil))   // sent again: a duplicate by id
+	elsewhere := kafkaSinkFor(t, kc.Addr(), "", false)
+	send(elsewhere, producerEvent("other", event.Added, cmObj("web", "u7", "3", nil), "", nil)) // another cluster's: skipped
 
 	var gaps []Gap
 	s := New(Options{OnGap: func(g Gap) { gaps = append(gaps, g) }})
 	client := []kgo.Opt{kgo.SeedBrokers(kc.Addr())}
-	res, err := ReadKafka(ctx, s, KafkaReadOptions{Client: client, Topics: []string{"kubefeed"}, FetchWait: time.Second})
+	res, err := ReadKafka(ctx, s, KafkaReadOptions{Client: client, Topics: []string{"kubefeed"}, Cluster: "test", FetchWait: time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
-	// 3 gap copies, 5 events, 1 tombstone.
-	if res.Records != 9 || res.Tombstones != 1 || len(res.Partitions) != 3 || res.Forgot() || res.FirstTime.IsZero() {
-		t.Errorf("read %+v, want 9 records (1 tombstone) of 3 partitions", res)
+	// 3 gap copies, 6 events (1 another cluster's), 1 tombstone.
+	if res.Records != 10 || res.Tombstones != 1 || res.OtherClusters != 1 || len(res.Partitions) != 3 || res.Forgot() || res.FirstTime.IsZero() {
+		t.Errorf("read %+v, want 10 records (1 tombstone, 1 of another cluster) of 3 partitions", res)
 	}
 	total := int64(0)
 	for _, p := range res.Partitions {
@@ -78,8 +80,8 @@ func TestReadKafka(t *testing.T) {
 			t.Errorf("partition %+v, want read from 0 to its end", p)
 		}
 	}
-	if total != 9 {
-		t.Errorf("high watermarks add up to %d, want 9", total)
+	if total != 10 {
+		t.Errorf("high watermarks add up to %d, want 10", total)
 	}
 	got, ok := s.Get(cmKey)
 	if !ok || mustJSON(got.Object) != mustJSON(v2) || got.EventID != "u1.11.modified" {
@@ -102,8 +104,8 @@ func TestReadKafka(t *testing.T) {
 		t.Errorf("tail %+v, %d objects; want the deletion only", tail, s.Len())
 	}
 	res.Merge(tail)
-	if res.Records != 10 {
-		t.Errorf("merged %+v, want 10 records", res)
+	if res.Records != 11 {
+		t.Errorf("merged %+v, want 11 records", res)
 	}
 	// Past the end: nothing, at once (a wait would time the test out).
 	if r, err := ReadKafka(ctx, New(Options{}), KafkaReadOptions{Client: client, Topics: []string{"kubefeed"}, Start: res.Next(), FetchWait: time.Minute}); err != nil || r.Records != 0 {
@@ -114,7 +116,7 @@ func TestReadKafka(t *testing.T) {
 		t.Errorf("missing topic: %v", err)
 	}
 	r, err := ReadKafka(ctx, New(Options{}), KafkaReadOptions{Client: client, Topics: []string{"nope", "kubefeed"}, SkipMissing: true, FetchWait: time.Second})
-	if err != nil || len(r.Missing) != 1 || r.Missing[0] != "nope" || r.Records != 10 {
+	if err != nil || len(r.Missing) != 1 || r.Missing[0] != "nope" || r.Records != 11 {
 		t.Errorf("missing topic skipped: %+v, %v", r, err)
 	}
 }
