@@ -109,6 +109,11 @@ type delivery struct {
 	// object the sink holds (and miss its deletion), infer a deletion it
 	// already sent under another id, or send a change with another time.
 	ahead *state.Record
+	// snapshotDue: the key's snapshot (snap.snapshot) is settled by this
+	// send, which carries snapshotEv after out's events (nil: the object
+	// is gone or shown by no rule).
+	snapshotDue bool
+	snapshotEv  *event.Event
 }
 
 // prepare plans what to send for k. The gap markers a recovered change
@@ -164,6 +169,7 @@ func (r *sinkRunner) prepare(ctx context.Context, it item) (*delivery, error) {
 	if writesAhead {
 		d.ahead = plan.Ahead(last, out)
 	}
+	r.attachSnapshot(d, last)
 	return d, nil
 }
 
@@ -219,6 +225,9 @@ func (r *sinkRunner) send(ctx context.Context, d *delivery, sd *sendDeadline) {
 // checkpointed sink, its record written ahead is durable).
 func (r *sinkRunner) dispatch(ctx context.Context, d *delivery, sd *sendDeadline) {
 	events := d.out.Events
+	if d.snapshotEv != nil {
+		events = append(events[:len(events):len(events)], d.snapshotEv)
+	}
 	if len(events) == 0 {
 		r.complete(ctx, d, nil)
 		return
@@ -256,6 +265,11 @@ func (r *sinkRunner) complete(ctx context.Context, d *delivery, err error) {
 		r.settle(ctx, d.it, err)
 		return
 	}
+	if err != nil && len(out.Events) == 0 && d.snapshotEv != nil {
+		r.dropped.Add(1)
+		r.sh.metrics.dropped.WithLabelValues(r.name).Inc()
+		r.log.Error("permanent send error, snapshot event dropped for this sink", zap.Stringer("key", k), zap.Error(err))
+	}
 	if n := len(out.Events); n > 0 {
 		if err != nil {
 			r.dropped.Add(int64(n))
@@ -283,6 +297,7 @@ func (r *sinkRunner) complete(ctx context.Context, d *delivery, err error) {
 	for _, g := range released {
 		r.gaps.release(g)
 	}
+	r.snapshotSettled(d, err == nil)
 	if len(out.Events) > 0 && !noticed.IsZero() {
 		r.latency.Observe(time.Since(noticed).Seconds())
 	}

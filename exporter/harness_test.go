@@ -388,6 +388,13 @@ func (r *recorder) Send(ctx context.Context, evs []*event.Event) error {
 	return nil
 }
 
+// setFail sets fail while sends may run.
+func (r *recorder) setFail(f func(call int, evs []*event.Event) error) {
+	r.mu.Lock()
+	r.fail = f
+	r.mu.Unlock()
+}
+
 func (r *recorder) Close(context.Context) error {
 	r.mu.Lock()
 	r.closed = true

@@ -34,6 +34,8 @@ type pending struct {
 	// tombWaits counts how often a worker found the object gone with no
 	// final state yet (awaitTombstone).
 	tombWaits int
+	// snapshot is the snapshot this key owes an event (nil: none).
+	snapshot *snapshotRun
 }
 
 // pendingSet is one sink's pending records, by queue item (a key item):
@@ -146,6 +148,9 @@ func (p *pendingSet) finish(k item, snap pending) (time.Time, []*gap) {
 	if e.attempted == snap.attempted {
 		e.attempted = nil
 	}
+	if e.snapshot == snap.snapshot {
+		e.snapshot = nil // this round settled it
+	}
 	e.noticed = time.Now()
 	return noticed, released
 }
@@ -195,4 +200,33 @@ func (p *pendingSet) awaitTombstone(k item) (time.Duration, bool) {
 	}
 	e.tombWaits++
 	return 10 * time.Millisecond << (e.tombWaits - 1), true
+}
+
+// noteSnapshot notes that k owes run a snapshot event, and reports whether
+// it did not already.
+func (p *pendingSet) noteSnapshot(k item, run *snapshotRun, now time.Time) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	e := p.m[k]
+	if e == nil {
+		e = &pending{noticed: now}
+		p.m[k] = e
+	}
+	if e.snapshot == run {
+		return false
+	}
+	e.snapshot = run
+	e.gen++
+	return true
+}
+
+// dropSnapshot forgets run on every key (it was abandoned).
+func (p *pendingSet) dropSnapshot(run *snapshotRun) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, e := range p.m {
+		if e.snapshot == run {
+			e.snapshot = nil
+		}
+	}
 }

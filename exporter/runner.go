@@ -71,6 +71,9 @@ type sinkRunner struct {
 	// child up by its label values hashes them on every event.
 	deliveredBy sync.Map // deliveredLabels -> prometheus.Counter
 	latency     prometheus.Observer
+
+	// snapshotting holds one token while a snapshot runs on this sink.
+	snapshotting chan struct{}
 }
 
 type deliveredLabels struct {
@@ -99,10 +102,11 @@ func newSinkRunner(sh *shared, name string, s sinks.Sink, store state.Store) *si
 			workqueue.NewTypedItemExponentialFailureRateLimiter[item](retryBase, RetryCap),
 			workqueue.TypedRateLimitingQueueConfig[item]{Name: "kubefeed_" + name},
 		),
-		scopes:  map[schema.GroupVersionResource][]*scope{},
-		pending: newPendingSet(),
-		gaps:    newGapBook(),
-		latency: sh.metrics.latency.WithLabelValues(name),
+		scopes:       map[schema.GroupVersionResource][]*scope{},
+		pending:      newPendingSet(),
+		snapshotting: make(chan struct{}, 1),
+		gaps:         newGapBook(),
+		latency:      sh.metrics.latency.WithLabelValues(name),
 	}
 	r.setSink(s)
 	return r
