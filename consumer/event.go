@@ -103,11 +103,11 @@ func (e *Event) check() error {
 	if e.ID == "" {
 		return errors.New("event without id")
 	}
-	if e.Type == TypeGap {
+	if e.Type == TypeGap || e.Type == TypeSnapshotStarted || e.Type == TypeSnapshotCompleted {
 		return nil
 	}
 	switch e.Change() {
-	case Added, Modified, Deleted:
+	case Added, Modified, Deleted, Snapshotted:
 	default:
 		return fmt.Errorf("event %s: unknown type %q", e.ID, e.Type)
 	}

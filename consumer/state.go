@@ -49,6 +49,11 @@ type Stats struct {
 type Options struct {
 	// OnGap, when set, is called for every new gap marker, in feed order.
 	OnGap func(Gap)
+	// FromSnapshot makes each completed snapshot the baseline of its
+	// resource (and namespace): objects no event touched since its
+	// started marker are dropped when it completes, so the State equals
+	// one that started reading at that marker (snapshot.go).
+	FromSnapshot bool
 }
 
 // State is the materialised feed. It is not safe for concurrent use.
@@ -62,11 +67,15 @@ type State struct {
 	seen    map[string]struct{}
 	gaps    []Gap
 	stats   Stats
+	// open are the snapshots started and not completed yet, by id and
+	// scope; snapshots the completed ones.
+	open      map[string]*openSnapshot
+	snapshots []Snapshot
 }
 
 // New returns an empty State.
 func New(o Options) *State {
-	return &State{opts: o, objects: map[Key]*Entry{}, shadows: map[Key][]*Entry{}, seen: map[string]struct{}{}}
+	return &State{opts: o, objects: map[Key]*Entry{}, shadows: map[Key][]*Entry{}, seen: map[string]struct{}{}, open: map[string]*openSnapshot{}}
 }
 
 // Apply applies one event by the rules of the package doc. A malformed event
@@ -84,6 +93,10 @@ func (s *State) Apply(e *Event) error {
 	}
 	if e.Type == TypeGap {
 		if err := s.applyGap(e); err != nil {
+			return err
+		}
+	} else if isSnapshotMarker(e.Type) {
+		if err := s.applySnapshotMarker(e); err != nil {
 			return err
 		}
 	} else if err := s.applyChange(e); err != nil {
@@ -118,6 +131,9 @@ func (s *State) applyChange(e *Event) error {
 		return fmt.Errorf("event %s: data: %w", e.ID, err)
 	}
 	k := e.Key()
+	if len(s.open) > 0 {
+		s.touch(k, e.Change() == Snapshotted)
+	}
 	held := s.incarnation(k, e.UID)
 	if e.Change() == Deleted {
 		if held == nil {

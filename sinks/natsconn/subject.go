@@ -111,6 +111,9 @@ func fieldValue(e *event.Event, field string) string {
 		if c := e.Change(); c != "" {
 			return string(c)
 		}
+		if event.IsSnapshotMarker(e.Type) {
+			return "snapshot"
+		}
 		return "gap"
 	}
 	return ""

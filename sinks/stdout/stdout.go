@@ -173,6 +173,8 @@ func (s *sink) writeDiff(e *event.Event) {
 		head = s.color(yellow, "MODIFIED")
 	case event.Deleted:
 		head = s.color(red, "DELETED ")
+	case event.Snapshot:
+		head = s.color(cyan, "SNAPSHOT")
 	default:
 		head = s.color(cyan, escape(e.Type))
 	}
