@@ -1,0 +1,113 @@
+package otlp
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"strings"
+	"sync/atomic"
+
+	"go.uber.org/zap"
+
+	"github.com/kubefeed/kubefeed/event"
+	"github.com/kubefeed/kubefeed/sinks"
+)
+
+// Options of the sink. Config is required (defaults applied); Version
+// (kubefeed's, the records' scope version) and Logger may be empty.
+type Options struct {
+	Config  Config
+	Version string
+	Logger  *zap.Logger
+}
+
+// Sink exports events as OTLP log records.
+type Sink struct {
+	cfg     Config
+	shape   shape
+	client  client
+	target  string   // the endpoint as logs may show it
+	secrets []string // header values, scrubbed from what the receiver echoes
+	log     *zap.Logger
+	closed  atomic.Bool
+	batcher *batcher
+}
+
+var _ sinks.AsyncSink = (*Sink)(nil)
+
+// New reads the header files and builds the client; it does not connect
+// (a Collector that is down fails exports, which are retried).
+func New(o Options) (*Sink, error) {
+	c := o.Config
+	c.SetDefaults()
+	log := o.Logger
+	if log == nil {
+		log = zap.NewNop()
+	}
+	s := &Sink{cfg: c, shape: shape{name: c.Shape, version: o.Version}, target: sinks.SafeURL(c.Endpoint), log: log}
+	headers := map[string]string{}
+	for k, v := range c.Headers {
+		headers[k] = v
+		s.addSecret(v)
+	}
+	for k, f := range c.HeaderFiles {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			return nil, fmt.Errorf("otlp headerFiles[%s]: %w", k, err)
+		}
+		v := strings.TrimSpace(string(b))
+		headers[k] = v
+		s.addSecret(v)
+	}
+	var err error
+	switch c.Protocol {
+	case ProtocolGRPC:
+		s.client, err = newGRPCClient(c, headers, s.scrub)
+	case ProtocolHTTP:
+		s.client, err = newHTTPClient(c, headers, s.scrub)
+	default:
+		err = fmt.Errorf("otlp protocol %q: must be %s or %s", c.Protocol, ProtocolGRPC, ProtocolHTTP)
+	}
+	if err != nil {
+		return nil, err
+	}
+	s.batcher = newBatcher(s)
+	return s, nil
+}
+
+func (s *Sink) addSecret(v string) {
+	if len(v) >= 4 { // shorter values would scrub ordinary words
+		s.secrets = append(s.secrets, v)
+	}
+}
+
+// scrub removes header values from text the receiver controls.
+func (s *Sink) scrub(text string) string {
+	for _, v := range s.secrets {
+		text = strings.ReplaceAll(text, v, "<redacted>")
+	}
+	return text
+}
+
+// Send exports the events and waits for the answer: Publish, then the
+// outcome (or ctx's end, the events then perhaps delivered).
+func (s *Sink) Send(ctx context.Context, events []*event.Event) error {
+	res := make(chan error, 1)
+	if err := s.Publish(ctx, events, func(err error) { res <- err }); err != nil {
+		return err
+	}
+	select {
+	case err := <-res:
+		return err
+	case <-ctx.Done():
+		return fmt.Errorf("otlp export to %s: %w", s.target, ctx.Err())
+	}
+}
+
+// Close exports what was collected, waits (bounded by ctx) for the
+// requests in flight and closes the connection.
+func (s *Sink) Close(ctx context.Context) error {
+	s.closed.Store(true)
+	s.batcher.close(ctx)
+	return s.client.close()
+}
