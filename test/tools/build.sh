@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Builds the local control plane (kube-apiserver, etcd), kubectl, helm, promtool and
-# nats-server (and, through vulncheck.sh, govulncheck and its database) from
+# Builds the local control plane (kube-apiserver, etcd), kubectl, helm, promtool,
+# an OpenTelemetry Collector (otelcol) and nats-server (and, through
+# vulncheck.sh, govulncheck and its database) from
 # the Go module proxy into a cache outside the clone, keyed by the versions,
 # the wrapper modules and the Go version, so a fresh clone on the same machine
 # (what CI runs in) reuses them. Up-to-date binaries are not rebuilt.
@@ -92,6 +93,32 @@ GOFLAGS=-mod=readonly build nats-server ../.. github.com/nats-io/nats-server/v2 
 # kubectl, which the e2e tests drive (attribution names its field managers),
 # from a wrapper module of its own with the same pins as kube-apiserver's.
 GOFLAGS=-mod=readonly build kubectl kubectl k8s.io/kubernetes/cmd/kubectl "-s -w$stamp"
+# The OpenTelemetry Collector of the OTLP sink's tests and benchmark (OTLP
+# receiver, file exporter, k8sobjects receiver), from the module
+# test/tools/otelcol. Its key (otelcol.key beside it) hashes that module and
+# the Go version, so that changing it rebuilds the Collector alone; a
+# directory with another nats-server part lends its binary when the key
+# matches. About 6 minutes cold on 2 busy cores, once.
+otel_key=$( { go env GOVERSION GOOS GOARCH; cat "$here"/otelcol/go.mod "$here"/otelcol/go.sum "$here"/otelcol/*.go; } | sha256sum | cut -c1-16)
+build_otelcol() {
+  local d
+  [[ -x "$bin/otelcol" && "$(cat "$bin/otelcol.key" 2>/dev/null)" == "$otel_key" ]] && return 0
+  for d in "$cache_root"/bin/*; do
+    if [[ "$d" != "$bin" && -x "$d/otelcol" && "$(cat "$d/otelcol.key" 2>/dev/null)" == "$otel_key" ]]; then
+      cp -p "$d/otelcol" "$bin/otelcol.tmp.$$" && mv "$bin/otelcol.tmp.$$" "$bin/otelcol"
+      echo "$otel_key" > "$bin/otelcol.key"
+      log "reusing otelcol from $d"
+      return 0
+    fi
+  done
+  log "building otelcol (OpenTelemetry Collector v0.152.0) into $bin (once per machine)"
+  local start=$SECONDS
+  (cd "$here/otelcol" && CGO_ENABLED=0 GOFLAGS=-mod=readonly go build -o "$bin/otelcol.tmp.$$" -ldflags "-s -w" .)
+  mv "$bin/otelcol.tmp.$$" "$bin/otelcol"
+  echo "$otel_key" > "$bin/otelcol.key"
+  log "built otelcol in $((SECONDS - start))s"
+}
+build_otelcol
 if [[ ! -x "$bin/helm" ]] && ! reuse helm; then
   log "building helm $helm_version"
   GOBIN="$bin" CGO_ENABLED=0 go install "helm.sh/helm/v3/cmd/helm@$helm_version"
