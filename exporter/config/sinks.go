@@ -12,6 +12,7 @@ import (
 	"github.com/kubefeed/kubefeed/sinks/kafka"
 	natssink "github.com/kubefeed/kubefeed/sinks/nats"
 	"github.com/kubefeed/kubefeed/sinks/natsconn"
+	"github.com/kubefeed/kubefeed/sinks/otlp"
 	"github.com/kubefeed/kubefeed/sinks/stdout"
 	"github.com/kubefeed/kubefeed/sinks/webhook"
 )
@@ -28,6 +29,7 @@ type Sink struct {
 	NATS      *natssink.Config  `yaml:"nats"`
 	Webhook   *webhook.Config   `yaml:"webhook"`
 	Kafka     *kafka.Config     `yaml:"kafka"`
+	OTLP      *otlp.Config      `yaml:"otlp"`
 	// DeadLetter keeps the events this sink rejects permanently; nil: they
 	// are logged, counted and dropped.
 	DeadLetter *deadletter.Config `yaml:"deadLetter"`
@@ -49,6 +51,7 @@ var (
 	_ block = (*natssink.Config)(nil)
 	_ block = (*webhook.Config)(nil)
 	_ block = (*kafka.Config)(nil)
+	_ block = (*otlp.Config)(nil)
 )
 
 // kindBlock is the block of one sink kind set on a Sink, with its key.
@@ -58,7 +61,7 @@ type kindBlock struct {
 }
 
 // kinds returns the kinds set on s, in a fixed order: stdout, file,
-// jetstream, nats, webhook, kafka.
+// jetstream, nats, webhook, kafka, otlp.
 func (s *Sink) kinds() []kindBlock {
 	var out []kindBlock
 	add := func(key string, set bool, b block) {
@@ -72,6 +75,7 @@ func (s *Sink) kinds() []kindBlock {
 	add("nats", s.NATS != nil, s.NATS)
 	add("webhook", s.Webhook != nil, s.Webhook)
 	add("kafka", s.Kafka != nil, s.Kafka)
+	add("otlp", s.OTLP != nil, s.OTLP)
 	return out
 }
 
@@ -100,7 +104,7 @@ func (v *validator) sink(path string, s *Sink, names map[string]bool) {
 		}
 	}
 	if len(kinds) != 1 {
-		v.atKey(path, "set exactly one sink kind (stdout, file, jetstream, nats, webhook, kafka), found %d", len(kinds))
+		v.atKey(path, "set exactly one sink kind (stdout, file, jetstream, nats, webhook, kafka, otlp), found %d", len(kinds))
 	}
 }
 
@@ -160,3 +164,6 @@ type KafkaSASL = kafka.SASL
 
 // TopicProvision is how a Kafka sink creates a missing topic.
 type TopicProvision = kafka.TopicProvision
+
+// OTLPSink exports changes as OpenTelemetry log records over OTLP.
+type OTLPSink = otlp.Config

@@ -14,6 +14,7 @@ import (
 	"github.com/kubefeed/kubefeed/sinks/jetstream"
 	"github.com/kubefeed/kubefeed/sinks/kafka"
 	natssink "github.com/kubefeed/kubefeed/sinks/nats"
+	"github.com/kubefeed/kubefeed/sinks/otlp"
 	"github.com/kubefeed/kubefeed/sinks/stdout"
 	"github.com/kubefeed/kubefeed/sinks/webhook"
 )
@@ -71,6 +72,10 @@ func sinkOpener(cfg *config.Config, sc config.Sink, log *zap.Logger) (func(conte
 	case sc.Webhook != nil:
 		open = func(context.Context) (sinks.Sink, error) {
 			return webhook.New(webhook.Options{Config: *sc.Webhook, Logger: log.Named("webhook").With(zap.String("sink", sc.Name))})
+		}
+	case sc.OTLP != nil:
+		open = func(context.Context) (sinks.Sink, error) {
+			return otlp.New(otlp.Options{Config: *sc.OTLP, Version: version, Logger: log.Named("otlp").With(zap.String("sink", sc.Name))})
 		}
 	default:
 		return nil, fmt.Errorf("sink %s: this kind of sink is not available in this build", sc.Name)
