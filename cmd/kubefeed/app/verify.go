@@ -31,14 +31,14 @@ func newVerifyCmd(g *globalFlags, stdout io.Writer) *cobra.Command {
 	o := &verifyOptions{}
 	cmd := &cobra.Command{
 		Use:   "verify --config FILE --sink NAME [-o text|json]",
-		Short: "Rebuild the state a JetStream sink stored and compare it with a live LIST (exit 3 when they differ)",
+		Short: "Rebuild the state a JetStream or Kafka sink stored and compare it with a live LIST (exit 3 when they differ)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if o.output != "text" && o.output != "json" {
 				return usageErr(fmt.Errorf("-o %q: use text or json", o.output))
 			}
 			if o.sink == "" {
-				return usageErr(errors.New("--sink is required: the name of a jetstream sink of the config"))
+				return usageErr(errors.New("--sink is required: the name of a jetstream or kafka sink of the config"))
 			}
 			if !cmd.Flags().Changed("log-level") {
 				g.logLevel = "warn"
@@ -53,25 +53,38 @@ func newVerifyCmd(g *globalFlags, stdout io.Writer) *cobra.Command {
 	}
 	f := cmd.Flags()
 	f.StringVar(&o.config, "config", "", "path to the config file")
-	f.StringVar(&o.sink, "sink", "", "the jetstream sink whose stream is read")
+	f.StringVar(&o.sink, "sink", "", "the jetstream sink whose stream is read, or the kafka sink whose topics are read")
 	f.StringVarP(&o.output, "output", "o", "text", "text or json")
 	f.DurationVar(&o.timeout, "timeout", 5*time.Minute, "bound for the whole comparison")
 	return cmd
 }
 
-// verifyReport is what verify prints (-o json as is).
+// verifyReport is what verify prints (-o json as is). A JetStream sink's
+// read fills Stream, Subjects and Read; a Kafka sink's Topics and Kafka.
 type verifyReport struct {
-	Match       bool                `json:"match"`
-	Sink        string              `json:"sink"`
-	Stream      string              `json:"stream"`
-	Subjects    []string            `json:"subjects"`
-	Compared    int                 `json:"compared"`
-	Differences []*difference       `json:"differences"`
-	Predating   []string            `json:"predatingFeed,omitempty"`
-	NotCompared []notCompared       `json:"notCompared,omitempty"`
-	Gaps        []consumer.Gap      `json:"gaps,omitempty"`
-	BadMessages []string            `json:"badMessages,omitempty"`
-	Read        consumer.ReadResult `json:"read"`
+	Match       bool                      `json:"match"`
+	Sink        string                    `json:"sink"`
+	Stream      string                    `json:"stream,omitempty"`
+	Subjects    []string                  `json:"subjects,omitempty"`
+	Topics      []string                  `json:"topics,omitempty"`
+	Compared    int                       `json:"compared"`
+	Differences []*difference             `json:"differences"`
+	Predating   []string                  `json:"predatingFeed,omitempty"`
+	NotCompared []notCompared             `json:"notCompared,omitempty"`
+	Gaps        []consumer.Gap            `json:"gaps,omitempty"`
+	BadMessages []string                  `json:"badMessages,omitempty"`
+	Read        *consumer.ReadResult      `json:"read,omitempty"`
+	Kafka       *consumer.KafkaReadResult `json:"kafka,omitempty"`
+}
+
+// feed is how verify reads what a sink stored: read applies what the sink
+// holds now to the state, from where the last read stopped (the first
+// from the start), and span is what the reads covered, as compareAll
+// weighs it (messages, the first one's time, whether older ones were
+// removed).
+type feed interface {
+	read(ctx context.Context, state *consumer.State) error
+	span() consumer.ReadResult
 }
 
 func runVerify(ctx context.Context, g *globalFlags, o *verifyOptions, stdout io.Writer) error {
@@ -79,7 +92,7 @@ func runVerify(ctx context.Context, g *globalFlags, o *verifyOptions, stdout io.
 	if err != nil {
 		return err
 	}
-	sc, err := jetStreamSinkOf(cfg, o.sink)
+	sc, err := verifiedSinkOf(cfg, o.sink)
 	if err != nil {
 		return usageErr(err)
 	}
@@ -110,49 +123,39 @@ func runVerify(ctx context.Context, g *globalFlags, o *verifyOptions, stdout io.
 	if err != nil {
 		return err
 	}
-	subj, err := natsconn.CompileSubject(sc.Subject)
-	if err != nil {
-		return usageErr(fmt.Errorf("sink %s: subject: %w", o.sink, err))
-	}
-	js, closeNATS, err := connectJetStream(ctx, sc.NATSConnection, log)
-	if err != nil {
-		return err
-	}
-	defer closeNATS()
-
-	rep := &verifyReport{Sink: o.sink, Stream: sc.Stream, Subjects: []string{subj.StreamSubject(cfg.Cluster)}, NotCompared: skipped}
-	state := consumer.New(consumer.Options{})
-	read := func(start uint64) error {
-		rr, err := consumer.ReadJetStream(ctx, js, state, consumer.ReadOptions{
-			Stream: sc.Stream, Subjects: rep.Subjects, StartSeq: start,
-			OnError: func(_ uint64, err error) error { rep.BadMessages = append(rep.BadMessages, err.Error()); return nil },
-		})
+	rep := &verifyReport{Sink: o.sink, NotCompared: skipped}
+	var fd feed
+	switch {
+	case sc.JetStream != nil:
+		jf, err := openJetStreamFeed(ctx, cfg.Cluster, o.sink, sc.JetStream, rep, log)
 		if err != nil {
-			return runtimeErr(fmt.Errorf("read sink %s: %w", o.sink, err))
+			return err
 		}
-		if start == 0 {
-			rep.Read = rr
-		} else if rr.Messages > 0 {
-			rep.Read.LastSeq, rep.Read.EndSeq = rr.LastSeq, rr.EndSeq
-			rep.Read.Messages += rr.Messages
+		defer jf.close()
+		fd = jf
+	default:
+		kf, err := openKafkaFeed(cfg.Cluster, o.sink, sc.Kafka, scopes, rep)
+		if err != nil {
+			return err
 		}
-		return nil
+		fd = kf
 	}
-	if err := read(0); err != nil {
+	state := consumer.New(consumer.Options{})
+	if err := fd.read(ctx, state); err != nil {
 		return err
 	}
 	live, err := listScopes(ctx, dyn, scopes)
 	if err != nil {
 		return runtimeErr(err)
 	}
-	diffs, predating, compared := compareAll(state, live, scopes, rep.Read)
+	diffs, predating, compared := compareAll(state, live, scopes, fd.span())
 	if len(diffs) > 0 {
-		// They may have changed during the comparison: read the stream's
+		// They may have changed during the comparison: read the feed's
 		// tail, GET them again, and keep those that still differ.
-		if err := read(rep.Read.LastSeq + 1); err != nil {
+		if err := fd.read(ctx, state); err != nil {
 			return err
 		}
-		if diffs, err = recheck(ctx, dyn, state, scopes, diffs, rep.Read); err != nil {
+		if diffs, err = recheck(ctx, dyn, state, scopes, diffs, fd.span()); err != nil {
 			return runtimeErr(err)
 		}
 	}
@@ -168,21 +171,74 @@ func runVerify(ctx context.Context, g *globalFlags, o *verifyOptions, stdout io.
 	return nil
 }
 
-// jetStreamSinkOf finds the named sink and checks that verify can read it.
-func jetStreamSinkOf(cfg *config.Config, name string) (*config.JetStreamSink, error) {
+// verifiedSinkOf finds the named sink and checks that verify can read it:
+// a jetstream sink (its stream) or a kafka sink (its topics).
+func verifiedSinkOf(cfg *config.Config, name string) (config.Sink, error) {
 	var names []string
 	for _, s := range cfg.Sinks {
 		if s.Name != name {
 			names = append(names, s.Name)
 			continue
 		}
-		if s.JetStream == nil {
-			return nil, fmt.Errorf("sink %q is a %s sink: verify reads what a jetstream sink stored in its stream", name, sinkKind(s))
+		if s.JetStream == nil && s.Kafka == nil {
+			return config.Sink{}, fmt.Errorf("sink %q is a %s sink: verify reads what a jetstream sink stored in its stream or a kafka sink in its topics", name, sinkKind(s))
 		}
-		return s.JetStream, nil
+		return s, nil
 	}
-	return nil, fmt.Errorf("no sink named %q in the config (its sinks: %s)", name, strings.Join(names, ", "))
+	return config.Sink{}, fmt.Errorf("no sink named %q in the config (its sinks: %s)", name, strings.Join(names, ", "))
 }
+
+// jetStreamFeed reads a jetstream sink's stream, for the sink's cluster.
+type jetStreamFeed struct {
+	js        jetstream.JetStream
+	closeNATS func()
+	sink      string
+	rep       *verifyReport // Stream, Subjects, Read, BadMessages
+}
+
+func openJetStreamFeed(ctx context.Context, cluster, sink string, sc *config.JetStreamSink, rep *verifyReport, log *zap.Logger) (*jetStreamFeed, error) {
+	subj, err := natsconn.CompileSubject(sc.Subject)
+	if err != nil {
+		return nil, usageErr(fmt.Errorf("sink %s: subject: %w", sink, err))
+	}
+	js, closeNATS, err := connectJetStream(ctx, sc.NATSConnection, log)
+	if err != nil {
+		return nil, err
+	}
+	rep.Stream, rep.Subjects = sc.Stream, []string{subj.StreamSubject(cluster)}
+	return &jetStreamFeed{js: js, closeNATS: closeNATS, sink: sink, rep: rep}, nil
+}
+
+func (f *jetStreamFeed) read(ctx context.Context, state *consumer.State) error {
+	rep := f.rep
+	var start uint64
+	if rep.Read != nil {
+		start = rep.Read.LastSeq + 1
+	}
+	rr, err := consumer.ReadJetStream(ctx, f.js, state, consumer.ReadOptions{
+		Stream: rep.Stream, Subjects: rep.Subjects, StartSeq: start,
+		OnError: func(_ uint64, err error) error { rep.BadMessages = append(rep.BadMessages, err.Error()); return nil },
+	})
+	if err != nil {
+		return runtimeErr(fmt.Errorf("read sink %s: %w", f.sink, err))
+	}
+	if rep.Read == nil {
+		rep.Read = &rr
+	} else if rr.Messages > 0 {
+		rep.Read.LastSeq, rep.Read.EndSeq = rr.LastSeq, rr.EndSeq
+		rep.Read.Messages += rr.Messages
+	}
+	return nil
+}
+
+func (f *jetStreamFeed) span() consumer.ReadResult {
+	if f.rep.Read == nil {
+		return consumer.ReadResult{}
+	}
+	return *f.rep.Read
+}
+
+func (f *jetStreamFeed) close() { f.closeNATS() }
 
 func sinkKind(s config.Sink) string {
 	switch {

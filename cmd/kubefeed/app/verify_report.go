@@ -63,7 +63,12 @@ func printReport(w io.Writer, output string, r *verifyReport) error {
 		if n > 10 {
 			names += fmt.Sprintf(" and %d more (-o json lists them all)", n-10)
 		}
-		fmt.Fprintf(w, "note: %d objects are older than the feed and not in it (initialList: skip, or the stream dropped old messages): %s\n", n, names)
+		fmt.Fprintf(w, "note: %d objects are older than the feed and not in it (initialList: skip, or the stream or topic dropped old messages): %s\n", n, names)
+	}
+	if r.Kafka != nil {
+		for _, t := range r.Kafka.Missing {
+			fmt.Fprintf(w, "note: topic %s does not exist: nothing was written to it\n", t)
+		}
 	}
 	for _, b := range r.BadMessages {
 		fmt.Fprintf(w, "warning: skipped %s\n", b)
@@ -84,6 +89,12 @@ func printReport(w io.Writer, output string, r *verifyReport) error {
 	if !r.Match {
 		verdict = fmt.Sprintf("%d objects differ", len(r.Differences))
 	}
-	_, err := fmt.Fprintf(w, "%s (%d objects compared; stream %s, %d messages read up to sequence %d)\n", verdict, r.Compared, r.Stream, r.Read.Messages, r.Read.LastSeq)
+	var err error
+	switch {
+	case r.Kafka != nil:
+		_, err = fmt.Fprintf(w, "%s (%d objects compared; topics %s, %d records read from %d partitions)\n", verdict, r.Compared, strings.Join(r.Topics, ", "), r.Kafka.Records, len(r.Kafka.Partitions))
+	case r.Read != nil:
+		_, err = fmt.Fprintf(w, "%s (%d objects compared; stream %s, %d messages read up to sequence %d)\n", verdict, r.Compared, r.Stream, r.Read.Messages, r.Read.LastSeq)
+	}
 	return err
 }

@@ -177,15 +177,18 @@ func TestCompareAllKeepsToTheScopes(t *testing.T) {
 	}
 }
 
-func TestJetStreamSinkOf(t *testing.T) {
-	cfg := &config.Config{Sinks: []config.Sink{{Name: "hook", Webhook: &config.WebhookSink{}}, {Name: "js", JetStream: &config.JetStreamSink{Stream: "S"}}}}
-	if s, err := jetStreamSinkOf(cfg, "js"); err != nil || s.Stream != "S" {
+func TestVerifiedSinkOf(t *testing.T) {
+	cfg := &config.Config{Sinks: []config.Sink{{Name: "hook", Webhook: &config.WebhookSink{}}, {Name: "js", JetStream: &config.JetStreamSink{Stream: "S"}}, {Name: "bus", Kafka: &config.KafkaSink{Topic: "T"}}}}
+	if s, err := verifiedSinkOf(cfg, "js"); err != nil || s.JetStream == nil || s.JetStream.Stream != "S" {
 		t.Errorf("js: %v", err)
 	}
-	if _, err := jetStreamSinkOf(cfg, "hook"); err == nil || !strings.Contains(err.Error(), `sink "hook" is a webhook sink`) {
+	if s, err := verifiedSinkOf(cfg, "bus"); err != nil || s.Kafka == nil || s.Kafka.Topic != "T" {
+		t.Errorf("bus: %v", err)
+	}
+	if _, err := verifiedSinkOf(cfg, "hook"); err == nil || !strings.Contains(err.Error(), `sink "hook" is a webhook sink: verify reads what a jetstream sink stored in its stream or a kafka sink in its topics`) {
 		t.Errorf("hook: %v", err)
 	}
-	if _, err := jetStreamSinkOf(cfg, "x"); err == nil || !strings.Contains(err.Error(), `no sink named "x" in the config (its sinks: hook, js)`) {
+	if _, err := verifiedSinkOf(cfg, "x"); err == nil || !strings.Contains(err.Error(), `no sink named "x" in the config (its sinks: hook, js, bus)`) {
 		t.Errorf("x: %v", err)
 	}
 }
@@ -202,7 +205,7 @@ func TestPrintReport(t *testing.T) {
 		},
 		NotCompared: []notCompared{{Rule: 2, Resource: "pods", Reason: "it has a filter"}},
 		Gaps:        []consumer.Gap{{Reason: "restart"}, {Reason: "relist"}, {Reason: "restart"}},
-		Read:        consumer.ReadResult{Messages: 40, LastSeq: 42},
+		Read:        &consumer.ReadResult{Messages: 40, LastSeq: 42},
 	}
 	for i := 0; i < 12; i++ {
 		r.Predating = append(r.Predating, fmt.Sprintf("configmaps/shop/old%02d", i))
