@@ -114,7 +114,10 @@ func writeBenchfmt(w io.Writer, rep report) error {
 		}
 	}
 	if k := rep.Kafka; k != nil {
-		for _, r := range []result{k.Kubefeed, k.JetStream, k.Ceiling} {
+		for _, r := range []result{k.Kubefeed, k.Exporter, k.JetStream, k.Ceiling} {
+			if r.Mode == "" {
+				continue // no drain into no sink in reports before it
+			}
 			drains.add(fmt.Sprintf("Kafka/objects=%d/mode=%s", r.Objects, r.Mode), resultVals(r, "events", true)...)
 		}
 	}

@@ -34,7 +34,7 @@ func benchfmtFixture() report {
 	rep.Emit = &emit
 	rep.Network = []netRow{{DelayMillis: 1, Objects: 100, JetStreamCeil: result{Mode: "ceiling-jetstream", Objects: 100, Rate: 60000},
 		JetStream: r("kubefeed-jetstream-emit", 30000), WebhookCeil: result{Mode: "ceiling-webhook", Objects: 100, Rate: 100000}, Webhook: r("kubefeed-webhook-emit", 33000)}}
-	rep.Kafka = &kafkaReport{Partitions: 4, Kubefeed: r("kubefeed-kafka", 40000), JetStream: r("kubefeed-jetstream-emit", 27000), Ceiling: r("kafka-ceiling", 240000)}
+	rep.Kafka = &kafkaReport{Partitions: 4, Kubefeed: r("kubefeed-kafka", 40000), Exporter: r("kubefeed-emit", 50000), JetStream: r("kubefeed-jetstream-emit", 27000), Ceiling: r("kafka-ceiling", 240000), Rounds: 3}
 	for _, load := range eventLoads {
 		for _, m := range eventModes {
 			rep.Events[load.name+"/"+m] = []result{r(m, 300), r(m, 310)}
@@ -172,9 +172,9 @@ func TestBenchfmt(t *testing.T) {
 		}
 	}
 	// Every case: 4 burst modes, 2×2 steady, 2 memory, emit, 4 network,
-	// 3 Kafka, 2×4 + 1 Events, 3 deletecollection, 2 failover, 3 sharding.
-	if len(names) != 4+4+2+1+4+3+9+3+2+3 {
-		t.Errorf("%d cases, want %d: %v", len(names), 4+4+2+1+4+3+9+3+2+3, names)
+	// 4 Kafka, 2×4 + 1 Events, 3 deletecollection, 2 failover, 3 sharding.
+	if len(names) != 4+4+2+1+4+4+9+3+2+3 {
+		t.Errorf("%d cases, want %d: %v", len(names), 4+4+2+1+4+4+9+3+2+3, names)
 	}
 	// Sections measured at another time carry their own date.
 	for name, date := range map[string]string{"Burst/objects=100/mode=bare": rep.Date, "Events/load=burst/objects=100/mode=events-bare": rep.EventsDate,

@@ -222,6 +222,14 @@ func targets(rep report) []target {
 	if s := rep.Sharding; s != nil {
 		ts = append(ts, shardingTargets(s)...)
 	}
+	if k := rep.Kafka; k != nil && k.Ceiling.Rate > 0 {
+		r := k.Kubefeed.Rate / k.Ceiling.Rate
+		got := fmt.Sprintf("%.2f× (%.0f/s of %.0f/s, %.3f CPU s per 1k events)", r, k.Kubefeed.Rate, k.Ceiling.Rate, k.Kubefeed.CPUPer1k)
+		if k.Exporter.Rate > 0 {
+			got += fmt.Sprintf("; kubefeed into no sink at all: %.2f×", k.Exporter.Rate/k.Ceiling.Rate)
+		}
+		row("drain into Kafka ≥ 0.5× a bare franz-go producer on the same broker in the same run (issue 25)", got, r >= 0.5)
+	}
 	if rep.Emit != nil {
 		row(fmt.Sprintf("`initialList: emit` drains %dk existing objects at ≥ 10k/s (first to last event)", rep.Emit.Objects/1000), fmt.Sprintf("%.0f/s", rep.Emit.Rate), rep.Emit.Rate >= 10000)
 	} else {
