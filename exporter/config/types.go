@@ -32,6 +32,17 @@ type Config struct {
 	// Sharding splits the feed over replicas (nil: one leader runs it).
 	Sharding *Sharding `yaml:"sharding"`
 	Metrics  Metrics   `yaml:"metrics"`
+	// Snapshots, when set, lets `kubefeed snapshot` ask the running
+	// kubefeed (its leader) for snapshots, through ConfigMaps in a
+	// namespace it watches (nil: no snapshots, no such watch).
+	Snapshots *Snapshots `yaml:"snapshots"`
+}
+
+// Snapshots is where snapshot requests live: ConfigMaps labelled
+// kubefeed.io/snapshot in Namespace, each request's outcome written back
+// to it.
+type Snapshots struct {
+	Namespace string `yaml:"namespace"`
 }
 
 // Sharding splits the 64-bit FNV-1a hash space of object uids into Shards

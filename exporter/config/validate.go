@@ -202,6 +202,16 @@ func (v *validator) config(c *Config) {
 			v.at("sharding", "needs checkpoint.jetstream: a shard's checkpoint moves with it between replicas")
 		}
 	}
+	if sn := c.Snapshots; sn != nil {
+		if sn.Namespace == "" {
+			v.atKey("snapshots", "namespace is required: the namespace of the snapshot requests (ConfigMaps)")
+		} else if errs := validation.IsDNS1123Label(sn.Namespace); len(errs) > 0 {
+			v.at("snapshots.namespace", "bad namespace %q: %s", sn.Namespace, strings.Join(errs, "; "))
+		}
+		if c.Sharding != nil {
+			v.at("snapshots", "not supported together with sharding yet: a snapshot would have to span every shard's replica")
+		}
+	}
 	if a := c.Metrics.Address; a != "" {
 		if _, _, err := net.SplitHostPort(a); err != nil {
 			v.at("metrics.address", "must be host:port or :port: %v", err)

@@ -63,7 +63,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	root.SetErr(stderr)
 	root.SetArgs(args)
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageErr(err) })
-	root.AddCommand(newRunCmd(g), newTailCmd(g, stdout), newValidateCmd(g, stdout), newVerifyCmd(g, stdout), newVersionCmd(stdout))
+	root.AddCommand(newRunCmd(g), newTailCmd(g, stdout), newValidateCmd(g, stdout), newVerifyCmd(g, stdout), newSnapshotCmd(g, stdout), newVersionCmd(stdout))
 
 	err := root.Execute()
 	if err == nil {

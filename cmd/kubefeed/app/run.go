@@ -133,6 +133,15 @@ func runExporter(ctx context.Context, g *globalFlags, cfg *config.Config) error 
 		defer leader.Set(0)
 		return runPipeline(ctx, sendCtx, rc, cfg, log, reg, nil, func(ex *exporter.Exporter) { current.Store(ex) })
 	}
+	if sn := cfg.Snapshots; sn != nil && cfg.Sharding == nil {
+		cs, cerr := kubernetes.NewForConfig(rc)
+		if cerr != nil {
+			return runtimeErr(cerr)
+		}
+		sctx, stopSnapshots := context.WithCancel(ctx)
+		defer stopSnapshots()
+		go snapshotRequests(sctx, cs, sn.Namespace, current.Load, log)
+	}
 	if !cfg.LeaderElection.Enabled {
 		// Nothing aborts sends: SIGTERM drains them.
 		err = pipeline(ctx, context.WithoutCancel(ctx))

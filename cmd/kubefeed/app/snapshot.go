@@ -1,0 +1,387 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+	"go.uber.org/zap"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/util/validation"
+	"k8s.io/apimachinery/pkg/watch"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/cache"
+
+	"github.com/kubefeed/kubefeed/exporter"
+)
+
+// A snapshot request is a ConfigMap in the snapshots namespace, labelled
+// kubefeed.io/snapshot with its phase, so that it works with RBAC and
+// leader election and needs no port: `kubefeed snapshot` creates it, the
+// leader runs it and writes the outcome back, and `kubectl get configmaps
+// -l kubefeed.io/snapshot -L kubefeed.io/snapshot` shows them all.
+const (
+	snapshotLabel  = "kubefeed.io/snapshot"
+	snapshotPrefix = "kubefeed-snapshot-"
+
+	phasePending   = "pending"
+	phaseRunning   = "running"
+	phaseCompleted = "completed"
+	phaseFailed    = "failed"
+
+	// Keys of the request (set by `kubefeed snapshot`) and of its outcome
+	// (set by kubefeed).
+	keyResource    = "resource"
+	keyNamespace   = "namespace"
+	keySink        = "sink"
+	keyID          = "id"
+	keyStartedAt   = "startedAt"
+	keyCompletedAt = "completedAt"
+	keyCount       = "count"
+	keyResult      = "result"
+	keyMessage     = "message"
+)
+
+// snapshotRequest is a request read from its ConfigMap.
+type snapshotRequest struct {
+	cm  *corev1.ConfigMap
+	req exporter.SnapshotRequest
+	bad string // why the request cannot run ("" when it can)
+}
+
+func readSnapshotRequest(cm *corev1.ConfigMap) snapshotRequest {
+	r := snapshotRequest{cm: cm, req: exporter.SnapshotRequest{
+		ID: string(cm.UID), Resource: strings.TrimSpace(cm.Data[keyResource]),
+		Namespace: strings.TrimSpace(cm.Data[keyNamespace]), Sink: strings.TrimSpace(cm.Data[keySink]),
+	}}
+	if at := cm.Data[keyStartedAt]; at != "" {
+		t, err := time.Parse(time.RFC3339Nano, at)
+		if err != nil {
+			r.bad = fmt.Sprintf("data.%s %q: %v", keyStartedAt, at, err)
+		}
+		r.req.Time = t
+	}
+	if ns := r.req.Namespace; ns != "" {
+		if errs := validation.IsDNS1123Label(ns); len(errs) > 0 {
+			r.bad = fmt.Sprintf("data.%s: bad namespace %q: %s", keyNamespace, ns, strings.Join(errs, "; "))
+		}
+	}
+	return r
+}
+
+// snapshotRequests runs the snapshot requests of namespace ns, oldest
+// first and one at a time, on the exporter leading (current; nil or a
+// standby: not this replica's turn). It returns when ctx ends.
+func snapshotRequests(ctx context.Context, cs kubernetes.Interface, ns string, current func() *exporter.Exporter, log *zap.Logger) {
+	log = log.Named("snapshots")
+	f := informers.NewSharedInformerFactoryWithOptions(cs, 0, informers.WithNamespace(ns),
+		informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.LabelSelector = snapshotLabel }))
+	inf := f.Core().V1().ConfigMaps()
+	wake := make(chan struct{}, 1)
+	poke := func(any) {
+		select {
+		case wake <- struct{}{}:
+		default:
+		}
+	}
+	_, _ = inf.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{AddFunc: poke, UpdateFunc: func(_, n any) { poke(n) }})
+	f.Start(ctx.Done())
+	defer f.Shutdown()
+	if !cache.WaitForCacheSync(ctx.Done(), inf.Informer().HasSynced) {
+		return
+	}
+	tick := time.NewTicker(2 * time.Second)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-wake:
+		case <-tick.C:
+		}
+		ex := current()
+		if ex == nil || ex.Standby() {
+			continue
+		}
+		cms, err := inf.Lister().ConfigMaps(ns).List(labels.Everything())
+		if err != nil {
+			continue
+		}
+		next := oldestOpen(cms)
+		if next == nil {
+			continue
+		}
+		runSnapshotRequest(ctx, cs, readSnapshotRequest(next.DeepCopy()), ex, current, log)
+	}
+}
+
+// oldestOpen is the oldest request still pending or running.
+func oldestOpen(cms []*corev1.ConfigMap) *corev1.ConfigMap {
+	var open []*corev1.ConfigMap
+	for _, cm := range cms {
+		if p := cm.Labels[snapshotLabel]; p == phasePending || p == phaseRunning || p == "" {
+			open = append(open, cm)
+		}
+	}
+	sort.Slice(open, func(i, j int) bool {
+		a, b := open[i].CreationTimestamp, open[j].CreationTimestamp
+		if !a.Equal(&b) {
+			return a.Before(&b)
+		}
+		return open[i].Name < open[j].Name
+	})
+	if len(open) == 0 {
+		return nil
+	}
+	return open[0]
+}
+
+// runSnapshotRequest marks r running, runs it on ex and writes its
+// outcome. A run cut short because ex stopped leading (current changes)
+// or kubefeed stops is left running: the next leader runs it again, with
+// the same id and time, so the events it sent again are duplicates by id.
+func runSnapshotRequest(ctx context.Context, cs kubernetes.Interface, r snapshotRequest, ex *exporter.Exporter, current func() *exporter.Exporter, log *zap.Logger) {
+	cms := cs.CoreV1().ConfigMaps(r.cm.Namespace)
+	log = log.With(zap.String("request", r.cm.Name), zap.String("snapshot", r.req.ID))
+	if r.bad != "" {
+		finishSnapshotRequest(ctx, cms, r.cm, phaseFailed, map[string]string{keyMessage: r.bad}, log)
+		return
+	}
+	if r.req.Time.IsZero() {
+		r.req.Time = time.Now().UTC()
+	}
+	cm := r.cm.DeepCopy()
+	if cm.Labels[snapshotLabel] != phaseRunning || cm.Data[keyStartedAt] == "" {
+		setSnapshotLabel(cm, phaseRunning)
+		if cm.Data == nil {
+			cm.Data = map[string]string{}
+		}
+		cm.Data[keyID] = r.req.ID
+		cm.Data[keyStartedAt] = r.req.Time.Format(time.RFC3339Nano)
+		updated, err := cms.Update(ctx, cm, metav1.UpdateOptions{FieldManager: "kubefeed"})
+		if err != nil {
+			log.Warn("snapshot request not marked running; trying again", zap.Error(err))
+			return
+		}
+		cm = updated
+	}
+	sctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() { // ex stopped leading: the run ends, left for the next leader
+		t := time.NewTicker(200 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-sctx.Done():
+				return
+			case <-t.C:
+				if current() != ex {
+					cancel()
+					return
+				}
+			}
+		}
+	}()
+	log.Info("snapshot requested", zap.String("resource", r.req.Resource), zap.String("namespace", r.req.Namespace), zap.String("sink", r.req.Sink))
+	res, err := ex.Snapshot(sctx, r.req)
+	if sctx.Err() != nil {
+		log.Info("snapshot cut short (no longer leading, or stopping); the next leader runs it again")
+		return
+	}
+	if err != nil {
+		finishSnapshotRequest(ctx, cms, cm, phaseFailed, map[string]string{keyMessage: err.Error()}, log)
+		return
+	}
+	total := 0
+	var parts []string
+	for _, sr := range res {
+		total += sr.Count
+		parts = append(parts, fmt.Sprintf("%s: %d (%s)", sr.Sink, sr.Count, strings.Join(sr.Resources, ", ")))
+	}
+	finishSnapshotRequest(ctx, cms, cm, phaseCompleted, map[string]string{
+		keyCount: strconv.Itoa(total), keyResult: strings.Join(parts, "; "), keyCompletedAt: time.Now().UTC().Format(time.RFC3339Nano),
+	}, log)
+}
+
+// configMapClient is what runSnapshotRequest needs of the ConfigMaps API.
+type configMapClient interface {
+	Get(ctx context.Context, name string, o metav1.GetOptions) (*corev1.ConfigMap, error)
+	Update(ctx context.Context, cm *corev1.ConfigMap, o metav1.UpdateOptions) (*corev1.ConfigMap, error)
+}
+
+// finishSnapshotRequest writes a request's outcome, retrying a conflict
+// on the newest version (a user may have labelled it meanwhile).
+func finishSnapshotRequest(ctx context.Context, cms configMapClient, cm *corev1.ConfigMap, phase string, data map[string]string, log *zap.Logger) {
+	for attempt := 0; attempt < 5; attempt++ {
+		c := cm.DeepCopy()
+		setSnapshotLabel(c, phase)
+		if c.Data == nil {
+			c.Data = map[string]string{}
+		}
+		for k, v := range data {
+			c.Data[k] = v
+		}
+		_, err := cms.Update(ctx, c, metav1.UpdateOptions{FieldManager: "kubefeed"})
+		if err == nil {
+			log.Info("snapshot "+phase, zap.Any("outcome", data))
+			return
+		}
+		if apierrors.IsNotFound(err) {
+			return // the request was withdrawn
+		}
+		if !apierrors.IsConflict(err) {
+			log.Warn("snapshot outcome not written", zap.Error(err))
+			time.Sleep(time.Second)
+		}
+		if fresh, gerr := cms.Get(ctx, cm.Name, metav1.GetOptions{}); gerr == nil {
+			cm = fresh
+		}
+	}
+	log.Error("snapshot outcome not written after 5 attempts", zap.String("phase", phase))
+}
+
+func setSnapshotLabel(cm *corev1.ConfigMap, phase string) {
+	if cm.Labels == nil {
+		cm.Labels = map[string]string{}
+	}
+	cm.Labels[snapshotLabel] = phase
+}
+
+func newSnapshotCmd(g *globalFlags, stdout io.Writer) *cobra.Command {
+	var scope, sink, namespace, cfgPath string
+	var wait bool
+	var timeout time.Duration
+	cmd := &cobra.Command{
+		Use:   "snapshot [--scope RESOURCE[/NAMESPACE]] [--sink NAME]",
+		Short: "Ask the running kubefeed for a snapshot of what it watches, sent into its feed",
+		Long: `Creates a snapshot request (a ConfigMap labelled kubefeed.io/snapshot in the
+namespace of the config's snapshots block) that the running kubefeed, its
+leader with leader election, picks up. The feed then carries, per resource,
+io.kubefeed.snapshot.started, one io.kubefeed.resource.snapshot event per
+object, and io.kubefeed.snapshot.completed with the count. One snapshot runs
+at a time. See them with:
+  kubectl get configmaps -n NAMESPACE -l kubefeed.io/snapshot -L kubefeed.io/snapshot`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			resource, ns, _ := strings.Cut(scope, "/")
+			if scope != "" && (resource == "" || strings.Contains(ns, "/")) {
+				return usageErr(fmt.Errorf("--scope %q: want RESOURCE or RESOURCE/NAMESPACE", scope))
+			}
+			if ns != "" {
+				if errs := validation.IsDNS1123Label(ns); len(errs) > 0 {
+					return usageErr(fmt.Errorf("--scope %q: bad namespace %q: %s", scope, ns, strings.Join(errs, "; ")))
+				}
+			}
+			rc, ctxNS, err := clientConfig(g)
+			if err != nil {
+				return usageErr(err)
+			}
+			if namespace == "" && cfgPath != "" {
+				cfg, err := loadConfig(cfgPath)
+				if err != nil {
+					return err
+				}
+				if cfg.Snapshots == nil {
+					return usageErr(fmt.Errorf("%s: no snapshots block: the kubefeed it configures takes no snapshot requests", cfgPath))
+				}
+				namespace = cfg.Snapshots.Namespace
+			}
+			if namespace == "" {
+				namespace = ctxNS
+			}
+			cs, err := kubernetes.NewForConfig(rc)
+			if err != nil {
+				return runtimeErr(err)
+			}
+			ctx := cmd.Context()
+			if timeout > 0 {
+				var cancel context.CancelFunc
+				ctx, cancel = context.WithTimeout(ctx, timeout)
+				defer cancel()
+			}
+			cm := &corev1.ConfigMap{
+				ObjectMeta: metav1.ObjectMeta{GenerateName: snapshotPrefix, Namespace: namespace, Labels: map[string]string{snapshotLabel: phasePending}},
+				Data:       map[string]string{keyResource: resource, keyNamespace: ns, keySink: sink},
+			}
+			made, err := cs.CoreV1().ConfigMaps(namespace).Create(ctx, cm, metav1.CreateOptions{FieldManager: "kubefeed-snapshot"})
+			if err != nil {
+				return runtimeErr(fmt.Errorf("create the snapshot request in namespace %s: %w", namespace, err))
+			}
+			fmt.Fprintf(stdout, "configmap/%s created in namespace %s\n", made.Name, namespace)
+			if !wait {
+				return nil
+			}
+			done, err := waitSnapshotRequest(ctx, cs, made)
+			if err != nil {
+				return runtimeErr(fmt.Errorf("configmap/%s: %w", made.Name, err))
+			}
+			if done.Labels[snapshotLabel] == phaseFailed {
+				return runtimeErr(fmt.Errorf("configmap/%s: snapshot failed: %s", made.Name, done.Data[keyMessage]))
+			}
+			fmt.Fprintf(stdout, "snapshot %s completed: %s events (%s)\n", done.Data[keyID], done.Data[keyCount], done.Data[keyResult])
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&scope, "scope", "", "RESOURCE or RESOURCE/NAMESPACE to snapshot (default: everything watched)")
+	cmd.Flags().StringVar(&sink, "sink", "", "the sink to send the snapshot to (default: every sink)")
+	cmd.Flags().StringVarP(&namespace, "namespace", "n", "", "namespace of the snapshot requests (default: --config's snapshots.namespace, else the kubeconfig context's)")
+	cmd.Flags().StringVar(&cfgPath, "config", "", "kubefeed's config file, for its snapshots.namespace")
+	cmd.Flags().BoolVar(&wait, "wait", true, "wait until the snapshot completed or failed")
+	cmd.Flags().DurationVar(&timeout, "timeout", 10*time.Minute, "how long to wait (0: no limit)")
+	return cmd
+}
+
+// waitSnapshotRequest watches the request until it completed or failed.
+func waitSnapshotRequest(ctx context.Context, cs kubernetes.Interface, cm *corev1.ConfigMap) (*corev1.ConfigMap, error) {
+	cms := cs.CoreV1().ConfigMaps(cm.Namespace)
+	sel := fields.OneTermEqualSelector("metadata.name", cm.Name).String()
+	rv := cm.ResourceVersion
+	for {
+		w, err := cms.Watch(ctx, metav1.ListOptions{FieldSelector: sel, ResourceVersion: rv})
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil, fmt.Errorf("not completed in time (is kubefeed running, with snapshots.namespace %s?)", cm.Namespace)
+			}
+			cur, gerr := cms.Get(ctx, cm.Name, metav1.GetOptions{})
+			if gerr != nil {
+				return nil, gerr
+			}
+			if p := cur.Labels[snapshotLabel]; p == phaseCompleted || p == phaseFailed {
+				return cur, nil
+			}
+			rv = cur.ResourceVersion
+			continue
+		}
+		for ev := range w.ResultChan() {
+			switch ev.Type {
+			case watch.Deleted:
+				w.Stop()
+				return nil, errors.New("the request was deleted")
+			case watch.Added, watch.Modified:
+				cur, ok := ev.Object.(*corev1.ConfigMap)
+				if !ok {
+					continue
+				}
+				rv = cur.ResourceVersion
+				if p := cur.Labels[snapshotLabel]; p == phaseCompleted || p == phaseFailed {
+					w.Stop()
+					return cur, nil
+				}
+			}
+		}
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("not completed in time (is kubefeed running, with snapshots.namespace %s?)", cm.Namespace)
+		}
+	}
+}
