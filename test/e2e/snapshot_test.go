@@ -12,11 +12,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	feed "github.com/kubefeed/kubefeed/consumer"
+	"github.com/kubefeed/kubefeed/event"
 	"github.com/kubefeed/kubefeed/test/natstest"
 )
 
@@ -262,5 +264,65 @@ snapshots: {namespace: %[2]s}
 	code, out = runSnapshot(t, "--sink", "nope", "-n", ns, "--timeout", "1m")
 	if code != 2 || !strings.Contains(out, `no sink named "nope"`) {
 		t.Fatalf("exit %d:\n%s", code, out)
+	}
+}
+
+// verify --from-snapshot checks the feed from its last completed
+// snapshot: an object the feed held before it (its deletion lost) and the
+// snapshot did not show is dropped and counted, where a plain verify
+// reports it EXTRA.
+func TestVerifyFromSnapshotDropsWhatTheSnapshotDidNotShow(t *testing.T) {
+	ns := namespace(t, "snapshot-verify", nil)
+	cs, _ := clients(t)
+	for i := range 5 {
+		if _, err := cs.CoreV1().ConfigMaps(ns).Create(context.Background(), &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("cm-%d", i)}}, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	srv := natstest.StartT(t, natstest.Options{})
+	cfg := writeFile(t, "c.yaml", fmt.Sprintf(`apiVersion: kubefeed.io/v1alpha1
+kind: Config
+cluster: test
+watch:
+  - {resource: configmaps, namespaces: [%[2]s], initialList: emit}
+sinks:
+  - name: feed
+    jetstream: {servers: [%[1]s], stream: KUBEFEED, provision: {}}
+snapshots: {namespace: %[2]s}
+`, srv.URL(), ns))
+	startKubefeedReady(t, cfg)
+	waitStream(t, srv.URL(), 5)
+	// A ConfigMap the feed says was added, whose deletion it lost.
+	ghost, err := event.Marshal(&event.Event{
+		SpecVersion: event.SpecVersion, ID: "ghost-uid.1.added", Source: "kubefeed/test", Type: event.Added.Type(), Time: time.Now().UTC(),
+		DataContentType: event.DataContentType, Cluster: "test", APIVersion: "v1", Kind: "ConfigMap", Resource: "configmaps",
+		Namespace: ns, Name: "ghost", UID: "ghost-uid", ResourceVersion: "1",
+		Data: &event.ChangeData{Object: map[string]any{"apiVersion": "v1", "kind": "ConfigMap", "metadata": map[string]any{"name": "ghost", "namespace": ns, "uid": "ghost-uid", "resourceVersion": "1"}}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	nc, err := nats.Connect(srv.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	if err := nc.Publish("kubefeed.test.core.configmaps."+ns+".added", ghost); err != nil {
+		t.Fatal(err)
+	}
+	_ = nc.Flush()
+	waitStream(t, srv.URL(), 6)
+	if r := runVerify(t, cfg, "feed"); r.code != 3 || !strings.Contains(r.stdout, "ghost") {
+		t.Fatalf("plain verify: want exit 3 naming ghost; %s", r)
+	}
+	if r := runVerify(t, cfg, "feed", "--from-snapshot"); r.code != 2 || !strings.Contains(r.stderr, "no completed snapshot") {
+		t.Fatalf("--from-snapshot without a snapshot: want exit 2; %s", r)
+	}
+	if code, out := runSnapshot(t, "--config", cfg, "--timeout", "1m"); code != 0 {
+		t.Fatalf("kubefeed snapshot: exit %d\n%s", code, out)
+	}
+	r := runVerify(t, cfg, "feed", "--from-snapshot")
+	if r.code != 0 || !strings.Contains(r.stdout, "(1 dropped as not shown by it)") {
+		t.Fatalf("--from-snapshot: want exit 0 with ghost dropped; %s", r)
 	}
 }

@@ -25,6 +25,9 @@ import (
 type verifyOptions struct {
 	config, sink, output string
 	timeout              time.Duration
+	// fromSnapshot: each completed snapshot in the feed is the baseline of
+	// its resource (consumer.Options.FromSnapshot).
+	fromSnapshot bool
 }
 
 func newVerifyCmd(g *globalFlags, stdout io.Writer) *cobra.Command {
@@ -56,6 +59,7 @@ func newVerifyCmd(g *globalFlags, stdout io.Writer) *cobra.Command {
 	f.StringVar(&o.sink, "sink", "", "the jetstream sink whose stream is read, or the kafka sink whose topics are read")
 	f.StringVarP(&o.output, "output", "o", "text", "text or json")
 	f.DurationVar(&o.timeout, "timeout", 5*time.Minute, "bound for the whole comparison")
+	f.BoolVar(&o.fromSnapshot, "from-snapshot", false, "check the feed as read from its last completed snapshot of each resource (kubefeed snapshot): what the feed held before it and the snapshot did not show is not compared; exit 2 when the feed has no completed snapshot")
 	return cmd
 }
 
@@ -75,6 +79,8 @@ type verifyReport struct {
 	BadMessages []string                  `json:"badMessages,omitempty"`
 	Read        *consumer.ReadResult      `json:"read,omitempty"`
 	Kafka       *consumer.KafkaReadResult `json:"kafka,omitempty"`
+	// Snapshots are the completed snapshots read (--from-snapshot).
+	Snapshots []consumer.Snapshot `json:"snapshots,omitempty"`
 }
 
 // feed is how verify reads what a sink stored: read applies what the sink
@@ -140,9 +146,14 @@ func runVerify(ctx context.Context, g *globalFlags, o *verifyOptions, stdout io.
 		}
 		fd = kf
 	}
-	state := consumer.New(consumer.Options{})
+	state := consumer.New(consumer.Options{FromSnapshot: o.fromSnapshot})
 	if err := fd.read(ctx, state); err != nil {
 		return err
+	}
+	if o.fromSnapshot {
+		if rep.Snapshots = state.Snapshots(); len(rep.Snapshots) == 0 {
+			return runtimeErr(fmt.Errorf("--from-snapshot: sink %s holds no completed snapshot (ask for one with kubefeed snapshot)", o.sink))
+		}
 	}
 	live, err := listScopes(ctx, dyn, scopes)
 	if err != nil {

@@ -6,6 +6,8 @@ import (
 	"io"
 	"sort"
 	"strings"
+
+	"github.com/kubefeed/kubefeed/consumer"
 )
 
 // sortDiffs orders differences by object, then the feed's uid (a name's
@@ -73,6 +75,9 @@ func printReport(w io.Writer, output string, r *verifyReport) error {
 	for _, b := range r.BadMessages {
 		fmt.Fprintf(w, "warning: skipped %s\n", b)
 	}
+	for _, s := range lastSnapshots(r.Snapshots) {
+		fmt.Fprintf(w, "from snapshot %s of %s: %d objects (%d dropped as not shown by it)\n", s.ID, snapshotScopeName(s), s.Count, s.Dropped)
+	}
 	if len(r.Gaps) > 0 {
 		reasons := map[string]int{}
 		for _, g := range r.Gaps {
@@ -97,4 +102,31 @@ func printReport(w io.Writer, output string, r *verifyReport) error {
 		_, err = fmt.Fprintf(w, "%s (%d objects compared; stream %s, %d messages read up to sequence %d)\n", verdict, r.Compared, r.Stream, r.Read.Messages, r.Read.LastSeq)
 	}
 	return err
+}
+
+// lastSnapshots keeps the last completed snapshot of each resource and
+// namespace, in feed order.
+func lastSnapshots(all []consumer.Snapshot) []consumer.Snapshot {
+	last := map[string]int{}
+	for i, s := range all {
+		last[snapshotScopeName(s)] = i
+	}
+	var out []consumer.Snapshot
+	for i, s := range all {
+		if last[snapshotScopeName(s)] == i {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+func snapshotScopeName(s consumer.Snapshot) string {
+	n := s.Resource
+	if s.Group != "" {
+		n += "." + s.Group
+	}
+	if s.Namespace != "" {
+		n += " -n " + s.Namespace
+	}
+	return n
 }
