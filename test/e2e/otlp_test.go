@@ -1,0 +1,279 @@
+package e2e
+
+// The OTLP sink end to end: `kubefeed run` (or the exporter in process)
+// against the real API server and a real OpenTelemetry Collector
+// (otlp_collector_test.go); what reaches the Collector's file exporter is
+// decoded with the Collector's own plog JSON unmarshaler.
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/kubefeed/kubefeed/exporter/config"
+	"github.com/kubefeed/kubefeed/sinks"
+	"github.com/kubefeed/kubefeed/sinks/otlp"
+)
+
+// otlpPipelines: one per shape and protocol.
+var otlpPipelines = []struct{ name, shape, protocol string }{
+	{"k8s-grpc", otlp.ShapeK8sObjects, otlp.ProtocolGRPC},
+	{"k8s-http", otlp.ShapeK8sObjects, otlp.ProtocolHTTP},
+	{"entity-grpc", otlp.ShapeEntity, otlp.ProtocolGRPC},
+	{"entity-http", otlp.ShapeEntity, otlp.ProtocolHTTP},
+}
+
+// Both shapes, over gRPC and HTTP, from `kubefeed run`: every change of a
+// ConfigMap and a Secret reaches the Collector with the change's time, the
+// object the other sinks get (the Secret redacted alike), the patch, and
+// the shape's names.
+func TestOTLPShapesReachTheCollector(t *testing.T) {
+	ns := namespace(t, "otlp-shapes", nil)
+	col := startOtelcol(t, "k8s-grpc", "k8s-http", "entity-grpc", "entity-http")
+	dir := t.TempDir()
+	var sinksYAML strings.Builder
+	for _, p := range otlpPipelines {
+		fmt.Fprintf(&sinksYAML, "  - name: %s\n    otlp: {endpoint: '%s', protocol: %s, shape: %s, batch: 64, linger: 5ms}\n", p.name, col.endpoint(p.name, p.protocol), p.protocol, p.shape)
+	}
+	cfg := fmt.Sprintf(`apiVersion: kubefeed.io/v1alpha1
+kind: Config
+cluster: otlp-test
+watch:
+  - {resource: configmaps, namespaces: [%[1]s]}
+  - {resource: secrets, namespaces: [%[1]s]}
+sinks:
+  - name: file
+    file: {path: %[2]s/events.jsonl}
+%[3]s`, ns, dir, sinksYAML.String())
+	cfgPath := filepath.Join(dir, "kubefeed.yaml")
+	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command(kubefeedBinary(t), "validate", "--config", cfgPath).CombinedOutput()
+	if err != nil {
+		t.Fatalf("validate: %v\n%s", err, out)
+	}
+	d := startDaemon(t, cfgPath)
+
+	cs, dyn := clients(t)
+	ctx := context.Background()
+	const secretValue = "hunter2-otlp-secret"
+	events := filepath.Join(dir, "events.jsonl")
+	// Each change waits for the one before it to reach the file sink:
+	// changes made faster than kubefeed sees them may merge into one
+	// event (level-based), and this test wants one event each.
+	steps := []func() error{
+		func() error {
+			_, err := dyn.Resource(configMaps).Namespace(ns).Create(ctx, cm("app", nil, map[string]any{"k": "v"}), metav1.CreateOptions{})
+			return err
+		},
+		func() error {
+			_, err := cs.CoreV1().Secrets(ns).Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "creds"}, StringData: map[string]string{"password": secretValue}}, metav1.CreateOptions{})
+			return err
+		},
+		func() error {
+			_, err := dyn.Resource(configMaps).Namespace(ns).Patch(ctx, "app", "application/merge-patch+json", []byte(`{"data":{"k":"w","n":"1"}}`), metav1.PatchOptions{})
+			return err
+		},
+		func() error {
+			_, err := cs.CoreV1().Secrets(ns).Patch(ctx, "creds", "application/merge-patch+json", []byte(`{"stringData":{"password":"`+secretValue+`-2"}}`), metav1.PatchOptions{})
+			return err
+		},
+		func() error { return dyn.Resource(configMaps).Namespace(ns).Delete(ctx, "app", metav1.DeleteOptions{}) },
+	}
+	for i, step := range steps {
+		if err := step(); err != nil {
+			t.Fatalf("change %d: %v", i+1, err)
+		}
+		deadline := time.Now().Add(time.Minute)
+		for len(readLines(t, events)) < i+1 {
+			if time.Now().After(deadline) {
+				t.Fatalf("the file sink holds %d events, want %d; kubefeed's log:\n%s", len(readLines(t, events)), i+1, d.logs.String())
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+
+	// The file sink's CloudEvents are what every change must match.
+	type ce struct {
+		got
+		Time string `json:"time"`
+	}
+	var want []ce
+	for _, l := range readLines(t, events) {
+		var e ce
+		if err := json.Unmarshal(l, &e); err != nil {
+			t.Fatal(err)
+		}
+		e.raw = l
+		want = append(want, e)
+	}
+	if len(want) != 5 {
+		t.Fatalf("file sink holds %d events, want 5:\n%s", len(want), d.logs.String())
+	}
+	for _, p := range otlpPipelines {
+		t.Run(p.name, func(t *testing.T) {
+			var recs []record
+			waitLines(t, p.name+" records", func() bool { recs = col.records(t, p.name); return len(recs) >= len(want) })
+			byID := map[string]record{}
+			for _, r := range recs {
+				byID[r.str(otlp.AttrEventID)] = r
+			}
+			raw, _ := os.ReadFile(col.file(p.name))
+			for _, leak := range []string{secretValue, base64.StdEncoding.EncodeToString([]byte(secretValue))} {
+				if strings.Contains(string(raw), leak) {
+					t.Errorf("the Collector's file holds the Secret's value %q", leak)
+				}
+			}
+			for _, w := range want {
+				r, ok := byID[w.ID]
+				if !ok {
+					t.Errorf("no record of %s", w.ID)
+					continue
+				}
+				checkOTLPRecord(t, p.shape, ns, w.got, w.Time, r)
+			}
+		})
+	}
+}
+
+// checkOTLPRecord compares one record with the CloudEvent the file sink got.
+func checkOTLPRecord(t *testing.T, shape, ns string, w got, wantTime string, r record) {
+	t.Helper()
+	tm, err := time.Parse(time.RFC3339Nano, wantTime)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !r.lr.Timestamp().AsTime().Equal(tm) || !r.lr.ObservedTimestamp().AsTime().Equal(tm) {
+		t.Errorf("%s: timestamps %v / %v, want the change's time %v", w.ID, r.lr.Timestamp().AsTime(), r.lr.ObservedTimestamp().AsTime(), tm)
+	}
+	if r.resource["k8s.cluster.name"] != "otlp-test" {
+		t.Errorf("%s: resource %v", w.ID, r.resource)
+	}
+	body := r.lr.Body().AsRaw()
+	kind := strings.ToLower(w.Kind)
+	switch shape {
+	case otlp.ShapeK8sObjects:
+		m, _ := body.(map[string]any)
+		wantType := map[string]string{"added": "ADDED", "modified": "MODIFIED", "deleted": "DELETED"}[w.change()]
+		if m["type"] != wantType {
+			t.Errorf("%s: body.type %v, want %s", w.ID, m["type"], wantType)
+		}
+		body = m["object"]
+		if r.scope != otlp.ScopeK8sObjects || r.resource["k8s.namespace.name"] != ns {
+			t.Errorf("%s: scope %q resource %v", w.ID, r.scope, r.resource)
+		}
+		if r.str("k8s.resource.name") != kind+"s" || r.str("event.domain") != "k8s" || r.str("event.name") != w.Name {
+			t.Errorf("%s: k8s.resource.name %q event.domain %q event.name %q", w.ID, r.str("k8s.resource.name"), r.str("event.domain"), r.str("event.name"))
+		}
+	case otlp.ShapeEntity:
+		wantName := otlp.EventEntityState
+		if w.change() == "deleted" {
+			wantName = otlp.EventEntityDelete
+		}
+		if r.lr.EventName() != wantName || r.str(otlp.AttrEntityType) != "k8s."+kind {
+			t.Errorf("%s: event name %q entity.type %q", w.ID, r.lr.EventName(), r.str(otlp.AttrEntityType))
+		}
+		if id, _ := r.attr(otlp.AttrEntityID).(map[string]any); id["k8s."+kind+".uid"] != w.UID {
+			t.Errorf("%s: entity.id %v, want uid %s", w.ID, id, w.UID)
+		}
+	}
+	if mustJSON(body) != mustJSON(w.Data.Object) {
+		t.Errorf("%s: object\n got %s\nwant %s", w.ID, mustJSON(body), mustJSON(w.Data.Object))
+	}
+	if w.change() == "modified" {
+		if mustJSON(r.attr(otlp.AttrPatch)) != mustJSON(w.Data.Patch) || r.str(otlp.AttrPreviousResourceVersion) != w.Data.PreviousResourceVersion {
+			t.Errorf("%s: patch %s from %s, want %s from %s", w.ID, mustJSON(r.attr(otlp.AttrPatch)), r.str(otlp.AttrPreviousResourceVersion), mustJSON(w.Data.Patch), w.Data.PreviousResourceVersion)
+		}
+	}
+	if r.str(otlp.AttrEventType) != w.Type || r.str(otlp.AttrResourceVersion) != w.ResourceVersion || r.str(otlp.AttrEventSubject) != w.Subject {
+		t.Errorf("%s: type %q rv %q subject %q", w.ID, r.str(otlp.AttrEventType), r.str(otlp.AttrResourceVersion), r.str(otlp.AttrEventSubject))
+	}
+}
+
+// otlpSink builds a sink as `kubefeed run` would from its block.
+func otlpSink(t *testing.T, block config.OTLPSink) sinks.Sink {
+	t.Helper()
+	c := config.Config{Sinks: []config.Sink{{Name: "otel", OTLP: &block}}}
+	c.SetDefaults()
+	s, err := otlp.New(otlp.Options{Config: *c.Sinks[0].OTLP, Version: "e2e"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Close(context.Background()) })
+	return s
+}
+
+// A Collector stopped 1s into 10,000 changes and started again 20s later
+// loses nothing: each shape's records, read back by the consumer rules,
+// rebuild exactly what a LIST returns. Duplicates are allowed (at least
+// once) and reported.
+func TestOTLPCollectorRestartMidLoadLosesNothing(t *testing.T) {
+	ensureWidgetCRD(t)
+	nss := []string{namespace(t, "otlp-outage-a", nil), namespace(t, "otlp-outage-b", nil)}
+	col := startOtelcol(t, "k8s-grpc", "entity-http")
+	ss := map[string]sinks.Sink{
+		"k8s":    otlpSink(t, config.OTLPSink{Endpoint: col.endpoint("k8s-grpc", otlp.ProtocolGRPC), Shape: otlp.ShapeK8sObjects}),
+		"entity": otlpSink(t, config.OTLPSink{Endpoint: col.endpoint("entity-http", otlp.ProtocolHTTP), Protocol: otlp.ProtocolHTTP, Shape: otlp.ShapeEntity}),
+	}
+	cfg := "apiVersion: kubefeed.io/v1alpha1\nkind: Config\ncluster: test\nworkers: 8\n" + burstWatch(nss...) +
+		"sinks:\n  - {name: k8s, otlp: {endpoint: 'unused:4317'}}\n  - {name: entity, otlp: {endpoint: 'unused:4317'}}\n"
+	startExporter(t, cfg, ss)
+	restarts := 0
+	burstThroughOutage(t, nss, col.stop, func() error { restarts++; return col.restart() })
+	if restarts != 1 {
+		t.Fatalf("the Collector was restarted %d times", restarts)
+	}
+	for _, p := range []string{"k8s-grpc", "entity-http"} {
+		c := rebuildsListed(t, func() [][]byte { return col.eventLines(t, p) }, nss...)
+		n := len(col.records(t, p))
+		t.Logf("%s: %d records, %d distinct events, %d duplicates, %d rebased patches, %d recovered", p, n, n-c.dups, c.dups, c.rebased, c.recovered)
+		if c.unknownDeletes != 0 {
+			t.Errorf("%s: %d deletions of objects the feed never had", p, c.unknownDeletes)
+		}
+	}
+}
+
+// kubefeed validate reports bad OTLP options at their position and exits 1.
+func TestOTLPValidateReportsBadOptionsAtTheirPosition(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "bad.yaml")
+	cfg := `apiVersion: kubefeed.io/v1alpha1
+kind: Config
+watch:
+  - resource: configmaps
+sinks:
+  - name: otel
+    otlp:
+      endpoint: collector
+      protocol: grpc
+      shape: logs
+      compression: brotli
+`
+	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(kubefeedBinary(t), "validate", "--config", path)
+	out, err := cmd.CombinedOutput()
+	if cmd.ProcessState == nil || cmd.ProcessState.ExitCode() != 1 {
+		t.Fatalf("validate: %v, want exit 1:\n%s", err, out)
+	}
+	for _, want := range []string{
+		path + ":8:17: sinks[0].otlp.endpoint: must be host:port",
+		path + ":10:14: sinks[0].otlp.shape: must be k8sobjects or entity, got \"logs\"",
+		path + ":11:20: sinks[0].otlp.compression: must be none or gzip, got \"brotli\"",
+	} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("validate output lacks %q:\n%s", want, out)
+		}
+	}
+}
