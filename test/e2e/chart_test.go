@@ -224,6 +224,8 @@ func TestChartRejectsBadValues(t *testing.T) {
 		{[]string{"--set", "networkPolicy.metricsFrom[0].pod.app=x"}, "'pod' not allowed"},
 		{[]string{"--set-json", `config.sinks=[{"name":"kn","webhook":{"url":"http://x","types":"ApiServerSource"}}]`}, "/config/sinks/0/webhook/types"},
 		{[]string{"--set-json", `config.sinks=[{"name":"kn","kafka":{"brokers":["k:9092"],"types":"Knative"}}]`}, "/config/sinks/0/kafka/types"},
+		{[]string{"--set", "config.snapshots.namespce=x"}, "'namespce' not allowed"},
+		{[]string{"-f", filepath.Join(chartDir, "ci", "sharded-values.yaml"), "--set", "config.snapshots.namespace=x"}, "config.snapshots is not supported together with config.sharding"},
 	} {
 		out, err := helm(t, append([]string{"template", "t", chartDir}, tc.set...)...)
 		if err == nil || !strings.Contains(out, tc.want) {
@@ -369,4 +371,39 @@ func ensureNamespace(t *testing.T, name string) string {
 		t.Fatal(err)
 	}
 	return name
+}
+
+// With config.snapshots the chart's RBAC lets kubefeed, run as its
+// ServiceAccount, take a snapshot request from its namespace and write
+// the outcome back, and no more: ConfigMaps elsewhere stay read-only.
+func TestChartSnapshotsRBACIsEnough(t *testing.T) {
+	for _, ns := range []string{"snap-rel", "snap-requests", "chart-shop", "chart-web"} {
+		_ = ensureNamespace(t, ns)
+	}
+	objs := render(t, filepath.Join(chartDir, "ci", "namespaced-values.yaml"), "snap-rel", "--set", "config.snapshots.namespace=snap-requests")
+	run := startAsServiceAccount(t, objs, "snap-rel", "caches synced")
+	run.expectEvent(t, "chart-web", "snap-proof")
+	code, out := runSnapshot(t, "--scope", "configmaps/chart-web", "-n", "snap-requests", "--timeout", "1m")
+	if code != 0 || !strings.Contains(out, "completed") {
+		t.Fatalf("kubefeed snapshot: exit %d\n%s\nkubefeed:\n%s", code, out, run.logs.String())
+	}
+	deadline := time.After(15 * time.Second)
+	for found := false; !found; {
+		select {
+		case l := <-run.lines:
+			found = strings.Contains(l, `"type":"io.kubefeed.snapshot.completed"`)
+		case <-deadline:
+			t.Fatalf("no snapshot.completed on stdout; log:\n%s", run.logs.String())
+		}
+	}
+	if strings.Contains(run.logs.String(), "forbidden") {
+		t.Errorf("kubefeed hit forbidden requests with its own RBAC:\n%s", run.logs.String())
+	}
+	sac := run.client()
+	if _, err := sac.CoreV1().ConfigMaps("chart-web").Create(context.Background(), cmTyped("write"), metav1.CreateOptions{}); !apierrors.IsForbidden(err) {
+		t.Errorf("writing a ConfigMap outside the snapshots namespace: %v, want forbidden", err)
+	}
+	if _, err := sac.CoreV1().ConfigMaps("snap-requests").Create(context.Background(), cmTyped("write"), metav1.CreateOptions{}); !apierrors.IsForbidden(err) {
+		t.Errorf("creating a ConfigMap in the snapshots namespace: %v, want forbidden (kubefeed only updates requests)", err)
+	}
 }

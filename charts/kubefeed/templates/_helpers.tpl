@@ -40,6 +40,11 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- if not $le.namespace }}{{ $_ := set $le "namespace" .Release.Namespace }}{{ end -}}
 {{- if not $le.name }}{{ $_ := set $le "name" (include "kubefeed.fullname" .) }}{{ end -}}
 {{- $_ := set $c "leaderElection" $le -}}
+{{- if hasKey $c "snapshots" }}
+{{- $sn := default dict $c.snapshots -}}
+{{- if not $sn.namespace }}{{ $_ := set $sn "namespace" .Release.Namespace }}{{ end -}}
+{{- $_ := set $c "snapshots" $sn -}}
+{{- end -}}
 {{- toYaml $c -}}
 {{- end -}}
 
@@ -56,6 +61,9 @@ install fails instead.
 {{- end }}
 {{- if and (gt (int .Values.replicaCount) 1) $cp.file }}
 {{- fail "several replicas cannot share the file checkpoint: use config.checkpoint.jetstream" }}
+{{- end }}
+{{- if and .Values.config.sharding (hasKey .Values.config "snapshots") }}
+{{- fail "config.snapshots is not supported together with config.sharding yet (a snapshot would have to span every shard's replica)" }}
 {{- end }}
 {{- if .Values.config.sharding }}
 {{- if not $le.enabled }}
