@@ -169,3 +169,41 @@ func TestGapMarkerReachesEveryPartition(t *testing.T) {
 		t.Errorf("stats %+v, want 4 gap records of 12", st)
 	}
 }
+
+// A snapshot's started and completed markers reach every partition, around
+// the snapshot events, so a consumer of one partition sees its objects'
+// snapshot events between them.
+func TestSnapshotMarkersReachEveryPartition(t *testing.T) {
+	kc := kafkatest.StartT(t, kafkatest.Options{})
+	cfg := sinkConfig(kc.Addr())
+	cfg.Provision.Partitions = 3
+	s := newSink(t, cfg)
+	defer s.Close(context.Background())
+	marker := func(typ, which string) *event.Event {
+		return &event.Event{SpecVersion: event.SpecVersion, ID: event.SnapshotMarkerID("s1", "", "configmaps", "", which), Source: "kubefeed/test",
+			Type: typ, Time: time.Unix(1, 0).UTC(), DataContentType: event.DataContentType, Cluster: "test", APIVersion: "v1", Kind: "ConfigMap",
+			Resource: "configmaps", Data: &event.SnapshotData{ID: "s1", Resource: "configmaps"}}
+	}
+	batch := []*event.Event{marker(event.TypeSnapshotStarted, "started")}
+	for o := 0; o < 6; o++ {
+		e := sinktest.Event(o, 1)
+		e.Type, e.ID = event.Snapshot.Type(), event.SnapshotID(e.UID, e.ResourceVersion, "s1")
+		batch = append(batch, e)
+	}
+	for _, b := range [][]*event.Event{batch, {marker(event.TypeSnapshotCompleted, "completed")}} {
+		if err := s.Send(context.Background(), b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	byPartition := map[int32][]string{}
+	for _, r := range records(t, kc.Addr(), "kubefeed") {
+		e, _ := eventOf(t, r)
+		byPartition[r.Partition] = append(byPartition[r.Partition], e.Type)
+	}
+	for p := int32(0); p < 3; p++ {
+		types := byPartition[p]
+		if len(types) < 2 || types[0] != event.TypeSnapshotStarted || types[len(types)-1] != event.TypeSnapshotCompleted {
+			t.Errorf("partition %d: %v, want started first and completed last", p, types)
+		}
+	}
+}

@@ -140,6 +140,9 @@ func runVerify(ctx context.Context, g *globalFlags, o *verifyOptions, stdout io.
 		defer jf.close()
 		fd = jf
 	default:
+		if o.fromSnapshot {
+			return usageErr(fmt.Errorf("--from-snapshot reads a jetstream sink: sink %s is kafka, whose partitions are not ordered among each other", o.sink))
+		}
 		kf, err := openKafkaFeed(cfg.Cluster, o.sink, sc.Kafka, scopes, rep)
 		if err != nil {
 			return err
