@@ -41,11 +41,21 @@ type Event struct {
 	Data            json.RawMessage `json:"data"`
 }
 
-// Change is added, modified or deleted, or "" for a gap marker or an
-// unknown type.
+// Change is added, modified or deleted (snapshot for a snapshot event),
+// or "" for a marker or an unknown type. A sink with types: knative names
+// the changes as Knative's ApiServerSource does
+// (dev.knative.apiserver.resource.add|update|delete): the same changes.
 func (e *Event) Change() string {
 	if c, ok := strings.CutPrefix(e.Type, TypePrefix); ok {
 		return c
+	}
+	switch e.Type {
+	case "dev.knative.apiserver.resource.add":
+		return Added
+	case "dev.knative.apiserver.resource.update":
+		return Modified
+	case "dev.knative.apiserver.resource.delete":
+		return Deleted
 	}
 	return ""
 }
