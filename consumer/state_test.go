@@ -410,3 +410,18 @@ func TestApplyInterleavedIncarnations(t *testing.T) {
 		})
 	}
 }
+
+// A feed written with types: knative applies as kubefeed's own types do.
+func TestKnativeTypeNamesApplyAsTheChangesTheyName(t *testing.T) {
+	s := New(Options{})
+	add := change(t, event.Added, cmObj("a", "ua", "1", nil), "", nil, "")
+	add.Type = event.KnativeTypeAdd
+	del := change(t, event.Deleted, cmObj("a", "ua", "2", nil), "", nil, "")
+	del.Type = event.KnativeTypeDelete
+	if err := s.Apply(add); err != nil || s.Len() != 1 {
+		t.Fatalf("add: %v, %v", err, s.Keys())
+	}
+	if err := s.Apply(del); err != nil || s.Len() != 0 {
+		t.Fatalf("delete: %v, %v", err, s.Keys())
+	}
+}
