@@ -76,6 +76,10 @@ func TestParseBadConfigs(t *testing.T) {
 			[]string{`leaderElection.standby: must be "warm" or "cold", got "hot"`}},
 		{"sharding without leader election or a shared checkpoint", base + "watch:\n  - resource: pods\n" + sinks + "sharding: {shards: 0}\n",
 			[]string{"sharding.shards: must be between 1 and 64, got 0", "sharding: needs leaderElection.enabled", "sharding: needs checkpoint.jetstream"}},
+		{"snapshots without a namespace", base + "watch:\n  - resource: pods\n" + sinks + "snapshots: {}\n",
+			[]string{"snapshots: namespace is required"}},
+		{"snapshots in a bad namespace, with sharding", base + "watch:\n  - resource: pods\n" + sinks + "snapshots: {namespace: Bad_NS}\nsharding: {shards: 2}\n",
+			[]string{"sharding: needs leaderElection.enabled", "sharding: needs checkpoint.jetstream", `f.yaml:8:24: snapshots.namespace: bad namespace "Bad_NS"`, "f.yaml:8:12: snapshots: not supported together with sharding"}},
 		{"checkpoint bucket replicas", base + "watch:\n  - resource: pods\n" + sinks + "checkpoint:\n  jetstream: {servers: [nats://n:4222], bucket: b, replicas: 7}\n",
 			[]string{"f.yaml:9:62: checkpoint.jetstream.replicas: must be between 1 and 5, got 7"}},
 	} {
