@@ -183,6 +183,10 @@ func (r *sinkRunner) snapshot(ctx context.Context, req SnapshotRequest) (Snapsho
 		}
 	}
 	noted := 0
+	// Keys noted already: another scope of the sink may hold a key too,
+	// and its pending record (which says so) goes once the key was
+	// delivered, which may be before the enumeration reaches that scope.
+	seen := map[item]struct{}{}
 	for _, t := range targets {
 		for _, s := range t.scopes {
 			for _, obj := range s.informer.GetIndexer().List() {
@@ -195,9 +199,13 @@ func (r *sinkRunner) snapshot(ctx context.Context, req SnapshotRequest) (Snapsho
 					continue
 				}
 				it := s.itemOf(k)
+				if _, dup := seen[it]; dup {
+					continue
+				}
+				seen[it] = struct{}{}
 				run.remaining.Add(1)
 				if !r.pending.noteSnapshot(it, run, time.Now()) {
-					run.remaining.Add(-1) // another scope of the sink holds it too
+					run.remaining.Add(-1)
 					continue
 				}
 				noted++

@@ -277,3 +277,39 @@ func TestSnapshotAbandonedLeavesTheSinkFree(t *testing.T) {
 	}
 	snapshotCheck(t, quiesce(t, h, "rec"), "next", map[string]bool{"cm-1": true, "cm-2": true, "cm-3": true, "cm-4": true})
 }
+
+// Two scopes of one sink that hold the same objects (a rule for
+// namespace a, another for every namespace): each object is in the
+// snapshot once and counted once, however fast its key is delivered
+// while the other scope is still enumerated.
+func TestSnapshotOfOverlappingScopesSendsEachObjectOnce(t *testing.T) {
+	src := newFakeSource(0)
+	want := map[string]bool{}
+	for i := range 20 {
+		name := "a-" + strconv.Itoa(i)
+		src.apply(cmRes.GVR, cm("a", name, map[string]any{"v": "1"}), true)
+		want[name] = true
+	}
+	for i := range 3000 {
+		name := "b-" + strconv.Itoa(i)
+		src.apply(cmRes.GVR, cm("b", name, map[string]any{"v": "1"}), true)
+		want[name] = true
+	}
+	h := startHarness(t, newConfig([]config.Watch{
+		{Resource: "configmaps", Namespaces: []string{"a"}, InitialList: config.InitialListEmit},
+		{Resource: "configmaps", InitialList: config.InitialListEmit},
+	}), harnessOpts{src: src})
+	h.waitReady()
+	h.sinks["rec"].waitFor(t, "3020 added", func(evs []*event.Event) bool { return count(evs, event.Added.Type()) == 3020 })
+	for round := range 5 {
+		id := "s" + strconv.Itoa(round)
+		res, err := h.ex.Snapshot(context.Background(), SnapshotRequest{ID: id})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res[0].Count != len(want) {
+			t.Fatalf("%s: count %d, want %d", id, res[0].Count, len(want))
+		}
+		snapshotCheck(t, quiesce(t, h, "rec"), id, want)
+	}
+}
