@@ -2,6 +2,7 @@ package plan
 
 import (
 	"encoding/json"
+	"maps"
 	"strconv"
 	"strings"
 
@@ -27,6 +28,7 @@ import (
 type managedEntry struct {
 	event.FieldManager
 	fields fieldNode // fieldsV1; zero when the entry has none
+	raw    string    // the entry's text
 }
 
 // fieldNode is a fieldsV1 set or a set inside one, as its JSON text.
@@ -37,15 +39,19 @@ type fieldNode struct {
 
 func (n fieldNode) ok() bool { return n.valid }
 
-// get is the set under key.
-func (n fieldNode) get(key string) (fieldNode, bool) {
+// child is the set under the key prefix+name, and whether n owns its
+// field whole (its "." member): one pass over n's members.
+func (n fieldNode) child(prefix, name string) (c fieldNode, found, whole bool) {
 	it := members{raw: n.raw}
 	for it.next() {
-		if it.key == key {
-			return fieldNode{raw: it.val, valid: true}, true
+		switch {
+		case it.keyIs(".", ""):
+			return fieldNode{}, false, true
+		case !found && it.keyIs(prefix, name):
+			c, found = fieldNode{raw: it.val, valid: true}, true
 		}
 	}
-	return fieldNode{}, false
+	return c, found, false
 }
 
 // empty reports a set with no members: a field owned as a leaf.
@@ -93,11 +99,10 @@ func WithoutManagedFields(obj map[string]any) map[string]any {
 	if _, ok := md["managedFields"]; !ok {
 		return obj
 	}
-	out := make(map[string]any, len(obj))
-	for k, v := range obj {
-		out[k] = v
-	}
-	nmd := make(map[string]any, len(md))
+	out := maps.Clone(obj)
+	// One member fewer: sized for what it holds, a metadata of eight
+	// members stays a small map (one allocation, not a table).
+	nmd := make(map[string]any, len(md)-1)
 	for k, v := range md {
 		if k != "managedFields" {
 			nmd[k] = v
@@ -107,21 +112,39 @@ func WithoutManagedFields(obj map[string]any) map[string]any {
 	return out
 }
 
-// managedEntries reads obj's managedFields; ok is false when it has none
+// managedText is obj's managedFields text; ok is false when it has none
 // (not kept, or written before attribution was on).
-func managedEntries(obj map[string]any) (out []managedEntry, ok bool) {
+func managedText(obj map[string]any) (text string, ok bool) {
 	md, _ := obj["metadata"].(map[string]any)
-	text, ok := md["managedFields"].(string)
-	if !ok {
-		return nil, false
-	}
-	out = make([]managedEntry, 0, 4)
+	text, ok = md["managedFields"].(string)
+	return text, ok
+}
+
+// managedEntries appends the entries of text (managedFields' text) to
+// dst. same are the entries of another version, already read: an element
+// whose text starts with one of theirs is that entry (a JSON value ends
+// where its text says), taken without reading it again. Most of a
+// change's entries are the previous version's, byte for byte.
+func managedEntries(dst []managedEntry, text string, same []managedEntry) []managedEntry {
 	it := elements{raw: text}
-	for it.next() {
-		var me managedEntry
+	next := 0 // the entry of same to try first: they come in order
+	for {
+		i, ok := it.seek()
+		if !ok {
+			return dst
+		}
+		if k := sameEntry(text[i:], same, next); k >= 0 {
+			dst = append(dst, same[k])
+			it.i, next = i+len(same[k].raw), k+1
+			continue
+		}
+		if !it.next() {
+			return dst
+		}
+		me := managedEntry{raw: it.val}
 		m := members{raw: it.val}
 		for m.next() {
-			switch m.key {
+			switch m.keyText() {
 			case "manager":
 				me.Manager = stringValue(m.val)
 			case "operation":
@@ -135,30 +158,38 @@ func managedEntries(obj map[string]any) (out []managedEntry, ok bool) {
 			}
 		}
 		if me.Manager != "" {
-			out = append(out, me)
+			dst = append(dst, me)
 		}
 	}
-	return out, true
 }
 
-// stringValue is the JSON string whose text is q; "" when q is not one.
-func stringValue(q string) string {
-	if len(q) < 2 || q[0] != '"' || q[len(q)-1] != '"' {
-		return ""
+// sameEntry is the index of the entry of same whose text starts s,
+// trying from next on first; -1 when none does.
+func sameEntry(s string, same []managedEntry, next int) int {
+	for j := range same {
+		k := (next + j) % len(same)
+		if strings.HasPrefix(s, same[k].raw) {
+			return k
+		}
 	}
-	if strings.IndexByte(q, '\\') < 0 {
-		return q[1 : len(q)-1]
-	}
-	s, _ := unquote(q)
-	return s
+	return -1
 }
+
+// maxEntries is how many managedFields entries ChangedBy reads without
+// allocating: objects rarely have more than a few managers.
+const maxEntries = 8
 
 // ChangedBy names who made a change of kind from prev (modified only; nil
 // when unknown) to cur, whose visible patch is ops. Nil when the
 // managedFields say nothing.
 func ChangedBy(kind event.Change, prev, cur map[string]any, ops []jsonpatch.Op) []event.FieldManager {
-	entries, ok := managedEntries(cur)
-	if !ok || len(entries) == 0 {
+	text, ok := managedText(cur)
+	if !ok {
+		return nil
+	}
+	var curBuf [maxEntries]managedEntry
+	entries := managedEntries(curBuf[:0], text, nil)
+	if len(entries) == 0 {
 		return nil
 	}
 	switch kind {
@@ -174,33 +205,39 @@ func ChangedBy(kind event.Change, prev, cur map[string]any, ops []jsonpatch.Op) 
 	default:
 		return nil
 	}
-	before := map[entryKey]managedEntry{}
-	old, known := managedEntries(prev)
-	for _, e := range old {
-		before[e.key()] = e
+	var oldBuf [maxEntries]managedEntry
+	var old []managedEntry
+	oldText, known := managedText(prev)
+	if known {
+		old = managedEntries(oldBuf[:0], oldText, entries)
+	}
+	// before is e's entry in the previous version (the last of its key);
+	// zero when it had none.
+	before := func(e *managedEntry) (managedEntry, bool) {
+		for j := len(old) - 1; j >= 0; j-- {
+			if old[j].key() == e.key() {
+				return old[j], true
+			}
+		}
+		return managedEntry{}, false
 	}
 	// moved: new entries, and those whose time moved. An entry without a
 	// time (the API server records none for writes through the scale
 	// subresource) may have moved too: it is a candidate, named only when
 	// it owns a changed path.
-	moved := make([]managedEntry, 0, len(entries))
-	candidates := make([]managedEntry, 0, len(entries))
+	var movedBuf, candBuf [maxEntries]managedEntry
+	moved, candidates := movedBuf[:0], candBuf[:0]
 	if known {
-		for _, e := range entries {
-			b, ok := before[e.key()]
+		for i := range entries {
+			e := &entries[i]
+			b, ok := before(e)
 			switch {
 			case !ok || b.Time != e.Time:
-				moved = append(moved, e)
-				candidates = append(candidates, e)
+				moved = append(moved, *e)
+				candidates = append(candidates, *e)
 			case e.Time == "":
-				candidates = append(candidates, e)
+				candidates = append(candidates, *e)
 			}
-		}
-	}
-	paths := make([][]string, 0, len(ops))
-	for _, op := range ops {
-		if toks, err := jsonpatch.ParsePointer(op.Path); err == nil {
-			paths = append(paths, toks)
 		}
 	}
 	if len(candidates) == 0 {
@@ -208,17 +245,27 @@ func ChangedBy(kind event.Change, prev, cur map[string]any, ops []jsonpatch.Op) 
 		// two writes in one second): whoever owns a changed path.
 		candidates = entries
 	}
+	// The patch's paths, as tokens: path k is toks[ends[k-1]:ends[k]].
+	var toks []string
+	var ends []int
+	var tokBuf [64]string
+	var endBuf [16]int
 	// Narrowed to the owners of a changed path; a moved entry without a
 	// field set cannot be narrowed and stays.
 	var owners []event.FieldManager
 	for i := range candidates {
 		e := &candidates[i]
-		switch {
-		case !e.fields.ok():
+		if !e.fields.ok() {
 			if isIn(moved, *e) {
 				owners = append(owners, e.FieldManager)
 			}
-		case ownsAny(e, before[e.key()], prev, cur, paths):
+			continue
+		}
+		if ends == nil {
+			toks, ends = pointers(tokBuf[:0], endBuf[:0], ops)
+		}
+		b, _ := before(e)
+		if ownsAny(e, b, prev, cur, toks, ends) {
 			owners = append(owners, e.FieldManager)
 		}
 	}
@@ -235,6 +282,61 @@ func ChangedBy(kind event.Change, prev, cur map[string]any, ops []jsonpatch.Op) 
 	return out
 }
 
+// pointers appends to toks the tokens of ops' paths (RFC 6901 pointers,
+// unescaped), and to ends where each path's end: a path that is not a
+// pointer is left out.
+func pointers(toks []string, ends []int, ops []jsonpatch.Op) ([]string, []int) {
+	for _, op := range ops {
+		p := op.Path
+		if p != "" && p[0] != '/' {
+			continue
+		}
+		from, ok := len(toks), true
+		for p != "" && ok {
+			p = p[1:]
+			end := strings.IndexByte(p, '/')
+			if end < 0 {
+				end = len(p)
+			}
+			t := p[:end]
+			if strings.IndexByte(t, '~') >= 0 {
+				t, ok = unescapeToken(t)
+			}
+			toks = append(toks, t)
+			p = p[end:]
+		}
+		if ok {
+			ends = append(ends, len(toks))
+		} else {
+			toks = toks[:from]
+		}
+	}
+	return toks, ends
+}
+
+// unescapeToken undoes a pointer token's ~0 and ~1; false when a ~ is
+// followed by anything else.
+func unescapeToken(t string) (string, bool) {
+	var b strings.Builder
+	b.Grow(len(t))
+	for j := 0; j < len(t); j++ {
+		if t[j] != '~' {
+			b.WriteByte(t[j])
+			continue
+		}
+		if j+1 == len(t) || (t[j+1] != '0' && t[j+1] != '1') {
+			return "", false
+		}
+		if t[j+1] == '0' {
+			b.WriteByte('~')
+		} else {
+			b.WriteByte('/')
+		}
+		j++
+	}
+	return b.String(), true
+}
+
 func isIn(es []managedEntry, e managedEntry) bool {
 	for _, x := range es {
 		if x.key() == e.key() {
@@ -246,9 +348,12 @@ func isIn(es []managedEntry, e managedEntry) bool {
 
 // ownsAny reports whether e (or its previous entry, for what it owned
 // before a removal) owns one of paths (the patch's, as tokens).
-func ownsAny(e *managedEntry, before managedEntry, prev, cur map[string]any, paths [][]string) bool {
-	for _, toks := range paths {
-		if owns(e.fields, toks, cur) || (prev != nil && before.fields.ok() && owns(before.fields, toks, prev)) {
+func ownsAny(e *managedEntry, before managedEntry, prev, cur map[string]any, toks []string, ends []int) bool {
+	from := 0
+	for _, end := range ends {
+		path := toks[from:end]
+		from = end
+		if owns(e.fields, path, cur) || (prev != nil && before.fields.ok() && owns(before.fields, path, prev)) {
 			return true
 		}
 	}
@@ -264,14 +369,11 @@ func owns(set fieldNode, toks []string, obj any) bool {
 	}
 	node, val := set, obj
 	for _, t := range toks {
-		if _, whole := node.get("."); whole {
-			return true
-		}
 		var child fieldNode
-		var found bool
+		var found, whole bool
 		switch v := val.(type) {
 		case map[string]any:
-			child, found = node.get("f:" + t)
+			child, found, whole = node.child("f:", t)
 			val = v[t]
 		case []any:
 			i, err := strconv.Atoi(t)
@@ -279,12 +381,17 @@ func owns(set fieldNode, toks []string, obj any) bool {
 				i, err = len(v)-1, nil
 			}
 			if err != nil || i < 0 || i >= len(v) {
-				return false
+				_, _, whole = node.child(".", "")
+				return whole
 			}
-			child, found = elementSet(node, i, v[i])
+			child, found, whole = element(node, i, v[i], true)
 			val = v[i]
 		default:
-			return false
+			_, _, whole = node.child(".", "")
+			return whole
+		}
+		if whole {
+			return true
 		}
 		if !found {
 			return false
@@ -301,213 +408,140 @@ func owns(set fieldNode, toks []string, obj any) bool {
 // by index (i:N), by key fields (k:{...}) or by value (v:...), compared as
 // JSON values (numbers exactly).
 func elementSet(node fieldNode, i int, v any) (fieldNode, bool) {
-	if c, ok := node.get("i:" + strconv.Itoa(i)); ok {
-		return c, true
-	}
-	decode := func(s string) (any, bool) {
-		var x any
-		dec := json.NewDecoder(strings.NewReader(s))
-		dec.UseNumber()
-		return x, dec.Decode(&x) == nil
-	}
+	c, found, _ := element(node, i, v, false)
+	return c, found
+}
+
+// element is elementSet and, when dot, whether node owns the list whole
+// (its "." member, which then wins): one pass over node's members, where
+// i:N wins over the first k: or v: that matches.
+func element(node fieldNode, i int, v any, dot bool) (c fieldNode, found, whole bool) {
+	var byIndex, byKey fieldNode
+	var atIndex, keyed bool
 	it := members{raw: node.raw}
 	for it.next() {
 		switch {
-		case strings.HasPrefix(it.key, "k:"):
-			keys, ok := decode(it.key[2:])
-			km, _ := keys.(map[string]any)
-			m, _ := v.(map[string]any)
-			if !ok || km == nil || m == nil {
-				continue
+		case dot && it.keyIs(".", ""):
+			return fieldNode{}, false, true
+		case atIndex:
+		case it.keyHasPrefix("i:"):
+			if it.keyIs("i:", strconv.Itoa(i)) {
+				byIndex, atIndex = fieldNode{raw: it.val, valid: true}, true
 			}
-			match := true
-			for f, want := range km {
-				if !jsonpatch.Equal(m[f], want) {
-					match = false
-					break
-				}
+		case keyed:
+		case it.keyHasPrefix("k:"):
+			if keyMatches(it.keyText()[2:], v) {
+				byKey, keyed = fieldNode{raw: it.val, valid: true}, true
 			}
-			if match {
-				return fieldNode{raw: it.val, valid: true}, true
-			}
-		case strings.HasPrefix(it.key, "v:"):
-			if want, ok := decode(it.key[2:]); ok && jsonpatch.Equal(v, want) {
-				return fieldNode{raw: it.val, valid: true}, true
+		case it.keyHasPrefix("v:"):
+			if want, ok := decodeJSON(it.keyText()[2:]); ok && jsonpatch.Equal(v, want) {
+				byKey, keyed = fieldNode{raw: it.val, valid: true}, true
 			}
 		}
 	}
-	return fieldNode{}, false
+	if atIndex {
+		return byIndex, true, false
+	}
+	return byKey, keyed, false
 }
 
-// elements walks the elements of the JSON array raw: next moves to the
-// next one and sets its text; text that is not an array ends the walk.
-type elements struct {
-	raw string
-	i   int
-	val string
-}
-
-func (e *elements) next() bool {
-	raw, i := e.raw, e.i
-	if i == 0 {
-		i = skipSpace(raw, 0)
-		if i >= len(raw) || raw[i] != '[' {
-			return false
-		}
-		i++
-	}
-	for {
-		i = skipSpace(raw, i)
-		if i >= len(raw) || raw[i] == ']' {
-			e.i = len(raw)
-			return false
-		}
-		if raw[i] != ',' {
-			break
-		}
-		i++
-	}
-	end := valueEnd(raw, i)
-	if end < 0 {
-		e.i = len(raw)
+// keyMatches reports whether list element v has the key fields of a k:
+// member, keys (a JSON object): each field equal as a JSON value.
+func keyMatches(keys string, v any) bool {
+	m, _ := v.(map[string]any)
+	if m == nil {
 		return false
 	}
-	e.val, e.i = raw[i:end], end
+	if match, ok := stringKeysMatch(keys, m); ok {
+		return match
+	}
+	x, ok := decodeJSON(keys)
+	km, _ := x.(map[string]any)
+	if !ok || km == nil {
+		return false
+	}
+	for f, want := range km {
+		if !jsonpatch.Equal(m[f], want) {
+			return false
+		}
+	}
 	return true
 }
 
-// members walks the members of the JSON object raw: next moves to the
-// next one, whose key (unescaped) and value's text it sets; text that is
-// not an object ends the walk early.
-type members struct {
-	raw      string
-	i        int
-	key, val string
-}
-
-func (m *members) next() bool {
-	raw, i := m.raw, m.i
-	if i == 0 {
-		i = skipSpace(raw, 0)
-		if i >= len(raw) || raw[i] != '{' {
-			return false
-		}
-		i++
+// stringKeysMatch is keyMatches for key fields whose names and values are
+// all strings without escapes, read in place (a container's or a volume's
+// name); ok is false for any other keys.
+func stringKeysMatch(keys string, m map[string]any) (match, ok bool) {
+	var names [4]string
+	n := 0
+	match = true
+	i := skipSpace(keys, 0)
+	if i >= len(keys) || keys[i] != '{' {
+		return false, false
+	}
+	i = skipSpace(keys, i+1)
+	if i < len(keys) && keys[i] == '}' {
+		return true, skipSpace(keys, i+1) == len(keys)
 	}
 	for {
-		i = skipSpace(raw, i)
-		if i >= len(raw) || raw[i] == '}' {
-			m.i = len(raw)
-			return false
+		name, j, ok := plainString(keys, i)
+		if !ok {
+			return false, false
 		}
-		if raw[i] != ',' {
-			break
+		if j = skipSpace(keys, j); j >= len(keys) || keys[j] != ':' {
+			return false, false
 		}
-		i++
-	}
-	if raw[i] != '"' {
-		m.i = len(raw)
-		return false
-	}
-	end, escaped := stringEnd(raw, i)
-	if end < 0 {
-		m.i = len(raw)
-		return false
-	}
-	key := raw[i+1 : end-1]
-	if escaped {
-		var ok bool
-		if key, ok = unquote(raw[i:end]); !ok {
-			m.i = len(raw)
-			return false
+		val, j, ok := plainString(keys, skipSpace(keys, j+1))
+		if !ok || n == len(names) {
+			return false, false
 		}
-	}
-	i = skipSpace(raw, end)
-	if i >= len(raw) || raw[i] != ':' {
-		m.i = len(raw)
-		return false
-	}
-	i = skipSpace(raw, i+1)
-	vend := valueEnd(raw, i)
-	if vend < 0 {
-		m.i = len(raw)
-		return false
-	}
-	m.key, m.val, m.i = key, raw[i:vend], vend
-	return true
-}
-
-// unquote decodes a JSON string with escapes (a k: key's quotes).
-func unquote(q string) (string, bool) {
-	var s string
-	return s, json.Unmarshal([]byte(q), &s) == nil
-}
-
-func skipSpace(s string, i int) int {
-	for i < len(s) && (s[i] == ' ' || s[i] == '\n' || s[i] == '\t' || s[i] == '\r') {
-		i++
-	}
-	return i
-}
-
-// stringEnd is the index after the JSON string starting at s[i] ('"'),
-// and whether it holds escapes; -1 when it does not end. It jumps from
-// quote to quote (most of a field set's text is inside strings).
-func stringEnd(s string, i int) (int, bool) {
-	j := i + 1
-	for {
-		k := strings.IndexByte(s[j:], '"')
-		if k < 0 {
-			return -1, false
-		}
-		q := j + k
-		n := 0 // backslashes right before the quote
-		for b := q - 1; b > i && s[b] == '\\'; b-- {
-			n++
-		}
-		if n%2 == 0 {
-			return q + 1, strings.IndexByte(s[i+1:q], '\\') >= 0
-		}
-		j = q + 1
-	}
-}
-
-// valueEnd is the index after the JSON value starting at s[i]: a string,
-// an object or array (found by its brackets, strings skipped) or a
-// scalar; -1 when it does not end.
-func valueEnd(s string, i int) int {
-	if i >= len(s) {
-		return -1
-	}
-	switch s[i] {
-	case '"':
-		end, _ := stringEnd(s, i)
-		return end
-	case '{', '[':
-	default:
-		j := i
-		for j < len(s) && !strings.ContainsRune(",}] \t\r\n", rune(s[j])) {
-			j++
-		}
-		return j
-	}
-	depth := 0
-	for j := i; j < len(s); j++ {
-		switch s[j] {
-		case '"':
-			end, _ := stringEnd(s, j)
-			if end < 0 {
-				return -1
-			}
-			j = end - 1
-		case '{', '[':
-			depth++
-		case '}', ']':
-			depth--
-			if depth == 0 {
-				return j + 1
+		for _, seen := range names[:n] {
+			if seen == name {
+				return false, false // decoded, the last one counts
 			}
 		}
+		names[n] = name
+		n++
+		if s, isString := m[name].(string); !isString || s != val {
+			match = false
+		}
+		i = skipSpace(keys, j)
+		if i >= len(keys) {
+			return false, false
+		}
+		switch keys[i] {
+		case ',':
+			i = skipSpace(keys, i+1)
+		case '}':
+			return match, skipSpace(keys, i+1) == len(keys)
+		default:
+			return false, false
+		}
 	}
-	return -1
+}
+
+// plainString is the JSON string at s[i] when it has no escapes and no
+// bytes that encoding/json would check (control bytes, UTF-8), and the
+// index after it.
+func plainString(s string, i int) (string, int, bool) {
+	if i >= len(s) || s[i] != '"' {
+		return "", 0, false
+	}
+	for j := i + 1; j < len(s); j++ {
+		switch c := s[j]; {
+		case c == '"':
+			return s[i+1 : j], j + 1, true
+		case c == '\\' || c < 0x20 || c >= 0x80:
+			return "", 0, false
+		}
+	}
+	return "", 0, false
+}
+
+// decodeJSON decodes the first JSON value of s, numbers as json.Number.
+func decodeJSON(s string) (any, bool) {
+	var x any
+	dec := json.NewDecoder(strings.NewReader(s))
+	dec.UseNumber()
+	return x, dec.Decode(&x) == nil
 }

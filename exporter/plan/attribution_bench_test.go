@@ -1,0 +1,56 @@
+package plan
+
+import (
+	"encoding/json"
+	"fmt"
+	"testing"
+
+	"github.com/kubefeed/kubefeed/event"
+	"github.com/kubefeed/kubefeed/filters"
+	"github.com/kubefeed/kubefeed/jsonpatch"
+)
+
+// benchDeployment is a Deployment at version v as the cache keeps it with
+// attribution on: three field managers (the one that created it, the
+// scale subresource without a time, and ops-bot whose time moves with
+// every version), managedFields as their text.
+func benchDeployment(b *testing.B, v int) map[string]any {
+	b.Helper()
+	text := fmt.Sprintf(`{"apiVersion":"apps/v1","kind":"Deployment","metadata":{"name":"web","namespace":"bench","uid":"u1","resourceVersion":"%d","generation":%d,"creationTimestamp":"2026-12-07T09:00:00Z","labels":{"app":"web","team":"shop"},"annotations":{"deployment.kubernetes.io/revision":"%d"},
+"managedFields":[
+{"manager":"kubectl-client-side-apply","operation":"Update","apiVersion":"apps/v1","time":"2026-12-07T09:00:00Z","fieldsType":"FieldsV1","fieldsV1":{"f:metadata":{"f:labels":{".":{},"f:app":{},"f:team":{}}},"f:spec":{"f:progressDeadlineSeconds":{},"f:revisionHistoryLimit":{},"f:selector":{},"f:strategy":{"f:rollingUpdate":{".":{},"f:maxSurge":{},"f:maxUnavailable":{}},"f:type":{}},"f:template":{"f:metadata":{"f:labels":{".":{},"f:app":{}}},"f:spec":{"f:containers":{"k:{\"name\":\"sidecar\"}":{".":{},"f:image":{},"f:name":{}}},"f:dnsPolicy":{},"f:restartPolicy":{}}}}}},
+{"manager":"kubectl","operation":"Update","subresource":"scale","apiVersion":"apps/v1","fieldsType":"FieldsV1","fieldsV1":{"f:spec":{"f:replicas":{}}}},
+{"manager":"ops-bot","operation":"Apply","apiVersion":"apps/v1","time":"2026-12-07T10:00:%02dZ","fieldsType":"FieldsV1","fieldsV1":{"f:metadata":{"f:annotations":{"f:deployment.kubernetes.io/revision":{}}},"f:spec":{"f:template":{"f:spec":{"f:containers":{"k:{\"name\":\"app\"}":{".":{},"f:image":{},"f:name":{}}}}}}}}]},
+"spec":{"replicas":3,"template":{"metadata":{"labels":{"app":"web"}},"spec":{"containers":[{"name":"app","image":"app:%d"},{"name":"sidecar","image":"proxy:1"}]}}},
+"status":{"observedGeneration":%d,"replicas":3}}`, v, v, v, v%60, v, v)
+	var obj map[string]any
+	if err := json.Unmarshal([]byte(text), &obj); err != nil {
+		b.Fatal(err)
+	}
+	ManagedFieldsText(obj)
+	return obj
+}
+
+// BenchmarkChangedBy is attribution's own share of a change: who made
+// ops-bot's change of an image and an annotation.
+func BenchmarkChangedBy(b *testing.B) {
+	prev, cur := benchDeployment(b, 1), benchDeployment(b, 2)
+	ops := jsonpatch.Options{Ignore: filters.DefaultIgnore}.Diff(prev, cur)
+	b.ReportAllocs()
+	for b.Loop() {
+		got := ChangedBy(event.Modified, prev, cur, ops)
+		if len(got) != 1 || got[0].Manager != "ops-bot" {
+			b.Fatalf("ChangedBy = %v", got)
+		}
+	}
+}
+
+func BenchmarkWithoutManagedFields(b *testing.B) {
+	obj := benchDeployment(b, 1)
+	b.ReportAllocs()
+	for b.Loop() {
+		if out := WithoutManagedFields(obj); out["metadata"].(map[string]any)["managedFields"] != nil {
+			b.Fatal("kept")
+		}
+	}
+}

@@ -1,0 +1,308 @@
+package plan
+
+import (
+	"encoding/json"
+	"strings"
+)
+
+// Reading managedFields' JSON text in place (attribution.go): iterators
+// over an array's elements and an object's members that find where each
+// value ends without building it. Text that is not JSON ends a walk early;
+// nothing here panics or loops on it.
+
+// elements walks the elements of the JSON array raw: next moves to the
+// next one and sets its text; text that is not an array ends the walk.
+type elements struct {
+	raw     string
+	i       int
+	started bool
+	val     string
+}
+
+// seek moves to the start of the next element and returns its index;
+// false at the end of the array (or of text that is not one).
+func (e *elements) seek() (int, bool) {
+	raw, i := e.raw, e.i
+	if !e.started {
+		e.started = true
+		i = skipSpace(raw, 0)
+		if i >= len(raw) || raw[i] != '[' {
+			e.i = len(raw)
+			return 0, false
+		}
+		i++
+	}
+	for {
+		i = skipSpace(raw, i)
+		if i >= len(raw) || raw[i] == ']' {
+			e.i = len(raw)
+			return 0, false
+		}
+		if raw[i] != ',' {
+			break
+		}
+		i++
+	}
+	e.i = i
+	return i, true
+}
+
+func (e *elements) next() bool {
+	i, ok := e.seek()
+	if !ok {
+		return false
+	}
+	end := valueEnd(e.raw, i)
+	if end <= i {
+		// Not a value (a '}' where an element belongs): the walk ends
+		// here rather than stepping on the spot.
+		e.i = len(e.raw)
+		return false
+	}
+	e.val, e.i = e.raw[i:end], end
+	return true
+}
+
+// members walks the members of the JSON object raw: next moves to the
+// next one, whose key and value's text it sets; text that is not an
+// object ends the walk early. The key is its text between the quotes,
+// unescaped only when asked (keyIs, keyText): most keys have no escapes,
+// and those that do (k:{"name":...}) are mostly not the one looked for.
+type members struct {
+	raw      string
+	i        int
+	key, val string
+	esc      bool // key holds escapes (checked valid)
+}
+
+func (m *members) next() bool {
+	raw, i := m.raw, m.i
+	if i == 0 {
+		i = skipSpace(raw, 0)
+		if i >= len(raw) || raw[i] != '{' {
+			return false
+		}
+		i++
+	}
+	for {
+		i = skipSpace(raw, i)
+		if i >= len(raw) || raw[i] == '}' {
+			m.i = len(raw)
+			return false
+		}
+		if raw[i] != ',' {
+			break
+		}
+		i++
+	}
+	if raw[i] != '"' {
+		m.i = len(raw)
+		return false
+	}
+	end, escaped := stringEnd(raw, i)
+	if end < 0 || (escaped && !validEscapes(raw[i+1:end-1])) {
+		m.i = len(raw)
+		return false
+	}
+	key := raw[i+1 : end-1]
+	i = skipSpace(raw, end)
+	if i >= len(raw) || raw[i] != ':' {
+		m.i = len(raw)
+		return false
+	}
+	i = skipSpace(raw, i+1)
+	vend := valueEnd(raw, i)
+	if vend < 0 {
+		m.i = len(raw)
+		return false
+	}
+	m.key, m.esc, m.val, m.i = key, escaped, raw[i:vend], vend
+	return true
+}
+
+// keyText is the member's key, unescaped.
+func (m *members) keyText() string {
+	if !m.esc {
+		return m.key
+	}
+	s, _ := unquote(`"` + m.key + `"`)
+	return s
+}
+
+// keyIs reports whether the member's key is prefix+name.
+func (m *members) keyIs(prefix, name string) bool {
+	if !m.esc {
+		return len(m.key) == len(prefix)+len(name) && m.key[:len(prefix)] == prefix && m.key[len(prefix):] == name
+	}
+	// An escape changes no byte before it: a key that differs from the
+	// one looked for there is not it either.
+	if s := prefix + name; m.key[0] != '\\' && (s == "" || m.key[0] != s[0]) {
+		return false
+	}
+	return m.keyText() == prefix+name
+}
+
+// keyHasPrefix reports whether the member's key starts with p (two
+// bytes, no escapes).
+func (m *members) keyHasPrefix(p string) bool {
+	if !m.esc || (m.key[0] != '\\' && m.key[1] != '\\') {
+		return strings.HasPrefix(m.key, p)
+	}
+	return strings.HasPrefix(m.keyText(), p)
+}
+
+// validEscapes reports whether the text between a JSON string's quotes
+// holds only escapes that JSON allows (\uXXXX with four hex digits) and no
+// control bytes: what encoding/json would unquote without an error.
+func validEscapes(s string) bool {
+	for j := 0; j < len(s); j++ {
+		c := s[j]
+		switch {
+		case c < 0x20:
+			return false
+		case c != '\\':
+			continue
+		}
+		j++
+		if j >= len(s) {
+			return false
+		}
+		switch s[j] {
+		case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
+		case 'u':
+			if j+5 > len(s) {
+				return false
+			}
+			for _, h := range []byte(s[j+1 : j+5]) {
+				if !isHex(h) {
+					return false
+				}
+			}
+			j += 4
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+func isHex(c byte) bool {
+	return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F'
+}
+
+// stringValue is the JSON string whose text is q; "" when q is not one.
+func stringValue(q string) string {
+	if len(q) < 2 || q[0] != '"' || q[len(q)-1] != '"' {
+		return ""
+	}
+	if strings.IndexByte(q, '\\') < 0 {
+		return q[1 : len(q)-1]
+	}
+	s, _ := unquote(q)
+	return s
+}
+
+// unquote decodes a JSON string with escapes (a k: key's quotes). The
+// escapes field sets hold (\" and \\) are undone here; others go through
+// encoding/json.
+func unquote(q string) (string, bool) {
+	if len(q) >= 2 && q[0] == '"' && q[len(q)-1] == '"' {
+		var b strings.Builder
+		b.Grow(len(q) - 2)
+		simple := true
+		for j := 1; j < len(q)-1; j++ {
+			c := q[j]
+			switch {
+			case c == '\\' && j+1 < len(q)-1 && (q[j+1] == '"' || q[j+1] == '\\'):
+				j++
+				b.WriteByte(q[j])
+				continue
+			case c == '\\' || c == '"' || c < 0x20 || c >= 0x80:
+				// Any other escape, a bare quote, a control byte or
+				// UTF-8 (which encoding/json checks and may replace).
+				simple = false
+			}
+			if !simple {
+				break
+			}
+			b.WriteByte(c)
+		}
+		if simple {
+			return b.String(), true
+		}
+	}
+	var s string
+	return s, json.Unmarshal([]byte(q), &s) == nil
+}
+
+func skipSpace(s string, i int) int {
+	for i < len(s) && (s[i] == ' ' || s[i] == '\n' || s[i] == '\t' || s[i] == '\r') {
+		i++
+	}
+	return i
+}
+
+// stringEnd is the index after the JSON string starting at s[i] ('"'),
+// and whether it holds escapes; -1 when it does not end. Field sets'
+// strings are short: a byte loop beats a search per quote.
+func stringEnd(s string, i int) (int, bool) {
+	escaped := false
+	for j := i + 1; j < len(s); j++ {
+		switch s[j] {
+		case '"':
+			return j + 1, escaped
+		case '\\':
+			escaped = true
+			j++
+		}
+	}
+	return -1, false
+}
+
+// valueEnd is the index after the JSON value starting at s[i]: a string,
+// an object or array (found by its brackets, strings skipped) or a
+// scalar; -1 when it does not end.
+func valueEnd(s string, i int) int {
+	if i >= len(s) {
+		return -1
+	}
+	switch s[i] {
+	case '"':
+		end, _ := stringEnd(s, i)
+		return end
+	case '{', '[':
+	default:
+		j := i
+		for j < len(s) && !scalarEnd[s[j]] {
+			j++
+		}
+		return j
+	}
+	depth := 0
+	for j := i; j < len(s); j++ {
+		switch s[j] {
+		case '"':
+			// The string's end, inline: most of a field set's text is
+			// short keys.
+			for j++; j < len(s) && s[j] != '"'; j++ {
+				if s[j] == '\\' {
+					j++
+				}
+			}
+			if j >= len(s) {
+				return -1
+			}
+		case '{', '[':
+			depth++
+		case '}', ']':
+			depth--
+			if depth == 0 {
+				return j + 1
+			}
+		}
+	}
+	return -1
+}
+
+// scalarEnd holds the bytes that end a number, true, false or null.
+var scalarEnd = [256]bool{',': true, '}': true, ']': true, ' ': true, '\t': true, '\r': true, '\n': true}
