@@ -2,10 +2,12 @@ package consumer
 
 import (
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/kubefeed/kubefeed/event"
+	"github.com/kubefeed/kubefeed/jsonpatch"
 )
 
 func snapshotMarker(t *testing.T, typ, id string, count *int) *Event {
@@ -124,5 +126,49 @@ func TestSnapshotMarkerWithoutResourceIsAnError(t *testing.T) {
 	m.Data = []byte(`{"id":"s"}`)
 	if err := New(Options{}).Apply(m); err == nil {
 		t.Fatal("no error")
+	}
+}
+
+// A snapshot event too large for its sink carries only the object's
+// identity (data.truncated): a consumer that holds that very version in
+// full (rebuilt from patches) keeps it, and the next patch still applies.
+func TestTruncatedSnapshotEventKeepsTheVersionHeldInFull(t *testing.T) {
+	big := strings.Repeat("x", 1000*1000)
+	v1 := cmObj("web", "u1", "10", map[string]any{"blob": big, "n": "1"})
+	v2 := cmObj("web", "u1", "11", map[string]any{"blob": big, "n": "2"})
+	v3 := cmObj("web", "u1", "12", map[string]any{"blob": big, "n": "3"})
+	ident := func(obj map[string]any) map[string]any {
+		md := obj["metadata"].(map[string]any)
+		return map[string]any{"apiVersion": "v1", "kind": "ConfigMap", "metadata": map[string]any{
+			"name": md["name"], "namespace": md["namespace"], "uid": md["uid"], "resourceVersion": md["resourceVersion"]}}
+	}
+	one := 1
+	snap := snapshotOf(t, ident(v2), "s")
+	snap.Data = []byte(strings.Replace(string(snap.Data), `{"object"`, `{"truncated":"object","object"`, 1))
+	feed := []*Event{
+		change(t, event.Added, v1, "", nil, ""),
+		change(t, event.Modified, ident(v2), "10", []jsonpatch.Op{{Op: "replace", Path: "/data/n", Value: "2"}}, "object"),
+		snapshotMarker(t, event.TypeSnapshotStarted, "s", nil),
+		snap,
+		snapshotMarker(t, event.TypeSnapshotCompleted, "s", &one),
+	}
+	for _, from := range []bool{false, true} {
+		s := New(Options{FromSnapshot: from})
+		for _, e := range feed {
+			if err := s.Apply(e); err != nil {
+				t.Fatal(err)
+			}
+		}
+		got, ok := s.Get(cmKey)
+		if !ok || got.Truncated || got.ResourceVersion != "11" || got.Object["data"] == nil || got.Object["data"].(map[string]any)["blob"] != big {
+			t.Fatalf("FromSnapshot %v: held %v truncated=%v rv %s, data %v", from, ok, got.Truncated, got.ResourceVersion, got.Object["data"] != nil)
+		}
+		if err := s.Apply(change(t, event.Modified, ident(v3), "11", []jsonpatch.Op{{Op: "replace", Path: "/data/n", Value: "3"}}, "object")); err != nil {
+			t.Fatal(err)
+		}
+		got, _ = s.Get(cmKey)
+		if got.Truncated || got.Object["data"].(map[string]any)["n"] != "3" || s.Stats().Rebased != 0 {
+			t.Fatalf("FromSnapshot %v: after the next patch truncated=%v, stats %+v", from, got.Truncated, s.Stats())
+		}
 	}
 }

@@ -157,6 +157,13 @@ func (s *State) applyChange(e *Event) error {
 	if d.Object == nil {
 		return fmt.Errorf("event %s: data.object is missing", e.ID)
 	}
+	if d.Truncated != "" && held != nil && !held.Truncated && held.ResourceVersion == e.ResourceVersion {
+		// Only the identity of the version held in full (a snapshot event
+		// too large for its sink, of an object rebuilt from patches): the
+		// whole object stays.
+		s.place(k, s.entry(k, e, held.Object, false))
+		return nil
+	}
 	s.place(k, s.entry(k, e, d.Object, d.Truncated != ""))
 	return nil
 }
