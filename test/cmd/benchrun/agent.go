@@ -343,6 +343,12 @@ func agent(mode, kubeconfig, natsURL, ns, dir string, n int) error {
 				return err
 			}
 			c.inner = k
+		case "kubefeed-otlp":
+			o, err := otlpAgentSink(natsURL)
+			if err != nil {
+				return err
+			}
+			c.inner = o
 		case "kubefeed-webhook-emit":
 			w, err := webhook.New(webhook.Options{Config: config.WebhookSink{URL: natsURL, Mode: config.ModeStructured, Batch: webhookBatch,
 				Linger: config.Duration{Duration: 50 * time.Millisecond}, MaxInFlight: 4, Timeout: config.Duration{Duration: 10 * time.Second}, FollowRedirects: config.FollowRedirectsNever}})

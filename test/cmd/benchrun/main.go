@@ -120,6 +120,13 @@ func main() {
 			rep.Kafka, err = measureKafka(e.cp, e.cs, e.ns.URL(), e.dir, "kafka", *kafkaObjects)
 			return err
 		})
+	case *otlpOnly && *otlpObjects <= 0:
+		err = errors.New("-otlp-only needs -otlp N with N > 0")
+	case *otlpOnly:
+		err = into(*out, func(e *env, rep *report) (err error) {
+			rep.OTLP, err = measureOTLP(e.cp, e.cs, e.dir, "otlp", *otlpObjects)
+			return err
+		})
 	case *deleteOnly && *deleteObjects <= 0:
 		err = errors.New("-delete-only needs -delete N with N > 0")
 	case *deleteOnly:
@@ -219,6 +226,8 @@ type report struct {
 	Network    []netRow     `json:"network,omitempty"`
 	GoBench    string       `json:"goBench"`
 	Kafka      *kafkaReport `json:"kafka,omitempty"`
+	// OTLP: kubefeed → Collector next to the k8sobjects receiver (otlp.go).
+	OTLP *otlpReport `json:"otlp,omitempty"`
 	// Delete: one deletecollection per checkpoint mode (deletecollection.go).
 	Delete *deleteReport `json:"deletecollection,omitempty"`
 	// Failover: the leader SIGKILLed, per standby mode (failover.go).
@@ -362,6 +371,12 @@ func run(n, runs, mem int, out string) error {
 		seq++
 		if rep.Kafka, err = measureKafka(cp, cs, ns.URL(), dir, fmt.Sprintf("k%d", seq), *kafkaObjects); err != nil {
 			return fmt.Errorf("kafka: %w", err)
+		}
+	}
+	if *otlpObjects > 0 && runs > 0 && !onlySteady && !onlyNet {
+		seq++
+		if rep.OTLP, err = measureOTLP(cp, cs, dir, fmt.Sprintf("o%d", seq), *otlpObjects); err != nil {
+			return fmt.Errorf("otlp: %w", err)
 		}
 	}
 	if *deleteObjects > 0 && runs > 0 && !onlySteady && !onlyNet {

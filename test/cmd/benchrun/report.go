@@ -20,6 +20,7 @@ var reportText string
 
 var reportTmpl = template.Must(template.New("").Funcs(template.FuncMap{
 	"div":       func(a, b float64) float64 { return a / b },
+	"sum":       func(a, b float64) float64 { return a + b },
 	"thousands": thousands,
 	"gate":      func() string { return shardingGate },
 	"inc":       func(i int) int { return i + 1 },
@@ -72,6 +73,7 @@ type view struct {
 	MemoryRows    []modeLine
 	Kafka         *kafkaReport
 	KafkaRecord   int
+	OTLP          *otlpReport
 	Network       []netRow
 	NetFlat       bool // kubefeed's JetStream rate within 30 % at every delay
 	Delete        *deleteView
@@ -109,7 +111,7 @@ func newTarget(name, got string, ok bool) target {
 
 func newView(rep report) view {
 	bare := rep.Burst["bare"]
-	v := view{Date: rep.Date, Machine: rep.Machine, Runs: len(bare), Kafka: rep.Kafka, KafkaRecord: kafkaCeilingRecord,
+	v := view{Date: rep.Date, Machine: rep.Machine, Runs: len(bare), Kafka: rep.Kafka, KafkaRecord: kafkaCeilingRecord, OTLP: rep.OTLP,
 		Network: rep.Network, Targets: targets(rep), Events: newEventsView(rep), GoBench: rep.GoBench}
 	for _, m := range burstModes {
 		rs := rep.Burst[m]
