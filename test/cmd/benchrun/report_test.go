@@ -36,7 +36,7 @@ func TestRenderReport(t *testing.T) {
 		if name != "docs" {
 			continue
 		}
-		for _, h := range []string{"## Burst", "## Steady", "## Memory", "## Kafka", "## Through a network", "## Deletecollection of 10,000", "## Failover", "## Sharding", "## Targets", "## Kubernetes Events", "### burst", "## In-process"} {
+		for _, h := range []string{"## Burst", "## Steady", "## Memory", "## Kafka", "## OTLP", "## Through a network", "## Deletecollection of 10,000", "## Failover", "## Sharding", "## Targets", "## Kubernetes Events", "### burst", "## In-process"} {
 			if !strings.Contains(string(md), "\n"+h) {
 				t.Errorf("no %q section", h)
 			}
