@@ -266,6 +266,8 @@ func sinkKind(s config.Sink) string {
 		return "webhook"
 	case s.Kafka != nil:
 		return "kafka"
+	case s.OTLP != nil:
+		return "otlp"
 	}
 	return "non-jetstream"
 }
