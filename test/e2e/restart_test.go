@@ -22,7 +22,7 @@ import (
 // daemon is a `kubefeed run` process.
 type daemon struct {
 	cmd  *exec.Cmd
-	logs *bytes.Buffer
+	logs *syncBuffer // written by the process while the test reads it
 }
 
 func startDaemon(t *testing.T, cfgPath string) *daemon {
@@ -34,7 +34,7 @@ func startDaemon(t *testing.T, cfgPath string) *daemon {
 func startDaemonWait(t *testing.T, cfgPath, until string) *daemon {
 	t.Helper()
 	cmd := exec.Command(kubefeedBinary(t), "run", "--config", cfgPath, "--kubeconfig", cp.Kubeconfig(), "--log-format", "console")
-	logs := &bytes.Buffer{}
+	logs := &syncBuffer{}
 	cmd.Stderr = logs
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
