@@ -17,6 +17,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/informers"
@@ -77,8 +78,23 @@ func readSnapshotRequest(cm *corev1.ConfigMap) snapshotRequest {
 			r.bad = fmt.Sprintf("data.%s: bad namespace %q: %s", keyNamespace, ns, strings.Join(errs, "; "))
 		}
 	}
+	var unknown []string
+	for k := range cm.Data {
+		if !knownSnapshotKeys[k] {
+			unknown = append(unknown, "data."+k)
+		}
+	}
+	if len(unknown) > 0 {
+		// A typo would otherwise snapshot everything on every sink.
+		sort.Strings(unknown)
+		r.bad = fmt.Sprintf("unknown key %s (a request knows %s, %s and %s)", strings.Join(unknown, ", "), keyResource, keyNamespace, keySink)
+	}
 	return r
 }
+
+// knownSnapshotKeys are the data keys of a request and its outcome.
+var knownSnapshotKeys = map[string]bool{keyResource: true, keyNamespace: true, keySink: true, keyID: true, keyStartedAt: true,
+	keyCompletedAt: true, keyCount: true, keyResult: true, keyMessage: true}
 
 // snapshotRequests runs the snapshot requests of namespace ns, oldest
 // first and one at a time, on the exporter leading (current; nil or a
@@ -103,6 +119,10 @@ func snapshotRequests(ctx context.Context, cs kubernetes.Interface, ns string, c
 	}
 	tick := time.NewTicker(2 * time.Second)
 	defer tick.Stop()
+	// unwritable are requests (by uid) that the API server refuses to
+	// update for good (an immutable ConfigMap): they are passed over, or
+	// they would hold back every request behind them.
+	unwritable := map[types.UID]bool{}
 	for {
 		select {
 		case <-ctx.Done():
@@ -118,18 +138,31 @@ func snapshotRequests(ctx context.Context, cs kubernetes.Interface, ns string, c
 		if err != nil {
 			continue
 		}
-		next := oldestOpen(cms)
+		next := oldestOpen(cms, unwritable)
 		if next == nil {
 			continue
 		}
-		runSnapshotRequest(ctx, cs, readSnapshotRequest(next.DeepCopy()), ex, current, log)
+		if err := runSnapshotRequest(ctx, cs, readSnapshotRequest(next.DeepCopy()), ex, current, log); refusedForGood(err) {
+			log.Error("snapshot request cannot be updated; passed over", zap.String("request", next.Name), zap.Error(err))
+			unwritable[next.UID] = true
+		}
 	}
 }
 
-// oldestOpen is the oldest request still pending or running.
-func oldestOpen(cms []*corev1.ConfigMap) *corev1.ConfigMap {
+// refusedForGood reports whether an update of a request failed for a
+// reason of the request's own that trying again does not cure (not
+// Forbidden: that is kubefeed's RBAC, and holds for every request).
+func refusedForGood(err error) bool {
+	return apierrors.IsInvalid(err) || apierrors.IsBadRequest(err) || apierrors.IsRequestEntityTooLargeError(err)
+}
+
+// oldestOpen is the oldest request still pending or running, skip aside.
+func oldestOpen(cms []*corev1.ConfigMap, skip map[types.UID]bool) *corev1.ConfigMap {
 	var open []*corev1.ConfigMap
 	for _, cm := range cms {
+		if skip[cm.UID] {
+			continue
+		}
 		if p := cm.Labels[snapshotLabel]; p == phasePending || p == phaseRunning || p == "" {
 			open = append(open, cm)
 		}
@@ -151,12 +184,12 @@ func oldestOpen(cms []*corev1.ConfigMap) *corev1.ConfigMap {
 // outcome. A run cut short because ex stopped leading (current changes)
 // or kubefeed stops is left running: the next leader runs it again, with
 // the same id and time, so the events it sent again are duplicates by id.
-func runSnapshotRequest(ctx context.Context, cs kubernetes.Interface, r snapshotRequest, ex *exporter.Exporter, current func() *exporter.Exporter, log *zap.Logger) {
+// It returns the error of an update of the request that failed.
+func runSnapshotRequest(ctx context.Context, cs kubernetes.Interface, r snapshotRequest, ex *exporter.Exporter, current func() *exporter.Exporter, log *zap.Logger) error {
 	cms := cs.CoreV1().ConfigMaps(r.cm.Namespace)
 	log = log.With(zap.String("request", r.cm.Name), zap.String("snapshot", r.req.ID))
 	if r.bad != "" {
-		finishSnapshotRequest(ctx, cms, r.cm, phaseFailed, map[string]string{keyMessage: r.bad}, log)
-		return
+		return finishSnapshotRequest(ctx, cms, r.cm, phaseFailed, map[string]string{keyMessage: r.bad}, log)
 	}
 	if r.req.Time.IsZero() {
 		r.req.Time = time.Now().UTC()
@@ -172,7 +205,7 @@ func runSnapshotRequest(ctx context.Context, cs kubernetes.Interface, r snapshot
 		updated, err := cms.Update(ctx, cm, metav1.UpdateOptions{FieldManager: "kubefeed"})
 		if err != nil {
 			log.Warn("snapshot request not marked running; trying again", zap.Error(err))
-			return
+			return err
 		}
 		cm = updated
 	}
@@ -197,11 +230,10 @@ func runSnapshotRequest(ctx context.Context, cs kubernetes.Interface, r snapshot
 	res, err := ex.Snapshot(sctx, r.req)
 	if sctx.Err() != nil {
 		log.Info("snapshot cut short (no longer leading, or stopping); the next leader runs it again")
-		return
+		return nil
 	}
 	if err != nil {
-		finishSnapshotRequest(ctx, cms, cm, phaseFailed, map[string]string{keyMessage: err.Error()}, log)
-		return
+		return finishSnapshotRequest(ctx, cms, cm, phaseFailed, map[string]string{keyMessage: err.Error()}, log)
 	}
 	total := 0
 	var parts []string
@@ -209,7 +241,7 @@ func runSnapshotRequest(ctx context.Context, cs kubernetes.Interface, r snapshot
 		total += sr.Count
 		parts = append(parts, fmt.Sprintf("%s: %d (%s)", sr.Sink, sr.Count, strings.Join(sr.Resources, ", ")))
 	}
-	finishSnapshotRequest(ctx, cms, cm, phaseCompleted, map[string]string{
+	return finishSnapshotRequest(ctx, cms, cm, phaseCompleted, map[string]string{
 		keyCount: strconv.Itoa(total), keyResult: strings.Join(parts, "; "), keyCompletedAt: time.Now().UTC().Format(time.RFC3339Nano),
 	}, log)
 }
@@ -221,8 +253,11 @@ type configMapClient interface {
 }
 
 // finishSnapshotRequest writes a request's outcome, retrying a conflict
-// on the newest version (a user may have labelled it meanwhile).
-func finishSnapshotRequest(ctx context.Context, cms configMapClient, cm *corev1.ConfigMap, phase string, data map[string]string, log *zap.Logger) {
+// on the newest version (a user may have labelled it meanwhile). It
+// returns the last error when the outcome was not written (nil too when
+// the request was withdrawn).
+func finishSnapshotRequest(ctx context.Context, cms configMapClient, cm *corev1.ConfigMap, phase string, data map[string]string, log *zap.Logger) error {
+	var err error
 	for attempt := 0; attempt < 5; attempt++ {
 		c := cm.DeepCopy()
 		setSnapshotLabel(c, phase)
@@ -232,23 +267,32 @@ func finishSnapshotRequest(ctx context.Context, cms configMapClient, cm *corev1.
 		for k, v := range data {
 			c.Data[k] = v
 		}
-		_, err := cms.Update(ctx, c, metav1.UpdateOptions{FieldManager: "kubefeed"})
+		_, err = cms.Update(ctx, c, metav1.UpdateOptions{FieldManager: "kubefeed"})
 		if err == nil {
 			log.Info("snapshot "+phase, zap.Any("outcome", data))
-			return
+			return nil
 		}
 		if apierrors.IsNotFound(err) {
-			return // the request was withdrawn
+			return nil // the request was withdrawn
+		}
+		if refusedForGood(err) {
+			log.Error("snapshot outcome refused", zap.String("phase", phase), zap.Error(err))
+			return err
 		}
 		if !apierrors.IsConflict(err) {
 			log.Warn("snapshot outcome not written", zap.Error(err))
-			time.Sleep(time.Second)
+			select {
+			case <-ctx.Done():
+				return err
+			case <-time.After(time.Second):
+			}
 		}
 		if fresh, gerr := cms.Get(ctx, cm.Name, metav1.GetOptions{}); gerr == nil {
 			cm = fresh
 		}
 	}
 	log.Error("snapshot outcome not written after 5 attempts", zap.String("phase", phase))
+	return err
 }
 
 func setSnapshotLabel(cm *corev1.ConfigMap, phase string) {
@@ -347,6 +391,7 @@ func waitSnapshotRequest(ctx context.Context, cs kubernetes.Interface, cm *corev
 	cms := cs.CoreV1().ConfigMaps(cm.Namespace)
 	sel := fields.OneTermEqualSelector("metadata.name", cm.Name).String()
 	rv := cm.ResourceVersion
+watching:
 	for {
 		w, err := cms.Watch(ctx, metav1.ListOptions{FieldSelector: sel, ResourceVersion: rv})
 		if err != nil {
@@ -365,6 +410,25 @@ func waitSnapshotRequest(ctx context.Context, cs kubernetes.Interface, cm *corev
 		}
 		for ev := range w.ResultChan() {
 			switch ev.Type {
+			case watch.Error:
+				// Expired (410) or another failure: read the request
+				// again and watch from its current version.
+				w.Stop()
+				cur, gerr := cms.Get(ctx, cm.Name, metav1.GetOptions{})
+				switch {
+				case apierrors.IsNotFound(gerr):
+					return nil, errors.New("the request was deleted")
+				case gerr != nil:
+					if ctx.Err() != nil {
+						return nil, fmt.Errorf("not completed in time (is kubefeed running, with snapshots.namespace %s?)", cm.Namespace)
+					}
+					return nil, gerr
+				}
+				if p := cur.Labels[snapshotLabel]; p == phaseCompleted || p == phaseFailed {
+					return cur, nil
+				}
+				rv = cur.ResourceVersion
+				continue watching
 			case watch.Deleted:
 				w.Stop()
 				return nil, errors.New("the request was deleted")
