@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -17,6 +18,10 @@ import (
 
 // errClosed fails a publish after Close, and requests Close gave up on.
 var errClosed = errors.New("otlp sink: closed")
+
+// errNotSent fails (retryably) the entries of a request left unsent
+// because an entry it shares failed in an earlier request.
+var errNotSent = errors.New("otlp: not sent, an earlier request of the same objects failed")
 
 // maxIsolated bounds the objects remembered to be sent alone (the set is
 // emptied past it: they are then batched again, which only costs another
@@ -193,6 +198,18 @@ func (b *batcher) send(entries []entry) []error {
 	defer b.requests.Release(1)
 	chunks := b.build(entries, errs)
 	for _, c := range chunks {
+		// A request that holds an entry already failed is not sent: the
+		// entry's later events would reach the receiver before the
+		// retry brings its earlier ones again. Its other entries go
+		// again with their retry.
+		if slices.ContainsFunc(c.entries, func(i int) bool { return errs[i] != nil }) {
+			for _, i := range c.entries {
+				if errs[i] == nil {
+					errs[i] = errNotSent
+				}
+			}
+			continue
+		}
 		err := b.judge(c, entries, b.export(c))
 		for _, i := range c.entries {
 			if errs[i] == nil {

@@ -367,3 +367,42 @@ func TestCloseFlushesCollected(t *testing.T) {
 		t.Fatalf("publish after close: %v", err)
 	}
 }
+
+// One object's events split over several requests (batch 1 here; a full
+// batch or the byte budget in general) are sent one request after the
+// other: when one fails, the ones after it are not sent, or the
+// collector would hold a later version of the object before the retry
+// brings the earlier one again (a receiver that drops duplicates by id
+// then keeps the older version last).
+func TestAnObjectsLaterEventIsNotSentAfterAnEarlierFailed(t *testing.T) {
+	for _, proto := range protocols {
+		t.Run(proto, func(t *testing.T) {
+			col := newCollector(t)
+			first, second := sinktest.Event(1, 1), sinktest.Event(1, 2)
+			var failed atomic.Bool
+			col.setJudge(func(ids []string) verdict {
+				if slices.Contains(ids, first.ID) && failed.CompareAndSwap(false, true) {
+					if proto == otlp.ProtocolGRPC {
+						return verdict{err: status.Error(codes.Unavailable, "restarting")}
+					}
+					return verdict{http: http.StatusServiceUnavailable}
+				}
+				return verdict{}
+			})
+			s := newSink(t, col, proto, otlp.Config{Batch: 1})
+			err := s.Send(context.Background(), []*event.Event{first, second})
+			if outcome(err) != "retryable" {
+				t.Fatalf("got %v, want retryable", err)
+			}
+			if got := col.acceptedIDs(t); len(got) != 0 {
+				t.Fatalf("the collector accepted %v after the object's earlier event failed", got)
+			}
+			if err := s.Send(context.Background(), []*event.Event{first, second}); err != nil {
+				t.Fatal(err)
+			}
+			if got, want := col.acceptedIDs(t), []string{first.ID, second.ID}; !slices.Equal(got, want) {
+				t.Fatalf("accepted %v, want %v", got, want)
+			}
+		})
+	}
+}
