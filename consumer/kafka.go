@@ -67,6 +67,8 @@ type PartitionRead struct {
 	Partition int32  `json:"partition"`
 	// LogStart is the partition's first offset when the read began:
 	// above 0, older records were removed (retention, delete records).
+	// After Merge, the tail read's when records past this read's end
+	// were removed before the tail read them.
 	LogStart int64 `json:"logStart"`
 	// From is where the read began, End the high watermark then: the
 	// read stopped before it.
@@ -117,6 +119,11 @@ func (r *KafkaReadResult) Merge(tail KafkaReadResult) {
 			r.Partitions = append(r.Partitions, t)
 			continue
 		}
+		if t.From > p.End {
+			// Records after this read's end were removed before the
+			// tail read them.
+			p.LogStart = max(p.LogStart, t.LogStart)
+		}
 		p.End = max(p.End, t.End)
 		if t.Records > 0 {
 			p.Last = t.Last
@@ -126,6 +133,10 @@ func (r *KafkaReadResult) Merge(tail KafkaReadResult) {
 	sortPartitions(r.Partitions)
 	r.Records += tail.Records
 	r.Tombstones += tail.Tombstones
+	r.OtherClusters += tail.OtherClusters
+	// What the tail found missing is what still is: a topic created
+	// since (a template's) was read.
+	r.Missing = tail.Missing
 	if r.FirstTime.IsZero() || (!tail.FirstTime.IsZero() && tail.FirstTime.Before(r.FirstTime)) {
 		r.FirstTime = tail.FirstTime
 	}

@@ -191,3 +191,35 @@ func TestReadKafkaBadRecord(t *testing.T) {
 		t.Errorf("bad offsets %v, want 0 and 1 (the binary one misses resource, name, uid)", bad)
 	}
 }
+
+// Merge adds everything a tail read counted, names as missing only the
+// topics still missing at the tail (a templated topic created between the
+// reads was read), and tells records removed between the reads before
+// they were read.
+func TestMergeOfATailRead(t *testing.T) {
+	first := KafkaReadResult{
+		Partitions:    []PartitionRead{{Topic: "a", Partition: 0, From: 0, End: 5, Last: 4, Records: 5}},
+		Missing:       []string{"b", "c"},
+		Records:       5,
+		OtherClusters: 1,
+	}
+	tail := KafkaReadResult{
+		Partitions: []PartitionRead{
+			{Topic: "a", Partition: 0, LogStart: 8, From: 8, End: 9, Last: 8, Records: 1}, // 5..7 removed unread
+			{Topic: "b", Partition: 0, From: 0, End: 2, Last: 1, Records: 2},
+		},
+		Missing:       []string{"c"},
+		Records:       3,
+		OtherClusters: 2,
+	}
+	first.Merge(tail)
+	if first.Records != 8 || first.OtherClusters != 3 {
+		t.Errorf("merged %d records, %d of other clusters; want 8 and 3", first.Records, first.OtherClusters)
+	}
+	if len(first.Missing) != 1 || first.Missing[0] != "c" {
+		t.Errorf("missing %v, want [c] (b was read by the tail)", first.Missing)
+	}
+	if !first.Forgot() {
+		t.Errorf("partition a lost offsets 5..7 between the reads, unread: Forgot is false (%+v)", first.Partitions)
+	}
+}
