@@ -71,6 +71,12 @@ func TestOTLPSinkProblems(t *testing.T) {
 		{"negative batch", "      endpoint: c:4317\n      batch: -1\n", []string{`f.yaml:9:14: sinks[0].otlp.batch: must be between 1 and 10000 log records, got -1`}},
 		{"linger without batch", "      endpoint: c:4317\n      batch: 1\n      linger: 1s\n", []string{`f.yaml:10:15: sinks[0].otlp.linger: only applies with batch > 1`}},
 		{"bad header", "      endpoint: c:4317\n      headers: {'bad header': x}\n", []string{`sinks[0].otlp.headers: "bad header" is not a valid header name`}},
+		// gRPC metadata keys are [0-9a-z-_.] and values printable ASCII:
+		// validate refused neither, and gRPC then failed every export
+		// with INTERNAL, a permanent error that dropped every event.
+		{"grpc header name", "      endpoint: c:4317\n      headers: {'X!Tenant': a}\n", []string{`f.yaml:9:16: sinks[0].otlp.headers: "X!Tenant" is not a valid gRPC metadata key (letters, digits, '-', '_', '.')`}},
+		{"grpc header value", "      endpoint: c:4317\n      headers: {X-Tenant: \"caf\\u00e9\"}\n", []string{`f.yaml:9:16: sinks[0].otlp.headers: header "X-Tenant": its value has a character gRPC metadata does not allow (printable ASCII only) at byte 3`}},
+		{"http header value", "      endpoint: http://c:4318\n      protocol: http\n      headers: {X-Tenant: \"a\\nb\"}\n", []string{`f.yaml:10:16: sinks[0].otlp.headers: header "X-Tenant": its value has a control character at byte 1`}},
 		{"missing header file", "      endpoint: c:4317\n      headerFiles: {authorization: " + missing + "}\n", []string{`sinks[0].otlp.headerFiles: header "authorization": open ` + missing}},
 		{"tls pair", "      endpoint: c:4317\n      tls: {certFile: /c.pem}\n", []string{`sinks[0].otlp.tls: certFile and keyFile go together`}},
 		{"unknown key", "      endpoint: c:4317\n      endpoints: [a]\n", []string{`f.yaml:9:7: unknown key "endpoints"`}},

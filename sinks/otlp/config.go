@@ -149,16 +149,18 @@ func (c *Config) Validate() []sinks.Problem {
 		ps.At("maxRequestBytes", "must be between %d and %d, got %d", minRequestBytes, maxRequestBytes, c.MaxRequestBytes)
 	}
 	for _, h := range sortedKeys(c.Headers) {
-		if !validHeaderName(h) {
-			ps.At("headers", "%q is not a valid header name", h)
+		if err := c.checkHeaderName(h); err != nil {
+			ps.At("headers", "%v", err)
+		} else if err := c.checkHeaderValue(c.Headers[h]); err != nil {
+			ps.At("headers", "header %q: %v", h, err)
 		}
 		if _, dup := c.HeaderFiles[h]; dup {
 			ps.At("headerFiles", "header %q is set in headers too", h)
 		}
 	}
 	for _, h := range sortedKeys(c.HeaderFiles) {
-		if !validHeaderName(h) {
-			ps.At("headerFiles", "%q is not a valid header name", h)
+		if err := c.checkHeaderName(h); err != nil {
+			ps.At("headerFiles", "%v", err)
 			continue
 		}
 		f, err := os.Open(c.HeaderFiles[h])
@@ -230,6 +232,39 @@ func httpURL(endpoint string) (string, error) {
 		u.Path = logsPath
 	}
 	return u.String(), nil
+}
+
+// checkHeaderName checks a header's name for the protocol: an HTTP
+// token, and for gRPC a metadata key (sent in lower case), which allows
+// fewer characters. gRPC fails an export with INTERNAL, a permanent
+// error, for a key or value it does not allow: every event would be
+// dropped.
+func (c *Config) checkHeaderName(h string) error {
+	if !validHeaderName(h) {
+		return fmt.Errorf("%q is not a valid header name", h)
+	}
+	if c.Protocol == ProtocolGRPC && strings.IndexFunc(h, func(r rune) bool {
+		return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_' || r == '.')
+	}) >= 0 {
+		return fmt.Errorf("%q is not a valid gRPC metadata key (letters, digits, '-', '_', '.')", h)
+	}
+	return nil
+}
+
+// checkHeaderValue checks a header's value for the protocol: printable
+// ASCII for gRPC metadata, no control character but tab for HTTP. The
+// error names the byte, never the value (a credential).
+func (c *Config) checkHeaderValue(v string) error {
+	for i := 0; i < len(v); i++ {
+		b := v[i]
+		if c.Protocol == ProtocolGRPC && (b < 0x20 || b > 0x7e) {
+			return fmt.Errorf("its value has a character gRPC metadata does not allow (printable ASCII only) at byte %d", i)
+		}
+		if c.Protocol != ProtocolGRPC && (b < 0x20 && b != '\t' || b == 0x7f) {
+			return fmt.Errorf("its value has a control character at byte %d", i)
+		}
+	}
+	return nil
 }
 
 // validHeaderName reports whether h is an HTTP token (what gRPC metadata

@@ -56,6 +56,9 @@ func New(o Options) (*Sink, error) {
 			return nil, fmt.Errorf("otlp headerFiles[%s]: %w", k, err)
 		}
 		v := strings.TrimSpace(string(b))
+		if err := c.checkHeaderValue(v); err != nil {
+			return nil, fmt.Errorf("otlp headerFiles: header %q (from %s): %w", k, f, err)
+		}
 		headers[k] = v
 		s.addSecret(v)
 	}

@@ -406,3 +406,37 @@ func TestAnObjectsLaterEventIsNotSentAfterAnEarlierFailed(t *testing.T) {
 		})
 	}
 }
+
+// A header file whose value gRPC metadata or HTTP cannot carry fails the
+// sink's start, naming the header (not its value): it was sent as is,
+// and gRPC failed every export with INTERNAL, a permanent error that
+// dropped every event (HTTP retried them for ever).
+func TestHeaderFileWithAValueTheProtocolCannotCarry(t *testing.T) {
+	dir := t.TempDir()
+	for _, c := range []struct {
+		proto, value, want string
+	}{
+		{otlp.ProtocolGRPC, "line one\nline two\n", `header "Authorization" (from ` + dir + `/token): its value has a character gRPC metadata does not allow (printable ASCII only) at byte 8`},
+		{otlp.ProtocolHTTP, "line one\nline two\n", `header "Authorization" (from ` + dir + `/token): its value has a control character at byte 8`},
+	} {
+		t.Run(c.proto, func(t *testing.T) {
+			f := filepath.Join(dir, "token")
+			if err := os.WriteFile(f, []byte(c.value), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			cfg := otlp.Config{Endpoint: "c:4317", Protocol: c.proto, HeaderFiles: map[string]string{"Authorization": f}}
+			if c.proto == otlp.ProtocolHTTP {
+				cfg.Endpoint = "http://c:4318"
+			}
+			cfg.SetDefaults()
+			s, err := otlp.New(otlp.Options{Config: cfg})
+			if err == nil {
+				_ = s.Close(context.Background())
+				t.Fatal("New accepted the header file")
+			}
+			if !strings.Contains(err.Error(), c.want) || strings.Contains(err.Error(), "line one") {
+				t.Fatalf("got %v, want %q and not the value", err, c.want)
+			}
+		})
+	}
+}
