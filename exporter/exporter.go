@@ -124,6 +124,9 @@ type Exporter struct {
 	// leads hands a standby its leadership (Lead); nil without Standby.
 	leads chan leadership
 	led   atomic.Bool // Lead was called
+	// stopped is closed when Run returns: a snapshot still waiting for
+	// its keys then gives up (ErrStopped).
+	stopped chan struct{}
 }
 
 // New checks the options and builds the pipeline; Run starts it.
@@ -143,7 +146,7 @@ func New(o Options) (*Exporter, error) {
 	e := &Exporter{
 		shared: sh, cfg: o.Config, client: o.Client, resolver: o.Resolver, retry: o.ResolveRetry, startGap: o.StartGap,
 		sends: o.SendContext, clientFor: o.clientFor,
-		byName: map[string]*sinkRunner{}, scopes: map[scopeID]*scope{},
+		byName: map[string]*sinkRunner{}, scopes: map[scopeID]*scope{}, stopped: make(chan struct{}),
 	}
 	if o.Standby {
 		sh.standby.Store(true)
@@ -220,6 +223,7 @@ func isSentinel(k state.Key) bool { return strings.HasPrefix(k.Name, sentinelPre
 // or at once when SendContext ends) and closes the sinks. Every path out,
 // errors included, stops what was started.
 func (e *Exporter) Run(ctx context.Context) (err error) {
+	defer close(e.stopped)
 	// A standby's deadline stays zero until it leads: it has no sinks to
 	// close.
 	var deadline time.Time

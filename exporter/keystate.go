@@ -203,10 +203,15 @@ func (p *pendingSet) awaitTombstone(k item) (time.Duration, bool) {
 }
 
 // noteSnapshot notes that k owes run a snapshot event, and reports whether
-// it did not already.
+// it did not already. An abandoned run is noted nowhere: a split send
+// handing on a run abandoned while its first step was in flight would
+// otherwise take the key from the run that noted it since.
 func (p *pendingSet) noteSnapshot(k item, run *snapshotRun, now time.Time) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if run.abandoned.Load() {
+		return false
+	}
 	e := p.m[k]
 	if e == nil {
 		e = &pending{noticed: now}
@@ -224,6 +229,7 @@ func (p *pendingSet) noteSnapshot(k item, run *snapshotRun, now time.Time) bool 
 func (p *pendingSet) dropSnapshot(run *snapshotRun) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	run.abandoned.Store(true)
 	for _, e := range p.m {
 		if e.snapshot == run {
 			e.snapshot = nil

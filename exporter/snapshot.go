@@ -55,6 +55,10 @@ type SnapshotResult struct {
 // ErrNoSnapshotScope is returned when no scope matches a request.
 var ErrNoSnapshotScope = errors.New("no watched resource matches")
 
+// ErrStopped is returned by a snapshot cut short because the exporter
+// stopped (Run returned): its keys are no longer worked.
+var ErrStopped = errors.New("the exporter stopped")
+
 // snapshotRun is one sink's share of a snapshot: the keys it still owes
 // an event, and the count sent.
 type snapshotRun struct {
@@ -64,6 +68,9 @@ type snapshotRun struct {
 	count     atomic.Int64
 	done      chan struct{}
 	closeOnce sync.Once
+	// abandoned is set (under the pending set's lock, dropSnapshot) when
+	// the run's context ended: no key may owe it an event any more.
+	abandoned atomic.Bool
 
 	mu     sync.Mutex
 	perGVR map[schema.GroupVersionResource]int
@@ -86,9 +93,29 @@ func (sr *snapshotRun) settled(gvr schema.GroupVersionResource, sent bool) {
 
 // Snapshot runs req on its sinks at once (each sink one snapshot at a
 // time) and returns when every sink's completed marker was acknowledged,
-// or with the first error (ctx ended, the exporter stopped, no resource
-// matched). It waits for the caches to sync first.
+// or with the first error (ctx ended, the exporter stopped: ErrStopped,
+// no resource matched). It waits for the caches to sync first.
 func (e *Exporter) Snapshot(ctx context.Context, req SnapshotRequest) ([]SnapshotResult, error) {
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	go func() {
+		select {
+		case <-e.stopped:
+			cancel(ErrStopped)
+		case <-ctx.Done():
+		}
+	}()
+	res, err := e.snapshot(ctx, req)
+	if err != nil && errors.Is(context.Cause(ctx), ErrStopped) {
+		return nil, fmt.Errorf("snapshot: %w", ErrStopped)
+	}
+	return res, err
+}
+
+func (e *Exporter) snapshot(ctx context.Context, req SnapshotRequest) ([]SnapshotResult, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
 	if req.ID == "" {
 		return nil, errors.New("snapshot: an id is required")
 	}
@@ -352,7 +379,7 @@ func (r *sinkRunner) sendSnapshotMarker(ctx context.Context, ev *event.Event) er
 // its second step.
 func (r *sinkRunner) attachSnapshot(d *delivery, last *state.Record) {
 	run := d.snap.snapshot
-	if run == nil || d.again {
+	if run == nil || d.again || run.abandoned.Load() {
 		return
 	}
 	d.snapshotDue = true

@@ -2,16 +2,19 @@ package exporter
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math/rand/v2"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/kubefeed/kubefeed/event"
 	"github.com/kubefeed/kubefeed/exporter/config"
+	"github.com/kubefeed/kubefeed/exporter/state"
 	"github.com/kubefeed/kubefeed/sinks"
 )
 
@@ -311,5 +314,174 @@ func TestSnapshotOfOverlappingScopesSendsEachObjectOnce(t *testing.T) {
 			t.Fatalf("%s: count %d, want %d", id, res[0].Count, len(want))
 		}
 		snapshotCheck(t, quiesce(t, h, "rec"), id, want)
+	}
+}
+
+// The two-step send of a replaced incarnation to a checkpointed sink
+// owes the snapshot event to its second step. A snapshot abandoned while
+// the first step was in flight is not handed on to the second: the next
+// snapshot, which noted the key meanwhile, still completes, with the new
+// incarnation after its added event.
+func TestSnapshotAbandonedDuringASplitSendLeavesTheNextOneWhole(t *testing.T) {
+	src := newFakeSource(0)
+	st := newSyncStore()
+	gate := make(chan struct{})
+	var (
+		mu       sync.Mutex
+		holding  bool // the deletion of uid-1 waits for gate; its first attempt fails
+		attempts int
+		held     = make(chan struct{}, 4)
+	)
+	sink := &recorder{fail: func(_ int, evs []*event.Event) error {
+		if evs[0].Type != event.Deleted.Type() || evs[0].UID != "uid-1" {
+			return nil
+		}
+		mu.Lock()
+		hold := holding
+		attempts++
+		n := attempts
+		mu.Unlock()
+		if !hold {
+			return nil
+		}
+		held <- struct{}{}
+		<-gate
+		if n == 1 {
+			return errors.New("not now")
+		}
+		return nil
+	}}
+	h := startHarness(t, newConfig([]config.Watch{{Resource: "configmaps"}}), harnessOpts{src: src, stores: map[string]state.Store{"rec": st}, sink: sink})
+	h.waitReady()
+	src.apply(cmRes.GVR, cmUID("uid-1"), false)
+	waitRecord(t, st, splitKey, "uid-1")
+	mu.Lock()
+	holding = true
+	mu.Unlock()
+	src.remove(cmRes.GVR, "a", "x", true)
+	src.apply(cmRes.GVR, cmUID("uid-2"), false) // the deletion of uid-1 is inferred: a split send
+	<-held
+	// Snapshot a notes the key while its first step is in flight; that
+	// step fails, and its retry carries snapshot a.
+	actx, cancel := context.WithCancel(context.Background())
+	aDone := make(chan error, 1)
+	go func() { _, err := h.ex.Snapshot(actx, SnapshotRequest{ID: "a"}); aDone <- err }()
+	waitUntil(t, "snapshot a to note the key", func() bool { return h.ex.runners[0].pending.snapshot(keyItem(splitKey)).snapshot != nil })
+	gate <- struct{}{}
+	<-held
+	cancel()
+	if err := <-aDone; !errors.Is(err, context.Canceled) {
+		t.Fatalf("snapshot a: %v", err)
+	}
+	bDone := make(chan error, 1)
+	var res []SnapshotResult
+	go func() {
+		var err error
+		res, err = h.ex.Snapshot(context.Background(), SnapshotRequest{ID: "b"})
+		bDone <- err
+	}()
+	waitUntil(t, "snapshot b to note the key", func() bool {
+		run := h.ex.runners[0].pending.snapshot(keyItem(splitKey)).snapshot
+		return run != nil && run.id == "b"
+	})
+	close(gate)
+	select {
+	case err := <-bDone:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(20 * time.Second): // a liveness bound
+		t.Fatalf("snapshot b never completed: %s", summary(sink.got()))
+	}
+	if res[0].Count != 1 {
+		t.Fatalf("count %d", res[0].Count)
+	}
+	quiesce(t, h, "rec")
+	evs := sink.got()
+	for _, e := range evs {
+		if e.Type == event.Snapshot.Type() && e.ID != event.SnapshotID("uid-2", e.ResourceVersion, "b") {
+			t.Fatalf("snapshot event %s of no completed snapshot: %s", e.ID, summary(evs))
+		}
+	}
+	snapshotCheck(t, evs, "b", map[string]bool{"x": true})
+}
+
+// A Secret's snapshot event shows its object exactly as its added event
+// did: redacted by the rule (by default, hashed, and redactPaths).
+func TestSnapshotOfASecretIsRedactedAsItsAddedEvent(t *testing.T) {
+	for _, redact := range []string{"", "hash"} {
+		t.Run("redact="+redact, func(t *testing.T) {
+			src := newFakeSource(0)
+			src.apply(secretRes.GVR, secretObj("x", "c2VjcmV0", map[string]any{"stringData": map[string]any{"s": "plain"},
+				"metadata": map[string]any{"namespace": "a", "name": "x", "annotations": map[string]any{"token": "t0ps3cret"}}}), true)
+			cfg := newConfig([]config.Watch{{Resource: "secrets", InitialList: config.InitialListEmit, Redact: redact,
+				RedactPaths: []string{"/metadata/annotations/token"}}})
+			if redact == "hash" {
+				cfg.RedactionKeyFile = redactionKeyFile(t)
+			}
+			h := startHarness(t, cfg, harnessOpts{src: src})
+			h.waitReady()
+			h.sinks["rec"].waitFor(t, "the added event", func(evs []*event.Event) bool { return count(evs, event.Added.Type()) == 1 })
+			if _, err := h.ex.Snapshot(context.Background(), SnapshotRequest{ID: "s"}); err != nil {
+				t.Fatal(err)
+			}
+			var added, snap []byte
+			for _, e := range h.sinks["rec"].got() {
+				if e.Type != event.Added.Type() && e.Type != event.Snapshot.Type() {
+					continue
+				}
+				b, err := json.Marshal(e.Data.(*event.ChangeData).Object)
+				if err != nil {
+					t.Fatal(err)
+				}
+				switch e.Type {
+				case event.Added.Type():
+					added = b
+				case event.Snapshot.Type():
+					snap = b
+				}
+			}
+			if snap == nil || string(snap) != string(added) {
+				t.Fatalf("snapshot object %s\nadded object %s", snap, added)
+			}
+			for _, secret := range []string{"c2VjcmV0", "plain", "t0ps3cret"} {
+				if strings.Contains(string(snap), secret) {
+					t.Fatalf("%q in the snapshot event: %s", secret, snap)
+				}
+			}
+		})
+	}
+}
+
+// A snapshot whose exporter stops before its keys were delivered returns
+// an error, rather than waiting for a queue nobody works any more.
+func TestSnapshotReturnsWhenTheExporterStops(t *testing.T) {
+	src := newFakeSource(0)
+	for i := range 5 {
+		src.apply(cmRes.GVR, cm("a", fmt.Sprint("cm-", i), nil), true)
+	}
+	cfg := newConfig([]config.Watch{{Resource: "configmaps"}})
+	cfg.ShutdownTimeout.Duration = 200 * time.Millisecond
+	h := startHarness(t, cfg, harnessOpts{src: src})
+	h.waitReady()
+	h.sinks["rec"].setFail(func(_ int, evs []*event.Event) error {
+		if evs[len(evs)-1].Type == event.Snapshot.Type() {
+			return errors.New("not now")
+		}
+		return nil
+	})
+	done := make(chan error, 1)
+	go func() { _, err := h.ex.Snapshot(context.Background(), SnapshotRequest{ID: "s"}); done <- err }()
+	h.sinks["rec"].waitFor(t, "started", func(evs []*event.Event) bool { return count(evs, event.TypeSnapshotStarted) == 1 })
+	if err := h.stop(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-done:
+		if err == nil {
+			t.Fatal("no error")
+		}
+	case <-time.After(20 * time.Second): // a liveness bound
+		t.Fatal("Snapshot still waits after its exporter stopped")
 	}
 }

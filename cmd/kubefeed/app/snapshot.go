@@ -228,7 +228,7 @@ func runSnapshotRequest(ctx context.Context, cs kubernetes.Interface, r snapshot
 	}()
 	log.Info("snapshot requested", zap.String("resource", r.req.Resource), zap.String("namespace", r.req.Namespace), zap.String("sink", r.req.Sink))
 	res, err := ex.Snapshot(sctx, r.req)
-	if sctx.Err() != nil {
+	if sctx.Err() != nil || errors.Is(err, exporter.ErrStopped) {
 		log.Info("snapshot cut short (no longer leading, or stopping); the next leader runs it again")
 		return nil
 	}
