@@ -34,17 +34,17 @@ type client interface {
 
 // grpcClient exports over OTLP/gRPC.
 type grpcClient struct {
-	conn   *grpc.ClientConn
-	logs   plogotlp.GRPCClient
-	md     metadata.MD
-	opts   []grpc.CallOption
-	target string
-	scrub  func(string) string
+	conn    *grpc.ClientConn
+	logs    plogotlp.GRPCClient
+	headers *headerSet
+	opts    []grpc.CallOption
+	target  string
+	scrub   func(string) string
 }
 
 // newGRPCClient builds the connection; it dials lazily, so that a
 // Collector that is down fails exports (retried), not the sink's start.
-func newGRPCClient(c Config, headers map[string]string, scrub func(string) string) (*grpcClient, error) {
+func newGRPCClient(c Config, headers *headerSet) (*grpcClient, error) {
 	target, useTLS, err := grpcTarget(c.Endpoint, c.TLS != nil)
 	if err != nil {
 		return nil, fmt.Errorf("otlp endpoint: %w", err)
@@ -65,10 +65,7 @@ func newGRPCClient(c Config, headers map[string]string, scrub func(string) strin
 	if err != nil {
 		return nil, fmt.Errorf("otlp grpc client for %s: %w", target, err)
 	}
-	g := &grpcClient{conn: conn, logs: plogotlp.NewGRPCClient(conn), md: metadata.MD{}, target: target, scrub: scrub}
-	for k, v := range headers {
-		g.md.Set(strings.ToLower(k), v)
-	}
+	g := &grpcClient{conn: conn, logs: plogotlp.NewGRPCClient(conn), headers: headers, target: target, scrub: headers.scrub}
 	if c.Compression == CompressionGzip {
 		g.opts = append(g.opts, grpc.UseCompressor(grpcgzip.Name))
 	}
@@ -76,8 +73,12 @@ func newGRPCClient(c Config, headers map[string]string, scrub func(string) strin
 }
 
 func (g *grpcClient) export(ctx context.Context, req plogotlp.ExportRequest) (int64, string, error) {
-	if len(g.md) > 0 {
-		ctx = metadata.NewOutgoingContext(ctx, g.md)
+	if hs := g.headers.current(); len(hs) > 0 {
+		md := make(metadata.MD, len(hs))
+		for k, v := range hs {
+			md.Set(strings.ToLower(k), v)
+		}
+		ctx = metadata.NewOutgoingContext(ctx, md)
 	}
 	resp, err := g.logs.Export(ctx, req, g.opts...)
 	if err != nil {
@@ -93,13 +94,14 @@ func (g *grpcClient) close() error { return g.conn.Close() }
 type httpClient struct {
 	client  *http.Client
 	url     string
-	target  string // sinks.SafeURL of url
-	headers http.Header
+	target  string      // sinks.SafeURL of url
+	fixed   http.Header // Content-Type, Content-Encoding
+	headers *headerSet
 	gzip    bool
 	scrub   func(string) string
 }
 
-func newHTTPClient(c Config, headers map[string]string, scrub func(string) string) (*httpClient, error) {
+func newHTTPClient(c Config, headers *headerSet) (*httpClient, error) {
 	u, err := httpURL(c.Endpoint)
 	if err != nil {
 		return nil, err
@@ -119,14 +121,11 @@ func newHTTPClient(c Config, headers map[string]string, scrub func(string) strin
 		client: &http.Client{Timeout: c.Timeout.Duration, Transport: tr, CheckRedirect: func(*http.Request, []*http.Request) error {
 			return http.ErrUseLastResponse
 		}},
-		url: u, target: sinks.SafeURL(u), headers: http.Header{}, gzip: c.Compression == CompressionGzip, scrub: scrub,
+		url: u, target: sinks.SafeURL(u), fixed: http.Header{}, headers: headers, gzip: c.Compression == CompressionGzip, scrub: headers.scrub,
 	}
-	for k, v := range headers {
-		h.headers.Set(k, v)
-	}
-	h.headers.Set("Content-Type", "application/x-protobuf")
+	h.fixed.Set("Content-Type", "application/x-protobuf")
 	if h.gzip {
-		h.headers.Set("Content-Encoding", "gzip")
+		h.fixed.Set("Content-Encoding", "gzip")
 	}
 	return h, nil
 }
@@ -154,7 +153,13 @@ func (h *httpClient) export(ctx context.Context, req plogotlp.ExportRequest) (in
 	if err != nil {
 		return 0, "", sinks.Permanent(fmt.Errorf("otlp POST %s: request: %w", h.target, err))
 	}
-	hr.Header = h.headers.Clone()
+	hr.Header = http.Header{}
+	for k, v := range h.headers.current() {
+		hr.Header.Set(k, v)
+	}
+	for k, v := range h.fixed {
+		hr.Header[k] = v
+	}
 	resp, err := h.client.Do(hr)
 	if err != nil {
 		var ue *url.Error

@@ -28,6 +28,12 @@ import (
 //     than dropping events; every other status is permanent.
 //   - No answer at all (connection refused, reset, timeout) is
 //     retryable.
+//   - Unlike the specification, a refused credential (gRPC
+//     UNAUTHENTICATED and PERMISSION_DENIED, HTTP 401 and 403) is
+//     retryable, as on the webhook sink: a token rotated under a running
+//     kubefeed (headerFiles are read again when they change) must hold
+//     the sink back until the new one is read, not drop every event
+//     meanwhile.
 //   - An accepted request with a partial success that rejected records
 //     fails those records' objects (batch.go).
 
@@ -77,7 +83,8 @@ func classifyGRPC(err error, target string, scrub func(string) string) error {
 	e := &exportError{Target: target, Status: st.Code().String(), Msg: scrub(st.Message())}
 	delay, hasInfo := retryInfo(st)
 	switch st.Code() {
-	case codes.Canceled, codes.DeadlineExceeded, codes.Aborted, codes.OutOfRange, codes.Unavailable, codes.DataLoss:
+	case codes.Canceled, codes.DeadlineExceeded, codes.Aborted, codes.OutOfRange, codes.Unavailable, codes.DataLoss,
+		codes.Unauthenticated, codes.PermissionDenied:
 	case codes.ResourceExhausted:
 		if !hasInfo {
 			return sinks.Permanent(e)
@@ -107,7 +114,8 @@ func retryInfo(st *status.Status) (time.Duration, bool) {
 // retryableHTTP reports whether an HTTP status is worth retrying.
 func retryableHTTP(code int) bool {
 	switch code {
-	case http.StatusTooManyRequests, http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout:
+	case http.StatusTooManyRequests, http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout,
+		http.StatusUnauthorized, http.StatusForbidden:
 		return true
 	}
 	return code >= 300 && code < 400

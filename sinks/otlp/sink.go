@@ -3,8 +3,6 @@ package otlp
 import (
 	"context"
 	"fmt"
-	"os"
-	"strings"
 	"sync/atomic"
 
 	"go.uber.org/zap"
@@ -26,8 +24,8 @@ type Sink struct {
 	cfg     Config
 	shape   shape
 	client  client
-	target  string   // the endpoint as logs may show it
-	secrets []string // header values, scrubbed from what the receiver echoes
+	target  string     // the endpoint as logs may show it
+	headers *headerSet // the headers, files read again when they change
 	log     *zap.Logger
 	closed  atomic.Bool
 	batcher *batcher
@@ -45,29 +43,16 @@ func New(o Options) (*Sink, error) {
 		log = zap.NewNop()
 	}
 	s := &Sink{cfg: c, shape: shape{name: c.Shape, version: o.Version}, target: sinks.SafeURL(c.Endpoint), log: log}
-	headers := map[string]string{}
-	for k, v := range c.Headers {
-		headers[k] = v
-		s.addSecret(v)
+	hs, err := newHeaderSet(c.Headers, c.HeaderFiles, c.checkHeaderValue)
+	if err != nil {
+		return nil, err
 	}
-	for k, f := range c.HeaderFiles {
-		b, err := os.ReadFile(f)
-		if err != nil {
-			return nil, fmt.Errorf("otlp headerFiles[%s]: %w", k, err)
-		}
-		v := strings.TrimSpace(string(b))
-		if err := c.checkHeaderValue(v); err != nil {
-			return nil, fmt.Errorf("otlp headerFiles: header %q (from %s): %w", k, f, err)
-		}
-		headers[k] = v
-		s.addSecret(v)
-	}
-	var err error
+	s.headers = hs
 	switch c.Protocol {
 	case ProtocolGRPC:
-		s.client, err = newGRPCClient(c, headers, s.scrub)
+		s.client, err = newGRPCClient(c, hs)
 	case ProtocolHTTP:
-		s.client, err = newHTTPClient(c, headers, s.scrub)
+		s.client, err = newHTTPClient(c, hs)
 	default:
 		err = fmt.Errorf("otlp protocol %q: must be %s or %s", c.Protocol, ProtocolGRPC, ProtocolHTTP)
 	}
@@ -78,19 +63,8 @@ func New(o Options) (*Sink, error) {
 	return s, nil
 }
 
-func (s *Sink) addSecret(v string) {
-	if len(v) >= 4 { // shorter values would scrub ordinary words
-		s.secrets = append(s.secrets, v)
-	}
-}
-
 // scrub removes header values from text the receiver controls.
-func (s *Sink) scrub(text string) string {
-	for _, v := range s.secrets {
-		text = strings.ReplaceAll(text, v, "<redacted>")
-	}
-	return text
-}
+func (s *Sink) scrub(text string) string { return s.headers.scrub(text) }
 
 // Send exports the events and waits for the answer: Publish, then the
 // outcome (or ctx's end, the events then perhaps delivered).

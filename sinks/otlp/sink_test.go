@@ -92,7 +92,7 @@ func TestGRPCCodesAsTheSpecificationSays(t *testing.T) {
 		{"aborted", status.Error(codes.Aborted, "x"), "retryable"},
 		{"data loss", status.Error(codes.DataLoss, "x"), "retryable"},
 		{"invalid argument", status.Error(codes.InvalidArgument, "bad record"), "permanent"},
-		{"unauthenticated", status.Error(codes.Unauthenticated, "who"), "permanent"},
+		{"unauthenticated", status.Error(codes.Unauthenticated, "who"), "retryable"}, // a rotated credential (errors.go)
 		{"internal", status.Error(codes.Internal, "x"), "permanent"},
 		{"unimplemented", status.Error(codes.Unimplemented, "x"), "permanent"},
 		{"accepted", nil, "ok"},
@@ -122,7 +122,7 @@ func TestHTTPStatusesAsTheSpecificationSays(t *testing.T) {
 		{"502", verdict{http: 502}, "retryable", "502"},
 		{"504", verdict{http: 504}, "retryable", "504"},
 		{"400", verdict{http: 400, message: "bad log record"}, "permanent", "bad log record"},
-		{"401", verdict{http: 401}, "permanent", "401"},
+		{"401", verdict{http: 401}, "retryable", "401"}, // a rotated credential (errors.go),
 		{"500", verdict{http: 500}, "permanent", "500"},
 		{"413", verdict{http: 413}, "permanent", "413"},
 		{"accepted", verdict{}, "ok", ""},
@@ -438,5 +438,63 @@ func TestHeaderFileWithAValueTheProtocolCannotCarry(t *testing.T) {
 				t.Fatalf("got %v, want %q and not the value", err, c.want)
 			}
 		})
+	}
+}
+
+// A token in a header file rotated under a running sink (a Secret mounted
+// as a file) is sent from the next export on; the exports the receiver
+// refused with the old one (401, Unauthenticated, 403, PermissionDenied)
+// are retried, not dropped.
+func TestARotatedHeaderFileIsSentAfterTheReceiverRefusedTheOldOne(t *testing.T) {
+	for _, proto := range []string{otlp.ProtocolGRPC, otlp.ProtocolHTTP} {
+		for _, refusal := range []string{"unauthenticated", "forbidden"} {
+			t.Run(proto+"/"+refusal, func(t *testing.T) {
+				col := newCollector(t)
+				f := filepath.Join(t.TempDir(), "token")
+				if err := os.WriteFile(f, []byte("Bearer old-token\n"), 0o600); err != nil {
+					t.Fatal(err)
+				}
+				col.setJudge(func([]string) verdict {
+					var auth string
+					for k, v := range col.headers[len(col.headers)-1] { // handle holds col.mu
+						if strings.EqualFold(k, "authorization") {
+							auth = v
+						}
+					}
+					if auth == "Bearer new-token" {
+						return verdict{}
+					}
+					if refusal == "forbidden" {
+						return verdict{err: status.Error(codes.PermissionDenied, "token "+auth+" may not write"), http: http.StatusForbidden}
+					}
+					return verdict{err: status.Error(codes.Unauthenticated, "bad token "+auth), http: http.StatusUnauthorized}
+				})
+				s := newSink(t, col, proto, otlp.Config{HeaderFiles: map[string]string{"Authorization": f}})
+				err := s.Send(context.Background(), []*event.Event{sinktest.Event(1, 1)})
+				if err == nil || sinks.IsPermanent(err) {
+					t.Fatalf("refused with the old token: %v, want a retryable error", err)
+				}
+				if strings.Contains(err.Error(), "old-token") {
+					t.Errorf("the error shows the token: %v", err)
+				}
+				if err := os.WriteFile(f, []byte("Bearer new-token\n"), 0o600); err != nil {
+					t.Fatal(err)
+				}
+				deadline := time.Now().Add(10 * time.Second)
+				for {
+					err := s.Send(context.Background(), []*event.Event{sinktest.Event(1, 1)})
+					if err == nil {
+						break
+					}
+					if sinks.IsPermanent(err) || time.Now().After(deadline) {
+						t.Fatalf("after the rotation: %v", err)
+					}
+					time.Sleep(100 * time.Millisecond) // the file is looked at once per second
+				}
+				if got := col.acceptedIDs(t); len(got) != 1 {
+					t.Fatalf("accepted %v", got)
+				}
+			})
+		}
 	}
 }
