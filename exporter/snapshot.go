@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -256,7 +257,10 @@ func (r *sinkRunner) snapshot(ctx context.Context, req SnapshotRequest) (Snapsho
 		d.Count = &n
 		done.Data = &d
 		done.Type = event.TypeSnapshotCompleted
-		done.ID = event.SnapshotMarkerID(req.ID, t.gvr.Group, t.gvr.Resource, t.namespace, "completed")
+		// The count is in the id: a run repeated after a failover (the
+		// same snapshot id and time) may count differently, and one id is
+		// always the same bytes.
+		done.ID = event.SnapshotMarkerID(req.ID, t.gvr.Group, t.gvr.Resource, t.namespace, "completed") + "." + strconv.Itoa(n)
 		if err := r.sendSnapshotMarker(ctx, &done); err != nil {
 			return res, err
 		}

@@ -43,6 +43,9 @@ func snapshotCheck(t *testing.T, evs []*event.Event, id string, want map[string]
 			if c := e.Data.(*event.SnapshotData).Count; c == nil || *c != count {
 				t.Fatalf("completed counts %v, %d snapshot events were sent", c, count)
 			}
+			if !strings.HasSuffix(e.ID, ".completed."+strconv.Itoa(count)) {
+				t.Fatalf("completed id %s does not end with its count %d", e.ID, count)
+			}
 		case e.Type == event.Snapshot.Type():
 			if e.ID != event.SnapshotID(e.UID, e.ResourceVersion, id) {
 				lastRV[e.Name] = e.ResourceVersion // another snapshot's
