@@ -284,7 +284,8 @@ func (r *sinkRunner) snapshotScopes(req SnapshotRequest) []*snapshotScope {
 		if !matchesResource(s, req.Resource) {
 			continue
 		}
-		if req.Namespace != "" && s.id.Namespace != "" && s.id.Namespace != req.Namespace {
+		if req.Namespace != "" && (!s.res.Namespaced || (s.id.Namespace != "" && s.id.Namespace != req.Namespace)) {
+			// A namespace names no cluster-scoped object.
 			continue
 		}
 		t := byGVR[s.id.GVR]

@@ -248,12 +248,17 @@ kind: Config
 cluster: test
 watch:
   - {resource: configmaps, namespaces: [%[2]s]}
+  - {resource: namespaces, labelSelector: kubefeed-test=none}
 sinks:
   - name: feed
     jetstream: {servers: [%[1]s], stream: KUBEFEED, provision: {}}
 snapshots: {namespace: %[2]s}
 `, srv.URL(), ns))
 	startKubefeedReady(t, cfg)
+	// A namespace names no object of a cluster-scoped resource.
+	if code, out := runSnapshot(t, "--scope", "namespaces/default", "--config", cfg, "--timeout", "1m"); code != 2 || !strings.Contains(out, "no watched resource matches namespaces") {
+		t.Fatalf("a cluster-scoped resource in a namespace: exit %d, want 2:\n%s", code, out)
+	}
 	code, out := runSnapshot(t, "--scope", "secrets", "--config", cfg, "--timeout", "1m")
 	if code != 2 || !strings.Contains(out, "no watched resource matches secrets") {
 		t.Fatalf("exit %d, want 2 naming the resource:\n%s", code, out)

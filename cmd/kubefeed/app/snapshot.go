@@ -8,6 +8,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -111,7 +112,28 @@ func snapshotRequests(ctx context.Context, cs kubernetes.Interface, ns string, c
 		default:
 		}
 	}
-	_, _ = inf.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{AddFunc: poke, UpdateFunc: func(_, n any) { poke(n) }})
+	// A request deleted while it runs is withdrawn: its run is cancelled,
+	// so that it does not hold its sinks' one snapshot at a time.
+	var (
+		runningMu  sync.Mutex
+		runningUID types.UID
+		withdraw   context.CancelFunc
+	)
+	deleted := func(obj any) {
+		if t, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+			obj = t.Obj
+		}
+		cm, ok := obj.(*corev1.ConfigMap)
+		if !ok {
+			return
+		}
+		runningMu.Lock()
+		if cm.UID == runningUID && withdraw != nil {
+			withdraw()
+		}
+		runningMu.Unlock()
+	}
+	_, _ = inf.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{AddFunc: poke, UpdateFunc: func(_, n any) { poke(n) }, DeleteFunc: deleted})
 	f.Start(ctx.Done())
 	defer f.Shutdown()
 	if !cache.WaitForCacheSync(ctx.Done(), inf.Informer().HasSynced) {
@@ -142,7 +164,16 @@ func snapshotRequests(ctx context.Context, cs kubernetes.Interface, ns string, c
 		if next == nil {
 			continue
 		}
-		if err := runSnapshotRequest(ctx, cs, readSnapshotRequest(next.DeepCopy()), ex, current, log); refusedForGood(err) {
+		rctx, cancel := context.WithCancel(ctx)
+		runningMu.Lock()
+		runningUID, withdraw = next.UID, cancel
+		runningMu.Unlock()
+		err = runSnapshotRequest(rctx, cs, readSnapshotRequest(next.DeepCopy()), ex, current, log)
+		runningMu.Lock()
+		runningUID, withdraw = "", nil
+		runningMu.Unlock()
+		cancel()
+		if refusedForGood(err) {
 			log.Error("snapshot request cannot be updated; passed over", zap.String("request", next.Name), zap.Error(err))
 			unwritable[next.UID] = true
 		}
@@ -229,7 +260,7 @@ func runSnapshotRequest(ctx context.Context, cs kubernetes.Interface, r snapshot
 	log.Info("snapshot requested", zap.String("resource", r.req.Resource), zap.String("namespace", r.req.Namespace), zap.String("sink", r.req.Sink))
 	res, err := ex.Snapshot(sctx, r.req)
 	if sctx.Err() != nil || errors.Is(err, exporter.ErrStopped) {
-		log.Info("snapshot cut short (no longer leading, or stopping); the next leader runs it again")
+		log.Info("snapshot cut short (withdrawn, no longer leading, or stopping); unless withdrawn, the next leader runs it again")
 		return nil
 	}
 	if err != nil {

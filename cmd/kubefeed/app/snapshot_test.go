@@ -152,3 +152,52 @@ func TestWaitSnapshotRequestAfterItsWatchExpired(t *testing.T) {
 		t.Fatalf("got %+v", got)
 	}
 }
+
+// A request deleted while it runs is withdrawn: its run ends, and the
+// requests behind it are not held back until it would have completed.
+func TestSnapshotRequestDeletedWhileRunningIsWithdrawn(t *testing.T) {
+	t0 := time.Now().Add(-time.Hour)
+	long := snapshotRequestCM("a-long", t0, map[string]string{keyResource: "configmaps"})
+	next := snapshotRequestCM("b-next", t0.Add(time.Minute), map[string]string{keyNamespace: "Also_Bad"})
+	cs := fake.NewClientset(long, next)
+	cfg := &config.Config{APIVersion: config.APIVersion, Kind: config.Kind, Cluster: "test",
+		Watch: []config.Watch{{Resource: "configmaps"}}, Sinks: []config.Sink{{Name: "s", Stdout: &config.StdoutSink{}}}}
+	cfg.SetDefaults()
+	// Never run: its caches never sync, so the snapshot of a-long waits.
+	ex, err := exporter.New(exporter.Options{Config: cfg, Client: listOnly{}, Resolver: configMapsOnly{}, Sinks: map[string]sinks.Sink{"s": nopSink{}}, Logger: zaptest.NewLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		snapshotRequests(ctx, cs, "kubefeed", func() *exporter.Exporter { return ex }, zaptest.NewLogger(t))
+	}()
+	defer func() { cancel(); <-done }()
+	phase := func(name string) string {
+		got, err := cs.CoreV1().ConfigMaps("kubefeed").Get(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return got.Labels[snapshotLabel]
+	}
+	for phase(long.Name) != phaseRunning {
+		select {
+		case <-ctx.Done():
+			t.Fatal("a-long never ran")
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	if err := cs.CoreV1().ConfigMaps("kubefeed").Delete(ctx, long.Name, metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	for phase(next.Name) != phaseFailed {
+		select {
+		case <-ctx.Done():
+			t.Fatalf("the request behind the withdrawn one is still %q", phase(next.Name))
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
