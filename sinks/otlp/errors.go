@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"strconv"
 	"time"
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
@@ -36,9 +35,6 @@ import (
 //     meanwhile.
 //   - An accepted request with a partial success that rejected records
 //     fails those records' objects (batch.go).
-
-// maxThrottle caps a wait the receiver asks for.
-const maxThrottle = 5 * time.Minute
 
 // exportError is an export the receiver refused.
 type exportError struct {
@@ -93,7 +89,7 @@ func classifyGRPC(err error, target string, scrub func(string) string) error {
 		return sinks.Permanent(e)
 	}
 	if delay > 0 {
-		return sinks.RetryAfter(e, min(delay, maxThrottle))
+		return sinks.RetryAfter(e, min(delay, sinks.MaxRetryAfter))
 	}
 	return e
 }
@@ -126,29 +122,12 @@ func classifyHTTP(e *exportError, code int, retryAfterHeader string, now time.Ti
 	if !retryableHTTP(code) {
 		return sinks.Permanent(e)
 	}
-	if d, ok := retryAfter(retryAfterHeader, now); ok && d > 0 {
+	if d, ok := sinks.ParseRetryAfter(retryAfterHeader, now); ok && d > 0 {
 		return sinks.RetryAfter(e, d)
 	}
 	// No Retry-After, 0 or a past date: the queue's backoff, never an
 	// immediate retry in a loop.
 	return e
-}
-
-// retryAfter parses seconds or an HTTP date, capped at maxThrottle; ok
-// is false when the header is absent or unreadable.
-func retryAfter(v string, now time.Time) (time.Duration, bool) {
-	if v == "" {
-		return 0, false
-	}
-	var d time.Duration
-	if n, err := strconv.Atoi(v); err == nil && n >= 0 {
-		d = time.Duration(min(n, 3600)) * time.Second
-	} else if t, err := http.ParseTime(v); err == nil {
-		d = t.Sub(now)
-	} else {
-		return 0, false
-	}
-	return min(max(d, 0), maxThrottle), true
 }
 
 // isRejected reports whether err is a partial success's rejection.

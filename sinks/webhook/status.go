@@ -3,7 +3,6 @@ package webhook
 import (
 	"fmt"
 	"net/http"
-	"strconv"
 	"time"
 
 	"github.com/kubefeed/kubefeed/sinks"
@@ -81,28 +80,11 @@ func (p statusPolicy) classify(err *statusError, retryAfterHeader string) error 
 	if !p.retryable(err.Code) {
 		return sinks.Permanent(err)
 	}
-	if d, ok := retryAfter(retryAfterHeader, time.Now()); ok && d > 0 {
+	if d, ok := sinks.ParseRetryAfter(retryAfterHeader, time.Now()); ok && d > 0 {
 		return sinks.RetryAfter(err, d)
 	}
 	// No Retry-After, 0, or a date in the past: a plain retryable error, so
 	// the queue's exponential backoff applies (RetryAfter(0) would retry at
 	// once, in a loop).
 	return err
-}
-
-// retryAfter parses seconds or an HTTP date, capped at 5 minutes; ok is
-// false when the header is absent or unreadable.
-func retryAfter(v string, now time.Time) (time.Duration, bool) {
-	if v == "" {
-		return 0, false
-	}
-	var d time.Duration
-	if n, err := strconv.Atoi(v); err == nil && n >= 0 {
-		d = time.Duration(min(n, 3600)) * time.Second
-	} else if t, err := http.ParseTime(v); err == nil {
-		d = t.Sub(now)
-	} else {
-		return 0, false
-	}
-	return min(max(d, 0), 5*time.Minute), true
 }
