@@ -82,21 +82,7 @@ func TestSnapshotRequestsGoOnPastOneWhoseOutcomeCannotBeWritten(t *testing.T) {
 		}
 		return false, nil, nil
 	})
-	cfg := &config.Config{APIVersion: config.APIVersion, Kind: config.Kind, Cluster: "test",
-		Watch: []config.Watch{{Resource: "configmaps"}}, Sinks: []config.Sink{{Name: "s", Stdout: &config.StdoutSink{}}}}
-	cfg.SetDefaults()
-	ex, err := exporter.New(exporter.Options{Config: cfg, Client: listOnly{}, Resolver: configMapsOnly{}, Sinks: map[string]sinks.Sink{"s": nopSink{}}, Logger: zaptest.NewLogger(t)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		snapshotRequests(ctx, cs, "kubefeed", func() *exporter.Exporter { return ex }, zaptest.NewLogger(t))
-	}()
-	defer func() { cancel(); <-done }()
+	ctx := runSnapshotRequests(t, cs)
 	for {
 		got, err := cs.CoreV1().ConfigMaps("kubefeed").Get(ctx, next.Name, metav1.GetOptions{})
 		if err != nil {
@@ -160,22 +146,9 @@ func TestSnapshotRequestDeletedWhileRunningIsWithdrawn(t *testing.T) {
 	long := snapshotRequestCM("a-long", t0, map[string]string{keyResource: "configmaps"})
 	next := snapshotRequestCM("b-next", t0.Add(time.Minute), map[string]string{keyNamespace: "Also_Bad"})
 	cs := fake.NewClientset(long, next)
-	cfg := &config.Config{APIVersion: config.APIVersion, Kind: config.Kind, Cluster: "test",
-		Watch: []config.Watch{{Resource: "configmaps"}}, Sinks: []config.Sink{{Name: "s", Stdout: &config.StdoutSink{}}}}
-	cfg.SetDefaults()
-	// Never run: its caches never sync, so the snapshot of a-long waits.
-	ex, err := exporter.New(exporter.Options{Config: cfg, Client: listOnly{}, Resolver: configMapsOnly{}, Sinks: map[string]sinks.Sink{"s": nopSink{}}, Logger: zaptest.NewLogger(t)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		snapshotRequests(ctx, cs, "kubefeed", func() *exporter.Exporter { return ex }, zaptest.NewLogger(t))
-	}()
-	defer func() { cancel(); <-done }()
+	// Its exporter never runs: its caches never sync, so the snapshot of
+	// a-long waits.
+	ctx := runSnapshotRequests(t, cs)
 	phase := func(name string) string {
 		got, err := cs.CoreV1().ConfigMaps("kubefeed").Get(ctx, name, metav1.GetOptions{})
 		if err != nil {
@@ -200,4 +173,27 @@ func TestSnapshotRequestDeletedWhileRunningIsWithdrawn(t *testing.T) {
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
+}
+
+// runSnapshotRequests runs the request loop of namespace kubefeed on cs
+// until the test ends (at most 30s, the context returned), for an
+// exporter of configmaps into a sink that acknowledges everything, which
+// never runs (its caches never sync).
+func runSnapshotRequests(t *testing.T, cs *fake.Clientset) context.Context {
+	t.Helper()
+	cfg := &config.Config{APIVersion: config.APIVersion, Kind: config.Kind, Cluster: "test",
+		Watch: []config.Watch{{Resource: "configmaps"}}, Sinks: []config.Sink{{Name: "s", Stdout: &config.StdoutSink{}}}}
+	cfg.SetDefaults()
+	ex, err := exporter.New(exporter.Options{Config: cfg, Client: listOnly{}, Resolver: configMapsOnly{}, Sinks: map[string]sinks.Sink{"s": nopSink{}}, Logger: zaptest.NewLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		snapshotRequests(ctx, cs, "kubefeed", func() *exporter.Exporter { return ex }, zaptest.NewLogger(t))
+	}()
+	t.Cleanup(func() { cancel(); <-done })
+	return ctx
 }
