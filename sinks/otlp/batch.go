@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"slices"
 	"sync"
-	"time"
 
 	"go.opentelemetry.io/collector/pdata/plog"
 	"go.opentelemetry.io/collector/pdata/plog/plogotlp"
@@ -28,49 +27,29 @@ var errNotSent = errors.New("otlp: not sent, an earlier request of the same obje
 // round of isolation).
 const maxIsolated = 1 << 14
 
-// entry is one Publish: one object's events and their callback. alone
-// entries are sent in a request of their own (isolated below).
-type entry struct {
-	events []*event.Event
-	done   func(error)
-	alone  bool
-}
-
-// batcher collects publishes of different objects into export requests
-// of up to batch log records and maxRequestBytes, sent when full or
-// linger after their first record. At most maxInFlight requests run at
-// once, and at most batch×maxInFlight objects wait or are in flight
-// (Publish blocks beyond that).
+// batcher is the sink's sinks.Batcher and what it sends: publishes of
+// different objects collected into export requests of up to batch log
+// records and maxRequestBytes, sent when full or linger after their first
+// record. At most maxInFlight requests run at once, and at most
+// batch×maxInFlight objects wait or are in flight (Publish blocks beyond
+// that).
 //
 // A request the receiver refused for good (a permanent error, or a
 // partial success that rejected records) does not say which of its
 // objects were at fault: when it held several, each of them fails
 // retryably and is remembered, and its retry goes in a request of its
-// own, whose answer is then that object's alone. The objects that were
-// accepted are sent twice (at least once; the ids tell duplicates).
+// own (sinks.BatchEntry.Alone), whose answer is then that object's alone.
+// The objects that were accepted are sent twice (at least once; the ids
+// tell duplicates).
 type batcher struct {
+	*sinks.Batcher
 	s      *Sink
 	batch  int
-	linger time.Duration
 	budget int // bytes of log records per request
 	sizer  plog.ProtoMarshaler
-	// keys bounds the objects collected or in flight; requests bounds the
-	// requests in flight.
-	keys, requests *sinks.Window
-
-	mu      sync.Mutex
-	cur     []entry
-	records int
-	timer   *time.Timer
-	closed  bool
 
 	isoMu    sync.Mutex
 	isolated map[string]struct{} // partition keys (uids) sent alone next time
-
-	// ctx ends when Close gives up waiting; wg counts request goroutines.
-	ctx    context.Context
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
 }
 
 // Per request, what the records do not account for: the request's and
@@ -82,17 +61,18 @@ const (
 
 func newBatcher(s *Sink) *batcher {
 	b := &batcher{
-		s: s, batch: max(s.cfg.Batch, 1), linger: s.cfg.Linger.Duration,
+		s: s, batch: max(s.cfg.Batch, 1),
 		budget:   s.cfg.MaxRequestBytes - requestOverhead,
 		isolated: map[string]struct{}{},
 	}
-	if b.linger <= 0 {
-		b.linger = defaultLinger
+	linger := s.cfg.Linger.Duration
+	if linger <= 0 {
+		linger = defaultLinger
 	}
-	inflight := max(s.cfg.MaxInFlight, 1)
-	b.keys = sinks.NewWindow(b.batch * inflight)
-	b.requests = sinks.NewWindow(inflight)
-	b.ctx, b.cancel = context.WithCancel(context.Background())
+	b.Batcher = sinks.NewBatcher(sinks.BatcherOptions{
+		Batch: b.batch, Linger: linger, MaxInFlight: s.cfg.MaxInFlight,
+		Send: b.send, Alone: b.isIsolated, Closed: errClosed,
+	})
 	return b
 }
 
@@ -100,78 +80,13 @@ func newBatcher(s *Sink) *batcher {
 // done gets that request's outcome for them. It blocks while
 // batch×maxInFlight objects are collected or in flight.
 func (s *Sink) Publish(ctx context.Context, events []*event.Event, done func(error)) error {
-	b := s.batcher
 	if err := ctx.Err(); err != nil {
 		return err
 	}
 	if s.closed.Load() {
 		return sinks.Permanent(errClosed)
 	}
-	if err := b.keys.Acquire(ctx, 1); errors.Is(err, sinks.ErrWindowClosed) {
-		return sinks.Permanent(errClosed)
-	} else if err != nil {
-		return fmt.Errorf("waiting for the send window: %w", err)
-	}
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.closed {
-		b.keys.Release(1)
-		return sinks.Permanent(errClosed)
-	}
-	e := entry{events: events, done: done, alone: b.isIsolated(events)}
-	if e.alone || b.batch <= 1 {
-		b.start([]entry{e})
-		return nil
-	}
-	if b.records > 0 && b.records+len(events) > b.batch {
-		b.flushLocked()
-	}
-	b.cur = append(b.cur, e)
-	b.records += len(events)
-	switch {
-	case b.records >= b.batch:
-		b.flushLocked()
-	case b.timer == nil:
-		b.timer = time.AfterFunc(b.linger, b.flush)
-	}
-	return nil
-}
-
-func (b *batcher) flush() {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	b.flushLocked()
-}
-
-// flushLocked starts a request with the collected entries.
-func (b *batcher) flushLocked() {
-	if b.timer != nil {
-		b.timer.Stop()
-		b.timer = nil
-	}
-	if len(b.cur) == 0 {
-		return
-	}
-	entries := b.cur
-	b.cur, b.records = nil, 0
-	b.start(entries)
-}
-
-// start sends entries on a goroutine of its own once a request slot is
-// free; the goroutines are bounded by the key window.
-func (b *batcher) start(entries []entry) {
-	b.wg.Add(1)
-	go func() {
-		defer b.wg.Done()
-		errs := b.send(entries)
-		for i, e := range entries {
-			if e.alone {
-				b.unisolate(e.events)
-			}
-			b.keys.Release(1)
-			e.done(errs[i])
-		}
-	}()
+	return s.batcher.Publish(ctx, events, done)
 }
 
 // chunk is one export request being built: its records grouped by
@@ -186,16 +101,16 @@ type chunk struct {
 
 // send exports the entries' events in as many requests as the batch
 // size and the byte budget need, one after the other; it returns each
-// entry's outcome.
-func (b *batcher) send(entries []entry) []error {
+// entry's outcome. An entry sent alone is batched again afterwards.
+func (b *batcher) send(ctx context.Context, entries []sinks.BatchEntry) []error {
 	errs := make([]error, len(entries))
-	if err := b.requests.Acquire(b.ctx, 1); err != nil {
-		for i := range errs {
-			errs[i] = errClosed // Close gave up waiting
+	defer func() {
+		for _, e := range entries {
+			if e.Alone {
+				b.unisolate(e.Events)
+			}
 		}
-		return errs
-	}
-	defer b.requests.Release(1)
+	}()
 	chunks := b.build(entries, errs)
 	for _, c := range chunks {
 		// A request that holds an entry already failed is not sent: the
@@ -210,7 +125,7 @@ func (b *batcher) send(entries []entry) []error {
 			}
 			continue
 		}
-		err := b.judge(c, entries, b.export(c))
+		err := b.judge(c, entries, b.export(ctx, c))
 		for _, i := range c.entries {
 			if errs[i] == nil {
 				errs[i] = err
@@ -222,14 +137,14 @@ func (b *batcher) send(entries []entry) []error {
 
 // build encodes the entries into requests. An entry whose event cannot be
 // sent even shrunk fails permanently, and sends nothing.
-func (b *batcher) build(entries []entry, errs []error) []*chunk {
+func (b *batcher) build(entries []sinks.BatchEntry, errs []error) []*chunk {
 	var chunks []*chunk
 	var cur *chunk
 	sh := b.s.shape
 	for i, en := range entries {
-		records := make([]plog.LogRecord, len(en.events))
-		sizes := make([]int, len(en.events))
-		for j, ev := range en.events {
+		records := make([]plog.LogRecord, len(en.Events))
+		sizes := make([]int, len(en.Events))
+		for j, ev := range en.Events {
 			lr, size, err := b.encode(ev)
 			if err != nil {
 				errs[i] = err
@@ -240,7 +155,7 @@ func (b *batcher) build(entries []entry, errs []error) []*chunk {
 		if errs[i] != nil {
 			continue
 		}
-		for j, ev := range en.events {
+		for j, ev := range en.Events {
 			key := sh.resourceKey(ev)
 			need := sizes[j]
 			if cur == nil || !hasGroup(cur, key) {
@@ -307,8 +222,8 @@ func (b *batcher) encode(ev *event.Event) (plog.LogRecord, int, error) {
 
 // export sends one request and returns the receiver's verdict: nil, a
 // rejectedError, or the classified error.
-func (b *batcher) export(c *chunk) error {
-	ctx, cancel := context.WithTimeout(b.ctx, b.s.cfg.Timeout.Duration)
+func (b *batcher) export(ctx context.Context, c *chunk) error {
+	ctx, cancel := context.WithTimeout(ctx, b.s.cfg.Timeout.Duration)
 	defer cancel()
 	rejected, msg, err := b.s.client.export(ctx, plogotlp.NewExportRequestFromLogs(c.logs))
 	switch {
@@ -326,7 +241,7 @@ func (b *batcher) export(c *chunk) error {
 // for good of a request with several objects isolates them (see batcher)
 // and fails them retryably; with one object, or when the partial success
 // rejected every record, it fails them permanently.
-func (b *batcher) judge(c *chunk, entries []entry, err error) error {
+func (b *batcher) judge(c *chunk, entries []sinks.BatchEntry, err error) error {
 	if err == nil {
 		return nil
 	}
@@ -343,7 +258,7 @@ func (b *batcher) judge(c *chunk, entries []entry, err error) error {
 		return err
 	}
 	for _, i := range c.entries {
-		b.isolate(entries[i].events)
+		b.isolate(entries[i].Events)
 	}
 	return &isolatedError{cause: err, objects: len(c.entries)}
 }
@@ -393,19 +308,4 @@ func (b *batcher) unisolate(events []*event.Event) {
 // close sends what was collected and waits for the requests in flight,
 // until ctx ends; then it cancels them (their objects fail). Every done
 // was called when it returns.
-func (b *batcher) close(ctx context.Context) {
-	b.mu.Lock()
-	b.closed = true
-	b.flushLocked()
-	b.mu.Unlock()
-	b.keys.Close() // a Publish waiting for the window fails now
-	idle := make(chan struct{})
-	go func() { b.wg.Wait(); close(idle) }()
-	select {
-	case <-idle:
-	case <-ctx.Done():
-		b.cancel()
-		<-idle
-	}
-	b.cancel()
-}
+func (b *batcher) close(ctx context.Context) { b.Close(ctx) }
