@@ -54,10 +54,12 @@ func (n fieldNode) child(prefix, name string) (c fieldNode, found, whole bool) {
 	return c, found, false
 }
 
-// empty reports a set with no members: a field owned as a leaf.
+// empty reports a set with no members: a field owned as a leaf. A set's
+// text is a whole value (valueEnd found its end), so the value of its
+// first member ends too: only the key and colon before it are read.
 func (n fieldNode) empty() bool {
 	it := members{raw: n.raw}
-	return !it.next()
+	return !it.nextKey()
 }
 
 type entryKey struct{ manager, operation, subresource string }
@@ -143,8 +145,12 @@ func managedEntries(dst []managedEntry, text string, same []managedEntry) []mana
 		}
 		me := managedEntry{raw: it.val}
 		m := members{raw: it.val}
-		for m.next() {
-			switch m.keyText() {
+		for m.nextKey() {
+			key := m.keyText()
+			if !m.value(sameFields(key, same)) {
+				break
+			}
+			switch key {
 			case "manager":
 				me.Manager = stringValue(m.val)
 			case "operation":
@@ -161,6 +167,15 @@ func managedEntries(dst []managedEntry, text string, same []managedEntry) []mana
 			dst = append(dst, me)
 		}
 	}
+}
+
+// sameFields are the field sets of same when key is fieldsV1: an entry
+// written again (its time moved) most often owns what it owned.
+func sameFields(key string, same []managedEntry) []managedEntry {
+	if key != "fieldsV1" {
+		return nil
+	}
+	return same
 }
 
 // sameEntry is the index of the entry of same whose text starts s,
@@ -371,10 +386,11 @@ func owns(set fieldNode, toks []string, obj any) bool {
 	for _, t := range toks {
 		var child fieldNode
 		var found, whole bool
+		var next func() any // the value at t, looked up only when walked on
 		switch v := val.(type) {
 		case map[string]any:
 			child, found, whole = node.child("f:", t)
-			val = v[t]
+			next = func() any { return v[t] }
 		case []any:
 			i, err := strconv.Atoi(t)
 			if t == "-" {
@@ -385,7 +401,7 @@ func owns(set fieldNode, toks []string, obj any) bool {
 				return whole
 			}
 			child, found, whole = element(node, i, v[i], true)
-			val = v[i]
+			next = func() any { return v[i] }
 		default:
 			_, _, whole = node.child(".", "")
 			return whole
@@ -399,7 +415,7 @@ func owns(set fieldNode, toks []string, obj any) bool {
 		if child.empty() {
 			return true // a leaf: the field is owned whole
 		}
-		node = child
+		node, val = child, next()
 	}
 	return true
 }

@@ -11,23 +11,24 @@ import (
 )
 
 // benchDeployment is a Deployment at version v as the cache keeps it with
-// attribution on: three field managers (the one that created it, the
-// scale subresource without a time, and ops-bot whose time moves with
-// every version), managedFields as their text.
+// attribution on (exporter's BenchmarkAttribution's): three field
+// managers (a client-side apply that created it, the scale subresource
+// without a time, and ops-bot whose time moves with every version),
+// managedFields as the watch event's text.
 func benchDeployment(b *testing.B, v int) map[string]any {
 	b.Helper()
-	text := fmt.Sprintf(`{"apiVersion":"apps/v1","kind":"Deployment","metadata":{"name":"web","namespace":"bench","uid":"u1","resourceVersion":"%d","generation":%d,"creationTimestamp":"2026-12-07T09:00:00Z","labels":{"app":"web","team":"shop"},"annotations":{"deployment.kubernetes.io/revision":"%d"},
-"managedFields":[
+	mf := fmt.Sprintf(`[
 {"manager":"kubectl-client-side-apply","operation":"Update","apiVersion":"apps/v1","time":"2026-12-07T09:00:00Z","fieldsType":"FieldsV1","fieldsV1":{"f:metadata":{"f:labels":{".":{},"f:app":{},"f:team":{}}},"f:spec":{"f:progressDeadlineSeconds":{},"f:revisionHistoryLimit":{},"f:selector":{},"f:strategy":{"f:rollingUpdate":{".":{},"f:maxSurge":{},"f:maxUnavailable":{}},"f:type":{}},"f:template":{"f:metadata":{"f:labels":{".":{},"f:app":{}}},"f:spec":{"f:containers":{"k:{\"name\":\"sidecar\"}":{".":{},"f:image":{},"f:name":{}}},"f:dnsPolicy":{},"f:restartPolicy":{}}}}}},
 {"manager":"kubectl","operation":"Update","subresource":"scale","apiVersion":"apps/v1","fieldsType":"FieldsV1","fieldsV1":{"f:spec":{"f:replicas":{}}}},
-{"manager":"ops-bot","operation":"Apply","apiVersion":"apps/v1","time":"2026-12-07T10:00:%02dZ","fieldsType":"FieldsV1","fieldsV1":{"f:metadata":{"f:annotations":{"f:deployment.kubernetes.io/revision":{}}},"f:spec":{"f:template":{"f:spec":{"f:containers":{"k:{\"name\":\"app\"}":{".":{},"f:image":{},"f:name":{}}}}}}}}]},
-"spec":{"replicas":3,"template":{"metadata":{"labels":{"app":"web"}},"spec":{"containers":[{"name":"app","image":"app:%d"},{"name":"sidecar","image":"proxy:1"}]}}},
-"status":{"observedGeneration":%d,"replicas":3}}`, v, v, v, v%60, v, v)
+{"manager":"ops-bot","operation":"Apply","apiVersion":"apps/v1","time":"2026-12-07T10:00:%02dZ","fieldsType":"FieldsV1","fieldsV1":{"f:metadata":{"f:annotations":{"f:deployment.kubernetes.io/revision":{}}},"f:spec":{"f:template":{"f:spec":{"f:containers":{"k:{\"name\":\"app\"}":{".":{},"f:image":{},"f:name":{}}}}}}}}]`, v%60)
+	text := fmt.Sprintf(`{"apiVersion":"apps/v1","kind":"Deployment","metadata":{"name":"web","namespace":"bench","uid":"u1","resourceVersion":"%d","generation":%d,"creationTimestamp":"2026-12-07T09:00:00Z","labels":{"app":"web","team":"shop"},"annotations":{"deployment.kubernetes.io/revision":"%d"}},
+"spec":{"replicas":3,"selector":{"matchLabels":{"app":"web"}},"template":{"metadata":{"labels":{"app":"web"}},"spec":{"containers":[{"name":"app","image":"registry.example.com/shop/app:%d","resources":{"requests":{"cpu":"100m","memory":"128Mi"}}},{"name":"sidecar","image":"registry.example.com/proxy:1"}]}},"strategy":{"type":"RollingUpdate","rollingUpdate":{"maxSurge":"25%%","maxUnavailable":"25%%"}}},
+"status":{"observedGeneration":%d,"replicas":3,"readyReplicas":3}}`, v, v, v, v, v)
 	var obj map[string]any
 	if err := json.Unmarshal([]byte(text), &obj); err != nil {
 		b.Fatal(err)
 	}
-	ManagedFieldsText(obj)
+	obj["metadata"].(map[string]any)["managedFields"] = mf
 	return obj
 }
 
@@ -51,6 +52,17 @@ func BenchmarkWithoutManagedFields(b *testing.B) {
 	for b.Loop() {
 		if out := WithoutManagedFields(obj); out["metadata"].(map[string]any)["managedFields"] != nil {
 			b.Fatal("kept")
+		}
+	}
+}
+
+func BenchmarkManagedEntries(b *testing.B) {
+	text, _ := managedText(benchDeployment(b, 2))
+	b.SetBytes(int64(len(text)))
+	var buf [maxEntries]managedEntry
+	for b.Loop() {
+		if len(managedEntries(buf[:0], text, nil)) != 3 {
+			b.Fatal("entries")
 		}
 	}
 }

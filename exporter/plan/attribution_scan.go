@@ -2,6 +2,7 @@ package plan
 
 import (
 	"encoding/json"
+	"math/bits"
 	"strings"
 )
 
@@ -76,6 +77,12 @@ type members struct {
 }
 
 func (m *members) next() bool {
+	return m.nextKey() && m.value(nil)
+}
+
+// nextKey moves to the next member and reads its key, up to the start of
+// its value (m.i); the value is the caller's to read (value).
+func (m *members) nextKey() bool {
 	raw, i := m.raw, m.i
 	if i == 0 {
 		i = skipSpace(raw, 0)
@@ -110,13 +117,27 @@ func (m *members) next() bool {
 		m.i = len(raw)
 		return false
 	}
-	i = skipSpace(raw, i+1)
-	vend := valueEnd(raw, i)
+	m.key, m.esc, m.i = key, escaped, skipSpace(raw, i+1)
+	return true
+}
+
+// value reads the value of the member whose key nextKey read: a field
+// set of same whose text starts there is taken as it is, any other value
+// is read to its end. False when it does not end.
+func (m *members) value(same []managedEntry) bool {
+	rest := m.raw[m.i:]
+	for k := range same {
+		if f := same[k].fields; f.ok() && strings.HasPrefix(rest, f.raw) {
+			m.val, m.i = f.raw, m.i+len(f.raw)
+			return true
+		}
+	}
+	vend := valueEnd(m.raw, m.i)
 	if vend < 0 {
-		m.i = len(raw)
+		m.i = len(m.raw)
 		return false
 	}
-	m.key, m.esc, m.val, m.i = key, escaped, raw[i:vend], vend
+	m.val, m.i = m.raw[m.i:vend], vend
 	return true
 }
 
@@ -243,20 +264,44 @@ func skipSpace(s string, i int) int {
 }
 
 // stringEnd is the index after the JSON string starting at s[i] ('"'),
-// and whether it holds escapes; -1 when it does not end. Field sets'
-// strings are short: a byte loop beats a search per quote.
+// and whether it holds escapes; -1 when it does not end.
 func stringEnd(s string, i int) (int, bool) {
 	escaped := false
-	for j := i + 1; j < len(s); j++ {
-		switch s[j] {
-		case '"':
+	for j := i + 1; ; {
+		j = quoteOrEscape(s, j)
+		switch {
+		case j >= len(s):
+			return -1, false
+		case s[j] == '"':
 			return j + 1, escaped
-		case '\\':
-			escaped = true
-			j++
+		}
+		escaped = true
+		j += 2
+	}
+}
+
+// quoteOrEscape is the index of the first '"' or '\\' in s from j on,
+// len(s) or more when there is none. It looks at eight bytes at a time:
+// a field set's text is mostly short strings, too short for a search
+// call to pay.
+func quoteOrEscape(s string, j int) int {
+	const ones, highs = 0x0101010101010101, 0x8080808080808080
+	for ; j+8 <= len(s); j += 8 {
+		v := uint64(s[j]) | uint64(s[j+1])<<8 | uint64(s[j+2])<<16 | uint64(s[j+3])<<24 |
+			uint64(s[j+4])<<32 | uint64(s[j+5])<<40 | uint64(s[j+6])<<48 | uint64(s[j+7])<<56
+		q, e := v^(ones*'"'), v^(ones*'\\')
+		// A byte of q or e that is zero sets its high bit here; the
+		// lowest one set is the first match.
+		if m := ((q-ones)&^q | (e-ones)&^e) & highs; m != 0 {
+			return j + bits.TrailingZeros64(m)/8
 		}
 	}
-	return -1, false
+	for ; j < len(s); j++ {
+		if s[j] == '"' || s[j] == '\\' {
+			return j
+		}
+	}
+	return j
 }
 
 // valueEnd is the index after the JSON value starting at s[i]: a string,
@@ -282,16 +327,11 @@ func valueEnd(s string, i int) int {
 	for j := i; j < len(s); j++ {
 		switch s[j] {
 		case '"':
-			// The string's end, inline: most of a field set's text is
-			// short keys.
-			for j++; j < len(s) && s[j] != '"'; j++ {
-				if s[j] == '\\' {
-					j++
-				}
-			}
-			if j >= len(s) {
+			end, _ := stringEnd(s, j)
+			if end < 0 {
 				return -1
 			}
+			j = end - 1
 		case '{', '[':
 			depth++
 		case '}', ']':
