@@ -52,19 +52,10 @@ func TestSnapshotDuringSteadyChanges(t *testing.T) {
 		}
 	}
 	srv := natstest.StartT(t, natstest.Options{})
-	cfg := writeFile(t, "c.yaml", fmt.Sprintf(`apiVersion: kubefeed.io/v1alpha1
-kind: Config
-cluster: test
-watch:
-  - {resource: configmaps, namespaces: [%[2]s], initialList: emit}
-sinks:
-  - name: feed
-    jetstream: {servers: [%[1]s], stream: KUBEFEED, provision: {}}
-checkpoint:
+	cfg := snapshotConfig(t, srv.URL(), reqNS, "  - {resource: configmaps, namespaces: ["+ns+"], initialList: emit}\n", fmt.Sprintf(`checkpoint:
   jetstream: {servers: [%[1]s], bucket: kubefeed-checkpoint}
-leaderElection: {enabled: true, namespace: %[3]s, name: kubefeed, leaseDuration: 15s, renewDeadline: 10s, retryPeriod: 1s}
-snapshots: {namespace: %[3]s}
-`, srv.URL(), ns, reqNS))
+leaderElection: {enabled: true, namespace: %[2]s, name: kubefeed, leaseDuration: 15s, renewDeadline: 10s, retryPeriod: 1s}
+`, srv.URL(), reqNS))
 	a := startKubefeed(t, cfg)
 	b := startKubefeed(t, cfg)
 	waitStream(t, srv.URL(), objects)
@@ -203,7 +194,7 @@ snapshots: {namespace: %[3]s}
 			}
 		case e.Change() == feed.Snapshotted:
 			if !in {
-				t.Errorf("snapshot event %s outside its markers", e.ID)
+				t.Errorf("snapshot event %s outside its markers (%d started, %d completed before it)", e.ID, started, completed)
 			}
 			seen[e.Name]++
 			count++
@@ -243,17 +234,7 @@ snapshots: {namespace: %[3]s}
 func TestSnapshotRequestForAResourceNotWatchedFails(t *testing.T) {
 	ns := namespace(t, "snapshot-bad", nil)
 	srv := natstest.StartT(t, natstest.Options{})
-	cfg := writeFile(t, "c.yaml", fmt.Sprintf(`apiVersion: kubefeed.io/v1alpha1
-kind: Config
-cluster: test
-watch:
-  - {resource: configmaps, namespaces: [%[2]s]}
-  - {resource: namespaces, labelSelector: kubefeed-test=none}
-sinks:
-  - name: feed
-    jetstream: {servers: [%[1]s], stream: KUBEFEED, provision: {}}
-snapshots: {namespace: %[2]s}
-`, srv.URL(), ns))
+	cfg := snapshotConfig(t, srv.URL(), ns, "  - {resource: configmaps, namespaces: ["+ns+"]}\n  - {resource: namespaces, labelSelector: kubefeed-test=none}\n", "")
 	startKubefeedReady(t, cfg)
 	// A namespace names no object of a cluster-scoped resource.
 	if code, out := runSnapshot(t, "--scope", "namespaces/default", "--config", cfg, "--timeout", "1m"); code != 2 || !strings.Contains(out, "no watched resource matches namespaces") {
@@ -285,16 +266,7 @@ func TestVerifyFromSnapshotDropsWhatTheSnapshotDidNotShow(t *testing.T) {
 		}
 	}
 	srv := natstest.StartT(t, natstest.Options{})
-	cfg := writeFile(t, "c.yaml", fmt.Sprintf(`apiVersion: kubefeed.io/v1alpha1
-kind: Config
-cluster: test
-watch:
-  - {resource: configmaps, namespaces: [%[2]s], initialList: emit}
-sinks:
-  - name: feed
-    jetstream: {servers: [%[1]s], stream: KUBEFEED, provision: {}}
-snapshots: {namespace: %[2]s}
-`, srv.URL(), ns))
+	cfg := snapshotConfig(t, srv.URL(), ns, "  - {resource: configmaps, namespaces: ["+ns+"], initialList: emit}\n", "")
 	startKubefeedReady(t, cfg)
 	waitStream(t, srv.URL(), 5)
 	// A ConfigMap the feed says was added, whose deletion it lost.
@@ -330,4 +302,20 @@ snapshots: {namespace: %[2]s}
 	if r.code != 0 || !strings.Contains(r.stdout, "(1 dropped as not shown by it)") {
 		t.Fatalf("--from-snapshot: want exit 0 with ghost dropped; %s", r)
 	}
+}
+
+// snapshotConfig writes a config with the watch rules watch (YAML list
+// items), the jetstream sink "feed" of the NATS server at url, snapshot
+// requests in reqNS, and extra top-level YAML.
+func snapshotConfig(t *testing.T, url, reqNS, watch, extra string) string {
+	t.Helper()
+	return writeFile(t, "c.yaml", fmt.Sprintf(`apiVersion: kubefeed.io/v1alpha1
+kind: Config
+cluster: test
+watch:
+%ssinks:
+  - name: feed
+    jetstream: {servers: [%s], stream: KUBEFEED, provision: {}}
+snapshots: {namespace: %s}
+%s`, watch, url, reqNS, extra))
 }

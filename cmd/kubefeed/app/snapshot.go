@@ -141,10 +141,12 @@ func snapshotRequests(ctx context.Context, cs kubernetes.Interface, ns string, c
 	}
 	tick := time.NewTicker(2 * time.Second)
 	defer tick.Stop()
-	// unwritable are requests (by uid) that the API server refuses to
-	// update for good (an immutable ConfigMap): they are passed over, or
-	// they would hold back every request behind them.
-	unwritable := map[types.UID]bool{}
+	// passOver are requests (by uid) to pass over: those this loop ran
+	// to their outcome (the informer may show them running a moment
+	// longer, and they must not run twice), and those the API server
+	// refuses to update for good (an immutable ConfigMap), which would
+	// otherwise hold back every request behind them.
+	passOver := map[types.UID]bool{}
 	for {
 		select {
 		case <-ctx.Done():
@@ -160,7 +162,7 @@ func snapshotRequests(ctx context.Context, cs kubernetes.Interface, ns string, c
 		if err != nil {
 			continue
 		}
-		next := oldestOpen(cms, unwritable)
+		next := oldestOpen(cms, passOver)
 		if next == nil {
 			continue
 		}
@@ -168,14 +170,20 @@ func snapshotRequests(ctx context.Context, cs kubernetes.Interface, ns string, c
 		runningMu.Lock()
 		runningUID, withdraw = next.UID, cancel
 		runningMu.Unlock()
-		err = runSnapshotRequest(rctx, cs, readSnapshotRequest(next.DeepCopy()), ex, current, log)
+		var finished bool
+		finished, err = runSnapshotRequest(rctx, cs, readSnapshotRequest(next.DeepCopy()), ex, current, log)
+		if finished {
+			// The informer may show it running a moment longer: it must
+			// not run again.
+			passOver[next.UID] = true
+		}
 		runningMu.Lock()
 		runningUID, withdraw = "", nil
 		runningMu.Unlock()
 		cancel()
 		if refusedForGood(err) {
 			log.Error("snapshot request cannot be updated; passed over", zap.String("request", next.Name), zap.Error(err))
-			unwritable[next.UID] = true
+			passOver[next.UID] = true
 		}
 	}
 }
@@ -216,11 +224,11 @@ func oldestOpen(cms []*corev1.ConfigMap, skip map[types.UID]bool) *corev1.Config
 // or kubefeed stops is left running: the next leader runs it again, with
 // the same id and time, so the events it sent again are duplicates by id.
 // It returns the error of an update of the request that failed.
-func runSnapshotRequest(ctx context.Context, cs kubernetes.Interface, r snapshotRequest, ex *exporter.Exporter, current func() *exporter.Exporter, log *zap.Logger) error {
+func runSnapshotRequest(ctx context.Context, cs kubernetes.Interface, r snapshotRequest, ex *exporter.Exporter, current func() *exporter.Exporter, log *zap.Logger) (bool, error) {
 	cms := cs.CoreV1().ConfigMaps(r.cm.Namespace)
 	log = log.With(zap.String("request", r.cm.Name), zap.String("snapshot", r.req.ID))
 	if r.bad != "" {
-		return finishSnapshotRequest(ctx, cms, r.cm, phaseFailed, map[string]string{keyMessage: r.bad}, log)
+		return outcomeWritten(finishSnapshotRequest(ctx, cms, r.cm, phaseFailed, map[string]string{keyMessage: r.bad}, log))
 	}
 	if r.req.Time.IsZero() {
 		r.req.Time = time.Now().UTC()
@@ -236,7 +244,7 @@ func runSnapshotRequest(ctx context.Context, cs kubernetes.Interface, r snapshot
 		updated, err := cms.Update(ctx, cm, metav1.UpdateOptions{FieldManager: "kubefeed"})
 		if err != nil {
 			log.Warn("snapshot request not marked running; trying again", zap.Error(err))
-			return err
+			return false, err
 		}
 		cm = updated
 	}
@@ -261,10 +269,10 @@ func runSnapshotRequest(ctx context.Context, cs kubernetes.Interface, r snapshot
 	res, err := ex.Snapshot(sctx, r.req)
 	if sctx.Err() != nil || errors.Is(err, exporter.ErrStopped) {
 		log.Info("snapshot cut short (withdrawn, no longer leading, or stopping); unless withdrawn, the next leader runs it again")
-		return nil
+		return false, nil
 	}
 	if err != nil {
-		return finishSnapshotRequest(ctx, cms, cm, phaseFailed, map[string]string{keyMessage: err.Error()}, log)
+		return outcomeWritten(finishSnapshotRequest(ctx, cms, cm, phaseFailed, map[string]string{keyMessage: err.Error()}, log))
 	}
 	total := 0
 	var parts []string
@@ -272,10 +280,15 @@ func runSnapshotRequest(ctx context.Context, cs kubernetes.Interface, r snapshot
 		total += sr.Count
 		parts = append(parts, fmt.Sprintf("%s: %d (%s)", sr.Sink, sr.Count, strings.Join(sr.Resources, ", ")))
 	}
-	return finishSnapshotRequest(ctx, cms, cm, phaseCompleted, map[string]string{
+	return outcomeWritten(finishSnapshotRequest(ctx, cms, cm, phaseCompleted, map[string]string{
 		keyCount: strconv.Itoa(total), keyResult: strings.Join(parts, "; "), keyCompletedAt: time.Now().UTC().Format(time.RFC3339Nano),
-	}, log)
+	}, log))
 }
+
+// outcomeWritten is the outcome of finishSnapshotRequest as runSnapshotRequest
+// returns it: finished when the outcome was written (or the request
+// withdrawn).
+func outcomeWritten(err error) (bool, error) { return err == nil, err }
 
 // configMapClient is what runSnapshotRequest needs of the ConfigMaps API.
 type configMapClient interface {
