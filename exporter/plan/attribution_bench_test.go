@@ -3,6 +3,7 @@ package plan
 import (
 	"encoding/json"
 	"fmt"
+	"strings"
 	"testing"
 
 	"github.com/kubefeed/kubefeed/event"
@@ -63,6 +64,35 @@ func BenchmarkManagedEntries(b *testing.B) {
 	for b.Loop() {
 		if len(managedEntries(buf[:0], text, nil)) != 3 {
 			b.Fatal("entries")
+		}
+	}
+}
+
+// BenchmarkChangedByCold is BenchmarkChangedBy over many objects, as a
+// worker meets them: their managedFields texts are out of the CPU's
+// caches by the time their change is rendered.
+func BenchmarkChangedByCold(b *testing.B) {
+	const n = 20000
+	type change struct {
+		prev, cur map[string]any
+		ops       []jsonpatch.Op
+	}
+	changes := make([]change, n)
+	for i := range changes {
+		prev, cur := benchDeployment(b, 1), benchDeployment(b, 2+i%58) // ops-bot's time moved
+		// Each its own text, as each object's is.
+		for _, o := range []map[string]any{prev, cur} {
+			md := o["metadata"].(map[string]any)
+			md["managedFields"] = strings.Clone(md["managedFields"].(string))
+		}
+		changes[i] = change{prev, cur, jsonpatch.Options{Ignore: filters.DefaultIgnore}.Diff(prev, cur)}
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		c := &changes[i%n]
+		if got := ChangedBy(event.Modified, c.prev, c.cur, c.ops); len(got) != 1 {
+			b.Fatalf("ChangedBy = %v", got)
 		}
 	}
 }
