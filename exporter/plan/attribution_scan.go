@@ -4,11 +4,14 @@ import (
 	"encoding/json"
 	"math/bits"
 	"strings"
+
+	"github.com/kubefeed/kubefeed/jsonpatch"
 )
 
 // Reading managedFields' JSON text in place (attribution.go): iterators
 // over an array's elements and an object's members that find where each
-// value ends without building it. Text that is not JSON ends a walk early;
+// value ends without building it, and the patch's pointers and k: keys
+// read without allocating. Text that is not JSON ends a walk early;
 // nothing here panics or loops on it.
 
 // elements walks the elements of the JSON array raw: next moves to the
@@ -346,3 +349,136 @@ func valueEnd(s string, i int) int {
 
 // scalarEnd holds the bytes that end a number, true, false or null.
 var scalarEnd = [256]bool{',': true, '}': true, ']': true, ' ': true, '\t': true, '\r': true, '\n': true}
+
+// pointers appends to toks the tokens of ops' paths (RFC 6901 pointers,
+// unescaped), and to ends where each path's end: a path that is not a
+// pointer is left out.
+func pointers(toks []string, ends []int, ops []jsonpatch.Op) ([]string, []int) {
+	for _, op := range ops {
+		p := op.Path
+		if p != "" && p[0] != '/' {
+			continue
+		}
+		from, ok := len(toks), true
+		for p != "" && ok {
+			p = p[1:]
+			end := strings.IndexByte(p, '/')
+			if end < 0 {
+				end = len(p)
+			}
+			t := p[:end]
+			if strings.IndexByte(t, '~') >= 0 {
+				t, ok = unescapeToken(t)
+			}
+			toks = append(toks, t)
+			p = p[end:]
+		}
+		if ok {
+			ends = append(ends, len(toks))
+		} else {
+			toks = toks[:from]
+		}
+	}
+	return toks, ends
+}
+
+// unescapeToken undoes a pointer token's ~0 and ~1; false when a ~ is
+// followed by anything else.
+func unescapeToken(t string) (string, bool) {
+	var b strings.Builder
+	b.Grow(len(t))
+	for j := 0; j < len(t); j++ {
+		if t[j] != '~' {
+			b.WriteByte(t[j])
+			continue
+		}
+		if j+1 == len(t) || (t[j+1] != '0' && t[j+1] != '1') {
+			return "", false
+		}
+		if t[j+1] == '0' {
+			b.WriteByte('~')
+		} else {
+			b.WriteByte('/')
+		}
+		j++
+	}
+	return b.String(), true
+}
+
+// stringKeysMatch is keyMatches for key fields whose names and values are
+// all strings without escapes, read in place (a container's or a volume's
+// name); ok is false for any other keys.
+func stringKeysMatch(keys string, m map[string]any) (match, ok bool) {
+	var names [4]string
+	n := 0
+	match = true
+	i := skipSpace(keys, 0)
+	if i >= len(keys) || keys[i] != '{' {
+		return false, false
+	}
+	i = skipSpace(keys, i+1)
+	if i < len(keys) && keys[i] == '}' {
+		return true, skipSpace(keys, i+1) == len(keys)
+	}
+	for {
+		name, j, ok := plainString(keys, i)
+		if !ok {
+			return false, false
+		}
+		if j = skipSpace(keys, j); j >= len(keys) || keys[j] != ':' {
+			return false, false
+		}
+		val, j, ok := plainString(keys, skipSpace(keys, j+1))
+		if !ok || n == len(names) {
+			return false, false
+		}
+		for _, seen := range names[:n] {
+			if seen == name {
+				return false, false // decoded, the last one counts
+			}
+		}
+		names[n] = name
+		n++
+		if s, isString := m[name].(string); !isString || s != val {
+			match = false
+		}
+		i = skipSpace(keys, j)
+		if i >= len(keys) {
+			return false, false
+		}
+		switch keys[i] {
+		case ',':
+			i = skipSpace(keys, i+1)
+		case '}':
+			return match, skipSpace(keys, i+1) == len(keys)
+		default:
+			return false, false
+		}
+	}
+}
+
+// plainString is the JSON string at s[i] when it has no escapes and no
+// bytes that encoding/json would check (control bytes, UTF-8), and the
+// index after it.
+func plainString(s string, i int) (string, int, bool) {
+	if i >= len(s) || s[i] != '"' {
+		return "", 0, false
+	}
+	for j := i + 1; j < len(s); j++ {
+		switch c := s[j]; {
+		case c == '"':
+			return s[i+1 : j], j + 1, true
+		case c == '\\' || c < 0x20 || c >= 0x80:
+			return "", 0, false
+		}
+	}
+	return "", 0, false
+}
+
+// decodeJSON decodes the first JSON value of s, numbers as json.Number.
+func decodeJSON(s string) (any, bool) {
+	var x any
+	dec := json.NewDecoder(strings.NewReader(s))
+	dec.UseNumber()
+	return x, dec.Decode(&x) == nil
+}
