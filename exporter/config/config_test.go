@@ -85,18 +85,25 @@ func TestParseBadConfigs(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := config.Parse("f.yaml", []byte(tc.yaml))
-			var ce *config.Error
-			if !errors.As(err, &ce) {
-				t.Fatalf("Parse error = %v, want *config.Error", err)
-			}
-			if len(ce.Problems) != len(tc.want) {
-				t.Errorf("got %d problems, want %d:\n%v", len(ce.Problems), len(tc.want), err)
-			}
-			for _, w := range tc.want {
-				if !strings.Contains(err.Error(), w) {
-					t.Errorf("error does not contain %q:\n%v", w, err)
-				}
-			}
+			wantProblems(t, err, tc.want)
 		})
+	}
+}
+
+// wantProblems checks that err, a Parse error, has exactly len(want)
+// problems and mentions each of want.
+func wantProblems(t *testing.T, err error, want []string) {
+	t.Helper()
+	var ce *config.Error
+	if !errors.As(err, &ce) {
+		t.Fatalf("Parse error = %v, want *config.Error", err)
+	}
+	if len(ce.Problems) != len(want) {
+		t.Errorf("got %d problems, want %d:\n%v", len(ce.Problems), len(want), err)
+	}
+	for _, w := range want {
+		if !strings.Contains(err.Error(), w) {
+			t.Errorf("error does not contain %q:\n%v", w, err)
+		}
 	}
 }

@@ -1,7 +1,6 @@
 package config_test
 
 import (
-	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -53,18 +52,7 @@ func TestSecurityOptions(t *testing.T) {
 				}
 				return
 			}
-			var ce *config.Error
-			if !errors.As(err, &ce) {
-				t.Fatalf("Parse error = %v, want *config.Error", err)
-			}
-			if len(ce.Problems) != len(tc.want) {
-				t.Errorf("got %d problems, want %d:\n%v", len(ce.Problems), len(tc.want), err)
-			}
-			for _, w := range tc.want {
-				if !strings.Contains(err.Error(), w) {
-					t.Errorf("error does not contain %q:\n%v", w, err)
-				}
-			}
+			wantProblems(t, err, tc.want)
 		})
 	}
 }

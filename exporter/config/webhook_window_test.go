@@ -1,8 +1,6 @@
 package config_test
 
 import (
-	"errors"
-	"strings"
 	"testing"
 	"time"
 
@@ -45,18 +43,7 @@ func TestWebhookWindowProblems(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := config.Parse("f.yaml", []byte(webhookBase+tc.yaml))
-			var ce *config.Error
-			if !errors.As(err, &ce) {
-				t.Fatalf("Parse error = %v, want *config.Error", err)
-			}
-			if len(ce.Problems) != len(tc.want) {
-				t.Errorf("got %d problems, want %d:\n%v", len(ce.Problems), len(tc.want), err)
-			}
-			for _, w := range tc.want {
-				if !strings.Contains(err.Error(), w) {
-					t.Errorf("error does not contain %q:\n%v", w, err)
-				}
-			}
+			wantProblems(t, err, tc.want)
 		})
 	}
 }
