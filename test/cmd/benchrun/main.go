@@ -412,11 +412,18 @@ func run(n, runs, mem int, out string) error {
 
 // goBench runs the in-process benchmarks: the per-object ones 3000 times,
 // those of a whole stream of 2,000 Events (decoding, the protobuf
-// comparison) 20 times.
+// comparison) 20 times, the attribution pair 7 rounds of 3000.
 func goBench() string {
-	gb, _ := exec.Command("go", "test", "-run", "^$", "-bench", ".", "-skip", "WatchDecode|EventsProtobuf", "-benchmem", "-benchtime", "3000x", "./exporter/", "./jsonpatch/").CombinedOutput()
+	gb, _ := exec.Command("go", "test", "-run", "^$", "-bench", ".", "-skip", "WatchDecode|EventsProtobuf|Attribution", "-benchmem", "-benchtime", "3000x", "./exporter/", "./jsonpatch/").CombinedOutput()
 	gs, _ := exec.Command("go", "test", "-run", "^$", "-bench", "WatchDecode|EventsProtobuf", "-benchmem", "-benchtime", "20x", "./exporter/").CombinedOutput()
-	return string(gb) + "\n(stream decoding, 2,000 core Events per op)\n" + string(gs)
+	// The attribution target is a ratio of two runs: 7 rounds of the pair,
+	// each round off then on (go test -count would run every off first).
+	var ga []byte
+	for range 7 {
+		out, _ := exec.Command("go", "test", "-run", "^$", "-bench", "^BenchmarkAttribution$", "-benchmem", "-benchtime", "3000x", "./exporter/").CombinedOutput()
+		ga = append(ga, out...)
+	}
+	return string(gb) + "\n(stream decoding, 2,000 core Events per op)\n" + string(gs) + "\n(attribution: 7 rounds of off, then on)\n" + string(ga)
 }
 
 func machine() string {

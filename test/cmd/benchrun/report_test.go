@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -47,11 +48,16 @@ func TestRenderReport(t *testing.T) {
 // The attribution target reads both sub-benchmarks' CPU per change from
 // the in-process benchmarks' output, and is met at 1.15× at most.
 func TestAttributionTargetFromTheGoBenchmarks(t *testing.T) {
-	out := "BenchmarkAttribution/off-2 \t 3000\t 36000 ns/op\t 40000 cpu-ns/change\t 1.000 events/change\n" +
-		"BenchmarkAttribution/on-2  \t 3000\t 41000 ns/op\t 44000 cpu-ns/change\t 1.000 events/change\n"
+	pair := func(off, on int) string {
+		return fmt.Sprintf("BenchmarkAttribution/off-2 \t 3000\t 36000 ns/op\t %d cpu-ns/change\t 1.000 events/change\n", off) +
+			fmt.Sprintf("BenchmarkAttribution/on-2  \t 3000\t 41000 ns/op\t %d cpu-ns/change\t 1.000 events/change\n", on)
+	}
+	// The median round counts, not the first: 1.10, 1.30, 1.05 → 1.10.
+	met := pair(40000, 44000) + pair(40000, 52000) + pair(40000, 42000)
+	missed := pair(40000, 44000) + pair(40000, 52000) + pair(40000, 50000)
 	for _, tc := range []struct {
 		out, met string
-	}{{out, "yes"}, {strings.Replace(out, "44000 cpu", "52000 cpu", 1), "**no**"}} {
+	}{{met, "yes"}, {missed, "**no**"}} {
 		var found bool
 		for _, tg := range targets(report{GoBench: tc.out}) {
 			if strings.HasPrefix(tg.Name, "`attribution: managers`") {
