@@ -377,13 +377,16 @@ func ensureNamespace(t *testing.T, name string) string {
 // ServiceAccount, take a snapshot request from its namespace and write
 // the outcome back, and no more: ConfigMaps elsewhere stay read-only.
 func TestChartSnapshotsRBACIsEnough(t *testing.T) {
-	for _, ns := range []string{"snap-rel", "snap-requests", "chart-shop", "chart-web"} {
+	// Namespaces of its own: the release is always "t", so the Roles of
+	// chart-web (another test's) would keep that test's subject.
+	for _, ns := range []string{"snap-rel", "snap-requests", "snap-web"} {
 		_ = ensureNamespace(t, ns)
 	}
-	objs := render(t, filepath.Join(chartDir, "ci", "namespaced-values.yaml"), "snap-rel", "--set", "config.snapshots.namespace=snap-requests")
+	objs := render(t, filepath.Join(chartDir, "ci", "namespaced-values.yaml"), "snap-rel", "--set", "config.snapshots.namespace=snap-requests",
+		"--set-json", `config.watch=[{"resource":"configmaps","namespaces":["snap-web"]}]`)
 	run := startAsServiceAccount(t, objs, "snap-rel", "caches synced")
-	run.expectEvent(t, "chart-web", "snap-proof")
-	code, out := runSnapshot(t, "--scope", "configmaps/chart-web", "-n", "snap-requests", "--timeout", "1m")
+	run.expectEvent(t, "snap-web", "snap-proof")
+	code, out := runSnapshot(t, "--scope", "configmaps/snap-web", "-n", "snap-requests", "--timeout", "1m")
 	if code != 0 || !strings.Contains(out, "completed") {
 		t.Fatalf("kubefeed snapshot: exit %d\n%s\nkubefeed:\n%s", code, out, run.logs.String())
 	}
@@ -400,7 +403,7 @@ func TestChartSnapshotsRBACIsEnough(t *testing.T) {
 		t.Errorf("kubefeed hit forbidden requests with its own RBAC:\n%s", run.logs.String())
 	}
 	sac := run.client()
-	if _, err := sac.CoreV1().ConfigMaps("chart-web").Create(context.Background(), cmTyped("write"), metav1.CreateOptions{}); !apierrors.IsForbidden(err) {
+	if _, err := sac.CoreV1().ConfigMaps("snap-web").Create(context.Background(), cmTyped("write"), metav1.CreateOptions{}); !apierrors.IsForbidden(err) {
 		t.Errorf("writing a ConfigMap outside the snapshots namespace: %v, want forbidden", err)
 	}
 	if _, err := sac.CoreV1().ConfigMaps("snap-requests").Create(context.Background(), cmTyped("write"), metav1.CreateOptions{}); !apierrors.IsForbidden(err) {
