@@ -2,6 +2,7 @@ package sinks
 
 import (
 	"context"
+	"fmt"
 
 	"github.com/kubefeed/kubefeed/event"
 )
@@ -32,4 +33,20 @@ import (
 type AsyncSink interface {
 	Sink
 	Publish(ctx context.Context, events []*event.Event, done func(error)) error
+}
+
+// Await is the blocking Send of an AsyncSink: it publishes through publish
+// and waits for the outcome its done gets, or for ctx's end (the events
+// then perhaps delivered), which it reports as waiting, wrapped in what.
+func Await(ctx context.Context, what string, publish func(done func(error)) error) error {
+	res := make(chan error, 1)
+	if err := publish(func(err error) { res <- err }); err != nil {
+		return err
+	}
+	select {
+	case err := <-res:
+		return err
+	case <-ctx.Done():
+		return fmt.Errorf("%s: %w", what, ctx.Err())
+	}
 }

@@ -158,16 +158,7 @@ func (g *Group) loop(idle chan struct{}) {
 
 // Send publishes events and waits for their write.
 func (g *Group) Send(ctx context.Context, events []*event.Event) error {
-	res := make(chan error, 1)
-	if err := g.Publish(ctx, events, func(err error) { res <- err }); err != nil {
-		return err
-	}
-	select {
-	case err := <-res:
-		return err
-	case <-ctx.Done():
-		return fmt.Errorf("waiting for the write: %w", ctx.Err())
-	}
+	return Await(ctx, "waiting for the write", func(done func(error)) error { return g.Publish(ctx, events, done) })
 }
 
 // Close refuses further publishes and waits until what was published is

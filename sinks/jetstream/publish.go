@@ -173,16 +173,7 @@ func (s *Sink) encode(events []*event.Event) ([]outMsg, error) {
 
 // Send publishes the events and waits for all their acks (or ctx).
 func (s *Sink) Send(ctx context.Context, events []*event.Event) error {
-	res := make(chan error, 1)
-	if err := s.Publish(ctx, events, func(err error) { res <- err }); err != nil {
-		return err
-	}
-	select {
-	case err := <-res:
-		return err
-	case <-ctx.Done():
-		return fmt.Errorf("waiting for ack: %w", ctx.Err())
-	}
+	return sinks.Await(ctx, "waiting for ack", func(done func(error)) error { return s.Publish(ctx, events, done) })
 }
 
 // Close waits (bounded by ctx) for the outstanding acks, fails those that

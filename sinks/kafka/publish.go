@@ -219,16 +219,7 @@ func (s *Sink) untrack(b *batch) {
 func (s *Sink) Send(ctx context.Context, events []*event.Event) error {
 	ctx, cancel := context.WithTimeout(ctx, deliveryTimeout)
 	defer cancel()
-	res := make(chan error, 1)
-	if err := s.Publish(ctx, events, func(err error) { res <- err }); err != nil {
-		return err
-	}
-	select {
-	case err := <-res:
-		return err
-	case <-ctx.Done():
-		return fmt.Errorf("waiting for acks: %w", ctx.Err())
-	}
+	return sinks.Await(ctx, "waiting for acks", func(done func(error)) error { return s.Publish(ctx, events, done) })
 }
 
 // count adds t to the stats.

@@ -69,16 +69,7 @@ func (s *Sink) scrub(text string) string { return s.headers.scrub(text) }
 // Send exports the events and waits for the answer: Publish, then the
 // outcome (or ctx's end, the events then perhaps delivered).
 func (s *Sink) Send(ctx context.Context, events []*event.Event) error {
-	res := make(chan error, 1)
-	if err := s.Publish(ctx, events, func(err error) { res <- err }); err != nil {
-		return err
-	}
-	select {
-	case err := <-res:
-		return err
-	case <-ctx.Done():
-		return fmt.Errorf("otlp export to %s: %w", s.target, ctx.Err())
-	}
+	return sinks.Await(ctx, "otlp export to "+s.target, func(done func(error)) error { return s.Publish(ctx, events, done) })
 }
 
 // Close exports what was collected, waits (bounded by ctx) for the
