@@ -198,28 +198,34 @@ func (r *sinkRunner) markersFirst(ctx context.Context, g *gap) error {
 // sendTimeout). A marker the sink refuses for good is dropped and counted,
 // and the changes after it go on.
 func (r *sinkRunner) sendMarker(ctx context.Context, m *gap) error {
-	sctx, cancel := context.WithTimeout(ctx, sendTimeout)
-	defer cancel()
-	res := make(chan error, 1)
-	r.publish(sctx, []*event.Event{m.ev}, func(err error) { res <- err })
-	var err error
-	select {
-	case err = <-res:
-	case <-sctx.Done():
-		err = sctx.Err()
-	}
-	if err != nil && !sinks.IsPermanent(err) {
+	if err := r.sendAlone(ctx, m.ev, "gap marker"); err != nil {
 		return err
-	}
-	if err != nil {
-		r.dropped.Add(1)
-		r.sh.metrics.dropped.WithLabelValues(r.name).Inc()
-		r.log.Error("permanent send error, gap marker dropped for this sink", zap.String("gap", m.ev.ID), zap.Error(err))
-	} else {
-		r.delivered.Add(1)
 	}
 	r.gapSent(m)
 	return nil
+}
+
+// sendAlone publishes ev (a marker) on its own and waits, at most
+// sendTimeout, for its outcome: nil once acknowledged, or refused for
+// good (then dropped, counted and logged as what; the feed goes on), else
+// the retryable error.
+func (r *sinkRunner) sendAlone(ctx context.Context, ev *event.Event, what string) error {
+	sctx, cancel := context.WithTimeout(ctx, sendTimeout)
+	defer cancel()
+	err := sinks.Await(sctx, "waiting for the ack of "+ev.ID, func(done func(error)) error {
+		r.publish(sctx, []*event.Event{ev}, done)
+		return nil
+	})
+	switch {
+	case err == nil:
+		r.delivered.Add(1)
+	case sinks.IsPermanent(err):
+		r.dropped.Add(1)
+		r.sh.metrics.dropped.WithLabelValues(r.name).Inc()
+		r.log.Error("permanent send error, "+what+" dropped for this sink", zap.String("id", ev.ID), zap.Error(err))
+		return nil
+	}
+	return err
 }
 
 // gapSent records a marker the sink acknowledged (or refused for good),

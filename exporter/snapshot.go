@@ -18,7 +18,6 @@ import (
 	"github.com/kubefeed/kubefeed/event"
 	"github.com/kubefeed/kubefeed/exporter/plan"
 	"github.com/kubefeed/kubefeed/exporter/state"
-	"github.com/kubefeed/kubefeed/sinks"
 )
 
 // A snapshot on demand goes into the feed itself: per sink and per
@@ -346,24 +345,8 @@ func matchesResource(s *scope, name string) bool {
 func (r *sinkRunner) sendSnapshotMarker(ctx context.Context, ev *event.Event) error {
 	backoff := retryBase
 	for {
-		sctx, cancel := context.WithTimeout(ctx, sendTimeout)
-		res := make(chan error, 1)
-		r.publish(sctx, []*event.Event{ev}, func(err error) { res <- err })
-		var err error
-		select {
-		case err = <-res:
-		case <-sctx.Done():
-			err = sctx.Err()
-		}
-		cancel()
-		switch {
-		case err == nil:
-			r.delivered.Add(1)
-			return nil
-		case sinks.IsPermanent(err):
-			r.dropped.Add(1)
-			r.sh.metrics.dropped.WithLabelValues(r.name).Inc()
-			r.log.Error("permanent send error, snapshot marker dropped for this sink", zap.String("id", ev.ID), zap.Error(err))
+		err := r.sendAlone(ctx, ev, "snapshot marker")
+		if err == nil {
 			return nil
 		}
 		r.log.Warn("snapshot marker not sent, retrying", zap.String("id", ev.ID), zap.Error(err))
