@@ -38,6 +38,8 @@ func (c Change) Type() string {
 		return TypePrefix + "modified"
 	case Deleted:
 		return TypePrefix + "deleted"
+	case Snapshot:
+		return TypePrefix + "snapshot"
 	}
 	return TypePrefix + string(c)
 }

@@ -93,12 +93,12 @@ func (s *Sink) records(ctx context.Context, e *event.Event, t *tally) ([]*kgo.Re
 		// chained): the key's last record is then null.
 		return []*kgo.Record{r, tombstone(topic, e.UID)}, nil
 	}
-	if !isGap(e) || tooLarge != nil {
+	if !everyPartition(e) || tooLarge != nil {
 		return []*kgo.Record{r}, nil
 	}
 	n, err := s.topics.partitions(ctx, topic)
 	if err != nil {
-		return nil, fmt.Errorf("gap %s: %w", e.ID, err)
+		return nil, fmt.Errorf("marker %s: %w", e.ID, err)
 	}
 	t.gapRecords += int64(n)
 	return toEveryPartition(s.ctx, r, n), nil

@@ -92,7 +92,8 @@ func (p topicPartitioner) Partition(r *kgo.Record, n int) int {
 	return p.keyed.Partition(r, n)
 }
 
-// isGap reports whether e is a marker written to every partition: a gap
-// marker, or a snapshot's started or completed marker (so that a consumer
-// of any partition sees a snapshot's events between its markers).
-func isGap(e *event.Event) bool { return e.Type == event.TypeGap || event.IsSnapshotMarker(e.Type) }
+// everyPartition reports whether e is a marker written to every
+// partition: a gap marker, or a snapshot's started or completed marker (so
+// that a consumer of any partition sees a snapshot's events between its
+// markers).
+func everyPartition(e *event.Event) bool { return e.Type == event.TypeGap || event.IsSnapshotMarker(e.Type) }
