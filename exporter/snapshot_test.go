@@ -488,3 +488,39 @@ func TestSnapshotReturnsWhenTheExporterStops(t *testing.T) {
 		t.Fatal("Snapshot still waits after its exporter stopped")
 	}
 }
+
+// A snapshot event carries the object exactly as an added event does:
+// null, an integer beyond 2^53 and a value near 1 MiB included.
+func TestSnapshotEventCarriesTheObjectAsItsAddedEvent(t *testing.T) {
+	src := newFakeSource(0)
+	big := strings.Repeat("x", 1000*1000)
+	src.apply(cmRes.GVR, cm("a", "odd", map[string]any{"nothing": nil, "count": int64(9007199254740993), "big": big}), true)
+	h := startHarness(t, newConfig([]config.Watch{{Resource: "configmaps", InitialList: config.InitialListEmit}}), harnessOpts{src: src})
+	h.waitReady()
+	h.sinks["rec"].waitFor(t, "added", func(evs []*event.Event) bool { return count(evs, event.Added.Type()) == 1 })
+	if _, err := h.ex.Snapshot(context.Background(), SnapshotRequest{ID: "s"}); err != nil {
+		t.Fatal(err)
+	}
+	var added, snap []byte
+	for _, e := range h.sinks["rec"].got() {
+		b, err := event.Marshal(e)
+		if err != nil {
+			t.Fatal(err)
+		}
+		switch e.Type {
+		case event.Added.Type():
+			added = b
+		case event.Snapshot.Type():
+			snap = b
+		}
+	}
+	for _, want := range []string{`"nothing":null`, `"count":9007199254740993`, `"big":"` + big[:100]} {
+		if !strings.Contains(string(snap), want) {
+			t.Errorf("snapshot event lacks %.60s", want)
+		}
+	}
+	objectOf := func(b []byte) string { return string(b[strings.Index(string(b), `"data":`):]) }
+	if objectOf(snap) != objectOf(added) {
+		t.Error("the snapshot event's data differs from the added event's")
+	}
+}

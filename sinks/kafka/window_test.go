@@ -108,11 +108,18 @@ func TestBrokerFailureMidWindow(t *testing.T) {
 	const objects, versions = 48, 6
 	var acked, failed atomic.Int64
 	var wg sync.WaitGroup
+	// The versions after the first wait for the fault: without it, they
+	// could all be acknowledged before it was in place (the fault then
+	// answered nothing, and the test tested no failure).
+	faulted := make(chan struct{})
 	for o := 0; o < objects; o++ {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			for v := 1; v <= versions; v++ {
+				if v == 2 {
+					<-faulted
+				}
 				for attempt := 1; ; attempt++ {
 					ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 					err := p.await(ctx, sinktest.Event(o, v))
@@ -141,6 +148,7 @@ func TestBrokerFailureMidWindow(t *testing.T) {
 		time.Sleep(time.Millisecond)
 	}
 	h := kc.Kfake().Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.Produce}, Err: kerr.UnknownServerError, Count: -1})
+	close(faulted)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	err := h.Wait(ctx, 5)
 	for err == nil && failed.Load() == 0 && ctx.Err() == nil {
