@@ -96,4 +96,6 @@ func (p topicPartitioner) Partition(r *kgo.Record, n int) int {
 // partition: a gap marker, or a snapshot's started or completed marker (so
 // that a consumer of any partition sees a snapshot's events between its
 // markers).
-func everyPartition(e *event.Event) bool { return e.Type == event.TypeGap || event.IsSnapshotMarker(e.Type) }
+func everyPartition(e *event.Event) bool {
+	return e.Type == event.TypeGap || event.IsSnapshotMarker(e.Type)
+}
