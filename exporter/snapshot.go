@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"sort"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -134,6 +133,18 @@ func (e *Exporter) snapshot(ctx context.Context, req SnapshotRequest) ([]Snapsho
 	if len(runners) == 0 {
 		return nil, fmt.Errorf("snapshot: no sink named %q", req.Sink)
 	}
+	// The name as the config's resources are resolved (plural, singular,
+	// short name, kind, NAME.GROUP, GROUP/VERSION/NAME); nil: every
+	// resource watched.
+	var only *schema.GroupResource
+	if req.Resource != "" {
+		res, err := e.resolver.Resolve(req.Resource)
+		if err != nil {
+			return nil, fmt.Errorf("snapshot: %w %s: %v", ErrNoSnapshotScope, req.Resource, err)
+		}
+		gr := res.GVR.GroupResource()
+		only = &gr
+	}
 	for !e.synced() {
 		select {
 		case <-ctx.Done():
@@ -151,7 +162,7 @@ func (e *Exporter) snapshot(ctx context.Context, req SnapshotRequest) ([]Snapsho
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			res, err := r.snapshot(ctx, req)
+			res, err := r.snapshot(ctx, req, only)
 			answers[i] = answer{res, err}
 		}()
 	}
@@ -189,9 +200,9 @@ type snapshotScope struct {
 }
 
 // snapshot runs req on r: markers, keys, markers.
-func (r *sinkRunner) snapshot(ctx context.Context, req SnapshotRequest) (SnapshotResult, error) {
+func (r *sinkRunner) snapshot(ctx context.Context, req SnapshotRequest, only *schema.GroupResource) (SnapshotResult, error) {
 	res := SnapshotResult{Sink: r.name}
-	targets := r.snapshotScopes(req)
+	targets := r.snapshotScopes(req, only)
 	if len(targets) == 0 {
 		return res, ErrNoSnapshotScope
 	}
@@ -277,10 +288,10 @@ func (t *snapshotScope) countOf(run *snapshotRun) int {
 
 // snapshotScopes are the resources of r that req names, with their
 // scopes and started markers, in a fixed order.
-func (r *sinkRunner) snapshotScopes(req SnapshotRequest) []*snapshotScope {
+func (r *sinkRunner) snapshotScopes(req SnapshotRequest, only *schema.GroupResource) []*snapshotScope {
 	byGVR := map[schema.GroupVersionResource]*snapshotScope{}
 	for _, s := range r.scopeList() {
-		if !matchesResource(s, req.Resource) {
+		if only != nil && s.id.GVR.GroupResource() != *only {
 			continue
 		}
 		if req.Namespace != "" && (!s.res.Namespaced || (s.id.Namespace != "" && s.id.Namespace != req.Namespace)) {
@@ -319,24 +330,6 @@ func (r *sinkRunner) snapshotScopes(req SnapshotRequest) []*snapshotScope {
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].name < out[j].name })
 	return out
-}
-
-// matchesResource reports whether name (as a user writes it: configmaps,
-// deployments.apps, deployments.v1.apps, Deployment) names s's resource;
-// "" names every resource.
-func matchesResource(s *scope, name string) bool {
-	if name == "" {
-		return true
-	}
-	gvr := s.id.GVR
-	switch {
-	case strings.EqualFold(name, gvr.Resource) && (gvr.Group == "" || !strings.Contains(name, ".")),
-		strings.EqualFold(name, gvr.Resource+"."+gvr.Group),
-		strings.EqualFold(name, gvr.Resource+"."+gvr.Version+"."+gvr.Group),
-		strings.EqualFold(name, s.res.GVK.Kind):
-		return true
-	}
-	return false
 }
 
 // sendSnapshotMarker publishes a snapshot marker and waits for its ack,

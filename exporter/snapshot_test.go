@@ -194,7 +194,7 @@ func TestSnapshotLeavesOutDeletedAndFilteredObjects(t *testing.T) {
 	})
 	done := make(chan error, 1)
 	go func() {
-		_, err := h.ex.Snapshot(context.Background(), SnapshotRequest{ID: "s", Resource: "ConfigMap", Namespace: "a"})
+		_, err := h.ex.Snapshot(context.Background(), SnapshotRequest{ID: "s", Resource: "configmaps", Namespace: "a"})
 		done <- err
 	}()
 	h.sinks["rec"].waitFor(t, "started", func(evs []*event.Event) bool { return count(evs, event.TypeSnapshotStarted) == 1 })

@@ -236,6 +236,12 @@ func TestSnapshotRequestForAResourceNotWatchedFails(t *testing.T) {
 	srv := natstest.StartT(t, natstest.Options{})
 	cfg := snapshotConfig(t, srv.URL(), ns, "  - {resource: configmaps, namespaces: ["+ns+"]}\n  - {resource: namespaces, labelSelector: kubefeed-test=none}\n", "")
 	startKubefeedReady(t, cfg)
+	// A resource is named as in the config: a short name or a kind too.
+	for _, name := range []string{"cm", "ConfigMap"} {
+		if code, out := runSnapshot(t, "--scope", name+"/"+ns, "--config", cfg, "--timeout", "1m"); code != 0 || !strings.Contains(out, "configmaps") {
+			t.Fatalf("--scope %s/%s: exit %d, want 0 covering configmaps:\n%s", name, ns, code, out)
+		}
+	}
 	// A namespace names no object of a cluster-scoped resource.
 	if code, out := runSnapshot(t, "--scope", "namespaces/default", "--config", cfg, "--timeout", "1m"); code != 2 || !strings.Contains(out, "no watched resource matches namespaces") {
 		t.Fatalf("a cluster-scoped resource in a namespace: exit %d, want 2:\n%s", code, out)
