@@ -8,6 +8,8 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -20,6 +22,7 @@ import (
 type Server struct {
 	opts *server.Options
 	srv  *server.Server
+	log  *ringLog
 }
 
 // Options tweak the server; the zero value is JetStream on a free port.
@@ -43,6 +46,16 @@ func StartT(t testing.TB, o Options) *Server {
 		t.Fatalf("start nats-server: %v", err)
 	}
 	t.Cleanup(s.Shutdown)
+	// Runs before Shutdown (cleanups run last first): a failed test shows
+	// what the server warned about, which its API errors often leave out
+	// ("error creating store for stream" without the reason).
+	t.Cleanup(func() {
+		if t.Failed() {
+			if said := s.log.String(); said != "" {
+				t.Logf("nats-server warnings and errors:\n%s", said)
+			}
+		}
+	})
 	return s
 }
 
@@ -65,7 +78,7 @@ func Start(o Options) (*Server, error) {
 	if o.Configure != nil {
 		o.Configure(opts)
 	}
-	s := &Server{opts: opts}
+	s := &Server{opts: opts, log: &ringLog{}}
 	if err := s.start(); err != nil {
 		return nil, err
 	}
@@ -77,6 +90,7 @@ func (s *Server) start() error {
 	if err != nil {
 		return fmt.Errorf("nats-server options: %w", err)
 	}
+	srv.SetLogger(s.log, false, false)
 	go srv.Start()
 	if !srv.ReadyForConnections(10 * time.Second) {
 		srv.Shutdown()
@@ -106,6 +120,37 @@ func (s *Server) Restart() error {
 	s.Shutdown()
 	return s.start()
 }
+
+// ringLog keeps the server's last warnings and errors; notices, debug and
+// trace lines are dropped.
+type ringLog struct {
+	mu    sync.Mutex
+	lines []string
+}
+
+const ringLogLines = 64
+
+func (l *ringLog) add(level, format string, v ...any) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if len(l.lines) == ringLogLines {
+		l.lines = append(l.lines[:0], l.lines[1:]...)
+	}
+	l.lines = append(l.lines, time.Now().Format("15:04:05.000")+" "+level+" "+fmt.Sprintf(format, v...))
+}
+
+func (l *ringLog) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return strings.Join(l.lines, "\n")
+}
+
+func (l *ringLog) Noticef(string, ...any)         {}
+func (l *ringLog) Debugf(string, ...any)          {}
+func (l *ringLog) Tracef(string, ...any)          {}
+func (l *ringLog) Warnf(format string, v ...any)  { l.add("WRN", format, v...) }
+func (l *ringLog) Errorf(format string, v ...any) { l.add("ERR", format, v...) }
+func (l *ringLog) Fatalf(format string, v ...any) { l.add("FTL", format, v...) }
 
 func freePort() (int, error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
