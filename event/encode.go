@@ -30,11 +30,11 @@ type encoder struct {
 
 var encoders = sync.Pool{New: func() any { return &encoder{b: make([]byte, 0, 4096), keys: make([]string, 0, 64)} }}
 
-// appendEvent encodes e.
-func appendEvent(e *Event) ([]byte, error) {
+// appendEvent encodes e, its type named by types.
+func appendEvent(e *Event, types Types) ([]byte, error) {
 	enc := encoders.Get().(*encoder)
 	enc.b = enc.b[:0]
-	enc.types = KubefeedTypes
+	enc.types = types
 	err := enc.event(e)
 	out := bytes.Clone(enc.b)
 	if cap(enc.b) <= 1<<20 {

@@ -170,7 +170,15 @@ func (e *Event) Change() Change {
 // (PartitionKey) before data, produced without reflection for decoded
 // JSON values (encode.go).
 func Marshal(e *Event) ([]byte, error) {
-	b, err := appendEvent(e)
+	return MarshalAs(e, KubefeedTypes)
+}
+
+// MarshalAs is Marshal with the type named by types. The bytes are
+// encoded in a pooled buffer and copied once, at their size: a caller
+// that keeps them (a record awaiting its ack) holds no spare capacity,
+// and nothing is reallocated while the event is written.
+func MarshalAs(e *Event, types Types) ([]byte, error) {
+	b, err := appendEvent(e, types)
 	if err != nil {
 		return nil, err
 	}

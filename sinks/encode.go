@@ -159,7 +159,7 @@ func identity(obj map[string]any) map[string]any {
 
 func encode(e *event.Event, mode string, types event.Types) (Encoded, error) {
 	if mode != ModeBinary {
-		b, err := event.AppendMarshalAs(nil, e, types)
+		b, err := event.MarshalAs(e, types)
 		if err != nil {
 			return Encoded{}, fmt.Errorf("encode event %s: %w", e.ID, err)
 		}

@@ -1,0 +1,241 @@
+package kafka
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+	"go.uber.org/zap"
+
+	"github.com/kubefeed/kubefeed/event"
+	"github.com/kubefeed/kubefeed/sinks"
+	"github.com/kubefeed/kubefeed/sinks/sinktest"
+	"github.com/kubefeed/kubefeed/test/kafkatest"
+)
+
+// The benchmarks below send ~1 KiB ConfigMap events, one per publish as
+// the exporter's workers do, through the sink to a broker, and the same
+// records through a bare kgo client configured as the sink's (linger 0,
+// acks=all, idempotent, the window as kgo's buffer bound): the difference
+// is the sink's own cost per event. With KUBEFEED_BENCH_KAFKA_ADDR set (a
+// kfake in another process, with a topic "bench" of 4 partitions) the
+// process's CPU, its profile and the cpu-ns/op metric are the client's
+// alone; otherwise kfake runs in the benchmark's process.
+
+const benchTopic = "bench"
+
+func benchBroker(b *testing.B) string {
+	if a := os.Getenv("KUBEFEED_BENCH_KAFKA_ADDR"); a != "" {
+		return a
+	}
+	return kafkatest.StartT(b, kafkatest.Options{Topics: []string{benchTopic}, Partitions: 4}).Addr()
+}
+
+// benchEvents are n ConfigMap added events of distinct objects, each
+// ~1 KiB encoded (sixteen data keys), as the drain benchmark's.
+func benchEvents(n int) []*event.Event {
+	evs := make([]*event.Event, n)
+	for i := range evs {
+		e := sinktest.Event(i, 1)
+		data := map[string]any{}
+		for k := 0; k < 16; k++ {
+			data[fmt.Sprintf("key-%02d", k)] = fmt.Sprintf("%052d", 1000*k+i)
+		}
+		d := e.Data.(*event.ChangeData)
+		d.Object["data"] = data
+		evs[i] = e
+	}
+	return evs
+}
+
+func benchConfig(addr, mode string) Config {
+	c := Config{Brokers: []string{addr}, Topic: benchTopic, Mode: mode}
+	c.SetDefaults()
+	return c
+}
+
+// usage is the process's CPU time and voluntary context switches.
+func usage() (time.Duration, int64) {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()), ru.Nvcsw
+}
+
+type cpuMeter struct {
+	cpu  time.Duration
+	csws int64
+}
+
+func startCPU(b *testing.B) *cpuMeter {
+	b.ReportAllocs()
+	b.ResetTimer()
+	cpu, csws := usage()
+	return &cpuMeter{cpu: cpu, csws: csws}
+}
+
+func (m *cpuMeter) stop(b *testing.B) {
+	b.StopTimer()
+	cpu, csws := usage()
+	b.ReportMetric(float64(cpu-m.cpu)/float64(b.N), "cpu-ns/op")
+	b.ReportMetric(float64(csws-m.csws)/float64(b.N), "csw/op")
+}
+
+// BenchmarkSinkStructured publishes one event per call through the sink,
+// structured mode, and waits for every ack at the end.
+func BenchmarkSinkStructured(b *testing.B) { benchSink(b, sinks.ModeStructured, 0) }
+
+// BenchmarkSinkBinary is BenchmarkSinkStructured in binary mode.
+func BenchmarkSinkBinary(b *testing.B) { benchSink(b, sinks.ModeBinary, 0) }
+
+// BenchmarkSinkPaced publishes 20,000 events a second (20 each
+// millisecond), about the drain's rate into the sink: few records share a
+// produce request, so what each costs on its own (requests, wake-ups,
+// system calls) shows.
+func BenchmarkSinkPaced(b *testing.B) { benchSink(b, sinks.ModeStructured, pacedRate) }
+
+// pacedRate is the paced benchmarks' events per second.
+const pacedRate = 20000
+
+// pacer lets rate events a second through, a millisecond's worth at a
+// time; a zero rate lets everything through.
+type pacer struct {
+	tick  *time.Ticker
+	burst int
+	n     int
+}
+
+func newPacer(rate int) *pacer {
+	if rate <= 0 {
+		return &pacer{}
+	}
+	return &pacer{tick: time.NewTicker(time.Millisecond), burst: max(rate/1000, 1)}
+}
+
+func (p *pacer) wait() {
+	if p.tick == nil {
+		return
+	}
+	if p.n++; p.n%p.burst == 0 {
+		<-p.tick.C
+	}
+}
+
+func (p *pacer) stop() {
+	if p.tick != nil {
+		p.tick.Stop()
+	}
+}
+
+func benchSink(b *testing.B, mode string, rate int) {
+	addr := benchBroker(b)
+	ctx := context.Background()
+	s, err := New(ctx, Options{Config: benchConfig(addr, mode), Cluster: "bench"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer func() { _ = s.Close(ctx) }()
+	evs := benchEvents(1000)
+	// The first publish checks the topic: not measured.
+	if err := s.Send(ctx, evs[:1]); err != nil {
+		b.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	var failed sync.Once
+	p := newPacer(rate)
+	defer p.stop()
+	m := startCPU(b)
+	for i := 0; i < b.N; i++ {
+		p.wait()
+		wg.Add(1)
+		if err := s.Publish(ctx, evs[i%len(evs):i%len(evs)+1], func(err error) {
+			if err != nil {
+				failed.Do(func() { b.Error(err) })
+			}
+			wg.Done()
+		}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	wg.Wait()
+	m.stop(b)
+}
+
+// BenchmarkBareProducer produces the records the sink would (the events
+// encoded beforehand, structured) through a kgo client with the sink's
+// options, one promise per record.
+func BenchmarkBareProducer(b *testing.B) { benchBare(b, 0, false) }
+
+// BenchmarkBareProducerPaced is BenchmarkBareProducer at BenchmarkSinkPaced's
+// rate.
+func BenchmarkBareProducerPaced(b *testing.B) { benchBare(b, pacedRate, false) }
+
+// BenchmarkBareProducerPacedLinger is BenchmarkBareProducerPaced with
+// kgo's default linger (10ms) instead of the sink's none.
+func BenchmarkBareProducerPacedLinger(b *testing.B) { benchBare(b, pacedRate, true) }
+
+func benchBare(b *testing.B, rate int, linger bool) {
+	addr := benchBroker(b)
+	c := benchConfig(addr, sinks.ModeStructured)
+	opts, err := clientOptions(c, c.MaxInFlight, zap.NewNop())
+	if err != nil {
+		b.Fatal(err)
+	}
+	// Produce blocks while the window (kgo's buffer bound) is full.
+	opts = append(opts, kgo.MaxBufferedRecords(c.MaxInFlight))
+	if linger {
+		opts = append(opts, kgo.ProducerLinger(10*time.Millisecond))
+	}
+	cl, err := kgo.NewClient(opts...)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer cl.Close()
+	ctx := context.Background()
+	evs := benchEvents(1000)
+	recs := make([]kgo.Record, len(evs))
+	for i, e := range evs {
+		enc, err := sinks.Encode(e, sinks.ModeStructured, 0)
+		if err != nil {
+			b.Fatal(err)
+		}
+		recs[i] = *record(benchTopic, enc)
+	}
+	if err := cl.ProduceSync(ctx, &kgo.Record{Topic: benchTopic, Value: recs[0].Value}).FirstErr(); err != nil {
+		b.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	var failed sync.Once
+	p := newPacer(rate)
+	defer p.stop()
+	m := startCPU(b)
+	for i := 0; i < b.N; i++ {
+		p.wait()
+		r := recs[i%len(recs)] // a record per produce, as the sink's
+		wg.Add(1)
+		cl.Produce(ctx, &r, func(_ *kgo.Record, err error) {
+			if err != nil {
+				failed.Do(func() { b.Error(err) })
+			}
+			wg.Done()
+		})
+	}
+	wg.Wait()
+	m.stop(b)
+}
+
+// BenchmarkEncodeStructured is what encoding one event costs (the drain
+// into no sink pays it too).
+func BenchmarkEncodeStructured(b *testing.B) {
+	evs := benchEvents(1000)
+	b.ReportAllocs()
+	for i := 0; b.Loop(); i++ {
+		if _, err := sinks.Encode(evs[i%len(evs)], sinks.ModeStructured, 0); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
