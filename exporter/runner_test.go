@@ -65,7 +65,7 @@ func (a *asyncRecorder) Publish(ctx context.Context, evs []*event.Event, done fu
 	defer a.mu.Unlock()
 	if a.closed {
 		<-a.window
-		return sinks.Permanent(errors.New("closed"))
+		return errors.New("closed") // retryable, as the sinks: the next start sends it
 	}
 	a.calls++
 	for _, e := range evs {

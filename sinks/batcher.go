@@ -44,8 +44,8 @@ type BatcherOptions struct {
 	// request of their own (BatchEntry.Alone); it runs under the
 	// Batcher's lock and must be quick.
 	Alone func(events []*event.Event) bool
-	// Closed fails (permanently) a Publish after Close, and (as it is)
-	// the entries of requests Close gave up on. nil: ErrBatcherClosed.
+	// Closed fails a Publish after Close and the entries of requests
+	// Close gave up on, retryably. nil: ErrBatcherClosed.
 	Closed error
 }
 
@@ -102,13 +102,14 @@ func NewBatcher(o BatcherOptions) *Batcher {
 // Publish hands one object's events to the next request and returns;
 // done gets that request's outcome for them. It blocks while
 // Batch×MaxInFlight objects are collected or in flight, until ctx ends.
-// After Close it fails with Permanent(Closed).
+// After Close it fails with Closed, retryably: a closed sink refused
+// nothing, the events are the next start's.
 func (b *Batcher) Publish(ctx context.Context, events []*event.Event, done func(error)) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
 	if err := b.keys.Acquire(ctx, 1); errors.Is(err, ErrWindowClosed) {
-		return Permanent(b.closed)
+		return b.closed
 	} else if err != nil {
 		return fmt.Errorf("waiting for the send window: %w", err)
 	}
@@ -116,7 +117,7 @@ func (b *Batcher) Publish(ctx context.Context, events []*event.Event, done func(
 	defer b.mu.Unlock()
 	if b.closing {
 		b.keys.Release(1)
-		return Permanent(b.closed)
+		return b.closed
 	}
 	it := batchItem{entry: BatchEntry{Events: events}, done: done}
 	if b.alone != nil {

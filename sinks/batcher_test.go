@@ -200,8 +200,8 @@ func TestBatcherCloseDrainsUntilDeadline(t *testing.T) {
 		}
 	}
 	err := b.Publish(context.Background(), object("late", 1), func(error) { t.Error("late: done called") })
-	if !errors.Is(err, errShut) || !IsPermanent(err) {
-		t.Fatalf("publish after Close: %v, want permanent %v", err, errShut)
+	if !errors.Is(err, errShut) || IsPermanent(err) {
+		t.Fatalf("publish after Close: %v, want %v, retryable", err, errShut)
 	}
 }
 
@@ -220,8 +220,8 @@ func TestBatcherCloseDrains(t *testing.T) {
 	default:
 		t.Fatal("a: done not called when Close returned")
 	}
-	if err := b.Publish(context.Background(), object("late", 1), nil); !errors.Is(err, ErrBatcherClosed) || !IsPermanent(err) {
-		t.Fatalf("publish after Close: %v, want permanent %v", err, ErrBatcherClosed)
+	if err := b.Publish(context.Background(), object("late", 1), nil); !errors.Is(err, ErrBatcherClosed) || IsPermanent(err) {
+		t.Fatalf("publish after Close: %v, want %v, retryable", err, ErrBatcherClosed)
 	}
 }
 
@@ -254,8 +254,8 @@ func TestBatcherPublishWaitingForWindow(t *testing.T) {
 	waitUntil(t, "c waits for the window", b.keys.Waiting)
 	closed := make(chan struct{})
 	go func() { b.Close(context.Background()); close(closed) }()
-	if err := <-res; !errors.Is(err, ErrBatcherClosed) || !IsPermanent(err) {
-		t.Fatalf("c: %v, want permanent %v", err, ErrBatcherClosed)
+	if err := <-res; !errors.Is(err, ErrBatcherClosed) || IsPermanent(err) {
+		t.Fatalf("c: %v, want %v, retryable", err, ErrBatcherClosed)
 	}
 	close(release)
 	if err := a.wait(t, "a"); err != nil {

@@ -68,10 +68,10 @@ func (g *Group) Publish(ctx context.Context, events []*event.Event, done func(er
 	}
 	if g.isClosed() {
 		// Not waiting for a slot: a write Close gave up on may hold them.
-		return Permanent(errClosed)
+		return errClosed
 	}
 	if err := g.slots.Acquire(ctx, 1); errors.Is(err, ErrWindowClosed) {
-		return Permanent(errClosed)
+		return errClosed
 	} else if err != nil {
 		return fmt.Errorf("waiting for the write window: %w", err)
 	}
@@ -79,7 +79,7 @@ func (g *Group) Publish(ctx context.Context, events []*event.Event, done func(er
 	defer g.mu.Unlock()
 	if g.closed {
 		g.slots.Release(1)
-		return Permanent(errClosed)
+		return errClosed
 	}
 	if len(g.pending) == 0 {
 		g.firstAt = time.Now()

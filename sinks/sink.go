@@ -20,7 +20,10 @@ func (e *permanentError) Error() string { return e.err.Error() }
 func (e *permanentError) Unwrap() error { return e.err }
 
 // Permanent marks err as not worth retrying (the event can never be
-// delivered as it is).
+// delivered as it is): the exporter drops it (or a dead-letter file keeps
+// it) and moves on. A closed sink refused nothing: its errors after Close,
+// and those of sends Close gave up on, are retryable, so what the
+// exporter still held is the next start's to send.
 func Permanent(err error) error {
 	if err == nil {
 		return nil

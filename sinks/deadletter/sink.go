@@ -46,7 +46,7 @@ const siftTimeout = 30 * time.Second
 // the one-by-one resends or the dead-letter file.
 func (s *sink) Publish(ctx context.Context, events []*event.Event, done func(error)) error {
 	if s.closed.Load() {
-		return sinks.Permanent(errors.New("sink closed"))
+		return errors.New("sink closed")
 	}
 	as, ok := s.inner.(sinks.AsyncSink)
 	if !ok {
@@ -96,7 +96,7 @@ func Wrap(inner sinks.Sink, o Options) (*sink, error) {
 // sinks.ErrDeadLettered; a failed dead-letter write is retryable.
 func (s *sink) Send(ctx context.Context, events []*event.Event) error {
 	if s.closed.Load() {
-		return sinks.Permanent(errors.New("sink closed"))
+		return errors.New("sink closed")
 	}
 	err := s.inner.Send(ctx, events)
 	if err == nil || !sinks.IsPermanent(err) || ctx.Err() != nil {

@@ -130,7 +130,7 @@ func (s *sink) write(entries []sinks.GroupEntry) []error {
 // fsyncs; every error is retryable.
 func (s *sink) append() error {
 	if s.closed {
-		return sinks.Permanent(fmt.Errorf("file sink %s: closed", s.opts.Path))
+		return fmt.Errorf("file sink %s: closed", s.opts.Path)
 	}
 	if s.f == nil {
 		if err := s.open(); err != nil {

@@ -39,7 +39,7 @@ func (s *Sink) Publish(ctx context.Context, events []*event.Event, done func(err
 	if s.win.closed {
 		s.win.mu.Unlock()
 		s.win.release(n)
-		return sinks.Permanent(errClosed)
+		return errClosed
 	}
 	if len(msgs) == 0 {
 		s.win.mu.Unlock()

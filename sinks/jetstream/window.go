@@ -29,7 +29,7 @@ func newWindow(size int) *window {
 // closes first.
 func (w *window) acquire(ctx context.Context, n int) error {
 	if err := w.slots.Acquire(ctx, n); errors.Is(err, sinks.ErrWindowClosed) {
-		return sinks.Permanent(errClosed)
+		return errClosed
 	} else if err != nil {
 		return fmt.Errorf("waiting for the publish window: %w", err)
 	}

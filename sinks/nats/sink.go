@@ -64,7 +64,7 @@ func New(o Options) (*sink, error) {
 // once the server has received them.
 func (s *sink) Publish(ctx context.Context, events []*event.Event, done func(error)) error {
 	if s.nc.IsClosed() {
-		return sinks.Permanent(errors.New("nats sink: closed"))
+		return errors.New("nats sink: closed")
 	}
 	return s.group.Publish(ctx, events, done)
 }
@@ -72,7 +72,7 @@ func (s *sink) Publish(ctx context.Context, events []*event.Event, done func(err
 // Send publishes the events and returns after the flush.
 func (s *sink) Send(ctx context.Context, events []*event.Event) error {
 	if s.nc.IsClosed() {
-		return sinks.Permanent(errors.New("nats sink: closed"))
+		return errors.New("nats sink: closed")
 	}
 	return s.group.Send(ctx, events)
 }

@@ -363,8 +363,8 @@ func TestCloseFlushesCollected(t *testing.T) {
 	if got := col.acceptedIDs(t); len(got) != 1 {
 		t.Fatalf("accepted %v", got)
 	}
-	if err := s.Publish(context.Background(), []*event.Event{sinktest.Event(1, 2)}, func(error) {}); !sinks.IsPermanent(err) {
-		t.Fatalf("publish after close: %v", err)
+	if err := s.Publish(context.Background(), []*event.Event{sinktest.Event(1, 2)}, func(error) {}); err == nil || sinks.IsPermanent(err) {
+		t.Fatalf("publish after close: %v, want a retryable error", err)
 	}
 }
 

@@ -122,12 +122,15 @@ func asyncClose(t *testing.T, h Harness) {
 	s := h.New(t)
 	tr := newTracker(t, s)
 	before := len(h.Received(t))
-	var acked atomic.Int64
+	var acked, refused atomic.Int64
 	var handed int
 	for o := 0; o < 50; o++ {
 		if err := tr.publish(context.Background(), []*event.Event{Event(7000+o, 1)}, func(err error) {
-			if err == nil {
+			switch {
+			case err == nil:
 				acked.Add(1)
+			case sinks.IsPermanent(err):
+				refused.Add(1)
 			}
 		}); err != nil {
 			t.Fatalf("publish: %v", err)
@@ -148,8 +151,21 @@ func asyncClose(t *testing.T, h Harness) {
 	if n := acked.Load(); n > 0 {
 		waitReceived(t, h, before+int(n))
 	}
-	if err := tr.publish(context.Background(), []*event.Event{Event(7999, 1)}, func(error) {}); err == nil {
+	// What Close gave up on was refused by nobody: the exporter drops (or
+	// dead-letters) a permanent failure, and these are the next start's.
+	if n := refused.Load(); n > 0 {
+		t.Errorf("%d publishes outstanding at Close failed permanently, want retryable errors", n)
+	}
+	err := tr.publish(context.Background(), []*event.Event{Event(7999, 1)}, func(err error) {
+		if err != nil && sinks.IsPermanent(err) {
+			t.Errorf("Publish after Close answered with a permanent error: %v", err)
+		}
+	})
+	switch {
+	case err == nil:
 		t.Errorf("Publish after Close succeeded")
+	case sinks.IsPermanent(err):
+		t.Errorf("Publish after Close failed permanently: %v, want a retryable error", err)
 	}
 }
 

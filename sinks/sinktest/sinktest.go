@@ -146,6 +146,11 @@ func closeFlushes(t *testing.T, h Harness) {
 	waitReceived(t, h, before+5)
 	if err := s.Send(context.Background(), []*event.Event{Event(1000, 6)}); err == nil {
 		t.Errorf("Send after Close succeeded")
+	} else if sinks.IsPermanent(err) {
+		// The exporter drops (or dead-letters) what a sink refuses for
+		// good and moves on; a closed sink refused nothing: the event is
+		// the next start's to send.
+		t.Errorf("Send after Close failed permanently: %v, want a retryable error", err)
 	}
 }
 

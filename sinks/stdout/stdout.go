@@ -77,7 +77,7 @@ func (s *sink) write(entries []sinks.GroupEntry) []error {
 	}
 	if s.closed {
 		for i := range errs {
-			errs[i] = sinks.Permanent(fmt.Errorf("stdout sink: closed"))
+			errs[i] = fmt.Errorf("stdout sink: closed")
 		}
 		return errs
 	}

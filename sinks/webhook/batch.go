@@ -54,7 +54,7 @@ func (s *sink) Publish(ctx context.Context, events []*event.Event, done func(err
 		return err
 	}
 	if s.closed.Load() {
-		return sinks.Permanent(errClosed)
+		return errClosed
 	}
 	return s.batcher.Publish(ctx, events, done)
 }

@@ -117,7 +117,7 @@ func (s *sink) scrub(text string) string {
 // batches of up to batch events. Publish (batch.go) is the windowed path.
 func (s *sink) Send(ctx context.Context, events []*event.Event) error {
 	if s.closed.Load() {
-		return sinks.Permanent(fmt.Errorf("webhook sink: closed"))
+		return fmt.Errorf("webhook sink: closed")
 	}
 	if s.cfg.Batch > 1 {
 		for start := 0; start < len(events); start += s.cfg.Batch {
