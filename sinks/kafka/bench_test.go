@@ -168,17 +168,17 @@ func benchSink(b *testing.B, mode string, rate int) {
 // BenchmarkBareProducer produces the records the sink would (the events
 // encoded beforehand, structured) through a kgo client with the sink's
 // options, one promise per record.
-func BenchmarkBareProducer(b *testing.B) { benchBare(b, 0, false) }
+func BenchmarkBareProducer(b *testing.B) { benchBare(b, 0, 0) }
 
-// BenchmarkBareProducerPaced is BenchmarkBareProducer at BenchmarkSinkPaced's
-// rate.
-func BenchmarkBareProducerPaced(b *testing.B) { benchBare(b, pacedRate, false) }
+// BenchmarkBareProducerPaced is BenchmarkBareProducer at
+// BenchmarkSinkPaced's rate, with the sink's linger (none) and others.
+func BenchmarkBareProducerPaced(b *testing.B) {
+	for _, l := range []time.Duration{0, time.Millisecond, 2 * time.Millisecond, 10 * time.Millisecond} {
+		b.Run("linger="+l.String(), func(b *testing.B) { benchBare(b, pacedRate, l) })
+	}
+}
 
-// BenchmarkBareProducerPacedLinger is BenchmarkBareProducerPaced with
-// kgo's default linger (10ms) instead of the sink's none.
-func BenchmarkBareProducerPacedLinger(b *testing.B) { benchBare(b, pacedRate, true) }
-
-func benchBare(b *testing.B, rate int, linger bool) {
+func benchBare(b *testing.B, rate int, linger time.Duration) {
 	addr := benchBroker(b)
 	c := benchConfig(addr, sinks.ModeStructured)
 	opts, err := clientOptions(c, c.MaxInFlight, zap.NewNop())
@@ -187,8 +187,8 @@ func benchBare(b *testing.B, rate int, linger bool) {
 	}
 	// Produce blocks while the window (kgo's buffer bound) is full.
 	opts = append(opts, kgo.MaxBufferedRecords(c.MaxInFlight))
-	if linger {
-		opts = append(opts, kgo.ProducerLinger(10*time.Millisecond))
+	if linger > 0 {
+		opts = append(opts, kgo.ProducerLinger(linger))
 	}
 	cl, err := kgo.NewClient(opts...)
 	if err != nil {

@@ -25,7 +25,8 @@
 // outcome when kgo answered every record: nil when the broker acknowledged
 // all of them, else the first failure, retryable for broker and network
 // trouble, permanent for an event that can never be written. A publish
-// not acknowledged within 30s (deliveryTimeout) is answered then (retryably);
+// not acknowledged within 30s (deliveryTimeout) is answered then (retryably,
+// by a sweep once a second rather than a timer a publish);
 // its records keep their slots until kgo gives them up, so kgo never
 // buffers more than the window. done runs on a goroutine of the sink, never
 // on kgo's promise goroutine, so it may take a moment or publish again.

@@ -23,6 +23,8 @@ type tally struct {
 // encoded is a publish's events as records, in order.
 type encoded struct {
 	recs []*kgo.Record
+	// one is recs' storage for a publish of one record, the usual one.
+	one [1]*kgo.Record
 	// permanent is the error of the first event that can never be
 	// produced (too large, no dead-letter topic): the others are produced
 	// all the same — a gap marker before it above all — and the publish
@@ -31,30 +33,31 @@ type encoded struct {
 	tally     tally
 }
 
-// encode turns events into records, checking (or creating) each topic on
-// its first use with ctx. A retryable error means nothing can be handed
-// over yet.
-func (s *Sink) encode(ctx context.Context, events []*event.Event) (*encoded, error) {
-	out := &encoded{recs: make([]*kgo.Record, 0, len(events))}
+// encode turns events into records in out, checking (or creating) each
+// topic on its first use with ctx. A retryable error means nothing can be
+// handed over yet.
+func (s *Sink) encode(ctx context.Context, events []*event.Event, out *encoded) error {
+	out.recs = out.one[:0]
 	for _, e := range events {
-		rs, err := s.records(ctx, e, &out.tally)
+		recs, err := s.records(ctx, e, &out.tally, out.recs)
 		if err != nil {
 			if !sinks.IsPermanent(err) {
-				return nil, err
+				return err
 			}
 			if out.permanent == nil {
 				out.permanent = err
 			}
 			continue
 		}
-		out.recs = append(out.recs, rs...)
+		out.recs = recs
 	}
-	return out, nil
+	return nil
 }
 
-// records encodes one event into its records: one, or one per partition
-// for a gap marker, or a stub for the dead-letter topic.
-func (s *Sink) records(ctx context.Context, e *event.Event, t *tally) ([]*kgo.Record, error) {
+// records appends the records of one event to recs: one, or one per
+// partition for a gap marker, or a stub for the dead-letter topic. On
+// error nothing is appended (the caller keeps recs).
+func (s *Sink) records(ctx context.Context, e *event.Event, t *tally, recs []*kgo.Record) ([]*kgo.Record, error) {
 	c := s.opts.Config
 	topic, err := s.topic.render(e)
 	if err != nil {
@@ -91,15 +94,15 @@ func (s *Sink) records(ctx context.Context, e *event.Event, t *tally) ([]*kgo.Re
 	if c.Tombstones && tooLarge == nil && e.UID != "" && e.Change() == event.Deleted {
 		// After the deletion, in order (a publish of several records is
 		// chained): the key's last record is then null.
-		return []*kgo.Record{r, tombstone(topic, e.UID)}, nil
+		return append(recs, r, tombstone(topic, e.UID)), nil
 	}
 	if !everyPartition(e) || tooLarge != nil {
-		return []*kgo.Record{r}, nil
+		return append(recs, r), nil
 	}
 	n, err := s.topics.partitions(ctx, topic)
 	if err != nil {
 		return nil, fmt.Errorf("marker %s: %w", e.ID, err)
 	}
 	t.gapRecords += int64(n)
-	return toEveryPartition(s.ctx, r, n), nil
+	return append(recs, toEveryPartition(s.ctx, r, n)...), nil
 }

@@ -32,42 +32,41 @@ func (s *Sink) Publish(ctx context.Context, events []*event.Event, done func(err
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("publish: %w", err)
 	}
-	enc, err := s.encode(ctx, events)
-	if err != nil {
+	b := &batch{s: s, done: done}
+	if err := s.encode(ctx, events, &b.encoded); err != nil {
 		return err
 	}
-	if len(enc.recs) == 0 {
+	recs := b.recs
+	if len(recs) == 0 {
 		// Nothing to hand over: the outcome is known now.
-		s.count(enc.tally)
-		if enc.permanent != nil {
-			return enc.permanent
+		s.count(b.tally)
+		if b.permanent != nil {
+			return b.permanent
 		}
-		b := &batch{s: s, done: done}
 		if !s.track(b) {
 			return errClosed
 		}
 		b.answer(nil, false)
 		return nil
 	}
-	n := min(len(enc.recs), s.win.Size())
+	n := min(len(recs), s.win.Size())
 	if err := s.acquire(ctx, n); err != nil {
 		return err
 	}
-	b := &batch{s: s, done: done, slots: n, permanent: enc.permanent, tally: enc.tally}
-	b.left.Store(int64(len(enc.recs)))
+	b.slots = n
+	b.left.Store(int64(len(recs)))
 	if !s.track(b) {
 		s.win.Release(n)
 		return errClosed
 	}
-	b.timer = time.AfterFunc(deliveryTimeout, b.expire)
 	// TryProduce never blocks: the window keeps kgo's buffer below its
 	// limit, so ErrMaxBuffered means something else went wrong, and it
 	// fails this publish (retryably) rather than the hand-over.
-	if len(enc.recs) == 1 {
-		s.cl.TryProduce(s.ctx, enc.recs[0], b.promise)
+	if len(recs) == 1 {
+		s.cl.TryProduce(s.ctx, recs[0], b.promise)
 		return nil
 	}
-	b.chain(enc.recs)
+	b.chain(recs)
 	return nil
 }
 
@@ -110,14 +109,12 @@ func (b *batch) chain(recs []*kgo.Record) {
 
 // batch is one Publish in flight: its records resolve through promise on
 // kgo's promise goroutine; it is answered once, by its last record, by its
-// delivery timeout or by Close.
+// delivery timeout (the sink's sweep) or by Close.
 type batch struct {
-	s         *Sink
-	done      func(error)
-	slots     int
-	permanent error // of an event that was not handed over
-	tally     tally
-	timer     *time.Timer
+	s    *Sink
+	done func(error)
+	encoded
+	slots int
 
 	left     atomic.Int64 // records kgo has not answered yet
 	acked    atomic.Int64
@@ -125,6 +122,13 @@ type batch struct {
 	mu       sync.Mutex
 	err      error // of the first record that failed
 	answered atomic.Bool
+
+	// The sink's list of outstanding publishes, in the order they were
+	// handed over (guarded by the sink's mu), and the sweep at which
+	// this one was.
+	prev, next *batch
+	listed     bool
+	born       int64
 }
 
 // promise is kgo's callback for each record.
@@ -156,7 +160,6 @@ func (b *batch) resolved(n int64) {
 	if b.left.Add(-n) > 0 {
 		return
 	}
-	b.timer.Stop()
 	b.s.win.Release(b.slots)
 	b.mu.Lock()
 	err := b.err
@@ -201,7 +204,14 @@ func (s *Sink) track(b *batch) bool {
 	if s.closed.Load() {
 		return false
 	}
-	s.outstanding[b] = struct{}{}
+	b.born = s.sweeps
+	b.prev, b.listed = s.tail, true
+	if s.tail != nil {
+		s.tail.next = b
+	} else {
+		s.head = b
+	}
+	s.tail = b
 	s.pending.Add(1)
 	return true
 }
@@ -210,8 +220,68 @@ func (s *Sink) track(b *batch) bool {
 // then).
 func (s *Sink) untrack(b *batch) {
 	s.mu.Lock()
-	delete(s.outstanding, b)
+	defer s.mu.Unlock()
+	if !b.listed {
+		return
+	}
+	if b.prev != nil {
+		b.prev.next = b.next
+	} else {
+		s.head = b.next
+	}
+	if b.next != nil {
+		b.next.prev = b.prev
+	} else {
+		s.tail = b.prev
+	}
+	b.prev, b.next, b.listed = nil, nil, false
+}
+
+// outstanding returns the publishes handed over and not answered, oldest
+// first, that were listed before sweep number before (all of them:
+// math.MaxInt64).
+func (s *Sink) outstanding(before int64) []*batch {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []*batch
+	for b := s.head; b != nil && b.born < before; b = b.next {
+		out = append(out, b)
+	}
+	return out
+}
+
+// sweepEvery is the period of the sweep that answers the publishes not
+// acknowledged within deliveryTimeout (one timer for all of them rather
+// than one a publish): they are answered up to sweepEvery late.
+const sweepEvery = time.Second
+
+// sweep answers, every sweepEvery until Close, the publishes handed over
+// more than deliveryTimeout ago and not acknowledged yet.
+func (s *Sink) sweep() {
+	defer close(s.swept)
+	t := time.NewTicker(sweepEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-t.C:
+		case <-s.ctx.Done():
+			return
+		}
+		s.sweepOnce()
+	}
+}
+
+// sweepOnce counts a sweep and answers the publishes listed more than
+// deliveryTimeout ago: listed between sweeps born and born+1, a publish is
+// at sweep now more than (now-born-1)×sweepEvery old.
+func (s *Sink) sweepOnce() {
+	s.mu.Lock()
+	s.sweeps++
+	now := s.sweeps
 	s.mu.Unlock()
+	for _, b := range s.outstanding(now - int64(deliveryTimeout/sweepEvery)) {
+		b.expire()
+	}
 }
 
 // Send produces the events and waits until the broker acknowledged all of

@@ -23,6 +23,10 @@ func record(topic string, enc sinks.Encoded) *kgo.Record {
 	return &kgo.Record{Topic: topic, Key: []byte(enc.Event.PartitionKey()), Value: enc.Body, Headers: headers(enc)}
 }
 
+// structuredHeaders are every structured record's: kgo only reads a
+// record's headers, so its records share them.
+var structuredHeaders = []kgo.RecordHeader{{Key: HeaderContentType, Value: []byte(ContentTypeStructured)}}
+
 // tombstone is the null-value record of uid that follows its deletion
 // (tombstones: true): compaction then drops every record of the uid.
 func tombstone(topic, uid string) *kgo.Record {
@@ -34,7 +38,7 @@ func tombstone(topic, uid string) *kgo.Record {
 // structured mode only content-type, application/cloudevents+json.
 func headers(enc sinks.Encoded) []kgo.RecordHeader {
 	if len(enc.Headers) == 0 {
-		return []kgo.RecordHeader{{Key: HeaderContentType, Value: []byte(ContentTypeStructured)}}
+		return structuredHeaders
 	}
 	hs := make([]kgo.RecordHeader, 0, len(enc.Headers))
 	for _, h := range enc.Headers {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -62,11 +63,15 @@ type Sink struct {
 	// for the whole window and holds all of it).
 	win     *sinks.Window
 	answers *answers
-	// mu guards closed against registering publishes, and outstanding.
-	mu          sync.Mutex
-	closed      atomic.Bool
-	outstanding map[*batch]struct{} // handed over, not answered
-	pending     sync.WaitGroup      // handed over, done not yet returned
+	// mu guards closed against registering publishes, the list of
+	// outstanding publishes (handed over, not answered: head is the
+	// oldest) and the count of sweeps.
+	mu         sync.Mutex
+	closed     atomic.Bool
+	head, tail *batch
+	sweeps     int64
+	swept      chan struct{}  // closed when sweep returned
+	pending    sync.WaitGroup // handed over, done not yet returned
 
 	produced, gapRecords, shrunk, deadLettered, dropped atomic.Int64
 }
@@ -106,10 +111,10 @@ func New(ctx context.Context, o Options) (*Sink, error) {
 	}
 	s := &Sink{
 		opts: o, cl: cl, topic: tmpl, log: o.Logger,
-		limit:       c.MaxMessageBytes - recordOverhead,
-		topics:      &topics{cl: cl, adm: kadm.NewClient(cl), provision: c.Provision, maxBytes: c.MaxMessageBytes, ready: map[string]bool{}},
-		win:         sinks.NewWindow(window),
-		outstanding: map[*batch]struct{}{},
+		limit:  c.MaxMessageBytes - recordOverhead,
+		topics: &topics{cl: cl, adm: kadm.NewClient(cl), provision: c.Provision, maxBytes: c.MaxMessageBytes, ready: map[string]bool{}},
+		win:    sinks.NewWindow(window),
+		swept:  make(chan struct{}),
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	var check []string
@@ -137,6 +142,7 @@ func New(ctx context.Context, o Options) (*Sink, error) {
 		}
 	}
 	s.answers = newAnswers(s.pending.Done)
+	go s.sweep()
 	return s, nil
 }
 
@@ -166,12 +172,7 @@ func (s *Sink) Close(ctx context.Context) error {
 	select {
 	case <-called:
 	case <-ctx.Done():
-		s.mu.Lock()
-		open := make([]*batch, 0, len(s.outstanding))
-		for b := range s.outstanding {
-			open = append(open, b)
-		}
-		s.mu.Unlock()
+		open := s.outstanding(math.MaxInt64)
 		for _, b := range open {
 			b.abort()
 		}
@@ -181,6 +182,7 @@ func (s *Sink) Close(ctx context.Context) error {
 		}
 	}
 	s.cancel()
+	<-s.swept
 	s.cl.Close() // fails what kgo still holds: their promises find them answered
 	s.answers.stop()
 	return err
