@@ -79,15 +79,32 @@ func (enc *encoder) event(e *Event) error {
 	enc.optional("changedby", e.ChangedBy)
 	enc.optional("partitionkey", e.PartitionKey())
 	enc.b = append(enc.b, `,"data":`...)
-	if d, ok := e.Data.(*ChangeData); ok {
-		if err := enc.changeData(d); err != nil {
-			return err
-		}
-	} else if err := enc.value(e.Data); err != nil {
+	if err := enc.data(e.Data); err != nil {
 		return err
 	}
 	enc.b = append(enc.b, '}')
 	return nil
+}
+
+// data writes an event's data member.
+func (enc *encoder) data(v any) error {
+	if d, ok := v.(*ChangeData); ok {
+		return enc.changeData(d)
+	}
+	return enc.value(v)
+}
+
+// appendData encodes an event's data as appendEvent writes it.
+func appendData(v any) ([]byte, error) {
+	enc := encoders.Get().(*encoder)
+	enc.b = enc.b[:0]
+	err := enc.data(v)
+	out := bytes.Clone(enc.b)
+	if cap(enc.b) <= 1<<20 {
+		enc.keys = enc.keys[:0]
+		encoders.Put(enc)
+	}
+	return out, err
 }
 
 func (enc *encoder) field(sep byte, name, v string) {

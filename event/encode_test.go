@@ -49,6 +49,22 @@ func sameAsReflect(t *testing.T, name string, e *Event) {
 	if werr == nil && !bytes.Equal(got, want) {
 		t.Fatalf("%s:\n got %s\nwant %s", name, got, want)
 	}
+	if e == nil {
+		return
+	}
+	// MarshalData (binary mode's body) is the data member alone.
+	var b bytes.Buffer
+	je := json.NewEncoder(&b)
+	je.SetEscapeHTML(false)
+	werr = je.Encode(e.Data)
+	want = bytes.TrimSuffix(b.Bytes(), []byte("\n"))
+	got, gerr = MarshalData(e)
+	if (werr != nil) != (gerr != nil) {
+		t.Fatalf("%s: MarshalData error %v, encoding/json says %v", name, gerr, werr)
+	}
+	if werr == nil && !bytes.Equal(got, want) {
+		t.Fatalf("%s: MarshalData\n got %s\nwant %s", name, got, want)
+	}
 }
 
 func base(data any) *Event {

@@ -185,6 +185,17 @@ func MarshalAs(e *Event, types Types) ([]byte, error) {
 	return b, nil
 }
 
+// MarshalData encodes the event's data (binary mode's body) as Marshal
+// writes the data member: the bytes encoding/json writes for it, without
+// escaping <, > and &.
+func MarshalData(e *Event) ([]byte, error) {
+	b, err := appendData(e.Data)
+	if err != nil {
+		return nil, err
+	}
+	return b, nil
+}
+
 // AppendMarshal appends what Marshal writes to dst, so that a caller
 // that reuses its buffers encodes without allocating. On error, dst is
 // returned as it was.

@@ -1,7 +1,6 @@
 package sinks
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -165,7 +164,7 @@ func encode(e *event.Event, mode string, types event.Types) (Encoded, error) {
 		}
 		return Encoded{Event: e, Body: b}, nil
 	}
-	b, err := json.Marshal(e.Data)
+	b, err := event.MarshalData(e)
 	if err != nil {
 		return Encoded{}, fmt.Errorf("encode event %s: %w", e.ID, err)
 	}
@@ -175,14 +174,15 @@ func encode(e *event.Event, mode string, types event.Types) (Encoded, error) {
 // binaryHeaders are the CloudEvents binary-mode attributes (ce-*) and the
 // content type.
 func binaryHeaders(e *event.Event, types event.Types) [][2]string {
-	h := [][2]string{
+	h := make([][2]string, 0, 17)
+	h = append(h, [][2]string{
 		{"ce-specversion", e.SpecVersion},
 		{"ce-id", e.ID},
 		{"ce-source", e.Source},
 		{"ce-type", types.Of(e)},
 		{"ce-time", e.Time.UTC().Format(time.RFC3339Nano)},
 		{"Content-Type", e.DataContentType},
-	}
+	}...)
 	for _, kv := range [][2]string{
 		{"ce-subject", e.Subject}, {"ce-cluster", e.Cluster}, {"ce-apiversion", e.APIVersion}, {"ce-kind", e.Kind},
 		{"ce-resource", e.Resource}, {"ce-namespace", e.Namespace}, {"ce-name", e.Name}, {"ce-uid", e.UID},

@@ -40,6 +40,12 @@ func headers(enc sinks.Encoded) []kgo.RecordHeader {
 	if len(enc.Headers) == 0 {
 		return structuredHeaders
 	}
+	n := 0
+	for _, h := range enc.Headers {
+		n += len(h[1])
+	}
+	// The values share one buffer, each capped at its end.
+	vals := make([]byte, 0, n)
 	hs := make([]kgo.RecordHeader, 0, len(enc.Headers))
 	for _, h := range enc.Headers {
 		k := h[0]
@@ -47,12 +53,29 @@ func headers(enc sinks.Encoded) []kgo.RecordHeader {
 		case strings.EqualFold(k, "Content-Type"):
 			k = HeaderContentType
 		case strings.HasPrefix(k, "ce-"):
-			k = "ce_" + k[len("ce-"):]
+			if u, ok := underscored[k]; ok {
+				k = u
+			} else {
+				k = "ce_" + k[len("ce-"):]
+			}
 		}
-		hs = append(hs, kgo.RecordHeader{Key: k, Value: []byte(h[1])})
+		start := len(vals)
+		vals = append(vals, h[1]...)
+		hs = append(hs, kgo.RecordHeader{Key: k, Value: vals[start:len(vals):len(vals)]})
 	}
 	return hs
 }
+
+// underscored maps the ce- headers sinks.Encode writes to their Kafka
+// names, so that a record's header keys are not built again each time.
+var underscored = func() map[string]string {
+	m := map[string]string{}
+	for _, a := range []string{"specversion", "id", "source", "type", "time", "subject", "cluster", "apiversion", "kind",
+		"resource", "namespace", "name", "uid", "resourceversion", "changedby", "partitionkey"} {
+		m["ce-"+a] = "ce_" + a
+	}
+	return m
+}()
 
 // toEveryPartition copies r once per partition of its topic, each pinned to
 // its partition (a gap marker, for consumers of any partition).
