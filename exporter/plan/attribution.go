@@ -140,33 +140,60 @@ func managedEntries(dst []managedEntry, text string, same []managedEntry) []mana
 			it.i, next = i+len(same[k].raw), k+1
 			continue
 		}
-		if !it.next() {
+		me, end := readEntry(text[i:], same)
+		if end <= 0 {
+			// Not a value (a '}' where an element belongs): the walk
+			// ends here rather than stepping on the spot.
 			return dst
 		}
-		me := managedEntry{raw: it.val}
-		m := members{raw: it.val}
-		for m.nextKey() {
-			key := m.keyText()
-			if !m.value(sameFields(key, same)) {
-				break
-			}
-			switch key {
-			case "manager":
-				me.Manager = stringValue(m.val)
-			case "operation":
-				me.Operation = stringValue(m.val)
-			case "subresource":
-				me.Subresource = stringValue(m.val)
-			case "time":
-				me.Time = stringValue(m.val)
-			case "fieldsV1":
-				me.fields = fieldNode{raw: m.val, valid: strings.HasPrefix(m.val, "{")}
-			}
-		}
+		it.i = i + end
 		if me.Manager != "" {
 			dst = append(dst, me)
 		}
 	}
+}
+
+// readEntry reads the entry whose text starts s, and where it ends (0
+// when no value does): one pass over its members, which finds its end
+// too. An element that is not an object, or not one whose members read
+// to its '}', is taken to where its brackets end, and what its members
+// say up to there.
+func readEntry(s string, same []managedEntry) (managedEntry, int) {
+	me, end := entryMembers(s, same)
+	if end == 0 {
+		if end = valueEnd(s, 0); end <= 0 {
+			return managedEntry{}, 0
+		}
+		me, _ = entryMembers(s[:end], same)
+	}
+	me.raw = s[:end]
+	return me, end
+}
+
+// entryMembers reads the members of the object at the start of s, and
+// the index after its '}' (0 when the walk did not reach it).
+func entryMembers(s string, same []managedEntry) (managedEntry, int) {
+	var me managedEntry
+	m := members{raw: s}
+	for m.nextKey() {
+		key := m.keyText()
+		if !m.value(sameFields(key, same)) {
+			return me, 0
+		}
+		switch key {
+		case "manager":
+			me.Manager = stringValue(m.val)
+		case "operation":
+			me.Operation = stringValue(m.val)
+		case "subresource":
+			me.Subresource = stringValue(m.val)
+		case "time":
+			me.Time = stringValue(m.val)
+		case "fieldsV1":
+			me.fields = fieldNode{raw: m.val, valid: strings.HasPrefix(m.val, "{")}
+		}
+	}
+	return me, m.end
 }
 
 // sameFields are the field sets of same when key is fieldsV1: an entry

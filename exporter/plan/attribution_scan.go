@@ -77,6 +77,7 @@ type members struct {
 	i        int
 	key, val string
 	esc      bool // key holds escapes (checked valid)
+	end      int  // the index after the object's '}', once the walk met it
 }
 
 func (m *members) next() bool {
@@ -96,8 +97,12 @@ func (m *members) nextKey() bool {
 	}
 	for {
 		i = skipSpace(raw, i)
-		if i >= len(raw) || raw[i] == '}' {
+		if i >= len(raw) {
 			m.i = len(raw)
+			return false
+		}
+		if raw[i] == '}' {
+			m.i, m.end = len(raw), i+1
 			return false
 		}
 		if raw[i] != ',' {
