@@ -21,7 +21,25 @@ type topicTemplate struct {
 	tmpl    string
 	cluster string
 	static  bool // no placeholder other than {cluster}
+
+	// rendered holds the topics rendered for events with an apiVersion
+	// (all but gap markers), by what the template reads of them: each is
+	// rendered once, not once an event (up to maxRendered of them).
+	mu       sync.RWMutex
+	rendered map[topicKey]renderedTopic
 }
+
+// topicKey is what a template reads of an event that has an apiVersion.
+type topicKey struct{ cluster, apiVersion, resource string }
+
+type renderedTopic struct {
+	name string
+	err  error
+}
+
+// maxRendered bounds the topics a template keeps rendered: one per
+// resource watched, far fewer in any config.
+const maxRendered = 4096
 
 func compileTopic(tmpl, cluster string) (*topicTemplate, error) {
 	if err := checkTopicTemplate(tmpl); err != nil {
@@ -31,13 +49,38 @@ func compileTopic(tmpl, cluster string) (*topicTemplate, error) {
 	return &topicTemplate{tmpl: tmpl, cluster: cluster, static: !strings.Contains(rest, "{")}, nil
 }
 
-// render fills the template. Values are made topic-safe: any byte Kafka
-// does not allow becomes '_'; the core group is "core". The result is
-// checked, since a long resource name can push it past Kafka's limit.
+// render fills the template, once per cluster, apiVersion and resource
+// (expand). Values are made topic-safe: any byte Kafka does not allow
+// becomes '_'; the core group is "core". The result is checked, since a
+// long resource name can push it past Kafka's limit.
 func (t *topicTemplate) render(e *event.Event) (string, error) {
 	if !strings.Contains(t.tmpl, "{") {
 		return t.tmpl, nil
 	}
+	if e.APIVersion == "" {
+		return t.expand(e)
+	}
+	k := topicKey{cluster: e.Cluster, apiVersion: e.APIVersion, resource: e.Resource}
+	t.mu.RLock()
+	r, ok := t.rendered[k]
+	t.mu.RUnlock()
+	if ok {
+		return r.name, r.err
+	}
+	r.name, r.err = t.expand(e)
+	t.mu.Lock()
+	if t.rendered == nil {
+		t.rendered = map[topicKey]renderedTopic{}
+	}
+	if len(t.rendered) < maxRendered {
+		t.rendered[k] = r
+	}
+	t.mu.Unlock()
+	return r.name, r.err
+}
+
+// expand fills the template for e.
+func (t *topicTemplate) expand(e *event.Event) (string, error) {
 	cluster := e.Cluster
 	if cluster == "" {
 		cluster = t.cluster
