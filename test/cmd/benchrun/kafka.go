@@ -101,8 +101,8 @@ func measureKafka(cp *cluster.ControlPlane, cs *kubernetes.Clientset, natsURL, d
 		if r.ceiling, err = startAgent(cp, kc.Addr(), dir, "kafka-ceiling", name, n, nil); err != nil {
 			return nil, fmt.Errorf("kafka-ceiling: %w", err)
 		}
-		fmt.Printf("kafka round %d: kubefeed %.0f/s (%.4f CPU s/1k), no sink %.0f/s, bare producer %.0f/s: %.2f× the producer, %.2f× no sink\n", i+1,
-			r.kubefeed.Rate, r.kubefeed.CPUPer1k, r.exporter.Rate, r.ceiling.Rate, r.kubefeed.Rate/r.ceiling.Rate, r.kubefeed.Rate/r.exporter.Rate)
+		fmt.Printf("kafka round %d: kubefeed %.0f/s (%.4f CPU s/1k), no sink %.0f/s (%.4f CPU s/1k), bare producer %.0f/s (%.4f CPU s/1k): %.2f× the producer, %.2f× no sink\n", i+1,
+			r.kubefeed.Rate, r.kubefeed.CPUPer1k, r.exporter.Rate, r.exporter.CPUPer1k, r.ceiling.Rate, r.ceiling.CPUPer1k, r.kubefeed.Rate/r.ceiling.Rate, r.kubefeed.Rate/r.exporter.Rate)
 		rounds = append(rounds, r)
 	}
 	sort.Slice(rounds, func(i, j int) bool {
