@@ -88,7 +88,7 @@ func writeBenchfmt(w io.Writer, rep report) error {
 		date  string
 		lines benchLines
 	}
-	var burst, steady, memory, drains, events, deletes, failovers, shardings benchLines
+	var burst, steady, memory, drains, kafka, events, deletes, failovers, shardings benchLines
 	runs(rep.Burst, burstModes, func(m string, r result) {
 		burst.add(fmt.Sprintf("Burst/objects=%d/mode=%s", r.Objects, m), resultVals(r, "changes", true)...)
 	})
@@ -113,12 +113,16 @@ func writeBenchfmt(w io.Writer, rep report) error {
 			drains.add(fmt.Sprintf("Network/delay=%gms/objects=%d/mode=%s", nr.DelayMillis, nr.Objects, r.Mode), resultVals(r, "events", true)...)
 		}
 	}
+	kafkaDate := rep.Date
 	if k := rep.Kafka; k != nil {
+		if k.Date != "" {
+			kafkaDate = k.Date
+		}
 		for _, r := range []result{k.Kubefeed, k.Exporter, k.JetStream, k.Ceiling} {
 			if r.Mode == "" {
 				continue // no drain into no sink in reports before it
 			}
-			drains.add(fmt.Sprintf("Kafka/objects=%d/mode=%s", r.Objects, r.Mode), resultVals(r, "events", true)...)
+			kafka.add(fmt.Sprintf("Kafka/objects=%d/mode=%s", r.Objects, r.Mode), resultVals(r, "events", true)...)
 		}
 	}
 	if len(rep.Events) > 0 {
@@ -172,7 +176,7 @@ func writeBenchfmt(w io.Writer, rep report) error {
 				benchVal{r.maxRSS(peakRSS) * (1 << 20), "max-peak-RSS-B"})
 		}
 	}
-	sections := []section{{rep.Date, burst}, {rep.Date, steady}, {rep.Date, memory}, {rep.Date, drains}, {rep.EventsDate, events}, {deleteDate, deletes}, {failoverDate, failovers}, {shardingDate, shardings}}
+	sections := []section{{rep.Date, burst}, {rep.Date, steady}, {rep.Date, memory}, {rep.Date, drains}, {kafkaDate, kafka}, {rep.EventsDate, events}, {deleteDate, deletes}, {failoverDate, failovers}, {shardingDate, shardings}}
 
 	var b bytes.Buffer
 	tw := tabwriter.NewWriter(&b, 0, 8, 1, ' ', 0)
@@ -209,7 +213,7 @@ func writeBenchfmt(w io.Writer, rep report) error {
 			continue
 		}
 		fmt.Fprintln(tw)
-		// A section measured at another time (-events-only,
+		// A section measured at another time (-kafka-only, -events-only,
 		// -delete-only, -failover-only, -sharding-only) says so; make bench-compare ignores the date.
 		if sec.date != "" && sec.date != date {
 			fmt.Fprintf(tw, "date: %s\n", sec.date)

@@ -34,7 +34,7 @@ func benchfmtFixture() report {
 	rep.Emit = &emit
 	rep.Network = []netRow{{DelayMillis: 1, Objects: 100, JetStreamCeil: result{Mode: "ceiling-jetstream", Objects: 100, Rate: 60000},
 		JetStream: r("kubefeed-jetstream-emit", 30000), WebhookCeil: result{Mode: "ceiling-webhook", Objects: 100, Rate: 100000}, Webhook: r("kubefeed-webhook-emit", 33000)}}
-	rep.Kafka = &kafkaReport{Partitions: 4, Kubefeed: r("kubefeed-kafka", 40000), Exporter: r("kubefeed-emit", 50000), JetStream: r("kubefeed-jetstream-emit", 27000), Ceiling: r("kafka-ceiling", 240000), Rounds: 3}
+	rep.Kafka = &kafkaReport{Date: "2026-12-05T00:00:00Z", Partitions: 4, Kubefeed: r("kubefeed-kafka", 40000), Exporter: r("kubefeed-emit", 50000), JetStream: r("kubefeed-jetstream-emit", 27000), Ceiling: r("kafka-ceiling", 240000), Rounds: 3}
 	for _, load := range eventLoads {
 		for _, m := range eventModes {
 			rep.Events[load.name+"/"+m] = []result{r(m, 300), r(m, 310)}
@@ -179,7 +179,8 @@ func TestBenchfmt(t *testing.T) {
 	// Sections measured at another time carry their own date.
 	for name, date := range map[string]string{"Burst/objects=100/mode=bare": rep.Date, "Events/load=burst/objects=100/mode=events-bare": rep.EventsDate,
 		"DeleteCollection/objects=100/checkpoint=none": rep.Delete.Date, "Failover/objects=100/standby=warm": rep.Failover.Date,
-		"Sharding/objects=1200/mode=client-side": rep.Sharding.Date} {
+		"Sharding/objects=1200/mode=client-side": rep.Sharding.Date, "Kafka/objects=100/mode=kafka-ceiling": rep.Kafka.Date,
+		"Emit/objects=100/mode=kubefeed-emit": rep.Date} {
 		if p.date[name] != date {
 			t.Errorf("%s: date %q, want %q", name, p.date[name], date)
 		}

@@ -54,7 +54,10 @@ const (
 
 // kafkaReport is the Kafka section of the report.
 type kafkaReport struct {
-	Partitions int `json:"partitions"`
+	// Date the section was measured (RFC 3339), when -kafka-only
+	// measured it apart from the rest of the report.
+	Date       string `json:"date,omitempty"`
+	Partitions int    `json:"partitions"`
 	// Kubefeed: kubefeed draining Objects existing ConfigMaps
 	// (initialList: emit) into kfake, acks=all, first to last ack.
 	Kubefeed result `json:"kubefeed"`
@@ -109,7 +112,7 @@ func measureKafka(cp *cluster.ControlPlane, cs *kubernetes.Clientset, natsURL, d
 		return rounds[i].kubefeed.Rate/rounds[i].ceiling.Rate < rounds[j].kubefeed.Rate/rounds[j].ceiling.Rate
 	})
 	mid := rounds[len(rounds)/2]
-	rep := &kafkaReport{Partitions: kafkaPartitions, Kubefeed: mid.kubefeed, Exporter: mid.exporter, Ceiling: mid.ceiling, Rounds: len(rounds)}
+	rep := &kafkaReport{Date: time.Now().UTC().Format(time.RFC3339), Partitions: kafkaPartitions, Kubefeed: mid.kubefeed, Exporter: mid.exporter, Ceiling: mid.ceiling, Rounds: len(rounds)}
 	if rep.JetStream, err = startAgent(cp, natsURL, dir, "kubefeed-jetstream-emit", name, n, nil); err != nil {
 		return nil, fmt.Errorf("kubefeed-jetstream-emit: %w", err)
 	}
