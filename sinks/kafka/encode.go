@@ -58,7 +58,7 @@ func (s *Sink) encode(ctx context.Context, events []*event.Event, out *encoded) 
 // partition for a gap marker, or a stub for the dead-letter topic. On
 // error nothing is appended (the caller keeps recs).
 func (s *Sink) records(ctx context.Context, e *event.Event, t *tally, recs []*kgo.Record) ([]*kgo.Record, error) {
-	c := s.opts.Config
+	c := &s.opts.Config
 	topic, err := s.topic.render(e)
 	if err != nil {
 		return nil, sinks.Permanent(fmt.Errorf("event %s: %w", e.ID, err))
