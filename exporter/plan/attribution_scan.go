@@ -352,8 +352,11 @@ func valueEnd(s string, i int) int {
 	return -1
 }
 
-// scalarEnd holds the bytes that end a number, true, false or null.
-var scalarEnd = [256]bool{',': true, '}': true, ']': true, ' ': true, '\t': true, '\r': true, '\n': true}
+// scalarEnd holds the bytes that end a number, true, false or null: in
+// text that is not JSON a quote or bracket too, so that the walk of an
+// entry's members meets its strings and brackets where valueEnd does, and
+// ends where its brackets end (managedEntries reads an entry in one walk).
+var scalarEnd = [256]bool{',': true, '}': true, ']': true, ' ': true, '\t': true, '\r': true, '\n': true, '"': true, '{': true, '[': true}
 
 // pointers appends to toks the tokens of ops' paths (RFC 6901 pointers,
 // unescaped), and to ends where each path's end: a path that is not a

@@ -422,8 +422,24 @@ func FuzzChangedByText(f *testing.F) {
 	f.Add(`[{"manager":"a","fieldsV1":{"f:spec":{"\u0066:replicas":{}}}}]`, `[{"manager":"a","time":"1","fieldsV1":{"f:spec":{"f:replicas":{}}}}]`, "/spec/replicas")
 	f.Add(`[{"manager":"a","fieldsV1":{"f:spec":{"f:x\q":{}}}}]`, `[{"manager":"a","time":"1","fieldsV1":{"f:spec":{"f:x\"":{},".":{}}}}]`, "/spec/x")
 	f.Add(`[{"manager":"a","fieldsV1":{"f:spec":{"f:c":["a"}}}}]`, `[{"manager":"a","time":"2","fieldsV1":{"f:spec":{"f:c":["a"}}}}]`, "/spec/c/0")
+	// Hostile text: quotes, brackets and escapes inside strings, unicode
+	// escapes, duplicated keys, nulls and numbers for strings, fieldsV1
+	// that is not an object, more than maxEntries entries, cut short, and
+	// a scalar holding a quote (the walks of the members and of the
+	// brackets part there).
+	f.Add(`[{"manager":"a\"}]","fieldsV1":{"f:}":{"]":{}}}},{"manager":"b"}]`, `[{"manag\u0065r":"x\\","time":"1"},{"manager":null},{"manager":1}]`, "/spec")
+	f.Add(`[{"manager":"a","manager":"b"},{"manager":"c","manager":null}]`, `[{"manager":"a","fieldsV1":[1,2]},{"manager":"b","fieldsV1":"x"},{"manager":"c","fieldsV1":null}]`, "/spec/replicas")
+	f.Add(`[{"manager":"a","time":"1","x":1" ,"y":"}]`, `[{"manager":"a","time":"1","x":1" ,"y":"}","manager":"b"}]`, "/spec")
+	f.Add(strings.Repeat(`{"manager":"m","time":"1"},`, 12), "["+strings.Repeat(`{"manager":"m","time":"2"},`, 12)+`{"manager":"n"`, "/spec")
 	obj := randomObject(rand.New(rand.NewPCG(1, 2)))
 	f.Fuzz(func(t *testing.T, prevText, curText, path string) {
+		// An entry is read as its text says, whether or not another
+		// version's entries are offered to skip reading it again.
+		fresh := managedEntries(nil, curText, nil)
+		offered := managedEntries(nil, curText, managedEntries(nil, prevText, nil))
+		if !sameEntries(fresh, offered) {
+			t.Fatalf("entries of %q read fresh %+v, with %q's offered %+v", curText, fresh, prevText, offered)
+		}
 		prev, cur := withText(obj, prevText), withText(obj, curText)
 		ops := []jsonpatch.Op{{Op: "replace", Path: path}, {Op: "replace", Path: "/spec/template/spec/containers/1/image"}, {Op: "add", Path: "/metadata/finalizers/-"}}
 		for _, kind := range []event.Change{event.Modified, event.Added} {
@@ -434,6 +450,42 @@ func FuzzChangedByText(f *testing.F) {
 			}
 		}
 	})
+}
+
+// sameEntries reports whether a and b are the same entries: names, times
+// and field sets.
+func sameEntries(a, b []managedEntry) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i].FieldManager != b[i].FieldManager || a[i].fields != b[i].fields {
+			return false
+		}
+	}
+	return true
+}
+
+// An entry of managedFields' text is read as the text says, whether or
+// not the entries of another version are offered (an element that starts
+// with one's text is taken as that entry): text that is not JSON too. A
+// scalar holding a quote once made the walk of an entry's members end
+// past where its brackets end, and an entry the other version read there
+// stood for a different one.
+func TestManagedEntriesReadTheSameWithOrWithoutAnotherVersions(t *testing.T) {
+	cut := `{"manager":"a","time":"1","x":1" ,"y":"}`
+	for _, c := range []struct{ prev, cur string }{
+		{`[` + cut + `]`, `[` + cut + `","manager":"b"}]`},
+		{`[` + cut + `","manager":"b"}]`, `[` + cut + `]`},
+		{`[{"manager":"a","x":1{}, {"manager":"b"}]`, `[{"manager":"a","x":1{}, {"manager":"c"}]`},
+		{`[{"manager":"a","time":"1"}]`, `[{"manager":"a","time":"1"},{"manager":"b"}]`},
+	} {
+		fresh := managedEntries(nil, c.cur, nil)
+		offered := managedEntries(nil, c.cur, managedEntries(nil, c.prev, nil))
+		if !sameEntries(fresh, offered) {
+			t.Errorf("entries of %s\nread fresh     %+v\nwith %s's offered %+v", c.cur, fresh, c.prev, offered)
+		}
+	}
 }
 
 func withText(obj map[string]any, text string) map[string]any {
