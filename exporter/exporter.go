@@ -124,6 +124,11 @@ type Exporter struct {
 	// leads hands a standby its leadership (Lead); nil without Standby.
 	leads chan leadership
 	led   atomic.Bool // Lead was called
+	// leadMu orders Lead against a standby's stop: once noLead is set
+	// (Run stopped without leading), Lead fails and its caller keeps
+	// (and closes) the sinks.
+	leadMu sync.Mutex
+	noLead bool
 	// stopped is closed when Run returns: a snapshot still waiting for
 	// its keys then gives up (ErrStopped).
 	stopped chan struct{}
@@ -289,6 +294,7 @@ func (e *Exporter) Run(ctx context.Context) (err error) {
 		select {
 		case l = <-e.leads:
 		case <-gctx.Done():
+			e.refuseLead()
 			e.log.Info("standby stopped")
 			return g.Wait()
 		}

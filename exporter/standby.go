@@ -46,11 +46,38 @@ func (e *Exporter) Lead(ctx, sendCtx context.Context, ss map[string]sinks.Sink) 
 			return fmt.Errorf("exporter: no sink given for %q", r.name)
 		}
 	}
+	e.leadMu.Lock()
+	defer e.leadMu.Unlock()
+	if e.noLead {
+		return fmt.Errorf("exporter: Lead: %w", ErrStopped)
+	}
 	if !e.led.CompareAndSwap(false, true) {
 		return errors.New("exporter: Lead called twice")
 	}
 	e.leads <- leadership{ctx: ctx, sendCtx: sendCtx, sinks: ss}
 	return nil
+}
+
+// refuseLead is a standby's stop without leading: later Leads fail with
+// ErrStopped, and the sinks of one that came as it stopped (Run saw the
+// stop first) are closed, since no leader will.
+func (e *Exporter) refuseLead() {
+	e.leadMu.Lock()
+	defer e.leadMu.Unlock()
+	e.noLead = true
+	select {
+	case l := <-e.leads:
+		// l.ctx may have ended (the stop itself): the sinks sent nothing,
+		// and closing them gets a bound of its own.
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		for name, s := range l.sinks {
+			if err := s.Close(ctx); err != nil {
+				e.log.Warn("closing a sink handed over as the standby stopped", zap.String("sink", name), zap.Error(err))
+			}
+		}
+	default:
+	}
 }
 
 // promote turns the standby into the leader, before its workers start:

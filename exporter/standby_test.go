@@ -187,6 +187,41 @@ func TestStandbyStopsWithoutSinks(t *testing.T) {
 	}
 }
 
+// Sinks handed to a standby that stopped are not taken: Lead fails, so
+// that the caller closes them (Run, which closes a leader's sinks, has
+// returned). A Lead that races the stop is either taken by Run, which
+// then closes the sinks, or fails.
+func TestStandbyThatStoppedRefusesTheSinksHandedOver(t *testing.T) {
+	src := newFakeSource(0)
+	src.apply(cmRes.GVR, cm("a", "x", nil), true)
+	h, _ := startStandby(t, src, state.NewMemoryStore())
+	waitWarm(t, h.ex)
+	if err := h.stop(); err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	ctx := context.Background()
+	if err := h.ex.Lead(ctx, ctx, map[string]sinks.Sink{"rec": &recorder{}}); !errors.Is(err, ErrStopped) {
+		t.Fatalf("Lead after Run returned: %v, want ErrStopped (the sinks would be left open)", err)
+	}
+	for i := 0; i < 20; i++ {
+		h, _ := startStandby(t, src, state.NewMemoryStore())
+		waitWarm(t, h.ex)
+		handed := &recorder{}
+		stopped := make(chan error, 1)
+		go func() { stopped <- h.stop() }()
+		err := h.ex.Lead(ctx, ctx, map[string]sinks.Sink{"rec": handed})
+		if runErr := <-stopped; runErr != nil {
+			t.Fatalf("Run: %v", runErr)
+		}
+		handed.mu.Lock()
+		closed := handed.closed
+		handed.mu.Unlock()
+		if err == nil && !closed {
+			t.Fatalf("round %d: Lead handed the sinks over as the standby stopped, and Run returned without closing them", i)
+		}
+	}
+}
+
 // standbyBehindCheckpoint starts a warm standby whose checkpoint knows the
 // configmaps scope and holds recs, and waits until it is warm. lag, run
 // once it is, makes the changes the old leader saw and recorded but the

@@ -122,6 +122,14 @@ func leadWarm(ctx context.Context, rc *rest.Config, cfg *config.Config, log *zap
 		}()
 		if err := ex.Lead(pctx, sendCtx, ss); err != nil {
 			closeSinks(ss)
+			if errors.Is(err, exporter.ErrStopped) {
+				// Stopped as it was elected: a standby's stop.
+				<-ran
+				if runErr != nil {
+					return runtimeErr(runErr)
+				}
+				return nil
+			}
 			return runtimeErr(err)
 		}
 		<-ran
