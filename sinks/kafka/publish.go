@@ -273,7 +273,10 @@ func (s *Sink) sweep() {
 
 // sweepOnce counts a sweep and answers the publishes listed more than
 // deliveryTimeout ago: listed between sweeps born and born+1, a publish is
-// at sweep now more than (now-born-1)×sweepEvery old.
+// at sweep now more than (now-born-1)×sweepEvery old. Counted in sweeps,
+// not read from a clock: a tick handled late can make that up to
+// sweepEvery early, which costs a retry (a duplicate at worst), never an
+// event.
 func (s *Sink) sweepOnce() {
 	s.mu.Lock()
 	s.sweeps++
