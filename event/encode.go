@@ -32,10 +32,17 @@ var encoders = sync.Pool{New: func() any { return &encoder{b: make([]byte, 0, 40
 
 // appendEvent encodes e, its type named by types.
 func appendEvent(e *Event, types Types) ([]byte, error) {
+	return pooled(types, func(enc *encoder) error { return enc.event(e) })
+}
+
+// pooled runs write on a pooled encoder and returns a copy of what it
+// wrote: the encoder goes back to the pool (unless its buffer grew past
+// 1 MiB), never a slice of it.
+func pooled(types Types, write func(*encoder) error) ([]byte, error) {
 	enc := encoders.Get().(*encoder)
 	enc.b = enc.b[:0]
 	enc.types = types
-	err := enc.event(e)
+	err := write(enc)
 	out := bytes.Clone(enc.b)
 	if cap(enc.b) <= 1<<20 {
 		enc.keys = enc.keys[:0]
@@ -96,15 +103,7 @@ func (enc *encoder) data(v any) error {
 
 // appendData encodes an event's data as appendEvent writes it.
 func appendData(v any) ([]byte, error) {
-	enc := encoders.Get().(*encoder)
-	enc.b = enc.b[:0]
-	err := enc.data(v)
-	out := bytes.Clone(enc.b)
-	if cap(enc.b) <= 1<<20 {
-		enc.keys = enc.keys[:0]
-		encoders.Put(enc)
-	}
-	return out, err
+	return pooled(KubefeedTypes, func(enc *encoder) error { return enc.data(v) })
 }
 
 func (enc *encoder) field(sep byte, name, v string) {
