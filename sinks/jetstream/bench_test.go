@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -31,34 +30,6 @@ func benchServer(b *testing.B) string {
 	}
 	b.Cleanup(srv.Shutdown)
 	return srv.URL()
-}
-
-// usage is the process's CPU time and voluntary context switches (a
-// thread that parks: what goroutine wake-ups cost in system calls).
-func usage() (time.Duration, int64) {
-	var ru syscall.Rusage
-	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()), ru.Nvcsw
-}
-
-// cpuMeter reports the process's CPU and context switches per op: with an
-// external server, what one event costs kubefeed.
-type cpuMeter struct {
-	cpu  time.Duration
-	csws int64
-}
-
-func startCPU(b *testing.B) *cpuMeter {
-	b.ResetTimer()
-	cpu, csws := usage()
-	return &cpuMeter{cpu: cpu, csws: csws}
-}
-
-func (m *cpuMeter) stop(b *testing.B) {
-	b.StopTimer()
-	cpu, csws := usage()
-	b.ReportMetric(float64(cpu-m.cpu)/float64(b.N), "cpu-ns/op")
-	b.ReportMetric(float64(csws-m.csws)/float64(b.N), "csw/op")
 }
 
 // BenchmarkPublishWindow publishes one event per call through the sink's
@@ -94,7 +65,7 @@ func benchPublish(b *testing.B, rate int) {
 		defer t.Stop()
 		tick = t.C
 	}
-	m := startCPU(b)
+	m := sinktest.StartCPU(b)
 	for i := 0; i < b.N; i++ {
 		if tick != nil {
 			<-tick
@@ -112,7 +83,7 @@ func benchPublish(b *testing.B, rate int) {
 		}
 	}
 	wg.Wait()
-	m.stop(b)
+	m.Stop(b)
 	_ = s.Close(ctx)
 }
 
@@ -139,7 +110,7 @@ func BenchmarkPublishCeiling(b *testing.B) {
 	for i := range ids {
 		ids[i] = fmt.Sprint(i)
 	}
-	m := startCPU(b)
+	m := sinktest.StartCPU(b)
 	for i := 0; i < b.N; i++ {
 		msg := nats.NewMsg(name + ".x")
 		msg.Data = body
@@ -148,5 +119,5 @@ func BenchmarkPublishCeiling(b *testing.B) {
 		}
 	}
 	<-j.PublishAsyncComplete()
-	m.stop(b)
+	m.Stop(b)
 }

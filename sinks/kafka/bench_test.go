@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -57,32 +56,6 @@ func benchConfig(addr, mode string) Config {
 	c := Config{Brokers: []string{addr}, Topic: benchTopic, Mode: mode}
 	c.SetDefaults()
 	return c
-}
-
-// usage is the process's CPU time and voluntary context switches.
-func usage() (time.Duration, int64) {
-	var ru syscall.Rusage
-	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()), ru.Nvcsw
-}
-
-type cpuMeter struct {
-	cpu  time.Duration
-	csws int64
-}
-
-func startCPU(b *testing.B) *cpuMeter {
-	b.ReportAllocs()
-	b.ResetTimer()
-	cpu, csws := usage()
-	return &cpuMeter{cpu: cpu, csws: csws}
-}
-
-func (m *cpuMeter) stop(b *testing.B) {
-	b.StopTimer()
-	cpu, csws := usage()
-	b.ReportMetric(float64(cpu-m.cpu)/float64(b.N), "cpu-ns/op")
-	b.ReportMetric(float64(csws-m.csws)/float64(b.N), "csw/op")
 }
 
 // BenchmarkSinkStructured publishes one event per call through the sink,
@@ -148,7 +121,7 @@ func benchSink(b *testing.B, mode string, rate int) {
 	var failed sync.Once
 	p := newPacer(rate)
 	defer p.stop()
-	m := startCPU(b)
+	m := sinktest.StartCPU(b)
 	for i := 0; i < b.N; i++ {
 		p.wait()
 		wg.Add(1)
@@ -162,7 +135,7 @@ func benchSink(b *testing.B, mode string, rate int) {
 		}
 	}
 	wg.Wait()
-	m.stop(b)
+	m.Stop(b)
 }
 
 // BenchmarkBareProducer produces the records the sink would (the events
@@ -212,7 +185,7 @@ func benchBare(b *testing.B, rate int, linger time.Duration) {
 	var failed sync.Once
 	p := newPacer(rate)
 	defer p.stop()
-	m := startCPU(b)
+	m := sinktest.StartCPU(b)
 	for i := 0; i < b.N; i++ {
 		p.wait()
 		r := recs[i%len(recs)] // a record per produce, as the sink's
@@ -225,7 +198,7 @@ func benchBare(b *testing.B, rate int, linger time.Duration) {
 		})
 	}
 	wg.Wait()
-	m.stop(b)
+	m.Stop(b)
 }
 
 // BenchmarkEncodeStructured is what encoding one event costs (the drain
