@@ -117,6 +117,16 @@ func benchSink(b *testing.B, mode string, rate int) {
 	if err := s.Send(ctx, evs[:1]); err != nil {
 		b.Fatal(err)
 	}
+	paced(b, rate, func(i int, done func(error)) {
+		if err := s.Publish(ctx, evs[i%len(evs):i%len(evs)+1], done); err != nil {
+			b.Fatal(err)
+		}
+	})
+}
+
+// paced measures b.N calls of send at rate a second (0: as fast as
+// send returns), until every done came; an error fails b.
+func paced(b *testing.B, rate int, send func(i int, done func(error))) {
 	var wg sync.WaitGroup
 	var failed sync.Once
 	p := newPacer(rate)
@@ -125,14 +135,12 @@ func benchSink(b *testing.B, mode string, rate int) {
 	for i := 0; i < b.N; i++ {
 		p.wait()
 		wg.Add(1)
-		if err := s.Publish(ctx, evs[i%len(evs):i%len(evs)+1], func(err error) {
+		send(i, func(err error) {
 			if err != nil {
 				failed.Do(func() { b.Error(err) })
 			}
 			wg.Done()
-		}); err != nil {
-			b.Fatal(err)
-		}
+		})
 	}
 	wg.Wait()
 	m.Stop(b)
@@ -181,24 +189,10 @@ func benchBare(b *testing.B, rate int, linger time.Duration) {
 	if err := cl.ProduceSync(ctx, &kgo.Record{Topic: benchTopic, Value: recs[0].Value}).FirstErr(); err != nil {
 		b.Fatal(err)
 	}
-	var wg sync.WaitGroup
-	var failed sync.Once
-	p := newPacer(rate)
-	defer p.stop()
-	m := sinktest.StartCPU(b)
-	for i := 0; i < b.N; i++ {
-		p.wait()
+	paced(b, rate, func(i int, done func(error)) {
 		r := recs[i%len(recs)] // a record per produce, as the sink's
-		wg.Add(1)
-		cl.Produce(ctx, &r, func(_ *kgo.Record, err error) {
-			if err != nil {
-				failed.Do(func() { b.Error(err) })
-			}
-			wg.Done()
-		})
-	}
-	wg.Wait()
-	m.Stop(b)
+		cl.Produce(ctx, &r, func(_ *kgo.Record, err error) { done(err) })
+	})
 }
 
 // BenchmarkEncodeStructured is what encoding one event costs (the drain
