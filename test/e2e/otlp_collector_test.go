@@ -9,8 +9,15 @@ package e2e
 import (
 	"bufio"
 	"bytes"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/json"
+	"encoding/pem"
 	"fmt"
+	"math/big"
 	"net"
 	"os"
 	"os/exec"
@@ -33,6 +40,7 @@ type otelcol struct {
 	bin, dir  string
 	cfgPath   string
 	grpc, web map[string]int // pipeline → OTLP gRPC and HTTP ports
+	tls       map[string]receiverTLS
 	cmd       *exec.Cmd
 	logs      *lockedBuffer
 	exited    chan struct{}
@@ -67,20 +75,45 @@ func freePort(t *testing.T) int {
 	return l.Addr().(*net.TCPAddr).Port
 }
 
+// receiverTLS is the server TLS of a pipeline's OTLP receiver (gRPC and
+// HTTP alike): its certificate and key, and, for mTLS, the CA that must
+// have signed the client's certificate.
+type receiverTLS struct{ certFile, keyFile, clientCAFile string }
+
+// yaml is the receiver's tls setting, or nothing for plaintext.
+func (r receiverTLS) yaml() string {
+	if r.certFile == "" {
+		return ""
+	}
+	s := fmt.Sprintf(", tls: {cert_file: '%s', key_file: '%s'", r.certFile, r.keyFile)
+	if r.clientCAFile != "" {
+		s += fmt.Sprintf(", client_ca_file: '%s'", r.clientCAFile)
+	}
+	return s + "}"
+}
+
 // startOtelcol starts a Collector with one pipeline per name: OTLP in,
 // the file exporter out to <dir>/<name>.jsonl (appended, so that a
 // restarted Collector keeps what the earlier one wrote).
 func startOtelcol(t *testing.T, pipelines ...string) *otelcol {
 	t.Helper()
+	return startOtelcolTLS(t, nil, pipelines...)
+}
+
+// startOtelcolTLS is startOtelcol with TLS on the receivers of the
+// pipelines tlsFor names.
+func startOtelcolTLS(t *testing.T, tlsFor map[string]receiverTLS, pipelines ...string) *otelcol {
+	t.Helper()
 	bin, err := cluster.Binary("otelcol")
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := &otelcol{t: t, bin: bin, dir: t.TempDir(), grpc: map[string]int{}, web: map[string]int{}}
+	c := &otelcol{t: t, bin: bin, dir: t.TempDir(), grpc: map[string]int{}, web: map[string]int{}, tls: tlsFor}
 	var recv, exp, pipes strings.Builder
 	for _, p := range pipelines {
 		c.grpc[p], c.web[p] = freePort(t), freePort(t)
-		fmt.Fprintf(&recv, "  otlp/%s:\n    protocols:\n      grpc: {endpoint: '127.0.0.1:%d'}\n      http: {endpoint: '127.0.0.1:%d'}\n", p, c.grpc[p], c.web[p])
+		tl := tlsFor[p].yaml()
+		fmt.Fprintf(&recv, "  otlp/%s:\n    protocols:\n      grpc: {endpoint: '127.0.0.1:%d'%s}\n      http: {endpoint: '127.0.0.1:%d'%s}\n", p, c.grpc[p], tl, c.web[p], tl)
 		fmt.Fprintf(&exp, "  file/%s: {path: '%s', append: true, flush_interval: 100ms}\n", p, c.file(p))
 		fmt.Fprintf(&pipes, "    logs/%s: {receivers: [otlp/%s], exporters: [file/%s]}\n", p, p, p)
 	}
@@ -158,10 +191,16 @@ func (c *otelcol) stop() {
 	}
 }
 
-// endpoint is what an otlp sink block names for pipeline p over protocol.
+// endpoint is what an otlp sink block names for pipeline p over protocol:
+// https:// for HTTP to a TLS receiver; host:port for gRPC, which a tls
+// block makes TLS.
 func (c *otelcol) endpoint(p, protocol string) string {
 	if protocol == otlp.ProtocolHTTP {
-		return fmt.Sprintf("http://127.0.0.1:%d", c.web[p])
+		scheme := "http"
+		if c.tls[p].certFile != "" {
+			scheme = "https"
+		}
+		return fmt.Sprintf("%s://127.0.0.1:%d", scheme, c.web[p])
 	}
 	return fmt.Sprintf("127.0.0.1:%d", c.grpc[p])
 }
@@ -259,4 +298,77 @@ func (c *otelcol) eventLines(t *testing.T, pipeline string) [][]byte {
 		out = append(out, r.asEvent(t))
 	}
 	return out
+}
+
+// testCA is a throwaway certificate authority of a test.
+type testCA struct {
+	cert   *x509.Certificate
+	key    *ecdsa.PrivateKey
+	dir    string
+	CAFile string // its certificate, PEM
+}
+
+// newTestCA makes a CA and writes its certificate to dir/<name>-ca.pem.
+func newTestCA(t *testing.T, dir, name string) *testCA {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: name + " test CA"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca := &testCA{cert: cert, key: key, dir: dir, CAFile: filepath.Join(dir, name+"-ca.pem")}
+	writePEM(t, ca.CAFile, "CERTIFICATE", der)
+	return ca
+}
+
+// issue signs a certificate for 127.0.0.1 and localhost, for a server or
+// a client, and writes it and its key to dir/<name>.pem and
+// dir/<name>-key.pem.
+func (ca *testCA) issue(t *testing.T, name string, usage x509.ExtKeyUsage) (certFile, keyFile string) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	serial, err := rand.Int(rand.Reader, big.NewInt(1<<62))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: serial, Subject: pkix.Name{CommonName: name},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{usage},
+		DNSNames: []string{"localhost"}, IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kb, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	certFile, keyFile = filepath.Join(ca.dir, name+".pem"), filepath.Join(ca.dir, name+"-key.pem")
+	writePEM(t, certFile, "CERTIFICATE", der)
+	writePEM(t, keyFile, "PRIVATE KEY", kb)
+	return certFile, keyFile
+}
+
+func writePEM(t *testing.T, path, typ string, der []byte) {
+	t.Helper()
+	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
 }
