@@ -2,6 +2,7 @@ package exporter
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sort"
 	"strconv"
@@ -365,10 +366,18 @@ type recorder struct {
 	calls  int
 	fail   func(call int, evs []*event.Event) error
 	closed bool
+	// late counts sends after Close, which fail (retryably, as a real
+	// sink's): the exporter sends nothing once it closed its sinks.
+	late int
 }
 
 func (r *recorder) Send(ctx context.Context, evs []*event.Event) error {
 	r.mu.Lock()
+	if r.closed {
+		r.late++
+		r.mu.Unlock()
+		return errors.New("recorder: closed")
+	}
 	r.calls++
 	call, fail := r.calls, r.fail
 	r.mu.Unlock()
@@ -501,7 +510,17 @@ func (h *harness) run(t *testing.T, o Options) *harness {
 	ctx, cancel := context.WithCancel(context.Background())
 	h.cancel = cancel
 	go func() { h.err = ex.Run(ctx); close(h.done) }()
-	t.Cleanup(func() { h.stop() })
+	t.Cleanup(func() {
+		h.stop()
+		for name, r := range h.sinks {
+			r.mu.Lock()
+			late := r.late
+			r.mu.Unlock()
+			if late > 0 {
+				t.Errorf("sink %s: %d sends after it was closed", name, late)
+			}
+		}
+	})
 	return h
 }
 
