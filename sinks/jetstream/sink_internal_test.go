@@ -2,6 +2,7 @@ package jetstream
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"testing"
@@ -124,4 +125,19 @@ func sentThenStreamDeleted(ctx context.Context, t *testing.T, url string, provis
 		t.Fatal(err)
 	}
 	return s, js
+}
+
+// A sink closed before it ever checked its stream answers a publish with
+// errClosed (retryable), not with what checking a stream on a closed
+// connection says after its wait.
+func TestPublishOnAClosedSinkSaysClosed(t *testing.T) {
+	srv := natstest.StartT(t, natstest.Options{})
+	s := openSink(t, testConfig(srv.URL(), true), 5*time.Second)
+	if err := s.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	err := s.Publish(context.Background(), []*event.Event{sinktest.Event(1, 1)}, func(error) { t.Error("done called") })
+	if !errors.Is(err, errClosed) || sinks.IsPermanent(err) {
+		t.Fatalf("publish after Close: %v, want %v, retryable", err, errClosed)
+	}
 }
