@@ -62,33 +62,66 @@ func StartCluster(t testing.TB, n int) *Cluster {
 	root := t.TempDir()
 	for i := 0; i < n; i++ {
 		nd := &clusterNode{name: fmt.Sprintf("n%d", i), dir: filepath.Join(root, fmt.Sprintf("n%d", i))}
-		for _, p := range []*int{&nd.port, &nd.routePort, &nd.httpPort} {
-			if *p, err = clusterFreePort(); err != nil {
-				t.Fatal(err)
-			}
-		}
 		nd.conf = filepath.Join(nd.dir, "nats.conf")
 		nd.logPath = filepath.Join(nd.dir, "nats.log")
 		c.nodes = append(c.nodes, nd)
 	}
-	for _, nd := range c.nodes {
-		if err := os.MkdirAll(filepath.Join(nd.dir, "store"), 0o700); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(nd.conf, []byte(c.config(nd)), 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
 	t.Cleanup(c.stop)
-	for i := range c.nodes {
-		if err := c.start(i); err != nil {
+	// A free port is only free when asked: another process (a parallel
+	// test's server) may take it before the node binds it. Then the
+	// nodes start again on other ports, a few times.
+	for attempt := 1; ; attempt++ {
+		err := c.startOnFreePorts()
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, errPortTaken) || attempt == 3 {
 			t.Fatal(err)
+		}
+		t.Logf("starting the cluster again on other ports: %v", err)
+		for i := range c.nodes {
+			c.Kill(i)
 		}
 	}
 	if err := c.WaitHealthy(60 * time.Second); err != nil {
 		t.Fatal(err)
 	}
 	return c
+}
+
+// errPortTaken: a node exited at start because a port it was given was
+// taken meanwhile.
+var errPortTaken = errors.New("a port was taken before the node bound it")
+
+// startOnFreePorts gives every node free ports, writes the configs and
+// starts the nodes.
+func (c *Cluster) startOnFreePorts() error {
+	for _, nd := range c.nodes {
+		for _, p := range []*int{&nd.port, &nd.routePort, &nd.httpPort} {
+			var err error
+			if *p, err = clusterFreePort(); err != nil {
+				return err
+			}
+		}
+	}
+	for _, nd := range c.nodes {
+		// A store an attempt before left behind starts empty again.
+		if err := os.RemoveAll(filepath.Join(nd.dir, "store")); err != nil {
+			return err
+		}
+		if err := os.MkdirAll(filepath.Join(nd.dir, "store"), 0o700); err != nil {
+			return err
+		}
+		if err := os.WriteFile(nd.conf, []byte(c.config(nd)), 0o600); err != nil {
+			return err
+		}
+	}
+	for i := range c.nodes {
+		if err := c.start(i); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // clusterBinary is nats-server in $KUBEFEED_BIN_DIR or, when that is not
@@ -171,7 +204,11 @@ func (c *Cluster) start(i int) error {
 		}
 		select {
 		case <-done:
-			return fmt.Errorf("nats-server %s exited at start:\n%s", nd.name, clusterLogTail(nd.logPath, 3000))
+			tail := clusterLogTail(nd.logPath, 3000)
+			if strings.Contains(tail, "address already in use") {
+				return fmt.Errorf("nats-server %s exited at start: %w:\n%s", nd.name, errPortTaken, tail)
+			}
+			return fmt.Errorf("nats-server %s exited at start:\n%s", nd.name, tail)
 		default:
 		}
 		if time.Now().After(deadline) {
