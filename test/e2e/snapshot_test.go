@@ -16,6 +16,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 
 	feed "github.com/kubefeed/kubefeed/consumer"
 	"github.com/kubefeed/kubefeed/event"
@@ -60,38 +61,38 @@ leaderElection: {enabled: true, namespace: %[2]s, name: kubefeed, leaseDuration:
 	b := startKubefeed(t, cfg)
 	waitStream(t, srv.URL(), objects)
 
-	// The writer: changes to the ConfigMaps that live through the
-	// snapshot; tmp-* ones created and deleted.
+	// The writers: changes to the ConfigMaps that live through the
+	// snapshot (a merge patch each, one request); tmp-* ones created and
+	// deleted. Four at once: a snapshot of 805 objects takes tens of
+	// milliseconds, and changes must reach the stream meanwhile.
 	stop := make(chan struct{})
 	var writer sync.WaitGroup
-	writer.Add(1)
-	go func() {
-		defer writer.Done()
-		rng := rand.New(rand.NewPCG(7, 11))
-		for v := 1; ; v++ {
-			select {
-			case <-stop:
-				return
-			default:
-			}
-			switch r := rng.IntN(10); {
-			case r < 7:
-				name := fmt.Sprintf("cm-%d", rng.IntN(objects))
-				c, err := cs.CoreV1().ConfigMaps(ns).Get(ctx, name, metav1.GetOptions{})
-				if err == nil {
-					c.Data = map[string]string{"v": fmt.Sprint(v)}
-					_, _ = cs.CoreV1().ConfigMaps(ns).Update(ctx, c, metav1.UpdateOptions{})
+	for w := range 4 {
+		writer.Add(1)
+		go func() {
+			defer writer.Done()
+			rng := rand.New(rand.NewPCG(7, uint64(11+w)))
+			for v := 1; ; v++ {
+				select {
+				case <-stop:
+					return
+				default:
 				}
-			case r < 9:
-				_, _ = cs.CoreV1().ConfigMaps(ns).Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("tmp-%d", rng.IntN(30))}}, metav1.CreateOptions{})
-			default:
-				err := cs.CoreV1().ConfigMaps(ns).Delete(ctx, fmt.Sprintf("tmp-%d", rng.IntN(30)), metav1.DeleteOptions{})
-				if err != nil && !apierrors.IsNotFound(err) {
-					t.Error(err)
+				switch r := rng.IntN(10); {
+				case r < 7:
+					patch := fmt.Sprintf(`{"data":{"v":"%d-%d"}}`, w, v)
+					_, _ = cs.CoreV1().ConfigMaps(ns).Patch(ctx, fmt.Sprintf("cm-%d", rng.IntN(objects)), types.MergePatchType, []byte(patch), metav1.PatchOptions{})
+				case r < 9:
+					_, _ = cs.CoreV1().ConfigMaps(ns).Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("tmp-%d", rng.IntN(30))}}, metav1.CreateOptions{})
+				default:
+					err := cs.CoreV1().ConfigMaps(ns).Delete(ctx, fmt.Sprintf("tmp-%d", rng.IntN(30)), metav1.DeleteOptions{})
+					if err != nil && !apierrors.IsNotFound(err) {
+						t.Error(err)
+					}
 				}
 			}
-		}
-	}()
+		}()
+	}
 	time.Sleep(500 * time.Millisecond)
 	code, out := runSnapshot(t, "--scope", "configmaps/"+ns, "--sink", "feed", "-n", reqNS, "--timeout", "2m")
 	time.Sleep(500 * time.Millisecond)
