@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kubefeed/kubefeed/test/freeport"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
@@ -162,11 +163,11 @@ func (cp *ControlPlane) startEtcd() error {
 	if err != nil {
 		return err
 	}
-	clientPort, err := freePort()
+	clientPort, err := freeport.Port()
 	if err != nil {
 		return err
 	}
-	peerPort, err := freePort()
+	peerPort, err := freeport.Port()
 	if err != nil {
 		return err
 	}
@@ -197,7 +198,7 @@ func (cp *ControlPlane) startEtcd() error {
 // AddAPIServer starts another API server on the same etcd (for tests that
 // change the cluster while the first one is down).
 func (cp *ControlPlane) AddAPIServer() (*APIServer, error) {
-	port, err := freePort()
+	port, err := freeport.Port()
 	if err != nil {
 		return nil, err
 	}

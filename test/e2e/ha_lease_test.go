@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"regexp"
@@ -41,7 +40,7 @@ sinks:
 checkpoint:
   jetstream: {servers: [nats://127.0.0.1:%[4]d], bucket: kubefeed-checkpoint}
 leaderElection: {enabled: true, namespace: %[3]s, name: kubefeed, leaseDuration: 60s, renewDeadline: 40s, retryPeriod: 300ms}
-`, srv.URL(), ns, lns, closedPort(t)))
+`, srv.URL(), ns, lns, freePort(t)))
 	a, b := startReplica(t, cfg), startReplica(t, cfg)
 	ids := map[*daemon]string{a: identity(t, a), b: identity(t, b)}
 	exited := make(chan *daemon, 2)
@@ -70,18 +69,6 @@ leaderElection: {enabled: true, namespace: %[3]s, name: kubefeed, leaseDuration:
 	if h := leaseHolder(t, lns); h != "" {
 		t.Errorf("Lease held by %q after both replicas exited, want released (empty)", h)
 	}
-}
-
-// closedPort returns a loopback port nothing listens on.
-func closedPort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := l.Addr().(*net.TCPAddr).Port
-	_ = l.Close()
-	return port
 }
 
 // SIGTERM to a leader that is behind (a burst through a slow webhook): the

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os/exec"
 	"path/filepath"
@@ -18,16 +17,21 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/kubefeed/kubefeed/test/cluster"
+	"github.com/kubefeed/kubefeed/test/freeport"
 )
 
-func freeAddr(t *testing.T) string {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+// freePort returns a loopback port nothing listens on now.
+func freePort(t *testing.T) int {
+	t.Helper()
+	p, err := freeport.Port()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer l.Close()
-	return l.Addr().String()
+	return p
 }
+
+// freeAddr is a loopback address nothing listens on.
+func freeAddr(t *testing.T) string { return "127.0.0.1:" + strconv.Itoa(freePort(t)) }
 
 func scrape(t *testing.T, addr string) string {
 	t.Helper()

@@ -64,17 +64,6 @@ func (l *lockedBuffer) String() string {
 	return l.b.String()
 }
 
-// freePort returns a loopback port nothing listens on now.
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
 // receiverTLS is the server TLS of a pipeline's OTLP receiver (gRPC and
 // HTTP alike): its certificate and key, and, for mTLS, the CA that must
 // have signed the client's certificate.

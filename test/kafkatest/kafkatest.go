@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kubefeed/kubefeed/test/freeport"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -57,7 +58,7 @@ func StartT(t testing.TB, o Options) *Cluster {
 
 // Start starts a cluster keeping its data in dir.
 func Start(dir string, o Options) (*Cluster, error) {
-	port, err := freePort()
+	port, err := freeport.Port()
 	if err != nil {
 		return nil, err
 	}
@@ -172,13 +173,4 @@ func Records(addr, topic string, extra ...kgo.Opt) ([]*kgo.Record, error) {
 		delete(byPart, p)
 	}
 	return out, nil
-}
-
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
 }

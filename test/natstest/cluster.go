@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kubefeed/kubefeed/test/freeport"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -99,7 +100,7 @@ func (c *Cluster) startOnFreePorts() error {
 	for _, nd := range c.nodes {
 		for _, p := range []*int{&nd.port, &nd.routePort, &nd.httpPort} {
 			var err error
-			if *p, err = clusterFreePort(); err != nil {
+			if *p, err = freeport.Port(); err != nil {
 				return err
 			}
 		}
@@ -455,16 +456,6 @@ func (c *Cluster) stop() {
 	if c.t.Failed() {
 		c.t.Logf("nats cluster logs:\n%s", c.logs(4000))
 	}
-}
-
-// clusterFreePort asks the kernel for a free loopback port.
-func clusterFreePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
 // ClientNames are the names of the client connections node i holds (its

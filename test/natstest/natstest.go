@@ -7,12 +7,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/kubefeed/kubefeed/test/freeport"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -61,7 +61,7 @@ func StartT(t testing.TB, o Options) *Server {
 
 // Start starts a server and waits until it accepts connections.
 func Start(o Options) (*Server, error) {
-	port, err := freePort()
+	port, err := freeport.Port()
 	if err != nil {
 		return nil, err
 	}
@@ -151,15 +151,6 @@ func (l *ringLog) Tracef(string, ...any)          {}
 func (l *ringLog) Warnf(format string, v ...any)  { l.add("WRN", format, v...) }
 func (l *ringLog) Errorf(format string, v ...any) { l.add("ERR", format, v...) }
 func (l *ringLog) Fatalf(format string, v ...any) { l.add("FTL", format, v...) }
-
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
-}
 
 // ReadStream returns every message a stream holds, in order, with headers.
 // A missing stream reads as empty.
