@@ -42,10 +42,13 @@ func TestWarmStandbyCatchUpEndsWhenARelistShowsTheNewestRecordedObjectDeleted(t 
 		return h.ex.scopeSet()[scopeID{GVR: cmRes.GVR}].get(xKey) == nil
 	})
 	leadNow(t, h, rec)
-	deadline := time.Now().Add(5 * time.Second)
+	// Well below catchUpTimeout (30s), which is what the scope waiting
+	// would take; 5s was once not enough on a CI machine loaded so that
+	// other packages' tests ran ten times slower than here.
+	deadline := time.Now().Add(20 * time.Second)
 	for count(rec.got(), event.Deleted.Type()) == 0 {
 		if time.Now().After(deadline) {
-			t.Fatalf("5s after the Lead, x's deletion (seen by a completed relist) is not sent; the scope waits for a version no object of it will carry;%s", summary(rec.got()))
+			t.Fatalf("20s after the Lead, x's deletion (seen by a completed relist) is not sent; the scope waits for a version no object of it will carry;%s", summary(rec.got()))
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
