@@ -31,6 +31,10 @@ type listCycles struct {
 	// handlers as the informer replays it; and its gap marker.
 	relisted map[state.Key]string
 	gap      *gap
+	// listedRV is the resourceVersion of the last completed cycle (its
+	// last page's, or its end bookmark's), known before the reflector
+	// replaces its store: the version a cache that applied it reached.
+	listedRV string
 }
 
 // begin opens a new cycle and returns its generation.
@@ -84,13 +88,13 @@ func (c *listCycles) record(gen uint64, k state.Key, rv string, d int) {
 // end completes cycle gen; it reports whether a relist just completed,
 // and how many objects the cycle listed. Ending a superseded cycle does
 // nothing.
-func (c *listCycles) end(gen uint64, newGap func() *gap) (relisted bool, n int) {
+func (c *listCycles) end(gen uint64, rv string, newGap func() *gap) (relisted bool, n int) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if gen != c.gen {
 		return false, 0
 	}
-	return c.endLocked(newGap)
+	return c.endLocked(rv, newGap)
 }
 
 // endStream is end for a watch-list stream, whose end bookmark is seen
@@ -100,26 +104,27 @@ func (c *listCycles) end(gen uint64, newGap func() *gap) (relisted bool, n int) 
 // list it was (the first list stays no relist). Nothing else changes the
 // cycles in between: the reflector opens a cycle only after the watch
 // closed.
-func (c *listCycles) endStream(gen uint64, newGap func() *gap) (relisted bool, n int, undo func()) {
+func (c *listCycles) endStream(gen uint64, rv string, newGap func() *gap) (relisted bool, n int, undo func()) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if gen != c.gen {
 		return false, 0, func() {}
 	}
-	inRelist, items, prevRelisted, prevGap := c.inRelist, c.items, c.relisted, c.gap
-	relisted, n = c.endLocked(newGap)
+	inRelist, items, prevRelisted, prevGap, prevRV := c.inRelist, c.items, c.relisted, c.gap, c.listedRV
+	relisted, n = c.endLocked(rv, newGap)
 	return relisted, n, func() {
 		c.mu.Lock()
 		defer c.mu.Unlock()
-		c.gen, c.inRelist, c.items, c.relisted, c.gap = gen, inRelist, items, prevRelisted, prevGap
+		c.gen, c.inRelist, c.items, c.relisted, c.gap, c.listedRV = gen, inRelist, items, prevRelisted, prevGap, prevRV
 		c.completed--
 	}
 }
 
-// endLocked completes the current cycle; c.mu is held.
-func (c *listCycles) endLocked(newGap func() *gap) (relisted bool, n int) {
+// endLocked completes the current cycle, listed at rv; c.mu is held.
+func (c *listCycles) endLocked(rv string, newGap func() *gap) (relisted bool, n int) {
 	c.gen = 0
 	c.completed++
+	c.listedRV = rv
 	if !c.inRelist {
 		return false, max(c.listedN, 0)
 	}
@@ -144,7 +149,14 @@ func (c *listCycles) page(opts metav1.ListOptions, l *unstructured.UnstructuredL
 	if l.GetContinue() != "" {
 		return false, 0
 	}
-	return c.end(gen, newGap)
+	return c.end(gen, l.GetResourceVersion(), newGap)
+}
+
+// lastListedRV is the resourceVersion of the last completed cycle.
+func (c *listCycles) lastListedRV() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.listedRV
 }
 
 // recoveredBy returns the relist's gap when a notification comes from the

@@ -206,7 +206,7 @@ func changeWhileDown(src *fakeSource) {
 func TestSupersededCycleIgnored(t *testing.T) {
 	var c listCycles
 	g1 := c.begin()
-	if _, _ = c.end(g1, nil); c.completed != 1 {
+	if _, _ = c.end(g1, "", nil); c.completed != 1 {
 		t.Fatal("the first list did not complete")
 	}
 	newGap := func() *gap { return &gap{} }
@@ -214,10 +214,10 @@ func TestSupersededCycleIgnored(t *testing.T) {
 	k := state.Key{GVR: cmRes.GVR, Namespace: "a", Name: "x"}
 	cur := c.begin() // its retry
 	c.listed(old, k, "7")
-	if relisted, _ := c.end(old, newGap); relisted {
+	if relisted, _ := c.end(old, "", newGap); relisted {
 		t.Fatal("a superseded cycle completed a relist")
 	}
-	if relisted, n := c.end(cur, newGap); !relisted || n != 0 {
+	if relisted, n := c.end(cur, "", newGap); !relisted || n != 0 {
 		t.Fatalf("the current cycle: relisted %v with %d objects, want a relist of 0 (the old one's object ignored)", relisted, n)
 	}
 	if c.recoveredBy(k, "7") != nil {
@@ -234,12 +234,12 @@ func TestListCyclesCountTheFirstList(t *testing.T) {
 		c.listed(g, state.Key{Name: string(rune('a' + i))}, "1")
 	}
 	c.listed(g, state.Key{Name: "a"}, "") // deleted during the stream
-	if relisted, n := c.end(g, nil); relisted || n != 2 {
+	if relisted, n := c.end(g, "", nil); relisted || n != 2 {
 		t.Fatalf("first list: relisted %v, n %d; want false, 2", relisted, n)
 	}
 	g = c.begin()
 	c.listed(g, state.Key{Name: "b"}, "2")
-	if relisted, n := c.end(g, func() *gap { return &gap{} }); !relisted || n != 1 {
+	if relisted, n := c.end(g, "", func() *gap { return &gap{} }); !relisted || n != 1 {
 		t.Fatalf("relist: relisted %v, n %d; want true, 1", relisted, n)
 	}
 }
@@ -252,14 +252,14 @@ func TestListCyclesCountAChangeDuringTheStreamOnce(t *testing.T) {
 	c.listed(g, state.Key{Name: "a"}, "1")
 	c.changedWhileListed(g, state.Key{Name: "a"}, "2")
 	c.listed(g, state.Key{Name: "b"}, "1")
-	if _, n := c.end(g, nil); n != 2 {
+	if _, n := c.end(g, "", nil); n != 2 {
 		t.Fatalf("first list counted %d objects, want 2", n)
 	}
 	// In a relist the change still moves the object's version.
 	g = c.begin()
 	c.listed(g, state.Key{Name: "a"}, "3")
 	c.changedWhileListed(g, state.Key{Name: "a"}, "4")
-	if relisted, n := c.end(g, func() *gap { return &gap{} }); !relisted || n != 1 {
+	if relisted, n := c.end(g, "", func() *gap { return &gap{} }); !relisted || n != 1 {
 		t.Fatalf("relist: %v with %d objects, want one", relisted, n)
 	}
 	if c.recoveredBy(state.Key{Name: "a"}, "4") == nil {
@@ -303,10 +303,10 @@ func TestListCyclesCountEdgeCases(t *testing.T) {
 		g2 := c.begin()
 		c.listed(g1, storeKey(2), "1") // late, of the superseded cycle
 		c.listed(g2, storeKey(3), "1")
-		if r, n := c.end(g1, noGap); r || n != 0 {
+		if r, n := c.end(g1, "", noGap); r || n != 0 {
 			t.Fatalf("superseded end: %v %d; want false, 0", r, n)
 		}
-		if r, n := c.end(g2, noGap); r || n != 1 {
+		if r, n := c.end(g2, "", noGap); r || n != 1 {
 			t.Fatalf("current end: %v %d; want false, 1", r, n)
 		}
 	})
@@ -316,7 +316,7 @@ func TestListCyclesCountEdgeCases(t *testing.T) {
 		c.listed(g, storeKey(1), "")
 		c.listed(g, storeKey(2), "")
 		c.listed(g, storeKey(3), "1")
-		if r, n := c.end(g, noGap); r || n != 0 {
+		if r, n := c.end(g, "", noGap); r || n != 0 {
 			t.Fatalf("relisted %v, n %d; want false, 0", r, n)
 		}
 	})
@@ -326,7 +326,7 @@ func TestListCyclesCountEdgeCases(t *testing.T) {
 		for i := 0; i < 5; i++ {
 			c.listed(g, storeKey(i), "1")
 		}
-		r, n, undo := c.endStream(g, noGap)
+		r, n, undo := c.endStream(g, "", noGap)
 		if r || n != 5 {
 			t.Fatalf("stream end: %v %d", r, n)
 		}
@@ -334,12 +334,12 @@ func TestListCyclesCountEdgeCases(t *testing.T) {
 		g2 := c.begin()
 		c.listed(g2, storeKey(9), "1")
 		c.listed(g2, storeKey(8), "1")
-		if r, n, _ := c.endStream(g2, noGap); r || n != 2 {
+		if r, n, _ := c.endStream(g2, "", noGap); r || n != 2 {
 			t.Fatalf("stream after undo: relisted %v, n %d; want false, 2", r, n)
 		}
 		g3 := c.begin()
 		c.listed(g3, storeKey(9), "2")
-		if r, n, _ := c.endStream(g3, noGap); !r || n != 1 {
+		if r, n, _ := c.endStream(g3, "", noGap); !r || n != 1 {
 			t.Fatalf("next stream: relisted %v, n %d; want a relist of 1", r, n)
 		}
 	})
@@ -696,4 +696,43 @@ func TestRestoreWithStreamedFirstList(t *testing.T) {
 // storeKey is the i-th of many keys, with '/' and '~' in their names.
 func storeKey(i int) state.Key {
 	return state.Key{GVR: cmRes.GVR, Namespace: fmt.Sprintf("ns/%d", i%7), Name: fmt.Sprintf("n~%d", i)}
+}
+
+// The version a completed cycle listed at is the cycle's own (its last
+// page's, or its end bookmark's), kept before the reflector replaces its
+// store: a deletion a relist shows is handled on the informer's goroutine,
+// possibly before the reflector records the list's version, and a warm
+// standby catching up reads this one. A continued page's version, a
+// superseded cycle's end and a stream end taken back do not count.
+func TestListCycleKeepsTheVersionItListedAt(t *testing.T) {
+	var c listCycles
+	noGap := func() *gap { return &gap{} }
+	page := func(cont, next, rv string) {
+		l := &unstructured.UnstructuredList{}
+		l.SetResourceVersion(rv)
+		l.SetContinue(next)
+		c.page(metav1.ListOptions{Continue: cont}, l, func(u *unstructured.Unstructured) state.Key { return state.Key{} }, noGap)
+	}
+	page("", "p2", "100")
+	if got := c.lastListedRV(); got != "" {
+		t.Fatalf("after a first page of two: %q, want none", got)
+	}
+	page("p2", "", "100")
+	if got := c.lastListedRV(); got != "100" {
+		t.Fatalf("after the list: %q, want 100", got)
+	}
+	old := c.begin()
+	cur := c.begin()
+	c.end(old, "150", noGap)
+	if got := c.lastListedRV(); got != "100" {
+		t.Fatalf("a superseded cycle's end counted: %q", got)
+	}
+	_, _, undo := c.endStream(cur, "200", noGap)
+	if got := c.lastListedRV(); got != "200" {
+		t.Fatalf("after a stream's end bookmark: %q, want 200", got)
+	}
+	undo()
+	if got := c.lastListedRV(); got != "100" {
+		t.Fatalf("a stream end taken back still counts: %q, want 100", got)
+	}
 }

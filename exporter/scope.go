@@ -389,8 +389,10 @@ func (s *scope) onDelete(obj any) {
 	if recovered {
 		g = s.lists.deletionGap(s.newGap(gapRelist))
 		// Seen by a relist: the cache is as new as the list, whatever
-		// version the final state it had says.
-		s.noteSeen(s.informer.LastSyncResourceVersion())
+		// version the final state it had says. The list's version is the
+		// cycle's own: the reflector sets LastSyncResourceVersion only
+		// after Replace queued this deletion, which may be handled first.
+		s.noteSeen(s.lists.lastListedRV())
 	}
 	s.noteSeen(m.ResourceVersion)
 	if s.standingBy() {

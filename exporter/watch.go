@@ -106,7 +106,7 @@ func (s *scope) streamed(gen uint64, ev watch.Event) *streamEnd {
 		s.lists.listed(gen, s.keyOf(u), "")
 	case watch.Bookmark:
 		if u.GetAnnotations()[metav1.InitialEventsAnnotationKey] == "true" {
-			relisted, n, undo := s.lists.endStream(gen, s.newGap(gapRelist))
+			relisted, n, undo := s.lists.endStream(gen, u.GetResourceVersion(), s.newGap(gapRelist))
 			return &streamEnd{relisted: relisted, n: n, undo: undo}
 		}
 	}
