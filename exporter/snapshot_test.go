@@ -428,22 +428,9 @@ func TestSnapshotOfASecretIsRedactedAsItsAddedEvent(t *testing.T) {
 			if _, err := h.ex.Snapshot(context.Background(), SnapshotRequest{ID: "s"}); err != nil {
 				t.Fatal(err)
 			}
-			var added, snap []byte
-			for _, e := range h.sinks["rec"].got() {
-				if e.Type != event.Added.Type() && e.Type != event.Snapshot.Type() {
-					continue
-				}
-				b, err := json.Marshal(e.Data.(*event.ChangeData).Object)
-				if err != nil {
-					t.Fatal(err)
-				}
-				switch e.Type {
-				case event.Added.Type():
-					added = b
-				case event.Snapshot.Type():
-					snap = b
-				}
-			}
+			added, snap := addedAndSnapshot(t, h.sinks["rec"].got(), func(e *event.Event) ([]byte, error) {
+				return json.Marshal(e.Data.(*event.ChangeData).Object)
+			})
 			if snap == nil || string(snap) != string(added) {
 				t.Fatalf("snapshot object %s\nadded object %s", snap, added)
 			}
@@ -501,19 +488,7 @@ func TestSnapshotEventCarriesTheObjectAsItsAddedEvent(t *testing.T) {
 	if _, err := h.ex.Snapshot(context.Background(), SnapshotRequest{ID: "s"}); err != nil {
 		t.Fatal(err)
 	}
-	var added, snap []byte
-	for _, e := range h.sinks["rec"].got() {
-		b, err := event.Marshal(e)
-		if err != nil {
-			t.Fatal(err)
-		}
-		switch e.Type {
-		case event.Added.Type():
-			added = b
-		case event.Snapshot.Type():
-			snap = b
-		}
-	}
+	added, snap := addedAndSnapshot(t, h.sinks["rec"].got(), event.Marshal)
 	for _, want := range []string{`"nothing":null`, `"count":9007199254740993`, `"big":"` + big[:100]} {
 		if !strings.Contains(string(snap), want) {
 			t.Errorf("snapshot event lacks %.60s", want)
@@ -523,4 +498,25 @@ func TestSnapshotEventCarriesTheObjectAsItsAddedEvent(t *testing.T) {
 	if objectOf(snap) != objectOf(added) {
 		t.Error("the snapshot event's data differs from the added event's")
 	}
+}
+
+// addedAndSnapshot encodes, with enc, the last added and the last snapshot
+// event of evs.
+func addedAndSnapshot(t *testing.T, evs []*event.Event, enc func(*event.Event) ([]byte, error)) (added, snap []byte) {
+	t.Helper()
+	for _, e := range evs {
+		if e.Type != event.Added.Type() && e.Type != event.Snapshot.Type() {
+			continue
+		}
+		b, err := enc(e)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if e.Type == event.Added.Type() {
+			added = b
+		} else {
+			snap = b
+		}
+	}
+	return added, snap
 }
